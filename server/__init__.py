@@ -1,0 +1,3 @@
+"""livesell: a real-time livestream-selling server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,610 @@
+"""Wiring: the Starlette application, its lifespan (start and stop in order) and
+the thin HTTP and WebSocket endpoints that call into `show` and `hub`.
+
+Start: embedded redis-server (if no URL) -> store -> scripts -> hub -> pulse
+(which rebuilds Redis from the store if Redis lost its data).
+Stop: stop the clockwork, close viewers with 1001, answer queued ledger calls,
+flush and close the store, then Redis and its child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import domain
+from server.domain import now_ms
+from server.errors import (
+    CLOSE_POLICY,
+    CLOSE_UNKNOWN_ROOM,
+    CLOSE_UNSUPPORTED_DATA,
+    BadRequest,
+    LivesellError,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+    refusal,
+)
+from server.hub import Conn, Hub
+from server.identity import TokenSigner, Viewer, clean_nickname
+from server.ledger import Ledger
+from server.protocol import (
+    ID_PATTERN,
+    Buy,
+    Chat,
+    Checkout,
+    ClaimCoupon,
+    EnterLottery,
+    FrameLimits,
+    Like,
+    Ping,
+    Release,
+    Resync,
+    ViewerMessage,
+    decode_viewer_message,
+    encode,
+    get_str,
+    loads_object,
+    reject_unknown,
+)
+from server.pulse import Pulse
+from server.redis_supervisor import RedisServer
+from server.settings import Settings, load_settings
+from server.show import Answer, Show, error_answer
+from server.store import OrderStore
+
+log = logging.getLogger("livesell.app")
+
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
+MAX_INFLIGHT_PER_VIEWER = 16
+MAX_BAD_FRAMES = 50
+
+
+class Services:
+    """Everything the endpoints need, built in the lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded: RedisServer | None = None
+        self.redis: Redis | None = None
+        self.redis_bytes: Redis | None = None
+        self.store: OrderStore | None = None
+        self.hub: Hub | None = None
+        self.show: Show | None = None
+        self.pulse: Pulse | None = None
+        self.signer: TokenSigner | None = None
+        self.limits = FrameLimits(settings.chat.max_length, settings.chat.max_likes_per_frame,
+                                  settings.sale.max_quantity_per_buy)
+        self.ready = False
+
+    async def start(self) -> None:
+        s = self.settings
+        url = s.redis.url
+        if not url:
+            self.embedded = RedisServer(s.data_path / "redis", binary=s.redis.binary,
+                                        port=s.redis.port, appendonly=s.redis.appendonly,
+                                        start_timeout_s=s.redis.start_timeout_s)
+            url = await asyncio.to_thread(self.embedded.start)
+        self.redis = Redis.from_url(url, decode_responses=True)
+        self.redis_bytes = Redis.from_url(url, decode_responses=False)
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
+        self.store = OrderStore(s.store_path, s.store.batch_max)
+        await self.store.open()
+        ledger = Ledger(self.redis)
+        await ledger.load()
+        self.hub = Hub(self.redis, self.redis_bytes, ledger, s.hub, s.chat.messages_per_s,
+                       s.chat.burst)
+        await self.hub.start()
+        self.show = Show(s, self.redis, ledger, self.hub, self.store)
+        self.signer = TokenSigner(self._secret(), s.auth.token_ttl_s)
+        self.pulse = Pulse(self.show)
+        await self.pulse.start()
+        self.ready = True
+
+    def _secret(self) -> bytes:
+        if self.settings.auth.secret:
+            return self.settings.auth.secret.encode()
+        path = self.settings.data_path / "secret.key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as f:
+            secret = secrets.token_hex(32).encode()
+            f.write(secret)
+        return secret
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self.pulse is not None:
+            await self.pulse.stop()
+        if self.hub is not None:
+            await self.hub.stop()
+            await self.hub.ledger.drain()
+        if self.store is not None:
+            await self.store.close()
+        for client in (self.redis, self.redis_bytes):
+            if client is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def services(request: Request | WebSocket) -> Services:
+    svc: Services = request.app.state.services
+    if not svc.ready:
+        raise Unavailable("the server is starting or stopping")
+    return svc
+
+
+def show_of(request: Request) -> Show:
+    svc = services(request)
+    assert svc.show is not None
+    return svc.show
+
+
+def room_param(request: Request | WebSocket) -> str:
+    room_id = str(request.path_params["room_id"])
+    if not ID_PATTERN.match(room_id):
+        raise refusal("room_not_found")
+    return room_id
+
+
+def host_key(request: Request) -> str | None:
+    key = request.headers.get("x-host-key")
+    if key:
+        return key
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    limit = services(request).settings.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    ctype = request.headers.get("content-type", "")
+    if ctype and not ctype.split(";")[0].strip().lower().endswith("json"):
+        raise BadRequest("Content-Type must be application/json", code="unsupported_media")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    return loads_object(raw)
+
+
+def ok(data: Any, status: int = 200) -> Response:
+    return Response(encode(data), status_code=status, media_type="application/json")
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def host_only(handler: Handler) -> Handler:
+    async def wrapped(request: Request) -> Response:
+        await show_of(request).check_host(room_param(request), host_key(request))
+        return await handler(request)
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+# ---------------------------------------------------------------------- HTTP endpoints
+
+
+async def health(request: Request) -> Response:
+    svc = request.app.state.services
+    return ok({"ok": bool(svc.ready)}, 200 if svc.ready else 503)
+
+
+async def server_time(request: Request) -> Response:
+    return ok({"server_time": now_ms()})
+
+
+async def create_session(request: Request) -> Response:
+    svc = services(request)
+    body = await json_body(request)
+    reject_unknown(body, frozenset({"nickname"}), "session")
+    nickname = clean_nickname(get_str(body, "nickname", max_len=200),
+                              svc.settings.chat.nickname_max_length)
+    assert svc.signer is not None
+    viewer, token = svc.signer.issue(nickname, now_ms())
+    return ok({"viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "token": token,
+               "expires_at": viewer.expires_at}, 201)
+
+
+async def create_room(request: Request) -> Response:
+    svc = services(request)
+    admin = svc.settings.server.admin_key
+    if admin and not secrets.compare_digest(request.headers.get("x-admin-key", ""), admin):
+        raise Unauthorized("creating rooms needs the admin key (header X-Admin-Key)")
+    return ok(await show_of(request).create_room(await json_body(request)), 201)
+
+
+async def list_rooms(request: Request) -> Response:
+    return ok({"rooms": await show_of(request).list_rooms()})
+
+
+async def room_state(request: Request) -> Response:
+    return ok(await show_of(request).room_state(room_param(request)))
+
+
+@host_only
+async def add_product(request: Request) -> Response:
+    return ok(await show_of(request).add_product(room_param(request), await json_body(request)),
+              201)
+
+
+@host_only
+async def update_product(request: Request) -> Response:
+    pid = str(request.path_params["product_id"])
+    return ok(await show_of(request).update_product(room_param(request), pid,
+                                                    await json_body(request)))
+
+
+async def get_product(request: Request) -> Response:
+    pid = str(request.path_params["product_id"])
+    return ok(await show_of(request).product_card(room_param(request), pid))
+
+
+@host_only
+async def pin(request: Request) -> Response:
+    return ok(await show_of(request).pin(room_param(request), await json_body(request)))
+
+
+@host_only
+async def unpin(request: Request) -> Response:
+    pid = str(request.path_params["product_id"])
+    return ok(await show_of(request).unpin(room_param(request), pid))
+
+
+@host_only
+async def start_sale(request: Request) -> Response:
+    return ok(await show_of(request).start_sale(room_param(request), await json_body(request)),
+              201)
+
+
+@host_only
+async def stop_sale(request: Request) -> Response:
+    sid = str(request.path_params["sale_id"])
+    return ok(await show_of(request).stop_sale(room_param(request), sid))
+
+
+@host_only
+async def drop_coupon(request: Request) -> Response:
+    return ok(await show_of(request).drop_coupon(room_param(request),
+                                                 await json_body(request)), 201)
+
+
+@host_only
+async def open_lottery(request: Request) -> Response:
+    return ok(await show_of(request).open_lottery(room_param(request),
+                                                  await json_body(request)), 201)
+
+
+@host_only
+async def draw_lottery(request: Request) -> Response:
+    lid = str(request.path_params["lottery_id"])
+    return ok(await show_of(request).draw_lottery(room_param(request), lid))
+
+
+async def get_lottery(request: Request) -> Response:
+    lid = str(request.path_params["lottery_id"])
+    return ok(await show_of(request).lottery(room_param(request), lid))
+
+
+@host_only
+async def lottery_entrants(request: Request) -> Response:
+    lid = str(request.path_params["lottery_id"])
+    show = show_of(request)
+    await show.lottery(room_param(request), lid)
+    return ok({"lottery_id": lid,
+               "entrants": await show.lottery_entrants(room_param(request), lid)})
+
+
+@host_only
+async def announce(request: Request) -> Response:
+    return ok(await show_of(request).announce(room_param(request), await json_body(request)),
+              201)
+
+
+def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name}: must be an integer between {lo} and {hi}",
+                         details={"field": name})
+    return int(raw)
+
+
+@host_only
+async def list_orders(request: Request) -> Response:
+    limit = _query_int(request, "limit", 100, 1, 1000)
+    offset = _query_int(request, "offset", 0, 0, 10**9)
+    return ok({"orders": await show_of(request).orders(room_param(request), limit, offset)})
+
+
+@host_only
+async def audit(request: Request) -> Response:
+    return ok(await show_of(request).audit(room_param(request)))
+
+
+# ---------------------------------------------------------------------- pages
+
+
+def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
+        path = CLIENT_DIR / name
+        if not path.is_file():
+            raise HTTPException(404, f"{name} is not installed")
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return serve
+
+
+# ---------------------------------------------------------------------- WebSocket
+
+SINCE_PATTERN = re.compile(r"^[0-9]{1,19}$")
+
+
+async def viewer_socket(ws: WebSocket) -> None:
+    svc: Services = ws.app.state.services
+    room_id = str(ws.path_params["room_id"])
+    await ws.accept()
+    if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
+        await ws.close(1013, "server is starting or stopping")
+        return
+    show, hub, signer = svc.show, svc.hub, svc.signer
+    if not ID_PATTERN.match(room_id) or not await show.room_exists(room_id):
+        await ws.close(CLOSE_UNKNOWN_ROOM, "unknown room")
+        return
+    now = now_ms()
+    token = ws.query_params.get("token")
+    viewer = signer.verify(token, now) if token else None
+    if viewer is None:
+        nick = ws.query_params.get("nickname") or f"guest-{secrets.token_hex(2)}"
+        try:
+            nick = clean_nickname(nick, svc.settings.chat.nickname_max_length)
+        except LivesellError:
+            nick = f"guest-{secrets.token_hex(2)}"
+        viewer, token = signer.issue(nick, now)
+    raw_since = ws.query_params.get("since")
+    since = int(raw_since) if raw_since and SINCE_PATTERN.match(raw_since) else None
+    conn = Conn(hub, room_id, viewer, ws)
+    welcome = encode({"type": "welcome", "room_id": room_id, "server_time": now_ms(),
+                      "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname},
+                      "token": token, "resumed": since is not None})
+    inflight: set[asyncio.Task[None]] = set()
+    bad_frames = 0
+    try:
+        await hub.join(conn, since, welcome)
+        while not conn.closed:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                hub.close(conn, CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
+                break
+            if not conn.frame_bucket.take():
+                bad_frames += 1
+                conn.send(error_answer(refusal("rate_limited")).frame(None))
+                if bad_frames > MAX_BAD_FRAMES:
+                    hub.close(conn, CLOSE_POLICY, "too many rejected frames")
+                    break
+                continue
+            request_id: str | None = None
+            try:
+                obj = loads_object(text, "frame")
+                rid = obj.get("request_id")
+                request_id = rid if isinstance(rid, str) and ID_PATTERN.match(rid) else None
+                msg = decode_viewer_message(obj, svc.limits)
+            except BadRequest as exc:
+                bad_frames += 1
+                conn.send(error_answer(exc).frame(request_id))
+                if bad_frames > MAX_BAD_FRAMES:
+                    hub.close(conn, CLOSE_POLICY, "too many rejected frames")
+                    break
+                continue
+            if isinstance(msg, Ping | Chat | Like | Resync):
+                await _handle_inline(svc, conn, msg)
+                continue
+            if len(inflight) >= MAX_INFLIGHT_PER_VIEWER:
+                conn.send(error_answer(refusal("rate_limited")).frame(request_id))
+                continue
+            task = asyncio.create_task(_handle_request(show, conn, viewer, room_id, msg))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+    except WebSocketDisconnect:
+        pass
+    except (RedisError, OSError):
+        log.warning("viewer %s in %s: redis unavailable", viewer.viewer_id, room_id)
+        hub.close(conn, 1011, "temporarily unavailable")
+    finally:
+        hub.leave(conn)
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+
+async def _handle_inline(svc: Services, conn: Conn, msg: ViewerMessage) -> None:
+    assert svc.show is not None and svc.hub is not None
+    if isinstance(msg, Ping):
+        body: dict[str, Any] = {"type": "pong", "server_time": now_ms()}
+        if msg.client_time is not None:
+            body["t"] = msg.client_time
+        conn.send(encode(body))
+    elif isinstance(msg, Like):
+        svc.show.like(conn.room_id, msg.count)
+    elif isinstance(msg, Resync):
+        await svc.hub.resync(conn)
+    elif isinstance(msg, Chat):
+        if not conn.chat_bucket.take():
+            conn.send(error_answer(refusal("rate_limited", "Chatting too fast: slow down."))
+                      .frame(None))
+            return
+        try:
+            await svc.show.chat(conn.viewer, conn.room_id, msg.text)
+        except LivesellError as exc:
+            conn.send(error_answer(exc).frame(None))
+
+
+async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
+                          msg: ViewerMessage) -> None:
+    request_id = getattr(msg, "request_id", None)
+    try:
+        answer: Answer
+        if isinstance(msg, Buy):
+            answer = await show.buy(viewer, room_id, msg.request_id, msg.product_id,
+                                    msg.quantity)
+        elif isinstance(msg, Checkout):
+            answer = await show.checkout(viewer, room_id, msg.request_id, msg.hold_id,
+                                         msg.coupon_id)
+        elif isinstance(msg, Release):
+            answer = await show.release(viewer, room_id, msg.hold_id)
+        elif isinstance(msg, ClaimCoupon):
+            answer = await show.claim_coupon(viewer, room_id, msg.request_id, msg.coupon_id)
+        elif isinstance(msg, EnterLottery):
+            answer = await show.enter_lottery(viewer, room_id, msg.request_id, msg.lottery_id,
+                                              msg.keyword or "")
+        else:  # pragma: no cover - decode_viewer_message returns only known kinds
+            raise BadRequest("unsupported message")
+    except LivesellError as exc:
+        answer = error_answer(exc)
+    except (RedisError, OSError):
+        log.exception("request %s failed: redis unavailable", request_id)
+        answer = error_answer(Unavailable("temporarily unavailable, try again"))
+    except Exception:
+        log.exception("request %s failed", request_id)
+        answer = Answer("error", {"code": "internal", "message": "internal error"})
+    conn.send(answer.frame(request_id))
+
+
+# ---------------------------------------------------------------------- errors
+
+
+async def on_livesell_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LivesellError)
+    return ok({"error": exc.to_dict()}, exc.status)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return ok({"error": {"code": code, "message": str(exc.detail)}}, exc.status_code)
+
+
+async def on_redis_error(request: Request, exc: Exception) -> Response:
+    log.error("redis error on %s %s: %s", request.method, request.url.path, exc)
+    return ok({"error": {"code": "unavailable", "message": "temporarily unavailable"}}, 503)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return ok({"error": {"code": "internal", "message": "internal error"}}, 500)
+
+
+# ---------------------------------------------------------------------- app
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    svc = Services(settings or load_settings(os.environ.get("LIVESELL_CONFIG") or None))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await svc.start()
+        except BaseException:
+            await svc.stop()
+            raise
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    room = "/api/rooms/{room_id}"
+    routes = [
+        Route("/", page("viewer.html")),
+        Route("/r/{room_id}", page("viewer.html")),
+        Route("/host", page("host.html")),
+        Route("/api/health", health),
+        Route("/api/time", server_time),
+        Route("/api/session", create_session, methods=["POST"]),
+        Route("/api/rooms", create_room, methods=["POST"]),
+        Route("/api/rooms", list_rooms, methods=["GET"]),
+        Route(room, room_state, methods=["GET"]),
+        Route(room + "/products", add_product, methods=["POST"]),
+        Route(room + "/products/{product_id}", update_product, methods=["PATCH"]),
+        Route(room + "/products/{product_id}", get_product, methods=["GET"]),
+        Route(room + "/pins", pin, methods=["POST"]),
+        Route(room + "/pins/{product_id}", unpin, methods=["DELETE"]),
+        Route(room + "/sales", start_sale, methods=["POST"]),
+        Route(room + "/sales/{sale_id}/stop", stop_sale, methods=["POST"]),
+        Route(room + "/coupons", drop_coupon, methods=["POST"]),
+        Route(room + "/lotteries", open_lottery, methods=["POST"]),
+        Route(room + "/lotteries/{lottery_id}", get_lottery, methods=["GET"]),
+        Route(room + "/lotteries/{lottery_id}/draw", draw_lottery, methods=["POST"]),
+        Route(room + "/lotteries/{lottery_id}/entrants", lottery_entrants, methods=["GET"]),
+        Route(room + "/announcements", announce, methods=["POST"]),
+        Route(room + "/orders", list_orders, methods=["GET"]),
+        Route(room + "/audit", audit, methods=["GET"]),
+        WebSocketRoute("/ws/{room_id}", viewer_socket),
+    ]
+    if CLIENT_DIR.is_dir():
+        routes.append(Mount("/static", StaticFiles(directory=CLIENT_DIR), name="static"))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            LivesellError: on_livesell_error,
+            HTTPException: on_http_error,
+            RedisError: on_redis_error,
+            Exception: on_unexpected,
+        },
+    )
+    app.state.services = svc
+    return app
+
+
+def default_app() -> Starlette:
+    """Factory for `uvicorn --factory server.app:default_app` and worker processes."""
+    return create_app()
+
+
+__all__ = ["Services", "create_app", "default_app", "domain"]

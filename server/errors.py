@@ -1,0 +1,130 @@
+"""The exception tree and the one mapping from a refusal to its wire form.
+
+Every business refusal is a `LivesellError` with a stable `code`; the same
+object knows its HTTP status. WebSocket close codes used by the server are
+named here too. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+# Close codes (RFC 6455 section 7.4 plus the private 4000-4999 range).
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001  # server shutting down
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_UNSUPPORTED_DATA: Final = 1003  # binary frame where JSON text was expected
+CLOSE_INVALID_PAYLOAD: Final = 1007  # text that is not JSON / not valid UTF-8
+CLOSE_POLICY: Final = 1008  # repeated abuse after rate limiting
+CLOSE_TOO_BIG: Final = 1009  # frame above hub.max_frame_bytes
+CLOSE_INTERNAL: Final = 1011
+CLOSE_UNKNOWN_ROOM: Final = 4004
+CLOSE_BAD_TOKEN: Final = 4001
+CLOSE_TOO_SLOW: Final = 4008  # outbound buffer stayed full past hub.behind_timeout_s
+
+
+class LivesellError(Exception):
+    """A refusal the client should see, with a stable machine-readable code."""
+
+    code: str = "error"
+    status: int = 400
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(LivesellError):
+    """The request is malformed: wrong JSON, type, size or range."""
+
+    code = "bad_request"
+    status = 400
+
+
+class Unauthorized(LivesellError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(LivesellError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(LivesellError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(LivesellError):
+    """A business rule refused the request (sold out, over limit, too early, ...)."""
+
+    code = "conflict"
+    status = 409
+
+
+class RateLimited(LivesellError):
+    code = "rate_limited"
+    status = 429
+
+
+class PayloadTooLarge(LivesellError):
+    code = "payload_too_large"
+    status = 413
+
+
+class Unavailable(LivesellError):
+    code = "unavailable"
+    status = 503
+
+
+# The business refusal codes the ledger scripts return, mapped to their
+# exception class and a plain-words message. Clients switch on the code.
+REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
+    "sold_out": (Conflict, "Sold out: no units left."),
+    "limit_reached": (Conflict, "You have reached the per-buyer limit for this sale."),
+    "not_started": (Conflict, "The sale has not started yet."),
+    "ended": (Conflict, "The sale has ended."),
+    "not_on_sale": (Conflict, "This product has no sale scheduled or running."),
+    "hold_expired": (Conflict, "The hold expired; its units went back to stock."),
+    "hold_not_found": (NotFound, "No such hold for this buyer."),
+    "hold_released": (Conflict, "The hold was released."),
+    "coupon_gone": (Conflict, "No coupons of this drop are left."),
+    "coupon_expired": (Conflict, "The coupon drop has expired."),
+    "coupon_not_found": (NotFound, "No such coupon drop."),
+    "coupon_not_claimed": (Conflict, "You have not claimed this coupon."),
+    "coupon_used": (Conflict, "This coupon was already used."),
+    "coupon_min_spend": (Conflict, "The order does not reach the coupon's minimum spend."),
+    "already_claimed": (Conflict, "You already claimed a coupon from this drop."),
+    "lottery_not_found": (NotFound, "No such lottery."),
+    "lottery_closed": (Conflict, "The lottery is closed."),
+    "not_eligible": (Conflict, "You are not eligible to enter this lottery."),
+    "already_entered": (Conflict, "You already entered this lottery."),
+    "product_not_found": (NotFound, "No such product in this room."),
+    "room_not_found": (NotFound, "No such room."),
+    "sale_not_found": (NotFound, "No such sale."),
+    "sale_active": (Conflict, "The product already has a sale scheduled or running."),
+    "insufficient_stock": (Conflict, "Not enough stock left for that."),
+    "pin_limit": (Conflict, "Too many products pinned."),
+    "muted": (Forbidden, "You are muted in this room."),
+    "rate_limited": (RateLimited, "Too many requests: slow down."),
+    "request_in_progress": (Conflict, "A request with this id is still being processed."),
+}
+
+
+def refusal(code: str, message: str | None = None, **details: Any) -> LivesellError:
+    """Build the error for a refusal code (unknown codes become a generic conflict)."""
+    cls, default_message = REFUSALS.get(code, (Conflict, code.replace("_", " ")))
+    return cls(message or default_message, code=code, details=details or None)

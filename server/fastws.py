@@ -1,0 +1,79 @@
+"""A uvicorn WebSocket protocol that lets the app write pre-encoded frames.
+
+Subclass of uvicorn's websockets-sansio protocol (uvicorn accepts a protocol
+class as its `ws` setting). Through the ASGI scope's `extensions` it offers
+the app itself as `livesell.raw`: a synchronous `write_frames(bytes)` that puts
+already-framed server messages straight on the transport, and callbacks when
+the transport's write buffer crosses its high and low water marks. The hub
+builds each event's frame once per room and hands the same bytes to every
+viewer; the transport's buffer, bounded by those marks, is the per-client
+buffer (design.md section 6). Built on uvicorn 0.54: the version is pinned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
+
+EXTENSION = "livesell.raw"
+
+
+class FastWebSocketProtocol(WebSocketsSansIOProtocol):
+    on_pause: Callable[[], None] | None = None
+    on_resume: Callable[[], None] | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope: Any = getattr(self, "scope", None)
+        if scope is not None and not self.close_sent:
+            scope["extensions"][EXTENSION] = self
+
+    def set_buffer_limit(self, high: int) -> None:
+        self.transport.set_write_buffer_limits(high=high, low=high // 4)
+
+    def writable_now(self) -> bool:
+        return not (self.close_sent or self.disconnected or self.transport.is_closing())
+
+    def write_frames(self, data: bytes) -> None:
+        """Write one or more complete server frames, unless the connection is closing."""
+        if not (self.close_sent or self.disconnected) and self.conn.state is State.OPEN:
+            self.transport.write(data)
+
+    def buffered(self) -> int:
+        return int(self.transport.get_write_buffer_size())
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.on_pause is not None:
+            self.on_pause()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_resume is not None:
+            self.on_resume()
+
+    def close_now(self, code: int, reason: str, abort_after: float = 2.0) -> None:
+        """Send a close frame without waiting for the (full) buffer, then drop the
+        connection if the peer does not finish the closing handshake in time."""
+        if self.close_sent or self.disconnected:
+            return
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(abort_after, self.transport.abort)
+
+    def shutdown(self) -> None:
+        """Server shutdown: close open WebSockets with 1001 (going away), not 1012."""
+        if self.handshake_complete and not self.close_sent and not self.disconnected:
+            self.stop_keepalive()
+            self.close_now(1001, "server shutting down")
+            return
+        super().shutdown()

@@ -1,0 +1,420 @@
+"""The hub: rooms, viewer connections, fan-out, per-client buffers, the pub/sub
+relay between processes, sequence numbers, resume and snapshots.
+
+Every broadcast goes through one Lua call (`publish.lua`) that gives it the
+room's next sequence number, appends it to the room's capped log and publishes
+the encoded bytes. Each process holds one pub/sub connection and one listener
+task; it subscribes to a room's channel on the room's first local viewer and
+unsubscribes after the last (the channels_redis pattern). Events of one loop
+tick are joined and framed once per room, then written to every viewer with
+one synchronous call each: fan-out never awaits a client.
+
+A viewer whose transport buffer passes `hub.client_buffer_bytes` is "behind":
+it stops receiving events (chatter is lost), gets a fresh snapshot once its
+buffer drains, and is closed with 4008 if it stays behind past
+`hub.behind_timeout_s`. Pub/sub is at-most-once; the log and snapshots repair
+any gap, which clients detect from the sequence numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketState
+
+from server.errors import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW
+from server.fastws import EXTENSION, FastWebSocketProtocol
+from server.identity import Viewer
+from server.keys import RoomKeys
+from server.ledger import Ledger
+from server.protocol import encode, seq_of, text_frame
+from server.settings import HubSettings
+
+log = logging.getLogger("livesell.hub")
+
+SnapshotFn = Callable[[str], Awaitable[tuple[int, bytes]]]
+
+
+class TokenBucket:
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self, n: float = 1.0) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
+class Conn:
+    """One viewer's connection as the hub sees it."""
+
+    __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "frame_bucket", "hub",
+                 "outbox", "outbox_bytes", "outbox_ready", "pending", "raw", "room_id",
+                 "sender", "viewer", "ws")
+
+    def __init__(self, hub: Hub, room_id: str, viewer: Viewer, ws: WebSocket) -> None:
+        self.hub = hub
+        self.room_id = room_id
+        self.viewer = viewer
+        self.ws = ws
+        raw = ws.scope.get("extensions", {}).get(EXTENSION)
+        self.raw: FastWebSocketProtocol | None = raw
+        self.pending: list[bytes] | None = None  # events queued while catching up
+        self.behind = False
+        self.behind_handle: asyncio.TimerHandle | None = None
+        self.closed = False
+        s = hub.settings
+        self.frame_bucket = TokenBucket(s.messages_per_s, s.message_burst)
+        self.chat_bucket = TokenBucket(hub.chat_rate, hub.chat_burst)
+        # Fallback path (no fast extension): a bounded queue drained by a sender task.
+        self.outbox: collections.deque[bytes] = collections.deque()
+        self.outbox_bytes = 0
+        self.outbox_ready = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
+
+    def send(self, payload: bytes) -> None:
+        """Send one message to this viewer only, without awaiting."""
+        if self.closed:
+            return
+        if self.raw is not None:
+            self.raw.write_frames(text_frame(payload))
+        else:
+            self._enqueue([payload])
+
+    def _enqueue(self, payloads: list[bytes]) -> None:
+        for p in payloads:
+            self.outbox.append(p)
+            self.outbox_bytes += len(p)
+        self.outbox_ready.set()
+        if self.outbox_bytes > self.hub.settings.client_buffer_bytes:
+            self.hub.close(self, CLOSE_TOO_SLOW, "too slow: outbound buffer full")
+
+    async def _send_loop(self) -> None:
+        try:
+            while not self.closed:
+                await self.outbox_ready.wait()
+                self.outbox_ready.clear()
+                while self.outbox:
+                    p = self.outbox.popleft()
+                    self.outbox_bytes -= len(p)
+                    await self.ws.send_text(p.decode())
+        except Exception:  # the client went away; the receive loop notices too
+            self.closed = True
+
+
+class LocalRoom:
+    """The viewers of one room connected to this process."""
+
+    __slots__ = ("batch", "catching", "fast", "keys", "members", "room_id", "scheduled",
+                 "slow", "subscribed")
+
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self.keys = RoomKeys(room_id)
+        self.members: set[Conn] = set()
+        self.fast: dict[Conn, Callable[[bytes], None]] = {}
+        self.slow: set[Conn] = set()
+        self.catching: set[Conn] = set()
+        self.batch: list[bytes] = []
+        self.scheduled = False
+        self.subscribed = False
+
+
+class Hub:
+    def __init__(self, redis: Redis, pubsub_redis: Redis, ledger: Ledger,
+                 settings: HubSettings, chat_rate: float, chat_burst: int) -> None:
+        self.redis = redis
+        self.pubsub_redis = pubsub_redis
+        self.ledger = ledger
+        self.settings = settings
+        self.chat_rate = chat_rate
+        self.chat_burst = chat_burst
+        self.rooms: dict[str, LocalRoom] = {}
+        self.by_channel: dict[bytes, LocalRoom] = {}
+        self.snapshot: SnapshotFn | None = None
+        self.dirty_viewers: set[str] = set()
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._sub_lock = asyncio.Lock()
+        self._has_subs = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.delivered_events = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._pubsub = self.pubsub_redis.pubsub(ignore_subscribe_messages=True)
+        self._listener = asyncio.create_task(self._listen(), name="hub-listener")
+
+    async def stop(self) -> None:
+        """Close every viewer with 1001, then stop listening."""
+        for room in list(self.rooms.values()):
+            for conn in list(room.members):
+                self.close(conn, CLOSE_GOING_AWAY, "server shutting down")
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, room_id: str, event: dict[str, Any]) -> asyncio.Future[Any]:
+        """Broadcast an event to the room on every process; resolves to its seq."""
+        event.setdefault("ts", time.time_ns() // 1_000_000)
+        keys = RoomKeys(room_id)
+        return self.ledger.run("publish", [keys.seq, keys.log],
+                               [encode(event), self.settings.log_size, keys.channel])
+
+    # ------------------------------------------------------------------ relay
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        pubsub = self._pubsub
+        while True:
+            try:
+                if not pubsub.subscribed:
+                    self._has_subs.clear()
+                    await self._has_subs.wait()
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("pub/sub connection lost (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if msg is None or msg.get("type") != "message":
+                continue
+            room = self.by_channel.get(msg["channel"])
+            if room is not None:
+                self._deliver(room, msg["data"])
+
+    def _deliver(self, room: LocalRoom, payload: bytes) -> None:
+        room.batch.append(payload)
+        if not room.scheduled:
+            room.scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush, room)
+
+    def _flush(self, room: LocalRoom) -> None:
+        room.scheduled = False
+        payloads, room.batch = room.batch, []
+        if not payloads:
+            return
+        # One frame per event, built once per room; several events in one write.
+        frames = b"".join([text_frame(p) for p in payloads])
+        for write in room.fast.values():
+            write(frames)
+        for conn in room.slow:
+            conn._enqueue(payloads)
+        for conn in room.catching:
+            if conn.pending is not None:
+                conn.pending.extend(payloads)
+        self.delivered_events += len(payloads) * (len(room.fast) + len(room.slow))
+
+    # ------------------------------------------------------------------ membership
+
+    async def _subscribe(self, room: LocalRoom) -> None:
+        async with self._sub_lock:
+            if room.subscribed:
+                return
+            assert self._pubsub is not None
+            await self._pubsub.subscribe(room.keys.channel)
+            room.subscribed = True
+            self._has_subs.set()
+
+    async def _unsubscribe_if_empty(self, room: LocalRoom) -> None:
+        async with self._sub_lock:
+            if room.members or not room.subscribed:
+                return
+            room.subscribed = False
+            self.rooms.pop(room.room_id, None)
+            self.by_channel.pop(room.keys.channel.encode(), None)
+            if self._pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(room.keys.channel)
+
+    def _room(self, room_id: str) -> LocalRoom:
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = LocalRoom(room_id)
+            self.by_channel[room.keys.channel.encode()] = room
+        return room
+
+    async def join(self, conn: Conn, since: int | None, welcome: bytes) -> None:
+        """Add a viewer: welcome, then the missed events or a snapshot, then live events."""
+        room = self._room(conn.room_id)
+        room.members.add(conn)
+        conn.pending = []
+        room.catching.add(conn)
+        if conn.raw is not None:
+            conn.raw.set_buffer_limit(self.settings.client_buffer_bytes)
+            conn.raw.on_pause = lambda: self._fell_behind(conn)
+            conn.raw.on_resume = lambda: self._drained(conn)
+        else:
+            conn.sender = asyncio.create_task(conn._send_loop())
+        await self._subscribe(room)
+        keys = room.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(keys.present, conn.viewer.viewer_id, 1)
+            pipe.sadd(keys.uniq, conn.viewer.viewer_id)
+            await pipe.execute()
+        self.dirty_viewers.add(conn.room_id)
+        conn.send(welcome)
+        if since is not None:
+            backlog = await self._backlog(keys, since)
+            if backlog is not None:
+                for event in backlog:
+                    conn.send(event)
+                self._go_live(conn, seq_of(backlog[-1]) if backlog else since)
+                return
+        await self._send_snapshot(conn)
+
+    async def _backlog(self, keys: RoomKeys, since: int) -> list[bytes] | None:
+        """The logged events after `since`, or None when the log no longer reaches back."""
+        async with self.pubsub_redis.pipeline(transaction=True) as pipe:
+            pipe.get(keys.seq)
+            pipe.lrange(keys.log, 0, -1)
+            current_raw, events = await pipe.execute()
+        current = int(current_raw or 0)
+        if since > current:
+            return None  # the client's seq is from before a reset: start afresh
+        if since == current:
+            return []
+        if not events or seq_of(events[0]) > since + 1:
+            return None
+        return [e for e in events if seq_of(e) > since]
+
+    async def _send_snapshot(self, conn: Conn) -> None:
+        assert self.snapshot is not None
+        seq, snap = await self.snapshot(conn.room_id)
+        if conn.closed:
+            return
+        conn.send(snap)
+        self._go_live(conn, seq)
+
+    def _go_live(self, conn: Conn, last_seq: int) -> None:
+        room = self.rooms.get(conn.room_id)
+        if room is None or conn.closed:
+            return
+        pending, conn.pending = conn.pending or [], None
+        room.catching.discard(conn)
+        for event in pending:
+            if seq_of(event) > last_seq:
+                conn.send(event)
+        if conn.behind:
+            return
+        if conn.raw is not None:
+            room.fast[conn] = conn.raw.write_frames
+        else:
+            room.slow.add(conn)
+
+    async def resync(self, conn: Conn) -> None:
+        """Send a fresh snapshot (the client saw a gap, or drained after falling behind)."""
+        room = self.rooms.get(conn.room_id)
+        if room is None or conn.closed:
+            return
+        room.fast.pop(conn, None)
+        room.slow.discard(conn)
+        conn.pending = []
+        room.catching.add(conn)
+        await self._send_snapshot(conn)
+
+    def _fell_behind(self, conn: Conn) -> None:
+        room = self.rooms.get(conn.room_id)
+        if room is None or conn.closed or conn.behind:
+            return
+        conn.behind = True
+        room.fast.pop(conn, None)
+        room.catching.discard(conn)
+        conn.pending = None
+        conn.behind_handle = asyncio.get_running_loop().call_later(
+            self.settings.behind_timeout_s, self._still_behind, conn)
+
+    def _still_behind(self, conn: Conn) -> None:
+        if conn.behind and not conn.closed:
+            self.close(conn, CLOSE_TOO_SLOW, "too slow: could not keep up with the room")
+
+    def _drained(self, conn: Conn) -> None:
+        if not conn.behind or conn.closed:
+            return
+        conn.behind = False
+        if conn.behind_handle is not None:
+            conn.behind_handle.cancel()
+            conn.behind_handle = None
+        self._spawn(self.resync(conn))
+
+    def close(self, conn: Conn, code: int, reason: str) -> None:
+        """Close a viewer's connection now, whatever its buffer holds."""
+        if conn.closed:
+            return
+        self.leave(conn)
+        if conn.raw is not None:
+            conn.raw.close_now(code, reason)
+        elif conn.ws.application_state == WebSocketState.CONNECTED:
+            self._spawn(self._close_ws(conn.ws, code, reason))
+
+    @staticmethod
+    async def _close_ws(ws: WebSocket, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await ws.close(code, reason)
+
+    def leave(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        if conn.behind_handle is not None:
+            conn.behind_handle.cancel()
+        if conn.raw is not None:
+            conn.raw.on_pause = conn.raw.on_resume = None
+        if conn.sender is not None:
+            conn.sender.cancel()
+        room = self.rooms.get(conn.room_id)
+        if room is None:
+            return
+        room.members.discard(conn)
+        room.fast.pop(conn, None)
+        room.slow.discard(conn)
+        room.catching.discard(conn)
+        self.dirty_viewers.add(conn.room_id)
+        self._spawn(self._left(room, conn.viewer.viewer_id))
+
+    async def _left(self, room: LocalRoom, viewer_id: str) -> None:
+        keys = room.keys
+        try:
+            n = await self.redis.hincrby(keys.present, viewer_id, -1)
+            if n <= 0:
+                await self.redis.hdel(keys.present, viewer_id)
+        except (RedisError, OSError):
+            log.warning("could not record that %s left %s", viewer_id, room.room_id)
+        if not room.members:
+            await self._unsubscribe_if_empty(room)
+
+    def local_viewers(self) -> int:
+        return sum(len(r.members) for r in self.rooms.values())

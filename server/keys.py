@@ -1,0 +1,70 @@
+"""Every Redis key and channel name, in one place.
+
+A room's keys share the hash tag `{room_id}` so that every atomic script,
+which touches only one room, works unchanged on Redis Cluster. Pure.
+"""
+
+from __future__ import annotations
+
+ROOMS = "ls:rooms"  # set of room ids with live state
+EPOCH = "ls:epoch"  # present while Redis holds state rebuilt from (or in step with) the store
+REBUILD_LOCK = "ls:rebuild-lock"
+
+
+class RoomKeys:
+    """Key names for one room. Cheap to build; hold one per room."""
+
+    __slots__ = ("base", "channel", "confirming", "coupons", "holds", "likes", "log",
+                 "lotteries", "muted", "peak", "pins", "present", "products", "room", "room_id",
+                 "sales", "seq", "timers", "uniq")
+
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        b = self.base = f"ls:{{{room_id}}}:"
+        self.room = b + "room"
+        self.seq = b + "seq"
+        self.log = b + "log"
+        self.channel = b + "events"
+        self.products = b + "products"  # hash product_id -> product JSON
+        self.sales = b + "sales"  # hash sale_id -> product_id (every sale ever made)
+        self.coupons = b + "coupons"  # set of coupon drop ids
+        self.lotteries = b + "lotteries"  # set of lottery ids
+        self.pins = b + "pins"  # list of pinned product ids, in pin order
+        self.holds = b + "holds"  # zset hold_id -> expires_at_ms (holds that can expire)
+        self.confirming = b + "confirming"  # zset hold_id -> ms checkout began
+        self.timers = b + "timers"  # zset "kind:id" -> due_at_ms
+        self.present = b + "present"  # hash viewer_id -> open connections
+        self.uniq = b + "uniq"  # set of viewer ids ever joined
+        self.peak = b + "peak"
+        self.likes = b + "likes"
+        self.muted = b + "muted"  # hash viewer_id -> muted until (ms)
+
+    def stock(self, product_id: str) -> str:
+        return f"{self.base}stock:{product_id}"
+
+    def product_sale(self, product_id: str) -> str:
+        return f"{self.base}psale:{product_id}"
+
+    def sale(self, sale_id: str) -> str:
+        return f"{self.base}sale:{sale_id}"
+
+    def bought(self, sale_id: str) -> str:
+        return f"{self.base}bought:{sale_id}"
+
+    def hold(self, hold_id: str) -> str:
+        return f"{self.base}hold:{hold_id}"
+
+    def request(self, actor_id: str, request_id: str) -> str:
+        return f"{self.base}req:{actor_id}:{request_id}"
+
+    def coupon(self, coupon_id: str) -> str:
+        return f"{self.base}coupon:{coupon_id}"
+
+    def claims(self, coupon_id: str) -> str:
+        return f"{self.base}claims:{coupon_id}"
+
+    def lottery(self, lottery_id: str) -> str:
+        return f"{self.base}lottery:{lottery_id}"
+
+    def entrants(self, lottery_id: str) -> str:
+        return f"{self.base}entrants:{lottery_id}"

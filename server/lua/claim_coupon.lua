@@ -1,0 +1,23 @@
+-- One coupon of a drop for one viewer, first come first served, at most one each.
+-- KEYS[1] request-id answer, KEYS[2] coupon drop hash, KEYS[3] claims hash
+-- ARGV[1] viewer, ARGV[2] answer TTL s, ARGV[3] coupon id
+-- Returns {'dup', answer} | {'refused', answer} | {'ok', answer}
+local cached = redis.call('GET', KEYS[1])
+if cached then return {'dup', cached} end
+local function refuse(code)
+  local answer = cjson.encode({error = code})
+  redis.call('SET', KEYS[1], answer, 'EX', ARGV[2])
+  return {'refused', answer}
+end
+local c = redis.call('HMGET', KEYS[2], 'count', 'claimed', 'expires_at')
+if not c[1] then return refuse('coupon_not_found') end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now >= tonumber(c[3]) then return refuse('coupon_expired') end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return refuse('already_claimed') end
+if tonumber(c[2]) >= tonumber(c[1]) then return refuse('coupon_gone') end
+local claimed = redis.call('HINCRBY', KEYS[2], 'claimed', 1)
+redis.call('HSET', KEYS[3], ARGV[1], 'claimed')
+local answer = cjson.encode({coupon_id = ARGV[3], remaining = tonumber(c[1]) - claimed})
+redis.call('SET', KEYS[1], answer, 'EX', ARGV[2])
+return {'ok', answer}

@@ -1,0 +1,26 @@
+-- Enter a viewer into an open lottery: in the room, by the entry rule, once.
+-- KEYS[1] request-id answer, KEYS[2] lottery hash, KEYS[3] entrants set,
+-- KEYS[4] room presence hash
+-- ARGV[1] viewer, ARGV[2] lower-cased entry text ('' for a button entry),
+-- ARGV[3] answer TTL s, ARGV[4] lottery id
+-- Returns {'dup', answer} | {'refused', answer} | {'ok', answer}
+local cached = redis.call('GET', KEYS[1])
+if cached then return {'dup', cached} end
+local function refuse(code)
+  local answer = cjson.encode({error = code})
+  redis.call('SET', KEYS[1], answer, 'EX', ARGV[3])
+  return {'refused', answer}
+end
+local l = redis.call('HMGET', KEYS[2], 'state', 'closes_at', 'mode', 'keyword')
+if not l[1] then return refuse('lottery_not_found') end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if l[1] ~= 'open' or now >= tonumber(l[2]) then return refuse('lottery_closed') end
+if l[3] == 'keyword' and not string.find(ARGV[2], l[4], 1, true) then
+  return refuse('not_eligible')
+end
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then return refuse('not_eligible') end
+if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return refuse('already_entered') end
+local answer = cjson.encode({lottery_id = ARGV[4], entrants = redis.call('SCARD', KEYS[3])})
+redis.call('SET', KEYS[1], answer, 'EX', ARGV[3])
+return {'ok', answer}

@@ -1,0 +1,45 @@
+-- Reserve units of a product for one buyer in the product's current sale: the whole
+-- stock / sale window / per-buyer limit decision in one atomic step.
+-- KEYS[1] request-id answer, KEYS[2] product's current sale id, KEYS[3] sale hash,
+-- KEYS[4] product stock hash, KEYS[5] per-buyer units of the sale, KEYS[6] hold hash,
+-- KEYS[7] expiring-holds zset
+-- ARGV[1] sale id the caller believes is current, ARGV[2] buyer, ARGV[3] quantity,
+-- ARGV[4] new hold id, ARGV[5] hold lifetime ms, ARGV[6] answer TTL s, ARGV[7] product id
+-- Returns {'dup', answer} | {'stale'} | {'refused', answer} | {'ok', answer}
+local cached = redis.call('GET', KEYS[1])
+if cached then return {'dup', cached} end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'stale'} end
+local s = redis.call('HMGET', KEYS[3], 'starts_at', 'ends_at', 'state', 'units', 'held', 'sold',
+  'limit', 'price', 'currency')
+if not s[1] then return {'stale'} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function refuse(code)
+  local answer = cjson.encode({error = code})
+  redis.call('SET', KEYS[1], answer, 'EX', ARGV[6])
+  return {'refused', answer}
+end
+if s[3] == 'stopped' or now >= tonumber(s[2]) then return refuse('ended') end
+if now < tonumber(s[1]) then return refuse('not_started') end
+local qty = tonumber(ARGV[3])
+local left = tonumber(redis.call('HGET', KEYS[4], 'left') or '0')
+local sale_left = tonumber(s[4]) - tonumber(s[5]) - tonumber(s[6])
+local avail = math.min(left, sale_left)
+if avail <= 0 then return refuse('sold_out') end
+if avail < qty then return refuse('insufficient_stock') end
+local mine = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '0')
+if mine + qty > tonumber(s[7]) then return refuse('limit_reached') end
+redis.call('HINCRBY', KEYS[4], 'left', -qty)
+redis.call('HINCRBY', KEYS[4], 'held', qty)
+redis.call('HINCRBY', KEYS[3], 'held', qty)
+redis.call('HINCRBY', KEYS[5], ARGV[2], qty)
+local expires = now + tonumber(ARGV[5])
+redis.call('HSET', KEYS[6], 'id', ARGV[4], 'buyer', ARGV[2], 'product_id', ARGV[7],
+  'sale_id', ARGV[1], 'quantity', qty, 'unit_price', s[8], 'currency', s[9],
+  'created_at', now, 'expires_at', expires, 'state', 'held')
+redis.call('ZADD', KEYS[7], expires, ARGV[4])
+local answer = cjson.encode({hold = {id = ARGV[4], product_id = ARGV[7], sale_id = ARGV[1],
+  quantity = qty, unit_price = tonumber(s[8]), currency = s[9], created_at = now,
+  expires_at = expires}})
+redis.call('SET', KEYS[1], answer, 'EX', ARGV[6])
+return {'ok', answer}

@@ -1,0 +1,231 @@
+"""The server's clockwork: timers, hold expiry, coalesced live numbers, and
+keeping Redis in step with the order store.
+
+- Timers (sale open/close, countdown ticks, lottery close) and expiring holds
+  live in per-room sorted sets scored by due time; every process polls them
+  and claims each due item with ZREM, so exactly one process fires it.
+- Stock, like totals and viewer counts change far faster than anyone can read;
+  they are published as the latest value at a bounded rate, never one frame
+  per change.
+- On start, and whenever the epoch marker disappears from Redis (it lost its
+  data), Redis is rebuilt from the store: sold counts come from the orders, so
+  nothing the store holds as sold is ever sold again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from server.domain import CouponDrop, Lottery, Sale, now_ms
+from server.keys import EPOCH, REBUILD_LOCK, ROOMS, RoomKeys
+from server.protocol import encode
+from server.show import Show, sale_view, stock_view
+
+log = logging.getLogger("livesell.pulse")
+
+TIMER_TICK_S = 0.05
+ROOM_REFRESH_S = 2.0
+RECOVER_AFTER_MS = 30_000
+
+
+class Pulse:
+    def __init__(self, show: Show) -> None:
+        self.show = show
+        self.redis: Any = show.redis
+        self.settings = show.settings
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rooms: list[str] = []
+        self._rooms_at = 0.0
+        self.expired_holds = 0
+
+    async def start(self) -> None:
+        await self.ensure_in_step()
+        hub = self.settings.hub
+        self._tasks = [
+            asyncio.create_task(self._loop(self.timers_tick, TIMER_TICK_S), name="timers"),
+            asyncio.create_task(self._loop(self.stock_tick, 1.0 / hub.stock_updates_per_s),
+                                name="stock"),
+            asyncio.create_task(self._loop(self.likes_tick, 1.0 / hub.like_updates_per_s),
+                                name="likes"),
+            asyncio.create_task(self._loop(self.viewers_tick, 1.0 / hub.viewer_updates_per_s),
+                                name="viewers"),
+            asyncio.create_task(self._loop(self.upkeep_tick, 1.0), name="upkeep"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Last flush of coalesced numbers, so totals are not lost at shutdown.
+        with contextlib.suppress(RedisError, OSError):
+            await self.likes_tick()
+            await self.stock_tick()
+
+    async def _loop(self, tick: Callable[[], Awaitable[Any]], interval: float) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await tick()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("%s: redis unavailable (%s)", tick.__name__, exc)
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("%s failed", tick.__name__)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def rooms(self) -> list[str]:
+        if time.monotonic() - self._rooms_at > ROOM_REFRESH_S:
+            self._rooms = sorted(await self.redis.smembers(ROOMS))
+            self._rooms_at = time.monotonic()
+        return self._rooms
+
+    # ------------------------------------------------------------------ timers and holds
+
+    async def timers_tick(self) -> None:
+        rooms = await self.rooms()
+        if not rooms:
+            return
+        now = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in rooms:
+                keys = RoomKeys(room_id)
+                pipe.zrangebyscore(keys.timers, "-inf", now, start=0, num=100)
+                pipe.zrangebyscore(keys.holds, "-inf", now, start=0, num=500)
+            due = await pipe.execute()
+        for i, room_id in enumerate(rooms):
+            timers, holds = due[2 * i], due[2 * i + 1]
+            keys = RoomKeys(room_id)
+            for member in timers:
+                # ZREM answers 1 to exactly one process: that one fires the timer.
+                if await self.redis.zrem(keys.timers, member):
+                    await self.fire(room_id, member)
+            if holds:
+                self.expired_holds += await self.show.expire_due_holds(room_id, list(holds))
+
+    async def fire(self, room_id: str, member: str) -> None:
+        kind, _, rest = member.partition(":")
+        if kind == "sale_open":
+            await self.show._sale_timer(room_id, "open", rest)
+        elif kind == "sale_close":
+            await self.show._sale_timer(room_id, "close", rest)
+        elif kind == "countdown":
+            sale_id, _, n = rest.partition(":")
+            await self.show._sale_timer(room_id, "countdown", sale_id, int(n))
+        elif kind == "lottery_close":
+            with contextlib.suppress(Exception):
+                await self.show.draw_lottery(room_id, rest)
+
+    # ------------------------------------------------------------------ coalesced numbers
+
+    async def stock_tick(self) -> None:
+        dirty, self.show.dirty_stock = self.show.dirty_stock, set()
+        if not dirty:
+            return
+        items = sorted(dirty)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id, pid in items:
+                keys = RoomKeys(room_id)
+                pipe.hgetall(keys.stock(pid))
+                pipe.get(keys.product_sale(pid))
+            res = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (room_id, _), sid in zip(items, res[1::2], strict=True):
+                pipe.hgetall(RoomKeys(room_id).sale(sid or "-"))
+            sales = await pipe.execute()
+        now = now_ms()
+        published = []
+        for (room_id, pid), stock, sale in zip(items, res[0::2], sales, strict=True):
+            sv = stock_view(stock)
+            published.append(self.show.hub.publish(room_id, {
+                "type": "stock", "product_id": pid, "stock": sv,
+                "sale": sale_view(sale, sv["left"], now) if sale else None}))
+        await asyncio.gather(*published)
+
+    async def likes_tick(self) -> None:
+        likes, self.show.likes = self.show.likes, {}
+        for room_id, n in likes.items():
+            total = await self.redis.incrby(RoomKeys(room_id).likes, n)
+            await self.show.hub.publish(room_id, {"type": "likes", "total": int(total)})
+
+    async def viewers_tick(self) -> None:
+        dirty, self.show.hub.dirty_viewers = self.show.hub.dirty_viewers, set()
+        for room_id in sorted(dirty):
+            keys = RoomKeys(room_id)
+            now, unique, peak = await self.show.ledger.run(
+                "viewers", [keys.present, keys.uniq, keys.peak], [])
+            await self.show.hub.publish(room_id, {"type": "viewers", "now": int(now),
+                                            "unique": int(unique), "peak": int(peak)})
+
+    async def upkeep_tick(self) -> None:
+        if not await self.redis.exists(EPOCH):
+            log.warning("redis lost its data: rebuilding it from the order store")
+            await self.ensure_in_step()
+        for room_id in await self.rooms():
+            await self.show.recover_checkouts(room_id, RECOVER_AFTER_MS)
+            await self.show.refresh_keyword_lotteries(room_id)
+
+    # ------------------------------------------------------------------ rebuild
+
+    async def ensure_in_step(self) -> None:
+        """Rebuild Redis from the store when Redis has no epoch marker."""
+        if await self.redis.exists(EPOCH):
+            return
+        if not await self.redis.set(REBUILD_LOCK, "1", nx=True, ex=60):
+            # Another process is rebuilding; wait for it to finish.
+            for _ in range(600):
+                await asyncio.sleep(0.1)
+                if await self.redis.exists(EPOCH):
+                    return
+            return
+        try:
+            for room in await self.show.store.rooms():
+                await self.rebuild_room(room)
+            await self.redis.set(EPOCH, str(now_ms()))
+            self._rooms_at = 0.0
+        finally:
+            await self.redis.delete(REBUILD_LOCK)
+
+    async def rebuild_room(self, room: dict[str, Any]) -> None:
+        show, store = self.show, self.show.store
+        room_id = room["room_id"]
+        keys = RoomKeys(room_id)
+        await show._load_room_into_redis(room_id, room["title"], room["stream_url"],
+                                         room["host_key_hash"], room["created_at"])
+        # Sequence numbers continue above anything handed out before the loss.
+        await self.redis.set(keys.seq, max(now_ms(), int(await self.redis.get(keys.seq) or 0)))
+        sold = await store.sold_by_product(room_id)
+        by_sale = await store.sold_by_sale_and_buyer(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for i, (data, stock) in enumerate(await store.products(room_id)):
+                pid = data["product_id"]
+                n = sold.get(pid, 0)
+                pipe.hset(keys.products, pid, encode({**data, "position": i + 1}))
+                pipe.hset(keys.stock(pid), mapping={"total": stock, "left": max(0, stock - n),
+                                                    "held": 0, "sold": n})
+            await pipe.execute()
+        for data, stopped_at in await store.sales(room_id):
+            sale = Sale(**data)
+            buyers = by_sale.get(sale.sale_id, {})
+            await show._load_sale_into_redis(room_id, sale, held=0, sold=sum(buyers.values()),
+                                             stopped=stopped_at is not None, bought=buyers)
+        uses = await store.coupon_uses(room_id)
+        for data in await store.coupon_drops(room_id):
+            drop = CouponDrop(**data)
+            used = uses.get(drop.coupon_id, {})
+            await show._load_coupon_into_redis(room_id, drop, claimed=len(used), uses=used)
+        for data, _seed, result in await store.lotteries(room_id):
+            await show._load_lottery_into_redis(room_id, Lottery(**data), result)
+        log.info("rebuilt room %s from the store", room_id)
+
+

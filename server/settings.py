@@ -1,0 +1,255 @@
+"""Settings: one frozen object holding every limit, timeout and path.
+
+Values come from `config/default.toml` (bundled defaults), then an optional
+`--config FILE`, then `LIVESELL_<SECTION>_<KEY>` environment variables, then
+explicit CLI overrides. Every value is checked for type and range; a bad one
+raises `SettingsError` naming the key. Pure: reads files only when asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"lo": lo, "hi": hi}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=8000, metadata=_range(0, 65535))
+    workers: int = field(default=1, metadata=_range(1, 64))
+    data_dir: str = "./livesell-data"
+    max_body_bytes: int = field(default=65536, metadata=_range(1024, 16 * 1024 * 1024))
+    admin_key: str = ""
+    log_level: str = "info"
+    shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str = ""
+    binary: str = ""
+    port: int = field(default=0, metadata=_range(0, 65535))
+    appendonly: bool = True
+    start_timeout_s: float = field(default=10.0, metadata=_range(0.5, 120.0))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    path: str = ""
+    batch_max: int = field(default=500, metadata=_range(1, 10000))
+
+
+@dataclass(frozen=True, slots=True)
+class SaleSettings:
+    hold_seconds: float = field(default=180.0, metadata=_range(1.0, 86400.0))
+    max_quantity_per_buy: int = field(default=10, metadata=_range(1, 1000))
+    max_pins: int = field(default=3, metadata=_range(1, 10))
+    max_products_per_room: int = field(default=500, metadata=_range(1, 100000))
+    countdown_from_s: int = field(default=10, metadata=_range(0, 3600))
+    request_id_ttl_s: int = field(default=86400, metadata=_range(60, 30 * 86400))
+    max_coupons_per_drop: int = field(default=100000, metadata=_range(1, 10_000_000))
+    max_lottery_winners: int = field(default=1000, metadata=_range(1, 100000))
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    max_frame_bytes: int = field(default=16384, metadata=_range(128, 16 * 1024 * 1024))
+    client_buffer_bytes: int = field(default=262144, metadata=_range(4096, 64 * 1024 * 1024))
+    behind_timeout_s: float = field(default=10.0, metadata=_range(0.1, 600.0))
+    log_size: int = field(default=2000, metadata=_range(10, 1_000_000))
+    stock_updates_per_s: float = field(default=10.0, metadata=_range(0.1, 100.0))
+    like_updates_per_s: float = field(default=4.0, metadata=_range(0.1, 100.0))
+    viewer_updates_per_s: float = field(default=1.0, metadata=_range(0.1, 100.0))
+    ping_interval_s: float = field(default=20.0, metadata=_range(0.0, 3600.0))
+    messages_per_s: float = field(default=20.0, metadata=_range(1.0, 10000.0))
+    message_burst: int = field(default=40, metadata=_range(1, 100000))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    max_length: int = field(default=200, metadata=_range(1, 5000))
+    messages_per_s: float = field(default=1.0, metadata=_range(0.01, 1000.0))
+    burst: int = field(default=5, metadata=_range(1, 10000))
+    nickname_max_length: int = field(default=32, metadata=_range(1, 200))
+    max_likes_per_frame: int = field(default=50, metadata=_range(1, 100000))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    secret: str = ""
+    token_ttl_s: int = field(default=30 * 86400, metadata=_range(60, 365 * 86400))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    sale: SaleSettings = field(default_factory=SaleSettings)
+    hub: HubSettings = field(default_factory=HubSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir).expanduser().resolve()
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.store.path).expanduser().resolve() if self.store.path else (
+            self.data_path / "orders.sqlite3"
+        )
+
+
+SECTIONS: dict[str, type[Any]] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(Settings)
+}
+
+
+def _coerce(key: str, raw: Any, default: Any, meta: Mapping[str, Any], from_env: bool) -> Any:
+    """Turn `raw` into the type of `default`, checking the range in `meta`."""
+    kind = type(default)
+    value: Any
+    if kind is bool:
+        if isinstance(raw, bool):
+            value = raw
+        elif from_env and isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif from_env and isinstance(raw, str) and raw.lower() in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise SettingsError(f"{key}: expected true or false, got {raw!r}")
+    elif kind is int:
+        if isinstance(raw, bool):
+            raise SettingsError(f"{key}: expected an integer, got {raw!r}")
+        if isinstance(raw, int):
+            value = raw
+        elif from_env and isinstance(raw, str):
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
+        else:
+            raise SettingsError(f"{key}: expected an integer, got {raw!r}")
+    elif kind is float:
+        if isinstance(raw, bool):
+            raise SettingsError(f"{key}: expected a number, got {raw!r}")
+        if isinstance(raw, int | float):
+            value = float(raw)
+        elif from_env and isinstance(raw, str):
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
+        else:
+            raise SettingsError(f"{key}: expected a number, got {raw!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SettingsError(f"{key}: expected a finite number, got {raw!r}")
+    else:
+        if not isinstance(raw, str):
+            raise SettingsError(f"{key}: expected a string, got {raw!r}")
+        if len(raw) > 4096:
+            raise SettingsError(f"{key}: string longer than 4096 characters")
+        value = raw
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and value < lo:
+        raise SettingsError(f"{key}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise SettingsError(f"{key}: {value!r} is above the maximum {hi}")
+    return value
+
+
+def _apply(
+    current: dict[str, dict[str, Any]],
+    source: Mapping[str, Any],
+    origin: str,
+    from_env: bool = False,
+) -> None:
+    for section, values in source.items():
+        if section not in SECTIONS:
+            raise SettingsError(f"{origin}: unknown section [{section}]")
+        if not isinstance(values, Mapping):
+            raise SettingsError(f"{origin}: [{section}] must be a table")
+        defaults = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        for key, raw in values.items():
+            if key not in defaults:
+                raise SettingsError(f"{origin}: unknown key {section}.{key}")
+            f = defaults[key]
+            default = SECTIONS[section]().__getattribute__(key)
+            current[section][key] = _coerce(
+                f"{origin}: {section}.{key}", raw, default, f.metadata, from_env
+            )
+
+
+def env_name(section: str, key: str) -> str:
+    return f"LIVESELL_{section.upper()}_{key.upper()}"
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    defaults_file: Path | None = DEFAULT_CONFIG_PATH,
+) -> Settings:
+    """Build the settings from defaults, a config file, the environment and overrides."""
+    current: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for path in (defaults_file, config_file):
+        if path is None:
+            continue
+        p = Path(path)
+        if path is defaults_file and not p.exists():
+            # Installed without the repo's config/ directory: the dataclass
+            # defaults are the same values (a test keeps them in step).
+            continue
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"config file {p} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {p} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {p} is not valid TOML: {exc}") from None
+        _apply(current, data, str(p))
+    environ = os.environ if env is None else env
+    from_env: dict[str, dict[str, Any]] = {}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            name = env_name(section, f.name)
+            if name in environ:
+                from_env.setdefault(section, {})[f.name] = environ[name]
+    _apply(current, from_env, "environment", from_env=True)
+    if overrides:
+        _apply(current, overrides, "command line")
+    built = {name: SECTIONS[name](**values) for name, values in current.items()}
+    settings = Settings(**built)
+    if settings.server.log_level not in ("critical", "error", "warning", "info", "debug"):
+        raise SettingsError(
+            f"server.log_level: {settings.server.log_level!r} is not one of "
+            "critical, error, warning, info, debug"
+        )
+    if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"redis.url: {settings.redis.url!r} must start with redis://, rediss:// or unix://"
+        )
+    return settings
+
+
+def settings_as_toml_tables(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The settings as nested plain dicts (for passing to worker processes)."""
+    return {name: dataclasses.asdict(getattr(settings, name)) for name in SECTIONS}

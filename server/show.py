@@ -1,0 +1,809 @@
+"""The show: every host action and viewer action of a live room, end to end.
+
+Host actions validate with `domain`, write the durable record to the store,
+then update Redis and broadcast through the hub. Viewer actions run one atomic
+ledger script each and answer the asking viewer. Checkout is the one place
+where the order store decides: the buyer hears "placed" only after the order's
+transaction committed. Thin HTTP and WebSocket routes call into this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from server import domain
+from server.domain import CouponDrop, Lottery, Product, Sale, now_ms
+from server.errors import (
+    BadRequest,
+    Conflict,
+    LivesellError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    refusal,
+)
+from server.hub import Hub
+from server.identity import Viewer
+from server.keys import ROOMS, RoomKeys
+from server.ledger import Ledger
+from server.protocol import encode
+from server.settings import Settings
+from server.store import Order, OrderStore
+
+log = logging.getLogger("livesell.show")
+
+KEEP_FINISHED_HOLD_MS = 7 * 86400 * 1000
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return int(value) if value not in (None, "") else default
+
+
+def sale_view(sale: dict[str, Any], stock_left: int, now: int) -> dict[str, Any]:
+    """The public form of a sale hash, with its state by the server clock."""
+    units, held, sold = _int(sale.get("units")), _int(sale.get("held")), _int(sale.get("sold"))
+    starts_at, ends_at = _int(sale.get("starts_at")), _int(sale.get("ends_at"))
+    if sale.get("state") == "stopped":
+        state = "stopped"
+    elif now < starts_at:
+        state = "scheduled"
+    elif now < ends_at:
+        state = "open"
+    else:
+        state = "ended"
+    return {
+        "sale_id": sale.get("sale_id", ""), "product_id": sale.get("product_id", ""),
+        "price": _int(sale.get("price")), "currency": sale.get("currency", ""),
+        "units": units, "limit_per_buyer": _int(sale.get("limit")),
+        "starts_at": starts_at, "ends_at": ends_at, "state": state,
+        "held": held, "sold": sold, "left": max(0, min(units - held - sold, stock_left)),
+    }
+
+
+def stock_view(stock: dict[str, Any]) -> dict[str, int]:
+    return {k: _int(stock.get(k)) for k in ("total", "left", "held", "sold")}
+
+
+@dataclass(slots=True)
+class Answer:
+    """A reply frame for the asking viewer."""
+
+    kind: str
+    body: dict[str, Any]
+
+    def frame(self, request_id: str | None) -> bytes:
+        out: dict[str, Any] = {"type": self.kind}
+        if request_id is not None:
+            out["re"] = request_id
+        out.update(self.body)
+        return encode(out)
+
+
+def error_answer(exc: LivesellError) -> Answer:
+    return Answer("error", exc.to_dict())
+
+
+def _from_cached(kind: str, cached: str) -> Answer:
+    data = orjson.loads(cached)
+    if "error" in data:
+        return error_answer(refusal(data["error"]))
+    return Answer(kind, data)
+
+
+class Show:
+    def __init__(self, settings: Settings, redis: Redis, ledger: Ledger, hub: Hub,
+                 store: OrderStore) -> None:
+        self.settings = settings
+        # A decode_responses=True client: replies are str, though redis-py types
+        # them as bytes | str, so the client is used untyped here.
+        self.redis: Any = redis
+        self.ledger = ledger
+        self.hub = hub
+        self.store = store
+        self.host_keys: dict[str, str] = {}  # room_id -> sha256 of host key (never changes)
+        self.current_sale: dict[tuple[str, str], str] = {}  # (room, product) -> sale id
+        self.dirty_stock: set[tuple[str, str]] = set()
+        self.likes: dict[str, int] = {}
+        self.keyword_lotteries: dict[str, dict[str, str]] = {}  # room -> lottery id -> keyword
+        hub.snapshot = self.snapshot
+
+    # ================================================================== rooms
+
+    async def create_room(self, body: dict[str, Any]) -> dict[str, Any]:
+        title, stream_url = domain.parse_room(body)
+        room_id = domain.new_id("r")
+        host_key = secrets.token_urlsafe(24)
+        created = now_ms()
+        key_hash = domain.hash_key(host_key)
+        await self.store.add_room(room_id, title, stream_url, key_hash, created)
+        await self._load_room_into_redis(room_id, title, stream_url, key_hash, created)
+        self.host_keys[room_id] = key_hash
+        return {"room": {"room_id": room_id, "title": title, "stream_url": stream_url,
+                         "created_at": created}, "host_key": host_key}
+
+    async def _load_room_into_redis(self, room_id: str, title: str, stream_url: str,
+                                    key_hash: str, created: int) -> None:
+        keys = RoomKeys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.room, mapping={"room_id": room_id, "title": title,
+                                          "stream_url": stream_url, "host_key_hash": key_hash,
+                                          "created_at": created})
+            # Sequence numbers start at the creation time in ms, so that after Redis
+            # loses its data and the room is rebuilt, new numbers still exceed old ones.
+            pipe.set(keys.seq, created, nx=True)
+            pipe.sadd(ROOMS, room_id)
+            await pipe.execute()
+
+    async def list_rooms(self) -> list[dict[str, Any]]:
+        rooms = await self.store.rooms()
+        return [{"room_id": r["room_id"], "title": r["title"], "stream_url": r["stream_url"],
+                 "created_at": r["created_at"]} for r in rooms]
+
+    async def room_exists(self, room_id: str) -> bool:
+        if room_id in self.host_keys:
+            return True
+        return bool(await self.redis.exists(RoomKeys(room_id).room))
+
+    async def check_host(self, room_id: str, key: str | None) -> None:
+        expected = self.host_keys.get(room_id)
+        if expected is None:
+            expected = await self.redis.hget(RoomKeys(room_id).room, "host_key_hash")
+            if expected is None:
+                raise refusal("room_not_found")
+            self.host_keys[room_id] = expected
+        if not key:
+            raise Unauthorized("this endpoint needs the room's host key "
+                               "(header X-Host-Key or Authorization: Bearer)")
+        if not secrets.compare_digest(domain.hash_key(key), expected):
+            raise Unauthorized("wrong host key for this room")
+
+    # ================================================================== snapshot
+
+    async def snapshot(self, room_id: str) -> tuple[int, bytes]:
+        state = await self.room_state(room_id)
+        return state["seq"], encode({"type": "snapshot", **state})
+
+    async def room_state(self, room_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # The seq is read first: every change after it arrives as a later event.
+            pipe.get(keys.seq)
+            pipe.hgetall(keys.room)
+            pipe.hgetall(keys.products)
+            pipe.lrange(keys.pins, 0, -1)
+            pipe.get(keys.likes)
+            pipe.smembers(keys.coupons)
+            pipe.smembers(keys.lotteries)
+            seq, room, products_raw, pins, likes, coupon_ids, lottery_ids = await pipe.execute()
+        if not room:
+            raise refusal("room_not_found")
+        viewers = await self.ledger.run("viewers", [keys.present, keys.uniq, keys.peak], [])
+        products = [orjson.loads(v) for v in products_raw.values()]
+        products.sort(key=lambda p: p.get("position", 0))
+        coupon_ids = sorted(coupon_ids)
+        lottery_ids = sorted(lottery_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in products:
+                pipe.hgetall(keys.stock(p["product_id"]))
+                pipe.get(keys.product_sale(p["product_id"]))
+            for cid in coupon_ids:
+                pipe.hgetall(keys.coupon(cid))
+            for lid in lottery_ids:
+                pipe.hgetall(keys.lottery(lid))
+                pipe.scard(keys.entrants(lid))
+            res = await pipe.execute()
+        stocks = res[0:2 * len(products):2]
+        sale_ids = res[1:2 * len(products):2]
+        coupons_raw = res[2 * len(products):2 * len(products) + len(coupon_ids)]
+        lotteries_raw = res[2 * len(products) + len(coupon_ids):]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sale_ids:
+                pipe.hgetall(keys.sale(sid) if sid else keys.sale("-"))
+            sales = await pipe.execute()
+        now = now_ms()
+        cards = []
+        for p, stock, sale in zip(products, stocks, sales, strict=True):
+            sv = stock_view(stock)
+            p = {k: v for k, v in p.items() if k != "position"}
+            cards.append({**p, "stock": sv,
+                          "sale": sale_view(sale, sv["left"], now) if sale else None})
+        coupons = [self._coupon_view(c) for c in coupons_raw if c]
+        lotteries = [self._lottery_view(lid, lot, lotteries_raw[2 * i + 1])
+                     for i, (lid, lot) in enumerate(zip(lottery_ids, lotteries_raw[0::2],
+                                                        strict=True)) if lot]
+        return {
+            "seq": int(seq or 0),
+            "server_time": now,
+            "room": {"room_id": room_id, "title": room.get("title", ""),
+                     "stream_url": room.get("stream_url", ""),
+                     "created_at": _int(room.get("created_at"))},
+            "products": cards,
+            "pins": list(pins),
+            "coupons": [c for c in coupons if c["expires_at"] > now],
+            "lotteries": lotteries,
+            "likes": int(likes or 0),
+            "viewers": {"now": int(viewers[0]), "unique": int(viewers[1]),
+                        "peak": int(viewers[2])},
+        }
+
+    @staticmethod
+    def _coupon_view(c: dict[str, Any]) -> dict[str, Any]:
+        count = _int(c.get("count"))
+        return {"coupon_id": c["coupon_id"], "title": c.get("title", ""), "kind": c["kind"],
+                "value": _int(c.get("value")), "min_spend": _int(c.get("min_spend")),
+                "currency": c.get("currency", ""), "count": count,
+                "remaining": max(0, count - _int(c.get("claimed"))),
+                "expires_at": _int(c.get("expires_at"))}
+
+    @staticmethod
+    def _lottery_view(lid: str, lot: dict[str, Any], entrants: int) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "lottery_id": lid, "prize": lot.get("prize", ""), "winners_count":
+            _int(lot.get("winners")), "entry": lot.get("mode", "button"),
+            "keyword": lot.get("keyword", ""), "seed_hash": lot.get("seed_hash", ""),
+            "opens_at": _int(lot.get("opens_at")), "closes_at": _int(lot.get("closes_at")),
+            "state": lot.get("state", ""), "entrants": entrants}
+        if lot.get("result"):
+            view["result"] = orjson.loads(lot["result"])
+        return view
+
+    # ================================================================== catalogue
+
+    async def _product(self, room_id: str, product_id: str) -> tuple[Product, int]:
+        raw = await self.redis.hget(RoomKeys(room_id).products, product_id)
+        if raw is None:
+            raise refusal("product_not_found")
+        data = orjson.loads(raw)
+        position = int(data.pop("position", 0))
+        return Product(**data), position
+
+    async def add_product(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        product, stock = domain.parse_product(body)
+        keys = RoomKeys(room_id)
+        count = await self.redis.hlen(keys.products)
+        if count >= self.settings.sale.max_products_per_room:
+            raise Conflict(f"a room holds at most {self.settings.sale.max_products_per_room} "
+                           "products", code="too_many_products")
+        if await self.redis.hexists(keys.products, product.product_id):
+            raise Conflict(f"product {product.product_id} already exists", code="duplicate")
+        await self.store.put_product(room_id, product.product_id, product.public(), stock)
+        data = {**product.public(), "position": count + 1}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.products, product.product_id, encode(data))
+            pipe.hset(keys.stock(product.product_id),
+                      mapping={"total": stock, "left": stock, "held": 0, "sold": 0})
+            await pipe.execute()
+        card = await self.product_card(room_id, product.product_id)
+        await self.hub.publish(room_id, {"type": "product", "product": card})
+        return card
+
+    async def update_product(self, room_id: str, product_id: str,
+                             body: dict[str, Any]) -> dict[str, Any]:
+        product, position = await self._product(room_id, product_id)
+        updated, stock = domain.apply_product_update(product, body)
+        keys = RoomKeys(room_id)
+        if stock is not None:
+            result = await self.ledger.run("adjust_stock", [keys.stock(product_id)], [stock])
+            if result[0] == "refused":
+                raise refusal("insufficient_stock",
+                              f"stock cannot go below the {result[1]} units held or sold")
+        total = stock if stock is not None else _int(
+            await self.redis.hget(keys.stock(product_id), "total"))
+        await self.store.put_product(room_id, product_id, updated.public(), total)
+        await self.redis.hset(keys.products, product_id,
+                              encode({**updated.public(), "position": position}))
+        card = await self.product_card(room_id, product_id)
+        await self.hub.publish(room_id, {"type": "product", "product": card})
+        return card
+
+    async def product_card(self, room_id: str, product_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
+        product, _ = await self._product(room_id, product_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.stock(product_id))
+            pipe.get(keys.product_sale(product_id))
+            stock, sid = await pipe.execute()
+        sv = stock_view(stock)
+        sale = await self.redis.hgetall(keys.sale(sid)) if sid else None
+        return {**product.public(), "stock": sv,
+                "sale": sale_view(sale, sv["left"], now_ms()) if sale else None}
+
+    # ================================================================== pins
+
+    async def pin(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        product_id = domain.parse_pin(body)
+        await self._product(room_id, product_id)
+        keys = RoomKeys(room_id)
+        pins = await self.redis.lrange(keys.pins, 0, -1)
+        if product_id not in pins:
+            if len(pins) >= self.settings.sale.max_pins:
+                raise refusal("pin_limit", f"at most {self.settings.sale.max_pins} products "
+                              "can be pinned at once; unpin one first")
+            await self.redis.rpush(keys.pins, product_id)
+        pins = await self.redis.lrange(keys.pins, 0, -1)
+        card = await self.product_card(room_id, product_id)
+        event = {"type": "pinned", "product": card, "pins": pins}
+        seq = await self.hub.publish(room_id, event)
+        return {"seq": seq, **event}
+
+    async def unpin(self, room_id: str, product_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
+        removed = await self.redis.lrem(keys.pins, 0, product_id)
+        if not removed:
+            raise NotFound(f"product {product_id} is not pinned", code="not_pinned")
+        pins = await self.redis.lrange(keys.pins, 0, -1)
+        event = {"type": "unpinned", "product_id": product_id, "pins": pins}
+        seq = await self.hub.publish(room_id, event)
+        return {"seq": seq, **event}
+
+    # ================================================================== sales
+
+    async def start_sale(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body.get("product_id"), str):
+            raise BadRequest("product_id: required string", details={"field": "product_id"})
+        product, _ = await self._product(room_id, body["product_id"])
+        now = now_ms()
+        sale = domain.parse_sale(body, product, now)
+        keys = RoomKeys(room_id)
+        current = await self.redis.get(keys.product_sale(product.product_id))
+        if current:
+            cur = await self.redis.hgetall(keys.sale(current))
+            if cur and sale_view(cur, 0, now)["state"] in ("scheduled", "open"):
+                raise refusal("sale_active", details={"sale_id": current})
+        left = _int(await self.redis.hget(keys.stock(product.product_id), "left"))
+        if sale.units > left:
+            raise refusal("insufficient_stock",
+                          f"the sale offers {sale.units} units but only {left} are in stock")
+        await self.store.add_sale(room_id, sale.public(), now)
+        await self._load_sale_into_redis(room_id, sale, held=0, sold=0, stopped=False,
+                                         bought={})
+        self.current_sale[(room_id, product.product_id)] = sale.sale_id
+        view = sale_view(await self.redis.hgetall(keys.sale(sale.sale_id)), left, now)
+        kind = "sale_open" if view["state"] == "open" else "sale_scheduled"
+        await self.hub.publish(room_id, {"type": kind, "sale": view})
+        return view
+
+    async def _load_sale_into_redis(self, room_id: str, sale: Sale, held: int, sold: int,
+                                    stopped: bool, bought: dict[str, int]) -> None:
+        keys = RoomKeys(room_id)
+        now = now_ms()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.sale(sale.sale_id), mapping={
+                "sale_id": sale.sale_id, "product_id": sale.product_id, "price": sale.price,
+                "currency": sale.currency, "units": sale.units, "limit": sale.limit_per_buyer,
+                "starts_at": sale.starts_at, "ends_at": sale.ends_at,
+                "state": "stopped" if stopped else "active", "held": held, "sold": sold})
+            pipe.delete(keys.bought(sale.sale_id))
+            if bought:
+                pipe.hset(keys.bought(sale.sale_id), mapping=bought)
+            pipe.hset(keys.sales, sale.sale_id, sale.product_id)
+            pipe.set(keys.product_sale(sale.product_id), sale.sale_id)
+            if not stopped:
+                timers: dict[str, int] = {}
+                if sale.starts_at > now:
+                    timers[f"sale_open:{sale.sale_id}"] = sale.starts_at
+                    for n in range(1, self.settings.sale.countdown_from_s + 1):
+                        at = sale.starts_at - n * 1000
+                        if at > now:
+                            timers[f"countdown:{sale.sale_id}:{n}"] = at
+                if sale.ends_at > now:
+                    timers[f"sale_close:{sale.sale_id}"] = sale.ends_at
+                if timers:
+                    pipe.zadd(keys.timers, timers)
+            await pipe.execute()
+
+    async def stop_sale(self, room_id: str, sale_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
+        sale = await self.redis.hgetall(keys.sale(sale_id))
+        if not sale:
+            raise refusal("sale_not_found")
+        now = now_ms()
+        if sale_view(sale, 0, now)["state"] in ("stopped", "ended"):
+            raise Conflict("the sale is already over", code="ended")
+        await self.store.stop_sale(sale_id, now)
+        await self.redis.hset(keys.sale(sale_id), "state", "stopped")
+        await self.redis.zrem(keys.timers, f"sale_open:{sale_id}", f"sale_close:{sale_id}")
+        return await self._announce_sale_end(room_id, sale_id)
+
+    async def _announce_sale_end(self, room_id: str, sale_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
+        sale = await self.redis.hgetall(keys.sale(sale_id))
+        left = _int(await self.redis.hget(keys.stock(sale["product_id"]), "left"))
+        view = sale_view(sale, left, now_ms())
+        await self.hub.publish(room_id, {"type": "sale_closed", "sale": view})
+        return view
+
+    async def _sale_timer(self, room_id: str, what: str, sale_id: str, n: int = 0) -> None:
+        keys = RoomKeys(room_id)
+        sale = await self.redis.hgetall(keys.sale(sale_id))
+        if not sale or sale.get("state") == "stopped":
+            return
+        if what == "close":
+            await self._announce_sale_end(room_id, sale_id)
+            return
+        left = _int(await self.redis.hget(keys.stock(sale["product_id"]), "left"))
+        view = sale_view(sale, left, now_ms())
+        if what == "open":
+            await self.hub.publish(room_id, {"type": "sale_open", "sale": view})
+        else:
+            await self.hub.publish(room_id, {"type": "sale_countdown", "sale_id": sale_id,
+                                             "product_id": sale["product_id"],
+                                             "starts_at": view["starts_at"], "seconds_left": n})
+
+    # ================================================================== buying
+
+    async def _sale_id_for(self, room_id: str, product_id: str, refresh: bool) -> str | None:
+        key = (room_id, product_id)
+        if not refresh and key in self.current_sale:
+            return self.current_sale[key]
+        sid: str | None = await self.redis.get(RoomKeys(room_id).product_sale(product_id))
+        if sid is None:
+            self.current_sale.pop(key, None)
+        else:
+            self.current_sale[key] = sid
+        return sid
+
+    async def buy(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
+                  quantity: int) -> Answer:
+        keys = RoomKeys(room_id)
+        hold_id = domain.new_id("h")
+        for attempt in range(2):
+            sid = await self._sale_id_for(room_id, product_id, refresh=attempt > 0)
+            if sid is None:
+                if not await self.redis.hexists(keys.products, product_id):
+                    return error_answer(refusal("product_not_found"))
+                return error_answer(refusal("not_on_sale"))
+            result = await self.ledger.run("reserve", [
+                keys.request(viewer.viewer_id, request_id), keys.product_sale(product_id),
+                keys.sale(sid), keys.stock(product_id), keys.bought(sid), keys.hold(hold_id),
+                keys.holds,
+            ], [sid, viewer.viewer_id, quantity, hold_id,
+                int(self.settings.sale.hold_seconds * 1000),
+                self.settings.sale.request_id_ttl_s, product_id])
+            if result[0] == "stale":
+                continue
+            if result[0] == "ok":
+                self.dirty_stock.add((room_id, product_id))
+            return _from_cached("hold", result[1])
+        return error_answer(refusal("not_on_sale"))
+
+    async def release(self, viewer: Viewer, room_id: str, hold_id: str) -> Answer:
+        keys = RoomKeys(room_id)
+        hold = await self.redis.hmget(keys.hold(hold_id), ["product_id", "sale_id", "buyer"])
+        if hold[0] is None or hold[2] != viewer.viewer_id:
+            return error_answer(refusal("hold_not_found"))
+        result = await self._release(room_id, hold_id, hold[0], hold[1], "release",
+                                     viewer.viewer_id)
+        if result[0] == "done":
+            return Answer("hold_released", {"hold_id": hold_id})
+        if result[0] == "expired":
+            return error_answer(refusal("hold_expired"))
+        if result[0] in ("confirming", "confirmed"):
+            return error_answer(Conflict("the hold is already checked out", code="checked_out"))
+        return error_answer(refusal("hold_not_found"))
+
+    async def _release(self, room_id: str, hold_id: str, product_id: str, sale_id: str,
+                       mode: str, buyer: str = "") -> list[Any]:
+        keys = RoomKeys(room_id)
+        result: list[Any] = await self.ledger.run("release", [
+            keys.hold(hold_id), keys.stock(product_id), keys.sale(sale_id),
+            keys.bought(sale_id), keys.holds,
+        ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS])
+        if result[0] == "done":
+            self.dirty_stock.add((room_id, product_id))
+        return result
+
+    async def expire_due_holds(self, room_id: str, hold_ids: list[str]) -> int:
+        keys = RoomKeys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for hid in hold_ids:
+                pipe.hmget(keys.hold(hid), ["product_id", "sale_id"])
+            holds = await pipe.execute()
+        jobs = []
+        for hid, (pid, sid) in zip(hold_ids, holds, strict=True):
+            if pid is None:
+                await self.redis.zrem(keys.holds, hid)
+                continue
+            jobs.append(self._release(room_id, hid, pid, sid, "expire"))
+        results = await asyncio.gather(*jobs)
+        return sum(1 for r in results if r[0] == "done")
+
+    async def checkout(self, viewer: Viewer, room_id: str, request_id: str, hold_id: str,
+                       coupon_id: str | None) -> Answer:
+        keys = RoomKeys(room_id)
+        cid = coupon_id or ""
+        req_key = keys.request(viewer.viewer_id, request_id)
+        result = await self.ledger.run("begin_checkout", [
+            req_key, keys.hold(hold_id), keys.holds, keys.coupon(cid or "-"),
+            keys.claims(cid or "-"), keys.confirming,
+        ], [hold_id, viewer.viewer_id, cid])
+        if result[0] == "dup":
+            return _from_cached("order_placed", result[1])
+        if result[0] == "refused":
+            return error_answer(refusal(result[1]))
+        hold = orjson.loads(result[1])
+        if result[0] == "confirmed":
+            existing = await self.store.order_for_hold(hold_id)
+            if existing is None:  # pragma: no cover - confirmed implies stored
+                return error_answer(Unavailable("order record not found; try again"))
+            return Answer("order_placed", {"order": existing.public()})
+        order = self._order_from_hold(room_id, hold)
+        try:
+            order = Order(**{**order.public(),
+                             "payment_ref": await simulated_payment(order.total)})
+            await self.store.place_order(order)
+        except Exception:
+            log.exception("could not write order for hold %s", hold_id)
+            await self.ledger.run("abort_checkout", [
+                keys.hold(hold_id), keys.holds, keys.claims(hold.get("coupon_id") or "-"),
+                keys.confirming], [hold_id])
+            return error_answer(Unavailable("the order could not be recorded; your hold "
+                                            "is kept, try again", code="store_unavailable"))
+        stored = await self.store.order_for_hold(hold_id) or order
+        answer = Answer("order_placed", {"order": stored.public()})
+        await self.ledger.run("finish_checkout", [
+            keys.hold(hold_id), keys.stock(order.product_id), keys.sale(order.sale_id),
+            keys.claims(order.coupon_id or "-"), req_key, keys.confirming,
+        ], [stored.order_id, encode(answer.body), self.settings.sale.request_id_ttl_s,
+            KEEP_FINISHED_HOLD_MS, hold_id])
+        self.dirty_stock.add((room_id, order.product_id))
+        return answer
+
+    @staticmethod
+    def _order_from_hold(room_id: str, hold: dict[str, Any]) -> Order:
+        subtotal = int(hold["unit_price"]) * int(hold["quantity"])
+        discount = min(int(hold.get("discount") or 0), subtotal)
+        return Order(
+            order_id="o_" + hold["id"].removeprefix("h_"), hold_id=hold["id"],
+            room_id=room_id, product_id=hold["product_id"], sale_id=hold["sale_id"],
+            buyer_id=hold["buyer"], quantity=int(hold["quantity"]),
+            unit_price=int(hold["unit_price"]), subtotal=subtotal, discount=discount,
+            total=subtotal - discount, currency=hold["currency"],
+            coupon_id=hold.get("coupon_id") or "", payment_ref="", created_at=now_ms())
+
+    async def recover_checkouts(self, room_id: str, older_than_ms: int) -> int:
+        """Finish or undo checkouts that a crashed process left half done."""
+        keys = RoomKeys(room_id)
+        stuck = await self.redis.zrangebyscore(keys.confirming, "-inf", now_ms() - older_than_ms)
+        fixed = 0
+        for hold_id in stuck:
+            h = await self.redis.hgetall(keys.hold(hold_id))
+            if not h or h.get("state") != "confirming":
+                await self.redis.zrem(keys.confirming, hold_id)
+                continue
+            order = await self.store.order_for_hold(hold_id)
+            if order is None:
+                await self.ledger.run("abort_checkout", [
+                    keys.hold(hold_id), keys.holds, keys.claims(h.get("coupon_id") or "-"),
+                    keys.confirming], [hold_id])
+            else:
+                answer = Answer("order_placed", {"order": order.public()})
+                await self.ledger.run("finish_checkout", [
+                    keys.hold(hold_id), keys.stock(order.product_id), keys.sale(order.sale_id),
+                    keys.claims(order.coupon_id or "-"), keys.request(order.buyer_id, "-"),
+                    keys.confirming,
+                ], [order.order_id, encode(answer.body), 60, KEEP_FINISHED_HOLD_MS, hold_id])
+                self.dirty_stock.add((room_id, order.product_id))
+            fixed += 1
+        return fixed
+
+    # ================================================================== coupons
+
+    async def drop_coupon(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        drop = domain.parse_coupon(body, now_ms(), self.settings.sale.max_coupons_per_drop)
+        await self.store.add_coupon_drop(room_id, drop.public())
+        await self._load_coupon_into_redis(room_id, drop, claimed=0, uses={})
+        view = self._coupon_view(await self.redis.hgetall(RoomKeys(room_id).coupon(
+            drop.coupon_id)))
+        await self.hub.publish(room_id, {"type": "coupon_drop", "coupon": view})
+        return view
+
+    async def _load_coupon_into_redis(self, room_id: str, drop: CouponDrop, claimed: int,
+                                      uses: dict[str, str]) -> None:
+        keys = RoomKeys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.coupon(drop.coupon_id), mapping={
+                "coupon_id": drop.coupon_id, "title": drop.title, "kind": drop.kind,
+                "value": drop.value, "min_spend": drop.min_spend, "currency": drop.currency,
+                "count": drop.count, "claimed": claimed, "expires_at": drop.expires_at})
+            pipe.delete(keys.claims(drop.coupon_id))
+            if uses:
+                pipe.hset(keys.claims(drop.coupon_id),
+                          mapping={b: f"used:{o}" for b, o in uses.items()})
+            pipe.sadd(keys.coupons, drop.coupon_id)
+            await pipe.execute()
+
+    async def claim_coupon(self, viewer: Viewer, room_id: str, request_id: str,
+                           coupon_id: str) -> Answer:
+        keys = RoomKeys(room_id)
+        result = await self.ledger.run("claim_coupon", [
+            keys.request(viewer.viewer_id, request_id), keys.coupon(coupon_id),
+            keys.claims(coupon_id)], [viewer.viewer_id, self.settings.sale.request_id_ttl_s,
+                                      coupon_id])
+        answer = _from_cached("coupon_claimed", result[1])
+        if result[0] == "ok":
+            remaining = int(answer.body["remaining"])
+            await self.hub.publish(room_id, {"type": "coupon_count", "coupon_id": coupon_id,
+                                             "remaining": remaining})
+        return answer
+
+    # ================================================================== lotteries
+
+    async def open_lottery(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        seed = domain.new_seed()
+        lottery = domain.parse_lottery(body, now_ms(), self.settings.sale.max_lottery_winners,
+                                       seed)
+        await self.store.add_lottery(room_id, lottery.public(), seed)
+        await self._load_lottery_into_redis(room_id, lottery, None)
+        view = await self.lottery(room_id, lottery.lottery_id)
+        await self.hub.publish(room_id, {"type": "lottery_open", "lottery": view})
+        return view
+
+    async def _load_lottery_into_redis(self, room_id: str, lottery: Lottery,
+                                       result: dict[str, Any] | None) -> None:
+        keys = RoomKeys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.lottery(lottery.lottery_id), mapping={
+                "lottery_id": lottery.lottery_id, "prize": lottery.prize,
+                "winners": lottery.winners, "mode": lottery.entry, "keyword": lottery.keyword,
+                "seed_hash": lottery.seed_hash, "opens_at": lottery.opens_at,
+                "closes_at": lottery.closes_at, "state": "drawn" if result else "open",
+                "result": encode(result) if result else ""})
+            pipe.sadd(keys.lotteries, lottery.lottery_id)
+            if result is None:
+                pipe.zadd(keys.timers, {f"lottery_close:{lottery.lottery_id}":
+                                        lottery.closes_at})
+            await pipe.execute()
+        if result is None and lottery.entry == "keyword":
+            self.keyword_lotteries.setdefault(room_id, {})[lottery.lottery_id] = lottery.keyword
+
+    async def refresh_keyword_lotteries(self, room_id: str) -> None:
+        """Learn keyword lotteries opened through other processes."""
+        keys = RoomKeys(room_id)
+        ids = sorted(await self.redis.smembers(keys.lotteries))
+        if not ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lid in ids:
+                pipe.hmget(keys.lottery(lid), ["state", "mode", "keyword"])
+            rows = await pipe.execute()
+        self.keyword_lotteries[room_id] = {
+            lid: kw for lid, (state, mode, kw) in zip(ids, rows, strict=True)
+            if state == "open" and mode == "keyword" and kw}
+
+    async def lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
+        lot = await self.redis.hgetall(keys.lottery(lottery_id))
+        if not lot:
+            raise refusal("lottery_not_found")
+        return self._lottery_view(lottery_id, lot,
+                                  int(await self.redis.scard(keys.entrants(lottery_id))))
+
+    async def lottery_entrants(self, room_id: str, lottery_id: str) -> list[str]:
+        return sorted(await self.redis.smembers(RoomKeys(room_id).entrants(lottery_id)))
+
+    async def enter_lottery(self, viewer: Viewer, room_id: str, request_id: str,
+                            lottery_id: str, text: str) -> Answer:
+        keys = RoomKeys(room_id)
+        result = await self.ledger.run("enter_lottery", [
+            keys.request(viewer.viewer_id, request_id), keys.lottery(lottery_id),
+            keys.entrants(lottery_id), keys.present,
+        ], [viewer.viewer_id, domain.normalize_entry_text(text),
+            self.settings.sale.request_id_ttl_s, lottery_id])
+        answer = _from_cached("lottery_entered", result[1])
+        if result[0] == "ok":
+            await self.hub.publish(room_id, {"type": "lottery_entrants",
+                                             "lottery_id": lottery_id,
+                                             "entrants": int(answer.body["entrants"])})
+        return answer
+
+    async def draw_lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
+        won = await self.ledger.run("close_lottery", [keys.lottery(lottery_id)], [])
+        if not won:
+            view = await self.lottery(room_id, lottery_id)
+            raise Conflict("the lottery is already drawn", code="lottery_closed",
+                           details={"lottery_id": view["lottery_id"]})
+        self.keyword_lotteries.get(room_id, {}).pop(lottery_id, None)
+        lot = await self.redis.hgetall(keys.lottery(lottery_id))
+        seed = next((s for data, s, _ in await self.store.lotteries(room_id)
+                     if data["lottery_id"] == lottery_id), None)
+        if seed is None:
+            raise refusal("lottery_not_found")
+        entrants = await self.lottery_entrants(room_id, lottery_id)
+        count = _int(lot.get("winners"), 1)
+        result = {"seed": seed, "entrants": entrants,
+                  "entrants_digest": domain.entrants_digest(entrants),
+                  "winners": domain.draw_winners(seed, entrants, count),
+                  "drawn_at": now_ms()}
+        await self.store.set_lottery_result(lottery_id, result)
+        await self.redis.hset(keys.lottery(lottery_id),
+                              mapping={"state": "drawn", "result": encode(result)})
+        await self.redis.zrem(keys.timers, f"lottery_close:{lottery_id}")
+        view = await self.lottery(room_id, lottery_id)
+        await self.hub.publish(room_id, {"type": "lottery_drawn", "lottery": view})
+        return view
+
+    # ================================================================== chat, likes, notes
+
+    async def chat(self, viewer: Viewer, room_id: str, text: str) -> None:
+        keys = RoomKeys(room_id)
+        muted_until = await self.redis.hget(keys.muted, viewer.viewer_id)
+        if muted_until is not None and int(muted_until) > now_ms():
+            raise refusal("muted")
+        await self.hub.publish(room_id, {
+            "type": "chat", "message_id": domain.new_id("m"),
+            "viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "text": text})
+        keywords = self.keyword_lotteries.get(room_id)
+        if keywords:
+            norm = domain.normalize_entry_text(text)
+            for lid, kw in list(keywords.items()):
+                if kw in norm:
+                    # Commenting the keyword enters the lottery; one entry per viewer.
+                    await self.enter_lottery(viewer, room_id, f"chat-{lid}", lid, norm)
+
+    def like(self, room_id: str, count: int) -> None:
+        self.likes[room_id] = self.likes.get(room_id, 0) + count
+
+    async def announce(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        text = domain.parse_announcement(body)
+        event = {"type": "announcement", "text": text}
+        seq = await self.hub.publish(room_id, event)
+        return {"seq": seq, **event}
+
+    # ================================================================== reports
+
+    async def orders(self, room_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        return [o.public() for o in await self.store.orders(room_id, limit, offset)]
+
+    async def audit(self, room_id: str) -> dict[str, Any]:
+        """Redis counters beside the store's record, per product and sale, with checks."""
+        keys = RoomKeys(room_id)
+        state = await self.room_state(room_id)
+        sold_store = await self.store.sold_by_product(room_id)
+        by_buyer = await self.store.sold_by_sale_and_buyer(room_id)
+        totals = await self.store.order_totals(room_id)
+        products = []
+        checks: list[dict[str, Any]] = []
+        for card in state["products"]:
+            pid, st = card["product_id"], card["stock"]
+            products.append({"product_id": pid, **st, "sold_in_store": sold_store.get(pid, 0)})
+            checks.append({"name": f"{pid}: left + held + sold = total",
+                           "ok": st["left"] + st["held"] + st["sold"] == st["total"],
+                           "detail": st})
+            checks.append({"name": f"{pid}: sold in Redis = sold in store",
+                           "ok": st["sold"] == sold_store.get(pid, 0),
+                           "detail": {"redis": st["sold"], "store": sold_store.get(pid, 0)}})
+        sale_ids = await self.redis.hkeys(keys.sales)
+        sales = []
+        for sid in sorted(sale_ids):
+            sale = await self.redis.hgetall(keys.sale(sid))
+            if not sale:
+                continue
+            view = sale_view(sale, 0, now_ms())
+            buyers = by_buyer.get(sid, {})
+            over = {b: n for b, n in buyers.items() if n > view["limit_per_buyer"]}
+            sales.append({**view, "sold_in_store": sum(buyers.values()),
+                          "buyers": len(buyers)})
+            checks.append({"name": f"sale {sid}: sold + held <= units",
+                           "ok": view["sold"] + view["held"] <= view["units"],
+                           "detail": {"units": view["units"], "held": view["held"],
+                                      "sold": view["sold"]}})
+            checks.append({"name": f"sale {sid}: no buyer above the limit",
+                           "ok": not over, "detail": over})
+        return {"room_id": room_id, "products": products, "sales": sales,
+                "orders": totals, "checks": checks,
+                "ok": all(c["ok"] for c in checks)}
+
+
+async def simulated_payment(amount: int) -> str:
+    """The payment step. livesell ships no payment provider: this simulated step
+    always approves and returns a reference. A real deployment replaces it."""
+    return f"sim_{secrets.token_hex(8)}_{amount}"

@@ -1,0 +1,52 @@
+"""Fixtures: one real redis-server per test session (the same binary the embedded
+default finds), flushed between tests; a real server on port 0 per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from server.redis_supervisor import RedisServer
+from tests.support import LiveServer, make_settings
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def server(redis_url: str, data_dir: Path) -> AsyncIterator[LiveServer]:
+    live = await LiveServer(make_settings(redis_url, data_dir)).start()
+    try:
+        yield live
+    finally:
+        await live.stop()
+
+
+@pytest.fixture
+async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base, timeout=30) as client:
+        yield client

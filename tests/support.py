@@ -1,0 +1,208 @@
+"""Test support: a real livesell server on port 0 in the test's event loop, an
+HTTP host client and real WebSocket viewer clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from server.app import create_app
+from server.fastws import FastWebSocketProtocol
+from server.settings import Settings, load_settings
+
+_ids = itertools.count(1)
+
+
+def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {"port": 0, "data_dir": str(data_dir), "log_level": "warning"},
+        "redis": {"url": redis_url},
+    }
+    for name, values in sections.items():
+        overrides.setdefault(name, {}).update(values)
+    return load_settings(None, env={}, overrides=overrides)
+
+
+class LiveServer:
+    """Runs the app under uvicorn with the fast WebSocket protocol."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> LiveServer:
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, lifespan="on", ws=FastWebSocketProtocol,
+            ws_max_size=self.settings.hub.max_frame_bytes, ws_per_message_deflate=False,
+            log_level="warning", timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = False  # type: ignore[attr-defined]
+        self.task = asyncio.create_task(self.server.serve())
+        for _ in range(400):
+            if self.server.started or self.task.done():
+                break
+            await asyncio.sleep(0.025)
+        if not self.server.started:
+            if self.task.done():
+                self.task.result()
+            raise RuntimeError("server did not start")
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            await asyncio.wait_for(self.task, 30)
+            self.server = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, room_id: str, **params: Any) -> str:
+        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        return f"ws://127.0.0.1:{self.port}/ws/{room_id}" + (f"?{query}" if query else "")
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+
+class Host:
+    """The host side of a room, over HTTP."""
+
+    def __init__(self, http: httpx.AsyncClient, room_id: str, host_key: str) -> None:
+        self.http = http
+        self.room_id = room_id
+        self.key = host_key
+
+    async def call(self, method: str, path: str, body: Any = None,
+                   expect: int | None = None) -> Any:
+        r = await self.http.request(method, f"/api/rooms/{self.room_id}{path}",
+                                    json=body, headers={"X-Host-Key": self.key})
+        if expect is not None:
+            assert r.status_code == expect, (r.status_code, r.text)
+        return r.json()
+
+    async def product(self, stock: int = 10, price: int = 1000, **extra: Any) -> dict[str, Any]:
+        body = {"title": "Test product", "price": price, "currency": "USD", "stock": stock,
+                **extra}
+        result: dict[str, Any] = await self.call("POST", "/products", body, expect=201)
+        return result
+
+    async def sale(self, product_id: str, units: int, limit: int = 1, starts_in_s: int = 0,
+                   duration_s: int = 600, price: int = 500) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("POST", "/sales", {
+            "product_id": product_id, "price": price, "units": units,
+            "limit_per_buyer": limit, "starts_in_s": starts_in_s, "duration_s": duration_s,
+        }, expect=201)
+        return result
+
+    async def audit(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("GET", "/audit", expect=200)
+        return result
+
+
+async def create_room(http: httpx.AsyncClient, title: str = "Test show") -> Host:
+    r = await http.post("/api/rooms", json={"title": title})
+    assert r.status_code == 201, r.text
+    data = r.json()
+    return Host(http, data["room"]["room_id"], data["host_key"])
+
+
+class ViewerClient:
+    """A viewer over a real WebSocket. Keeps every frame it receives."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
+        self.welcome: dict[str, Any] = {}
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = orjson.loads(raw)
+                self.frames.append(frame)
+                if frame.get("type") == "welcome":
+                    self.welcome = frame
+                re = frame.get("re")
+                if re is not None and re in self.replies and not self.replies[re].done():
+                    self.replies[re].set_result(frame)
+                self.events.put_nowait(frame)
+        except Exception:
+            pass
+        finally:
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    @property
+    def viewer_id(self) -> str:
+        return str(self.welcome["viewer"]["viewer_id"])
+
+    @property
+    def token(self) -> str:
+        return str(self.welcome["token"])
+
+    async def send(self, obj: Any) -> None:
+        await self.ws.send(orjson.dumps(obj).decode())
+
+    async def request(self, kind: str, timeout: float = 20, **fields: Any) -> dict[str, Any]:
+        rid = fields.pop("request_id", None) or f"rq{next(_ids)}"
+        fut = self.replies.get(rid)
+        if fut is None or fut.done():
+            fut = self.replies[rid] = asyncio.get_running_loop().create_future()
+        await self.send({"type": kind, "request_id": rid, **fields})
+        return await asyncio.wait_for(fut, timeout)
+
+    async def next_event(self, kind: str, timeout: float = 10,
+                         where: Any = None) -> dict[str, Any]:
+        async def wait() -> dict[str, Any]:
+            while True:
+                frame = await self.events.get()
+                if frame.get("type") == kind and (where is None or where(frame)):
+                    return frame
+        return await asyncio.wait_for(wait(), timeout)
+
+    def seqs(self) -> list[int]:
+        return [f["seq"] for f in self.frames if "seq" in f and f.get("type") != "snapshot"]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
+
+
+async def join(server: LiveServer, room_id: str, **params: Any) -> ViewerClient:
+    ws = await connect(server.ws_url(room_id, **params), max_size=2**24, compression=None,
+                       open_timeout=30)
+    viewer = ViewerClient(ws)
+    await viewer.next_event("welcome")
+    return viewer
+
+
+@contextlib.asynccontextmanager
+async def viewers(server: LiveServer, room_id: str, n: int) -> AsyncIterator[list[ViewerClient]]:
+    clients = await asyncio.gather(*(join(server, room_id) for _ in range(n)))
+    try:
+        yield list(clients)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
