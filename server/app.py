@@ -362,6 +362,22 @@ async def list_orders(request: Request) -> Response:
 
 
 @host_only
+async def delete_message(request: Request) -> Response:
+    return ok(await show_of(request).delete_message(room_param(request),
+                                                    await json_body(request)))
+
+
+@host_only
+async def mute(request: Request) -> Response:
+    return ok(await show_of(request).mute(room_param(request), await json_body(request)))
+
+
+@host_only
+async def stats(request: Request) -> Response:
+    return ok(await show_of(request).stats(room_param(request)))
+
+
+@host_only
 async def audit(request: Request) -> Response:
     return ok(await show_of(request).audit(room_param(request)))
 
@@ -584,6 +600,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route(room + "/announcements", announce, methods=["POST"]),
         Route(room + "/orders", list_orders, methods=["GET"]),
         Route(room + "/audit", audit, methods=["GET"]),
+        Route(room + "/stats", stats, methods=["GET"]),
+        Route(room + "/moderation/delete", delete_message, methods=["POST"]),
+        Route(room + "/moderation/mute", mute, methods=["POST"]),
         WebSocketRoute("/ws/{room_id}", viewer_socket),
     ]
     if CLIENT_DIR.is_dir():

@@ -268,6 +268,20 @@ def parse_announcement(body: Mapping[str, Any]) -> str:
     return get_str(body, "text", max_len=MAX_ANNOUNCEMENT, strip=True)
 
 
+def reject_unknown_fields(body: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    reject_unknown(body, frozenset(allowed), what)
+
+
+def get_id(body: Mapping[str, Any], key: str) -> str:
+    return get_str(body, key, max_len=64, pattern=ID_PATTERN)
+
+
+def parse_mute(body: Mapping[str, Any]) -> tuple[str, int]:
+    reject_unknown(body, frozenset({"viewer_id", "duration_s"}), "mute")
+    return get_id(body, "viewer_id"), get_int(body, "duration_s", lo=1, hi=MAX_DURATION_S,
+                                              default=300)
+
+
 def parse_pin(body: Mapping[str, Any]) -> str:
     reject_unknown(body, frozenset({"product_id"}), "pin")
     return get_str(body, "product_id", max_len=64, pattern=ID_PATTERN)

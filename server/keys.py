@@ -39,6 +39,9 @@ class RoomKeys:
         self.likes = b + "likes"
         self.muted = b + "muted"  # hash viewer_id -> muted until (ms)
 
+    def chat_minute(self, minute: int) -> str:
+        return f"{self.base}chatmin:{minute}"
+
     def stock(self, product_id: str) -> str:
         return f"{self.base}stock:{product_id}"
 

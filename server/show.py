@@ -735,9 +735,14 @@ class Show:
 
     async def chat(self, viewer: Viewer, room_id: str, text: str) -> None:
         keys = RoomKeys(room_id)
-        muted_until = await self.redis.hget(keys.muted, viewer.viewer_id)
-        if muted_until is not None and int(muted_until) > now_ms():
-            raise refusal("muted")
+        now = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.muted, viewer.viewer_id)
+            pipe.incr(keys.chat_minute(now // 60_000))
+            pipe.expire(keys.chat_minute(now // 60_000), 180)
+            muted_until, _, _ = await pipe.execute()
+        if muted_until is not None and int(muted_until) > now:
+            raise refusal("muted", details={"until": int(muted_until)})
         await self.hub.publish(room_id, {
             "type": "chat", "message_id": domain.new_id("m"),
             "viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "text": text})
@@ -758,7 +763,51 @@ class Show:
         seq = await self.hub.publish(room_id, event)
         return {"seq": seq, **event}
 
+    # ================================================================== moderation
+
+    async def delete_message(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        domain.reject_unknown_fields(body, {"message_id"}, "delete")
+        message_id = domain.get_id(body, "message_id")
+        event = {"type": "chat_deleted", "message_id": message_id}
+        seq = await self.hub.publish(room_id, event)
+        return {"seq": seq, **event}
+
+    async def mute(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        viewer_id, duration_s = domain.parse_mute(body)
+        until = now_ms() + duration_s * 1000
+        keys = RoomKeys(room_id)
+        await self.redis.hset(keys.muted, viewer_id, until)
+        event = {"type": "viewer_muted", "viewer_id": viewer_id, "until": until}
+        seq = await self.hub.publish(room_id, event)
+        return {"seq": seq, **event}
+
     # ================================================================== reports
+
+    async def stats(self, room_id: str) -> dict[str, Any]:
+        """The host console's live numbers."""
+        state = await self.room_state(room_id)
+        totals = await self.store.order_totals(room_id)
+        keys = RoomKeys(room_id)
+        minute = now_ms() // 60_000
+        last_minute = await self.redis.get(keys.chat_minute(minute - 1))
+        this_minute = await self.redis.get(keys.chat_minute(minute))
+        unique = state["viewers"]["unique"]
+        products = [{"product_id": c["product_id"], "title": c["title"], **c["stock"],
+                     "sale": c["sale"]} for c in state["products"]]
+        return {
+            "server_time": state["server_time"],
+            "viewers": state["viewers"],
+            "likes": state["likes"],
+            "chat_per_minute": int(last_minute or 0),
+            "chat_this_minute": int(this_minute or 0),
+            "holds_units": sum(p["held"] for p in products),
+            "orders": totals["orders"],
+            "units_sold": totals["units"],
+            "revenue": totals["revenue"],
+            "buyers": totals["buyers"],
+            "conversion": round(totals["buyers"] / unique, 4) if unique else 0.0,
+            "products": products,
+        }
 
     async def orders(self, room_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
         return [o.public() for o in await self.store.orders(room_id, limit, offset)]
