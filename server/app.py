@@ -460,7 +460,7 @@ async def viewer_socket(ws: WebSocket) -> None:
                     break
                 continue
             if isinstance(msg, Ping | Chat | Like | Resync):
-                await _handle_inline(svc, conn, msg)
+                await _handle_inline(svc, conn, msg, request_id)
                 continue
             if len(inflight) >= MAX_INFLIGHT_PER_VIEWER:
                 conn.send(error_answer(refusal("rate_limited")).frame(request_id))
@@ -479,12 +479,15 @@ async def viewer_socket(ws: WebSocket) -> None:
             await asyncio.gather(*inflight, return_exceptions=True)
 
 
-async def _handle_inline(svc: Services, conn: Conn, msg: ViewerMessage) -> None:
+async def _handle_inline(svc: Services, conn: Conn, msg: ViewerMessage,
+                         request_id: str | None) -> None:
     assert svc.show is not None and svc.hub is not None
     if isinstance(msg, Ping):
         body: dict[str, Any] = {"type": "pong", "server_time": now_ms()}
         if msg.client_time is not None:
             body["t"] = msg.client_time
+        if request_id is not None:
+            body["re"] = request_id
         conn.send(encode(body))
     elif isinstance(msg, Like):
         svc.show.like(conn.room_id, msg.count)
@@ -493,12 +496,12 @@ async def _handle_inline(svc: Services, conn: Conn, msg: ViewerMessage) -> None:
     elif isinstance(msg, Chat):
         if not conn.chat_bucket.take():
             conn.send(error_answer(refusal("rate_limited", "Chatting too fast: slow down."))
-                      .frame(None))
+                      .frame(request_id))
             return
         try:
             await svc.show.chat(conn.viewer, conn.room_id, msg.text)
         except LivesellError as exc:
-            conn.send(error_answer(exc).frame(None))
+            conn.send(error_answer(exc).frame(request_id))
 
 
 async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,

@@ -188,15 +188,16 @@ class FrameLimits:
 
 
 _FIELDS: Final[dict[str, frozenset[str]]] = {
-    "ping": frozenset({"type", "t"}),
-    "chat": frozenset({"type", "text"}),
-    "like": frozenset({"type", "count"}),
+    # request_id is optional on these: when given, an error reply carries it as "re".
+    "ping": frozenset({"type", "t", "request_id"}),
+    "chat": frozenset({"type", "text", "request_id"}),
+    "like": frozenset({"type", "count", "request_id"}),
     "buy": frozenset({"type", "request_id", "product_id", "quantity"}),
     "checkout": frozenset({"type", "request_id", "hold_id", "coupon_id"}),
     "release": frozenset({"type", "request_id", "hold_id"}),
     "claim_coupon": frozenset({"type", "request_id", "coupon_id"}),
     "enter_lottery": frozenset({"type", "request_id", "lottery_id", "keyword"}),
-    "resync": frozenset({"type"}),
+    "resync": frozenset({"type", "request_id"}),
 }
 MESSAGE_TYPES: Final = tuple(_FIELDS)
 

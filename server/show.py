@@ -356,7 +356,7 @@ class Show:
         if current:
             cur = await self.redis.hgetall(keys.sale(current))
             if cur and sale_view(cur, 0, now)["state"] in ("scheduled", "open"):
-                raise refusal("sale_active", details={"sale_id": current})
+                raise refusal("sale_active", sale_id=current)
         left = _int(await self.redis.hget(keys.stock(product.product_id), "left"))
         if sale.units > left:
             raise refusal("insufficient_stock",
@@ -742,7 +742,7 @@ class Show:
             pipe.expire(keys.chat_minute(now // 60_000), 180)
             muted_until, _, _ = await pipe.execute()
         if muted_until is not None and int(muted_until) > now:
-            raise refusal("muted", details={"until": int(muted_until)})
+            raise refusal("muted", until=int(muted_until))
         await self.hub.publish(room_id, {
             "type": "chat", "message_id": domain.new_id("m"),
             "viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "text": text})

@@ -1,0 +1,259 @@
+"""End to end through the public interfaces: pins, scheduled sales, idempotent
+retries, coupons at checkout, lotteries, chat, likes, moderation, clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from server.domain import verify_lottery
+from tests.support import LiveServer, create_room, join
+
+
+async def test_pins_at_most_three(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    products = [await host.product(stock=3) for _ in range(4)]
+    viewer = await join(server, host.room_id)
+    for p in products[:3]:
+        await host.call("POST", "/pins", {"product_id": p["product_id"]}, expect=200)
+    event = await viewer.next_event("pinned", where=lambda f: len(f["pins"]) == 3)
+    assert event["product"]["stock"]["left"] == 3
+    refused = await host.call("POST", "/pins", {"product_id": products[3]["product_id"]},
+                              expect=409)
+    assert refused["error"]["code"] == "pin_limit"
+    await host.call("DELETE", f"/pins/{products[0]['product_id']}", expect=200)
+    unpinned = await viewer.next_event("unpinned")
+    assert unpinned["pins"] == [p["product_id"] for p in products[1:3]]
+    await viewer.close()
+
+
+async def test_scheduled_sale_counts_down_then_opens(server: LiveServer,
+                                                     http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=5)
+    viewer = await join(server, host.room_id)
+    sale = await host.sale(product["product_id"], units=5, starts_in_s=2, duration_s=2)
+    assert sale["state"] == "scheduled"
+    early = await viewer.request("buy", product_id=product["product_id"])
+    assert early["code"] == "not_started"
+    tick = await viewer.next_event("sale_countdown")
+    assert tick["starts_at"] == sale["starts_at"] and tick["seconds_left"] in (1, 2)
+    opened = await viewer.next_event("sale_open")
+    assert opened["ts"] >= sale["starts_at"]
+    hold = await viewer.request("buy", product_id=product["product_id"])
+    assert hold["type"] == "hold"
+    closed = await viewer.next_event("sale_closed", timeout=10)
+    assert closed["ts"] >= sale["ends_at"] and closed["sale"]["state"] == "ended"
+    late = await viewer.request("buy", product_id=product["product_id"])
+    assert late["code"] == "ended"
+    await viewer.close()
+
+
+async def test_retries_return_the_first_answer(server: LiveServer,
+                                               http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=5)
+    await host.sale(product["product_id"], units=5, limit=5)
+    viewer = await join(server, host.room_id)
+    first = await viewer.request("buy", request_id="buy-1", product_id=product["product_id"])
+    again = await viewer.request("buy", request_id="buy-1", product_id=product["product_id"])
+    assert first == again and first["type"] == "hold"
+    hold_id = first["hold"]["id"]
+    results = await asyncio.gather(*(viewer.request("checkout", request_id=f"co-{i % 2}",
+                                                    hold_id=hold_id) for i in range(6)))
+    orders = {r["order"]["order_id"] for r in results if r["type"] == "order_placed"}
+    assert len(orders) == 1, results
+    listed = await host.call("GET", "/orders", expect=200)
+    assert len(listed["orders"]) == 1
+    audit = await host.audit()
+    assert audit["products"][0]["sold"] == 1 and audit["ok"]
+    # Another viewer cannot check out someone else's hold.
+    other = await join(server, host.room_id)
+    stolen = await other.request("checkout", hold_id=hold_id)
+    assert stolen["code"] == "hold_not_found"
+    await asyncio.gather(viewer.close(), other.close())
+
+
+async def test_release_returns_units(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=2)
+    await host.sale(product["product_id"], units=2, limit=2)
+    viewer = await join(server, host.room_id)
+    hold = await viewer.request("buy", product_id=product["product_id"], quantity=2)
+    sold_out = await (await join(server, host.room_id)).request(
+        "buy", product_id=product["product_id"])
+    assert sold_out["code"] == "sold_out"
+    released = await viewer.request("release", hold_id=hold["hold"]["id"])
+    assert released["type"] == "hold_released"
+    late = await viewer.request("checkout", hold_id=hold["hold"]["id"])
+    assert late["code"] == "hold_released"
+    assert (await host.audit())["products"][0]["left"] == 2
+    await viewer.close()
+
+
+async def test_coupon_applies_once_at_checkout(server: LiveServer,
+                                               http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=10)
+    await host.sale(product["product_id"], units=10, limit=5, price=1000)
+    viewer = await join(server, host.room_id)
+    drop = await host.call("POST", "/coupons", {"kind": "amount", "value": 300, "count": 5,
+                                                "min_spend": 1500, "currency": "USD"},
+                           expect=201)
+    event = await viewer.next_event("coupon_drop")
+    assert event["coupon"]["remaining"] == 5
+    claimed = await viewer.request("claim_coupon", coupon_id=drop["coupon_id"])
+    assert claimed["type"] == "coupon_claimed" and claimed["remaining"] == 4
+    count = await viewer.next_event("coupon_count")
+    assert count["remaining"] == 4
+    small = await viewer.request("buy", product_id=product["product_id"], quantity=1)
+    refused = await viewer.request("checkout", hold_id=small["hold"]["id"],
+                                   coupon_id=drop["coupon_id"])
+    assert refused["code"] == "coupon_min_spend"
+    big = await viewer.request("buy", product_id=product["product_id"], quantity=2)
+    placed = await viewer.request("checkout", hold_id=big["hold"]["id"],
+                                  coupon_id=drop["coupon_id"])
+    assert placed["type"] == "order_placed", placed
+    assert (placed["order"]["subtotal"], placed["order"]["discount"],
+            placed["order"]["total"]) == (2000, 300, 1700)
+    third = await viewer.request("buy", product_id=product["product_id"], quantity=2)
+    reused = await viewer.request("checkout", hold_id=third["hold"]["id"],
+                                  coupon_id=drop["coupon_id"])
+    assert reused["code"] == "coupon_used"
+    # The first hold can still be bought without the coupon.
+    plain = await viewer.request("checkout", hold_id=small["hold"]["id"])
+    assert plain["order"]["discount"] == 0
+    await viewer.close()
+
+
+async def test_lottery_draw_is_verifiable(server: LiveServer, http: httpx.AsyncClient,
+                                          tmp_path: Path) -> None:
+    host = await create_room(http)
+    lottery = await host.call("POST", "/lotteries", {"prize": "A signed mug", "winners": 3,
+                                                     "entry": "button", "duration_s": 60},
+                              expect=201)
+    assert len(lottery["seed_hash"]) == 64 and "result" not in lottery
+    clients = [await join(server, host.room_id) for _ in range(8)]
+    entries = await asyncio.gather(*(c.request("enter_lottery", lottery_id=lottery["lottery_id"])
+                                     for c in clients))
+    assert all(e["type"] == "lottery_entered" for e in entries)
+    twice = await clients[0].request("enter_lottery", lottery_id=lottery["lottery_id"])
+    assert twice["code"] == "already_entered"
+    entrants = await host.call("GET", f"/lotteries/{lottery['lottery_id']}/entrants",
+                               expect=200)
+    assert sorted(entrants["entrants"]) == sorted(c.viewer_id for c in clients)
+    drawn = await host.call("POST", f"/lotteries/{lottery['lottery_id']}/draw", expect=200)
+    event = await clients[1].next_event("lottery_drawn")
+    assert event["lottery"]["result"] == drawn["result"]
+    result = drawn["result"]
+    assert len(result["winners"]) == 3 and set(result["winners"]) <= set(result["entrants"])
+    published = {"seed_hash": drawn["seed_hash"], "winners_count": 3, **result}
+    assert verify_lottery(published).ok
+    tampered_seed = {**published, "seed": "00" + result["seed"][2:]}
+    assert not verify_lottery(tampered_seed).ok
+    tampered_list = {**published, "entrants": result["entrants"][:-1] + ["v_intruder"]}
+    check = verify_lottery(tampered_list)
+    assert not check.ok and any("entrants_digest" in p for p in check.problems)
+    # The command users run, against the published URL and a saved file.
+    url = f"{server.base}/api/rooms/{host.room_id}/lotteries/{lottery['lottery_id']}"
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "server",
+                                                   "verify-lottery", "--url", url],
+                                  capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK" in out.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**drawn, "result": {**result, "winners": result["winners"][::-1]}}))
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "server",
+                                                   "verify-lottery", "--file", str(bad)],
+                                  capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "winners differ" in out.stdout
+    late = await clients[2].request("enter_lottery", lottery_id=lottery["lottery_id"])
+    assert late["code"] == "lottery_closed"
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_keyword_lottery_entry_by_chat(server: LiveServer,
+                                             http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    lottery = await host.call("POST", "/lotteries", {"prize": "Socks", "entry": "keyword",
+                                                     "keyword": "Lucky Me", "duration_s": 1},
+                              expect=201)
+    fan, bystander = await join(server, host.room_id), await join(server, host.room_id)
+    await fan.send({"type": "chat", "text": "LUCKY me please!"})
+    await bystander.send({"type": "chat", "text": "just watching"})
+    wrong = await bystander.request("enter_lottery", lottery_id=lottery["lottery_id"])
+    assert wrong["code"] == "not_eligible"
+    drawn = await fan.next_event("lottery_drawn", timeout=10)
+    assert drawn["lottery"]["result"]["entrants"] == [fan.viewer_id]
+    assert drawn["lottery"]["result"]["winners"] == [fan.viewer_id]
+    await asyncio.gather(fan.close(), bystander.close())
+
+
+async def test_chat_likes_moderation_and_clock(server: LiveServer,
+                                               http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    a, b = await join(server, host.room_id, nickname="Ann"), await join(server, host.room_id)
+    await a.send({"type": "chat", "text": "<b>hello</b>"})
+    chat = await b.next_event("chat")
+    assert chat["text"] == "<b>hello</b>" and chat["nickname"] == "Ann"
+    too_long = await a.request("chat", text="x" * 201)
+    assert too_long["code"] == "bad_request" and "text" in too_long["message"]
+    for _ in range(10):
+        await a.send({"type": "like", "count": 5})
+    likes = await b.next_event("likes", where=lambda f: f["total"] == 50)
+    assert likes["total"] == 50
+    await host.call("POST", "/moderation/delete", {"message_id": chat["message_id"]},
+                    expect=200)
+    deleted = await b.next_event("chat_deleted")
+    assert deleted["message_id"] == chat["message_id"]
+    await host.call("POST", "/moderation/mute", {"viewer_id": a.viewer_id, "duration_s": 60},
+                    expect=200)
+    await b.next_event("viewer_muted")
+    await a.send({"type": "chat", "text": "am I muted?"})
+    refused = await a.next_event("error", where=lambda f: f["code"] == "muted")
+    assert refused["details"]["until"] > chat["ts"]
+    await a.send({"type": "ping", "t": 123.5})
+    pong = await a.next_event("pong")
+    assert pong["t"] == 123.5 and abs(pong["server_time"] - chat["ts"]) < 60_000
+    r = await http.get("/api/time")
+    assert r.json()["server_time"] >= chat["ts"]
+    stats = await host.call("GET", "/stats", expect=200)
+    assert stats["viewers"]["now"] == 2 and stats["likes"] == 50
+    assert stats["chat_this_minute"] + stats["chat_per_minute"] >= 1
+    await asyncio.gather(a.close(), b.close())
+
+
+async def test_identity_survives_reconnect(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    session = (await http.post("/api/session", json={"nickname": "Bo"})).json()
+    first = await join(server, host.room_id, token=session["token"])
+    assert first.viewer_id == session["viewer_id"]
+    await first.close()
+    second = await join(server, host.room_id, token=session["token"])
+    assert second.viewer_id == session["viewer_id"] and second.welcome["viewer"]["nickname"] == "Bo"
+    forged = await join(server, host.room_id, token=session["token"][:-2] + "xx")
+    assert forged.viewer_id != session["viewer_id"]
+    await asyncio.gather(second.close(), forged.close())
+
+
+async def test_host_endpoints_need_the_host_key(server: LiveServer,
+                                                http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    other = await create_room(http)
+    body = {"title": "x", "price": 1, "stock": 1}
+    r = await http.post(f"/api/rooms/{host.room_id}/products", json=body)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = await http.post(f"/api/rooms/{host.room_id}/products", json=body,
+                        headers={"X-Host-Key": other.key})
+    assert r.status_code == 401
+    r = await http.post(f"/api/rooms/{host.room_id}/products", json=body,
+                        headers={"Authorization": f"Bearer {host.key}"})
+    assert r.status_code == 201
+    rooms = (await http.get("/api/rooms")).json()["rooms"]
+    assert {host.room_id, other.room_id} <= {r["room_id"] for r in rooms}
+    assert "host_key" not in json.dumps(rooms)
