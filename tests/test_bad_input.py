@@ -1,0 +1,213 @@
+"""Bad input at every edge: WebSocket frames, HTTP bodies, query strings. Each gets a
+clear error naming what was wrong, the connection stays usable, and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.support import LiveServer, create_room, join
+
+FRAME_CASES: list[tuple[str, str, str]] = [
+    ("not json", "{nope", "invalid_json"),
+    ("json array", "[1, 2]", "invalid_json"),
+    ("json string", '"buy"', "invalid_json"),
+    ("no type", '{"product_id": "p_1"}', "invalid_message"),
+    ("type not a string", '{"type": 5}', "invalid_message"),
+    ("unknown type", '{"type": "steal"}', "unknown_type"),
+    ("unknown field", '{"type": "ping", "evil": 1}', "bad_request"),
+    ("buy without request id", '{"type": "buy", "product_id": "p_1"}', "bad_request"),
+    ("buy bad request id", '{"type": "buy", "request_id": "a b", "product_id": "p"}',
+     "bad_request"),
+    ("buy quantity string", '{"type": "buy", "request_id": "r1", "product_id": "p", '
+     '"quantity": "2"}', "bad_request"),
+    ("buy quantity zero", '{"type": "buy", "request_id": "r1", "product_id": "p", '
+     '"quantity": 0}', "bad_request"),
+    ("buy quantity huge", '{"type": "buy", "request_id": "r1", "product_id": "p", '
+     '"quantity": 100000}', "bad_request"),
+    ("buy quantity bool", '{"type": "buy", "request_id": "r1", "product_id": "p", '
+     '"quantity": true}', "bad_request"),
+    ("buy quantity float", '{"type": "buy", "request_id": "r1", "product_id": "p", '
+     '"quantity": 1.5}', "bad_request"),
+    ("chat empty", '{"type": "chat", "text": "   "}', "bad_request"),
+    ("chat not text", '{"type": "chat", "text": ["a"]}', "bad_request"),
+    ("like too many", '{"type": "like", "count": 1000}', "bad_request"),
+    ("checkout no hold", '{"type": "checkout", "request_id": "r2"}', "bad_request"),
+    ("ping t string", '{"type": "ping", "t": "now"}', "bad_request"),
+    ("claim bad coupon id", '{"type": "claim_coupon", "request_id": "r3", '
+     '"coupon_id": "../x"}', "bad_request"),
+    ("product does not exist", '{"type": "buy", "request_id": "r4", "product_id": "p_none"}',
+     "product_not_found"),
+    ("hold does not exist", '{"type": "checkout", "request_id": "r5", "hold_id": "h_none"}',
+     "hold_not_found"),
+    ("coupon does not exist", '{"type": "claim_coupon", "request_id": "r6", '
+     '"coupon_id": "c_none"}', "coupon_not_found"),
+    ("lottery does not exist", '{"type": "enter_lottery", "request_id": "r7", '
+     '"lottery_id": "l_none"}', "lottery_not_found"),
+]
+
+
+async def test_frame_matrix(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    viewer = await join(server, host.room_id)
+    for name, raw, code in FRAME_CASES:
+        await viewer.ws.send(raw)
+        error = await viewer.next_event("error")
+        assert error["code"] == code, (name, error)
+        assert error["message"], name
+    # Still connected and working after all of that.
+    await viewer.send({"type": "ping", "t": 1})
+    assert (await viewer.next_event("pong"))["t"] == 1
+    assert viewer.ws.close_code is None
+    await viewer.close()
+
+
+async def test_binary_frame_closes_1003(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    viewer = await join(server, host.room_id)
+    await viewer.ws.send(b"\x00\x01")
+    await asyncio.wait_for(viewer.closed, 10)
+    assert viewer.ws.close_code == 1003
+
+
+async def test_oversized_frame_closes_1009(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    viewer = await join(server, host.room_id)
+    await viewer.ws.send('{"type": "chat", "text": "' + "x" * 20000 + '"}')
+    await asyncio.wait_for(viewer.closed, 10)
+    assert viewer.ws.close_code == 1009
+
+
+async def test_invalid_utf8_closes_1007(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    # A raw socket: the client library refuses to send invalid UTF-8 in a text frame.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write((f"GET /ws/{host.room_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b" 101 " in head
+    payload = b"\xff\xfe"
+    mask = b"\x01\x02\x03\x04"
+    writer.write(bytes([0x81, 0x80 | len(payload)]) + mask +
+                 bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    await writer.drain()
+    data = b""
+    for _ in range(50):
+        chunk = await asyncio.wait_for(reader.read(65536), 10)
+        if not chunk:
+            break
+        data += chunk
+        # Look for a close frame (opcode 0x8) carrying 1007.
+        if b"\x88" in data and (b"\x03\xef" in data):
+            break
+    assert b"\x03\xef" in data  # 1007 in network order
+    writer.close()
+
+
+async def test_unknown_room_closes_4004(server: LiveServer) -> None:
+    async with connect(server.ws_url("r_nosuchroom")) as ws:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4004
+
+
+async def test_flood_of_frames_is_rate_limited(server: LiveServer,
+                                               http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    viewer = await join(server, host.room_id)
+    for _ in range(60):
+        await viewer.send({"type": "ping"})
+    limited = await viewer.next_event("error", where=lambda f: f["code"] == "rate_limited")
+    assert limited["message"]
+    await viewer.close()
+
+
+def _http_cases(room: str) -> list[tuple[str, str, Any, int, str, str]]:
+    p = f"/api/rooms/{room}"
+    return [
+        ("POST", "/api/rooms", "{bad json", 400, "invalid_json", ""),
+        ("POST", "/api/rooms", "[]", 400, "invalid_json", ""),
+        ("POST", "/api/rooms", {}, 400, "bad_request", "title"),
+        ("POST", "/api/rooms", {"title": 5}, 400, "bad_request", "title"),
+        ("POST", "/api/rooms", {"title": "x" * 500}, 400, "bad_request", "title"),
+        ("POST", "/api/rooms", {"title": "ok", "stream_url": "javascript:alert(1)"}, 400,
+         "bad_request", "stream_url"),
+        ("POST", "/api/rooms", {"title": "ok", "extra": 1}, 400, "bad_request", "extra"),
+        ("POST", p + "/products", {"title": "t", "price": -1, "stock": 1}, 400, "bad_request",
+         "price"),
+        ("POST", p + "/products", {"title": "t", "price": 1, "stock": 1.5}, 400, "bad_request",
+         "stock"),
+        ("POST", p + "/products", {"title": "t", "price": 1, "stock": 1, "currency": "usd"},
+         400, "bad_request", "currency"),
+        ("POST", p + "/products", {"title": "t", "price": 10**15, "stock": 1}, 400,
+         "bad_request", "price"),
+        ("POST", p + "/sales", {"product_id": "p_none", "units": 1, "duration_s": 10}, 404,
+         "product_not_found", ""),
+        ("POST", p + "/coupons", {"kind": "gift", "value": 1, "count": 1}, 400, "bad_request",
+         "kind"),
+        ("POST", p + "/coupons", {"kind": "percent", "value": 150, "count": 1}, 400,
+         "bad_request", "value"),
+        ("POST", p + "/coupons", {"kind": "percent", "value": 10, "count": 0}, 400,
+         "bad_request", "count"),
+        ("POST", p + "/lotteries", {"prize": "x", "entry": "keyword", "duration_s": 5}, 400,
+         "bad_request", "keyword"),
+        ("POST", p + "/lotteries", {"prize": "x", "duration_s": 0}, 400, "bad_request",
+         "duration_s"),
+        ("POST", p + "/pins", {"product_id": None}, 400, "bad_request", "product_id"),
+        ("POST", p + "/announcements", {"text": ""}, 400, "bad_request", "text"),
+        ("POST", p + "/moderation/mute", {"viewer_id": "v_1", "duration_s": -5}, 400,
+         "bad_request", "duration_s"),
+        ("GET", p + "/orders?limit=abc", None, 400, "bad_request", "limit"),
+        ("POST", "/api/session", {"nickname": "<script>"}, 400, "bad_request", "nickname"),
+        ("GET", "/api/rooms/r_missing", None, 404, "room_not_found", ""),
+        ("GET", "/api/nothing-here", None, 404, "not_found", ""),
+        ("DELETE", "/api/rooms", None, 405, "method_not_allowed", ""),
+    ]
+
+
+async def test_http_matrix(server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    await host.product(stock=1)
+    for method, path, body, status, code, field in _http_cases(host.room_id):
+        kwargs: dict[str, Any] = {"headers": {"X-Host-Key": host.key}}
+        if isinstance(body, str):
+            kwargs["content"] = body
+            kwargs["headers"]["content-type"] = "application/json"
+        elif body is not None:
+            kwargs["json"] = body
+        r = await http.request(method, path, **kwargs)
+        assert r.status_code == status, (method, path, body, r.text)
+        error = r.json()["error"]
+        assert error["code"] == code, (path, body, error)
+        assert field in error["message"], (path, body, error)
+    # Nothing was created by the refused requests.
+    state = await host.call("GET", "", expect=200)
+    assert len(state["products"]) == 1 and state["coupons"] == [] and state["lotteries"] == []
+
+
+async def test_oversized_body_413(server: LiveServer, http: httpx.AsyncClient) -> None:
+    r = await http.post("/api/rooms", content=b'{"title": "' + b"x" * 70000 + b'"}',
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    r = await http.post("/api/rooms", content=b"title=x",
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_media"
+
+
+async def test_garbage_on_the_socket_does_not_hurt_the_server(server: LiveServer,
+                                                              http: httpx.AsyncClient) -> None:
+    for junk in (b"\x00" * 100, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3, b"\xff" * 4096):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(junk)
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(reader.read(4096), 2)
+        writer.close()
+    r = await http.get("/api/health")
+    assert r.status_code == 200 and r.json()["ok"]
