@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +15,8 @@ import pytest
 from tests.support import LiveServer, ViewerClient, create_room, make_settings, viewers
 
 
-async def _all_buy(clients: list[ViewerClient], product_id: str, quantity: int) -> list[dict]:
+async def _all_buy(clients: list[ViewerClient], product_id: str,
+                   quantity: int) -> list[dict[str, Any]]:
     return list(await asyncio.gather(*(c.request("buy", product_id=product_id,
                                                  quantity=quantity, timeout=120)
                                        for c in clients)))
@@ -79,10 +83,8 @@ async def test_coupon_race_gives_exactly_n(server: LiveServer, http: httpx.Async
 
 
 @pytest.fixture
-async def quick_hold_server(redis_url: str, tmp_path: object) -> object:
-    from pathlib import Path
-
-    settings = make_settings(redis_url, Path(str(tmp_path)) / "data",
+async def quick_hold_server(redis_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    settings = make_settings(redis_url, tmp_path / "data",
                              sale={"hold_seconds": 1.5})
     live = await LiveServer(settings).start()
     yield live
@@ -103,7 +105,7 @@ async def test_expiry_racing_checkout_returns_stock_once(quick_hold_server: Live
             now = clients[0].welcome["server_time"]
             await asyncio.sleep(max(0.0, (expires_at - now) / 1000 - 0.25))
 
-            async def late_checkout(i: int, c: ViewerClient, h: dict) -> dict:
+            async def late_checkout(i: int, c: ViewerClient, h: dict[str, Any]) -> dict[str, Any]:
                 await asyncio.sleep((i % 30) * 0.01)
                 return await c.request("checkout", hold_id=h["hold"]["id"])
 

@@ -156,7 +156,7 @@ async def test_lottery_draw_is_verifiable(server: LiveServer, http: httpx.AsyncC
     assert verify_lottery(published).ok
     tampered_seed = {**published, "seed": "00" + result["seed"][2:]}
     assert not verify_lottery(tampered_seed).ok
-    tampered_list = {**published, "entrants": result["entrants"][:-1] + ["v_intruder"]}
+    tampered_list = {**published, "entrants": [*result["entrants"][:-1], "v_intruder"]}
     check = verify_lottery(tampered_list)
     assert not check.ok and any("entrants_digest" in p for p in check.problems)
     # The command users run, against the published URL and a saved file.

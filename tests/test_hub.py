@@ -1,0 +1,73 @@
+"""The hub under pressure: a viewer that stops reading never slows the room."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import httpx
+
+from tests.support import LiveServer, create_room, join, make_settings
+
+
+async def test_stalled_viewer_is_cut_off_and_the_room_keeps_flowing(redis_url: str,
+                                                                    data_dir: Path) -> None:
+    live = await LiveServer(make_settings(
+        redis_url, data_dir, hub={"client_buffer_bytes": 8192, "behind_timeout_s": 0.5})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+        fast = await join(live, host.room_id)
+        snap = await fast.next_event("snapshot")
+        # A client that never reads, with a small receive buffer so the kernel cannot
+        # absorb the backlog: the server's buffer for it fills up.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write((f"GET /ws/{host.room_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+        hub = live.services.hub
+        for _ in range(200):
+            if len(hub.rooms[host.room_id].members) == 2:
+                break
+            await asyncio.sleep(0.02)
+        n = 1500
+        text = "y" * 2000
+        for i in range(n):
+            await hub.publish(host.room_id, {"type": "announcement", "text": f"{i} {text}"})
+        # The fast viewer receives every event, in order, without gaps.
+        for _ in range(n):
+            await fast.next_event("announcement", timeout=30)
+        seqs = [f["seq"] for f in fast.frames if f.get("type") == "announcement"]
+        assert seqs == list(range(snap["seq"] + 1, snap["seq"] + n + 1))
+        # The stalled one was dropped by the server.
+        for _ in range(200):
+            if len(hub.rooms[host.room_id].members) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert len(hub.rooms[host.room_id].members) == 1
+        writer.close()
+        await fast.close()
+    finally:
+        await live.stop()
+
+
+async def test_every_viewer_gets_each_event_once(server: LiveServer,
+                                                 http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    clients = [await join(server, host.room_id) for _ in range(50)]
+    starts = [(await c.next_event("snapshot"))["seq"] for c in clients]
+    assert len(set(starts)) == 1
+    for i in range(20):
+        await host.call("POST", "/announcements", {"text": f"a{i}"}, expect=201)
+    for c in clients:
+        got = [await c.next_event("announcement") for _ in range(20)]
+        assert [g["text"] for g in got] == [f"a{i}" for i in range(20)]
+        assert [g["seq"] for g in got] == list(range(starts[0] + 1, starts[0] + 21))
+    await asyncio.gather(*(c.close() for c in clients))

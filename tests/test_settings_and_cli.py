@@ -1,0 +1,147 @@
+"""Configuration loading and the `livesell` command as a user runs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.settings import DEFAULT_CONFIG_PATH, SECTIONS, Settings, SettingsError, load_settings
+
+
+def test_default_file_documents_every_setting_with_the_same_defaults() -> None:
+    from_file = load_settings(None, env={})
+    from_code = Settings()
+    assert from_file == from_code
+    text = DEFAULT_CONFIG_PATH.read_text()
+    for section, cls in SECTIONS.items():
+        assert f"[{section}]" in text
+        for f in dataclasses.fields(cls):
+            assert f"\n{f.name} = " in text, f"{section}.{f.name} is not documented"
+
+
+def test_file_env_and_overrides_in_order(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nport = 9001\n[sale]\nhold_seconds = 30\n")
+    s = load_settings(cfg, env={"LIVESELL_SERVER_PORT": "9002",
+                                "LIVESELL_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert s.server.port == 9002 and s.sale.hold_seconds == 30.0
+    assert s.redis.url == "redis://127.0.0.1:1/0"
+    s = load_settings(cfg, env={}, overrides={"server": {"port": 9003}})
+    assert s.server.port == 9003
+
+
+@pytest.mark.parametrize(("content", "env", "message"), [
+    ("[server]\nport = 70000\n", {}, "server.port"),
+    ("[server]\nport = 'x'\n", {}, "server.port: expected an integer"),
+    ("[server]\nprot = 1\n", {}, "unknown key server.prot"),
+    ("[nope]\nx = 1\n", {}, "unknown section [nope]"),
+    ("[sale]\nhold_seconds = -1\n", {}, "sale.hold_seconds"),
+    ("[hub]\nlog_size = true\n", {}, "hub.log_size"),
+    ("not toml = = =", {}, "not valid TOML"),
+    ("", {"LIVESELL_HUB_LOG_SIZE": "lots"}, "hub.log_size"),
+    ("", {"LIVESELL_REDIS_APPENDONLY": "maybe"}, "redis.appendonly"),
+    ("", {"LIVESELL_REDIS_URL": "http://x"}, "redis.url"),
+    ("[server]\nlog_level = 'loud'\n", {}, "server.log_level"),
+])
+def test_bad_values_name_the_key(tmp_path: Path, content: str, env: dict[str, str],
+                                 message: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    with pytest.raises(SettingsError) as err:
+        load_settings(cfg, env=env)
+    assert message in str(err.value)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml", env={})
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "server", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_cli_rejects_bad_flags_and_config(tmp_path: Path) -> None:
+    out = _cli("serve", "--port", "99999")
+    assert out.returncode == 2 and "not a port" in out.stderr
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[hub]\nmax_frame_bytes = 1\n")
+    out = _cli("serve", "--config", str(cfg))
+    assert out.returncode == 2 and "hub.max_frame_bytes" in out.stderr
+    out = _cli("verify-lottery", "--file", str(tmp_path / "none.json"))
+    assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+def test_serve_on_embedded_defaults_starts_and_stops_cleanly(tmp_path: Path) -> None:
+    """The README's first command: embedded redis-server, SQLite in the data dir, URLs
+    printed, and SIGINT stops everything, the redis child included."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", "0",
+                             "--data-dir", str(data), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("LIVESELL_")})
+    try:
+        assert proc.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "host console:" in line:
+                break
+        text = "".join(lines)
+        assert "viewer page:" in text and "host console:" in text, text
+        host_url = text.split("host console:")[1].split()[0]
+        base = host_url.removesuffix("/host")
+        assert httpx.get(base + "/api/health", timeout=10).json() == {"ok": True}
+        r = httpx.post(base + "/api/rooms", json={"title": "smoke"}, timeout=10)
+        assert r.status_code == 201
+        redis_pid = _child_redis_pid(proc.pid)
+        assert redis_pid is not None
+        assert (data / "orders.sqlite3").exists()
+        assert (data / "redis").is_dir()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert not _alive(redis_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _child_redis_pid(parent: int) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"redis-server" in cmd:
+            return int(entry.name)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
