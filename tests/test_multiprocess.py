@@ -1,0 +1,48 @@
+"""Two server instances on one Redis and one store, as `--workers 2` runs them: events
+reach viewers on both, timers fire once, and the stock gate holds across both."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from tests.support import LiveServer, create_room, join, make_settings
+
+
+async def test_two_servers_share_rooms_and_stock(redis_url: str, data_dir: Path) -> None:
+    settings = make_settings(redis_url, data_dir)
+    a = await LiveServer(settings).start()
+    b = await LiveServer(settings).start()
+    try:
+        async with httpx.AsyncClient(base_url=a.base) as http:
+            host = await create_room(http)
+            product = await host.product(stock=30)
+            on_a = [await join(a, host.room_id) for _ in range(20)]
+            on_b = [await join(b, host.room_id) for _ in range(20)]
+            await host.sale(product["product_id"], units=25, limit=2, starts_in_s=1)
+            for v in (on_a[0], on_b[0]):
+                opened = await v.next_event("sale_open", timeout=10)
+                assert opened["sale"]["product_id"] == product["product_id"]
+            await asyncio.sleep(0.3)
+            # Each timer fired on exactly one of the two servers.
+            assert sum(1 for f in on_b[1].frames if f["type"] == "sale_open") == 1
+            everyone = on_a + on_b
+            answers = await asyncio.gather(*(v.request("buy", product_id=product["product_id"],
+                                                       quantity=2) for v in everyone))
+            held = sum(x["hold"]["quantity"] for x in answers if x["type"] == "hold")
+            assert held == 24  # 12 buyers x 2; the 13th finds 1 unit: insufficient_stock
+            placed = await asyncio.gather(*(v.request("checkout", hold_id=x["hold"]["id"])
+                                            for v, x in zip(everyone, answers, strict=True)
+                                            if x["type"] == "hold"))
+            assert all(p["type"] == "order_placed" for p in placed)
+            audit = await host.audit()
+            assert audit["ok"] and audit["products"][0]["sold"] == 24
+            await host.call("POST", "/announcements", {"text": "thanks"}, expect=201)
+            for v in (on_a[-1], on_b[-1]):
+                assert (await v.next_event("announcement"))["text"] == "thanks"
+            await asyncio.gather(*(v.close() for v in everyone))
+    finally:
+        await b.stop()
+        await a.stop()
