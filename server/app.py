@@ -32,7 +32,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from server import domain
 from server.domain import now_ms
 from server.errors import (
+    CLOSE_INTERNAL,
     CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNKNOWN_ROOM,
     CLOSE_UNSUPPORTED_DATA,
     BadRequest,
@@ -40,9 +42,10 @@ from server.errors import (
     PayloadTooLarge,
     Unauthorized,
     Unavailable,
+    UnsupportedMedia,
     refusal,
 )
-from server.hub import Conn, Hub
+from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
 from server.protocol import (
@@ -136,20 +139,30 @@ class Services:
         return secret
 
     async def stop(self) -> None:
+        """Stop in a fixed order; every step is bounded so shutdown always completes."""
         self.ready = False
+        grace = self.settings.server.shutdown_grace_s + 5.0
         if self.pulse is not None:
-            await self.pulse.stop()
+            await _bounded("clockwork", self.pulse.stop(), 5.0)
         if self.hub is not None:
-            await self.hub.stop()
-            await self.hub.ledger.drain()
+            await _bounded("viewers", self.hub.stop(), 5.0)
+            await _bounded("ledger calls", self.hub.ledger.drain(), grace)
         if self.store is not None:
-            await self.store.close()
+            await _bounded("order store", self.store.close(), grace)
         for client in (self.redis, self.redis_bytes):
             if client is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
+                await _bounded("redis client", client.aclose(), 2.0)
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+
+
+async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
+    try:
+        await asyncio.wait_for(step, limit_s)
+    except TimeoutError:
+        log.error("shutdown: %s did not finish within %.0fs; going on", what, limit_s)
+    except (RedisError, OSError) as exc:
+        log.warning("shutdown: %s: %s", what, exc)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -195,7 +208,7 @@ async def json_body(request: Request) -> dict[str, Any]:
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
     ctype = request.headers.get("content-type", "")
     if ctype and not ctype.split(";")[0].strip().lower().endswith("json"):
-        raise BadRequest("Content-Type must be application/json", code="unsupported_media")
+        raise UnsupportedMedia("Content-Type must be application/json")
     chunks = []
     size = 0
     async for chunk in request.stream():
@@ -405,7 +418,7 @@ async def viewer_socket(ws: WebSocket) -> None:
     room_id = str(ws.path_params["room_id"])
     await ws.accept()
     if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
-        await ws.close(1013, "server is starting or stopping")
+        await ws.close(CLOSE_TRY_AGAIN, "server is starting or stopping")
         return
     show, hub, signer = svc.show, svc.hub, svc.signer
     if not ID_PATTERN.match(room_id) or not await show.room_exists(room_id):
@@ -424,11 +437,13 @@ async def viewer_socket(ws: WebSocket) -> None:
     raw_since = ws.query_params.get("since")
     since = int(raw_since) if raw_since and SINCE_PATTERN.match(raw_since) else None
     conn = Conn(hub, room_id, viewer, ws)
-    welcome = encode({"type": "welcome", "room_id": room_id, "server_time": now_ms(),
-                      "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname},
-                      "token": token, "resumed": since is not None})
+    welcome = {"type": "welcome", "room_id": room_id,
+               "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname},
+               "token": token}
     inflight: set[asyncio.Task[None]] = set()
-    bad_frames = 0
+    # Rejected frames (malformed, or over the rate) draw on a slowly refilling
+    # allowance; a client that keeps sending them after being told is closed.
+    patience = TokenBucket(1.0, MAX_BAD_FRAMES)
     try:
         await hub.join(conn, since, welcome)
         while not conn.closed:
@@ -440,11 +455,10 @@ async def viewer_socket(ws: WebSocket) -> None:
                 hub.close(conn, CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
                 break
             if not conn.frame_bucket.take():
-                bad_frames += 1
-                conn.send(error_answer(refusal("rate_limited")).frame(None))
-                if bad_frames > MAX_BAD_FRAMES:
+                if not patience.take():
                     hub.close(conn, CLOSE_POLICY, "too many rejected frames")
                     break
+                conn.send(error_answer(refusal("rate_limited")).frame(None))
                 continue
             request_id: str | None = None
             try:
@@ -453,11 +467,10 @@ async def viewer_socket(ws: WebSocket) -> None:
                 request_id = rid if isinstance(rid, str) and ID_PATTERN.match(rid) else None
                 msg = decode_viewer_message(obj, svc.limits)
             except BadRequest as exc:
-                bad_frames += 1
-                conn.send(error_answer(exc).frame(request_id))
-                if bad_frames > MAX_BAD_FRAMES:
+                if not patience.take():
                     hub.close(conn, CLOSE_POLICY, "too many rejected frames")
                     break
+                conn.send(error_answer(exc).frame(request_id))
                 continue
             if isinstance(msg, Ping | Chat | Like | Resync):
                 await _handle_inline(svc, conn, msg, request_id)
@@ -472,7 +485,10 @@ async def viewer_socket(ws: WebSocket) -> None:
         pass
     except (RedisError, OSError):
         log.warning("viewer %s in %s: redis unavailable", viewer.viewer_id, room_id)
-        hub.close(conn, 1011, "temporarily unavailable")
+        hub.close(conn, CLOSE_INTERNAL, "temporarily unavailable")
+    except Exception:
+        log.exception("viewer %s in %s: unexpected fault", viewer.viewer_id, room_id)
+        hub.close(conn, CLOSE_INTERNAL, "internal error")
     finally:
         hub.leave(conn)
         if inflight:

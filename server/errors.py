@@ -10,16 +10,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 # Close codes (RFC 6455 section 7.4 plus the private 4000-4999 range).
-CLOSE_NORMAL: Final = 1000
+# 1007 (text frame that is not valid UTF-8) and 1009 (frame above hub.max_frame_bytes)
+# are sent by the WebSocket parser itself; JSON faults get error frames instead.
 CLOSE_GOING_AWAY: Final = 1001  # server shutting down
-CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_UNSUPPORTED_DATA: Final = 1003  # binary frame where JSON text was expected
-CLOSE_INVALID_PAYLOAD: Final = 1007  # text that is not JSON / not valid UTF-8
-CLOSE_POLICY: Final = 1008  # repeated abuse after rate limiting
-CLOSE_TOO_BIG: Final = 1009  # frame above hub.max_frame_bytes
-CLOSE_INTERNAL: Final = 1011
+CLOSE_POLICY: Final = 1008  # kept sending rejected frames after being told
+CLOSE_INTERNAL: Final = 1011  # unexpected fault or Redis unreachable
+CLOSE_TRY_AGAIN: Final = 1013  # server starting or stopping
 CLOSE_UNKNOWN_ROOM: Final = 4004
-CLOSE_BAD_TOKEN: Final = 4001
 CLOSE_TOO_SLOW: Final = 4008  # outbound buffer stayed full past hub.behind_timeout_s
 
 
@@ -80,6 +78,11 @@ class RateLimited(LivesellError):
     status = 429
 
 
+class UnsupportedMedia(LivesellError):
+    code = "unsupported_media"
+    status = 415
+
+
 class PayloadTooLarge(LivesellError):
     code = "payload_too_large"
     status = 413
@@ -107,6 +110,7 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
     "coupon_not_claimed": (Conflict, "You have not claimed this coupon."),
     "coupon_used": (Conflict, "This coupon was already used."),
     "coupon_min_spend": (Conflict, "The order does not reach the coupon's minimum spend."),
+    "coupon_currency": (Conflict, "The coupon is for another currency than this order."),
     "already_claimed": (Conflict, "You already claimed a coupon from this drop."),
     "lottery_not_found": (NotFound, "No such lottery."),
     "lottery_closed": (Conflict, "The lottery is closed."),

@@ -165,19 +165,22 @@ class Hub:
         self._listener = asyncio.create_task(self._listen(), name="hub-listener")
 
     async def stop(self) -> None:
-        """Close every viewer with 1001, then stop listening."""
+        """Close every viewer with 1001, then stop listening. Never hangs: each wait
+        is bounded, because shutdown must finish even with Redis gone."""
         for room in list(self.rooms.values()):
             for conn in list(room.members):
                 self.close(conn, CLOSE_GOING_AWAY, "server shutting down")
+        tasks = list(self._tasks)
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        for task in list(self._tasks):
+            tasks.append(self._listener)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(self._pubsub.aclose(),  # type: ignore[no-untyped-call]
+                                       2.0)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -267,8 +270,11 @@ class Hub:
             self.by_channel[room.keys.channel.encode()] = room
         return room
 
-    async def join(self, conn: Conn, since: int | None, welcome: bytes) -> None:
-        """Add a viewer: welcome, then the missed events or a snapshot, then live events."""
+    async def join(self, conn: Conn, since: int | None, welcome: dict[str, Any]) -> None:
+        """Add a viewer: welcome, then the missed events or a snapshot, then live events.
+
+        `welcome` gains `resumed` (whether the missed events follow, rather than a
+        snapshot) and `server_time`."""
         room = self._room(conn.room_id)
         room.members.add(conn)
         conn.pending = []
@@ -286,14 +292,14 @@ class Hub:
             pipe.sadd(keys.uniq, conn.viewer.viewer_id)
             await pipe.execute()
         self.dirty_viewers.add(conn.room_id)
-        conn.send(welcome)
-        if since is not None:
-            backlog = await self._backlog(keys, since)
-            if backlog is not None:
-                for event in backlog:
-                    conn.send(event)
-                self._go_live(conn, seq_of(backlog[-1]) if backlog else since)
-                return
+        backlog = await self._backlog(keys, since) if since is not None else None
+        conn.send(encode({**welcome, "resumed": backlog is not None,
+                          "server_time": time.time_ns() // 1_000_000}))
+        if since is not None and backlog is not None:
+            for event in backlog:
+                conn.send(event)
+            self._go_live(conn, seq_of(backlog[-1]) if backlog else since)
+            return
         await self._send_snapshot(conn)
 
     async def _backlog(self, keys: RoomKeys, since: int) -> list[bytes] | None:

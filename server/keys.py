@@ -57,8 +57,9 @@ class RoomKeys:
     def hold(self, hold_id: str) -> str:
         return f"{self.base}hold:{hold_id}"
 
-    def request(self, actor_id: str, request_id: str) -> str:
-        return f"{self.base}req:{actor_id}:{request_id}"
+    def request(self, actor_id: str, kind: str, request_id: str) -> str:
+        """The remembered answer to one request; ids are per viewer and per message type."""
+        return f"{self.base}req:{actor_id}:{kind}:{request_id}"
 
     def coupon(self, coupon_id: str) -> str:
         return f"{self.base}coupon:{coupon_id}"

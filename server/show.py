@@ -461,7 +461,7 @@ class Show:
                     return error_answer(refusal("product_not_found"))
                 return error_answer(refusal("not_on_sale"))
             result = await self.ledger.run("reserve", [
-                keys.request(viewer.viewer_id, request_id), keys.product_sale(product_id),
+                keys.request(viewer.viewer_id, "buy", request_id), keys.product_sale(product_id),
                 keys.sale(sid), keys.stock(product_id), keys.bought(sid), keys.hold(hold_id),
                 keys.holds,
             ], [sid, viewer.viewer_id, quantity, hold_id,
@@ -481,7 +481,7 @@ class Show:
             return error_answer(refusal("hold_not_found"))
         result = await self._release(room_id, hold_id, hold[0], hold[1], "release",
                                      viewer.viewer_id)
-        if result[0] == "done":
+        if result[0] in ("done", "released"):
             return Answer("hold_released", {"hold_id": hold_id})
         if result[0] == "expired":
             return error_answer(refusal("hold_expired"))
@@ -519,7 +519,7 @@ class Show:
                        coupon_id: str | None) -> Answer:
         keys = RoomKeys(room_id)
         cid = coupon_id or ""
-        req_key = keys.request(viewer.viewer_id, request_id)
+        req_key = keys.request(viewer.viewer_id, "checkout", request_id)
         result = await self.ledger.run("begin_checkout", [
             req_key, keys.hold(hold_id), keys.holds, keys.coupon(cid or "-"),
             keys.claims(cid or "-"), keys.confirming,
@@ -528,6 +528,9 @@ class Show:
             return _from_cached("order_placed", result[1])
         if result[0] == "refused":
             return error_answer(refusal(result[1]))
+        if result[0] == "confirming":
+            # Another checkout of this hold is between its store write and its answer.
+            return error_answer(refusal("request_in_progress"))
         hold = orjson.loads(result[1])
         if result[0] == "confirmed":
             existing = await self.store.order_for_hold(hold_id)
@@ -548,11 +551,16 @@ class Show:
                                             "is kept, try again", code="store_unavailable"))
         stored = await self.store.order_for_hold(hold_id) or order
         answer = Answer("order_placed", {"order": stored.public()})
-        await self.ledger.run("finish_checkout", [
+        finished = await self.ledger.run("finish_checkout", [
             keys.hold(hold_id), keys.stock(order.product_id), keys.sale(order.sale_id),
             keys.claims(order.coupon_id or "-"), req_key, keys.confirming,
         ], [stored.order_id, encode(answer.body), self.settings.sale.request_id_ttl_s,
             KEEP_FINISHED_HOLD_MS, hold_id])
+        if finished[0] not in ("ok", "already"):
+            # The order is durable, so the buyer is told; Redis is repaired from the
+            # store by the rebuild (missing) or needs an operator's look (bad_state).
+            log.error("order %s stored but hold %s was %s in Redis", stored.order_id,
+                      hold_id, finished)
         self.dirty_stock.add((room_id, order.product_id))
         return answer
 
@@ -587,7 +595,8 @@ class Show:
                 answer = Answer("order_placed", {"order": order.public()})
                 await self.ledger.run("finish_checkout", [
                     keys.hold(hold_id), keys.stock(order.product_id), keys.sale(order.sale_id),
-                    keys.claims(order.coupon_id or "-"), keys.request(order.buyer_id, "-"),
+                    keys.claims(order.coupon_id or "-"),
+                    keys.request(order.buyer_id, "checkout", "-"),
                     keys.confirming,
                 ], [order.order_id, encode(answer.body), 60, KEEP_FINISHED_HOLD_MS, hold_id])
                 self.dirty_stock.add((room_id, order.product_id))
@@ -624,7 +633,8 @@ class Show:
                            coupon_id: str) -> Answer:
         keys = RoomKeys(room_id)
         result = await self.ledger.run("claim_coupon", [
-            keys.request(viewer.viewer_id, request_id), keys.coupon(coupon_id),
+            keys.request(viewer.viewer_id, "claim_coupon", request_id),
+            keys.coupon(coupon_id),
             keys.claims(coupon_id)], [viewer.viewer_id, self.settings.sale.request_id_ttl_s,
                                       coupon_id])
         answer = _from_cached("coupon_claimed", result[1])
@@ -693,7 +703,8 @@ class Show:
                             lottery_id: str, text: str) -> Answer:
         keys = RoomKeys(room_id)
         result = await self.ledger.run("enter_lottery", [
-            keys.request(viewer.viewer_id, request_id), keys.lottery(lottery_id),
+            keys.request(viewer.viewer_id, "enter_lottery", request_id),
+            keys.lottery(lottery_id),
             keys.entrants(lottery_id), keys.present,
         ], [viewer.viewer_id, domain.normalize_entry_text(text),
             self.settings.sale.request_id_ttl_s, lottery_id])
@@ -711,6 +722,16 @@ class Show:
             view = await self.lottery(room_id, lottery_id)
             raise Conflict("the lottery is already drawn", code="lottery_closed",
                            details={"lottery_id": view["lottery_id"]})
+        try:
+            return await self._draw(room_id, lottery_id)
+        except BaseException:
+            # Put it back so the timer (or the host) can draw it again.
+            await self.redis.hset(keys.lottery(lottery_id), "state", "open")
+            await self.redis.zadd(keys.timers, {f"lottery_close:{lottery_id}": now_ms() + 1000})
+            raise
+
+    async def _draw(self, room_id: str, lottery_id: str) -> dict[str, Any]:
+        keys = RoomKeys(room_id)
         self.keyword_lotteries.get(room_id, {}).pop(lottery_id, None)
         lot = await self.redis.hgetall(keys.lottery(lottery_id))
         seed = next((s for data, s, _ in await self.store.lotteries(room_id)
@@ -836,7 +857,8 @@ class Show:
             sale = await self.redis.hgetall(keys.sale(sid))
             if not sale:
                 continue
-            view = sale_view(sale, 0, now_ms())
+            left = _int(await self.redis.hget(keys.stock(sale["product_id"]), "left"))
+            view = sale_view(sale, left, now_ms())
             buyers = by_buyer.get(sid, {})
             over = {b: n for b, n in buyers.items() if n > view["limit_per_buyer"]}
             sales.append({**view, "sold_in_store": sum(buyers.values()),

@@ -198,7 +198,7 @@ async def test_oversized_body_413(server: LiveServer, http: httpx.AsyncClient) -
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     r = await http.post("/api/rooms", content=b"title=x",
                         headers={"content-type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_media"
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media"
 
 
 async def test_garbage_on_the_socket_does_not_hurt_the_server(server: LiveServer,

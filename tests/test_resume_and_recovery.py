@@ -50,6 +50,7 @@ async def test_resume_beyond_the_log_gets_a_snapshot(redis_url: str, data_dir: P
             back = await join(live, host.room_id, since=snap["seq"])
             fresh = await back.next_event("snapshot")
             assert fresh["seq"] == snap["seq"] + 15
+            assert back.welcome["resumed"] is False
             assert not any(f["type"] == "announcement" for f in back.frames)
     finally:
         await live.stop()

@@ -64,10 +64,20 @@ async def test_retries_return_the_first_answer(server: LiveServer,
     again = await viewer.request("buy", request_id="buy-1", product_id=product["product_id"])
     assert first == again and first["type"] == "hold"
     hold_id = first["hold"]["id"]
-    results = await asyncio.gather(*(viewer.request("checkout", request_id=f"co-{i % 2}",
+    results = await asyncio.gather(*(viewer.request("checkout", request_id=f"co-{i}",
                                                     hold_id=hold_id) for i in range(6)))
+    # Retried after the dust settles, every request id answers with the same order.
+    results += await asyncio.gather(*(viewer.request("checkout", request_id=f"co-{i}x",
+                                                     hold_id=hold_id) for i in range(3)))
+    results.append(await viewer.request("checkout", request_id="co-0", hold_id=hold_id))
+    assert results[-1]["type"] == "order_placed"
     orders = {r["order"]["order_id"] for r in results if r["type"] == "order_placed"}
     assert len(orders) == 1, results
+    # A checkout racing another of the same hold is told so, never charged twice.
+    assert {r.get("code") for r in results if r["type"] == "error"} <= {"request_in_progress"}
+    # Request ids are per message type: reusing one for a claim is a new request.
+    claim = await viewer.request("claim_coupon", request_id="buy-1", coupon_id="c_none")
+    assert claim["code"] == "coupon_not_found"
     listed = await host.call("GET", "/orders", expect=200)
     assert len(listed["orders"]) == 1
     audit = await host.audit()
@@ -90,6 +100,8 @@ async def test_release_returns_units(server: LiveServer, http: httpx.AsyncClient
     assert sold_out["code"] == "sold_out"
     released = await viewer.request("release", hold_id=hold["hold"]["id"])
     assert released["type"] == "hold_released"
+    again = await viewer.request("release", hold_id=hold["hold"]["id"])
+    assert again == {**released, "re": again["re"]}
     late = await viewer.request("checkout", hold_id=hold["hold"]["id"])
     assert late["code"] == "hold_released"
     assert (await host.audit())["products"][0]["left"] == 2
@@ -125,6 +137,12 @@ async def test_coupon_applies_once_at_checkout(server: LiveServer,
     reused = await viewer.request("checkout", hold_id=third["hold"]["id"],
                                   coupon_id=drop["coupon_id"])
     assert reused["code"] == "coupon_used"
+    euro = await host.call("POST", "/coupons", {"kind": "percent", "value": 10, "count": 5,
+                                                "currency": "EUR"}, expect=201)
+    await viewer.request("claim_coupon", coupon_id=euro["coupon_id"])
+    wrong = await viewer.request("checkout", hold_id=third["hold"]["id"],
+                                 coupon_id=euro["coupon_id"])
+    assert wrong["code"] == "coupon_currency" and "currency" in wrong["message"]
     # The first hold can still be bought without the coupon.
     plain = await viewer.request("checkout", hold_id=small["hold"]["id"])
     assert plain["order"]["discount"] == 0

@@ -30,11 +30,12 @@ if ARGV[3] ~= '' then
   if not claim then return {'refused', 'coupon_not_claimed'} end
   if claim ~= 'claimed' then return {'refused', 'coupon_used'} end
   if now >= tonumber(c[4]) then return {'refused', 'coupon_expired'} end
+  -- Minimum spend and amounts are in the coupon's currency: it must be the order's.
+  if c[5] ~= h[7] then return {'refused', 'coupon_currency'} end
   local subtotal = tonumber(h[6]) * tonumber(h[5])
   if subtotal < tonumber(c[3]) then return {'refused', 'coupon_min_spend'} end
   local discount
   if c[1] == 'amount' then
-    if c[5] ~= h[7] then return {'refused', 'coupon_currency'} end
     discount = math.min(tonumber(c[2]), subtotal)
   else
     discount = math.floor(subtotal * tonumber(c[2]) / 100)

@@ -5,7 +5,7 @@
 -- KEYS[4] per-buyer units of the sale, KEYS[5] expiring-holds zset
 -- ARGV[1] hold id, ARGV[2] 'expire' | 'release', ARGV[3] buyer (for release),
 -- ARGV[4] ms to keep the finished hold for late checkouts
--- Returns {'done', qty, product_id} | {'not_due'} | {'missing'} | {state}
+-- Returns {'done', qty, product_id} | {'not_due'} | {'missing'} | {state} (its state now)
 local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id')
 if not h[1] then
   redis.call('ZREM', KEYS[5], ARGV[1])
