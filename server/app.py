@@ -63,11 +63,13 @@ from server.protocol import (
     ViewerMessage,
     decode_viewer_message,
     encode,
+    get_bool,
     get_str,
     loads_object,
     reject_unknown,
 )
 from server.pulse import Pulse
+from server.recorder import Recorder
 from server.redis_supervisor import RedisServer
 from server.settings import Settings, load_settings
 from server.show import Answer, Show, error_answer
@@ -93,6 +95,7 @@ class Services:
         self.show: Show | None = None
         self.pulse: Pulse | None = None
         self.signer: TokenSigner | None = None
+        self.recorder: Recorder | None = None
         self.limits = FrameLimits(settings.chat.max_length, settings.chat.max_likes_per_frame,
                                   settings.sale.max_quantity_per_buy)
         self.ready = False
@@ -119,7 +122,10 @@ class Services:
                        s.chat.burst)
         await self.hub.start()
         self.show = Show(s, self.redis, ledger, self.hub, self.store)
-        self.signer = TokenSigner(self._secret(), s.auth.token_ttl_s)
+        secret = self._secret()
+        self.signer = TokenSigner(secret, s.auth.token_ttl_s)
+        self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
+        self.show.recorder = self.recorder
         self.pulse = Pulse(self.show)
         await self.pulse.start()
         self.ready = True
@@ -152,6 +158,8 @@ class Services:
         for client in (self.redis, self.redis_bytes):
             if client is not None:
                 await _bounded("redis client", client.aclose(), 2.0)
+        if self.recorder is not None:
+            self.recorder.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
 
@@ -217,9 +225,9 @@ async def json_body(request: Request) -> dict[str, Any]:
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    return loads_object(raw)
+    body = loads_object(raw) if raw.strip() else {}
+    request.state.body = body
+    return body
 
 
 def ok(data: Any, status: int = 200) -> Response:
@@ -229,13 +237,28 @@ def ok(data: Any, status: int = 200) -> Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def host_only(handler: Handler) -> Handler:
+def host_only(handler: Handler, record_as: str | None = None) -> Handler:
     async def wrapped(request: Request) -> Response:
-        await show_of(request).check_host(room_param(request), host_key(request))
-        return await handler(request)
+        room_id = room_param(request)
+        await show_of(request).check_host(room_id, host_key(request))
+        response = await handler(request)
+        recorder = services(request).recorder
+        if record_as is not None and recorder is not None and recorder.active(room_id):
+            data = dict(getattr(request.state, "body", {}) or {})
+            data.update({k: v for k, v in request.path_params.items() if k != "room_id"})
+            recorder.host(room_id, record_as, data)
+        return response
 
     wrapped.__name__ = handler.__name__
     return wrapped
+
+
+def recorded(action: str) -> Callable[[Handler], Handler]:
+    """A host endpoint whose successful calls go into the room's trace."""
+    def wrap(handler: Handler) -> Handler:
+        return host_only(handler, action)
+
+    return wrap
 
 
 # ---------------------------------------------------------------------- HTTP endpoints
@@ -278,13 +301,13 @@ async def room_state(request: Request) -> Response:
     return ok(await show_of(request).room_state(room_param(request)))
 
 
-@host_only
+@recorded("product")
 async def add_product(request: Request) -> Response:
     return ok(await show_of(request).add_product(room_param(request), await json_body(request)),
               201)
 
 
-@host_only
+@recorded("update_product")
 async def update_product(request: Request) -> Response:
     pid = str(request.path_params["product_id"])
     return ok(await show_of(request).update_product(room_param(request), pid,
@@ -296,42 +319,42 @@ async def get_product(request: Request) -> Response:
     return ok(await show_of(request).product_card(room_param(request), pid))
 
 
-@host_only
+@recorded("pin")
 async def pin(request: Request) -> Response:
     return ok(await show_of(request).pin(room_param(request), await json_body(request)))
 
 
-@host_only
+@recorded("unpin")
 async def unpin(request: Request) -> Response:
     pid = str(request.path_params["product_id"])
     return ok(await show_of(request).unpin(room_param(request), pid))
 
 
-@host_only
+@recorded("sale")
 async def start_sale(request: Request) -> Response:
     return ok(await show_of(request).start_sale(room_param(request), await json_body(request)),
               201)
 
 
-@host_only
+@recorded("stop_sale")
 async def stop_sale(request: Request) -> Response:
     sid = str(request.path_params["sale_id"])
     return ok(await show_of(request).stop_sale(room_param(request), sid))
 
 
-@host_only
+@recorded("coupon")
 async def drop_coupon(request: Request) -> Response:
     return ok(await show_of(request).drop_coupon(room_param(request),
                                                  await json_body(request)), 201)
 
 
-@host_only
+@recorded("lottery")
 async def open_lottery(request: Request) -> Response:
     return ok(await show_of(request).open_lottery(room_param(request),
                                                   await json_body(request)), 201)
 
 
-@host_only
+@recorded("draw")
 async def draw_lottery(request: Request) -> Response:
     lid = str(request.path_params["lottery_id"])
     return ok(await show_of(request).draw_lottery(room_param(request), lid))
@@ -351,7 +374,7 @@ async def lottery_entrants(request: Request) -> Response:
                "entrants": await show.lottery_entrants(room_param(request), lid)})
 
 
-@host_only
+@recorded("announce")
 async def announce(request: Request) -> Response:
     return ok(await show_of(request).announce(room_param(request), await json_body(request)),
               201)
@@ -391,6 +414,28 @@ async def stats(request: Request) -> Response:
 
 
 @host_only
+async def set_recording(request: Request) -> Response:
+    body = await json_body(request)
+    reject_unknown(body, frozenset({"enabled"}), "recording")
+    enabled = get_bool(body, "enabled", default=True)
+    room_id = room_param(request)
+    await show_of(request).set_recording(room_id, enabled)
+    return ok({"room_id": room_id, "recording": enabled})
+
+
+@host_only
+async def download_trace(request: Request) -> Response:
+    room_id = room_param(request)
+    recorder = services(request).recorder
+    assert recorder is not None
+    path = recorder.path(room_id)
+    if not path.is_file():
+        raise HTTPException(404, "no trace recorded for this room")
+    return FileResponse(path, media_type="application/x-ndjson",
+                        filename=f"{room_id}.jsonl")
+
+
+@host_only
 async def audit(request: Request) -> Response:
     return ok(await show_of(request).audit(room_param(request)))
 
@@ -411,6 +456,8 @@ def page(name: str) -> Callable[[Request], Awaitable[Response]]:
 # ---------------------------------------------------------------------- WebSocket
 
 SINCE_PATTERN = re.compile(r"^[0-9]{1,19}$")
+RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "enter_lottery",
+                             "chat", "like"})
 
 
 async def viewer_socket(ws: WebSocket) -> None:
@@ -444,8 +491,11 @@ async def viewer_socket(ws: WebSocket) -> None:
     # Rejected frames (malformed, or over the rate) draw on a slowly refilling
     # allowance; a client that keeps sending them after being told is closed.
     patience = TokenBucket(1.0, MAX_BAD_FRAMES)
+    recorder = svc.recorder
     try:
         await hub.join(conn, since, welcome)
+        if recorder is not None and recorder.active(room_id):
+            recorder.viewer(room_id, viewer.viewer_id, "join")
         while not conn.closed:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -466,6 +516,9 @@ async def viewer_socket(ws: WebSocket) -> None:
                 rid = obj.get("request_id")
                 request_id = rid if isinstance(rid, str) and ID_PATTERN.match(rid) else None
                 msg = decode_viewer_message(obj, svc.limits)
+                if recorder is not None and obj["type"] in RECORDED_FRAMES and \
+                        recorder.active(room_id):
+                    recorder.viewer(room_id, viewer.viewer_id, obj["type"], obj)
             except BadRequest as exc:
                 if not patience.take():
                     hub.close(conn, CLOSE_POLICY, "too many rejected frames")
@@ -491,6 +544,8 @@ async def viewer_socket(ws: WebSocket) -> None:
         hub.close(conn, CLOSE_INTERNAL, "internal error")
     finally:
         hub.leave(conn)
+        if recorder is not None and recorder.active(room_id):
+            recorder.viewer(room_id, viewer.viewer_id, "leave")
         if inflight:
             await asyncio.gather(*inflight, return_exceptions=True)
 
@@ -620,6 +675,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route(room + "/orders", list_orders, methods=["GET"]),
         Route(room + "/audit", audit, methods=["GET"]),
         Route(room + "/stats", stats, methods=["GET"]),
+        Route(room + "/recording", set_recording, methods=["POST"]),
+        Route(room + "/trace", download_trace, methods=["GET"]),
         Route(room + "/moderation/delete", delete_message, methods=["POST"]),
         Route(room + "/moderation/mute", mute, methods=["POST"]),
         WebSocketRoute("/ws/{room_id}", viewer_socket),

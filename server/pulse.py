@@ -174,6 +174,7 @@ class Pulse:
         for room_id in await self.rooms():
             await self.show.recover_checkouts(room_id, RECOVER_AFTER_MS)
             await self.show.refresh_keyword_lotteries(room_id)
+            await self.show.refresh_recording(room_id)
 
     # ------------------------------------------------------------------ rebuild
 

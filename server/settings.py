@@ -96,6 +96,13 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordSettings:
+    enabled: bool = False
+    dir: str = ""
+    max_bytes: int = field(default=256 * 1024 * 1024, metadata=_range(1024, 64 * 1024**3))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -104,10 +111,17 @@ class Settings:
     hub: HubSettings = field(default_factory=HubSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    record: RecordSettings = field(default_factory=RecordSettings)
 
     @property
     def data_path(self) -> Path:
         return Path(self.server.data_dir).expanduser().resolve()
+
+    @property
+    def trace_dir(self) -> Path:
+        return Path(self.record.dir).expanduser().resolve() if self.record.dir else (
+            self.data_path / "traces"
+        )
 
     @property
     def store_path(self) -> Path:

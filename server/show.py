@@ -34,6 +34,7 @@ from server.identity import Viewer
 from server.keys import ROOMS, RoomKeys
 from server.ledger import Ledger
 from server.protocol import encode
+from server.recorder import Recorder
 from server.settings import Settings
 from server.store import Order, OrderStore
 
@@ -112,6 +113,7 @@ class Show:
         self.dirty_stock: set[tuple[str, str]] = set()
         self.likes: dict[str, int] = {}
         self.keyword_lotteries: dict[str, dict[str, str]] = {}  # room -> lottery id -> keyword
+        self.recorder: Recorder | None = None
         hub.snapshot = self.snapshot
 
     # ================================================================== rooms
@@ -783,6 +785,22 @@ class Show:
         event = {"type": "announcement", "text": text}
         seq = await self.hub.publish(room_id, event)
         return {"seq": seq, **event}
+
+    # ================================================================== recording
+
+    async def set_recording(self, room_id: str, enabled: bool) -> None:
+        await self.redis.hset(RoomKeys(room_id).room, "recording", "1" if enabled else "")
+        if self.recorder is not None:
+            (self.recorder.rooms.add if enabled else self.recorder.rooms.discard)(room_id)
+
+    async def refresh_recording(self, room_id: str) -> None:
+        """Learn recording switched on or off through other processes."""
+        if self.recorder is None:
+            return
+        if await self.redis.hget(RoomKeys(room_id).room, "recording"):
+            self.recorder.rooms.add(room_id)
+        else:
+            self.recorder.rooms.discard(room_id)
 
     # ================================================================== moderation
 

@@ -1,0 +1,105 @@
+"""Show recording: a room's timeline of host and viewer actions as a JSONL trace.
+
+Switched on for every room by `record.enabled`, or per room by the host. A
+trace holds no secrets: viewers appear under pseudonyms (a keyed hash of their
+id, stable across processes), tokens and host keys never appear, and chat
+text is reduced to its length. Lines are appended with one `write` each on an
+O_APPEND descriptor, so several server processes can record the same room
+into one file. The load tester replays these traces (`loadtest/`).
+
+Format: line 1 `{"kind": "livesell-trace", "version": 1, "room_id", "started_at"}`,
+then `{"t": ms since start, "actor": "host"|"viewer", "viewer"?, "action", "data"}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from server.domain import now_ms
+
+log = logging.getLogger("livesell.recorder")
+
+VERSION: Final = 1
+HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "sale",
+                                 "stop_sale", "coupon", "lottery", "draw", "announce"})
+VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",
+                                   "claim_coupon", "enter_lottery", "chat", "like"})
+
+
+class Recorder:
+    def __init__(self, directory: Path, record_all: bool, max_bytes: int,
+                 salt: bytes) -> None:
+        self.directory = directory
+        self.record_all = record_all
+        self.max_bytes = max_bytes
+        self._salt = salt
+        self.rooms: set[str] = set()  # rooms switched on by their host
+        self._files: dict[str, tuple[int, int]] = {}  # room -> (fd, started_at)
+        self._full: set[str] = set()
+
+    def path(self, room_id: str) -> Path:
+        return self.directory / f"{room_id}.jsonl"
+
+    def active(self, room_id: str) -> bool:
+        return self.record_all or room_id in self.rooms
+
+    def pseudonym(self, viewer_id: str) -> str:
+        return "v" + hashlib.sha256(self._salt + viewer_id.encode()).hexdigest()[:12]
+
+    def host(self, room_id: str, action: str, data: dict[str, Any]) -> None:
+        if self.active(room_id):
+            self._write(room_id, {"actor": "host", "action": action, "data": data})
+
+    def viewer(self, room_id: str, viewer_id: str, action: str,
+               data: dict[str, Any] | None = None) -> None:
+        if not self.active(room_id):
+            return
+        data = {k: v for k, v in (data or {}).items() if k not in ("type", "request_id")}
+        if action == "chat" and isinstance(data.get("text"), str):
+            data = {"length": len(data["text"])}
+        self._write(room_id, {"actor": "viewer", "viewer": self.pseudonym(viewer_id),
+                              "action": action, "data": data})
+
+    def _open(self, room_id: str) -> tuple[int, int]:
+        opened = self._files.get(room_id)
+        if opened is not None:
+            return opened
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(room_id)
+        started = now_ms()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, orjson.dumps({"kind": "livesell-trace", "version": VERSION,
+                                       "room_id": room_id, "started_at": started}) + b"\n")
+        except FileExistsError:
+            with path.open("rb") as f:
+                started = int(orjson.loads(f.readline())["started_at"])
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._files[room_id] = (fd, started)
+        return fd, started
+
+    def _write(self, room_id: str, entry: dict[str, Any]) -> None:
+        if room_id in self._full:
+            return
+        try:
+            fd, started = self._open(room_id)
+            if os.fstat(fd).st_size > self.max_bytes:
+                log.warning("trace of %s reached record.max_bytes; recording stopped", room_id)
+                self._full.add(room_id)
+                return
+            os.write(fd, orjson.dumps({"t": now_ms() - started, **entry}) + b"\n")
+        except (OSError, ValueError) as exc:
+            log.warning("cannot record %s: %s", room_id, exc)
+
+    def close(self) -> None:
+        for fd, _ in self._files.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._files.clear()

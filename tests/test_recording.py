@@ -1,0 +1,53 @@
+"""Recording a show's timeline to a JSONL trace, without secrets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import orjson
+
+from tests.support import LiveServer, create_room, join
+
+
+async def test_recorded_trace_holds_the_timeline_and_no_secrets(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    unrecorded = await host.product(stock=1)
+    r = await http.get(f"/api/rooms/{host.room_id}/trace", headers={"X-Host-Key": host.key})
+    assert r.status_code == 404
+    await host.call("POST", "/recording", {"enabled": True}, expect=200)
+    product = await host.product(stock=5, price=900)
+    await host.call("POST", "/pins", {"product_id": product["product_id"]}, expect=200)
+    await host.sale(product["product_id"], units=5, limit=2)
+    viewer = await join(server, host.room_id)
+    await viewer.send({"type": "chat", "text": "secret words"})
+    hold = await viewer.request("buy", product_id=product["product_id"], quantity=2)
+    await viewer.request("checkout", hold_id=hold["hold"]["id"])
+    await viewer.close()
+    await asyncio.sleep(0.2)
+    r = await http.get(f"/api/rooms/{host.room_id}/trace", headers={"X-Host-Key": host.key})
+    assert r.status_code == 200
+    text = r.text
+    lines = [orjson.loads(line) for line in text.splitlines()]
+    header, entries = lines[0], lines[1:]
+    assert header["kind"] == "livesell-trace" and header["room_id"] == host.room_id
+    actions = [(e["actor"], e["action"]) for e in entries]
+    assert actions[:3] == [("host", "product"), ("host", "pin"), ("host", "sale")]
+    assert ("viewer", "join") in actions and ("viewer", "leave") in actions
+    assert ("viewer", "buy") in actions and ("viewer", "checkout") in actions
+    chat = next(e for e in entries if e["action"] == "chat")
+    assert chat["data"] == {"length": len("secret words")}
+    buy = next(e for e in entries if e["action"] == "buy")
+    assert buy["data"]["quantity"] == 2 and "request_id" not in buy["data"]
+    assert [e["t"] for e in entries] == sorted(e["t"] for e in entries)
+    for secret in (host.key, viewer.token, viewer.viewer_id, "secret words"):
+        assert secret not in text
+    assert unrecorded["product_id"] not in text
+    # Switched off, nothing more is written.
+    await host.call("POST", "/recording", {"enabled": False}, expect=200)
+    await host.call("POST", "/announcements", {"text": "not recorded"}, expect=201)
+    r = await http.get(f"/api/rooms/{host.room_id}/trace", headers={"X-Host-Key": host.key})
+    assert r.text == text
+    bad = await host.call("POST", "/recording", {"enabled": "yes"}, expect=400)
+    assert "enabled" in bad["error"]["message"]
