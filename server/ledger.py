@@ -44,6 +44,20 @@ def _load_sources() -> dict[str, str]:
     return {name: (base / f"{name}.lua").read_text(encoding="utf-8") for name in SCRIPT_NAMES}
 
 
+_Call = tuple[str, Sequence[str], Sequence[Arg], "asyncio.Future[Any]"]
+
+
+def _settle(answered: list[tuple[_Call, Any]]) -> None:
+    """Hand each caller its reply (an exception reply is raised in the caller)."""
+    for (*_, fut), result in answered:
+        if fut.done():
+            continue
+        if isinstance(result, Exception):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
+
+
 class Ledger:
     """Runs named scripts, batching the calls of one loop tick into one pipeline."""
 
@@ -52,7 +66,7 @@ class Ledger:
         self.sources = _load_sources()
         self.shas = {name: hashlib.sha1(src.encode()).hexdigest()
                      for name, src in self.sources.items()}
-        self._pending: list[tuple[str, Sequence[str], Sequence[Arg], asyncio.Future[Any]]] = []
+        self._pending: list[_Call] = []
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
 
@@ -81,7 +95,7 @@ class Ledger:
             task.add_done_callback(self._inflight.discard)
 
     async def _send(
-        self, batch: list[tuple[str, Sequence[str], Sequence[Arg], asyncio.Future[Any]]]
+        self, batch: list[_Call]
     ) -> None:
         try:
             results = await self._execute(batch)
@@ -90,17 +104,10 @@ class Ledger:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        retry = []
-        for item, result in zip(batch, results, strict=True):
-            fut = item[3]
-            if isinstance(result, NoScriptError):
-                retry.append(item)
-            elif fut.done():
-                continue
-            elif isinstance(result, Exception):
-                fut.set_exception(result)
-            else:
-                fut.set_result(result)
+        retry = [item for item, result in zip(batch, results, strict=True)
+                 if isinstance(result, NoScriptError)]
+        _settle([(item, result) for item, result in zip(batch, results, strict=True)
+                 if not isinstance(result, NoScriptError)])
         if retry:
             # Redis restarted and forgot the scripts: load them again and resend.
             log.warning("redis lost the scripts; reloading them")
@@ -109,16 +116,10 @@ class Ledger:
                 results = await self._execute(retry)
             except (RedisError, OSError) as exc:
                 results = [exc] * len(retry)
-            for (*_, fut), result in zip(retry, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, Exception):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            _settle(list(zip(retry, results, strict=True)))
 
     async def _execute(
-        self, batch: list[tuple[str, Sequence[str], Sequence[Arg], asyncio.Future[Any]]]
+        self, batch: list[_Call]
     ) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for name, keys, args, _ in batch:

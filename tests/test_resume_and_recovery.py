@@ -151,3 +151,19 @@ async def test_shutdown_closes_viewers_with_1001(redis_url: str, data_dir: Path)
     await live.stop()
     await asyncio.wait_for(viewer.closed, 10)
     assert viewer.ws.close_code == 1001
+
+
+async def test_scripts_forgotten_by_redis_are_reloaded(server: LiveServer,
+                                                      http: httpx.AsyncClient,
+                                                      redis_url: str) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=3)
+    await host.sale(product["product_id"], units=3, limit=3)
+    viewer = await join(server, host.room_id)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.script_flush()
+    await client.aclose()
+    answers = await asyncio.gather(*(viewer.request("buy", product_id=product["product_id"])
+                                     for _ in range(4)))
+    assert sorted(a["type"] for a in answers) == ["error", "hold", "hold", "hold"]
+    await viewer.close()
