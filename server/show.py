@@ -551,7 +551,9 @@ class Show:
                 keys.confirming], [hold_id])
             return error_answer(Unavailable("the order could not be recorded; your hold "
                                             "is kept, try again", code="store_unavailable"))
-        stored = await self.store.order_for_hold(hold_id) or order
+        # Only this checkout moved the hold to 'confirming', so the row just written
+        # (unique per hold) is this order: no need to read it back.
+        stored = order
         answer = Answer("order_placed", {"order": stored.public()})
         finished = await self.ledger.run("finish_checkout", [
             keys.hold(hold_id), keys.stock(order.product_id), keys.sale(order.sale_id),
