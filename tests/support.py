@@ -35,8 +35,9 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
 class LiveServer:
     """Runs the app under uvicorn with the fast WebSocket protocol."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, fast: bool = True) -> None:
         self.settings = settings
+        self.fast = fast
         self.app = create_app(settings)
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
@@ -44,7 +45,8 @@ class LiveServer:
 
     async def start(self) -> LiveServer:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, lifespan="on", ws=FastWebSocketProtocol,
+            self.app, host="127.0.0.1", port=0, lifespan="on",
+            ws=FastWebSocketProtocol if self.fast else "websockets-sansio",
             ws_max_size=self.settings.hub.max_frame_bytes, ws_per_message_deflate=False,
             log_level="warning", timeout_graceful_shutdown=5,
         )

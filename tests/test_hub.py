@@ -64,6 +64,9 @@ async def test_every_viewer_gets_each_event_once(server: LiveServer,
     clients = [await join(server, host.room_id) for _ in range(50)]
     starts = [(await c.next_event("snapshot"))["seq"] for c in clients]
     assert len(set(starts)) == 1
+    # Every viewer is on the fast path: pre-encoded frames written to its transport.
+    room = server.services.hub.rooms[host.room_id]
+    assert len(room.fast) == 50 and not room.slow
     for i in range(20):
         await host.call("POST", "/announcements", {"text": f"a{i}"}, expect=201)
     for c in clients:
@@ -71,3 +74,28 @@ async def test_every_viewer_gets_each_event_once(server: LiveServer,
         assert [g["text"] for g in got] == [f"a{i}" for i in range(20)]
         assert [g["seq"] for g in got] == list(range(starts[0] + 1, starts[0] + 21))
     await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_plain_asgi_websockets_work_without_the_fast_path(redis_url: str,
+                                                                data_dir: Path) -> None:
+    live = await LiveServer(make_settings(redis_url, data_dir), fast=False).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+            product = await host.product(stock=2)
+            await host.sale(product["product_id"], units=2, limit=2)
+            clients = [await join(live, host.room_id) for _ in range(5)]
+            for c in clients:
+                await c.next_event("snapshot")
+            room = live.services.hub.rooms[host.room_id]
+            assert len(room.slow) == 5 and not room.fast
+            for i in range(10):
+                await host.call("POST", "/announcements", {"text": f"p{i}"}, expect=201)
+            for c in clients:
+                got = [await c.next_event("announcement") for _ in range(10)]
+                assert [g["text"] for g in got] == [f"p{i}" for i in range(10)]
+            hold = await clients[0].request("buy", product_id=product["product_id"], quantity=2)
+            assert hold["type"] == "hold"
+            await asyncio.gather(*(c.close() for c in clients))
+    finally:
+        await live.stop()

@@ -11,15 +11,23 @@ import pytest
 from tests.browser.helpers import CHROMIUM, CHROMIUM_ARGS
 
 
+# The browser logs every HTTP error response and refused WebSocket as a console
+# error; tests provoke those on purpose (a refused host action, a stopped server).
+EXPECTED_CONSOLE = ("Failed to load resource", "WebSocket connection to")
+
+
 class PageErrors:
     def __init__(self) -> None:
         self.errors: list[str] = []
 
     def watch(self, page: Any, name: str) -> Any:
         page.on("pageerror", lambda exc: self.errors.append(f"{name}: {exc}"))
-        page.on("console", lambda msg: self.errors.append(f"{name} console: {msg.text}")
-                if msg.type == "error" else None)
+        page.on("console", lambda msg: self._console(name, msg))
         return page
+
+    def _console(self, name: str, msg: Any) -> None:
+        if msg.type == "error" and not msg.text.startswith(EXPECTED_CONSOLE):
+            self.errors.append(f"{name} console: {msg.text}")
 
 
 @pytest.fixture
