@@ -10,7 +10,6 @@ import pytest
 
 from tests.browser.helpers import CHROMIUM, CHROMIUM_ARGS
 
-
 # The browser logs every HTTP error response and refused WebSocket as a console
 # error; tests provoke those on purpose (a refused host action, a stopped server).
 EXPECTED_CONSOLE = ("Failed to load resource", "WebSocket connection to")

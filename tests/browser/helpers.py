@@ -30,8 +30,15 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 DOC_SHOTS = REPO / "docs" / "screenshots"
 
+JS_DIR = Path(__file__).resolve().parent / "js"
+
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
+
+
+def _js(name: str) -> str:
+    """A page-side check, kept as a plain JavaScript file beside the tests."""
+    return (JS_DIR / name).read_text(encoding="utf-8")
 
 
 def skip_without_browser() -> None:
@@ -119,38 +126,9 @@ async def unnamed_controls(page: Any) -> list[str]:
 
 
 # Every visible control, described, in DOM order.
-VISIBLE_CONTROLS_JS = """
-() => {
-  const sel = 'button, input, select, textarea, a[href], summary, [tabindex]:not([tabindex="-1"])';
-  const out = [];
-  document.querySelectorAll(sel).forEach((el, i) => {
-    if (el.disabled) return;
-    if (el.closest('dialog:not([open])')) return;
-    if (el.tabIndex < 0) return;
-    const r = el.getBoundingClientRect();
-    const cs = getComputedStyle(el);
-    if (!r.width || !r.height || cs.visibility === 'hidden' || el.closest('[hidden]')) return;
-    if (el.type === 'radio' && !el.checked && document.querySelector(
-          `input[type=radio][name="${el.name}"]:checked`)) return;  // one tab stop per group
-    el.dataset.a11yIndex = String(i);
-    out.push({ index: String(i), tag: el.tagName.toLowerCase(), id: el.id,
-               text: (el.getAttribute('aria-label') || el.textContent || el.value || '').trim().slice(0, 40) });
-  });
-  return out;
-}
-"""
+VISIBLE_CONTROLS_JS = _js("visible_controls.js")
 
-FOCUS_SIGNATURE_JS = """
-() => {
-  const el = document.activeElement;
-  if (!el || el === document.body) return null;
-  const cs = getComputedStyle(el);
-  const visible = (cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 2) ||
-                  cs.boxShadow !== 'none';
-  return { index: el.dataset.a11yIndex || null, tag: el.tagName.toLowerCase(), id: el.id,
-           focusVisible: visible };
-}
-"""
+FOCUS_SIGNATURE_JS = _js("focus_signature.js")
 
 
 async def tab_walk(page: Any, max_steps: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -173,73 +151,7 @@ async def tab_walk(page: Any, max_steps: int) -> tuple[list[dict[str, Any]], lis
 # WCAG 2 contrast of every visible text run against the background actually behind
 # it (ancestor background colours composited, element opacity applied). Text over a
 # background image or gradient cannot be checked this way and is reported as such.
-CONTRAST_JS = """
-() => {
-  const parse = (c) => {
-    const m = c.match(/rgba?\\(([^)]+)\\)/);
-    if (!m) return null;
-    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
-    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
-  };
-  const over = (top, bottom) => {
-    const a = top.a + bottom.a * (1 - top.a);
-    if (!a) return { r: 0, g: 0, b: 0, a: 0 };
-    const mix = (x, y) => (x * top.a + y * bottom.a * (1 - top.a)) / a;
-    return { r: mix(top.r, bottom.r), g: mix(top.g, bottom.g), b: mix(top.b, bottom.b), a };
-  };
-  const lum = (c) => {
-    const ch = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-    return 0.2126 * ch(c.r) + 0.7152 * ch(c.g) + 0.0722 * ch(c.b);
-  };
-  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
-  const background = (el) => {
-    const layers = [];
-    for (let n = el; n; n = n.parentElement) {
-      const cs = getComputedStyle(n);
-      if (cs.backgroundImage && cs.backgroundImage !== 'none') return { image: true, at: n };
-      const c = parse(cs.backgroundColor);
-      if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; }
-    }
-    let bg = { r: 255, g: 255, b: 255, a: 1 };
-    for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
-    return { color: bg };
-  };
-  const opacity = (el) => { let o = 1; for (let n = el; n; n = n.parentElement) o *= parseFloat(getComputedStyle(n).opacity); return o; };
-  const failures = [];
-  let checked = 0;
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  const seen = new Set();
-  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
-    if (!t.nodeValue.trim()) continue;
-    const el = t.parentElement;
-    if (!el || seen.has(el)) continue;
-    seen.add(el);
-    if (el.closest('dialog:not([open]), [hidden], script, style, option')) continue;
-    const cs = getComputedStyle(el);
-    if (cs.visibility === 'hidden' || cs.display === 'none') continue;
-    const range = document.createRange();
-    range.selectNodeContents(t);
-    const rect = range.getBoundingClientRect();
-    if (rect.width < 1 || rect.height < 1) continue;
-    if (el.closest('.sr-only')) continue;
-    // skipped only when the text is clipped away entirely (e.g. overflow-hidden ancestors)
-    const bg = background(el);
-    const label = (el.id ? '#' + el.id : el.tagName.toLowerCase() + '.' + [...el.classList].join('.')) +
-                  ' "' + t.nodeValue.trim().slice(0, 30) + '"';
-    if (bg.image) { failures.push({ label, ratio: 0, reason: 'text over a background image' }); continue; }
-    const fgRaw = parse(cs.color);
-    const fg = over({ ...fgRaw, a: fgRaw.a * opacity(el) }, bg.color);
-    const r = ratio(fg, bg.color);
-    checked += 1;
-    const size = parseFloat(cs.fontSize);
-    const bold = parseInt(cs.fontWeight, 10) >= 700;
-    const large = size >= 24 || (bold && size >= 18.66);
-    const need = large ? 3 : 4.5;
-    if (r < need) failures.push({ label, ratio: Math.round(r * 100) / 100, need });
-  }
-  return { checked, failures };
-}
-"""
+CONTRAST_JS = _js("contrast.js")
 
 
 async def contrast_failures(page: Any) -> tuple[int, list[dict[str, Any]]]:

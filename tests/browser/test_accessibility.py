@@ -42,13 +42,16 @@ async def busy_room(server: LiveServer, http: httpx.AsyncClient) -> Host:
                                          "count": 20}, expect=201)
     await host.call("POST", "/lotteries", {"prize": "Signed vinyl", "winners": 1,
                                            "entry": "button", "duration_s": 600}, expect=201)
-    chatter = await join(server, host.room_id, nickname="Mia")
-    await chatter.next_event("snapshot")
-    await chatter.send({"type": "chat", "text": "Does the lamp come in white?"})
-    await chatter.next_event("chat")
-    await chatter.close()
     await host.call("POST", "/announcements", {"text": "Lamp deal is live!"}, expect=201)
     return host
+
+
+async def say(server: LiveServer, room_id: str, nickname: str, text: str) -> None:
+    chatter = await join(server, room_id, nickname=nickname)
+    await chatter.next_event("snapshot")
+    await chatter.send({"type": "chat", "text": text})
+    await chatter.next_event("chat")
+    await chatter.close()
 
 
 async def check_page(page: Page, name: str) -> None:
@@ -79,6 +82,8 @@ async def test_viewer_page_accessibility(server: LiveServer, http: httpx.AsyncCl
         await expect(page.locator(".pcard")).to_have_count(3)
         await expect(page.locator(".promo.coupon")).to_have_count(1)
         await expect(page.locator(".promo.lottery")).to_have_count(1)
+        await say(server, host.room_id, "Mia", "Does the lamp come in white?")
+        await expect(page.locator("#chat-list .msg .nick").first).to_have_text("Mia")
         await page.locator("#chat-input").fill("Hello from the keyboard test")
         await page.locator("#chat-input").press("Enter")
         await expect(page.locator("#chat-list .msg").last).to_have_text(re.compile("keyboard test"))
@@ -134,13 +139,15 @@ async def test_host_console_accessibility(server: LiveServer, http: httpx.AsyncC
     assert failures == [], failures
     # A wrong key is refused with the server's message.
     await page.get_by_label("Room id").fill(host.room_id)
-    await page.get_by_label("Host key").fill("not-the-key")
+    await page.get_by_label("Host key", exact=True).fill("not-the-key")
     await page.get_by_role("button", name="Open room").click()
     await expect(page.locator("#open-result")).to_have_text(re.compile("wrong host key"))
-    await page.get_by_label("Host key").fill(host.key)
+    await page.get_by_label("Host key", exact=True).fill(host.key)
     await page.get_by_role("button", name="Open room").click()
     await expect(page.locator("#console")).to_be_visible()
     await expect(page.locator("#product-rows tr")).to_have_count(3)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await say(server, host.room_id, "Mia", "Does the lamp come in white?")
     await expect(page.locator("#mod-chat .mod-msg").first).to_contain_text("lamp come in white")
     await expect(page.locator("#st-viewers")).to_have_text("1")
     await shoot(page, "a11y-host-desktop", full_page=True)
@@ -156,5 +163,23 @@ async def test_host_console_accessibility(server: LiveServer, http: httpx.AsyncC
     mug_row = page.locator("#product-rows tr", has_text="Ceramic Mug")
     await expect(mug_row).to_contain_text("$19.50")
     await expect(mug_row).to_have_attribute("data-left", "25")
+
+    # Stopping the running sale.
+    lamp_row = page.locator("#product-rows tr", has_text="Aurora Desk Lamp")
+    await expect(lamp_row).to_have_attribute("data-sale-state", "open")
+    await page.get_by_role("button", name="Stop the sale of Aurora Desk Lamp").click()
+    await expect(page.locator("#cat-result")).to_have_text(re.compile("Stopped the sale"))
+    await expect(lamp_row).to_have_attribute("data-sale-state", "stopped")
+    # A fourth pin is refused, in the server's words.
+    await page.get_by_role("button", name="Unpin Ceramic Mug").click()
+    await expect(page.locator("#cat-result")).to_have_text(re.compile("Unpinned"))
+    await page.locator("#pf-title").fill("Linen Tote")
+    await page.locator("#pf-price").fill("12")
+    await page.get_by_role("button", name="Add product").click()
+    await expect(page.locator("#product-rows tr")).to_have_count(4)
+    await page.get_by_role("button", name="Pin Ceramic Mug").click()
+    await page.get_by_role("button", name="Pin Linen Tote").click()
+    await expect(page.locator("#cat-result")).to_have_text(re.compile("at most 3 products"))
+    await expect(page.locator("#cat-result")).to_have_attribute("data-outcome", "error")
     await ctx.close()
     assert page_errors.errors == []

@@ -77,7 +77,8 @@ async def test_viewer_survives_a_server_restart_and_resumes(redis_url: str, data
 
         await expect(conn).to_have_attribute("data-state", "live", timeout=15_000)
         await expect(page.locator("#announce-text")).to_have_text("We are back!")
-        await expect(page.locator(".pcard .ptitle")).to_have_text(["Aurora Desk Lamp", "Ceramic Mug"])
+        titles = page.locator(".pcard .ptitle")
+        await expect(titles).to_have_text(["Aurora Desk Lamp", "Ceramic Mug"])
 
         # Same identity, and a resume from the last seen sequence number.
         assert await page.evaluate("() => window.livesell.viewer.viewer_id") == viewer_id
@@ -160,5 +161,112 @@ async def test_unanswered_buy_is_resent_with_its_request_id(server: LiveServer,
     assert audit["ok"], audit
     assert [(p["left"], p["held"], p["sold"]) for p in audit["products"]] == [(4, 1, 0)]
     assert await page.evaluate("() => window.livesell.live.pending.size") == 0
+    await ctx.close()
+    assert page_errors.errors == []
+
+
+async def test_sequence_gap_triggers_resync(server: LiveServer, http: httpx.AsyncClient,
+                                            browser: Any, page_errors: PageErrors) -> None:
+    host = await create_room(http, "Gappy show")
+    lamp = await host.product(stock=5, title="Aurora Desk Lamp")
+
+    ctx = await browser.new_context(viewport=PHONE)
+    page = page_errors.watch(await ctx.new_page(), "viewer")
+    sent: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        # Loses the first "pinned" event on its way to the page, as pub/sub may.
+        upstream = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            sent.append(json.loads(message))
+            upstream.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "pinned" and not dropped:
+                dropped.append(frame)
+                return
+            ws.send(message)
+
+        ws.on_message(from_page)
+        upstream.on_message(from_server)
+
+    await page.route_web_socket(re.compile(r"/ws/"), route)
+    await page.goto(f"{server.base}/r/{host.room_id}")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#cards-empty")).to_be_visible()
+
+    await host.call("POST", "/pins", {"product_id": lamp["product_id"]}, expect=200)
+    await host.call("POST", "/announcements", {"text": "Look at the lamp"}, expect=201)
+    # The announcement arrives one number after a missing one: the page asks for a
+    # snapshot, and only the snapshot can bring back the pin it never saw.
+    await expect(page.locator("#announce-text")).to_have_text("Look at the lamp")
+    await expect(page.locator(".pcard .ptitle")).to_have_text(["Aurora Desk Lamp"])
+    assert len(dropped) == 1
+    assert [f for f in sent if f.get("type") == "resync"] == [{"type": "resync"}]
+    assert await page.evaluate("() => window.livesell.live.stats.resyncs") == 1
+    assert await page.evaluate("() => window.livesell.live.stats.snapshots") == 2
+    await ctx.close()
+    assert page_errors.errors == []
+
+
+async def test_duplicated_checkout_places_one_order(server: LiveServer, http: httpx.AsyncClient,
+                                                    browser: Any,
+                                                    page_errors: PageErrors) -> None:
+    """A network that delivers the checkout twice (same request id, back to back):
+    the server runs at most one checkout of the hold, and the page shows one order
+    and no error, whichever answer comes first."""
+    host = await create_room(http, "Double delivery show")
+    lamp = await host.product(stock=3, title="Aurora Desk Lamp")
+    await host.call("POST", "/pins", {"product_id": lamp["product_id"]}, expect=200)
+    await host.sale(lamp["product_id"], units=3, limit=1, price=2900)
+
+    ctx = await browser.new_context(viewport=PHONE)
+    page = page_errors.watch(await ctx.new_page(), "viewer")
+    checkouts: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            upstream.send(message)
+            if frame.get("type") == "checkout":
+                checkouts.append(frame)
+                upstream.send(message)  # delivered twice
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("re") and checkouts and frame["re"] == checkouts[0]["request_id"]:
+                answers.append(frame)
+            ws.send(message)
+
+        ws.on_message(from_page)
+        upstream.on_message(from_server)
+
+    await page.route_web_socket(re.compile(r"/ws/"), route)
+    await page.goto(f"{server.base}/r/{host.room_id}")
+    buy = page.locator(".pcard .buy-btn")
+    await expect(buy).to_be_enabled()
+    await buy.click()
+    await expect(page.locator("#checkout")).to_be_visible()
+    await page.locator("#pay-btn").click()
+    await expect(page.locator("#order-done")).to_be_visible()
+    await expect(page.locator("#order-text")).to_contain_text("paid $29.00")
+    await expect(page.locator("#checkout-msg")).to_be_hidden()
+    assert len({c["request_id"] for c in checkouts}) == 1
+    assert {a["type"] for a in answers} <= {"order_placed", "error"}
+    assert any(a["type"] == "order_placed" for a in answers)
+    for a in answers:
+        if a["type"] == "error":
+            assert a["code"] == "request_in_progress", a
+    orders = await host.call("GET", "/orders", expect=200)
+    assert len(orders["orders"]) == 1
+    audit = await host.audit()
+    assert audit["ok"], audit
+    assert [(p["left"], p["held"], p["sold"]) for p in audit["products"]] == [(2, 0, 1)]
     await ctx.close()
     assert page_errors.errors == []

@@ -16,7 +16,14 @@ import httpx
 
 from server import domain
 from tests.browser.conftest import PageErrors
-from tests.browser.helpers import DESKTOP, PHONE, shoot, skew_script, skip_without_browser
+from tests.browser.helpers import (
+    DESKTOP,
+    PHONE,
+    contrast_failures,
+    shoot,
+    skew_script,
+    skip_without_browser,
+)
 from tests.support import LiveServer
 
 skip_without_browser()
@@ -135,10 +142,11 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     # Both buttons arm when the sale opens by server time, not by their own clocks.
     await expect(card_a.locator(".buy-btn")).to_be_enabled(timeout=10_000)
     await expect(card_b.locator(".buy-btn")).to_be_enabled(timeout=2_000)
-    armed = [await p.evaluate(f"() => window.livesell.state.armedAt[{product_id!r}]") for p in (a, b)]
+    armed_js = f"() => window.livesell.state.armedAt[{product_id!r}]"
+    armed = [await p.evaluate(armed_js) for p in (a, b)]
     for at in armed:
-        assert starts_at - 150 <= at <= starts_at + 400, (at - starts_at, armed)
-    assert abs(armed[0] - armed[1]) < 300, armed
+        assert starts_at - 150 <= at <= starts_at + 600, (at - starts_at, armed)
+    assert abs(armed[0] - armed[1]) < 500, armed
     for card in (card_a, card_b):
         await expect(card.locator(".buy-btn")).to_have_text("Buy now")
         await expect(card).to_have_attribute("data-left", "5")
@@ -187,8 +195,8 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     # The host's live numbers follow.
     await expect(host.locator("#st-orders")).to_have_text("1", timeout=5_000)
     await expect(host.locator("#st-revenue")).to_have_text("$24.00")
-    await expect(host.locator(f'#product-rows tr[data-product-id="{product_id}"]')).to_have_attribute(
-        "data-sold", "1")
+    host_row = host.locator(f'#product-rows tr[data-product-id="{product_id}"]')
+    await expect(host_row).to_have_attribute("data-sold", "1")
 
     # A refusal in plain words: 1 bought + 2 more is over the limit of 2.
     await card_a.locator(".qty").select_option("2")
@@ -196,6 +204,14 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await expect(card_a.locator(".card-msg")).to_have_text(
         "You've reached the per-buyer limit for this sale.")
     await expect(dialog).to_be_hidden()
+
+    # ---------------------------------------------------------------- likes and viewers
+    for _ in range(3):
+        await a.locator("#like-btn").click()
+    await expect(a.locator("#hearts .heart").first).to_be_attached()
+    await expect(b.locator("#likes-total")).to_have_text("3")
+    await expect(a.locator("#likes-total")).to_have_text("3")
+    await expect(b.locator("#viewers-now")).to_have_text("3")  # A, B and the host console
 
     # ---------------------------------------------------------------- chat, safely
     attack = '<img src=x onerror="window.__pwned=1">hello <b>bold</b>'
@@ -250,7 +266,8 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     summary = b.locator("#verify-summary")
     await expect(summary).to_have_attribute("data-result", "pass")
     await expect(summary).to_contain_text("Verified")
-    await expect(b.locator("#verify-checks li.good")).to_have_count(5)  # incl. the seed seen at opening
+    # Five checks, including that the seed hash is the one this page saw at opening.
+    await expect(b.locator("#verify-checks li.good")).to_have_count(5)
     await expect(b.locator("#verify-checks li.bad")).to_have_count(0)
     await shoot(b, "viewer-desktop-verify")
     await b.locator("#verify-close").click()
@@ -298,19 +315,24 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await expect(a.locator("#announce-text")).to_have_text("Thanks for shopping with us!")
 
     # ---------------------------------------------------------------- the record
-    audit = (await http.get(f"/api/rooms/{room_id}/audit",
-                            headers={"X-Host-Key": await host.locator("#host-key-view").input_value()})).json()
+    key = await host.locator("#host-key-view").input_value()
+    audit = (await http.get(f"/api/rooms/{room_id}/audit", headers={"X-Host-Key": key})).json()
     assert audit["ok"], audit
     assert audit["orders"]["orders"] == 1
     assert [(p["left"], p["held"], p["sold"]) for p in audit["products"]] == [(4, 0, 1)]
 
-    await expect(host.locator("#chart-orders")).to_have_attribute("data-points", re.compile(r"^[1-9]"))
+    chart = host.locator("#chart-orders")
+    await expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]"))
     await a.evaluate("() => window.scrollTo(0, 0)")
     await shoot(a, "viewer-phone", doc="viewer.png")
     await shoot(b, "viewer-desktop")
     await host.evaluate("() => window.scrollTo(0, 0)")
     await shoot(host, "host-desktop", doc="host.png")
     await shoot(host, "host-desktop-full", full_page=True)
+    # Whatever state the show left the pages in (hovered, disabled, drawn), text stays readable.
+    for page in (a, b, host):
+        _, failures = await contrast_failures(page)
+        assert failures == [], failures
     assert page_errors.errors == []
     for ctx in (host_ctx, a_ctx, b_ctx):
         await ctx.close()
