@@ -1,0 +1,231 @@
+"""The `livesell-loadtest` command.
+
+    livesell-loadtest run SCENARIO [--url URL | --spawn] [--viewers N] [--duration S]
+                      [--speed F] [--report-dir DIR] [--seed N] [--host-key KEY]
+    livesell-loadtest list
+    livesell-loadtest bench [...]
+
+Exit codes: 0 every correctness check held; 1 a check failed (each failure is
+printed with what broke) or the run could not complete; 2 bad input (an
+unknown scenario key, a wrong type, an out-of-range value, a server that
+cannot be reached), naming the key or the address; 130 interrupted by Ctrl-C
+(the report of what ran is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest import __version__
+from loadtest.scenario import (
+    BUNDLED_TRACES,
+    SCENARIO_DIR,
+    Scenario,
+    ScenarioError,
+    TraceSpec,
+    ViewersSpec,
+    bundled_names,
+    load_scenario_file,
+    resolve,
+    with_overrides,
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livesell-loadtest",
+        description="Load tests for livesell that end with a checked correctness report.")
+    parser.add_argument("--version", action="version",
+                        version=f"livesell-loadtest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario or replay a recorded trace",
+                         description="Run a scenario (TOML) or replay a trace (JSONL). Bare "
+                         "names are bundled: " + ", ".join(bundled_names()) + ".")
+    run.add_argument("scenario", metavar="SCENARIO",
+                     help="a scenario file, a trace file, or a bundled name")
+    target = run.add_mutually_exclusive_group()
+    target.add_argument("--url", help="a running server on this machine (http://127.0.0.1:PORT)"
+                        "; the tool creates its own room there unless --room is given")
+    target.add_argument("--spawn", action="store_true",
+                        help="start a local server in a temporary directory (the default)")
+    run.add_argument("--viewers", type=_positive_int, help="viewers (viewers.count)")
+    run.add_argument("--duration", type=_positive_float,
+                     help="show length in seconds (run.duration_s)")
+    run.add_argument("--speed", type=_positive_float, help="trace replay speed factor")
+    run.add_argument("--seed", type=_non_negative_int, help="seed (run.seed)")
+    run.add_argument("--processes", type=_non_negative_int,
+                     help="generator processes (viewers.processes; 0: cpu count - 1)")
+    run.add_argument("--report-dir", type=Path,
+                     help="where report.json and report.html go "
+                          "(default ./loadtest-reports/NAME-TIME)")
+    run.add_argument("--room", help="with --url: use this existing room instead of creating "
+                     "one (needs its host key)")
+    run.add_argument("--host-key", default=os.environ.get("LIVESELL_HOST_KEY"),
+                     help="host key of --room (default: $LIVESELL_HOST_KEY)")
+    run.add_argument("--admin-key", default=os.environ.get("LIVESELL_ADMIN_KEY"),
+                     help="admin key, if the server requires one to create rooms "
+                     "(default: $LIVESELL_ADMIN_KEY)")
+    run.add_argument("--quiet", action="store_true", help="no live progress display")
+
+    sub.add_parser("list", help="list the bundled scenarios and traces")
+
+    from loadtest.bench import add_arguments
+
+    add_arguments(sub.add_parser("bench", help="livesell beside reference hubs: fan-out CPU "
+                                 "per delivery and latency, and a flash-sale reserve"))
+    return parser
+
+
+def load(args: argparse.Namespace) -> tuple[Scenario, Any]:
+    """The scenario to run and, for a trace, the parsed trace."""
+    from loadtest.trace import load_trace
+
+    path = resolve(args.scenario)
+    trace = None
+    if path.suffix == ".jsonl":
+        trace = load_trace(path)
+        scenario = Scenario(name=path.stem, description=f"replay of {path.name}",
+                            viewers=ViewersSpec(count=max(1, len(trace.viewers))),
+                            trace=TraceSpec(path=str(path)))
+    else:
+        scenario = load_scenario_file(path)
+    scenario = with_overrides(scenario, viewers=args.viewers, duration=args.duration,
+                              speed=args.speed, seed=args.seed, processes=args.processes)
+    return scenario, trace
+
+
+def cmd_list() -> int:
+    for path in sorted(SCENARIO_DIR.glob("*.toml")):
+        try:
+            s = load_scenario_file(path)
+            print(f"{path.stem:18} {s.description}")
+        except ScenarioError as exc:
+            print(f"{path.stem:18} (invalid: {exc})")
+    for name, path in BUNDLED_TRACES.items():
+        print(f"{name:18} recorded trace {path.name}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loadtest.engine import RunOptions, prepare
+    from loadtest.host import TargetError
+    from loadtest.report import exit_code, write_report
+    from loadtest.spawn import SpawnError
+    from loadtest.trace import TraceError
+
+    try:
+        scenario, trace = load(args)
+        if args.room and not args.url:
+            raise ScenarioError("--room: only with --url")
+        engine = prepare(RunOptions(scenario=scenario, url=args.url, room=args.room,
+                                    host_key=args.host_key, admin_key=args.admin_key,
+                                    progress=not args.quiet, trace=trace))
+    except (ScenarioError, TraceError) as exc:
+        print(f"livesell-loadtest: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    report_dir = args.report_dir or Path("loadtest-reports") / (
+        f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        result = asyncio.run(engine.run())
+    except (TargetError, SpawnError) as exc:
+        print(f"livesell-loadtest: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("livesell-loadtest: aborted", file=sys.stderr)
+        return 130
+    json_path, html_path = write_report(result, report_dir)
+    print_summary(result)
+    print(f"report: {json_path}\n        {html_path}")
+    return exit_code(result)
+
+
+def print_summary(result: Any) -> None:
+    m = result.measurements
+    fan = m.get("fanout", {})
+    sel = m.get("selling", {})
+    srv = m.get("server", {})
+    vw = m.get("viewers", {})
+    lat = fan.get("latency_ms", {})
+    joined = f"{vw.get('joined')}/{vw.get('requested')} joined"
+    if vw.get("time_to_join_all_s") is not None:
+        joined += f" in {vw['time_to_join_all_s']}s ({vw.get('joins_per_s')}/s)"
+    print(f"viewers: {joined}; reconnects {vw.get('reconnects')}")
+    print(f"fan-out: {fan.get('deliveries')} deliveries, {fan.get('deliveries_per_s')}/s in "
+          f"the show; latency ms p50 {lat.get('p50')} p95 {lat.get('p95')} p99 "
+          f"{lat.get('p99')} max {lat.get('max')}; reach {fan.get('reach')}")
+    if sel.get("holds_given") or sel.get("buy_ms", {}).get("count"):
+        print(f"selling: {sel.get('units_sold')} unit(s) sold in {sel.get('orders_stored')} "
+              f"order(s); buy ms p50 {sel['buy_ms'].get('p50')} p99 {sel['buy_ms'].get('p99')}"
+              f"; checkout ms p50 {sel['checkout_ms'].get('p50')} p99 "
+              f"{sel['checkout_ms'].get('p99')}"
+              + (f"; sold out after {sel['time_to_sell_out_s']}s"
+                 if sel.get("time_to_sell_out_s") is not None else "; did not sell out"))
+    if srv.get("measured"):
+        print(f"server: {srv.get('cpu_s')} CPU s, {srv.get('cpu_us_per_delivery')} µs per "
+              f"delivery, peak RSS {srv.get('rss_peak_mb')} MB")
+    for w in result.warnings:
+        print(f"warning: {w}")
+    for c in result.checks:
+        mark = "ok  " if c.ok else "FAIL"
+        line = f"[{mark}] {c.name}"
+        if not c.ok:
+            line += f": {c.detail}"
+        print(line)
+    if result.interrupted:
+        print("interrupted: the report covers what ran")
+    else:
+        print("all checks passed" if result.ok else "some checks FAILED")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "bench":
+        from loadtest.bench import run_bench
+
+        return run_bench(args)
+    return cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

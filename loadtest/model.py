@@ -1,0 +1,126 @@
+"""The data one run collects: what the crowd was told (holds, orders, claims,
+entries, the sequence numbers each viewer saw) and what the host read back
+(audit samples, orders, the store, published lotteries).
+
+Plain picklable dataclasses: generator processes send their part to the parent
+in these, and the checker is a pure function over `RunData`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Gap:
+    """A break in one viewer's sequence numbers and how it was repaired."""
+
+    after: int  # the last seq the viewer had applied
+    got: int  # the seq that revealed the gap; 0 when the cause is a disconnect
+    cause: str  # "gap" (a seq skipped) or "disconnect"
+    recovered: str = ""  # "resume" (missed events replayed), "snapshot", "" = not recovered
+
+
+@dataclass(slots=True)
+class ViewerRecord:
+    index: int
+    viewer_id: str = ""
+    first_seq: int = 0  # seq of the first snapshot or resume point (0: never live)
+    last_seq: int = 0  # last seq applied
+    applied: int = 0  # events applied in order
+    duplicates: int = 0
+    gaps: list[Gap] = field(default_factory=list)
+    reconnects: int = 0
+    close_codes: list[int] = field(default_factory=list)
+    connected_at_end: bool = False
+    chats_sent: int = 0
+    chats_seen_own: int = 0  # own chat events seen: chats the server accepted
+    chats_refused: int = 0
+    chat_active_s: float = 0.0
+
+
+@dataclass(slots=True)
+class HoldRecord:
+    hold_id: str
+    viewer_id: str
+    sale_id: str
+    product_id: str
+    quantity: int
+    created_at: int
+    expires_at: int
+
+
+@dataclass(slots=True)
+class OrderAck:
+    """An `order_placed` a viewer was told."""
+
+    order_id: str
+    hold_id: str
+    viewer_id: str
+    quantity: int
+    coupon_id: str
+
+
+@dataclass(slots=True)
+class Claim:
+    coupon_id: str
+    viewer_id: str
+
+
+@dataclass(slots=True)
+class Entry:
+    lottery_id: str
+    viewer_id: str
+
+
+@dataclass(slots=True)
+class StockSample:
+    t: float  # seconds since the show started
+    product_id: str
+    total: int
+    left: int
+    held: int
+    sold: int
+
+
+@dataclass(slots=True)
+class SaleInfo:
+    sale_id: str
+    product_id: str
+    units: int
+    limit_per_buyer: int
+    starts_at: int
+
+
+@dataclass(slots=True)
+class CouponInfo:
+    coupon_id: str
+    count: int
+
+
+@dataclass(slots=True)
+class RunData:
+    """Everything the checker reads."""
+
+    products: dict[str, int] = field(default_factory=dict)  # product id -> stock given
+    sales: list[SaleInfo] = field(default_factory=list)
+    coupons: list[CouponInfo] = field(default_factory=list)
+    stock_samples: list[StockSample] = field(default_factory=list)
+    final_stock: list[StockSample] = field(default_factory=list)
+    server_audit_failed: list[dict[str, Any]] = field(default_factory=list)
+    orders_api: list[dict[str, Any]] = field(default_factory=list)
+    orders_store: list[dict[str, Any]] | None = None  # read from SQLite when spawned
+    holds: list[HoldRecord] = field(default_factory=list)
+    acks: list[OrderAck] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    lotteries: list[dict[str, Any]] = field(default_factory=list)  # as GET .../lotteries/{id}
+    viewers: list[ViewerRecord] = field(default_factory=list)
+    final_seq: int = 0  # seq of the end marker every connected viewer should reach
+    chat_limit: tuple[float, int] | None = None  # the server's chat (rate/s, burst)
+    holds_must_end: bool = True  # false when the run was cut short
+    buy_p99_ms: float | None = None
+    max_buy_p99_ms: float = 0.0
+    reach: float | None = None
+    min_reach: float = 0.0

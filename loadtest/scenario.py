@@ -1,0 +1,371 @@
+"""Scenario files: what a load test does, read from TOML and checked key by key.
+
+A scenario is one engine's settings, not a program: every run joins a crowd of
+viewers, and the sections switch features on (a host emitting events, a flash
+sale with a coupon drop and a lottery, a reconnect storm, a chat storm). The
+bundled scenarios in `loadtest/scenarios/` are such files; a bare name like
+`flash_sale` resolves to one of them, or to the bundled sample trace.
+
+Every key is typed and ranged. A bad file is refused with a `ScenarioError`
+that names the file and the key (`flash_sale.toml: sale.units: expected an
+integer, got 'lots'`), never a traceback. Pure: reads files only when asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+PACKAGE_DIR: Final = Path(__file__).resolve().parent
+SCENARIO_DIR: Final = PACKAGE_DIR / "scenarios"
+TRACE_DIR: Final = PACKAGE_DIR / "traces"
+BUNDLED_TRACES: Final = {"sample": TRACE_DIR / "sample.jsonl"}
+
+HOST_ACTIONS: Final = ("announce", "pin", "unpin", "product")
+
+
+class ScenarioError(ValueError):
+    """A scenario file or option is unknown, of the wrong type or out of range."""
+
+
+def _r(lo: float | None = None, hi: float | None = None,
+       choices: tuple[str, ...] | None = None, doc: str = "") -> dict[str, Any]:
+    return {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+
+
+@dataclass(frozen=True, slots=True)
+class ViewersSpec:
+    count: int = field(default=200, metadata=_r(1, 100_000, doc="viewers in the crowd"))
+    join_rate_per_s: float = field(default=500.0, metadata=_r(1.0, 100_000.0,
+                                                               doc="viewers joining per second"))
+    latency_sample: int = field(default=100, metadata=_r(
+        0, 100_000, doc="connections, spread over the crowd, whose per-event latency is kept"))
+    processes: int = field(default=0, metadata=_r(
+        0, 64, doc="generator processes; 0: what the machine allows (cpu count - 1, >= 1)"))
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    duration_s: float = field(default=15.0, metadata=_r(1.0, 3600.0, doc="length of the show"))
+    seed: int = field(default=1, metadata=_r(0, 2**31 - 1, doc="seed of every random choice"))
+    audit_interval_s: float = field(default=0.5, metadata=_r(
+        0.05, 60.0, doc="how often the host samples the audit during the run"))
+    settle_timeout_s: float = field(default=30.0, metadata=_r(
+        1.0, 600.0, doc="most time to wait after the show for holds to end"))
+    join_timeout_s: float = field(default=60.0, metadata=_r(
+        1.0, 3600.0, doc="most time to wait for the whole crowd to join"))
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    events_per_s: float = field(default=0.0, metadata=_r(
+        0.0, 5000.0, doc="host events per second during the show (0: none)"))
+    actions: tuple[str, ...] = field(default=("announce",), metadata=_r(
+        choices=HOST_ACTIONS, doc="host actions to cycle through"))
+    text_length: int = field(default=120, metadata=_r(
+        1, 500, doc="announcement length in characters (sets the event size)"))
+
+
+@dataclass(frozen=True, slots=True)
+class SaleSpec:
+    enabled: bool = field(default=False, metadata=_r(doc="run a flash sale"))
+    units: int = field(default=50, metadata=_r(1, 10_000_000, doc="units on sale"))
+    stock: int = field(default=0, metadata=_r(0, 1_000_000_000,
+                                              doc="product stock; 0: the same as units"))
+    limit_per_buyer: int = field(default=1, metadata=_r(1, 1000))
+    quantity: int = field(default=1, metadata=_r(1, 10, doc="units per buy request"))
+    price: int = field(default=1000, metadata=_r(0, 10**12, doc="sale price, minor units"))
+    currency: str = field(default="USD", metadata=_r(doc="three upper-case letters"))
+    countdown_s: float = field(default=3.0, metadata=_r(
+        0.0, 3600.0, doc="seconds from the sale's announcement to its opening"))
+    duration_s: int = field(default=0, metadata=_r(
+        0, 604_800, doc="sale window in seconds; 0: until well after the show"))
+    buyer_share: float = field(default=0.8, metadata=_r(0.0, 1.0, doc="viewers who buy"))
+    buy_window_s: float = field(default=0.0, metadata=_r(
+        0.0, 600.0, doc="buys spread over this window after the opening (0: at the instant)"))
+    greedy_share: float = field(default=0.1, metadata=_r(
+        0.0, 1.0, doc="buyers who try to buy past the per-buyer limit"))
+    checkout_share: float = field(default=0.7, metadata=_r(0.0, 1.0,
+                                                           doc="holders who check out"))
+    coupon_checkout_share: float = field(default=0.5, metadata=_r(
+        0.0, 1.0, doc="checkouts that use a claimed coupon"))
+    abandon: str = field(default="auto", metadata=_r(
+        choices=("auto", "expire", "release"),
+        doc="what holders who do not check out do; auto: let the hold expire when the "
+            "tool sets a short hold time (--spawn), otherwise release it"))
+    hold_seconds: float = field(default=4.0, metadata=_r(
+        0.0, 86400.0, doc="hold time set on a spawned server (0: the server's default)"))
+    think_s: float = field(default=0.3, metadata=_r(
+        0.0, 60.0, doc="mean time a holder takes before checkout or release"))
+    sold_out_retries: int = field(default=3, metadata=_r(
+        0, 1000, doc="buy retries after sold_out (stock may come back)"))
+    retry_interval_s: float = field(default=1.0, metadata=_r(0.05, 60.0))
+
+
+@dataclass(frozen=True, slots=True)
+class CouponSpec:
+    enabled: bool = False
+    count: int = field(default=20, metadata=_r(1, 10_000_000))
+    kind: str = field(default="percent", metadata=_r(choices=("percent", "amount")))
+    value: int = field(default=10, metadata=_r(1, 10**12))
+    min_spend: int = field(default=0, metadata=_r(0, 10**12))
+    claim_share: float = field(default=0.5, metadata=_r(0.0, 1.0, doc="viewers who claim"))
+    expires_in_s: int = field(default=3600, metadata=_r(1, 604_800))
+
+
+@dataclass(frozen=True, slots=True)
+class LotterySpec:
+    enabled: bool = False
+    prize: str = "Signed cap"
+    winners: int = field(default=3, metadata=_r(1, 1000))
+    duration_s: int = field(default=5, metadata=_r(1, 86400,
+                                                   doc="open this long, then drawn"))
+    enter_share: float = field(default=0.5, metadata=_r(0.0, 1.0, doc="viewers who enter"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectSpec:
+    enabled: bool = False
+    share: float = field(default=0.3, metadata=_r(0.0, 1.0, doc="viewers who drop"))
+    at_s: float = field(default=1.0, metadata=_r(
+        0.0, 3600.0, doc="seconds after the sale opens (or the show starts) when they drop"))
+    within_s: float = field(default=2.0, metadata=_r(
+        0.0, 60.0, doc="they reconnect within this many seconds"))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSpec:
+    share: float = field(default=0.0, metadata=_r(0.0, 1.0, doc="viewers who chat and like"))
+    messages_per_s: float = field(default=0.5, metadata=_r(0.0, 15.0,
+                                                           doc="chat messages per chatter"))
+    likes_per_s: float = field(default=0.0, metadata=_r(0.0, 15.0,
+                                                        doc="like frames per chatter"))
+    text_length: int = field(default=40, metadata=_r(1, 200))
+    server_rate_per_s: float = field(default=1.0, metadata=_r(
+        0.01, 1000.0, doc="the server's chat.messages_per_s (set on a spawned server)"))
+    server_burst: int = field(default=5, metadata=_r(
+        1, 10_000, doc="the server's chat.burst (set on a spawned server)"))
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksSpec:
+    max_buy_p99_ms: float = field(default=0.0, metadata=_r(
+        0.0, 600_000.0, doc="fail when the buy p99 exceeds this (0: not checked)"))
+    min_reach: float = field(default=0.0, metadata=_r(
+        0.0, 1.0, doc="fail when fan-out reach is below this (0: not checked)"))
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSpec:
+    path: str = ""
+    speed: float = field(default=1.0, metadata=_r(0.01, 1000.0,
+                                                  doc="replay speed factor"))
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str = "custom"
+    description: str = ""
+    viewers: ViewersSpec = field(default_factory=ViewersSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+    host: HostSpec = field(default_factory=HostSpec)
+    sale: SaleSpec = field(default_factory=SaleSpec)
+    coupon: CouponSpec = field(default_factory=CouponSpec)
+    lottery: LotterySpec = field(default_factory=LotterySpec)
+    reconnect: ReconnectSpec = field(default_factory=ReconnectSpec)
+    chat: ChatSpec = field(default_factory=ChatSpec)
+    checks: ChecksSpec = field(default_factory=ChecksSpec)
+    trace: TraceSpec = field(default_factory=TraceSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dataclasses.asdict(self)
+        out["host"]["actions"] = list(self.host.actions)
+        return out
+
+
+SECTIONS: Final[dict[str, type[Any]]] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(Scenario) if f.name not in ("name", "description")
+}
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _coerce(key: str, raw: Any, default: Any, meta: Mapping[str, Any]) -> Any:
+    """`raw` as the type of `default`, checked against the range and choices in `meta`."""
+    value: Any
+    if isinstance(default, bool):
+        if not isinstance(raw, bool):
+            raise ScenarioError(f"{key}: expected true or false, got {raw!r}")
+        return raw
+    if isinstance(default, int):
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ScenarioError(f"{key}: expected an integer, got {raw!r}")
+        value = raw
+    elif isinstance(default, float):
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ScenarioError(f"{key}: expected a number, got {raw!r}")
+        value = float(raw)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ScenarioError(f"{key}: expected a finite number, got {raw!r}")
+    elif isinstance(default, tuple):
+        if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+            raise ScenarioError(f"{key}: expected an array of strings, got {raw!r}")
+        choices = meta.get("choices")
+        if choices:
+            bad = [v for v in raw if v not in choices]
+            if bad:
+                raise ScenarioError(f"{key}: unknown value(s) {', '.join(map(repr, bad))}; "
+                                    f"choose from {', '.join(choices)}")
+        if not raw:
+            raise ScenarioError(f"{key}: must not be empty")
+        return tuple(raw)
+    else:
+        if not isinstance(raw, str):
+            raise ScenarioError(f"{key}: expected a string, got {raw!r}")
+        if len(raw) > 4096:
+            raise ScenarioError(f"{key}: longer than 4096 characters")
+        choices = meta.get("choices")
+        if choices and raw not in choices:
+            raise ScenarioError(f"{key}: {raw!r} is not one of {', '.join(choices)}")
+        return raw
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and value < lo:
+        raise ScenarioError(f"{key}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ScenarioError(f"{key}: {value!r} is above the maximum {hi}")
+    return value
+
+
+def _section(cls: type[Any], values: Mapping[str, Any], where: str, section: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ScenarioError(f"{where}: unknown key {section}.{key} (known: {known})")
+        kwargs[key] = _coerce(f"{where}: {section}.{key}", raw, getattr(defaults, key),
+                              fields[key].metadata)
+    return cls(**kwargs)
+
+
+def build_scenario(data: Mapping[str, Any], where: str) -> Scenario:
+    """A checked scenario from a parsed TOML document (`where` names it in errors)."""
+    top: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("name", "description"):
+            if not isinstance(value, str):
+                raise ScenarioError(f"{where}: {key}: expected a string, got {value!r}")
+            top[key] = value
+        elif key in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ScenarioError(f"{where}: [{key}] must be a table, got {value!r}")
+            top[key] = _section(SECTIONS[key], value, where, key)
+        else:
+            known = ", ".join(["name", "description", *SECTIONS])
+            raise ScenarioError(f"{where}: unknown key {key!r} (known: {known})")
+    scenario = Scenario(**top)
+    validate(scenario, where)
+    return scenario
+
+
+def validate(s: Scenario, where: str) -> None:
+    """Rules that join several keys."""
+    if s.sale.enabled:
+        if len(s.sale.currency) != 3 or not s.sale.currency.isalpha() \
+                or not s.sale.currency.isupper():
+            raise ScenarioError(f"{where}: sale.currency: expected three upper-case letters, "
+                                f"got {s.sale.currency!r}")
+        if s.sale.stock and s.sale.stock < s.sale.units:
+            raise ScenarioError(f"{where}: sale.stock: {s.sale.stock} is below sale.units "
+                                f"{s.sale.units}")
+        if s.sale.quantity > s.sale.limit_per_buyer:
+            raise ScenarioError(f"{where}: sale.quantity: {s.sale.quantity} is above "
+                                f"sale.limit_per_buyer {s.sale.limit_per_buyer}")
+        if s.sale.countdown_s + s.sale.buy_window_s >= s.run.duration_s:
+            raise ScenarioError(
+                f"{where}: run.duration_s: {s.run.duration_s} leaves no time to sell after "
+                f"sale.countdown_s + sale.buy_window_s = "
+                f"{s.sale.countdown_s + s.sale.buy_window_s}")
+    if s.chat.messages_per_s + s.chat.likes_per_s > 18.0:
+        raise ScenarioError(f"{where}: chat.messages_per_s: chat + likes per chatter is "
+                            f"{s.chat.messages_per_s + s.chat.likes_per_s}/s, above the 18/s "
+                            "that stays under the server's 20 frames/s per connection")
+    if s.reconnect.enabled and s.reconnect.at_s >= s.run.duration_s:
+        raise ScenarioError(f"{where}: reconnect.at_s: {s.reconnect.at_s} is not inside "
+                            f"run.duration_s {s.run.duration_s}")
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"scenario file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"scenario file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path.name}: not valid TOML: {exc}") from None
+    scenario = build_scenario(data, path.name)
+    if "name" not in data:
+        scenario = dataclasses.replace(scenario, name=path.stem)
+    return scenario
+
+
+def bundled_names() -> list[str]:
+    names = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+    return [*names, *BUNDLED_TRACES]
+
+
+def resolve(name: str) -> Path:
+    """A path for SCENARIO: an existing file, or a bundled scenario or trace by name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.suffix == "" and "/" not in name:
+        bundled = SCENARIO_DIR / f"{name}.toml"
+        if bundled.is_file():
+            return bundled
+        if name in BUNDLED_TRACES:
+            return BUNDLED_TRACES[name]
+    raise ScenarioError(f"scenario {name!r}: no such file and no bundled scenario of that "
+                        f"name (bundled: {', '.join(bundled_names())})")
+
+
+def with_overrides(s: Scenario, *, viewers: int | None = None, duration: float | None = None,
+                   speed: float | None = None, seed: int | None = None,
+                   processes: int | None = None) -> Scenario:
+    """The scenario with command-line options in place of the file's values; the
+    options go through the same checks as the file (named by their flag)."""
+    def check(flag: str, section: str, key: str, value: Any) -> Any:
+        cls = SECTIONS[section]
+        f = next(f for f in dataclasses.fields(cls) if f.name == key)
+        return _coerce(f"{flag} ({section}.{key})", value, getattr(cls(), key), f.metadata)
+
+    if viewers is not None:
+        s = dataclasses.replace(s, viewers=dataclasses.replace(
+            s.viewers, count=check("--viewers", "viewers", "count", viewers)))
+    if processes is not None:
+        s = dataclasses.replace(s, viewers=dataclasses.replace(
+            s.viewers, processes=check("--processes", "viewers", "processes", processes)))
+    if duration is not None:
+        s = dataclasses.replace(s, run=dataclasses.replace(
+            s.run, duration_s=check("--duration", "run", "duration_s", duration)))
+    if seed is not None:
+        s = dataclasses.replace(s, run=dataclasses.replace(
+            s.run, seed=check("--seed", "run", "seed", seed)))
+    if speed is not None:
+        if not s.trace.path:
+            raise ScenarioError("--speed: applies to a recorded trace only, and "
+                                f"{s.name!r} is a scenario file")
+        s = dataclasses.replace(s, trace=dataclasses.replace(
+            s.trace, speed=check("--speed", "trace", "speed", speed)))
+    validate(s, "command line")
+    return s

@@ -1,0 +1,140 @@
+"""A local livesell server for one run: started on its embedded defaults in a
+temporary data directory, watched through /proc, stopped with SIGINT, and its
+order store read back (read-only) for the checks.
+
+The server runs as `python -m server serve --port 0 --data-dir TMP`, exactly
+what a user would type, in its own session so that a Ctrl-C meant for the load
+tester does not stop it before the report's data is collected. Its URL comes
+from the lines it prints. Settings the scenario needs (a short hold time, the
+chat limits it checks) are passed as `LIVESELL_*` environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest.stats import ProcSample, children_of, command_of, read_proc
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+class SpawnError(RuntimeError):
+    """The server could not be started."""
+
+
+class SpawnedServer:
+    def __init__(self, env: dict[str, str], cpus: list[int] | None = None,
+                 keep_dir: Path | None = None) -> None:
+        self.env = env
+        self.cpus = cpus
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if keep_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="livesell-loadtest-")
+            self.dir = Path(self._tmp.name)
+        else:
+            self.dir = keep_dir
+        self.data_dir = self.dir / "data"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base = ""
+        self.redis_pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "orders.sqlite3"
+
+    def start(self) -> str:
+        """Start the server and return its base URL (http://127.0.0.1:PORT)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESELL_")}
+        env.update(self.env)
+        out_path, err_path = self.dir / "server.out", self.dir / "server.err"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0",
+                 "--data-dir", str(self.data_dir), "--log-level", "warning"],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True)
+        self._pin(self.proc.pid)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = out_path.read_text(errors="replace")
+            for line in text.splitlines():
+                if line.strip().startswith("API:"):
+                    self.base = line.split("API:", 1)[1].strip().removesuffix("/api")
+            if self.base:
+                self._find_redis()
+                return self.base
+            if self.proc.poll() is not None:
+                raise SpawnError("the server exited during start-up: "
+                                 + err_path.read_text(errors="replace")[-2000:])
+            time.sleep(0.05)
+        self.stop()
+        raise SpawnError(f"the server printed no URL within {START_TIMEOUT_S:.0f}s")
+
+    def _pin(self, pid: int) -> None:
+        if self.cpus and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, self.cpus)
+
+    def _find_redis(self) -> None:
+        for child in children_of(self.pid):
+            if "redis-server" in command_of(child):
+                self.redis_pid = child
+                self._pin(child)
+
+    def sample(self) -> tuple[ProcSample | None, ProcSample | None]:
+        """The server process and its redis-server child, from /proc."""
+        return (read_proc(self.pid) if self.proc else None,
+                read_proc(self.redis_pid) if self.redis_pid else None)
+
+    def stop(self) -> int | None:
+        """SIGINT, as Ctrl-C would; SIGKILL if it does not stop in time."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.redis_pid is not None and read_proc(self.redis_pid) is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.redis_pid, signal.SIGKILL)
+        return self.proc.returncode
+
+    def read_orders(self, room_id: str) -> list[dict[str, Any]]:
+        """Every order of the room straight from the SQLite file, opened read-only."""
+        uri = f"file:{self.store_path}?mode=ro"
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            db.row_factory = sqlite3.Row
+            rows = db.execute("SELECT * FROM orders WHERE room_id = ? ORDER BY created_at, "
+                              "order_id", (room_id,)).fetchall()
+            return [dict(r) for r in rows]
+        finally:
+            db.close()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.dir / "server.err").read_text(errors="replace")[-chars:]
+        return ""
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

@@ -1,0 +1,112 @@
+"""Small statistics for the report: percentiles, latency summaries, bounded
+sampling, and CPU/RSS readings of a process from /proc. Pure apart from the
+/proc readers."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of already sorted values, nearest-rank."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    return float(sorted_values[min(rank, len(sorted_values)) - 1])
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """count, p50, p95, p99, max and mean, rounded for the report (None when empty)."""
+    if not values:
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    v = sorted(values)
+    return {"count": len(v), "p50": round(percentile(v, 50), 2),
+            "p95": round(percentile(v, 95), 2), "p99": round(percentile(v, 99), 2),
+            "max": round(v[-1], 2), "mean": round(sum(v) / len(v), 2)}
+
+
+class Reservoir:
+    """A uniform sample of at most `size` values from a stream of any length, so
+    memory stays bounded however long the run is."""
+
+    __slots__ = ("rng", "seen", "size", "values")
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.values: list[float] = []
+        self.seen = 0
+        self.rng = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.size:
+            self.values.append(value)
+        else:
+            j = self.rng.randrange(self.seen)
+            if j < self.size:
+                self.values[j] = value
+
+    def extend(self, values: Sequence[float]) -> None:
+        for v in values:
+            self.add(v)
+
+
+def spread_indices(total: int, wanted: int) -> set[int]:
+    """`wanted` indices spread evenly over range(total) (early and late joiners alike)."""
+    if wanted <= 0 or total <= 0:
+        return set()
+    if wanted >= total:
+        return set(range(total))
+    step = total / wanted
+    return {int(i * step) for i in range(wanted)}
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    cpu_s: float  # user + system CPU seconds so far
+    rss_bytes: int
+
+
+def read_proc(pid: int) -> ProcSample | None:
+    """CPU seconds and resident memory of one process, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        statm = Path(f"/proc/{pid}/statm").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    # Fields after the command: state is [0]; utime and stime are stat fields 14, 15.
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    rss = int(statm.split()[1]) * PAGE_SIZE
+    return ProcSample(cpu, rss)
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace").strip()
+    except OSError:
+        return ""

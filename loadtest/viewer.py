@@ -1,0 +1,341 @@
+"""One synthetic viewer: a WebSocket connection that follows the protocol's client
+rules (docs/protocol.md section 7) and records what it was told.
+
+Connections use the `websockets` library's sans-I/O client protocol under a
+plain asyncio `Protocol`: no task per connection and no per-frame await, so a
+generator process can hold thousands of viewers. Each viewer applies events in
+`seq` order, asks for a `resync` on a gap, resumes with `since=<last seq>` and
+its token after a drop, and re-sends unanswered requests with the same
+`request_id` after a reconnect (the server makes those retries safe).
+
+What a viewer was told (holds, placed orders, coupon claims, lottery entries)
+goes to its `Crowd`, which owns the counters, latencies and behaviour; the
+viewer owns its connection and its sequence bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import quote
+
+import orjson
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from loadtest.model import Gap, ViewerRecord
+
+if TYPE_CHECKING:
+    from loadtest.worker import Crowd
+
+CONNECT_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 30.0
+REQUEST_RESENDS = 3
+RECONNECT_ATTEMPTS = 20
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+class FrameSink(Protocol):
+    """What a link reports to: its text frames, and its end."""
+
+    def on_frame(self, data: bytes) -> None: ...
+
+    def on_lost(self, link: Link) -> None: ...
+
+
+class Link(asyncio.Protocol):
+    """One TCP connection carrying one WebSocket; reports frames to its viewer."""
+
+    def __init__(self, viewer: FrameSink, url: str) -> None:
+        self.viewer = viewer
+        self.ws = ClientProtocol(parse_uri(url), max_size=2**24)
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.dropped = False  # closed on purpose without a close frame (a simulated drop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.ws.send_request(self.ws.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Frame):
+                if event.opcode is Opcode.TEXT:
+                    self.viewer.on_frame(bytes(event.data))
+            elif isinstance(event, Response) and not self.opened.done():
+                if self.ws.handshake_exc is not None:
+                    self.opened.set_exception(self.ws.handshake_exc)
+                else:
+                    self.opened.set_result(None)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self._flush()
+        return None
+
+    def _flush(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+        if self.ws.close_expected() and self.ws.state is State.CLOSED:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"connection lost: {exc}"))
+        self.viewer.on_lost(self)
+
+    def send(self, payload: bytes) -> bool:
+        if self.ws.state is not State.OPEN or self.transport is None \
+                or self.transport.is_closing():
+            return False
+        self.ws.send_text(payload)
+        self._flush()
+        return True
+
+    def close(self, code: int = 1000) -> None:
+        if self.ws.state is State.OPEN:
+            self.ws.send_close(code)
+            self._flush()
+        elif self.transport is not None:
+            self.transport.close()
+
+    def drop(self) -> None:
+        """Cut the connection with no close frame, as a network failure would."""
+        self.dropped = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def close_code(self) -> int:
+        code = self.ws.close_rcvd.code if self.ws.close_rcvd is not None else 1006
+        return int(code)
+
+
+@dataclass(slots=True)
+class Pending:
+    payload: bytes
+    future: asyncio.Future[dict[str, Any]]
+
+
+class Viewer:
+    """A logical viewer: survives reconnections, keeps its token and its seq."""
+
+    def __init__(self, crowd: Crowd, index: int, sampled: bool) -> None:
+        self.crowd = crowd
+        self.index = index
+        self.sampled = sampled
+        self.rec = ViewerRecord(index=index)
+        self.token = ""
+        self.link: Link | None = None
+        self.last: int | None = None  # last applied seq
+        self.awaiting_snapshot = False
+        self.open_gaps: list[Gap] = []  # gaps waiting for a resume or a snapshot
+        self.catch_up_before = 0.0  # events with ts before this are replays, not live
+        self.pending: dict[str, Pending] = {}
+        self.ids = itertools.count(1)
+        self.leaving = False  # closed on purpose; do not reconnect
+        self.reconnecting = False
+        self.welcomed: asyncio.Event = asyncio.Event()
+        self.on_event: Callable[[Viewer, str, dict[str, Any]], None] = crowd.on_event
+
+    # ------------------------------------------------------------ connection
+
+    def url(self) -> str:
+        q = [f"nickname=lt{self.index}"]
+        if self.token:
+            q.append("token=" + quote(self.token, safe=""))
+        if self.last is not None:
+            q.append(f"since={self.last}")
+        return f"{self.crowd.ws_base}?{'&'.join(q)}"
+
+    async def connect(self) -> None:
+        """Open a connection and wait for the welcome (raises on failure)."""
+        loop = asyncio.get_running_loop()
+        self.welcomed.clear()
+        link = Link(self, self.url())
+        self.link = link
+        await asyncio.wait_for(loop.create_connection(lambda: link, self.crowd.host,
+                                                      self.crowd.port), CONNECT_TIMEOUT_S)
+        await asyncio.wait_for(link.opened, CONNECT_TIMEOUT_S)
+        await asyncio.wait_for(self.welcomed.wait(), CONNECT_TIMEOUT_S)
+
+    def on_lost(self, link: Link) -> None:
+        if link is not self.link:
+            return
+        self.link = None
+        self.crowd.connected -= 1 if self.welcomed.is_set() else 0
+        self.welcomed.clear()
+        if self.leaving:
+            return
+        if not link.dropped:
+            self.rec.close_codes.append(link.close_code)
+        if self.last is not None:
+            gap = Gap(after=self.last, got=0, cause="disconnect")
+            self.open_gaps.append(gap)
+            self.rec.gaps.append(gap)
+        self.awaiting_snapshot = False
+        if not link.dropped:
+            # An unexpected close: come back as a real client would.
+            self.crowd.spawn(self.reconnect(self.crowd.rng_delay(0.2, 1.0)))
+
+    async def reconnect(self, delay_s: float) -> None:
+        if self.reconnecting or self.leaving:
+            return
+        self.reconnecting = True
+        try:
+            await asyncio.sleep(delay_s)
+            for attempt in range(RECONNECT_ATTEMPTS):
+                if self.leaving or self.crowd.finishing:
+                    return
+                try:
+                    await self.connect()
+                    self.rec.reconnects += 1
+                    for p in list(self.pending.values()):
+                        self._send(p.payload)
+                    return
+                except Exception:  # refused, reset or timed out: back off, try again
+                    if self.link is not None:
+                        self.link.drop()
+                        self.link = None
+                    await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt))
+        finally:
+            self.reconnecting = False
+
+    def drop(self) -> None:
+        if self.link is not None:
+            self.link.drop()
+
+    def leave(self) -> None:
+        self.leaving = True
+        if self.link is not None:
+            self.link.close()
+
+    # ------------------------------------------------------------ frames
+
+    def on_frame(self, data: bytes) -> None:
+        crowd = self.crowd
+        crowd.frames += 1
+        msg = orjson.loads(data)
+        kind = msg.get("type")
+        seq = msg.get("seq")
+        if seq is not None:
+            if kind == "snapshot":
+                self._snapshot(seq, msg)
+            else:
+                self._event(seq, kind, msg)
+            return
+        re = msg.get("re")
+        if re is not None:
+            p = self.pending.pop(re, None)
+            if p is not None and not p.future.done():
+                p.future.set_result(msg)
+                return
+        if kind == "welcome":
+            self.token = msg["token"]
+            self.rec.viewer_id = msg["viewer"]["viewer_id"]
+            crowd.learn_offset(msg["server_time"])
+            # Events published before the server counted this connection in arrive as
+            # catch-up (missed events or the join's pending ones), not as live fan-out.
+            self.catch_up_before = crowd.server_to_local(msg["server_time"])
+            if self.last is not None and self.open_gaps and not msg.get("resumed"):
+                self.awaiting_snapshot = True
+            crowd.connected += 1
+            self.welcomed.set()
+        elif kind == "error":
+            crowd.on_error(self, msg)
+
+    def _snapshot(self, seq: int, msg: dict[str, Any]) -> None:
+        self._recovered("snapshot")
+        self.awaiting_snapshot = False
+        if self.rec.first_seq == 0:
+            self.rec.first_seq = seq
+        self.last = seq
+        self.rec.last_seq = seq
+        self.on_event(self, "snapshot", msg)
+
+    def _recovered(self, how: str) -> None:
+        for gap in self.open_gaps:
+            gap.recovered = how
+        self.open_gaps.clear()
+
+    def _event(self, seq: int, kind: str, msg: dict[str, Any]) -> None:
+        last = self.last
+        if last is None or self.awaiting_snapshot:
+            return
+        if seq <= last:
+            self.rec.duplicates += 1
+            return
+        if seq != last + 1:
+            gap = Gap(after=last, got=seq, cause="gap")
+            self.rec.gaps.append(gap)
+            self.open_gaps.append(gap)
+            self.awaiting_snapshot = True
+            self._send(b'{"type":"resync"}')
+            return
+        if self.open_gaps:
+            # The first event after a reconnect follows on: the missed events were replayed.
+            self._recovered("resume")
+        if self.rec.first_seq == 0:
+            self.rec.first_seq = last
+        self.last = seq
+        self.rec.last_seq = seq
+        self.rec.applied += 1
+        crowd = self.crowd
+        crowd.applied += 1
+        ts = msg.get("ts")
+        if self.sampled and ts is not None:
+            t = now_ms()
+            if ts >= self.catch_up_before:
+                crowd.latency.add(t - ts)
+        self.on_event(self, kind, msg)
+
+    # ------------------------------------------------------------ requests
+
+    def _send(self, payload: bytes) -> bool:
+        link = self.link
+        return link is not None and self.welcomed.is_set() and link.send(payload)
+
+    def send_frame(self, obj: dict[str, Any]) -> bool:
+        return self._send(orjson.dumps(obj))
+
+    def next_id(self, kind: str) -> str:
+        return f"{kind[:2]}{self.index}n{next(self.ids)}"
+
+    async def request(self, kind: str, fields: dict[str, Any],
+                      request_id: str | None = None) -> dict[str, Any]:
+        """Send one request and wait for its reply. A reply that does not come in
+        time, or is lost with a connection, is asked for again with the same
+        request_id (a retry the server answers with the first answer)."""
+        rid = request_id or self.next_id(kind)
+        payload = orjson.dumps({"type": kind, "request_id": rid, **fields})
+        for _ in range(REQUEST_RESENDS + 1):
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self.pending[rid] = Pending(payload, fut)
+            self._send(payload)  # when not connected, the reconnect sends it
+            try:
+                return await asyncio.wait_for(fut, REQUEST_TIMEOUT_S)
+            except TimeoutError:
+                self.pending.pop(rid, None)
+                if self.crowd.finishing:
+                    break
+        return {"type": "error", "re": rid, "code": "timeout",
+                "message": "no reply from the server"}

@@ -1,0 +1,125 @@
+"""Bad input to `livesell-loadtest` exits with 2 and names the key, the flag, the
+trace line or the address; nothing is started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtest.scenario import (
+    ScenarioError,
+    build_scenario,
+    bundled_names,
+    load_scenario_file,
+    resolve,
+    with_overrides,
+)
+from loadtest.trace import TraceError, parse_trace
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loadtest", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize(("toml", "phrases"), [
+    ("[sale]\nunitz = 5\n", ["bad.toml", "unknown key sale.unitz"]),
+    ("[sale]\nunits = 'lots'\n", ["sale.units", "expected an integer", "'lots'"]),
+    ("[viewers]\ncount = 0\n", ["viewers.count", "below the minimum 1"]),
+    ("[sale]\nbuyer_share = 1.5\n", ["sale.buyer_share", "above the maximum 1.0"]),
+    ("[sale]\nabandon = 'never'\n", ["sale.abandon", "'never' is not one of"]),
+    ("[host]\nactions = ['dance']\n", ["host.actions", "'dance'"]),
+    ("[party]\nsize = 3\n", ["unknown key 'party'"]),
+    ("sale = 3\n", ["[sale] must be a table"]),
+    ("[sale]\nenabled = true\nunits = 5\nlimit_per_buyer = 1\nquantity = 2\n",
+     ["sale.quantity", "above sale.limit_per_buyer 1"]),
+    ("[run]\nduration_s = 2\n[sale]\nenabled = true\ncountdown_s = 3\n",
+     ["run.duration_s", "leaves no time to sell"]),
+    ("[sale\n", ["not valid TOML"]),
+])
+def test_bad_scenario_files_exit_2_naming_the_key(tmp_path: Path, toml: str,
+                                                  phrases: list[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    out = _run("run", str(path), "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    for phrase in phrases:
+        assert phrase in out.stderr, out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("args", "phrases"), [
+    (["--viewers", "0"], ["--viewers", "not a positive integer"]),
+    (["--viewers", "many"], ["--viewers", "'many' is not an integer"]),
+    (["--viewers", "200000"], ["--viewers (viewers.count)", "above the maximum 100000"]),
+    (["--duration", "-3"], ["--duration"]),
+    (["--speed", "2"], ["--speed", "recorded trace only"]),
+    (["--url", "http://127.0.0.1:1"], ["cannot reach the server at http://127.0.0.1:1"]),
+    (["--url", "http://192.0.2.1:8000"], ["192.0.2.1 is not a loopback address"]),
+    (["--url", "ftp://127.0.0.1"], ["--url", "expected http://HOST:PORT"]),
+    (["--url", "http://127.0.0.1:1", "--spawn"], ["not allowed with argument"]),
+])
+def test_bad_flags_exit_2_naming_the_flag_or_address(tmp_path: Path, args: list[str],
+                                                     phrases: list[str]) -> None:
+    out = _run("run", "flash_sale", "--quiet", "--report-dir", str(tmp_path / "r"), *args,
+               cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    for phrase in phrases:
+        assert phrase in out.stderr, out.stderr
+
+
+def test_unknown_scenario_name_lists_the_bundled_ones(tmp_path: Path) -> None:
+    out = _run("run", "flash_sail", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "flash_sail" in out.stderr and "flash_sale" in out.stderr
+
+
+def test_bad_trace_lines_exit_2_naming_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"kind": "livesell-trace", "version": 1, "room_id": "r", '
+                    '"started_at": 1}\n'
+                    '{"t": 5, "actor": "viewer", "viewer": "v1", "action": "fly"}\n')
+    out = _run("run", str(path), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "t.jsonl line 2: action: 'fly' is not a viewer action" in out.stderr
+
+
+@pytest.mark.parametrize(("text", "phrase"), [
+    ("", "empty trace"),
+    ('{"kind": "other", "version": 1}', "line 1: kind"),
+    ('{"kind": "livesell-trace", "version": 2, "room_id": "r", "started_at": 1}',
+     "line 1: version"),
+    ('{"kind": "livesell-trace", "version": 1, "room_id": "r", "started_at": 1}\n'
+     '{"t": -1, "actor": "host", "action": "announce", "data": {"text": "x"}}', "t: expected"),
+    ('{"kind": "livesell-trace", "version": 1, "room_id": "r", "started_at": 1}\n'
+     '{"t": 1, "actor": "host", "action": "pin", "data": {}}', "data.product_id: required"),
+    ('{"kind": "livesell-trace", "version": 1, "room_id": "r", "started_at": 1}\n'
+     '{"t": 1, "actor": "viewer", "action": "buy", "data": {"product_id": "p"}}',
+     "line 2: viewer: expected"),
+    ('{"kind": "livesell-trace", "version": 1, "room_id": "r", "started_at": 1}\n'
+     '{"t": 1, "actor": "crowd", "action": "buy"}', "actor: expected"),
+    ('{"kind": "livesell-trace", "version": 1, "room_id": "r", "started_at": 1}\n'
+     'not json', "line 2: not valid JSON"),
+])
+def test_trace_parser_names_the_fault(text: str, phrase: str) -> None:
+    with pytest.raises(TraceError) as err:
+        parse_trace(text, "x.jsonl")
+    assert phrase in str(err.value)
+
+
+def test_bundled_scenarios_are_valid_and_overrides_are_checked() -> None:
+    assert {"fanout", "flash_sale", "reconnect_storm", "chat_storm", "sample"} <= set(
+        bundled_names())
+    for name in ("fanout", "flash_sale", "reconnect_storm", "chat_storm"):
+        scenario = load_scenario_file(resolve(name))
+        assert scenario.name == name
+    s = with_overrides(load_scenario_file(resolve("flash_sale")), viewers=50, duration=9.0,
+                       seed=4)
+    assert (s.viewers.count, s.run.duration_s, s.run.seed) == (50, 9.0, 4)
+    with pytest.raises(ScenarioError, match=r"--duration \(run.duration_s\)"):
+        with_overrides(s, duration=0.5)
+    with pytest.raises(ScenarioError, match="unknown key 'kind'"):
+        build_scenario({"kind": "fanout"}, "inline")
