@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -37,6 +38,7 @@ from server.errors import (
     CLOSE_TRY_AGAIN,
     CLOSE_UNKNOWN_ROOM,
     CLOSE_UNSUPPORTED_DATA,
+    CLOSE_WRONG_HOST_KEY,
     BadRequest,
     LivesellError,
     PayloadTooLarge,
@@ -235,6 +237,8 @@ def ok(data: Any, status: int = 200) -> Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+CREATED_ID = {"product": "product_id", "sale": "sale_id", "coupon": "coupon_id",
+              "lottery": "lottery_id"}
 
 
 def host_only(handler: Handler, record_as: str | None = None) -> Handler:
@@ -246,6 +250,10 @@ def host_only(handler: Handler, record_as: str | None = None) -> Handler:
         if record_as is not None and recorder is not None and recorder.active(room_id):
             data = dict(getattr(request.state, "body", {}) or {})
             data.update({k: v for k, v in request.path_params.items() if k != "room_id"})
+            created = CREATED_ID.get(record_as)
+            if created is not None:
+                # The id the server gave, so a replay can map it to its own.
+                data["id"] = orjson.loads(bytes(response.body))[created]
             recorder.host(room_id, record_as, data)
         return response
 
@@ -481,9 +489,18 @@ async def viewer_socket(ws: WebSocket) -> None:
         except LivesellError:
             nick = f"guest-{secrets.token_hex(2)}"
         viewer, token = signer.issue(nick, now)
+    is_host = False
+    offered_key = ws.query_params.get("host_key")
+    if offered_key:
+        try:
+            await show.check_host(room_id, offered_key)
+        except LivesellError:
+            await ws.close(CLOSE_WRONG_HOST_KEY, "wrong host key")
+            return
+        is_host = True
     raw_since = ws.query_params.get("since")
     since = int(raw_since) if raw_since and SINCE_PATTERN.match(raw_since) else None
-    conn = Conn(hub, room_id, viewer, ws)
+    conn = Conn(hub, room_id, viewer, ws, is_host)
     welcome = {"type": "welcome", "room_id": room_id,
                "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname},
                "token": token}
@@ -570,7 +587,7 @@ async def _handle_inline(svc: Services, conn: Conn, msg: ViewerMessage,
                       .frame(request_id))
             return
         try:
-            await svc.show.chat(conn.viewer, conn.room_id, msg.text)
+            await svc.show.chat(conn.viewer, conn.room_id, msg.text, conn.is_host)
         except LivesellError as exc:
             conn.send(error_answer(exc).frame(request_id))
 

@@ -17,6 +17,7 @@ CLOSE_UNSUPPORTED_DATA: Final = 1003  # binary frame where JSON text was expecte
 CLOSE_POLICY: Final = 1008  # kept sending rejected frames after being told
 CLOSE_INTERNAL: Final = 1011  # unexpected fault or Redis unreachable
 CLOSE_TRY_AGAIN: Final = 1013  # server starting or stopping
+CLOSE_WRONG_HOST_KEY: Final = 4003  # host_key given on /ws but not this room's
 CLOSE_UNKNOWN_ROOM: Final = 4004
 CLOSE_TOO_SLOW: Final = 4008  # outbound buffer stayed full past hub.behind_timeout_s
 

@@ -41,6 +41,7 @@ from server.settings import HubSettings
 
 log = logging.getLogger("livesell.hub")
 
+MAX_CHAT_BUCKETS = 200_000
 SnapshotFn = Callable[[str], Awaitable[tuple[int, bytes]]]
 
 
@@ -67,11 +68,13 @@ class Conn:
     """One viewer's connection as the hub sees it."""
 
     __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "frame_bucket", "hub",
-                 "outbox", "outbox_bytes", "outbox_ready", "pending", "raw", "room_id",
+                 "is_host", "outbox", "outbox_bytes", "outbox_ready", "pending", "raw", "room_id",
                  "sender", "viewer", "ws")
 
-    def __init__(self, hub: Hub, room_id: str, viewer: Viewer, ws: WebSocket) -> None:
+    def __init__(self, hub: Hub, room_id: str, viewer: Viewer, ws: WebSocket,
+                 is_host: bool = False) -> None:
         self.hub = hub
+        self.is_host = is_host  # the host console: watches, but is not counted as a viewer
         self.room_id = room_id
         self.viewer = viewer
         self.ws = ws
@@ -83,7 +86,7 @@ class Conn:
         self.closed = False
         s = hub.settings
         self.frame_bucket = TokenBucket(s.messages_per_s, s.message_burst)
-        self.chat_bucket = TokenBucket(hub.chat_rate, hub.chat_burst)
+        self.chat_bucket = hub.chat_bucket_for(room_id, viewer.viewer_id)
         # Fallback path (no fast extension): a bounded queue drained by a sender task.
         self.outbox: collections.deque[bytes] = collections.deque()
         self.outbox_bytes = 0
@@ -151,12 +154,27 @@ class Hub:
         self.by_channel: dict[bytes, LocalRoom] = {}
         self.snapshot: SnapshotFn | None = None
         self.dirty_viewers: set[str] = set()
+        # Chat allowances per viewer, not per connection, so reconnecting does not
+        # refill them. Bounded: the least recently used are forgotten.
+        self._chat_buckets: collections.OrderedDict[tuple[str, str], TokenBucket] = (
+            collections.OrderedDict())
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._sub_lock = asyncio.Lock()
         self._has_subs = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.delivered_events = 0
+
+    def chat_bucket_for(self, room_id: str, viewer_id: str) -> TokenBucket:
+        key = (room_id, viewer_id)
+        bucket = self._chat_buckets.get(key)
+        if bucket is None:
+            bucket = self._chat_buckets[key] = TokenBucket(self.chat_rate, self.chat_burst)
+            if len(self._chat_buckets) > MAX_CHAT_BUCKETS:
+                self._chat_buckets.popitem(last=False)
+        else:
+            self._chat_buckets.move_to_end(key)
+        return bucket
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -287,11 +305,12 @@ class Hub:
             conn.sender = asyncio.create_task(conn._send_loop())
         await self._subscribe(room)
         keys = room.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(keys.present, conn.viewer.viewer_id, 1)
-            pipe.sadd(keys.uniq, conn.viewer.viewer_id)
-            await pipe.execute()
-        self.dirty_viewers.add(conn.room_id)
+        if not conn.is_host:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(keys.present, conn.viewer.viewer_id, 1)
+                pipe.sadd(keys.uniq, conn.viewer.viewer_id)
+                await pipe.execute()
+            self.dirty_viewers.add(conn.room_id)
         backlog = await self._backlog(keys, since) if since is not None else None
         conn.send(encode({**welcome, "resumed": backlog is not None,
                           "server_time": time.time_ns() // 1_000_000}))
@@ -408,15 +427,17 @@ class Hub:
         room.fast.pop(conn, None)
         room.slow.discard(conn)
         room.catching.discard(conn)
-        self.dirty_viewers.add(conn.room_id)
-        self._spawn(self._left(room, conn.viewer.viewer_id))
+        if not conn.is_host:
+            self.dirty_viewers.add(conn.room_id)
+        self._spawn(self._left(room, None if conn.is_host else conn.viewer.viewer_id))
 
-    async def _left(self, room: LocalRoom, viewer_id: str) -> None:
+    async def _left(self, room: LocalRoom, viewer_id: str | None) -> None:
         keys = room.keys
         try:
-            n = await self.redis.hincrby(keys.present, viewer_id, -1)
-            if n <= 0:
-                await self.redis.hdel(keys.present, viewer_id)
+            if viewer_id is not None:
+                n = await self.redis.hincrby(keys.present, viewer_id, -1)
+                if n <= 0:
+                    await self.redis.hdel(keys.present, viewer_id)
         except (RedisError, OSError):
             log.warning("could not record that %s left %s", viewer_id, room.room_id)
         if not room.members:

@@ -129,6 +129,7 @@ class Pulse:
     # ------------------------------------------------------------------ coalesced numbers
 
     async def stock_tick(self) -> None:
+        await self.counts_tick()
         dirty, self.show.dirty_stock = self.show.dirty_stock, set()
         if not dirty:
             return
@@ -150,6 +151,30 @@ class Pulse:
             published.append(self.show.hub.publish(room_id, {
                 "type": "stock", "product_id": pid, "stock": sv,
                 "sale": sale_view(sale, sv["left"], now) if sale else None}))
+        await asyncio.gather(*published)
+
+    async def counts_tick(self) -> None:
+        dirty, self.show.dirty_counts = self.show.dirty_counts, set()
+        if not dirty:
+            return
+        items = sorted(dirty)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id, kind, item_id in items:
+                keys = RoomKeys(room_id)
+                if kind == "coupon":
+                    pipe.hmget(keys.coupon(item_id), ["count", "claimed"])
+                else:
+                    pipe.scard(keys.entrants(item_id))
+            res = await pipe.execute()
+        published = []
+        for (room_id, kind, item_id), value in zip(items, res, strict=True):
+            if kind == "coupon":
+                remaining = max(0, int(value[0] or 0) - int(value[1] or 0))
+                event = {"type": "coupon_count", "coupon_id": item_id, "remaining": remaining}
+            else:
+                event = {"type": "lottery_entrants", "lottery_id": item_id,
+                         "entrants": int(value)}
+            published.append(self.show.hub.publish(room_id, event))
         await asyncio.gather(*published)
 
     async def likes_tick(self) -> None:

@@ -111,6 +111,9 @@ class Show:
         self.host_keys: dict[str, str] = {}  # room_id -> sha256 of host key (never changes)
         self.current_sale: dict[tuple[str, str], str] = {}  # (room, product) -> sale id
         self.dirty_stock: set[tuple[str, str]] = set()
+        # Coupons left and lottery entrants change with every claim or entry: they are
+        # published as the latest count at the stock rate, never once per change.
+        self.dirty_counts: set[tuple[str, str, str]] = set()
         self.likes: dict[str, int] = {}
         self.keyword_lotteries: dict[str, dict[str, str]] = {}  # room -> lottery id -> keyword
         self.recorder: Recorder | None = None
@@ -641,12 +644,9 @@ class Show:
             keys.coupon(coupon_id),
             keys.claims(coupon_id)], [viewer.viewer_id, self.settings.sale.request_id_ttl_s,
                                       coupon_id])
-        answer = _from_cached("coupon_claimed", result[1])
         if result[0] == "ok":
-            remaining = int(answer.body["remaining"])
-            await self.hub.publish(room_id, {"type": "coupon_count", "coupon_id": coupon_id,
-                                             "remaining": remaining})
-        return answer
+            self.dirty_counts.add((room_id, "coupon", coupon_id))
+        return _from_cached("coupon_claimed", result[1])
 
     # ================================================================== lotteries
 
@@ -712,12 +712,9 @@ class Show:
             keys.entrants(lottery_id), keys.present,
         ], [viewer.viewer_id, domain.normalize_entry_text(text),
             self.settings.sale.request_id_ttl_s, lottery_id])
-        answer = _from_cached("lottery_entered", result[1])
         if result[0] == "ok":
-            await self.hub.publish(room_id, {"type": "lottery_entrants",
-                                             "lottery_id": lottery_id,
-                                             "entrants": int(answer.body["entrants"])})
-        return answer
+            self.dirty_counts.add((room_id, "lottery", lottery_id))
+        return _from_cached("lottery_entered", result[1])
 
     async def draw_lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
         keys = RoomKeys(room_id)
@@ -758,7 +755,7 @@ class Show:
 
     # ================================================================== chat, likes, notes
 
-    async def chat(self, viewer: Viewer, room_id: str, text: str) -> None:
+    async def chat(self, viewer: Viewer, room_id: str, text: str, from_host: bool = False) -> None:
         keys = RoomKeys(room_id)
         now = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -768,9 +765,11 @@ class Show:
             muted_until, _, _ = await pipe.execute()
         if muted_until is not None and int(muted_until) > now:
             raise refusal("muted", until=int(muted_until))
-        await self.hub.publish(room_id, {
-            "type": "chat", "message_id": domain.new_id("m"),
-            "viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "text": text})
+        event: dict[str, Any] = {"type": "chat", "message_id": domain.new_id("m"),
+                 "viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "text": text}
+        if from_host:
+            event["host"] = True
+        await self.hub.publish(room_id, event)
         keywords = self.keyword_lotteries.get(room_id)
         if keywords:
             norm = domain.normalize_entry_text(text)

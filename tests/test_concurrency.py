@@ -73,6 +73,11 @@ async def test_coupon_race_gives_exactly_n(server: LiveServer, http: httpx.Async
                                          for c in clients))
         again = await asyncio.gather(*(c.request("claim_coupon", coupon_id=drop["coupon_id"])
                                        for c in clients[:50]))
+        # The remaining count reaches viewers coalesced, not once per claim.
+        last = await clients[-1].next_event("coupon_count", where=lambda f: f["remaining"] == 0)
+        assert last["coupon_id"] == drop["coupon_id"]
+        counts = [f for f in clients[-1].frames if f["type"] == "coupon_count"]
+        assert len(counts) < 25
     won = [a for a in answers if a["type"] == "coupon_claimed"]
     assert len(won) == 25
     assert {a["code"] for a in answers if a["type"] == "error"} == {"coupon_gone"}

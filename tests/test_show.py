@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from server.domain import verify_lottery
 from tests.support import LiveServer, create_room, join
@@ -275,3 +278,38 @@ async def test_host_endpoints_need_the_host_key(server: LiveServer,
     rooms = (await http.get("/api/rooms")).json()["rooms"]
     assert {host.room_id, other.room_id} <= {r["room_id"] for r in rooms}
     assert "host_key" not in json.dumps(rooms)
+
+
+async def test_host_console_socket_is_not_a_viewer(server: LiveServer,
+                                                   http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    console = await join(server, host.room_id, host_key=host.key, nickname="Host")
+    viewer = await join(server, host.room_id)
+    await console.send({"type": "chat", "text": "Welcome everyone"})
+    chat = await viewer.next_event("chat")
+    assert chat["host"] is True and chat["text"] == "Welcome everyone"
+    counted = await viewer.next_event("viewers", where=lambda f: f["now"] >= 1)
+    assert (counted["now"], counted["unique"]) == (1, 1)
+    stats = await host.call("GET", "/stats", expect=200)
+    assert stats["viewers"]["now"] == 1
+    other = await create_room(http)
+    async with connect(server.ws_url(host.room_id, host_key=other.key)) as ws:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4003
+    await asyncio.gather(console.close(), viewer.close())
+
+
+async def test_chat_allowance_survives_reconnecting(server: LiveServer,
+                                                    http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    first = await join(server, host.room_id)
+    for i in range(5):  # the burst
+        await first.send({"type": "chat", "text": f"m{i}"})
+    await first.next_event("chat", where=lambda f: f["text"] == "m4")
+    token = first.token
+    await first.close()
+    again = await join(server, host.room_id, token=token)
+    refused = await again.request("chat", text="one more")
+    assert refused["code"] == "rate_limited"
+    await again.close()

@@ -171,7 +171,7 @@ function startRoom(id, key, state) {
   $("#host-key-view").value = key;
   history.replaceState(null, "", `/host?room=${encodeURIComponent(id)}`);
   if (state) applySnapshot(state);
-  live = new Live({ roomId: id, tokenKey: "livesell.hostToken", nickname: "Host", onEvent, onState: setConn });
+  live = new Live({ roomId: id, tokenKey: "livesell.hostToken", nickname: "Host", hostKey: key, onEvent, onState: setConn });
   live.start();
   pollStats();
   scheduleTick();

@@ -27,6 +27,8 @@ export class Live {
     this.roomId = o.roomId;
     this.tokenKey = o.tokenKey || "livesell.token";
     this.nickname = o.nickname || "";
+    // The host console watches its room without counting as a viewer.
+    this.hostKey = o.hostKey || "";
     this.onEvent = o.onEvent;
     this.onReply = o.onReply || (() => {});
     this.onState = o.onState || (() => {});
@@ -142,6 +144,7 @@ export class Live {
     if (token) params.set("token", token);
     else if (this.nickname) params.set("nickname", this.nickname);
     if (this.lastSeq !== null) params.set("since", String(this.lastSeq));
+    if (this.hostKey) params.set("host_key", this.hostKey);
     const query = params.toString();
     return `${proto}//${location.host}/ws/${encodeURIComponent(this.roomId)}${query ? "?" + query : ""}`;
   }

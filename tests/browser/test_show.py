@@ -211,7 +211,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await expect(a.locator("#hearts .heart").first).to_be_attached()
     await expect(b.locator("#likes-total")).to_have_text("3")
     await expect(a.locator("#likes-total")).to_have_text("3")
-    await expect(b.locator("#viewers-now")).to_have_text("3")  # A, B and the host console
+    await expect(b.locator("#viewers-now")).to_have_text("2")  # A and B; the console is no viewer
 
     # ---------------------------------------------------------------- chat, safely
     attack = '<img src=x onerror="window.__pwned=1">hello <b>bold</b>'
