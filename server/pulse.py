@@ -44,6 +44,7 @@ class Pulse:
         self._rooms: list[str] = []
         self._rooms_at = 0.0
         self.expired_holds = 0
+        self._last_coalesced: dict[str, float] = {}  # room -> when its counts last went out
 
     async def start(self) -> None:
         await self.ensure_in_step()
@@ -128,9 +129,34 @@ class Pulse:
 
     # ------------------------------------------------------------------ coalesced numbers
 
+    def _due_rooms(self, rooms: set[str]) -> set[str]:
+        """Rooms whose coalesced updates may go out now: a room of N local viewers
+        gets them at most every N / hub.coalesced_deliveries_per_s seconds."""
+        now = time.monotonic()
+        budget = self.settings.hub.coalesced_deliveries_per_s
+        due = set()
+        for room_id in rooms:
+            local = self.show.hub.rooms.get(room_id)
+            interval = (len(local.members) / budget) if local is not None else 0.0
+            if now - self._last_coalesced.get(room_id, 0.0) >= interval:
+                due.add(room_id)
+        return due
+
     async def stock_tick(self) -> None:
-        await self.counts_tick()
-        dirty, self.show.dirty_stock = self.show.dirty_stock, set()
+        show = self.show
+        due = self._due_rooms({r for r, _ in show.dirty_stock} |
+                              {r for r, _, _ in show.dirty_counts})
+        if not due:
+            return
+        # Rooms not yet due keep their marks for a later tick.
+        counts = {c for c in show.dirty_counts if c[0] in due}
+        show.dirty_counts -= counts
+        dirty = {d for d in show.dirty_stock if d[0] in due}
+        show.dirty_stock -= dirty
+        now = time.monotonic()
+        for room_id in due:
+            self._last_coalesced[room_id] = now
+        await self.counts_tick(counts)
         if not dirty:
             return
         items = sorted(dirty)
@@ -153,8 +179,7 @@ class Pulse:
                 "sale": sale_view(sale, sv["left"], now) if sale else None}))
         await asyncio.gather(*published)
 
-    async def counts_tick(self) -> None:
-        dirty, self.show.dirty_counts = self.show.dirty_counts, set()
+    async def counts_tick(self, dirty: set[tuple[str, str, str]]) -> None:
         if not dirty:
             return
         items = sorted(dirty)

@@ -73,6 +73,7 @@ class HubSettings:
     behind_timeout_s: float = field(default=10.0, metadata=_range(0.1, 600.0))
     log_size: int = field(default=2000, metadata=_range(10, 1_000_000))
     stock_updates_per_s: float = field(default=10.0, metadata=_range(0.1, 100.0))
+    coalesced_deliveries_per_s: int = field(default=30000, metadata=_range(100, 10_000_000))
     like_updates_per_s: float = field(default=4.0, metadata=_range(0.1, 100.0))
     viewer_updates_per_s: float = field(default=1.0, metadata=_range(0.1, 100.0))
     ping_interval_s: float = field(default=20.0, metadata=_range(0.0, 3600.0))

@@ -99,3 +99,30 @@ async def test_plain_asgi_websockets_work_without_the_fast_path(redis_url: str,
             await asyncio.gather(*(c.close() for c in clients))
     finally:
         await live.stop()
+
+
+async def test_big_rooms_get_coalesced_updates_less_often(redis_url: str,
+                                                          data_dir: Path) -> None:
+    # 50 viewers and a budget of 100 writes/s: at most one stock update per 0.5 s.
+    live = await LiveServer(make_settings(
+        redis_url, data_dir, hub={"coalesced_deliveries_per_s": 100})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+            product = await host.product(stock=30)
+            await host.sale(product["product_id"], units=30, limit=30)
+            clients = [await join(live, host.room_id) for _ in range(50)]
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for _ in range(20):
+                hold = await clients[0].request("buy", product_id=product["product_id"])
+                assert hold["type"] == "hold"
+                await asyncio.sleep(0.05)
+            watcher = clients[-1]
+            await watcher.next_event("stock", where=lambda f: f["stock"]["held"] == 20)
+            elapsed = loop.time() - started
+            updates = [f for f in watcher.frames if f["type"] == "stock"]
+            assert len(updates) <= elapsed / 0.5 + 2, (len(updates), elapsed)
+            await asyncio.gather(*(c.close() for c in clients))
+    finally:
+        await live.stop()

@@ -160,9 +160,13 @@ async def contrast_failures(page: Any) -> tuple[int, list[dict[str, Any]]]:
 
 
 async def shoot(page: Any, name: str, *, doc: str | None = None, full_page: bool = False) -> None:
-    """Screenshot into test-artifacts/ (and into docs/screenshots/ when `doc` names it)."""
+    """Screenshot into test-artifacts/; with LIVESELL_UPDATE_SCREENSHOTS=1 also into
+    docs/screenshots/ when `doc` names it (the README's pictures are updated on purpose,
+    not by every test run)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
     if doc is not None:
+        await page.screenshot(path=str(ARTIFACTS / doc))
+    if doc is not None and os.environ.get("LIVESELL_UPDATE_SCREENSHOTS") == "1":
         DOC_SHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(DOC_SHOTS / doc))
