@@ -8,7 +8,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -35,17 +35,18 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
 class LiveServer:
     """Runs the app under uvicorn with the fast WebSocket protocol."""
 
-    def __init__(self, settings: Settings, fast: bool = True) -> None:
+    def __init__(self, settings: Settings, fast: bool = True, port: int = 0) -> None:
         self.settings = settings
         self.fast = fast
+        self.requested_port = port  # 0: a free one; a fixed one to restart in place
         self.app = create_app(settings)
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
         self.port = 0
 
-    async def start(self) -> LiveServer:
+    async def start(self) -> Self:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, lifespan="on",
+            self.app, host="127.0.0.1", port=self.requested_port, lifespan="on",
             ws=FastWebSocketProtocol if self.fast else "websockets-sansio",
             ws_max_size=self.settings.hub.max_frame_bytes, ws_per_message_deflate=False,
             log_level="warning", timeout_graceful_shutdown=5,

@@ -4,16 +4,13 @@ for accessibility (names, keyboard reach, text contrast) and screenshots."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from server.fastws import FastWebSocketProtocol
 from server.settings import Settings
 from tests.support import LiveServer
 
@@ -68,27 +65,7 @@ class FixedPortServer(LiveServer):
     Redis and data directory, and the page's reconnect finds the new one."""
 
     def __init__(self, settings: Settings, port: int) -> None:
-        super().__init__(settings)
-        self.port = port
-
-    async def start(self) -> FixedPortServer:
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, lifespan="on", ws=FastWebSocketProtocol,
-            ws_max_size=self.settings.hub.max_frame_bytes, ws_per_message_deflate=False,
-            log_level="warning", timeout_graceful_shutdown=5,
-        )
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = False  # type: ignore[attr-defined]
-        self.task = asyncio.create_task(self.server.serve())
-        for _ in range(400):
-            if self.server.started or self.task.done():
-                break
-            await asyncio.sleep(0.025)
-        if not self.server.started:
-            if self.task.done():
-                self.task.result()
-            raise RuntimeError("server did not start")
-        return self
+        super().__init__(settings, port=port)
 
 
 def skew_script(skew_ms: int) -> str:
