@@ -697,6 +697,11 @@ class Engine:
                                                                          d["product_id"])})
             elif act == "unpin":
                 await host.call("DELETE", f"/pins/{self._real('product', d['product_id'])}")
+            elif act == "update_product":
+                real = self._real("product", d.pop("product_id"))
+                await host.call("PATCH", f"/products/{real}", d)
+                if "stock" in d:
+                    self.data.products[real] = int(d["stock"])
             elif act == "sale":
                 d["product_id"] = self._real("product", d["product_id"])
                 now = (await host.http.get("/api/time")).json()["server_time"]

@@ -209,8 +209,6 @@ class Viewer:
                 try:
                     await self.connect()
                     self.rec.reconnects += 1
-                    for p in list(self.pending.values()):
-                        self._send(p.payload)
                     return
                 except Exception:  # refused, reset or timed out: back off, try again
                     if self.link is not None:
@@ -260,6 +258,10 @@ class Viewer:
                 self.awaiting_snapshot = True
             crowd.connected += 1
             self.welcomed.set()
+            # Requests made while connecting or reconnecting go out now, with their
+            # request ids (a retry the server answers with the first answer).
+            for p in list(self.pending.values()):
+                self._send(p.payload)
         elif kind == "error":
             crowd.on_error(self, msg)
 

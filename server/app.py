@@ -251,10 +251,10 @@ def host_only(handler: Handler, record_as: str | None = None) -> Handler:
             data = dict(getattr(request.state, "body", {}) or {})
             data.update({k: v for k, v in request.path_params.items() if k != "room_id"})
             created = CREATED_ID.get(record_as)
-            if created is not None:
-                # The id the server gave, so a replay can map it to its own.
-                data["id"] = orjson.loads(bytes(response.body))[created]
-            recorder.host(room_id, record_as, data)
+            # The id the server gave, so a replay can map it to its own.
+            created_id = (str(orjson.loads(bytes(response.body))[created])
+                          if created is not None else None)
+            recorder.host(room_id, record_as, data, created_id)
         return response
 
     wrapped.__name__ = handler.__name__

@@ -8,7 +8,8 @@ O_APPEND descriptor, so several server processes can record the same room
 into one file. The load tester replays these traces (`loadtest/`).
 
 Format: line 1 `{"kind": "livesell-trace", "version": 1, "room_id", "started_at"}`,
-then `{"t": ms since start, "actor": "host"|"viewer", "viewer"?, "action", "data"}`.
+then `{"t": ms since start, "actor": "host"|"viewer", "viewer"?, "action", "data", "id"?}`
+where `id` is the id of the object a host action created (product, sale, coupon, lottery).
 """
 
 from __future__ import annotations
@@ -53,9 +54,13 @@ class Recorder:
     def pseudonym(self, viewer_id: str) -> str:
         return "v" + hashlib.sha256(self._salt + viewer_id.encode()).hexdigest()[:12]
 
-    def host(self, room_id: str, action: str, data: dict[str, Any]) -> None:
+    def host(self, room_id: str, action: str, data: dict[str, Any],
+             created_id: str | None = None) -> None:
         if self.active(room_id):
-            self._write(room_id, {"actor": "host", "action": action, "data": data})
+            entry: dict[str, Any] = {"actor": "host", "action": action, "data": data}
+            if created_id is not None:
+                entry["id"] = created_id
+            self._write(room_id, entry)
 
     def viewer(self, room_id: str, viewer_id: str, action: str,
                data: dict[str, Any] | None = None) -> None:
