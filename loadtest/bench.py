@@ -17,7 +17,11 @@ Flash sale: the `flash_sale` engine with N buyers pressing buy at the opening
 instant for U units (limit 1, checkout after), against a reference that runs
 the same `server/lua/reserve.lua` directly through redis-py asyncio on a
 private redis-server, one call per await from N concurrent buyers, and again
-pipelined in batches.
+pipelined in batches; and against `redis-benchmark` (Debian's redis-tools)
+calling the same script with EVALSHA on such a redis-server, 50 connections,
+unpipelined and with -P 16. livesell's sale runs `--runs` times (medians);
+its buys per second are buyers divided by the seconds from the opening to the
+last buy reply, also given as a ratio to redis-benchmark's calls per second.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
 import json
 import multiprocessing as mp
 import os
@@ -493,7 +498,15 @@ async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
                                                                     enabled=False))
     result = await prepare(RunOptions(scenario=s, progress=False)).run()
     sel = result.measurements["selling"]
+    buy_ms = sel["buy_ms"]
+    # Every buyer presses buy at the opening instant (buy_window_s 0), so the last
+    # reply comes about the slowest reply's latency after the opening. That leaves out
+    # how long the generators took to send the last request, so it is a lower bound on
+    # the interval and an upper bound on buys per second.
+    last_reply_s = buy_ms["max"] / 1000.0 if buy_ms.get("max") else None
     return {"buyers": buyers, "units": units,
+            "last_buy_reply_s": round(last_reply_s, 3) if last_reply_s else None,
+            "buys_per_s": round(buyers / last_reply_s, 1) if last_reply_s else None,
             "joined": result.measurements["viewers"]["joined"],
             "buy_ms": sel["buy_ms"], "units_sold": sel["units_sold"],
             "time_to_all_reserved_s": sel.get("time_to_all_reserved_s"),
@@ -585,6 +598,120 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             "stock_after": stock}
 
 
+REDIS_BENCHMARK_CALLS = 200_000
+REDIS_BENCHMARK_KEYSPACE = 2_000_000_000  # -r: distinct request keys, buyers and hold ids
+
+
+def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
+    """EVALSHA of reserve.lua with its 7 keys and 7 args; __rand_int__ (each one drawn
+    apart by redis-benchmark) makes the request key, buyer and hold id differ per call."""
+    from server.keys import RoomKeys
+
+    keys = RoomKeys("r_bench")
+    rnd = "__rand_int__"
+    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+            "-n", str(REDIS_BENCHMARK_CALLS), "-r", str(REDIS_BENCHMARK_KEYSPACE),
+            "-P", str(pipeline), "--csv",
+            "EVALSHA", sha, "7",
+            keys.request(f"v{rnd}", "buy", "b1"), keys.product_sale("p"), keys.sale("s1"),
+            keys.stock("p"), keys.bought("s1"), keys.hold(f"h{rnd}"), keys.holds,
+            "s1", f"v{rnd}", "1", f"h{rnd}", "180000", "86400", "p"]
+
+
+def _parse_redis_benchmark_csv(text: str) -> dict[str, float]:
+    rows = list(csv.reader(line for line in text.splitlines() if line.strip()))
+    if len(rows) < 2:
+        raise RuntimeError(f"redis-benchmark printed no results: {text[-300:]!r}")
+    header, values = rows[0], rows[-1]
+    out: dict[str, float] = {}
+    for name, value in zip(header, values, strict=False):
+        with contextlib.suppress(ValueError):
+            out[name] = float(value)
+    if "rps" not in out:
+        raise RuntimeError(f"redis-benchmark output without rps: {text[-300:]!r}")
+    return out
+
+
+async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
+    """reserve.lua by EVALSHA from `redis-benchmark` on a private redis-server, with
+    stock, sale units and limit too large to run out: calls per second on the success
+    path, median of `runs` runs unpipelined and with -P 16. None without redis-benchmark."""
+    if shutil.which("redis-benchmark") is None:
+        return None
+    from redis.asyncio import Redis
+
+    from server.keys import RoomKeys
+    from server.redis_supervisor import RedisServer
+
+    script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
+    keys = RoomKeys("r_bench")
+    big = 10**12
+    out = []
+    with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
+        redis_server = RedisServer(Path(tmp), appendonly=False)
+        url = await asyncio.to_thread(redis_server.start)
+        r = Redis.from_url(url, decode_responses=True)
+        try:
+            for pipeline in (1, 16):
+                runs_out: list[dict[str, Any]] = []
+                for _ in range(runs):
+                    await r.flushall()
+                    now_ms = int(time.time() * 1000)
+                    await r.set(keys.product_sale("p"), "s1")
+                    await r.hset(keys.sale("s1"), mapping={
+                        "starts_at": now_ms - 60_000, "ends_at": now_ms + 3_600_000,
+                        "state": "active", "units": big, "held": 0, "sold": 0, "limit": big,
+                        "price": 100, "currency": "USD"})
+                    await r.hset(keys.stock("p"), mapping={"total": big, "left": big,
+                                                           "held": 0, "sold": 0})
+                    sha = str(await r.script_load(script_text))
+                    port = int(url.rsplit(":", 1)[1].split("/")[0])
+                    proc = await asyncio.to_thread(
+                        subprocess.run, _redis_benchmark_argv(port, sha, pipeline),
+                        capture_output=True, text=True, timeout=600)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"redis-benchmark failed: {proc.stderr[-300:]}")
+                    figures = _parse_redis_benchmark_csv(proc.stdout)
+                    held = int(await r.hget(keys.stock("p"), "held") or 0)
+                    runs_out.append({
+                        "calls_per_s": round(figures["rps"], 1),
+                        "p50_ms": figures.get("p50_latency_ms"),
+                        "p99_ms": figures.get("p99_latency_ms"),
+                        "calls": REDIS_BENCHMARK_CALLS, "held_after": held,
+                        # A call that is not a success (a repeated random request key
+                        # answers 'dup') leaves `held` short of the number of calls.
+                        "succeeded_share": round(held / REDIS_BENCHMARK_CALLS, 5)})
+                runs_out.sort(key=lambda x: float(x["calls_per_s"]))
+                median: dict[str, Any] = dict(runs_out[len(runs_out) // 2])
+                median["mode"] = "50 connections" + (f", -P {pipeline}" if pipeline > 1
+                                                      else "")
+                median["pipeline"] = pipeline
+                median["runs_calls_per_s"] = [x["calls_per_s"] for x in runs_out]
+                median["min_succeeded_share"] = min(x["succeeded_share"] for x in runs_out)
+                out.append(median)
+        finally:
+            await r.aclose()
+            await asyncio.to_thread(redis_server.stop)
+    return out
+
+
+def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-run livesell sale figures reduced to medians (None where no run had one)."""
+    def med(values: list[Any]) -> float | None:
+        vals = [float(v) for v in values if v is not None]
+        return round(statistics.median(vals), 3) if vals else None
+
+    return {"runs": len(runs), "buyers": runs[0]["buyers"], "units": runs[0]["units"],
+            "time_to_all_reserved_s": med([r["time_to_all_reserved_s"] for r in runs]),
+            "time_to_sell_out_s": med([r["time_to_sell_out_s"] for r in runs]),
+            "last_buy_reply_s": med([r["last_buy_reply_s"] for r in runs]),
+            "buys_per_s": med([r["buys_per_s"] for r in runs]),
+            "buy_p50_ms": med([r["buy_ms"]["p50"] for r in runs]),
+            "buy_p99_ms": med([r["buy_ms"]["p99"] for r in runs]),
+            "units_sold": [r["units_sold"] for r in runs],
+            "checks_ok": all(r["checks_ok"] for r in runs)}
+
+
 # ================================================================== command
 
 
@@ -610,9 +737,17 @@ def run_bench(args: argparse.Namespace) -> int:
             result["fanout_runs"] = rows
             result["fanout"] = medians(rows)
         if not args.no_sale:
-            say(f"flash sale: livesell, {args.sale_units} units to {args.sale_buyers} buyers")
-            result["sale_livesell"] = await bench_sale_livesell(args.sale_buyers,
-                                                                args.sale_units)
+            sale_runs = []
+            for run in range(args.runs):
+                say(f"flash sale: livesell, {args.sale_units} units to {args.sale_buyers} "
+                    f"buyers, run {run + 1} of {args.runs}")
+                one = await bench_sale_livesell(args.sale_buyers, args.sale_units)
+                say(f"  all reserved after {one['time_to_all_reserved_s']}s, buy ms p50 "
+                    f"{one['buy_ms']['p50']} p99 {one['buy_ms']['p99']}, "
+                    f"{one['buys_per_s']} buys/s, checks ok: {one['checks_ok']}")
+                sale_runs.append(one)
+            result["sale_livesell_runs"] = sale_runs
+            result["sale_livesell"] = sale_medians(sale_runs)
             say("flash sale: reserve.lua through redis-py")
             result["sale_reference"] = []
             for batch in (0, 16):
@@ -622,6 +757,20 @@ def run_bench(args: argparse.Namespace) -> int:
                 median = dict(runs[len(runs) // 2])  # the median run by calls/s
                 median["runs_calls_per_s"] = [r["calls_per_s"] for r in runs]
                 result["sale_reference"].append(median)
+            say("flash sale: reserve.lua by EVALSHA from redis-benchmark")
+            bench_rows = await bench_sale_redis_benchmark(args.runs)
+            if bench_rows is None:
+                say("  skipped: redis-benchmark is not on PATH (install redis-tools: "
+                    "apt-get install redis-tools)")
+                result["sale_redis_benchmark"] = {
+                    "skipped": "redis-benchmark is not on PATH; install redis-tools "
+                               "(apt-get install redis-tools) for this reference"}
+            else:
+                buys = result["sale_livesell"]["buys_per_s"]
+                for row in bench_rows:
+                    row["livesell_buys_ratio"] = round(buys / row["calls_per_s"], 3) \
+                        if buys and row["calls_per_s"] else None
+                result["sale_redis_benchmark"] = bench_rows
         return result
 
     result = asyncio.run(main())
@@ -635,10 +784,21 @@ def run_bench(args: argparse.Namespace) -> int:
             + (f" ({ratios})" if ratios else ""))
     if "sale_livesell" in result:
         sl = result["sale_livesell"]
-        say(f"sale livesell: all reserved after {sl['time_to_all_reserved_s']}s, buy ms "
-            f"{sl['buy_ms']}, checks ok: {sl['checks_ok']}")
+        say(f"sale livesell (median of {sl['runs']} runs): all reserved after "
+            f"{sl['time_to_all_reserved_s']}s, buy ms p50 {sl['buy_p50_ms']} p99 "
+            f"{sl['buy_p99_ms']}, {sl['buys_per_s']} buys/s (last reply after "
+            f"{sl['last_buy_reply_s']}s), checks ok in every run: {sl['checks_ok']}")
         for ref in result["sale_reference"]:
             say(f"sale reference ({ref['mode']}): {ref['calls_per_s']} calls/s, all reserved "
                 f"after {ref['time_to_all_reserved_s']}s, call ms {ref['call_ms']}")
+        rb = result["sale_redis_benchmark"]
+        if isinstance(rb, dict):
+            say(f"sale redis-benchmark: skipped: {rb['skipped']}")
+        else:
+            for row in rb:
+                say(f"sale redis-benchmark ({row['mode']}): {row['calls_per_s']} calls/s "
+                    f"(runs {row['runs_calls_per_s']}; held grew by "
+                    f"{row['min_succeeded_share']:.2%}+ of the calls); livesell buys/s ÷ "
+                    f"this = {row['livesell_buys_ratio']} (target >= 0.5)")
     say(f"bench: {out_dir / 'bench.json'}")
     return 0

@@ -1,0 +1,61 @@
+"""`livesell-loadtest bench` helpers that need no server: the redis-benchmark
+command line and output, the livesell sale medians, and the skip without
+redis-benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from loadtest import bench
+
+
+def test_redis_benchmark_argv_calls_reserve_with_seven_keys_and_args() -> None:
+    argv = bench._redis_benchmark_argv(6400, "abc123", 16)
+    assert argv[0] == "redis-benchmark"
+    assert argv[argv.index("-c") + 1] == "50"
+    assert argv[argv.index("-P") + 1] == "16"
+    assert int(argv[argv.index("-r") + 1]) > 0
+    i = argv.index("EVALSHA")
+    assert argv[i + 1] == "abc123" and argv[i + 2] == "7"
+    keys, args = argv[i + 3:i + 10], argv[i + 10:]
+    assert len(keys) == 7 and len(args) == 7
+    assert all("{r_bench}" in k for k in keys)  # one hash slot, like server/keys.py
+    # The request key, buyer and hold id differ per call.
+    assert "__rand_int__" in keys[0] and "__rand_int__" in keys[5]
+    assert "__rand_int__" in args[1] and "__rand_int__" in args[3]
+    assert args[0] == "s1" and args[2] == "1" and args[6] == "p"
+
+
+def test_parse_redis_benchmark_csv() -> None:
+    text = ('"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",'
+            '"p95_latency_ms","p99_latency_ms","max_latency_ms"\n'
+            '"EVALSHA abc 7 k","34464.93","1.400","0.300","1.359","2.100","2.863","9.000"\n')
+    got = bench._parse_redis_benchmark_csv(text)
+    assert got["rps"] == pytest.approx(34464.93)
+    assert got["p99_latency_ms"] == pytest.approx(2.863)
+    with pytest.raises(RuntimeError):
+        bench._parse_redis_benchmark_csv("")
+
+
+def _run(t_all: float, p50: float, p99: float, buys: float) -> dict[str, object]:
+    return {"buyers": 10, "units": 2, "time_to_all_reserved_s": t_all,
+            "time_to_sell_out_s": None, "last_buy_reply_s": 10 / buys, "buys_per_s": buys,
+            "buy_ms": {"p50": p50, "p99": p99}, "units_sold": 2, "checks_ok": True}
+
+
+def test_sale_medians() -> None:
+    m = bench.sale_medians([_run(0.5, 10, 30, 100), _run(0.7, 20, 10, 300),
+                            _run(0.6, 30, 20, 200)])
+    assert m["runs"] == 3
+    assert m["time_to_all_reserved_s"] == 0.6
+    assert (m["buy_p50_ms"], m["buy_p99_ms"], m["buys_per_s"]) == (20, 20, 200)
+    assert m["time_to_sell_out_s"] is None
+    assert m["checks_ok"] is True
+
+
+def test_redis_benchmark_missing_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert asyncio.run(bench.bench_sale_redis_benchmark(3)) is None
