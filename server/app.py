@@ -30,7 +30,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import domain
+from server import domain, gcpolicy
 from server.domain import now_ms
 from server.errors import (
     CLOSE_INTERNAL,
@@ -130,6 +130,7 @@ class Services:
         self.show.recorder = self.recorder
         self.pulse = Pulse(self.show)
         await self.pulse.start()
+        gcpolicy.apply(s.server.gc_young_threshold)
         self.ready = True
 
     def _secret(self) -> bytes:

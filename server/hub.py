@@ -34,7 +34,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from server.errors import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW
 from server.fastws import EXTENSION, FastWebSocketProtocol
 from server.identity import Viewer
-from server.keys import RoomKeys
+from server.keys import RoomKeys, room_keys
 from server.ledger import Ledger
 from server.protocol import encode, seq_of, text_frame
 from server.settings import HubSettings
@@ -131,7 +131,7 @@ class LocalRoom:
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
-        self.keys = RoomKeys(room_id)
+        self.keys = room_keys(room_id)
         self.members: set[Conn] = set()
         self.fast: dict[Conn, Callable[[bytes], None]] = {}
         self.slow: set[Conn] = set()
@@ -210,7 +210,7 @@ class Hub:
     def publish(self, room_id: str, event: dict[str, Any]) -> asyncio.Future[Any]:
         """Broadcast an event to the room on every process; resolves to its seq."""
         event.setdefault("ts", time.time_ns() // 1_000_000)
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         return self.ledger.run("publish", [keys.seq, keys.log],
                                [encode(event), self.settings.log_size, keys.channel])
 

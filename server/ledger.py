@@ -1,10 +1,14 @@
 """The ledger: the only module that runs the atomic Lua scripts.
 
-Calls made in the same event-loop tick are gathered and sent in one
-pipelined round trip (design.md section 6: the Python client, not Redis, is
-the bottleneck, and one pipeline per tick recovers most of the difference).
-Each caller still gets its own answer. Scripts are loaded by SHA at start and
-reloaded transparently if Redis restarts and forgets them.
+Calls made in the same event-loop tick are gathered and sent in one round
+trip (design.md section 6: the Python client, not Redis, is the bottleneck).
+Calls of the same script for the same room go further: they become one call
+of that script's batch form, which runs the unchanged script body once per
+call inside one script invocation, so the client packs one command and parses
+one reply instead of one per buyer. Each caller still gets its own answer,
+in order, and an error in one call (a Lua error) reaches only that caller.
+Scripts are loaded by SHA at start and reloaded transparently if Redis
+restarts and forgets them.
 """
 
 from __future__ import annotations
@@ -35,13 +39,58 @@ SCRIPT_NAMES: Final = (
     "viewers",
 )
 MAX_BATCH: Final = 256
+BATCH_SUFFIX: Final = "@batch"
 
 Arg = str | int | float | bytes
+
+# The batch form of a script: its body becomes a local function of KEYS and
+# ARGV (the parameters shadow the globals, so the body runs unchanged), called
+# once per packed call. ARGV[1] is the number of calls; then, per call, its
+# key count, its argument count and its arguments. KEYS holds every call's keys
+# in order. pcall keeps one call's Lua error (a table {err = ...} from
+# redis.call, or a string) to that call's slot; a nil answer becomes false so
+# the reply array keeps its length.
+_BATCH_TEMPLATE = """local function one(KEYS, ARGV)
+%s
+end
+local out, k, a = {}, 1, 2
+for i = 1, tonumber(ARGV[1]) do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local ks, as = {}, {}
+  for j = 1, nk do ks[j] = KEYS[k + j - 1] end
+  for j = 1, na do as[j] = ARGV[a + 1 + j] end
+  k = k + nk
+  a = a + 2 + na
+  local ok, r = pcall(one, ks, as)
+  if not ok then
+    if type(r) == 'table' and r.err then r = {err = r.err} else r = {err = tostring(r)} end
+  elseif r == nil then
+    r = false
+  end
+  out[i] = r
+end
+return out
+"""
+
+
+def batch_source(source: str) -> str:
+    """The batch form of a script (see _BATCH_TEMPLATE)."""
+    return _BATCH_TEMPLATE % source
 
 
 def _load_sources() -> dict[str, str]:
     base = resources.files("server") / "lua"
-    return {name: (base / f"{name}.lua").read_text(encoding="utf-8") for name in SCRIPT_NAMES}
+    plain = {name: (base / f"{name}.lua").read_text(encoding="utf-8") for name in SCRIPT_NAMES}
+    return plain | {name + BATCH_SUFFIX: batch_source(src) for name, src in plain.items()}
+
+
+def _slot(keys: Sequence[str]) -> str:
+    """The hash tag of a call's first key: calls batch together only within one
+    room, so a batch never spans Redis Cluster slots (keys.py)."""
+    first = keys[0] if keys else ""
+    start = first.find("{")
+    end = first.find("}", start + 1)
+    return first[start:end + 1] if start >= 0 and end > start else first
 
 
 _Call = tuple[str, Sequence[str], Sequence[Arg], "asyncio.Future[Any]"]
@@ -121,10 +170,39 @@ class Ledger:
     async def _execute(
         self, batch: list[_Call]
     ) -> list[Any]:
+        """Send the calls in one pipeline, same-script same-room calls as one batch
+        call; return one result per call, in the calls' order."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, (name, keys, _, _) in enumerate(batch):
+            groups.setdefault((name, _slot(keys)), []).append(i)
+        results: list[Any] = [None] * len(batch)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for name, keys, args, _ in batch:
-                pipe.evalsha(self.shas[name], len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+            for (name, _), members in groups.items():
+                if len(members) == 1:
+                    _, keys, args, _ = batch[members[0]]
+                    pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+                    continue
+                all_keys: list[str] = []
+                packed: list[Arg] = [len(members)]
+                for i in members:
+                    _, keys, args, _ = batch[i]
+                    all_keys.extend(keys)
+                    packed.append(len(keys))
+                    packed.append(len(args))
+                    packed.extend(args)
+                pipe.evalsha(self.shas[name + BATCH_SUFFIX], len(all_keys), *all_keys, *packed)
+            replies = await pipe.execute(raise_on_error=False)
+        for members, reply in zip(groups.values(), replies, strict=True):
+            if len(members) == 1:
+                results[members[0]] = reply
+            elif isinstance(reply, Exception):
+                # The whole batch call failed (NOSCRIPT, connection): every call in it did.
+                for i in members:
+                    results[i] = reply
+            else:
+                for i, one in zip(members, reply, strict=True):
+                    results[i] = one
+        return results
 
     async def drain(self) -> None:
         """Wait for every queued call to be answered (used at shutdown)."""

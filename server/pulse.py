@@ -24,7 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from server.domain import CouponDrop, Lottery, Sale, now_ms
-from server.keys import EPOCH, REBUILD_LOCK, ROOMS, RoomKeys
+from server.keys import EPOCH, REBUILD_LOCK, ROOMS, room_keys
 from server.protocol import encode
 from server.show import Show, sale_view, stock_view
 
@@ -100,13 +100,13 @@ class Pulse:
         now = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
             for room_id in rooms:
-                keys = RoomKeys(room_id)
+                keys = room_keys(room_id)
                 pipe.zrangebyscore(keys.timers, "-inf", now, start=0, num=100)
                 pipe.zrangebyscore(keys.holds, "-inf", now, start=0, num=500)
             due = await pipe.execute()
         for i, room_id in enumerate(rooms):
             timers, holds = due[2 * i], due[2 * i + 1]
-            keys = RoomKeys(room_id)
+            keys = room_keys(room_id)
             for member in timers:
                 # ZREM answers 1 to exactly one process: that one fires the timer.
                 if await self.redis.zrem(keys.timers, member):
@@ -162,13 +162,13 @@ class Pulse:
         items = sorted(dirty)
         async with self.redis.pipeline(transaction=False) as pipe:
             for room_id, pid in items:
-                keys = RoomKeys(room_id)
+                keys = room_keys(room_id)
                 pipe.hgetall(keys.stock(pid))
                 pipe.get(keys.product_sale(pid))
             res = await pipe.execute()
         async with self.redis.pipeline(transaction=False) as pipe:
             for (room_id, _), sid in zip(items, res[1::2], strict=True):
-                pipe.hgetall(RoomKeys(room_id).sale(sid or "-"))
+                pipe.hgetall(room_keys(room_id).sale(sid or "-"))
             sales = await pipe.execute()
         now = now_ms()
         published = []
@@ -185,7 +185,7 @@ class Pulse:
         items = sorted(dirty)
         async with self.redis.pipeline(transaction=False) as pipe:
             for room_id, kind, item_id in items:
-                keys = RoomKeys(room_id)
+                keys = room_keys(room_id)
                 if kind == "coupon":
                     pipe.hmget(keys.coupon(item_id), ["count", "claimed"])
                 else:
@@ -205,13 +205,13 @@ class Pulse:
     async def likes_tick(self) -> None:
         likes, self.show.likes = self.show.likes, {}
         for room_id, n in likes.items():
-            total = await self.redis.incrby(RoomKeys(room_id).likes, n)
+            total = await self.redis.incrby(room_keys(room_id).likes, n)
             await self.show.hub.publish(room_id, {"type": "likes", "total": int(total)})
 
     async def viewers_tick(self) -> None:
         dirty, self.show.hub.dirty_viewers = self.show.hub.dirty_viewers, set()
         for room_id in sorted(dirty):
-            keys = RoomKeys(room_id)
+            keys = room_keys(room_id)
             now, unique, peak = await self.show.ledger.run(
                 "viewers", [keys.present, keys.uniq, keys.peak], [])
             await self.show.hub.publish(room_id, {"type": "viewers", "now": int(now),
@@ -250,7 +250,7 @@ class Pulse:
     async def rebuild_room(self, room: dict[str, Any]) -> None:
         show, store = self.show, self.show.store
         room_id = room["room_id"]
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         await show._load_room_into_redis(room_id, room["title"], room["stream_url"],
                                          room["host_key_hash"], room["created_at"])
         # Sequence numbers continue above anything handed out before the loss.

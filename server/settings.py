@@ -37,6 +37,7 @@ class ServerSettings:
     admin_key: str = ""
     log_level: str = "info"
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
+    gc_young_threshold: int = field(default=50_000, metadata=_range(0, 10_000_000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from server.errors import (
 )
 from server.hub import Hub
 from server.identity import Viewer
-from server.keys import ROOMS, RoomKeys
+from server.keys import ROOMS, room_keys
 from server.ledger import Ledger
 from server.protocol import encode
 from server.recorder import Recorder
@@ -135,7 +135,7 @@ class Show:
 
     async def _load_room_into_redis(self, room_id: str, title: str, stream_url: str,
                                     key_hash: str, created: int) -> None:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.room, mapping={"room_id": room_id, "title": title,
                                           "stream_url": stream_url, "host_key_hash": key_hash,
@@ -154,12 +154,12 @@ class Show:
     async def room_exists(self, room_id: str) -> bool:
         if room_id in self.host_keys:
             return True
-        return bool(await self.redis.exists(RoomKeys(room_id).room))
+        return bool(await self.redis.exists(room_keys(room_id).room))
 
     async def check_host(self, room_id: str, key: str | None) -> None:
         expected = self.host_keys.get(room_id)
         if expected is None:
-            expected = await self.redis.hget(RoomKeys(room_id).room, "host_key_hash")
+            expected = await self.redis.hget(room_keys(room_id).room, "host_key_hash")
             if expected is None:
                 raise refusal("room_not_found")
             self.host_keys[room_id] = expected
@@ -176,7 +176,7 @@ class Show:
         return state["seq"], encode({"type": "snapshot", **state})
 
     async def room_state(self, room_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             # The seq is read first: every change after it arrives as a later event.
             pipe.get(keys.seq)
@@ -262,7 +262,7 @@ class Show:
     # ================================================================== catalogue
 
     async def _product(self, room_id: str, product_id: str) -> tuple[Product, int]:
-        raw = await self.redis.hget(RoomKeys(room_id).products, product_id)
+        raw = await self.redis.hget(room_keys(room_id).products, product_id)
         if raw is None:
             raise refusal("product_not_found")
         data = orjson.loads(raw)
@@ -271,7 +271,7 @@ class Show:
 
     async def add_product(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         product, stock = domain.parse_product(body)
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         count = await self.redis.hlen(keys.products)
         if count >= self.settings.sale.max_products_per_room:
             raise Conflict(f"a room holds at most {self.settings.sale.max_products_per_room} "
@@ -293,7 +293,7 @@ class Show:
                              body: dict[str, Any]) -> dict[str, Any]:
         product, position = await self._product(room_id, product_id)
         updated, stock = domain.apply_product_update(product, body)
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         if stock is not None:
             result = await self.ledger.run("adjust_stock", [keys.stock(product_id)], [stock])
             if result[0] == "refused":
@@ -309,7 +309,7 @@ class Show:
         return card
 
     async def product_card(self, room_id: str, product_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         product, _ = await self._product(room_id, product_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.stock(product_id))
@@ -325,7 +325,7 @@ class Show:
     async def pin(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         product_id = domain.parse_pin(body)
         await self._product(room_id, product_id)
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         pins = await self.redis.lrange(keys.pins, 0, -1)
         if product_id not in pins:
             if len(pins) >= self.settings.sale.max_pins:
@@ -339,7 +339,7 @@ class Show:
         return {"seq": seq, **event}
 
     async def unpin(self, room_id: str, product_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         removed = await self.redis.lrem(keys.pins, 0, product_id)
         if not removed:
             raise NotFound(f"product {product_id} is not pinned", code="not_pinned")
@@ -356,7 +356,7 @@ class Show:
         product, _ = await self._product(room_id, body["product_id"])
         now = now_ms()
         sale = domain.parse_sale(body, product, now)
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         current = await self.redis.get(keys.product_sale(product.product_id))
         if current:
             cur = await self.redis.hgetall(keys.sale(current))
@@ -377,7 +377,7 @@ class Show:
 
     async def _load_sale_into_redis(self, room_id: str, sale: Sale, held: int, sold: int,
                                     stopped: bool, bought: dict[str, int]) -> None:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         now = now_ms()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.sale(sale.sale_id), mapping={
@@ -405,7 +405,7 @@ class Show:
             await pipe.execute()
 
     async def stop_sale(self, room_id: str, sale_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         sale = await self.redis.hgetall(keys.sale(sale_id))
         if not sale:
             raise refusal("sale_not_found")
@@ -418,7 +418,7 @@ class Show:
         return await self._announce_sale_end(room_id, sale_id)
 
     async def _announce_sale_end(self, room_id: str, sale_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         sale = await self.redis.hgetall(keys.sale(sale_id))
         left = _int(await self.redis.hget(keys.stock(sale["product_id"]), "left"))
         view = sale_view(sale, left, now_ms())
@@ -426,7 +426,7 @@ class Show:
         return view
 
     async def _sale_timer(self, room_id: str, what: str, sale_id: str, n: int = 0) -> None:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         sale = await self.redis.hgetall(keys.sale(sale_id))
         if not sale or sale.get("state") == "stopped":
             return
@@ -448,7 +448,7 @@ class Show:
         key = (room_id, product_id)
         if not refresh and key in self.current_sale:
             return self.current_sale[key]
-        sid: str | None = await self.redis.get(RoomKeys(room_id).product_sale(product_id))
+        sid: str | None = await self.redis.get(room_keys(room_id).product_sale(product_id))
         if sid is None:
             self.current_sale.pop(key, None)
         else:
@@ -457,7 +457,7 @@ class Show:
 
     async def buy(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
                   quantity: int) -> Answer:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         hold_id = domain.new_id("h")
         for attempt in range(2):
             sid = await self._sale_id_for(room_id, product_id, refresh=attempt > 0)
@@ -480,7 +480,7 @@ class Show:
         return error_answer(refusal("not_on_sale"))
 
     async def release(self, viewer: Viewer, room_id: str, hold_id: str) -> Answer:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         hold = await self.redis.hmget(keys.hold(hold_id), ["product_id", "sale_id", "buyer"])
         if hold[0] is None or hold[2] != viewer.viewer_id:
             return error_answer(refusal("hold_not_found"))
@@ -496,7 +496,7 @@ class Show:
 
     async def _release(self, room_id: str, hold_id: str, product_id: str, sale_id: str,
                        mode: str, buyer: str = "") -> list[Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         result: list[Any] = await self.ledger.run("release", [
             keys.hold(hold_id), keys.stock(product_id), keys.sale(sale_id),
             keys.bought(sale_id), keys.holds,
@@ -506,7 +506,7 @@ class Show:
         return result
 
     async def expire_due_holds(self, room_id: str, hold_ids: list[str]) -> int:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             for hid in hold_ids:
                 pipe.hmget(keys.hold(hid), ["product_id", "sale_id"])
@@ -522,7 +522,7 @@ class Show:
 
     async def checkout(self, viewer: Viewer, room_id: str, request_id: str, hold_id: str,
                        coupon_id: str | None) -> Answer:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         cid = coupon_id or ""
         req_key = keys.request(viewer.viewer_id, "checkout", request_id)
         result = await self.ledger.run("begin_checkout", [
@@ -585,7 +585,7 @@ class Show:
 
     async def recover_checkouts(self, room_id: str, older_than_ms: int) -> int:
         """Finish or undo checkouts that a crashed process left half done."""
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         stuck = await self.redis.zrangebyscore(keys.confirming, "-inf", now_ms() - older_than_ms)
         fixed = 0
         for hold_id in stuck:
@@ -616,14 +616,14 @@ class Show:
         drop = domain.parse_coupon(body, now_ms(), self.settings.sale.max_coupons_per_drop)
         await self.store.add_coupon_drop(room_id, drop.public())
         await self._load_coupon_into_redis(room_id, drop, claimed=0, uses={})
-        view = self._coupon_view(await self.redis.hgetall(RoomKeys(room_id).coupon(
+        view = self._coupon_view(await self.redis.hgetall(room_keys(room_id).coupon(
             drop.coupon_id)))
         await self.hub.publish(room_id, {"type": "coupon_drop", "coupon": view})
         return view
 
     async def _load_coupon_into_redis(self, room_id: str, drop: CouponDrop, claimed: int,
                                       uses: dict[str, str]) -> None:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.coupon(drop.coupon_id), mapping={
                 "coupon_id": drop.coupon_id, "title": drop.title, "kind": drop.kind,
@@ -638,7 +638,7 @@ class Show:
 
     async def claim_coupon(self, viewer: Viewer, room_id: str, request_id: str,
                            coupon_id: str) -> Answer:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         result = await self.ledger.run("claim_coupon", [
             keys.request(viewer.viewer_id, "claim_coupon", request_id),
             keys.coupon(coupon_id),
@@ -662,7 +662,7 @@ class Show:
 
     async def _load_lottery_into_redis(self, room_id: str, lottery: Lottery,
                                        result: dict[str, Any] | None) -> None:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.lottery(lottery.lottery_id), mapping={
                 "lottery_id": lottery.lottery_id, "prize": lottery.prize,
@@ -680,7 +680,7 @@ class Show:
 
     async def refresh_keyword_lotteries(self, room_id: str) -> None:
         """Learn keyword lotteries opened through other processes."""
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         ids = sorted(await self.redis.smembers(keys.lotteries))
         if not ids:
             return
@@ -693,7 +693,7 @@ class Show:
             if state == "open" and mode == "keyword" and kw}
 
     async def lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         lot = await self.redis.hgetall(keys.lottery(lottery_id))
         if not lot:
             raise refusal("lottery_not_found")
@@ -701,11 +701,11 @@ class Show:
                                   int(await self.redis.scard(keys.entrants(lottery_id))))
 
     async def lottery_entrants(self, room_id: str, lottery_id: str) -> list[str]:
-        return sorted(await self.redis.smembers(RoomKeys(room_id).entrants(lottery_id)))
+        return sorted(await self.redis.smembers(room_keys(room_id).entrants(lottery_id)))
 
     async def enter_lottery(self, viewer: Viewer, room_id: str, request_id: str,
                             lottery_id: str, text: str) -> Answer:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         result = await self.ledger.run("enter_lottery", [
             keys.request(viewer.viewer_id, "enter_lottery", request_id),
             keys.lottery(lottery_id),
@@ -717,7 +717,7 @@ class Show:
         return _from_cached("lottery_entered", result[1])
 
     async def draw_lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         won = await self.ledger.run("close_lottery", [keys.lottery(lottery_id)], [])
         if not won:
             view = await self.lottery(room_id, lottery_id)
@@ -732,7 +732,7 @@ class Show:
             raise
 
     async def _draw(self, room_id: str, lottery_id: str) -> dict[str, Any]:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         self.keyword_lotteries.get(room_id, {}).pop(lottery_id, None)
         lot = await self.redis.hgetall(keys.lottery(lottery_id))
         seed = next((s for data, s, _ in await self.store.lotteries(room_id)
@@ -756,7 +756,7 @@ class Show:
     # ================================================================== chat, likes, notes
 
     async def chat(self, viewer: Viewer, room_id: str, text: str, from_host: bool = False) -> None:
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         now = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.muted, viewer.viewer_id)
@@ -790,7 +790,7 @@ class Show:
     # ================================================================== recording
 
     async def set_recording(self, room_id: str, enabled: bool) -> None:
-        await self.redis.hset(RoomKeys(room_id).room, "recording", "1" if enabled else "")
+        await self.redis.hset(room_keys(room_id).room, "recording", "1" if enabled else "")
         if self.recorder is not None:
             (self.recorder.rooms.add if enabled else self.recorder.rooms.discard)(room_id)
 
@@ -798,7 +798,7 @@ class Show:
         """Learn recording switched on or off through other processes."""
         if self.recorder is None:
             return
-        if await self.redis.hget(RoomKeys(room_id).room, "recording"):
+        if await self.redis.hget(room_keys(room_id).room, "recording"):
             self.recorder.rooms.add(room_id)
         else:
             self.recorder.rooms.discard(room_id)
@@ -815,7 +815,7 @@ class Show:
     async def mute(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         viewer_id, duration_s = domain.parse_mute(body)
         until = now_ms() + duration_s * 1000
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         await self.redis.hset(keys.muted, viewer_id, until)
         event = {"type": "viewer_muted", "viewer_id": viewer_id, "until": until}
         seq = await self.hub.publish(room_id, event)
@@ -827,7 +827,7 @@ class Show:
         """The host console's live numbers."""
         state = await self.room_state(room_id)
         totals = await self.store.order_totals(room_id)
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         minute = now_ms() // 60_000
         last_minute = await self.redis.get(keys.chat_minute(minute - 1))
         this_minute = await self.redis.get(keys.chat_minute(minute))
@@ -854,7 +854,7 @@ class Show:
 
     async def audit(self, room_id: str) -> dict[str, Any]:
         """Redis counters beside the store's record, per product and sale, with checks."""
-        keys = RoomKeys(room_id)
+        keys = room_keys(room_id)
         state = await self.room_state(room_id)
         sold_store = await self.store.sold_by_product(room_id)
         by_buyer = await self.store.sold_by_sale_and_buyer(room_id)

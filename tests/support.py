@@ -24,7 +24,10 @@ _ids = itertools.count(1)
 
 def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) -> Settings:
     overrides: dict[str, dict[str, Any]] = {
-        "server": {"port": 0, "data_dir": str(data_dir), "log_level": "warning"},
+        # gc_young_threshold 0: servers run inside the test process must not retune
+        # the test runner's collector (tests/test_gcpolicy.py tests the policy itself).
+        "server": {"port": 0, "data_dir": str(data_dir), "log_level": "warning",
+                   "gc_young_threshold": 0},
         "redis": {"url": redis_url},
     }
     for name, values in sections.items():

@@ -1,0 +1,74 @@
+"""The ledger's batching against a real redis-server: calls of one loop tick go in
+one round trip, same-script same-room calls as one batch call, and every caller
+gets exactly its own answer or its own error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from server.keys import RoomKeys
+from server.ledger import Ledger
+
+
+@pytest.fixture
+async def ledger(redis_url: str) -> AsyncIterator[Ledger]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    led = Ledger(client)
+    await led.load()
+    try:
+        yield led
+    finally:
+        await client.aclose()
+
+
+def _adjust(room: str, product: str, total: int) -> tuple[list[str], list[Any]]:
+    """adjust_stock's keys and arguments: set the product's total stock."""
+    return [RoomKeys(room).stock(product)], [total]
+
+
+async def test_one_tick_of_calls_is_answered_in_order(ledger: Ledger) -> None:
+    redis: Any = ledger.redis
+    for room in ("r1", "r2"):
+        await redis.hset(RoomKeys(room).stock("p"), mapping={"left": 0, "held": 0, "sold": 0})
+    calls = [("r1" if i % 3 else "r2", i + 1) for i in range(60)]
+    futures = [ledger.run("adjust_stock", *_adjust(room, "p", n)) for room, n in calls]
+    answers = await asyncio.gather(*futures)
+    # Each caller gets its own call's answer...
+    for (_, n), answer in zip(calls, answers, strict=True):
+        assert answer == ["ok", n, n, 0, 0]
+    # ...and the calls ran in the order they were made: the last one per room wins.
+    last = {room: n for room, n in calls}
+    for room, n in last.items():
+        assert int(await redis.hget(RoomKeys(room).stock("p"), "left")) == n
+
+
+async def test_an_error_in_one_batched_call_reaches_only_its_caller(ledger: Ledger) -> None:
+    redis: Any = ledger.redis
+    keys = RoomKeys("r1")
+    await redis.hset(keys.stock("p"), mapping={"left": 5, "held": 0, "sold": 0})
+    await redis.set(keys.stock("bad"), "not a hash")  # HMGET on it is a WRONGTYPE error
+    good1 = ledger.run("adjust_stock", *_adjust("r1", "p", 6))
+    bad = ledger.run("adjust_stock", *_adjust("r1", "bad", 1))
+    good2 = ledger.run("adjust_stock", *_adjust("r1", "p", 8))
+    results = await asyncio.gather(good1, bad, good2, return_exceptions=True)
+    assert results[0] == ["ok", 6, 6, 0, 0]
+    assert isinstance(results[1], ResponseError)
+    assert "WRONGTYPE" in str(results[1])
+    assert results[2] == ["ok", 8, 8, 0, 0]
+    assert await redis.get(keys.stock("bad")) == "not a hash"
+
+
+async def test_batched_calls_survive_redis_forgetting_the_scripts(ledger: Ledger) -> None:
+    redis: Any = ledger.redis
+    await redis.hset(RoomKeys("r1").stock("p"), mapping={"left": 0, "held": 0, "sold": 0})
+    await redis.script_flush()
+    answers = await asyncio.gather(*(ledger.run("adjust_stock", *_adjust("r1", "p", n))
+                                     for n in range(1, 11)))
+    assert answers == [["ok", n, n, 0, 0] for n in range(1, 11)]
+    assert int(await redis.hget(RoomKeys("r1").stock("p"), "left")) == 10
