@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -505,15 +505,17 @@ async def viewer_socket(ws: WebSocket) -> None:
     welcome = {"type": "welcome", "room_id": room_id,
                "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname},
                "token": token}
-    inflight: set[asyncio.Task[None]] = set()
-    # Rejected frames (malformed, or over the rate) draw on a slowly refilling
-    # allowance; a client that keeps sending them after being told is closed.
-    patience = TokenBucket(1.0, MAX_BAD_FRAMES)
+    session = _ViewerSession(svc, conn)
     recorder = svc.recorder
+    raw = conn.raw
     try:
         await hub.join(conn, since, welcome)
         if recorder is not None and recorder.active(room_id):
             recorder.viewer(room_id, viewer.viewer_id, "join")
+        if raw is not None:
+            # Fast route: text frames reach the session straight from the protocol;
+            # the ASGI queue below then carries only the disconnect (or a binary frame).
+            raw.on_text = session.on_text_fast
         while not conn.closed:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -522,36 +524,8 @@ async def viewer_socket(ws: WebSocket) -> None:
             if text is None:
                 hub.close(conn, CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
                 break
-            if not conn.frame_bucket.take():
-                if not patience.take():
-                    hub.close(conn, CLOSE_POLICY, "too many rejected frames")
-                    break
-                conn.send(error_answer(refusal("rate_limited")).frame(None))
-                continue
-            request_id: str | None = None
-            try:
-                obj = loads_object(text, "frame")
-                rid = obj.get("request_id")
-                request_id = rid if isinstance(rid, str) and ID_PATTERN.match(rid) else None
-                msg = decode_viewer_message(obj, svc.limits)
-                if recorder is not None and obj["type"] in RECORDED_FRAMES and \
-                        recorder.active(room_id):
-                    recorder.viewer(room_id, viewer.viewer_id, obj["type"], obj)
-            except BadRequest as exc:
-                if not patience.take():
-                    hub.close(conn, CLOSE_POLICY, "too many rejected frames")
-                    break
-                conn.send(error_answer(exc).frame(request_id))
-                continue
-            if isinstance(msg, Ping | Chat | Like | Resync):
-                await _handle_inline(svc, conn, msg, request_id)
-                continue
-            if len(inflight) >= MAX_INFLIGHT_PER_VIEWER:
-                conn.send(error_answer(refusal("rate_limited")).frame(request_id))
-                continue
-            task = asyncio.create_task(_handle_request(show, conn, viewer, room_id, msg))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
+            if not session.on_text(text):
+                break
     except WebSocketDisconnect:
         pass
     except (RedisError, OSError):
@@ -561,36 +535,123 @@ async def viewer_socket(ws: WebSocket) -> None:
         log.exception("viewer %s in %s: unexpected fault", viewer.viewer_id, room_id)
         hub.close(conn, CLOSE_INTERNAL, "internal error")
     finally:
+        if raw is not None:
+            raw.on_text = None
         hub.leave(conn)
         if recorder is not None and recorder.active(room_id):
             recorder.viewer(room_id, viewer.viewer_id, "leave")
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
+        if session.inflight:
+            await asyncio.gather(*session.inflight, return_exceptions=True)
 
 
-async def _handle_inline(svc: Services, conn: Conn, msg: ViewerMessage,
-                         request_id: str | None) -> None:
+class _ViewerSession:
+    """What one viewer connection does with each text frame, synchronously.
+
+    Called for every frame, straight from the protocol on the fast route
+    (fastws.py) or from the receive loop otherwise: validate, rate-limit,
+    answer pings and likes at once, and start a task for anything that needs
+    Redis. Chat and resync run one after another in arrival order (each waits
+    for the one before); requests (buy, checkout, ...) run concurrently, at most
+    MAX_INFLIGHT_PER_VIEWER at a time, each answered with its request id.
+    """
+
+    __slots__ = ("conn", "inflight", "inline_tail", "patience", "svc")
+
+    def __init__(self, svc: Services, conn: Conn) -> None:
+        self.svc = svc
+        self.conn = conn
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.inline_tail: asyncio.Task[None] | None = None
+        # Rejected frames (malformed, or over the rate) draw on a slowly refilling
+        # allowance; a client that keeps sending them after being told is closed.
+        self.patience = TokenBucket(1.0, MAX_BAD_FRAMES)
+
+    def on_text_fast(self, text: str) -> None:
+        try:
+            self.on_text(text)
+        except Exception:
+            # Called from the protocol's data_received: nothing above us would log it.
+            log.exception("viewer %s in %s: unexpected fault", self.conn.viewer.viewer_id,
+                          self.conn.room_id)
+            self.svc.hub.close(self.conn, CLOSE_INTERNAL, "internal error")  # type: ignore[union-attr]
+
+    def on_text(self, text: str) -> bool:
+        """Handle one frame; False when the connection is being closed."""
+        svc, conn = self.svc, self.conn
+        hub, show, recorder = svc.hub, svc.show, svc.recorder
+        assert hub is not None and show is not None
+        if conn.closed:
+            return False
+        if not conn.frame_bucket.take():
+            if not self.patience.take():
+                hub.close(conn, CLOSE_POLICY, "too many rejected frames")
+                return False
+            conn.send(error_answer(refusal("rate_limited")).frame(None))
+            return True
+        request_id: str | None = None
+        try:
+            obj = loads_object(text, "frame")
+            rid = obj.get("request_id")
+            request_id = rid if isinstance(rid, str) and ID_PATTERN.match(rid) else None
+            msg = decode_viewer_message(obj, svc.limits)
+            if recorder is not None and obj["type"] in RECORDED_FRAMES and \
+                    recorder.active(conn.room_id):
+                recorder.viewer(conn.room_id, conn.viewer.viewer_id, obj["type"], obj)
+        except BadRequest as exc:
+            if not self.patience.take():
+                hub.close(conn, CLOSE_POLICY, "too many rejected frames")
+                return False
+            conn.send(error_answer(exc).frame(request_id))
+            return True
+        if isinstance(msg, Ping):
+            body: dict[str, Any] = {"type": "pong", "server_time": now_ms()}
+            if msg.client_time is not None:
+                body["t"] = msg.client_time
+            if request_id is not None:
+                body["re"] = request_id
+            conn.send(encode(body))
+        elif isinstance(msg, Like):
+            show.like(conn.room_id, msg.count)
+        elif isinstance(msg, Chat | Resync):
+            self.inline_tail = self._start(
+                _handle_inline(svc, conn, msg, request_id, self.inline_tail))
+        elif len(self.inflight) >= MAX_INFLIGHT_PER_VIEWER:
+            conn.send(error_answer(refusal("rate_limited")).frame(request_id))
+        else:
+            self._start(_handle_request(show, conn, conn.viewer, conn.room_id, msg))
+        return True
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        return task
+
+
+async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
+                         request_id: str | None, after: asyncio.Task[None] | None) -> None:
+    """Chat and resync, in the order the viewer sent them: wait for the previous one."""
     assert svc.show is not None and svc.hub is not None
-    if isinstance(msg, Ping):
-        body: dict[str, Any] = {"type": "pong", "server_time": now_ms()}
-        if msg.client_time is not None:
-            body["t"] = msg.client_time
-        if request_id is not None:
-            body["re"] = request_id
-        conn.send(encode(body))
-    elif isinstance(msg, Like):
-        svc.show.like(conn.room_id, msg.count)
-    elif isinstance(msg, Resync):
-        await svc.hub.resync(conn)
-    elif isinstance(msg, Chat):
-        if not conn.chat_bucket.take():
+    if after is not None and not after.done():
+        await asyncio.wait([after])
+    if conn.closed:
+        return
+    try:
+        if isinstance(msg, Resync):
+            await svc.hub.resync(conn)
+        elif not conn.chat_bucket.take():
             conn.send(error_answer(refusal("rate_limited", "Chatting too fast: slow down."))
                       .frame(request_id))
-            return
-        try:
+        else:
             await svc.show.chat(conn.viewer, conn.room_id, msg.text, conn.is_host)
-        except LivesellError as exc:
-            conn.send(error_answer(exc).frame(request_id))
+    except LivesellError as exc:
+        conn.send(error_answer(exc).frame(request_id))
+    except (RedisError, OSError):
+        log.warning("viewer %s in %s: redis unavailable", conn.viewer.viewer_id, conn.room_id)
+        svc.hub.close(conn, CLOSE_INTERNAL, "temporarily unavailable")
+    except Exception:
+        log.exception("viewer %s in %s: unexpected fault", conn.viewer.viewer_id, conn.room_id)
+        svc.hub.close(conn, CLOSE_INTERNAL, "internal error")
 
 
 async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,

@@ -25,6 +25,11 @@ EXTENSION = "livesell.raw"
 class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     on_pause: Callable[[], None] | None = None
     on_resume: Callable[[], None] | None = None
+    # Set by the app once a viewer has joined: complete text messages go straight
+    # to it instead of through the ASGI receive queue, which costs a queued dict,
+    # a task wake-up and a pause/resume of reading per message. The app bounds
+    # its own work per message (rate limits, at most a few requests in flight).
+    on_text: Callable[[str], None] | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -42,6 +47,21 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         """Write one or more complete server frames, unless the connection is closing."""
         if not (self.close_sent or self.disconnected) and self.conn.state is State.OPEN:
             self.transport.write(data)
+
+    def send_receive_event_to_app(self) -> None:
+        handler = self.on_text
+        if handler is None or self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            # uvicorn's own path closes with 1007 (invalid data); let it.
+            super().send_receive_event_to_app()
+            return
+        self.frames = []
+        handler(text)
 
     def buffered(self) -> int:
         return int(self.transport.get_write_buffer_size())
