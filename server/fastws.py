@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
@@ -30,6 +31,43 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # a task wake-up and a pause/resume of reading per message. The app bounds
     # its own work per message (rate limits, at most a few requests in flight).
     on_text: Callable[[str], None] | None = None
+    # True from the accepted handshake until anything starts closing: the one
+    # check write_frames makes per delivery (it runs for every viewer of every
+    # event). close_sent and disconnected are properties below so that every
+    # place in uvicorn that sets them also clears it; a peer's close frame
+    # clears it in handle_close.
+    frames_ok = False
+    _close_sent = False
+    _disconnected = False
+
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        if value:
+            self.frames_ok = False
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @disconnected.setter
+    def disconnected(self, value: bool) -> None:
+        self._disconnected = value
+        if value:
+            self.frames_ok = False
+
+    def open_frames(self) -> None:
+        """Called by the app once the handshake is accepted: frames may flow."""
+        self.frames_ok = (self.handshake_complete and not self._close_sent
+                          and not self._disconnected and self.conn.state is State.OPEN)
+
+    def handle_close(self, event: Frame) -> None:
+        self.frames_ok = False
+        super().handle_close(event)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -41,11 +79,11 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
 
     def writable_now(self) -> bool:
-        return not (self.close_sent or self.disconnected or self.transport.is_closing())
+        return self.frames_ok and not self.transport.is_closing()
 
     def write_frames(self, data: bytes) -> None:
         """Write one or more complete server frames, unless the connection is closing."""
-        if not (self.close_sent or self.disconnected) and self.conn.state is State.OPEN:
+        if self.frames_ok:
             self.transport.write(data)
 
     def send_receive_event_to_app(self) -> None:
@@ -81,6 +119,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         connection if the peer does not finish the closing handshake in time."""
         if self.close_sent or self.disconnected:
             return
+        self.frames_ok = False
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True

@@ -298,6 +298,7 @@ class Hub:
         conn.pending = []
         room.catching.add(conn)
         if conn.raw is not None:
+            conn.raw.open_frames()
             conn.raw.set_buffer_limit(self.settings.client_buffer_bytes)
             conn.raw.on_pause = lambda: self._fell_behind(conn)
             conn.raw.on_resume = lambda: self._drained(conn)
