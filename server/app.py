@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -110,8 +110,15 @@ class Services:
                                         port=s.redis.port, appendonly=s.redis.appendonly,
                                         start_timeout_s=s.redis.start_timeout_s)
             url = await asyncio.to_thread(self.embedded.start)
-        self.redis = Redis.from_url(url, decode_responses=True)
-        self.redis_bytes = Redis.from_url(url, decode_responses=False)
+        # Blocking pools: a burst of direct calls larger than the pool (every viewer
+        # of a big room leaving at once) queues for a connection; redis-py's default
+        # pool would fail the calls beyond its size with "Too many connections".
+        self.redis = Redis.from_pool(BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=s.redis.max_connections,
+            timeout=s.redis.pool_timeout_s))
+        self.redis_bytes = Redis.from_pool(BlockingConnectionPool.from_url(
+            url, decode_responses=False, max_connections=s.redis.max_connections,
+            timeout=s.redis.pool_timeout_s))
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:

@@ -126,3 +126,31 @@ async def test_big_rooms_get_coalesced_updates_less_often(redis_url: str,
             await asyncio.gather(*(c.close() for c in clients))
     finally:
         await live.stop()
+
+
+async def test_a_crowd_leaving_at_once_beyond_the_redis_pool_is_recorded(
+        redis_url: str, data_dir: Path) -> None:
+    """Every leave is a Redis call; 60 at once through a pool of 4 connections must
+    queue, not fail with "Too many connections" and leave viewers counted present."""
+    import redis.asyncio as aioredis
+
+    from server.keys import RoomKeys
+    from tests.support import viewers
+
+    live = await LiveServer(make_settings(redis_url, data_dir,
+                                          redis={"max_connections": 4})).start()
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+        present = RoomKeys(host.room_id).present
+        async with viewers(live, host.room_id, 60):
+            assert await client.hlen(present) == 60
+        for _ in range(250):
+            if await client.hlen(present) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await client.hgetall(present) == {}
+    finally:
+        await client.aclose()
+        await live.stop()
