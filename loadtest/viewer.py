@@ -136,6 +136,11 @@ class Pending:
     future: asyncio.Future[dict[str, Any]]
 
 
+def _time_out(fut: asyncio.Future[dict[str, Any]]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class Viewer:
     """A logical viewer: survives reconnections, keeps its token and its seq."""
 
@@ -329,15 +334,22 @@ class Viewer:
         request_id (a retry the server answers with the first answer)."""
         rid = request_id or self.next_id(kind)
         payload = orjson.dumps({"type": kind, "request_id": rid, **fields})
+        loop = asyncio.get_running_loop()
         for _ in range(REQUEST_RESENDS + 1):
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[dict[str, Any]] = loop.create_future()
             self.pending[rid] = Pending(payload, fut)
             self._send(payload)  # when not connected, the reconnect sends it
+            # One timer per request rather than asyncio.wait_for, which wraps the
+            # future in more futures and callbacks: at a sale's opening a generator
+            # has thousands of requests in flight, and its own CPU is the limit.
+            timer = loop.call_later(REQUEST_TIMEOUT_S, _time_out, fut)
             try:
-                return await asyncio.wait_for(fut, REQUEST_TIMEOUT_S)
+                return await fut
             except TimeoutError:
                 self.pending.pop(rid, None)
                 if self.crowd.finishing:
                     break
+            finally:
+                timer.cancel()
         return {"type": "error", "re": rid, "code": "timeout",
                 "message": "no reply from the server"}

@@ -34,6 +34,7 @@ from loadtest.model import Claim, Entry, HoldRecord, OrderAck, ViewerRecord
 from loadtest.scenario import Scenario
 from loadtest.stats import Reservoir
 from loadtest.viewer import Viewer, now_ms
+from server import gcpolicy
 
 PROGRESS_EVERY_S = 0.5
 SATURATED = 0.9  # share of one core above which a second counts as saturated
@@ -396,6 +397,7 @@ class Crowd:
                 await asyncio.sleep(delay)
             joins.append(asyncio.ensure_future(self._join_one(self.viewers[i])))
         await asyncio.gather(*joins)
+        gcpolicy.freeze_long_lived()
         self.send(("joined", self.plan.worker_id, {
             "ok": len(self.result.join_ms), "failed": len(self.result.join_failures)}))
 
@@ -698,6 +700,7 @@ def run_worker(plan: WorkerPlan, ctrl: Any, out: Any) -> None:
     if plan.cpus and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, plan.cpus)
+    gcpolicy.apply(gcpolicy.DEFAULT_YOUNG_THRESHOLD)
     try:
         try:
             import uvloop

@@ -33,6 +33,23 @@ log = logging.getLogger("livesell.pulse")
 TIMER_TICK_S = 0.05
 ROOM_REFRESH_S = 2.0
 RECOVER_AFTER_MS = 30_000
+# A pulse timer that wakes this late found the event loop busy with work queued
+# ahead of it (a sale's opening: thousands of buys). Coalesced numbers then go
+# out at a quarter of their budget, but no room waits longer than BUSY_MAX_WAIT_S
+# for them: answering buyers comes before repeating a counter that will have
+# changed again by the time it arrives.
+BUSY_LAG_S = 0.02
+BUSY_STRETCH = 4.0
+BUSY_MAX_WAIT_S = 1.0
+
+
+def coalesce_interval(members: int, budget: int, lag_s: float) -> float:
+    """Seconds between coalesced updates for a room of `members` local viewers,
+    given the deliveries-per-second budget and how late the loop is running."""
+    interval = members / budget
+    if lag_s > BUSY_LAG_S:
+        interval = max(interval, min(interval * BUSY_STRETCH, BUSY_MAX_WAIT_S))
+    return interval
 
 
 class Pulse:
@@ -45,6 +62,7 @@ class Pulse:
         self._rooms_at = 0.0
         self.expired_holds = 0
         self._last_coalesced: dict[str, float] = {}  # room -> when its counts last went out
+        self.lag_s = 0.0  # how late the last pulse timer woke (the loop's backlog)
 
     async def start(self) -> None:
         await self.ensure_in_step()
@@ -83,7 +101,11 @@ class Pulse:
                 await asyncio.sleep(0.5)
             except Exception:
                 log.exception("%s failed", tick.__name__)
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            before = time.monotonic()
+            delay = max(0.0, started + interval - before)
+            await asyncio.sleep(delay)
+            # Lateness of the wake-up itself, not of the tick's own work.
+            self.lag_s = max(0.0, time.monotonic() - before - delay)
 
     async def rooms(self) -> list[str]:
         if time.monotonic() - self._rooms_at > ROOM_REFRESH_S:
@@ -131,13 +153,15 @@ class Pulse:
 
     def _due_rooms(self, rooms: set[str]) -> set[str]:
         """Rooms whose coalesced updates may go out now: a room of N local viewers
-        gets them at most every N / hub.coalesced_deliveries_per_s seconds."""
+        gets them at most every N / hub.coalesced_deliveries_per_s seconds, less
+        often while the loop runs late (coalesce_interval)."""
         now = time.monotonic()
-        budget = self.settings.hub.coalesced_deliveries_per_s
+        budget, lag = self.settings.hub.coalesced_deliveries_per_s, self.lag_s
         due = set()
         for room_id in rooms:
             local = self.show.hub.rooms.get(room_id)
-            interval = (len(local.members) / budget) if local is not None else 0.0
+            interval = coalesce_interval(len(local.members), budget, lag) \
+                if local is not None else 0.0
             if now - self._last_coalesced.get(room_id, 0.0) >= interval:
                 due.add(room_id)
         return due

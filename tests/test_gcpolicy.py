@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+from server import gcpolicy
+
 PROBE = """
 import gc, json, sys
 from server import gcpolicy
@@ -29,7 +31,7 @@ def test_policy_raises_the_young_threshold_and_freezes_startup_state() -> None:
     got = _probe(50_000)
     before, after = got["before"], got["after"]
     assert isinstance(before, list) and isinstance(after, list)
-    assert after == [50_000, before[1], before[2]]
+    assert after == [50_000, gcpolicy.MIDDLE_THRESHOLD, before[2]]
     assert isinstance(got["frozen"], int) and got["frozen"] >= 1000
 
 
@@ -37,3 +39,20 @@ def test_zero_leaves_the_interpreter_defaults() -> None:
     got = _probe(0)
     assert got["after"] == got["before"]
     assert got["frozen"] == 0
+
+
+FREEZE_PROBE = """
+import gc, json
+from server import gcpolicy
+crowd = [[i] for i in range(5000)]
+gcpolicy.freeze_long_lived()
+print(json.dumps({"frozen": gc.get_freeze_count(), "young": gc.get_count()[0]}))
+"""
+
+
+def test_freezing_moves_a_joined_crowd_out_of_later_collections() -> None:
+    out = subprocess.run([sys.executable, "-c", FREEZE_PROBE], check=True,
+                         capture_output=True, text=True, timeout=60)
+    got = json.loads(out.stdout)
+    assert got["frozen"] >= 5000
+    assert got["young"] < 100

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import LiveServer, create_room, join, make_settings
 
@@ -126,6 +127,18 @@ async def test_big_rooms_get_coalesced_updates_less_often(redis_url: str,
             await asyncio.gather(*(c.close() for c in clients))
     finally:
         await live.stop()
+
+
+def test_coalesced_updates_slow_down_while_the_loop_runs_late() -> None:
+    from server.pulse import BUSY_LAG_S, BUSY_MAX_WAIT_S, coalesce_interval
+
+    # 10,000 viewers and 30,000 writes/s: every 1/3 s, or at most every 1 s when busy.
+    assert coalesce_interval(10_000, 30_000, 0.0) == pytest.approx(1 / 3)
+    assert coalesce_interval(10_000, 30_000, BUSY_LAG_S * 2) == BUSY_MAX_WAIT_S
+    # A small room is stretched by the factor, not up to the cap.
+    assert coalesce_interval(300, 30_000, BUSY_LAG_S * 2) == pytest.approx(0.04)
+    # A room already slower than the cap keeps its own interval.
+    assert coalesce_interval(60_000, 30_000, 1.0) == pytest.approx(2.0)
 
 
 async def test_a_crowd_leaving_at_once_beyond_the_redis_pool_is_recorded(
