@@ -388,10 +388,20 @@ def _cpu(pid: int | None) -> float:
 
 async def bench_fanout(args: argparse.Namespace, say: Any) -> list[dict[str, Any]]:
     cpus = sorted(os.sched_getaffinity(0))
-    hub_cpus = cpus[:1] if len(cpus) >= 2 else None
-    gen_cpus = cpus[1:] if len(cpus) >= 2 else None
-    if gen_cpus:
-        os.sched_setaffinity(0, gen_cpus)
+    if len(cpus) < 2:
+        return await _bench_fanout(args, say, None, None)
+    # This process joins the generator's cores for the fan-out part only: the
+    # sale part that follows splits the cores again itself (engine.py), from
+    # whatever affinity it finds, so it must find all of them.
+    os.sched_setaffinity(0, cpus[1:])
+    try:
+        return await _bench_fanout(args, say, cpus[:1], cpus[1:])
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] | None,
+                        gen_cpus: list[int] | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="livesell-bench-") as tmp:
         node_script = None

@@ -269,6 +269,13 @@ class Crowd:
         purchases = max(1, sale.get("limit_per_buyer", s.limit_per_buyer) // quantity)
         # A greedy buyer asks for one purchase more than the limit allows, all at once.
         tries = purchases + 1 if roles.greedy else 1
+        if tries == 1:
+            # Most buyers press once: awaited in place, without gather's task and
+            # future (at the opening instant thousands of these start together).
+            hold = await self.try_buy(viewer, sale["product_id"], quantity)
+            if hold is not None:
+                await self.after_hold(viewer, hold)
+            return
         holds = await asyncio.gather(*(self.try_buy(viewer, sale["product_id"], quantity)
                                        for _ in range(tries)))
         await asyncio.gather(*(self.after_hold(viewer, h) for h in holds if h is not None))

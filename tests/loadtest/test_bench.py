@@ -4,7 +4,9 @@ redis-benchmark."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import shutil
 
 import pytest
@@ -59,3 +61,15 @@ def test_sale_medians() -> None:
 def test_redis_benchmark_missing_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert asyncio.run(bench.bench_sale_redis_benchmark(3)) is None
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
+def test_fanout_part_gives_the_cores_back_for_the_sale_part() -> None:
+    """The fan-out part runs this process on the generator's cores; the sale part
+    after it splits the cores itself and must find them all (on a 2-core machine
+    it otherwise ran server, Redis and generator on one core)."""
+    before = os.sched_getaffinity(0)
+    args = argparse.Namespace(hubs=[], viewers=[1000], rates=[5], runs=3, duration=1.0)
+    rows = asyncio.run(bench.bench_fanout(args, print))
+    assert rows == []
+    assert os.sched_getaffinity(0) == before
