@@ -519,6 +519,8 @@ async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
             "buys_per_s": round(buyers / last_reply_s, 1) if last_reply_s else None,
             "joined": result.measurements["viewers"]["joined"],
             "buy_ms": sel["buy_ms"], "units_sold": sel["units_sold"],
+            "server_cpu_us_per_buy": sel.get("server_cpu_us_per_buy"),
+            "redis_cpu_us_per_buy": sel.get("redis_cpu_us_per_buy"),
             "time_to_all_reserved_s": sel.get("time_to_all_reserved_s"),
             "time_to_sell_out_s": sel.get("time_to_sell_out_s"),
             "outcomes": result.measurements["outcomes"].get("buy", {}),
@@ -556,6 +558,8 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             reserve = r.register_script(script_text)
             latencies: list[float] = []
             reserved_at: list[float] = []
+            redis_pid = redis_server.process.pid if redis_server.process else None
+            cpu0, redis_cpu0 = time.process_time(), _cpu(redis_pid)
             started = time.perf_counter()
 
             def call_args(i: int) -> tuple[list[str], list[Any]]:
@@ -595,6 +599,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             else:
                 await asyncio.gather(*(buyer(i) for i in range(buyers)))
             total = time.perf_counter() - started
+            client_cpu, redis_cpu = time.process_time() - cpu0, _cpu(redis_pid) - redis_cpu0
             stock = await r.hgetall(keys.stock("p"))
         finally:
             await r.aclose()
@@ -605,6 +610,10 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             "calls_per_s": round(buyers / total, 1), "total_s": round(total, 3),
             "time_to_all_reserved_s": round(max(reserved_at), 3) if reserved_at else None,
             "reserved": len(reserved_at), "call_ms": summary(latencies),
+            # This process is the client: its CPU per call is redis-py's (with
+            # asyncio's), set beside livesell's server CPU per buy.
+            "client_cpu_us_per_call": round(client_cpu * 1e6 / buyers, 1),
+            "redis_cpu_us_per_call": round(redis_cpu * 1e6 / buyers, 1),
             "stock_after": stock}
 
 
@@ -676,9 +685,12 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                                                            "held": 0, "sold": 0})
                     sha = str(await r.script_load(script_text))
                     port = int(url.rsplit(":", 1)[1].split("/")[0])
+                    redis_pid = redis_server.process.pid if redis_server.process else None
+                    redis_cpu0 = _cpu(redis_pid)
                     proc = await asyncio.to_thread(
                         subprocess.run, _redis_benchmark_argv(port, sha, pipeline),
                         capture_output=True, text=True, timeout=600)
+                    redis_cpu = _cpu(redis_pid) - redis_cpu0
                     if proc.returncode != 0:
                         raise RuntimeError(f"redis-benchmark failed: {proc.stderr[-300:]}")
                     figures = _parse_redis_benchmark_csv(proc.stdout)
@@ -688,6 +700,8 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                         "p50_ms": figures.get("p50_latency_ms"),
                         "p99_ms": figures.get("p99_latency_ms"),
                         "calls": REDIS_BENCHMARK_CALLS, "held_after": held,
+                        "redis_cpu_us_per_call": round(
+                            redis_cpu * 1e6 / REDIS_BENCHMARK_CALLS, 1),
                         # A call that is not a success (a repeated random request key
                         # answers 'dup') leaves `held` short of the number of calls.
                         "succeeded_share": round(held / REDIS_BENCHMARK_CALLS, 5)})
@@ -718,6 +732,8 @@ def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "buys_per_s": med([r["buys_per_s"] for r in runs]),
             "buy_p50_ms": med([r["buy_ms"]["p50"] for r in runs]),
             "buy_p99_ms": med([r["buy_ms"]["p99"] for r in runs]),
+            "server_cpu_us_per_buy": med([r.get("server_cpu_us_per_buy") for r in runs]),
+            "redis_cpu_us_per_buy": med([r.get("redis_cpu_us_per_buy") for r in runs]),
             "units_sold": [r["units_sold"] for r in runs],
             "checks_ok": all(r["checks_ok"] for r in runs)}
 
@@ -797,10 +813,14 @@ def run_bench(args: argparse.Namespace) -> int:
         say(f"sale livesell (median of {sl['runs']} runs): all reserved after "
             f"{sl['time_to_all_reserved_s']}s, buy ms p50 {sl['buy_p50_ms']} p99 "
             f"{sl['buy_p99_ms']}, {sl['buys_per_s']} buys/s (last reply after "
-            f"{sl['last_buy_reply_s']}s), checks ok in every run: {sl['checks_ok']}")
+            f"{sl['last_buy_reply_s']}s), checks ok in every run: {sl['checks_ok']}; "
+            f"CPU per buy from the opening to the last reply: server "
+            f"{sl['server_cpu_us_per_buy']} µs, redis {sl['redis_cpu_us_per_buy']} µs")
         for ref in result["sale_reference"]:
             say(f"sale reference ({ref['mode']}): {ref['calls_per_s']} calls/s, all reserved "
-                f"after {ref['time_to_all_reserved_s']}s, call ms {ref['call_ms']}")
+                f"after {ref['time_to_all_reserved_s']}s, call ms {ref['call_ms']}; CPU per "
+                f"call: client {ref['client_cpu_us_per_call']} µs, redis "
+                f"{ref['redis_cpu_us_per_call']} µs")
         rb = result["sale_redis_benchmark"]
         if isinstance(rb, dict):
             say(f"sale redis-benchmark: skipped: {rb['skipped']}")
@@ -808,7 +828,8 @@ def run_bench(args: argparse.Namespace) -> int:
             for row in rb:
                 say(f"sale redis-benchmark ({row['mode']}): {row['calls_per_s']} calls/s "
                     f"(runs {row['runs_calls_per_s']}; held grew by "
-                    f"{row['min_succeeded_share']:.2%}+ of the calls); livesell buys/s ÷ "
+                    f"{row['min_succeeded_share']:.2%}+ of the calls; redis CPU "
+                    f"{row['redis_cpu_us_per_call']} µs per call); livesell buys/s ÷ "
                     f"this = {row['livesell_buys_ratio']} (target >= 0.5)")
     say(f"bench: {out_dir / 'bench.json'}")
     return 0

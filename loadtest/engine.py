@@ -55,6 +55,18 @@ WORKER_START_TIMEOUT_S = 60.0
 RESULT_TIMEOUT_S = 90.0
 MARKER_TIMEOUT_S = 15.0
 HOST_INFLIGHT = 64
+BURST_SAMPLE_S = 0.02  # /proc CPU times tick every 10 ms
+BURST_LEAD_S = 0.3
+BURST_WINDOW_S = 20.0
+
+
+def _interpolate(samples: list[tuple[float, float, float]], t: float) -> tuple[float, float]:
+    """Server and Redis CPU seconds at wall time t, between the samples around it."""
+    for (t0, s0, r0), (t1, s1, r1) in itertools.pairwise(samples):
+        if t0 <= t <= t1:
+            f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+            return s0 + f * (s1 - s0), r0 + f * (r1 - r0)
+    raise ValueError(f"no samples around {t}")
 
 
 @dataclass(slots=True)
@@ -122,6 +134,9 @@ class Engine:
         self.rss_before_join = 0
         self.rss_after_join = 0
         self.cpu_show: tuple[float, float] | None = None  # server cpu at show start/end
+        # (wall time, server cpu s, redis cpu s) every BURST_SAMPLE_S around a sale's
+        # opening: the quarter-second samples are too coarse for a one-second burst.
+        self.burst_cpu: list[tuple[float, float, float]] = []
         self.applied_show: tuple[int, int] | None = None
         self.final_seq = 0
         self.show_seconds = 0.0
@@ -486,10 +501,42 @@ class Engine:
             starts_at = sale["starts_at"]
         self._tell("show", self.show_wall, starts_at)
         emitter = asyncio.ensure_future(self._emit(host, self.t_show + s.run.duration_s))
+        sampler = asyncio.ensure_future(self._sample_burst(starts_at / 1000.0)) \
+            if starts_at and self.server is not None else None
         await self._sleep(self.t_show + s.run.duration_s - time.monotonic())
         await emitter
+        if sampler is not None:
+            sampler.cancel()
         self._tell("quiet")
         self._mark_show_end()
+
+    async def _sample_burst(self, opening: float) -> None:
+        """Server and Redis CPU, finely sampled from just before the sale opens to
+        BURST_WINDOW_S after its buy window (or the end of the show)."""
+        assert self.server is not None
+        await asyncio.sleep(max(0.0, opening - BURST_LEAD_S - time.time()))
+        until = opening + self.scn.sale.buy_window_s + BURST_WINDOW_S
+        while time.time() < until:
+            srv, red = self.server.sample()
+            if srv is not None:
+                self.burst_cpu.append((time.time(), srv.cpu_s, red.cpu_s if red else 0.0))
+            await asyncio.sleep(BURST_SAMPLE_S)
+
+    def _burst_cpu_per_buy(self, buy_ms: list[float], buys: int) -> dict[str, Any]:
+        """Server and Redis CPU from the opening to the last buy reply, per buy
+        request answered: every buyer presses within the buy window, and the last
+        reply comes at most the slowest reply's latency after it. Whatever else the
+        server did in that window (the opening's fan-out, early checkouts) counts."""
+        if not self.data.sales or not buy_ms or not buys or len(self.burst_cpu) < 2:
+            return {}
+        opening = self.data.sales[0].starts_at / 1000.0
+        end = opening + self.scn.sale.buy_window_s + max(buy_ms) / 1000.0
+        if self.burst_cpu[0][0] > opening or self.burst_cpu[-1][0] < end:
+            return {}
+        a, b = _interpolate(self.burst_cpu, opening), _interpolate(self.burst_cpu, end)
+        return {"burst_s": round(end - opening, 3),
+                "server_cpu_us_per_buy": round((b[0] - a[0]) * 1e6 / buys, 1),
+                "redis_cpu_us_per_buy": round((b[1] - a[1]) * 1e6 / buys, 1)}
 
     def _mark_show_start(self) -> None:
         self.cpu_show = (self._server_cpu(), 0.0)
@@ -920,6 +967,7 @@ class Engine:
             out["time_to_all_reserved_s"] = round(
                 reserved[0] - (sale.starts_at / 1000.0 - self.show_wall), 2) if reserved \
                 else None
+        out.update(self._burst_cpu_per_buy(buy_ms, sum(outcomes.get("buy", Counter()).values())))
         return out
 
     def _server_measurements(self, show_deliveries: int, joined: int) -> dict[str, Any]:

@@ -45,7 +45,8 @@ def test_parse_redis_benchmark_csv() -> None:
 def _run(t_all: float, p50: float, p99: float, buys: float) -> dict[str, object]:
     return {"buyers": 10, "units": 2, "time_to_all_reserved_s": t_all,
             "time_to_sell_out_s": None, "last_buy_reply_s": 10 / buys, "buys_per_s": buys,
-            "buy_ms": {"p50": p50, "p99": p99}, "units_sold": 2, "checks_ok": True}
+            "buy_ms": {"p50": p50, "p99": p99}, "units_sold": 2, "checks_ok": True,
+            "server_cpu_us_per_buy": p50 * 2, "redis_cpu_us_per_buy": None}
 
 
 def test_sale_medians() -> None:
@@ -55,6 +56,7 @@ def test_sale_medians() -> None:
     assert m["time_to_all_reserved_s"] == 0.6
     assert (m["buy_p50_ms"], m["buy_p99_ms"], m["buys_per_s"]) == (20, 20, 200)
     assert m["time_to_sell_out_s"] is None
+    assert m["server_cpu_us_per_buy"] == 40 and m["redis_cpu_us_per_buy"] is None
     assert m["checks_ok"] is True
 
 
@@ -73,3 +75,30 @@ def test_fanout_part_gives_the_cores_back_for_the_sale_part() -> None:
     rows = asyncio.run(bench.bench_fanout(args, print))
     assert rows == []
     assert os.sched_getaffinity(0) == before
+
+
+def test_cpu_per_buy_is_taken_from_the_opening_to_the_last_reply() -> None:
+    from loadtest.engine import Engine, RunOptions, _interpolate
+    from loadtest.model import SaleInfo
+    from loadtest.scenario import load_scenario_file, resolve
+
+    samples = [(100.0, 10.0, 1.0), (101.0, 11.0, 1.5), (102.0, 11.0, 1.5)]
+    assert _interpolate(samples, 100.5) == pytest.approx((10.5, 1.25))
+    with pytest.raises(ValueError):
+        _interpolate(samples, 99.0)
+
+    engine = Engine(RunOptions(scenario=load_scenario_file(resolve("flash_sale")),
+                               progress=False))
+    window = engine.scn.sale.buy_window_s
+    engine.data.sales.append(SaleInfo("s1", "p", 10, 1, 100_000))  # opens at t=100 s
+    engine.burst_cpu = [(99.9, 9.9, 0.95), (100.0, 10.0, 1.0),
+                        (100.0 + window + 0.5, 10.5, 1.25), (100.0 + window + 5, 11.0, 1.5)]
+    # The slowest reply came 500 ms after the buy window: 0.5 s of server CPU, 0.25 s
+    # of Redis CPU for 1,000 buys.
+    got = engine._burst_cpu_per_buy([10.0, 500.0], 1000)
+    assert got["server_cpu_us_per_buy"] == pytest.approx(500.0)
+    assert got["redis_cpu_us_per_buy"] == pytest.approx(250.0)
+    assert got["burst_s"] == pytest.approx(window + 0.5)
+    # Samples that stop before the last reply give no figure rather than a short one.
+    engine.burst_cpu = engine.burst_cpu[:2]
+    assert engine._burst_cpu_per_buy([10.0, 500.0], 1000) == {}
