@@ -392,12 +392,21 @@ async def bench_fanout(args: argparse.Namespace, say: Any) -> list[dict[str, Any
         return await _bench_fanout(args, say, None, None)
     # This process joins the generator's cores for the fan-out part only: the
     # sale part that follows splits the cores again itself (engine.py), from
-    # whatever affinity it finds, so it must find all of them.
-    os.sched_setaffinity(0, cpus[1:])
+    # whatever affinity it finds, so it must find all of them. Every thread is
+    # set, not only this one: worker threads started meanwhile (asyncio.to_thread)
+    # keep the affinity they were started with, and so do the processes they
+    # start (the references' redis-server and redis-benchmark).
+    _set_process_affinity(cpus[1:])
     try:
         return await _bench_fanout(args, say, cpus[:1], cpus[1:])
     finally:
-        os.sched_setaffinity(0, cpus)
+        _set_process_affinity(cpus)
+
+
+def _set_process_affinity(cpus: list[int]) -> None:
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)
 
 
 async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] | None,
