@@ -117,6 +117,9 @@ class Show:
         self.likes: dict[str, int] = {}
         self.keyword_lotteries: dict[str, dict[str, str]] = {}  # room -> lottery id -> keyword
         self.recorder: Recorder | None = None
+        # Set whenever this process adds a timer or a hold: the pulse's timer poll
+        # sleeps until the earliest one it knows of and is woken by this for new ones.
+        self.timers_changed = asyncio.Event()
         hub.snapshot = self.snapshot
 
     # ================================================================== rooms
@@ -403,6 +406,7 @@ class Show:
                 if timers:
                     pipe.zadd(keys.timers, timers)
             await pipe.execute()
+        self.timers_changed.set()
 
     async def stop_sale(self, room_id: str, sale_id: str) -> dict[str, Any]:
         keys = room_keys(room_id)
@@ -476,6 +480,7 @@ class Show:
                 continue
             if result[0] == "ok":
                 self.dirty_stock.add((room_id, product_id))
+                self.timers_changed.set()  # the hold's expiry
             return _from_cached("hold", result[1])
         return error_answer(refusal("not_on_sale"))
 
@@ -552,6 +557,7 @@ class Show:
             await self.ledger.run("abort_checkout", [
                 keys.hold(hold_id), keys.holds, keys.claims(hold.get("coupon_id") or "-"),
                 keys.confirming], [hold_id])
+            self.timers_changed.set()  # the hold is back among the expiring ones
             return error_answer(Unavailable("the order could not be recorded; your hold "
                                             "is kept, try again", code="store_unavailable"))
         # Only this checkout moved the hold to 'confirming', so the row just written
@@ -598,6 +604,7 @@ class Show:
                 await self.ledger.run("abort_checkout", [
                     keys.hold(hold_id), keys.holds, keys.claims(h.get("coupon_id") or "-"),
                     keys.confirming], [hold_id])
+                self.timers_changed.set()
             else:
                 answer = Answer("order_placed", {"order": order.public()})
                 await self.ledger.run("finish_checkout", [
@@ -675,6 +682,7 @@ class Show:
                 pipe.zadd(keys.timers, {f"lottery_close:{lottery.lottery_id}":
                                         lottery.closes_at})
             await pipe.execute()
+        self.timers_changed.set()
         if result is None and lottery.entry == "keyword":
             self.keyword_lotteries.setdefault(room_id, {})[lottery.lottery_id] = lottery.keyword
 
@@ -729,6 +737,7 @@ class Show:
             # Put it back so the timer (or the host) can draw it again.
             await self.redis.hset(keys.lottery(lottery_id), "state", "open")
             await self.redis.zadd(keys.timers, {f"lottery_close:{lottery_id}": now_ms() + 1000})
+            self.timers_changed.set()
             raise
 
     async def _draw(self, room_id: str, lottery_id: str) -> dict[str, Any]:

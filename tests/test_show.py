@@ -57,6 +57,33 @@ async def test_scheduled_sale_counts_down_then_opens(server: LiveServer,
     await viewer.close()
 
 
+async def test_timer_poll_sleeps_until_the_earliest_timer_and_wakes_for_new_ones(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    from server.pulse import TIMER_IDLE_S, TIMER_TICK_S
+
+    pulse, show = server.services.pulse, server.services.show
+    host = await create_room(http)
+    product = await host.product(stock=5)
+    pulse._rooms_at = 0.0  # see the new room now, not at the next refresh
+    # Nothing due and nothing scheduled: the next poll is the idle one.
+    assert await pulse.timers_tick() == TIMER_IDLE_S
+    show.timers_changed.clear()
+    sale = await host.sale(product["product_id"], units=5, starts_in_s=3, duration_s=60)
+    assert show.timers_changed.is_set()  # scheduling wakes the sleeping poll
+    # The earliest timer is the first countdown tick, 2 s from now: sleep that long
+    # at most, since a poll that slept a whole idle second could miss the tick.
+    wait = await pulse.timers_tick()
+    assert TIMER_TICK_S <= wait <= 2.0
+    # A hold is an expiring item too: getting one wakes the poll.
+    viewer = await join(server, host.room_id)
+    await viewer.next_event("sale_open", timeout=10)
+    show.timers_changed.clear()
+    hold = await viewer.request("buy", product_id=product["product_id"])
+    assert hold["type"] == "hold" and show.timers_changed.is_set()
+    assert sale["sale_id"] == hold["hold"]["sale_id"]
+    await viewer.close()
+
+
 async def test_retries_return_the_first_answer(server: LiveServer,
                                                http: httpx.AsyncClient) -> None:
     host = await create_room(http)
