@@ -59,6 +59,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _server_processes(text: str) -> int:
+    value = _positive_int(text)
+    if value > 64:
+        raise argparse.ArgumentTypeError(f"{value} is more than 64")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -94,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_non_negative_int, help="seed (run.seed)")
     run.add_argument("--processes", type=_non_negative_int,
                      help="generator processes (viewers.processes; 0: cpu count - 1)")
+    run.add_argument("--server-processes", type=_server_processes,
+                     help="with a spawned server: its processes (serve --workers; default 1, "
+                          "or half the cores beyond Redis's on machines of 4 or more cores)")
     run.add_argument("--report-dir", type=Path,
                      help="where report.json and report.html go "
                           "(default ./loadtest-reports/NAME-TIME)")
@@ -156,9 +166,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario, trace = load(args)
         if args.room and not args.url:
             raise ScenarioError("--room: only with --url")
+        if args.server_processes and args.url:
+            raise ScenarioError("--server-processes: only with a spawned server, not --url")
         engine = prepare(RunOptions(scenario=scenario, url=args.url, room=args.room,
                                     host_key=args.host_key, admin_key=args.admin_key,
-                                    progress=not args.quiet, trace=trace))
+                                    progress=not args.quiet, trace=trace,
+                                    server_processes=args.server_processes))
     except (ScenarioError, TraceError) as exc:
         print(f"livesell-loadtest: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -44,7 +44,7 @@ from loadtest.host import Host, HostError, TargetError, check_loopback
 from loadtest.model import CouponInfo, RunData, SaleInfo, StockSample
 from loadtest.progress import Progress
 from loadtest.scenario import Scenario
-from loadtest.spawn import SpawnedServer, SpawnError
+from loadtest.spawn import SpawnedServer, SpawnError, plan_cores
 from loadtest.stats import spread_indices, summary
 from loadtest.trace import ReplayPlan, Trace, replay_plan
 from loadtest.worker import TraceStep, WorkerPlan, WorkerResult, run_worker
@@ -78,6 +78,7 @@ class RunOptions:
     admin_key: str | None = None
     progress: bool = True
     trace: Trace | None = None
+    server_processes: int | None = None  # spawned server's processes; None: plan_cores
 
 
 @dataclass(slots=True)
@@ -220,9 +221,10 @@ class Engine:
             env["LIVESELL_SALE_HOLD_SECONDS"] = str(s.sale.hold_seconds)
         env["LIVESELL_CHAT_MESSAGES_PER_S"] = str(s.chat.server_rate_per_s)
         env["LIVESELL_CHAT_BURST"] = str(s.chat.server_burst)
-        server_cpus = cpus[:1] if len(cpus) >= 2 else None
-        self.gen_cpus = cpus[1:] if len(cpus) >= 2 else None
-        self.server = SpawnedServer(env, server_cpus)
+        cores = plan_cores(cpus)
+        self.gen_cpus = cores.generators
+        self.server = SpawnedServer(env, cores.server, redis_cpus=cores.redis,
+                                    workers=self.opts.server_processes or cores.workers)
         self.progress.update(phase="starting a server")
         self.base = await asyncio.to_thread(self.server.start)
         self.ws_host, self.ws_port = check_loopback(self.base)
@@ -854,7 +856,12 @@ class Engine:
         return {
             "scenario": self.scn.to_dict(),
             "target": {"url": self.base, "spawned": self.server is not None or
-                       self.opts.url is None, "room_id": self.room_id},
+                       self.opts.url is None, "room_id": self.room_id,
+                       **({"server_processes": self.server.workers,
+                           "server_cpus": self.server.cpus,
+                           "redis_cpus": self.server.redis_cpus,
+                           "generator_cpus": self.gen_cpus}
+                          if self.server is not None else {})},
             "generator_processes": len(self.results) or len(self.procs),
             "hold_abandon": self.abandon,
             "machine": machine(),

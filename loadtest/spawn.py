@@ -19,10 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtest.stats import ProcSample, children_of, command_of, read_proc
+from server.redis_supervisor import free_port
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -32,11 +35,42 @@ class SpawnError(RuntimeError):
     """The server could not be started."""
 
 
+@dataclass(frozen=True, slots=True)
+class CorePlan:
+    """Which cores the spawned server, its redis-server and the generators use
+    (None: not pinned), and how many server processes run."""
+
+    server: list[int] | None
+    redis: list[int] | None
+    generators: list[int] | None
+    workers: int = 1
+
+
+def plan_cores(cpus: list[int]) -> CorePlan:
+    """Split the cores this process may use. Under 2 cores nothing is pinned. With
+    2-3 the server and its redis-server share the first core and the generators
+    get the rest. From 4 on, redis-server gets a core of its own (one Redis does
+    all the atomic work of every server process, as in production) and the
+    server half of the others, one process per core; the generators get the rest,
+    as they spend about as much CPU per buy as the server does."""
+    if len(cpus) < 2:
+        return CorePlan(None, None, None)
+    if len(cpus) < 4:
+        return CorePlan(cpus[:1], cpus[:1], cpus[1:])
+    rest = cpus[1:]
+    n = max(1, len(rest) // 2)
+    return CorePlan(rest[:n], cpus[:1], rest[n:], workers=n)
+
+
 class SpawnedServer:
     def __init__(self, env: dict[str, str], cpus: list[int] | None = None,
-                 keep_dir: Path | None = None) -> None:
+                 keep_dir: Path | None = None, *, redis_cpus: list[int] | None = None,
+                 workers: int = 1) -> None:
         self.env = env
         self.cpus = cpus
+        self.redis_cpus = redis_cpus if redis_cpus is not None else cpus
+        self.workers = workers
+        self.worker_pids: list[int] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if keep_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="livesell-loadtest-")
@@ -63,9 +97,12 @@ class SpawnedServer:
         env.update(self.env)
         out_path, err_path = self.dir / "server.out", self.dir / "server.err"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            # Several processes share one listening port, which must then be fixed.
+            port = str(free_port()) if self.workers > 1 else "0"
+            workers = ["--workers", str(self.workers)] if self.workers > 1 else []
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0",
-                 "--data-dir", str(self.data_dir), "--log-level", "warning"],
+                [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", port,
+                 "--data-dir", str(self.data_dir), "--log-level", "warning", *workers],
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True)
         self._pin(self.proc.pid)
@@ -77,7 +114,11 @@ class SpawnedServer:
                     self.base = line.split("API:", 1)[1].strip().removesuffix("/api")
             if self.base:
                 self._find_redis()
-                return self.base
+                if self._answers(deadline):
+                    return self.base
+                self.stop()
+                raise SpawnError(f"the server printed {self.base} but did not answer there: "
+                                 + err_path.read_text(errors="replace")[-2000:])
             if self.proc.poll() is not None:
                 raise SpawnError("the server exited during start-up: "
                                  + err_path.read_text(errors="replace")[-2000:])
@@ -85,21 +126,55 @@ class SpawnedServer:
         self.stop()
         raise SpawnError(f"the server printed no URL within {START_TIMEOUT_S:.0f}s")
 
+    def _answers(self, deadline: float) -> bool:
+        """Wait until the server answers HTTP: with --workers it prints its URL
+        before uvicorn has started the processes that listen."""
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), \
+                    direct.open(f"{self.base}/api/time", timeout=5) as reply:
+                if reply.status == 200:
+                    return True
+            if self.proc is not None and self.proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
     def _pin(self, pid: int) -> None:
         if self.cpus and hasattr(os, "sched_setaffinity"):
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(pid, self.cpus)
 
     def _find_redis(self) -> None:
-        for child in children_of(self.pid):
-            if "redis-server" in command_of(child):
-                self.redis_pid = child
-                self._pin(child)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            others = []
+            for child in children_of(self.pid):
+                if "redis-server" in command_of(child):
+                    self.redis_pid = child
+                    if self.redis_cpus and hasattr(os, "sched_setaffinity"):
+                        with contextlib.suppress(OSError):
+                            os.sched_setaffinity(child, self.redis_cpus)
+                elif "spawn_main" in command_of(child):  # a uvicorn worker process
+                    others.append(child)
+            # With --workers the URL is printed before uvicorn has started them all.
+            if self.workers <= 1 or len(others) >= self.workers \
+                    or time.monotonic() > deadline:
+                self.worker_pids = others if self.workers > 1 else []
+                return
+            time.sleep(0.05)
 
     def sample(self) -> tuple[ProcSample | None, ProcSample | None]:
-        """The server process and its redis-server child, from /proc."""
-        return (read_proc(self.pid) if self.proc else None,
-                read_proc(self.redis_pid) if self.redis_pid else None)
+        """The server (its process and, with --workers, every worker process) and
+        its redis-server child, from /proc."""
+        server = None
+        if self.proc:
+            parts = [s for s in (read_proc(p) for p in [self.pid, *self.worker_pids])
+                     if s is not None]
+            if parts:
+                server = ProcSample(sum(p.cpu_s for p in parts),
+                                    sum(p.rss_bytes for p in parts))
+        return server, read_proc(self.redis_pid) if self.redis_pid else None
 
     def stop(self) -> int | None:
         """SIGINT, as Ctrl-C would; SIGKILL if it does not stop in time."""

@@ -61,6 +61,10 @@ def test_bad_scenario_files_exit_2_naming_the_key(tmp_path: Path, toml: str,
     (["--url", "http://192.0.2.1:8000"], ["192.0.2.1 is not a loopback address"]),
     (["--url", "ftp://127.0.0.1"], ["--url", "expected http://HOST:PORT"]),
     (["--url", "http://127.0.0.1:1", "--spawn"], ["not allowed with argument"]),
+    (["--server-processes", "0"], ["--server-processes", "not a positive integer"]),
+    (["--server-processes", "65"], ["--server-processes", "more than 64"]),
+    (["--server-processes", "2", "--url", "http://127.0.0.1:1"],
+     ["--server-processes: only with a spawned server"]),
 ])
 def test_bad_flags_exit_2_naming_the_flag_or_address(tmp_path: Path, args: list[str],
                                                      phrases: list[str]) -> None:

@@ -120,3 +120,22 @@ def test_cpu_per_buy_is_taken_from_the_opening_to_the_last_reply() -> None:
     # Samples that stop before the last reply give no figure rather than a short one.
     engine.burst_cpu = engine.burst_cpu[:2]
     assert engine._burst_cpu_per_buy([10.0, 500.0], 1000) == {}
+
+
+def test_cores_are_split_between_server_redis_and_generators() -> None:
+    from loadtest.spawn import plan_cores
+
+    none = plan_cores([0])
+    assert (none.server, none.redis, none.generators, none.workers) == (None, None, None, 1)
+    two = plan_cores([0, 1])
+    assert (two.server, two.redis, two.generators, two.workers) == ([0], [0], [1], 1)
+    # From 4 cores Redis has one to itself and the server a process per core it gets.
+    four = plan_cores([0, 1, 2, 3])
+    assert (four.server, four.redis, four.generators, four.workers) == ([1], [0], [2, 3], 1)
+    eight = plan_cores(list(range(8)))
+    assert (eight.server, eight.redis, eight.generators, eight.workers) == (
+        [1, 2, 3], [0], [4, 5, 6, 7], 3)
+    for n in range(1, 33):
+        plan = plan_cores(list(range(n)))
+        used = [*(plan.server or []), *(plan.generators or [])]
+        assert len(used) == len(set(used))  # server and generators never share a core

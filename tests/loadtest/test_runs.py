@@ -127,6 +127,16 @@ def test_small_show_with_every_feature_passes_every_check(tmp_path: Path) -> Non
     assert "All checks passed" in page
 
 
+def test_flash_sale_against_two_server_processes_passes_every_check(tmp_path: Path) -> None:
+    out = _run("flash_sale", "--viewers", "200", "--duration", "6", "--server-processes", "2",
+               "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
+    report = _report(tmp_path / "r")
+    _assert_all_passed(out, report)
+    assert report["settings"]["target"]["server_processes"] == 2
+    sel = report["measurements"]["selling"]
+    assert sel["units_sold"] > 0 and sel["orders_stored"] == sel["orders_acknowledged"]
+
+
 def test_sample_trace_replays_scaled_up_and_passes(tmp_path: Path) -> None:
     out = _run("sample", "--viewers", "60", "--speed", "2", "--report-dir",
                str(tmp_path / "r"), cwd=tmp_path)
