@@ -75,7 +75,8 @@ class Pulse:
         await self.ensure_in_step()
         hub = self.settings.hub
         self._tasks = [
-            asyncio.create_task(self._timer_loop(), name="timers"),
+            asyncio.create_task(self._loop(self.timers_tick, TIMER_TICK_S,
+                                           self.show.timers_changed), name="timers"),
             asyncio.create_task(self._loop(self.stock_tick, 1.0 / hub.stock_updates_per_s),
                                 name="stock"),
             asyncio.create_task(self._loop(self.likes_tick, 1.0 / hub.like_updates_per_s),
@@ -96,11 +97,18 @@ class Pulse:
             await self.likes_tick()
             await self.stock_tick()
 
-    async def _loop(self, tick: Callable[[], Awaitable[Any]], interval: float) -> None:
+    async def _loop(self, tick: Callable[[], Awaitable[Any]], interval: float,
+                    wake: asyncio.Event | None = None) -> None:
+        """Run `tick` at most every `interval` seconds. A tick that returns a number
+        of seconds asks for its next run that much later; `wake`, set meanwhile,
+        cuts such a longer wait short (never the `interval`)."""
         while True:
             started = time.monotonic()
+            if wake is not None:
+                wake.clear()
+            wait: object = None
             try:
-                await tick()
+                wait = await tick()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -113,27 +121,13 @@ class Pulse:
             await asyncio.sleep(delay)
             # Lateness of the wake-up itself, not of the tick's own work.
             self.lag_s = max(0.0, time.monotonic() - before - delay)
-
-    async def _timer_loop(self) -> None:
-        changed = self.show.timers_changed
-        while True:
-            started = time.monotonic()
-            changed.clear()
-            wait = TIMER_TICK_S
-            try:
-                wait = await self.timers_tick()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("timers_tick: redis unavailable (%s)", exc)
-                wait = 0.5
-            except Exception:
-                log.exception("timers_tick failed")
-            await asyncio.sleep(max(0.0, started + TIMER_TICK_S - time.monotonic()))
-            rest = started + wait - time.monotonic()
-            if rest > 0 and not changed.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), rest)
+            rest = started + wait - time.monotonic() if isinstance(wait, float) else 0.0
+            if rest > 0:
+                if wake is None:
+                    await asyncio.sleep(rest)
+                elif not wake.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), rest)
 
     async def rooms(self) -> list[str]:
         if time.monotonic() - self._rooms_at > ROOM_REFRESH_S:
