@@ -567,7 +567,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             reserve = r.register_script(script_text)
             latencies: list[float] = []
             reserved_at: list[float] = []
-            redis_pid = redis_server.process.pid if redis_server.process else None
+            redis_pid = redis_server.pid
             cpu0, redis_cpu0 = time.process_time(), _cpu(redis_pid)
             started = time.perf_counter()
 
@@ -694,7 +694,7 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                                                            "held": 0, "sold": 0})
                     sha = str(await r.script_load(script_text))
                     port = int(url.rsplit(":", 1)[1].split("/")[0])
-                    redis_pid = redis_server.process.pid if redis_server.process else None
+                    redis_pid = redis_server.pid
                     redis_cpu0 = _cpu(redis_pid)
                     proc = await asyncio.to_thread(
                         subprocess.run, _redis_benchmark_argv(port, sha, pipeline),

@@ -113,7 +113,7 @@ class SpawnedServer:
                 if line.strip().startswith("API:"):
                     self.base = line.split("API:", 1)[1].strip().removesuffix("/api")
             if self.base:
-                self._find_redis()
+                self._find_children()
                 if self._answers(deadline):
                     return self.base
                 self.stop()
@@ -145,22 +145,24 @@ class SpawnedServer:
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(pid, self.cpus)
 
-    def _find_redis(self) -> None:
+    def _find_children(self) -> None:
+        """The redis-server child (pinned to its cores) and, with --workers, the
+        uvicorn worker processes, which start after the URL is printed."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            others = []
+            workers = []
             for child in children_of(self.pid):
-                if "redis-server" in command_of(child):
+                command = command_of(child)
+                if "redis-server" in command:
                     self.redis_pid = child
                     if self.redis_cpus and hasattr(os, "sched_setaffinity"):
                         with contextlib.suppress(OSError):
                             os.sched_setaffinity(child, self.redis_cpus)
-                elif "spawn_main" in command_of(child):  # a uvicorn worker process
-                    others.append(child)
-            # With --workers the URL is printed before uvicorn has started them all.
-            if self.workers <= 1 or len(others) >= self.workers \
+                elif "spawn_main" in command:
+                    workers.append(child)
+            if self.workers <= 1 or len(workers) >= self.workers \
                     or time.monotonic() > deadline:
-                self.worker_pids = others if self.workers > 1 else []
+                self.worker_pids = workers if self.workers > 1 else []
                 return
             time.sleep(0.05)
 

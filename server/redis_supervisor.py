@@ -84,6 +84,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        """The running redis-server's process id (None when not started)."""
+        return self.process.pid if self.process is not None else None
+
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server import gcpolicy
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
 
@@ -37,7 +39,8 @@ class ServerSettings:
     admin_key: str = ""
     log_level: str = "info"
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
-    gc_young_threshold: int = field(default=50_000, metadata=_range(0, 10_000_000))
+    gc_young_threshold: int = field(default=gcpolicy.DEFAULT_YOUNG_THRESHOLD,
+                                    metadata=_range(0, 10_000_000))
 
 
 @dataclass(frozen=True, slots=True)
