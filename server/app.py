@@ -123,7 +123,7 @@ class Services:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
-        self.store = OrderStore(s.store_path, s.store.batch_max)
+        self.store = OrderStore(s.store_path, s.store.batch_max, s.store.busy_timeout_ms)
         await self.store.open()
         ledger = Ledger(self.redis)
         await ledger.load()
@@ -697,7 +697,11 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
 
 async def on_livesell_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LivesellError)
-    return ok({"error": exc.to_dict()}, exc.status)
+    response = ok({"error": exc.to_dict()}, exc.status)
+    if exc.status == 503:
+        # Load balancers and clients back off for this long before trying again.
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:

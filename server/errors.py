@@ -126,6 +126,10 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
     "muted": (Forbidden, "You are muted in this room."),
     "rate_limited": (RateLimited, "Too many requests: slow down."),
     "request_in_progress": (Conflict, "A request with this id is still being processed."),
+    "sale_stopped": (Conflict, "The host stopped the sale; this hold was cancelled and its "
+                     "units went back to stock."),
+    "checkout_cancelled": (Conflict, "The order could not be recorded in time and was "
+                           "cancelled; nothing was placed and the units went back to stock."),
 }
 
 

@@ -16,7 +16,7 @@ REBUILD_LOCK = "ls:rebuild-lock"
 class RoomKeys:
     """Key names for one room. Cheap to build; hold one per room."""
 
-    __slots__ = ("base", "channel", "confirming", "coupons", "holds", "likes", "log",
+    __slots__ = ("base", "channel", "confirming", "coupons", "epoch", "holds", "likes", "log",
                  "lotteries", "muted", "peak", "pins", "present", "products", "room", "room_id",
                  "sales", "seq", "timers", "uniq")
 
@@ -25,6 +25,9 @@ class RoomKeys:
         b = self.base = f"ls:{{{room_id}}}:"
         self.room = b + "room"
         self.seq = b + "seq"
+        # The room's Redis epoch, equal to the store's (room_epochs): set last when the
+        # room is loaded into Redis, so its absence means "being rebuilt".
+        self.epoch = b + "epoch"
         self.log = b + "log"
         self.channel = b + "events"
         self.products = b + "products"  # hash product_id -> product JSON

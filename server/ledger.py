@@ -32,6 +32,7 @@ SCRIPT_NAMES: Final = (
     "begin_checkout",
     "finish_checkout",
     "abort_checkout",
+    "stop_sale",
     "claim_coupon",
     "enter_lottery",
     "adjust_stock",

@@ -9,7 +9,12 @@ keeping Redis in step with the order store.
   per change.
 - On start, and whenever the epoch marker disappears from Redis (it lost its
   data), Redis is rebuilt from the store: sold counts come from the orders, so
-  nothing the store holds as sold is ever sold again.
+  nothing the store holds as sold is ever sold again. Each room's rebuild first
+  gives the room a new epoch in the store, which fences out every order still
+  queued under the lost state, and only then reads what was sold; the room
+  answers `unavailable` until its epoch key is back in Redis (docs/faults.md).
+- Checkouts a dead or stalled process left half done are decided through the
+  store (Show.recover_checkouts).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from redis.exceptions import RedisError
 from server.domain import CouponDrop, Lottery, Sale, now_ms
 from server.keys import EPOCH, REBUILD_LOCK, ROOMS, room_keys
 from server.protocol import encode
-from server.show import Show, sale_view, stock_view
+from server.show import Show, new_epoch, sale_view, stock_view
+from server.store import StoreError
 
 log = logging.getLogger("livesell.pulse")
 
@@ -39,7 +45,7 @@ log = logging.getLogger("livesell.pulse")
 TIMER_TICK_S = 0.05
 TIMER_IDLE_S = 1.0
 ROOM_REFRESH_S = 2.0
-RECOVER_AFTER_MS = 30_000
+REBUILD_LOCK_S = 60
 # A pulse timer that wakes this late found the event loop busy with work queued
 # ahead of it (a sale's opening: thousands of buys). Coalesced numbers then go
 # out at a quarter of their budget, but no room waits longer than BUSY_MAX_WAIT_S
@@ -84,6 +90,9 @@ class Pulse:
             asyncio.create_task(self._loop(self.viewers_tick, 1.0 / hub.viewer_updates_per_s),
                                 name="viewers"),
             asyncio.create_task(self._loop(self.upkeep_tick, 1.0), name="upkeep"),
+            # Apart from upkeep: deciding a checkout waits on the store, which may be
+            # stalled, and must not delay noticing that Redis lost its data.
+            asyncio.create_task(self._loop(self.recovery_tick, 1.0), name="recovery"),
         ]
 
     async def stop(self) -> None:
@@ -113,6 +122,9 @@ class Pulse:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("%s: redis unavailable (%s)", tick.__name__, exc)
+                await asyncio.sleep(0.5)
+            except StoreError as exc:
+                log.warning("%s: %s", tick.__name__, exc)
                 await asyncio.sleep(0.5)
             except Exception:
                 log.exception("%s failed", tick.__name__)
@@ -285,19 +297,25 @@ class Pulse:
             log.warning("redis lost its data: rebuilding it from the order store")
             await self.ensure_in_step()
         for room_id in await self.rooms():
-            await self.show.recover_checkouts(room_id, RECOVER_AFTER_MS)
             await self.show.refresh_keyword_lotteries(room_id)
             await self.show.refresh_recording(room_id)
+
+    async def recovery_tick(self) -> None:
+        older_than = int(self.settings.store.recover_after_s * 1000)
+        for room_id in await self.rooms():
+            await self.show.recover_checkouts(room_id, older_than)
 
     # ------------------------------------------------------------------ rebuild
 
     async def ensure_in_step(self) -> None:
         """Rebuild Redis from the store when Redis has no epoch marker."""
         if await self.redis.exists(EPOCH):
+            await self.adopt_rooms()
             return
-        if not await self.redis.set(REBUILD_LOCK, "1", nx=True, ex=60):
+        token = new_epoch()
+        if not await self.redis.set(REBUILD_LOCK, token, nx=True, ex=REBUILD_LOCK_S):
             # Another process is rebuilding; wait for it to finish.
-            for _ in range(600):
+            for _ in range(REBUILD_LOCK_S * 10):
                 await asyncio.sleep(0.1)
                 if await self.redis.exists(EPOCH):
                     return
@@ -305,17 +323,54 @@ class Pulse:
         try:
             for room in await self.show.store.rooms():
                 await self.rebuild_room(room)
+                # Still ours: a rebuild waiting on a slow store must not lose the lock.
+                await self.redis.set(REBUILD_LOCK, token, xx=True, ex=REBUILD_LOCK_S)
             await self.redis.set(EPOCH, str(now_ms()))
             self._rooms_at = 0.0
         finally:
-            await self.redis.delete(REBUILD_LOCK)
+            if await self.redis.get(REBUILD_LOCK) == token:
+                await self.redis.delete(REBUILD_LOCK)
+
+    async def adopt_rooms(self) -> None:
+        """Give an epoch to rooms that Redis holds without one (loaded by a version
+        before epochs existed). Their state is kept as it is: only the fence starts.
+        Every process agrees on the epoch, so concurrent starts adopt the same one."""
+        store = self.show.store
+        rooms = [r["room_id"] for r in await store.rooms()]
+        if not rooms:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in rooms:
+                pipe.exists(room_keys(room_id).epoch)
+                pipe.exists(room_keys(room_id).room)
+            found = await pipe.execute()
+        for i, room_id in enumerate(rooms):
+            has_epoch, has_room = found[2 * i], found[2 * i + 1]
+            if has_epoch or not has_room:
+                continue
+            epoch = await store.room_epoch(room_id)
+            if not epoch:
+                epoch = "adopted"
+                await store.set_room_epoch(room_id, epoch)
+            await self.redis.set(room_keys(room_id).epoch, epoch, nx=True)
+            log.info("room %s: adopted its Redis state under epoch %s", room_id, epoch)
 
     async def rebuild_room(self, room: dict[str, Any]) -> None:
         show, store = self.show, self.show.store
         room_id = room["room_id"]
         keys = room_keys(room_id)
+        # The room answers 'unavailable' until its epoch is back (set last, below).
+        await self.redis.delete(keys.epoch)
+        # The fence: from this commit on, an order whose checkout began under the lost
+        # state is refused by the store. Orders committed before it are in the reads
+        # below, so every order the store will ever hold for the old state is counted.
+        epoch = new_epoch()
+        await store.set_room_epoch(room_id, epoch)
         await show._load_room_into_redis(room_id, room["title"], room["stream_url"],
                                          room["host_key_hash"], room["created_at"])
+        # Holds did not survive the loss (held counts restart at 0 below): forget any
+        # trace of them so none can return units twice.
+        await self.redis.delete(keys.holds, keys.confirming)
         # Sequence numbers continue above anything handed out before the loss.
         await self.redis.set(keys.seq, max(now_ms(), int(await self.redis.get(keys.seq) or 0)))
         sold = await store.sold_by_product(room_id)
@@ -340,6 +395,7 @@ class Pulse:
             await show._load_coupon_into_redis(room_id, drop, claimed=len(used), uses=used)
         for data, _seed, result in await store.lotteries(room_id):
             await show._load_lottery_into_redis(room_id, Lottery(**data), result)
+        await show.mark_whole(room_id, epoch)
         log.info("rebuilt room %s from the store", room_id)
 
 

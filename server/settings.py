@@ -58,6 +58,12 @@ class RedisSettings:
 class StoreSettings:
     path: str = ""
     batch_max: int = field(default=500, metadata=_range(1, 10000))
+    # A checkout left 'confirming' this long by a process that died or stalled is
+    # decided by recovery (an abort row in the store unless the order is there).
+    recover_after_s: float = field(default=30.0, metadata=_range(0.5, 3600.0))
+    # Milliseconds a write waits for another process's lock on the SQLite file
+    # before it fails (and the buyer is told to try again, hold kept).
+    busy_timeout_ms: int = field(default=5000, metadata=_range(10, 600_000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,13 @@ one await per batch). WAL mode lets readers on a second connection run beside
 the writer. Orders are unique per hold, so a retried checkout never writes
 twice. The catalogue (rooms, products, sales, coupon drops, lotteries) is kept
 here too, so Redis can be rebuilt from the store after it loses its data.
+
+The store is also the arbiter of every hold's outcome (docs/faults.md): a hold
+ends in the store either as one order row or as one abort row, never both,
+decided inside a write transaction. An order is written only if its hold was
+not aborted and only under the room's current epoch; the epoch changes when
+Redis is rebuilt, which fences out orders promised under the lost Redis state
+that the rebuild could not count.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +32,7 @@ import orjson
 
 log = logging.getLogger("livesell.store")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rooms (
@@ -77,15 +85,31 @@ CREATE TABLE IF NOT EXISTS orders (
     currency TEXT NOT NULL,
     coupon_id TEXT NOT NULL,
     payment_ref TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    request_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS orders_room ON orders (room_id, product_id);
 CREATE INDEX IF NOT EXISTS orders_sale ON orders (sale_id, buyer_id);
+-- Schema 2: the outcome arbiter. A hold given up by checkout recovery gets an
+-- abort row; no order can be written for it afterwards (and no abort row is
+-- written for a hold that has an order).
+CREATE TABLE IF NOT EXISTS aborted_holds (
+    hold_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    aborted_at INTEGER NOT NULL
+);
+-- The room's Redis epoch: set when Redis is loaded for the room. An order whose
+-- checkout began under another epoch is refused (fenced).
+CREATE TABLE IF NOT EXISTS room_epochs (
+    room_id TEXT PRIMARY KEY,
+    epoch TEXT NOT NULL
+);
 """
 
 ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",
                         "quantity", "unit_price", "subtotal", "discount", "total", "currency",
-                        "coupon_id", "payment_ref", "created_at")
+                        "coupon_id", "payment_ref", "created_at", "request_id")
 INSERT_ORDER: Final = (
     f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in ORDER_COLUMNS)}) ON CONFLICT(hold_id) DO NOTHING"
@@ -109,6 +133,7 @@ class Order:
     coupon_id: str
     payment_ref: str
     created_at: int
+    request_id: str = ""  # the checkout's request id, so a retry finds it after a loss
 
     def row(self) -> tuple[Any, ...]:
         return tuple(getattr(self, c) for c in ORDER_COLUMNS)
@@ -121,19 +146,47 @@ class StoreClosed(RuntimeError):
     pass
 
 
-_Write = tuple[str, Sequence[Any], "asyncio.Future[None]"]
+class StoreError(RuntimeError):
+    """A write failed and nothing of it was committed (e.g. the file stayed locked
+    past busy_timeout): the caller may safely try again."""
+
+
+# What became of an order write: written (or already there for this hold), refused
+# because the hold was aborted, or refused because its epoch is not the room's.
+PLACED: Final = "placed"
+ABORTED: Final = "aborted"
+FENCED: Final = "fenced"
+# What became of an abort: the abort row is there, or the hold has an order.
+ORDERED: Final = "ordered"
+
+
+@dataclass(slots=True)
+class _Write:
+    """One queued write. `kind` is "sql" (a plain statement), "order", "abort" or
+    "epoch"; the future resolves after its transaction committed."""
+
+    kind: str
+    sql: str
+    params: Sequence[Any]
+    fut: asyncio.Future[Any]
+    epoch: str = ""
 
 
 class OrderStore:
-    def __init__(self, path: Path, batch_max: int = 500) -> None:
+    def __init__(self, path: Path, batch_max: int = 500, busy_timeout_ms: int = 5000) -> None:
         self.path = path
         self.batch_max = batch_max
+        self.busy_timeout_ms = busy_timeout_ms
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0  # committed transactions, for metrics and tests
+        # Readiness: when the oldest write now in progress was queued (None: idle),
+        # and whether the last transaction failed.
+        self.busy_since: float | None = None
+        self.last_failed = False
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +195,7 @@ class OrderStore:
         await db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before the buyer hears "placed".
         await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA busy_timeout=5000")
+        await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         await db.executescript(SCHEMA)
         async with db.execute("SELECT version FROM schema_version") as cur:
             row = await cur.fetchone()
@@ -151,8 +204,13 @@ class OrderStore:
         elif row[0] > SCHEMA_VERSION:
             raise RuntimeError(f"order store {self.path} has schema {row[0]}, newer than "
                                f"this server's {SCHEMA_VERSION}")
+        elif row[0] < SCHEMA_VERSION:
+            # 1 -> 2: the new tables come from SCHEMA above (IF NOT EXISTS); orders
+            # gain the checkout's request id.
+            await db.execute("ALTER TABLE orders ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
+            await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         self._reader_db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._reader_db.execute("PRAGMA busy_timeout=5000")
+        await self._reader_db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         self._reader_db.row_factory = aiosqlite.Row
         self._writer_task = asyncio.create_task(self._writer(), name="store-writer")
 
@@ -172,20 +230,45 @@ class OrderStore:
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, sql: str, params: Sequence[Any]) -> asyncio.Future[None]:
-        """Queue one statement; the future resolves once its transaction committed."""
+    def _queue_write(self, kind: str, sql: str, params: Sequence[Any],
+                     epoch: str = "") -> asyncio.Future[Any]:
         if self._closing:
             raise StoreClosed("the order store is shutting down")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((sql, params, fut))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Write(kind, sql, params, fut, epoch))
         return fut
 
-    async def place_order(self, order: Order) -> None:
-        await self.write(INSERT_ORDER, order.row())
+    def write(self, sql: str, params: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queue one statement; the future resolves once its transaction committed."""
+        return self._queue_write("sql", sql, params)
+
+    async def place_order(self, order: Order, epoch: str) -> str:
+        """Write the order unless its hold was aborted or `epoch` is no longer the
+        room's: PLACED (also when this hold's order is already there), ABORTED or
+        FENCED. Raises StoreError when nothing could be committed."""
+        result: str = await self._queue_write("order", INSERT_ORDER, order.row(), epoch)
+        return result
+
+    async def abort_hold(self, hold_id: str, room_id: str, reason: str, at: int) -> str:
+        """Decide a hold as aborted unless it already has an order: ABORTED (the
+        abort row is there; no order can follow) or ORDERED."""
+        result: str = await self._queue_write("abort", "", (hold_id, room_id, reason, at))
+        return result
+
+    async def set_room_epoch(self, room_id: str, epoch: str) -> None:
+        """Make `epoch` the room's: every order queued under another one is fenced."""
+        await self._queue_write("epoch", "", (room_id, epoch))
+
+    async def wait_idle(self) -> None:
+        """Wait until every write queued so far has been committed or failed."""
+        marker = self._queue_write("sql", "SELECT 1", ())
+        with contextlib.suppress(Exception):
+            await marker
 
     async def _writer(self) -> None:
         assert self._writer_db is not None
         db = self._writer_db
+        loop = asyncio.get_running_loop()
         stop = False
         while not stop:
             first = await self._queue.get()
@@ -198,7 +281,9 @@ class OrderStore:
                     stop = True
                     break
                 batch.append(item)
+            self.busy_since = loop.time()
             await self._commit(db, batch)
+            self.busy_since = None
         # Drain anything queued before the stop marker was seen.
         rest = []
         while not self._queue.empty():
@@ -210,37 +295,61 @@ class OrderStore:
 
     async def _commit(self, db: aiosqlite.Connection, batch: list[_Write]) -> None:
         try:
-            await self._run_transaction(db, batch)
+            results = await self._run_transaction(db, batch)
+        except sqlite3.OperationalError as exc:
+            # Locked past busy_timeout, disk I/O, ...: the transaction rolled back and
+            # nothing of it is in the file. Every write of the batch failed the same
+            # way; retrying each alone would only multiply the wait.
+            self.last_failed = True
+            log.warning("order store write failed (%s): %d writes refused", exc, len(batch))
+            err = StoreError(f"order store unavailable: {exc}")
+            for item in batch:
+                if not item.fut.done():
+                    item.fut.set_exception(err)
+            return
         except Exception:
             # One bad statement must not fail its neighbours: redo them one by one.
             for item in batch:
                 try:
-                    await self._run_transaction(db, [item])
+                    one = await self._run_transaction(db, [item])
                 except Exception as exc:
-                    if not item[2].done():
-                        item[2].set_exception(exc)
+                    if not item.fut.done():
+                        item.fut.set_exception(exc)
                 else:
-                    if not item[2].done():
-                        item[2].set_result(None)
+                    if not item.fut.done():
+                        item.fut.set_result(one[0])
             return
-        for _, _, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
+        self.last_failed = False
+        for item, result in zip(batch, results, strict=True):
+            if not item.fut.done():
+                item.fut.set_result(result)
 
-    async def _run_transaction(self, db: aiosqlite.Connection, batch: list[_Write]) -> None:
+    async def _run_transaction(self, db: aiosqlite.Connection, batch: list[_Write]) -> list[Any]:
+        """Run the batch in one transaction, in queue order; one result per write."""
+        results: list[Any] = [None] * len(batch)
         await db.execute("BEGIN IMMEDIATE")
         try:
-            # Consecutive statements with the same SQL go in one executemany.
+            # Consecutive writes of the same kind and SQL go together (one executemany).
             i = 0
             while i < len(batch):
-                sql = batch[i][0]
                 j = i
-                while j < len(batch) and batch[j][0] == sql:
+                while j < len(batch) and batch[j].kind == batch[i].kind and \
+                        batch[j].sql == batch[i].sql:
                     j += 1
-                if j - i == 1:
-                    await db.execute(sql, batch[i][1])
+                group = batch[i:j]
+                kind = group[0].kind
+                if kind == "order":
+                    results[i:j] = await self._insert_orders(db, group)
+                elif kind == "abort":
+                    results[i:j] = [await self._abort(db, item.params) for item in group]
+                elif kind == "epoch":
+                    await db.executemany(
+                        "INSERT INTO room_epochs VALUES (?, ?) ON CONFLICT(room_id) "
+                        "DO UPDATE SET epoch = excluded.epoch", [item.params for item in group])
+                elif j - i == 1:
+                    await db.execute(group[0].sql, group[0].params)
                 else:
-                    await db.executemany(sql, [item[1] for item in batch[i:j]])
+                    await db.executemany(group[0].sql, [item.params for item in group])
                 i = j
             await db.execute("COMMIT")
             self.batches += 1
@@ -248,6 +357,50 @@ class OrderStore:
             with contextlib.suppress(Exception):
                 await db.execute("ROLLBACK")
             raise
+        return results
+
+    async def _insert_orders(self, db: aiosqlite.Connection, group: list[_Write]) -> list[str]:
+        """Insert the orders that may be written; say of each what became of it. Runs
+        inside the write transaction, so the checks and the inserts are one decision."""
+        holds = [item.params[1] for item in group]
+        rooms = sorted({item.params[2] for item in group})
+        aborted: set[str] = set()
+        for start in range(0, len(holds), 500):
+            chunk = holds[start:start + 500]
+            async with db.execute(
+                    f"SELECT hold_id FROM aborted_holds WHERE hold_id IN "
+                    f"({', '.join('?' for _ in chunk)})", chunk) as cur:
+                aborted.update(r[0] for r in await cur.fetchall())
+        epochs: dict[str, str] = {}
+        for start in range(0, len(rooms), 500):
+            chunk = rooms[start:start + 500]
+            async with db.execute(
+                    f"SELECT room_id, epoch FROM room_epochs WHERE room_id IN "
+                    f"({', '.join('?' for _ in chunk)})", chunk) as cur:
+                epochs.update({r[0]: r[1] for r in await cur.fetchall()})
+        results: list[str] = []
+        rows: list[Sequence[Any]] = []
+        for item in group:
+            if item.params[1] in aborted:
+                results.append(ABORTED)
+            elif epochs.get(item.params[2], "") != item.epoch:
+                results.append(FENCED)
+            else:
+                results.append(PLACED)
+                rows.append(item.params)
+        if rows:
+            await db.executemany(INSERT_ORDER, rows)
+        return results
+
+    @staticmethod
+    async def _abort(db: aiosqlite.Connection, params: Sequence[Any]) -> str:
+        hold_id = params[0]
+        async with db.execute("SELECT 1 FROM orders WHERE hold_id = ?", (hold_id,)) as cur:
+            if await cur.fetchone() is not None:
+                return ORDERED
+        await db.execute("INSERT INTO aborted_holds VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT(hold_id) DO NOTHING", params)
+        return ABORTED
 
     # ------------------------------------------------------------------ catalogue writes
 
@@ -300,6 +453,10 @@ class OrderStore:
         rows = await self._all("SELECT * FROM rooms ORDER BY created_at")
         return [dict(r) for r in rows]
 
+    async def room(self, room_id: str) -> dict[str, Any] | None:
+        rows = await self._all("SELECT * FROM rooms WHERE room_id = ?", (room_id,))
+        return dict(rows[0]) if rows else None
+
     async def products(self, room_id: str) -> list[tuple[dict[str, Any], int]]:
         rows = await self._all(
             "SELECT data, stock FROM products WHERE room_id = ? ORDER BY position", (room_id,))
@@ -332,6 +489,37 @@ class OrderStore:
     async def order_for_hold(self, hold_id: str) -> Order | None:
         rows = await self._all("SELECT * FROM orders WHERE hold_id = ?", (hold_id,))
         return Order(**dict(rows[0])) if rows else None
+
+    async def aborted(self, room_id: str) -> list[str]:
+        rows = await self._all("SELECT hold_id FROM aborted_holds WHERE room_id = ? "
+                               "ORDER BY hold_id", (room_id,))
+        return [r["hold_id"] for r in rows]
+
+    async def room_epoch(self, room_id: str) -> str:
+        rows = await self._all("SELECT epoch FROM room_epochs WHERE room_id = ?", (room_id,))
+        return str(rows[0]["epoch"]) if rows else ""
+
+    async def outcome_conflicts(self, room_id: str) -> int:
+        """Holds with both an order and an abort row: zero by construction; the
+        audit proves it."""
+        rows = await self._all(
+            "SELECT COUNT(*) AS n FROM orders JOIN aborted_holds USING (hold_id) "
+            "WHERE orders.room_id = ?", (room_id,))
+        return int(rows[0]["n"])
+
+    async def oversold_sales(self, room_id: str) -> dict[str, tuple[int, int]]:
+        """Sales whose orders in the store exceed their units: sale -> (sold, units).
+        The record alone, without Redis, proves there was no oversell."""
+        rows = await self._all(
+            "SELECT s.sale_id, s.data, COALESCE(SUM(o.quantity), 0) AS n FROM sales s "
+            "LEFT JOIN orders o ON o.sale_id = s.sale_id WHERE s.room_id = ? "
+            "GROUP BY s.sale_id", (room_id,))
+        out: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            units = int(orjson.loads(r["data"])["units"])
+            if int(r["n"]) > units:
+                out[r["sale_id"]] = (int(r["n"]), units)
+        return out
 
     async def sold_by_product(self, room_id: str) -> dict[str, int]:
         rows = await self._all(

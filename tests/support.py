@@ -212,3 +212,60 @@ async def viewers(server: LiveServer, room_id: str, n: int) -> AsyncIterator[lis
         yield list(clients)
     finally:
         await asyncio.gather(*(c.close() for c in clients))
+
+
+_LOCKER = r"""
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("ROLLBACK")
+print("released", flush=True)
+"""
+
+
+class StoreLock:
+    """Another process holding `BEGIN EXCLUSIVE` on a SQLite file until released:
+    the stalled-store fault, with a real lock from a real process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Self:
+        import sys
+
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _LOCKER, str(self.path), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        assert line.strip() == b"locked", line
+        return self
+
+    async def release(self) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        assert (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() == b"released"
+        await asyncio.wait_for(proc.wait(), 60)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+
+async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll `check` (a coroutine function) until it returns a truthy value; the
+    bound is generous because CI machines are loaded."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(interval)

@@ -1,5 +1,7 @@
--- The order could not be written: put the hold back to 'held' (it may expire again)
--- and give the buyer the coupon back.
+-- The order's write failed and nothing of it was committed: put the hold back to
+-- 'held' (it may expire again, or be checked out again) and give the buyer the
+-- coupon back. Only for a failed write: a hold the store decided as aborted, or
+-- that the store fenced, is voided with release.lua ('void') instead.
 -- KEYS[1] hold hash, KEYS[2] expiring-holds zset, KEYS[3] coupon claims hash,
 -- KEYS[4] zset of holds in checkout
 -- ARGV[1] hold id

@@ -2,11 +2,15 @@
 -- buyer applies (if any) is reserved for it. The order is then written to the store.
 -- KEYS[1] request-id answer, KEYS[2] hold hash, KEYS[3] expiring-holds zset,
 -- KEYS[4] coupon drop hash, KEYS[5] coupon claims hash (both unused without a coupon),
--- KEYS[6] zset of holds in checkout (for crash recovery)
+-- KEYS[6] zset of holds in checkout (for crash recovery), KEYS[7] the room's epoch
+-- (absent: Redis is being rebuilt)
 -- ARGV[1] hold id, ARGV[2] buyer, ARGV[3] coupon id or ''
--- Returns {'dup', answer} | {'refused', code} | {'ok'|'confirming'|'confirmed', hold json}
+-- Returns {'dup', answer} | {'rebuilding'} | {'refused', code}
+--   | {'ok'|'confirming'|'confirmed', hold json, epoch}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
+local epoch = redis.call('GET', KEYS[7])
+if not epoch then return {'rebuilding'} end
 local h = redis.call('HMGET', KEYS[2], 'state', 'buyer', 'product_id', 'sale_id', 'quantity',
   'unit_price', 'currency', 'expires_at', 'coupon_id', 'discount', 'order_id', 'created_at')
 if not h[1] or h[2] ~= ARGV[2] then return {'refused', 'hold_not_found'} end
@@ -16,10 +20,13 @@ local function hold_json()
     expires_at = tonumber(h[8]), coupon_id = h[9] or '', discount = tonumber(h[10] or '0'),
     created_at = tonumber(h[12])})
 end
-if h[1] == 'confirmed' then return {'confirmed', hold_json()} end
-if h[1] == 'confirming' then return {'confirming', hold_json()} end
+if h[1] == 'confirmed' then return {'confirmed', hold_json(), epoch} end
+if h[1] == 'confirming' then return {'confirming', hold_json(), epoch} end
 if h[1] == 'expired' then return {'refused', 'hold_expired'} end
 if h[1] == 'released' then return {'refused', 'hold_released'} end
+if h[1] == 'voided' then return {'refused', 'sale_stopped'} end
+if h[1] == 'aborted' then return {'refused', 'checkout_cancelled'} end
+if h[1] ~= 'held' then return {'refused', 'hold_not_found'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now >= tonumber(h[8]) then return {'refused', 'hold_expired'} end
@@ -48,4 +55,4 @@ end
 redis.call('HSET', KEYS[2], 'state', 'confirming')
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[6], now, ARGV[1])
-return {'ok', hold_json()}
+return {'ok', hold_json(), epoch}

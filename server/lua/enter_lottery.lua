@@ -1,11 +1,12 @@
 -- Enter a viewer into an open lottery: in the room, by the entry rule, once.
 -- KEYS[1] request-id answer, KEYS[2] lottery hash, KEYS[3] entrants set,
--- KEYS[4] room presence hash
+-- KEYS[4] room presence hash, KEYS[5] the room's epoch (absent: Redis is being rebuilt)
 -- ARGV[1] viewer, ARGV[2] lower-cased entry text ('' for a button entry),
 -- ARGV[3] answer TTL s, ARGV[4] lottery id
--- Returns {'dup', answer} | {'refused', answer} | {'ok', answer}
+-- Returns {'dup', answer} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'rebuilding'} end
 local function refuse(code)
   local answer = cjson.encode({error = code})
   redis.call('SET', KEYS[1], answer, 'EX', ARGV[3])

@@ -1,34 +1,49 @@
--- Return a held reservation's units to stock: on expiry (by the server clock) or when
--- the buyer releases it. Only a hold in state 'held' moves, so units return exactly
--- once even when expiry races a checkout (which moves it to 'confirming' first).
+-- Return a held reservation's units to stock: on expiry, when the buyer releases it,
+-- or when checkout recovery or the store's fence voids a checkout. Only a hold in
+-- state 'held' (or 'confirming', for 'void') moves, so units return exactly once
+-- even when expiry races a checkout (which moves the hold to 'confirming' first).
+-- The server clock decides: a release asked for at or after the hold's expiry is an
+-- expiry, whether or not the sweep has run yet.
 -- KEYS[1] hold hash, KEYS[2] product stock hash, KEYS[3] sale hash,
--- KEYS[4] per-buyer units of the sale, KEYS[5] expiring-holds zset
--- ARGV[1] hold id, ARGV[2] 'expire' | 'release', ARGV[3] buyer (for release),
+-- KEYS[4] per-buyer units of the sale, KEYS[5] expiring-holds zset,
+-- KEYS[6] zset of holds in checkout, KEYS[7] coupon claims hash (unused without a coupon)
+-- ARGV[1] hold id, ARGV[2] 'expire' | 'release' | 'void', ARGV[3] buyer (for release),
 -- ARGV[4] ms to keep the finished hold for late checkouts
--- Returns {'done', qty, product_id} | {'not_due'} | {'missing'} | {state} (its state now)
-local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id')
+-- Returns {'done', qty, product_id, state now} | {'not_due'} | {'missing'} | {state}
+local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id',
+  'coupon_id')
 if not h[1] then
   redis.call('ZREM', KEYS[5], ARGV[1])
   return {'missing'}
 end
 if ARGV[2] == 'release' and h[3] ~= ARGV[3] then return {'missing'} end
-if h[1] ~= 'held' then
-  redis.call('ZREM', KEYS[5], ARGV[1])
+local movable = h[1] == 'held' or (ARGV[2] == 'void' and h[1] == 'confirming')
+if not movable then
+  if h[1] ~= 'confirming' then redis.call('ZREM', KEYS[5], ARGV[1]) end
   return {h[1]}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[2] == 'expire' and now < tonumber(h[2]) then return {'not_due'} end
+local state
+if ARGV[2] == 'void' then
+  state = 'aborted'
+elseif now >= tonumber(h[2]) then
+  state = 'expired'
+elseif ARGV[2] == 'expire' then
+  return {'not_due'}
+else
+  state = 'released'
+end
 local qty = tonumber(h[4])
 redis.call('HINCRBY', KEYS[2], 'left', qty)
 redis.call('HINCRBY', KEYS[2], 'held', -qty)
 redis.call('HINCRBY', KEYS[3], 'held', -qty)
 redis.call('HINCRBY', KEYS[4], h[3], -qty)
-if ARGV[2] == 'expire' then
-  redis.call('HSET', KEYS[1], 'state', 'expired')
-else
-  redis.call('HSET', KEYS[1], 'state', 'released')
-end
+redis.call('HSET', KEYS[1], 'state', state)
 redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+if h[6] and h[6] ~= '' and redis.call('HGET', KEYS[7], h[3]) == 'reserved:' .. ARGV[1] then
+  redis.call('HSET', KEYS[7], h[3], 'claimed')
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'done', qty, h[5]}
+return {'done', qty, h[5], state}

@@ -2,12 +2,13 @@
 -- stock / sale window / per-buyer limit decision in one atomic step.
 -- KEYS[1] request-id answer, KEYS[2] product's current sale id, KEYS[3] sale hash,
 -- KEYS[4] product stock hash, KEYS[5] per-buyer units of the sale, KEYS[6] hold hash,
--- KEYS[7] expiring-holds zset
+-- KEYS[7] expiring-holds zset, KEYS[8] the room's epoch (absent: Redis is being rebuilt)
 -- ARGV[1] sale id the caller believes is current, ARGV[2] buyer, ARGV[3] quantity,
 -- ARGV[4] new hold id, ARGV[5] hold lifetime ms, ARGV[6] answer TTL s, ARGV[7] product id
--- Returns {'dup', answer} | {'stale'} | {'refused', answer} | {'ok', answer}
+-- Returns {'dup', answer} | {'stale'} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
+if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'stale'} end
 local s = redis.call('HMGET', KEYS[3], 'starts_at', 'ends_at', 'state', 'units', 'held', 'sold',
   'limit', 'price', 'currency')

@@ -1,0 +1,320 @@
+"""Promises under faults (docs/faults.md), asserted from outside: the store read
+directly, the audit, Redis. A stalled order store (a real EXCLUSIVE lock held by
+another process, longer than every recovery timeout), Redis losing its data while
+checkouts wait on the store, a sale stopped with holds open, releases after expiry.
+Two server instances share Redis and the store where a fault needs a second
+process's recovery or rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from server.keys import room_keys
+from server.settings import Settings
+from tests.support import (
+    Host,
+    LiveServer,
+    StoreLock,
+    ViewerClient,
+    create_room,
+    eventually,
+    join,
+    make_settings,
+)
+
+
+def fault_settings(redis_url: str, data_dir: Path, busy_timeout_ms: int) -> Settings:
+    # Recovery decides a checkout after 1 s and holds expire after 2 s: the stalls
+    # below last longer than both.
+    return make_settings(redis_url, data_dir,
+                         store={"recover_after_s": 1.0, "busy_timeout_ms": busy_timeout_ms},
+                         sale={"hold_seconds": 2.0})
+
+
+@dataclass
+class Ledger:
+    """What the buyers were told."""
+
+    placed: dict[str, dict[str, Any]] = field(default_factory=dict)  # order id -> order
+    cancelled: list[str] = field(default_factory=list)  # hold ids
+    codes: dict[str, int] = field(default_factory=dict)
+
+    def note(self, answer: dict[str, Any]) -> None:
+        code = answer["type"] if answer["type"] != "error" else answer["code"]
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+
+async def shop(viewer: ViewerClient, product_id: str, told: Ledger, stop: asyncio.Event,
+               rounds: int = 400) -> None:
+    """Buy one unit and check out, again and again, until told to stop."""
+    for _ in range(rounds):
+        if stop.is_set():
+            return
+        hold = await viewer.request("buy", product_id=product_id, quantity=1, timeout=120)
+        told.note(hold)
+        if hold["type"] != "hold":
+            await asyncio.sleep(0.05)
+            continue
+        hold_id = hold["hold"]["id"]
+        for _attempt in range(20):
+            answer = await viewer.request("checkout", hold_id=hold_id, timeout=180)
+            told.note(answer)
+            if answer["type"] == "order_placed":
+                told.placed[answer["order"]["order_id"]] = answer["order"]
+                break
+            if answer.get("code") == "checkout_cancelled":
+                told.cancelled.append(hold_id)
+                break
+            if answer.get("code") not in ("store_unavailable", "unavailable",
+                                          "request_in_progress"):
+                break
+            await asyncio.sleep(0.1)
+
+
+def store_orders(path: Path) -> dict[str, tuple[str, int]]:
+    """order id -> (hold id, quantity), read straight from the SQLite file."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        rows = db.execute("SELECT order_id, hold_id, quantity FROM orders").fetchall()
+    finally:
+        db.close()
+    return {o: (h, q) for o, h, q in rows}
+
+
+async def settled(host: Host, redis_url: str) -> dict[str, Any]:
+    """Wait until no hold is open or in checkout, then return the audit."""
+    client = aioredis.Redis.from_url(redis_url)
+    keys = room_keys(host.room_id)
+    try:
+        async def quiet() -> bool:
+            return not await client.zcard(keys.holds) and not await client.zcard(
+                keys.confirming) and bool(await client.exists(keys.epoch))
+        await eventually(quiet, timeout=120)
+    finally:
+        await client.aclose()
+    return await host.audit()
+
+
+def assert_promises_kept(audit: dict[str, Any], told: Ledger, db: Path, units: int) -> None:
+    assert audit["ok"], [c for c in audit["checks"] if not c["ok"]]
+    stored = store_orders(db)
+    sold = sum(q for _, q in stored.values())
+    assert sold <= units, f"oversold: {sold} of {units}"
+    # Every order a buyer was told about is in the store; nothing in the store that
+    # no buyer was told about (each buyer stayed connected to hear its answer).
+    assert set(told.placed) == set(stored), (set(told.placed) ^ set(stored))
+    cancelled_holds = set(told.cancelled)
+    assert not cancelled_holds & {h for h, _ in stored.values()}
+    assert audit["products"][0]["sold"] == sold == audit["products"][0]["sold_in_store"]
+
+
+@contextlib.asynccontextmanager
+async def two_servers(settings: Settings) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
+    a = await LiveServer(settings).start()
+    b = await LiveServer(settings).start()
+    try:
+        yield a, b
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+async def old_confirming(redis_url: str, room_id: str, older_than_ms: int) -> int:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        t = await client.time()
+        now = t[0] * 1000 + t[1] // 1000
+        n: int = await client.zcount(room_keys(room_id).confirming, "-inf", now - older_than_ms)
+        return n
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("busy_timeout_ms", [60_000, 300], ids=["writes-wait", "writes-fail"])
+async def test_a_store_stalled_past_every_timeout_never_oversells(
+        redis_url: str, data_dir: Path, busy_timeout_ms: int) -> None:
+    """Case 1: EXCLUSIVE lock held by another process while buyers loop buy -> checkout
+    on two servers; the lock outlasts recovery (1 s) and hold expiry (2 s)."""
+    settings = fault_settings(redis_url, data_dir, busy_timeout_ms)
+    units = 30
+    async with two_servers(settings) as (a, b), httpx.AsyncClient(base_url=a.base,
+                                                                 timeout=60) as http:
+        host = await create_room(http)
+        product = await host.product(stock=40)
+        pid = product["product_id"]
+        await host.sale(pid, units=units, limit=1000)
+        crowd = [await join(a, host.room_id) for _ in range(8)] + \
+            [await join(b, host.room_id) for _ in range(8)]
+        told, stop = Ledger(), asyncio.Event()
+        await shop(crowd[0], pid, told, stop, rounds=3)  # some orders before the stall
+        assert len(told.placed) == 3
+        async with StoreLock(settings.store_path):
+            shoppers = [asyncio.create_task(shop(v, pid, told, stop)) for v in crowd]
+            # Hold the lock until checkouts have waited on it longer than recovery's
+            # bound and their holds' lifetime, and recovery had its chance.
+            async def stale_checkouts() -> bool:
+                return await old_confirming(redis_url, host.room_id, 4000) > 0 or \
+                    told.codes.get("store_unavailable", 0) >= 5
+            await eventually(stale_checkouts, timeout=90)
+            await asyncio.sleep(0)
+        async def sold_out() -> bool:
+            return sum(q for _, q in store_orders(settings.store_path).values()) >= units \
+                or all(s.done() for s in shoppers)
+        await eventually(sold_out, timeout=120)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*shoppers), 240)
+        audit = await settled(host, redis_url)
+        assert_promises_kept(audit, told, settings.store_path, units)
+        assert len(told.placed) == units
+        if busy_timeout_ms > 10_000:
+            # Writes waited out the lock: each server's recovery decided some of the
+            # other's stalled checkouts through the store, and buyers were told.
+            assert audit["aborted_holds"] >= 1 and told.cancelled
+            assert audit["aborted_holds"] == len(told.cancelled)
+        else:
+            assert told.codes.get("store_unavailable", 0) >= 1
+        await asyncio.gather(*(v.close() for v in crowd))
+
+
+async def test_redis_lost_while_checkouts_wait_on_the_store(redis_url: str,
+                                                           data_dir: Path) -> None:
+    """Case 2 and case 8: FLUSHALL while checkouts are queued behind a store lock.
+    The rebuild fences or counts every one of them; while it cannot finish, the room
+    answers `unavailable` (buys, HTTP 503 with Retry-After, audit 'rebuilding')."""
+    settings = fault_settings(redis_url, data_dir, 120_000)
+    units = 24
+    async with two_servers(settings) as (a, b), httpx.AsyncClient(base_url=a.base,
+                                                                 timeout=60) as http:
+        host = await create_room(http)
+        product = await host.product(stock=30)
+        pid = product["product_id"]
+        await host.sale(pid, units=units, limit=1000)
+        crowd = [await join(a, host.room_id) for _ in range(6)] + \
+            [await join(b, host.room_id) for _ in range(6)]
+        told, stop = Ledger(), asyncio.Event()
+        await shop(crowd[0], pid, told, stop, rounds=3)  # some orders before the stall
+        assert len(told.placed) == 3
+        probe = await join(a, host.room_id)
+        async with StoreLock(settings.store_path) as lock:
+            shoppers = [asyncio.create_task(shop(v, pid, told, stop)) for v in crowd]
+            await eventually(lambda: old_confirming(redis_url, host.room_id, 0))
+            client = aioredis.Redis.from_url(redis_url)
+            await client.flushall()
+            await client.aclose()
+
+            async def refused() -> bool:
+                r = await http.get(f"/api/rooms/{host.room_id}")
+                return r.status_code == 503
+            await eventually(refused)
+            r = await http.get(f"/api/rooms/{host.room_id}")
+            assert r.json()["error"]["code"] == "unavailable"
+            assert r.headers["retry-after"] == "1"
+            answer = await probe.request("buy", product_id=pid, quantity=1)
+            assert answer["type"] == "error" and answer["code"] == "unavailable", answer
+            audit = await host.audit()
+            assert audit["state"] == "rebuilding" and audit["ok"] is False
+            await lock.release()
+        async def whole() -> bool:
+            return (await http.get(f"/api/rooms/{host.room_id}")).status_code == 200
+        await eventually(whole)
+        async def sold_out() -> bool:
+            return sum(q for _, q in store_orders(settings.store_path).values()) >= units \
+                or all(s.done() for s in shoppers)
+        await eventually(sold_out, timeout=120)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*shoppers), 240)
+        audit = await settled(host, redis_url)
+        assert audit["state"] == "whole"
+        assert_promises_kept(audit, told, settings.store_path, units)
+        await asyncio.gather(*(v.close() for v in [*crowd, probe]))
+
+
+async def test_stopping_a_sale_voids_its_open_holds(server: LiveServer,
+                                                   http: httpx.AsyncClient) -> None:
+    """Case 7: a hold taken before the stop cannot be paid after it."""
+    host = await create_room(http)
+    product = await host.product(stock=20)
+    pid = product["product_id"]
+    sale = await host.sale(pid, units=10, limit=5, price=99)
+    buyer, watcher = await join(server, host.room_id), await join(server, host.room_id)
+    hold = await buyer.request("buy", product_id=pid, quantity=5)
+    assert hold["type"] == "hold"
+    stopped = await host.call("POST", f"/sales/{sale['sale_id']}/stop", expect=200)
+    assert stopped["state"] == "stopped" and stopped["held"] == 0
+    voided = await watcher.next_event("holds_voided")
+    assert voided["hold_ids"] == [hold["hold"]["id"]] and voided["units"] == 5
+    late = await buyer.request("checkout", hold_id=hold["hold"]["id"])
+    assert late["type"] == "error" and late["code"] == "sale_stopped"
+    released = await buyer.request("release", hold_id=hold["hold"]["id"])
+    assert released["code"] == "sale_stopped"
+    audit = await host.audit()
+    assert audit["ok"], audit["checks"]
+    assert audit["products"][0]["left"] == 20 and audit["orders"]["orders"] == 0
+    await asyncio.gather(buyer.close(), watcher.close())
+
+
+async def test_a_release_after_expiry_is_an_expiry(redis_url: str, data_dir: Path) -> None:
+    """The server clock decides: a release at or after expires_at answers hold_expired,
+    whether or not the expiry sweep has run yet."""
+    live = await LiveServer(make_settings(redis_url, data_dir,
+                                          sale={"hold_seconds": 1.0})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+            product = await host.product(stock=50)
+            await host.sale(product["product_id"], units=50, limit=5)
+            crowd = [await join(live, host.room_id) for _ in range(12)]
+            holds = await asyncio.gather(*(v.request("buy", product_id=product["product_id"])
+                                           for v in crowd))
+            latest = max(h["hold"]["expires_at"] for h in holds)
+
+            async def past() -> bool:
+                t = (await http.get("/api/time")).json()["server_time"]
+                return bool(t >= latest)
+            await eventually(past)
+            answers = await asyncio.gather(*(v.request("release", hold_id=h["hold"]["id"])
+                                             for v, h in zip(crowd, holds, strict=True)))
+            assert {a.get("code") for a in answers} == {"hold_expired"}, answers
+            audit = await host.audit()
+            assert audit["ok"] and audit["products"][0]["left"] == 50
+            await asyncio.gather(*(v.close() for v in crowd))
+    finally:
+        await live.stop()
+
+
+async def test_checkout_stays_idempotent_across_a_redis_loss(server: LiveServer,
+                                                            http: httpx.AsyncClient,
+                                                            redis_url: str) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=5)
+    await host.sale(product["product_id"], units=5, limit=5)
+    viewer = await join(server, host.room_id)
+    hold = await viewer.request("buy", product_id=product["product_id"], quantity=2)
+    placed = await viewer.request("checkout", hold_id=hold["hold"]["id"], request_id="pay-1")
+    assert placed["type"] == "order_placed"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+
+    async def whole() -> bool:
+        return (await http.get(f"/api/rooms/{host.room_id}")).status_code == 200
+    await eventually(whole)
+    again = await viewer.request("checkout", hold_id=hold["hold"]["id"], request_id="pay-1")
+    assert again["type"] == "order_placed"
+    assert again["order"]["order_id"] == placed["order"]["order_id"]
+    other = await join(server, host.room_id)
+    stolen = await other.request("checkout", hold_id=hold["hold"]["id"])
+    assert stolen["code"] == "hold_not_found"
+    audit = await host.audit()
+    assert audit["ok"] and audit["orders"]["orders"] == 1
+    await asyncio.gather(viewer.close(), other.close())

@@ -1,0 +1,136 @@
+"""The order store as the arbiter of a hold's outcome: an order row or an abort row,
+never both, and no order under a superseded room epoch. Real SQLite files, real
+locks from another process."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.store import ABORTED, FENCED, ORDERED, PLACED, Order, OrderStore, StoreError
+from tests.support import StoreLock
+
+
+def order(hold: str, room: str = "r_1", qty: int = 1) -> Order:
+    return Order(order_id="o_" + hold, hold_id=hold, room_id=room, product_id="p1",
+                 sale_id="s1", buyer_id="v1", quantity=qty, unit_price=100, subtotal=100 * qty,
+                 discount=0, total=100 * qty, currency="USD", coupon_id="", payment_ref="x",
+                 created_at=1, request_id="rq")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[OrderStore]:
+    s = OrderStore(tmp_path / "orders.sqlite3", busy_timeout_ms=200)
+    await s.open()
+    await s.set_room_epoch("r_1", "e1")
+    yield s
+    await s.close()
+
+
+async def test_abort_then_order_is_refused(store: OrderStore) -> None:
+    assert await store.abort_hold("h1", "r_1", "recovery", 5) == ABORTED
+    assert await store.place_order(order("h1"), "e1") == ABORTED
+    assert await store.order_for_hold("h1") is None
+    assert await store.outcome_conflicts("r_1") == 0
+
+
+async def test_order_then_abort_keeps_the_order(store: OrderStore) -> None:
+    assert await store.place_order(order("h2"), "e1") == PLACED
+    assert await store.abort_hold("h2", "r_1", "recovery", 5) == ORDERED
+    assert await store.aborted("r_1") == []
+    assert (await store.order_for_hold("h2")) == order("h2")
+    # A retried write of the same hold's order is the same order, written once.
+    assert await store.place_order(order("h2"), "e1") == PLACED
+    assert (await store.order_totals("r_1"))["orders"] == 1
+
+
+async def test_order_under_an_old_epoch_is_fenced(store: OrderStore) -> None:
+    assert await store.place_order(order("h3"), "e1") == PLACED
+    await store.set_room_epoch("r_1", "e2")
+    assert await store.place_order(order("h4"), "e1") == FENCED
+    assert await store.place_order(order("h5"), "e2") == PLACED
+    assert sorted(o.hold_id for o in await store.orders("r_1")) == ["h3", "h5"]
+
+
+async def test_one_batch_decides_in_queue_order(store: OrderStore) -> None:
+    # Queued in one tick, so written in one transaction: the abort queued first wins
+    # over the order queued after it, and the epoch change fences what follows it.
+    futs = [store.place_order(order("a1"), "e1"),
+            store.abort_hold("a2", "r_1", "recovery", 1),
+            store.place_order(order("a2"), "e1"),
+            store.place_order(order("a3"), "e1"),
+            store.set_room_epoch("r_1", "e9"),
+            store.place_order(order("a4"), "e1"),
+            store.abort_hold("a3", "r_1", "recovery", 1)]
+    results = await asyncio.gather(*futs)
+    assert results == [PLACED, ABORTED, ABORTED, PLACED, None, FENCED, ORDERED]
+    assert sorted(o.hold_id for o in await store.orders("r_1")) == ["a1", "a3"]
+    assert await store.aborted("r_1") == ["a2"]
+
+
+async def test_a_locked_file_fails_the_write_and_commits_nothing(store: OrderStore) -> None:
+    async with StoreLock(store.path):
+        with pytest.raises(StoreError):
+            await store.place_order(order("l1"), "e1")
+        with pytest.raises(StoreError):
+            await store.abort_hold("l2", "r_1", "recovery", 1)
+        assert store.last_failed
+    assert await store.order_for_hold("l1") is None
+    # After the lock: the same writes go through, and each is decided once.
+    assert await store.place_order(order("l1"), "e1") == PLACED
+    assert await store.abort_hold("l2", "r_1", "recovery", 1) == ABORTED
+    assert not store.last_failed
+
+
+async def test_a_write_queued_behind_a_lock_commits_after_it(tmp_path: Path) -> None:
+    s = OrderStore(tmp_path / "o.sqlite3", busy_timeout_ms=120_000)
+    await s.open()
+    try:
+        await s.set_room_epoch("r_1", "e1")
+        async with StoreLock(s.path) as lock:
+            pending = asyncio.ensure_future(s.place_order(order("q1"), "e1"))
+            aborting = asyncio.ensure_future(s.abort_hold("q1", "r_1", "recovery", 1))
+            await asyncio.sleep(0)
+            assert not pending.done()
+            await lock.release()
+            assert await pending == PLACED
+            assert await aborting == ORDERED
+    finally:
+        await s.close()
+
+
+async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (1);
+        CREATE TABLE orders (order_id TEXT PRIMARY KEY, hold_id TEXT NOT NULL UNIQUE,
+            room_id TEXT NOT NULL, product_id TEXT NOT NULL, sale_id TEXT NOT NULL,
+            buyer_id TEXT NOT NULL, quantity INTEGER NOT NULL CHECK (quantity > 0),
+            unit_price INTEGER NOT NULL, subtotal INTEGER NOT NULL, discount INTEGER NOT NULL,
+            total INTEGER NOT NULL, currency TEXT NOT NULL, coupon_id TEXT NOT NULL,
+            payment_ref TEXT NOT NULL, created_at INTEGER NOT NULL);
+        INSERT INTO orders VALUES ('o_old', 'h_old', 'r_1', 'p1', 's1', 'v1', 2, 100, 200, 0,
+            200, 'USD', '', 'x', 1);
+    """)
+    db.commit()
+    db.close()
+    s = OrderStore(path)
+    await s.open()
+    try:
+        old = await s.order_for_hold("h_old")
+        assert old is not None and old.request_id == "" and old.quantity == 2
+        # Rooms from before epochs have none: orders checked out with none are written.
+        assert await s.place_order(order("h_new"), "") == PLACED
+        await s.set_room_epoch("r_1", "e1")
+        assert await s.place_order(order("h_new2"), "") == FENCED
+    finally:
+        await s.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    db.close()
