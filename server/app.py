@@ -3,8 +3,10 @@ the thin HTTP and WebSocket endpoints that call into `show` and `hub`.
 
 Start: embedded redis-server (if no URL) -> store -> scripts -> hub -> pulse
 (which rebuilds Redis from the store if Redis lost its data).
-Stop: stop the clockwork, close viewers with 1001, answer queued ledger calls,
-flush and close the store, then Redis and its child process.
+Drain (SIGTERM, before stop): refuse new work, answer the requests in flight,
+flush the order store, then close viewers with 1012 so they reconnect elsewhere.
+Stop: stop the clockwork, close viewers left with 1001, answer queued ledger
+calls, flush and close the store, then Redis and its child process.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from server.domain import now_ms
 from server.errors import (
     CLOSE_INTERNAL,
     CLOSE_POLICY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN,
     CLOSE_UNKNOWN_ROOM,
     CLOSE_UNSUPPORTED_DATA,
@@ -47,6 +50,7 @@ from server.errors import (
     UnsupportedMedia,
     refusal,
 )
+from server.health import Health
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
@@ -101,6 +105,10 @@ class Services:
         self.limits = FrameLimits(settings.chat.max_length, settings.chat.max_likes_per_frame,
                                   settings.sale.max_quantity_per_buy)
         self.ready = False
+        self.draining = False
+        self.health = Health()
+        # Every viewer request task in flight (buy, checkout, ...), for the drain.
+        self.requests: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         s = self.settings
@@ -123,14 +131,20 @@ class Services:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
+        self.health.redis = self.redis
         self.store = OrderStore(s.store_path, s.store.batch_max, s.store.busy_timeout_ms)
         await self.store.open()
+        store = self.store
+        self.health.store_busy_since = lambda: store.busy_since
+        self.health.store_failed = lambda: store.last_failed
         ledger = Ledger(self.redis)
         await ledger.load()
         self.hub = Hub(self.redis, self.redis_bytes, ledger, s.hub, s.chat.messages_per_s,
                        s.chat.burst)
+        self.hub.on_redis_error = self.health.redis_failed
         await self.hub.start()
         self.show = Show(s, self.redis, ledger, self.hub, self.store)
+        self.show.health = self.health
         secret = self._secret()
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
@@ -139,6 +153,7 @@ class Services:
         await self.pulse.start()
         gcpolicy.apply(s.server.gc_young_threshold)
         self.ready = True
+        self.health.state = "serving"
 
     def _secret(self) -> bytes:
         if self.settings.auth.secret:
@@ -154,9 +169,46 @@ class Services:
             f.write(secret)
         return secret
 
+    async def drain(self) -> dict[str, int]:
+        """Leave gracefully (SIGTERM): take no new connections or requests, answer the
+        requests in flight (checkouts wait for their order's commit), flush the order
+        store, then close viewers with 1012 (service restart) so clients reconnect to
+        another process. Bounded by server.shutdown_grace_s; what is still running then
+        is cancelled and logged (a checkout cancelled mid-write stays 'confirming' and
+        recovery decides it through the store). Returns counts for the log and tests."""
+        if self.draining:
+            return {}
+        self.draining = True
+        self.ready = False
+        self.health.state = "draining"
+        grace = self.settings.server.shutdown_grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        pending = set(self.requests)
+        answered = len(pending)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            if late:
+                log.warning("drain: %d requests still running after %.1fs were cancelled; "
+                            "checkouts among them are decided by recovery", len(late), grace)
+                for task in late:
+                    task.cancel()
+                answered -= len(late)
+        if self.store is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.store.wait_idle(),
+                                       max(0.1, deadline - loop.time()))
+        closed = 0
+        if self.hub is not None:
+            closed = self.hub.close_all(CLOSE_SERVICE_RESTART, "server restarting")
+        log.info("drained: %d requests answered, %d viewers closed with 1012", answered,
+                 closed)
+        return {"answered": answered, "closed": closed}
+
     async def stop(self) -> None:
         """Stop in a fixed order; every step is bounded so shutdown always completes."""
         self.ready = False
+        await self.health.stop()
         grace = self.settings.server.shutdown_grace_s + 5.0
         if self.pulse is not None:
             await _bounded("clockwork", self.pulse.stop(), 5.0)
@@ -281,8 +333,19 @@ def recorded(action: str) -> Callable[[Handler], Handler]:
 
 
 async def health(request: Request) -> Response:
-    svc = request.app.state.services
-    return ok({"ok": bool(svc.ready)}, 200 if svc.ready else 503)
+    """Liveness: 200 while this process serves HTTP; the body says which part is down."""
+    svc: Services = request.app.state.services
+    return ok(await svc.health.report())
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: 200 when this process can sell now, else 503 with Retry-After."""
+    svc: Services = request.app.state.services
+    report = await svc.health.report()
+    response = ok(report, 200 if report["ready"] else 503)
+    if not report["ready"]:
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def server_time(request: Request) -> Response:
@@ -535,9 +598,12 @@ async def viewer_socket(ws: WebSocket) -> None:
                 break
     except WebSocketDisconnect:
         pass
-    except (RedisError, OSError):
-        log.warning("viewer %s in %s: redis unavailable", viewer.viewer_id, room_id)
-        hub.close(conn, CLOSE_INTERNAL, "temporarily unavailable")
+    except (RedisError, OSError) as exc:
+        # Only joining needs Redis here: the client tries again later.
+        svc.health.redis_failed(exc)
+        hub.close(conn, CLOSE_TRY_AGAIN, "temporarily unavailable")
+    except Unavailable:
+        hub.close(conn, CLOSE_TRY_AGAIN, "the room is being restored; try again")
     except Exception:
         log.exception("viewer %s in %s: unexpected fault", viewer.viewer_id, room_id)
         hub.close(conn, CLOSE_INTERNAL, "internal error")
@@ -622,10 +688,16 @@ class _ViewerSession:
         elif isinstance(msg, Chat | Resync):
             self.inline_tail = self._start(
                 _handle_inline(svc, conn, msg, request_id, self.inline_tail))
+        elif svc.draining:
+            conn.send(error_answer(Unavailable(
+                "the server is restarting: reconnect and send this again",
+                details={"retry_after_s": 1})).frame(request_id))
         elif len(self.inflight) >= MAX_INFLIGHT_PER_VIEWER:
             conn.send(error_answer(refusal("rate_limited")).frame(request_id))
         else:
-            self._start(_handle_request(show, conn, conn.viewer, conn.room_id, msg))
+            task = self._start(_handle_request(show, conn, conn.viewer, conn.room_id, msg))
+            svc.requests.add(task)
+            task.add_done_callback(svc.requests.discard)
         return True
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -653,9 +725,11 @@ async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
             await svc.show.chat(conn.viewer, conn.room_id, msg.text, conn.is_host)
     except LivesellError as exc:
         conn.send(error_answer(exc).frame(request_id))
-    except (RedisError, OSError):
-        log.warning("viewer %s in %s: redis unavailable", conn.viewer.viewer_id, conn.room_id)
-        svc.hub.close(conn, CLOSE_INTERNAL, "temporarily unavailable")
+    except (RedisError, OSError) as exc:
+        # The viewer stays connected: events resume when Redis is back.
+        svc.health.redis_failed(exc)
+        conn.send(error_answer(Unavailable("temporarily unavailable, try again"))
+                  .frame(request_id))
     except Exception:
         log.exception("viewer %s in %s: unexpected fault", conn.viewer.viewer_id, conn.room_id)
         svc.hub.close(conn, CLOSE_INTERNAL, "internal error")
@@ -683,8 +757,8 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
             raise BadRequest("unsupported message")
     except LivesellError as exc:
         answer = error_answer(exc)
-    except (RedisError, OSError):
-        log.exception("request %s failed: redis unavailable", request_id)
+    except (RedisError, OSError) as exc:
+        show.health.redis_failed(exc)  # one log line per outage, not one per request
         answer = error_answer(Unavailable("temporarily unavailable, try again"))
     except Exception:
         log.exception("request %s failed", request_id)
@@ -711,8 +785,11 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_redis_error(request: Request, exc: Exception) -> Response:
-    log.error("redis error on %s %s: %s", request.method, request.url.path, exc)
-    return ok({"error": {"code": "unavailable", "message": "temporarily unavailable"}}, 503)
+    request.app.state.services.health.redis_failed(exc)
+    response = ok({"error": {"code": "unavailable", "message": "temporarily unavailable"}},
+                  503)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -744,6 +821,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/r/{room_id}", page("viewer.html")),
         Route("/host", page("host.html")),
         Route("/api/health", health),
+        Route("/api/ready", ready),
         Route("/api/time", server_time),
         Route("/api/session", create_session, methods=["POST"]),
         Route("/api/rooms", create_room, methods=["POST"]),

@@ -15,7 +15,8 @@ from typing import Any, Final
 CLOSE_GOING_AWAY: Final = 1001  # server shutting down
 CLOSE_UNSUPPORTED_DATA: Final = 1003  # binary frame where JSON text was expected
 CLOSE_POLICY: Final = 1008  # kept sending rejected frames after being told
-CLOSE_INTERNAL: Final = 1011  # unexpected fault or Redis unreachable
+CLOSE_INTERNAL: Final = 1011  # unexpected fault
+CLOSE_SERVICE_RESTART: Final = 1012  # draining on SIGTERM: reconnect (to another process)
 CLOSE_TRY_AGAIN: Final = 1013  # server starting or stopping
 CLOSE_WRONG_HOST_KEY: Final = 4003  # host_key given on /ws but not this room's
 CLOSE_UNKNOWN_ROOM: Final = 4004

@@ -164,6 +164,8 @@ class Hub:
         self._has_subs = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.delivered_events = 0
+        # Told of every Redis error the listener meets (the app's health logs it once).
+        self.on_redis_error: Callable[[BaseException], None] | None = None
 
     def chat_bucket_for(self, room_id: str, viewer_id: str) -> TokenBucket:
         key = (room_id, viewer_id)
@@ -228,7 +230,10 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("pub/sub connection lost (%s); retrying", exc)
+                if self.on_redis_error is not None:
+                    self.on_redis_error(exc)  # logged once per outage by the app
+                else:
+                    log.warning("pub/sub connection lost (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
             if msg is None or msg.get("type") != "message":
@@ -446,3 +451,10 @@ class Hub:
 
     def local_viewers(self) -> int:
         return sum(len(r.members) for r in self.rooms.values())
+
+    def close_all(self, code: int, reason: str) -> int:
+        """Close every viewer of this process (the drain); returns how many."""
+        conns = [conn for room in list(self.rooms.values()) for conn in list(room.members)]
+        for conn in conns:
+            self.close(conn, code, reason)
+        return len(conns)

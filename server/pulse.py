@@ -121,7 +121,7 @@ class Pulse:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("%s: redis unavailable (%s)", tick.__name__, exc)
+                self.show.health.redis_failed(exc)  # logged once, not once per tick
                 await asyncio.sleep(0.5)
             except StoreError as exc:
                 log.warning("%s: %s", tick.__name__, exc)

@@ -30,6 +30,7 @@ from server.errors import (
     Unavailable,
     refusal,
 )
+from server.health import Health
 from server.hub import Hub
 from server.identity import Viewer
 from server.keys import ROOMS, room_keys
@@ -129,6 +130,7 @@ class Show:
         self.likes: dict[str, int] = {}
         self.keyword_lotteries: dict[str, dict[str, str]] = {}  # room -> lottery id -> keyword
         self.recorder: Recorder | None = None
+        self.health = Health()  # replaced by the app's, which it reports
         # Set whenever this process adds a timer or a hold: the pulse's timer poll
         # sleeps until the earliest one it knows of and is woken by this for new ones.
         self.timers_changed = asyncio.Event()
@@ -676,8 +678,9 @@ class Show:
         except (RedisError, OSError) as exc:
             # The order is durable, so the buyer is told. The hold stays 'confirming'
             # and recovery moves its units to sold once Redis answers again.
-            log.warning("order %s placed; redis unavailable to count it yet (%s)",
-                        order.order_id, exc)
+            self.health.redis_failed(exc)
+            log.info("order %s placed; it is counted in Redis when Redis is back",
+                     order.order_id)
         return answer
 
     async def _finish(self, room_id: str, order: Order, answer: Answer, req_key: str) -> None:

@@ -105,7 +105,9 @@ def test_serve_on_embedded_defaults_starts_and_stops_cleanly(tmp_path: Path) -> 
         assert "viewer page:" in text and "host console:" in text, text
         host_url = text.split("host console:")[1].split()[0]
         base = host_url.removesuffix("/host")
-        assert httpx.get(base + "/api/health", timeout=10).json() == {"ok": True}
+        health = httpx.get(base + "/api/health", timeout=10).json()
+        assert health["ok"] is True and health["components"]["redis"] == "up"
+        assert httpx.get(base + "/api/ready", timeout=10).status_code == 200
         r = httpx.post(base + "/api/rooms", json={"title": "smoke"}, timeout=10)
         assert r.status_code == 201
         redis_pid = _child_redis_pid(proc.pid)

@@ -22,6 +22,10 @@ const REFUSALS = {
   hold_not_found: "That reservation no longer exists.",
   hold_released: "That reservation was released.",
   checked_out: "This reservation is already checked out.",
+  sale_stopped: "The host stopped this sale, so your reservation was cancelled and the item went back to stock.",
+  checkout_cancelled: "Your order couldn't be recorded in time, so it was cancelled — nothing was placed. Try again if units are left.",
+  store_unavailable: "Your order couldn't be recorded just now. Your reservation is kept — try again.",
+  unavailable: "The shop is catching up after a hiccup — try again in a moment.",
   coupon_gone: "All coupons from this drop have been claimed.",
   coupon_expired: "This coupon has expired.",
   coupon_not_found: "That coupon doesn't exist.",
@@ -208,6 +212,7 @@ function onEvent(ev) {
     case "sale_open":
     case "sale_scheduled":
     case "sale_closed": return onSale(ev.sale);
+    case "holds_voided": return onHoldsVoided(ev);
     case "sale_countdown": return onCountdown(ev);
     case "coupon_drop": S.coupons.set(ev.coupon.coupon_id, ev.coupon); toast(`Coupon drop: ${ev.coupon.title}`, "ok"); return renderPromos();
     case "coupon_count": return onCouponCount(ev.coupon_id, ev.remaining);
@@ -359,6 +364,19 @@ function onStrayError(ev) {
   toast(explain(ev), "error");
 }
 
+function onHoldsVoided(ev) {
+  // The host stopped a sale: holds taken in it are cancelled (the server refuses
+  // their checkout with sale_stopped); say so now rather than at "Place order".
+  if (S.hold && ev.hold_ids.includes(S.hold.id) && !S.hold.dead) {
+    S.hold.dead = REFUSALS.sale_stopped;
+    store.set(keys.hold(), S.hold);
+    showCheckoutMsg(REFUSALS.sale_stopped, "error");
+    toast(REFUSALS.sale_stopped);
+    renderHold();
+    renderAllCards();
+  }
+}
+
 // ------------------------------------------------------------------ replies
 
 function onReply(reply, request) {
@@ -395,7 +413,8 @@ function onRefusal(err, request, kind) {
     return;
   }
   if (kind === "checkout" || kind === "release") {
-    if (["hold_expired", "hold_not_found", "hold_released", "checked_out"].includes(err.code)) {
+    if (["hold_expired", "hold_not_found", "hold_released", "checked_out", "sale_stopped",
+         "checkout_cancelled"].includes(err.code)) {
       if (S.hold && S.hold.id === request.hold_id) {
         S.hold.dead = text;
         store.set(keys.hold(), S.hold);
