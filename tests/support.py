@@ -169,7 +169,7 @@ class ViewerClient:
     async def send(self, obj: Any) -> None:
         await self.ws.send(orjson.dumps(obj).decode())
 
-    async def request(self, kind: str, timeout: float = 20, **fields: Any) -> dict[str, Any]:
+    async def request(self, kind: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
         rid = fields.pop("request_id", None) or f"rq{next(_ids)}"
         fut = self.replies.get(rid)
         if fut is None or fut.done():
@@ -177,7 +177,7 @@ class ViewerClient:
         await self.send({"type": kind, "request_id": rid, **fields})
         return await asyncio.wait_for(fut, timeout)
 
-    async def next_event(self, kind: str, timeout: float = 10,
+    async def next_event(self, kind: str, timeout: float = 30,
                          where: Any = None) -> dict[str, Any]:
         async def wait() -> dict[str, Any]:
             while True:
@@ -201,7 +201,8 @@ async def join(server: LiveServer, room_id: str, **params: Any) -> ViewerClient:
     ws = await connect(server.ws_url(room_id, **params), max_size=2**24, compression=None,
                        open_timeout=30)
     viewer = ViewerClient(ws)
-    await viewer.next_event("welcome")
+    # Generous: thousands of viewers joining at once on a loaded CI machine.
+    await viewer.next_event("welcome", timeout=120)
     return viewer
 
 
