@@ -50,6 +50,7 @@ from server.errors import (
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
+from server.ownership import DataDirLock, claim_unless_held
 from server.protocol import (
     ID_PATTERN,
     Buy,
@@ -72,7 +73,7 @@ from server.protocol import (
 )
 from server.pulse import Pulse
 from server.recorder import Recorder
-from server.redis_supervisor import RedisServer
+from server.redis_supervisor import RedisSupervisor
 from server.settings import Settings, load_settings
 from server.show import Answer, Show, error_answer
 from server.store import OrderStore
@@ -89,7 +90,8 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.embedded: RedisServer | None = None
+        self.embedded: RedisSupervisor | None = None
+        self.data_lock: DataDirLock | None = None  # taken here when serve did not take it
         self.redis: Redis | None = None
         self.redis_bytes: Redis | None = None
         self.store: OrderStore | None = None
@@ -106,9 +108,14 @@ class Services:
         s = self.settings
         url = s.redis.url
         if not url:
-            self.embedded = RedisServer(s.data_path / "redis", binary=s.redis.binary,
-                                        port=s.redis.port, appendonly=s.redis.appendonly,
-                                        start_timeout_s=s.redis.start_timeout_s)
+            # The embedded Redis's files are the data directory's: own it first.
+            self.data_lock = claim_unless_held(s.data_path)
+            self.embedded = RedisSupervisor(
+                s.data_path / "redis", binary=s.redis.binary, port=s.redis.port,
+                appendonly=s.redis.appendonly, start_timeout_s=s.redis.start_timeout_s,
+                restart_attempts=s.redis.restart_attempts,
+                restart_backoff_max_s=s.redis.restart_backoff_max_s)
+            # start() only waits here; the supervisor's own thread forks the child.
             url = await asyncio.to_thread(self.embedded.start)
         # Blocking pools: a burst of direct calls larger than the pool (every viewer
         # of a big room leaving at once) queues for a connection; redis-py's default
@@ -172,6 +179,9 @@ class Services:
             self.recorder.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+        if self.data_lock is not None:
+            self.data_lock.release()
+            self.data_lock = None
 
 
 async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
