@@ -50,7 +50,7 @@ from server.errors import (
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
-from server.ownership import DataDirLock, claim_unless_held
+from server.ownership import RedisUse, use_for_redis
 from server.protocol import (
     ID_PATTERN,
     Buy,
@@ -91,7 +91,7 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.embedded: RedisSupervisor | None = None
-        self.data_lock: DataDirLock | None = None  # taken here when serve did not take it
+        self.data_use: RedisUse | None = None  # the embedded Redis's claim on data_dir
         self.redis: Redis | None = None
         self.redis_bytes: Redis | None = None
         self.store: OrderStore | None = None
@@ -109,7 +109,7 @@ class Services:
         url = s.redis.url
         if not url:
             # The embedded Redis's files are the data directory's: own it first.
-            self.data_lock = claim_unless_held(s.data_path)
+            self.data_use = use_for_redis(s.data_path)
             self.embedded = RedisSupervisor(
                 s.data_path / "redis", binary=s.redis.binary, port=s.redis.port,
                 appendonly=s.redis.appendonly, start_timeout_s=s.redis.start_timeout_s,
@@ -179,9 +179,9 @@ class Services:
             self.recorder.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
-        if self.data_lock is not None:
-            self.data_lock.release()
-            self.data_lock = None
+        if self.data_use is not None:
+            self.data_use.release()
+            self.data_use = None
 
 
 async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:

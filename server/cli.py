@@ -25,7 +25,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from server import __version__
-from server.ownership import DataDirBusy, claim
+from server.ownership import DataDirBusy, claim, use_for_redis
 from server.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("livesell")
@@ -287,6 +287,7 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
 
     embedded = None
     if not settings.redis.url:
+        use_for_redis(settings.data_path)  # held until exit, with serve's lock
         # Started here, in the parent, once for every worker; the supervisor's
         # thread outlives the child, which dies with this process.
         embedded = RedisSupervisor(

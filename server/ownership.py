@@ -1,7 +1,8 @@
 """One owner per data directory: an exclusive lock on `data_dir/livesell.lock`.
 
-`livesell serve` takes it before it starts anything, and `Services.start` takes
-it before it starts an embedded Redis unless this process already holds it.
+`livesell serve` takes it before it starts anything. Before an embedded Redis
+starts, `use_for_redis` takes it too unless this process holds it already, and
+allows one embedded Redis per directory even within one process.
 The lock is an flock(2) on an open file, so the kernel drops it when the
 holder ends, however it ends: a stale lock file never blocks a restart. The
 holder's pid is written inside for the message a second server prints.
@@ -42,6 +43,7 @@ class DataDirLock:
         self.directory = directory
         self.path = directory / LOCK_FILE
         self._fd: int | None = fd
+        self.redis_in_use = False  # an embedded Redis of this process runs on it
 
     @property
     def held(self) -> bool:
@@ -99,9 +101,38 @@ def holds(data_dir: Path) -> bool:
         return _key(data_dir) in _held
 
 
-def claim_unless_held(data_dir: Path) -> DataDirLock | None:
-    """Take the lock unless this process already holds it (then None: the holder
-    releases it, not the caller)."""
-    if holds(data_dir):
-        return None
-    return claim(data_dir)
+class RedisUse:
+    """An embedded Redis's use of a data directory; `release` ends it, and gives
+    the lock up too when the use took it."""
+
+    def __init__(self, lock: DataDirLock, took_lock: bool) -> None:
+        self.lock = lock
+        self.took_lock = took_lock
+        self._released = False
+
+    def release(self) -> None:
+        with _registry_lock:
+            if self._released:
+                return
+            self._released = True
+            self.lock.redis_in_use = False
+        if self.took_lock:
+            self.lock.release()
+
+
+def use_for_redis(data_dir: Path) -> RedisUse:
+    """Claim the directory for one embedded Redis: take its lock unless this
+    process holds it already (`livesell serve` took it first), and refuse when
+    another process holds it or an embedded Redis of this process uses it."""
+    directory = _key(data_dir)
+    with _registry_lock:
+        lock = _held.get(directory)
+        if lock is not None:
+            if lock.redis_in_use:
+                raise DataDirBusy(directory, os.getpid())
+            lock.redis_in_use = True
+            return RedisUse(lock, took_lock=False)
+    lock = claim(directory)
+    with _registry_lock:
+        lock.redis_in_use = True
+    return RedisUse(lock, took_lock=True)
