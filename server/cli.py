@@ -285,9 +285,9 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
 def _serve_workers(settings: Settings, sock: socket.socket) -> int:
     from server.redis_supervisor import RedisStartError, RedisSupervisor
 
-    embedded = None
+    embedded = use = None
     if not settings.redis.url:
-        use_for_redis(settings.data_path)  # held until exit, with serve's lock
+        use = use_for_redis(settings.data_path)
         # Started here, in the parent, once for every worker; the supervisor's
         # thread outlives the child, which dies with this process.
         embedded = RedisSupervisor(
@@ -299,6 +299,7 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
         try:
             os.environ["LIVESELL_REDIS_URL"] = embedded.start()
         except RedisStartError as exc:
+            use.release()
             print(f"livesell: cannot start the embedded redis-server: {exc}", file=sys.stderr)
             return FAILED
     os.environ["LIVESELL_SERVER_DATA_DIR"] = str(settings.data_path)
@@ -313,6 +314,8 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
+        if use is not None:
+            use.release()
     if any(p.exitcode == STARTUP_FAILURE for p in workers.processes):
         print("livesell: a worker failed to start (see the log above)", file=sys.stderr)
         return FAILED
