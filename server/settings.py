@@ -50,6 +50,8 @@ class RedisSettings:
     port: int = field(default=0, metadata=_range(0, 65535))
     appendonly: bool = True
     start_timeout_s: float = field(default=10.0, metadata=_range(0.5, 120.0))
+    restart_attempts: int = field(default=10, metadata=_range(1, 1000))
+    restart_backoff_max_s: float = field(default=5.0, metadata=_range(0.1, 300.0))
     max_connections: int = field(default=64, metadata=_range(4, 10000))
     pool_timeout_s: float = field(default=20.0, metadata=_range(0.1, 300.0))
 
