@@ -84,6 +84,19 @@ from server.store import OrderStore
 
 log = logging.getLogger("livesell.app")
 
+# redis-py 8.1 skips its check that replaces pooled connections the server closed
+# while "maintenance notifications" are on (their default, "auto", counts as on):
+# after every Redis restart each pooled connection failed its next command once
+# (redis/redis-py#4252). Switched off where the setting exists; older clients
+# check their connections as before.
+_POOL_FIXES: dict[str, Any] = {}
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # pragma: no cover - redis-py before 7
+    pass
+else:
+    _POOL_FIXES["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
 MAX_INFLIGHT_PER_VIEWER = 16
 MAX_BAD_FRAMES = 50
@@ -130,15 +143,18 @@ class Services:
         # pool would fail the calls beyond its size with "Too many connections".
         self.redis = Redis.from_pool(BlockingConnectionPool.from_url(
             url, decode_responses=True, max_connections=s.redis.max_connections,
-            timeout=s.redis.pool_timeout_s))
+            timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
         self.redis_bytes = Redis.from_pool(BlockingConnectionPool.from_url(
             url, decode_responses=False, max_connections=s.redis.max_connections,
-            timeout=s.redis.pool_timeout_s))
+            timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
         self.health.redis = self.redis
+        embedded = self.embedded
+        if embedded is not None:
+            self.health.supervisor_state = lambda: embedded.state
         self.store = OrderStore(s.store_path, s.store.batch_max, s.store.busy_timeout_ms)
         await self.store.open()
         store = self.store

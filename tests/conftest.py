@@ -16,7 +16,9 @@ from tests.support import LiveServer, make_settings
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False)
+    # die_with_parent: a killed test run leaves no redis-server behind.
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False,
+                         die_with_parent=True)
     server.start()
     try:
         yield server
