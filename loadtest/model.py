@@ -110,6 +110,10 @@ class RunData:
     final_stock: list[StockSample] = field(default_factory=list)
     server_audit_failed: list[dict[str, Any]] = field(default_factory=list)
     orders_api: list[dict[str, Any]] = field(default_factory=list)
+    # Why a read-back failed (chaos runs go on without it, so every check still runs
+    # and says what it could not see, instead of comparing against an empty list).
+    audit_error: str = ""
+    orders_api_error: str = ""
     orders_store: list[dict[str, Any]] | None = None  # read from SQLite when spawned
     holds: list[HoldRecord] = field(default_factory=list)
     acks: list[OrderAck] = field(default_factory=list)
