@@ -163,6 +163,7 @@ class Engine:
         self.abandon = ""
         self._reader_stop = False
         self.chaos: Chaos | None = None
+        self._readback_deadline: float | None = None
 
     # ================================================================ main
 
@@ -724,16 +725,18 @@ class Engine:
     async def _read(self, what: str,
                     call: Callable[[], Awaitable[T]]) -> tuple[T | None, str]:
         """One read-back call. After faults the server may still be recovering:
-        a chaos run retries for READBACK_RETRY_S, then goes on without it (the
-        checks say what they could not see); other runs stop at the error."""
+        a chaos run retries until READBACK_RETRY_S after the read-back began, then
+        goes on without it (the checks say what they could not see); other runs
+        stop at the error."""
         if not self.opts.chaos:
             return await call(), ""
-        deadline = time.monotonic() + READBACK_RETRY_S
+        if self._readback_deadline is None:
+            self._readback_deadline = time.monotonic() + READBACK_RETRY_S
         while True:
             try:
                 return await call(), ""
             except (HostError, httpx.HTTPError) as exc:
-                if time.monotonic() > deadline:
+                if time.monotonic() > self._readback_deadline:
                     self.warnings.append(f"read-back after the faults: {what}: {exc}")
                     return None, f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(0.5)
