@@ -669,14 +669,26 @@ class Engine:
             self.warnings.append(f"the crowd or its holds had not settled after "
                                  f"run.settle_timeout_s ({self.scn.run.settle_timeout_s}s)")
         for lid in self.lottery_ids:
-            lot = await host.lottery(lid)
-            if lot.get("state") == "open":
-                with contextlib.suppress(HostError):
-                    await host.call("POST", f"/lotteries/{lid}/draw")
-            for _ in range(100):
-                if (await host.lottery(lid)).get("state") == "drawn":
-                    break
-                await asyncio.sleep(0.1)
+            try:
+                await self._draw(host, lid)
+            except (HostError, httpx.HTTPError) as exc:
+                if not self.opts.chaos:
+                    raise
+                # After faults the server may not answer yet: the crowd's results and
+                # every check matter more than this draw (the lottery check reports it).
+                self.warnings.append(f"settle after the faults: lottery {lid}: {exc}")
+
+    @staticmethod
+    async def _draw(host: Host, lid: str) -> None:
+        """Draw the lottery if its timer has not, and wait (bounded) until it is."""
+        lot = await host.lottery(lid)
+        if lot.get("state") == "open":
+            with contextlib.suppress(HostError):
+                await host.call("POST", f"/lotteries/{lid}/draw")
+        for _ in range(100):
+            if (await host.lottery(lid)).get("state") == "drawn":
+                break
+            await asyncio.sleep(0.1)
 
     async def _finish(self, host: Host) -> None:
         self.progress.update(phase="finishing: end marker")
@@ -858,6 +870,9 @@ class Engine:
             self.host_events += 1
         except HostError as exc:
             self.host_actions[f"{act}: {exc.code}"] += 1
+            self.warnings.append(f"trace line {step.line}: host {act}: {exc}")
+        except httpx.HTTPError as exc:  # the server is down (a chaos restart, or a crash)
+            self.host_actions[f"{act}: {type(exc).__name__}"] += 1
             self.warnings.append(f"trace line {step.line}: host {act}: {exc}")
         self.host_ms.append((time.perf_counter() - started) * 1000.0)
 

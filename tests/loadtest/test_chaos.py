@@ -49,13 +49,16 @@ CORRECTNESS_CHECKS = {
     "every order told placed is in the store", "every stored order was acknowledged",
     "every hold ended (checked out, released or expired)",
     "every viewer saw sequence numbers without gaps or recovered each gap",
+    "coupons claimed <= dropped, each used at most once",
+    "lottery winners recompute from the published seed",
 }
 CHAOS_CHECKS = {"chaos: every scheduled fault was injected",
                 "chaos: the server recovered after every fault"}
 
 # A small flash sale whose buyers press over a four-second window, so buys and
 # checkouts are going on when the faults go in. Stock is ample: a buy after a
-# fault can get a hold, which shows the recovery.
+# fault can get a hold, which shows the recovery. A coupon drop and a lottery
+# (drawn at 4 s) are there so their checks run after the faults too.
 SMALL_SALE = """
 name = "chaos_sale"
 description = "a small flash sale for chaos runs"
@@ -86,6 +89,17 @@ greedy_share = 0.0
 checkout_share = 0.8
 hold_seconds = 5
 think_s = 0.2
+
+[coupon]
+enabled = true
+count = 10
+claim_share = 0.2
+
+[lottery]
+enabled = true
+winners = 2
+duration_s = 4
+enter_share = 0.3
 """
 
 
