@@ -69,7 +69,11 @@ FAILED_CLOSED: Final = frozenset({"unavailable", "store_unavailable"})
 NOT_ANSWERED: Final = frozenset({"timeout", "internal"})
 SUCCESS: Final = {"buy": "hold", "checkout": "order_placed"}
 
-STALL_LEAD_S: Final = 1.0  # the stall helper starts this early, so the lock begins on time
+# Each fault finds its target (a pid, Redis's address and a connection) this long
+# before its time, so the blow itself lands on time even on a busy machine; the
+# stall's helper process starts earlier still and takes its lock on time.
+PREPARE_LEAD_S: Final = 0.5
+STALL_LEAD_S: Final = 1.0
 STALL_LOCK_WAIT_S: Final = 30.0
 EXIT_TIMEOUT_S: Final = 30.0  # SIGTERM to exit; then SIGKILL
 REDIS_EXIT_WAIT_S: Final = 10.0
@@ -264,7 +268,7 @@ class Chaos:
         # A fault that takes time (a restart) delays the next one; each record keeps
         # its actual time. The stall's helper process starts a little early.
         def launch_at(f: Fault) -> float:
-            return f.at_s - (STALL_LEAD_S if f.kind == "stall-store" else 0.0)
+            return f.at_s - (STALL_LEAD_S if f.kind == "stall-store" else PREPARE_LEAD_S)
 
         for fault in sorted(self.faults, key=launch_at):
             if not await self._pause(launch_at(fault) - self.now_s()):
@@ -299,6 +303,20 @@ class Chaos:
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
+    async def _until(self, rec: FaultRecord) -> None:
+        """Wait for the fault's time, its target found."""
+        if not await self._pause(rec.fault.at_s - self.now_s()):
+            raise FaultError("the run ended first")
+
+    async def _redis_now(self, found: int | None) -> int:
+        """The redis-server to hit: the one found ahead if it still runs."""
+        if found is not None and _alive(found, "redis-server"):
+            return found
+        pid = await asyncio.to_thread(find_redis, self.server.pid)
+        if pid is None:
+            raise FaultError("no redis-server runs below the server")
+        return pid
+
     def _since(self, rec: FaultRecord) -> float:
         assert rec.injected_s is not None
         return round(self.now_s() - rec.injected_s, 3)
@@ -306,9 +324,9 @@ class Chaos:
     # ------------------------------------------------------------ the faults
 
     async def _kill_redis(self, rec: FaultRecord) -> None:
-        pid = await asyncio.to_thread(find_redis, self.server.pid)
-        if pid is None:
-            raise FaultError("no redis-server runs below the server")
+        ahead = await asyncio.to_thread(find_redis, self.server.pid)
+        await self._until(rec)
+        pid = await self._redis_now(ahead)
         os.kill(pid, signal.SIGKILL)
         rec.injected_s = self.now_s()
         rec.ok = True
@@ -321,15 +339,15 @@ class Chaos:
     async def _flush_redis(self, rec: FaultRecord) -> None:
         from redis.asyncio import Redis
 
-        pid = await asyncio.to_thread(find_redis, self.server.pid)
-        if pid is None:
-            raise FaultError("no redis-server runs below the server")
+        pid = await self._redis_now(None)
         host, port = redis_address(pid)
         if not ipaddress.ip_address(host).is_loopback:
             raise FaultError(f"redis-server {pid} listens on {host}, not a loopback "
                              "address; chaos only touches this machine")
         client = Redis(host=host, port=port, socket_timeout=5.0, socket_connect_timeout=5.0)
         try:
+            await client.ping()  # connected ahead: FLUSHALL goes out on time
+            await self._until(rec)
             sent = self.now_s()
             answer = await client.flushall()
         finally:
@@ -359,6 +377,9 @@ class Chaos:
 
     async def _kill_worker(self, rec: FaultRecord) -> None:
         workers = await asyncio.to_thread(find_workers, self.server.pid)
+        await self._until(rec)
+        if not all(_alive(p, "spawn_main") for p in workers):
+            workers = await asyncio.to_thread(find_workers, self.server.pid)
         if len(workers) < 2:
             raise FaultError(f"the server runs {len(workers)} worker process(es); "
                              "kill-worker needs 2 or more")
@@ -379,6 +400,9 @@ class Chaos:
             raise FaultError("the server is not running")
         old_pid = proc.pid
         old_redis = await asyncio.to_thread(find_redis, old_pid)
+        await self._until(rec)
+        if proc.poll() is not None:
+            raise FaultError(f"the server (pid {old_pid}) had exited by then")
         proc.send_signal(signal.SIGTERM)
         rec.injected_s = self.now_s()
         rec.details.update(old_pid=old_pid, old_redis_pid=old_redis)
