@@ -19,7 +19,9 @@ class Gap:
     after: int  # the last seq the viewer had applied
     got: int  # the seq that revealed the gap; 0 when the cause is a disconnect
     cause: str  # "gap" (a seq skipped) or "disconnect"
-    recovered: str = ""  # "resume" (missed events replayed), "snapshot", "" = not recovered
+    # "resume" (missed events replayed), "snapshot", "left" (a replayed trace's viewer
+    # left while disconnected: nothing more to receive), "" = not recovered
+    recovered: str = ""
 
 
 @dataclass(slots=True)

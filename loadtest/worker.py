@@ -582,6 +582,10 @@ class Crowd:
                 await self._join_one(v)
             return
         if act == "leave":
+            if v.link is None:
+                # The recorded viewer leaves while this one is still reconnecting (a
+                # chaos restart): its open gaps end with it, nothing is left to miss.
+                v.gaps_end("left")
             v.leave()
             return
         if v.link is None and not v.reconnecting:
