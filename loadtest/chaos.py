@@ -542,6 +542,7 @@ class Chaos:
                     break
         rec.recovery.update(
             ready_endpoint=endpoint, not_ready_probes=not_ready,
+            ready_watched_s=round(self.now_s() - start, 3),
             not_ready_from_s=round(first_down - start, 3) if first_down is not None else None,
             ready_after_s=round(ready_at - start, 3) if ready_at is not None else None)
 
@@ -712,8 +713,12 @@ def _verdicts(faults: list[dict[str, Any]]) -> list[Check]:
             continue
         rec = f.get("recovery", {})
         if rec.get("ready_after_s") is None:
+            watched = rec.get("ready_watched_s")
+            within = (f"within {_fmt(RECOVERY_TIMEOUT_S)}s"
+                      if watched is None or watched >= RECOVERY_TIMEOUT_S else
+                      f"in the {watched:.1f}s watched before the run ended")
             problems.append(f"{f['spec']}: {rec.get('ready_endpoint', '/api/ready')} did not "
-                            f"answer 200 again within {_fmt(RECOVERY_TIMEOUT_S)}s")
+                            f"answer 200 again {within}")
         if rec.get("buys_sent_after") and rec.get("first_buy_answered_after_s") is None:
             problems.append(f"{f['spec']}: {rec['buys_sent_after']} buy(s) sent after the "
                             "fault, none answered by the ledger (only failed-closed or no "

@@ -195,7 +195,8 @@ def test_summary_windows_recovery_and_verdicts() -> None:
                               "not_ready_probes": 4}),
         FaultRecord(stall, injected_s=5.0, ok=True, outcome="held",
                     details={"held_from_s": 5.0, "held_to_s": 6.0, "held_s": 1.0},
-                    recovery={"ready_endpoint": "/api/ready", "ready_after_s": None}),
+                    recovery={"ready_endpoint": "/api/ready", "ready_after_s": None,
+                              "ready_watched_s": 2.0}),
     ]
     answers = [
         (1.0, 1.01, "buy", "hold"),             # before any fault
@@ -237,7 +238,8 @@ def test_summary_windows_recovery_and_verdicts() -> None:
     injected, recovered = verdicts
     assert not injected.ok and "sigterm@9: not injected: the run ended first" in injected.detail
     assert not recovered.ok
-    assert "stall-store@5:1: /api/ready did not answer 200 again" in recovered.detail
+    assert ("stall-store@5:1: /api/ready did not answer 200 again in the 2.0s watched "
+            "before the run ended") in recovered.detail
     assert "stall-store@5:1: 1 buy(s) sent after the fault, none answered" in recovered.detail
     assert "kill-redis@2" not in recovered.detail
     words = describe(k)
