@@ -6,8 +6,10 @@ lost or duplicate orders, verifiable lotteries, gap-free sequence numbers).
 Modules: `scenario` (scenario files), `trace` (recorded bursts), `checks` (the
 pure correctness checker), `stats`, `viewer` and `worker` (the crowd, one
 process per core), `host` (the host's HTTP side), `spawn` (a local server),
-`engine` (one run end to end), `report` (report.json and report.html),
-`progress` (live display), `bench` (side-by-side benchmarks), `cli`.
+`engine` (one run end to end), `chaos` (faults injected into a spawned server,
+`--chaos`) and `stall` (its store-locking helper process), `report`
+(report.json and report.html), `progress` (live display), `bench`
+(side-by-side benchmarks), `cli`.
 """
 
 __version__ = "0.1.0"

@@ -44,6 +44,11 @@ def _store_orders(d: RunData) -> tuple[list[dict[str, Any]], str]:
     return d.orders_api, "orders API"
 
 
+def _no_final_stock(d: RunData) -> str:
+    return "no final stock reading" + (f" (the audit failed: {d.audit_error})"
+                                       if d.audit_error else "")
+
+
 def _units_by_product(orders: Iterable[dict[str, Any]]) -> Counter[str]:
     units: Counter[str] = Counter()
     for o in orders:
@@ -76,12 +81,14 @@ def sold_equals_orders(d: RunData) -> Check:
     units = _units_by_product(orders)
     problems = []
     if not d.final_stock and d.products:
-        problems.append("no final stock reading")
+        problems.append(_no_final_stock(d))
     for s in d.final_stock:
         if s.product_id in d.products and s.sold != units[s.product_id]:
             problems.append(f"product {s.product_id}: Redis counts {s.sold} sold, confirmed "
                             f"orders in the {source} hold {units[s.product_id]} units")
-    if d.orders_store is not None:
+    if d.orders_api_error:
+        problems.append(f"the orders API could not be read back: {d.orders_api_error}")
+    elif d.orders_store is not None:
         api = {o["order_id"] for o in d.orders_api}
         store = {o["order_id"] for o in d.orders_store}
         if api != store:
@@ -108,7 +115,7 @@ def stock_conserved(d: RunData) -> Check:
             problems.append(f"product {s.product_id} at t={s.t:.2f}s: a negative counter "
                             f"(left {s.left}, held {s.held}, sold {s.sold})")
     if d.products and not d.final_stock:
-        problems.append("no final stock reading")
+        problems.append(_no_final_stock(d))
     return _verdict("left + held + sold = stock", problems,
                     f"held at {len(samples)} sampled moment(s), the end included")
 

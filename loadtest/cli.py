@@ -2,6 +2,7 @@
 
     livesell-loadtest run SCENARIO [--url URL | --spawn] [--viewers N] [--duration S]
                       [--speed F] [--report-dir DIR] [--seed N] [--host-key KEY]
+                      [--chaos SPEC]
     livesell-loadtest list
     livesell-loadtest bench [...]
 
@@ -114,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--admin-key", default=os.environ.get("LIVESELL_ADMIN_KEY"),
                      help="admin key, if the server requires one to create rooms "
                      "(default: $LIVESELL_ADMIN_KEY)")
+    run.add_argument("--chaos", metavar="SPEC",
+                     help="faults injected into the spawned server, T seconds after the show "
+                     "starts: a comma-separated list of kill-redis@T, flush-redis@T, "
+                     "stall-store@T:DURATION, kill-worker@T, sigterm@T")
     run.add_argument("--quiet", action="store_true", help="no live progress display")
 
     sub.add_parser("list", help="list the bundled scenarios and traces")
@@ -156,6 +161,7 @@ def cmd_list() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from loadtest.chaos import ChaosError, parse_chaos
     from loadtest.engine import RunOptions, prepare
     from loadtest.host import TargetError
     from loadtest.report import exit_code, write_report
@@ -168,11 +174,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ScenarioError("--room: only with --url")
         if args.server_processes and args.url:
             raise ScenarioError("--server-processes: only with a spawned server, not --url")
+        chaos = parse_chaos(args.chaos) if args.chaos is not None else []
         engine = prepare(RunOptions(scenario=scenario, url=args.url, room=args.room,
                                     host_key=args.host_key, admin_key=args.admin_key,
                                     progress=not args.quiet, trace=trace,
-                                    server_processes=args.server_processes))
-    except (ScenarioError, TraceError) as exc:
+                                    server_processes=args.server_processes,
+                                    chaos=chaos, chaos_spec=args.chaos or ""))
+    except (ScenarioError, TraceError, ChaosError) as exc:
         print(f"livesell-loadtest: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     report_dir = args.report_dir or Path("loadtest-reports") / (
@@ -215,6 +223,13 @@ def print_summary(result: Any) -> None:
     if srv.get("measured"):
         print(f"server: {srv.get('cpu_s')} CPU s, {srv.get('cpu_us_per_delivery')} µs per "
               f"delivery, peak RSS {srv.get('rss_peak_mb')} MB")
+    if m.get("chaos"):
+        from loadtest.chaos import describe
+
+        for entry in m["chaos"]["faults"]:
+            d = describe(entry)
+            print(f"chaos {d['fault']} {d['when']}: {d['what']}\n"
+                  f"  failed closed: {d['failed_closed']}\n  recovery: {d['recovery']}")
     for w in result.warnings:
         print(f"warning: {w}")
     for c in result.checks:

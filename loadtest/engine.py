@@ -19,12 +19,19 @@ Timeline of a scenario run:
 
 A trace run replaces 3-4 by the recorded host and viewer actions. Ctrl-C
 (SIGINT) skips to the read-back, so the report still shows what ran.
+
+With --chaos (loadtest/chaos.py) faults go into the spawned server during the
+show, on the show's clock; the generators keep every buy and checkout answer
+with its times and retry "try again" answers for a while, and the report gets
+a `chaos` section and two more verdicts (every fault injected, the server
+recovered after each) beside the unchanged correctness checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import multiprocessing as mp
 import os
@@ -33,18 +40,20 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from loadtest import checks as checks_mod
+from loadtest.chaos import Chaos, Fault, check_chaos, summarize
 from loadtest.host import Host, HostError, TargetError, check_loopback
 from loadtest.model import CouponInfo, RunData, SaleInfo, StockSample
 from loadtest.progress import Progress
 from loadtest.scenario import Scenario
-from loadtest.spawn import SpawnedServer, SpawnError, plan_cores
+from loadtest.spawn import START_TIMEOUT_S, SpawnedServer, SpawnError, plan_cores
 from loadtest.stats import spread_indices, summary
 from loadtest.trace import ReplayPlan, Trace, replay_plan
 from loadtest.worker import TraceStep, WorkerPlan, WorkerResult, run_worker
@@ -58,6 +67,9 @@ HOST_INFLIGHT = 64
 BURST_SAMPLE_S = 0.02  # /proc CPU times tick every 10 ms
 BURST_LEAD_S = 0.3
 BURST_WINDOW_S = 20.0
+T = TypeVar("T")
+CHAOS_RETRY_S = 10.0  # chaos runs: buyers retry "try again" answers for this long
+READBACK_RETRY_S = 15.0  # chaos runs: a read-back the server refuses is retried this long
 
 
 def _interpolate(samples: list[tuple[float, float, float]], t: float) -> tuple[float, float]:
@@ -79,6 +91,8 @@ class RunOptions:
     progress: bool = True
     trace: Trace | None = None
     server_processes: int | None = None  # spawned server's processes; None: plan_cores
+    chaos: list[Fault] = field(default_factory=list)
+    chaos_spec: str = ""
 
 
 @dataclass(slots=True)
@@ -148,6 +162,8 @@ class Engine:
         self.gen_cpus: list[int] | None = None
         self.abandon = ""
         self._reader_stop = False
+        self.chaos: Chaos | None = None
+        self._readback_deadline: float | None = None
 
     # ================================================================ main
 
@@ -200,9 +216,13 @@ class Engine:
                     await self._join()
                     await self._show(host)
                 await self._settle(host)
+                if self.chaos is not None:
+                    await self.chaos.finish()
                 await self._finish(host)
                 await self._read_back(host)
             finally:
+                if self.chaos is not None:
+                    await self.chaos.stop()
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -224,7 +244,7 @@ class Engine:
         cores = plan_cores(cpus)
         self.gen_cpus = cores.generators
         self.server = SpawnedServer(env, cores.server, redis_cpus=cores.redis,
-                                    workers=self.opts.server_processes or cores.workers)
+                                    workers=server_processes(self.opts))
         self.progress.update(phase="starting a server")
         self.base = await asyncio.to_thread(self.server.start)
         self.ws_host, self.ws_port = check_loopback(self.base)
@@ -298,6 +318,8 @@ class Engine:
                 indices=indices, sampled=sampled & mine, scenario=s, abandon=abandon,
                 cpus=cpus, workers=procs,
                 latency_cap=max(10_000, 400_000 // procs),
+                record_answers=bool(self.opts.chaos),
+                retry_for_s=CHAOS_RETRY_S if self.opts.chaos else 0.0,
                 steps=[st for st in plan_steps if st.viewer in mine]
                 if plan_steps is not None else None)
             ctrl = ctx.Queue()
@@ -502,6 +524,7 @@ class Engine:
                                             sale["limit_per_buyer"], sale["starts_at"]))
             starts_at = sale["starts_at"]
         self._tell("show", self.show_wall, starts_at)
+        self._start_chaos()
         emitter = asyncio.ensure_future(self._emit(host, self.t_show + s.run.duration_s))
         sampler = asyncio.ensure_future(self._sample_burst(starts_at / 1000.0)) \
             if starts_at and self.server is not None else None
@@ -509,8 +532,27 @@ class Engine:
         await emitter
         if sampler is not None:
             sampler.cancel()
+        await self._chaos_injected()
         self._tell("quiet")
         self._mark_show_end()
+
+    def _start_chaos(self) -> None:
+        """Faults on the show's clock (started once the show's own setup calls are
+        done; a fault due earlier goes in at once, late, with its actual time)."""
+        if not self.opts.chaos or self.server is None or self.interrupted.is_set():
+            return
+        self.chaos = Chaos(self.opts.chaos, self.server, self.base, self.show_wall,
+                           lambda: self._progress_totals().get("connected", 0),
+                           self.progress.note)
+        self.chaos.start()
+
+    async def _chaos_injected(self) -> None:
+        if self.chaos is None:
+            return
+        if self.interrupted.is_set():
+            await self.chaos.stop()
+        else:
+            await self.chaos.injected(within_s=START_TIMEOUT_S + 60.0)
 
     async def _sample_burst(self, opening: float) -> None:
         """Server and Redis CPU, finely sampled from just before the sale opens to
@@ -627,14 +669,26 @@ class Engine:
             self.warnings.append(f"the crowd or its holds had not settled after "
                                  f"run.settle_timeout_s ({self.scn.run.settle_timeout_s}s)")
         for lid in self.lottery_ids:
-            lot = await host.lottery(lid)
-            if lot.get("state") == "open":
-                with contextlib.suppress(HostError):
-                    await host.call("POST", f"/lotteries/{lid}/draw")
-            for _ in range(100):
-                if (await host.lottery(lid)).get("state") == "drawn":
-                    break
-                await asyncio.sleep(0.1)
+            try:
+                await self._draw(host, lid)
+            except (HostError, httpx.HTTPError) as exc:
+                if not self.opts.chaos:
+                    raise
+                # After faults the server may not answer yet: the crowd's results and
+                # every check matter more than this draw (the lottery check reports it).
+                self.warnings.append(f"settle after the faults: lottery {lid}: {exc}")
+
+    @staticmethod
+    async def _draw(host: Host, lid: str) -> None:
+        """Draw the lottery if its timer has not, and wait (bounded) until it is."""
+        lot = await host.lottery(lid)
+        if lot.get("state") == "open":
+            with contextlib.suppress(HostError):
+                await host.call("POST", f"/lotteries/{lid}/draw")
+        for _ in range(100):
+            if (await host.lottery(lid)).get("state") == "drawn":
+                break
+            await asyncio.sleep(0.1)
 
     async def _finish(self, host: Host) -> None:
         self.progress.update(phase="finishing: end marker")
@@ -665,16 +719,39 @@ class Engine:
 
     async def _read_back(self, host: Host) -> None:
         self.progress.update(phase="reading back: audit, orders, lotteries")
-        audit = await host.audit()
-        for p in audit["products"]:
-            if p["product_id"] in self.data.products:
-                self.data.final_stock.append(StockSample(
-                    round(time.monotonic() - self.t_show, 3) if self.t_show else 0.0,
-                    p["product_id"], p["total"], p["left"], p["held"], p["sold"]))
-        self.data.server_audit_failed = [c for c in audit["checks"] if not c["ok"]]
-        self.data.orders_api = await host.orders()
+        audit, self.data.audit_error = await self._read("audit", host.audit)
+        if audit is not None:
+            for p in audit["products"]:
+                if p["product_id"] in self.data.products:
+                    self.data.final_stock.append(StockSample(
+                        round(time.monotonic() - self.t_show, 3) if self.t_show else 0.0,
+                        p["product_id"], p["total"], p["left"], p["held"], p["sold"]))
+            self.data.server_audit_failed = [c for c in audit["checks"] if not c["ok"]]
+        orders, self.data.orders_api_error = await self._read("orders", host.orders)
+        self.data.orders_api = orders or []
         for lid in self.lottery_ids:
-            self.data.lotteries.append(await host.lottery(lid))
+            lot, _ = await self._read(f"lottery {lid}", functools.partial(host.lottery, lid))
+            if lot is not None:
+                self.data.lotteries.append(lot)
+
+    async def _read(self, what: str,
+                    call: Callable[[], Awaitable[T]]) -> tuple[T | None, str]:
+        """One read-back call. After faults the server may still be recovering:
+        a chaos run retries until READBACK_RETRY_S after the read-back began, then
+        goes on without it (the checks say what they could not see); other runs
+        stop at the error."""
+        if not self.opts.chaos:
+            return await call(), ""
+        if self._readback_deadline is None:
+            self._readback_deadline = time.monotonic() + READBACK_RETRY_S
+        while True:
+            try:
+                return await call(), ""
+            except (HostError, httpx.HTTPError) as exc:
+                if time.monotonic() > self._readback_deadline:
+                    self.warnings.append(f"read-back after the faults: {what}: {exc}")
+                    return None, f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(0.5)
 
     def _stop_server(self) -> None:
         assert self.server is not None
@@ -708,6 +785,7 @@ class Engine:
         self.show_wall = time.time() + 0.5
         self._mark_show_start()
         self._tell("replay", self.show_wall)
+        self._start_chaos()
         await self._sleep(self.show_wall - time.time())
         for step in plan.host:
             if self.interrupted.is_set():
@@ -717,6 +795,7 @@ class Engine:
                 break
             await self._replay_host(host, step)
         await self._sleep(self.show_wall + plan.duration_ms / 1000.0 + 0.5 - time.time())
+        await self._chaos_injected()
         self._tell("quiet")
         self._mark_show_end()
         self.join_s = None
@@ -792,6 +871,9 @@ class Engine:
         except HostError as exc:
             self.host_actions[f"{act}: {exc.code}"] += 1
             self.warnings.append(f"trace line {step.line}: host {act}: {exc}")
+        except httpx.HTTPError as exc:  # the server is down (a chaos restart, or a crash)
+            self.host_actions[f"{act}: {type(exc).__name__}"] += 1
+            self.warnings.append(f"trace line {step.line}: host {act}: {exc}")
         self.host_ms.append((time.perf_counter() - started) * 1000.0)
 
     # ================================================================ result
@@ -824,6 +906,17 @@ class Engine:
         d.reach = round(received / expected, 5) if expected else None
         d.min_reach = s.checks.min_reach
         verdicts = checks_mod.check_run(d) if results else []
+        chaos_section: dict[str, Any] | None = None
+        if self.chaos is not None or self.opts.chaos:
+            answers = [(a[0] - self.show_wall, a[1] - self.show_wall, a[2], a[3])
+                       for r in results for a in r.answers]
+            answers.sort(key=lambda a: a[1])
+            if self.chaos is not None:
+                chaos_section, chaos_checks = self.chaos.summary(answers, self.opts.chaos_spec)
+            else:  # the run broke off or was interrupted before the show
+                chaos_section, chaos_checks = summarize([], self.opts.chaos, answers,
+                                                        self.opts.chaos_spec)
+            verdicts += chaos_checks
         if self.fault:
             verdicts.append(checks_mod.Check("the run completed", False, self.fault))
         for err in self.worker_errors:
@@ -834,6 +927,8 @@ class Engine:
             for action, codes in r.outcomes.items():
                 outcomes.setdefault(action, Counter()).update(codes)
         measurements = self._measurements(results, latency, buy_ms, checkout_ms, outcomes)
+        if chaos_section is not None:
+            measurements["chaos"] = chaos_section
         warnings = list(self.warnings)
         for r in results:
             if r.saturated_s:
@@ -1017,12 +1112,28 @@ def machine() -> dict[str, Any]:
             "kernel": os.uname().release}
 
 
+def server_processes(opts: RunOptions) -> int:
+    """How many processes the spawned server runs: --server-processes, else the
+    core plan's choice."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return opts.server_processes or plan_cores(cpus).workers
+
+
 def prepare(opts: RunOptions) -> Engine:
     """An engine for the options (a trace's replay plan is built here, so a bad
-    trace fails before anything starts)."""
+    trace fails before anything starts, and the chaos SPEC is checked against
+    the run's length and target)."""
     engine = Engine(opts)
+    s = opts.scenario
     if opts.trace is not None:
-        s = opts.scenario
         engine.plan = replay_plan(opts.trace, s.viewers.count if s.viewers.count else None,
                                   s.trace.speed, s.run.seed)
+    if opts.chaos:
+        if engine.plan is not None:
+            length, name = engine.plan.duration_ms / 1000.0, "the trace at --speed"
+        else:
+            length, name = s.run.duration_s, "run.duration_s"
+        check_chaos(opts.chaos, spawned=opts.url is None, length_s=length, length_name=name,
+                    server_processes=server_processes(opts) if opts.url is None else 0)
     return engine
+

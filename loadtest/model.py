@@ -19,7 +19,9 @@ class Gap:
     after: int  # the last seq the viewer had applied
     got: int  # the seq that revealed the gap; 0 when the cause is a disconnect
     cause: str  # "gap" (a seq skipped) or "disconnect"
-    recovered: str = ""  # "resume" (missed events replayed), "snapshot", "" = not recovered
+    # "resume" (missed events replayed), "snapshot", "left" (a replayed trace's viewer
+    # left while disconnected: nothing more to receive), "" = not recovered
+    recovered: str = ""
 
 
 @dataclass(slots=True)
@@ -110,6 +112,10 @@ class RunData:
     final_stock: list[StockSample] = field(default_factory=list)
     server_audit_failed: list[dict[str, Any]] = field(default_factory=list)
     orders_api: list[dict[str, Any]] = field(default_factory=list)
+    # Why a read-back failed (chaos runs go on without it, so every check still runs
+    # and says what it could not see, instead of comparing against an empty list).
+    audit_error: str = ""
+    orders_api_error: str = ""
     orders_store: list[dict[str, Any]] | None = None  # read from SQLite when spawned
     holds: list[HoldRecord] = field(default_factory=list)
     acks: list[OrderAck] = field(default_factory=list)

@@ -233,6 +233,26 @@ def _kv_table(d: dict[str, Any]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _chaos_html(chaos: dict[str, Any]) -> str:
+    from loadtest.chaos import describe
+
+    rows = ["<h2>Chaos</h2>",
+            f"<p>--chaos {html.escape(str(chaos.get('spec', '')))}; times are "
+            f"{html.escape(str(chaos.get('clock', '')))}; failed closed: answers with code "
+            + ", ".join(html.escape(c) for c in chaos.get("failed_closed_codes", []))
+            + "</p><table><tr><th>fault</th><th>injected</th><th>outcome</th>"
+            "<th>buys/checkouts failed closed</th><th>recovery</th></tr>"]
+    for entry in chaos.get("faults", []):
+        d = describe(entry)
+        mark = "" if entry.get("ok") else " class='fail'"
+        rows.append(f"<tr><td{mark}>{html.escape(d['fault'])}</td>"
+                    f"<td>{html.escape(d['when'])}</td><td>{html.escape(d['what'])}</td>"
+                    f"<td>{html.escape(d['failed_closed'])}</td>"
+                    f"<td>{html.escape(d['recovery'])}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
 def render_html(result: RunResult, data: dict[str, Any]) -> str:
     name = html.escape(str(result.settings.get("scenario", {}).get("name", "")))
     if result.interrupted:
@@ -256,6 +276,8 @@ def render_html(result: RunResult, data: dict[str, Any]) -> str:
                      f"<td>{html.escape(c.detail)}</td></tr>")
     parts.append("</table>")
     m = result.measurements
+    if m.get("chaos"):
+        parts.append(_chaos_html(m["chaos"]))
     charts = result.charts
     sections = [
         ("Fan-out", m.get("fanout", {}), chart_latency(charts.get("latency_ms", []))),

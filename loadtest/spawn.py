@@ -7,11 +7,18 @@ what a user would type, in its own session so that a Ctrl-C meant for the load
 tester does not stop it before the report's data is collected. Its URL comes
 from the lines it prints. Settings the scenario needs (a short hold time, the
 chat limits it checks) are passed as `LIVESELL_*` environment variables.
+
+Chaos runs (loadtest/chaos.py) kill its processes and restart it: `refresh`
+finds the current redis-server and workers again, `restart` starts it anew on
+the same port and data directory as a process manager would, and the CPU
+figures keep the seconds of processes that are gone, so they add up across
+those changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sqlite3
@@ -23,8 +30,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from loadtest.stats import ProcSample, children_of, command_of, read_proc
+from loadtest.stats import ProcSample, children_of, command_of, descendants_of, read_proc
 from server.redis_supervisor import free_port
 
 START_TIMEOUT_S = 60.0
@@ -80,7 +88,13 @@ class SpawnedServer:
         self.data_dir = self.dir / "data"
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = ""
+        self.port: int | None = None  # fixed after the first start: a restart reuses it
         self.redis_pid: int | None = None
+        self.restarts = 0
+        # CPU seconds per (role, pid) at the last reading, and those of processes gone
+        # (killed, restarted), so the totals do not drop when a process is replaced.
+        self._cpu_seen: dict[tuple[str, int], float] = {}
+        self._cpu_gone: dict[str, float] = {"server": 0.0, "redis": 0.0}
 
     @property
     def pid(self) -> int:
@@ -97,8 +111,9 @@ class SpawnedServer:
         env.update(self.env)
         out_path, err_path = self.dir / "server.out", self.dir / "server.err"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            # Several processes share one listening port, which must then be fixed.
-            port = str(free_port()) if self.workers > 1 else "0"
+            # Several processes share one listening port, which must then be fixed; a
+            # restart comes back where the viewers reconnect to.
+            port = str(self.port or (free_port() if self.workers > 1 else 0))
             workers = ["--workers", str(self.workers)] if self.workers > 1 else []
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", port,
@@ -113,6 +128,7 @@ class SpawnedServer:
                 if line.strip().startswith("API:"):
                     self.base = line.split("API:", 1)[1].strip().removesuffix("/api")
             if self.base:
+                self.port = urlsplit(self.base).port
                 self._find_children()
                 if self._answers(deadline):
                     return self.base
@@ -166,17 +182,53 @@ class SpawnedServer:
                 return
             time.sleep(0.05)
 
+    def refresh(self) -> None:
+        """Find the redis-server (anywhere below the server: a supervisor may start
+        it again from another process) and the worker processes anew, after a
+        fault replaced them."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        redis = find_redis(self.pid)
+        if redis is not None and redis != self.redis_pid:
+            self.redis_pid = redis
+            if self.redis_cpus and hasattr(os, "sched_setaffinity"):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(redis, self.redis_cpus)
+        if self.workers > 1:
+            self.worker_pids = find_workers(self.pid)
+
+    def restart(self) -> str:
+        """Start the server again after it exited, on the same port and data
+        directory, as a process manager would; the previous logs are kept
+        beside the new ones (server.out.1, server.err.1, ...)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise SpawnError("restart: the server is still running")
+        self.restarts += 1
+        for name in ("server.out", "server.err"):
+            with contextlib.suppress(OSError):
+                (self.dir / name).rename(self.dir / f"{name}.{self.restarts}")
+        self.base = ""
+        self.redis_pid = None
+        self.worker_pids = []
+        return self.start()
+
+    def _total(self, role: str, pids: list[int]) -> ProcSample | None:
+        live = {pid: s for pid, s in ((p, read_proc(p)) for p in pids) if s is not None}
+        for key in [k for k in self._cpu_seen if k[0] == role and k[1] not in live]:
+            self._cpu_gone[role] += self._cpu_seen.pop(key)
+        for pid, s in live.items():
+            self._cpu_seen[(role, pid)] = s.cpu_s
+        if not live:
+            return None
+        return ProcSample(self._cpu_gone[role] + sum(s.cpu_s for s in live.values()),
+                          sum(s.rss_bytes for s in live.values()))
+
     def sample(self) -> tuple[ProcSample | None, ProcSample | None]:
         """The server (its process and, with --workers, every worker process) and
-        its redis-server child, from /proc."""
-        server = None
-        if self.proc:
-            parts = [s for s in (read_proc(p) for p in [self.pid, *self.worker_pids])
-                     if s is not None]
-            if parts:
-                server = ProcSample(sum(p.cpu_s for p in parts),
-                                    sum(p.rss_bytes for p in parts))
-        return server, read_proc(self.redis_pid) if self.redis_pid else None
+        its redis-server child, from /proc. CPU seconds include those of the
+        processes a fault ended (a killed worker, the server before a restart)."""
+        server = self._total("server", [self.pid, *self.worker_pids]) if self.proc else None
+        return server, self._total("redis", [self.redis_pid] if self.redis_pid else [])
 
     def stop(self) -> int | None:
         """SIGINT, as Ctrl-C would; SIGKILL if it does not stop in time."""
@@ -189,7 +241,7 @@ class SpawnedServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.redis_pid is not None and read_proc(self.redis_pid) is not None:
+        if self.redis_pid is not None and "redis-server" in command_of(self.redis_pid):
             with contextlib.suppress(OSError):
                 os.kill(self.redis_pid, signal.SIGKILL)
         return self.proc.returncode
@@ -215,3 +267,51 @@ class SpawnedServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def find_redis(server_pid: int) -> int | None:
+    """The live redis-server below a server process (a killed one, a zombie, has
+    no command line and is not found)."""
+    for pid in descendants_of(server_pid):
+        if "redis-server" in command_of(pid):
+            return pid
+    return None
+
+
+def find_workers(server_pid: int) -> list[int]:
+    """The uvicorn worker processes of a server run with --workers."""
+    return sorted(pid for pid in children_of(server_pid) if "spawn_main" in command_of(pid))
+
+
+def redis_address(redis_pid: int) -> tuple[str, int]:
+    """The address a redis-server listens on, from its command line."""
+    try:
+        raw = Path(f"/proc/{redis_pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError as exc:
+        raise SpawnError(f"redis-server {redis_pid} is gone: {exc}") from None
+    address = parse_redis_address(raw.replace("\0", " "))
+    if address is None:
+        raise SpawnError(f"redis-server {redis_pid}: no address in its command line "
+                         f"{raw.replace(chr(0), ' ').strip()!r}")
+    return address
+
+
+def parse_redis_address(command: str) -> tuple[str, int] | None:
+    """HOST and PORT from a redis-server command line: the title it gives itself
+    once running (`redis-server 127.0.0.1:6379`), or the `--bind`/`--port` flags
+    server/redis_supervisor.py starts it with. None when neither says."""
+    words = command.split()
+    host, port = "", 0
+    for flag, value in itertools.pairwise(words):
+        if flag == "--port" and value.isdigit():
+            port = int(value)
+        elif flag == "--bind":
+            host = value
+    if port:
+        return host or "127.0.0.1", port
+    for word in words[1:2]:
+        name, colon, digits = word.rpartition(":")
+        if colon and digits.isdigit() and name:
+            name = name.strip("[]")
+            return ("127.0.0.1" if name in ("*", "0.0.0.0") else name), int(digits)
+    return None

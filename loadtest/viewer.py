@@ -284,6 +284,10 @@ class Viewer:
             gap.recovered = how
         self.open_gaps.clear()
 
+    def gaps_end(self, how: str) -> None:
+        """Close the open gaps without a recovery, saying why (`left`)."""
+        self._recovered(how)
+
     def _event(self, seq: int, kind: str, msg: dict[str, Any]) -> None:
         last = self.last
         if last is None or self.awaiting_snapshot:

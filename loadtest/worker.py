@@ -44,6 +44,9 @@ FINISH_TIMEOUT_S = 15.0
 
 RETRYABLE = frozenset({"rate_limited", "unavailable", "store_unavailable",
                        "request_in_progress", "timeout", "internal"})
+TRANSIENT_TRIES = 5  # buys retried this often on a transient error (without retry_for_s)
+CHECKOUT_TRIES = 10
+MAX_ANSWERS = 500_000  # timed answers kept per process (chaos runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,12 @@ class WorkerPlan:
     workers: int = 1  # generator processes in the run (each joins its share of the rate)
     latency_cap: int = 200_000
     steps: list[TraceStep] | None = None  # trace replay: what each viewer does
+    # Chaos runs: keep every buy and checkout answer with its times, and retry a
+    # transient error (unavailable, timeout, ...) for this long instead of a few
+    # times, as a client told "try again" would, so buys go on through a fault and
+    # show when the server recovered.
+    record_answers: bool = False
+    retry_for_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -97,6 +106,9 @@ class WorkerResult:
     abandoned_to_expire: int = 0
     released: int = 0
     trace_skipped: dict[str, int] = field(default_factory=dict)
+    # (sent, answered: epoch seconds; "buy" or "checkout"; "hold", "order_placed" or
+    # the error code), with record_answers
+    answers: list[tuple[float, float, str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -183,6 +195,20 @@ class Crowd:
 
     def count(self, action: str, outcome: str) -> None:
         self.outcomes.setdefault(action, Counter())[outcome] += 1
+
+    def answered(self, sent: float, action: str, outcome: str) -> None:
+        """A buy or checkout answer with its times, kept in chaos runs."""
+        if self.plan.record_answers and len(self.result.answers) < MAX_ANSWERS:
+            self.result.answers.append((sent, time.time(), action, outcome))
+
+    def may_retry(self, tries: int, limit: int, first_failure: float) -> bool:
+        """Another try after a transient error: `limit` tries, or with retry_for_s,
+        until that long after the first transient error."""
+        if self.finishing:
+            return False
+        if self.plan.retry_for_s:
+            return time.monotonic() - first_failure < self.plan.retry_for_s
+        return tries < limit
 
     def learn_offset(self, server_time: float) -> None:
         if self.offset_ms is None:
@@ -284,23 +310,30 @@ class Crowd:
                       quantity: int) -> dict[str, Any] | None:
         s = self.scn.sale
         not_started = sold_out = transient = 0
+        first_failure = 0.0
         while not self.finishing:
             started = time.perf_counter()
+            sent = time.time()
             reply = await viewer.request("buy", {"product_id": product_id,
                                                  "quantity": quantity})
             self.result.buy_ms.append((time.perf_counter() - started) * 1000.0)
             if reply.get("type") == "hold":
                 self.count("buy", "hold")
+                self.answered(sent, "buy", "hold")
                 return self._hold(viewer, reply["hold"])
             code = str(reply.get("code"))
             self.count("buy", code)
+            self.answered(sent, "buy", code)
             if code == "not_started" and not_started < NOT_STARTED_RETRIES:
                 not_started += 1
                 await asyncio.sleep(0.05)
             elif code in ("sold_out", "insufficient_stock") and sold_out < s.sold_out_retries:
                 sold_out += 1
                 await asyncio.sleep(s.retry_interval_s)
-            elif code in RETRYABLE and transient < 5:
+            elif code in RETRYABLE:
+                first_failure = first_failure or time.monotonic()
+                if not self.may_retry(transient, TRANSIENT_TRIES, first_failure):
+                    return None
                 transient += 1
                 await asyncio.sleep(0.2)
             else:
@@ -339,16 +372,21 @@ class Crowd:
         return [c.coupon_id for c in self.result.claims if c.viewer_id == viewer.rec.viewer_id]
 
     async def checkout(self, viewer: Viewer, hold_id: str, coupon: str | None) -> None:
-        for _ in range(10):
+        tries = 0
+        first_failure = 0.0
+        while tries == 0 or self.may_retry(tries, CHECKOUT_TRIES, first_failure):
+            tries += 1
             fields: dict[str, Any] = {"hold_id": hold_id}
             if coupon:
                 fields["coupon_id"] = coupon
             started = time.perf_counter()
+            sent = time.time()
             reply = await viewer.request("checkout", fields)
             self.result.checkout_ms.append((time.perf_counter() - started) * 1000.0)
             if reply.get("type") == "order_placed":
                 order = reply["order"]
                 self.count("checkout", "order_placed")
+                self.answered(sent, "checkout", "order_placed")
                 self.result.acks.append(OrderAck(
                     order_id=order["order_id"], hold_id=order["hold_id"],
                     viewer_id=viewer.rec.viewer_id, quantity=int(order["quantity"]),
@@ -356,6 +394,8 @@ class Crowd:
                 return
             code = str(reply.get("code"))
             self.count("checkout", code)
+            self.answered(sent, "checkout", code)
+            first_failure = first_failure or time.monotonic()
             if code.startswith("coupon_"):
                 coupon = None  # pay full price instead
             elif code in RETRYABLE:
@@ -542,6 +582,10 @@ class Crowd:
                 await self._join_one(v)
             return
         if act == "leave":
+            if v.link is None:
+                # The recorded viewer leaves while this one is still reconnecting (a
+                # chaos restart): its open gaps end with it, nothing is left to miss.
+                v.gaps_end("left")
             v.leave()
             return
         if v.link is None and not v.reconnecting:
@@ -561,14 +605,17 @@ class Crowd:
                 self._skip(act, "unknown product")
                 return
             started = time.perf_counter()
+            sent = time.time()
             reply = await v.request("buy", {"product_id": pid,
                                             "quantity": int(d.get("quantity") or 1)})
             self.result.buy_ms.append((time.perf_counter() - started) * 1000.0)
             if reply.get("type") == "hold":
                 self.count("buy", "hold")
+                self.answered(sent, "buy", "hold")
                 self._hold(v, reply["hold"])
             else:
                 self.count("buy", str(reply.get("code")))
+                self.answered(sent, "buy", str(reply.get("code")))
         elif act in ("checkout", "release"):
             hold = await self._own_hold(v, str(d.get("hold_id")))
             if hold is None:

@@ -65,6 +65,22 @@ def test_bad_scenario_files_exit_2_naming_the_key(tmp_path: Path, toml: str,
     (["--server-processes", "65"], ["--server-processes", "more than 64"]),
     (["--server-processes", "2", "--url", "http://127.0.0.1:1"],
      ["--server-processes: only with a spawned server"]),
+    (["--chaos", ""], ["--chaos: SPEC is empty"]),
+    (["--chaos", "kill-db@3"], ["--chaos item 1 'kill-db@3'", "unknown fault 'kill-db'"]),
+    (["--chaos", "kill-redis@-1"], ["T '-1' is negative"]),
+    (["--chaos", "kill-redis@soon"], ["T 'soon' is not a time in seconds"]),
+    (["--chaos", "kill-redis"], ["expected kill-redis@T"]),
+    (["--chaos", "sigterm@3,stall-store@4"], ["item 2", "stall-store needs a DURATION"]),
+    (["--chaos", "stall-store@4:0"], ["DURATION must be above 0"]),
+    (["--chaos", "kill-redis@4:2"], ["kill-redis takes no DURATION"]),
+    (["--chaos", "kill-redis@20.5"],
+     ["--chaos kill-redis@20.5: T 20.5 s is beyond the run's length (run.duration_s 20 s)"]),
+    (["--chaos", "kill-redis@40", "--duration", "30"], ["(run.duration_s 30 s)"]),
+    (["--chaos", "kill-worker@5", "--server-processes", "1"],
+     ["kill-worker needs several server processes", "this run has 1"]),
+    (["--chaos", "kill-redis@5", "--url", "http://127.0.0.1:1"],
+     ["--chaos: faults go only into a server the load tester spawned", "not into a server "
+      "given by --url"]),
 ])
 def test_bad_flags_exit_2_naming_the_flag_or_address(tmp_path: Path, args: list[str],
                                                      phrases: list[str]) -> None:
@@ -73,6 +89,13 @@ def test_bad_flags_exit_2_naming_the_flag_or_address(tmp_path: Path, args: list[
     assert out.returncode == 2, (out.stdout, out.stderr)
     for phrase in phrases:
         assert phrase in out.stderr, out.stderr
+
+
+def test_chaos_past_the_end_of_a_trace_exits_2(tmp_path: Path) -> None:
+    out = _run("run", "sample", "--speed", "2", "--chaos", "sigterm@3000", cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "sigterm@3000: T 3000 s is beyond the run's length (the trace at --speed" \
+        in out.stderr
 
 
 def test_unknown_scenario_name_lists_the_bundled_ones(tmp_path: Path) -> None:

@@ -286,3 +286,21 @@ def test_long_failure_lists_are_shortened_and_counted() -> None:
     assert not verdict.ok
     assert "never received a snapshot" in verdict.detail
     assert "(and 12 more)" in verdict.detail
+
+
+def test_a_read_back_that_failed_is_named_not_compared() -> None:
+    """After faults (a chaos run) the read-back may fail: the checks say what
+    could not be read instead of comparing the store with an empty list."""
+    data = dataclasses.replace(good_run(), orders_api=[], final_stock=[],
+                               orders_api_error="HostError: GET orders: 503 unavailable",
+                               audit_error="HostError: GET audit: 503 unavailable")
+    verdicts = _by_name(check_run(data))
+    sold = verdicts["sold = confirmed orders"]
+    assert not sold.ok
+    assert "the orders API could not be read back: HostError: GET orders: 503" in sold.detail
+    assert "disagree" not in sold.detail
+    assert "no final stock reading (the audit failed: HostError: GET audit: 503" in sold.detail
+    conserved = verdicts["left + held + sold = stock"]
+    assert not conserved.ok and "the audit failed" in conserved.detail
+    # What was read is still checked: the store's orders against the holds given.
+    assert verdicts["every order told placed is in the store"].ok
