@@ -452,6 +452,23 @@ class Hub:
     def local_viewers(self) -> int:
         return sum(len(r.members) for r in self.rooms.values())
 
+    async def reassert_presence(self, room_id: str | None = None) -> int:
+        """Count this process's viewers (of one room, or all) as present again: Redis
+        lost its data and was rebuilt, and presence is not in the store."""
+        rooms = [r for r in list(self.rooms.values()) if room_id in (None, r.room_id)]
+        conns = [c for room in rooms for c in list(room.members)
+                 if not c.is_host and not c.closed]
+        if not conns:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for conn in conns:
+                keys = room_keys(conn.room_id)
+                pipe.hincrby(keys.present, conn.viewer.viewer_id, 1)
+                pipe.sadd(keys.uniq, conn.viewer.viewer_id)
+            await pipe.execute()
+        self.dirty_viewers.update(c.room_id for c in conns)
+        return len(conns)
+
     def close_all(self, code: int, reason: str) -> int:
         """Close every viewer of this process (the drain); returns how many."""
         conns = [conn for room in list(self.rooms.values()) for conn in list(room.members)]

@@ -76,9 +76,14 @@ class Pulse:
         self.expired_holds = 0
         self._last_coalesced: dict[str, float] = {}  # room -> when its counts last went out
         self.lag_s = 0.0  # how late the last pulse timer woke (the loop's backlog)
+        # The rebuild generation this process last saw (the EPOCH marker's value): a
+        # new one means Redis was rebuilt, and this process's viewers must be counted
+        # present again, whichever process did the rebuild.
+        self._seen_epoch: str | None = None
 
     async def start(self) -> None:
         await self.ensure_in_step()
+        self._seen_epoch = await self.redis.get(EPOCH)
         hub = self.settings.hub
         self._tasks = [
             asyncio.create_task(self._loop(self.timers_tick, TIMER_TICK_S,
@@ -296,9 +301,16 @@ class Pulse:
                                             "unique": int(unique), "peak": int(peak)})
 
     async def upkeep_tick(self) -> None:
-        if not await self.redis.exists(EPOCH):
+        epoch = await self.redis.get(EPOCH)
+        if epoch is None:
             log.warning("redis lost its data: rebuilding it from the order store")
             await self.ensure_in_step()
+            epoch = await self.redis.get(EPOCH)
+        if epoch is not None and epoch != self._seen_epoch:
+            self._seen_epoch = epoch
+            n = await self.show.hub.reassert_presence()
+            log.info("redis was rebuilt: %d viewers of this process counted present again",
+                     n)
         for room_id in await self.rooms():
             await self.show.refresh_keyword_lotteries(room_id)
             await self.show.refresh_recording(room_id)
@@ -328,7 +340,9 @@ class Pulse:
                 await self.rebuild_room(room)
                 # Still ours: a rebuild waiting on a slow store must not lose the lock.
                 await self.redis.set(REBUILD_LOCK, token, xx=True, ex=REBUILD_LOCK_S)
-            await self.redis.set(EPOCH, str(now_ms()))
+            generation = str(now_ms())
+            await self.redis.set(EPOCH, generation)
+            self._seen_epoch = generation  # this process counted its viewers already
             self._rooms_at = 0.0
         finally:
             if await self.redis.get(REBUILD_LOCK) == token:
@@ -396,8 +410,14 @@ class Pulse:
             drop = CouponDrop(**data)
             used = uses.get(drop.coupon_id, {})
             await show._load_coupon_into_redis(room_id, drop, claimed=len(used), uses=used)
+        entrants = await store.lottery_entrants(room_id)
         for data, _seed, result in await store.lotteries(room_id):
-            await show._load_lottery_into_redis(room_id, Lottery(**data), result)
+            lottery = Lottery(**data)
+            await show._load_lottery_into_redis(room_id, lottery, result,
+                                                entrants.get(lottery.lottery_id, []))
+        # This process's viewers are present before the room opens again (a lottery
+        # needs them); other processes re-count theirs when they see the rebuild.
+        await show.hub.reassert_presence(room_id)
         await show.mark_whole(room_id, epoch)
         log.info("rebuilt room %s from the store", room_id)
 

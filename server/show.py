@@ -796,9 +796,12 @@ class Show:
         return view
 
     async def _load_lottery_into_redis(self, room_id: str, lottery: Lottery,
-                                       result: dict[str, Any] | None) -> None:
+                                       result: dict[str, Any] | None,
+                                       entrants: list[str] | None = None) -> None:
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
+            if entrants:
+                pipe.sadd(keys.entrants(lottery.lottery_id), *entrants)
             pipe.hset(keys.lottery(lottery.lottery_id), mapping={
                 "lottery_id": lottery.lottery_id, "prize": lottery.prize,
                 "winners": lottery.winners, "mode": lottery.entry, "keyword": lottery.keyword,
@@ -851,6 +854,20 @@ class Show:
         if result[0] == "rebuilding":
             return error_answer(rebuilding())
         if result[0] == "ok":
+            # Durable before "entered", like an order: the draw and a rebuild of Redis
+            # read the entrants from the store.
+            try:
+                await self.store.add_lottery_entry(room_id, lottery_id, viewer.viewer_id,
+                                                   now_ms())
+            except Exception as exc:
+                if not isinstance(exc, StoreError):
+                    log.exception("could not record a lottery entry")
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.srem(keys.entrants(lottery_id), viewer.viewer_id)
+                    pipe.delete(keys.request(viewer.viewer_id, "enter_lottery", request_id))
+                    await pipe.execute()
+                return error_answer(Unavailable("your entry could not be recorded; try "
+                                                "again", code="store_unavailable"))
             self.dirty_counts.add((room_id, "lottery", lottery_id))
         return _from_cached("lottery_entered", result[1])
 
@@ -878,7 +895,10 @@ class Show:
                      if data["lottery_id"] == lottery_id), None)
         if seed is None:
             raise refusal("lottery_not_found")
-        entrants = await self.lottery_entrants(room_id, lottery_id)
+        # The store holds every entry that was answered "entered" (entries admitted
+        # before the close may still be committing: wait for them).
+        await self.store.wait_idle()
+        entrants = (await self.store.lottery_entrants(room_id)).get(lottery_id, [])
         count = _int(lot.get("winners"), 1)
         result = {"seed": seed, "entrants": entrants,
                   "entrants_digest": domain.entrants_digest(entrants),

@@ -99,6 +99,15 @@ CREATE TABLE IF NOT EXISTS aborted_holds (
     reason TEXT NOT NULL,
     aborted_at INTEGER NOT NULL
 );
+-- Lottery entries, written before the entrant is told "entered": the draw and a
+-- rebuild of Redis read them from here.
+CREATE TABLE IF NOT EXISTS lottery_entries (
+    lottery_id TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    entered_at INTEGER NOT NULL,
+    PRIMARY KEY (lottery_id, viewer_id)
+);
 -- The room's Redis epoch: set when Redis is loaded for the room. An order whose
 -- checkout began under another epoch is refused (fenced).
 CREATE TABLE IF NOT EXISTS room_epochs (
@@ -437,6 +446,12 @@ class OrderStore:
         await self.write("INSERT INTO lotteries VALUES (?, ?, ?, ?, NULL)",
                          (lottery["lottery_id"], room_id, orjson.dumps(lottery).decode(), seed))
 
+    async def add_lottery_entry(self, room_id: str, lottery_id: str, viewer_id: str,
+                                at: int) -> None:
+        await self.write("INSERT INTO lottery_entries VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT(lottery_id, viewer_id) DO NOTHING",
+                         (lottery_id, viewer_id, room_id, at))
+
     async def set_lottery_result(self, lottery_id: str, result: dict[str, Any]) -> None:
         await self.write("UPDATE lotteries SET result = ? WHERE lottery_id = ?",
                          (orjson.dumps(result).decode(), lottery_id))
@@ -479,6 +494,15 @@ class OrderStore:
             (room_id,))
         return [(orjson.loads(r["data"]), r["seed"],
                  orjson.loads(r["result"]) if r["result"] else None) for r in rows]
+
+    async def lottery_entrants(self, room_id: str) -> dict[str, list[str]]:
+        """lottery id -> its entrants (sorted), for every lottery of the room."""
+        rows = await self._all("SELECT lottery_id, viewer_id FROM lottery_entries "
+                               "WHERE room_id = ? ORDER BY lottery_id, viewer_id", (room_id,))
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["lottery_id"], []).append(r["viewer_id"])
+        return out
 
     async def orders(self, room_id: str, limit: int = 1000, offset: int = 0) -> list[Order]:
         rows = await self._all(

@@ -318,3 +318,33 @@ async def test_checkout_stays_idempotent_across_a_redis_loss(server: LiveServer,
     audit = await host.audit()
     assert audit["ok"] and audit["orders"]["orders"] == 1
     await asyncio.gather(viewer.close(), other.close())
+
+
+async def test_lottery_entries_survive_a_redis_loss(server: LiveServer,
+                                                   http: httpx.AsyncClient,
+                                                   redis_url: str) -> None:
+    """Every viewer told "entered" is among the drawn lottery's entrants, even when
+    Redis lost its data between the entry and the draw."""
+    host = await create_room(http)
+    lottery = await host.call("POST", "/lotteries", {"prize": "mug", "winners": 2,
+                                                     "entry": "button", "duration_s": 60},
+                              expect=201)
+    lid = lottery["lottery_id"]
+    clients = [await join(server, host.room_id) for _ in range(5)]
+    entries = await asyncio.gather(*(c.request("enter_lottery", lottery_id=lid)
+                                     for c in clients))
+    assert all(e["type"] == "lottery_entered" for e in entries)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+
+    async def whole() -> bool:
+        return (await http.get(f"/api/rooms/{host.room_id}")).status_code == 200
+    await eventually(whole)
+    listed = await host.call("GET", f"/lotteries/{lid}/entrants", expect=200)
+    assert sorted(listed["entrants"]) == sorted(c.viewer_id for c in clients)
+    twice = await clients[0].request("enter_lottery", lottery_id=lid)
+    assert twice["code"] == "already_entered"
+    drawn = await host.call("POST", f"/lotteries/{lid}/draw", expect=200)
+    assert sorted(drawn["result"]["entrants"]) == sorted(c.viewer_id for c in clients)
+    await asyncio.gather(*(c.close() for c in clients))
