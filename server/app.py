@@ -124,6 +124,7 @@ class Services:
         self.health = Health()
         # Every viewer request task in flight (buy, checkout, ...), for the drain.
         self.requests: set[asyncio.Task[None]] = set()
+        self._drain_task: asyncio.Task[dict[str, int]] | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -192,6 +193,11 @@ class Services:
             f.write(secret)
         return secret
 
+    def begin_drain(self) -> None:
+        """Start the drain once (the server is shutting down; see `drain`)."""
+        if self._drain_task is None and not self.draining:
+            self._drain_task = asyncio.get_running_loop().create_task(self.drain())
+
     async def drain(self) -> dict[str, int]:
         """Leave gracefully (SIGTERM): take no new connections or requests, answer the
         requests in flight (checkouts wait for their order's commit), flush the order
@@ -231,6 +237,9 @@ class Services:
     async def stop(self) -> None:
         """Stop in a fixed order; every step is bounded so shutdown always completes."""
         self.ready = False
+        if self._drain_task is not None and not self._drain_task.done():
+            await _bounded("drain", asyncio.shield(self._drain_task),
+                           self.settings.server.shutdown_grace_s + 5.0)
         await self.health.stop()
         grace = self.settings.server.shutdown_grace_s + 5.0
         if self.pulse is not None:
@@ -612,6 +621,7 @@ async def viewer_socket(ws: WebSocket) -> None:
             # Fast route: text frames reach the session straight from the protocol;
             # the ASGI queue below then carries only the disconnect (or a binary frame).
             raw.on_text = session.on_text_fast
+            raw.on_shutdown = svc.begin_drain
         while not conn.closed:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -636,6 +646,7 @@ async def viewer_socket(ws: WebSocket) -> None:
     finally:
         if raw is not None:
             raw.on_text = None
+            raw.on_shutdown = None
         hub.leave(conn)
         if recorder is not None and recorder.active(room_id):
             recorder.viewer(room_id, viewer.viewer_id, "leave")

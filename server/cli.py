@@ -155,7 +155,9 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         ws_ping_timeout=settings.hub.ping_interval_s or None,
         log_level=settings.server.log_level, http="httptools",
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+        # A little longer than the app's own drain (Services.drain), which closes
+        # the viewers once what they sent is answered.
+        timeout_graceful_shutdown=settings.server.shutdown_grace_s + 2.0,
         access_log=settings.server.log_level == "debug", backlog=2048,
     )
 

@@ -31,6 +31,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # a task wake-up and a pause/resume of reading per message. The app bounds
     # its own work per message (rate limits, at most a few requests in flight).
     on_text: Callable[[str], None] | None = None
+    # Set by the app once a viewer has joined: called (once) when the server shuts
+    # down, so the app drains before this connection closes (Services.drain).
+    on_shutdown: Callable[[], None] | None = None
     # True from the accepted handshake until anything starts closing: the one
     # check write_frames makes per delivery (it runs for every viewer of every
     # event). close_sent and disconnected are properties below so that every
@@ -130,9 +133,16 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timer = self.loop.call_later(abort_after, self.transport.abort)
 
     def shutdown(self) -> None:
-        """Server shutdown: close open WebSockets with 1001 (going away), not 1012."""
+        """Server shutdown (uvicorn calls this on every connection once it stopped
+        accepting): a joined viewer's app drains first (answers what it is running,
+        flushes orders, then closes with 1012 itself); otherwise close with 1012
+        (service restart: reconnect, to another process) at once."""
         if self.handshake_complete and not self.close_sent and not self.disconnected:
+            hook, self.on_shutdown = self.on_shutdown, None
+            if hook is not None:
+                hook()
+                return
             self.stop_keepalive()
-            self.close_now(1001, "server shutting down")
+            self.close_now(1012, "server restarting")
             return
         super().shutdown()

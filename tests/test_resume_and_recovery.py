@@ -143,14 +143,17 @@ async def test_redis_flushed_while_running_is_rebuilt(server: LiveServer,
     await asyncio.gather(viewer.close(), fresh.close())
 
 
-async def test_shutdown_closes_viewers_with_1001(redis_url: str, data_dir: Path) -> None:
+async def test_shutdown_drains_and_closes_viewers_with_1012(redis_url: str,
+                                                            data_dir: Path) -> None:
     live = await LiveServer(make_settings(redis_url, data_dir)).start()
     async with httpx.AsyncClient(base_url=live.base) as http:
         host = await create_room(http)
     viewer = await join(live, host.room_id)
+    services = live.services
     await live.stop()
-    await asyncio.wait_for(viewer.closed, 10)
-    assert viewer.ws.close_code == 1001
+    await asyncio.wait_for(viewer.closed, 30)
+    assert viewer.ws.close_code == 1012
+    assert services.draining
 
 
 async def test_scripts_forgotten_by_redis_are_reloaded(server: LiveServer,

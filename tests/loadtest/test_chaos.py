@@ -10,9 +10,8 @@ exclusive SQLite lock held by another process.
 What the chaos machinery itself guarantees is asserted plainly: each fault
 injected and recorded with its times and outcome, the failed-closed window
 and the recovery measured, every correctness check evaluated and reported.
-Whether every check *passes* under a fault depends on the server's fault
-handling (issue 10); those assertions are marked xfail(strict=False) with
-SERVER_FIXES as the reason, to be made plain once the server side lands.
+And the server keeps its promises through each fault: every check passes
+(docs/faults.md).
 """
 
 from __future__ import annotations
@@ -38,9 +37,6 @@ from loadtest.chaos import (
     summarize,
 )
 from loadtest.spawn import parse_redis_address
-
-SERVER_FIXES = ("needs the server's fault handling (issue 10: store arbiter, supervised "
-                "Redis, drain); make this a plain assertion once it lands")
 
 CORRECTNESS_CHECKS = {
     "sold <= stock", "sold = confirmed orders", "left + held + sold = stock",
@@ -365,10 +361,13 @@ def test_kill_redis_is_injected_recorded_and_measured(
     assert f"SIGKILL sent to redis-server pid {f['killed_pid']}" == f["outcome"]
     # The buyers pressing after the kill were told to try again: the window is measured
     # from their answers, each code one of the failed-closed ones.
+    # (The supervisor restarts Redis within a fraction of a second, so a run may see
+    # no failed answer at all; when it does, each is a failed-closed code.)
     fc = f["failed_closed"]
-    assert fc["count"] > 0 and set(fc["by_code"]) <= FAILED_CLOSED
-    assert f["injected_s"] <= fc["first_s"] <= fc["last_s"]
-    assert fc["window_s"] == pytest.approx(fc["last_s"] - fc["first_s"], abs=0.002)
+    assert set(fc["by_code"]) <= FAILED_CLOSED
+    if fc["count"]:
+        assert f["injected_s"] <= fc["first_s"] <= fc["last_s"]
+        assert fc["window_s"] == pytest.approx(fc["last_s"] - fc["first_s"], abs=0.002)
     rec = f["recovery"]
     assert rec["ready_endpoint"] in ("/api/ready", "/api/health")
     assert rec["buys_sent_after"] > 0
@@ -382,7 +381,6 @@ def test_kill_redis_is_injected_recorded_and_measured(
     assert "<h2>Chaos</h2>" in page and "kill-redis@2.5" in page
 
 
-@pytest.mark.xfail(strict=False, reason=SERVER_FIXES)
 def test_kill_redis_comes_back_with_a_new_redis_and_buys_recover(
         kill_redis_run: tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]) -> None:
     _, report, _ = kill_redis_run
@@ -394,7 +392,6 @@ def test_kill_redis_comes_back_with_a_new_redis_and_buys_recover(
     assert rec["ready_after_s"] is not None
 
 
-@pytest.mark.xfail(strict=False, reason=SERVER_FIXES)
 def test_kill_redis_every_check_passes(
         kill_redis_run: tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]) -> None:
     out, report, _ = kill_redis_run
@@ -428,7 +425,6 @@ def test_stall_store_holds_the_lock_from_another_process_and_is_recorded(
     _assert_checks_ran(out, report)
 
 
-@pytest.mark.xfail(strict=False, reason=SERVER_FIXES)
 def test_stall_store_every_check_passes(
         stall_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
     out, report = stall_run
@@ -462,7 +458,6 @@ def test_sigterm_restarts_the_server_and_the_viewers_come_back(
     _assert_checks_ran(out, report)
 
 
-@pytest.mark.xfail(strict=False, reason=SERVER_FIXES)
 def test_sigterm_drains_exits_0_closes_with_1012_and_every_check_passes(
         sigterm_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
     out, report = sigterm_run
@@ -503,7 +498,6 @@ def test_kill_worker_and_flush_redis_in_one_run(
     _assert_checks_ran(out, report)
 
 
-@pytest.mark.xfail(strict=False, reason=SERVER_FIXES)
 def test_kill_worker_and_flush_redis_every_check_passes(
         worker_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
     out, report = worker_run
