@@ -105,6 +105,20 @@ async def settled(host: Host, redis_url: str) -> dict[str, Any]:
     return await host.audit()
 
 
+async def flush(redis_url: str) -> None:
+    """Redis loses its data."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+
+
+async def rebuilt(http: httpx.AsyncClient, room_id: str) -> None:
+    """Wait until the room is whole again after a loss."""
+    async def whole() -> bool:
+        return (await http.get(f"/api/rooms/{room_id}")).status_code == 200
+    await eventually(whole)
+
+
 def assert_promises_kept(audit: dict[str, Any], told: Ledger, db: Path, units: int) -> None:
     assert audit["ok"], [c for c in audit["checks"] if not c["ok"]]
     stored = store_orders(db)
@@ -140,42 +154,75 @@ async def old_confirming(redis_url: str, room_id: str, older_than_ms: int) -> in
         await client.aclose()
 
 
+@dataclass
+class Show:
+    """A sale on two servers, viewers on both, three orders placed before a fault."""
+
+    settings: Settings
+    a: LiveServer
+    http: httpx.AsyncClient
+    host: Host
+    product_id: str
+    units: int
+    crowd: list[ViewerClient]
+    told: Ledger
+    stop: asyncio.Event
+    shoppers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start_shopping(self) -> None:
+        self.shoppers = [asyncio.create_task(shop(v, self.product_id, self.told, self.stop))
+                         for v in self.crowd]
+
+    async def finish(self, redis_url: str) -> dict[str, Any]:
+        """Shop until the store holds every unit (or the shoppers give up), then
+        check the promises from outside and return the settled audit."""
+        async def sold_out() -> bool:
+            return sum(q for _, q in store_orders(self.settings.store_path).values()) \
+                >= self.units or all(s.done() for s in self.shoppers)
+        await eventually(sold_out, timeout=120)
+        self.stop.set()
+        await asyncio.wait_for(asyncio.gather(*self.shoppers), 240)
+        audit = await settled(self.host, redis_url)
+        assert_promises_kept(audit, self.told, self.settings.store_path, self.units)
+        await asyncio.gather(*(v.close() for v in self.crowd))
+        return audit
+
+
+@contextlib.asynccontextmanager
+async def show_on_two_servers(settings: Settings, units: int,
+                              per_server: int) -> AsyncIterator[Show]:
+    async with two_servers(settings) as (a, b), httpx.AsyncClient(base_url=a.base,
+                                                                 timeout=60) as http:
+        host = await create_room(http)
+        product = await host.product(stock=units + 10)
+        await host.sale(product["product_id"], units=units, limit=1000)
+        crowd = [await join(a, host.room_id) for _ in range(per_server)] + \
+            [await join(b, host.room_id) for _ in range(per_server)]
+        show = Show(settings, a, http, host, product["product_id"], units, crowd, Ledger(),
+                    asyncio.Event())
+        await shop(crowd[0], show.product_id, show.told, show.stop, rounds=3)
+        assert len(show.told.placed) == 3  # some orders before the fault
+        yield show
+
+
 @pytest.mark.parametrize("busy_timeout_ms", [60_000, 300], ids=["writes-wait", "writes-fail"])
 async def test_a_store_stalled_past_every_timeout_never_oversells(
         redis_url: str, data_dir: Path, busy_timeout_ms: int) -> None:
     """Case 1: EXCLUSIVE lock held by another process while buyers loop buy -> checkout
     on two servers; the lock outlasts recovery (1 s) and hold expiry (2 s)."""
     settings = fault_settings(redis_url, data_dir, busy_timeout_ms)
-    units = 30
-    async with two_servers(settings) as (a, b), httpx.AsyncClient(base_url=a.base,
-                                                                 timeout=60) as http:
-        host = await create_room(http)
-        product = await host.product(stock=40)
-        pid = product["product_id"]
-        await host.sale(pid, units=units, limit=1000)
-        crowd = [await join(a, host.room_id) for _ in range(8)] + \
-            [await join(b, host.room_id) for _ in range(8)]
-        told, stop = Ledger(), asyncio.Event()
-        await shop(crowd[0], pid, told, stop, rounds=3)  # some orders before the stall
-        assert len(told.placed) == 3
+    async with show_on_two_servers(settings, units=30, per_server=8) as show:
+        told = show.told
         async with StoreLock(settings.store_path):
-            shoppers = [asyncio.create_task(shop(v, pid, told, stop)) for v in crowd]
+            show.start_shopping()
             # Hold the lock until checkouts have waited on it longer than recovery's
             # bound and their holds' lifetime, and recovery had its chance.
             async def stale_checkouts() -> bool:
-                return await old_confirming(redis_url, host.room_id, 4000) > 0 or \
+                return await old_confirming(redis_url, show.host.room_id, 4000) > 0 or \
                     told.codes.get("store_unavailable", 0) >= 5
             await eventually(stale_checkouts, timeout=90)
-            await asyncio.sleep(0)
-        async def sold_out() -> bool:
-            return sum(q for _, q in store_orders(settings.store_path).values()) >= units \
-                or all(s.done() for s in shoppers)
-        await eventually(sold_out, timeout=120)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*shoppers), 240)
-        audit = await settled(host, redis_url)
-        assert_promises_kept(audit, told, settings.store_path, units)
-        assert len(told.placed) == units
+        audit = await show.finish(redis_url)
+        assert len(told.placed) == show.units  # the sale still sold out after the stall
         if busy_timeout_ms > 10_000:
             # Writes waited out the lock: each server's recovery decided some of the
             # other's stalled checkouts through the store, and buyers were told.
@@ -183,7 +230,6 @@ async def test_a_store_stalled_past_every_timeout_never_oversells(
             assert audit["aborted_holds"] == len(told.cancelled)
         else:
             assert told.codes.get("store_unavailable", 0) >= 1
-        await asyncio.gather(*(v.close() for v in crowd))
 
 
 async def test_redis_lost_while_checkouts_wait_on_the_store(redis_url: str,
@@ -192,25 +238,13 @@ async def test_redis_lost_while_checkouts_wait_on_the_store(redis_url: str,
     The rebuild fences or counts every one of them; while it cannot finish, the room
     answers `unavailable` (buys, HTTP 503 with Retry-After, audit 'rebuilding')."""
     settings = fault_settings(redis_url, data_dir, 120_000)
-    units = 24
-    async with two_servers(settings) as (a, b), httpx.AsyncClient(base_url=a.base,
-                                                                 timeout=60) as http:
-        host = await create_room(http)
-        product = await host.product(stock=30)
-        pid = product["product_id"]
-        await host.sale(pid, units=units, limit=1000)
-        crowd = [await join(a, host.room_id) for _ in range(6)] + \
-            [await join(b, host.room_id) for _ in range(6)]
-        told, stop = Ledger(), asyncio.Event()
-        await shop(crowd[0], pid, told, stop, rounds=3)  # some orders before the stall
-        assert len(told.placed) == 3
-        probe = await join(a, host.room_id)
+    async with show_on_two_servers(settings, units=24, per_server=6) as show:
+        http, host = show.http, show.host
+        probe = await join(show.a, host.room_id)
         async with StoreLock(settings.store_path) as lock:
-            shoppers = [asyncio.create_task(shop(v, pid, told, stop)) for v in crowd]
+            show.start_shopping()
             await eventually(lambda: old_confirming(redis_url, host.room_id, 0))
-            client = aioredis.Redis.from_url(redis_url)
-            await client.flushall()
-            await client.aclose()
+            await flush(redis_url)
 
             async def refused() -> bool:
                 r = await http.get(f"/api/rooms/{host.room_id}")
@@ -219,24 +253,15 @@ async def test_redis_lost_while_checkouts_wait_on_the_store(redis_url: str,
             r = await http.get(f"/api/rooms/{host.room_id}")
             assert r.json()["error"]["code"] == "unavailable"
             assert r.headers["retry-after"] == "1"
-            answer = await probe.request("buy", product_id=pid, quantity=1)
+            answer = await probe.request("buy", product_id=show.product_id, quantity=1)
             assert answer["type"] == "error" and answer["code"] == "unavailable", answer
             audit = await host.audit()
             assert audit["state"] == "rebuilding" and audit["ok"] is False
             await lock.release()
-        async def whole() -> bool:
-            return (await http.get(f"/api/rooms/{host.room_id}")).status_code == 200
-        await eventually(whole)
-        async def sold_out() -> bool:
-            return sum(q for _, q in store_orders(settings.store_path).values()) >= units \
-                or all(s.done() for s in shoppers)
-        await eventually(sold_out, timeout=120)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*shoppers), 240)
-        audit = await settled(host, redis_url)
+        await rebuilt(http, host.room_id)
+        audit = await show.finish(redis_url)
         assert audit["state"] == "whole"
-        assert_promises_kept(audit, told, settings.store_path, units)
-        await asyncio.gather(*(v.close() for v in [*crowd, probe]))
+        await probe.close()
 
 
 async def test_stopping_a_sale_voids_its_open_holds(server: LiveServer,
@@ -302,13 +327,8 @@ async def test_checkout_stays_idempotent_across_a_redis_loss(server: LiveServer,
     hold = await viewer.request("buy", product_id=product["product_id"], quantity=2)
     placed = await viewer.request("checkout", hold_id=hold["hold"]["id"], request_id="pay-1")
     assert placed["type"] == "order_placed"
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
-
-    async def whole() -> bool:
-        return (await http.get(f"/api/rooms/{host.room_id}")).status_code == 200
-    await eventually(whole)
+    await flush(redis_url)
+    await rebuilt(http, host.room_id)
     again = await viewer.request("checkout", hold_id=hold["hold"]["id"], request_id="pay-1")
     assert again["type"] == "order_placed"
     assert again["order"]["order_id"] == placed["order"]["order_id"]
@@ -334,13 +354,8 @@ async def test_lottery_entries_survive_a_redis_loss(server: LiveServer,
     entries = await asyncio.gather(*(c.request("enter_lottery", lottery_id=lid)
                                      for c in clients))
     assert all(e["type"] == "lottery_entered" for e in entries)
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
-
-    async def whole() -> bool:
-        return (await http.get(f"/api/rooms/{host.room_id}")).status_code == 200
-    await eventually(whole)
+    await flush(redis_url)
+    await rebuilt(http, host.room_id)
     listed = await host.call("GET", f"/lotteries/{lid}/entrants", expect=200)
     assert sorted(listed["entrants"]) == sorted(c.viewer_id for c in clients)
     twice = await clients[0].request("enter_lottery", lottery_id=lid)
