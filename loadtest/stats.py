@@ -90,23 +90,8 @@ def read_proc(pid: int) -> ProcSample | None:
     return ProcSample(cpu, rss)
 
 
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(entry.name))
-    return out
-
-
-def descendants_of(pid: int) -> list[int]:
-    """Every process below `pid` (children, their children, ...), from one pass
-    over /proc: a server's helper may be started by one of its own children."""
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every process id under its parent's, from one pass over /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -116,6 +101,17 @@ def descendants_of(pid: int) -> list[int]:
         except OSError:
             continue
         children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    return children
+
+
+def children_of(pid: int) -> list[int]:
+    return _children_by_parent().get(pid, [])
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), from one pass
+    over /proc: a server's helper may be started by one of its own children."""
+    children = _children_by_parent()
     out: list[int] = []
     todo = [pid]
     while todo:

@@ -173,7 +173,7 @@ def end_with_parent(parent: int) -> bool:
 # ---------------------------------------------------------------- orphans
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie has ended: it only waits to be reaped)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -199,7 +199,7 @@ def _redis_working_in(pid: int, directory: Path) -> bool | None:
         comm = (proc / "comm").read_text().strip()
     except OSError:
         return False
-    if "redis" not in comm or not _alive(pid):
+    if "redis" not in comm or not process_alive(pid):
         return False
     try:
         cwd = os.readlink(proc / "cwd")
@@ -246,7 +246,7 @@ def redis_servers_in(directory: Path) -> list[int]:
 
 def _wait_gone(pid: int, limit_s: float) -> bool:
     deadline = time.monotonic() + limit_s
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)

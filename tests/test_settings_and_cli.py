@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.redis_supervisor import process_alive
 from server.settings import DEFAULT_CONFIG_PATH, SECTIONS, Settings, SettingsError, load_settings
 
 
@@ -116,7 +117,7 @@ def test_serve_on_embedded_defaults_starts_and_stops_cleanly(tmp_path: Path) -> 
         assert (data / "redis").is_dir()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-        assert not _alive(redis_pid)
+        assert not process_alive(redis_pid)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -139,11 +140,3 @@ def _child_redis_pid(parent: int) -> int | None:
         if ppid == parent and b"redis-server" in cmd:
             return int(entry.name)
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
