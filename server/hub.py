@@ -14,6 +14,10 @@ it stops receiving events (chatter is lost), gets a fresh snapshot once its
 buffer drains, and is closed with 4008 if it stays behind past
 `hub.behind_timeout_s`. Pub/sub is at-most-once; the log and snapshots repair
 any gap, which clients detect from the sequence numbers.
+
+The fan-out loop iterates a copy of the room's writers: a write can make the
+transport call back (`pause_writing` -> `_fell_behind`) and the fallback path can
+close a viewer, and both change the room's sets while the loop runs.
 """
 
 from __future__ import annotations
@@ -250,14 +254,20 @@ class Hub:
             return
         # One frame per event, built once per room; several events in one write.
         frames = b"".join([text_frame(p) for p in payloads])
-        for write in room.fast.values():
+        # Copies, not the live collections: a write can call pause_writing ->
+        # _fell_behind, and _enqueue can close a viewer, both of which remove that
+        # viewer from the room while the loop runs. A viewer removed mid-loop was
+        # removed by its own write, so it is never written again from the copy.
+        writers = tuple(room.fast.values())
+        for write in writers:
             write(frames)
-        for conn in room.slow:
+        slow = tuple(room.slow)
+        for conn in slow:
             conn._enqueue(payloads)
-        for conn in room.catching:
+        for conn in room.catching:  # extending a list calls nothing back
             if conn.pending is not None:
                 conn.pending.extend(payloads)
-        self.delivered_events += len(payloads) * (len(room.fast) + len(room.slow))
+        self.delivered_events += len(payloads) * (len(writers) + len(slow))
 
     # ------------------------------------------------------------------ membership
 
@@ -354,7 +364,9 @@ class Hub:
         for event in pending:
             if seq_of(event) > last_seq:
                 conn.send(event)
-        if conn.behind:
+        # A send can make the viewer fall behind (its buffer passed the mark) or,
+        # on the fallback path, close it.
+        if conn.behind or conn.closed:
             return
         if conn.raw is not None:
             room.fast[conn] = conn.raw.write_frames
