@@ -1,17 +1,20 @@
-"""The hub under faults: a viewer that stops reading costs the other viewers
-nothing."""
+"""The hub under faults: a viewer that stops reading, alone or while it asks for
+snapshots, costs the other viewers nothing and its own buffer stays bounded."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 
 from server.hub import Conn, Hub, LocalRoom
 from tests.support import LiveServer, ViewerClient, create_room, join, make_settings
@@ -49,6 +52,12 @@ async def _stalled_viewer(live: LiveServer, room_id: str) -> asyncio.StreamWrite
 
 def _live(room: LocalRoom, conn: Conn) -> bool:
     return conn in room.fast or conn in room.slow
+
+
+def _unsent(conn: Conn) -> int:
+    """Bytes the server holds for this viewer: its transport's buffer on the fast
+    path, the hub's queue on the fallback path."""
+    return conn.raw.buffered() if conn.raw is not None else conn.outbox_bytes
 
 
 class _Faults:
@@ -146,4 +155,170 @@ async def test_a_viewer_falling_behind_mid_fanout_costs_the_others_nothing(
         if stalled is not None:
             stalled.close()
         await asyncio.gather(*(c.close() for c in clients))
+        await live.stop()
+
+
+# ------------------------------------------------------------------ case 9
+
+
+def _kernel_and_server_absorb() -> int:
+    """What a never-reading peer's connection takes in besides the hub's queue:
+    the kernel's send buffer at its largest, the peer's small receive buffer
+    (doubled by the kernel) and the server transport's default high-water mark."""
+    wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return wmem_max + 2 * 4096 + 64 * 1024
+
+
+class _Counted:
+    """Wraps the hub's real snapshot builder and resync handler to count calls."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.snapshots = 0
+        self.resyncs = 0
+        self.unsent_after_resync: list[int] = []
+        real_snapshot = hub.snapshot
+        real_resync = hub.resync
+        assert real_snapshot is not None
+
+        async def snapshot(room_id: str) -> tuple[int, bytes]:
+            self.snapshots += 1
+            return await real_snapshot(room_id)
+
+        async def resync(conn: Conn) -> None:
+            await real_resync(conn)
+            self.resyncs += 1
+            self.unsent_after_resync.append(_unsent(conn))
+
+        hub.snapshot = snapshot
+        hub.resync = resync  # type: ignore[method-assign]
+
+
+async def _room_with_products(http: httpx.AsyncClient, n: int) -> Any:
+    host = await create_room(http)
+    description = "d" * 2000
+    for i in range(n):
+        await host.call("POST", "/products", {"title": f"Product {i}", "price": 1000,
+                                              "currency": "USD", "stock": 10,
+                                              "description": description}, expect=201)
+    return host
+
+
+async def _read_until(ws: ClientConnection, frames: list[dict[str, Any]],
+                      done: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def read() -> None:
+        while not done():
+            frames.append(orjson.loads(await ws.recv()))
+    await asyncio.wait_for(read(), timeout)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "fallback"])
+async def test_resync_from_a_viewer_that_never_reads_costs_one_snapshot(
+        redis_url: str, data_dir: Path, caplog: pytest.LogCaptureFixture, fast: bool) -> None:
+    caplog.set_level(logging.WARNING)
+    products = 100  # ~2 KB each: a snapshot of ~220 KB
+    # The fallback path closes a viewer whose queue passes the bound, and the
+    # snapshot alone must fit in it there.
+    bound = 16384 if fast else 512 * 1024
+    live = await LiveServer(make_settings(
+        redis_url, data_dir,
+        hub={"client_buffer_bytes": bound, "behind_timeout_s": 120,
+             "messages_per_s": 1000, "message_burst": 1000}), fast=fast).start()
+    faults = _Faults()
+    ws: ClientConnection | None = None
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            host = await _room_with_products(http, products)
+            hub: Hub = live.services.hub
+            assert hub.snapshot is not None
+            snapshot_size = len((await hub.snapshot(host.room_id))[1])
+            assert snapshot_size > 200_000
+            counted = _Counted(hub)
+            # A real WebSocket client that never reads: with at most one message
+            # queued it stops reading its socket, whose window is small.
+            sock = await _small_window_socket(live.port)
+            ws = await connect(live.ws_url(host.room_id), sock=sock, max_queue=1,
+                               max_size=2**24, compression=None, ping_interval=None)
+            room = hub.rooms[host.room_id]
+            await _wait_for(lambda: len(room.members) == 1, "the viewer joined")
+            conn = next(iter(room.members))
+            await _wait_for(lambda: conn.pending is None, "the join snapshot written")
+            frames_sent = 60
+            for _ in range(frames_sent):
+                await ws.send('{"type":"resync"}')
+            await _wait_for(lambda: counted.resyncs == frames_sent or conn.closed,
+                            "every resync handled")
+            assert not conn.closed
+            for _ in range(10):  # events the viewer, behind, does not get
+                await hub.publish(host.room_id, {"type": "announcement", "text": "missed"})
+            await asyncio.sleep(0)
+            assert not conn.closed
+            # One snapshot for the join, at most one answered before anything was
+            # left on its way, none since: the viewer is behind until it drains.
+            # The fallback path sees only its own queue, not what the server and
+            # the kernel took from it: those can hold a few snapshots more.
+            most = 2 if fast else 2 + math.ceil(_kernel_and_server_absorb() / snapshot_size)
+            assert counted.snapshots <= most, (counted.snapshots, counted.unsent_after_resync)
+            assert conn.behind
+            limit = bound + snapshot_size + 4096
+            assert max(counted.unsent_after_resync) <= limit, counted.unsent_after_resync
+            assert _unsent(conn) <= limit
+            built_before_reading = counted.snapshots
+
+            # Now it reads: it drains, gets exactly one more snapshot, then live events.
+            frames: list[dict[str, Any]] = []
+            await _read_until(ws, frames, lambda: sum(
+                f["type"] == "snapshot" for f in frames) == built_before_reading + 1)
+            last = 0
+            for i in range(10):
+                last = await hub.publish(host.room_id, {"type": "announcement", "text": f"l{i}"})
+            await _read_until(ws, frames, lambda: frames[-1].get("seq") == last)
+            assert counted.snapshots == built_before_reading + 1
+            assert frames[0]["type"] == "welcome"
+            # The join snapshot, maybe one answered resync, then the one after draining.
+            snaps = [i for i, f in enumerate(frames) if f["type"] == "snapshot"]
+            assert len(snaps) == counted.snapshots
+            # After it, every event in order (the room's own, such as viewer
+            # counts, are numbered too): no gap, and the ten sent live among them.
+            after = frames[snaps[-1] + 1:]
+            drain_seq = frames[snaps[-1]]["seq"]
+            assert [f["seq"] for f in after] == list(range(drain_seq + 1, last + 1))
+            assert [f["text"] for f in after if f["type"] == "announcement"] == [
+                f"l{i}" for i in range(10)]
+            assert not conn.behind and not conn.closed
+        assert [ctx.get("message") for ctx in faults.seen] == []
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    finally:
+        faults.restore()
+        if ws is not None:
+            await ws.close()
+        await live.stop()
+
+
+async def test_a_reading_viewer_gets_a_snapshot_for_each_resync(redis_url: str,
+                                                                data_dir: Path) -> None:
+    live = await LiveServer(make_settings(redis_url, data_dir)).start()
+    viewer: ViewerClient | None = None
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+            await host.product()
+            viewer = await join(live, host.room_id)
+            first = await viewer.next_event("snapshot")
+            for i in range(3):
+                await host.call("POST", "/announcements", {"text": f"a{i}"}, expect=201)
+            a2 = await viewer.next_event("announcement", where=lambda f: f["text"] == "a2")
+            for _ in range(3):
+                await viewer.send({"type": "resync"})
+                snap = await viewer.next_event("snapshot")
+                assert snap["seq"] >= a2["seq"]
+                assert [p["title"] for p in snap["products"]] == ["Test product"]
+            for i in range(3):
+                await host.call("POST", "/announcements", {"text": f"b{i}"}, expect=201)
+            b2 = await viewer.next_event("announcement", where=lambda f: f["text"] == "b2")
+            # Events kept flowing around the snapshots: none lost, none twice.
+            seqs = [s for s in viewer.seqs() if s <= b2["seq"]]
+            assert seqs == list(range(first["seq"] + 1, b2["seq"] + 1))
+    finally:
+        if viewer is not None:
+            await viewer.close()
         await live.stop()
