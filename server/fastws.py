@@ -110,8 +110,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def unacknowledged(self) -> int:
         """Bytes written to this connection that the peer has not acknowledged yet:
-        the transport's buffer and the kernel's send queue (SIOCOUTQ, Linux). A
-        system call: for rare decisions, never per delivery."""
+        the transport's buffer and the kernel's send queue (Linux SIOCOUTQ, whose
+        request number termios calls TIOCOUTQ). A system call: for rare
+        decisions, never per delivery."""
         n = self.buffered()
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
