@@ -33,7 +33,8 @@ async def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 3
 
 async def _small_window_socket(port: int) -> socket.socket:
     """A connected TCP socket with a small receive buffer: when its owner stops
-    reading, the kernel absorbs little and the server's own buffer fills."""
+    reading, its window closes soon. (The server's kernel still takes up to its
+    send buffer's limit before the server's own buffer fills.)"""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
@@ -100,7 +101,7 @@ async def _seqs_until(client: ViewerClient, last: int, timeout: float = 30.0) ->
     return client.seqs()
 
 
-# ------------------------------------------------------------------ case 5
+# ------------------------------------ a viewer falls behind mid-fan-out (issue 10, case 5)
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "fallback"])
@@ -172,7 +173,7 @@ async def test_a_viewer_falling_behind_mid_fanout_costs_the_others_nothing(
         await live.stop()
 
 
-# ------------------------------------------------------------------ case 9
+# ------------------------------------ resync from a viewer that never reads (issue 10, case 9)
 
 
 def _kernel_and_server_absorb() -> int:
