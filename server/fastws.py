@@ -12,6 +12,10 @@ buffer (design.md section 6). Built on uvicorn 0.54: the version is pinned.
 
 from __future__ import annotations
 
+import array
+import contextlib
+import fcntl
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +110,20 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def buffered(self) -> int:
         return int(self.transport.get_write_buffer_size())
+
+    def unacknowledged(self) -> int:
+        """Bytes written to this connection that the peer has not acknowledged yet:
+        the transport's buffer and the kernel's send queue (Linux SIOCOUTQ, whose
+        request number termios calls TIOCOUTQ). A system call: for rare
+        decisions, never per delivery."""
+        n = self.buffered()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            queued = array.array("i", [0])
+            with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+                fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued, True)
+                n += queued[0]
+        return n
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -14,6 +14,15 @@ it stops receiving events (chatter is lost), gets a fresh snapshot once its
 buffer drains, and is closed with 4008 if it stays behind past
 `hub.behind_timeout_s`. Pub/sub is at-most-once; the log and snapshots repair
 any gap, which clients detect from the sequence numbers.
+
+A viewer has at most one snapshot on its way. A `resync` that arrives while one
+is being built is answered by it; one that arrives while anything written to the
+viewer has not reached it yet makes the viewer behind, so it gets one snapshot
+once all of that has arrived, however many `resync` frames it sent meanwhile.
+
+The fan-out loop iterates a copy of the room's writers: a write can make the
+transport call back (`pause_writing` -> `_fell_behind`) and the fallback path can
+close a viewer, and both change the room's sets while the loop runs.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketState
 
-from server.errors import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW
+from server.errors import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_TOO_SLOW
 from server.fastws import EXTENSION, FastWebSocketProtocol
 from server.identity import Viewer
 from server.keys import RoomKeys, room_keys
@@ -42,6 +51,9 @@ from server.settings import HubSettings
 log = logging.getLogger("livesell.hub")
 
 MAX_CHAT_BUCKETS = 200_000
+# How often a viewer held for a `resync` is checked for having received
+# everything: the kernel tells nobody when a peer acknowledges.
+HELD_POLL_S = 0.05
 SnapshotFn = Callable[[str], Awaitable[tuple[int, bytes]]]
 
 
@@ -67,9 +79,9 @@ class TokenBucket:
 class Conn:
     """One viewer's connection as the hub sees it."""
 
-    __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "frame_bucket", "hub",
-                 "is_host", "outbox", "outbox_bytes", "outbox_ready", "pending", "raw", "room_id",
-                 "sender", "viewer", "ws")
+    __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "drain_poll",
+                 "frame_bucket", "hub", "is_host", "outbox", "outbox_bytes", "outbox_ready",
+                 "pending", "raw", "room_id", "sender", "snapshotting", "viewer", "ws")
 
     def __init__(self, hub: Hub, room_id: str, viewer: Viewer, ws: WebSocket,
                  is_host: bool = False) -> None:
@@ -83,11 +95,14 @@ class Conn:
         self.pending: list[bytes] | None = None  # events queued while catching up
         self.behind = False
         self.behind_handle: asyncio.TimerHandle | None = None
+        self.drain_poll: asyncio.TimerHandle | None = None
+        self.snapshotting = False  # a snapshot for this viewer is being built
         self.closed = False
         s = hub.settings
         self.frame_bucket = TokenBucket(s.messages_per_s, s.message_burst)
         self.chat_bucket = hub.chat_bucket_for(room_id, viewer.viewer_id)
         # Fallback path (no fast extension): a bounded queue drained by a sender task.
+        # outbox_bytes counts a message until its send has returned.
         self.outbox: collections.deque[bytes] = collections.deque()
         self.outbox_bytes = 0
         self.outbox_ready = asyncio.Event()
@@ -101,6 +116,15 @@ class Conn:
             self.raw.write_frames(text_frame(payload))
         else:
             self._enqueue([payload])
+
+    def unsent(self) -> int:
+        """Bytes written to this viewer that it has not received yet, as far as the
+        hub can see: on the fast path its transport's buffer and the kernel's send
+        queue; on the fallback path the hub's queue (the server's buffer and the
+        kernel's are out of sight there, each bounded by its own limit)."""
+        if self.raw is not None:
+            return self.raw.unacknowledged()
+        return self.outbox_bytes
 
     def _enqueue(self, payloads: list[bytes]) -> None:
         for p in payloads:
@@ -116,11 +140,16 @@ class Conn:
                 await self.outbox_ready.wait()
                 self.outbox_ready.clear()
                 while self.outbox:
-                    p = self.outbox.popleft()
-                    self.outbox_bytes -= len(p)
+                    p = self.outbox[0]
                     await self.ws.send_text(p.decode())
+                    self.outbox.popleft()
+                    self.outbox_bytes -= len(p)
+                if self.behind:
+                    self.hub._drained(self)
         except Exception:  # the client went away; the receive loop notices too
-            self.closed = True
+            # leave(), not only closed = True: leave() does nothing for a closed
+            # connection, and the room must forget this one.
+            self.hub.leave(self)
 
 
 class LocalRoom:
@@ -255,14 +284,20 @@ class Hub:
             return
         # One frame per event, built once per room; several events in one write.
         frames = b"".join([text_frame(p) for p in payloads])
-        for write in room.fast.values():
+        # Copies, not the live collections: a write can call pause_writing ->
+        # _fell_behind, and _enqueue can close a viewer, both of which remove that
+        # viewer from the room while the loop runs. A viewer removed mid-loop was
+        # removed by its own write, so it is never written again from the copy.
+        writers = tuple(room.fast.values())
+        for write in writers:
             write(frames)
-        for conn in room.slow:
+        slow = tuple(room.slow)
+        for conn in slow:
             conn._enqueue(payloads)
-        for conn in room.catching:
+        for conn in room.catching:  # extending a list calls nothing back
             if conn.pending is not None:
                 conn.pending.extend(payloads)
-        self.delivered_events += len(payloads) * (len(room.fast) + len(room.slow))
+        self.delivered_events += len(payloads) * (len(writers) + len(slow))
 
     # ------------------------------------------------------------------ membership
 
@@ -343,9 +378,22 @@ class Hub:
         return [e for e in events if seq_of(e) > since]
 
     async def _send_snapshot(self, conn: Conn) -> None:
+        """Build a snapshot, write it, then the events that came meanwhile, and go live.
+        The viewer is in `room.catching` (collecting those events) while it waits."""
         assert self.snapshot is not None
-        seq, snap = await self.snapshot(conn.room_id)
+        conn.snapshotting = True
+        try:
+            seq, snap = await self.snapshot(conn.room_id)
+        finally:
+            conn.snapshotting = False
         if conn.closed:
+            return
+        if conn.behind:
+            # Not into a full buffer: the viewer gets a fresh one when it drains.
+            room = self.rooms.get(conn.room_id)
+            if room is not None:
+                room.catching.discard(conn)
+            conn.pending = None
             return
         conn.send(snap)
         self._go_live(conn, seq)
@@ -359,7 +407,9 @@ class Hub:
         for event in pending:
             if seq_of(event) > last_seq:
                 conn.send(event)
-        if conn.behind:
+        # A send can make the viewer fall behind (its buffer passed the mark) or,
+        # on the fallback path, close it.
+        if conn.behind or conn.closed:
             return
         if conn.raw is not None:
             room.fast[conn] = conn.raw.write_frames
@@ -367,7 +417,36 @@ class Hub:
             room.slow.add(conn)
 
     async def resync(self, conn: Conn) -> None:
-        """Send a fresh snapshot (the client saw a gap, or drained after falling behind)."""
+        """A viewer's `resync` frame: one snapshot, never more than one on its way.
+
+        Answered now when everything written to the viewer has reached it. Folded
+        into the snapshot being built, if any. Otherwise (a snapshot or events
+        still on their way, or already behind) the viewer is made behind and gets
+        one snapshot once they have arrived: a viewer that sends `resync` without
+        reading costs no more than its buffer bound and one snapshot."""
+        if conn.closed or conn.behind or conn.snapshotting:
+            return
+        if conn.unsent():
+            self._fell_behind(conn)
+            if conn.raw is not None and conn.behind:
+                # The fallback path's sender calls _drained when its queue empties.
+                conn.drain_poll = asyncio.get_running_loop().call_later(
+                    HELD_POLL_S, self._poll_drained, conn)
+            return
+        await self._resnapshot(conn)
+
+    def _poll_drained(self, conn: Conn) -> None:
+        conn.drain_poll = None
+        if not conn.behind or conn.closed:
+            return
+        if conn.unsent():
+            conn.drain_poll = asyncio.get_running_loop().call_later(
+                HELD_POLL_S, self._poll_drained, conn)
+        else:
+            self._drained(conn)
+
+    async def _resnapshot(self, conn: Conn) -> None:
+        """Take the viewer off live delivery and send it a fresh snapshot."""
         room = self.rooms.get(conn.room_id)
         if room is None or conn.closed:
             return
@@ -377,14 +456,30 @@ class Hub:
         room.catching.add(conn)
         await self._send_snapshot(conn)
 
+    async def _resnapshot_drained(self, conn: Conn) -> None:
+        try:
+            await self._resnapshot(conn)
+        except (RedisError, OSError):
+            # Nobody awaits this task: close rather than leave the viewer off live
+            # delivery for good.
+            log.warning("viewer %s in %s: redis unavailable for a snapshot",
+                        conn.viewer.viewer_id, conn.room_id)
+            self.close(conn, CLOSE_INTERNAL, "temporarily unavailable")
+
     def _fell_behind(self, conn: Conn) -> None:
         room = self.rooms.get(conn.room_id)
         if room is None or conn.closed or conn.behind:
             return
         conn.behind = True
         room.fast.pop(conn, None)
-        room.catching.discard(conn)
-        conn.pending = None
+        room.slow.discard(conn)
+        if not conn.snapshotting:
+            # Events missed from now on are repaired by the snapshot sent on drain.
+            # While a snapshot is being built the viewer keeps collecting them: if
+            # it drains before that snapshot is ready, the snapshot and those events
+            # bring it up to date without another one.
+            room.catching.discard(conn)
+            conn.pending = None
         conn.behind_handle = asyncio.get_running_loop().call_later(
             self.settings.behind_timeout_s, self._still_behind, conn)
 
@@ -399,7 +494,12 @@ class Hub:
         if conn.behind_handle is not None:
             conn.behind_handle.cancel()
             conn.behind_handle = None
-        self._spawn(self.resync(conn))
+        if conn.drain_poll is not None:
+            conn.drain_poll.cancel()
+            conn.drain_poll = None
+        if conn.snapshotting:
+            return  # the snapshot being built is sent when ready (see _fell_behind)
+        self._spawn(self._resnapshot_drained(conn))
 
     def close(self, conn: Conn, code: int, reason: str) -> None:
         """Close a viewer's connection now, whatever its buffer holds."""
@@ -422,6 +522,8 @@ class Hub:
         conn.closed = True
         if conn.behind_handle is not None:
             conn.behind_handle.cancel()
+        if conn.drain_poll is not None:
+            conn.drain_poll.cancel()
         if conn.raw is not None:
             conn.raw.on_pause = conn.raw.on_resume = None
         if conn.sender is not None:
