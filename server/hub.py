@@ -155,8 +155,8 @@ class Conn:
 class LocalRoom:
     """The viewers of one room connected to this process."""
 
-    __slots__ = ("batch", "catching", "fast", "keys", "members", "room_id", "scheduled",
-                 "slow", "subscribed")
+    __slots__ = ("batch", "catching", "fast", "keys", "last_seq", "members", "repairing",
+                 "room_id", "scheduled", "slow", "subscribed")
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
@@ -168,6 +168,11 @@ class LocalRoom:
         self.batch: list[bytes] = []
         self.scheduled = False
         self.subscribed = False
+        # The last event this process delivered to the room: after the pub/sub link
+        # comes back, the events published meanwhile are read from the room's log
+        # from here, and an event that arrives twice is delivered once.
+        self.last_seq = 0
+        self.repairing = False  # live events wait until the missed ones are read back
 
 
 class Hub:
@@ -191,6 +196,7 @@ class Hub:
         self._listener: asyncio.Task[None] | None = None
         self._sub_lock = asyncio.Lock()
         self._has_subs = asyncio.Event()
+        self._watching_reconnects = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.delivered_events = 0
         # Told of every Redis error the listener meets (the app's health logs it once).
@@ -273,7 +279,7 @@ class Hub:
 
     def _deliver(self, room: LocalRoom, payload: bytes) -> None:
         room.batch.append(payload)
-        if not room.scheduled:
+        if not room.scheduled and not room.repairing:
             room.scheduled = True
             asyncio.get_running_loop().call_soon(self._flush, room)
 
@@ -282,6 +288,13 @@ class Hub:
         payloads, room.batch = room.batch, []
         if not payloads:
             return
+        # Events come in seq order; only after a reconnect can the first ones be
+        # events this room already got (published live and read back from the log).
+        if seq_of(payloads[0]) <= room.last_seq:
+            payloads = [p for p in payloads if seq_of(p) > room.last_seq]
+            if not payloads:
+                return
+        room.last_seq = seq_of(payloads[-1])
         # One frame per event, built once per room; several events in one write.
         frames = b"".join([text_frame(p) for p in payloads])
         # Copies, not the live collections: a write can call pause_writing ->
@@ -299,6 +312,40 @@ class Hub:
                 conn.pending.extend(payloads)
         self.delivered_events += len(payloads) * (len(writers) + len(slow))
 
+    def _on_pubsub_connect(self, connection: Any) -> None:
+        """redis-py calls this whenever the pub/sub connection is made again (after
+        its own resubscription, which is registered first): what was published
+        while it was down is only in the rooms' logs. Live events from now on wait
+        behind it, so each room stays in order."""
+        for room in self.rooms.values():
+            room.repairing = True
+        self._spawn(self._repair_gaps())
+
+    async def _repair_gaps(self) -> None:
+        """After the pub/sub link came back: deliver each room's events published
+        while it was down, from the room's log; a room whose log no longer reaches
+        back gets a snapshot for each of its viewers."""
+        for room in list(self.rooms.values()):
+            try:
+                missed: list[bytes] | None = []
+                if room.members and room.last_seq:
+                    missed = await self._backlog(room.keys, room.last_seq)
+            except (RedisError, OSError) as exc:
+                if self.on_redis_error is not None:
+                    self.on_redis_error(exc)
+                missed = None
+            if missed is None:
+                for conn in list(room.members):
+                    self._spawn(self.resync(conn))
+                missed = []
+            # The missed events, then the live ones held meanwhile, in seq order once.
+            merged = {seq_of(e): e for e in [*missed, *room.batch]}
+            room.batch = [merged[k] for k in sorted(merged)]
+            room.repairing = False
+            if room.batch and not room.scheduled:
+                room.scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush, room)
+
     # ------------------------------------------------------------------ membership
 
     async def _subscribe(self, room: LocalRoom) -> None:
@@ -307,7 +354,15 @@ class Hub:
                 return
             assert self._pubsub is not None
             await self._pubsub.subscribe(room.keys.channel)
+            if not self._watching_reconnects and self._pubsub.connection is not None:
+                self._pubsub.connection.register_connect_callback(self._on_pubsub_connect)
+                self._watching_reconnects = True
             room.subscribed = True
+            if not room.last_seq:
+                # Where a repair after a reconnect starts reading the log. An event
+                # published between SUBSCRIBE and this read is then dropped here as
+                # already seen: the joining viewers' snapshot, read after it, has it.
+                room.last_seq = int(await self.redis.get(room.keys.seq) or 0)
             self._has_subs.set()
 
     async def _unsubscribe_if_empty(self, room: LocalRoom) -> None:
