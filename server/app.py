@@ -336,10 +336,16 @@ CREATED_ID = {"product": "product_id", "sale": "sale_id", "coupon": "coupon_id",
               "lottery": "lottery_id"}
 
 
-def host_only(handler: Handler, record_as: str | None = None) -> Handler:
+def host_only(handler: Handler, record_as: str | None = None,
+              needs_whole: bool = True) -> Handler:
+    """A host endpoint: the room's host key is required, and (unless `needs_whole`
+    is off) the room must not be in the middle of a rebuild (503 meanwhile)."""
     async def wrapped(request: Request) -> Response:
         room_id = room_param(request)
-        await show_of(request).check_host(room_id, host_key(request))
+        show = show_of(request)
+        await show.check_host(room_id, host_key(request))
+        if needs_whole:
+            await show.ensure_whole(room_id)
         response = await handler(request)
         recorder = services(request).recorder
         if record_as is not None and recorder is not None and recorder.active(room_id):
@@ -549,9 +555,11 @@ async def download_trace(request: Request) -> Response:
                         filename=f"{room_id}.jsonl")
 
 
-@host_only
-async def audit(request: Request) -> Response:
+async def _audit(request: Request) -> Response:
     return ok(await show_of(request).audit(room_param(request)))
+
+
+audit = host_only(_audit, needs_whole=False)  # it reports 'rebuilding' itself
 
 
 # ---------------------------------------------------------------------- pages

@@ -245,10 +245,11 @@ class Hub:
     # ------------------------------------------------------------------ publishing
 
     def publish(self, room_id: str, event: dict[str, Any]) -> asyncio.Future[Any]:
-        """Broadcast an event to the room on every process; resolves to its seq."""
+        """Broadcast an event to the room on every process; resolves to its seq, or
+        -1 when the room is being rebuilt and nothing was sent (publish.lua)."""
         event.setdefault("ts", time.time_ns() // 1_000_000)
         keys = room_keys(room_id)
-        return self.ledger.run("publish", [keys.seq, keys.log],
+        return self.ledger.run("publish", [keys.seq, keys.log, keys.epoch],
                                [encode(event), self.settings.log_size, keys.channel])
 
     # ------------------------------------------------------------------ relay
@@ -624,6 +625,15 @@ class Hub:
                 pipe.sadd(keys.uniq, conn.viewer.viewer_id)
             await pipe.execute()
         self.dirty_viewers.update(c.room_id for c in conns)
+        return len(conns)
+
+    def resync_all(self, room_id: str | None = None) -> int:
+        """Send every viewer of this process (of one room, or all) a fresh snapshot:
+        the room was rebuilt after Redis lost its data, so each has a gap."""
+        conns = [c for room in list(self.rooms.values()) if room_id in (None, room.room_id)
+                 for c in list(room.members) if not c.closed]
+        for conn in conns:
+            self._spawn(self.resync(conn))
         return len(conns)
 
     def close_all(self, code: int, reason: str) -> int:

@@ -309,8 +309,9 @@ class Pulse:
         if epoch is not None and epoch != self._seen_epoch:
             self._seen_epoch = epoch
             n = await self.show.hub.reassert_presence()
-            log.info("redis was rebuilt: %d viewers of this process counted present again",
-                     n)
+            self.show.hub.resync_all()
+            log.info("redis was rebuilt: %d viewers of this process counted present again "
+                     "and sent a snapshot", n)
         for room_id in await self.rooms():
             await self.show.refresh_keyword_lotteries(room_id)
             await self.show.refresh_recording(room_id)
@@ -419,6 +420,8 @@ class Pulse:
         # needs them); other processes re-count theirs when they see the rebuild.
         await show.hub.reassert_presence(room_id)
         await show.mark_whole(room_id, epoch)
+        # Every viewer has a gap (numbers jumped, events were dropped meanwhile).
+        show.hub.resync_all(room_id)
         log.info("rebuilt room %s from the store", room_id)
 
 

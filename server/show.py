@@ -928,7 +928,8 @@ class Show:
                  "viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "text": text}
         if from_host:
             event["host"] = True
-        await self.hub.publish(room_id, event)
+        if await self.hub.publish(room_id, event) < 0:
+            raise rebuilding()
         keywords = self.keyword_lotteries.get(room_id)
         if keywords:
             norm = domain.normalize_entry_text(text)

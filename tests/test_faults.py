@@ -259,8 +259,17 @@ async def test_redis_lost_while_checkouts_wait_on_the_store(redis_url: str,
             assert audit["state"] == "rebuilding" and audit["ok"] is False
             await lock.release()
         await rebuilt(http, host.room_id)
+        # Every viewer had a gap (the numbers jumped): the server sends it a snapshot,
+        # and nothing published from the emptied Redis (zeros) ever reached anyone.
+        await eventually(lambda: asyncio.sleep(0, sum(
+            f["type"] == "snapshot" for f in probe.frames) >= 2))
         audit = await show.finish(redis_url)
         assert audit["state"] == "whole"
+        for viewer in [*show.crowd, probe]:
+            assert not [f for f in viewer.frames
+                        if f["type"] == "stock" and f["stock"]["total"] == 0]
+            seqs = viewer.seqs()
+            assert seqs == sorted(seqs), "numbers never go backwards"
         await probe.close()
 
 

@@ -1,6 +1,12 @@
 -- Append one event to a room's log and publish it, under the room's next sequence number.
--- KEYS[1] seq counter, KEYS[2] capped event log (list, oldest first)
+-- Nothing is published while the room is being rebuilt (its epoch key is absent): a
+-- number taken then would restart from 1 in the emptied Redis, and counters read then
+-- would be zeros. Viewers get a snapshot once the room is whole again.
+-- KEYS[1] seq counter, KEYS[2] capped event log (list, oldest first), KEYS[3] the room's
+-- epoch
 -- ARGV[1] encoded event object '{...}' (at least one field), ARGV[2] log size, ARGV[3] channel
+-- Returns the event's seq, or -1 when the room is being rebuilt
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 local event = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
 redis.call('RPUSH', KEYS[2], event)
