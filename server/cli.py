@@ -297,7 +297,8 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
             port=settings.redis.port, appendonly=settings.redis.appendonly,
             start_timeout_s=settings.redis.start_timeout_s,
             restart_attempts=settings.redis.restart_attempts,
-            restart_backoff_max_s=settings.redis.restart_backoff_max_s)
+            restart_backoff_max_s=settings.redis.restart_backoff_max_s,
+            maxmemory_mb=settings.redis.maxmemory_mb)
         try:
             os.environ["LIVESELL_REDIS_URL"] = embedded.start()
         except RedisStartError as exc:

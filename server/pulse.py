@@ -15,6 +15,7 @@ keeping Redis in step with the order store.
   answers `unavailable` until its epoch key is back in Redis (docs/faults.md).
 - Checkouts a dead or stalled process left half done are decided through the
   store (Show.recover_checkouts).
+- Redis's memory use is watched against its maxmemory (MemoryWatch).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from server.domain import CouponDrop, Lottery, Sale, now_ms
 from server.keys import EPOCH, REBUILD_LOCK, ROOMS, room_keys
@@ -54,6 +55,10 @@ REBUILD_LOCK_S = 60
 BUSY_LAG_S = 0.02
 BUSY_STRETCH = 4.0
 BUSY_MAX_WAIT_S = 1.0
+# Redis's used_memory as a share of its maxmemory: above WARN a warning is logged,
+# once; it is logged again only after the use fell below REARM (no flapping).
+MEMORY_WARN_RATIO = 0.8
+MEMORY_REARM_RATIO = 0.7
 
 
 def coalesce_interval(members: int, budget: int, lag_s: float) -> float:
@@ -63,6 +68,42 @@ def coalesce_interval(members: int, budget: int, lag_s: float) -> float:
     if lag_s > BUSY_LAG_S:
         interval = max(interval, min(interval * BUSY_STRETCH, BUSY_MAX_WAIT_S))
     return interval
+
+
+class MemoryWatch:
+    """Warns once per crossing when Redis nears its maxmemory. At maxmemory Redis
+    evicts keys with a TTL (remembered answers, finished holds) and, with none
+    left, refuses writes: buys would fail. One INFO call per upkeep tick."""
+
+    def __init__(self) -> None:
+        self.high = False
+        self.enabled = True  # False once Redis refused INFO (a managed Redis may)
+
+    async def check(self, redis: Any) -> float | None:
+        """The share of maxmemory in use (None without a maxmemory), warning on
+        the way up past MEMORY_WARN_RATIO."""
+        if not self.enabled:
+            return None
+        try:
+            info = await redis.info("memory")
+        except ResponseError as exc:
+            self.enabled = False
+            log.info("redis refused INFO memory (%s); its memory is not watched", exc)
+            return None
+        limit = int(info.get("maxmemory", 0))
+        if limit <= 0:
+            return None
+        used = int(info.get("used_memory", 0))
+        ratio = used / limit
+        if not self.high and ratio >= MEMORY_WARN_RATIO:
+            self.high = True
+            log.warning("redis uses %.0f%% of its maxmemory (%d of %d MiB): at the bound "
+                        "it evicts remembered answers and finished holds, then refuses writes",
+                        ratio * 100, used >> 20, limit >> 20)
+        elif self.high and ratio < MEMORY_REARM_RATIO:
+            self.high = False
+            log.info("redis memory back to %.0f%% of its maxmemory", ratio * 100)
+        return ratio
 
 
 class Pulse:
@@ -80,6 +121,7 @@ class Pulse:
         # new one means Redis was rebuilt, and this process's viewers must be counted
         # present again, whichever process did the rebuild.
         self._seen_epoch: str | None = None
+        self.memory = MemoryWatch()
 
     async def start(self) -> None:
         await self.ensure_in_step()
@@ -315,6 +357,7 @@ class Pulse:
         for room_id in await self.rooms():
             await self.show.refresh_keyword_lotteries(room_id)
             await self.show.refresh_recording(room_id)
+        await self.memory.check(self.redis)
 
     async def recovery_tick(self) -> None:
         older_than = int(self.settings.store.recover_after_s * 1000)

@@ -52,6 +52,21 @@ STABLE_AFTER_S = 10.0
 FIRST_BACKOFF_S = 0.1
 ORPHAN_TERM_WAIT_S = 10.0
 ORPHAN_KILL_WAIT_S = 5.0
+# The embedded Redis's memory bound (settings redis.maxmemory_mb has the same
+# default) and what it does at the bound. volatile-lru evicts only keys that
+# carry a TTL, least recently used first: remembered request answers (EX
+# sale.request_id_ttl_s), finished holds (PEXPIREd once confirmed, expired,
+# released, voided or aborted), per-minute chat counters and the rebuild lock
+# (held only while Redis is rebuilt, so nearly empty). Selling state never
+# carries a TTL and so is never evicted: stock, sales, per-buyer units, holds
+# still 'held' or 'confirming', the holds and confirming sets, coupons and
+# claims, lotteries and entrants, the room, its seq, log, timers and epoch, and
+# presence. Nothing else evictable left, a write is refused (an error, not a lost
+# sale); the pulse warns well before that (server/pulse.py MemoryWatch).
+# volatile-lru rather than volatile-ttl: the latter evicts the shortest TTL
+# first, which is the rebuild lock and this minute's chat counter.
+DEFAULT_MAXMEMORY_MB = 512
+MAXMEMORY_POLICY = "volatile-lru"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -285,11 +300,13 @@ class RedisServer:
 
     def __init__(self, data_dir: Path, *, binary: str = "", port: int = 0,
                  appendonly: bool = True, start_timeout_s: float = 10.0,
-                 die_with_parent: bool = False) -> None:
+                 die_with_parent: bool = False,
+                 maxmemory_mb: int = DEFAULT_MAXMEMORY_MB) -> None:
         self.data_dir = data_dir
         self.binary = find_redis_server(binary)
         self.port = port
         self.appendonly = appendonly
+        self.maxmemory_mb = maxmemory_mb
         self.start_timeout_s = start_timeout_s
         self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
@@ -320,6 +337,8 @@ class RedisServer:
             "--dir", str(self.data_dir), "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
             "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"),
+            # Bounded, evicting only keys with a TTL (see MAXMEMORY_POLICY).
+            "--maxmemory", f"{self.maxmemory_mb}mb", "--maxmemory-policy", MAXMEMORY_POLICY,
         ]
         # Its own session: Ctrl-C in a terminal reaches this process only, which
         # stops Redis last, after the orders are flushed.
@@ -422,9 +441,11 @@ class RedisSupervisor:
 
     def __init__(self, data_dir: Path, *, binary: str = "", port: int = 0,
                  appendonly: bool = True, start_timeout_s: float = 10.0,
-                 restart_attempts: int = 10, restart_backoff_max_s: float = 5.0) -> None:
+                 restart_attempts: int = 10, restart_backoff_max_s: float = 5.0,
+                 maxmemory_mb: int = DEFAULT_MAXMEMORY_MB) -> None:
         self.server = RedisServer(data_dir, binary=binary, port=port, appendonly=appendonly,
-                                  start_timeout_s=start_timeout_s, die_with_parent=True)
+                                  start_timeout_s=start_timeout_s, die_with_parent=True,
+                                  maxmemory_mb=maxmemory_mb)
         self.restart_attempts = restart_attempts
         self.restart_backoff_max_s = restart_backoff_max_s
         self.state = RedisState.STOPPED

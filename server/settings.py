@@ -54,6 +54,9 @@ class RedisSettings:
     restart_backoff_max_s: float = field(default=5.0, metadata=_range(0.1, 300.0))
     max_connections: int = field(default=64, metadata=_range(4, 10000))
     pool_timeout_s: float = field(default=20.0, metadata=_range(0.1, 300.0))
+    # The embedded redis-server's memory bound (its maxmemory, with an eviction
+    # policy that only ever evicts keys with a TTL: server/redis_supervisor.py).
+    maxmemory_mb: int = field(default=512, metadata=_range(16, 1024 * 1024))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,10 @@ class SaleSettings:
     max_pins: int = field(default=3, metadata=_range(1, 10))
     max_products_per_room: int = field(default=500, metadata=_range(1, 100000))
     countdown_from_s: int = field(default=10, metadata=_range(0, 3600))
-    request_id_ttl_s: int = field(default=86400, metadata=_range(60, 30 * 86400))
+    # Only accepted buys, claims and entries are remembered (refusals are decided
+    # afresh), for long enough to cover a reconnect and a hold's lifetime
+    # (checked against hold_seconds in load_settings).
+    request_id_ttl_s: int = field(default=600, metadata=_range(60, 86400))
     max_coupons_per_drop: int = field(default=100000, metadata=_range(1, 10_000_000))
     max_lottery_winners: int = field(default=1000, metadata=_range(1, 100000))
 
@@ -275,6 +281,13 @@ def load_settings(
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(
             f"redis.url: {settings.redis.url!r} must start with redis://, rediss:// or unix://"
+        )
+    if settings.sale.request_id_ttl_s < settings.sale.hold_seconds:
+        # A retried buy must find its hold's answer for as long as the hold lives.
+        raise SettingsError(
+            f"sale.request_id_ttl_s: {settings.sale.request_id_ttl_s} is below "
+            f"sale.hold_seconds ({settings.sale.hold_seconds:g}); a retried buy must get "
+            "its hold back while the hold lives"
         )
     return settings
 

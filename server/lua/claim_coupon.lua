@@ -1,15 +1,16 @@
 -- One coupon of a drop for one viewer, first come first served, at most one each.
--- KEYS[1] request-id answer, KEYS[2] coupon drop hash, KEYS[3] claims hash,
+-- KEYS[1] request-id answer (set only when a coupon is claimed), KEYS[2] coupon drop
+-- hash, KEYS[3] claims hash,
 -- KEYS[4] the room's epoch (absent: Redis is being rebuilt)
 -- ARGV[1] viewer, ARGV[2] answer TTL s, ARGV[3] coupon id
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
 if redis.call('EXISTS', KEYS[4]) == 0 then return {'rebuilding'} end
+-- A refusal changed nothing and is cheap to decide again: it is not remembered
+-- (a retry is evaluated afresh; docs/protocol.md §8).
 local function refuse(code)
-  local answer = cjson.encode({error = code})
-  redis.call('SET', KEYS[1], answer, 'EX', ARGV[2])
-  return {'refused', answer}
+  return {'refused', cjson.encode({error = code})}
 end
 local c = redis.call('HMGET', KEYS[2], 'count', 'claimed', 'expires_at')
 if not c[1] then return refuse('coupon_not_found') end

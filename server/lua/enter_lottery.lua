@@ -1,5 +1,6 @@
 -- Enter a viewer into an open lottery: in the room, by the entry rule, once.
--- KEYS[1] request-id answer, KEYS[2] lottery hash, KEYS[3] entrants set,
+-- KEYS[1] request-id answer (set only when the viewer is entered), KEYS[2] lottery
+-- hash, KEYS[3] entrants set,
 -- KEYS[4] room presence hash, KEYS[5] the room's epoch (absent: Redis is being rebuilt)
 -- ARGV[1] viewer, ARGV[2] lower-cased entry text ('' for a button entry),
 -- ARGV[3] answer TTL s, ARGV[4] lottery id
@@ -7,10 +8,10 @@
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'rebuilding'} end
+-- A refusal changed nothing and is cheap to decide again: it is not remembered
+-- (a retry is evaluated afresh; docs/protocol.md §8).
 local function refuse(code)
-  local answer = cjson.encode({error = code})
-  redis.call('SET', KEYS[1], answer, 'EX', ARGV[3])
-  return {'refused', answer}
+  return {'refused', cjson.encode({error = code})}
 end
 local l = redis.call('HMGET', KEYS[2], 'state', 'closes_at', 'mode', 'keyword')
 if not l[1] then return refuse('lottery_not_found') end

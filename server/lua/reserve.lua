@@ -1,6 +1,7 @@
 -- Reserve units of a product for one buyer in the product's current sale: the whole
 -- stock / sale window / per-buyer limit decision in one atomic step.
--- KEYS[1] request-id answer, KEYS[2] product's current sale id, KEYS[3] sale hash,
+-- KEYS[1] request-id answer (set only when units are reserved), KEYS[2] product's
+-- current sale id, KEYS[3] sale hash,
 -- KEYS[4] product stock hash, KEYS[5] per-buyer units of the sale, KEYS[6] hold hash,
 -- KEYS[7] expiring-holds zset, KEYS[8] the room's epoch (absent: Redis is being rebuilt)
 -- ARGV[1] sale id the caller believes is current, ARGV[2] buyer, ARGV[3] quantity,
@@ -15,10 +16,10 @@ local s = redis.call('HMGET', KEYS[3], 'starts_at', 'ends_at', 'state', 'units',
 if not s[1] then return {'stale'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- A refusal changed nothing and is cheap to decide again: it is not remembered, so
+-- refused requests cost no memory (a retry is evaluated afresh; docs/protocol.md §8).
 local function refuse(code)
-  local answer = cjson.encode({error = code})
-  redis.call('SET', KEYS[1], answer, 'EX', ARGV[6])
-  return {'refused', answer}
+  return {'refused', cjson.encode({error = code})}
 end
 if s[3] == 'stopped' or now >= tonumber(s[2]) then return refuse('ended') end
 if now < tonumber(s[1]) then return refuse('not_started') end
