@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import domain, gcpolicy
+from server import __version__, domain, gcpolicy, logfilter
 from server.domain import now_ms
 from server.errors import (
     CLOSE_INTERNAL,
@@ -389,6 +389,15 @@ async def ready(request: Request) -> Response:
     return response
 
 
+async def api_index(request: Request) -> Response:
+    """What the start-up banner's API address shows: where to go from here."""
+    return ok({"name": "livesell", "version": __version__,
+               "links": {"health": "/api/health", "ready": "/api/ready",
+                         "rooms": "/api/rooms", "time": "/api/time",
+                         "session": "/api/session"},
+               "docs": "docs/protocol.md"})
+
+
 async def server_time(request: Request) -> Response:
     return ok({"server_time": now_ms()})
 
@@ -408,7 +417,10 @@ async def create_session(request: Request) -> Response:
 async def create_room(request: Request) -> Response:
     svc = services(request)
     admin = svc.settings.server.admin_key
-    if admin and not secrets.compare_digest(request.headers.get("x-admin-key", ""), admin):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
+    # a 500). Header values arrive decoded as latin-1, so that gives their bytes back.
+    offered = request.headers.get("x-admin-key", "").encode("latin-1")
+    if admin and not secrets.compare_digest(offered, admin.encode()):
         raise Unauthorized("creating rooms needs the admin key (header X-Admin-Key)")
     return ok(await show_of(request).create_room(await json_body(request)), 201)
 
@@ -847,6 +859,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     svc = Services(settings or load_settings(os.environ.get("LIVESELL_CONFIG") or None))
+    logfilter.install()  # in-process servers too; idempotent
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -865,6 +878,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/", page("viewer.html")),
         Route("/r/{room_id}", page("viewer.html")),
         Route("/host", page("host.html")),
+        Route("/api", api_index, methods=["GET"]),
         Route("/api/health", health),
         Route("/api/ready", ready),
         Route("/api/time", server_time),

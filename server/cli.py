@@ -24,7 +24,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from server import __version__
+from server import __version__, logfilter
 from server.ownership import DataDirBusy, claim, use_for_redis
 from server.settings import Settings, SettingsError, load_settings
 
@@ -100,6 +100,9 @@ def serve(settings: Settings) -> int:
     step ends at once with a message and status 1, leaving nothing running."""
     logging.basicConfig(level=settings.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Credentials in URLs (?token=, ?host_key=) never reach the log: uvicorn logs
+    # every WebSocket accept, and the access log every request, with its query.
+    logfilter.install()
     if settings.server.workers > 1 and settings.server.port == 0:
         print("livesell: --port 0 cannot be shared by several workers; give a port",
               file=sys.stderr)

@@ -19,6 +19,7 @@ import termios
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.utils import get_client_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
 from websockets.http11 import Request
@@ -94,19 +95,34 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(data)
 
     def send_receive_event_to_app(self) -> None:
-        handler = self.on_text
-        if handler is None or self.curr_msg_data_type != "text" or self.close_sent:
+        if self.curr_msg_data_type != "text" or self.close_sent:
             super().send_receive_event_to_app()
             return
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         try:
             text = data.decode()
-        except UnicodeDecodeError:
-            # uvicorn's own path closes with 1007 (invalid data); let it.
-            super().send_receive_event_to_app()
+        except UnicodeDecodeError as exc:
+            self.frames = []
+            self.reject_invalid_text(exc)
+            return
+        handler = self.on_text
+        if handler is None:
+            super().send_receive_event_to_app()  # uvicorn's queue (decodes again: rare)
             return
         self.frames = []
         handler(text)
+
+    def reject_invalid_text(self, exc: UnicodeDecodeError) -> None:
+        """A text message that is not UTF-8: the client's fault, so one line at INFO
+        (uvicorn logs an ERROR with a traceback per message) and close with 1007."""
+        scope: Any = getattr(self, "scope", None)
+        self.logger.info('%s - "WebSocket %s" 1007: invalid UTF-8 at byte %d of a text message',
+                         get_client_addr(scope) if scope else "",
+                         scope["path"] if scope else "", exc.start)
+        if self.conn.state is not State.OPEN:
+            return  # the peer's close frame came in the same read: the close is under way
+        self.conn.send_close(1007, "invalid UTF-8 in a text message")
+        self.handle_parser_exception()
 
     def buffered(self) -> int:
         return int(self.transport.get_write_buffer_size())
