@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import domain, gcpolicy
+from server import domain, gcpolicy, security
 from server.domain import now_ms
 from server.errors import (
     CLOSE_INTERNAL,
@@ -576,6 +576,12 @@ RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "ente
 
 async def viewer_socket(ws: WebSocket) -> None:
     svc: Services = ws.app.state.services
+    # A page from another site must not act as its visitor: refuse a foreign
+    # Origin before accepting (the handshake then answers HTTP 403).
+    if not security.origin_allowed(ws.headers.get("origin"), ws.headers.get("host"),
+                                   svc.settings.security.websocket_origins):
+        await ws.close(CLOSE_POLICY, "origin not allowed")
+        return
     room_id = str(ws.path_params["room_id"])
     await ws.accept()
     if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
@@ -899,6 +905,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
     )
     app.state.services = svc
+    # Outermost, around Starlette's ServerErrorMiddleware, so that 500 answers carry
+    # the security headers too (user middleware sits inside it).
+    app.middleware_stack = security.SecurityHeaders(app.build_middleware_stack(),
+                                                    svc.settings.security)
     return app
 
 
