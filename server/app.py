@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import __version__, domain, gcpolicy, logfilter
+from server import __version__, domain, gcpolicy, logfilter, security
 from server.domain import now_ms
 from server.errors import (
     CLOSE_INTERNAL,
@@ -136,7 +136,8 @@ class Services:
                 s.data_path / "redis", binary=s.redis.binary, port=s.redis.port,
                 appendonly=s.redis.appendonly, start_timeout_s=s.redis.start_timeout_s,
                 restart_attempts=s.redis.restart_attempts,
-                restart_backoff_max_s=s.redis.restart_backoff_max_s)
+                restart_backoff_max_s=s.redis.restart_backoff_max_s,
+                maxmemory_mb=s.redis.maxmemory_mb)
             # start() only waits here; the supervisor's own thread forks the child.
             url = await asyncio.to_thread(self.embedded.start)
         # Blocking pools: a burst of direct calls larger than the pool (every viewer
@@ -596,6 +597,12 @@ RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "ente
 
 async def viewer_socket(ws: WebSocket) -> None:
     svc: Services = ws.app.state.services
+    # A page from another site must not act as its visitor: refuse a foreign
+    # Origin before accepting (the handshake then answers HTTP 403).
+    if not security.origin_allowed(ws.headers.get("origin"), ws.headers.get("host"),
+                                   svc.settings.security.websocket_origins):
+        await ws.close(CLOSE_POLICY, "origin not allowed")
+        return
     room_id = str(ws.path_params["room_id"])
     await ws.accept()
     if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
@@ -921,6 +928,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
     )
     app.state.services = svc
+    # Outermost, around Starlette's ServerErrorMiddleware, so that 500 answers carry
+    # the security headers too (user middleware sits inside it).
+    app.middleware_stack = security.SecurityHeaders(app.build_middleware_stack(),
+                                                    svc.settings.security)
     return app
 
 

@@ -19,8 +19,18 @@ import orjson
 
 from server.domain import new_id
 from server.errors import BadRequest
+from server.text import clean_text
 
 NICK_PATTERN: Final = re.compile(r"^[^\x00-\x1f\x7f<>&\"']+$")
+# Names a viewer may not take because viewers would read them as the shop's
+# staff; compared case-insensitively word by word and with the words joined
+# (so "H.O.S.T" and "Host Team" count). Host messages are marked by the
+# server's `host` flag, never by name.
+RESERVED_NAMES: Final = frozenset({
+    "host", "admin", "administrator", "moderator", "mod", "livesell", "system",
+    "staff", "official", "support", "seller",
+})
+_WORD: Final = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +48,15 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def is_reserved_nickname(nickname: str) -> bool:
+    words = _WORD.findall(clean_text(nickname).casefold())
+    return "".join(words) in RESERVED_NAMES or any(w in RESERVED_NAMES for w in words)
+
+
 def clean_nickname(nickname: str, max_len: int) -> str:
-    """Nicknames are shown to everyone: refuse markup characters and control codes."""
-    nickname = " ".join(nickname.split())
+    """Nicknames are shown to everyone: normalise them, refuse markup characters,
+    control codes and names that pose as the shop (RESERVED_NAMES)."""
+    nickname = " ".join(clean_text(nickname).split())
     if not nickname:
         raise BadRequest("nickname: required", details={"field": "nickname"})
     if len(nickname) > max_len:
@@ -49,6 +65,10 @@ def clean_nickname(nickname: str, max_len: int) -> str:
     if not NICK_PATTERN.match(nickname):
         raise BadRequest("nickname: must not contain < > & \" ' or control characters",
                          details={"field": "nickname"})
+    if is_reserved_nickname(nickname):
+        raise BadRequest("nickname: names such as Host or Admin are reserved for the shop; "
+                         "choose another",
+                         code="nickname_reserved", details={"field": "nickname"})
     return nickname
 
 

@@ -124,6 +124,18 @@ class RecordSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    # Space-separated origins (https://shop.example) allowed to put the pages in a
+    # frame. Empty: none (CSP frame-ancestors 'none' plus X-Frame-Options DENY).
+    frame_ancestors: str = ""
+    # Space-separated origins, besides the server's own, whose pages may open /ws.
+    websocket_origins: str = ""
+    # CSP sources the pages may load video (room stream_url) and product images from.
+    media_sources: str = "https: http:"
+    referrer_policy: str = "same-origin"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -133,6 +145,7 @@ class Settings:
     chat: ChatSettings = field(default_factory=ChatSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     record: RecordSettings = field(default_factory=RecordSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def data_path(self) -> Path:
@@ -289,7 +302,32 @@ def load_settings(
             f"sale.hold_seconds ({settings.sale.hold_seconds:g}); a retried buy must get "
             "its hold back while the hold lives"
         )
+    _check_security(settings.security)
     return settings
+
+
+def _check_security(sec: SecuritySettings) -> None:
+    # Imported here: security.py holds the origin grammar and imports this module.
+    from server.security import (
+        MEDIA_SOURCE_PATTERN,
+        REFERRER_POLICIES,
+        parse_origin_list,
+    )
+
+    for key in ("frame_ancestors", "websocket_origins"):
+        try:
+            parse_origin_list(getattr(sec, key))
+        except ValueError as exc:
+            raise SettingsError(f"security.{key}: {exc}") from None
+    for source in sec.media_sources.split():
+        if not MEDIA_SOURCE_PATTERN.match(source):
+            raise SettingsError(
+                f"security.media_sources: {source!r} is not a scheme (https:), 'self' "
+                "or an origin (https://cdn.example)")
+    if sec.referrer_policy not in REFERRER_POLICIES:
+        raise SettingsError(
+            f"security.referrer_policy: {sec.referrer_policy!r} is not one of "
+            + ", ".join(sorted(REFERRER_POLICIES)))
 
 
 def settings_as_toml_tables(settings: Settings) -> dict[str, dict[str, Any]]:

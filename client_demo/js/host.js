@@ -171,7 +171,7 @@ function startRoom(id, key, state) {
   $("#host-key-view").value = key;
   history.replaceState(null, "", `/host?room=${encodeURIComponent(id)}`);
   if (state) applySnapshot(state);
-  live = new Live({ roomId: id, tokenKey: "livesell.hostToken", nickname: "Host", hostKey: key, onEvent, onState: setConn });
+  live = new Live({ roomId: id, tokenKey: "livesell.hostToken", hostKey: key, onEvent, onState: setConn });
   live.start();
   pollStats();
   scheduleTick();
@@ -646,7 +646,7 @@ function addChat(ev) {
                              attrs: { "aria-label": `Mute ${ev.nickname}` },
                              on: { click: () => muteViewer(ev.viewer_id, ev.nickname) } });
   appendChat(h("li", { class: "mod-msg", data: { messageId: ev.message_id, viewerId: ev.viewer_id } },
-    h("div", {}, h("span", { class: "who", text: ev.nickname }), h("span", { class: "txt", text: ev.text }),
+    h("div", {}, ev.host === true ? h("span", { class: "who host-badge", text: "Host" }) : h("span", { class: "who", text: ev.nickname }), h("span", { class: "txt", text: ev.text }),
       h("span", { class: "vid", text: ev.viewer_id })),
     h("div", { class: "acts" }, del, mute)));
 }

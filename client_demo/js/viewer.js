@@ -1024,8 +1024,12 @@ function addChat(ev) {
   S.nicknames.set(ev.viewer_id, ev.nickname);
   if (chatEls.has(ev.message_id)) return;
   const mine = S.me && ev.viewer_id === S.me.viewer_id;
-  const li = h("li", { class: `msg${mine ? " me" : ""}`, data: { messageId: ev.message_id } },
-    h("span", { class: "nick", text: ev.nickname }),
+  // Only the server's flag marks the host; a viewer's nickname never earns the badge.
+  const who = ev.host === true
+    ? h("span", { class: "nick host-badge", text: "Host" })
+    : h("span", { class: "nick", text: ev.nickname });
+  const li = h("li", { class: `msg${mine ? " me" : ""}${ev.host === true ? " host" : ""}`, data: { messageId: ev.message_id } },
+    who,
     h("span", { class: "text", text: ev.text }));
   chatEls.set(ev.message_id, li);
   appendChat(li);
