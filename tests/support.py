@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -270,3 +270,18 @@ async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.05) 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {check}")
         await asyncio.sleep(interval)
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """The blocking form of `eventually`, for tests that drive processes: poll the
+    plain function `check` until it returns a truthy value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.02)

@@ -19,10 +19,8 @@ import signal
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +30,14 @@ from websockets.sync.client import connect as connect_sync
 
 from server import logfilter
 from server.errors import CLOSE_UNSUPPORTED_DATA
-from tests.support import LiveServer, ViewerClient, create_room, eventually, make_settings
+from tests.support import (
+    LiveServer,
+    ViewerClient,
+    create_room,
+    eventually,
+    make_settings,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -327,17 +332,6 @@ async def test_api_index_lists_links_that_answer(http: httpx.AsyncClient) -> Non
 # ---------------------------------------------------------------- the CLI process
 
 
-def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.05)
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
 def test_serve_process_at_debug_logs_no_credentials(tmp_path: Path) -> None:
     """`livesell serve --log-level debug`: access log on, websockets' frame and
@@ -368,9 +362,9 @@ def test_serve_process_at_debug_logs_no_credentials(tmp_path: Path) -> None:
             assert proc.poll() is None, output()
             return None
 
-        base = _wait(banner, 60, "the server prints its URLs")
+        base = wait_until(banner, 60, "the server prints its URLs")
         port = int(base.rsplit(":", 1)[1])
-        _wait(lambda: ready(base), 60, "the server is ready")
+        wait_until(lambda: ready(base), 60, "the server is ready")
         with httpx.Client(base_url=base, timeout=30) as http:
             created = http.post("/api/rooms", json={"title": "logs"}).json()
             room, key = created["room"]["room_id"], created["host_key"]
@@ -386,11 +380,11 @@ def test_serve_process_at_debug_logs_no_credentials(tmp_path: Path) -> None:
             assert welcome["type"] == "welcome" and welcome["token"] == token
 
         # The lines that would carry them are there, redacted.
-        _wait(lambda: f"/api/rooms/{room}/orders?token=[redacted]&host_key=[redacted]"
+        wait_until(lambda: f"/api/rooms/{room}/orders?token=[redacted]&host_key=[redacted]"
               in output(), 30, "the access line")
-        _wait(lambda: f"/ws/{room}?host_key=[redacted]&token=[redacted]" in output(), 30,
+        wait_until(lambda: f"/ws/{room}?host_key=[redacted]&token=[redacted]" in output(), 30,
               "the WebSocket accept line")
-        _wait(lambda: "< authorization: [redacted]" in output().lower(), 30,
+        wait_until(lambda: "< authorization: [redacted]" in output().lower(), 30,
               "websockets' debug line of the header")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, output()

@@ -40,7 +40,7 @@ from server.redis_supervisor import (
     find_redis_server,
     free_port,
 )
-from tests.support import Host, ViewerClient, create_room
+from tests.support import Host, ViewerClient, create_room, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="watches processes through /proc")
@@ -104,17 +104,6 @@ def redis_port_of(pid: int) -> int:
     """The port in redis-server's process title, `redis-server 127.0.0.1:PORT`."""
     title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
     return int(title[1].rsplit(b":", 1)[1])
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.02)
 
 
 async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
