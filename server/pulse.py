@@ -429,9 +429,14 @@ class Pulse:
         await store.set_room_epoch(room_id, epoch)
         await show._load_room_into_redis(room_id, room["title"], room["stream_url"],
                                          room["host_key_hash"], room["created_at"])
-        # Holds did not survive the loss (held counts restart at 0 below): forget any
-        # trace of them so none can return units twice.
+        # Held counts restart at 0 below, so no hold from before may move units again:
+        # not through expiry (the zsets) and not through a release or a checkout of a
+        # hold hash that survived (a partial loss, an operator deleting the marker, a
+        # second rebuild after a failed one). Their orders, if any, are in the store.
         await self.redis.delete(keys.holds, keys.confirming)
+        stale = [k async for k in self.redis.scan_iter(match=keys.hold("*"), count=1000)]
+        for start in range(0, len(stale), 1000):
+            await self.redis.unlink(*stale[start:start + 1000])
         # Sequence numbers continue above anything handed out before the loss.
         await self.redis.set(keys.seq, max(now_ms(), int(await self.redis.get(keys.seq) or 0)))
         sold = await store.sold_by_product(room_id)

@@ -33,7 +33,7 @@ from server.errors import (
 from server.health import Health
 from server.hub import Hub
 from server.identity import Viewer
-from server.keys import ROOMS, room_keys
+from server.keys import EPOCH, ROOMS, room_keys
 from server.ledger import Ledger
 from server.protocol import encode
 from server.recorder import Recorder
@@ -173,16 +173,23 @@ class Show:
         await self.redis.set(room_keys(room_id).epoch, epoch)
 
     async def ensure_whole(self, room_id: str) -> None:
-        """Refuse with `unavailable` while the room is being rebuilt."""
+        """Refuse with `unavailable` while the room is being rebuilt, and with
+        `room_not_found` when there is no such room."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.epoch)
             pipe.exists(keys.room)
-            whole, exists = await pipe.execute()
-        if not whole:
-            if exists or room_id in self.host_keys or await self.store.room(room_id):
-                raise rebuilding()
-            raise refusal("room_not_found")
+            pipe.exists(EPOCH)
+            whole, exists, in_step = await pipe.execute()
+        if whole:
+            return
+        if exists or room_id in self.host_keys:
+            raise rebuilding()
+        # Only while Redis is rebuilt may a room exist that Redis does not know; only
+        # then is the store asked (an unknown id from a stranger costs no file read).
+        if not in_step and await self.store.room(room_id) is not None:
+            raise rebuilding()
+        raise refusal("room_not_found")
 
     async def list_rooms(self) -> list[dict[str, Any]]:
         rooms = await self.store.rooms()
@@ -192,10 +199,13 @@ class Show:
     async def room_exists(self, room_id: str) -> bool:
         if room_id in self.host_keys:
             return True
-        if await self.redis.exists(room_keys(room_id).room):
-            return True
-        # Redis may have lost it and not be rebuilt yet: the store knows every room.
-        return await self.store.room(room_id) is not None
+        try:
+            await self.ensure_whole(room_id)
+        except Unavailable:
+            return True  # it exists; joining it then answers 'try again'
+        except LivesellError:
+            return False
+        return True
 
     async def check_host(self, room_id: str, key: str | None) -> None:
         expected = self.host_keys.get(room_id)
@@ -550,16 +560,14 @@ class Show:
 
     async def release(self, viewer: Viewer, room_id: str, hold_id: str) -> Answer:
         keys = room_keys(room_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.hold(hold_id), ["product_id", "sale_id", "buyer"])
-            pipe.exists(keys.epoch)
-            hold, whole = await pipe.execute()
-        if not whole:
-            return error_answer(rebuilding())
+        hold = await self.redis.hmget(keys.hold(hold_id), ["product_id", "sale_id", "buyer"])
         if hold[0] is None or hold[2] != viewer.viewer_id:
+            # (During a rebuild the hold is gone, or is going: release.lua says so.)
             return error_answer(refusal("hold_not_found"))
         result = await self._release(room_id, hold_id, hold[0], hold[1], "release",
                                      viewer.viewer_id)
+        if result[0] == "rebuilding":
+            return error_answer(rebuilding())
         # 'done' says what the release did: the server clock decides whether the hold
         # was still there to release or had already expired.
         state = result[3] if result[0] == "done" else result[0]
@@ -581,6 +589,7 @@ class Show:
         result: list[Any] = await self.ledger.run("release", [
             keys.hold(hold_id), keys.stock(product_id), keys.sale(sale_id),
             keys.bought(sale_id), keys.holds, keys.confirming, keys.claims(coupon_id or "-"),
+            keys.epoch,
         ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS])
         if result[0] == "done":
             self.dirty_stock.add((room_id, product_id))

@@ -372,3 +372,34 @@ async def test_lottery_entries_survive_a_redis_loss(server: LiveServer,
     drawn = await host.call("POST", f"/lotteries/{lid}/draw", expect=200)
     assert sorted(drawn["result"]["entrants"]) == sorted(c.viewer_id for c in clients)
     await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_a_rebuild_over_live_holds_never_returns_their_units_twice(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    """An operator deletes the epoch marker (docs/faults.md §5) while holds are open:
+    the rebuild counts their units as free again, so those holds must be gone, not
+    released or checked out afterwards."""
+    host = await create_room(http)
+    product = await host.product(stock=5)
+    await host.sale(product["product_id"], units=5, limit=5)
+    buyer = await join(server, host.room_id)
+    kept = await buyer.request("buy", product_id=product["product_id"], quantity=3)
+    paid = await buyer.request("buy", product_id=product["product_id"], quantity=1)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.delete("ls:epoch")
+    await client.aclose()
+    await rebuilt(http, host.room_id)
+
+    async def recounted() -> bool:
+        audit = await host.audit()
+        return bool(audit["ok"] and audit["products"][0]["left"] == 5)
+    await eventually(recounted)
+    released = await buyer.request("release", hold_id=kept["hold"]["id"])
+    assert released["code"] == "hold_not_found"
+    late = await buyer.request("checkout", hold_id=paid["hold"]["id"])
+    assert late["code"] == "hold_not_found"
+    audit = await host.audit()
+    assert audit["ok"], audit["checks"]
+    stock = audit["products"][0]
+    assert (stock["total"], stock["left"], stock["held"], stock["sold"]) == (5, 5, 0, 0)
+    await buyer.close()

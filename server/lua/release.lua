@@ -6,10 +6,13 @@
 -- expiry, whether or not the sweep has run yet.
 -- KEYS[1] hold hash, KEYS[2] product stock hash, KEYS[3] sale hash,
 -- KEYS[4] per-buyer units of the sale, KEYS[5] expiring-holds zset,
--- KEYS[6] zset of holds in checkout, KEYS[7] coupon claims hash (unused without a coupon)
+-- KEYS[6] zset of holds in checkout, KEYS[7] coupon claims hash (unused without a coupon),
+-- KEYS[8] the room's epoch (absent: Redis is being rebuilt, and no unit moves)
 -- ARGV[1] hold id, ARGV[2] 'expire' | 'release' | 'void', ARGV[3] buyer (for release),
 -- ARGV[4] ms to keep the finished hold for late checkouts
--- Returns {'done', qty, product_id, state now} | {'not_due'} | {'missing'} | {state}
+-- Returns {'done', qty, product_id, state now} | {'not_due'} | {'missing'} | {'rebuilding'}
+--   | {state}
+if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
 local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id',
   'coupon_id')
 if not h[1] then
