@@ -171,8 +171,9 @@ ORDERED: Final = "ordered"
 
 @dataclass(slots=True)
 class _Write:
-    """One queued write. `kind` is "sql" (a plain statement), "order", "abort" or
-    "epoch"; the future resolves after its transaction committed."""
+    """One queued write. `kind` is "sql" (a plain statement), "order", "abort",
+    "epoch" or "mark" (nothing to write: wait_idle); the future resolves after its
+    transaction committed."""
 
     kind: str
     sql: str
@@ -192,8 +193,8 @@ class OrderStore:
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0  # committed transactions, for metrics and tests
-        # Readiness: when the oldest write now in progress was queued (None: idle),
-        # and whether the last transaction failed.
+        # Readiness: when the transaction now running began (None: idle), and
+        # whether the last transaction failed.
         self.busy_since: float | None = None
         self.last_failed = False
 
@@ -205,7 +206,29 @@ class OrderStore:
         # FULL: a commit is on disk before the buyer hears "placed".
         await db.execute("PRAGMA synchronous=FULL")
         await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        await db.executescript(SCHEMA)
+        # One transaction, and the version read inside it: several worker processes
+        # open the same file at start, and a migration must run once and whole.
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._create_or_migrate(db)
+            await db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await db.execute("ROLLBACK")
+            raise
+        self._reader_db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader_db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        self._reader_db.row_factory = aiosqlite.Row
+        self._writer_task = asyncio.create_task(self._writer(), name="store-writer")
+
+    async def _create_or_migrate(self, db: aiosqlite.Connection) -> None:
+        # Statement by statement (executescript would commit the transaction first).
+        statement = ""
+        for line in SCHEMA.splitlines(keepends=True):
+            statement += line
+            if sqlite3.complete_statement(statement):
+                await db.execute(statement)
+                statement = ""
         async with db.execute("SELECT version FROM schema_version") as cur:
             row = await cur.fetchone()
         if row is None:
@@ -218,10 +241,6 @@ class OrderStore:
             # gain the checkout's request id.
             await db.execute("ALTER TABLE orders ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
             await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-        self._reader_db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._reader_db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        self._reader_db.row_factory = aiosqlite.Row
-        self._writer_task = asyncio.create_task(self._writer(), name="store-writer")
 
     async def close(self) -> None:
         """Stop taking writes, flush everything queued, close the files."""
@@ -270,7 +289,7 @@ class OrderStore:
 
     async def wait_idle(self) -> None:
         """Wait until every write queued so far has been committed or failed."""
-        marker = self._queue_write("sql", "SELECT 1", ())
+        marker = self._queue_write("mark", "", ())
         with contextlib.suppress(Exception):
             await marker
 
@@ -351,6 +370,8 @@ class OrderStore:
                     results[i:j] = await self._insert_orders(db, group)
                 elif kind == "abort":
                     results[i:j] = [await self._abort(db, item.params) for item in group]
+                elif kind == "mark":
+                    pass  # wait_idle: resolves with the writes queued before it
                 elif kind == "epoch":
                     await db.executemany(
                         "INSERT INTO room_epochs VALUES (?, ?) ON CONFLICT(room_id) "

@@ -120,8 +120,10 @@ async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
     """)
     db.commit()
     db.close()
-    s = OrderStore(path)
-    await s.open()
+    # Two processes' stores opening the old file at once: the migration runs once.
+    s, twin = OrderStore(path), OrderStore(path)
+    await asyncio.gather(s.open(), twin.open())
+    await twin.close()
     try:
         old = await s.order_for_hold("h_old")
         assert old is not None and old.request_id == "" and old.quantity == 2
