@@ -905,9 +905,11 @@ class Show:
         if seed is None:
             raise refusal("lottery_not_found")
         # The store holds every entry that was answered "entered" (entries admitted
-        # before the close may still be committing: wait for them).
+        # before the close may still be committing: wait for them). Redis's set is
+        # added too: a lottery opened before entries were stored has them only there.
         await self.store.wait_idle()
-        entrants = (await self.store.lottery_entrants(room_id)).get(lottery_id, [])
+        stored = (await self.store.lottery_entrants(room_id, lottery_id)).get(lottery_id, [])
+        entrants = sorted(set(stored) | set(await self.lottery_entrants(room_id, lottery_id)))
         count = _int(lot.get("winners"), 1)
         result = {"seed": seed, "entrants": entrants,
                   "entrants_digest": domain.entrants_digest(entrants),
@@ -1076,9 +1078,9 @@ class Show:
         conflicts = await self.store.outcome_conflicts(room_id)
         checks.append({"name": "store: no hold both ordered and aborted",
                        "ok": conflicts == 0, "detail": {"holds": conflicts}})
-        aborted = await self.store.aborted(room_id)
         return {"room_id": room_id, "state": "whole", "products": products, "sales": sales,
-                "orders": totals, "aborted_holds": len(aborted), "checks": checks,
+                "orders": totals, "aborted_holds": await self.store.aborted_count(room_id),
+                "checks": checks,
                 "ok": all(c["ok"] for c in checks)}
 
 

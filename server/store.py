@@ -516,10 +516,16 @@ class OrderStore:
         return [(orjson.loads(r["data"]), r["seed"],
                  orjson.loads(r["result"]) if r["result"] else None) for r in rows]
 
-    async def lottery_entrants(self, room_id: str) -> dict[str, list[str]]:
-        """lottery id -> its entrants (sorted), for every lottery of the room."""
-        rows = await self._all("SELECT lottery_id, viewer_id FROM lottery_entries "
-                               "WHERE room_id = ? ORDER BY lottery_id, viewer_id", (room_id,))
+    async def lottery_entrants(self, room_id: str,
+                               lottery_id: str | None = None) -> dict[str, list[str]]:
+        """lottery id -> its entrants (sorted), for one lottery or every one of the room."""
+        if lottery_id is None:
+            rows = await self._all("SELECT lottery_id, viewer_id FROM lottery_entries "
+                                   "WHERE room_id = ? ORDER BY lottery_id, viewer_id",
+                                   (room_id,))
+        else:
+            rows = await self._all("SELECT lottery_id, viewer_id FROM lottery_entries "
+                                   "WHERE lottery_id = ? ORDER BY viewer_id", (lottery_id,))
         out: dict[str, list[str]] = {}
         for r in rows:
             out.setdefault(r["lottery_id"], []).append(r["viewer_id"])
@@ -536,9 +542,15 @@ class OrderStore:
         return Order(**dict(rows[0])) if rows else None
 
     async def aborted(self, room_id: str) -> list[str]:
+        """The room's holds decided as aborted (their ids, sorted)."""
         rows = await self._all("SELECT hold_id FROM aborted_holds WHERE room_id = ? "
                                "ORDER BY hold_id", (room_id,))
         return [r["hold_id"] for r in rows]
+
+    async def aborted_count(self, room_id: str) -> int:
+        rows = await self._all("SELECT COUNT(*) AS n FROM aborted_holds WHERE room_id = ?",
+                               (room_id,))
+        return int(rows[0]["n"])
 
     async def room_epoch(self, room_id: str) -> str:
         rows = await self._all("SELECT epoch FROM room_epochs WHERE room_id = ?", (room_id,))
