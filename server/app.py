@@ -50,7 +50,7 @@ from server.errors import (
     UnsupportedMedia,
     refusal,
 )
-from server.health import Health
+from server.health import PING_TIMEOUT_S, Health
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
@@ -153,7 +153,12 @@ class Services:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
-        self.health.redis = self.redis
+        # Its own connection: a ping that waits for a free slot in the shared pool
+        # (busy in a big sale) would report Redis down when only the pool is full.
+        self.health.redis = Redis.from_url(url, decode_responses=True,
+                                           single_connection_client=True,
+                                           socket_timeout=PING_TIMEOUT_S,
+                                           socket_connect_timeout=PING_TIMEOUT_S)
         embedded = self.embedded
         if embedded is not None:
             self.health.supervisor_state = lambda: embedded.state
@@ -168,8 +173,7 @@ class Services:
                        s.chat.burst)
         self.hub.on_redis_error = self.health.redis_failed
         await self.hub.start()
-        self.show = Show(s, self.redis, ledger, self.hub, self.store)
-        self.show.health = self.health
+        self.show = Show(s, self.redis, ledger, self.hub, self.store, self.health)
         secret = self._secret()
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)

@@ -29,6 +29,9 @@ log = logging.getLogger("livesell.health")
 STORE_STALLED_S: Final = 2.0
 PING_TIMEOUT_S: Final = 0.5
 PROBE_INTERVAL_S: Final = 0.5
+# A report is reused this long: a flood of health requests costs Redis a ping and an
+# EXISTS per interval, not per request.
+REPORT_FRESH_S: Final = 0.25
 
 
 class Health:
@@ -47,11 +50,15 @@ class Health:
         self.store_busy_since: Callable[[], float | None] | None = None
         self.store_failed: Callable[[], bool] | None = None
         self._probe: asyncio.Task[None] | None = None
+        self._report: dict[str, Any] | None = None
+        self._report_at = 0.0
+        self._report_lock = asyncio.Lock()
 
     def redis_failed(self, exc: BaseException) -> None:
         """A Redis call failed. Requests fail closed on their own; here Redis is
         pinged to tell an outage (logged once, then watched until it answers) from one
         stale pooled connection after a restart (nothing to say)."""
+        self._report = None  # news of a failure: the next report is read afresh
         if not self.redis_up or (self._probe is not None and not self._probe.done()):
             return
         try:
@@ -98,9 +105,22 @@ class Health:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        if self.redis is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(self.redis.aclose(), 2.0)
 
     async def report(self) -> dict[str, Any]:
-        """Every component's state now, read live (Redis is pinged)."""
+        """Every component's state, read live (Redis is pinged) at most every
+        REPORT_FRESH_S; the state of this process itself is always current."""
+        async with self._report_lock:
+            if self._report is None or time.monotonic() - self._report_at > REPORT_FRESH_S:
+                self._report = await self._measure()
+                self._report_at = time.monotonic()
+            report = self._report
+        ready = report["ready"] and self.state == "serving"
+        return {**report, "ok": ready, "ready": ready, "state": self.state}
+
+    async def _measure(self) -> dict[str, Any]:
         redis_ok = await self._ping()
         if redis_ok:
             self.redis_answered()

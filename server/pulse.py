@@ -360,9 +360,19 @@ class Pulse:
         await self.memory.check(self.redis)
 
     async def recovery_tick(self) -> None:
-        older_than = int(self.settings.store.recover_after_s * 1000)
-        for room_id in await self.rooms():
-            await self.show.recover_checkouts(room_id, older_than)
+        """Find, in one round trip for every room, the checkouts left 'confirming'
+        past store.recover_after_s, and decide those (Show.recover_checkouts)."""
+        rooms = await self.rooms()
+        if not rooms:
+            return
+        before = now_ms() - int(self.settings.store.recover_after_s * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in rooms:
+                pipe.zrangebyscore(room_keys(room_id).confirming, "-inf", before)
+            stuck = await pipe.execute()
+        for room_id, holds in zip(rooms, stuck, strict=True):
+            if holds:
+                await self.show.recover_checkouts(room_id, holds)
 
     # ------------------------------------------------------------------ rebuild
 

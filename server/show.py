@@ -113,7 +113,7 @@ def _from_cached(kind: str, cached: str) -> Answer:
 
 class Show:
     def __init__(self, settings: Settings, redis: Redis, ledger: Ledger, hub: Hub,
-                 store: OrderStore) -> None:
+                 store: OrderStore, health: Health | None = None) -> None:
         self.settings = settings
         # A decode_responses=True client: replies are str, though redis-py types
         # them as bytes | str, so the client is used untyped here.
@@ -130,7 +130,7 @@ class Show:
         self.likes: dict[str, int] = {}
         self.keyword_lotteries: dict[str, dict[str, str]] = {}  # room -> lottery id -> keyword
         self.recorder: Recorder | None = None
-        self.health = Health()  # replaced by the app's, which it reports
+        self.health = health or Health()  # where Redis failures are reported
         # Set whenever this process adds a timer or a hold: the pulse's timer poll
         # sleeps until the earliest one it knows of and is woken by this for new ones.
         self.timers_changed = asyncio.Event()
@@ -719,13 +719,13 @@ class Show:
             coupon_id=hold.get("coupon_id") or "", payment_ref="", created_at=now_ms(),
             request_id=request_id)
 
-    async def recover_checkouts(self, room_id: str, older_than_ms: int) -> int:
-        """Decide checkouts left 'confirming' longer than `older_than_ms` by a process
-        that died or stalled. The store decides first (an abort row unless the order
-        is there); only then does Redis follow: void the hold (units back to stock) or
-        count the order. A checkout still running in this process is left to it."""
+    async def recover_checkouts(self, room_id: str, stuck: list[str]) -> int:
+        """Decide the checkouts `stuck` in 'confirming' (past store.recover_after_s,
+        found by the pulse), left by a process that died or stalled. The store
+        decides first (an abort row unless the order is there); only then does Redis
+        follow: void the hold (units back to stock) or count the order. A checkout
+        still running in this process is left to it."""
         keys = room_keys(room_id)
-        stuck = await self.redis.zrangebyscore(keys.confirming, "-inf", now_ms() - older_than_ms)
         fixed = 0
         for hold_id in stuck:
             if hold_id in self.checkouts_in_flight:
