@@ -116,20 +116,44 @@ def _ping(port: int) -> bool:
         return False
 
 
+INFO_MAX_BYTES = 16384
+INFO_DEADLINE_S = 2.0
+
+
+def _info_length(data: bytes) -> int:
+    """The whole reply's length once its `$N` header line is in: header + N + CRLF.
+    Raises ValueError for anything but a bulk string of 0..INFO_MAX_BYTES bytes."""
+    head = data.split(b"\r\n", 1)[0]
+    if not head.startswith(b"$") or not head[1:].isdigit():
+        raise ValueError("not a Redis bulk reply")
+    n = int(head[1:])
+    if n > INFO_MAX_BYTES:
+        raise ValueError("reply too long")
+    return len(head) + 2 + n + 2
+
+
 def answering_pid(port: int) -> int | None:
     """The process id of the Redis answering on 127.0.0.1:`port` (INFO server), or
     None when nothing answers like Redis. INFO works while Redis loads its data."""
+    # Whatever listens on the port answers here: read at most INFO_MAX_BYTES, within
+    # INFO_DEADLINE_S in all, whatever length it claims or however slowly it sends.
+    deadline = time.monotonic() + INFO_DEADLINE_S
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.settimeout(1.0)
             s.sendall(b"INFO server\r\n")
-            with s.makefile("rb") as reply:
-                head = reply.readline(32)
-                if not head.startswith(b"$"):
+            data = b""
+            while b"\r\n" not in data or len(data) < _info_length(data):
+                left = deadline - time.monotonic()
+                if left <= 0 or len(data) > INFO_MAX_BYTES:
                     return None
-                body = reply.read(int(head[1:]))
+                s.settimeout(left)
+                chunk = s.recv(4096)
+                if not chunk:
+                    return None
+                data += chunk
     except (OSError, ValueError):
         return None
+    body = data.split(b"\r\n", 1)[1]
     found = re.search(rb"^process_id:(\d+)\r?$", body, re.MULTILINE)
     return int(found.group(1)) if found else None
 
@@ -214,7 +238,9 @@ def _redis_working_in(pid: int, directory: Path) -> bool | None:
         comm = (proc / "comm").read_text().strip()
     except OSError:
         return False
-    if "redis" not in comm or not process_alive(pid):
+    # redis-server only: an operator's redis-cli, redis-benchmark or redis-check-aof
+    # working in the same directory is not ours to stop.
+    if not comm.startswith("redis-server") or not process_alive(pid):
         return False
     try:
         cwd = os.readlink(proc / "cwd")
@@ -255,7 +281,6 @@ def redis_servers_in(directory: Path) -> list[int]:
         if entry.name.isdigit() and int(entry.name) not in found \
                 and _redis_working_in(int(entry.name), directory):
             found.add(int(entry.name))
-    found.discard(os.getpid())
     return sorted(found)
 
 

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,7 @@ from server.redis_supervisor import (
     RedisStartError,
     RedisState,
     RedisSupervisor,
+    answering_pid,
     find_redis_server,
     free_port,
 )
@@ -390,14 +392,23 @@ def test_c_an_orphan_on_the_data_directory_is_stopped_first(tmp_path: Path,
 def test_c_a_stale_pid_file_is_ignored_and_replaced(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "redis").mkdir(parents=True)
-    # A pid that no redis-server has: this test process itself.
-    (data / "redis" / "redis-server.pid").write_text(json.dumps({"pid": os.getpid()}))
-    with serving(tmp_path, data) as served:
-        served.wait_serving()
-        child = served.redis_child()
-        recorded = json.loads((data / "redis" / "redis-server.pid").read_text())
-        assert recorded["pid"] == child
-    assert alive(os.getpid())
+    # The pid file names a process that is no redis-server although it looks close:
+    # an operator's redis-cli working in the same directory (a copy of `sleep` under
+    # that name). It must be left alone, and the file replaced.
+    tool = tmp_path / "redis-cli"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", tool)
+    bystander = subprocess.Popen([str(tool), "300"], cwd=data / "redis")
+    try:
+        (data / "redis" / "redis-server.pid").write_text(json.dumps({"pid": bystander.pid}))
+        with serving(tmp_path, data) as served:
+            served.wait_serving()
+            child = served.redis_child()
+            recorded = json.loads((data / "redis" / "redis-server.pid").read_text())
+            assert recorded["pid"] == child
+        assert bystander.poll() is None, "the redis-cli bystander was stopped"
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_c_a_foreign_redis_on_the_port_is_never_adopted(tmp_path: Path) -> None:
@@ -616,3 +627,34 @@ async def test_in_process_servers_with_embedded_redis_own_their_directories(
     finally:
         await first.stop()
     assert not holds(tmp_path / "one") and not alive(child)
+
+
+@pytest.mark.parametrize("reply", [b"$-1\r\n", b"$999999999\r\n", b"$100\r\nprocess_id:1"])
+def test_whatever_listens_on_the_port_cannot_stall_the_start(reply: bytes) -> None:
+    """answering_pid reads what a stranger's listener sends: a bounded amount, within
+    a bounded time, whatever length it claims or however slowly it trickles."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(reply)
+            while not done.wait(0.2):
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"x")
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    started = time.monotonic()
+    try:
+        assert answering_pid(port) is None
+        assert time.monotonic() - started < 10  # INFO_DEADLINE_S is 2 s
+    finally:
+        done.set()
+        feeder.join(10)
+        listener.close()
