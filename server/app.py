@@ -132,12 +132,7 @@ class Services:
         if not url:
             # The embedded Redis's files are the data directory's: own it first.
             self.data_use = use_for_redis(s.data_path)
-            self.embedded = RedisSupervisor(
-                s.data_path / "redis", binary=s.redis.binary, port=s.redis.port,
-                appendonly=s.redis.appendonly, start_timeout_s=s.redis.start_timeout_s,
-                restart_attempts=s.redis.restart_attempts,
-                restart_backoff_max_s=s.redis.restart_backoff_max_s,
-                maxmemory_mb=s.redis.maxmemory_mb)
+            self.embedded = RedisSupervisor.from_settings(s.data_path / "redis", s.redis)
             # start() only waits here; the supervisor's own thread forks the child.
             url = await asyncio.to_thread(self.embedded.start)
         # Blocking pools: a burst of direct calls larger than the pool (every viewer

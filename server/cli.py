@@ -87,7 +87,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 # Bounds on shutdown after a signal: Services.stop bounds each of its steps, and
 # uvicorn waits up to the grace for open requests; past this the process stops
 # its Redis child and exits anyway, so no signal is ever ignored.
-SHUTDOWN_SLACK_S = 45.0
+SHUTDOWN_SLACK_S = 60.0
 # After a second signal, or once the server has returned (the event loop's own
 # teardown), the process ends within this.
 HURRY_S = 5.0
@@ -166,7 +166,11 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def _shutdown_bound(settings: Settings) -> float:
-    return 2 * settings.server.shutdown_grace_s + SHUTDOWN_SLACK_S
+    """How long a graceful shutdown may take before the watchdog ends it: uvicorn's
+    wait for connections (grace + 2 s, the drain inside it), then the app's stop,
+    whose steps are each bounded (server/app.py Services.stop: the drain, the ledger
+    and the store each up to grace + 5 s, the rest about 30 s with Redis's stop)."""
+    return 4 * settings.server.shutdown_grace_s + SHUTDOWN_SLACK_S
 
 
 class _Server(uvicorn.Server):
@@ -190,6 +194,7 @@ class _Shutdown:
                  stop_redis: Callable[[], None]) -> None:
         self.server = server
         self.bound_s = bound_s
+        # Called from the watchdog thread, so it must not wait: it only signals Redis.
         self.stop_redis = stop_redis
         self.signals = 0
         self._deadline = float("inf")
@@ -247,7 +252,11 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
         if services.embedded is not None:
             services.embedded.stop()
 
-    shutdown = _Shutdown(server, _shutdown_bound(settings), stop_redis)
+    def abandon_redis() -> None:
+        if services.embedded is not None:
+            services.embedded.terminate_now()
+
+    shutdown = _Shutdown(server, _shutdown_bound(settings), abandon_redis)
     host, port = sock.getsockname()[:2]
 
     async def announce() -> None:
@@ -295,14 +304,10 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
         use = use_for_redis(settings.data_path)
         # Started here, in the parent, once for every worker; the supervisor's
         # thread outlives the child, which dies with this process.
-        embedded = RedisSupervisor(
-            settings.data_path / "redis", binary=settings.redis.binary,
-            port=settings.redis.port, appendonly=settings.redis.appendonly,
-            start_timeout_s=settings.redis.start_timeout_s,
-            restart_attempts=settings.redis.restart_attempts,
-            restart_backoff_max_s=settings.redis.restart_backoff_max_s,
-            maxmemory_mb=settings.redis.maxmemory_mb)
         try:
+            # Inside the try: finding no redis-server binary is a RedisStartError too.
+            embedded = RedisSupervisor.from_settings(settings.data_path / "redis",
+                                                     settings.redis)
             os.environ["LIVESELL_REDIS_URL"] = embedded.start()
         except RedisStartError as exc:
             use.release()

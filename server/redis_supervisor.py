@@ -25,7 +25,6 @@ forking thread, so that thread must outlive the child.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import enum
@@ -42,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("livesell.redis")
 
@@ -354,7 +354,11 @@ class RedisServer:
         data. `abort`, when set meanwhile, stops the child and raises."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for pid in redis_servers_in(self.data_dir):
+            if abort is not None and abort.is_set():
+                raise RedisStartError("stopped while starting")
             stop_orphan(pid, self.data_dir)
+        if abort is not None and abort.is_set():
+            raise RedisStartError("stopped while starting")  # before a child exists
         if not self.port:
             self.port = free_port()
         args = [
@@ -461,8 +465,7 @@ class RedisSupervisor:
     `start()` blocks until the first child answers (or raises RedisStartError);
     afterwards the thread restarts a dead child on the same port and files.
     `state` may be read from any thread; listeners are called on the
-    supervisor's thread after each change (an asyncio app hands the news to its
-    loop with `on_loop`)."""
+    supervisor's thread after each change."""
 
     def __init__(self, data_dir: Path, *, binary: str = "", port: int = 0,
                  appendonly: bool = True, start_timeout_s: float = 10.0,
@@ -498,17 +501,13 @@ class RedisSupervisor:
         with self._lock:
             self._listeners.append(listener)
 
-    def on_loop(self, loop: asyncio.AbstractEventLoop, callback: Listener) -> None:
-        """Call `callback(state)` on an asyncio loop after each change."""
-        def hand_over(state: RedisState) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(callback, state)
-        self.add_listener(hand_over)
-
     def _set(self, state: RedisState) -> None:
         with self._lock:
             if state == self.state:
                 return
+            if self._stopping.is_set() and state not in (RedisState.STOPPED,
+                                                         RedisState.FAILED):
+                return  # a restart racing stop() must not revive the state
             self.state = state
             listeners = list(self._listeners)
         for listener in listeners:
@@ -529,6 +528,25 @@ class RedisSupervisor:
             self._thread.join()
             raise self._start_error
         return self.url
+
+    @classmethod
+    def from_settings(cls, data_dir: Path, redis: Any) -> RedisSupervisor:
+        """The embedded Redis as the [redis] settings describe it (server.settings
+        RedisSettings), for the app and for the --workers parent alike."""
+        return cls(data_dir, binary=redis.binary, port=redis.port,
+                   appendonly=redis.appendonly, start_timeout_s=redis.start_timeout_s,
+                   restart_attempts=redis.restart_attempts,
+                   restart_backoff_max_s=redis.restart_backoff_max_s,
+                   maxmemory_mb=redis.maxmemory_mb)
+
+    def terminate_now(self) -> None:
+        """SIGTERM the child and return at once (a watchdog on its way out; the
+        child also gets its death signal when this process ends)."""
+        self._stopping.set()
+        proc = self.server.process
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.terminate()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the child (SIGTERM, then SIGKILL after `timeout_s`) and the thread."""
