@@ -414,12 +414,11 @@ class Chaos:
         self._watch(self._watch_ready(rec))
         if killed:
             rec.details["sigkilled_after_s"] = EXIT_TIMEOUT_S
-        # The server's shutdown stops its redis-server; one still running would share
-        # the data directory with the restarted server's.
+        # The server's shutdown stops its redis-server. One still running broke a
+        # promise (it is recorded, and fails the verdict); the restarted server stops
+        # it itself, with SIGTERM so it keeps its append-only file (orphan check).
         if old_redis is not None and not await asyncio.to_thread(
                 _gone, old_redis, "redis-server", REDIS_EXIT_WAIT_S):
-            with contextlib.suppress(OSError):
-                os.kill(old_redis, signal.SIGKILL)
             rec.details["redis_outlived_server"] = old_redis
         try:
             base = await asyncio.to_thread(server.restart)
@@ -712,6 +711,9 @@ def _verdicts(faults: list[dict[str, Any]]) -> list[Check]:
         if f["injected_s"] is None:
             continue
         rec = f.get("recovery", {})
+        if f.get("redis_outlived_server"):
+            problems.append(f"{f['spec']}: redis-server pid {f['redis_outlived_server']} "
+                            "outlived its server")
         if rec.get("ready_after_s") is None:
             watched = rec.get("ready_watched_s")
             within = (f"within {_fmt(RECOVERY_TIMEOUT_S)}s"
