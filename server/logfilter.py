@@ -14,6 +14,7 @@ travels; it does not replace keeping credentials out of URLs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -23,14 +24,19 @@ REDACTED = "[redacted]"
 
 # A parameter whose name contains one of these words is a secret: host_key,
 # token, admin_key, api_key, secret, password, ticket, session, auth, ...
-_NAME = (r"[A-Za-z0-9_.\-]*(?:key|token|secret|passw(?:or)?d|pwd|ticket|session|auth"
-         r"|credential|signature)[A-Za-z0-9_.\-]*")
+_SECRET_NAME = re.compile(r"(?i)key|token|secret|passw(?:or)?d|pwd|ticket|session|auth"
+                          r"|credential|signature")
+# A whole name, taken possessively (no backtracking into it: a long run of name
+# characters from a stranger costs linear time), then checked with _SECRET_NAME.
+_NAME = r"[A-Za-z0-9_.\-]++"
 # name=value in a query string, a form or free text; "=" may be percent-encoded
 # (a URL nested in another one's parameter).
 _PAIR = re.compile(
-    rf"(?i)(?<![A-Za-z0-9_.\-])({_NAME})(=|%3D)((?:(?!%26)[^&\s\"'#;,<>])+)")
+    rf"(?<![A-Za-z0-9_.\-])({_NAME})(=|%3[Dd])((?:(?!%26)[^&\s\"'#;,<>])++)")
 # "name": "value" (JSON) or 'name': 'value' (a dict's repr).
-_QUOTED = re.compile(rf"(?i)([\"'])({_NAME})\1(\s*:\s*)([\"'])(?:(?!\4).)*\4")
+_QUOTED = re.compile(rf"([\"'])({_NAME})\1(\s*:\s*)([\"'])(?:(?!\4).)*+\4")
+# A logging placeholder ("token=%s" in a format string) is not a value.
+_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*[0-9*]*(?:\.[0-9*]+)?[diouxXeEfFgGcrsa%]")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 # Headers whose whole value is a credential (websockets logs "< %s: %s" per header).
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
@@ -46,14 +52,31 @@ LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "livese
 def redact(text: str) -> str:
     """`text` with every credential value replaced by "[redacted]"."""
     if "=" in text or "%3" in text:
-        text = _PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+        text = _PAIR.sub(_redact_pair, text)
     if ":" in text:
-        text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}"
-                                     f"{m.group(4)}{REDACTED}{m.group(4)}", text)
+        text = _QUOTED.sub(_redact_quoted, text)
         text = _HEADER_LINE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     if " " in text:
         text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return text
+
+
+def _redact_pair(m: re.Match[str]) -> str:
+    name, eq, value = m.group(1), m.group(2), m.group(3)
+    if not _SECRET_NAME.search(name) or _PLACEHOLDER.fullmatch(value):
+        return m.group(0)
+    return f"{name}{eq}{REDACTED}"
+
+
+def _redact_quoted(m: re.Match[str]) -> str:
+    if not _SECRET_NAME.search(m.group(2)):
+        return m.group(0)
+    return f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{REDACTED}{m.group(4)}"
+
+
+def _secret_placeholder(msg: str) -> bool:
+    return any(_SECRET_NAME.search(m.group(1)) and _PLACEHOLDER.fullmatch(m.group(3))
+               for m in _PAIR.finditer(msg))
 
 
 def _redact_arg(value: Any) -> Any:
@@ -74,6 +97,12 @@ class RedactSecrets(logging.Filter):
     """Rewrites records in place; never drops one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.args and _secret_placeholder(record.msg):
+            # "host_key=%s" with the key as an argument: only the formatted text shows
+            # which argument is the secret, so the record carries that text instead.
+            # (A malformed record keeps its parts: the per-argument pass below runs.)
+            with contextlib.suppress(TypeError, ValueError):
+                record.msg, record.args = redact(record.getMessage()), ()
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         else:

@@ -395,3 +395,21 @@ def test_serve_process_at_debug_logs_no_credentials(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_secret_passed_as_an_argument_is_redacted_and_the_record_still_formats() -> None:
+    """`log.info("host_key=%s", key)`: the format string keeps its placeholder (the
+    record must still format, or logging prints its arguments, the secret included,
+    to stderr) and the formatted line shows no key."""
+    record = logging.LogRecord("livesell.t", logging.INFO, __file__, 1,
+                               "room %s host_key=%s n=%d", ("r1", "SECRETVALUE", 3), None)
+    assert logfilter.RedactSecrets().filter(record)
+    assert record.getMessage() == "room r1 host_key=[redacted] n=3"
+
+
+def test_a_long_name_from_a_stranger_is_redacted_in_linear_time() -> None:
+    """A URL with a huge run of name characters and no "=" (a stranger's request
+    line) must not take the event loop quadratic time in the filter."""
+    hostile = "/ws/r1?x=1&" + "key" * 200_000
+    assert logfilter.redact(hostile) == hostile
+    assert logfilter.redact('"' + "token" * 100_000 + '": "v"').endswith('": "[redacted]"')
