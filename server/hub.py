@@ -51,6 +51,7 @@ from server.settings import HubSettings
 log = logging.getLogger("livesell.hub")
 
 MAX_CHAT_BUCKETS = 200_000
+REPAIR_READ_S = 5.0  # longest wait for one room's log after a pub/sub reconnect
 # How often a viewer held for a `resync` is checked for having received
 # everything: the kernel tells nobody when a peer acknowledges.
 HELD_POLL_S = 0.05
@@ -197,6 +198,7 @@ class Hub:
         self._sub_lock = asyncio.Lock()
         self._has_subs = asyncio.Event()
         self._watching_reconnects = False
+        self._repair_generation = 0  # one per pub/sub reconnect; the latest repair wins
         self._tasks: set[asyncio.Task[Any]] = set()
         self.delivered_events = 0
         # Told of every Redis error the listener meets (the app's health logs it once).
@@ -318,6 +320,7 @@ class Hub:
         its own resubscription, which is registered first): what was published
         while it was down is only in the rooms' logs. Live events from now on wait
         behind it, so each room stays in order."""
+        self._repair_generation += 1
         for room in self.rooms.values():
             room.repairing = True
         self._spawn(self._repair_gaps())
@@ -326,15 +329,22 @@ class Hub:
         """After the pub/sub link came back: deliver each room's events published
         while it was down, from the room's log; a room whose log no longer reaches
         back gets a snapshot for each of its viewers."""
+        generation = self._repair_generation
         for room in list(self.rooms.values()):
             try:
                 missed: list[bytes] | None = []
-                if room.members and room.last_seq:
-                    missed = await self._backlog(room.keys, room.last_seq)
-            except (RedisError, OSError) as exc:
-                if self.on_redis_error is not None:
+                if room.members:
+                    # Bounded: a stalled Redis must not hold the room's live events.
+                    # No repair point (last_seq 0): snapshots instead (None).
+                    async with asyncio.timeout(REPAIR_READ_S):
+                        missed = await self._backlog(room.keys, room.last_seq) \
+                            if room.last_seq else None
+            except (RedisError, OSError, TimeoutError, ValueError) as exc:
+                if self.on_redis_error is not None and not isinstance(exc, ValueError):
                     self.on_redis_error(exc)
-                missed = None
+                missed = None  # each viewer gets a snapshot instead
+            if generation != self._repair_generation:
+                return  # another reconnect meanwhile: its repair reads every room again
             if missed is None:
                 for conn in list(room.members):
                     self._spawn(self.resync(conn))
@@ -359,12 +369,15 @@ class Hub:
                 self._pubsub.connection.register_connect_callback(self._on_pubsub_connect)
                 self._watching_reconnects = True
             room.subscribed = True
+            self._has_subs.set()
             if not room.last_seq:
                 # Where a repair after a reconnect starts reading the log. An event
                 # published between SUBSCRIBE and this read is then dropped here as
                 # already seen: the joining viewers' snapshot, read after it, has it.
-                room.last_seq = int(await self.redis.get(room.keys.seq) or 0)
-            self._has_subs.set()
+                # If the read fails, 0 means "no repair point": a reconnect then
+                # sends this room's viewers snapshots instead.
+                with contextlib.suppress(RedisError, OSError):
+                    room.last_seq = int(await self.redis.get(room.keys.seq) or 0)
 
     async def _unsubscribe_if_empty(self, room: LocalRoom) -> None:
         async with self._sub_lock:
