@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import fcntl
-import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -137,6 +135,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         if sock is not None:
             queued = array.array("i", [0])
             with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+                import fcntl  # POSIX only, and only here: the module loads elsewhere too
+                import termios
+
                 fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued, True)
                 n += queued[0]
         return n

@@ -126,10 +126,10 @@ class SecurityHeaders:
         if policy is None:
             text = host.decode("latin-1").strip().lower()
             # Only a well-formed host goes into the header: a ';' would add directives.
-            if _HOST.match(text):
-                policy = f"{self._head} ws://{text} wss://{text}".encode("latin-1")
-            else:
-                policy = self._head.encode("latin-1")
+            if len(text) > 255 or not _HOST.match(text):
+                # Not cached: a stranger's odd or huge Host must not pin memory.
+                return self._head.encode("latin-1")
+            policy = f"{self._head} ws://{text} wss://{text}".encode("latin-1")
             if len(self._policies) >= _POLICY_CACHE_SIZE:
                 self._policies.clear()
             self._policies[host] = policy

@@ -182,7 +182,8 @@ class Served:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(self.base + "/api/health", timeout=5).status_code == 200
+            # Readiness, not liveness: /api/health answers 200 with Redis down too.
+            return httpx.get(self.base + "/api/ready", timeout=5).status_code == 200
         except httpx.HTTPError:
             return False
 
