@@ -40,7 +40,12 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketState
 
-from server.errors import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_TOO_SLOW
+from server.errors import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TOO_SLOW,
+    CLOSE_TRY_AGAIN,
+    LivesellError,
+)
 from server.fastws import EXTENSION, FastWebSocketProtocol
 from server.identity import Viewer
 from server.keys import RoomKeys, room_keys
@@ -523,17 +528,21 @@ class Hub:
         room.slow.discard(conn)
         conn.pending = []
         room.catching.add(conn)
-        await self._send_snapshot(conn)
-
-    async def _resnapshot_drained(self, conn: Conn) -> None:
         try:
-            await self._resnapshot(conn)
-        except (RedisError, OSError):
-            # Nobody awaits this task: close rather than leave the viewer off live
-            # delivery for good.
-            log.warning("viewer %s in %s: redis unavailable for a snapshot",
-                        conn.viewer.viewer_id, conn.room_id)
-            self.close(conn, CLOSE_INTERNAL, "temporarily unavailable")
+            await self._send_snapshot(conn)
+        except Exception as exc:
+            # Redis down, or the room being rebuilt: the viewer is off live delivery
+            # and collecting events nobody will send. Close it with "try again"; it
+            # reconnects and resumes from the log or a snapshot. (Often nobody awaits
+            # this: a resync after a drain, a repair, a rebuild.)
+            room.catching.discard(conn)
+            conn.pending = None
+            if isinstance(exc, RedisError | OSError) and self.on_redis_error is not None:
+                self.on_redis_error(exc)
+            elif not isinstance(exc, RedisError | OSError | LivesellError):
+                log.exception("viewer %s in %s: snapshot failed", conn.viewer.viewer_id,
+                              conn.room_id)
+            self.close(conn, CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect")
 
     def _fell_behind(self, conn: Conn) -> None:
         room = self.rooms.get(conn.room_id)
@@ -568,7 +577,7 @@ class Hub:
             conn.drain_poll = None
         if conn.snapshotting:
             return  # the snapshot being built is sent when ready (see _fell_behind)
-        self._spawn(self._resnapshot_drained(conn))
+        self._spawn(self._resnapshot(conn))
 
     def close(self, conn: Conn, code: int, reason: str) -> None:
         """Close a viewer's connection now, whatever its buffer holds."""

@@ -451,3 +451,25 @@ async def test_an_abandoned_checkout_is_decided_through_the_store(
             await buyer.close()
     finally:
         await live.stop()
+
+
+async def test_a_snapshot_that_cannot_be_built_closes_with_try_again(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    """A viewer taken off live delivery for a snapshot that fails (the room mid-
+    rebuild here) is told to reconnect (1013), never left silently collecting events."""
+    host = await create_room(http)
+    viewer = await join(server, host.room_id)
+    await viewer.next_event("snapshot")
+    client = aioredis.Redis.from_url(redis_url)
+    epoch = await client.get(room_keys(host.room_id).epoch)
+    assert epoch is not None
+    await client.delete(room_keys(host.room_id).epoch)  # the room reads as being rebuilt
+    try:
+        await viewer.send({"type": "resync"})
+        await asyncio.wait_for(viewer.closed, 30)
+        assert viewer.ws.close_code == 1013
+        room = server.services.hub.rooms.get(host.room_id)
+        assert room is None or not room.catching
+    finally:
+        await client.set(room_keys(host.room_id).epoch, epoch)
+        await client.aclose()
