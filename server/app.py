@@ -32,9 +32,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import __version__, domain, gcpolicy, logfilter, security
+from server import __version__, domain, gcpolicy, handshake, logfilter, security
 from server.domain import now_ms
 from server.errors import (
+    CLOSE_BAD_HANDSHAKE,
     CLOSE_INTERNAL,
     CLOSE_POLICY,
     CLOSE_SERVICE_RESTART,
@@ -594,6 +595,12 @@ RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "ente
                              "chat", "like"})
 
 
+def ws_credentials(ws: WebSocket) -> handshake.WsCredentials:
+    """The token and host key a viewer's handshake offered in `Sec-WebSocket-Protocol`
+    (server/handshake.py); `refusal` is set when the URL carries one instead."""
+    return handshake.read_credentials(ws.scope.get("subprotocols", ()), ws.query_params)
+
+
 async def viewer_socket(ws: WebSocket) -> None:
     svc: Services = ws.app.state.services
     # A page from another site must not act as its visitor: refuse a foreign
@@ -603,7 +610,12 @@ async def viewer_socket(ws: WebSocket) -> None:
         await ws.close(CLOSE_POLICY, "origin not allowed")
         return
     room_id = str(ws.path_params["room_id"])
-    await ws.accept()
+    creds = ws_credentials(ws)
+    # Accepted first, then closed, so that a browser sees the code and the reason.
+    await ws.accept(subprotocol=creds.subprotocol)
+    if creds.refusal is not None:
+        await ws.close(CLOSE_BAD_HANDSHAKE, creds.refusal)
+        return
     if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
         await ws.close(CLOSE_TRY_AGAIN, "server is starting or stopping")
         return
@@ -612,7 +624,7 @@ async def viewer_socket(ws: WebSocket) -> None:
         await ws.close(CLOSE_UNKNOWN_ROOM, "unknown room")
         return
     now = now_ms()
-    token = ws.query_params.get("token")
+    token = creds.token
     viewer = signer.verify(token, now) if token else None
     if viewer is None:
         nick = ws.query_params.get("nickname") or f"guest-{secrets.token_hex(2)}"
@@ -622,7 +634,7 @@ async def viewer_socket(ws: WebSocket) -> None:
             nick = f"guest-{secrets.token_hex(2)}"
         viewer, token = signer.issue(nick, now)
     is_host = False
-    offered_key = ws.query_params.get("host_key")
+    offered_key = creds.host_key
     if offered_key:
         try:
             await show.check_host(room_id, offered_key)

@@ -18,7 +18,10 @@ CLOSE_POLICY: Final = 1008  # kept sending rejected frames after being told
 CLOSE_INTERNAL: Final = 1011  # unexpected fault
 CLOSE_SERVICE_RESTART: Final = 1012  # draining on SIGTERM: reconnect (to another process)
 CLOSE_TRY_AGAIN: Final = 1013  # server starting or stopping
-CLOSE_WRONG_HOST_KEY: Final = 4003  # host_key given on /ws but not this room's
+# A secret in the URL, or a Sec-WebSocket-Protocol list the server cannot read
+# (server/handshake.py); the reason says which. Do not retry unchanged.
+CLOSE_BAD_HANDSHAKE: Final = 4000
+CLOSE_WRONG_HOST_KEY: Final = 4003  # a host key offered on /ws but not this room's
 CLOSE_UNKNOWN_ROOM: Final = 4004
 CLOSE_TOO_SLOW: Final = 4008  # outbound buffer stayed full past hub.behind_timeout_s
 

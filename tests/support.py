@@ -14,7 +14,9 @@ import httpx
 import orjson
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
+from server import handshake
 from server.app import create_app
 from server.fastws import FastWebSocketProtocol
 from server.settings import Settings, load_settings
@@ -79,6 +81,10 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def ws_url(self, room_id: str, **params: Any) -> str:
+        """The room's WebSocket URL with non-secret parameters (`since`, `nickname`);
+        credentials go in the subprotocol list (`offer`), never here."""
+        secrets = set(params) & set(handshake.SECRET_PARAMS)
+        assert not secrets, f"{secrets}: pass credentials with offer(), not in the URL"
         query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
         return f"ws://127.0.0.1:{self.port}/ws/{room_id}" + (f"?{query}" if query else "")
 
@@ -197,9 +203,15 @@ class ViewerClient:
             await self.reader
 
 
-async def join(server: LiveServer, room_id: str, **params: Any) -> ViewerClient:
-    ws = await connect(server.ws_url(room_id, **params), max_size=2**24, compression=None,
-                       open_timeout=30)
+def offer(token: str | None = None, host_key: str | None = None) -> list[Subprotocol]:
+    """The Sec-WebSocket-Protocol entries that carry a viewer's credentials."""
+    return [Subprotocol(p) for p in handshake.offer(token, host_key)]
+
+
+async def join(server: LiveServer, room_id: str, token: str | None = None,
+               host_key: str | None = None, **params: Any) -> ViewerClient:
+    ws = await connect(server.ws_url(room_id, **params), subprotocols=offer(token, host_key),
+                       max_size=2**24, compression=None, open_timeout=30)
     viewer = ViewerClient(ws)
     # Generous: thousands of viewers joining at once on a loaded CI machine.
     await viewer.next_event("welcome", timeout=120)

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from server.domain import verify_lottery
-from tests.support import LiveServer, create_room, join
+from tests.support import LiveServer, create_room, join, offer
 
 
 async def test_pins_at_most_three(server: LiveServer, http: httpx.AsyncClient) -> None:
@@ -331,7 +331,8 @@ async def test_host_console_socket_is_not_a_viewer(server: LiveServer,
     stats = await host.call("GET", "/stats", expect=200)
     assert stats["viewers"]["now"] == 1
     other = await create_room(http)
-    async with connect(server.ws_url(host.room_id, host_key=other.key)) as ws:
+    async with connect(server.ws_url(host.room_id),
+                       subprotocols=offer(host_key=other.key)) as ws:
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
         assert ws.close_code == 4003
