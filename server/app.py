@@ -33,12 +33,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import __version__, domain, gcpolicy, handshake, logfilter, security
+from server.admission import Admission, client_bucket
 from server.domain import now_ms
 from server.errors import (
     CLOSE_BAD_HANDSHAKE,
+    CLOSE_IDENTITY_REFUSED,
     CLOSE_INTERNAL,
     CLOSE_POLICY,
     CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_MANY_IDENTITIES,
     CLOSE_TRY_AGAIN,
     CLOSE_UNKNOWN_ROOM,
     CLOSE_UNSUPPORTED_DATA,
@@ -117,6 +120,7 @@ class Services:
         self.show: Show | None = None
         self.pulse: Pulse | None = None
         self.signer: TokenSigner | None = None
+        self.admission: Admission | None = None
         self.recorder: Recorder | None = None
         self.limits = FrameLimits(settings.chat.max_length, settings.chat.max_likes_per_frame,
                                   settings.sale.max_quantity_per_buy)
@@ -172,6 +176,7 @@ class Services:
         self.show = Show(s, self.redis, ledger, self.hub, self.store, self.health)
         secret = self._secret()
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
+        self.admission = Admission(s, self.signer, ledger)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
         self.show.recorder = self.recorder
         self.pulse = Pulse(self.show)
@@ -404,15 +409,25 @@ async def server_time(request: Request) -> Response:
 
 
 async def create_session(request: Request) -> Response:
+    """A session token: for a new guest ({"nickname"}, counted against the client's
+    address), or in exchange for a shop-signed JWT ({"shop_token"}, verified)."""
     svc = services(request)
     body = await json_body(request)
-    reject_unknown(body, frozenset({"nickname"}), "session")
-    nickname = clean_nickname(get_str(body, "nickname", max_len=200),
-                              svc.settings.chat.nickname_max_length)
-    assert svc.signer is not None
-    viewer, token = svc.signer.issue(nickname, now_ms())
+    reject_unknown(body, frozenset({"nickname", "shop_token"}), "session")
+    assert svc.admission is not None
+    if "shop_token" in body:
+        if "nickname" in body:
+            raise BadRequest("session: a shop identity's name comes from its token; "
+                             "send shop_token or nickname, not both")
+        shop_token = get_str(body, "shop_token", max_len=8192)
+        viewer, token = svc.admission.from_shop_token(shop_token, now_ms())
+    else:
+        nickname = clean_nickname(get_str(body, "nickname", max_len=200),
+                                  svc.settings.chat.nickname_max_length)
+        client = client_bucket(request.client.host if request.client else None)
+        viewer, token = await svc.admission.mint_guest(nickname, client, now_ms())
     return ok({"viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "token": token,
-               "expires_at": viewer.expires_at}, 201)
+               "expires_at": viewer.expires_at, "verified": viewer.verified}, 201)
 
 
 async def create_room(request: Request) -> Response:
@@ -568,6 +583,11 @@ async def download_trace(request: Request) -> Response:
                         filename=f"{room_id}.jsonl")
 
 
+@host_only
+async def set_policy(request: Request) -> Response:
+    return ok(await show_of(request).set_policy(room_param(request), await json_body(request)))
+
+
 async def _audit(request: Request) -> Response:
     return ok(await show_of(request).audit(room_param(request)))
 
@@ -619,20 +639,16 @@ async def viewer_socket(ws: WebSocket) -> None:
     if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
         await ws.close(CLOSE_TRY_AGAIN, "server is starting or stopping")
         return
-    show, hub, signer = svc.show, svc.hub, svc.signer
+    show, hub = svc.show, svc.hub
     if not ID_PATTERN.match(room_id) or not await show.room_exists(room_id):
         await ws.close(CLOSE_UNKNOWN_ROOM, "unknown room")
         return
     now = now_ms()
     token = creds.token
-    viewer = signer.verify(token, now) if token else None
-    if viewer is None:
-        nick = ws.query_params.get("nickname") or f"guest-{secrets.token_hex(2)}"
-        try:
-            nick = clean_nickname(nick, svc.settings.chat.nickname_max_length)
-        except LivesellError:
-            nick = f"guest-{secrets.token_hex(2)}"
-        viewer, token = signer.issue(nick, now)
+    admitted = await _admit(svc, ws, token, ws.query_params.get("nickname"), now)
+    if admitted is None:
+        return
+    viewer, token = admitted
     is_host = False
     offered_key = creds.host_key
     if offered_key:
@@ -646,7 +662,8 @@ async def viewer_socket(ws: WebSocket) -> None:
     since = int(raw_since) if raw_since and SINCE_PATTERN.match(raw_since) else None
     conn = Conn(hub, room_id, viewer, ws, is_host)
     welcome = {"type": "welcome", "room_id": room_id,
-               "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname},
+               "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname,
+                          "verified": viewer.verified},
                "token": token}
     session = _ViewerSession(svc, conn)
     recorder = svc.recorder
@@ -690,6 +707,28 @@ async def viewer_socket(ws: WebSocket) -> None:
             recorder.viewer(room_id, viewer.viewer_id, "leave")
         if session.inflight:
             await asyncio.gather(*session.inflight, return_exceptions=True)
+
+
+async def _admit(svc: Services, ws: WebSocket, token: str | None, nickname: str | None,
+                 now: int) -> tuple[Viewer, str] | None:
+    """The joining viewer's identity (server/admission.py), or None after closing the
+    socket: a refused shop token gets an error frame and 4001, a guest over the
+    address's mint limit an error frame (with retry_after_s) and 4029."""
+    assert svc.admission is not None
+    try:
+        return await svc.admission.identify(token, nickname,
+                                            client_bucket(ws.client.host if ws.client else None),
+                                            now)
+    except LivesellError as exc:
+        code = CLOSE_TOO_MANY_IDENTITIES if exc.code == "too_many_identities" else (
+            CLOSE_IDENTITY_REFUSED)
+        with contextlib.suppress(Exception):
+            await ws.send_text(error_answer(exc).frame(None).decode())
+        await ws.close(code, exc.code)
+    except (RedisError, OSError) as exc:
+        svc.health.redis_failed(exc)
+        await ws.close(CLOSE_TRY_AGAIN, "temporarily unavailable")
+    return None
 
 
 class _ViewerSession:
@@ -817,7 +856,8 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
         answer: Answer
         if isinstance(msg, Buy):
             answer = await show.buy(viewer, room_id, msg.request_id, msg.product_id,
-                                    msg.quantity)
+                                    msg.quantity,
+                                    client_bucket(conn.ws.client.host if conn.ws.client else None))
         elif isinstance(msg, Checkout):
             answer = await show.checkout(viewer, room_id, msg.request_id, msg.hold_id,
                                          msg.coupon_id)
@@ -847,7 +887,10 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
 async def on_livesell_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LivesellError)
     response = ok({"error": exc.to_dict()}, exc.status)
-    if exc.status == 503:
+    retry_after = exc.details.get("retry_after_s")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    elif exc.status == 503:
         # Load balancers and clients back off for this long before trying again.
         response.headers["Retry-After"] = "1"
     return response
@@ -924,6 +967,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route(room + "/trace", download_trace, methods=["GET"]),
         Route(room + "/moderation/delete", delete_message, methods=["POST"]),
         Route(room + "/moderation/mute", mute, methods=["POST"]),
+        Route(room + "/policy", set_policy, methods=["PATCH"]),
         WebSocketRoute("/ws/{room_id}", viewer_socket),
     ]
     if CLIENT_DIR.is_dir():

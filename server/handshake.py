@@ -30,7 +30,7 @@ HOST_PREFIX: Final = "livesell.host."
 # own, which are ignored), and the longest entry: a token the signer accepts is
 # at most 1024 characters, a shop-signed one may be longer, none this long.
 MAX_OFFERED: Final = 8
-MAX_ENTRY_CHARS: Final = 4096
+MAX_ENTRY_CHARS: Final = 8192  # room for a shop JWT up to its own 4096-byte bound and more
 # Query parameters that would put a secret in the URL.
 SECRET_PARAMS: Final = ("token", "host_key")
 URL_REFUSAL: Final = "send credentials in Sec-WebSocket-Protocol, not the URL"

@@ -38,6 +38,8 @@ SCRIPT_NAMES: Final = (
     "adjust_stock",
     "close_lottery",
     "viewers",
+    "chat_gate",
+    "mint_guest",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

@@ -31,6 +31,9 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
         "server": {"port": 0, "data_dir": str(data_dir), "log_level": "warning",
                    "gc_young_threshold": 0},
         "redis": {"url": redis_url},
+        # Every test client comes from 127.0.0.1: the per-address guest mint limit is
+        # off unless a test sets it (tests/test_identities.py).
+        "auth": {"guest_mints_per_ip_per_min": 0},
     }
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
