@@ -37,6 +37,9 @@ _PAIR = re.compile(
 _QUOTED = re.compile(rf"([\"'])({_NAME})\1(\s*:\s*)([\"'])(?:(?!\4).)*+\4")
 # A logging placeholder ("token=%s" in a format string) is not a value.
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*[0-9*]*(?:\.[0-9*]+)?[diouxXeEfFgGcrsa%]")
+# The password in a URL's user part (redis://:password@host, redis://user:pw@host):
+# an external Redis's URL, or the embedded one's, in an error message.
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*+://[^\s/@:]*+:)[^\s/@]++@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 # Headers whose whole value is a credential (websockets logs "< %s: %s" per header).
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
@@ -53,6 +56,8 @@ def redact(text: str) -> str:
     """`text` with every credential value replaced by "[redacted]"."""
     if "=" in text or "%3" in text:
         text = _PAIR.sub(_redact_pair, text)
+    if "://" in text and "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     if ":" in text:
         text = _QUOTED.sub(_redact_quoted, text)
         text = _HEADER_LINE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
