@@ -54,7 +54,7 @@ from server.health import PING_TIMEOUT_S, Health
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
-from server.ownership import RedisUse, private_dir, private_file, use_for_redis
+from server.ownership import RedisUse, private_data_dir, private_file, use_for_redis
 from server.protocol import (
     ID_PATTERN,
     Buy,
@@ -128,7 +128,7 @@ class Services:
 
     async def start(self) -> None:
         s = self.settings
-        private_dir(s.data_path)  # orders, secrets, Redis's data: this user's only
+        private_data_dir(s.data_path, s.trace_dir)  # orders, secrets: this user's only
         url = s.redis.url
         if not url:
             # The embedded Redis's files are the data directory's: own it first.

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import threading
 from pathlib import Path
 
 LOCK_FILE = "livesell.lock"
+# Files livesell keeps at the top of a data directory (secret.key: server/app.py).
+DATA_FILES = (LOCK_FILE, "secret.key")
 # Suffixes of the files SQLite keeps beside a database (they take its mode when
 # SQLite creates them, so a 0600 database gets 0600 companions).
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
@@ -78,6 +81,31 @@ def private_dir(directory: Path) -> None:
         os.chmod(directory, mode & ~0o077)
 
 
+def _tighten(path: Path) -> None:
+    """Take group and other permissions off `path` if it exists (not a symlink's)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and not stat.S_ISLNK(st.st_mode):
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077)
+
+
+def private_data_dir(directory: Path, trace_dir: Path) -> None:
+    """The data directory 0700, and what an earlier version left readable by others
+    in it made this user's only: the files livesell keeps there by name, and the
+    traces. Only those: a data directory shared with other files (`--data-dir .`)
+    keeps their modes. (The store's files: `private_file`; Redis's directory:
+    server/redis_supervisor.py.)"""
+    private_dir(directory)
+    for name in DATA_FILES:
+        _tighten(directory / name)
+    if trace_dir.is_dir():
+        _tighten(trace_dir)
+        for trace in trace_dir.glob("*.jsonl"):
+            _tighten(trace)
+
+
 def private_file(path: Path) -> None:
     """Make sure `path` exists with no group or other permissions: created empty
     with mode 0600 when missing (an empty file is a valid empty SQLite database),
@@ -91,13 +119,7 @@ def private_file(path: Path) -> None:
     finally:
         os.close(fd)
     for suffix in SQLITE_COMPANIONS:
-        companion = path.with_name(path.name + suffix)
-        try:
-            mode = companion.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            continue
-        if mode & 0o077:
-            os.chmod(companion, mode & ~0o077)
+        _tighten(path.with_name(path.name + suffix))
 
 
 def _key(data_dir: Path) -> Path:
