@@ -109,15 +109,18 @@ def private_data_dir(directory: Path, trace_dir: Path) -> None:
 def private_file(path: Path) -> None:
     """Make sure `path` exists with no group or other permissions: created empty
     with mode 0600 when missing (an empty file is a valid empty SQLite database),
-    tightened when it exists, and so are SQLite's companion files beside it."""
+    tightened when it exists, and so are SQLite's companion files beside it.
+
+    An existing file is never opened here: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, and SQLite's locks are POSIX locks
+    (a second store in one process, or a reader, would lose its lock)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        mode = os.fstat(fd).st_mode & 0o7777
-        if mode & 0o077:
-            os.fchmod(fd, mode & ~0o077)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        _tighten(path)
+    else:
+        os.close(fd)  # new: nobody can hold a lock on it yet
     for suffix in SQLITE_COMPANIONS:
         _tighten(path.with_name(path.name + suffix))
 

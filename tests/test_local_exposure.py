@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from server import logfilter
+from server.ownership import private_file
 from server.redis_supervisor import (
     PASSWORD_FILE,
     RedisServer,
@@ -180,6 +182,38 @@ def test_files_of_an_earlier_version_are_tightened(tmp_path: Path) -> None:
     with RedisServer(directory, appendonly=True) as server:
         assert server.password
         assert _group_or_other_bits(directory) == {}
+
+
+def test_making_a_store_private_keeps_the_locks_sqlite_holds_on_it(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops this process's POSIX locks on it, and
+    SQLite locks with those: `private_file` on a database in use (a second in-process
+    server on one store) must not open it, or another process could write into a
+    transaction this one believes it holds alone."""
+    path = tmp_path / "orders.sqlite3"
+    private_file(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_size == 0
+    os.chmod(path, 0o644)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        # The rollback journal: its locks are all on the database file (with WAL
+        # the write lock is in -shm, and losing the file's lock shows differently:
+        # a second connection recovers the WAL under the first, "disk I/O error").
+        db.execute("CREATE TABLE t (x)")
+        db.execute("BEGIN EXCLUSIVE")
+        db.execute("INSERT INTO t VALUES (1)")
+        private_file(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert _group_or_other_bits(tmp_path) == {}
+        other = subprocess.run(
+            [sys.executable, "-c", "import sqlite3, sys\n"
+             "db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+             "try:\n    db.execute('BEGIN IMMEDIATE')\nexcept sqlite3.OperationalError as e:\n"
+             "    print(e)\nelse:\n    print('got the lock')\n", str(path)],
+            capture_output=True, text=True, timeout=60)
+        assert other.stdout.strip() == "database is locked", other
+        db.execute("COMMIT")
+    finally:
+        db.close()
 
 
 # ---------------------------------------------------------------- external Redis URLs
