@@ -58,7 +58,7 @@ from server.health import PING_TIMEOUT_S, Health
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
-from server.ownership import RedisUse, use_for_redis
+from server.ownership import RedisUse, private_data_dir, private_file, use_for_redis
 from server.protocol import (
     ID_PATTERN,
     Buy,
@@ -133,6 +133,7 @@ class Services:
 
     async def start(self) -> None:
         s = self.settings
+        private_data_dir(s.data_path, s.trace_dir)  # orders, secrets: this user's only
         url = s.redis.url
         if not url:
             # The embedded Redis's files are the data directory's: own it first.
@@ -152,7 +153,7 @@ class Services:
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
-            raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
+            raise RuntimeError(f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
         # Its own connection: a ping that waits for a free slot in the shared pool
         # (busy in a big sale) would report Redis down when only the pool is full.
         self.health.redis = Redis.from_url(url, decode_responses=True,
@@ -162,6 +163,7 @@ class Services:
         embedded = self.embedded
         if embedded is not None:
             self.health.supervisor_state = lambda: embedded.state
+        private_file(s.store_path)  # mode 0600, which SQLite gives its -wal and -shm
         self.store = OrderStore(s.store_path, s.store.batch_max, s.store.busy_timeout_ms)
         await self.store.open()
         store = self.store

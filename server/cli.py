@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="port, 0 for a free one (server.port)")
     serve.add_argument("--data-dir", help="data directory (server.data_dir)")
     serve.add_argument("--redis-url", help="external Redis instead of the embedded one "
-                       "(redis.url; also LIVESELL_REDIS_URL)")
+                       "(redis.url; also LIVESELL_REDIS_URL, which keeps a password in "
+                       "the URL out of the process list)")
     serve.add_argument("--workers", type=_workers, help="server processes (server.workers)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
 

@@ -28,9 +28,11 @@ TOKEN_PREFIX: Final = "livesell.token."
 HOST_PREFIX: Final = "livesell.host."
 # Entries a client may offer in all (the three above plus room for a few of its
 # own, which are ignored), and the longest entry: a token the signer accepts is
-# at most 1024 characters, a shop-signed one may be longer, none this long.
+# at most 1024 characters, a shop-signed JWT at most 4096 (refused by its own
+# check with its reason past that), and websockets reads header lines of at most
+# 8192 bytes, so the bound sits between the two.
 MAX_OFFERED: Final = 8
-MAX_ENTRY_CHARS: Final = 8192  # room for a shop JWT up to its own 4096-byte bound and more
+MAX_ENTRY_CHARS: Final = 6144
 # Query parameters that would put a secret in the URL.
 SECRET_PARAMS: Final = ("token", "host_key")
 URL_REFUSAL: Final = "send credentials in Sec-WebSocket-Protocol, not the URL"

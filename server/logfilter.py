@@ -42,6 +42,9 @@ _QUOTED = re.compile(rf"([\"'])({_NAME})\1(\s*:\s*)([\"'])(?:(?!\4).)*+\4")
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*[0-9*]*(?:\.[0-9*]+)?[diouxXeEfFgGcrsa%]")
 # A credential offered as a WebSocket subprotocol (websockets logs the header at DEBUG).
 _SUBPROTOCOL = re.compile(r"(livesell\.(?:token|host)\.)[^\s,;\"'<>]++")
+# The password in a URL's user part (redis://:password@host, redis://user:pw@host):
+# an external Redis's URL, or the embedded one's, in an error message.
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*+://[^\s/@:]*+:)[^\s/@]++@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 # Headers whose whole value is a credential (websockets logs "< %s: %s" per header).
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
@@ -58,6 +61,8 @@ def redact(text: str) -> str:
     """`text` with every credential value replaced by "[redacted]"."""
     if "=" in text or "%3" in text:
         text = _PAIR.sub(_redact_pair, text)
+    if "://" in text and "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     if ":" in text:
         text = _QUOTED.sub(_redact_quoted, text)
         text = _HEADER_LINE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)

@@ -76,7 +76,7 @@ class Recorder:
         opened = self._files.get(room_id)
         if opened is not None:
             return opened
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.path(room_id)
         started = now_ms()
         try:
