@@ -18,8 +18,9 @@ uvicorn do not have:
   they upgrade to alike; the next one gets 503 and is closed.
 
 Bytes are counted before the parser sees them, so the parser never holds more
-than the limit. Each client fault is logged on one INFO line, at most once a
-minute per address and kind, with the number left out since. After the upgrade
+than the limit. Each client fault is logged on one INFO line of uvicorn's
+error logger (like its own connection lines, so --workers processes show it
+too), at most once a minute per address and kind, with the number left out since. After the upgrade
 the transport belongs to the WebSocket protocol (server/fastws.py): nothing
 here runs per WebSocket frame; the connection's place under the per-IP cap
 moves to that protocol, which gives it back when the connection is lost.
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import time
 import weakref
 from collections.abc import Callable
@@ -42,8 +42,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from server.settings import ServerSettings
-
-log = logging.getLogger("livesell.edges")
 
 # After a refusal the answer is sent and the write side shut (FIN), reading
 # stops, and the socket is closed this much later: a client still sending has
@@ -227,11 +225,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if release is None:
             held_back = gate.log.allow("cap", gate.key(host) or host)
             if held_back is not None:
-                log.info("%s - refused a connection: %d open from this address "
+                self.logger.info("%s - refused a connection: %d open from this address "
                          "(server.max_connections_per_ip)%s", host, gate.cap,
                          _since(held_back))
+            # No linger: the client has sent little or nothing yet, and a burst of
+            # refused connections must not hold descriptors for a second each.
             self.refuse(b"503 Service Unavailable",
-                        b"Too many connections from your address.\n")
+                        b"Too many connections from your address.\n", linger=False)
             return
         self.release_slot = release
         self.arm_head_timer()
@@ -327,12 +327,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.refuse(b"431 Request Header Fields Too Large",
                     b"Request line and headers are too large.\n")
 
-    def refuse(self, status: bytes, body: bytes) -> None:
-        """Answer, shut the write side, stop reading and close after LINGER_S."""
+    def refuse(self, status: bytes, body: bytes, linger: bool = True) -> None:
+        """Answer, then close; with `linger`, shut the write side, stop reading and
+        close after LINGER_S."""
         self.refused = True
         self.cancel_head_timer()
         transport = self.transport
         transport.write(_plain_response(status, body, self.server_state.default_headers))
+        if not linger:
+            transport.close()
+            return
         if transport.can_write_eof():
             transport.write_eof()
         transport.pause_reading()
@@ -359,7 +363,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         host = self.client[0] if self.client else ""
         held_back = gate_of(self.server_state, self.limits).log.allow(kind, host)
         if held_back is not None:
-            log.info("%s - " + message + "%s", host, *args, _since(held_back))
+            self.logger.info("%s - " + message + "%s", host, *args, _since(held_back))
 
 
 def _since(held_back: int) -> str:
