@@ -282,7 +282,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return
             # The head ended in the piece; the rest is its body, perhaps the next
             # request (whose head so far the loop then counts from 0: a pipelined
-            # head that began inside the piece can pass the limit by that much).
+            # head that began inside the piece can pass the limit by that much: one read).
 
     def feed(self, data: bytes) -> bool:
         """uvicorn's data_received, with a client's malformed request logged on one

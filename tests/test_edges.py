@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -30,7 +31,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from server.settings import ServerSettings
+from server.edges import ConnectionGate, EdgeLimits, LogLimiter
+from server.settings import ServerSettings, SettingsError, load_settings
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and sends POSIX signals")
@@ -217,6 +219,48 @@ async def join(port: int, room: str) -> ClientConnection:
         frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
         if frame.get("type") == "welcome":
             return ws
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def test_the_gate_counts_ipv6_per_64_mapped_v4_as_v4_and_skips_the_exempt() -> None:
+    gate = ConnectionGate(EdgeLimits(max_header_bytes=16384, header_timeout_s=10.0,
+                                     max_connections_per_ip=2,
+                                     cap_exempt=("127.0.0.0/8", "10.1.0.0/16")))
+    assert gate.key("2001:db8:1:2::5") == gate.key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert gate.key("2001:db8:1:3::5") != gate.key("2001:db8:1:2::5")
+    assert gate.key("::ffff:192.0.2.7") == gate.key("192.0.2.7") == "192.0.2.7"
+    assert gate.key("127.0.0.9") is None and gate.key("10.1.2.3") is None
+    assert gate.key("not-an-ip") is None
+    first, second = gate.admit("192.0.2.7"), gate.admit("::ffff:192.0.2.7")
+    assert first is not None and second is not None
+    assert gate.admit("192.0.2.7") is None
+    assert gate.admit("192.0.2.8") is not None
+    first()
+    first()  # giving back twice gives back once
+    assert gate.open["192.0.2.7"] == 1
+    assert gate.admit("192.0.2.7") is not None and gate.admit("192.0.2.7") is None
+    for _ in range(100):
+        assert gate.admit("127.0.0.1") is not None  # exempt: never refused
+
+
+def test_the_log_limiter_lets_one_line_a_minute_through_and_stays_bounded() -> None:
+    limiter = LogLimiter(interval_s=60.0, max_keys=100)
+    assert limiter.allow("head", "192.0.2.1") == 0
+    assert [limiter.allow("head", "192.0.2.1") for _ in range(5)] == [None] * 5
+    assert limiter.allow("slow", "192.0.2.1") == 0  # another kind of fault
+    for i in range(1000):
+        assert limiter.allow("head", f"198.51.{i // 256}.{i % 256}") == 0
+    assert len(limiter._last) <= 100
+
+
+def test_a_bad_exempt_network_is_refused_naming_the_key() -> None:
+    bad = re.escape("server.connection_cap_exempt: '10.0.0.0/33'")
+    with pytest.raises(SettingsError, match=bad):
+        load_settings(None, env={"LIVESELL_SERVER_CONNECTION_CAP_EXEMPT": "::1 10.0.0.0/33"})
+    with pytest.raises(SettingsError, match=re.escape("server.max_header_bytes")):
+        load_settings(None, env={"LIVESELL_SERVER_MAX_HEADER_BYTES": "4096"})
 
 
 # ---------------------------------------------------------------- head size
