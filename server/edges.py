@@ -226,8 +226,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             held_back = gate.log.allow("cap", gate.key(host) or host)
             if held_back is not None:
                 self.logger.info("%s - refused a connection: %d open from this address "
-                         "(server.max_connections_per_ip)%s", host, gate.cap,
-                         _since(held_back))
+                                 "(server.max_connections_per_ip)%s", host, gate.cap,
+                                 _since(held_back))
             # No linger: the client has sent little or nothing yet, and a burst of
             # refused connections must not hold descriptors for a second each.
             self.refuse(b"503 Service Unavailable",
@@ -281,13 +281,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.head_too_large()
                 return
             # The head ended in the piece; the rest is its body, perhaps the next
-            # request (whose head so far the loop then counts from 0: a pipelined
-            # head that began inside the piece can pass the limit by that much: one read).
+            # request (whose head the loop counts from 0: a pipelined head that
+            # began inside the piece can pass the limit by that much, one read).
 
     def feed(self, data: bytes) -> bool:
-        """uvicorn's data_received, with a client's malformed request logged on one
-        rate-limited INFO line (uvicorn logs a WARNING per request). False: stop
-        feeding (closed, refused or upgraded)."""
+        """uvicorn's data_received, with a client's malformed request or unsupported
+        upgrade logged on one rate-limited INFO line (uvicorn logs a WARNING per
+        request). False: stop feeding (closed, refused or upgraded)."""
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -299,7 +299,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
-                self._unsupported_upgrade_warning()
+                self.log_fault("upgrade", "unsupported upgrade request (%s): ignored",
+                               _header(self.headers, b"upgrade"))
             return False
         return not self.transport.is_closing()
 
@@ -364,6 +365,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         held_back = gate_of(self.server_state, self.limits).log.allow(kind, host)
         if held_back is not None:
             self.logger.info("%s - " + message + "%s", host, *args, _since(held_back))
+
+
+def _header(headers: list[tuple[bytes, bytes]] | None, name: bytes) -> str:
+    for key, value in headers or ():
+        if key == name:
+            return value[:40].decode("latin-1").encode("unicode_escape").decode("ascii")
+    return ""
 
 
 def _since(held_back: int) -> str:

@@ -308,8 +308,23 @@ async def test_a_head_exactly_at_the_limit_passes_and_one_byte_more_gets_431(
         # A long request line counts like long headers.
         status, _ = await http_request(server.port, "GET", "/api/health?" + "q" * limit)
         assert status == 431
+        # Malformed requests and an unsupported upgrade: answered as uvicorn does
+        # (400; the request served without upgrading), one INFO line each kind.
+        for _ in range(3):
+            conn = await Conn.open(server.port)
+            try:
+                conn.writer.write(b"G\x01T / HTTP/1.1\r\n\r\n")
+                assert (await conn.response())[0] == 400
+            finally:
+                await conn.close()
+            status, _ = await http_request(server.port, "GET", "/api/health",
+                                           {"Upgrade": "h2c", "Connection": "Upgrade"})
+            assert status == 200
         text = server.output()
-        assert "Traceback" not in text, text
+        assert text.count("request line and headers over 8192 bytes: 431") == 1, text
+        assert text.count("invalid HTTP request (") == 1, text
+        assert text.count("unsupported upgrade request (h2c): ignored") == 1, text
+        assert "WARNING" not in text and "Traceback" not in text, text
 
 
 async def test_a_header_flood_is_cut_off_while_a_viewer_keeps_its_pace(
