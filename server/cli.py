@@ -149,6 +149,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from server.edges import BoundedHttpToolsProtocol
     from server.fastws import FastWebSocketProtocol
 
     return dict(
@@ -157,13 +158,23 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         ws_per_message_deflate=False,
         ws_ping_interval=settings.hub.ping_interval_s or None,
         ws_ping_timeout=settings.hub.ping_interval_s or None,
-        log_level=settings.server.log_level, http="httptools",
+        # httptools with a bounded request head, a header-read timeout and a
+        # per-address connection cap (server/edges.py; its limits ride on the
+        # Config: see _config).
+        log_level=settings.server.log_level, http=BoundedHttpToolsProtocol,
+        timeout_keep_alive=settings.server.keep_alive_timeout_s,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         # A little longer than the app's own drain (Services.drain), which closes
         # the viewers once what they sent is answered.
         timeout_graceful_shutdown=settings.server.shutdown_grace_s + 2.0,
         access_log=settings.server.log_level == "debug", backlog=2048,
     )
+
+
+def _config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
+    from server.edges import attach
+
+    return attach(uvicorn.Config(app, **_uvicorn_options(settings), **extra), settings.server)
 
 
 def _shutdown_bound(settings: Settings) -> float:
@@ -247,7 +258,7 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
 
     app = create_app(settings)
     services: Services = app.state.services
-    server = _Server(uvicorn.Config(app, **_uvicorn_options(settings)))
+    server = _Server(_config(app, settings))
 
     def stop_redis() -> None:
         if services.embedded is not None:
@@ -316,8 +327,8 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
             return FAILED
     os.environ["LIVESELL_SERVER_DATA_DIR"] = str(settings.data_path)
     os.environ[_PARENT_ENV] = str(os.getpid())
-    config = uvicorn.Config("server.cli:worker_app", factory=True,
-                            workers=settings.server.workers, **_uvicorn_options(settings))
+    config = _config("server.cli:worker_app", settings, factory=True,
+                     workers=settings.server.workers)
     host, port = sock.getsockname()[:2]
     _print_urls(settings.server.host or host, port)
     workers = _Workers(config, [sock], _shutdown_bound(settings))

@@ -37,6 +37,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # Set by the app once a viewer has joined: called (once) when the server shuts
     # down, so the app drains before this connection closes (Services.drain).
     on_shutdown: Callable[[], None] | None = None
+    # Set by the HTTP protocol that upgraded this connection (server/edges.py):
+    # gives the connection's place under the per-address cap back, once.
+    edge_release: Callable[[], None] | None = None
     # True from the accepted handshake until anything starts closing: the one
     # check write_frames makes per delivery (it runs for every viewer of every
     # event). close_sent and disconnected are properties below so that every
@@ -70,6 +73,12 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         """Called by the app once the handshake is accepted: frames may flow."""
         self.frames_ok = (self.handshake_complete and not self._close_sent
                           and not self._disconnected and self.conn.state is State.OPEN)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        release, self.edge_release = self.edge_release, None
+        if release is not None:
+            release()
+        super().connection_lost(exc)
 
     def handle_close(self, event: Frame) -> None:
         self.frames_ok = False

@@ -41,6 +41,15 @@ class ServerSettings:
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
     gc_young_threshold: int = field(default=gcpolicy.DEFAULT_YOUNG_THRESHOLD,
                                     metadata=_range(0, 10_000_000))
+    # The HTTP edge (server/edges.py): request line plus headers, the time to
+    # send them, the idle time between keep-alive requests, and open
+    # connections per client address (0: no cap) unless it is in the space-
+    # separated addresses/networks of connection_cap_exempt.
+    max_header_bytes: int = field(default=16384, metadata=_range(8192, 65536))
+    header_timeout_s: float = field(default=10.0, metadata=_range(0.5, 600.0))
+    keep_alive_timeout_s: float = field(default=5.0, metadata=_range(0.5, 600.0))
+    max_connections_per_ip: int = field(default=256, metadata=_range(0, 1_000_000))
+    connection_cap_exempt: str = "127.0.0.0/8 ::1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +333,10 @@ def load_settings(
         )
     _check_security(settings.security)
     _check_auth(settings.auth)
+    try:
+        _networks(settings.server.connection_cap_exempt)
+    except ValueError as exc:
+        raise SettingsError(f"server.connection_cap_exempt: {exc}") from None
     return settings
 
 
@@ -336,6 +349,13 @@ def _check_auth(auth: AuthSettings) -> None:
     if auth.shop_key and len(auth.shop_key.encode()) < MIN_SHOP_KEY_BYTES:
         raise SettingsError(f"auth.shop_key: must be at least {MIN_SHOP_KEY_BYTES} bytes "
                             "(HS256 needs a key as long as its hash)")
+
+
+def _networks(text: str) -> None:
+    # Imported here: edges.py is the transport hook and imports this module.
+    from server.edges import parse_networks
+
+    parse_networks(text)
 
 
 def _check_security(sec: SecuritySettings) -> None:
