@@ -227,7 +227,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if held_back is not None:
                 self.logger.info("%s - refused a connection: %d open from this address "
                                  "(server.max_connections_per_ip)%s", host, gate.cap,
-                                 _since(held_back))
+                                 since_last_line(held_back))
             # No linger: the client has sent little or nothing yet, and a burst of
             # refused connections must not hold descriptors for a second each.
             self.refuse(b"503 Service Unavailable",
@@ -364,7 +364,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         host = self.client[0] if self.client else ""
         held_back = gate_of(self.server_state, self.limits).log.allow(kind, host)
         if held_back is not None:
-            self.logger.info("%s - " + message + "%s", host, *args, _since(held_back))
+            self.logger.info("%s - " + message + "%s", host, *args, since_last_line(held_back))
 
 
 def _header(headers: list[tuple[bytes, bytes]] | None, name: bytes) -> str:
@@ -374,5 +374,5 @@ def _header(headers: list[tuple[bytes, bytes]] | None, name: bytes) -> str:
     return ""
 
 
-def _since(held_back: int) -> str:
+def since_last_line(held_back: int) -> str:
     return f" ({held_back} more since the last line)" if held_back else ""

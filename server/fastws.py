@@ -23,7 +23,11 @@ from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from server.edges import LogLimiter, since_last_line
+
 EXTENSION = "livesell.raw"
+# One line per address per minute for upgrade requests websockets refuses itself.
+_REFUSALS_LOG = LogLimiter()
 
 
 class FastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -83,6 +87,27 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_close(self, event: Frame) -> None:
         self.frames_ok = False
         super().handle_close(event)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if (self.conn.handshake_exc is not None and not self.handshake_complete
+                and not self.close_sent):
+            self._refuse_unparsed_handshake()
+
+    def _refuse_unparsed_handshake(self) -> None:
+        """websockets refused the upgrade request itself (a header line over its
+        8192 bytes, more than 128 headers, a request it cannot read) and queued
+        its answer (431, 414 or nothing); uvicorn 0.54 only sends what follows a
+        parsed request, so without this the client waited for an answer that
+        never came, and shutdown later failed an assertion with a traceback."""
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+        host = self.client[0] if self.client else ""
+        held_back = _REFUSALS_LOG.allow("handshake", host)
+        if held_back is not None:
+            self.logger.info("%s - WebSocket upgrade refused: %s%s", host,
+                             self.conn.handshake_exc, since_last_line(held_back))
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

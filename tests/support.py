@@ -18,6 +18,7 @@ from websockets.typing import Subprotocol
 
 from server import handshake
 from server.app import create_app
+from server.edges import BoundedHttpToolsProtocol, attach
 from server.fastws import FastWebSocketProtocol
 from server.settings import Settings, load_settings
 
@@ -58,7 +59,13 @@ class LiveServer:
             ws=FastWebSocketProtocol if self.fast else "websockets-sansio",
             ws_max_size=self.settings.hub.max_frame_bytes, ws_per_message_deflate=False,
             log_level="warning", timeout_graceful_shutdown=5,
+            # The production HTTP edge (bounded head, header timeout, per-address
+            # cap), as server/cli.py wires it.
+            http=BoundedHttpToolsProtocol,
+            # uvicorn types it int but schedules it with call_later (a float is fine).
+            timeout_keep_alive=self.settings.server.keep_alive_timeout_s,  # type: ignore[arg-type]
         )
+        attach(config, self.settings.server)
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = False  # type: ignore[attr-defined]
         self.task = asyncio.create_task(self.server.serve())

@@ -211,3 +211,30 @@ async def test_garbage_on_the_socket_does_not_hurt_the_server(server: LiveServer
         writer.close()
     r = await http.get("/api/health")
     assert r.status_code == 200 and r.json()["ok"]
+
+
+@pytest.mark.parametrize("extra", [
+    # One header line over websockets' 8192 bytes (the request head is under the
+    # server's own 16 KiB bound, so httptools passes it on to the upgrade).
+    f"Sec-WebSocket-Protocol: livesell.v1, livesell.token.{'a' * 9000}\r\n",
+    # More headers than websockets reads (128).
+    "".join(f"X-Pad-{i}: {i}\r\n" for i in range(200)),
+])
+async def test_an_upgrade_websockets_cannot_read_is_answered_431_and_closed(
+        server: LiveServer, http: httpx.AsyncClient, extra: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """websockets refuses such a request itself; the answer must reach the client
+    and the connection close (before, the client waited forever, and the server's
+    shutdown logged an assertion's traceback)."""
+    host = await create_room(http)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write((f"GET /ws/{host.room_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                  f"{extra}\r\n").encode())
+    answer = await asyncio.wait_for(reader.read(), 30)  # until the server closes
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    r = await http.get("/api/health")
+    assert r.status_code == 200

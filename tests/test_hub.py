@@ -111,7 +111,8 @@ async def test_big_rooms_get_coalesced_updates_less_often(redis_url: str,
                                                           data_dir: Path) -> None:
     # 50 viewers and a budget of 100 writes/s: at most one stock update per 0.5 s.
     live = await LiveServer(make_settings(
-        redis_url, data_dir, hub={"coalesced_deliveries_per_s": 100})).start()
+        redis_url, data_dir, hub={"coalesced_deliveries_per_s": 100},
+        sale={"max_holds_per_viewer": 20})).start()  # one viewer holds 20 below
     try:
         async with httpx.AsyncClient(base_url=live.base) as http:
             host = await create_room(http)
