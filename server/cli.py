@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -94,6 +95,7 @@ SHUTDOWN_SLACK_S = 60.0
 HURRY_S = 5.0
 FAILED = 1
 _PARENT_ENV = "LIVESELL_WORKER_PARENT"  # tells a --workers process its parent's pid
+_SETTINGS_ENV = "LIVESELL_WORKER_SETTINGS"  # the parent's resolved settings, as JSON
 
 
 def serve(settings: Settings) -> int:
@@ -327,6 +329,14 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
             return FAILED
     os.environ["LIVESELL_SERVER_DATA_DIR"] = str(settings.data_path)
     os.environ[_PARENT_ENV] = str(os.getpid())
+    # Each worker builds its app from these settings, exactly as resolved here
+    # (defaults, --config, environment, flags): a worker reading only the
+    # environment would silently drop the config file and the flags. The
+    # environment of a process is readable by its own user only, like the data dir.
+    resolved = dataclasses.asdict(settings)
+    resolved["redis"]["url"] = os.environ.get("LIVESELL_REDIS_URL", settings.redis.url)
+    resolved["server"]["data_dir"] = str(settings.data_path)
+    os.environ[_SETTINGS_ENV] = json.dumps(resolved)
     config = _config("server.cli:worker_app", settings, factory=True,
                      workers=settings.server.workers)
     host, port = sock.getsockname()[:2]
@@ -383,9 +393,12 @@ def worker_app() -> Any:
     from server.redis_supervisor import end_with_parent
 
     parent = os.environ.get(_PARENT_ENV, "")
-    if parent.isdigit():
+    if parent.isdecimal():
         end_with_parent(int(parent))
-    return create_app()
+    resolved = os.environ.get(_SETTINGS_ENV)
+    if not resolved:
+        return create_app()
+    return create_app(load_settings(None, env={}, overrides=json.loads(resolved)))
 
 
 def _print_urls(host: str, port: int) -> None:
