@@ -173,6 +173,7 @@ class Services:
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
         self.show.recorder = self.recorder
+        self.recorder.keywords = self.show.keyword_lotteries
         self.pulse = Pulse(self.show)
         await self.pulse.start()
         gcpolicy.apply(s.server.gc_young_threshold)
