@@ -26,7 +26,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -317,11 +317,17 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise UnsupportedMedia("Content-Type must be application/json")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away mid-body: its fault, answered (if anyone still
+        # listens) like any bad body, never logged as a server error.
+        raise BadRequest("the body ended before its Content-Length: the client "
+                         "disconnected") from None
     raw = b"".join(chunks)
     body = loads_object(raw) if raw.strip() else {}
     request.state.body = body

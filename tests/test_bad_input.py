@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import httpx
@@ -211,3 +212,31 @@ async def test_garbage_on_the_socket_does_not_hurt_the_server(server: LiveServer
         writer.close()
     r = await http.get("/api/health")
     assert r.status_code == 200 and r.json()["ok"]
+
+
+@pytest.mark.parametrize("declared", ["100", "100000"])
+async def test_a_body_cut_short_is_a_client_fault_not_an_error(
+        server: LiveServer, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture,
+        declared: str) -> None:
+    """A client that promises more body than it sends and then shuts its side (found
+    by tests/test_fuzz.py) is answered 400 (413 when the promise alone is too big) if
+    anyone still listens, and logs no
+    error and no traceback: it is the client's fault, not the server's."""
+    caplog.set_level(logging.WARNING)
+    host = await create_room(http)
+    for path in ("/api/rooms", "/api/session", f"/api/rooms/{host.room_id}/products"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Host-Key: {host.key}\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+                      '{"title": ').encode())
+        await writer.drain()
+        writer.write_eof()
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        # 413 when the promise alone is over server.max_body_bytes.
+        status = b"413" if int(declared) > 65536 else b"400"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+    r = await http.get("/api/health")
+    assert r.status_code == 200
+    faults = [rec for rec in caplog.records if rec.levelno >= logging.ERROR or rec.exc_info]
+    assert faults == [], [rec.getMessage() for rec in faults]
