@@ -308,7 +308,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     limit = services(request).settings.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
@@ -523,7 +523,9 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # isascii too: str.isdigit() also accepts '²' (which int() refuses) and other
+    # scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise BadRequest(f"{name}: must be an integer between {lo} and {hi}",
                          details={"field": name})
     return int(raw)

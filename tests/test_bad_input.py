@@ -166,6 +166,10 @@ def _http_cases(room: str) -> list[tuple[str, str, Any, int, str, str]]:
         ("POST", p + "/moderation/mute", {"viewer_id": "v_1", "duration_s": -5}, 400,
          "bad_request", "duration_s"),
         ("GET", p + "/orders?limit=abc", None, 400, "bad_request", "limit"),
+        # Digits that str.isdigit() accepts but are not ASCII decimal (found by the
+        # fuzz pass: '²' was a 500).
+        ("GET", p + "/orders?limit=%C2%B2", None, 400, "bad_request", "limit"),
+        ("GET", p + "/orders?offset=%D9%A1%D9%A2", None, 400, "bad_request", "offset"),
         ("POST", "/api/session", {"nickname": "<script>"}, 400, "bad_request", "nickname"),
         ("GET", "/api/rooms/r_missing", None, 404, "room_not_found", ""),
         ("GET", "/api/nothing-here", None, 404, "not_found", ""),
