@@ -26,7 +26,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -181,6 +181,7 @@ class Services:
         self.admission = Admission(s, self.signer, ledger)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
         self.show.recorder = self.recorder
+        self.recorder.keywords = self.show.keyword_lotteries
         self.pulse = Pulse(self.show)
         await self.pulse.start()
         gcpolicy.apply(s.server.gc_young_threshold)
@@ -315,7 +316,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     limit = services(request).settings.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
@@ -324,11 +325,17 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise UnsupportedMedia("Content-Type must be application/json")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away mid-body: its fault, answered (if anyone still
+        # listens) like any bad body, never logged as a server error.
+        raise BadRequest("the body ended before its Content-Length: the client "
+                         "disconnected") from None
     raw = b"".join(chunks)
     body = loads_object(raw) if raw.strip() else {}
     request.state.body = body
@@ -534,7 +541,9 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # isascii too: str.isdigit() also accepts '²' (which int() refuses) and other
+    # scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise BadRequest(f"{name}: must be an integer between {lo} and {hi}",
                          details={"field": name})
     return int(raw)

@@ -111,6 +111,9 @@ class HubSettings:
     ping_interval_s: float = field(default=20.0, metadata=_range(0.0, 3600.0))
     messages_per_s: float = field(default=20.0, metadata=_range(1.0, 10000.0))
     message_burst: int = field(default=40, metadata=_range(1, 100000))
+    # A viewer's `resync` builds at most one snapshot per this many seconds (0: no
+    # limit); more are coalesced into one sent when the interval is up.
+    resync_interval_s: float = field(default=2.0, metadata=_range(0.0, 60.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -306,7 +306,12 @@ class Show:
                 "expires_at": _int(c.get("expires_at"))}
 
     @staticmethod
-    def _lottery_view(lid: str, lot: dict[str, Any], entrants: int) -> dict[str, Any]:
+    def _lottery_view(lid: str, lot: dict[str, Any], entrants: int,
+                      with_entrants: bool = False) -> dict[str, Any]:
+        """A lottery as viewers see it. A drawn one's result carries its entrant list
+        only `with_entrants` (the public GET of one lottery, which verifiers fetch, and
+        the draw's answer): snapshots and the `lottery_drawn` event carry the count,
+        the digest and the winners, so a big draw is not repeated in every snapshot."""
         view: dict[str, Any] = {
             "lottery_id": lid, "prize": lot.get("prize", ""), "winners_count":
             _int(lot.get("winners")), "entry": lot.get("mode", "button"),
@@ -314,7 +319,10 @@ class Show:
             "opens_at": _int(lot.get("opens_at")), "closes_at": _int(lot.get("closes_at")),
             "state": lot.get("state", ""), "entrants": entrants}
         if lot.get("result"):
-            view["result"] = orjson.loads(lot["result"])
+            result = orjson.loads(lot["result"])
+            if not with_entrants:
+                result.pop("entrants", None)
+            view["result"] = result
         return view
 
     # ================================================================== catalogue
@@ -852,13 +860,15 @@ class Show:
             lid: kw for lid, (state, mode, kw) in zip(ids, rows, strict=True)
             if state == "open" and mode == "keyword" and kw}
 
-    async def lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
+    async def lottery(self, room_id: str, lottery_id: str,
+                      with_entrants: bool = True) -> dict[str, Any]:
         keys = room_keys(room_id)
         lot = await self.redis.hgetall(keys.lottery(lottery_id))
         if not lot:
             raise refusal("lottery_not_found")
         return self._lottery_view(lottery_id, lot,
-                                  int(await self.redis.scard(keys.entrants(lottery_id))))
+                                  int(await self.redis.scard(keys.entrants(lottery_id))),
+                                  with_entrants)
 
     async def lottery_entrants(self, room_id: str, lottery_id: str) -> list[str]:
         return sorted(await self.redis.smembers(room_keys(room_id).entrants(lottery_id)))
@@ -934,7 +944,8 @@ class Show:
                               mapping={"state": "drawn", "result": encode(result)})
         await self.redis.zrem(keys.timers, f"lottery_close:{lottery_id}")
         view = await self.lottery(room_id, lottery_id)
-        await self.hub.publish(room_id, {"type": "lottery_drawn", "lottery": view})
+        slim = {**view, "result": {k: v for k, v in view["result"].items() if k != "entrants"}}
+        await self.hub.publish(room_id, {"type": "lottery_drawn", "lottery": slim})
         return view
 
     # ================================================================== chat, likes, notes
