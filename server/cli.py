@@ -165,6 +165,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         # Config: see _config).
         log_level=settings.server.log_level, http=BoundedHttpToolsProtocol,
         timeout_keep_alive=settings.server.keep_alive_timeout_s,
+        proxy_headers=True, forwarded_allow_ips=settings.server.forwarded_allow_ips,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         # A little longer than the app's own drain (Services.drain), which closes
         # the viewers once what they sent is answered.

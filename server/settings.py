@@ -9,6 +9,7 @@ raises `SettingsError` naming the key. Pure: reads files only when asked.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -50,6 +51,10 @@ class ServerSettings:
     keep_alive_timeout_s: float = field(default=5.0, metadata=_range(0.5, 600.0))
     max_connections_per_ip: int = field(default=256, metadata=_range(0, 1_000_000))
     connection_cap_exempt: str = "127.0.0.0/8 ::1"
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes (comma-
+    # separated addresses or networks, "*" for any): the per-address limits of the
+    # app (guest identities, limit_per_ip) then count the real client.
+    forwarded_allow_ips: str = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +345,14 @@ def load_settings(
         _networks(settings.server.connection_cap_exempt)
     except ValueError as exc:
         raise SettingsError(f"server.connection_cap_exempt: {exc}") from None
+    for entry in settings.server.forwarded_allow_ips.split(","):
+        entry = entry.strip()
+        try:
+            if entry not in ("*", ""):
+                ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"server.forwarded_allow_ips: {entry!r} is not an address, "
+                                "a network or '*'") from None
     return settings
 
 

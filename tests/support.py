@@ -61,7 +61,8 @@ class LiveServer:
             log_level="warning", timeout_graceful_shutdown=5,
             # The production HTTP edge (bounded head, header timeout, per-address
             # cap), as server/cli.py wires it.
-            http=BoundedHttpToolsProtocol,
+            http=BoundedHttpToolsProtocol, proxy_headers=True,
+            forwarded_allow_ips=self.settings.server.forwarded_allow_ips,
             # uvicorn types it int but schedules it with call_later (a float is fine).
             timeout_keep_alive=self.settings.server.keep_alive_timeout_s,  # type: ignore[arg-type]
         )

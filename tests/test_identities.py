@@ -498,3 +498,24 @@ async def test_the_policy_survives_a_redis_loss(shop_server: LiveServer,
         assert refused["code"] == "signed_identity_required", refused
     finally:
         await guest.close()
+
+
+@pytest.mark.parametrize(("trusted", "separate"), [("127.0.0.1", True), ("10.9.9.9", False)])
+async def test_behind_a_trusted_proxy_each_client_address_has_its_own_allowance(
+        redis_url: str, data_dir: Path, trusted: str, separate: bool) -> None:
+    """server.forwarded_allow_ips: a proxy listed there (loopback by default) is
+    believed about the client's address (X-Forwarded-For), so the mint limit counts
+    each client; an unlisted one is not, and its clients share one allowance."""
+    live = await LiveServer(make_settings(
+        redis_url, data_dir, auth={"guest_mints_per_ip_per_min": 2},
+        server={"forwarded_allow_ips": trusted})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            answers = []
+            for client in ("192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2"):
+                r = await http.post("/api/session", json={"nickname": "fan"},
+                                    headers={"X-Forwarded-For": client})
+                answers.append(r.status_code)
+            assert answers == ([201, 201, 201, 201] if separate else [201, 201, 429, 429])
+    finally:
+        await live.stop()

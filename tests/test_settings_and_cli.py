@@ -195,3 +195,10 @@ def wait_ready(base: str) -> bool:
         return httpx.get(base + "/api/ready", timeout=10).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_forwarded_allow_ips_must_be_addresses_or_networks() -> None:
+    assert load_settings(None, env={}, overrides={"server": {
+        "forwarded_allow_ips": "10.0.0.0/8, 192.0.2.1 ,*"}}).server.forwarded_allow_ips
+    with pytest.raises(SettingsError, match=r"server.forwarded_allow_ips: 'proxy' is not"):
+        load_settings(None, env={}, overrides={"server": {"forwarded_allow_ips": "proxy"}})
