@@ -38,6 +38,7 @@ SCRIPT_NAMES: Final = (
     "adjust_stock",
     "close_lottery",
     "viewers",
+    "reschedule",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"
