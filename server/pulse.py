@@ -254,6 +254,11 @@ class Pulse:
         """Fire the due timers and expire the due holds of the rooms the schedule
         names as due; return the seconds until the next poll (until the earliest
         due room, at most TIMER_IDLE_S; TIMER_TICK_S when a full batch was due)."""
+        # The wait returned counts from the tick's start (Pulse._loop adds it to the
+        # moment the tick began): measured from its end instead, the poll woke early
+        # by the tick's own duration, found nothing due yet, and fired a whole
+        # TIMER_TICK_S late.
+        began = now_ms()
         await self.flush_due()
         now = now_ms()
         rooms = await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=DUE_BATCH)
@@ -264,7 +269,9 @@ class Pulse:
         first = await self.redis.zrange(DUE, 0, 0, withscores=True)
         if not first:
             return TIMER_IDLE_S
-        return min(TIMER_IDLE_S, max(TIMER_TICK_S, (float(first[0][1]) - now_ms()) / 1000.0))
+        # One ms past the due time: now_ms() truncates, so a wake-up a fraction of a ms
+        # early would find the item not yet due.
+        return min(TIMER_IDLE_S, max(TIMER_TICK_S, (float(first[0][1]) + 1 - began) / 1000.0))
 
     async def _room_due(self, room_id: str, now: int) -> None:
         keys = room_keys(room_id)
