@@ -342,14 +342,15 @@ def host_only(handler: Handler, record_as: str | None = None,
               needs_whole: bool = True, guard_ended: bool = True) -> Handler:
     """A host endpoint: the room's host key is required, and (unless `needs_whole`
     is off) the room must not be in the middle of a rebuild (503 meanwhile); a
-    change (not GET) is refused once the show ended (unless `guard_ended` is off)."""
+    show change (a recorded action) is refused once the show ended (unless
+    `guard_ended` is off). Moderation and reports stay open after the end."""
     async def wrapped(request: Request) -> Response:
         room_id = room_param(request)
         show = show_of(request)
         await show.check_host(room_id, host_key(request))
         if needs_whole:
             await show.ensure_whole(room_id)
-        if guard_ended and request.method != "GET":
+        if guard_ended and record_as is not None:
             # Refused once the show ended; starting to sell takes a scheduled room live.
             await show.lifecycle.guard_host_change(
                 room_id, goes_live=record_as in ("sale", "coupon", "lottery"))

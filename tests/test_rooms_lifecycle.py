@@ -376,3 +376,35 @@ async def test_a_sale_opens_among_2000_idle_rooms(server: LiveServer, http: http
     hold = await viewer.request("buy", product_id=product["product_id"])
     assert hold["type"] == "hold"
     await viewer.close()
+
+
+async def test_schema_2_files_are_migrated_with_their_rooms_live(tmp_path: Path) -> None:
+    import sqlite3
+
+    from server.store import OrderStore
+
+    path = tmp_path / "orders.sqlite3"
+    store = OrderStore(path)
+    await store.open()
+    await store.add_room("r_old", "Before schema 3", "", "hash", 1000)
+    await store.close()
+    # What a schema 2 file looks like: no room_states table.
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE room_states")
+    db.execute("UPDATE schema_version SET version = 2")
+    db.commit()
+    db.close()
+    store = OrderStore(path)
+    await store.open()
+    try:
+        assert await store.room_state("r_old") == {"state": "live", "starts_at": None,
+                                                    "ended_at": None}
+        listed = await store.public_rooms(10, None, 0)
+        assert [r["room_id"] for r in listed] == ["r_old"] and listed[0]["state"] == "live"
+        await store.set_room_state("r_old", "ended", None, 2000, 2000)
+        assert await store.public_rooms(10, None, 0) == []
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    db.close()
