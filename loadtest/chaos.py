@@ -6,7 +6,8 @@ SPEC is a comma-separated list. T is seconds since the show started (the crowd
 has joined; a flash sale's countdown starts there), decimals allowed:
 
     kill-redis@T            SIGKILL the server's redis-server
-    flush-redis@T           FLUSHALL on the server's Redis (its loopback port)
+    flush-redis@T           FLUSHALL on the server's Redis (its loopback port, with
+                            the password the server keeps beside Redis's data)
     stall-store@T:DURATION  another process holds BEGIN EXCLUSIVE on orders.sqlite3
     kill-worker@T           SIGKILL one server worker (--server-processes 2 or more)
     sigterm@T               SIGTERM the server, then restart it on the same port and
@@ -46,6 +47,7 @@ from loadtest.spawn import (
     find_redis,
     find_workers,
     redis_address,
+    redis_password,
 )
 from loadtest.stats import command_of
 
@@ -344,7 +346,9 @@ class Chaos:
         if not ipaddress.ip_address(host).is_loopback:
             raise FaultError(f"redis-server {pid} listens on {host}, not a loopback "
                              "address; chaos only touches this machine")
-        client = Redis(host=host, port=port, socket_timeout=5.0, socket_connect_timeout=5.0)
+        password = await asyncio.to_thread(redis_password, pid)
+        client = Redis(host=host, port=port, password=password, socket_timeout=5.0,
+                       socket_connect_timeout=5.0)
         try:
             await client.ping()  # connected ahead: FLUSHALL goes out on time
             await self._until(rec)

@@ -240,6 +240,11 @@ class Engine:
         if s.sale.hold_seconds:
             env["LIVESELL_SALE_HOLD_SECONDS"] = str(s.sale.hold_seconds)
         env["LIVESELL_CHAT_MESSAGES_PER_S"] = str(s.chat.server_rate_per_s)
+        # Every simulated viewer comes from one loopback address and chats at its own
+        # checked rate: the per-address identity limit and the room-wide chat cap
+        # (public-edge bounds, tested in tests/test_identities.py) are off here.
+        env["LIVESELL_AUTH_GUEST_MINTS_PER_IP_PER_MIN"] = "0"
+        env["LIVESELL_CHAT_ROOM_MESSAGES_PER_S"] = "0"
         env["LIVESELL_CHAT_BURST"] = str(s.chat.server_burst)
         cores = plan_cores(cpus)
         self.gen_cpus = cores.generators

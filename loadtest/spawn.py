@@ -8,6 +8,9 @@ tester does not stop it before the report's data is collected. Its URL comes
 from the lines it prints. Settings the scenario needs (a short hold time, the
 chat limits it checks) are passed as `LIVESELL_*` environment variables.
 
+The embedded Redis requires a password; `redis_password` reads it from the
+file the server keeps beside Redis's data (mode 0600, this user's only).
+
 Chaos runs (loadtest/chaos.py) kill its processes and restart it: `refresh`
 finds the current redis-server and workers again, `restart` starts it anew on
 the same port and data directory as a process manager would, and the CPU
@@ -33,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loadtest.stats import ProcSample, children_of, command_of, descendants_of, read_proc
-from server.redis_supervisor import free_port
+from server.redis_supervisor import free_port, read_password
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -294,6 +297,17 @@ def redis_address(redis_pid: int) -> tuple[str, int]:
         raise SpawnError(f"redis-server {redis_pid}: no address in its command line "
                          f"{raw.replace(chr(0), ' ').strip()!r}")
     return address
+
+
+def redis_password(redis_pid: int) -> str | None:
+    """The password of the embedded redis-server `redis_pid`, read where the server
+    keeps it: the file in the directory redis-server works in (it chdirs into its
+    --dir). None for a Redis without one."""
+    try:
+        directory = Path(os.readlink(f"/proc/{redis_pid}/cwd"))
+    except OSError as exc:
+        raise SpawnError(f"redis-server {redis_pid} is gone: {exc}") from None
+    return read_password(directory)
 
 
 def parse_redis_address(command: str) -> tuple[str, int] | None:

@@ -5,8 +5,9 @@ Connections use the `websockets` library's sans-I/O client protocol under a
 plain asyncio `Protocol`: no task per connection and no per-frame await, so a
 generator process can hold thousands of viewers. Each viewer applies events in
 `seq` order, asks for a `resync` on a gap, resumes with `since=<last seq>` and
-its token after a drop, and re-sends unanswered requests with the same
-`request_id` after a reconnect (the server makes those retries safe).
+its token (offered as a subprotocol, never in the URL) after a drop, and
+re-sends unanswered requests with the same `request_id` after a reconnect (the
+server makes those retries safe).
 
 What a viewer was told (holds, placed orders, coupon claims, lottery entries)
 goes to its `Crowd`, which owns the counters, latencies and behaviour; the
@@ -18,19 +19,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
-from urllib.parse import quote
 
 import orjson
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from loadtest.model import Gap, ViewerRecord
+from server import handshake
 
 if TYPE_CHECKING:
     from loadtest.worker import Crowd
@@ -56,9 +58,13 @@ class FrameSink(Protocol):
 class Link(asyncio.Protocol):
     """One TCP connection carrying one WebSocket; reports frames to its viewer."""
 
-    def __init__(self, viewer: FrameSink, url: str) -> None:
+    def __init__(self, viewer: FrameSink, url: str,
+                 subprotocols: Sequence[str] | None = None) -> None:
         self.viewer = viewer
-        self.ws = ClientProtocol(parse_uri(url), max_size=2**24)
+        # Credentials travel as subprotocols (server/handshake.py), never in the URL.
+        self.ws = ClientProtocol(parse_uri(url), max_size=2**24,
+                                 subprotocols=[Subprotocol(p) for p in subprotocols]
+                                 if subprotocols else None)
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.dropped = False  # closed on purpose without a close frame (a simulated drop)
@@ -166,17 +172,19 @@ class Viewer:
 
     def url(self) -> str:
         q = [f"nickname=lt{self.index}"]
-        if self.token:
-            q.append("token=" + quote(self.token, safe=""))
         if self.last is not None:
             q.append(f"since={self.last}")
         return f"{self.crowd.ws_base}?{'&'.join(q)}"
+
+    def subprotocols(self) -> list[str]:
+        """`livesell.v1`, and the token once the viewer has one."""
+        return handshake.offer(token=self.token or None)
 
     async def connect(self) -> None:
         """Open a connection and wait for the welcome (raises on failure)."""
         loop = asyncio.get_running_loop()
         self.welcomed.clear()
-        link = Link(self, self.url())
+        link = Link(self, self.url(), self.subprotocols())
         self.link = link
         await asyncio.wait_for(loop.create_connection(lambda: link, self.crowd.host,
                                                       self.crowd.port), CONNECT_TIMEOUT_S)

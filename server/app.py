@@ -26,18 +26,22 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import __version__, domain, gcpolicy, logfilter, rooms, security
+from server import __version__, domain, gcpolicy, handshake, logfilter, rooms, security
+from server.admission import Admission, client_bucket
 from server.domain import now_ms
 from server.errors import (
+    CLOSE_BAD_HANDSHAKE,
+    CLOSE_IDENTITY_REFUSED,
     CLOSE_INTERNAL,
     CLOSE_POLICY,
     CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_MANY_IDENTITIES,
     CLOSE_TRY_AGAIN,
     CLOSE_UNKNOWN_ROOM,
     CLOSE_UNSUPPORTED_DATA,
@@ -53,7 +57,7 @@ from server.health import PING_TIMEOUT_S, Health
 from server.hub import Conn, Hub, TokenBucket
 from server.identity import TokenSigner, Viewer, clean_nickname
 from server.ledger import Ledger
-from server.ownership import RedisUse, use_for_redis
+from server.ownership import RedisUse, private_data_dir, private_file, use_for_redis
 from server.protocol import (
     ID_PATTERN,
     Buy,
@@ -115,6 +119,7 @@ class Services:
         self.show: Show | None = None
         self.pulse: Pulse | None = None
         self.signer: TokenSigner | None = None
+        self.admission: Admission | None = None
         self.recorder: Recorder | None = None
         self.limits = FrameLimits(settings.chat.max_length, settings.chat.max_likes_per_frame,
                                   settings.sale.max_quantity_per_buy)
@@ -127,6 +132,7 @@ class Services:
 
     async def start(self) -> None:
         s = self.settings
+        private_data_dir(s.data_path, s.trace_dir)  # orders, secrets: this user's only
         url = s.redis.url
         if not url:
             # The embedded Redis's files are the data directory's: own it first.
@@ -146,7 +152,7 @@ class Services:
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
-            raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
+            raise RuntimeError(f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
         # Its own connection: a ping that waits for a free slot in the shared pool
         # (busy in a big sale) would report Redis down when only the pool is full.
         self.health.redis = Redis.from_url(url, decode_responses=True,
@@ -156,6 +162,7 @@ class Services:
         embedded = self.embedded
         if embedded is not None:
             self.health.supervisor_state = lambda: embedded.state
+        private_file(s.store_path)  # mode 0600, which SQLite gives its -wal and -shm
         self.store = OrderStore(s.store_path, s.store.batch_max, s.store.busy_timeout_ms)
         await self.store.open()
         store = self.store
@@ -170,8 +177,10 @@ class Services:
         self.show = Show(s, self.redis, ledger, self.hub, self.store, self.health)
         secret = self._secret()
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
+        self.admission = Admission(s, self.signer, ledger)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
         self.show.recorder = self.recorder
+        self.recorder.keywords = self.show.keyword_lotteries
         self.pulse = Pulse(self.show)
         await self.pulse.start()
         gcpolicy.apply(s.server.gc_young_threshold)
@@ -309,7 +318,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     limit = services(request).settings.server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
@@ -318,11 +327,17 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise UnsupportedMedia("Content-Type must be application/json")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away mid-body: its fault, answered (if anyone still
+        # listens) like any bad body, never logged as a server error.
+        raise BadRequest("the body ended before its Content-Length: the client "
+                         "disconnected") from None
     raw = b"".join(chunks)
     body = loads_object(raw) if raw.strip() else {}
     request.state.body = body
@@ -411,15 +426,25 @@ async def server_time(request: Request) -> Response:
 
 
 async def create_session(request: Request) -> Response:
+    """A session token: for a new guest ({"nickname"}, counted against the client's
+    address), or in exchange for a shop-signed JWT ({"shop_token"}, verified)."""
     svc = services(request)
     body = await json_body(request)
-    reject_unknown(body, frozenset({"nickname"}), "session")
-    nickname = clean_nickname(get_str(body, "nickname", max_len=200),
-                              svc.settings.chat.nickname_max_length)
-    assert svc.signer is not None
-    viewer, token = svc.signer.issue(nickname, now_ms())
+    reject_unknown(body, frozenset({"nickname", "shop_token"}), "session")
+    assert svc.admission is not None
+    if "shop_token" in body:
+        if "nickname" in body:
+            raise BadRequest("session: a shop identity's name comes from its token; "
+                             "send shop_token or nickname, not both")
+        shop_token = get_str(body, "shop_token", max_len=8192)
+        viewer, token = svc.admission.from_shop_token(shop_token, now_ms())
+    else:
+        nickname = clean_nickname(get_str(body, "nickname", max_len=200),
+                                  svc.settings.chat.nickname_max_length)
+        client = client_bucket(request.client.host if request.client else None)
+        viewer, token = await svc.admission.mint_guest(nickname, client, now_ms())
     return ok({"viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "token": token,
-               "expires_at": viewer.expires_at}, 201)
+               "expires_at": viewer.expires_at, "verified": viewer.verified}, 201)
 
 
 def offered_admin_key(request: Request) -> bytes:
@@ -551,7 +576,9 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # isascii too: str.isdigit() also accepts '²' (which int() refuses) and other
+    # scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise BadRequest(f"{name}: must be an integer between {lo} and {hi}",
                          details={"field": name})
     return int(raw)
@@ -602,6 +629,11 @@ async def download_trace(request: Request) -> Response:
                         filename=f"{room_id}.jsonl")
 
 
+@host_only
+async def set_policy(request: Request) -> Response:
+    return ok(await show_of(request).set_policy(room_param(request), await json_body(request)))
+
+
 async def _audit(request: Request) -> Response:
     return ok(await show_of(request).audit(room_param(request)))
 
@@ -629,6 +661,12 @@ RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "ente
                              "chat", "like"})
 
 
+def ws_credentials(ws: WebSocket) -> handshake.WsCredentials:
+    """The token and host key a viewer's handshake offered in `Sec-WebSocket-Protocol`
+    (server/handshake.py); `refusal` is set when the URL carries one instead."""
+    return handshake.read_credentials(ws.scope.get("subprotocols", ()), ws.query_params)
+
+
 async def viewer_socket(ws: WebSocket) -> None:
     svc: Services = ws.app.state.services
     # A page from another site must not act as its visitor: refuse a foreign
@@ -638,26 +676,27 @@ async def viewer_socket(ws: WebSocket) -> None:
         await ws.close(CLOSE_POLICY, "origin not allowed")
         return
     room_id = str(ws.path_params["room_id"])
-    await ws.accept()
+    creds = ws_credentials(ws)
+    # Accepted first, then closed, so that a browser sees the code and the reason.
+    await ws.accept(subprotocol=creds.subprotocol)
+    if creds.refusal is not None:
+        await ws.close(CLOSE_BAD_HANDSHAKE, creds.refusal)
+        return
     if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
         await ws.close(CLOSE_TRY_AGAIN, "server is starting or stopping")
         return
-    show, hub, signer = svc.show, svc.hub, svc.signer
+    show, hub = svc.show, svc.hub
     if not ID_PATTERN.match(room_id) or not await show.room_exists(room_id):
         await ws.close(CLOSE_UNKNOWN_ROOM, "unknown room")
         return
     now = now_ms()
-    token = ws.query_params.get("token")
-    viewer = signer.verify(token, now) if token else None
-    if viewer is None:
-        nick = ws.query_params.get("nickname") or f"guest-{secrets.token_hex(2)}"
-        try:
-            nick = clean_nickname(nick, svc.settings.chat.nickname_max_length)
-        except LivesellError:
-            nick = f"guest-{secrets.token_hex(2)}"
-        viewer, token = signer.issue(nick, now)
+    token = creds.token
+    admitted = await _admit(svc, ws, token, ws.query_params.get("nickname"), now)
+    if admitted is None:
+        return
+    viewer, token = admitted
     is_host = False
-    offered_key = ws.query_params.get("host_key")
+    offered_key = creds.host_key
     if offered_key:
         try:
             await show.check_host(room_id, offered_key)
@@ -669,7 +708,8 @@ async def viewer_socket(ws: WebSocket) -> None:
     since = int(raw_since) if raw_since and SINCE_PATTERN.match(raw_since) else None
     conn = Conn(hub, room_id, viewer, ws, is_host)
     welcome = {"type": "welcome", "room_id": room_id,
-               "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname},
+               "viewer": {"viewer_id": viewer.viewer_id, "nickname": viewer.nickname,
+                          "verified": viewer.verified},
                "token": token}
     session = _ViewerSession(svc, conn)
     recorder = svc.recorder
@@ -713,6 +753,28 @@ async def viewer_socket(ws: WebSocket) -> None:
             recorder.viewer(room_id, viewer.viewer_id, "leave")
         if session.inflight:
             await asyncio.gather(*session.inflight, return_exceptions=True)
+
+
+async def _admit(svc: Services, ws: WebSocket, token: str | None, nickname: str | None,
+                 now: int) -> tuple[Viewer, str] | None:
+    """The joining viewer's identity (server/admission.py), or None after closing the
+    socket: a refused shop token gets an error frame and 4001, a guest over the
+    address's mint limit an error frame (with retry_after_s) and 4029."""
+    assert svc.admission is not None
+    try:
+        return await svc.admission.identify(token, nickname,
+                                            client_bucket(ws.client.host if ws.client else None),
+                                            now)
+    except LivesellError as exc:
+        code = CLOSE_TOO_MANY_IDENTITIES if exc.code == "too_many_identities" else (
+            CLOSE_IDENTITY_REFUSED)
+        with contextlib.suppress(Exception):
+            await ws.send_text(error_answer(exc).frame(None).decode())
+        await ws.close(code, exc.code)
+    except (RedisError, OSError) as exc:
+        svc.health.redis_failed(exc)
+        await ws.close(CLOSE_TRY_AGAIN, "temporarily unavailable")
+    return None
 
 
 class _ViewerSession:
@@ -840,7 +902,8 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
         answer: Answer
         if isinstance(msg, Buy):
             answer = await show.buy(viewer, room_id, msg.request_id, msg.product_id,
-                                    msg.quantity)
+                                    msg.quantity,
+                                    client_bucket(conn.ws.client.host if conn.ws.client else None))
         elif isinstance(msg, Checkout):
             answer = await show.checkout(viewer, room_id, msg.request_id, msg.hold_id,
                                          msg.coupon_id)
@@ -872,7 +935,10 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
 async def on_livesell_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LivesellError)
     response = ok({"error": exc.to_dict()}, exc.status)
-    if exc.status == 503:
+    retry_after = exc.details.get("retry_after_s")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    elif exc.status == 503:
         # Load balancers and clients back off for this long before trying again.
         response.headers["Retry-After"] = "1"
     return response
@@ -952,6 +1018,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route(room + "/live", go_live, methods=["POST"]),
         Route(room + "/end", end_show, methods=["POST"]),
         Route(room + "/archive", archive_room, methods=["POST"]),
+        Route(room + "/policy", set_policy, methods=["PATCH"]),
         WebSocketRoute("/ws/{room_id}", viewer_socket),
     ]
     if CLIENT_DIR.is_dir():

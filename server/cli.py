@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="port, 0 for a free one (server.port)")
     serve.add_argument("--data-dir", help="data directory (server.data_dir)")
     serve.add_argument("--redis-url", help="external Redis instead of the embedded one "
-                       "(redis.url; also LIVESELL_REDIS_URL)")
+                       "(redis.url; also LIVESELL_REDIS_URL, which keeps a password in "
+                       "the URL out of the process list)")
     serve.add_argument("--workers", type=_workers, help="server processes (server.workers)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -93,6 +95,7 @@ SHUTDOWN_SLACK_S = 60.0
 HURRY_S = 5.0
 FAILED = 1
 _PARENT_ENV = "LIVESELL_WORKER_PARENT"  # tells a --workers process its parent's pid
+_SETTINGS_ENV = "LIVESELL_WORKER_SETTINGS"  # the parent's resolved settings, as JSON
 
 
 def serve(settings: Settings) -> int:
@@ -148,6 +151,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from server.edges import BoundedHttpToolsProtocol
     from server.fastws import FastWebSocketProtocol
 
     return dict(
@@ -156,13 +160,24 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         ws_per_message_deflate=False,
         ws_ping_interval=settings.hub.ping_interval_s or None,
         ws_ping_timeout=settings.hub.ping_interval_s or None,
-        log_level=settings.server.log_level, http="httptools",
+        # httptools with a bounded request head, a header-read timeout and a
+        # per-address connection cap (server/edges.py; its limits ride on the
+        # Config: see _config).
+        log_level=settings.server.log_level, http=BoundedHttpToolsProtocol,
+        timeout_keep_alive=settings.server.keep_alive_timeout_s,
+        proxy_headers=True, forwarded_allow_ips=settings.server.forwarded_allow_ips,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         # A little longer than the app's own drain (Services.drain), which closes
         # the viewers once what they sent is answered.
         timeout_graceful_shutdown=settings.server.shutdown_grace_s + 2.0,
         access_log=settings.server.log_level == "debug", backlog=2048,
     )
+
+
+def _config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
+    from server.edges import attach
+
+    return attach(uvicorn.Config(app, **_uvicorn_options(settings), **extra), settings.server)
 
 
 def _shutdown_bound(settings: Settings) -> float:
@@ -246,7 +261,7 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
 
     app = create_app(settings)
     services: Services = app.state.services
-    server = _Server(uvicorn.Config(app, **_uvicorn_options(settings)))
+    server = _Server(_config(app, settings))
 
     def stop_redis() -> None:
         if services.embedded is not None:
@@ -315,8 +330,16 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
             return FAILED
     os.environ["LIVESELL_SERVER_DATA_DIR"] = str(settings.data_path)
     os.environ[_PARENT_ENV] = str(os.getpid())
-    config = uvicorn.Config("server.cli:worker_app", factory=True,
-                            workers=settings.server.workers, **_uvicorn_options(settings))
+    # Each worker builds its app from these settings, exactly as resolved here
+    # (defaults, --config, environment, flags): a worker reading only the
+    # environment would silently drop the config file and the flags. The
+    # environment of a process is readable by its own user only, like the data dir.
+    resolved = dataclasses.asdict(settings)
+    resolved["redis"]["url"] = os.environ.get("LIVESELL_REDIS_URL", settings.redis.url)
+    resolved["server"]["data_dir"] = str(settings.data_path)
+    os.environ[_SETTINGS_ENV] = json.dumps(resolved)
+    config = _config("server.cli:worker_app", settings, factory=True,
+                     workers=settings.server.workers)
     host, port = sock.getsockname()[:2]
     _print_urls(settings.server.host or host, port)
     workers = _Workers(config, [sock], _shutdown_bound(settings))
@@ -371,9 +394,12 @@ def worker_app() -> Any:
     from server.redis_supervisor import end_with_parent
 
     parent = os.environ.get(_PARENT_ENV, "")
-    if parent.isdigit():
+    if parent.isdecimal():
         end_with_parent(int(parent))
-    return create_app()
+    resolved = os.environ.get(_SETTINGS_ENV)
+    if not resolved:
+        return create_app()
+    return create_app(load_settings(None, env={}, overrides=json.loads(resolved)))
 
 
 def _print_urls(host: str, port: int) -> None:

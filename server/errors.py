@@ -18,9 +18,14 @@ CLOSE_POLICY: Final = 1008  # kept sending rejected frames after being told
 CLOSE_INTERNAL: Final = 1011  # unexpected fault
 CLOSE_SERVICE_RESTART: Final = 1012  # draining on SIGTERM: reconnect (to another process)
 CLOSE_TRY_AGAIN: Final = 1013  # server starting or stopping
-CLOSE_WRONG_HOST_KEY: Final = 4003  # host_key given on /ws but not this room's
+# A secret in the URL, or a Sec-WebSocket-Protocol list the server cannot read
+# (server/handshake.py); the reason says which. Do not retry unchanged.
+CLOSE_BAD_HANDSHAKE: Final = 4000
+CLOSE_IDENTITY_REFUSED: Final = 4001  # a shop token that is invalid, expired or not HS256
+CLOSE_WRONG_HOST_KEY: Final = 4003  # a host key offered on /ws but not this room's
 CLOSE_UNKNOWN_ROOM: Final = 4004
 CLOSE_TOO_SLOW: Final = 4008  # outbound buffer stayed full past hub.behind_timeout_s
+CLOSE_TOO_MANY_IDENTITIES: Final = 4029  # auth.guest_mints_per_ip_per_min reached
 
 
 class LivesellError(Exception):
@@ -129,6 +134,16 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
     "request_in_progress": (Conflict, "A request with this id is still being processed."),
     "sale_stopped": (Conflict, "The host stopped the sale; this hold was cancelled and its "
                      "units went back to stock."),
+    "signed_identity_required": (Forbidden, "This room sells only to signed-in shop "
+                                 "customers: sign in on the shop's site to buy here."),
+    "too_many_holds": (Conflict, "You have too many items in your cart: check out or "
+                       "release one first."),
+    "ip_limit_reached": (Conflict, "The per-buyer limit for this sale is reached for your "
+                         "network address."),
+    "slow_mode": (RateLimited, "Slow mode is on: wait before sending another message."),
+    "chat_busy": (RateLimited, "The chat is busy: try again in a moment."),
+    "too_many_identities": (RateLimited, "Too many new guest identities from your address: "
+                            "try again later."),
     "checkout_cancelled": (Conflict, "The order could not be recorded in time and was "
                            "cancelled; nothing was placed and the units went back to stock."),
 }

@@ -23,7 +23,11 @@ from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from server.edges import LogLimiter, since_last_line
+
 EXTENSION = "livesell.raw"
+# One line per address per minute for upgrade requests websockets refuses itself.
+_REFUSALS_LOG = LogLimiter()
 
 
 class FastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -37,6 +41,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # Set by the app once a viewer has joined: called (once) when the server shuts
     # down, so the app drains before this connection closes (Services.drain).
     on_shutdown: Callable[[], None] | None = None
+    # Set by the HTTP protocol that upgraded this connection (server/edges.py):
+    # gives the connection's place under the per-address cap back, once.
+    edge_release: Callable[[], None] | None = None
     # True from the accepted handshake until anything starts closing: the one
     # check write_frames makes per delivery (it runs for every viewer of every
     # event). close_sent and disconnected are properties below so that every
@@ -71,9 +78,36 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.frames_ok = (self.handshake_complete and not self._close_sent
                           and not self._disconnected and self.conn.state is State.OPEN)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        release, self.edge_release = self.edge_release, None
+        if release is not None:
+            release()
+        super().connection_lost(exc)
+
     def handle_close(self, event: Frame) -> None:
         self.frames_ok = False
         super().handle_close(event)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if (self.conn.handshake_exc is not None and not self.handshake_complete
+                and not self.close_sent):
+            self._refuse_unparsed_handshake()
+
+    def _refuse_unparsed_handshake(self) -> None:
+        """websockets refused the upgrade request itself (a header line over its
+        8192 bytes, more than 128 headers, a request it cannot read) and queued
+        its answer (431, 414 or nothing); uvicorn 0.54 only sends what follows a
+        parsed request, so without this the client waited for an answer that
+        never came, and shutdown later failed an assertion with a traceback."""
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+        host = self.client[0] if self.client else ""
+        held_back = _REFUSALS_LOG.allow("handshake", host)
+        if held_back is not None:
+            self.logger.info("%s - WebSocket upgrade refused: %s%s", host,
+                             self.conn.handshake_exc, since_last_line(held_back))
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

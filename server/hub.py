@@ -19,6 +19,10 @@ A viewer has at most one snapshot on its way. A `resync` that arrives while one
 is being built is answered by it; one that arrives while anything written to the
 viewer has not reached it yet makes the viewer behind, so it gets one snapshot
 once all of that has arrived, however many `resync` frames it sent meanwhile.
+And a viewer's `resync` builds at most one snapshot per `hub.resync_interval_s`
+(counted from the last snapshot it got, the joining one included): one that comes
+sooner is answered by a single snapshot when the interval is up, however many
+came meanwhile, so spamming `resync` cannot make the server build snapshots.
 
 The fan-out loop iterates a copy of the room's writers: a write can make the
 transport call back (`pause_writing` -> `_fell_behind`) and the fallback path can
@@ -87,7 +91,8 @@ class Conn:
 
     __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "drain_poll",
                  "frame_bucket", "hub", "is_host", "outbox", "outbox_bytes", "outbox_ready",
-                 "pending", "raw", "room_id", "sender", "snapshotting", "viewer", "ws")
+                 "pending", "raw", "resync_after", "resync_timer", "room_id", "sender",
+                 "snapshotting", "viewer", "ws")
 
     def __init__(self, hub: Hub, room_id: str, viewer: Viewer, ws: WebSocket,
                  is_host: bool = False) -> None:
@@ -103,6 +108,10 @@ class Conn:
         self.behind_handle: asyncio.TimerHandle | None = None
         self.drain_poll: asyncio.TimerHandle | None = None
         self.snapshotting = False  # a snapshot for this viewer is being built
+        # Loop time before which a `resync` from the viewer waits (coalesced) on
+        # `resync_timer` rather than building a snapshot.
+        self.resync_after = 0.0
+        self.resync_timer: asyncio.TimerHandle | None = None
         self.closed = False
         s = hub.settings
         self.frame_bucket = TokenBucket(s.messages_per_s, s.message_burst)
@@ -206,6 +215,7 @@ class Hub:
         self._repair_generation = 0  # one per pub/sub reconnect; the latest repair wins
         self._tasks: set[asyncio.Task[Any]] = set()
         self.delivered_events = 0
+        self.snapshots_built = 0  # every snapshot started for a viewer of this process
         # Told of every Redis error the listener meets (the app's health logs it once).
         self.on_redis_error: Callable[[BaseException], None] | None = None
 
@@ -352,7 +362,7 @@ class Hub:
                 return  # another reconnect meanwhile: its repair reads every room again
             if missed is None:
                 for conn in list(room.members):
-                    self._spawn(self.resync(conn))
+                    self._spawn(self.resync_now(conn))
                 missed = []
             # The missed events, then the live ones held meanwhile, in seq order once.
             merged = {seq_of(e): e for e in [*missed, *room.batch]}
@@ -456,6 +466,13 @@ class Hub:
         The viewer is in `room.catching` (collecting those events) while it waits."""
         assert self.snapshot is not None
         conn.snapshotting = True
+        self.snapshots_built += 1
+        conn.resync_after = (asyncio.get_running_loop().time()
+                             + self.settings.resync_interval_s)
+        if conn.resync_timer is not None:
+            # Built after the coalesced `resync` arrived, this snapshot answers it.
+            conn.resync_timer.cancel()
+            conn.resync_timer = None
         try:
             seq, snap = await self.snapshot(conn.room_id)
         finally:
@@ -491,7 +508,26 @@ class Hub:
             room.slow.add(conn)
 
     async def resync(self, conn: Conn) -> None:
-        """A viewer's `resync` frame: one snapshot, never more than one on its way.
+        """A viewer's `resync` frame, rate-limited: within `hub.resync_interval_s` of
+        the viewer's last snapshot it is coalesced into one snapshot sent when the
+        interval is up (a refusal would leave the client ignoring events until it
+        retried; a deferred snapshot needs no change to the client's algorithm)."""
+        if conn.closed or conn.resync_timer is not None:
+            return  # a coalesced one is already due
+        loop = asyncio.get_running_loop()
+        wait = conn.resync_after - loop.time()
+        if wait > 0:
+            conn.resync_timer = loop.call_later(wait, self._resync_due, conn)
+            return
+        await self.resync_now(conn)
+
+    def _resync_due(self, conn: Conn) -> None:
+        conn.resync_timer = None
+        if not conn.closed:
+            self._spawn(self.resync_now(conn))
+
+    async def resync_now(self, conn: Conn) -> None:
+        """A snapshot for this viewer, never more than one on its way.
 
         Answered now when everything written to the viewer has reached it. Folded
         into the snapshot being built, if any. Otherwise (a snapshot or events
@@ -602,6 +638,9 @@ class Hub:
             conn.behind_handle.cancel()
         if conn.drain_poll is not None:
             conn.drain_poll.cancel()
+        if conn.resync_timer is not None:
+            conn.resync_timer.cancel()
+            conn.resync_timer = None
         if conn.raw is not None:
             conn.raw.on_pause = conn.raw.on_resume = None
         if conn.sender is not None:
@@ -655,7 +694,7 @@ class Hub:
         conns = [c for room in list(self.rooms.values()) if room_id in (None, room.room_id)
                  for c in list(room.members) if not c.closed]
         for conn in conns:
-            self._spawn(self.resync(conn))
+            self._spawn(self.resync_now(conn))
         return len(conns)
 
     def close_all(self, code: int, reason: str) -> int:

@@ -1,7 +1,8 @@
 """Viewer identity: guest sessions as signed tokens.
 
 A token is `base64url(json payload) + "." + base64url(HMAC-SHA256)`; the
-payload holds the viewer id, nickname and expiry. Nothing is stored
+payload holds the viewer id, nickname, expiry and whether the identity was
+verified by the shop (server/shop_identity.py). Nothing is stored
 server-side, so a viewer keeps its identity across reconnects and across
 server processes that share the secret. Pure.
 """
@@ -38,6 +39,8 @@ class Viewer:
     viewer_id: str
     nickname: str
     expires_at: int
+    # Signed by the shop's login (a shop JWT), not a guest minted on request.
+    verified: bool = False
 
 
 def _b64(data: bytes) -> str:
@@ -77,10 +80,18 @@ class TokenSigner:
         self._secret = secret
         self._ttl_ms = ttl_s * 1000
 
-    def issue(self, nickname: str, now_ms: int, viewer_id: str | None = None) -> tuple[Viewer, str]:
-        viewer = Viewer(viewer_id or new_id("v"), nickname, now_ms + self._ttl_ms)
-        payload = _b64(orjson.dumps({"v": viewer.viewer_id, "n": viewer.nickname,
-                                     "e": viewer.expires_at}))
+    def issue(self, nickname: str, now_ms: int, viewer_id: str | None = None, *,
+              verified: bool = False, expires_at: int | None = None) -> tuple[Viewer, str]:
+        """A token for a new guest, or (`verified`) for a shop-signed identity, which
+        expires with the shop's token (`expires_at`) rather than after the TTL."""
+        expiry = now_ms + self._ttl_ms if expires_at is None else min(
+            expires_at, now_ms + self._ttl_ms)
+        viewer = Viewer(viewer_id or new_id("v"), nickname, expiry, verified)
+        claims: dict[str, object] = {"v": viewer.viewer_id, "n": viewer.nickname,
+                                     "e": viewer.expires_at}
+        if verified:
+            claims["s"] = 1
+        payload = _b64(orjson.dumps(claims))
         return viewer, f"{payload}.{self._sign(payload)}"
 
     def _sign(self, payload: str) -> str:
@@ -104,4 +115,4 @@ class TokenSigner:
             return None
         if exp <= now_ms:
             return None
-        return Viewer(vid, nick, exp)
+        return Viewer(vid, nick, exp, data.get("s") == 1)

@@ -19,12 +19,18 @@ RECORDING_ROOMS = "ls:recording"  # set of rooms whose host switched recording o
 KEYWORD_ROOMS = "ls:keyword-rooms"  # set of rooms that opened a keyword lottery
 
 
+def guest_mints(client: str) -> str:
+    """Recent guest identities minted for one client address (a zset of times, with
+    a TTL): the per-IP mint limit, shared by every process."""
+    return f"ls:mint:{{{client}}}"
+
+
 class RoomKeys:
     """Key names for one room. Cheap to build; hold one per room."""
 
-    __slots__ = ("base", "channel", "confirming", "coupons", "epoch", "holds", "likes", "log",
-                 "lotteries", "muted", "peak", "pins", "present", "products", "room", "room_id",
-                 "sales", "seq", "timers", "uniq")
+    __slots__ = ("base", "channel", "chat_rate", "confirming", "coupons", "epoch", "holds",
+                 "likes", "log", "lotteries", "muted", "open_holds", "peak", "pins", "policy",
+                 "present", "products", "room", "room_id", "sales", "seq", "timers", "uniq")
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
@@ -49,6 +55,9 @@ class RoomKeys:
         self.peak = b + "peak"
         self.likes = b + "likes"
         self.muted = b + "muted"  # hash viewer_id -> muted until (ms)
+        self.policy = b + "policy"  # hash: the room policy (server/policy.py)
+        self.open_holds = b + "openholds"  # hash viewer_id -> holds held or in checkout
+        self.chat_rate = b + "chatrate"  # hash: the room-wide chat token bucket (TTL)
 
     def chat_minute(self, minute: int) -> str:
         return f"{self.base}chatmin:{minute}"
@@ -64,6 +73,14 @@ class RoomKeys:
 
     def bought(self, sale_id: str) -> str:
         return f"{self.base}bought:{sale_id}"
+
+    def ip_bought(self, sale_id: str) -> str:
+        """Units held or sold in a sale per client address (room policy limit_per_ip)."""
+        return f"{self.base}ipbought:{sale_id}"
+
+    def slow_mode(self, viewer_id: str) -> str:
+        """Present (with a TTL) while a viewer must wait before chatting in slow mode."""
+        return f"{self.base}slow:{viewer_id}"
 
     def hold(self, hold_id: str) -> str:
         return f"{self.base}hold:{hold_id}"

@@ -39,6 +39,8 @@ SCRIPT_NAMES: Final = (
     "close_lottery",
     "viewers",
     "reschedule",
+    "chat_gate",
+    "mint_guest",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

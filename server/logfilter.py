@@ -1,10 +1,13 @@
 """Redaction of credentials in log records: owns what counts as a secret in a
 log line and the filter that replaces it with "[redacted]".
 
-Viewers and hosts carry credentials in URLs (`/ws/{room}?token=…&host_key=…`);
-uvicorn logs every WebSocket accept (logger `uvicorn.error`, INFO) and, with the
-access log on, every HTTP request (`uvicorn.access`) with the whole query
-string, and websockets logs the request line and every header at DEBUG. The
+Viewers and hosts send credentials in `Sec-WebSocket-Protocol`
+(`livesell.token.…`, `livesell.host.…`, server/handshake.py) and in headers; an
+old or careless client may still put them in a URL (`?token=…&host_key=…`, which
+the server refuses, but only after uvicorn has logged it). uvicorn logs every
+WebSocket accept (logger `uvicorn.error`, INFO) and, with the access log on,
+every HTTP request (`uvicorn.access`) with the whole query string, and
+websockets logs the request line and every header at DEBUG. The
 filter rewrites a record's message and its args (uvicorn passes the path as an
 argument and its access formatter unpacks the args tuple, so each argument is
 redacted in place and the tuple keeps its shape) and a traceback's text, before
@@ -37,6 +40,11 @@ _PAIR = re.compile(
 _QUOTED = re.compile(rf"([\"'])({_NAME})\1(\s*:\s*)([\"'])(?:(?!\4).)*+\4")
 # A logging placeholder ("token=%s" in a format string) is not a value.
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*[0-9*]*(?:\.[0-9*]+)?[diouxXeEfFgGcrsa%]")
+# A credential offered as a WebSocket subprotocol (websockets logs the header at DEBUG).
+_SUBPROTOCOL = re.compile(r"(livesell\.(?:token|host)\.)[^\s,;\"'<>]++")
+# The password in a URL's user part (redis://:password@host, redis://user:pw@host):
+# an external Redis's URL, or the embedded one's, in an error message.
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*+://[^\s/@:]*+:)[^\s/@]++@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 # Headers whose whole value is a credential (websockets logs "< %s: %s" per header).
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
@@ -53,9 +61,13 @@ def redact(text: str) -> str:
     """`text` with every credential value replaced by "[redacted]"."""
     if "=" in text or "%3" in text:
         text = _PAIR.sub(_redact_pair, text)
+    if "://" in text and "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     if ":" in text:
         text = _QUOTED.sub(_redact_quoted, text)
         text = _HEADER_LINE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    if "livesell." in text:
+        text = _SUBPROTOCOL.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     if " " in text:
         text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return text

@@ -8,16 +8,27 @@ holder ends, however it ends: a stale lock file never blocks a restart. The
 holder's pid is written inside for the message a second server prints.
 Locks this process holds are kept in a registry, because a second flock from
 the same process on a fresh descriptor would conflict with the first.
+
+The directory holds the orders, the token secret and the embedded Redis's data
+and password, so it is this user's only: created (or tightened to) mode 0700,
+and its files created 0600 (`private_dir`, `private_file`). Modes are given
+where each file is made, never through the umask, which is process-wide.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import threading
 from pathlib import Path
 
 LOCK_FILE = "livesell.lock"
+# Files livesell keeps at the top of a data directory (secret.key: server/app.py).
+DATA_FILES = (LOCK_FILE, "secret.key")
+# Suffixes of the files SQLite keeps beside a database (they take its mode when
+# SQLite creates them, so a 0600 database gets 0600 companions).
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 _held: dict[Path, DataDirLock] = {}
 _registry_lock = threading.Lock()
@@ -60,6 +71,60 @@ class DataDirLock:
             os.close(fd)
 
 
+def private_dir(directory: Path) -> None:
+    """Create `directory` with mode 0700 (parents as the umask says), or take group
+    and other permissions off it when it exists: a data directory made by an
+    earlier version, or one the operator made, holds secrets either way."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = directory.stat().st_mode & 0o7777
+    if mode & 0o077:
+        os.chmod(directory, mode & ~0o077)
+
+
+def _tighten(path: Path) -> None:
+    """Take group and other permissions off `path` if it exists (not a symlink's)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and not stat.S_ISLNK(st.st_mode):
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077)
+
+
+def private_data_dir(directory: Path, trace_dir: Path) -> None:
+    """The data directory 0700, and what an earlier version left readable by others
+    in it made this user's only: the files livesell keeps there by name, and the
+    traces. Only those: a data directory shared with other files (`--data-dir .`)
+    keeps their modes. (The store's files: `private_file`; Redis's directory:
+    server/redis_supervisor.py.)"""
+    private_dir(directory)
+    for name in DATA_FILES:
+        _tighten(directory / name)
+    if trace_dir.is_dir():
+        _tighten(trace_dir)
+        for trace in trace_dir.glob("*.jsonl"):
+            _tighten(trace)
+
+
+def private_file(path: Path) -> None:
+    """Make sure `path` exists with no group or other permissions: created empty
+    with mode 0600 when missing (an empty file is a valid empty SQLite database),
+    tightened when it exists, and so are SQLite's companion files beside it.
+
+    An existing file is never opened here: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, and SQLite's locks are POSIX locks
+    (a second store in one process, or a reader, would lose its lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        _tighten(path)
+    else:
+        os.close(fd)  # new: nobody can hold a lock on it yet
+    for suffix in SQLITE_COMPANIONS:
+        _tighten(path.with_name(path.name + suffix))
+
+
 def _key(data_dir: Path) -> Path:
     return Path(data_dir).expanduser().resolve()
 
@@ -79,8 +144,8 @@ def claim(data_dir: Path) -> DataDirLock:
     with _registry_lock:
         if directory in _held:
             raise DataDirBusy(directory, os.getpid())
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        private_dir(directory)
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -89,6 +154,8 @@ def claim(data_dir: Path) -> DataDirLock:
         except BaseException:
             os.close(fd)
             raise
+        if os.fstat(fd).st_mode & 0o077:  # made by an earlier version
+            os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         lock = _held[directory] = DataDirLock(directory, fd)

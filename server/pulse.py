@@ -509,7 +509,7 @@ class Pulse:
         # not through expiry (the zsets) and not through a release or a checkout of a
         # hold hash that survived (a partial loss, an operator deleting the marker, a
         # second rebuild after a failed one). Their orders, if any, are in the store.
-        await self.redis.delete(keys.holds, keys.confirming)
+        await self.redis.delete(keys.holds, keys.confirming, keys.open_holds)
         stale = [k async for k in self.redis.scan_iter(match=keys.hold("*"), count=1000)]
         for start in range(0, len(stale), 1000):
             await self.redis.unlink(*stale[start:start + 1000])
@@ -543,6 +543,7 @@ class Pulse:
         # As the store has it: an ended room stays ended (its sales were stopped in
         # the store, its lotteries drawn, so nothing above scheduled a timer).
         await show.lifecycle.load_into_redis(room_id, lifecycle)
+        await show.load_policy(room_id)
         # This process's viewers are present before the room opens again (a lottery
         # needs them); other processes re-count theirs when they see the rebuild.
         await show.hub.reassert_presence(room_id)

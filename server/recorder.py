@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
-from server.domain import now_ms
+from server.domain import normalize_entry_text, now_ms
 
 log = logging.getLogger("livesell.recorder")
 
@@ -55,6 +57,9 @@ class Recorder:
         self._started: dict[str, int] = {}  # room -> its trace's started_at, once read
         self._full: set[str] = set()
         self._finished: set[str] = set()  # ended rooms: never written again
+        # room -> lottery id -> keyword of the open keyword lotteries this process
+        # knows (the show's own map): whether a viewer's entry text matched.
+        self.keywords: Mapping[str, Mapping[str, str]] = {}
 
     @property
     def open_files(self) -> int:
@@ -79,9 +84,19 @@ class Recorder:
     def pseudonym(self, viewer_id: str) -> str:
         return "v" + hashlib.sha256(self._salt + viewer_id.encode()).hexdigest()[:12]
 
+    def keyword_stand_in(self, text: str) -> str:
+        """A keyed hash in place of a keyword: the same keyword always gives the same
+        stand-in, which is itself a valid keyword (so a replay opens its lottery with
+        it and sends it to enter), and without the secret it reveals nothing."""
+        digest = hmac.new(self._salt, b"keyword:" + normalize_entry_text(text).encode(),
+                          hashlib.sha256).hexdigest()
+        return "kw-" + digest[:20]
+
     def host(self, room_id: str, action: str, data: dict[str, Any],
              created_id: str | None = None) -> None:
         if self.active(room_id):
+            if action == "lottery" and isinstance(data.get("keyword"), str):
+                data = {**data, "keyword": self.keyword_stand_in(data["keyword"])}
             entry: dict[str, Any] = {"actor": "host", "action": action, "data": data}
             if created_id is not None:
                 entry["id"] = created_id
@@ -94,8 +109,21 @@ class Recorder:
         data = {k: v for k, v in (data or {}).items() if k not in ("type", "request_id")}
         if action == "chat" and isinstance(data.get("text"), str):
             data = {"length": len(data["text"])}
+        elif action == "enter_lottery" and isinstance(data.get("keyword"), str):
+            data = {**data, "keyword": self._entry_stand_in(room_id, data)}
         self._write(room_id, {"actor": "viewer", "viewer": self.pseudonym(viewer_id),
                               "action": action, "data": data})
+
+    def _entry_stand_in(self, room_id: str, data: Mapping[str, Any]) -> str:
+        """What a viewer typed to enter, as it replays: the stand-in of the lottery's
+        keyword when the text matched it (as enter_lottery.lua decides: the normalized
+        text contains the keyword), else the stand-in of the text itself, which does
+        not contain the lottery's stand-in and so is refused on replay too."""
+        text = normalize_entry_text(str(data["keyword"]))
+        keyword = self.keywords.get(room_id, {}).get(str(data.get("lottery_id")))
+        if keyword and keyword in text:
+            return self.keyword_stand_in(keyword)
+        return self.keyword_stand_in(text)
 
     def _open(self, room_id: str) -> tuple[int, int]:
         opened = self._files.get(room_id)
@@ -106,7 +134,7 @@ class Recorder:
             _, (old_fd, _) = self._files.popitem(last=False)
             with contextlib.suppress(OSError):
                 os.close(old_fd)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.path(room_id)
         started = now_ms()
         try:

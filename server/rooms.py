@@ -67,7 +67,7 @@ MAX_SCHEDULE_AHEAD_MS: Final = 90 * 86400 * 1000
 STALE_SCHEDULED_MS: Final = 86400 * 1000
 LIST_DEFAULT: Final = 20
 LIST_MAX: Final = 100
-CURSOR_PATTERN: Final = re.compile(r"^[0-9]{1,19}:[A-Za-z0-9_-]{1,64}$")
+CURSOR_PATTERN: Final = re.compile(r"[0-9]{1,15}:[A-Za-z0-9_-]{1,64}")
 # The refusals a buy, claim or entry gets once the show has ended (its sales are
 # stopped, coupons closed, lotteries drawn): only then is the room's state read,
 # so a sold-out storm costs no extra Redis call.
@@ -148,7 +148,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, ValueError):
         raise bad from None
-    if not CURSOR_PATTERN.match(raw):
+    if not CURSOR_PATTERN.fullmatch(raw):
         raise bad
     created, _, room_id = raw.partition(":")
     return int(created), room_id
@@ -163,7 +163,8 @@ def parse_list_query(params: Mapping[str, str]) -> tuple[int, tuple[int, str] | 
     limit = LIST_DEFAULT
     raw = params.get("limit")
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= LIST_MAX:
+        # isascii too: str.isdigit() also accepts '²' (which int() refuses).
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_MAX:
             raise BadRequest(f"limit: must be an integer between 1 and {LIST_MAX}",
                              details={"field": "limit"})
         limit = int(raw)

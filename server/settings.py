@@ -9,6 +9,7 @@ raises `SettingsError` naming the key. Pure: reads files only when asked.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -41,6 +42,19 @@ class ServerSettings:
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
     gc_young_threshold: int = field(default=gcpolicy.DEFAULT_YOUNG_THRESHOLD,
                                     metadata=_range(0, 10_000_000))
+    # The HTTP edge (server/edges.py): request line plus headers, the time to
+    # send them, the idle time between keep-alive requests, and open
+    # connections per client address (0: no cap) unless it is in the space-
+    # separated addresses/networks of connection_cap_exempt.
+    max_header_bytes: int = field(default=16384, metadata=_range(8192, 65536))
+    header_timeout_s: float = field(default=10.0, metadata=_range(0.5, 600.0))
+    keep_alive_timeout_s: float = field(default=5.0, metadata=_range(0.5, 600.0))
+    max_connections_per_ip: int = field(default=256, metadata=_range(0, 1_000_000))
+    connection_cap_exempt: str = "127.0.0.0/8 ::1"
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes (comma-
+    # separated addresses or networks, "*" for any): the per-address limits of the
+    # app (guest identities, limit_per_ip) then count the real client.
+    forwarded_allow_ips: str = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +98,9 @@ class SaleSettings:
     request_id_ttl_s: int = field(default=600, metadata=_range(60, 86400))
     max_coupons_per_drop: int = field(default=100000, metadata=_range(1, 10_000_000))
     max_lottery_winners: int = field(default=1000, metadata=_range(1, 100000))
+    # Holds one viewer may have open (held or in checkout) across a room's sales:
+    # one identity cannot sit on a room's stock (reserve.lua, `too_many_holds`).
+    max_holds_per_viewer: int = field(default=5, metadata=_range(1, 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +116,9 @@ class HubSettings:
     ping_interval_s: float = field(default=20.0, metadata=_range(0.0, 3600.0))
     messages_per_s: float = field(default=20.0, metadata=_range(1.0, 10000.0))
     message_burst: int = field(default=40, metadata=_range(1, 100000))
+    # A viewer's `resync` builds at most one snapshot per this many seconds (0: no
+    # limit); more are coalesced into one sent when the interval is up.
+    resync_interval_s: float = field(default=2.0, metadata=_range(0.0, 60.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +128,29 @@ class ChatSettings:
     burst: int = field(default=5, metadata=_range(1, 10000))
     nickname_max_length: int = field(default=32, metadata=_range(1, 200))
     max_likes_per_frame: int = field(default=50, metadata=_range(1, 100000))
+    # Chat messages per second a whole room accepts (a token bucket in Redis shared
+    # by every process, burst one second's worth); 0: no room-wide cap. The host's
+    # messages are never limited by it.
+    room_messages_per_s: float = field(default=20.0, metadata=_range(0.0, 100000.0))
 
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
     secret: str = ""
     token_ttl_s: int = field(default=30 * 86400, metadata=_range(60, 365 * 86400))
+    # Shop-signed viewer identities (docs/security.md "Identities"): the HS256 key the
+    # shop's site signs its JWTs with, inline or in a file (one of the two), at least
+    # 32 bytes. Empty: shop identities are refused and only guests exist.
+    shop_key: str = ""
+    shop_key_file: str = ""
+    # When set, a shop JWT must carry exactly this `iss` / `aud`.
+    shop_issuer: str = ""
+    shop_audience: str = ""
+    # Longest a shop JWT may live: its `exp` at most this many seconds ahead.
+    shop_token_max_lifetime_s: int = field(default=86400, metadata=_range(60, 30 * 86400))
+    # New guest identities one client address (IPv6: its /64) may get per sliding
+    # minute, shared by every process through Redis; 0: unlimited.
+    guest_mints_per_ip_per_min: int = field(default=20, metadata=_range(0, 1_000_000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +340,38 @@ def load_settings(
             "its hold back while the hold lives"
         )
     _check_security(settings.security)
+    _check_auth(settings.auth)
+    try:
+        _networks(settings.server.connection_cap_exempt)
+    except ValueError as exc:
+        raise SettingsError(f"server.connection_cap_exempt: {exc}") from None
+    for entry in settings.server.forwarded_allow_ips.split(","):
+        entry = entry.strip()
+        try:
+            if entry not in ("*", ""):
+                ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"server.forwarded_allow_ips: {entry!r} is not an address, "
+                                "a network or '*'") from None
     return settings
+
+
+MIN_SHOP_KEY_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+
+def _check_auth(auth: AuthSettings) -> None:
+    if auth.shop_key and auth.shop_key_file:
+        raise SettingsError("auth.shop_key and auth.shop_key_file: set one of them, not both")
+    if auth.shop_key and len(auth.shop_key.encode()) < MIN_SHOP_KEY_BYTES:
+        raise SettingsError(f"auth.shop_key: must be at least {MIN_SHOP_KEY_BYTES} bytes "
+                            "(HS256 needs a key as long as its hash)")
+
+
+def _networks(text: str) -> None:
+    # Imported here: edges.py is the transport hook and imports this module.
+    from server.edges import parse_networks
+
+    parse_networks(text)
 
 
 def _check_security(sec: SecuritySettings) -> None:

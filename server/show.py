@@ -19,7 +19,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server import domain
+from server import domain, policy
 from server.domain import CouponDrop, Lottery, Product, Sale, now_ms
 from server.errors import (
     BadRequest,
@@ -35,6 +35,7 @@ from server.hub import Hub
 from server.identity import Viewer
 from server.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
 from server.ledger import Ledger
+from server.policy import RoomPolicy
 from server.protocol import encode
 from server.recorder import Recorder
 from server.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
@@ -273,8 +274,9 @@ class Show:
             pipe.smembers(keys.coupons)
             pipe.smembers(keys.lotteries)
             pipe.exists(keys.epoch)
+            pipe.hgetall(keys.policy)
             (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids,
-             whole) = await pipe.execute()
+             whole, policy_raw) = await pipe.execute()
         if not whole:
             await self.ensure_whole(room_id)
         if not room:
@@ -329,6 +331,7 @@ class Show:
             "likes": int(likes or 0),
             "viewers": {"now": int(viewers[0]), "unique": int(viewers[1]),
                         "peak": int(viewers[2])},
+            "policy": policy.from_redis(policy_raw).public(),
         }
 
     @staticmethod
@@ -341,7 +344,12 @@ class Show:
                 "expires_at": _int(c.get("expires_at"))}
 
     @staticmethod
-    def _lottery_view(lid: str, lot: dict[str, Any], entrants: int) -> dict[str, Any]:
+    def _lottery_view(lid: str, lot: dict[str, Any], entrants: int,
+                      with_entrants: bool = False) -> dict[str, Any]:
+        """A lottery as viewers see it. A drawn one's result carries its entrant list
+        only `with_entrants` (the public GET of one lottery, which verifiers fetch, and
+        the draw's answer): snapshots and the `lottery_drawn` event carry the count,
+        the digest and the winners, so a big draw is not repeated in every snapshot."""
         view: dict[str, Any] = {
             "lottery_id": lid, "prize": lot.get("prize", ""), "winners_count":
             _int(lot.get("winners")), "entry": lot.get("mode", "button"),
@@ -349,7 +357,10 @@ class Show:
             "opens_at": _int(lot.get("opens_at")), "closes_at": _int(lot.get("closes_at")),
             "state": lot.get("state", ""), "entrants": entrants}
         if lot.get("result"):
-            view["result"] = orjson.loads(lot["result"])
+            result = orjson.loads(lot["result"])
+            if not with_entrants:
+                result.pop("entrants", None)
+            view["result"] = result
         return view
 
     # ================================================================== catalogue
@@ -478,7 +489,7 @@ class Show:
                 "currency": sale.currency, "units": sale.units, "limit": sale.limit_per_buyer,
                 "starts_at": sale.starts_at, "ends_at": sale.ends_at,
                 "state": "stopped" if stopped else "active", "held": held, "sold": sold})
-            pipe.delete(keys.bought(sale.sale_id))
+            pipe.delete(keys.bought(sale.sale_id), keys.ip_bought(sale.sale_id))
             if bought:
                 pipe.hset(keys.bought(sale.sale_id), mapping=bought)
             pipe.hset(keys.sales, sale.sale_id, sale.product_id)
@@ -513,7 +524,8 @@ class Show:
         # go back to stock), so no hold taken at a wrong price can still be paid.
         result = await self.ledger.run("stop_sale", [
             keys.sale(sale_id), keys.stock(product_id), keys.bought(sale_id), keys.holds,
-            keys.timers], [sale_id, keys.base, KEEP_FINISHED_HOLD_MS])
+            keys.timers, keys.open_holds, keys.ip_bought(sale_id)],
+            [sale_id, keys.base, KEEP_FINISHED_HOLD_MS])
         if result[0] == "missing":
             raise refusal("sale_not_found")
         if result[0] == "over":
@@ -565,7 +577,9 @@ class Show:
         return sid
 
     async def buy(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
-                  quantity: int) -> Answer:
+                  quantity: int, client: str = "") -> Answer:
+        """Hold units for the viewer. `client` is the buyer's address bucket
+        (admission.client_bucket), counted when the room's policy says limit_per_ip."""
         keys = room_keys(room_id)
         hold_id = domain.new_id("h")
         for attempt in range(2):
@@ -583,10 +597,12 @@ class Show:
             result = await self.ledger.run("reserve", [
                 keys.request(viewer.viewer_id, "buy", request_id), keys.product_sale(product_id),
                 keys.sale(sid), keys.stock(product_id), keys.bought(sid), keys.hold(hold_id),
-                keys.holds, keys.epoch,
+                keys.holds, keys.epoch, keys.policy, keys.open_holds, keys.ip_bought(sid),
             ], [sid, viewer.viewer_id, quantity, hold_id,
                 int(self.settings.sale.hold_seconds * 1000),
-                self.settings.sale.request_id_ttl_s, product_id])
+                self.settings.sale.request_id_ttl_s, product_id,
+                "1" if viewer.verified else "0", client,
+                self.settings.sale.max_holds_per_viewer])
             if result[0] == "stale":
                 continue
             if result[0] == "rebuilding":
@@ -629,7 +645,7 @@ class Show:
         result: list[Any] = await self.ledger.run("release", [
             keys.hold(hold_id), keys.stock(product_id), keys.sale(sale_id),
             keys.bought(sale_id), keys.holds, keys.confirming, keys.claims(coupon_id or "-"),
-            keys.epoch,
+            keys.epoch, keys.open_holds, keys.ip_bought(sale_id),
         ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS])
         if result[0] == "done":
             self.dirty_stock.add((room_id, product_id))
@@ -656,6 +672,8 @@ class Show:
         buyer hears "placed" only once the order row committed, and an order is
         written only if recovery has not aborted the hold and Redis was not rebuilt
         since the checkout began (the room's epoch)."""
+        if not await self.identity_allowed(room_id, viewer):
+            return error_answer(refusal("signed_identity_required"))
         keys = room_keys(room_id)
         cid = coupon_id or ""
         req_key = keys.request(viewer.viewer_id, "checkout", request_id)
@@ -740,7 +758,7 @@ class Show:
         keys = room_keys(room_id)
         finished = await self.ledger.run("finish_checkout", [
             keys.hold(order.hold_id), keys.stock(order.product_id), keys.sale(order.sale_id),
-            keys.claims(order.coupon_id or "-"), req_key, keys.confirming,
+            keys.claims(order.coupon_id or "-"), req_key, keys.confirming, keys.open_holds,
         ], [order.order_id, encode(answer.body), self.settings.sale.request_id_ttl_s,
             KEEP_FINISHED_HOLD_MS, order.hold_id])
         if finished[0] not in ("ok", "already"):
@@ -824,6 +842,8 @@ class Show:
 
     async def claim_coupon(self, viewer: Viewer, room_id: str, request_id: str,
                            coupon_id: str) -> Answer:
+        if not await self.identity_allowed(room_id, viewer):
+            return error_answer(refusal("signed_identity_required"))
         keys = room_keys(room_id)
         result = await self.ledger.run("claim_coupon", [
             keys.request(viewer.viewer_id, "claim_coupon", request_id),
@@ -887,19 +907,23 @@ class Show:
             lid: kw for lid, (state, mode, kw) in zip(ids, rows, strict=True)
             if state == "open" and mode == "keyword" and kw}
 
-    async def lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
+    async def lottery(self, room_id: str, lottery_id: str,
+                      with_entrants: bool = True) -> dict[str, Any]:
         keys = room_keys(room_id)
         lot = await self.redis.hgetall(keys.lottery(lottery_id))
         if not lot:
             raise refusal("lottery_not_found")
         return self._lottery_view(lottery_id, lot,
-                                  int(await self.redis.scard(keys.entrants(lottery_id))))
+                                  int(await self.redis.scard(keys.entrants(lottery_id))),
+                                  with_entrants)
 
     async def lottery_entrants(self, room_id: str, lottery_id: str) -> list[str]:
         return sorted(await self.redis.smembers(room_keys(room_id).entrants(lottery_id)))
 
     async def enter_lottery(self, viewer: Viewer, room_id: str, request_id: str,
                             lottery_id: str, text: str) -> Answer:
+        if not await self.identity_allowed(room_id, viewer):
+            return error_answer(refusal("signed_identity_required"))
         keys = room_keys(room_id)
         result = await self.ledger.run("enter_lottery", [
             keys.request(viewer.viewer_id, "enter_lottery", request_id),
@@ -970,7 +994,8 @@ class Show:
                               mapping={"state": "drawn", "result": encode(result)})
         await self.redis.zrem(keys.timers, f"lottery_close:{lottery_id}")
         view = await self.lottery(room_id, lottery_id)
-        await self.hub.publish(room_id, {"type": "lottery_drawn", "lottery": view})
+        slim = {**view, "result": {k: v for k, v in view["result"].items() if k != "entrants"}}
+        await self.hub.publish(room_id, {"type": "lottery_drawn", "lottery": slim})
         return view
 
     # ================================================================== chat, likes, notes
@@ -985,6 +1010,8 @@ class Show:
             muted_until, _, _ = await pipe.execute()
         if muted_until is not None and int(muted_until) > now:
             raise refusal("muted", until=int(muted_until))
+        if not from_host:
+            await self.admit_chat(room_id, viewer)
         event: dict[str, Any] = {"type": "chat", "message_id": domain.new_id("m"),
                  "viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "text": text}
         if from_host:
@@ -1007,6 +1034,52 @@ class Show:
         event = {"type": "announcement", "text": text}
         seq = await self.hub.publish(room_id, event)
         return {"seq": seq, **event}
+
+    # ================================================================== room policy
+
+    async def room_policy(self, room_id: str) -> RoomPolicy:
+        return policy.from_redis(await self.redis.hgetall(room_keys(room_id).policy))
+
+    async def set_policy(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The host changes the room policy: durable in the store first, then Redis,
+        then every viewer hears it (`room_policy`)."""
+        updated = policy.apply_patch(await self.room_policy(room_id), body)
+        await self.store.set_room_policy(room_id, updated.public())
+        await self.redis.hset(room_keys(room_id).policy, mapping=updated.redis_hash())
+        view = updated.public()
+        await self.hub.publish(room_id, {"type": "room_policy", "policy": view})
+        return view
+
+    async def load_policy(self, room_id: str) -> None:
+        """Put the stored policy back into Redis (a rebuild after Redis lost its data)."""
+        stored = policy.from_stored(await self.store.room_policy(room_id))
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.policy)
+            pipe.hset(keys.policy, mapping=stored.redis_hash())
+            await pipe.execute()
+
+    async def identity_allowed(self, room_id: str, viewer: Viewer) -> bool:
+        """False when the room requires a shop-signed identity and the viewer is a
+        guest. A verified viewer costs no Redis call."""
+        if viewer.verified:
+            return True
+        flag = await self.redis.hget(room_keys(room_id).policy, "require_verified")
+        return bool(flag != "1")
+
+    async def admit_chat(self, room_id: str, viewer: Viewer) -> None:
+        """Slow mode and the room-wide chat rate (chat_gate.lua); raises `slow_mode`
+        or `chat_busy` with details.retry_after_s."""
+        keys = room_keys(room_id)
+        result = await self.ledger.run("chat_gate", [
+            keys.policy, keys.chat_rate, keys.slow_mode(viewer.viewer_id)],
+            [self.settings.chat.room_messages_per_s])
+        if result[0] == "slow_mode":
+            raise refusal("slow_mode", f"Slow mode: one message every {int(result[2])} s.",
+                          retry_after_s=max(1, -(-int(result[1]) // 1000)),
+                          slow_mode_s=int(result[2]))
+        if result[0] == "busy":
+            raise refusal("chat_busy", retry_after_s=max(1, -(-int(result[1]) // 1000)))
 
     # ================================================================== recording
 

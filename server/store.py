@@ -124,6 +124,12 @@ CREATE TABLE IF NOT EXISTS room_states (
     changed_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rooms_newest ON rooms (created_at, room_id);
+-- The host's room policy (server/policy.py) as JSON; no row: the defaults. A new
+-- table rather than a column, so older stores gain it without a migration.
+CREATE TABLE IF NOT EXISTS room_policies (
+    room_id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
 """
 
 ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",
@@ -498,6 +504,11 @@ class OrderStore:
         await self.write("UPDATE lotteries SET result = ? WHERE lottery_id = ?",
                          (orjson.dumps(result).decode(), lottery_id))
 
+    async def set_room_policy(self, room_id: str, policy: dict[str, Any]) -> None:
+        await self.write("INSERT INTO room_policies VALUES (?, ?) ON CONFLICT(room_id) "
+                         "DO UPDATE SET data = excluded.data",
+                         (room_id, orjson.dumps(policy).decode()))
+
     # ------------------------------------------------------------------ reads
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
@@ -545,6 +556,10 @@ class OrderStore:
     async def room(self, room_id: str) -> dict[str, Any] | None:
         rows = await self._all("SELECT * FROM rooms WHERE room_id = ?", (room_id,))
         return dict(rows[0]) if rows else None
+
+    async def room_policy(self, room_id: str) -> dict[str, Any] | None:
+        rows = await self._all("SELECT data FROM room_policies WHERE room_id = ?", (room_id,))
+        return dict(orjson.loads(rows[0]["data"])) if rows else None
 
     async def products(self, room_id: str) -> list[tuple[dict[str, Any], int]]:
         rows = await self._all(

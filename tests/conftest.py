@@ -1,5 +1,6 @@
 """Fixtures: one real redis-server per test session (the same binary the embedded
-default finds), flushed between tests; a real server on port 0 per test."""
+default finds, started by the same RedisServer, so behind its password: its URL,
+`redis_url`, carries it), flushed between tests; a real server on port 0 per test."""
 
 from __future__ import annotations
 

@@ -14,8 +14,11 @@ import httpx
 import orjson
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
+from server import handshake
 from server.app import create_app
+from server.edges import BoundedHttpToolsProtocol, attach
 from server.fastws import FastWebSocketProtocol
 from server.settings import Settings, load_settings
 
@@ -29,6 +32,9 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
         "server": {"port": 0, "data_dir": str(data_dir), "log_level": "warning",
                    "gc_young_threshold": 0},
         "redis": {"url": redis_url},
+        # Every test client comes from 127.0.0.1: the per-address guest mint limit is
+        # off unless a test sets it (tests/test_identities.py).
+        "auth": {"guest_mints_per_ip_per_min": 0},
     }
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
@@ -53,7 +59,14 @@ class LiveServer:
             ws=FastWebSocketProtocol if self.fast else "websockets-sansio",
             ws_max_size=self.settings.hub.max_frame_bytes, ws_per_message_deflate=False,
             log_level="warning", timeout_graceful_shutdown=5,
+            # The production HTTP edge (bounded head, header timeout, per-address
+            # cap), as server/cli.py wires it.
+            http=BoundedHttpToolsProtocol, proxy_headers=True,
+            forwarded_allow_ips=self.settings.server.forwarded_allow_ips,
+            # uvicorn types it int but schedules it with call_later (a float is fine).
+            timeout_keep_alive=self.settings.server.keep_alive_timeout_s,  # type: ignore[arg-type]
         )
+        attach(config, self.settings.server)
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = False  # type: ignore[attr-defined]
         self.task = asyncio.create_task(self.server.serve())
@@ -79,6 +92,10 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def ws_url(self, room_id: str, **params: Any) -> str:
+        """The room's WebSocket URL with non-secret parameters (`since`, `nickname`);
+        credentials go in the subprotocol list (`offer`), never here."""
+        secrets = set(params) & set(handshake.SECRET_PARAMS)
+        assert not secrets, f"{secrets}: pass credentials with offer(), not in the URL"
         query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
         return f"ws://127.0.0.1:{self.port}/ws/{room_id}" + (f"?{query}" if query else "")
 
@@ -197,9 +214,15 @@ class ViewerClient:
             await self.reader
 
 
-async def join(server: LiveServer, room_id: str, **params: Any) -> ViewerClient:
-    ws = await connect(server.ws_url(room_id, **params), max_size=2**24, compression=None,
-                       open_timeout=30)
+def offer(token: str | None = None, host_key: str | None = None) -> list[Subprotocol]:
+    """The Sec-WebSocket-Protocol entries that carry a viewer's credentials."""
+    return [Subprotocol(p) for p in handshake.offer(token, host_key)]
+
+
+async def join(server: LiveServer, room_id: str, token: str | None = None,
+               host_key: str | None = None, **params: Any) -> ViewerClient:
+    ws = await connect(server.ws_url(room_id, **params), subprotocols=offer(token, host_key),
+                       max_size=2**24, compression=None, open_timeout=30)
     viewer = ViewerClient(ws)
     # Generous: thousands of viewers joining at once on a loaded CI machine.
     await viewer.next_event("welcome", timeout=120)

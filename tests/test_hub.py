@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import LiveServer, create_room, join, make_settings
+from tests.support import LiveServer, create_room, eventually, join, make_settings
 
 
 async def test_stalled_viewer_is_cut_off_and_the_room_keeps_flowing(redis_url: str,
@@ -111,7 +114,8 @@ async def test_big_rooms_get_coalesced_updates_less_often(redis_url: str,
                                                           data_dir: Path) -> None:
     # 50 viewers and a budget of 100 writes/s: at most one stock update per 0.5 s.
     live = await LiveServer(make_settings(
-        redis_url, data_dir, hub={"coalesced_deliveries_per_s": 100})).start()
+        redis_url, data_dir, hub={"coalesced_deliveries_per_s": 100},
+        sale={"max_holds_per_viewer": 20})).start()  # one viewer holds 20 below
     try:
         async with httpx.AsyncClient(base_url=live.base) as http:
             host = await create_room(http)
@@ -172,3 +176,55 @@ async def test_a_crowd_leaving_at_once_beyond_the_redis_pool_is_recorded(
     finally:
         await client.aclose()
         await live.stop()
+
+
+async def test_resync_spam_builds_at_most_one_snapshot_per_interval(
+        redis_url: str, data_dir: Path) -> None:
+    """50 viewers each send 100 `resync` frames (paced within a frame rate raised out
+    of the way): each is answered, but a viewer gets at most one snapshot per
+    `hub.resync_interval_s` (its joining one included), so the whole crowd causes at
+    most 50 * (elapsed / interval + 1) snapshots, not 5,000."""
+    interval = 2.0
+    live = await LiveServer(make_settings(
+        redis_url, data_dir, hub={"resync_interval_s": interval, "messages_per_s": 1000,
+                                  "message_burst": 1000})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+        hub = live.services.hub
+        loop = asyncio.get_running_loop()
+
+        async def spam() -> tuple[int, float, float]:
+            started = loop.time()
+            viewer = await join(live, host.room_id)
+            try:
+                for _ in range(100):
+                    last_sent_ms = time.time() * 1000
+                    await viewer.send({"type": "resync"})
+                    await asyncio.sleep(0.03)
+                # The last resync is answered too (coalesced: by a snapshot built
+                # after it arrived).
+                await eventually(lambda: _answered(viewer.frames, last_sent_ms), 60)
+                done = loop.time()
+                return sum(f["type"] == "snapshot" for f in viewer.frames), started, done
+            finally:
+                await viewer.close()
+
+        results = await asyncio.gather(*(spam() for _ in range(50)))
+        built = hub.snapshots_built
+        received = sum(count for count, _, _ in results)
+        for count, started, done in results:
+            # Snapshot builds for one viewer start at least `interval` apart, all
+            # between its connecting and its last snapshot's arrival.
+            assert 2 <= count <= math.floor((done - started) / interval) + 1, \
+                (count, done - started)
+        elapsed = max(done for _, _, done in results) - min(s for _, s, _ in results)
+        assert received <= built <= 50 * (math.floor(elapsed / interval) + 1), \
+            (received, built, elapsed)
+        assert built == received  # nobody fell behind: every snapshot built was delivered
+    finally:
+        await live.stop()
+
+
+async def _answered(frames: list[dict[str, Any]], sent_ms: float) -> bool:
+    return any(f["type"] == "snapshot" and f["server_time"] >= int(sent_ms) for f in frames)

@@ -26,16 +26,18 @@ import httpx
 import pytest
 from uvicorn.logging import AccessFormatter, DefaultFormatter
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as connect_sync
 
 from server import logfilter
-from server.errors import CLOSE_UNSUPPORTED_DATA
+from server.errors import CLOSE_BAD_HANDSHAKE, CLOSE_UNSUPPORTED_DATA
 from tests.support import (
     LiveServer,
     ViewerClient,
     create_room,
     eventually,
     make_settings,
+    offer,
     wait_until,
 )
 
@@ -157,23 +159,32 @@ async def test_websocket_accept_line_keeps_no_credentials(
     host = await create_room(http)
     session = (await http.post("/api/session", json={"nickname": "ann"})).json()
     token = session["token"]
-    async with connect(server.ws_url(host.room_id, host_key=host.key, token=token),
+    async with connect(server.ws_url(host.room_id), subprotocols=offer(token, host.key),
                        compression=None, open_timeout=30) as ws:
         viewer = ViewerClient(ws)
         await viewer.next_event("welcome")
         assert viewer.viewer_id == session["viewer_id"]  # the token was read
         await viewer.close()
+    # A client built the old way, credentials in the URL: refused after the accept
+    # line was logged, which must not show them.
+    async with connect(f"ws://127.0.0.1:{server.port}/ws/{host.room_id}"
+                       f"?host_key={host.key}&token={token}",
+                       compression=None, open_timeout=30) as ws:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == CLOSE_BAD_HANDSHAKE
 
     def accept_lines() -> list[str]:
         return [m for m in captured.messages()
                 if f"/ws/{host.room_id}" in m and "[accepted]" in m]
 
-    async def accepted() -> list[str]:
-        return accept_lines()
+    async def accepted() -> list[str] | None:
+        lines = accept_lines()
+        return lines if len(lines) == 2 else None
 
     lines = await eventually(accepted, timeout=30)
-    assert len(lines) == 1, lines
-    assert "host_key=[redacted]" in lines[0] and "token=[redacted]" in lines[0], lines
+    assert len(lines) == 2, lines
+    assert "host_key=[redacted]" in lines[1] and "token=[redacted]" in lines[1], lines
     formatted = captured.text.getvalue()
     assert "[accepted]" in formatted
     for secret in (host.key, token):
@@ -372,12 +383,17 @@ def test_serve_process_at_debug_logs_no_credentials(tmp_path: Path) -> None:
             r = http.get(f"/api/rooms/{room}/orders", params={"token": token, "host_key": key},
                          headers={"X-Host-Key": key})
             assert r.status_code == 200, r.text
-        with connect_sync(f"ws://127.0.0.1:{port}/ws/{room}?host_key={key}&token={token}",
+        with connect_sync(f"ws://127.0.0.1:{port}/ws/{room}", subprotocols=offer(token, key),
                           additional_headers={"Authorization": f"Bearer {token}",
                                               "X-Host-Key": key},
                           compression=None, open_timeout=30) as ws:
             welcome = json.loads(ws.recv(timeout=30))
             assert welcome["type"] == "welcome" and welcome["token"] == token
+        with connect_sync(f"ws://127.0.0.1:{port}/ws/{room}?host_key={key}&token={token}",
+                          compression=None, open_timeout=30) as ws:
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=30)
+            assert ws.close_code == CLOSE_BAD_HANDSHAKE
 
         # The lines that would carry them are there, redacted.
         wait_until(lambda: f"/api/rooms/{room}/orders?token=[redacted]&host_key=[redacted]"
@@ -386,6 +402,8 @@ def test_serve_process_at_debug_logs_no_credentials(tmp_path: Path) -> None:
               "the WebSocket accept line")
         wait_until(lambda: "< authorization: [redacted]" in output().lower(), 30,
               "websockets' debug line of the header")
+        wait_until(lambda: "livesell.token.[redacted], livesell.host.[redacted]" in output(),
+                   30, "websockets' debug line of the subprotocols")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, output()
         text = output()

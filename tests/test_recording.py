@@ -54,3 +54,35 @@ async def test_recorded_trace_holds_the_timeline_and_no_secrets(
     assert r.text == text
     bad = await host.call("POST", "/recording", {"enabled": "yes"}, expect=400)
     assert "enabled" in bad["error"]["message"]
+
+
+async def test_lottery_keywords_are_kept_only_as_keyed_stand_ins(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    await host.call("POST", "/recording", {"enabled": True}, expect=200)
+    lottery = await host.call("POST", "/lotteries", {
+        "prize": "Cap", "duration_s": 60, "entry": "keyword", "keyword": "secret-word-123"},
+        expect=201)
+    lid = lottery["lottery_id"]
+    right, wrong = await join(server, host.room_id), await join(server, host.room_id)
+    entered = await right.request("enter_lottery", lottery_id=lid,
+                                  keyword="I say SECRET-word-123 now")
+    assert entered["type"] == "lottery_entered", entered
+    refused = await wrong.request("enter_lottery", lottery_id=lid, keyword="my-guess-777")
+    assert refused["code"] == "not_eligible", refused
+    await right.close()
+    await wrong.close()
+    r = await http.get(f"/api/rooms/{host.room_id}/trace", headers={"X-Host-Key": host.key})
+    assert r.status_code == 200
+    text = r.text.lower()
+    for typed in ("secret-word-123", "my-guess-777", "i say"):
+        assert typed not in text
+    entries = [orjson.loads(line) for line in r.text.splitlines()[1:]]
+    opened = next(e for e in entries if e["action"] == "lottery")
+    stand_in = opened["data"]["keyword"]
+    assert stand_in.startswith("kw-") and opened["data"]["entry"] == "keyword"
+    tries = [e["data"] for e in entries if e["action"] == "enter_lottery"]
+    assert len(tries) == 2 and all(t["lottery_id"] == lid for t in tries)
+    # The matching entry replays with the lottery's stand-in; the wrong guess with a
+    # stand-in that does not contain it, so a replay refuses it too.
+    assert sorted(stand_in in t["keyword"] for t in tries) == [False, True]

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from server.domain import now_ms
 from server.keys import DUE, ROOMS, room_keys
 from server.recorder import MAX_OPEN_TRACES
-from server.rooms import room_creation_refusal
+from server.rooms import encode_cursor, room_creation_refusal
 from server.settings import ServerSettings
 from tests.support import (
     Host,
@@ -146,7 +146,7 @@ async def _end_show_case(live: LiveServer, http: httpx.AsyncClient, rclient: Any
     voided = await holder.next_event("holds_voided")
     assert voided["hold_ids"] == [held["hold"]["id"]] and voided["units"] == 3
     drawn = await holder.next_event("lottery_drawn")
-    assert drawn["lottery"]["result"]["entrants"] == [holder.viewer_id]
+    assert drawn["lottery"]["result"]["winners"] == [holder.viewer_id]
     note = await holder.next_event("show_ended")
     assert note["room_id"] == host.room_id and note["ended_at"] == ended["ended_at"]
     assert await rclient.hget(keys.hold(held["hold"]["id"]), "state") == "voided"
@@ -297,7 +297,8 @@ async def test_room_list_pages_live_and_upcoming_rooms(server: LiveServer,
     assert len((await http.get("/api/rooms")).json()["rooms"]) == 20  # the default
     for query, field in ((("limit", "0"),), "limit"), ((("limit", "101"),), "limit"), \
             ((("limit", "x"),), "limit"), ((("cursor", "!!"),), "cursor"), \
-            ((("cursor", "bm90IGEgY3Vyc29y"),), "cursor"), ((("page", "2"),), "fields"):
+            ((("cursor", "bm90IGEgY3Vyc29y"),), "cursor"), ((("page", "2"),), "fields"), \
+            ((("limit", "²"),), "limit"), ((("cursor", encode_cursor(10**19, "r_x")),), "cursor"):
         r = await http.get("/api/rooms", params=dict(query))
         assert r.status_code == 400, (query, r.text)
         details = r.json()["error"]["details"]

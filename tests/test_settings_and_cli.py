@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -140,3 +141,64 @@ def _child_redis_pid(parent: int) -> int | None:
         if ppid == parent and b"redis-server" in cmd:
             return int(entry.name)
     return None
+
+
+def test_workers_serve_with_the_config_file_and_flags(tmp_path: Path) -> None:
+    """`--workers` processes build their app from the parent's resolved settings:
+    a setting from --config reaches every response (before, workers read only the
+    environment and silently served the defaults)."""
+    config = tmp_path / "live.toml"
+    config.write_text('[security]\nreferrer_policy = "no-referrer"\n')
+    with socket.socket() as probe:  # --workers needs a fixed port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port),
+                             "--workers", "2", "--config", str(config),
+                             "--data-dir", str(tmp_path / "data"), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("LIVESELL_")})
+    try:
+        assert proc.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "host console:" in line:
+                break
+        text = "".join(lines)
+        base = text.split("host console:")[1].split()[0].removesuffix("/host")
+        deadline = time.monotonic() + 60
+        while not wait_ready(base):
+            assert time.monotonic() < deadline, "workers never got ready"
+            time.sleep(0.1)
+        # Fresh connections land on either worker; every one answers with the setting.
+        for _ in range(20):
+            r = httpx.get(base + "/api/health", timeout=10, headers={"connection": "close"})
+            assert r.headers["referrer-policy"] == "no-referrer", r.headers
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def wait_ready(base: str) -> bool:
+    try:
+        return httpx.get(base + "/api/ready", timeout=10).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_forwarded_allow_ips_must_be_addresses_or_networks() -> None:
+    assert load_settings(None, env={}, overrides={"server": {
+        "forwarded_allow_ips": "10.0.0.0/8, 192.0.2.1 ,*"}}).server.forwarded_allow_ips
+    with pytest.raises(SettingsError, match=r"server.forwarded_allow_ips: 'proxy' is not"):
+        load_settings(None, env={}, overrides={"server": {"forwarded_allow_ips": "proxy"}})

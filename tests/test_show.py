@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from server.domain import verify_lottery
-from tests.support import LiveServer, create_room, join
+from tests.support import LiveServer, create_room, join, offer, viewers
 
 
 async def test_pins_at_most_three(server: LiveServer, http: httpx.AsyncClient) -> None:
@@ -208,7 +209,10 @@ async def test_lottery_draw_is_verifiable(server: LiveServer, http: httpx.AsyncC
     assert sorted(entrants["entrants"]) == sorted(c.viewer_id for c in clients)
     drawn = await host.call("POST", f"/lotteries/{lottery['lottery_id']}/draw", expect=200)
     event = await clients[1].next_event("lottery_drawn")
-    assert event["lottery"]["result"] == drawn["result"]
+    # The event carries the count and the winners; the list is fetched to verify.
+    assert event["lottery"]["result"] == {k: v for k, v in drawn["result"].items()
+                                          if k != "entrants"}
+    assert event["lottery"]["entrants"] == len(drawn["result"]["entrants"]) == 8
     result = drawn["result"]
     assert len(result["winners"]) == 3 and set(result["winners"]) <= set(result["entrants"])
     published = {"seed_hash": drawn["seed_hash"], "winners_count": 3, **result}
@@ -248,8 +252,10 @@ async def test_keyword_lottery_entry_by_chat(server: LiveServer,
     wrong = await bystander.request("enter_lottery", lottery_id=lottery["lottery_id"])
     assert wrong["code"] == "not_eligible"
     drawn = await fan.next_event("lottery_drawn", timeout=10)
-    assert drawn["lottery"]["result"]["entrants"] == [fan.viewer_id]
+    assert drawn["lottery"]["entrants"] == 1
     assert drawn["lottery"]["result"]["winners"] == [fan.viewer_id]
+    published = await host.call("GET", f"/lotteries/{lottery['lottery_id']}", expect=200)
+    assert published["result"]["entrants"] == [fan.viewer_id]
     await asyncio.gather(fan.close(), bystander.close())
 
 
@@ -331,7 +337,8 @@ async def test_host_console_socket_is_not_a_viewer(server: LiveServer,
     stats = await host.call("GET", "/stats", expect=200)
     assert stats["viewers"]["now"] == 1
     other = await create_room(http)
-    async with connect(server.ws_url(host.room_id, host_key=other.key)) as ws:
+    async with connect(server.ws_url(host.room_id),
+                       subprotocols=offer(host_key=other.key)) as ws:
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
         assert ws.close_code == 4003
@@ -351,3 +358,39 @@ async def test_chat_allowance_survives_reconnecting(server: LiveServer,
     refused = await again.request("chat", text="one more")
     assert refused["code"] == "rate_limited"
     await again.close()
+
+
+async def test_a_drawn_lottery_snapshot_carries_counts_and_winners_not_entrants(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    lottery = await host.call("POST", "/lotteries", {"prize": "Bike", "winners": 3,
+                                                     "duration_s": 600}, expect=201)
+    lid = lottery["lottery_id"]
+    async with viewers(server, host.room_id, 500) as crowd:
+        entries = await asyncio.gather(*(c.request("enter_lottery", lottery_id=lid)
+                                         for c in crowd))
+        assert all(e["type"] == "lottery_entered" for e in entries)
+        drawn = await host.call("POST", f"/lotteries/{lid}/draw", expect=200)
+        entrants = {c.viewer_id for c in crowd}
+    winners = drawn["result"]["winners"]
+    assert len(winners) == 3 and set(winners) <= entrants
+    assert set(drawn["result"]["entrants"]) == entrants  # the host's answer has them all
+    late = await join(server, host.room_id)
+    snapshot = await late.next_event("snapshot")
+    raw = orjson.dumps(snapshot).decode()
+    await late.close()
+    (lot,) = snapshot["lotteries"]
+    assert lot["state"] == "drawn" and lot["entrants"] == 500
+    assert lot["result"]["winners"] == winners
+    assert lot["result"]["entrants_digest"] == drawn["result"]["entrants_digest"]
+    assert "entrants" not in lot["result"]
+    assert sum(vid in raw for vid in entrants) == 3  # the winners' ids, no one else's
+    assert len(raw) < 4096
+    # The room state over HTTP is the snapshot's; the full list stays with the host
+    # and with the one lottery's public record that verifiers fetch.
+    state = await http.get(f"/api/rooms/{host.room_id}")
+    assert "entrants" not in state.json()["lotteries"][0]["result"]
+    listed = await host.call("GET", f"/lotteries/{lid}/entrants", expect=200)
+    assert set(listed["entrants"]) == entrants
+    published = await host.call("GET", f"/lotteries/{lid}", expect=200)
+    assert set(published["result"]["entrants"]) == entrants

@@ -41,6 +41,7 @@ from server.redis_supervisor import (
     answering_pid,
     find_redis_server,
     free_port,
+    read_password,
 )
 from tests.support import Host, ViewerClient, create_room, wait_until
 
@@ -119,8 +120,21 @@ async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
         await asyncio.sleep(0.02)
 
 
+def password_on(port: int) -> str | None:
+    """The password of the redis-server on `port`, from the file in the directory it
+    works in (None for one started without: an orphan a test made by hand)."""
+    for pid in _pids():
+        if _comm(pid) != "redis-server" or not alive(pid):
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if redis_port_of(pid) == port:
+                return read_password(Path(os.readlink(f"/proc/{pid}/cwd")))
+    return None
+
+
 def redis_client(port: int) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, decode_responses=True)
+    return redis.Redis(host="127.0.0.1", port=port, password=password_on(port),
+                       socket_timeout=10, decode_responses=True)
 
 
 def redis_pid_on(port: int) -> int | None:
@@ -423,8 +437,9 @@ def test_c_a_foreign_redis_on_the_port_is_never_adopted(tmp_path: Path) -> None:
         assert foreign.pid is not None and foreign.port
         before = set(children(os.getpid()))
         embedded = RedisServer(tmp_path / "ours", binary=str(late), port=foreign.port)
-        with pytest.raises(RedisStartError, match=rf"another Redis \(pid {foreign.pid}\) "
-                                                  rf"answers on 127.0.0.1:{foreign.port}"):
+        # The stranger has a password of its own, so it cannot tell us its pid.
+        with pytest.raises(RedisStartError, match=rf"another Redis answers on 127.0.0.1:"
+                                                  rf"{foreign.port}, refusing our password"):
             embedded.start()
         assert embedded.process is None
         assert set(children(os.getpid())) <= before
@@ -588,7 +603,8 @@ def test_supervisor_stop_ends_child_and_thread(tmp_path: Path) -> None:
     supervisor = RedisSupervisor(tmp_path / "redis", appendonly=False)
     url = supervisor.start()
     child = supervisor.pid
-    assert child is not None and url == f"redis://127.0.0.1:{supervisor.port}/0"
+    assert child is not None and supervisor.password
+    assert url == f"redis://:{supervisor.password}@127.0.0.1:{supervisor.port}/0"
     assert redis_pid_on(supervisor.port) == child
     supervisor.stop()
     assert not alive(child) and supervisor.state is RedisState.STOPPED

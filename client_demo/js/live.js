@@ -12,6 +12,8 @@ const BACKOFF_MAX_MS = 15000;
 const PING_EVERY_MS = 10000;
 const PONG_TIMEOUT_MS = 8000;
 const FIRST_PINGS = 4;
+// Tokens and host keys are base64url (tokens with one "."): safe in a subprotocol.
+const CREDENTIAL = /^[A-Za-z0-9._-]{1,4000}$/;
 
 export class Live {
   /**
@@ -137,16 +139,26 @@ export class Live {
     this.onState(state, info);
   }
 
+  // The URL carries nothing secret (it ends up in logs and history): the token and
+  // the host key travel as subprotocols, which the server reads and never echoes
+  // (it answers "livesell.v1"). Both are base64url, valid in a subprotocol as they are.
   _url() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const params = new URLSearchParams();
-    const token = this.token;
-    if (token) params.set("token", token);
-    else if (this.nickname) params.set("nickname", this.nickname);
+    if (!this.token && this.nickname) params.set("nickname", this.nickname);
     if (this.lastSeq !== null) params.set("since", String(this.lastSeq));
-    if (this.hostKey) params.set("host_key", this.hostKey);
     const query = params.toString();
     return `${proto}//${location.host}/ws/${encodeURIComponent(this.roomId)}${query ? "?" + query : ""}`;
+  }
+
+  _protocols() {
+    const protocols = ["livesell.v1"];
+    // A value the WebSocket constructor would refuse (a damaged stored token) is left
+    // out rather than failing every attempt: the server then issues a new identity.
+    const token = this.token;
+    if (typeof token === "string" && CREDENTIAL.test(token)) protocols.push(`livesell.token.${token}`);
+    if (CREDENTIAL.test(this.hostKey)) protocols.push(`livesell.host.${this.hostKey}`);
+    return protocols;
   }
 
   _connectNow() {
@@ -156,7 +168,7 @@ export class Live {
     this._setState(this.connectedOnce ? "reconnecting" : "connecting", { attempt: this.attempt, inMs: 0 });
     let ws;
     try {
-      ws = new WebSocket(this._url());
+      ws = new WebSocket(this._url(), this._protocols());
     } catch {
       this._scheduleRetry();
       return;

@@ -973,7 +973,7 @@ function updateDrawnLottery(r, l) {
   const mine = S.me && winners.includes(S.me.viewer_id);
   setText(r.title, `${mine ? "You won: " : "Drawn: "}${l.prize}`);
   setText(r.how, winners.length ? `Winner${winners.length > 1 ? "s" : ""}: ${winnerNames(l).join(", ")}` : "No entrants");
-  setText(r.meta, `${(l.result.entrants || []).length} entered`);
+  setText(r.meta, `${l.entrants} entered`);
   setText(r.seed, `Seed ${String(l.result.seed).slice(0, 16)}…`);
   setText(r.btn, "Verify");
   r.btn.setAttribute("aria-label", `Verify the draw for ${l.prize}`);

@@ -2,7 +2,8 @@
 -- consume the coupon, and remember the answer for retries.
 -- KEYS[1] hold hash, KEYS[2] product stock hash, KEYS[3] sale hash,
 -- KEYS[4] coupon claims hash (unused without a coupon), KEYS[5] request-id answer,
--- KEYS[6] zset of holds in checkout
+-- KEYS[6] zset of holds in checkout, KEYS[7] open holds per viewer (the hold closes;
+-- its units stay counted against the buyer and the address, like a sale's)
 -- ARGV[1] order id, ARGV[2] answer json, ARGV[3] answer TTL s, ARGV[4] ms to keep the hold,
 -- ARGV[5] hold id
 -- Returns {'ok'} | {'already'} | {'missing'} | {'bad_state', state}
@@ -21,6 +22,7 @@ redis.call('HINCRBY', KEYS[3], 'sold', qty)
 if h[4] and h[4] ~= '' then
   redis.call('HSET', KEYS[4], h[3], 'used:' .. ARGV[1])
 end
+if redis.call('HINCRBY', KEYS[7], h[3], -1) <= 0 then redis.call('HDEL', KEYS[7], h[3]) end
 redis.call('HSET', KEYS[1], 'state', 'confirmed', 'order_id', ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])

@@ -7,14 +7,15 @@
 -- KEYS[1] hold hash, KEYS[2] product stock hash, KEYS[3] sale hash,
 -- KEYS[4] per-buyer units of the sale, KEYS[5] expiring-holds zset,
 -- KEYS[6] zset of holds in checkout, KEYS[7] coupon claims hash (unused without a coupon),
--- KEYS[8] the room's epoch (absent: Redis is being rebuilt, and no unit moves)
+-- KEYS[8] the room's epoch (absent: Redis is being rebuilt, and no unit moves),
+-- KEYS[9] open holds per viewer, KEYS[10] units per client address of the sale
 -- ARGV[1] hold id, ARGV[2] 'expire' | 'release' | 'void', ARGV[3] buyer (for release),
 -- ARGV[4] ms to keep the finished hold for late checkouts
 -- Returns {'done', qty, product_id, state now} | {'not_due'} | {'missing'} | {'rebuilding'}
 --   | {state}
 if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
 local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id',
-  'coupon_id')
+  'coupon_id', 'ip')
 if not h[1] then
   redis.call('ZREM', KEYS[5], ARGV[1])
   return {'missing'}
@@ -42,6 +43,10 @@ redis.call('HINCRBY', KEYS[2], 'left', qty)
 redis.call('HINCRBY', KEYS[2], 'held', -qty)
 redis.call('HINCRBY', KEYS[3], 'held', -qty)
 redis.call('HINCRBY', KEYS[4], h[3], -qty)
+if redis.call('HINCRBY', KEYS[9], h[3], -1) <= 0 then redis.call('HDEL', KEYS[9], h[3]) end
+if h[7] and h[7] ~= '' and redis.call('HINCRBY', KEYS[10], h[7], -qty) <= 0 then
+  redis.call('HDEL', KEYS[10], h[7])
+end
 redis.call('HSET', KEYS[1], 'state', state)
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])

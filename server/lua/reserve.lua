@@ -3,9 +3,13 @@
 -- KEYS[1] request-id answer (set only when units are reserved), KEYS[2] product's
 -- current sale id, KEYS[3] sale hash,
 -- KEYS[4] product stock hash, KEYS[5] per-buyer units of the sale, KEYS[6] hold hash,
--- KEYS[7] expiring-holds zset, KEYS[8] the room's epoch (absent: Redis is being rebuilt)
+-- KEYS[7] expiring-holds zset, KEYS[8] the room's epoch (absent: Redis is being rebuilt),
+-- KEYS[9] room policy hash, KEYS[10] open holds per viewer (room-wide),
+-- KEYS[11] units per client address of the sale (counted when policy limit_per_ip is on)
 -- ARGV[1] sale id the caller believes is current, ARGV[2] buyer, ARGV[3] quantity,
--- ARGV[4] new hold id, ARGV[5] hold lifetime ms, ARGV[6] answer TTL s, ARGV[7] product id
+-- ARGV[4] new hold id, ARGV[5] hold lifetime ms, ARGV[6] answer TTL s, ARGV[7] product id,
+-- ARGV[8] '1' when the buyer's identity is shop-signed, ARGV[9] buyer's client address
+-- ('' when unknown), ARGV[10] most open holds per viewer
 -- Returns {'dup', answer} | {'stale'} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
@@ -21,6 +25,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function refuse(code)
   return {'refused', cjson.encode({error = code})}
 end
+local policy = redis.call('HMGET', KEYS[9], 'require_verified', 'limit_per_ip')
+if policy[1] == '1' and ARGV[8] ~= '1' then return refuse('signed_identity_required') end
 if s[3] == 'stopped' or now >= tonumber(s[2]) then return refuse('ended') end
 if now < tonumber(s[1]) then return refuse('not_started') end
 local qty = tonumber(ARGV[3])
@@ -31,6 +37,18 @@ if avail <= 0 then return refuse('sold_out') end
 if avail < qty then return refuse('insufficient_stock') end
 local mine = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '0')
 if mine + qty > tonumber(s[7]) then return refuse('limit_reached') end
+-- The per-address count is kept only for holds taken while the policy asks for it;
+-- such a hold records its address, so its release gives back exactly what it took.
+local by_ip = policy[2] == '1' and ARGV[9] ~= ''
+if by_ip then
+  local ours = tonumber(redis.call('HGET', KEYS[11], ARGV[9]) or '0')
+  if ours + qty > tonumber(s[7]) then return refuse('ip_limit_reached') end
+end
+if tonumber(redis.call('HGET', KEYS[10], ARGV[2]) or '0') >= tonumber(ARGV[10]) then
+  return refuse('too_many_holds')
+end
+redis.call('HINCRBY', KEYS[10], ARGV[2], 1)
+if by_ip then redis.call('HINCRBY', KEYS[11], ARGV[9], qty) end
 redis.call('HINCRBY', KEYS[4], 'left', -qty)
 redis.call('HINCRBY', KEYS[4], 'held', qty)
 redis.call('HINCRBY', KEYS[3], 'held', qty)
@@ -39,6 +57,7 @@ local expires = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[6], 'id', ARGV[4], 'buyer', ARGV[2], 'product_id', ARGV[7],
   'sale_id', ARGV[1], 'quantity', qty, 'unit_price', s[8], 'currency', s[9],
   'created_at', now, 'expires_at', expires, 'state', 'held')
+if by_ip then redis.call('HSET', KEYS[6], 'ip', ARGV[9]) end
 redis.call('ZADD', KEYS[7], expires, ARGV[4])
 local answer = cjson.encode({hold = {id = ARGV[4], product_id = ARGV[7], sale_id = ARGV[1],
   quantity = qty, unit_price = tonumber(s[8]), currency = s[9], created_at = now,

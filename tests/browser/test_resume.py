@@ -84,9 +84,13 @@ async def test_viewer_survives_a_server_restart_and_resumes(redis_url: str, data
         assert await page.evaluate("() => window.livesell.viewer.viewer_id") == viewer_id
         resumed = log.sockets[-1]
         assert f"since={last_seq}" in resumed["url"], resumed["url"]
-        assert f"token={token}" in resumed["url"]
+        # The token went in Sec-WebSocket-Protocol (the server gave the same one back,
+        # so it read it), never in the URL; the server answered with the protocol only.
+        assert "token" not in resumed["url"] and token not in resumed["url"], resumed["url"]
+        assert await page.evaluate("() => window.livesell.live.ws.protocol") == "livesell.v1"
         welcome = resumed["received"][0]
         assert welcome["type"] == "welcome" and welcome["resumed"] is True
+        assert welcome["token"] == token
         assert welcome["viewer"]["viewer_id"] == viewer_id
         kinds = [f["type"] for f in resumed["received"]]
         assert "snapshot" not in kinds, kinds

@@ -64,6 +64,11 @@ async def test_pages_work_under_the_policy(server: LiveServer, http: httpx.Async
     host_key = await host.evaluate(
         "(id) => JSON.parse(localStorage.getItem('livesell.host.rooms'))[id].host_key", room_id)
     assert isinstance(host_key, str) and host_key
+    # The console's socket carries its host key as a subprotocol, not in the URL.
+    socket = await host.evaluate(
+        "() => [window.livesell.live.ws.url, window.livesell.live.ws.protocol]")
+    assert host_key not in socket[0] and "host_key" not in socket[0], socket
+    assert socket[1] == "livesell.v1", socket
 
     viewer_ctx = await browser.new_context(viewport=DESKTOP)
     await viewer_ctx.add_init_script(WATCH_VIOLATIONS)

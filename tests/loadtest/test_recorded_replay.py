@@ -23,7 +23,11 @@ async def test_a_recorded_show_replays_and_passes(server: LiveServer, http: http
     await host.sale(product["product_id"], units=10, limit=2, duration_s=30)
     drop = await host.call("POST", "/coupons", {"kind": "percent", "value": 10, "count": 3},
                            expect=201)
-    lottery = await host.call("POST", "/lotteries", {"prize": "Mug", "duration_s": 60},
+    # A keyword lottery: the trace keeps the keyword only as a keyed stand-in, and
+    # the replay still enters with it.
+    lottery = await host.call("POST", "/lotteries", {"prize": "Mug", "duration_s": 60,
+                                                     "entry": "keyword",
+                                                     "keyword": "Secret-Word-123"},
                               expect=201)
     # Gaps as in a real show, so the replay keeps the order of host and viewers.
     await asyncio.sleep(0.5)
@@ -36,7 +40,9 @@ async def test_a_recorded_show_replays_and_passes(server: LiveServer, http: http
                             coupon_id=drop["coupon_id"])
         else:
             await v.request("checkout", hold_id=hold["hold"]["id"])
-        await v.request("enter_lottery", lottery_id=lottery["lottery_id"])
+        entered = await v.request("enter_lottery", lottery_id=lottery["lottery_id"],
+                                  keyword="secret-word-123 please")
+        assert entered["type"] == "lottery_entered", entered
         await v.send({"type": "chat", "text": "hi"})
         await v.send({"type": "like", "count": 3})
     await asyncio.sleep(0.5)
@@ -45,6 +51,7 @@ async def test_a_recorded_show_replays_and_passes(server: LiveServer, http: http
     await asyncio.sleep(0.2)
     r = await http.get(f"/api/rooms/{host.room_id}/trace", headers={"X-Host-Key": host.key})
     assert r.status_code == 200
+    assert "secret-word-123" not in r.text.lower()
     trace = parse_trace(r.text, "recorded")
     assert {rec.action for rec in trace.records} >= {"product", "update_product", "sale",
                                                      "buy", "checkout", "draw"}
