@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import __version__, domain, gcpolicy, handshake, logfilter, security
+from server import __version__, domain, gcpolicy, handshake, logfilter, rooms, security
 from server.admission import Admission, client_bucket
 from server.domain import now_ms
 from server.errors import (
@@ -49,7 +49,6 @@ from server.errors import (
     BadRequest,
     LivesellError,
     PayloadTooLarge,
-    Unauthorized,
     Unavailable,
     UnsupportedMedia,
     refusal,
@@ -185,6 +184,9 @@ class Services:
         self.pulse = Pulse(self.show)
         await self.pulse.start()
         gcpolicy.apply(s.server.gc_young_threshold)
+        exposed = rooms.exposure_warning(s.server)
+        if exposed:
+            log.warning(exposed)
         self.ready = True
         self.health.state = "serving"
 
@@ -352,15 +354,21 @@ CREATED_ID = {"product": "product_id", "sale": "sale_id", "coupon": "coupon_id",
 
 
 def host_only(handler: Handler, record_as: str | None = None,
-              needs_whole: bool = True) -> Handler:
+              needs_whole: bool = True, guard_ended: bool = True) -> Handler:
     """A host endpoint: the room's host key is required, and (unless `needs_whole`
-    is off) the room must not be in the middle of a rebuild (503 meanwhile)."""
+    is off) the room must not be in the middle of a rebuild (503 meanwhile); a
+    show change (a recorded action) is refused once the show ended (unless
+    `guard_ended` is off). Moderation and reports stay open after the end."""
     async def wrapped(request: Request) -> Response:
         room_id = room_param(request)
         show = show_of(request)
         await show.check_host(room_id, host_key(request))
         if needs_whole:
             await show.ensure_whole(room_id)
+        if guard_ended and record_as is not None:
+            # Refused once the show ended; starting to sell takes a scheduled room live.
+            await show.lifecycle.guard_host_change(
+                room_id, goes_live=record_as in ("sale", "coupon", "lottery"))
         response = await handler(request)
         recorder = services(request).recorder
         if record_as is not None and recorder is not None and recorder.active(room_id):
@@ -439,19 +447,46 @@ async def create_session(request: Request) -> Response:
                "expires_at": viewer.expires_at, "verified": viewer.verified}, 201)
 
 
-async def create_room(request: Request) -> Response:
-    svc = services(request)
-    admin = svc.settings.server.admin_key
+def offered_admin_key(request: Request) -> bytes:
     # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
     # a 500). Header values arrive decoded as latin-1, so that gives their bytes back.
-    offered = request.headers.get("x-admin-key", "").encode("latin-1")
-    if admin and not secrets.compare_digest(offered, admin.encode()):
-        raise Unauthorized("creating rooms needs the admin key (header X-Admin-Key)")
+    return request.headers.get("x-admin-key", "").encode("latin-1")
+
+
+async def create_room(request: Request) -> Response:
+    svc = services(request)
+    refused = rooms.room_creation_refusal(svc.settings.server, offered_admin_key(request))
+    if refused is not None:
+        raise refused
     return ok(await show_of(request).create_room(await json_body(request)), 201)
 
 
 async def list_rooms(request: Request) -> Response:
-    return ok({"rooms": await show_of(request).list_rooms()})
+    """Live and upcoming rooms, newest first, paged (server/rooms.py)."""
+    limit, before = rooms.parse_list_query(request.query_params)
+    return ok(await show_of(request).lifecycle.public_list(limit, before))
+
+
+async def _go_live(request: Request) -> Response:
+    return ok(await show_of(request).lifecycle.go_live(room_param(request)))
+
+
+async def _end_show(request: Request) -> Response:
+    return ok(await show_of(request).lifecycle.end_show(room_param(request)))
+
+
+go_live = host_only(_go_live)
+end_show = host_only(_end_show, guard_ended=False)  # ending again answers the state
+
+
+async def archive_room(request: Request) -> Response:
+    """The admin key or the room's host key archives an ended room."""
+    room_id = room_param(request)
+    show = show_of(request)
+    if not rooms.admin_key_matches(services(request).settings.server,
+                                   offered_admin_key(request)):
+        await show.check_host(room_id, host_key(request))
+    return ok(await show.lifecycle.archive(room_id))
 
 
 async def room_state(request: Request) -> Response:
@@ -881,6 +916,8 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
                                               msg.keyword or "")
         else:  # pragma: no cover - decode_viewer_message returns only known kinds
             raise BadRequest("unsupported message")
+        if answer.kind == "error" and isinstance(msg, Buy | ClaimCoupon | EnterLottery):
+            answer = await show.lifecycle.explain_refusal(room_id, answer)
     except LivesellError as exc:
         answer = error_answer(exc)
     except (RedisError, OSError) as exc:
@@ -978,6 +1015,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route(room + "/trace", download_trace, methods=["GET"]),
         Route(room + "/moderation/delete", delete_message, methods=["POST"]),
         Route(room + "/moderation/mute", mute, methods=["POST"]),
+        Route(room + "/live", go_live, methods=["POST"]),
+        Route(room + "/end", end_show, methods=["POST"]),
+        Route(room + "/archive", archive_room, methods=["POST"]),
         Route(room + "/policy", set_policy, methods=["PATCH"]),
         WebSocketRoute("/ws/{room_id}", viewer_socket),
     ]

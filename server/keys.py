@@ -11,6 +11,12 @@ from functools import lru_cache
 ROOMS = "ls:rooms"  # set of room ids with live state
 EPOCH = "ls:epoch"  # present while Redis holds state rebuilt from (or in step with) the store
 REBUILD_LOCK = "ls:rebuild-lock"
+# The pulse's schedule (server/pulse.py): zset room id -> ms when the room next has
+# a timer, an expiring hold or a checkout that may need recovery due. Rooms with
+# nothing due are absent: an idle room costs the pulse nothing.
+DUE = "ls:due"
+RECORDING_ROOMS = "ls:recording"  # set of rooms whose host switched recording on
+KEYWORD_ROOMS = "ls:keyword-rooms"  # set of rooms that opened a keyword lottery
 
 
 def guest_mints(client: str) -> str:

@@ -38,6 +38,7 @@ SCRIPT_NAMES: Final = (
     "adjust_stock",
     "close_lottery",
     "viewers",
+    "reschedule",
     "chat_gate",
     "mint_guest",
 )

@@ -2,8 +2,20 @@
 keeping Redis in step with the order store.
 
 - Timers (sale open/close, countdown ticks, lottery close) and expiring holds
-  live in per-room sorted sets scored by due time; every process polls them
-  and claims each due item with ZREM, so exactly one process fires it.
+  live in per-room sorted sets scored by due time; every process claims each
+  due item with ZREM, so exactly one process fires it.
+- The pulse works by due time: a schedule (the zset keys.DUE, room -> when its
+  earliest timer or hold falls due) says which rooms have anything due, and only
+  those are looked at; a room is put back at its next item (reschedule.lua) or
+  taken off. Writers add an item, then lower the room's entry (ZADD LT), in one
+  MULTI for timers; a granted hold is put on the schedule at the next tick
+  (Show.note_due), so a buy pays no extra round trip. A checkout left
+  'confirming' is due store.recover_after_s after it began; the timer poll hands
+  such rooms to the recovery task, which may wait on a stalled store. An idle
+  room costs nothing: idle CPU does not grow with the number of rooms
+  (docs/benchmarks.md). Each start re-seeds the schedule from every room's
+  sorted sets (a process killed within a tick of granting a hold may have left
+  it off, until that room's next hold; so does a version before the schedule).
 - Stock, like totals and viewer counts change far faster than anyone can read;
   they are published as the latest value at a bounded rate, never one frame
   per change.
@@ -30,8 +42,17 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from server.domain import CouponDrop, Lottery, Sale, now_ms
-from server.keys import EPOCH, REBUILD_LOCK, ROOMS, room_keys
+from server.keys import (
+    DUE,
+    EPOCH,
+    KEYWORD_ROOMS,
+    REBUILD_LOCK,
+    RECORDING_ROOMS,
+    ROOMS,
+    room_keys,
+)
 from server.protocol import encode
+from server.rooms import ARCHIVED
 from server.show import Show, new_epoch, sale_view, stock_view
 from server.store import StoreError
 
@@ -45,7 +66,10 @@ log = logging.getLogger("livesell.pulse")
 # regardless was most of an idle server's CPU (15 of 18 ms per second).
 TIMER_TICK_S = 0.05
 TIMER_IDLE_S = 1.0
-ROOM_REFRESH_S = 2.0
+# Rooms handled per poll: more due at once are taken at the next poll, TIMER_TICK_S later.
+DUE_BATCH = 200
+# A room handed to recovery is not due for recovery again sooner than this.
+RECOVERY_RETRY_MS = 1000
 REBUILD_LOCK_S = 60
 # A pulse timer that wakes this late found the event loop busy with work queued
 # ahead of it (a sale's opening: thousands of buys). Coalesced numbers then go
@@ -112,9 +136,8 @@ class Pulse:
         self.redis: Any = show.redis
         self.settings = show.settings
         self._tasks: list[asyncio.Task[None]] = []
-        self._rooms: list[str] = []
-        self._rooms_at = 0.0
         self.expired_holds = 0
+        self._to_recover: set[str] = set()  # rooms with checkouts for the recovery task
         self._last_coalesced: dict[str, float] = {}  # room -> when its counts last went out
         self.lag_s = 0.0  # how late the last pulse timer woke (the loop's backlog)
         # The rebuild generation this process last saw (the EPOCH marker's value): a
@@ -125,6 +148,7 @@ class Pulse:
 
     async def start(self) -> None:
         await self.ensure_in_step()
+        await self.reseed_schedule()
         self._seen_epoch = await self.redis.get(EPOCH)
         hub = self.settings.hub
         self._tasks = [
@@ -191,51 +215,88 @@ class Pulse:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), rest)
 
-    async def rooms(self) -> list[str]:
-        if time.monotonic() - self._rooms_at > ROOM_REFRESH_S:
-            self._rooms = sorted(await self.redis.smembers(ROOMS))
-            self._rooms_at = time.monotonic()
-        return self._rooms
+    # ------------------------------------------------------------------ schedule
+
+    async def flush_due(self) -> None:
+        """Put the rooms of holds granted here since the last tick on the schedule."""
+        pending, self.show.due_pending = self.show.due_pending, {}
+        if pending:
+            await self.redis.zadd(DUE, pending, lt=True)
+
+    async def reseed_schedule(self) -> None:
+        """Schedule every room from its own sorted sets (at start: see the module
+        docstring). Costs one pipeline per 500 rooms, once."""
+        rooms = sorted(await self.redis.smembers(ROOMS))
+        recover_ms = int(self.settings.store.recover_after_s * 1000)
+        for start in range(0, len(rooms), 500):
+            chunk = rooms[start:start + 500]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room_id in chunk:
+                    keys = room_keys(room_id)
+                    pipe.zrange(keys.timers, 0, 0, withscores=True)
+                    pipe.zrange(keys.holds, 0, 0, withscores=True)
+                    pipe.zrange(keys.confirming, 0, 0, withscores=True)
+                firsts = await pipe.execute()
+            due: dict[str, float] = {}
+            for i, room_id in enumerate(chunk):
+                timer, hold, confirming = firsts[3 * i:3 * i + 3]
+                times = [float(f[0][1]) for f in (timer, hold) if f]
+                if confirming:
+                    times.append(float(confirming[0][1]) + recover_ms)
+                if times:
+                    due[room_id] = min(times)
+            if due:
+                await self.redis.zadd(DUE, due, lt=True)
 
     # ------------------------------------------------------------------ timers and holds
 
     async def timers_tick(self) -> float:
-        """Fire the due timers and expire the due holds of every room; return the
-        seconds until the next poll (until the earliest item not yet due, at most
-        TIMER_IDLE_S; TIMER_TICK_S when items were due, as more may be)."""
-        rooms = await self.rooms()
-        if not rooms:
-            return TIMER_IDLE_S
+        """Fire the due timers and expire the due holds of the rooms the schedule
+        names as due; return the seconds until the next poll (until the earliest
+        due room, at most TIMER_IDLE_S; TIMER_TICK_S when a full batch was due)."""
+        # The wait returned counts from the tick's start (Pulse._loop adds it to the
+        # moment the tick began): measured from its end instead, the poll woke early
+        # by the tick's own duration, found nothing due yet, and fired a whole
+        # TIMER_TICK_S late.
+        began = now_ms()
+        await self.flush_due()
         now = now_ms()
+        rooms = await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=DUE_BATCH)
+        for room_id in rooms:
+            await self._room_due(room_id, now)
+        if len(rooms) >= DUE_BATCH:
+            return TIMER_TICK_S
+        first = await self.redis.zrange(DUE, 0, 0, withscores=True)
+        if not first:
+            return TIMER_IDLE_S
+        # One ms past the due time: now_ms() truncates, so a wake-up a fraction of a ms
+        # early would find the item not yet due.
+        return min(TIMER_IDLE_S, max(TIMER_TICK_S, (float(first[0][1]) + 1 - began) / 1000.0))
+
+    async def _room_due(self, room_id: str, now: int) -> None:
+        keys = room_keys(room_id)
+        recover_ms = int(self.settings.store.recover_after_s * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for room_id in rooms:
-                keys = room_keys(room_id)
-                pipe.zrangebyscore(keys.timers, "-inf", now, start=0, num=100)
-                pipe.zrangebyscore(keys.holds, "-inf", now, start=0, num=500)
-                pipe.zrange(keys.timers, 0, 0, withscores=True)
-                pipe.zrange(keys.holds, 0, 0, withscores=True)
-            due = await pipe.execute()
-        earliest: float | None = None  # ms: the earliest timer or hold seen
-        any_due = False
-        for i, room_id in enumerate(rooms):
-            timers, holds, first_timer, first_hold = due[4 * i:4 * i + 4]
-            for first in (first_timer, first_hold):
-                if first:
-                    at = float(first[0][1])
-                    earliest = at if earliest is None else min(earliest, at)
-            any_due = any_due or bool(timers or holds)
-            keys = room_keys(room_id)
+            pipe.zrangebyscore(keys.timers, "-inf", now, start=0, num=100)
+            pipe.zrangebyscore(keys.holds, "-inf", now, start=0, num=500)
+            pipe.zrangebyscore(keys.confirming, "-inf", now - recover_ms, start=0, num=1)
+            timers, holds, stuck = await pipe.execute()
+        not_before = 0
+        if stuck:
+            # Deciding waits on the store, which may be stalled: the recovery task
+            # does it, and the room is not due for it again for a while.
+            self._to_recover.add(room_id)
+            not_before = now + RECOVERY_RETRY_MS
+        try:
             for member in timers:
                 # ZREM answers 1 to exactly one process: that one fires the timer.
                 if await self.redis.zrem(keys.timers, member):
                     await self.fire(room_id, member)
             if holds:
                 self.expired_holds += await self.show.expire_due_holds(room_id, list(holds))
-        if any_due:
-            return TIMER_TICK_S
-        if earliest is None:
-            return TIMER_IDLE_S
-        return min(TIMER_IDLE_S, max(TIMER_TICK_S, (earliest - now_ms()) / 1000.0))
+        finally:
+            # Back on the schedule at its next item (now, if more were due than taken).
+            await self.show.reschedule(room_id, not_before)
 
     async def fire(self, room_id: str, member: str) -> None:
         kind, _, rest = member.partition(":")
@@ -354,23 +415,25 @@ class Pulse:
             self.show.hub.resync_all()
             log.info("redis was rebuilt: %d viewers of this process counted present again "
                      "and sent a snapshot", n)
-        for room_id in await self.rooms():
+        # Only rooms that opened a keyword lottery, or whose host switched recording
+        # on: an idle room costs nothing here.
+        keyword_rooms = await self.redis.smembers(KEYWORD_ROOMS)
+        for room_id in sorted(keyword_rooms):
             await self.show.refresh_keyword_lotteries(room_id)
-            await self.show.refresh_recording(room_id)
+        for room_id in set(self.show.keyword_lotteries) - set(keyword_rooms):
+            self.show.keyword_lotteries.pop(room_id, None)
+        if self.show.recorder is not None:
+            self.show.recorder.rooms = set(await self.redis.smembers(RECORDING_ROOMS))
         await self.memory.check(self.redis)
 
     async def recovery_tick(self) -> None:
-        """Find, in one round trip for every room, the checkouts left 'confirming'
-        past store.recover_after_s, and decide those (Show.recover_checkouts)."""
-        rooms = await self.rooms()
-        if not rooms:
-            return
+        """Decide the checkouts left 'confirming' past store.recover_after_s
+        (Show.recover_checkouts) in the rooms the timer poll found them in."""
+        rooms, self._to_recover = self._to_recover, set()
         before = now_ms() - int(self.settings.store.recover_after_s * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room_id in rooms:
-                pipe.zrangebyscore(room_keys(room_id).confirming, "-inf", before)
-            stuck = await pipe.execute()
-        for room_id, holds in zip(rooms, stuck, strict=True):
+        for room_id in sorted(rooms):
+            holds = await self.redis.zrangebyscore(room_keys(room_id).confirming, "-inf",
+                                                   before)
             if holds:
                 await self.show.recover_checkouts(room_id, holds)
 
@@ -390,14 +453,16 @@ class Pulse:
                     return
             return
         try:
+            states = await self.show.store.room_states()
             for room in await self.show.store.rooms():
+                if states.get(room["room_id"], {}).get("state") == ARCHIVED:
+                    continue  # its Redis state was released on purpose
                 await self.rebuild_room(room)
                 # Still ours: a rebuild waiting on a slow store must not lose the lock.
                 await self.redis.set(REBUILD_LOCK, token, xx=True, ex=REBUILD_LOCK_S)
             generation = str(now_ms())
             await self.redis.set(EPOCH, generation)
             self._seen_epoch = generation  # this process counted its viewers already
-            self._rooms_at = 0.0
         finally:
             if await self.redis.get(REBUILD_LOCK) == token:
                 await self.redis.delete(REBUILD_LOCK)
@@ -430,6 +495,7 @@ class Pulse:
         show, store = self.show, self.show.store
         room_id = room["room_id"]
         keys = room_keys(room_id)
+        lifecycle = await store.room_state(room_id)
         # The room answers 'unavailable' until its epoch is back (set last, below).
         await self.redis.delete(keys.epoch)
         # The fence: from this commit on, an order whose checkout began under the lost
@@ -474,6 +540,9 @@ class Pulse:
             lottery = Lottery(**data)
             await show._load_lottery_into_redis(room_id, lottery, result,
                                                 entrants.get(lottery.lottery_id, []))
+        # As the store has it: an ended room stays ended (its sales were stopped in
+        # the store, its lotteries drawn, so nothing above scheduled a timer).
+        await show.lifecycle.load_into_redis(room_id, lifecycle)
         await show.load_policy(room_id)
         # This process's viewers are present before the room opens again (a lottery
         # needs them); other processes re-count theirs when they see the rebuild.

@@ -7,6 +7,11 @@ text is reduced to its length. Lines are appended with one `write` each on an
 O_APPEND descriptor, so several server processes can record the same room
 into one file. The load tester replays these traces (`loadtest/`).
 
+Descriptors are bounded: a trace is opened on its first write and kept in a
+least-recently-written set of at most `max_open` open files (the oldest is
+closed when another is needed), so thousands of recording rooms never need
+thousands of descriptors. An ended room's trace is closed and written no more.
+
 Format: line 1 `{"kind": "livesell-trace", "version": 1, "room_id", "started_at"}`,
 then `{"t": ms since start, "actor": "host"|"viewer", "viewer"?, "action", "data", "id"?}`
 where `id` is the id of the object a host action created (product, sale, coupon, lottery).
@@ -19,6 +24,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -32,29 +38,48 @@ log = logging.getLogger("livesell.recorder")
 VERSION: Final = 1
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "sale",
                                  "stop_sale", "coupon", "lottery", "draw", "announce"})
+MAX_OPEN_TRACES: Final = 64
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",
                                    "claim_coupon", "enter_lottery", "chat", "like"})
 
 
 class Recorder:
     def __init__(self, directory: Path, record_all: bool, max_bytes: int,
-                 salt: bytes) -> None:
+                 salt: bytes, max_open: int = MAX_OPEN_TRACES) -> None:
         self.directory = directory
         self.record_all = record_all
         self.max_bytes = max_bytes
+        self.max_open = max_open
         self._salt = salt
         self.rooms: set[str] = set()  # rooms switched on by their host
-        self._files: dict[str, tuple[int, int]] = {}  # room -> (fd, started_at)
+        # room -> (fd, started_at), least recently written first
+        self._files: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._started: dict[str, int] = {}  # room -> its trace's started_at, once read
         self._full: set[str] = set()
+        self._finished: set[str] = set()  # ended rooms: never written again
         # room -> lottery id -> keyword of the open keyword lotteries this process
         # knows (the show's own map): whether a viewer's entry text matched.
         self.keywords: Mapping[str, Mapping[str, str]] = {}
+
+    @property
+    def open_files(self) -> int:
+        return len(self._files)
 
     def path(self, room_id: str) -> Path:
         return self.directory / f"{room_id}.jsonl"
 
     def active(self, room_id: str) -> bool:
-        return self.record_all or room_id in self.rooms
+        return (self.record_all or room_id in self.rooms) and room_id not in self._finished
+
+    def finish(self, room_id: str) -> None:
+        """The show ended: close its trace and record nothing more of it."""
+        self._finished.add(room_id)
+        self.rooms.discard(room_id)
+        self._started.pop(room_id, None)
+        opened = self._files.pop(room_id, None)
+        if opened is not None:
+            with contextlib.suppress(OSError):
+                os.close(opened[0])
 
     def pseudonym(self, viewer_id: str) -> str:
         return "v" + hashlib.sha256(self._salt + viewer_id.encode()).hexdigest()[:12]
@@ -103,7 +128,12 @@ class Recorder:
     def _open(self, room_id: str) -> tuple[int, int]:
         opened = self._files.get(room_id)
         if opened is not None:
+            self._files.move_to_end(room_id)
             return opened
+        while len(self._files) >= self.max_open:
+            _, (old_fd, _) = self._files.popitem(last=False)
+            with contextlib.suppress(OSError):
+                os.close(old_fd)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.path(room_id)
         started = now_ms()
@@ -112,9 +142,13 @@ class Recorder:
             os.write(fd, orjson.dumps({"kind": "livesell-trace", "version": VERSION,
                                        "room_id": room_id, "started_at": started}) + b"\n")
         except FileExistsError:
-            with path.open("rb") as f:
-                started = int(orjson.loads(f.readline())["started_at"])
+            known = self._started.get(room_id)
+            if known is None:
+                with path.open("rb") as f:
+                    known = int(orjson.loads(f.readline())["started_at"])
+            started = known
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._started[room_id] = started
         self._files[room_id] = (fd, started)
         return fd, started
 
@@ -136,3 +170,4 @@ class Recorder:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._files.clear()
+        self._started.clear()

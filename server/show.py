@@ -33,11 +33,12 @@ from server.errors import (
 from server.health import Health
 from server.hub import Hub
 from server.identity import Viewer
-from server.keys import EPOCH, ROOMS, room_keys
+from server.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
 from server.ledger import Ledger
 from server.policy import RoomPolicy
 from server.protocol import encode
 from server.recorder import Recorder
+from server.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
 from server.settings import Settings
 from server.store import ABORTED, PLACED, Order, OrderStore, StoreError
 
@@ -137,24 +138,37 @@ class Show:
         self.timers_changed = asyncio.Event()
         # Holds whose checkout this process is running now: recovery leaves them to it.
         self.checkouts_in_flight: set[str] = set()
+        # Rooms with a hold granted here, and the earliest expiry: put on the pulse's
+        # schedule (keys.DUE) at its next tick, so a buy pays no extra round trip.
+        self.due_pending: dict[str, int] = {}
+        self.lifecycle = Lifecycle(self)
         hub.snapshot = self.snapshot
 
     # ================================================================== rooms
 
     async def create_room(self, body: dict[str, Any]) -> dict[str, Any]:
+        created = now_ms()
+        body = dict(body)
+        starts_at = pop_starts_at(body, created)
         title, stream_url = domain.parse_room(body)
         room_id = domain.new_id("r")
         host_key = secrets.token_urlsafe(24)
-        created = now_ms()
         key_hash = domain.hash_key(host_key)
         epoch = new_epoch()
+        lifecycle = {"state": SCHEDULED if starts_at else LIVE, "starts_at": starts_at,
+                     "ended_at": None}
+        if starts_at is not None:
+            # Before the room row: a crash between leaves an unused state row, never
+            # a scheduled room listed as live.
+            await self.store.set_room_state(room_id, SCHEDULED, starts_at, None, created)
         await self.store.add_room(room_id, title, stream_url, key_hash, created)
         await self.store.set_room_epoch(room_id, epoch)
         await self._load_room_into_redis(room_id, title, stream_url, key_hash, created)
+        await self.lifecycle.load_into_redis(room_id, lifecycle)
         await self.mark_whole(room_id, epoch)
         self.host_keys[room_id] = key_hash
         return {"room": {"room_id": room_id, "title": title, "stream_url": stream_url,
-                         "created_at": created}, "host_key": host_key}
+                         "created_at": created, **lifecycle}, "host_key": host_key}
 
     async def _load_room_into_redis(self, room_id: str, title: str, stream_url: str,
                                     key_hash: str, created: int) -> None:
@@ -168,6 +182,27 @@ class Show:
             pipe.set(keys.seq, created, nx=True)
             pipe.sadd(ROOMS, room_id)
             await pipe.execute()
+
+    def note_due(self, room_id: str, at: int) -> None:
+        """Something of the room falls due at `at` (ms): the pulse puts it on its
+        schedule at its next tick (Pulse.flush_due)."""
+        known = self.due_pending.get(room_id)
+        if known is None or at < known:
+            self.due_pending[room_id] = at
+
+    async def reschedule(self, room_id: str, recovery_not_before: int = 0) -> int | None:
+        """Put the room on the pulse's schedule at its earliest timer, hold, or
+        checkout that may need recovery (store.recover_after_s after it began, not
+        before `recovery_not_before`), or take it off when it has none
+        (reschedule.lua); the new due time in ms. A 'confirming' hold was a held
+        one first, on the schedule since it was granted: a process killed
+        mid-checkout leaves it where every other process's pulse finds it."""
+        keys = room_keys(room_id)
+        recover_ms = int(self.settings.store.recover_after_s * 1000)
+        due = await self.ledger.run(
+            "reschedule", [keys.timers, keys.holds, keys.confirming, DUE],
+            [room_id, 0, 0, 0, 0, recover_ms, recovery_not_before])
+        return int(due) if due else None
 
     async def mark_whole(self, room_id: str, epoch: str) -> None:
         """The room's Redis state is complete and belongs to `epoch` (set last)."""
@@ -285,7 +320,10 @@ class Show:
             "server_time": now,
             "room": {"room_id": room_id, "title": room.get("title", ""),
                      "stream_url": room.get("stream_url", ""),
-                     "created_at": _int(room.get("created_at"))},
+                     "created_at": _int(room.get("created_at")),
+                     "state": room.get("state") or LIVE,
+                     "starts_at": _int(room.get("starts_at")) or None,
+                     "ended_at": _int(room.get("ended_at")) or None},
             "products": cards,
             "pins": list(pins),
             "coupons": [c for c in coupons if c["expires_at"] > now],
@@ -468,6 +506,7 @@ class Show:
                     timers[f"sale_close:{sale.sale_id}"] = sale.ends_at
                 if timers:
                     pipe.zadd(keys.timers, timers)
+                    pipe.zadd(DUE, {room_id: min(timers.values())}, lt=True)
             await pipe.execute()
         self.timers_changed.set()
 
@@ -570,6 +609,7 @@ class Show:
                 return error_answer(rebuilding())
             if result[0] == "ok":
                 self.dirty_stock.add((room_id, product_id))
+                self.note_due(room_id, now_ms() + int(self.settings.sale.hold_seconds * 1000))
                 self.timers_changed.set()  # the hold's expiry
             return _from_cached("hold", result[1])
         return error_answer(refusal("not_on_sale"))
@@ -665,6 +705,9 @@ class Show:
                 return error_answer(Unavailable("order record not found; try again"))
             return Answer("order_placed", {"order": existing.public()})
         epoch = str(result[2])
+        # Due for recovery should this process die now. Until the pulse's next tick
+        # writes that, the hold's own expiry keeps the room on the schedule.
+        self.note_due(room_id, now_ms() + int(self.settings.store.recover_after_s * 1000))
         self.checkouts_in_flight.add(hold_id)
         try:
             return await self._place(room_id, hold, epoch, request_id, req_key)
@@ -688,6 +731,7 @@ class Show:
             await self.ledger.run("abort_checkout", [
                 keys.hold(hold_id), keys.holds, keys.claims(hold.get("coupon_id") or "-"),
                 keys.confirming], [hold_id])
+            self.note_due(room_id, now_ms())
             self.timers_changed.set()  # the hold is back among the expiring ones
             return error_answer(Unavailable("the order could not be recorded; your hold "
                                             "is kept, try again", code="store_unavailable"))
@@ -841,6 +885,9 @@ class Show:
             if result is None:
                 pipe.zadd(keys.timers, {f"lottery_close:{lottery.lottery_id}":
                                         lottery.closes_at})
+                pipe.zadd(DUE, {room_id: lottery.closes_at}, lt=True)
+                if lottery.entry == "keyword":
+                    pipe.sadd(KEYWORD_ROOMS, room_id)
             await pipe.execute()
         self.timers_changed.set()
         if result is None and lottery.entry == "keyword":
@@ -916,7 +963,10 @@ class Show:
         except BaseException:
             # Put it back so the timer (or the host) can draw it again.
             await self.redis.hset(keys.lottery(lottery_id), "state", "open")
-            await self.redis.zadd(keys.timers, {f"lottery_close:{lottery_id}": now_ms() + 1000})
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(keys.timers, {f"lottery_close:{lottery_id}": now_ms() + 1000})
+                pipe.zadd(DUE, {room_id: now_ms() + 1000}, lt=True)
+                await pipe.execute()
             self.timers_changed.set()
             raise
 
@@ -1035,6 +1085,8 @@ class Show:
 
     async def set_recording(self, room_id: str, enabled: bool) -> None:
         await self.redis.hset(room_keys(room_id).room, "recording", "1" if enabled else "")
+        # The set the pulse reads to learn of rooms switched on through other processes.
+        await (self.redis.sadd if enabled else self.redis.srem)(RECORDING_ROOMS, room_id)
         if self.recorder is not None:
             (self.recorder.rooms.add if enabled else self.recorder.rooms.discard)(room_id)
 

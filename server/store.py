@@ -32,7 +32,7 @@ import orjson
 
 log = logging.getLogger("livesell.store")
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rooms (
@@ -114,6 +114,16 @@ CREATE TABLE IF NOT EXISTS room_epochs (
     room_id TEXT PRIMARY KEY,
     epoch TEXT NOT NULL
 );
+-- Schema 3: a room's lifecycle (server/rooms.py). A room without a row is live
+-- (rooms made before schema 3 were).
+CREATE TABLE IF NOT EXISTS room_states (
+    room_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('scheduled', 'live', 'ended', 'archived')),
+    starts_at INTEGER,
+    ended_at INTEGER,
+    changed_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rooms_newest ON rooms (created_at, room_id);
 -- The host's room policy (server/policy.py) as JSON; no row: the defaults. A new
 -- table rather than a column, so older stores gain it without a migration.
 CREATE TABLE IF NOT EXISTS room_policies (
@@ -243,9 +253,12 @@ class OrderStore:
             raise RuntimeError(f"order store {self.path} has schema {row[0]}, newer than "
                                f"this server's {SCHEMA_VERSION}")
         elif row[0] < SCHEMA_VERSION:
-            # 1 -> 2: the new tables come from SCHEMA above (IF NOT EXISTS); orders
-            # gain the checkout's request id.
-            await db.execute("ALTER TABLE orders ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
+            # New tables and indexes come from SCHEMA above (IF NOT EXISTS).
+            if row[0] < 2:
+                # 1 -> 2: orders gain the checkout's request id.
+                await db.execute(
+                    "ALTER TABLE orders ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
+            # 2 -> 3: room_states; existing rooms have no row, so they stay live.
             await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     async def close(self) -> None:
@@ -445,6 +458,14 @@ class OrderStore:
         await self.write("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)",
                          (room_id, title, stream_url, host_key_hash, created_at))
 
+    async def set_room_state(self, room_id: str, state: str, starts_at: int | None,
+                             ended_at: int | None, changed_at: int) -> None:
+        await self.write(
+            "INSERT INTO room_states VALUES (?, ?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE "
+            "SET state = excluded.state, starts_at = excluded.starts_at, "
+            "ended_at = excluded.ended_at, changed_at = excluded.changed_at",
+            (room_id, state, starts_at, ended_at, changed_at))
+
     async def put_product(self, room_id: str, product_id: str, data: dict[str, Any],
                           stock: int) -> None:
         await self.write(
@@ -498,6 +519,38 @@ class OrderStore:
 
     async def rooms(self) -> list[dict[str, Any]]:
         rows = await self._all("SELECT * FROM rooms ORDER BY created_at")
+        return [dict(r) for r in rows]
+
+    async def room_state(self, room_id: str) -> dict[str, Any]:
+        """The room's lifecycle: state ('live' without a row), starts_at, ended_at."""
+        rows = await self._all("SELECT state, starts_at, ended_at FROM room_states "
+                               "WHERE room_id = ?", (room_id,))
+        if not rows:
+            return {"state": "live", "starts_at": None, "ended_at": None}
+        return dict(rows[0])
+
+    async def room_states(self) -> dict[str, dict[str, Any]]:
+        """room id -> its lifecycle, for rooms that have a row (the others are live)."""
+        rows = await self._all("SELECT room_id, state, starts_at, ended_at FROM room_states")
+        return {r["room_id"]: {"state": r["state"], "starts_at": r["starts_at"],
+                               "ended_at": r["ended_at"]} for r in rows}
+
+    async def public_rooms(self, limit: int, before: tuple[int, str] | None,
+                           stale_before: int) -> list[dict[str, Any]]:
+        """Live and scheduled rooms, newest first, after the cursor `before`
+        (created_at, room_id) of the last room of the previous page. Scheduled rooms
+        whose start is older than `stale_before` (never went live) are left out."""
+        where = ("COALESCE(s.state, 'live') IN ('live', 'scheduled') AND "
+                 "(s.state IS NOT 'scheduled' OR s.starts_at >= ?)")
+        params: list[Any] = [stale_before]
+        if before is not None:
+            where += " AND (r.created_at, r.room_id) < (?, ?)"
+            params += [before[0], before[1]]
+        rows = await self._all(
+            "SELECT r.room_id, r.title, r.stream_url, r.created_at, "
+            "COALESCE(s.state, 'live') AS state, s.starts_at FROM rooms r "
+            f"LEFT JOIN room_states s USING (room_id) WHERE {where} "
+            "ORDER BY r.created_at DESC, r.room_id DESC LIMIT ?", (*params, limit))
         return [dict(r) for r in rows]
 
     async def room(self, room_id: str) -> dict[str, Any] | None:

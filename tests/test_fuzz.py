@@ -202,8 +202,13 @@ def _populate(w: World) -> None:
             "prize": "Pin", "duration_s": 86400}))
         made(http.post(p + f"/lotteries/{drawn['lottery_id']}/draw", headers=h))
         session = made(http.post("/api/session", json={"nickname": "fuzzer"}))
+        over = made(http.post("/api/rooms", json={"title": "Over"}))
+        made(http.post(f"/api/rooms/{over['room']['room_id']}/end",
+                       headers={"X-Host-Key": over["host_key"]}))
     w.ids = {
         "room": [w.room, w.other_room],
+        # Lifecycle changes aim elsewhere: the fuzz room must stay live for the rest.
+        "spare_room": [w.other_room, over["room"]["room_id"]],
         "product": [product["product_id"]],
         "sale": [sale["sale_id"]],
         "coupon": [coupon["coupon_id"]],
@@ -382,6 +387,9 @@ HTTP: dict[tuple[str, str], Endpoint] = {
         {"room_id": "room"}, lambda w: {"message_id": ids("message", w)}),
     ("POST", ROOM + "/moderation/mute"): Endpoint(
         {"room_id": "room"}, lambda w: {"viewer_id": ids("viewer", w), "duration_s": INTS}),
+    ("POST", ROOM + "/live"): Endpoint({"room_id": "spare_room"}),
+    ("POST", ROOM + "/end"): Endpoint({"room_id": "spare_room"}),
+    ("POST", ROOM + "/archive"): Endpoint({"room_id": "spare_room"}),
     ("PATCH", ROOM + "/policy"): Endpoint({"room_id": "room"}, lambda w: {
         "require_verified": st.booleans() | INTS, "limit_per_ip": st.booleans() | TEXT,
         "slow_mode_s": INTS}),

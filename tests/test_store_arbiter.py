@@ -134,5 +134,5 @@ async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
     finally:
         await s.close()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     db.close()

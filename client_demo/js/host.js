@@ -78,6 +78,7 @@ function showSetup() {
   $("#room-head").hidden = true;
   $("#conn").hidden = true;
   $("#switch-room").hidden = true;
+  $("#end-show").hidden = true;
   document.title = "livesell · Host console";
   renderRecent();
 }
@@ -200,6 +201,7 @@ function setConn(state, info = {}) {
 
 function applySnapshot(snap) {
   S.room = snap.room;
+  renderRoomState(snap.room.state || "live");
   setText($("#room-title"), snap.room.title);
   document.title = `${snap.room.title} · Host console · livesell`;
   S.products = new Map(snap.products.map((p) => [p.product_id, p]));
@@ -243,8 +245,35 @@ function onEvent(ev) {
     case "chat_deleted": return markDeleted(ev.message_id);
     case "viewer_muted": return addSystem(`${S.nicknames.get(ev.viewer_id) || ev.viewer_id} is muted until ${timeOfDay(ev.until)}.`);
     case "announcement": return addSystem(`Announcement: ${ev.text}`);
+    case "show_live": return renderRoomState("live");
+    case "show_ended": addSystem("The show has ended."); return renderRoomState("ended");
     default: return undefined;
   }
+}
+
+// ------------------------------------------------------------------ lifecycle
+
+const STATE_LABELS = { scheduled: "Upcoming", live: "Live", ended: "Ended" };
+
+/** The room's state beside its title; ending is offered only while not ended. */
+function renderRoomState(state) {
+  if (S.room) S.room.state = state;
+  const badge = $("#room-state");
+  badge.className = `badge ${state}`;
+  badge.dataset.state = state;
+  setText(badge, STATE_LABELS[state] || state);
+  $("#end-show").hidden = state === "ended" || !S.roomId;
+}
+
+async function endShow() {
+  const out = $("#end-result");
+  $("#end-confirm").disabled = true;
+  const res = await hostApi("POST", "/end");
+  $("#end-confirm").disabled = false;
+  if (!report(out, res, "")) return;
+  $("#end-dlg").close();
+  renderRoomState("ended");
+  toast("The show has ended.", "ok");
 }
 
 // ------------------------------------------------------------------ catalogue
@@ -790,6 +819,9 @@ function bind() {
   $("#create-form").addEventListener("submit", createRoom);
   $("#open-form").addEventListener("submit", openForm);
   $("#switch-room").addEventListener("click", showSetup);
+  $("#end-show").addEventListener("click", () => { setText($("#end-result"), ""); $("#end-dlg").showModal(); });
+  $("#end-cancel").addEventListener("click", () => $("#end-dlg").close());
+  $("#end-confirm").addEventListener("click", endShow);
   $("#product-form").addEventListener("submit", submitProduct);
   $("#pf-cancel").addEventListener("click", () => { resetProductForm(); $("#product-result").textContent = ""; });
   $("#sale-form").addEventListener("submit", startSale);

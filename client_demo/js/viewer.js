@@ -26,6 +26,7 @@ const REFUSALS = {
   checkout_cancelled: "Your order couldn't be recorded in time, so it was cancelled — nothing was placed. Try again if units are left.",
   store_unavailable: "Your order couldn't be recorded just now. Your reservation is kept — try again.",
   unavailable: "The shop is catching up after a hiccup — try again in a moment.",
+  show_ended: "This show has ended.",
   coupon_gone: "All coupons from this drop have been claimed.",
   coupon_expired: "This coupon has expired.",
   coupon_not_found: "That coupon doesn't exist.",
@@ -57,6 +58,7 @@ function explain(err) {
 
 const S = {
   roomId: null,
+  roomsCursor: null,
   room: null,
   products: new Map(),
   pins: [],
@@ -125,19 +127,46 @@ async function showPicker() {
     const id = $("#room-id-input").value.trim();
     if (id) location.href = `/r/${encodeURIComponent(id)}`;
   });
-  const res = await api("GET", "/api/rooms");
+  $("#room-list").replaceChildren();
+  $("#room-more").addEventListener("click", () => loadRooms(S.roomsCursor));
+  await loadRooms(null);
+}
+
+/** One page of live and upcoming rooms (GET /api/rooms is newest first, paged). */
+async function loadRooms(cursor) {
+  const more = $("#room-more");
+  more.disabled = true;
+  const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+  const res = await api("GET", `/api/rooms${query}`);
   const list = $("#room-list");
-  list.replaceChildren();
   const rooms = res.ok ? res.data.rooms : [];
-  for (const room of rooms.slice().reverse()) {
+  const when = (ms) => new Date(ms).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  for (const room of rooms) {
+    const upcoming = room.state === "scheduled";
     list.append(h("li", {},
-      h("a", { class: "room-link", href: `/r/${encodeURIComponent(room.room_id)}` },
-        h("span", { class: "room-dot", attrs: { "aria-hidden": "true" } }),
+      h("a", { class: "room-link", href: `/r/${encodeURIComponent(room.room_id)}`, data: { state: room.state } },
+        h("span", { class: upcoming ? "room-dot upcoming" : "room-dot", attrs: { "aria-hidden": "true" } }),
         h("span", { class: "room-name", text: room.title }),
-        h("span", { class: "muted small", text: `since ${new Date(room.created_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })}` }))));
+        h("span", { class: upcoming ? "badge scheduled" : "badge live", text: upcoming ? "Upcoming" : "Live" }),
+        h("span", { class: "muted small", text: upcoming ? `starts ${when(room.starts_at)}` : `since ${when(room.created_at)}` }))));
   }
-  $("#room-list-empty").hidden = rooms.length > 0;
+  S.roomsCursor = res.ok ? res.data.next_cursor : null;
+  more.hidden = !S.roomsCursor;
+  more.disabled = false;
+  $("#room-list-empty").hidden = list.children.length > 0;
   if (!res.ok) toast(explain(res.error), "error");
+}
+
+/** The show ended (event or snapshot): say so and take every selling button away. */
+function onShowEnded() {
+  if (S.room) S.room.state = "ended";
+  $("#ended").hidden = false;
+  renderShop();
+  renderPromos();
+}
+
+function showEnded() {
+  return !!(S.room && S.room.state === "ended");
 }
 
 function start() {
@@ -225,6 +254,8 @@ function onEvent(ev) {
     case "chat_deleted": return removeChat(ev.message_id);
     case "viewer_muted": return onMuted(ev);
     case "announcement": return onAnnouncement(ev);
+    case "show_ended": return onShowEnded();
+    case "show_live": if (S.room) S.room.state = "live"; return;
     case "error": return onStrayError(ev);
     default: return undefined;
   }
@@ -260,6 +291,7 @@ function onSnapshot(snap) {
   S.likes = snap.likes;
   S.viewers = snap.viewers;
   setText($("#viewers-now"), compact(snap.viewers.now));
+  $("#ended").hidden = !showEnded();
   renderLikes();
   renderShop();
   renderPromos();
@@ -603,6 +635,7 @@ function updateCard(id) {
   } else {
     when = "Ask the host about a deal";
   }
+  if (showEnded()) { buyText = "Show ended"; canBuy = false; }
   const pending = live && live.isPending((f) => f.type === "buy" && f.product_id === id);
   if (pending) { buyText = live.state === "live" ? "Reserving…" : "Waiting for connection…"; canBuy = false; }
   r.badge.className = badgeClass;
@@ -889,6 +922,7 @@ function updateCoupon(r, c, at) {
   else if (claimed) { text = "Claimed ✓"; disabled = true; }
   else if (pending) { text = "Claiming…"; disabled = true; }
   else if (c.remaining <= 0) { text = "All gone"; disabled = true; }
+  else if (showEnded()) { text = "Show ended"; disabled = true; }
   setText(r.btn, text);
   r.btn.disabled = disabled;
   r.btn.setAttribute("aria-label", `${text}: ${c.title}`);
@@ -930,7 +964,7 @@ function updateOpenLottery(r, l, at) {
   if (entered) text = "You're in ✓";
   else if (pending) text = "Entering…";
   setText(r.btn, text);
-  r.btn.disabled = entered || pending || closes <= 0;
+  r.btn.disabled = entered || pending || closes <= 0 || showEnded();
   r.btn.setAttribute("aria-label", entered ? `Entered: ${l.prize}` : `Enter the giveaway for ${l.prize}`);
 }
 

@@ -1,0 +1,353 @@
+"""Rooms with a lifecycle and an owner.
+
+Owns who may create a room (the admin key, unless the server listens on
+loopback only), the states a room goes through, and what each change does:
+
+    scheduled --(POST /live, or the host starts a sale, drops a coupon or
+                 opens a lottery)--> live --(POST /end)--> ended
+                                                --(POST /archive)--> archived
+
+- A room made with `starts_at` (a future time, at most MAX_SCHEDULE_AHEAD_MS
+  ahead) is scheduled: listed as upcoming, viewers may join, the host may set up
+  the catalogue. Nothing goes live by the clock alone: the host goes live.
+- Ending a show stops every sale through the stop-sale path (open holds voided,
+  units and per-buyer counts given back in one atomic step; holds already in
+  checkout settle through the order store), draws the open lotteries (entrants
+  were admitted fairly; a drawn result stays verifiable), closes the coupon
+  drops, clears the room's timers, closes its trace file and tells viewers
+  `show_ended`. Buys, claims and entries are then refused with `show_ended`,
+  and so are the host's changes. An ended room stays readable (snapshot,
+  orders, audit, stats).
+- Archiving (an ended room; the admin key or the room's host key) releases the
+  room's Redis state and takes it out of every list. Its orders stay in the
+  order store.
+
+The state is durable in the order store (room_states, schema 3) and mirrored
+in the room's Redis hash (`state`, `starts_at`, `ended_at`; absent means live),
+from which a Redis rebuild restores it (server/pulse.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import ipaddress
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from server.domain import now_ms
+from server.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    LivesellError,
+    Unauthorized,
+)
+from server.keys import DUE, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
+from server.protocol import get_int
+from server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from server.show import Answer, Show
+
+log = logging.getLogger("livesell.rooms")
+
+SCHEDULED: Final = "scheduled"
+LIVE: Final = "live"
+ENDED: Final = "ended"
+ARCHIVED: Final = "archived"
+
+MAX_SCHEDULE_AHEAD_MS: Final = 90 * 86400 * 1000
+# A scheduled room that never went live leaves the public list this long after
+# the start it announced.
+STALE_SCHEDULED_MS: Final = 86400 * 1000
+LIST_DEFAULT: Final = 20
+LIST_MAX: Final = 100
+CURSOR_PATTERN: Final = re.compile(r"[0-9]{1,15}:[A-Za-z0-9_-]{1,64}")
+# The refusals a buy, claim or entry gets once the show has ended (its sales are
+# stopped, coupons closed, lotteries drawn): only then is the room's state read,
+# so a sold-out storm costs no extra Redis call.
+ENDED_REFUSALS: Final = frozenset({"ended", "not_on_sale", "coupon_expired",
+                                   "lottery_closed"})
+
+
+def show_ended(ended_at: int | None = None) -> LivesellError:
+    details = {"ended_at": ended_at} if ended_at else None
+    return Conflict("The show has ended.", code="show_ended", details=details)
+
+
+# ---------------------------------------------------------------------- ownership
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the server listens on a loopback address only (127.0.0.0/8, ::1,
+    localhost). An empty host or 0.0.0.0 listens everywhere."""
+    if host.lower() == "localhost":
+        return True
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    return False
+
+
+def room_creation_refusal(server: ServerSettings, offered: bytes) -> LivesellError | None:
+    """Why `POST /api/rooms` with this X-Admin-Key (its raw bytes) is refused, or
+    None. A loopback server needs the key only when one is set; a public one
+    always needs it, and refuses every creation while none is set."""
+    if server.admin_key:
+        if secrets.compare_digest(offered, server.admin_key.encode()):
+            return None
+        return Unauthorized("creating rooms needs the admin key (header X-Admin-Key)")
+    if is_loopback(server.host):
+        return None
+    return Forbidden(f"this server listens on {server.host or 'every address'}, not only "
+                     "on loopback: set server.admin_key (LIVESELL_SERVER_ADMIN_KEY) so that "
+                     "only the shop can create rooms", code="admin_key_not_set")
+
+
+def admin_key_matches(server: ServerSettings, offered: bytes) -> bool:
+    return bool(server.admin_key) and secrets.compare_digest(offered,
+                                                             server.admin_key.encode())
+
+
+def exposure_warning(server: ServerSettings) -> str | None:
+    """The start-up warning for a public server with no admin key."""
+    if server.admin_key or is_loopback(server.host):
+        return None
+    return (f"server.host is {server.host or 'every address'} and server.admin_key is not "
+            "set: room creation is refused until an admin key is set")
+
+
+# ---------------------------------------------------------------------- input
+
+
+def pop_starts_at(body: dict[str, Any], now: int) -> int | None:
+    """Take the optional `starts_at` (ms since the epoch, in the future, at most
+    90 days ahead) out of a room creation body."""
+    if "starts_at" not in body:
+        return None
+    starts_at = get_int(body, "starts_at", lo=now + 1, hi=now + MAX_SCHEDULE_AHEAD_MS)
+    del body["starts_at"]
+    return starts_at
+
+
+def encode_cursor(created_at: int, room_id: str) -> str:
+    raw = f"{created_at}:{room_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    bad = BadRequest("cursor: not a cursor this server gave (use next_cursor from the "
+                     "previous page)", details={"field": "cursor"})
+    if len(cursor) > 128:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not CURSOR_PATTERN.fullmatch(raw):
+        raise bad
+    created, _, room_id = raw.partition(":")
+    return int(created), room_id
+
+
+def parse_list_query(params: Mapping[str, str]) -> tuple[int, tuple[int, str] | None]:
+    """`?limit=` (1..100, default 20) and `?cursor=` of GET /api/rooms."""
+    unknown = sorted(set(params) - {"limit", "cursor"})
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; use limit and "
+                         "cursor", details={"fields": unknown})
+    limit = LIST_DEFAULT
+    raw = params.get("limit")
+    if raw is not None:
+        # isascii too: str.isdigit() also accepts '²' (which int() refuses).
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_MAX:
+            raise BadRequest(f"limit: must be an integer between 1 and {LIST_MAX}",
+                             details={"field": "limit"})
+        limit = int(raw)
+    cursor = params.get("cursor")
+    return limit, decode_cursor(cursor) if cursor is not None else None
+
+
+# ---------------------------------------------------------------------- lifecycle
+
+
+class Lifecycle:
+    """State changes of rooms; one per Show."""
+
+    def __init__(self, show: Show) -> None:
+        self.show = show
+
+    @property
+    def redis(self) -> Any:
+        return self.show.redis
+
+    async def state(self, room_id: str) -> dict[str, Any]:
+        """The room's lifecycle from its Redis hash (refuses an unknown room)."""
+        await self.show.ensure_whole(room_id)
+        state, starts_at, ended_at = await self.redis.hmget(
+            room_keys(room_id).room, ["state", "starts_at", "ended_at"])
+        return view(state, starts_at, ended_at)
+
+    async def load_into_redis(self, room_id: str, lifecycle: Mapping[str, Any]) -> None:
+        """Mirror the store's lifecycle into the room's Redis hash (creation and
+        rebuild). An ended room's coupon drops are closed again, as at its end."""
+        fields = {"state": lifecycle["state"], "starts_at": lifecycle.get("starts_at") or "",
+                  "ended_at": lifecycle.get("ended_at") or ""}
+        await self.redis.hset(room_keys(room_id).room, mapping=fields)
+        if lifecycle["state"] == ENDED:
+            await self._close_coupons(room_id, int(lifecycle.get("ended_at") or now_ms()))
+
+    async def guard_host_change(self, room_id: str, goes_live: bool) -> None:
+        """Before a host change: refused once the show ended; a scheduled room goes
+        live when the host starts selling (`goes_live`)."""
+        state = await self.redis.hget(room_keys(room_id).room, "state")
+        if state == ENDED:
+            raise show_ended()
+        if state == SCHEDULED and goes_live:
+            await self.go_live(room_id)
+
+    async def explain_refusal(self, room_id: str, answer: Answer) -> Answer:
+        """A buy, claim or entry refused because the show ended says so."""
+        from server.show import error_answer
+
+        if answer.kind != "error" or answer.body.get("code") not in ENDED_REFUSALS:
+            return answer
+        state, ended_at = await self.redis.hmget(room_keys(room_id).room,
+                                                 ["state", "ended_at"])
+        if state != ENDED:
+            return answer
+        return error_answer(show_ended(int(ended_at) if ended_at else None))
+
+    async def go_live(self, room_id: str) -> dict[str, Any]:
+        current = await self.state(room_id)
+        if current["state"] == ENDED:
+            raise show_ended(current["ended_at"])
+        if current["state"] == LIVE:
+            return {"room_id": room_id, **current}
+        now = now_ms()
+        await self.show.store.set_room_state(room_id, LIVE, current["starts_at"], None, now)
+        await self.redis.hset(room_keys(room_id).room, "state", LIVE)
+        event = {"type": "show_live", "room_id": room_id}
+        await self.show.hub.publish(room_id, event)
+        log.info("room %s is live", room_id)
+        return {"room_id": room_id, **current, "state": LIVE}
+
+    async def end_show(self, room_id: str) -> dict[str, Any]:
+        """End the show (see the module docstring). Every step is idempotent: a
+        retried or concurrent end finishes the work and answers the same state."""
+        show = self.show
+        keys = room_keys(room_id)
+        current = await self.state(room_id)
+        if current["state"] == ENDED:
+            return {"room_id": room_id, **current}
+        ended_at = now_ms()
+        # Durable first: from here on a restart or a Redis rebuild keeps it ended.
+        await show.store.set_room_state(room_id, ENDED, current["starts_at"], ended_at,
+                                        ended_at)
+        await self.redis.hset(keys.room, mapping={"state": ENDED, "ended_at": ended_at})
+        for sale_id in sorted(await self.redis.hkeys(keys.sales)):
+            # The host's own stop: open holds voided, units back, one atomic step.
+            with contextlib.suppress(LivesellError):
+                await show.stop_sale(room_id, sale_id)
+        for lottery_id in sorted(await self.redis.smembers(keys.lotteries)):
+            if await self.redis.hget(keys.lottery(lottery_id), "state") == "open":
+                try:
+                    await show.draw_lottery(room_id, lottery_id)
+                except LivesellError:
+                    pass  # drawn meanwhile by its timer or the host
+                except Exception:
+                    # Its close timer stays: the pulse draws it when the store answers.
+                    log.exception("room %s: lottery %s not drawn at the end", room_id,
+                                  lottery_id)
+        await self._close_coupons(room_id, ended_at)
+        # Countdown ticks of stopped sales would only be skipped when due: drop them
+        # (a lottery whose draw failed keeps its close timer).
+        timers = await self.redis.zrange(keys.timers, 0, -1)
+        stale = [t for t in timers if not t.startswith("lottery_close:")]
+        if stale:
+            await self.redis.zrem(keys.timers, *stale)
+        await show.reschedule(room_id)
+        show.keyword_lotteries.pop(room_id, None)
+        await self.redis.srem(KEYWORD_ROOMS, room_id)
+        await self.redis.srem(RECORDING_ROOMS, room_id)
+        if show.recorder is not None:
+            show.recorder.finish(room_id)
+        await show.hub.publish(room_id, {"type": "show_ended", "room_id": room_id,
+                                         "ended_at": ended_at})
+        log.info("room %s: show ended", room_id)
+        return {"room_id": room_id, **current, "state": ENDED, "ended_at": ended_at}
+
+    async def _close_coupons(self, room_id: str, at: int) -> None:
+        keys = room_keys(room_id)
+        coupon_ids = sorted(await self.redis.smembers(keys.coupons))
+        if not coupon_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in coupon_ids:
+                pipe.hget(keys.coupon(cid), "expires_at")
+            expiries = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid, expires_at in zip(coupon_ids, expiries, strict=True):
+                if expires_at is not None and int(expires_at) > at:
+                    pipe.hset(keys.coupon(cid), "expires_at", at)
+            await pipe.execute()
+
+    async def archive(self, room_id: str) -> dict[str, Any]:
+        """Archive an ended room: release its Redis state, keep its orders."""
+        show = self.show
+        keys = room_keys(room_id)
+        current = await self.state(room_id)
+        if current["state"] != ENDED:
+            raise Conflict("only an ended show can be archived: end it first "
+                           "(POST /api/rooms/{room_id}/end)", code="show_not_ended")
+        if await self.redis.zcard(keys.confirming):
+            raise Conflict("checkouts of this room are still being decided; try again "
+                           "shortly", code="checkouts_pending", details={"retry_after_s": 5})
+        now = now_ms()
+        await show.store.set_room_state(room_id, ARCHIVED, current["starts_at"],
+                                        current["ended_at"], now)
+        local = show.hub.rooms.get(room_id)
+        if local is not None:
+            from server.errors import CLOSE_UNKNOWN_ROOM
+
+            for conn in list(local.members):
+                show.hub.close(conn, CLOSE_UNKNOWN_ROOM, "the room was archived")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(ROOMS, room_id)
+            pipe.zrem(DUE, room_id)
+            pipe.srem(RECORDING_ROOMS, room_id)
+            pipe.srem(KEYWORD_ROOMS, room_id)
+            await pipe.execute()
+        doomed = [k async for k in self.redis.scan_iter(match=keys.base + "*", count=1000)]
+        for start in range(0, len(doomed), 1000):
+            await self.redis.unlink(*doomed[start:start + 1000])
+        show.host_keys.pop(room_id, None)
+        for key in [k for k in show.current_sale if k[0] == room_id]:
+            show.current_sale.pop(key, None)
+        if show.recorder is not None:
+            show.recorder.finish(room_id)
+        log.info("room %s archived: %d Redis keys released", room_id, len(doomed))
+        return {"room_id": room_id, **current, "state": ARCHIVED}
+
+    async def public_list(self, limit: int, before: tuple[int, str] | None) -> dict[str, Any]:
+        rows = await self.show.store.public_rooms(limit + 1, before,
+                                                  now_ms() - STALE_SCHEDULED_MS)
+        page = rows[:limit]
+        rooms = [{"room_id": r["room_id"], "title": r["title"], "stream_url": r["stream_url"],
+                  "created_at": r["created_at"], "state": r["state"],
+                  "starts_at": r["starts_at"]} for r in page]
+        more = len(rows) > limit
+        cursor = encode_cursor(page[-1]["created_at"], page[-1]["room_id"]) \
+            if more and page else None
+        return {"rooms": rooms, "next_cursor": cursor}
+
+
+def view(state: str | None, starts_at: Any, ended_at: Any) -> dict[str, Any]:
+    """The public lifecycle fields from the room hash (no state: live)."""
+    return {"state": state or LIVE,
+            "starts_at": int(starts_at) if starts_at else None,
+            "ended_at": int(ended_at) if ended_at else None}
