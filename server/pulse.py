@@ -13,9 +13,10 @@ keeping Redis in step with the order store.
   'confirming' is due store.recover_after_s after it began; the timer poll hands
   such rooms to the recovery task, which may wait on a stalled store. An idle
   room costs nothing: idle CPU does not grow with the number of rooms
-  (docs/benchmarks.md). Each start re-seeds the schedule from every room's
-  sorted sets (a process killed within a tick of granting a hold may have left
-  it off, until that room's next hold; so does a version before the schedule).
+  (docs/benchmarks.md). Each start, and then every RESEED_S, re-seeds the
+  schedule from every room's sorted sets (a process killed within a tick of
+  granting a hold may have left it off; so does a version before the schedule),
+  so such a hold expires at most RESEED_S late while any process runs.
 - Stock, like totals and viewer counts change far faster than anyone can read;
   they are published as the latest value at a bounded rate, never one frame
   per change.
@@ -70,6 +71,7 @@ TIMER_IDLE_S = 1.0
 DUE_BATCH = 200
 # A room handed to recovery is not due for recovery again sooner than this.
 RECOVERY_RETRY_MS = 1000
+RESEED_S = 300.0
 REBUILD_LOCK_S = 60
 # A pulse timer that wakes this late found the event loop busy with work queued
 # ahead of it (a sale's opening: thousands of buys). Coalesced numbers then go
@@ -145,6 +147,9 @@ class Pulse:
         # present again, whichever process did the rebuild.
         self._seen_epoch: str | None = None
         self.memory = MemoryWatch()
+        # How often every room's sorted sets are read again into the schedule (a
+        # pipeline per 500 rooms: about 30 commands a second at 5,000 rooms).
+        self.reseed_s = RESEED_S
 
     async def start(self) -> None:
         await self.ensure_in_step()
@@ -164,6 +169,10 @@ class Pulse:
             # Apart from upkeep: deciding a checkout waits on the store, which may be
             # stalled, and must not delay noticing that Redis lost its data.
             asyncio.create_task(self._loop(self.recovery_tick, 1.0), name="recovery"),
+            # The schedule's safety net: a hold granted by a process killed within a
+            # tick of granting it is off the schedule; any live process puts it back.
+            asyncio.create_task(self._loop(self.reseed_schedule, self.reseed_s),
+                                name="reseed"),
         ]
 
     async def stop(self) -> None:
@@ -224,8 +233,8 @@ class Pulse:
             await self.redis.zadd(DUE, pending, lt=True)
 
     async def reseed_schedule(self) -> None:
-        """Schedule every room from its own sorted sets (at start: see the module
-        docstring). Costs one pipeline per 500 rooms, once."""
+        """Schedule every room from its own sorted sets (at start and every
+        reseed_s: see the module docstring). One pipeline per 500 rooms."""
         rooms = sorted(await self.redis.smembers(ROOMS))
         recover_ms = int(self.settings.store.recover_after_s * 1000)
         for start in range(0, len(rooms), 500):

@@ -409,3 +409,42 @@ async def test_schema_2_files_are_migrated_with_their_rooms_live(tmp_path: Path)
     db = sqlite3.connect(path)
     assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     db.close()
+
+
+async def test_a_hold_left_off_the_schedule_is_put_back_by_the_reseed(
+        redis_url: str, data_dir: Path, rclient: Any) -> None:
+    """A process killed within a tick of granting a hold leaves its room off the
+    schedule; the periodic reseed (Pulse.reseed_s) puts it back and the hold
+    expires, its units returned."""
+    live = await LiveServer(make_settings(redis_url, data_dir,
+                                          sale={"hold_seconds": 1.0})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            host = await create_room(http)
+            product = await host.product(stock=2)
+            await host.sale(product["product_id"], units=2, limit=2, duration_s=600)
+            viewer = await join(live, host.room_id)
+            hold = await viewer.request("buy", product_id=product["product_id"], quantity=2)
+            assert hold["type"] == "hold"
+            pulse = live.services.pulse
+            # The crash window: nothing of this room on the schedule (the sale's
+            # close timer included), and the process's pending note gone with it.
+            await pulse.flush_due()
+            await rclient.zrem(DUE, host.room_id)
+
+            async def off_schedule_and_due() -> bool:
+                return (await rclient.zscore(DUE, host.room_id) is None
+                        and now_ms() > hold["hold"]["expires_at"] + 200)
+            await eventually(off_schedule_and_due)
+            assert await rclient.hget(room_keys(host.room_id).stock(product["product_id"]),
+                                      "held") == "2"
+            await pulse.reseed_schedule()
+
+            async def expired() -> bool:
+                audit = await host.audit()
+                return bool(audit["ok"] and audit["products"][0]["left"] == 2
+                            and audit["products"][0]["held"] == 0)
+            await eventually(expired)
+            await viewer.close()
+    finally:
+        await live.stop()
