@@ -291,7 +291,8 @@ async def test_a_refused_sign_in_is_shown_and_not_retried(
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     assert "shop_token" not in await page.evaluate("() => location.href")
     notice = page.locator("#conn-notice")
-    await expect(notice).to_contain_text("The shop sign-in was refused (the sign-in was not signed by this shop)")
+    await expect(notice).to_contain_text(
+        "The shop sign-in was refused (the sign-in was not signed by this shop)")
     await expect(page.locator("#me-verified")).to_be_hidden()
     await expect(page.locator(f'.pcard[data-product-id="{product_id}"] .buy-btn')).to_have_text(
         "Sign in on the shop to buy")
