@@ -5,7 +5,8 @@ slow mode holds a second message back with a countdown and keeps its text; a
 shop-signed JWT handed over in the URL fragment makes the viewer verified (and
 leaves the address bar), so it can buy in a room that sells to shop customers
 only; a refused sign-in is shown and not retried; a network over its limit of new
-guests is told when the page will retry. No CSP violation on any page."""
+guests is told when the page will retry; a per-address limit refusal reads
+plainly on the product card. No CSP violation on any page."""
 
 from __future__ import annotations
 
@@ -360,4 +361,38 @@ async def test_too_many_new_visitors_waits_and_says_when(
         await ctx.close()
     finally:
         await live.stop()
+    assert page_errors.errors == []
+
+
+async def test_refusals_of_the_policy_read_plainly_on_the_card(
+        server: LiveServer, http: httpx.AsyncClient, browser: Any,
+        page_errors: PageErrors) -> None:
+    host = await create_room(http, "One per household")
+    product = await host.product(stock=5, price=4900, title="Aurora Desk Lamp")
+    product_id = product["product_id"]
+    await host.call("POST", "/pins", {"product_id": product_id}, expect=200)
+    await host.sale(product_id, units=5, limit=1, price=2900)
+    await host.call("PATCH", "/policy", {"limit_per_ip": True}, expect=200)
+    card = f'.pcard[data-product-id="{product_id}"]'
+    pages = []
+    contexts = []
+    for name in ("guest A", "guest B"):  # two identities, one address (127.0.0.1)
+        ctx = await browser.new_context(viewport=DESKTOP)
+        contexts.append(ctx)
+        page = page_errors.watch(await ctx.new_page(), name)
+        await page.goto(f"{server.base}/r/{host.room_id}")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await expect(page.locator(f"{card} .buy-btn")).to_have_text("Buy now")
+        pages.append(page)
+    a, b = pages
+    assert (await a.evaluate("() => window.livesell.viewer.viewer_id")
+            != await b.evaluate("() => window.livesell.viewer.viewer_id"))
+    await a.locator(f"{card} .buy-btn").click()
+    await expect(a.locator("#checkout")).to_be_visible()
+    await b.locator(f"{card} .buy-btn").click()
+    await expect(b.locator(f"{card} .card-msg")).to_have_text(
+        "Buyers on your network have already reached this sale's per-buyer limit.")
+    await expect(b.locator("#checkout")).to_be_hidden()
+    for ctx in contexts:
+        await ctx.close()
     assert page_errors.errors == []
