@@ -255,6 +255,8 @@ class Services:
         grace = self.settings.server.shutdown_grace_s + 5.0
         if self.pulse is not None:
             await _bounded("clockwork", self.pulse.stop(), 5.0)
+        if self.show is not None:
+            await _bounded("order counting", self.show.stop_background(), 6.0)
         if self.hub is not None:
             await _bounded("viewers", self.hub.stop(), 5.0)
             await _bounded("ledger calls", self.hub.ledger.drain(), grace)
