@@ -12,6 +12,7 @@ from typing import Any, Self
 
 import httpx
 import orjson
+import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
@@ -39,6 +40,13 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return load_settings(None, env={}, overrides=overrides)
+
+
+# Runs a test that takes the `server` fixture twice: under the transport hook
+# (server/fastws.py) and under uvicorn's plain websockets-sansio protocol, where
+# the hub falls back to `send_text` through ASGI.
+BOTH_TRANSPORTS = pytest.mark.parametrize("server", [True, False], indirect=True,
+                                          ids=["hook", "plain-asgi"])
 
 
 class LiveServer:
