@@ -755,6 +755,11 @@ async def viewer_socket(ws: WebSocket) -> None:
             recorder.viewer(room_id, viewer.viewer_id, "leave")
         if session.inflight:
             await asyncio.gather(*session.inflight, return_exceptions=True)
+        if conn.closing is not None:
+            # Plain ASGI: the close frame (its code tells the client why) must be
+            # sent before this returns and the server drops the connection.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(conn.closing), 5.0)
 
 
 async def _admit(svc: Services, ws: WebSocket, token: str | None, nickname: str | None,

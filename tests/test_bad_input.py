@@ -70,12 +70,7 @@ async def test_frame_matrix(server: LiveServer, http: httpx.AsyncClient) -> None
     await viewer.close()
 
 
-@pytest.mark.parametrize("server", [
-    True,
-    pytest.param(False, marks=pytest.mark.xfail(
-        strict=True, reason="plain ASGI path: the session returns right after hub.close "
-        "spawns ws.close, and uvicorn closes the transport first (1006, not 1003)")),
-], indirect=True, ids=["hook", "plain-asgi"])
+@pytest.mark.parametrize("server", [True, False], indirect=True, ids=["hook", "plain-asgi"])
 async def test_binary_frame_closes_1003(server: LiveServer, http: httpx.AsyncClient) -> None:
     host = await create_room(http)
     viewer = await join(server, host.room_id)
