@@ -23,7 +23,9 @@ from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -149,10 +151,11 @@ class Services:
         self.redis_bytes = Redis.from_pool(BlockingConnectionPool.from_url(
             url, decode_responses=False, max_connections=s.redis.max_connections,
             timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
-        try:
-            await self.redis.ping()
-        except (RedisError, OSError) as exc:
-            raise RuntimeError(f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+        redis = self.redis
+
+        async def ping() -> None:
+            await redis.ping()
+        await self._while_redis_restarts(ping, url)
         # Its own connection: a ping that waits for a free slot in the shared pool
         # (busy in a big sale) would report Redis down when only the pool is full.
         self.health.redis = Redis.from_url(url, decode_responses=True,
@@ -169,7 +172,7 @@ class Services:
         self.health.store_busy_since = lambda: store.busy_since
         self.health.store_failed = lambda: store.last_failed
         ledger = Ledger(self.redis)
-        await ledger.load()
+        await self._while_redis_restarts(ledger.load, url)
         self.hub = Hub(self.redis, self.redis_bytes, ledger, s.hub, s.chat.messages_per_s,
                        s.chat.burst)
         self.hub.on_redis_error = self.health.redis_failed
@@ -182,13 +185,37 @@ class Services:
         self.show.recorder = self.recorder
         self.recorder.keywords = self.show.keyword_lotteries
         self.pulse = Pulse(self.show)
-        await self.pulse.start()
+        await self._while_redis_restarts(self.pulse.start, url)
         gcpolicy.apply(s.server.gc_young_threshold)
         exposed = rooms.exposure_warning(s.server)
         if exposed:
             log.warning(exposed)
         self.ready = True
         self.health.state = "serving"
+
+    async def _while_redis_restarts(self, step: Callable[[], Awaitable[None]],
+                                    url: str) -> None:
+        """Run a start-up step that needs Redis, again while Redis is restarting (the
+        supervisor brings a killed one back in a fraction of a second; a --workers
+        process starting just then used to fail, and uvicorn stopped the whole
+        server), for up to redis.start_timeout_s. A refused password is not retried."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.redis.start_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                await step()
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if isinstance(exc, AuthenticationError) or loop.time() + delay >= deadline:
+                    raise RuntimeError(
+                        f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+                log.warning("start-up: Redis not answering (%s); trying again", exc)
+            except RedisError as exc:
+                raise RuntimeError(
+                    f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
     def _secret(self) -> bytes:
         if self.settings.auth.secret:
