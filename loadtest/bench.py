@@ -15,7 +15,7 @@ events are emitted through the host HTTP API, the references' by a timer.
 
 Flash sale: the `flash_sale` engine with N buyers pressing buy at the opening
 instant for U units (limit 1, checkout after), against a reference that runs
-the same `server/lua/reserve.lua` directly through redis-py asyncio on a
+the same `server/state/lua/reserve.lua` directly through redis-py asyncio on a
 private redis-server, one call per await from N concurrent buyers, and again
 pipelined in batches; and against `redis-benchmark` (Debian's redis-tools)
 calling the same script with EVALSHA on such a redis-server, 50 connections,
@@ -544,8 +544,8 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
     per await from `buyers` concurrent coroutines over a pool of 50 connections."""
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    from server.keys import RoomKeys
-    from server.redis_supervisor import RedisServer
+    from server.core.keys import RoomKeys
+    from server.state.redis_supervisor import RedisServer
 
     script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
     with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
@@ -633,7 +633,7 @@ REDIS_BENCHMARK_KEYSPACE = 2_000_000_000  # -r: distinct request keys, buyers an
 def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
     """EVALSHA of reserve.lua with its 7 keys and 7 args; __rand_int__ (each one drawn
     apart by redis-benchmark) makes the request key, buyer and hold id differ per call."""
-    from server.keys import RoomKeys
+    from server.core.keys import RoomKeys
 
     keys = RoomKeys("r_bench")
     rnd = "__rand_int__"
@@ -668,8 +668,8 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
         return None
     from redis.asyncio import Redis
 
-    from server.keys import RoomKeys
-    from server.redis_supervisor import RedisServer
+    from server.core.keys import RoomKeys
+    from server.state.redis_supervisor import RedisServer
 
     script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
     keys = RoomKeys("r_bench")

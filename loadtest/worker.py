@@ -34,7 +34,7 @@ from loadtest.model import Claim, Entry, HoldRecord, OrderAck, ViewerRecord
 from loadtest.scenario import Scenario
 from loadtest.stats import Reservoir
 from loadtest.viewer import Viewer, now_ms
-from server import gcpolicy
+from server.core import gcpolicy
 
 PROGRESS_EVERY_S = 0.5
 SATURATED = 0.9  # share of one core above which a second counts as saturated

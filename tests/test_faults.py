@@ -20,8 +20,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from server.keys import room_keys
-from server.settings import Settings
+from server.core.keys import room_keys
+from server.core.settings import Settings
 from tests.support import (
     Host,
     LiveServer,

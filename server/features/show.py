@@ -19,9 +19,9 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server import domain, policy
-from server.domain import CouponDrop, Lottery, Product, Sale, now_ms
-from server.errors import (
+from server.core import domain, policy
+from server.core.domain import CouponDrop, Lottery, Product, Sale, now_ms
+from server.core.errors import (
     BadRequest,
     Conflict,
     LivesellError,
@@ -30,17 +30,17 @@ from server.errors import (
     Unavailable,
     refusal,
 )
-from server.health import Health
-from server.hub import Hub
-from server.identity import Viewer
-from server.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
-from server.ledger import Ledger
-from server.policy import RoomPolicy
-from server.protocol import encode
-from server.recorder import Recorder
-from server.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
-from server.settings import Settings
-from server.store import ABORTED, PLACED, Order, OrderStore, StoreError
+from server.core.identity import Viewer
+from server.core.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
+from server.core.policy import RoomPolicy
+from server.core.protocol import encode
+from server.core.settings import Settings
+from server.features.recorder import Recorder
+from server.features.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
+from server.realtime.hub import Hub
+from server.state.health import Health
+from server.state.scripts import Ledger
+from server.state.store import ABORTED, PLACED, Order, OrderStore, StoreError
 
 log = logging.getLogger("livesell.show")
 

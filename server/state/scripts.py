@@ -83,7 +83,7 @@ def batch_source(source: str) -> str:
 
 
 def _load_sources() -> dict[str, str]:
-    base = resources.files("server") / "lua"
+    base = resources.files("server.state") / "lua"
     plain = {name: (base / f"{name}.lua").read_text(encoding="utf-8") for name in SCRIPT_NAMES}
     return plain | {name + BATCH_SUFFIX: batch_source(src) for name, src in plain.items()}
 

@@ -42,8 +42,8 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from server.domain import CouponDrop, Lottery, Sale, now_ms
-from server.keys import (
+from server.core.domain import CouponDrop, Lottery, Sale, now_ms
+from server.core.keys import (
     DUE,
     EPOCH,
     KEYWORD_ROOMS,
@@ -52,10 +52,10 @@ from server.keys import (
     ROOMS,
     room_keys,
 )
-from server.protocol import encode
-from server.rooms import ARCHIVED
-from server.show import Show, new_epoch, sale_view, stock_view
-from server.store import StoreError
+from server.core.protocol import encode
+from server.features.rooms import ARCHIVED
+from server.features.show import Show, new_epoch, sale_view, stock_view
+from server.state.store import StoreError
 
 log = logging.getLogger("livesell.pulse")
 

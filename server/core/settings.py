@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server import gcpolicy
+from server.core import gcpolicy
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "default.toml"
 
 
 class SettingsError(ValueError):
@@ -69,7 +69,7 @@ class RedisSettings:
     max_connections: int = field(default=64, metadata=_range(4, 10000))
     pool_timeout_s: float = field(default=20.0, metadata=_range(0.1, 300.0))
     # The embedded redis-server's memory bound (its maxmemory, with an eviction
-    # policy that only ever evicts keys with a TTL: server/redis_supervisor.py).
+    # policy that only ever evicts keys with a TTL: server/state/redis_supervisor.py).
     maxmemory_mb: int = field(default=512, metadata=_range(16, 1024 * 1024))
 
 
@@ -376,7 +376,7 @@ def _networks(text: str) -> None:
 
 def _check_security(sec: SecuritySettings) -> None:
     # Imported here: security.py holds the origin grammar and imports this module.
-    from server.security import (
+    from server.web.security import (
         MEDIA_SOURCE_PATTERN,
         REFERRER_POLICIES,
         parse_origin_list,

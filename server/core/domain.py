@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
-from server.errors import BadRequest
-from server.protocol import (
+from server.core.errors import BadRequest
+from server.core.protocol import (
     CURRENCY_PATTERN,
     ID_PATTERN,
     MAX_AMOUNT,

@@ -2,7 +2,7 @@
 
 A viewer presents one token (or none):
 - a shop JWT (three dot-separated parts): verified with the shop key
-  (server/shop_identity.py); the viewer gets a livesell session token for the
+  (server/core/shop_identity.py); the viewer gets a livesell session token for the
   same verified identity, expiring with the shop's token;
 - a livesell session token: the identity it names, verified or guest;
 - nothing, or a session token that is forged or expired: a new guest identity,
@@ -24,12 +24,12 @@ import time
 from functools import lru_cache
 from typing import Final
 
-from server.errors import LivesellError, refusal
-from server.identity import TokenSigner, Viewer, clean_nickname
-from server.keys import guest_mints
-from server.ledger import Ledger
-from server.settings import Settings
-from server.shop_identity import ShopVerifier, load_shop_key, looks_like_shop_token
+from server.core.errors import LivesellError, refusal
+from server.core.identity import TokenSigner, Viewer, clean_nickname
+from server.core.keys import guest_mints
+from server.core.settings import Settings
+from server.core.shop_identity import ShopVerifier, load_shop_key, looks_like_shop_token
+from server.state.scripts import Ledger
 
 MINT_WINDOW_MS: Final = 60_000
 

@@ -44,18 +44,18 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketState
 
-from server.errors import (
+from server.core.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_TOO_SLOW,
     CLOSE_TRY_AGAIN,
     LivesellError,
 )
+from server.core.identity import Viewer
+from server.core.keys import RoomKeys, room_keys
+from server.core.protocol import encode, seq_of, text_frame
+from server.core.settings import HubSettings
 from server.fastws import EXTENSION, FastWebSocketProtocol
-from server.identity import Viewer
-from server.keys import RoomKeys, room_keys
-from server.ledger import Ledger
-from server.protocol import encode, seq_of, text_frame
-from server.settings import HubSettings
+from server.state.scripts import Ledger
 
 log = logging.getLogger("livesell.hub")
 

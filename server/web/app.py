@@ -32,10 +32,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import __version__, domain, gcpolicy, handshake, logfilter, rooms, security
-from server.admission import Admission, client_bucket
-from server.domain import now_ms
-from server.errors import (
+from server import __version__, handshake
+from server.core import domain, gcpolicy
+from server.core.domain import now_ms
+from server.core.errors import (
     CLOSE_BAD_HANDSHAKE,
     CLOSE_IDENTITY_REFUSED,
     CLOSE_INTERNAL,
@@ -53,12 +53,8 @@ from server.errors import (
     UnsupportedMedia,
     refusal,
 )
-from server.health import PING_TIMEOUT_S, Health
-from server.hub import Conn, Hub, TokenBucket
-from server.identity import TokenSigner, Viewer, clean_nickname
-from server.ledger import Ledger
-from server.ownership import RedisUse, private_data_dir, private_file, use_for_redis
-from server.protocol import (
+from server.core.identity import TokenSigner, Viewer, clean_nickname
+from server.core.protocol import (
     ID_PATTERN,
     Buy,
     Chat,
@@ -78,12 +74,19 @@ from server.protocol import (
     loads_object,
     reject_unknown,
 )
-from server.pulse import Pulse
-from server.recorder import Recorder
-from server.redis_supervisor import RedisSupervisor
-from server.settings import Settings, load_settings
-from server.show import Answer, Show, error_answer
-from server.store import OrderStore
+from server.core.settings import Settings, load_settings
+from server.features import rooms
+from server.features.pulse import Pulse
+from server.features.recorder import Recorder
+from server.features.show import Answer, Show, error_answer
+from server.realtime.admission import Admission, client_bucket
+from server.realtime.hub import Conn, Hub, TokenBucket
+from server.state.health import PING_TIMEOUT_S, Health
+from server.state.ownership import RedisUse, private_data_dir, private_file, use_for_redis
+from server.state.redis_supervisor import RedisSupervisor
+from server.state.scripts import Ledger
+from server.state.store import OrderStore
+from server.web import logfilter, security
 
 log = logging.getLogger("livesell.app")
 
@@ -100,7 +103,7 @@ except ImportError:  # pragma: no cover - redis-py before 7
 else:
     _POOL_FIXES["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "client_demo"
 MAX_INFLIGHT_PER_VIEWER = 16
 MAX_BAD_FRAMES = 50
 
@@ -462,7 +465,7 @@ async def create_room(request: Request) -> Response:
 
 
 async def list_rooms(request: Request) -> Response:
-    """Live and upcoming rooms, newest first, paged (server/rooms.py)."""
+    """Live and upcoming rooms, newest first, paged (server/features/rooms.py)."""
     limit, before = rooms.parse_list_query(request.query_params)
     return ok(await show_of(request).lifecycle.public_list(limit, before))
 
@@ -757,7 +760,7 @@ async def viewer_socket(ws: WebSocket) -> None:
 
 async def _admit(svc: Services, ws: WebSocket, token: str | None, nickname: str | None,
                  now: int) -> tuple[Viewer, str] | None:
-    """The joining viewer's identity (server/admission.py), or None after closing the
+    """The joining viewer's identity (server/realtime/admission.py), or None after closing the
     socket: a refused shop token gets an error frame and 4001, a guest over the
     address's mint limit an error frame (with retry_after_s) and 4029."""
     assert svc.admission is not None
@@ -1042,7 +1045,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def default_app() -> Starlette:
-    """Factory for `uvicorn --factory server.app:default_app` and worker processes."""
+    """Factory for `uvicorn --factory server.web.app:default_app` and worker processes."""
     return create_app()
 
 
