@@ -406,11 +406,9 @@ class Pulse:
     async def viewers_tick(self) -> None:
         dirty, self.show.hub.dirty_viewers = self.show.hub.dirty_viewers, set()
         for room_id in sorted(dirty):
-            keys = room_keys(room_id)
-            now, unique, peak = await self.show.ledger.run(
-                "viewers", [keys.present, keys.uniq, keys.peak], [])
-            await self.show.hub.publish(room_id, {"type": "viewers", "now": int(now),
-                                            "unique": int(unique), "peak": int(peak)})
+            counts = await self.show.scripts.viewers(room_id)
+            await self.show.hub.publish(room_id, {"type": "viewers", "now": counts.now,
+                                            "unique": counts.unique, "peak": counts.peak})
 
     async def upkeep_tick(self) -> None:
         epoch = await self.redis.get(EPOCH)

@@ -55,7 +55,7 @@ from server.core.keys import RoomKeys, room_keys
 from server.core.protocol import encode, seq_of, text_frame
 from server.core.settings import HubSettings
 from server.fastws import EXTENSION, FastWebSocketProtocol
-from server.state.scripts import Ledger
+from server.state.scripts import Scripts
 
 log = logging.getLogger("livesell.hub")
 
@@ -191,11 +191,11 @@ class LocalRoom:
 
 
 class Hub:
-    def __init__(self, redis: Redis, pubsub_redis: Redis, ledger: Ledger,
+    def __init__(self, redis: Redis, pubsub_redis: Redis, scripts: Scripts,
                  settings: HubSettings, chat_rate: float, chat_burst: int) -> None:
         self.redis = redis
         self.pubsub_redis = pubsub_redis
-        self.ledger = ledger
+        self.scripts = scripts
         self.settings = settings
         self.chat_rate = chat_rate
         self.chat_burst = chat_burst
@@ -265,9 +265,7 @@ class Hub:
         """Broadcast an event to the room on every process; resolves to its seq, or
         -1 when the room is being rebuilt and nothing was sent (publish.lua)."""
         event.setdefault("ts", time.time_ns() // 1_000_000)
-        keys = room_keys(room_id)
-        return self.ledger.run("publish", [keys.seq, keys.log, keys.epoch],
-                               [encode(event), self.settings.log_size, keys.channel])
+        return self.scripts.publish(room_id, encode(event), self.settings.log_size)
 
     # ------------------------------------------------------------------ relay
 

@@ -1,14 +1,23 @@
-"""The ledger: the only module that runs the atomic Lua scripts.
+"""The atomic Lua scripts (`lua/`): the engine that runs them and one typed
+method per script.
 
-Calls made in the same event-loop tick are gathered and sent in one round
-trip (design.md section 6: the Python client, not Redis, is the bottleneck).
-Calls of the same script for the same room go further: they become one call
-of that script's batch form, which runs the unchanged script body once per
-call inside one script invocation, so the client packs one command and parses
-one reply instead of one per buyer. Each caller still gets its own answer,
-in order, and an error in one call (a Lua error) reaches only that caller.
-Scripts are loaded by SHA at start and reloaded transparently if Redis
-restarts and forgets them.
+`Scripts` has one method per script: it builds the script's KEYS from
+`server/core/keys.py` and its ARGV in one place, in the order the script's
+header states, and turns the reply into a typed value. `CONTRACTS` names each
+script's KEYS and ARGV; tests/test_scripts.py checks them against every
+script's header and every method against its contract, so neither can drift.
+Nothing else calls a script by name.
+
+The engine (`Ledger`): calls made in the same event-loop tick are gathered and
+sent in one round trip (design.md section 6: the Python client, not Redis, is
+the bottleneck). Calls of the same script for the same room go further: they
+become one call of that script's batch form, which runs the unchanged script
+body once per call inside one script invocation, so the client packs one
+command and parses one reply instead of one per buyer. Each caller still gets
+its own answer, in order, and an error in one call (a Lua error) reaches only
+that caller. A typed method's reply is converted when its future is resolved,
+so it costs no task and no extra await. Scripts are loaded by SHA at start and
+reloaded transparently if Redis restarts and forgets them.
 """
 
 from __future__ import annotations
@@ -16,12 +25,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar, overload
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
+
+from server.core.keys import DUE, guest_mints, room_keys
+
+if TYPE_CHECKING:
+    from server.state.store import Order
 
 log = logging.getLogger("livesell.ledger")
 
@@ -97,18 +112,27 @@ def _slot(keys: Sequence[str]) -> str:
     return first[start:end + 1] if start >= 0 and end > start else first
 
 
-_Call = tuple[str, Sequence[str], Sequence[Arg], "asyncio.Future[Any]"]
+T = TypeVar("T")
+# A call: script name, keys, args, the caller's future, and the reply's conversion
+# (None: the raw reply).
+_Call = tuple[str, Sequence[str], Sequence[Arg], "asyncio.Future[Any]",
+              "Callable[[Any], Any] | None"]
 
 
 def _settle(answered: list[tuple[_Call, Any]]) -> None:
     """Hand each caller its reply (an exception reply is raised in the caller)."""
-    for (*_, fut), result in answered:
+    for (_, _, _, fut, decode), result in answered:
         if fut.done():
             continue
         if isinstance(result, Exception):
             fut.set_exception(result)
-        else:
+        elif decode is None:
             fut.set_result(result)
+        else:
+            try:
+                fut.set_result(decode(result))
+            except Exception as exc:  # a reply of a shape the script never gives
+                fut.set_exception(exc)
 
 
 class Ledger:
@@ -129,11 +153,22 @@ class Ledger:
             if sha != self.shas[name]:  # pragma: no cover - Redis computes the same SHA1
                 self.shas[name] = sha
 
+    @overload
     def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> asyncio.Future[Any]:
-        """Queue one script call; the future resolves with the script's reply."""
+        ...
+
+    @overload
+    def run(self, name: str, keys: Sequence[str], args: Sequence[Arg],
+            decode: Callable[[Any], T]) -> asyncio.Future[T]:
+        ...
+
+    def run(self, name: str, keys: Sequence[str], args: Sequence[Arg],
+            decode: Callable[[Any], Any] | None = None) -> asyncio.Future[Any]:
+        """Queue one script call; the future resolves with the script's reply, passed
+        through `decode` if given. Use the typed methods of `Scripts` instead."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((name, keys, args, fut))
+        self._pending.append((name, keys, args, fut, decode))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -153,7 +188,7 @@ class Ledger:
         try:
             results = await self._execute(batch)
         except (RedisError, OSError) as exc:
-            for *_, fut in batch:
+            for _, _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
@@ -177,19 +212,19 @@ class Ledger:
         """Send the calls in one pipeline, same-script same-room calls as one batch
         call; return one result per call, in the calls' order."""
         groups: dict[tuple[str, str], list[int]] = {}
-        for i, (name, keys, _, _) in enumerate(batch):
+        for i, (name, keys, _, _, _) in enumerate(batch):
             groups.setdefault((name, _slot(keys)), []).append(i)
         results: list[Any] = [None] * len(batch)
         async with self.redis.pipeline(transaction=False) as pipe:
             for (name, _), members in groups.items():
                 if len(members) == 1:
-                    _, keys, args, _ = batch[members[0]]
+                    _, keys, args, _, _ = batch[members[0]]
                     pipe.evalsha(self.shas[name], len(keys), *keys, *args)
                     continue
                 all_keys: list[str] = []
                 packed: list[Arg] = [len(members)]
                 for i in members:
-                    _, keys, args, _ = batch[i]
+                    _, keys, args, _, _ = batch[i]
                     all_keys.extend(keys)
                     packed.append(len(keys))
                     packed.append(len(args))
@@ -217,3 +252,307 @@ class Ledger:
                 await asyncio.gather(*list(self._inflight), return_exceptions=True)
             else:
                 await asyncio.sleep(0)
+
+
+# ====================================================================== contracts
+
+# How long a finished hold (checked out, released, expired, voided) stays readable,
+# so a late checkout of it gets its clear refusal rather than hold_not_found.
+KEEP_FINISHED_HOLD_MS: Final = 7 * 86400 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """A script's KEYS and ARGV, in order, as its Lua header states them. `keys` of
+    a variadic script (reschedule) are those `Scripts` passes."""
+
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+CONTRACTS: Final[dict[str, Contract]] = {
+    "publish": Contract(("seq", "log", "epoch"), ("event", "log_size", "channel")),
+    "reserve": Contract(
+        ("answer", "product_sale", "sale", "stock", "bought", "hold", "holds", "epoch",
+         "policy", "open_holds", "ip_bought"),
+        ("sale_id", "buyer", "quantity", "hold_id", "hold_ms", "answer_ttl_s", "product_id",
+         "verified", "client", "max_open_holds")),
+    "release": Contract(
+        ("hold", "stock", "sale", "bought", "holds", "confirming", "claims", "epoch",
+         "open_holds", "ip_bought"),
+        ("hold_id", "mode", "buyer", "keep_ms")),
+    "begin_checkout": Contract(
+        ("answer", "hold", "holds", "coupon", "claims", "confirming", "epoch"),
+        ("hold_id", "buyer", "coupon_id")),
+    "finish_checkout": Contract(
+        ("hold", "stock", "sale", "claims", "answer", "confirming", "open_holds"),
+        ("order_id", "answer", "answer_ttl_s", "keep_ms", "hold_id")),
+    "abort_checkout": Contract(("hold", "holds", "claims", "confirming"), ("hold_id",)),
+    "stop_sale": Contract(
+        ("sale", "stock", "bought", "holds", "timers", "open_holds", "ip_bought"),
+        ("sale_id", "key_prefix", "keep_ms")),
+    "claim_coupon": Contract(("answer", "coupon", "claims", "epoch"),
+                             ("viewer", "answer_ttl_s", "coupon_id")),
+    "enter_lottery": Contract(("answer", "lottery", "entrants", "present", "epoch"),
+                              ("viewer", "entry_text", "answer_ttl_s", "lottery_id")),
+    "adjust_stock": Contract(("stock",), ("total",)),
+    "close_lottery": Contract(("lottery",), ()),
+    "viewers": Contract(("present", "uniq", "peak"), ()),
+    "reschedule": Contract(
+        ("timers", "holds", "confirming", "due"),
+        ("room_id", "timers_add_ms", "timers_not_before", "holds_add_ms", "holds_not_before",
+         "confirming_add_ms", "confirming_not_before")),
+    "chat_gate": Contract(("policy", "chat_rate", "slow_mode"), ("room_messages_per_s",)),
+    "mint_guest": Contract(("mints",), ("limit", "window_ms", "member")),
+}
+
+# ====================================================================== replies
+
+# reserve, claim_coupon, enter_lottery: 'stale' only from reserve (the product's
+# sale changed since the caller looked it up).
+AnswerStatus = Literal["ok", "dup", "refused", "rebuilding", "stale"]
+
+
+class Answered(NamedTuple):
+    """The outcome of a remembered request (reserve, claim_coupon, enter_lottery)."""
+
+    status: AnswerStatus
+    answer: str  # the answer json ('ok', 'dup', 'refused'); '' otherwise
+
+
+def _answered(reply: list[Any]) -> Answered:
+    return Answered(reply[0], reply[1] if len(reply) > 1 else "")
+
+
+ReleaseMode = Literal["expire", "release", "void"]
+
+
+class Released(NamedTuple):
+    """release.lua: `outcome` is 'done' when units moved back to stock, else
+    'not_due', 'missing', 'rebuilding' or the hold's unchanged state."""
+
+    outcome: str
+    quantity: int
+    product_id: str
+    state: str  # the hold's state now ('released', 'expired', 'aborted', or unchanged)
+
+
+def _released(reply: list[Any]) -> Released:
+    if reply[0] == "done":
+        return Released("done", int(reply[1]), str(reply[2]), str(reply[3]))
+    return Released(str(reply[0]), 0, "", str(reply[0]))
+
+
+CheckoutStatus = Literal["ok", "confirming", "confirmed", "dup", "refused", "rebuilding"]
+
+
+class CheckoutBegun(NamedTuple):
+    """begin_checkout.lua. `payload`: the remembered answer ('dup'), the refusal
+    code ('refused'), or the hold as json ('ok', 'confirming', 'confirmed')."""
+
+    status: CheckoutStatus
+    payload: str
+    epoch: str  # the room's epoch the checkout began under ('' unless the hold is there)
+
+
+def _checkout_begun(reply: list[Any]) -> CheckoutBegun:
+    return CheckoutBegun(reply[0], reply[1] if len(reply) > 1 else "",
+                         str(reply[2]) if len(reply) > 2 else "")
+
+
+class CheckoutFinished(NamedTuple):
+    """finish_checkout.lua: 'ok', 'already', 'missing' or 'bad_state' (with the state)."""
+
+    status: str
+    state: str
+
+
+def _checkout_finished(reply: list[Any]) -> CheckoutFinished:
+    return CheckoutFinished(str(reply[0]), str(reply[1]) if len(reply) > 1 else "")
+
+
+class SaleStopped(NamedTuple):
+    """stop_sale.lua: 'stopped' (with the units and holds voided), 'missing' or 'over'."""
+
+    status: Literal["stopped", "missing", "over"]
+    units: int
+    voided: list[str]
+
+
+def _sale_stopped(reply: list[Any]) -> SaleStopped:
+    if reply[0] == "stopped":
+        return SaleStopped("stopped", int(reply[1]), [str(h) for h in reply[2:]])
+    return SaleStopped(reply[0], 0, [])
+
+
+class StockAdjusted(NamedTuple):
+    """adjust_stock.lua: refused when the new total is below the units held or sold."""
+
+    ok: bool
+    held_and_sold: int
+
+
+def _stock_adjusted(reply: list[Any]) -> StockAdjusted:
+    if reply[0] == "ok":
+        return StockAdjusted(True, int(reply[3]) + int(reply[4]))
+    return StockAdjusted(False, int(reply[1]))
+
+
+class ViewerCounts(NamedTuple):
+    now: int
+    unique: int
+    peak: int
+
+
+def _viewer_counts(reply: list[Any]) -> ViewerCounts:
+    return ViewerCounts(int(reply[0]), int(reply[1]), int(reply[2]))
+
+
+class ChatGate(NamedTuple):
+    """chat_gate.lua: 'ok', 'slow_mode' (wait, and the room's slow mode in s) or 'busy'."""
+
+    status: Literal["ok", "slow_mode", "busy"]
+    wait_ms: int
+    slow_mode_s: int
+
+
+def _chat_gate(reply: list[Any]) -> ChatGate:
+    return ChatGate(reply[0], int(reply[1]) if len(reply) > 1 else 0,
+                    int(reply[2]) if len(reply) > 2 else 0)
+
+
+class GuestMint(NamedTuple):
+    admitted: bool
+    wait_ms: int  # until the next mint is admitted (0 when admitted)
+
+
+def _guest_mint(reply: list[Any]) -> GuestMint:
+    return GuestMint(bool(reply[0]), int(reply[1]))
+
+
+def _due(reply: Any) -> int | None:
+    return int(reply) if reply else None
+
+
+# ====================================================================== typed calls
+
+
+class Scripts(Ledger):
+    """One method per script. Each builds its KEYS and ARGV in the order of
+    `CONTRACTS` (and of the script's header) and returns a future of its typed
+    reply, batched like every call (see `Ledger`)."""
+
+    def publish(self, room_id: str, event: bytes, log_size: int) -> asyncio.Future[int]:
+        """Append the encoded event `{...}` to the room's log under its next seq and
+        publish it; resolves to the seq, or -1 while the room is being rebuilt."""
+        k = room_keys(room_id)
+        # No conversion: the reply is already an int, and this runs once per event.
+        return self.run("publish", [k.seq, k.log, k.epoch], [event, log_size, k.channel])
+
+    def reserve(self, room_id: str, *, sale_id: str, product_id: str, buyer: str,
+                request_id: str, hold_id: str, quantity: int, hold_ms: int,
+                answer_ttl_s: int, verified: bool, client: str,
+                max_open_holds: int) -> asyncio.Future[Answered]:
+        k = room_keys(room_id)
+        return self.run("reserve", [
+            k.request(buyer, "buy", request_id), k.product_sale(product_id), k.sale(sale_id),
+            k.stock(product_id), k.bought(sale_id), k.hold(hold_id), k.holds, k.epoch,
+            k.policy, k.open_holds, k.ip_bought(sale_id),
+        ], [sale_id, buyer, quantity, hold_id, hold_ms, answer_ttl_s, product_id,
+            "1" if verified else "0", client, max_open_holds], _answered)
+
+    def release(self, room_id: str, *, hold_id: str, product_id: str, sale_id: str,
+                mode: ReleaseMode, buyer: str = "",
+                coupon_id: str = "") -> asyncio.Future[Released]:
+        k = room_keys(room_id)
+        return self.run("release", [
+            k.hold(hold_id), k.stock(product_id), k.sale(sale_id), k.bought(sale_id),
+            k.holds, k.confirming, k.claims(coupon_id or "-"), k.epoch, k.open_holds,
+            k.ip_bought(sale_id),
+        ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS], _released)
+
+    def begin_checkout(self, room_id: str, *, buyer: str, request_id: str, hold_id: str,
+                       coupon_id: str) -> asyncio.Future[CheckoutBegun]:
+        k = room_keys(room_id)
+        return self.run("begin_checkout", [
+            k.request(buyer, "checkout", request_id), k.hold(hold_id), k.holds,
+            k.coupon(coupon_id or "-"), k.claims(coupon_id or "-"), k.confirming, k.epoch,
+        ], [hold_id, buyer, coupon_id], _checkout_begun)
+
+    def finish_checkout(self, order: Order, answer: bytes,
+                        answer_ttl_s: int) -> asyncio.Future[CheckoutFinished]:
+        """Count the durable `order` in Redis and remember `answer` for retries of
+        its checkout request."""
+        k = room_keys(order.room_id)
+        return self.run("finish_checkout", [
+            k.hold(order.hold_id), k.stock(order.product_id), k.sale(order.sale_id),
+            k.claims(order.coupon_id or "-"),
+            k.request(order.buyer_id, "checkout", order.request_id or "-"),
+            k.confirming, k.open_holds,
+        ], [order.order_id, answer, answer_ttl_s, KEEP_FINISHED_HOLD_MS, order.hold_id],
+            _checkout_finished)
+
+    def abort_checkout(self, room_id: str, *, hold_id: str,
+                       coupon_id: str) -> asyncio.Future[bool]:
+        k = room_keys(room_id)
+        return self.run("abort_checkout", [
+            k.hold(hold_id), k.holds, k.claims(coupon_id or "-"), k.confirming,
+        ], [hold_id], bool)
+
+    def stop_sale(self, room_id: str, *, sale_id: str,
+                  product_id: str) -> asyncio.Future[SaleStopped]:
+        k = room_keys(room_id)
+        return self.run("stop_sale", [
+            k.sale(sale_id), k.stock(product_id), k.bought(sale_id), k.holds, k.timers,
+            k.open_holds, k.ip_bought(sale_id),
+        ], [sale_id, k.base, KEEP_FINISHED_HOLD_MS], _sale_stopped)
+
+    def claim_coupon(self, room_id: str, *, viewer: str, request_id: str, coupon_id: str,
+                     answer_ttl_s: int) -> asyncio.Future[Answered]:
+        k = room_keys(room_id)
+        return self.run("claim_coupon", [
+            k.request(viewer, "claim_coupon", request_id), k.coupon(coupon_id),
+            k.claims(coupon_id), k.epoch,
+        ], [viewer, answer_ttl_s, coupon_id], _answered)
+
+    def enter_lottery(self, room_id: str, *, viewer: str, request_id: str, lottery_id: str,
+                      entry_text: str, answer_ttl_s: int) -> asyncio.Future[Answered]:
+        """`entry_text`: the normalized comment text ('' for a button entry)."""
+        k = room_keys(room_id)
+        return self.run("enter_lottery", [
+            k.request(viewer, "enter_lottery", request_id), k.lottery(lottery_id),
+            k.entrants(lottery_id), k.present, k.epoch,
+        ], [viewer, entry_text, answer_ttl_s, lottery_id], _answered)
+
+    def adjust_stock(self, room_id: str, product_id: str,
+                     total: int) -> asyncio.Future[StockAdjusted]:
+        return self.run("adjust_stock", [room_keys(room_id).stock(product_id)], [total],
+                        _stock_adjusted)
+
+    def close_lottery(self, room_id: str, lottery_id: str) -> asyncio.Future[bool]:
+        """Close an open lottery for its draw; True for the one caller that did."""
+        return self.run("close_lottery", [room_keys(room_id).lottery(lottery_id)], [], bool)
+
+    def viewers(self, room_id: str) -> asyncio.Future[ViewerCounts]:
+        k = room_keys(room_id)
+        return self.run("viewers", [k.present, k.uniq, k.peak], [], _viewer_counts)
+
+    def reschedule(self, room_id: str, *, recover_after_ms: int,
+                   recovery_not_before: int) -> asyncio.Future[int | None]:
+        """Put the room on the schedule (keys.DUE) at its earliest timer, expiring
+        hold, or checkout due for recovery; None when it has nothing due."""
+        k = room_keys(room_id)
+        return self.run("reschedule", [k.timers, k.holds, k.confirming, DUE],
+                        [room_id, 0, 0, 0, 0, recover_after_ms, recovery_not_before], _due)
+
+    def chat_gate(self, room_id: str, viewer: str,
+                  room_messages_per_s: float) -> asyncio.Future[ChatGate]:
+        k = room_keys(room_id)
+        return self.run("chat_gate", [k.policy, k.chat_rate, k.slow_mode(viewer)],
+                        [room_messages_per_s], _chat_gate)
+
+    def mint_guest(self, client: str, *, limit: int, window_ms: int,
+                   member: str) -> asyncio.Future[GuestMint]:
+        return self.run("mint_guest", [guest_mints(client)], [limit, window_ms, member],
+                        _guest_mint)
+

@@ -5,7 +5,7 @@ Start: embedded redis-server (if no URL) -> store -> scripts -> hub -> pulse
 (which rebuilds Redis from the store if Redis lost its data).
 Drain (SIGTERM, before stop): refuse new work, answer the requests in flight,
 flush the order store, then close viewers with 1012 so they reconnect elsewhere.
-Stop: stop the clockwork, close viewers left with 1001, answer queued ledger
+Stop: stop the clockwork, close viewers left with 1001, answer queued script
 calls, flush and close the store, then Redis and its child process.
 """
 
@@ -84,7 +84,7 @@ from server.realtime.hub import Conn, Hub, TokenBucket
 from server.state.health import PING_TIMEOUT_S, Health
 from server.state.ownership import RedisUse, private_data_dir, private_file, use_for_redis
 from server.state.redis_supervisor import RedisSupervisor
-from server.state.scripts import Ledger
+from server.state.scripts import Scripts
 from server.state.store import OrderStore
 from server.web import logfilter, security
 
@@ -171,16 +171,16 @@ class Services:
         store = self.store
         self.health.store_busy_since = lambda: store.busy_since
         self.health.store_failed = lambda: store.last_failed
-        ledger = Ledger(self.redis)
-        await ledger.load()
-        self.hub = Hub(self.redis, self.redis_bytes, ledger, s.hub, s.chat.messages_per_s,
+        scripts = Scripts(self.redis)
+        await scripts.load()
+        self.hub = Hub(self.redis, self.redis_bytes, scripts, s.hub, s.chat.messages_per_s,
                        s.chat.burst)
         self.hub.on_redis_error = self.health.redis_failed
         await self.hub.start()
-        self.show = Show(s, self.redis, ledger, self.hub, self.store, self.health)
+        self.show = Show(s, self.redis, scripts, self.hub, self.store, self.health)
         secret = self._secret()
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
-        self.admission = Admission(s, self.signer, ledger)
+        self.admission = Admission(s, self.signer, scripts)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
         self.show.recorder = self.recorder
         self.recorder.keywords = self.show.keyword_lotteries
@@ -260,7 +260,7 @@ class Services:
             await _bounded("clockwork", self.pulse.stop(), 5.0)
         if self.hub is not None:
             await _bounded("viewers", self.hub.stop(), 5.0)
-            await _bounded("ledger calls", self.hub.ledger.drain(), grace)
+            await _bounded("script calls", self.hub.scripts.drain(), grace)
         if self.store is not None:
             await _bounded("order store", self.store.close(), grace)
         for client in (self.redis, self.redis_bytes):
