@@ -2,7 +2,7 @@
 requests are validated into them, and the lottery draw maths.
 
 Pure: no I/O. The atomic decisions (reserve, claim, enter) live in the Lua
-scripts run by `ledger`; this module holds the rules that are not races.
+scripts (server/state/scripts.py); this module holds the rules that are not races.
 """
 
 from __future__ import annotations
