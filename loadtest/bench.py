@@ -53,7 +53,7 @@ from loadtest.stats import read_proc, spread_indices, summary
 from loadtest.viewer import Link
 
 NODE_HUB = Path(__file__).resolve().parent / "refhubs" / "node_hub.js"
-RESERVE_LUA = Path(server.__file__).resolve().parent / "lua" / "reserve.lua"
+RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
 HUBS = ("livesell", "websockets", "node")
 EVENT_SIZE = 200
 
