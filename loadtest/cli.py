@@ -162,7 +162,8 @@ def cmd_list() -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.chaos import ChaosError, parse_chaos
-    from loadtest.engine import RunOptions, prepare
+    from loadtest.context import RunOptions
+    from loadtest.engine import prepare
     from loadtest.host import TargetError
     from loadtest.report import exit_code, write_report
     from loadtest.spawn import SpawnError

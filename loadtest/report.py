@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import __version__
-from loadtest.engine import RunResult
+from loadtest.context import RunResult
 from loadtest.stats import percentile
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -6,7 +6,8 @@ sale with a coupon drop and a lottery, a reconnect storm, a chat storm). The
 bundled scenarios in `loadtest/scenarios/` are such files; a bare name like
 `flash_sale` resolves to one of them, or to the bundled sample trace.
 
-Every key is typed and ranged. A bad file is refused with a `ScenarioError`
+Every key is typed and ranged (the typed TOML tables of server/core/tomlconfig.py,
+shared with the server's settings). A bad file is refused with a `ScenarioError`
 that names the file and the key (`flash_sale.toml: sale.units: expected an
 integer, got 'lots'`), never a traceback. Pure: reads files only when asked.
 """
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from server.core.tomlconfig import check_section, check_value, meta, section_table
+
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 SCENARIO_DIR: Final = PACKAGE_DIR / "scenarios"
 TRACE_DIR: Final = PACKAGE_DIR / "traces"
@@ -32,9 +35,7 @@ class ScenarioError(ValueError):
     """A scenario file or option is unknown, of the wrong type or out of range."""
 
 
-def _r(lo: float | None = None, hi: float | None = None,
-       choices: tuple[str, ...] | None = None, doc: str = "") -> dict[str, Any]:
-    return {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+_r = meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,74 +188,7 @@ class Scenario:
         return out
 
 
-SECTIONS: Final[dict[str, type[Any]]] = {
-    f.name: f.default_factory  # type: ignore[misc]
-    for f in dataclasses.fields(Scenario) if f.name not in ("name", "description")
-}
-
-
-def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
-
-
-def _coerce(key: str, raw: Any, default: Any, meta: Mapping[str, Any]) -> Any:
-    """`raw` as the type of `default`, checked against the range and choices in `meta`."""
-    value: Any
-    if isinstance(default, bool):
-        if not isinstance(raw, bool):
-            raise ScenarioError(f"{key}: expected true or false, got {raw!r}")
-        return raw
-    if isinstance(default, int):
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ScenarioError(f"{key}: expected an integer, got {raw!r}")
-        value = raw
-    elif isinstance(default, float):
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ScenarioError(f"{key}: expected a number, got {raw!r}")
-        value = float(raw)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ScenarioError(f"{key}: expected a finite number, got {raw!r}")
-    elif isinstance(default, tuple):
-        if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
-            raise ScenarioError(f"{key}: expected an array of strings, got {raw!r}")
-        choices = meta.get("choices")
-        if choices:
-            bad = [v for v in raw if v not in choices]
-            if bad:
-                raise ScenarioError(f"{key}: unknown value(s) {', '.join(map(repr, bad))}; "
-                                    f"choose from {', '.join(choices)}")
-        if not raw:
-            raise ScenarioError(f"{key}: must not be empty")
-        return tuple(raw)
-    else:
-        if not isinstance(raw, str):
-            raise ScenarioError(f"{key}: expected a string, got {raw!r}")
-        if len(raw) > 4096:
-            raise ScenarioError(f"{key}: longer than 4096 characters")
-        choices = meta.get("choices")
-        if choices and raw not in choices:
-            raise ScenarioError(f"{key}: {raw!r} is not one of {', '.join(choices)}")
-        return raw
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and value < lo:
-        raise ScenarioError(f"{key}: {value!r} is below the minimum {lo}")
-    if hi is not None and value > hi:
-        raise ScenarioError(f"{key}: {value!r} is above the maximum {hi}")
-    return value
-
-
-def _section(cls: type[Any], values: Mapping[str, Any], where: str, section: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    defaults = cls()
-    kwargs: dict[str, Any] = {}
-    for key, raw in values.items():
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ScenarioError(f"{where}: unknown key {section}.{key} (known: {known})")
-        kwargs[key] = _coerce(f"{where}: {section}.{key}", raw, getattr(defaults, key),
-                              fields[key].metadata)
-    return cls(**kwargs)
+SECTIONS: Final[dict[str, type[Any]]] = section_table(Scenario, exclude=("name", "description"))
 
 
 def build_scenario(data: Mapping[str, Any], where: str) -> Scenario:
@@ -266,9 +200,8 @@ def build_scenario(data: Mapping[str, Any], where: str) -> Scenario:
                 raise ScenarioError(f"{where}: {key}: expected a string, got {value!r}")
             top[key] = value
         elif key in SECTIONS:
-            if not isinstance(value, Mapping):
-                raise ScenarioError(f"{where}: [{key}] must be a table, got {value!r}")
-            top[key] = _section(SECTIONS[key], value, where, key)
+            top[key] = SECTIONS[key](**check_section(SECTIONS[key], value, where, key,
+                                                     ScenarioError))
         else:
             known = ", ".join(["name", "description", *SECTIONS])
             raise ScenarioError(f"{where}: unknown key {key!r} (known: {known})")
@@ -345,9 +278,8 @@ def with_overrides(s: Scenario, *, viewers: int | None = None, duration: float |
     """The scenario with command-line options in place of the file's values; the
     options go through the same checks as the file (named by their flag)."""
     def check(flag: str, section: str, key: str, value: Any) -> Any:
-        cls = SECTIONS[section]
-        f = next(f for f in dataclasses.fields(cls) if f.name == key)
-        return _coerce(f"{flag} ({section}.{key})", value, getattr(cls(), key), f.metadata)
+        return check_value(SECTIONS[section], section, key, value, f"{flag} ({section}.{key})",
+                           ScenarioError)
 
     if viewers is not None:
         s = dataclasses.replace(s, viewers=dataclasses.replace(

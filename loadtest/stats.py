@@ -90,6 +90,12 @@ def read_proc(pid: int) -> ProcSample | None:
     return ProcSample(cpu, rss)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds of one process so far; 0.0 without a pid or once it is gone."""
+    sample = read_proc(pid) if pid else None
+    return sample.cpu_s if sample else 0.0
+
+
 def _children_by_parent() -> dict[int, list[int]]:
     """Every process id under its parent's, from one pass over /proc."""
     children: dict[int, list[int]] = {}

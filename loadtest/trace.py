@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import orjson
 
-from loadtest.worker import TraceStep
+from loadtest.messages import TraceStep
 
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "sale",
                                  "stop_sale", "coupon", "lottery", "draw", "announce"})

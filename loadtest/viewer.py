@@ -10,8 +10,9 @@ re-sends unanswered requests with the same `request_id` after a reconnect (the
 server makes those retries safe).
 
 What a viewer was told (holds, placed orders, coupon claims, lottery entries)
-goes to its `Crowd`, which owns the counters, latencies and behaviour; the
-viewer owns its connection and its sequence bookkeeping.
+goes to its `Crowd` (the protocol below; loadtest/crowd.py implements it),
+which owns the counters, latencies and behaviour; the viewer owns its
+connection and its sequence bookkeeping.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 import orjson
 from websockets.client import ClientProtocol
@@ -32,10 +33,8 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from loadtest.model import Gap, ViewerRecord
+from loadtest.stats import Reservoir
 from server import handshake
-
-if TYPE_CHECKING:
-    from loadtest.worker import Crowd
 
 CONNECT_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
@@ -53,6 +52,33 @@ class FrameSink(Protocol):
     def on_frame(self, data: bytes) -> None: ...
 
     def on_lost(self, link: Link) -> None: ...
+
+
+class Crowd(Protocol):
+    """What a viewer needs from the crowd it belongs to (loadtest/crowd.py): where
+    to connect, the process's counters and clock, its task set, and where to
+    report the room's events and unanswered errors."""
+
+    ws_base: str
+    host: str
+    port: int
+    connected: int
+    frames: int
+    applied: int
+    latency: Reservoir
+    finishing: bool
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+    def rng_delay(self, lo: float, hi: float) -> float: ...
+
+    def learn_offset(self, server_time: float) -> None: ...
+
+    def server_to_local(self, server_ms: float) -> float: ...
+
+    def on_error(self, viewer: Viewer, msg: dict[str, Any]) -> None: ...
+
+    def on_event(self, viewer: Viewer, kind: str, msg: dict[str, Any]) -> None: ...
 
 
 class Link(asyncio.Protocol):

@@ -7,7 +7,14 @@ already-framed server messages straight on the transport, and callbacks when
 the transport's write buffer crosses its high and low water marks. The hub
 builds each event's frame once per room and hands the same bytes to every
 viewer; the transport's buffer, bounded by those marks, is the per-client
-buffer (design.md section 6). Built on uvicorn 0.54: the version is pinned.
+buffer (design.md section 6).
+
+Whether a frame may be written is asked of websockets' own connection state
+and of the transport on every write, as websockets' `broadcast()` does, so no
+uvicorn flag is shadowed. The uvicorn internals still used (the close path
+without waiting for a full buffer, the text fast route, the shutdown hook) are
+listed, with why, in tests/test_transport_contract.py, which fails naming the
+one a new uvicorn release changed; pyproject.toml allows the versions it passes.
 """
 
 from __future__ import annotations
@@ -17,15 +24,15 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.utils import get_client_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
 from server.edges import LogLimiter, since_last_line
 
 EXTENSION = "livesell.raw"
+# Bound once: write_frames runs for every viewer of every event.
+_OPEN = State.OPEN
 # One line per address per minute for upgrade requests websockets refuses itself.
 _REFUSALS_LOG = LogLimiter()
 
@@ -44,39 +51,27 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # Set by the HTTP protocol that upgraded this connection (server/edges.py):
     # gives the connection's place under the per-address cap back, once.
     edge_release: Callable[[], None] | None = None
-    # True from the accepted handshake until anything starts closing: the one
-    # check write_frames makes per delivery (it runs for every viewer of every
-    # event). close_sent and disconnected are properties below so that every
-    # place in uvicorn that sets them also clears it; a peer's close frame
-    # clears it in handle_close.
-    frames_ok = False
-    _close_sent = False
-    _disconnected = False
 
-    @property
-    def close_sent(self) -> bool:
-        return self._close_sent
-
-    @close_sent.setter
-    def close_sent(self, value: bool) -> None:
-        self._close_sent = value
-        if value:
-            self.frames_ok = False
-
-    @property
-    def disconnected(self) -> bool:
-        return self._disconnected
-
-    @disconnected.setter
-    def disconnected(self, value: bool) -> None:
-        self._disconnected = value
-        if value:
-            self.frames_ok = False
+    def is_open(self) -> bool:
+        """Frames may be written: the handshake was accepted (websockets' state turns
+        OPEN when the 101 is sent) and nothing has started closing, neither side's
+        close frame (CLOSING) nor the TCP connection (the transport)."""
+        return self.conn.state is _OPEN and not self.transport.is_closing()
 
     def open_frames(self) -> None:
-        """Called by the app once the handshake is accepted: frames may flow."""
-        self.frames_ok = (self.handshake_complete and not self._close_sent
-                          and not self._disconnected and self.conn.state is State.OPEN)
+        """Called by the hub when a viewer joins. Nothing to do any more: each write
+        asks the connection's state itself (kept so the hub's call stays valid)."""
+
+    def write_frames(self, data: bytes) -> None:
+        """Write one or more complete server frames, unless the connection is closing.
+
+        The same check as websockets' `broadcast()`: its sans-I/O state and the
+        transport, per write. uvicorn moves that state to CLOSING in every close
+        path it has (the app's close, a keepalive timeout, a protocol error,
+        server shutdown, the peer's close frame) and closes the transport when
+        the connection is lost."""
+        if self.conn.state is _OPEN and not self.transport.is_closing():
+            self.transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         release, self.edge_release = self.edge_release, None
@@ -84,23 +79,21 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             release()
         super().connection_lost(exc)
 
-    def handle_close(self, event: Frame) -> None:
-        self.frames_ok = False
-        super().handle_close(event)
-
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if (self.conn.handshake_exc is not None and not self.handshake_complete
-                and not self.close_sent):
+        if self.conn.handshake_exc is not None and not self.transport.is_closing():
             self._refuse_unparsed_handshake()
 
     def _refuse_unparsed_handshake(self) -> None:
         """websockets refused the upgrade request itself (a header line over its
         8192 bytes, more than 128 headers, a request it cannot read) and queued
-        its answer (431, 414 or nothing); uvicorn 0.54 only sends what follows a
-        parsed request, so without this the client waited for an answer that
-        never came, and shutdown later failed an assertion with a traceback."""
+        its answer (431, 414 or nothing); uvicorn before 0.55 only sends what
+        follows a parsed request, so without this the client waited for an answer
+        that never came, and shutdown later failed an assertion with a traceback.
+        (uvicorn 0.55 answers such a request itself and closes the transport, so
+        this is not reached there.)"""
         self.transport.write(b"".join(self.conn.data_to_send()))
+        # uvicorn's shutdown() then only closes the transport.
         self.close_sent = True
         self.transport.close()
         host = self.client[0] if self.client else ""
@@ -111,23 +104,17 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
+        # uvicorn builds the scope only for a request it accepts, and starts the
+        # app in a task: the extension is in place before the app reads it.
         scope: Any = getattr(self, "scope", None)
-        if scope is not None and not self.close_sent:
+        if scope is not None and not self.transport.is_closing():
             scope["extensions"][EXTENSION] = self
 
     def set_buffer_limit(self, high: int) -> None:
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
 
-    def writable_now(self) -> bool:
-        return self.frames_ok and not self.transport.is_closing()
-
-    def write_frames(self, data: bytes) -> None:
-        """Write one or more complete server frames, unless the connection is closing."""
-        if self.frames_ok:
-            self.transport.write(data)
-
     def send_receive_event_to_app(self) -> None:
-        if self.curr_msg_data_type != "text" or self.close_sent:
+        if self.curr_msg_data_type != "text" or self.conn.state is not _OPEN:
             super().send_receive_event_to_app()
             return
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
@@ -148,10 +135,11 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         """A text message that is not UTF-8: the client's fault, so one line at INFO
         (uvicorn logs an ERROR with a traceback per message) and close with 1007."""
         scope: Any = getattr(self, "scope", None)
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else ""
         self.logger.info('%s - "WebSocket %s" 1007: invalid UTF-8 at byte %d of a text message',
-                         get_client_addr(scope) if scope else "",
+                         client,
                          scope["path"] if scope else "", exc.start)
-        if self.conn.state is not State.OPEN:
+        if self.conn.state is not _OPEN:
             return  # the peer's close frame came in the same read: the close is under way
         self.conn.send_close(1007, "invalid UTF-8 in a text message")
         self.handle_parser_exception()
@@ -188,10 +176,16 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def close_now(self, code: int, reason: str, abort_after: float = 2.0) -> None:
         """Send a close frame without waiting for the (full) buffer, then drop the
-        connection if the peer does not finish the closing handshake in time."""
-        if self.close_sent or self.disconnected:
+        connection if the peer does not finish the closing handshake in time.
+
+        uvicorn's own close (the app's `websocket.close`) first awaits room in the
+        buffer, which a viewer that stopped reading never makes. This is that close
+        path without the wait, leaving uvicorn's state as its own would: the close
+        flag its handlers read, the disconnect message for the app, reading resumed
+        so the peer's answering close frame is seen, and the timer uvicorn cancels
+        when that frame arrives or the connection is lost."""
+        if not self.is_open():
             return
-        self.frames_ok = False
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
@@ -206,7 +200,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         accepting): a joined viewer's app drains first (answers what it is running,
         flushes orders, then closes with 1012 itself); otherwise close with 1012
         (service restart: reconnect, to another process) at once."""
-        if self.handshake_complete and not self.close_sent and not self.disconnected:
+        if self.is_open():
             hook, self.on_shutdown = self.on_shutdown, None
             if hook is not None:
                 hook()

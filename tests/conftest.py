@@ -41,8 +41,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def server(redis_url: str, data_dir: Path) -> AsyncIterator[LiveServer]:
-    live = await LiveServer(make_settings(redis_url, data_dir)).start()
+async def server(request: pytest.FixtureRequest, redis_url: str,
+                 data_dir: Path) -> AsyncIterator[LiveServer]:
+    # With the transport hook unless a test asks otherwise (BOTH_TRANSPORTS).
+    fast = getattr(request, "param", True)
+    live = await LiveServer(make_settings(redis_url, data_dir), fast=fast).start()
     try:
         yield live
     finally:

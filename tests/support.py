@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 import orjson
+import pytest
 import uvicorn
+from uvicorn.logging import AccessFormatter, DefaultFormatter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -39,6 +43,13 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return load_settings(None, env={}, overrides=overrides)
+
+
+# Runs a test that takes the `server` fixture twice: under the transport hook
+# (server/fastws.py) and under uvicorn's plain websockets-sansio protocol, where
+# the hub falls back to `send_text` through ASGI.
+BOTH_TRANSPORTS = pytest.mark.parametrize("server", [True, False], indirect=True,
+                                          ids=["hook", "plain-asgi"])
 
 
 class LiveServer:
@@ -308,3 +319,34 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:.0f}s: {what}")
         time.sleep(0.02)
+
+
+class LogCapture(logging.Handler):
+    """Every record that reaches the loggers it is added to (uvicorn's and the
+    root logger's), and its text as uvicorn's own formatters write it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.text = io.StringIO()
+        self.default = DefaultFormatter("%(levelprefix)s %(name)s %(message)s",
+                                        use_colors=False)
+        self.access = AccessFormatter(
+            '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+            use_colors=False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        formatter = self.access if record.name == "uvicorn.access" else self.default
+        self.text.write(formatter.format(record) + "\n")
+
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+    def everything(self) -> str:
+        """Messages, formatted lines and raw arguments: a secret anywhere shows."""
+        parts = [self.text.getvalue()]
+        for r in self.records:
+            parts.append(r.getMessage())
+            parts.append(repr(r.args))
+        return "\n".join(parts)

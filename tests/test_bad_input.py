@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import LiveServer, create_room, join
+from tests.support import BOTH_TRANSPORTS, LiveServer, create_room, join
 
 FRAME_CASES: list[tuple[str, str, str]] = [
     ("not json", "{nope", "invalid_json"),
@@ -54,6 +54,7 @@ FRAME_CASES: list[tuple[str, str, str]] = [
 ]
 
 
+@BOTH_TRANSPORTS
 async def test_frame_matrix(server: LiveServer, http: httpx.AsyncClient) -> None:
     host = await create_room(http)
     viewer = await join(server, host.room_id)
@@ -69,6 +70,7 @@ async def test_frame_matrix(server: LiveServer, http: httpx.AsyncClient) -> None
     await viewer.close()
 
 
+@pytest.mark.parametrize("server", [True, False], indirect=True, ids=["hook", "plain-asgi"])
 async def test_binary_frame_closes_1003(server: LiveServer, http: httpx.AsyncClient) -> None:
     host = await create_room(http)
     viewer = await join(server, host.room_id)
@@ -77,6 +79,7 @@ async def test_binary_frame_closes_1003(server: LiveServer, http: httpx.AsyncCli
     assert viewer.ws.close_code == 1003
 
 
+@BOTH_TRANSPORTS
 async def test_oversized_frame_closes_1009(server: LiveServer, http: httpx.AsyncClient) -> None:
     host = await create_room(http)
     viewer = await join(server, host.room_id)
@@ -85,6 +88,7 @@ async def test_oversized_frame_closes_1009(server: LiveServer, http: httpx.Async
     assert viewer.ws.close_code == 1009
 
 
+@BOTH_TRANSPORTS
 async def test_invalid_utf8_closes_1007(server: LiveServer, http: httpx.AsyncClient) -> None:
     host = await create_room(http)
     # A raw socket: the client library refuses to send invalid UTF-8 in a text frame.
@@ -112,6 +116,7 @@ async def test_invalid_utf8_closes_1007(server: LiveServer, http: httpx.AsyncCli
     writer.close()
 
 
+@BOTH_TRANSPORTS
 async def test_unknown_room_closes_4004(server: LiveServer) -> None:
     async with connect(server.ws_url("r_nosuchroom")) as ws:
         with pytest.raises(ConnectionClosed):

@@ -10,48 +10,18 @@ Real server on port 0, real `websockets` clients, a handler on the real loggers.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from uvicorn.logging import AccessFormatter, DefaultFormatter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from server import handshake
 from server.core.errors import CLOSE_BAD_HANDSHAKE, CLOSE_WRONG_HOST_KEY
-from tests.support import LiveServer, ViewerClient, create_room, eventually, join, offer
-
-
-class LogCapture(logging.Handler):
-    """Every record of uvicorn's and the root logger's handlers at DEBUG, and its
-    text as uvicorn's formatters write it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.text = io.StringIO()
-        self.default = DefaultFormatter("%(levelprefix)s %(name)s %(message)s",
-                                        use_colors=False)
-        self.access = AccessFormatter(
-            '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
-            use_colors=False)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        formatter = self.access if record.name == "uvicorn.access" else self.default
-        self.text.write(formatter.format(record) + "\n")
-
-    def everything(self) -> str:
-        """Messages, formatted lines and raw arguments: a secret anywhere shows."""
-        parts = [self.text.getvalue()]
-        for r in self.records:
-            parts.append(r.getMessage())
-            parts.append(repr(r.args))
-        return "\n".join(parts)
+from tests.support import LiveServer, LogCapture, ViewerClient, create_room, eventually, join, offer
 
 
 @pytest.fixture

@@ -471,3 +471,56 @@ async def test_a_snapshot_that_cannot_be_built_closes_with_try_again(
     finally:
         await client.set(room_keys(host.room_id).epoch, epoch)
         await client.aclose()
+
+
+async def test_an_order_stored_while_redis_restarts_is_counted_when_it_is_back(
+        tmp_path: Path) -> None:
+    """Redis dies between the order's commit and its count in Redis (the buyer is told
+    "placed": the order is durable). Once a new redis-server answers, the units move
+    from held to sold at once, not recover_after_s later (600 s here, so recovery
+    cannot be what counts them)."""
+    from server.state.redis_supervisor import RedisServer
+
+    first = RedisServer(tmp_path / "redis")
+    url = await asyncio.to_thread(first.start)
+    settings = make_settings(url, tmp_path / "data",
+                             store={"recover_after_s": 600.0, "busy_timeout_ms": 120_000})
+    live = await LiveServer(settings).start()
+    second: RedisServer | None = None
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=60) as http:
+            host = await create_room(http)
+            product = await host.product(stock=3)
+            await host.sale(product["product_id"], units=3, limit=3)
+            buyer = await join(live, host.room_id)
+            hold = await buyer.request("buy", product_id=product["product_id"], quantity=2)
+            assert hold["type"] == "hold"
+            async with StoreLock(settings.store_path) as lock:
+                checkout = asyncio.create_task(
+                    buyer.request("checkout", hold_id=hold["hold"]["id"]))
+                await eventually(lambda: old_confirming(url, host.room_id, 0))
+                assert first.process is not None
+                first.process.kill()
+                await asyncio.to_thread(first.process.wait)
+                await lock.release()
+                placed = await checkout
+            assert placed["type"] == "order_placed", placed
+            second = RedisServer(tmp_path / "redis", port=first.port)
+            assert await asyncio.to_thread(second.start) == url
+
+            async def counted() -> bool:
+                r = await http.get(f"/api/rooms/{host.room_id}/audit",
+                                   headers={"X-Host-Key": host.key})
+                if r.status_code != 200:
+                    return False
+                audit = r.json()
+                stock = audit["products"][0]
+                return bool(audit["ok"] and (stock["sold"], stock["held"], stock["left"])
+                            == (2, 0, 1))
+            await eventually(counted)
+            await buyer.close()
+    finally:
+        await live.stop()
+        for r in (second, first):
+            if r is not None:
+                await asyncio.to_thread(r.stop)

@@ -12,13 +12,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import LiveServer, create_room, eventually, join, make_settings
+from tests.support import (
+    BOTH_TRANSPORTS,
+    LiveServer,
+    create_room,
+    eventually,
+    join,
+    make_settings,
+)
 
 
+@pytest.mark.parametrize("hook", [True, False], ids=["hook", "plain-asgi"])
 async def test_stalled_viewer_is_cut_off_and_the_room_keeps_flowing(redis_url: str,
-                                                                    data_dir: Path) -> None:
+                                                                    data_dir: Path,
+                                                                    hook: bool) -> None:
     live = await LiveServer(make_settings(
-        redis_url, data_dir, hub={"client_buffer_bytes": 8192, "behind_timeout_s": 0.5})).start()
+        redis_url, data_dir, hub={"client_buffer_bytes": 8192, "behind_timeout_s": 0.5}),
+        fast=hook).start()
     try:
         async with httpx.AsyncClient(base_url=live.base) as http:
             host = await create_room(http)
@@ -67,15 +77,20 @@ async def test_stalled_viewer_is_cut_off_and_the_room_keeps_flowing(redis_url: s
         await live.stop()
 
 
+@BOTH_TRANSPORTS
 async def test_every_viewer_gets_each_event_once(server: LiveServer,
                                                  http: httpx.AsyncClient) -> None:
     host = await create_room(http)
     clients = [await join(server, host.room_id) for _ in range(50)]
     starts = [(await c.next_event("snapshot"))["seq"] for c in clients]
     assert len(set(starts)) == 1
-    # Every viewer is on the fast path: pre-encoded frames written to its transport.
+    # Under the hook every viewer is on the fast path (pre-encoded frames written to
+    # its transport); without it, every one is on the send_text fallback.
     room = server.services.hub.rooms[host.room_id]
-    assert len(room.fast) == 50 and not room.slow
+    if server.fast:
+        assert len(room.fast) == 50 and not room.slow
+    else:
+        assert len(room.slow) == 50 and not room.fast
     for i in range(20):
         await host.call("POST", "/announcements", {"text": f"a{i}"}, expect=201)
     for c in clients:

@@ -31,13 +31,11 @@ IO_MODULES: Final = STORAGE_DRIVERS | frozenset({
 
 LAYERS: Final = ("core", "state", "realtime", "features", "web")
 # Modules still at the top of server/ and the layer they belong to. The transport
-# hook moves into realtime/ on its own branch; `server.settings` is an alias of
-# core's settings for edges.py until then; `__init__` and `__main__` are the package
+# hook moves into realtime/ with the next step; `__init__` and `__main__` are the package
 # (only the version: core) and the `python -m server` entry (the top).
 TOP_LEVEL: Final = {
     "server": "core",
     "server.__main__": "web",
-    "server.settings": "core",
     "server.edges": "realtime",
     "server.fastws": "realtime",
     "server.handshake": "realtime",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from uvicorn.logging import AccessFormatter, DefaultFormatter
+from uvicorn.logging import AccessFormatter
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as connect_sync
@@ -33,6 +32,7 @@ from server.core.errors import CLOSE_BAD_HANDSHAKE, CLOSE_UNSUPPORTED_DATA
 from server.web import logfilter
 from tests.support import (
     LiveServer,
+    LogCapture,
     ViewerClient,
     create_room,
     eventually,
@@ -46,34 +46,11 @@ REPO = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------- log capture
 
 
-class Captured(logging.Handler):
-    """Every record that reaches uvicorn's and the root logger's handlers, and
-    its text as uvicorn's own formatters write it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.text = io.StringIO()
-        self.default = DefaultFormatter("%(levelprefix)s %(name)s %(message)s",
-                                        use_colors=False)
-        self.access = AccessFormatter(
-            '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
-            use_colors=False)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        formatter = self.access if record.name == "uvicorn.access" else self.default
-        self.text.write(formatter.format(record) + "\n")
-
-    def messages(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
-
-
 @pytest.fixture
-def captured(server: LiveServer) -> Iterator[Captured]:
+def captured(server: LiveServer) -> Iterator[LogCapture]:
     """Attached after the server started (uvicorn's logging set-up replaces the
     handlers of its loggers); uvicorn.error lowered to INFO for its accept line."""
-    handler = Captured()
+    handler = LogCapture()
     error = logging.getLogger("uvicorn.error")
     level = error.level
     error.setLevel(logging.INFO)
@@ -155,7 +132,7 @@ class RawSocket:
 
 
 async def test_websocket_accept_line_keeps_no_credentials(
-        server: LiveServer, http: httpx.AsyncClient, captured: Captured) -> None:
+        server: LiveServer, http: httpx.AsyncClient, captured: LogCapture) -> None:
     host = await create_room(http)
     session = (await http.post("/api/session", json={"nickname": "ann"})).json()
     token = session["token"]
@@ -229,7 +206,7 @@ async def _joined_raw(server: LiveServer, http: httpx.AsyncClient) -> tuple[str,
     return host.room_id, f"/ws/{host.room_id}?nickname=raw"
 
 
-def _no_traceback_and_at_most(captured: Captured, needle: str, most: int) -> None:
+def _no_traceback_and_at_most(captured: LogCapture, needle: str, most: int) -> None:
     for record in captured.records:
         assert record.exc_info is None and not record.exc_text, captured.text.getvalue()
         assert record.levelno < logging.WARNING, captured.text.getvalue()
@@ -243,7 +220,7 @@ def _no_traceback_and_at_most(captured: Captured, needle: str, most: int) -> Non
     pytest.param([(0x1, b'{"type":', False), (0x0, b'"\xc3"}', True)], id="fragmented"),
 ])
 async def test_invalid_utf8_closes_1007_with_one_line_and_no_traceback(
-        server: LiveServer, http: httpx.AsyncClient, captured: Captured,
+        server: LiveServer, http: httpx.AsyncClient, captured: LogCapture,
         frames: list[tuple[int, bytes, bool]]) -> None:
     room_id, target = await _joined_raw(server, http)
     async with RawSocket.open(server.port, target) as raw:
@@ -268,7 +245,7 @@ async def test_invalid_utf8_closes_1007_with_one_line_and_no_traceback(
 
 
 async def test_binary_and_oversize_frames_close_without_traceback(
-        server: LiveServer, http: httpx.AsyncClient, captured: Captured) -> None:
+        server: LiveServer, http: httpx.AsyncClient, captured: LogCapture) -> None:
     room_id, target = await _joined_raw(server, http)
     async with RawSocket.open(server.port, target) as raw:
         await raw.until(0x1)
@@ -305,7 +282,7 @@ async def admin_server(redis_url: str, data_dir: Path) -> AsyncIterator[LiveServ
 
 
 async def test_non_ascii_admin_key_is_a_clean_401(admin_server: LiveServer) -> None:
-    handler = Captured()
+    handler = LogCapture()
     owners = [logging.getLogger("uvicorn"), logging.getLogger()]
     for owner in owners:
         owner.addHandler(handler)

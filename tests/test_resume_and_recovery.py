@@ -61,9 +61,12 @@ async def test_resync_sends_a_snapshot(server: LiveServer, http: httpx.AsyncClie
     viewer = await join(server, host.room_id)
     first = await viewer.next_event("snapshot")
     await host.call("POST", "/announcements", {"text": "x"}, expect=201)
+    announced = await viewer.next_event("announcement")
     await viewer.send({"type": "resync"})
+    # A resync within hub.resync_interval_s of the join's snapshot is answered when
+    # the interval is up; other events (viewer counts) may come meanwhile.
     again = await viewer.next_event("snapshot")
-    assert again["seq"] == first["seq"] + 1
+    assert again["seq"] >= announced["seq"] > first["seq"]
     await viewer.close()
 
 

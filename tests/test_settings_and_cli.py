@@ -93,26 +93,11 @@ def test_serve_on_embedded_defaults_starts_and_stops_cleanly(tmp_path: Path) -> 
     """The README's first command: embedded redis-server, SQLite in the data dir, URLs
     printed, and SIGINT stops everything, the redis child included."""
     data = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", "0",
-                             "--data-dir", str(data), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items()
-                                 if not k.startswith("LIVESELL_")})
+    proc = _serve("--port", "0", "--data-dir", str(data), "--log-level", "warning")
     try:
-        assert proc.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "host console:" in line:
-                break
-        text = "".join(lines)
+        text = _banner(proc)
         assert "viewer page:" in text and "host console:" in text, text
-        host_url = text.split("host console:")[1].split()[0]
-        base = host_url.removesuffix("/host")
+        base = text.split("host console:")[1].split()[0].removesuffix("/host")
         health = httpx.get(base + "/api/health", timeout=10).json()
         assert health["ok"] is True and health["components"]["redis"] == "up"
         assert httpx.get(base + "/api/ready", timeout=10).status_code == 200
@@ -158,24 +143,11 @@ def test_workers_serve_with_the_config_file_and_flags(tmp_path: Path) -> None:
     with socket.socket() as probe:  # --workers needs a fixed port
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port),
-                             "--workers", "2", "--config", str(config),
-                             "--data-dir", str(tmp_path / "data"), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items()
-                                 if not k.startswith("LIVESELL_")})
+    proc = _serve("--port", str(port), "--workers", "2", "--config", str(config),
+                  "--data-dir", str(tmp_path / "data"), "--log-level", "warning")
     try:
-        assert proc.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "host console:" in line:
-                break
-        text = "".join(lines)
+        text = _banner(proc)
+        assert "host console:" in text, text
         base = text.split("host console:")[1].split()[0].removesuffix("/host")
         deadline = time.monotonic() + 60
         while not wait_ready(base):
@@ -208,3 +180,26 @@ def test_forwarded_allow_ips_must_be_addresses_or_networks() -> None:
         "forwarded_allow_ips": "10.0.0.0/8, 192.0.2.1 ,*"}}).server.forwarded_allow_ips
     with pytest.raises(SettingsError, match=r"server.forwarded_allow_ips: 'proxy' is not"):
         load_settings(None, env={}, overrides={"server": {"forwarded_allow_ips": "proxy"}})
+
+
+def _serve(*args: str) -> subprocess.Popen[str]:
+    """`livesell serve` as a user runs it: no LIVESELL_* variables from the tests."""
+    return subprocess.Popen([sys.executable, "-m", "server", "serve", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("LIVESELL_")})
+
+
+def _banner(proc: subprocess.Popen[str]) -> str:
+    """The start-up lines, up to the host console's URL (or the end of output)."""
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "host console:" in line:
+            break
+    return "".join(lines)

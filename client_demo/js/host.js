@@ -25,6 +25,7 @@ const S = {
   stats: null,
   samples: [],
   editing: null,
+  policy: { require_verified: false, limit_per_ip: false, slow_mode_s: 0 },
 };
 
 let live = null;
@@ -193,6 +194,8 @@ function setConn(state, info = {}) {
   else if (state === "reconnecting") text = "Reconnecting…";
   else if (state === "offline") text = "Offline";
   else if (state === "gone") text = "Room not found";
+  else if (state === "throttled") text = "Waiting to reconnect";
+  else if (state === "refused") text = "Sign-in refused";
   setText($("#conn-text"), text);
   if (state === "gone") toast(info.reason || "This room does not exist.", "error");
 }
@@ -208,6 +211,7 @@ function applySnapshot(snap) {
   S.pins = snap.pins;
   S.coupons = new Map(snap.coupons.map((c) => [c.coupon_id, c]));
   S.lotteries = new Map(snap.lotteries.map((l) => [l.lottery_id, l]));
+  if (snap.policy) renderPolicy(snap.policy);
   renderProducts();
   renderCoupons();
   renderLotteries();
@@ -246,6 +250,7 @@ function onEvent(ev) {
     case "viewer_muted": return addSystem(`${S.nicknames.get(ev.viewer_id) || ev.viewer_id} is muted until ${timeOfDay(ev.until)}.`);
     case "announcement": return addSystem(`Announcement: ${ev.text}`);
     case "show_live": return renderRoomState("live");
+    case "room_policy": return renderPolicy(ev.policy);
     case "show_ended": addSystem("The show has ended."); return renderRoomState("ended");
     default: return undefined;
   }
@@ -274,6 +279,77 @@ async function endShow() {
   $("#end-dlg").close();
   renderRoomState("ended");
   toast("The show has ended.", "ok");
+}
+
+// ------------------------------------------------------------------ room policy
+
+const SLOW_PRESETS = ["0", "5", "10", "30", "60"];
+
+/** Show the policy the server holds (snapshot, PATCH answer or a `room_policy`
+ *  event, also one caused by another console). */
+function renderPolicy(policy) {
+  if (!policy) return;
+  S.policy = { ...S.policy, ...policy };
+  const p = S.policy;
+  $("#pol-verified").checked = !!p.require_verified;
+  $("#pol-ip").checked = !!p.limit_per_ip;
+  const slow = String(p.slow_mode_s || 0);
+  const preset = SLOW_PRESETS.includes(slow);
+  const select = $("#pol-slow");
+  const custom = $("#pol-slow-custom");
+  // A value being typed is not overwritten under the host's fingers.
+  if (document.activeElement !== custom) {
+    select.value = preset ? slow : "custom";
+    custom.value = slow;
+    $("#pol-slow-custom-field").hidden = preset;
+  }
+  const form = $("#policy-form");
+  form.dataset.requireVerified = String(!!p.require_verified);
+  form.dataset.limitPerIp = String(!!p.limit_per_ip);
+  form.dataset.slowModeS = slow;
+  const parts = [p.require_verified ? "shop customers only" : "guests can buy",
+                 p.limit_per_ip ? "limit per address" : null,
+                 p.slow_mode_s ? `slow mode ${p.slow_mode_s} s` : "slow mode off"];
+  setText($("#policy-summary"), parts.filter(Boolean).join(" · "));
+}
+
+/** PATCH only the field that changed: another console's change to another field
+ *  is kept, not overwritten with this page's older view of it. */
+async function applyPolicy(change, okText) {
+  const out = $("#policy-result");
+  const form = $("#policy-form");
+  form.setAttribute("aria-busy", "true");
+  const res = await hostApi("PATCH", "/policy", change);
+  form.removeAttribute("aria-busy");
+  if (report(out, res, okText)) renderPolicy(res.data);
+  else renderPolicy(S.policy); // put the controls back to what the server holds
+}
+
+function slowModeChanged() {
+  const value = $("#pol-slow").value;
+  if (value === "custom") {
+    $("#pol-slow-custom-field").hidden = false;
+    $("#pol-slow-custom").focus();
+    return;
+  }
+  $("#pol-slow-custom-field").hidden = true;
+  setSlowMode(Number(value));
+}
+
+function setSlowMode(seconds) {
+  applyPolicy({ slow_mode_s: seconds },
+              seconds ? `Slow mode on: one message every ${seconds} s per viewer` : "Slow mode off");
+}
+
+function submitCustomSlowMode(e) {
+  e.preventDefault();
+  const text = $("#pol-slow-custom").value.trim();
+  // The range is the server's to check (its error is shown as it words it).
+  if (!/^\d{1,9}$/.test(text)) {
+    report($("#policy-result"), { ok: false, error: { message: "Slow mode: give a whole number of seconds", code: "bad_request" } }, "");
+    return;
+  }
+  setSlowMode(Number(text));
 }
 
 // ------------------------------------------------------------------ catalogue
@@ -841,6 +917,16 @@ function bind() {
     $("#lf-keyword").required = kw;
   });
   $("#announce-form").addEventListener("submit", announce);
+  $("#pol-verified").addEventListener("change", (e) => {
+    const on = e.target.checked;
+    applyPolicy({ require_verified: on }, on ? "Only signed-in shop customers can buy now" : "Guests can buy again");
+  });
+  $("#pol-ip").addEventListener("change", (e) => {
+    const on = e.target.checked;
+    applyPolicy({ limit_per_ip: on }, on ? "The per-buyer limit also counts per network address" : "The per-buyer limit counts per buyer only");
+  });
+  $("#pol-slow").addEventListener("change", slowModeChanged);
+  $("#policy-form").addEventListener("submit", submitCustomSlowMode);
   $("#entrants-close").addEventListener("click", () => $("#entrants-dlg").close());
   $("#copy-link").addEventListener("click", async () => {
     const ok = await copyText($("#share-link").value, $("#share-link"));

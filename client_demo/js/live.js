@@ -4,6 +4,9 @@
 // server, and re-send unanswered requests with their original request_id
 // (the server answers a repeated request id with the first answer, so a buy or
 // checkout is never submitted twice, whatever happens to the connection).
+// Two refusals of the identity itself are not retried blindly: close 4029 (too
+// many new guest identities from this network) waits the time the server named,
+// and close 4001 (a shop sign-in the server cannot trust) is not retried at all.
 
 import { newId, store } from "./util.js";
 
@@ -14,6 +17,9 @@ const PONG_TIMEOUT_MS = 8000;
 const FIRST_PINGS = 4;
 // Tokens and host keys are base64url (tokens with one "."): safe in a subprotocol.
 const CREDENTIAL = /^[A-Za-z0-9._-]{1,4000}$/;
+// Fire-and-forget frames (chat) whose refusal the page still wants to match.
+const MAX_UNTRACKED = 32;
+const THROTTLED_DEFAULT_S = 60;
 
 export class Live {
   /**
@@ -31,6 +37,9 @@ export class Live {
     this.nickname = o.nickname || "";
     // The host console watches its room without counting as a viewer.
     this.hostKey = o.hostKey || "";
+    // A shop-signed JWT to offer once, on the next connect only (the welcome gives
+    // back a livesell token for the same verified identity, kept as usual).
+    this.shopToken = o.shopToken || "";
     this.onEvent = o.onEvent;
     this.onReply = o.onReply || (() => {});
     this.onState = o.onState || (() => {});
@@ -54,6 +63,10 @@ export class Live {
     this.stats = { connects: 0, snapshots: 0, resyncs: 0, resumed: 0, resent: 0 };
     // Requests without an answer yet, by request_id. Kept across reconnects and reloads.
     this.pending = new Map();
+    // Frames sent once with a request_id, never re-sent; only their refusal answers.
+    this.untracked = new Map();
+    // The error frame the server sends right before a 4029 or 4001 close.
+    this.closeCause = null;
     for (const frame of store.get(this.pendingKey, []) || []) {
       if (frame && frame.request_id) this.pending.set(frame.request_id, frame);
     }
@@ -114,6 +127,17 @@ export class Live {
     return request.request_id;
   }
 
+  /** Send a frame once, with a request_id so that a refusal names it; it is not
+   *  kept or re-sent (a chat message is not worth repeating after a reconnect).
+   *  Returns the request_id, or null when not connected. */
+  sendOnce(frame) {
+    const request = { ...frame, request_id: frame.request_id || newId(frame.type) };
+    if (!this.send(request)) return null;
+    this.untracked.set(request.request_id, request);
+    while (this.untracked.size > MAX_UNTRACKED) this.untracked.delete(this.untracked.keys().next().value);
+    return request.request_id;
+  }
+
   isPending(predicate) {
     for (const frame of this.pending.values()) if (predicate(frame)) return true;
     return false;
@@ -155,7 +179,7 @@ export class Live {
     const protocols = ["livesell.v1"];
     // A value the WebSocket constructor would refuse (a damaged stored token) is left
     // out rather than failing every attempt: the server then issues a new identity.
-    const token = this.token;
+    const token = this.shopToken || this.token;
     if (typeof token === "string" && CREDENTIAL.test(token)) protocols.push(`livesell.token.${token}`);
     if (CREDENTIAL.test(this.hostKey)) protocols.push(`livesell.host.${this.hostKey}`);
     return protocols;
@@ -187,6 +211,30 @@ export class Live {
       this._setState("gone", { reason: "This room does not exist (or was removed)." });
       return;
     }
+    const cause = this.closeCause;
+    this.closeCause = null;
+    if (ev.code === 4001) {
+      // The shop sign-in cannot be trusted: offering it again would only be refused
+      // again. Forget it and wait for the page to decide (a fresh shop token, or guest).
+      const offered = this.shopToken || this.token || "";
+      this.shopToken = "";
+      if (offered.split(".").length === 3 && this.token === offered) store.set(this.tokenKey, null);
+      const reason = cause && cause.details && cause.details.reason ? String(cause.details.reason) : "";
+      this._setState("refused", { reason, message: cause ? cause.message : "" });
+      return;
+    }
+    if (ev.code === 4029) {
+      // Too many new identities from this network: come back when the server said.
+      const named = cause && cause.details ? Number(cause.details.retry_after_s) : NaN;
+      const seconds = Number.isFinite(named) && named > 0 ? Math.ceil(named) : THROTTLED_DEFAULT_S;
+      // A little jitter so a crowd behind one address does not return in lockstep.
+      const delay = seconds * 1000 + Math.round(Math.random() * 1000);
+      clearTimeout(this.retryTimer);
+      this.retryAt = Date.now() + delay;
+      this._setState("throttled", { inMs: delay, at: this.retryAt, code: ev.code, retryAfterS: seconds });
+      this.retryTimer = setTimeout(() => this._connectNow(), delay);
+      return;
+    }
     this._scheduleRetry(ev.code);
   }
 
@@ -208,6 +256,17 @@ export class Live {
     const type = frame.type;
     if (type === "welcome") return this._onWelcome(frame);
     if (type === "pong") return this._onPong(frame);
+    if (type === "error" && (frame.code === "too_many_identities" || frame.code === "identity_refused") &&
+        (frame.re === undefined || frame.re === null)) {
+      this.closeCause = frame; // the close that follows says what to do with it
+      return;
+    }
+    if (frame.re !== undefined && frame.re !== null && this.untracked.has(frame.re)) {
+      const request = this.untracked.get(frame.re);
+      this.untracked.delete(frame.re);
+      this.onReply(frame, request);
+      return;
+    }
     if (frame.re !== undefined && frame.re !== null) {
       const request = this.pending.get(frame.re) || null;
       if (request && type === "error" && frame.code === "request_in_progress") {
@@ -250,6 +309,7 @@ export class Live {
 
   _onWelcome(frame) {
     if (frame.token) store.set(this.tokenKey, frame.token);
+    this.shopToken = "";
     this.viewer = frame.viewer;
     this.resyncing = false; // a resync asked on a dropped connection is answered by this one
     this.connectedOnce = true;

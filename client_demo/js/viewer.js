@@ -47,6 +47,25 @@ const REFUSALS = {
   store_unavailable: "The order couldn't be recorded just now. Your hold is kept — try again.",
   unavailable: "The shop is briefly unavailable. Try again in a moment.",
   internal: "Something went wrong on our side. Try again.",
+  too_many_holds: "You already have the most reservations open at once — check out or release one first.",
+  ip_limit_reached: "Buyers on your network have already reached this sale's per-buyer limit.",
+  signed_identity_required: "Only customers signed in on the shop can buy here. Sign in on the shop and open the show from there.",
+  slow_mode: "Slow mode is on — wait a moment before your next message.",
+  chat_busy: "The chat is very busy — wait a moment and send again.",
+  too_many_identities: "Too many new visitors from your network just now — try again shortly.",
+  identity_refused: "The shop sign-in was refused.",
+};
+
+// Why the server refused a shop sign-in (details.reason), in plain words.
+const SIGNIN_REASONS = {
+  not_configured: "this show does not accept shop sign-ins",
+  expired: "the sign-in has expired",
+  not_yet_valid: "the sign-in is not valid yet",
+  signature: "the sign-in was not signed by this shop",
+  algorithm: "the sign-in was not signed by this shop",
+  malformed: "the sign-in link is damaged",
+  too_large: "the sign-in link is damaged",
+  lifetime: "the sign-in is valid for too long",
 };
 
 function explain(err) {
@@ -78,6 +97,10 @@ const S = {
   armedAt: {},
   connState: "connecting",
   connInfo: {},
+  policy: { require_verified: false, limit_per_ip: false, slow_mode_s: 0 },
+  chatReadyAt: 0, // server time before which slow mode holds the next message back
+  chatWait: "", // why the send button is counting down
+  signinNotice: "", // a refused shop sign-in, shown while the page carries on as a guest
 };
 
 let live = null;
@@ -169,8 +192,43 @@ function showEnded() {
   return !!(S.room && S.room.state === "ended");
 }
 
-function start() {
+/** A shop that links or embeds this page hands over its signed sign-in in the
+ *  fragment (`/r/{room}#shop_token=<jwt>`), which browsers never send to a server.
+ *  Read it once and take it out of the address bar and the history entry at once. */
+function takeShopToken() {
+  const fragment = location.hash.startsWith("#") ? location.hash.slice(1) : "";
+  if (!fragment.includes("shop_token=")) return "";
+  const params = new URLSearchParams(fragment);
+  const token = (params.get("shop_token") || "").trim();
+  params.delete("shop_token");
+  const rest = params.toString();
+  history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  return token;
+}
+
+function signinRefusedText(err) {
+  const reason = err && err.details && err.details.reason ? String(err.details.reason) : "";
+  const why = SIGNIN_REASONS[reason] || (reason ? `reason: ${reason}` : "");
+  return `The shop sign-in was refused${why ? ` (${why})` : ""}.`;
+}
+
+/** Trade the shop's token for a livesell session token, kept where the guest token
+ *  is kept. Returns the shop token when it should be offered on the WebSocket
+ *  instead (the exchange could not be reached), else "". */
+async function exchangeShopToken(shopToken) {
+  const res = await api("POST", "/api/session", { shop_token: shopToken });
+  if (res.ok && res.data && res.data.token) {
+    store.set("livesell.token", res.data.token);
+    return "";
+  }
+  if (res.status === 0 || res.status >= 500) return shopToken;
+  S.signinNotice = `${signinRefusedText(res.error)} You're watching as a guest: sign in on the shop again to buy.`;
+  return "";
+}
+
+async function start() {
   S.roomId = roomFromAddress();
+  const shopToken = takeShopToken();
   if (!S.roomId) {
     showPicker();
     return;
@@ -179,14 +237,19 @@ function start() {
   S.seedHashes = store.get(keys.seeds(), {}) || {};
   S.hold = store.get(keys.hold(), null);
   bindUi();
+  const offer = shopToken ? await exchangeShopToken(shopToken) : "";
   live = new Live({
     roomId: S.roomId,
     tokenKey: "livesell.token",
+    shopToken: offer,
     // Any frame may move a deadline (a sale scheduled, a hold taken): re-aim the clock.
     onEvent: (ev) => { onEvent(ev); scheduleClock(); },
     onReply: (reply, request) => { onReply(reply, request); scheduleClock(); },
     onState: setConn,
   });
+  // A new identity: requests left unanswered by the previous one are not its own.
+  if (shopToken && !S.signinNotice) live.clearPending();
+  renderConnNotice();
   live.start();
   scheduleClock();
   window.livesell = {
@@ -207,7 +270,9 @@ function setConn(state, info = {}) {
   renderConn();
   // Screen readers hear state changes, not the retry countdown ticking.
   const spoken = { live: "Connected, live", connecting: "Connecting", reconnecting: "Connection lost, reconnecting",
-                   offline: "Offline", gone: "Room not found" }[state];
+                   offline: "Offline", gone: "Room not found",
+                   throttled: "Too many new visitors from your network, waiting to retry",
+                   refused: "Shop sign-in refused" }[state];
   if (spoken) setText($("#conn-sr"), spoken);
   if (state === "gone") {
     $("#room").hidden = true;
@@ -225,7 +290,34 @@ function renderConn() {
     text = left > 900 ? `Reconnecting in ${Math.ceil(left / 1000)} s…` : "Reconnecting…";
   } else if (state === "offline") text = "Offline — waiting for network";
   else if (state === "gone") text = "Room not found";
+  else if (state === "throttled") text = `Retrying in ${secondsUntil(S.connInfo.at)} s`;
+  else if (state === "refused") text = "Sign-in refused";
   setText($("#conn-text"), text);
+  renderConnNotice();
+}
+
+const secondsUntil = (at) => Math.max(1, Math.ceil(((at || 0) - Date.now()) / 1000));
+
+/** The banner for an identity the server would not take: a network over its limit of
+ *  new visitors (close 4029, retried when the server said), a refused shop sign-in
+ *  (close 4001, never retried with the same token), or a refused hand-off. */
+function renderConnNotice() {
+  const box = $("#conn-notice");
+  if (!box) return;
+  let text = "";
+  let guest = false;
+  if (S.connState === "throttled") {
+    text = `Too many new visitors from your network; retrying in ${secondsUntil(S.connInfo.at)} s.`;
+  } else if (S.connState === "refused") {
+    text = `${signinRefusedText({ details: { reason: S.connInfo.reason } })} Sign in on the shop again to buy, or watch as a guest.`;
+    guest = true;
+  } else if (S.signinNotice) {
+    text = S.signinNotice;
+  }
+  box.hidden = !text;
+  box.dataset.state = S.connState;
+  setText($("#conn-notice-text"), text);
+  $("#guest-btn").hidden = !guest;
 }
 
 // ------------------------------------------------------------------ events
@@ -256,6 +348,7 @@ function onEvent(ev) {
     case "announcement": return onAnnouncement(ev);
     case "show_ended": return onShowEnded();
     case "show_live": if (S.room) S.room.state = "live"; return;
+    case "room_policy": return applyPolicy(ev.policy);
     case "error": return onStrayError(ev);
     default: return undefined;
   }
@@ -265,6 +358,14 @@ function onWelcome(ev) {
   const changed = !S.me || S.me.viewer_id !== ev.viewer.viewer_id;
   S.me = ev.viewer;
   setText($("#me-name"), ev.viewer.nickname);
+  const verified = ev.viewer.verified === true;
+  $("#me-verified").hidden = !verified;
+  // A shop customer's name comes from the shop; a new name would start a guest.
+  $("#rename-btn").hidden = verified;
+  if (verified) S.signinNotice = "";
+  renderConnNotice();
+  renderShop();
+  renderPromos();
   S.nicknames.set(ev.viewer.viewer_id, ev.viewer.nickname);
   if (changed) {
     S.claimed = new Set(store.get(keys.claimed(), []) || []);
@@ -292,10 +393,35 @@ function onSnapshot(snap) {
   S.viewers = snap.viewers;
   setText($("#viewers-now"), compact(snap.viewers.now));
   $("#ended").hidden = !showEnded();
+  if (snap.policy) applyPolicy(snap.policy, false);
   renderLikes();
   renderShop();
   renderPromos();
   renderHold();
+}
+
+/** The room policy from a snapshot or a `room_policy` event. */
+function applyPolicy(policy, render = true) {
+  if (!policy) return;
+  const before = S.policy.slow_mode_s;
+  S.policy = { ...S.policy, ...policy };
+  // Slow mode off: the server lets the next message through at once.
+  if (!S.policy.slow_mode_s) { S.chatReadyAt = 0; S.chatWait = ""; }
+  const slow = S.policy.slow_mode_s;
+  const line = $("#slow-mode");
+  line.hidden = !slow;
+  setText(line, slow ? `Slow mode: one message every ${slow} s` : "");
+  if (render) {
+    if (before !== slow && slow) toast(`Slow mode is on: one message every ${slow} s.`);
+    renderShop();
+    renderPromos();
+  }
+  renderChatGate();
+}
+
+/** A guest in a room that sells to signed-in shop customers only. */
+function mustSignIn() {
+  return !!(S.policy.require_verified && !(S.me && S.me.verified === true));
 }
 
 function putProduct(card) {
@@ -433,6 +559,7 @@ function onReply(reply, request) {
     toast("You're in the giveaway. Good luck!", "ok");
     return undefined;
   }
+  if (reply.type === "error" && kind === "chat") return onChatRefused(reply, request);
   if (reply.type === "error") return onRefusal(reply, request, kind);
   return undefined;
 }
@@ -635,6 +762,7 @@ function updateCard(id) {
   } else {
     when = "Ask the host about a deal";
   }
+  if (active && mustSignIn()) { buyText = "Sign in on the shop to buy"; canBuy = false; }
   if (showEnded()) { buyText = "Show ended"; canBuy = false; }
   const pending = live && live.isPending((f) => f.type === "buy" && f.product_id === id);
   if (pending) { buyText = live.state === "live" ? "Reserving…" : "Waiting for connection…"; canBuy = false; }
@@ -923,6 +1051,7 @@ function updateCoupon(r, c, at) {
   else if (pending) { text = "Claiming…"; disabled = true; }
   else if (c.remaining <= 0) { text = "All gone"; disabled = true; }
   else if (showEnded()) { text = "Show ended"; disabled = true; }
+  else if (mustSignIn()) { text = "Sign in on the shop to claim"; disabled = true; }
   setText(r.btn, text);
   r.btn.disabled = disabled;
   r.btn.setAttribute("aria-label", `${text}: ${c.title}`);
@@ -961,10 +1090,12 @@ function updateOpenLottery(r, l, at) {
   const entered = S.entered.has(l.lottery_id);
   const pending = live && live.isPending((f) => f.type === "enter_lottery" && f.lottery_id === l.lottery_id);
   let text = l.entry === "keyword" ? `Enter with “${l.keyword}”` : "Enter";
+  const signIn = !entered && !pending && mustSignIn();
   if (entered) text = "You're in ✓";
   else if (pending) text = "Entering…";
+  else if (signIn) text = "Sign in on the shop to enter";
   setText(r.btn, text);
-  r.btn.disabled = entered || pending || closes <= 0 || showEnded();
+  r.btn.disabled = entered || pending || signIn || closes <= 0 || showEnded();
   r.btn.setAttribute("aria-label", entered ? `Entered: ${l.prize}` : `Enter the giveaway for ${l.prize}`);
 }
 
@@ -1084,16 +1215,22 @@ function sendChat(e) {
   const text = input.value.trim();
   if (!text || !live) return;
   if (S.mutedUntil > now()) { renderMuted(); return; }
-  if (!live.send({ type: "chat", text })) {
+  if (S.chatReadyAt > now()) { renderChatGate(); return; }
+  if (!live.sendOnce({ type: "chat", text })) {
     toast("Not connected — your message was not sent. It will be here when you retry.", "error");
     return;
   }
   input.value = "";
+  S.chatWait = "";
+  if (S.policy.slow_mode_s) S.chatReadyAt = now() + S.policy.slow_mode_s * 1000;
+  renderChatGate();
+  scheduleClock();
   // Commenting a giveaway's keyword enters it on the server; asking once more by
   // request tells this page for sure ("entered" or "already entered").
   const norm = normalize(text);
   for (const l of S.lotteries.values()) {
-    if (l.state === "open" && l.entry === "keyword" && l.keyword && norm.includes(l.keyword) && !S.entered.has(l.lottery_id)) {
+    if (l.state === "open" && l.entry === "keyword" && l.keyword && norm.includes(l.keyword) &&
+        !S.entered.has(l.lottery_id) && !mustSignIn()) {
       enter(l.lottery_id, norm);
     }
   }
@@ -1106,7 +1243,51 @@ function renderMuted() {
   notice.hidden = !muted;
   if (muted) setText(notice, `The host muted you. You can chat again at ${timeOfDay(S.mutedUntil)} (in ${clock(S.mutedUntil - at)}).`);
   $("#chat-input").disabled = muted;
-  $("#chat-send").disabled = muted;
+  renderChatGate();
+}
+
+/** A chat message the server refused: put its text back (unless something new was
+ *  typed meanwhile) and, for slow mode or a busy room, count down to the moment it
+ *  may go. */
+function onChatRefused(err, request) {
+  const input = $("#chat-input");
+  if (request && request.text && !input.value.trim()) input.value = request.text;
+  const wait = err.details && Number(err.details.retry_after_s);
+  if (err.code === "slow_mode" || err.code === "chat_busy") {
+    const seconds = Number.isFinite(wait) && wait > 0 ? Math.ceil(wait) : 1;
+    S.chatReadyAt = now() + seconds * 1000;
+    S.chatWait = err.code;
+    renderChatGate();
+    scheduleClock();
+    return;
+  }
+  if (err.code === "muted") {
+    if (err.details && err.details.until) S.mutedUntil = err.details.until;
+    renderMuted();
+    return;
+  }
+  toast(explain(err), "error");
+}
+
+/** The send button: "Wait N s" while slow mode (or a busy room) holds the next
+ *  message back, with a line saying why when the server refused one. */
+function renderChatGate() {
+  const at = now();
+  const muted = S.mutedUntil > at;
+  const left = S.chatReadyAt - at;
+  const waiting = left > 0;
+  const secs = Math.max(1, Math.ceil(left / 1000));
+  const send = $("#chat-send");
+  setText(send, waiting ? `Wait ${secs} s` : "Send");
+  send.disabled = muted || waiting;
+  send.setAttribute("aria-label", waiting ? `Send, available in ${secs} seconds` : "Send");
+  const note = $("#chat-wait");
+  let text = "";
+  if (waiting && S.chatWait === "slow_mode") text = `Slow mode: wait ${secs} s. Your message is still in the box.`;
+  else if (waiting && S.chatWait === "chat_busy") text = `The chat is busy: wait ${secs} s. Your message is still in the box.`;
+  if (!waiting) S.chatWait = "";
+  note.hidden = !text;
+  setText(note, text);
 }
 
 // ------------------------------------------------------------------ likes
@@ -1208,6 +1389,7 @@ function scheduleClock() {
   for (const c of S.coupons.values()) targets.push(c.expires_at);
   for (const l of S.lotteries.values()) if (l.state === "open") targets.push(l.closes_at);
   if (S.mutedUntil) targets.push(S.mutedUntil);
+  if (S.chatReadyAt > at) targets.push(S.chatReadyAt);
   let wait = 1000;
   for (const t of targets) wait = Math.min(wait, nextFlip(t, at));
   clockTimer = setTimeout(tick, Math.max(1, Math.ceil(wait) + 1));
@@ -1236,6 +1418,7 @@ function tick() {
   renderPromos();
   renderConn();
   if (S.mutedUntil) renderMuted();
+  renderChatGate();
   scheduleClock();
 }
 
@@ -1262,6 +1445,12 @@ function bindUi() {
   });
   $("#rename-cancel").addEventListener("click", () => { $("#rename-form").hidden = true; $("#rename-btn").focus(); });
   $("#rename-form").addEventListener("submit", rename);
+  $("#guest-btn").addEventListener("click", () => {
+    // Carry on without the refused sign-in: the server issues (or keeps) a guest.
+    S.signinNotice = "";
+    $("#guest-btn").hidden = true;
+    if (live) live.start();
+  });
 }
 
 async function rename(e) {

@@ -2,8 +2,9 @@
 
 Values come from `config/default.toml` (bundled defaults), then an optional
 `--config FILE`, then `LIVESELL_<SECTION>_<KEY>` environment variables, then
-explicit CLI overrides. Every value is checked for type and range; a bad one
-raises `SettingsError` naming the key. Pure: reads files only when asked.
+explicit CLI overrides. Every value is checked for type and range (by the typed
+TOML tables of server/core/tomlconfig.py); a bad one raises `SettingsError` naming
+the key. Pure: reads files only when asked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from server.core import gcpolicy
+from server.core.tomlconfig import check_section, meta, section_table
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "default.toml"
 
@@ -27,7 +29,7 @@ class SettingsError(ValueError):
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
-    return {"lo": lo, "hi": hi}
+    return meta(lo, hi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,63 +203,7 @@ class Settings:
         )
 
 
-SECTIONS: dict[str, type[Any]] = {
-    f.name: f.default_factory  # type: ignore[misc]
-    for f in dataclasses.fields(Settings)
-}
-
-
-def _coerce(key: str, raw: Any, default: Any, meta: Mapping[str, Any], from_env: bool) -> Any:
-    """Turn `raw` into the type of `default`, checking the range in `meta`."""
-    kind = type(default)
-    value: Any
-    if kind is bool:
-        if isinstance(raw, bool):
-            value = raw
-        elif from_env and isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on"):
-            value = True
-        elif from_env and isinstance(raw, str) and raw.lower() in ("0", "false", "no", "off"):
-            value = False
-        else:
-            raise SettingsError(f"{key}: expected true or false, got {raw!r}")
-    elif kind is int:
-        if isinstance(raw, bool):
-            raise SettingsError(f"{key}: expected an integer, got {raw!r}")
-        if isinstance(raw, int):
-            value = raw
-        elif from_env and isinstance(raw, str):
-            try:
-                value = int(raw.strip())
-            except ValueError:
-                raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
-        else:
-            raise SettingsError(f"{key}: expected an integer, got {raw!r}")
-    elif kind is float:
-        if isinstance(raw, bool):
-            raise SettingsError(f"{key}: expected a number, got {raw!r}")
-        if isinstance(raw, int | float):
-            value = float(raw)
-        elif from_env and isinstance(raw, str):
-            try:
-                value = float(raw.strip())
-            except ValueError:
-                raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
-        else:
-            raise SettingsError(f"{key}: expected a number, got {raw!r}")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise SettingsError(f"{key}: expected a finite number, got {raw!r}")
-    else:
-        if not isinstance(raw, str):
-            raise SettingsError(f"{key}: expected a string, got {raw!r}")
-        if len(raw) > 4096:
-            raise SettingsError(f"{key}: string longer than 4096 characters")
-        value = raw
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and value < lo:
-        raise SettingsError(f"{key}: {value!r} is below the minimum {lo}")
-    if hi is not None and value > hi:
-        raise SettingsError(f"{key}: {value!r} is above the maximum {hi}")
-    return value
+SECTIONS: dict[str, type[Any]] = section_table(Settings)
 
 
 def _apply(
@@ -269,17 +215,8 @@ def _apply(
     for section, values in source.items():
         if section not in SECTIONS:
             raise SettingsError(f"{origin}: unknown section [{section}]")
-        if not isinstance(values, Mapping):
-            raise SettingsError(f"{origin}: [{section}] must be a table")
-        defaults = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
-        for key, raw in values.items():
-            if key not in defaults:
-                raise SettingsError(f"{origin}: unknown key {section}.{key}")
-            f = defaults[key]
-            default = SECTIONS[section]().__getattribute__(key)
-            current[section][key] = _coerce(
-                f"{origin}: {section}.{key}", raw, default, f.metadata, from_env
-            )
+        current[section].update(check_section(SECTIONS[section], values, origin, section,
+                                              SettingsError, from_env=from_env))
 
 
 def env_name(section: str, key: str) -> str:

@@ -230,7 +230,14 @@ class Pulse:
         """Put the rooms of holds granted here since the last tick on the schedule."""
         pending, self.show.due_pending = self.show.due_pending, {}
         if pending:
-            await self.redis.zadd(DUE, pending, lt=True)
+            try:
+                await self.redis.zadd(DUE, pending, lt=True)
+            except BaseException:
+                # Not written (Redis down, or shutting down): keep them for the next
+                # tick, or those rooms' holds would wait for the reseed to expire.
+                for room_id, at in pending.items():
+                    self.show.note_due(room_id, at)
+                raise
 
     async def reseed_schedule(self) -> None:
         """Schedule every room from its own sorted sets (at start and every

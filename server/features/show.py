@@ -139,6 +139,8 @@ class Show:
         # Rooms with a hold granted here, and the earliest expiry: put on the pulse's
         # schedule (keys.DUE) at its next tick, so a buy pays no extra round trip.
         self.due_pending: dict[str, int] = {}
+        # Stored orders waiting for Redis to come back to be counted there.
+        self.finishing: set[asyncio.Task[None]] = set()
         self.lifecycle = Lifecycle(self)
         hub.snapshot = self.snapshot
 
@@ -731,7 +733,40 @@ class Show:
             self.health.redis_failed(exc)
             log.info("order %s placed; it is counted in Redis when Redis is back",
                      order.order_id)
+            task = asyncio.get_running_loop().create_task(
+                self._finish_when_back(order, answer))
+            self.finishing.add(task)
+            task.add_done_callback(self.finishing.discard)
         return answer
+
+    async def _finish_when_back(self, order: Order, answer: Answer) -> None:
+        """Count a stored order in Redis as soon as Redis answers again. A Redis
+        restart takes a fraction of a second; without this the order's units stayed
+        held (and not sold) until recovery, store.recover_after_s later. Recovery
+        stays the backstop for a process that dies meanwhile; both may run, and
+        finish_checkout is idempotent ('already')."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.store.recover_after_s
+        delay = 0.05
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._finish(order, answer)
+                log.info("order %s counted in Redis", order.order_id)
+                return
+            except (RedisError, OSError) as exc:
+                if loop.time() + delay >= deadline:
+                    log.warning("order %s: Redis still failing (%s); recovery counts it",
+                                order.order_id, exc)
+                    return
+            delay = min(1.0, delay * 2)
+
+    async def stop_background(self) -> None:
+        """Cancel the retries still waiting for Redis (recovery finishes them)."""
+        for task in list(self.finishing):
+            task.cancel()
+        if self.finishing:
+            await asyncio.wait(list(self.finishing), timeout=5.0)
 
     async def _finish(self, order: Order, answer: Answer) -> None:
         finished = await self.scripts.finish_checkout(order, encode(answer.body),

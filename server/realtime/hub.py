@@ -89,7 +89,7 @@ class TokenBucket:
 class Conn:
     """One viewer's connection as the hub sees it."""
 
-    __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "drain_poll",
+    __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "closing", "drain_poll",
                  "frame_bucket", "hub", "is_host", "outbox", "outbox_bytes", "outbox_ready",
                  "pending", "raw", "resync_after", "resync_timer", "room_id", "sender",
                  "snapshotting", "viewer", "ws")
@@ -97,6 +97,9 @@ class Conn:
     def __init__(self, hub: Hub, room_id: str, viewer: Viewer, ws: WebSocket,
                  is_host: bool = False) -> None:
         self.hub = hub
+        # The plain-ASGI close frame on its way (Hub.close): the session waits for
+        # it before returning, or uvicorn drops the connection without it.
+        self.closing: asyncio.Future[Any] | None = None
         self.is_host = is_host  # the host console: watches, but is not counted as a viewer
         self.room_id = room_id
         self.viewer = viewer
@@ -213,7 +216,7 @@ class Hub:
         self._has_subs = asyncio.Event()
         self._watching_reconnects = False
         self._repair_generation = 0  # one per pub/sub reconnect; the latest repair wins
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.delivered_events = 0
         self.snapshots_built = 0  # every snapshot started for a viewer of this process
         # Told of every Redis error the listener meets (the app's health logs it once).
@@ -254,10 +257,11 @@ class Hub:
                 await asyncio.wait_for(self._pubsub.aclose(),  # type: ignore[no-untyped-call]
                                        2.0)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ publishing
 
@@ -621,7 +625,7 @@ class Hub:
         if conn.raw is not None:
             conn.raw.close_now(code, reason)
         elif conn.ws.application_state == WebSocketState.CONNECTED:
-            self._spawn(self._close_ws(conn.ws, code, reason))
+            conn.closing = self._spawn(self._close_ws(conn.ws, code, reason))
 
     @staticmethod
     async def _close_ws(ws: WebSocket, code: int, reason: str) -> None:

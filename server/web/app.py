@@ -23,7 +23,9 @@ from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -152,10 +154,11 @@ class Services:
         self.redis_bytes = Redis.from_pool(BlockingConnectionPool.from_url(
             url, decode_responses=False, max_connections=s.redis.max_connections,
             timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
-        try:
-            await self.redis.ping()
-        except (RedisError, OSError) as exc:
-            raise RuntimeError(f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+        redis = self.redis
+
+        async def ping() -> None:
+            await redis.ping()
+        await self._while_redis_restarts(ping, url)
         # Its own connection: a ping that waits for a free slot in the shared pool
         # (busy in a big sale) would report Redis down when only the pool is full.
         self.health.redis = Redis.from_url(url, decode_responses=True,
@@ -172,7 +175,7 @@ class Services:
         self.health.store_busy_since = lambda: store.busy_since
         self.health.store_failed = lambda: store.last_failed
         scripts = Scripts(self.redis)
-        await scripts.load()
+        await self._while_redis_restarts(scripts.load, url)
         self.hub = Hub(self.redis, self.redis_bytes, scripts, s.hub, s.chat.messages_per_s,
                        s.chat.burst)
         self.hub.on_redis_error = self.health.redis_failed
@@ -185,13 +188,37 @@ class Services:
         self.show.recorder = self.recorder
         self.recorder.keywords = self.show.keyword_lotteries
         self.pulse = Pulse(self.show)
-        await self.pulse.start()
+        await self._while_redis_restarts(self.pulse.start, url)
         gcpolicy.apply(s.server.gc_young_threshold)
         exposed = rooms.exposure_warning(s.server)
         if exposed:
             log.warning(exposed)
         self.ready = True
         self.health.state = "serving"
+
+    async def _while_redis_restarts(self, step: Callable[[], Awaitable[None]],
+                                    url: str) -> None:
+        """Run a start-up step that needs Redis, again while Redis is restarting (the
+        supervisor brings a killed one back in a fraction of a second; a --workers
+        process starting just then used to fail, and uvicorn stopped the whole
+        server), for up to redis.start_timeout_s. A refused password is not retried."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.redis.start_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                await step()
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if isinstance(exc, AuthenticationError) or loop.time() + delay >= deadline:
+                    raise RuntimeError(
+                        f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+                log.warning("start-up: Redis not answering (%s); trying again", exc)
+            except RedisError as exc:
+                raise RuntimeError(
+                    f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
     def _secret(self) -> bytes:
         if self.settings.auth.secret:
@@ -258,6 +285,8 @@ class Services:
         grace = self.settings.server.shutdown_grace_s + 5.0
         if self.pulse is not None:
             await _bounded("clockwork", self.pulse.stop(), 5.0)
+        if self.show is not None:
+            await _bounded("order counting", self.show.stop_background(), 6.0)
         if self.hub is not None:
             await _bounded("viewers", self.hub.stop(), 5.0)
             await _bounded("script calls", self.hub.scripts.drain(), grace)
@@ -756,6 +785,11 @@ async def viewer_socket(ws: WebSocket) -> None:
             recorder.viewer(room_id, viewer.viewer_id, "leave")
         if session.inflight:
             await asyncio.gather(*session.inflight, return_exceptions=True)
+        if conn.closing is not None:
+            # Plain ASGI: the close frame (its code tells the client why) must be
+            # sent before this returns and the server drops the connection.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(conn.closing), 5.0)
 
 
 async def _admit(svc: Services, ws: WebSocket, token: str | None, nickname: str | None,

@@ -11,11 +11,11 @@ import shutil
 
 import pytest
 
-from loadtest import bench
+from loadtest import bench_fanout, bench_sale
 
 
 def test_redis_benchmark_argv_calls_reserve_with_seven_keys_and_args() -> None:
-    argv = bench._redis_benchmark_argv(6400, "abc123", 16)
+    argv = bench_sale._redis_benchmark_argv(6400, "abc123", 16)
     assert argv[0] == "redis-benchmark"
     assert argv[argv.index("-c") + 1] == "50"
     assert argv[argv.index("-P") + 1] == "16"
@@ -35,11 +35,11 @@ def test_parse_redis_benchmark_csv() -> None:
     text = ('"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",'
             '"p95_latency_ms","p99_latency_ms","max_latency_ms"\n'
             '"EVALSHA abc 7 k","34464.93","1.400","0.300","1.359","2.100","2.863","9.000"\n')
-    got = bench._parse_redis_benchmark_csv(text)
+    got = bench_sale._parse_redis_benchmark_csv(text)
     assert got["rps"] == pytest.approx(34464.93)
     assert got["p99_latency_ms"] == pytest.approx(2.863)
     with pytest.raises(RuntimeError):
-        bench._parse_redis_benchmark_csv("")
+        bench_sale._parse_redis_benchmark_csv("")
 
 
 def _run(t_all: float, p50: float, p99: float, buys: float) -> dict[str, object]:
@@ -50,7 +50,7 @@ def _run(t_all: float, p50: float, p99: float, buys: float) -> dict[str, object]
 
 
 def test_sale_medians() -> None:
-    m = bench.sale_medians([_run(0.5, 10, 30, 100), _run(0.7, 20, 10, 300),
+    m = bench_sale.sale_medians([_run(0.5, 10, 30, 100), _run(0.7, 20, 10, 300),
                             _run(0.6, 30, 20, 200)])
     assert m["runs"] == 3
     assert m["time_to_all_reserved_s"] == 0.6
@@ -62,7 +62,7 @@ def test_sale_medians() -> None:
 
 def test_redis_benchmark_missing_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert asyncio.run(bench.bench_sale_redis_benchmark(3)) is None
+    assert asyncio.run(bench_sale.bench_sale_redis_benchmark(3)) is None
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
@@ -74,20 +74,20 @@ def test_fanout_part_gives_the_cores_back_for_the_sale_part() -> None:
     args = argparse.Namespace(hubs=[], viewers=[1000], rates=[5], runs=3, duration=1.0)
 
     async def run() -> list[dict[str, object]]:
-        rows = await bench.bench_fanout(args, print)
+        rows = await bench_fanout.bench_fanout(args, print)
         # A worker thread started during the fan-out part (the bench starts
         # servers through asyncio.to_thread) must be given the cores back too.
         assert await asyncio.to_thread(os.sched_getaffinity, 0) == before
         return rows
 
-    real = bench._bench_fanout
+    real = bench_fanout._bench_fanout
 
     async def with_a_worker_thread(*a: object) -> list[dict[str, object]]:
         await asyncio.to_thread(lambda: None)
         return await real(*a)  # type: ignore[arg-type]
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(bench, "_bench_fanout", with_a_worker_thread)
+    mp.setattr(bench_fanout, "_bench_fanout", with_a_worker_thread)
     try:
         assert asyncio.run(run()) == []
     finally:
@@ -96,8 +96,10 @@ def test_fanout_part_gives_the_cores_back_for_the_sale_part() -> None:
 
 
 def test_cpu_per_buy_is_taken_from_the_opening_to_the_last_reply() -> None:
-    from loadtest.engine import Engine, RunOptions, _interpolate
+    from loadtest.context import RunOptions
+    from loadtest.engine import Engine
     from loadtest.model import SaleInfo
+    from loadtest.sampling import interpolate as _interpolate
     from loadtest.scenario import load_scenario_file, resolve
 
     samples = [(100.0, 10.0, 1.0), (101.0, 11.0, 1.5), (102.0, 11.0, 1.5)]
@@ -107,19 +109,20 @@ def test_cpu_per_buy_is_taken_from_the_opening_to_the_last_reply() -> None:
 
     engine = Engine(RunOptions(scenario=load_scenario_file(resolve("flash_sale")),
                                progress=False))
-    window = engine.scn.sale.buy_window_s
-    engine.data.sales.append(SaleInfo("s1", "p", 10, 1, 100_000))  # opens at t=100 s
-    engine.burst_cpu = [(99.9, 9.9, 0.95), (100.0, 10.0, 1.0),
+    window = engine.ctx.scn.sale.buy_window_s
+    engine.ctx.data.sales.append(SaleInfo("s1", "p", 10, 1, 100_000))  # opens at t=100 s
+    sampler = engine.sampler
+    sampler.burst_cpu = [(99.9, 9.9, 0.95), (100.0, 10.0, 1.0),
                         (100.0 + window + 0.5, 10.5, 1.25), (100.0 + window + 5, 11.0, 1.5)]
     # The slowest reply came 500 ms after the buy window: 0.5 s of server CPU, 0.25 s
     # of Redis CPU for 1,000 buys.
-    got = engine._burst_cpu_per_buy([10.0, 500.0], 1000)
+    got = sampler.cpu_per_buy([10.0, 500.0], 1000)
     assert got["server_cpu_us_per_buy"] == pytest.approx(500.0)
     assert got["redis_cpu_us_per_buy"] == pytest.approx(250.0)
     assert got["burst_s"] == pytest.approx(window + 0.5)
     # Samples that stop before the last reply give no figure rather than a short one.
-    engine.burst_cpu = engine.burst_cpu[:2]
-    assert engine._burst_cpu_per_buy([10.0, 500.0], 1000) == {}
+    sampler.burst_cpu = sampler.burst_cpu[:2]
+    assert sampler.cpu_per_buy([10.0, 500.0], 1000) == {}
 
 
 def test_cores_are_split_between_server_redis_and_generators() -> None:

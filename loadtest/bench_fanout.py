@@ -1,0 +1,136 @@
+"""`livesell-loadtest bench`, fan-out part: for each hub (livesell spawned on
+its embedded defaults; the `websockets` library's `broadcast()` in
+`loadtest.refhub`; Node's `ws` in `loadtest/refhubs/node_hub.js`), each crowd
+size and each event rate, the hub sends ~200-byte events at the rate for a few
+seconds to every viewer (loadtest/bench_clients.py). The hub process is pinned
+to its own core and its CPU time is read from /proc: CPU microseconds per
+delivered frame, and the p50/p99 latency from each event's `ts` to its receipt
+on a spread sample of connections. Each cell is the median of several runs;
+livesell's figures are also given as ratios to the references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loadtest.bench_clients import Clients
+from loadtest.bench_hubs import Hub, LivesellHub, ProcessHub, install_node_ws
+from loadtest.stats import cpu_seconds as _cpu
+from loadtest.stats import summary
+
+
+async def bench_fanout(args: argparse.Namespace, say: Any) -> list[dict[str, Any]]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return await _bench_fanout(args, say, None, None)
+    # This process joins the generator's cores for the fan-out part only: the
+    # sale part that follows splits the cores again itself (target.py), from
+    # whatever affinity it finds, so it must find all of them. Every thread is
+    # set, not only this one: worker threads started meanwhile (asyncio.to_thread)
+    # keep the affinity they were started with, and so do the processes they
+    # start (the references' redis-server and redis-benchmark).
+    _set_process_affinity(cpus[1:])
+    try:
+        return await _bench_fanout(args, say, cpus[:1], cpus[1:])
+    finally:
+        _set_process_affinity(cpus)
+
+
+def _set_process_affinity(cpus: list[int]) -> None:
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)
+
+
+async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] | None,
+                        gen_cpus: list[int] | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="livesell-bench-") as tmp:
+        node_script = None
+        if "node" in args.hubs:
+            say("installing the ws package with npm for the Node reference hub")
+            node_script = install_node_ws(Path(tmp))
+        for name in args.hubs:
+            for viewers in args.viewers:
+                hub: Hub
+                if name == "livesell":
+                    hub = LivesellHub()
+                elif name == "websockets":
+                    hub = ProcessHub(name, [sys.executable, "-m", "loadtest.refhub"])
+                else:
+                    assert node_script is not None
+                    hub = ProcessHub(name, ["node", str(node_script)], cwd=Path(tmp))
+                await hub.start(hub_cpus)
+                clients = None
+                try:
+                    clients = Clients(hub.viewer_url, viewers, gen_cpus)
+                    joined = await asyncio.to_thread(clients.connected)
+                    say(f"{name}: {joined}/{viewers} viewers connected")
+                    await asyncio.sleep(2.0)  # let join-time events settle
+                    for rate in args.rates:
+                        for run in range(args.runs):
+                            await asyncio.to_thread(clients.reset)
+                            cpu0, rcpu0 = _cpu(hub.pid), _cpu(hub.redis_pid)
+                            sent = await hub.emit(rate, args.duration)
+                            await asyncio.sleep(1.0)  # drain
+                            cpu1, rcpu1 = _cpu(hub.pid), _cpu(hub.redis_pid)
+                            frames, latency, util, lost = await asyncio.to_thread(
+                                clients.report)
+                            lat = summary(latency)
+                            row = {
+                                "hub": name, "viewers": viewers, "joined": joined,
+                                "rate": rate, "run": run, "events": sent,
+                                "deliveries": frames, "expected": sent * joined,
+                                "hub_cpu_s": round(cpu1 - cpu0, 3),
+                                "redis_cpu_s": round(rcpu1 - rcpu0, 3),
+                                "cpu_us_per_delivery": round((cpu1 - cpu0) * 1e6 / frames, 3)
+                                if frames else None,
+                                "p50_ms": lat["p50"], "p99_ms": lat["p99"],
+                                "generator_util": round(util, 3), "lost": lost}
+                            rows.append(row)
+                            say(f"  {name} {viewers} viewers {rate}/s run {run + 1}: "
+                                f"{row['cpu_us_per_delivery']} µs/delivery, p99 "
+                                f"{row['p99_ms']} ms, generator {util:.0%}")
+                finally:
+                    if clients is not None:
+                        await asyncio.to_thread(clients.stop)
+                    await hub.stop()
+    return rows
+
+
+def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cells: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["hub"], r["viewers"], r["rate"]), []).append(r)
+    out = []
+    for (hub, viewers, rate), rs in cells.items():
+        def med(key: str, rs: list[dict[str, Any]] = rs) -> float | None:
+            vals = [r[key] for r in rs if r[key] is not None]
+            return round(statistics.median(vals), 3) if vals else None
+        out.append({"hub": hub, "viewers": viewers, "rate": rate, "runs": len(rs),
+                    "cpu_us_per_delivery": med("cpu_us_per_delivery"),
+                    "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+                    "redis_cpu_s": med("redis_cpu_s"),
+                    "reach": round(sum(r["deliveries"] for r in rs)
+                                   / max(1, sum(r["expected"] for r in rs)), 4),
+                    "generator_util": med("generator_util")})
+    by = {(m["hub"], m["viewers"], m["rate"]): m for m in out}
+    for m in out:
+        if m["hub"] != "livesell":
+            continue
+        for ref in ("websockets", "node"):
+            other = by.get((ref, m["viewers"], m["rate"]))
+            if other and other["cpu_us_per_delivery"] and m["cpu_us_per_delivery"]:
+                m[f"cpu_ratio_to_{ref}"] = round(m["cpu_us_per_delivery"]
+                                                 / other["cpu_us_per_delivery"], 2)
+            if other and other["p99_ms"] and m["p99_ms"]:
+                m[f"p99_ratio_to_{ref}"] = round(m["p99_ms"] / other["p99_ms"], 2)
+    return out

@@ -1,0 +1,278 @@
+"""`livesell-loadtest bench`, flash-sale part: the `flash_sale` engine with N
+buyers pressing buy at the opening instant for U units (limit 1, checkout
+after), against a reference that runs the same `server/lua/reserve.lua`
+directly through redis-py asyncio on a private redis-server, one call per
+await from N concurrent buyers, and again pipelined in batches; and against
+`redis-benchmark` (Debian's redis-tools) calling the same script with EVALSHA
+on such a redis-server, 50 connections, unpipelined and with -P 16.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import server
+from loadtest.stats import cpu_seconds as _cpu
+from loadtest.stats import summary
+
+RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
+
+
+async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
+    from loadtest.context import RunOptions
+    from loadtest.engine import prepare
+    from loadtest.scenario import load_scenario_file, resolve
+
+    base = load_scenario_file(resolve("flash_sale"))
+    s = replace(
+        base, name="bench_flash_sale",
+        viewers=replace(base.viewers, count=buyers, join_rate_per_s=1500.0,
+                        latency_sample=200),
+        run=replace(base.run, duration_s=12.0, audit_interval_s=0.05, join_timeout_s=180.0,
+                    settle_timeout_s=60.0),
+        host=replace(base.host, events_per_s=0.0),
+        sale=replace(base.sale, units=units, limit_per_buyer=1, quantity=1, countdown_s=4.0,
+                     buyer_share=1.0, buy_window_s=0.0, greedy_share=0.0,
+                     checkout_share=1.0, sold_out_retries=0, think_s=0.2, hold_seconds=10.0),
+        coupon=replace(base.coupon, enabled=False), lottery=replace(base.lottery,
+                                                                    enabled=False))
+    result = await prepare(RunOptions(scenario=s, progress=False)).run()
+    sel = result.measurements["selling"]
+    buy_ms = sel["buy_ms"]
+    # Every buyer presses buy at the opening instant (buy_window_s 0), so the last
+    # reply comes about the slowest reply's latency after the opening. That leaves out
+    # how long the generators took to send the last request, so it is a lower bound on
+    # the interval and an upper bound on buys per second.
+    last_reply_s = buy_ms["max"] / 1000.0 if buy_ms.get("max") else None
+    return {"buyers": buyers, "units": units,
+            "last_buy_reply_s": round(last_reply_s, 3) if last_reply_s else None,
+            "buys_per_s": round(buyers / last_reply_s, 1) if last_reply_s else None,
+            "joined": result.measurements["viewers"]["joined"],
+            "buy_ms": sel["buy_ms"], "units_sold": sel["units_sold"],
+            "server_cpu_us_per_buy": sel.get("server_cpu_us_per_buy"),
+            "redis_cpu_us_per_buy": sel.get("redis_cpu_us_per_buy"),
+            "time_to_all_reserved_s": sel.get("time_to_all_reserved_s"),
+            "time_to_sell_out_s": sel.get("time_to_sell_out_s"),
+            "outcomes": result.measurements["outcomes"].get("buy", {}),
+            "checks_ok": result.ok,
+            "failed_checks": [c.to_dict() for c in result.checks if not c.ok],
+            "server": result.measurements["server"],
+            "warnings": result.warnings}
+
+
+async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[str, Any]:
+    """The reserve script straight through redis-py: `pipelined` 0 means one call
+    per await from `buyers` concurrent coroutines over a pool of 50 connections."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    from server.core.keys import RoomKeys
+    from server.state.redis_supervisor import RedisServer
+
+    script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
+    with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
+        redis_server = RedisServer(Path(tmp), appendonly=False)
+        url = await asyncio.to_thread(redis_server.start)
+        pool = BlockingConnectionPool.from_url(url, max_connections=50,
+                                               decode_responses=True)
+        r = Redis(connection_pool=pool)
+        try:
+            keys = RoomKeys("r_bench")
+            now_ms = int(time.time() * 1000)
+            await r.set(keys.product_sale("p"), "s1")
+            await r.hset(keys.sale("s1"), mapping={
+                "starts_at": now_ms - 1000, "ends_at": now_ms + 600_000, "state": "active",
+                "units": units, "held": 0, "sold": 0, "limit": 1, "price": 100,
+                "currency": "USD"})
+            await r.hset(keys.stock("p"), mapping={"total": units, "left": units, "held": 0,
+                                                   "sold": 0})
+            reserve = r.register_script(script_text)
+            latencies: list[float] = []
+            reserved_at: list[float] = []
+            redis_pid = redis_server.pid
+            cpu0, redis_cpu0 = time.process_time(), _cpu(redis_pid)
+            started = time.perf_counter()
+
+            def call_args(i: int) -> tuple[list[str], list[Any]]:
+                return ([keys.request(f"v{i}", "buy", "b1"), keys.product_sale("p"),
+                         keys.sale("s1"), keys.stock("p"), keys.bought("s1"),
+                         keys.hold(f"h{i}"), keys.holds],
+                        ["s1", f"v{i}", 1, f"h{i}", 180_000, 86400, "p"])
+
+            async def buyer(i: int) -> None:
+                k, a = call_args(i)
+                t = time.perf_counter()
+                res = await reserve(keys=k, args=a)
+                now = time.perf_counter()
+                latencies.append((now - t) * 1000)
+                if res[0] == "ok":
+                    reserved_at.append(now - started)
+
+            async def batch(lo: int, hi: int) -> None:
+                t = time.perf_counter()
+                async with r.pipeline(transaction=False) as pipe:
+                    for i in range(lo, hi):
+                        k, a = call_args(i)
+                        await reserve(keys=k, args=a, client=pipe)
+                    results = await pipe.execute()
+                now = time.perf_counter()
+                latencies.extend([(now - t) * 1000] * (hi - lo))
+                reserved_at.extend(now - started for res in results if res[0] == "ok")
+
+            if pipelined:
+                await reserve(keys=call_args(-1)[0], args=call_args(-1)[1])  # load the script
+                # Undo that warm-up reservation so the batches start from full stock.
+                await r.hset(keys.stock("p"), mapping={"left": units, "held": 0})
+                await r.hset(keys.sale("s1"), "held", 0)
+                started = time.perf_counter()
+                await asyncio.gather(*(batch(lo, min(buyers, lo + pipelined))
+                                       for lo in range(0, buyers, pipelined)))
+            else:
+                await asyncio.gather(*(buyer(i) for i in range(buyers)))
+            total = time.perf_counter() - started
+            client_cpu, redis_cpu = time.process_time() - cpu0, _cpu(redis_pid) - redis_cpu0
+            stock = await r.hgetall(keys.stock("p"))
+        finally:
+            await r.aclose()
+            await pool.aclose()
+            await asyncio.to_thread(redis_server.stop)
+    return {"buyers": buyers, "units": units,
+            "mode": f"pipelines of {pipelined}" if pipelined else "one call per await",
+            "calls_per_s": round(buyers / total, 1), "total_s": round(total, 3),
+            "time_to_all_reserved_s": round(max(reserved_at), 3) if reserved_at else None,
+            "reserved": len(reserved_at), "call_ms": summary(latencies),
+            # This process is the client: its CPU per call is redis-py's (with
+            # asyncio's), set beside livesell's server CPU per buy.
+            "client_cpu_us_per_call": round(client_cpu * 1e6 / buyers, 1),
+            "redis_cpu_us_per_call": round(redis_cpu * 1e6 / buyers, 1),
+            "stock_after": stock}
+
+
+REDIS_BENCHMARK_CALLS = 200_000
+REDIS_BENCHMARK_KEYSPACE = 2_000_000_000  # -r: distinct request keys, buyers and hold ids
+
+
+def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
+    """EVALSHA of reserve.lua with its 7 keys and 7 args; __rand_int__ (each one drawn
+    apart by redis-benchmark) makes the request key, buyer and hold id differ per call."""
+    from server.core.keys import RoomKeys
+
+    keys = RoomKeys("r_bench")
+    rnd = "__rand_int__"
+    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+            "-n", str(REDIS_BENCHMARK_CALLS), "-r", str(REDIS_BENCHMARK_KEYSPACE),
+            "-P", str(pipeline), "--csv",
+            "EVALSHA", sha, "7",
+            keys.request(f"v{rnd}", "buy", "b1"), keys.product_sale("p"), keys.sale("s1"),
+            keys.stock("p"), keys.bought("s1"), keys.hold(f"h{rnd}"), keys.holds,
+            "s1", f"v{rnd}", "1", f"h{rnd}", "180000", "86400", "p"]
+
+
+def _parse_redis_benchmark_csv(text: str) -> dict[str, float]:
+    rows = list(csv.reader(line for line in text.splitlines() if line.strip()))
+    if len(rows) < 2:
+        raise RuntimeError(f"redis-benchmark printed no results: {text[-300:]!r}")
+    header, values = rows[0], rows[-1]
+    out: dict[str, float] = {}
+    for name, value in zip(header, values, strict=False):
+        with contextlib.suppress(ValueError):
+            out[name] = float(value)
+    if "rps" not in out:
+        raise RuntimeError(f"redis-benchmark output without rps: {text[-300:]!r}")
+    return out
+
+
+async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
+    """reserve.lua by EVALSHA from `redis-benchmark` on a private redis-server, with
+    stock, sale units and limit too large to run out: calls per second on the success
+    path, median of `runs` runs unpipelined and with -P 16. None without redis-benchmark."""
+    if shutil.which("redis-benchmark") is None:
+        return None
+    from redis.asyncio import Redis
+
+    from server.core.keys import RoomKeys
+    from server.state.redis_supervisor import RedisServer
+
+    script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
+    keys = RoomKeys("r_bench")
+    big = 10**12
+    out = []
+    with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
+        redis_server = RedisServer(Path(tmp), appendonly=False)
+        url = await asyncio.to_thread(redis_server.start)
+        r = Redis.from_url(url, decode_responses=True)
+        try:
+            for pipeline in (1, 16):
+                runs_out: list[dict[str, Any]] = []
+                for _ in range(runs):
+                    await r.flushall()
+                    now_ms = int(time.time() * 1000)
+                    await r.set(keys.product_sale("p"), "s1")
+                    await r.hset(keys.sale("s1"), mapping={
+                        "starts_at": now_ms - 60_000, "ends_at": now_ms + 3_600_000,
+                        "state": "active", "units": big, "held": 0, "sold": 0, "limit": big,
+                        "price": 100, "currency": "USD"})
+                    await r.hset(keys.stock("p"), mapping={"total": big, "left": big,
+                                                           "held": 0, "sold": 0})
+                    sha = str(await r.script_load(script_text))
+                    port = int(url.rsplit(":", 1)[1].split("/")[0])
+                    redis_pid = redis_server.pid
+                    redis_cpu0 = _cpu(redis_pid)
+                    proc = await asyncio.to_thread(
+                        subprocess.run, _redis_benchmark_argv(port, sha, pipeline),
+                        capture_output=True, text=True, timeout=600)
+                    redis_cpu = _cpu(redis_pid) - redis_cpu0
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"redis-benchmark failed: {proc.stderr[-300:]}")
+                    figures = _parse_redis_benchmark_csv(proc.stdout)
+                    held = int(await r.hget(keys.stock("p"), "held") or 0)
+                    runs_out.append({
+                        "calls_per_s": round(figures["rps"], 1),
+                        "p50_ms": figures.get("p50_latency_ms"),
+                        "p99_ms": figures.get("p99_latency_ms"),
+                        "calls": REDIS_BENCHMARK_CALLS, "held_after": held,
+                        "redis_cpu_us_per_call": round(
+                            redis_cpu * 1e6 / REDIS_BENCHMARK_CALLS, 1),
+                        # A call that is not a success (a repeated random request key
+                        # answers 'dup') leaves `held` short of the number of calls.
+                        "succeeded_share": round(held / REDIS_BENCHMARK_CALLS, 5)})
+                runs_out.sort(key=lambda x: float(x["calls_per_s"]))
+                median: dict[str, Any] = dict(runs_out[len(runs_out) // 2])
+                median["mode"] = "50 connections" + (f", -P {pipeline}" if pipeline > 1
+                                                      else "")
+                median["pipeline"] = pipeline
+                median["runs_calls_per_s"] = [x["calls_per_s"] for x in runs_out]
+                median["min_succeeded_share"] = min(x["succeeded_share"] for x in runs_out)
+                out.append(median)
+        finally:
+            await r.aclose()
+            await asyncio.to_thread(redis_server.stop)
+    return out
+
+
+def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-run livesell sale figures reduced to medians (None where no run had one)."""
+    def med(values: list[Any]) -> float | None:
+        vals = [float(v) for v in values if v is not None]
+        return round(statistics.median(vals), 3) if vals else None
+
+    return {"runs": len(runs), "buyers": runs[0]["buyers"], "units": runs[0]["units"],
+            "time_to_all_reserved_s": med([r["time_to_all_reserved_s"] for r in runs]),
+            "time_to_sell_out_s": med([r["time_to_sell_out_s"] for r in runs]),
+            "last_buy_reply_s": med([r["last_buy_reply_s"] for r in runs]),
+            "buys_per_s": med([r["buys_per_s"] for r in runs]),
+            "buy_p50_ms": med([r["buy_ms"]["p50"] for r in runs]),
+            "buy_p99_ms": med([r["buy_ms"]["p99"] for r in runs]),
+            "server_cpu_us_per_buy": med([r.get("server_cpu_us_per_buy") for r in runs]),
+            "redis_cpu_us_per_buy": med([r.get("redis_cpu_us_per_buy") for r in runs]),
+            "units_sold": [r["units_sold"] for r in runs],
+            "checks_ok": all(r["checks_ok"] for r in runs)}

@@ -1,0 +1,420 @@
+"""One generator process's share of the crowd: who each viewer is (buyer,
+greedy, claimer, entrant, reconnector, chatter: seeded by its index), how it
+reacts to what the room broadcasts (a sale announced, a coupon dropped, a
+lottery opened, the way real clients do, so the selling load also exercises
+fan-out), and the process's phases: join at its share of the rate, the show
+(reconnect storm, chat), a trace's viewer actions, the end marker, and the
+counters it reports. The requests themselves are in loadtest/actions.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from loadtest.actions import Actions
+from loadtest.messages import TraceStep, WorkerPlan, WorkerResult
+from loadtest.stats import Reservoir
+from loadtest.viewer import Viewer, now_ms
+from server.core import gcpolicy
+
+CHAT_TICK_S = 0.1
+
+
+@dataclass(slots=True)
+class Roles:
+    buyer: bool
+    greedy: bool
+    claimer: bool
+    entrant: bool
+    reconnector: bool
+    reconnect_delay_s: float
+    chatter: bool
+    buy_delay_s: float
+
+
+class Crowd(Actions):
+    """One generator process's share of the crowd (implements viewer.Crowd)."""
+
+    def __init__(self, plan: WorkerPlan, send: Any) -> None:
+        super().__init__(plan)
+        self.send = send  # put a message to the parent
+        self.host, self.port = plan.host, plan.port
+        self.ws_base = f"ws://{plan.host}:{plan.port}/ws/{plan.room_id}"
+        self.viewers: dict[int, Viewer] = {}
+        self.roles: dict[int, Roles] = {}
+        self.rng = random.Random(self.scn.run.seed * 7919 + plan.worker_id)
+        self.connected = 0
+        self.frames = 0
+        self.applied = 0
+        self.errors = 0
+        self.latency = Reservoir(plan.latency_cap, self.scn.run.seed)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.trace_mode = plan.steps is not None
+        self.sales_seen: dict[int, set[str]] = {}
+        self.claimed: dict[int, list[str]] = {}
+        self.entered: dict[int, set[str]] = {}
+        self.chatting_since: dict[int, float] = {}
+        self.chat_on = False
+        self.bindings: dict[tuple[str, str], str] = {}
+        self.bound = asyncio.Event()
+        self.hold_map: dict[tuple[int, str], str] = {}
+        self.t0 = 0.0
+        self._build()
+
+    def _build(self) -> None:
+        s = self.scn
+        for i in self.plan.indices:
+            rng = random.Random(s.run.seed * 1_000_003 + i)
+            self.rngs[i] = rng
+            buyer = s.sale.enabled and rng.random() < s.sale.buyer_share
+            window = s.sale.buy_window_s
+            self.roles[i] = Roles(
+                buyer=buyer,
+                greedy=buyer and rng.random() < s.sale.greedy_share,
+                claimer=s.coupon.enabled and rng.random() < s.coupon.claim_share,
+                entrant=s.lottery.enabled and rng.random() < s.lottery.enter_share,
+                reconnector=s.reconnect.enabled and rng.random() < s.reconnect.share,
+                reconnect_delay_s=rng.uniform(0.05, max(0.05, s.reconnect.within_s)),
+                chatter=rng.random() < s.chat.share,
+                buy_delay_s=rng.uniform(0.0, window) if window else 0.0)
+            self.viewers[i] = Viewer(self, i, i in self.plan.sampled)
+
+    # ------------------------------------------------------------ helpers
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.count("internal", type(exc).__name__)
+            # Up to 20 distinct failures, counted, go to the report's warnings.
+            key = f"{type(exc).__name__}: {exc}"[:300]
+            errors = self.result.task_errors
+            if key in errors or len(errors) < 20:
+                errors[key] = errors.get(key, 0) + 1
+
+    def rng_delay(self, lo: float, hi: float) -> float:
+        return self.rng.uniform(lo, hi)
+
+    def on_error(self, viewer: Viewer, msg: dict[str, Any]) -> None:
+        code = str(msg.get("code"))
+        if code == "rate_limited" and "hat" in str(msg.get("message", "")):
+            viewer.rec.chats_refused += 1
+            self.count("chat", "rate_limited")
+        else:
+            self.errors += 1
+            self.count("unanswered_error", code)
+
+    # ------------------------------------------------------------ reacting to the room
+
+    def on_event(self, viewer: Viewer, kind: str, msg: dict[str, Any]) -> None:
+        if kind == "chat":
+            if msg.get("viewer_id") == viewer.rec.viewer_id:
+                viewer.rec.chats_seen_own += 1
+            return
+        if self.trace_mode or self.finishing:
+            return
+        roles = self.roles[viewer.index]
+        if kind == "snapshot":
+            for card in msg.get("products", []):
+                sale = card.get("sale")
+                if sale and sale.get("state") in ("scheduled", "open"):
+                    self._sale_seen(viewer, roles, sale)
+            for coupon in msg.get("coupons", []):
+                self._coupon_seen(viewer, roles, coupon)
+            for lottery in msg.get("lotteries", []):
+                self._lottery_seen(viewer, roles, lottery)
+        elif kind in ("sale_scheduled", "sale_open"):
+            self._sale_seen(viewer, roles, msg["sale"])
+        elif kind == "coupon_drop":
+            self._coupon_seen(viewer, roles, msg["coupon"])
+        elif kind == "lottery_open":
+            self._lottery_seen(viewer, roles, msg["lottery"])
+
+    def _sale_seen(self, viewer: Viewer, roles: Roles, sale: dict[str, Any]) -> None:
+        if not roles.buyer:
+            return
+        seen = self.sales_seen.setdefault(viewer.index, set())
+        if sale["sale_id"] in seen:
+            return
+        seen.add(sale["sale_id"])
+        self.spawn(self.buy_flow(viewer, sale, roles.greedy, roles.buy_delay_s))
+
+    def _coupon_seen(self, viewer: Viewer, roles: Roles, coupon: dict[str, Any]) -> None:
+        if not roles.claimer or coupon.get("remaining", 1) <= 0:
+            return
+        claimed = self.claimed.setdefault(viewer.index, [])
+        cid = coupon["coupon_id"]
+        if cid in claimed:
+            return
+        claimed.append(cid)  # asked for; only an answer makes it usable
+        self.spawn(self.claim(viewer, cid))
+
+    def _lottery_seen(self, viewer: Viewer, roles: Roles, lottery: dict[str, Any]) -> None:
+        if not roles.entrant or lottery.get("state") != "open":
+            return
+        entered = self.entered.setdefault(viewer.index, set())
+        if lottery["lottery_id"] in entered:
+            return
+        entered.add(lottery["lottery_id"])
+        self.spawn(self.enter(viewer, lottery["lottery_id"], None))
+
+    # ------------------------------------------------------------ selling
+
+    # ------------------------------------------------------------ phases
+
+    async def join_all(self, start_epoch: float) -> None:
+        """Connect this process's share of the crowd at its share of the join rate."""
+        await self.sleep_until_local(start_epoch * 1000.0)
+        rate = self.scn.viewers.join_rate_per_s / max(1, self.plan.workers)
+        began = time.monotonic()
+        joins = []
+        for n, i in enumerate(self.plan.indices):
+            due = began + n / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            joins.append(asyncio.ensure_future(self._join_one(self.viewers[i])))
+        await asyncio.gather(*joins)
+        gcpolicy.freeze_long_lived()
+        self.send(("joined", self.plan.worker_id, {
+            "ok": len(self.result.join_ms), "failed": len(self.result.join_failures)}))
+
+    async def _join_one(self, viewer: Viewer) -> None:
+        started = time.perf_counter()
+        for attempt in range(3):
+            try:
+                await viewer.connect()
+                self.result.join_ms.append((time.perf_counter() - started) * 1000.0)
+                return
+            except Exception as exc:  # refused, reset or timed out
+                if viewer.link is not None:
+                    viewer.link.drop()
+                    viewer.link = None
+                if attempt == 2:
+                    self.result.join_failures.append(f"{type(exc).__name__}: {exc}")
+                    return
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+    def start_show(self, t0_epoch: float, sale_starts_at: int) -> None:
+        self.t0 = t0_epoch * 1000.0
+        rc = self.scn.reconnect
+        if rc.enabled:
+            base = self.server_to_local(sale_starts_at) if sale_starts_at else self.t0
+            for i, roles in self.roles.items():
+                if roles.reconnector:
+                    self.spawn(self.storm_one(self.viewers[i], base + rc.at_s * 1000.0,
+                                              roles.reconnect_delay_s))
+        if self.scn.chat.share > 0:
+            self.chat_on = True
+            self.spawn(self.chat_loop())
+
+    async def storm_one(self, viewer: Viewer, at_local_ms: float, delay_s: float) -> None:
+        await self.sleep_until_local(at_local_ms)
+        if self.finishing or viewer.link is None:
+            return
+        viewer.drop()
+        await viewer.reconnect(delay_s)
+
+    async def chat_loop(self) -> None:
+        c = self.scn.chat
+        chatters = [self.viewers[i] for i, r in self.roles.items() if r.chatter]
+        credit = {v.index: self.rngs[v.index].random() for v in chatters}
+        likes = {v.index: self.rngs[v.index].random() for v in chatters}
+        text = ("chat " * (c.text_length // 5 + 1))[:c.text_length].strip() or "hi"
+        started = now_ms()
+        for v in chatters:
+            self.chatting_since[v.index] = started
+        while self.chat_on and not self.finishing:
+            await asyncio.sleep(CHAT_TICK_S)
+            for v in chatters:
+                credit[v.index] += c.messages_per_s * CHAT_TICK_S
+                likes[v.index] += c.likes_per_s * CHAT_TICK_S
+                if credit[v.index] >= 1.0:
+                    credit[v.index] -= 1.0
+                    if v.send_frame({"type": "chat", "text": text}):
+                        v.rec.chats_sent += 1
+                        self.count("chat", "sent")
+                if likes[v.index] >= 1.0:
+                    likes[v.index] -= 1.0
+                    if v.send_frame({"type": "like", "count": 1}):
+                        self.count("like", "sent")
+        ended = now_ms()
+        for v in chatters:
+            v.rec.chat_active_s = (ended - self.chatting_since[v.index]) / 1000.0
+
+    def quiet(self) -> None:
+        self.chat_on = False
+
+    async def finish(self, marker_seq: int, timeout_s: float) -> None:
+        """Wait (bounded) until every connected viewer has the end marker, then leave."""
+        self.chat_on = False
+        deadline = time.monotonic() + timeout_s
+        while marker_seq and time.monotonic() < deadline:
+            behind = [v for v in self.viewers.values()
+                      if (v.link is not None or v.reconnecting) and not v.leaving
+                      and (v.last or 0) < marker_seq]
+            if not behind:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # let the last chat loop tick finish its bookkeeping
+        self.finishing = True
+        for v in self.viewers.values():
+            v.rec.connected_at_end = v.link is not None and v.welcomed.is_set()
+            v.leave()
+        for _ in range(40):
+            if all(v.link is None for v in self.viewers.values()):
+                break
+            await asyncio.sleep(0.05)
+        for v in self.viewers.values():
+            if v.link is not None and v.link.transport is not None:
+                v.link.transport.abort()
+
+    # ------------------------------------------------------------ trace replay
+
+    def bind(self, kind: str, original: str, real: str) -> None:
+        self.bindings[(kind, original)] = real
+        self.bound.set()
+
+    async def resolve(self, kind: str, original: str) -> str | None:
+        """The id in this room for an id of the recorded room (waits up to 5 s)."""
+        deadline = time.monotonic() + 5.0
+        while (kind, original) not in self.bindings:
+            if time.monotonic() > deadline or self.finishing:
+                return None
+            self.bound.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.bound.wait(), 0.5)
+        return self.bindings[(kind, original)]
+
+    async def replay(self, t0_epoch: float) -> None:
+        steps = self.plan.steps or []
+        start = t0_epoch * 1000.0
+        first: dict[int, str] = {}
+        for st in steps:
+            first.setdefault(st.viewer, st.action)
+        # Viewers whose first recorded action is not a join are in the room from the start.
+        early = [self.viewers[i] for i in self.plan.indices if first.get(i) != "join"]
+        await asyncio.gather(*(self._join_one(v) for v in early))
+        for st in steps:
+            if self.finishing:
+                return
+            await self.sleep_until_local(start + st.t_ms)
+            self.spawn(self.replay_step(st))
+
+    async def replay_step(self, st: TraceStep) -> None:
+        v = self.viewers[st.viewer]
+        d = st.data
+        act = st.action
+        if act == "join":
+            if v.link is None:
+                v.leaving = False
+                await self._join_one(v)
+            return
+        if act == "leave":
+            if v.link is None:
+                # The recorded viewer leaves while this one is still reconnecting (a
+                # chaos restart): its open gaps end with it, nothing is left to miss.
+                v.gaps_end("left")
+            v.leave()
+            return
+        if v.link is None and not v.reconnecting:
+            self._skip(act, "not connected")
+            return
+        if act == "chat":
+            n = int(d.get("length") or len(str(d.get("text", ""))) or 1)
+            if v.send_frame({"type": "chat", "text": ("x" * max(1, min(n, 200)))}):
+                v.rec.chats_sent += 1
+                self.count("chat", "sent")
+        elif act == "like":
+            v.send_frame({"type": "like", "count": int(d.get("count") or 1)})
+            self.count("like", "sent")
+        elif act == "buy":
+            pid = await self.resolve("product", str(d.get("product_id")))
+            if pid is None:
+                self._skip(act, "unknown product")
+                return
+            started = time.perf_counter()
+            sent = time.time()
+            reply = await v.request("buy", {"product_id": pid,
+                                            "quantity": int(d.get("quantity") or 1)})
+            self.result.buy_ms.append((time.perf_counter() - started) * 1000.0)
+            if reply.get("type") == "hold":
+                self.count("buy", "hold")
+                self.answered(sent, "buy", "hold")
+                self.hold(v, reply["hold"])
+            else:
+                self.count("buy", str(reply.get("code")))
+                self.answered(sent, "buy", str(reply.get("code")))
+        elif act in ("checkout", "release"):
+            hold = await self._own_hold(v, str(d.get("hold_id")))
+            if hold is None:
+                self._skip(act, "no hold")
+                return
+            if act == "release":
+                await self.release(v, hold)
+                return
+            coupon = None
+            if d.get("coupon_id"):
+                coupon = await self.resolve("coupon", str(d["coupon_id"]))
+            await self.checkout(v, hold, coupon)
+        elif act == "claim_coupon":
+            cid = await self.resolve("coupon", str(d.get("coupon_id")))
+            if cid is None:
+                self._skip(act, "unknown coupon")
+                return
+            await self.claim(v, cid)
+        elif act == "enter_lottery":
+            lid = await self.resolve("lottery", str(d.get("lottery_id")))
+            if lid is None:
+                self._skip(act, "unknown lottery")
+                return
+            await self.enter(v, lid, d.get("keyword"))
+
+    async def _own_hold(self, v: Viewer, original: str) -> str | None:
+        """Recorded hold ids map to this viewer's own holds in the order it got them."""
+        key = (v.index, original)
+        deadline = time.monotonic() + 2.0
+        while key not in self.hold_map:
+            mapped = set(h for (i, _), h in self.hold_map.items() if i == v.index)
+            free = [h for h in self.own_holds.get(v.index, []) if h not in mapped]
+            if free:
+                self.hold_map[key] = free[0]
+                break
+            if time.monotonic() > deadline or self.finishing:
+                return None
+            await asyncio.sleep(0.05)
+        return self.hold_map[key]
+
+    def _skip(self, action: str, why: str) -> None:
+        key = f"{action}: {why}"
+        self.result.trace_skipped[key] = self.result.trace_skipped.get(key, 0) + 1
+
+    # ------------------------------------------------------------ reporting
+
+    def progress(self) -> dict[str, Any]:
+        return {"connected": self.connected, "frames": self.frames, "applied": self.applied,
+                "buys": sum(self.outcomes.get("buy", Counter()).values()),
+                "holds": len(self.result.holds), "orders": len(self.result.acks),
+                "errors": self.errors, "busy": len(self.tasks)}
+
+    def collect(self) -> WorkerResult:
+        r = self.result
+        r.viewers = [v.rec for v in self.viewers.values()]
+        r.latency_ms = list(self.latency.values)
+        r.latency_seen = self.latency.seen
+        r.outcomes = {k: dict(v) for k, v in self.outcomes.items()}
+        r.frames = self.frames
+        r.applied = self.applied
+        return r

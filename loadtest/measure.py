@@ -1,0 +1,173 @@
+"""The figures of a run's report: `settings` (scenario, target, machine) and
+`measurements` (viewers, fan-out, selling, outcomes, server, generators,
+trace), built from the generators' results, the samples and the read-back.
+Pure apart from reading the objects it is given.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from loadtest.context import RunContext
+from loadtest.messages import WorkerResult
+from loadtest.pool import GeneratorPool
+from loadtest.sampling import Sampler, machine
+from loadtest.stats import spread_indices, summary
+from loadtest.target import Target
+
+
+def settings(ctx: RunContext, target: Target, pool: GeneratorPool) -> dict[str, Any]:
+    server = target.server
+    return {
+        "scenario": ctx.scn.to_dict(),
+        "target": {"url": target.base, "spawned": server is not None or
+                   ctx.opts.url is None, "room_id": target.room_id,
+                   **({"server_processes": server.workers,
+                       "server_cpus": server.cpus,
+                       "redis_cpus": server.redis_cpus,
+                       "generator_cpus": target.gen_cpus}
+                      if server is not None else {})},
+        "generator_processes": len(pool.results) or len(pool.procs),
+        "hold_abandon": pool.abandon,
+        "machine": machine(),
+    }
+
+
+def measurements(ctx: RunContext, target: Target, sampler: Sampler,
+                 results: list[WorkerResult], latency: list[float], buy_ms: list[float],
+                 checkout_ms: list[float],
+                 outcomes: dict[str, Counter[str]]) -> dict[str, Any]:
+    d = ctx.data
+    n = ctx.viewer_count()
+    joined = sum(len(r.join_ms) for r in results)
+    applied = sum(r.applied for r in results)
+    show_applied = (sampler.applied_show[1] - sampler.applied_show[0]) \
+        if sampler.applied_show else 0
+    show_s = sampler.show_seconds or 0.0
+    sampled = spread_indices(n, ctx.scn.viewers.latency_sample)
+    m: dict[str, Any] = {
+        "viewers": {
+            "requested": n, "joined": joined,
+            "join_failures": sum(len(r.join_failures) for r in results),
+            "time_to_join_all_s": round(ctx.join_s, 3) if ctx.join_s else None,
+            "joins_per_s": round(joined / ctx.join_s, 1) if ctx.join_s else None,
+            "join_ms": summary([x for r in results for x in r.join_ms]),
+            "reconnects": sum(v.reconnects for v in d.viewers),
+            "close_codes": dict(Counter(str(c) for v in d.viewers
+                                        for c in v.close_codes)),
+        },
+        "fanout": {
+            "latency_ms": summary(latency),
+            "latency_sampled_connections": sum(1 for r in results for v in r.viewers
+                                               if v.index in sampled),
+            "latency_events_seen": sum(r.latency_seen for r in results),
+            "reach": d.reach,
+            "deliveries": applied,
+            "deliveries_during_show": show_applied,
+            "deliveries_per_s": round(show_applied / show_s, 1) if show_s else None,
+            "host_events_emitted": ctx.host_events,
+            "host_actions": dict(ctx.host_actions),
+            "host_request_ms": summary(ctx.host_ms),
+            "gaps": sum(len(v.gaps) for v in d.viewers),
+            "gaps_recovered_by": dict(Counter(g.recovered or "not recovered"
+                                              for v in d.viewers for g in v.gaps)),
+            "duplicates": sum(v.duplicates for v in d.viewers),
+            # One process reads its connections one after another: the last of its
+            # viewers sees an event about (viewers x CPU per frame) after the first.
+            # Latencies near this figure are the generator's, not the server's.
+            "generator_spread_ms_per_event": _generator_spread(results),
+        },
+        "selling": _selling(ctx, sampler, buy_ms, checkout_ms, outcomes, results),
+        "outcomes": {k: dict(v) for k, v in sorted(outcomes.items())},
+        "server": _server(target, sampler, show_applied, joined),
+        "generator": [{"process": r.worker_id, "viewers": len(r.viewers),
+                       "cpu_s": round(r.cpu_s, 2), "wall_s": round(r.wall_s, 2),
+                       "peak_core_util": round(r.peak_util, 3),
+                       "saturated_s": r.saturated_s, "frames": r.frames}
+                      for r in results],
+    }
+    skipped: Counter[str] = Counter()
+    for r in results:
+        skipped.update(r.trace_skipped)
+    if ctx.plan is not None:
+        trace = ctx.opts.trace
+        m["trace"] = {"recorded_viewers": len(trace.viewers) if trace else 0,
+                      "synthetic_viewers": ctx.plan.viewer_count,
+                      "speed": ctx.scn.trace.speed,
+                      "viewer_steps": len(ctx.plan.viewers),
+                      "host_steps": len(ctx.plan.host),
+                      "skipped": dict(skipped)}
+    return m
+
+
+def _generator_spread(results: list[WorkerResult]) -> float | None:
+    spreads = [r.cpu_s / r.frames * len(r.viewers) * 1000.0 for r in results if r.frames]
+    return round(max(spreads), 2) if spreads else None
+
+
+def _selling(ctx: RunContext, sampler: Sampler, buy_ms: list[float],
+             checkout_ms: list[float], outcomes: dict[str, Counter[str]],
+             results: list[WorkerResult]) -> dict[str, Any]:
+    d = ctx.data
+    orders = d.orders_store if d.orders_store is not None else d.orders_api
+    out: dict[str, Any] = {
+        "buy_ms": summary(buy_ms), "checkout_ms": summary(checkout_ms),
+        "holds_given": len(d.holds), "orders_acknowledged": len(d.acks),
+        "orders_stored": len(orders),
+        "units_sold": sum(int(o["quantity"]) for o in orders),
+        "holds_released": sum(r.released for r in results),
+        "holds_left_to_expire": sum(r.abandoned_to_expire for r in results),
+        "checkouts_refused_hold_expired": outcomes.get("checkout", Counter()).get(
+            "hold_expired", 0),
+        "coupon_claims": len(d.claims),
+        "orders_with_coupon": sum(1 for o in orders if o.get("coupon_id")),
+        "lottery_entries": len(d.entries),
+    }
+    settled = {o["hold_id"] for o in orders}
+    out["holds_expired_or_released"] = len({h.hold_id for h in d.holds} - settled)
+    for sale in d.sales:
+        sold = 0
+        out.setdefault("time_to_sell_out_s", None)
+        for o in sorted((o for o in orders if o["sale_id"] == sale.sale_id),
+                        key=lambda o: int(o["created_at"])):
+            sold += int(o["quantity"])
+            if sold >= sale.units:
+                out["time_to_sell_out_s"] = round(
+                    (int(o["created_at"]) - sale.starts_at) / 1000.0, 3)
+                break
+        reserved = [s.t for s in d.stock_samples
+                    if s.product_id == sale.product_id and s.left == 0]
+        out["time_to_all_reserved_s"] = round(
+            reserved[0] - (sale.starts_at / 1000.0 - ctx.show_wall), 2) if reserved \
+            else None
+    out.update(sampler.cpu_per_buy(buy_ms, sum(outcomes.get("buy", Counter()).values())))
+    return out
+
+
+def _server(target: Target, sampler: Sampler, show_deliveries: int,
+            joined: int) -> dict[str, Any]:
+    server, samples = target.server, sampler.cpu_samples
+    if server is None or not samples:
+        return {"measured": False,
+                "why": "server CPU and memory are read from /proc of a spawned server"}
+    first, last = samples[0], samples[-1]
+    wall = last[0] - first[0]
+    out: dict[str, Any] = {
+        "measured": True, "pid": server.pid if server.proc else None,
+        "cpu_s": round(last[1] - first[1], 3),
+        "avg_core_util": round((last[1] - first[1]) / wall, 3) if wall else None,
+        "redis_cpu_s": round(last[2] - first[2], 3),
+        "rss_peak_mb": round(max(x[3] for x in samples) / 2**20, 1),
+        "redis_rss_peak_mb": round(max(x[4] for x in samples) / 2**20, 1),
+    }
+    if sampler.cpu_show is not None and sampler.cpu_show[1]:
+        cpu = sampler.cpu_show[1] - sampler.cpu_show[0]
+        out["cpu_s_during_show"] = round(cpu, 3)
+        out["cpu_us_per_delivery"] = round(cpu * 1e6 / show_deliveries, 2) \
+            if show_deliveries else None
+    if joined and sampler.rss_after_join:
+        out["rss_kb_per_viewer"] = round(
+            (sampler.rss_after_join - sampler.rss_before_join) / 1024 / joined, 2)
+        out["cpu_ms_per_viewer"] = round(out["cpu_s"] * 1000 / joined, 3)
+    return out

@@ -1,0 +1,277 @@
+"""The uvicorn internals the transport hook relies on, named one by one.
+
+server/fastws.py subclasses uvicorn's websockets-sansio protocol and
+server/edges.py its httptools protocol. Neither is a public API, so
+pyproject.toml allows a range of uvicorn versions rather than any: this module
+lists every method (with its signature), attribute and behaviour the two files
+use, and fails with the internal's name, the uvicorn version and what the hook
+uses it for. Run it (with tests/test_hub.py) against a new uvicorn release
+before widening the range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from server.edges import BoundedHttpToolsProtocol
+from server.fastws import EXTENSION, FastWebSocketProtocol
+
+WS = "server/fastws.py"
+EDGE = "server/edges.py"
+HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+def changed(owner: type[Any] | str, name: str, user: str, why: str) -> str:
+    where = owner if isinstance(owner, str) else owner.__name__
+    return (f"uvicorn {uvicorn.__version__} changed {where}.{name}; {user} relies on it "
+            f"for {why}")
+
+
+# (method, its parameters after self, who uses it, for what)
+WS_METHODS: list[tuple[str, list[str], str]] = [
+    ("__init__", ["config", "server_state", "app_state", "_loop"],
+     "the class being built by uvicorn's httptools protocol with these keywords"),
+    ("connection_lost", ["exc"], "giving the per-address connection slot back"),
+    ("data_received", ["data"], "answering an upgrade request websockets refused itself"),
+    ("handle_connect", ["event"], "putting the livesell.raw extension into the scope"),
+    ("send_receive_event_to_app", [],
+     "the on_text fast route (complete text messages, read from `frames` and "
+     "`curr_msg_data_type`)"),
+    ("handle_parser_exception", [], "closing with 1007 after invalid UTF-8"),
+    ("stop_keepalive", [], "stopping pings before closing with 1012 at shutdown"),
+    ("shutdown", [], "the on_shutdown drain hook (falls back to uvicorn's own shutdown)"),
+    ("pause_writing", [], "the on_pause callback (a viewer fell behind)"),
+    ("resume_writing", [], "the on_resume callback (a viewer's buffer drained)"),
+]
+
+# (attribute on a new instance, its type, for what)
+WS_ATTRIBUTES: list[tuple[str, type[Any] | tuple[type[Any], ...], str]] = [
+    ("conn", ServerProtocol, "write_frames' per-write check of the websockets state, "
+     "close frames (send_close, data_to_send)"),
+    ("loop", asyncio.AbstractEventLoop, "close_now's abort timer"),
+    ("queue", asyncio.Queue, "close_now telling the app it is disconnected"),
+    ("read_paused", bool, "close_now resuming reading so the peer's close frame is seen"),
+    ("close_sent", bool, "close_now and the refused handshake telling uvicorn's handlers "
+     "that a close is under way"),
+    ("close_timer", type(None), "close_now's abort timer, which uvicorn's handle_close "
+     "cancels (closing the transport) when the peer answers the close frame"),
+    ("frames", list, "the on_text fast route (a message's frame payloads)"),
+    ("curr_msg_data_type", str, "the on_text fast route (text or bytes)"),
+    ("client", type(None), "log lines naming the client (set on connection_made)"),
+    ("transport", type(None), "writes (set on connection_made)"),
+    ("handshake_complete", bool, "uvicorn's own shutdown and close paths this hook defers to"),
+]
+
+EDGE_METHODS: list[tuple[str, list[str], str]] = [
+    ("__init__", ["config", "server_state", "app_state", "_loop"],
+     "BoundedHttpToolsProtocol.__init__ calling it positionally"),
+    ("connection_made", ["transport"], "the per-address connection cap"),
+    ("connection_lost", ["exc"], "giving the connection slot back"),
+    ("handle_websocket_upgrade", [], "moving the connection slot to the WebSocket protocol"),
+    ("data_received", ["data"], "counting head bytes before the parser (re-implemented in "
+     "BoundedHttpToolsProtocol.feed)"),
+    ("_unset_keepalive_if_required", [], "feed(), which re-implements data_received"),
+    ("_should_upgrade", [], "feed(), which re-implements data_received"),
+    ("send_400_response", ["msg"], "feed() answering a malformed request"),
+    ("on_headers_complete", [], "knowing where a request's head ends"),
+    ("on_message_complete", [], "counting the next pipelined request's head from 0"),
+]
+
+EDGE_ATTRIBUTES: list[tuple[str, str]] = [
+    ("parser", "feed() feeding httptools"),
+    ("cycle", "head_too_large() not answering over a response in progress"),
+    ("server_state", "the per-process connection gate and default headers of refusals"),
+    ("loop", "the header-read timer and the linger after a refusal"),
+    ("logger", "the rate-limited INFO lines"),
+    ("client", "the per-address cap"),
+    ("headers", "naming an unsupported upgrade"),
+    ("ws_protocol_class", "the WebSocket protocol the upgrade hands the transport to"),
+]
+
+
+def _config() -> Config:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+
+    config = Config(app=app, ws=FastWebSocketProtocol, http=BoundedHttpToolsProtocol,
+                    ws_ping_interval=None, lifespan="off", log_level="warning")
+    config.load()
+    return config
+
+
+def _params(fn: Callable[..., Any]) -> list[str]:
+    return [p for p in inspect.signature(fn).parameters if p != "self"]
+
+
+def test_the_hook_subclasses_uvicorns_protocols() -> None:
+    assert issubclass(FastWebSocketProtocol, WebSocketsSansIOProtocol), changed(
+        "uvicorn.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol", WS,
+        "the class it subclasses")
+    assert issubclass(WebSocketsSansIOProtocol, asyncio.Protocol), changed(
+        WebSocketsSansIOProtocol, "__bases__", WS, "being an asyncio.Protocol (its transport "
+        "calls pause_writing and resume_writing)")
+    assert issubclass(BoundedHttpToolsProtocol, HttpToolsProtocol), changed(
+        "uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol", EDGE,
+        "the class it subclasses")
+
+
+@pytest.mark.parametrize(("name", "params", "why"), WS_METHODS, ids=[m[0] for m in WS_METHODS])
+def test_websocket_protocol_methods(name: str, params: list[str], why: str) -> None:
+    fn = getattr(WebSocketsSansIOProtocol, name, None)
+    assert callable(fn), changed(WebSocketsSansIOProtocol, name, WS, why) + " (it is gone)"
+    assert _params(fn) == params, changed(WebSocketsSansIOProtocol, name, WS, why) + (
+        f" (signature now {inspect.signature(fn)}, expected parameters {params})")
+
+
+@pytest.mark.parametrize(("name", "params", "why"), EDGE_METHODS,
+                         ids=[m[0] for m in EDGE_METHODS])
+def test_http_protocol_methods(name: str, params: list[str], why: str) -> None:
+    fn = getattr(HttpToolsProtocol, name, None)
+    assert callable(fn), changed(HttpToolsProtocol, name, EDGE, why) + " (it is gone)"
+    assert _params(fn) == params, changed(HttpToolsProtocol, name, EDGE, why) + (
+        f" (signature now {inspect.signature(fn)}, expected parameters {params})")
+
+
+@pytest.mark.parametrize(("name", "kind", "why"), WS_ATTRIBUTES,
+                         ids=[a[0] for a in WS_ATTRIBUTES])
+async def test_websocket_protocol_attributes(name: str, kind: type[Any], why: str) -> None:
+    proto = FastWebSocketProtocol(config=_config(), server_state=ServerState(), app_state={})
+    assert hasattr(proto, name), changed(WebSocketsSansIOProtocol, name, WS, why) + (
+        " (no such attribute after __init__)")
+    assert isinstance(getattr(proto, name), kind), changed(
+        WebSocketsSansIOProtocol, name, WS, why) + (
+        f" (now a {type(getattr(proto, name)).__name__}, expected {kind})")
+
+
+@pytest.mark.parametrize(("name", "why"), EDGE_ATTRIBUTES, ids=[a[0] for a in EDGE_ATTRIBUTES])
+async def test_http_protocol_attributes(name: str, why: str) -> None:
+    proto = BoundedHttpToolsProtocol(_config(), ServerState(), {})
+    assert hasattr(proto, name), changed(HttpToolsProtocol, name, EDGE, why) + (
+        " (no such attribute after __init__)")
+
+
+def test_uvicorns_data_received_is_what_edges_feed_re_implements() -> None:
+    source = inspect.getsource(HttpToolsProtocol.data_received)
+    for step in ("_unset_keepalive_if_required", "parser.feed_data", "HttpParserError",
+                 "send_400_response", "HttpParserUpgrade", "_should_upgrade",
+                 "handle_websocket_upgrade"):
+        assert step in source, changed(HttpToolsProtocol, "data_received", EDGE,
+                                       f"BoundedHttpToolsProtocol.feed, a copy of its steps "
+                                       f"(`{step}` is no longer one of them)")
+
+
+def test_server_state_and_config_carry_what_edges_puts_on_them() -> None:
+    state = ServerState()
+    assert weakref.ref(state)() is state, changed(
+        ServerState, "__weakref__", EDGE, "one connection gate per server in a WeakKeyDictionary")
+    assert isinstance(state.default_headers, list), changed(
+        ServerState, "default_headers", EDGE, "the headers of its 431 and 503 answers")
+    config = Config(app=lambda: None)
+    config.livesell_edges = 1  # type: ignore[attr-defined]
+    assert config.livesell_edges == 1, changed(  # type: ignore[attr-defined]
+        Config, "__setattr__", EDGE, "carrying the edge limits on the config")
+
+
+async def _until(check: Callable[[], bool], timeout: float) -> None:
+    """Poll `check` until true; the bound is generous because CI machines are loaded."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s")
+        await asyncio.sleep(0.01)
+
+
+class _Peer(asyncio.Protocol):
+    """The client end: keeps what it reads and can send masked frames."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+async def _connected(config: Config) -> tuple[FastWebSocketProtocol, _Peer, asyncio.Transport]:
+    loop = asyncio.get_running_loop()
+    server_sock, client_sock = socket.socketpair()
+    proto = FastWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    await loop.connect_accepted_socket(lambda: proto, server_sock)
+    peer = _Peer()
+    client, _ = await loop.connect_accepted_socket(lambda: peer, client_sock)
+    client.write(HANDSHAKE)
+    await _until(lambda: proto.conn.state is State.OPEN, timeout=30)
+    return proto, peer, client
+
+
+def _masked_close(code: int) -> bytes:
+    frame = Frame(Opcode.CLOSE, Close(code, "").serialize())
+    return frame.serialize(mask=True, extensions=[])
+
+
+async def test_the_scope_carries_the_extension_and_writes_need_an_open_state() -> None:
+    """handle_connect builds the scope the app gets, the websockets state turns OPEN
+    with the 101, and a peer's close frame turns it CLOSING before the hook could
+    write again: the per-write check in write_frames sees every close."""
+    proto, peer, client = await _connected(_config())
+    scope: Any = getattr(proto, "scope", None)
+    assert scope is not None and scope["extensions"].get(EXTENSION) is proto, changed(
+        WebSocketsSansIOProtocol, "handle_connect", WS,
+        "the scope (with an `extensions` dict) it passes to the app")
+    proto.write_frames(b"\x81\x02hi")
+    await _until(lambda: peer.data.endswith(b"\x81\x02hi"), timeout=30)
+    client.write(_masked_close(1000))
+    await _until(lambda: proto.conn.state is not State.OPEN, timeout=30)
+    before = len(peer.data)
+    proto.write_frames(b"\x81\x02no")
+    await _until(lambda: peer.lost, timeout=30)
+    assert b"\x81\x02no" not in peer.data[before:]
+    client.close()
+
+
+async def test_close_now_is_finished_by_uvicorns_handle_close() -> None:
+    """No frame follows close_now's close frame. close_now sets uvicorn's close_sent
+    and close_timer as its own close does;
+    uvicorn's handle_close must then close the transport when the peer answers,
+    long before close_now's abort timer."""
+    proto, peer, client = await _connected(_config())
+    proto.close_now(4008, "too slow", abort_after=600)
+    # Our close frame is out, the transport stays open for the answer: only the
+    # websockets state (CLOSING) keeps write_frames from writing after it.
+    assert proto.conn.state is State.CLOSING and not proto.transport.is_closing()
+    proto.write_frames(b"\x81\x02no")
+    await _until(lambda: b"\x88" in peer.data, timeout=30)
+    assert b"\x81\x02no" not in peer.data
+    client.write(_masked_close(4008))
+    try:
+        await _until(lambda: peer.lost, timeout=30)
+    except AssertionError:
+        raise AssertionError(changed(
+            WebSocketsSansIOProtocol, "handle_close", WS,
+            "closing the connection when the peer answers close_now's close frame "
+            "(it reads close_sent and close_timer)")) from None
+    finally:
+        client.close()
