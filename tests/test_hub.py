@@ -93,10 +93,16 @@ async def test_every_viewer_gets_each_event_once(server: LiveServer,
         assert len(room.slow) == 50 and not room.fast
     for i in range(20):
         await host.call("POST", "/announcements", {"text": f"a{i}"}, expect=201)
+    seen = []
     for c in clients:
         got = [await c.next_event("announcement") for _ in range(20)]
         assert [g["text"] for g in got] == [f"a{i}" for i in range(20)]
-        assert [g["seq"] for g in got] == list(range(starts[0] + 1, starts[0] + 21))
+        seqs = [g["seq"] for g in got]
+        # In order and each once; other events of the room (the coalesced viewer
+        # counts the 50 joins cause) may take numbers in between.
+        assert seqs == sorted(set(seqs)) and seqs[0] > starts[0], seqs
+        seen.append(seqs)
+    assert all(s == seen[0] for s in seen), "every viewer got the same events"
     await asyncio.gather(*(c.close() for c in clients))
 
 
