@@ -25,7 +25,7 @@ import server
 from loadtest.stats import cpu_seconds as _cpu
 from loadtest.stats import summary
 
-RESERVE_LUA = Path(server.__file__).resolve().parent / "lua" / "reserve.lua"
+RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
 
 
 async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
@@ -75,8 +75,8 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
     per await from `buyers` concurrent coroutines over a pool of 50 connections."""
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    from server.keys import RoomKeys
-    from server.redis_supervisor import RedisServer
+    from server.core.keys import RoomKeys
+    from server.state.redis_supervisor import RedisServer
 
     script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
     with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
@@ -164,7 +164,7 @@ REDIS_BENCHMARK_KEYSPACE = 2_000_000_000  # -r: distinct request keys, buyers an
 def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
     """EVALSHA of reserve.lua with its 7 keys and 7 args; __rand_int__ (each one drawn
     apart by redis-benchmark) makes the request key, buyer and hold id differ per call."""
-    from server.keys import RoomKeys
+    from server.core.keys import RoomKeys
 
     keys = RoomKeys("r_bench")
     rnd = "__rand_int__"
@@ -199,8 +199,8 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
         return None
     from redis.asyncio import Redis
 
-    from server.keys import RoomKeys
-    from server.redis_supervisor import RedisServer
+    from server.core.keys import RoomKeys
+    from server.state.redis_supervisor import RedisServer
 
     script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
     keys = RoomKeys("r_bench")

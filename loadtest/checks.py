@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.model import RunData
-from server.domain import verify_lottery
+from server.core.domain import verify_lottery
 
 SHOWN = 5  # problems quoted per failed check; the rest are counted
 
@@ -248,7 +248,7 @@ def lotteries(d: RunData) -> Check:
     for lid in sorted(set(entered) - seen):
         problems.append(f"lottery {lid}: entries acknowledged but no published record")
     return _verdict("lottery winners recompute from the published seed", problems,
-                    f"{len(d.lotteries)} lottery(ies) verified with server.domain."
+                    f"{len(d.lotteries)} lottery(ies) verified with server.core.domain."
                     "verify_lottery")
 
 

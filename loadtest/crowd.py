@@ -22,7 +22,7 @@ from loadtest.actions import Actions
 from loadtest.messages import TraceStep, WorkerPlan, WorkerResult
 from loadtest.stats import Reservoir
 from loadtest.viewer import Viewer, now_ms
-from server import gcpolicy
+from server.core import gcpolicy
 
 CHAT_TICK_S = 0.1
 

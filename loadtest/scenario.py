@@ -6,7 +6,7 @@ sale with a coupon drop and a lottery, a reconnect storm, a chat storm). The
 bundled scenarios in `loadtest/scenarios/` are such files; a bare name like
 `flash_sale` resolves to one of them, or to the bundled sample trace.
 
-Every key is typed and ranged (the typed TOML tables of server/tomlconfig.py,
+Every key is typed and ranged (the typed TOML tables of server/core/tomlconfig.py,
 shared with the server's settings). A bad file is refused with a `ScenarioError`
 that names the file and the key (`flash_sale.toml: sale.units: expected an
 integer, got 'lots'`), never a traceback. Pure: reads files only when asked.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from server.tomlconfig import check_section, check_value, meta, section_table
+from server.core.tomlconfig import check_section, check_value, meta, section_table
 
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 SCENARIO_DIR: Final = PACKAGE_DIR / "scenarios"

@@ -27,7 +27,7 @@ from typing import Any
 
 from loadtest.crowd import Crowd
 from loadtest.messages import WorkerPlan
-from server import gcpolicy
+from server.core import gcpolicy
 
 PROGRESS_EVERY_S = 0.5
 SATURATED = 0.9  # share of one core above which a second counts as saturated

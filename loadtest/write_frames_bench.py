@@ -29,8 +29,8 @@ import uvloop
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from server.core.protocol import text_frame
 from server.fastws import FastWebSocketProtocol
-from server.protocol import text_frame
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

@@ -41,7 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from server.settings import ServerSettings
+from server.core.settings import ServerSettings
 
 # After a refusal the answer is sent and the write side shut (FIN), reading
 # stops, and the socket is closed this much later: a client still sending has

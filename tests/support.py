@@ -21,10 +21,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from server import handshake
-from server.app import create_app
+from server.core.settings import Settings, load_settings
 from server.edges import BoundedHttpToolsProtocol, attach
 from server.fastws import FastWebSocketProtocol
-from server.settings import Settings, load_settings
+from server.web.app import create_app
 
 _ids = itertools.count(1)
 
@@ -71,7 +71,7 @@ class LiveServer:
             ws_max_size=self.settings.hub.max_frame_bytes, ws_per_message_deflate=False,
             log_level="warning", timeout_graceful_shutdown=5,
             # The production HTTP edge (bounded head, header timeout, per-address
-            # cap), as server/cli.py wires it.
+            # cap), as server/web/cli.py wires it.
             http=BoundedHttpToolsProtocol, proxy_headers=True,
             forwarded_allow_ips=self.settings.server.forwarded_allow_ips,
             # uvicorn types it int but schedules it with call_later (a float is fine).

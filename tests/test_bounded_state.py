@@ -17,14 +17,14 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from server.pulse import MemoryWatch
-from server.redis_supervisor import (
+from server.core.settings import RedisSettings, SettingsError, load_settings
+from server.features.pulse import MemoryWatch
+from server.state.redis_supervisor import (
     DEFAULT_MAXMEMORY_MB,
     MAXMEMORY_POLICY,
     RedisServer,
     RedisSupervisor,
 )
-from server.settings import RedisSettings, SettingsError, load_settings
 from tests.support import LiveServer, create_room, eventually, join, make_settings
 
 FLOOD = 20_000

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from server import handshake
-from server.errors import CLOSE_BAD_HANDSHAKE, CLOSE_WRONG_HOST_KEY
+from server.core.errors import CLOSE_BAD_HANDSHAKE, CLOSE_WRONG_HOST_KEY
 from tests.support import LiveServer, LogCapture, ViewerClient, create_room, eventually, join, offer
 
 

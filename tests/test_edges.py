@@ -31,8 +31,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from server.core.settings import ServerSettings, SettingsError, load_settings
 from server.edges import ConnectionGate, EdgeLimits, LogLimiter
-from server.settings import ServerSettings, SettingsError, load_settings
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and sends POSIX signals")

@@ -20,8 +20,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from server.keys import room_keys
-from server.settings import Settings
+from server.core.keys import room_keys
+from server.core.settings import Settings
 from tests.support import (
     Host,
     LiveServer,
@@ -426,12 +426,10 @@ async def test_an_abandoned_checkout_is_decided_through_the_store(
             # The dead process's half of a checkout: the atomic step that moves the
             # hold to 'confirming', through the server's own ledger, and nothing after.
             show = live.services.show
-            keys = room_keys(host.room_id)
-            begun = await show.ledger.run("begin_checkout", [
-                keys.request(buyer.viewer_id, "checkout", "lost"), keys.hold(hold["id"]),
-                keys.holds, keys.coupon("-"), keys.claims("-"), keys.confirming, keys.epoch,
-            ], [hold["id"], buyer.viewer_id, ""])
-            assert begun[0] == "ok"
+            begun = await show.scripts.begin_checkout(host.room_id, buyer=buyer.viewer_id,
+                                                      request_id="lost", hold_id=hold["id"],
+                                                      coupon_id="")
+            assert begun.status == "ok"
 
             async def decided() -> bool:
                 return hold["id"] in await show.store.aborted(host.room_id)
@@ -441,8 +439,8 @@ async def test_an_abandoned_checkout_is_decided_through_the_store(
                 audit = await host.audit()
                 return bool(audit["products"][0]["left"] == 4)
             await eventually(units_back)
-            late = show._order_from_hold(host.room_id, orjson.loads(begun[1]), "lost")
-            assert await show.store.place_order(late, str(begun[2])) == "aborted"
+            late = show._order_from_hold(host.room_id, orjson.loads(begun.payload), "lost")
+            assert await show.store.place_order(late, begun.epoch) == "aborted"
             again = await buyer.request("checkout", hold_id=hold["id"])
             assert again["code"] == "checkout_cancelled"
             audit = await host.audit()
@@ -481,7 +479,7 @@ async def test_an_order_stored_while_redis_restarts_is_counted_when_it_is_back(
     "placed": the order is durable). Once a new redis-server answers, the units move
     from held to sold at once, not recover_after_s later (600 s here, so recovery
     cannot be what counts them)."""
-    from server.redis_supervisor import RedisServer
+    from server.state.redis_supervisor import RedisServer
 
     first = RedisServer(tmp_path / "redis")
     url = await asyncio.to_thread(first.start)

@@ -4,7 +4,7 @@ One real server for the module (real Redis, real SQLite file), run on its own ev
 loop in a thread so that Hypothesis drives it with plain blocking clients. Each
 HTTP route the app declares has a strategy here (a test fails when a route has
 none, so routes added later cannot be forgotten), and so does each viewer message
-type of `server.protocol` with each of its fields. Requests come from the room's
+type of `server.core.protocol` with each of its fields. Requests come from the room's
 host and from strangers, with well-formed-but-wrong values (types, ranges, huge
 numbers, unicode, nulls, nested objects, extra and missing keys), wrong methods,
 odd headers, valid-looking and invalid path ids; frames also as junk JSON,
@@ -42,9 +42,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from server import handshake, protocol
-from server.app import CLIENT_DIR
-from server.redis_supervisor import RedisServer
+from server import handshake
+from server.core import protocol
+from server.state.redis_supervisor import RedisServer
+from server.web.app import CLIENT_DIR
 from tests.support import LiveServer, make_settings
 
 # Close codes docs/protocol.md gives for bad input (and 1000, the client's own).
@@ -413,7 +414,7 @@ CONTENT_TYPES = st.sampled_from([
 def app_routes() -> set[tuple[str, str]]:
     """Every (method, path) the app routes, ("WS", path) for WebSockets and
     ("MOUNT", path) for mounted apps: from the app itself."""
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app(make_settings("redis://127.0.0.1:1", Path("/nonexistent")))
     out: set[tuple[str, str]] = set()

@@ -1,4 +1,4 @@
-"""The process GC policy (server/gcpolicy.py), in a child interpreter so the test
+"""The process GC policy (server/core/gcpolicy.py), in a child interpreter so the test
 runner's own collector is left alone."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import json
 import subprocess
 import sys
 
-from server import gcpolicy
+from server.core import gcpolicy
 
 PROBE = """
 import gc, json, sys
-from server import gcpolicy
+from server.core import gcpolicy
 before = gc.get_threshold()
 alive = [[i] for i in range(1000)]
 gcpolicy.apply(int(sys.argv[1]))
@@ -43,7 +43,7 @@ def test_zero_leaves_the_interpreter_defaults() -> None:
 
 FREEZE_PROBE = """
 import gc, json
-from server import gcpolicy
+from server.core import gcpolicy
 crowd = [[i] for i in range(5000)]
 gcpolicy.freeze_long_lived()
 print(json.dumps({"frozen": gc.get_freeze_count(), "young": gc.get_count()[0]}))

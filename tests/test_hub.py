@@ -160,7 +160,7 @@ async def test_big_rooms_get_coalesced_updates_less_often(redis_url: str,
 
 
 def test_coalesced_updates_slow_down_while_the_loop_runs_late() -> None:
-    from server.pulse import BUSY_LAG_S, BUSY_MAX_WAIT_S, coalesce_interval
+    from server.features.pulse import BUSY_LAG_S, BUSY_MAX_WAIT_S, coalesce_interval
 
     # 10,000 viewers and 30,000 writes/s: every 1/3 s, or at most every 1 s when busy.
     assert coalesce_interval(10_000, 30_000, 0.0) == pytest.approx(1 / 3)
@@ -177,7 +177,7 @@ async def test_a_crowd_leaving_at_once_beyond_the_redis_pool_is_recorded(
     queue, not fail with "Too many connections" and leave viewers counted present."""
     import redis.asyncio as aioredis
 
-    from server.keys import RoomKeys
+    from server.core.keys import RoomKeys
     from tests.support import viewers
 
     live = await LiveServer(make_settings(redis_url, data_dir,

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.hub import Conn, Hub, LocalRoom
+from server.realtime.hub import Conn, Hub, LocalRoom
 from tests.support import LiveServer, ViewerClient, create_room, join, make_settings
 
 

@@ -21,7 +21,7 @@ from redis import asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server.keys import room_keys
+from server.core.keys import room_keys
 from tests.support import (
     Host,
     LiveServer,

@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from server.keys import RoomKeys
-from server.ledger import Ledger
+from server.core.keys import RoomKeys
+from server.state.scripts import Ledger
 
 
 @pytest.fixture

@@ -27,9 +27,8 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from server import logfilter
-from server.ownership import private_file
-from server.redis_supervisor import (
+from server.state.ownership import private_file
+from server.state.redis_supervisor import (
     PASSWORD_FILE,
     RedisServer,
     RedisState,
@@ -38,6 +37,7 @@ from server.redis_supervisor import (
     process_alive,
     read_password,
 )
+from server.web import logfilter
 from tests.support import Host, ViewerClient, create_room, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),

@@ -28,8 +28,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as connect_sync
 
-from server import logfilter
-from server.errors import CLOSE_BAD_HANDSHAKE, CLOSE_UNSUPPORTED_DATA
+from server.core.errors import CLOSE_BAD_HANDSHAKE, CLOSE_UNSUPPORTED_DATA
+from server.web import logfilter
 from tests.support import (
     LiveServer,
     LogCapture,

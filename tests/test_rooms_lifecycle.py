@@ -1,4 +1,4 @@
-"""Rooms with a lifecycle and an owner (server/rooms.py): who may create a room,
+"""Rooms with a lifecycle and an owner (server/features/rooms.py): who may create a room,
 ending a show (sales stop, holds settle, viewers told), an ended room surviving
 restart and a Redis rebuild, the paged public list, bounded trace descriptors,
 and the pulse's due-time schedule among thousands of idle rooms."""
@@ -15,11 +15,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from server.domain import now_ms
-from server.keys import DUE, ROOMS, room_keys
-from server.recorder import MAX_OPEN_TRACES
-from server.rooms import encode_cursor, room_creation_refusal
-from server.settings import ServerSettings
+from server.core.domain import now_ms
+from server.core.keys import DUE, ROOMS, room_keys
+from server.core.settings import ServerSettings
+from server.features.recorder import MAX_OPEN_TRACES
+from server.features.rooms import encode_cursor, room_creation_refusal
 from tests.support import (
     Host,
     LiveServer,
@@ -382,7 +382,7 @@ async def test_a_sale_opens_among_2000_idle_rooms(server: LiveServer, http: http
 async def test_schema_2_files_are_migrated_with_their_rooms_live(tmp_path: Path) -> None:
     import sqlite3
 
-    from server.store import OrderStore
+    from server.state.store import OrderStore
 
     path = tmp_path / "orders.sqlite3"
     store = OrderStore(path)

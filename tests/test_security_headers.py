@@ -1,4 +1,4 @@
-"""Browser hardening (server/security.py, server/text.py, identity): the security
+"""Browser hardening (server/web/security.py, server/core/text.py, identity): the security
 headers on every kind of response, the WebSocket Origin rule with real clients,
 and nickname and chat text cleaning, against a real server."""
 
@@ -18,10 +18,10 @@ from starlette.routing import Route
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from server.identity import clean_nickname, is_reserved_nickname
-from server.security import normalize_origin, origin_allowed
-from server.settings import SettingsError, load_settings
-from server.text import clean_text
+from server.core.identity import clean_nickname, is_reserved_nickname
+from server.core.settings import SettingsError, load_settings
+from server.core.text import clean_text
+from server.web.security import normalize_origin, origin_allowed
 from tests.support import LiveServer, create_room, join, make_settings
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"

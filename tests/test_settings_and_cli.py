@@ -14,8 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.redis_supervisor import process_alive
-from server.settings import DEFAULT_CONFIG_PATH, SECTIONS, Settings, SettingsError, load_settings
+from server.core.settings import (
+    DEFAULT_CONFIG_PATH,
+    SECTIONS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from server.state.redis_supervisor import process_alive
 
 
 def test_default_file_documents_every_setting_with_the_same_defaults() -> None:

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server.domain import verify_lottery
+from server.core.domain import verify_lottery
 from tests.support import LiveServer, create_room, join, offer, viewers
 
 
@@ -60,7 +60,7 @@ async def test_scheduled_sale_counts_down_then_opens(server: LiveServer,
 
 async def test_timer_poll_sleeps_until_the_earliest_timer_and_wakes_for_new_ones(
         server: LiveServer, http: httpx.AsyncClient) -> None:
-    from server.pulse import TIMER_IDLE_S, TIMER_TICK_S
+    from server.features.pulse import TIMER_IDLE_S, TIMER_TICK_S
 
     class Counted(asyncio.Event):
         """Counts wake-ups (the pulse's own loop clears the real one at each poll)."""

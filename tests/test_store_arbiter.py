@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.store import ABORTED, FENCED, ORDERED, PLACED, Order, OrderStore, StoreError
+from server.state.store import ABORTED, FENCED, ORDERED, PLACED, Order, OrderStore, StoreError
 from tests.support import StoreLock
 
 

@@ -31,9 +31,9 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from server.keys import room_keys
-from server.ownership import DataDirBusy, claim, holds, use_for_redis
-from server.redis_supervisor import (
+from server.core.keys import room_keys
+from server.state.ownership import DataDirBusy, claim, holds, use_for_redis
+from server.state.redis_supervisor import (
     RedisServer,
     RedisStartError,
     RedisState,
@@ -469,7 +469,7 @@ def test_d_the_lock_is_one_per_directory_and_dropped_with_its_holder(tmp_path: P
     data = tmp_path / "data"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from server.ownership import claim; "
+         "import sys, time; from pathlib import Path; from server.state.ownership import claim; "
          "claim(Path(sys.argv[1])); print('held', flush=True); time.sleep(120)", str(data)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -617,7 +617,7 @@ async def test_in_process_servers_with_embedded_redis_own_their_directories(
     """Services.start takes the directory's lock before its embedded Redis starts
     (serve is not there to take it): a second server on the directory fails to
     start and starts no Redis; one on another directory runs beside the first."""
-    from server.app import Services
+    from server.web.app import Services
     from tests.support import LiveServer, make_settings
 
     first = await LiveServer(make_settings("", tmp_path / "one")).start()

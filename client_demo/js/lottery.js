@@ -1,6 +1,6 @@
 // Recompute a drawn lottery from its published record, in the page.
 //
-// The algorithm is the server's (server/domain.py draw_winners / verify_lottery):
+// The algorithm is the server's (server/core/domain.py draw_winners / verify_lottery):
 //   seed_hash       = sha256(seed), published when the lottery opened
 //   entrants_digest = sha256("\n".join(sorted entrant ids))
 //   a partial Fisher-Yates shuffle of the sorted list: step i swaps position i with

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from server.settings import Settings
+from server.core.settings import Settings
 from tests.support import LiveServer
 
 CHROMIUM = "/usr/bin/chromium"

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from server.domain import now_ms
+from server.core.domain import now_ms
 from tests.browser.conftest import PageErrors
 from tests.browser.helpers import DESKTOP, PHONE, skip_without_browser
 from tests.support import LiveServer, create_room

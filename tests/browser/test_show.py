@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from server import domain
+from server.core import domain
 from tests.browser.conftest import PageErrors
 from tests.browser.helpers import (
     DESKTOP,

@@ -24,7 +24,7 @@ def test_redis_benchmark_argv_calls_reserve_with_seven_keys_and_args() -> None:
     assert argv[i + 1] == "abc123" and argv[i + 2] == "7"
     keys, args = argv[i + 3:i + 10], argv[i + 10:]
     assert len(keys) == 7 and len(args) == 7
-    assert all("{r_bench}" in k for k in keys)  # one hash slot, like server/keys.py
+    assert all("{r_bench}" in k for k in keys)  # one hash slot, like server/core/keys.py
     # The request key, buyer and hold id differ per call.
     assert "__rand_int__" in keys[0] and "__rand_int__" in keys[5]
     assert "__rand_int__" in args[1] and "__rand_int__" in args[3]

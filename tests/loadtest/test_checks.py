@@ -23,7 +23,7 @@ from loadtest.model import (
     StockSample,
     ViewerRecord,
 )
-from server.domain import draw_winners, entrants_digest, seed_hash
+from server.core.domain import draw_winners, entrants_digest, seed_hash
 
 
 def _order(oid: str, hold: str, buyer: str, qty: int, coupon: str = "") -> dict[str, Any]:

@@ -5,7 +5,7 @@ Start: embedded redis-server (if no URL) -> store -> scripts -> hub -> pulse
 (which rebuilds Redis from the store if Redis lost its data).
 Drain (SIGTERM, before stop): refuse new work, answer the requests in flight,
 flush the order store, then close viewers with 1012 so they reconnect elsewhere.
-Stop: stop the clockwork, close viewers left with 1001, answer queued ledger
+Stop: stop the clockwork, close viewers left with 1001, answer queued script
 calls, flush and close the store, then Redis and its child process.
 """
 
@@ -34,10 +34,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import __version__, domain, gcpolicy, handshake, logfilter, rooms, security
-from server.admission import Admission, client_bucket
-from server.domain import now_ms
-from server.errors import (
+from server import __version__, handshake
+from server.core import domain, gcpolicy
+from server.core.domain import now_ms
+from server.core.errors import (
     CLOSE_BAD_HANDSHAKE,
     CLOSE_IDENTITY_REFUSED,
     CLOSE_INTERNAL,
@@ -55,12 +55,8 @@ from server.errors import (
     UnsupportedMedia,
     refusal,
 )
-from server.health import PING_TIMEOUT_S, Health
-from server.hub import Conn, Hub, TokenBucket
-from server.identity import TokenSigner, Viewer, clean_nickname
-from server.ledger import Ledger
-from server.ownership import RedisUse, private_data_dir, private_file, use_for_redis
-from server.protocol import (
+from server.core.identity import TokenSigner, Viewer, clean_nickname
+from server.core.protocol import (
     ID_PATTERN,
     Buy,
     Chat,
@@ -80,12 +76,19 @@ from server.protocol import (
     loads_object,
     reject_unknown,
 )
-from server.pulse import Pulse
-from server.recorder import Recorder
-from server.redis_supervisor import RedisSupervisor
-from server.settings import Settings, load_settings
-from server.show import Answer, Show, error_answer
-from server.store import OrderStore
+from server.core.settings import Settings, load_settings
+from server.features import rooms
+from server.features.pulse import Pulse
+from server.features.recorder import Recorder
+from server.features.show import Answer, Show, error_answer
+from server.realtime.admission import Admission, client_bucket
+from server.realtime.hub import Conn, Hub, TokenBucket
+from server.state.health import PING_TIMEOUT_S, Health
+from server.state.ownership import RedisUse, private_data_dir, private_file, use_for_redis
+from server.state.redis_supervisor import RedisSupervisor
+from server.state.scripts import Scripts
+from server.state.store import OrderStore
+from server.web import logfilter, security
 
 log = logging.getLogger("livesell.app")
 
@@ -102,7 +105,7 @@ except ImportError:  # pragma: no cover - redis-py before 7
 else:
     _POOL_FIXES["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "client_demo"
 MAX_INFLIGHT_PER_VIEWER = 16
 MAX_BAD_FRAMES = 50
 
@@ -171,16 +174,16 @@ class Services:
         store = self.store
         self.health.store_busy_since = lambda: store.busy_since
         self.health.store_failed = lambda: store.last_failed
-        ledger = Ledger(self.redis)
-        await self._while_redis_restarts(ledger.load, url)
-        self.hub = Hub(self.redis, self.redis_bytes, ledger, s.hub, s.chat.messages_per_s,
+        scripts = Scripts(self.redis)
+        await self._while_redis_restarts(scripts.load, url)
+        self.hub = Hub(self.redis, self.redis_bytes, scripts, s.hub, s.chat.messages_per_s,
                        s.chat.burst)
         self.hub.on_redis_error = self.health.redis_failed
         await self.hub.start()
-        self.show = Show(s, self.redis, ledger, self.hub, self.store, self.health)
+        self.show = Show(s, self.redis, scripts, self.hub, self.store, self.health)
         secret = self._secret()
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
-        self.admission = Admission(s, self.signer, ledger)
+        self.admission = Admission(s, self.signer, scripts)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
         self.show.recorder = self.recorder
         self.recorder.keywords = self.show.keyword_lotteries
@@ -286,7 +289,7 @@ class Services:
             await _bounded("order counting", self.show.stop_background(), 6.0)
         if self.hub is not None:
             await _bounded("viewers", self.hub.stop(), 5.0)
-            await _bounded("ledger calls", self.hub.ledger.drain(), grace)
+            await _bounded("script calls", self.hub.scripts.drain(), grace)
         if self.store is not None:
             await _bounded("order store", self.store.close(), grace)
         for client in (self.redis, self.redis_bytes):
@@ -491,7 +494,7 @@ async def create_room(request: Request) -> Response:
 
 
 async def list_rooms(request: Request) -> Response:
-    """Live and upcoming rooms, newest first, paged (server/rooms.py)."""
+    """Live and upcoming rooms, newest first, paged (server/features/rooms.py)."""
     limit, before = rooms.parse_list_query(request.query_params)
     return ok(await show_of(request).lifecycle.public_list(limit, before))
 
@@ -791,7 +794,7 @@ async def viewer_socket(ws: WebSocket) -> None:
 
 async def _admit(svc: Services, ws: WebSocket, token: str | None, nickname: str | None,
                  now: int) -> tuple[Viewer, str] | None:
-    """The joining viewer's identity (server/admission.py), or None after closing the
+    """The joining viewer's identity (server/realtime/admission.py), or None after closing the
     socket: a refused shop token gets an error frame and 4001, a guest over the
     address's mint limit an error frame (with retry_after_s) and 4029."""
     assert svc.admission is not None
@@ -1076,7 +1079,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def default_app() -> Starlette:
-    """Factory for `uvicorn --factory server.app:default_app` and worker processes."""
+    """Factory for `uvicorn --factory server.web.app:default_app` and worker processes."""
     return create_app()
 
 

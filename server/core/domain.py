@@ -2,7 +2,7 @@
 requests are validated into them, and the lottery draw maths.
 
 Pure: no I/O. The atomic decisions (reserve, claim, enter) live in the Lua
-scripts run by `ledger`; this module holds the rules that are not races.
+scripts (server/state/scripts.py); this module holds the rules that are not races.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
-from server.errors import BadRequest
-from server.protocol import (
+from server.core.errors import BadRequest
+from server.core.protocol import (
     CURRENCY_PATTERN,
     ID_PATTERN,
     MAX_AMOUNT,

@@ -2,7 +2,7 @@
 
 A token is `base64url(json payload) + "." + base64url(HMAC-SHA256)`; the
 payload holds the viewer id, nickname, expiry and whether the identity was
-verified by the shop (server/shop_identity.py). Nothing is stored
+verified by the shop (server/core/shop_identity.py). Nothing is stored
 server-side, so a viewer keeps its identity across reconnects and across
 server processes that share the secret. Pure.
 """
@@ -18,9 +18,9 @@ from typing import Final
 
 import orjson
 
-from server.domain import new_id
-from server.errors import BadRequest
-from server.text import clean_text
+from server.core.domain import new_id
+from server.core.errors import BadRequest
+from server.core.text import clean_text
 
 NICK_PATTERN: Final = re.compile(r"^[^\x00-\x1f\x7f<>&\"']+$")
 # Names a viewer may not take because viewers would read them as the shop's

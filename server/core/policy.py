@@ -1,7 +1,7 @@
 """Room policy: the rules a host sets for who may do what in the room.
 
 - `require_verified`: buying, checkout, coupons and lotteries need a shop-signed
-  identity (server/shop_identity.py); guests may still watch, chat and like.
+  identity (server/core/shop_identity.py); guests may still watch, chat and like.
 - `limit_per_ip`: a sale's per-buyer limit also counts per client address, so
   many guest identities from one address share one buyer's allowance.
 - `slow_mode_s`: each viewer may send one chat message every N seconds (0: off);
@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
-from server.errors import BadRequest
-from server.protocol import get_bool, get_int, reject_unknown
+from server.core.errors import BadRequest
+from server.core.protocol import get_bool, get_int, reject_unknown
 
 MAX_SLOW_MODE_S: Final = 3600
 FIELDS: Final = frozenset({"require_verified", "limit_per_ip", "slow_mode_s"})

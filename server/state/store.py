@@ -114,7 +114,7 @@ CREATE TABLE IF NOT EXISTS room_epochs (
     room_id TEXT PRIMARY KEY,
     epoch TEXT NOT NULL
 );
--- Schema 3: a room's lifecycle (server/rooms.py). A room without a row is live
+-- Schema 3: a room's lifecycle (server/features/rooms.py). A room without a row is live
 -- (rooms made before schema 3 were).
 CREATE TABLE IF NOT EXISTS room_states (
     room_id TEXT PRIMARY KEY,
@@ -124,7 +124,7 @@ CREATE TABLE IF NOT EXISTS room_states (
     changed_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rooms_newest ON rooms (created_at, room_id);
--- The host's room policy (server/policy.py) as JSON; no row: the defaults. A new
+-- The host's room policy (server/core/policy.py) as JSON; no row: the defaults. A new
 -- table rather than a column, so older stores gain it without a migration.
 CREATE TABLE IF NOT EXISTS room_policies (
     room_id TEXT PRIMARY KEY,

@@ -42,8 +42,8 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from server.domain import CouponDrop, Lottery, Sale, now_ms
-from server.keys import (
+from server.core.domain import CouponDrop, Lottery, Sale, now_ms
+from server.core.keys import (
     DUE,
     EPOCH,
     KEYWORD_ROOMS,
@@ -52,10 +52,10 @@ from server.keys import (
     ROOMS,
     room_keys,
 )
-from server.protocol import encode
-from server.rooms import ARCHIVED
-from server.show import Show, new_epoch, sale_view, stock_view
-from server.store import StoreError
+from server.core.protocol import encode
+from server.features.rooms import ARCHIVED
+from server.features.show import Show, new_epoch, sale_view, stock_view
+from server.state.store import StoreError
 
 log = logging.getLogger("livesell.pulse")
 
@@ -413,11 +413,9 @@ class Pulse:
     async def viewers_tick(self) -> None:
         dirty, self.show.hub.dirty_viewers = self.show.hub.dirty_viewers, set()
         for room_id in sorted(dirty):
-            keys = room_keys(room_id)
-            now, unique, peak = await self.show.ledger.run(
-                "viewers", [keys.present, keys.uniq, keys.peak], [])
-            await self.show.hub.publish(room_id, {"type": "viewers", "now": int(now),
-                                            "unique": int(unique), "peak": int(peak)})
+            counts = await self.show.scripts.viewers(room_id)
+            await self.show.hub.publish(room_id, {"type": "viewers", "now": counts.now,
+                                            "unique": counts.unique, "peak": counts.peak})
 
     async def upkeep_tick(self) -> None:
         epoch = await self.redis.get(EPOCH)

@@ -20,7 +20,7 @@ from typing import Final
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.settings import SecuritySettings
+from server.core.settings import SecuritySettings
 
 REFERRER_POLICIES: Final = frozenset({
     "no-referrer", "no-referrer-when-downgrade", "origin", "origin-when-cross-origin",

@@ -2,7 +2,7 @@
 
 A viewer presents one token (or none):
 - a shop JWT (three dot-separated parts): verified with the shop key
-  (server/shop_identity.py); the viewer gets a livesell session token for the
+  (server/core/shop_identity.py); the viewer gets a livesell session token for the
   same verified identity, expiring with the shop's token;
 - a livesell session token: the identity it names, verified or guest;
 - nothing, or a session token that is forged or expired: a new guest identity,
@@ -24,12 +24,11 @@ import time
 from functools import lru_cache
 from typing import Final
 
-from server.errors import LivesellError, refusal
-from server.identity import TokenSigner, Viewer, clean_nickname
-from server.keys import guest_mints
-from server.ledger import Ledger
-from server.settings import Settings
-from server.shop_identity import ShopVerifier, load_shop_key, looks_like_shop_token
+from server.core.errors import LivesellError, refusal
+from server.core.identity import TokenSigner, Viewer, clean_nickname
+from server.core.settings import Settings
+from server.core.shop_identity import ShopVerifier, load_shop_key, looks_like_shop_token
+from server.state.scripts import Scripts
 
 MINT_WINDOW_MS: Final = 60_000
 
@@ -51,10 +50,10 @@ def client_bucket(host: str | None) -> str:
 
 
 class Admission:
-    def __init__(self, settings: Settings, signer: TokenSigner, ledger: Ledger) -> None:
+    def __init__(self, settings: Settings, signer: TokenSigner, scripts: Scripts) -> None:
         auth = settings.auth
         self.signer = signer
-        self.ledger = ledger
+        self.scripts = scripts
         self.mints_per_min = auth.guest_mints_per_ip_per_min
         self.nickname_max_len = settings.chat.nickname_max_length
         self.shop = ShopVerifier(load_shop_key(auth), auth.shop_issuer, auth.shop_audience,
@@ -72,12 +71,12 @@ class Admission:
         """A new guest identity, counted against the client's address; raises
         `too_many_identities` (with details.retry_after_s) past the limit."""
         if self.mints_per_min > 0 and client:
-            admitted, wait_ms = await self.ledger.run(
-                "mint_guest", [guest_mints(client)],
-                [self.mints_per_min, MINT_WINDOW_MS, secrets.token_hex(8)])
-            if not admitted:
+            mint = await self.scripts.mint_guest(client, limit=self.mints_per_min,
+                                                 window_ms=MINT_WINDOW_MS,
+                                                 member=secrets.token_hex(8))
+            if not mint.admitted:
                 raise refusal("too_many_identities",
-                              retry_after_s=max(1, math.ceil(int(wait_ms) / 1000)))
+                              retry_after_s=max(1, math.ceil(mint.wait_ms / 1000)))
         nick = nickname or f"guest-{secrets.token_hex(2)}"
         try:
             nick = clean_nickname(nick, self.nickname_max_len)

@@ -44,18 +44,18 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketState
 
-from server.errors import (
+from server.core.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_TOO_SLOW,
     CLOSE_TRY_AGAIN,
     LivesellError,
 )
+from server.core.identity import Viewer
+from server.core.keys import RoomKeys, room_keys
+from server.core.protocol import encode, seq_of, text_frame
+from server.core.settings import HubSettings
 from server.fastws import EXTENSION, FastWebSocketProtocol
-from server.identity import Viewer
-from server.keys import RoomKeys, room_keys
-from server.ledger import Ledger
-from server.protocol import encode, seq_of, text_frame
-from server.settings import HubSettings
+from server.state.scripts import Scripts
 
 log = logging.getLogger("livesell.hub")
 
@@ -194,11 +194,11 @@ class LocalRoom:
 
 
 class Hub:
-    def __init__(self, redis: Redis, pubsub_redis: Redis, ledger: Ledger,
+    def __init__(self, redis: Redis, pubsub_redis: Redis, scripts: Scripts,
                  settings: HubSettings, chat_rate: float, chat_burst: int) -> None:
         self.redis = redis
         self.pubsub_redis = pubsub_redis
-        self.ledger = ledger
+        self.scripts = scripts
         self.settings = settings
         self.chat_rate = chat_rate
         self.chat_burst = chat_burst
@@ -269,9 +269,7 @@ class Hub:
         """Broadcast an event to the room on every process; resolves to its seq, or
         -1 when the room is being rebuilt and nothing was sent (publish.lua)."""
         event.setdefault("ts", time.time_ns() // 1_000_000)
-        keys = room_keys(room_id)
-        return self.ledger.run("publish", [keys.seq, keys.log, keys.epoch],
-                               [encode(event), self.settings.log_size, keys.channel])
+        return self.scripts.publish(room_id, encode(event), self.settings.log_size)
 
     # ------------------------------------------------------------------ relay
 

@@ -24,7 +24,7 @@ loopback only), the states a room goes through, and what each change does:
 
 The state is durable in the order store (room_states, schema 3) and mirrored
 in the room's Redis hash (`state`, `starts_at`, `ended_at`; absent means live),
-from which a Redis rebuild restores it (server/pulse.py).
+from which a Redis rebuild restores it (server/features/pulse.py).
 """
 
 from __future__ import annotations
@@ -39,20 +39,20 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from server.domain import now_ms
-from server.errors import (
+from server.core.domain import now_ms
+from server.core.errors import (
     BadRequest,
     Conflict,
     Forbidden,
     LivesellError,
     Unauthorized,
 )
-from server.keys import DUE, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
-from server.protocol import get_int
-from server.settings import ServerSettings
+from server.core.keys import DUE, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
+from server.core.protocol import get_int
+from server.core.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from server.show import Answer, Show
+    from server.features.show import Answer, Show
 
 log = logging.getLogger("livesell.rooms")
 
@@ -212,7 +212,7 @@ class Lifecycle:
 
     async def explain_refusal(self, room_id: str, answer: Answer) -> Answer:
         """A buy, claim or entry refused because the show ended says so."""
-        from server.show import error_answer
+        from server.features.show import error_answer
 
         if answer.kind != "error" or answer.body.get("code") not in ENDED_REFUSALS:
             return answer
@@ -312,7 +312,7 @@ class Lifecycle:
                                         current["ended_at"], now)
         local = show.hub.rooms.get(room_id)
         if local is not None:
-            from server.errors import CLOSE_UNKNOWN_ROOM
+            from server.core.errors import CLOSE_UNKNOWN_ROOM
 
             for conn in list(local.members):
                 show.hub.close(conn, CLOSE_UNKNOWN_ROOM, "the room was archived")

@@ -25,9 +25,10 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from server import __version__, logfilter
-from server.ownership import DataDirBusy, claim, use_for_redis
-from server.settings import Settings, SettingsError, load_settings
+from server import __version__
+from server.core.settings import Settings, SettingsError, load_settings
+from server.state.ownership import DataDirBusy, claim, use_for_redis
+from server.web import logfilter
 
 log = logging.getLogger("livesell")
 
@@ -183,7 +184,7 @@ def _config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
 def _shutdown_bound(settings: Settings) -> float:
     """How long a graceful shutdown may take before the watchdog ends it: uvicorn's
     wait for connections (grace + 2 s, the drain inside it), then the app's stop,
-    whose steps are each bounded (server/app.py Services.stop: the drain, the ledger
+    whose steps are each bounded (server/web/app.py Services.stop: the drain, the ledger
     and the store each up to grace + 5 s, the rest about 30 s with Redis's stop)."""
     return 4 * settings.server.shutdown_grace_s + SHUTDOWN_SLACK_S
 
@@ -257,7 +258,7 @@ class _Shutdown:
 
 
 def _serve_one(settings: Settings, sock: socket.socket) -> int:
-    from server.app import Services, create_app
+    from server.web.app import Services, create_app
 
     app = create_app(settings)
     services: Services = app.state.services
@@ -312,7 +313,7 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
 
 
 def _serve_workers(settings: Settings, sock: socket.socket) -> int:
-    from server.redis_supervisor import RedisStartError, RedisSupervisor
+    from server.state.redis_supervisor import RedisStartError, RedisSupervisor
 
     embedded = use = None
     if not settings.redis.url:
@@ -338,7 +339,7 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
     resolved["redis"]["url"] = os.environ.get("LIVESELL_REDIS_URL", settings.redis.url)
     resolved["server"]["data_dir"] = str(settings.data_path)
     os.environ[_SETTINGS_ENV] = json.dumps(resolved)
-    config = _config("server.cli:worker_app", settings, factory=True,
+    config = _config("server.web.cli:worker_app", settings, factory=True,
                      workers=settings.server.workers)
     host, port = sock.getsockname()[:2]
     _print_urls(settings.server.host or host, port)
@@ -390,8 +391,8 @@ class _Workers(Multiprocess):
 def worker_app() -> Any:
     """The app of one `--workers` process. It ends with the parent (a SIGKILLed
     parent must not leave workers serving on its port without their Redis)."""
-    from server.app import create_app
-    from server.redis_supervisor import end_with_parent
+    from server.state.redis_supervisor import end_with_parent
+    from server.web.app import create_app
 
     parent = os.environ.get(_PARENT_ENV, "")
     if parent.isdecimal():
@@ -410,7 +411,7 @@ def _print_urls(host: str, port: int) -> None:
 
 
 def verify_lottery(args: argparse.Namespace) -> int:
-    from server.domain import verify_lottery as verify
+    from server.core.domain import verify_lottery as verify
 
     try:
         if args.file:

@@ -2,7 +2,7 @@
 
 Host actions validate with `domain`, write the durable record to the store,
 then update Redis and broadcast through the hub. Viewer actions run one atomic
-ledger script each and answer the asking viewer. Checkout is the one place
+script each (server/state/scripts.py) and answer the asking viewer. Checkout is the one place
 where the order store decides: the buyer hears "placed" only after the order's
 transaction committed. Thin HTTP and WebSocket routes call into this module.
 """
@@ -19,9 +19,9 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server import domain, policy
-from server.domain import CouponDrop, Lottery, Product, Sale, now_ms
-from server.errors import (
+from server.core import domain, policy
+from server.core.domain import CouponDrop, Lottery, Product, Sale, now_ms
+from server.core.errors import (
     BadRequest,
     Conflict,
     LivesellError,
@@ -30,21 +30,19 @@ from server.errors import (
     Unavailable,
     refusal,
 )
-from server.health import Health
-from server.hub import Hub
-from server.identity import Viewer
-from server.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
-from server.ledger import Ledger
-from server.policy import RoomPolicy
-from server.protocol import encode
-from server.recorder import Recorder
-from server.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
-from server.settings import Settings
-from server.store import ABORTED, PLACED, Order, OrderStore, StoreError
+from server.core.identity import Viewer
+from server.core.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
+from server.core.policy import RoomPolicy
+from server.core.protocol import encode
+from server.core.settings import Settings
+from server.features.recorder import Recorder
+from server.features.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
+from server.realtime.hub import Hub
+from server.state.health import Health
+from server.state.scripts import Released, ReleaseMode, Scripts
+from server.state.store import ABORTED, PLACED, Order, OrderStore, StoreError
 
 log = logging.getLogger("livesell.show")
-
-KEEP_FINISHED_HOLD_MS = 7 * 86400 * 1000
 
 
 def rebuilding() -> Unavailable:
@@ -114,13 +112,13 @@ def _from_cached(kind: str, cached: str) -> Answer:
 
 
 class Show:
-    def __init__(self, settings: Settings, redis: Redis, ledger: Ledger, hub: Hub,
+    def __init__(self, settings: Settings, redis: Redis, scripts: Scripts, hub: Hub,
                  store: OrderStore, health: Health | None = None) -> None:
         self.settings = settings
         # A decode_responses=True client: replies are str, though redis-py types
         # them as bytes | str, so the client is used untyped here.
         self.redis: Any = redis
-        self.ledger = ledger
+        self.scripts = scripts
         self.hub = hub
         self.store = store
         self.host_keys: dict[str, str] = {}  # room_id -> sha256 of host key (never changes)
@@ -199,12 +197,9 @@ class Show:
         (reschedule.lua); the new due time in ms. A 'confirming' hold was a held
         one first, on the schedule since it was granted: a process killed
         mid-checkout leaves it where every other process's pulse finds it."""
-        keys = room_keys(room_id)
-        recover_ms = int(self.settings.store.recover_after_s * 1000)
-        due = await self.ledger.run(
-            "reschedule", [keys.timers, keys.holds, keys.confirming, DUE],
-            [room_id, 0, 0, 0, 0, recover_ms, recovery_not_before])
-        return int(due) if due else None
+        return await self.scripts.reschedule(
+            room_id, recover_after_ms=int(self.settings.store.recover_after_s * 1000),
+            recovery_not_before=recovery_not_before)
 
     async def mark_whole(self, room_id: str, epoch: str) -> None:
         """The room's Redis state is complete and belongs to `epoch` (set last)."""
@@ -283,7 +278,7 @@ class Show:
             await self.ensure_whole(room_id)
         if not room:
             raise refusal("room_not_found")
-        viewers = await self.ledger.run("viewers", [keys.present, keys.uniq, keys.peak], [])
+        viewers = await self.scripts.viewers(room_id)
         products = [orjson.loads(v) for v in products_raw.values()]
         products.sort(key=lambda p: p.get("position", 0))
         coupon_ids = sorted(coupon_ids)
@@ -331,8 +326,7 @@ class Show:
             "coupons": [c for c in coupons if c["expires_at"] > now],
             "lotteries": lotteries,
             "likes": int(likes or 0),
-            "viewers": {"now": int(viewers[0]), "unique": int(viewers[1]),
-                        "peak": int(viewers[2])},
+            "viewers": {"now": viewers.now, "unique": viewers.unique, "peak": viewers.peak},
             "policy": policy.from_redis(policy_raw).public(),
         }
 
@@ -401,10 +395,10 @@ class Show:
         updated, stock = domain.apply_product_update(product, body)
         keys = room_keys(room_id)
         if stock is not None:
-            result = await self.ledger.run("adjust_stock", [keys.stock(product_id)], [stock])
-            if result[0] == "refused":
-                raise refusal("insufficient_stock",
-                              f"stock cannot go below the {result[1]} units held or sold")
+            adjusted = await self.scripts.adjust_stock(room_id, product_id, stock)
+            if not adjusted.ok:
+                raise refusal("insufficient_stock", f"stock cannot go below the "
+                              f"{adjusted.held_and_sold} units held or sold")
         total = stock if stock is not None else _int(
             await self.redis.hget(keys.stock(product_id), "total"))
         await self.store.put_product(room_id, product_id, updated.public(), total)
@@ -524,20 +518,16 @@ class Show:
         await self.store.stop_sale(sale_id, now)
         # One atomic step: the sale stops and its open holds are voided (their units
         # go back to stock), so no hold taken at a wrong price can still be paid.
-        result = await self.ledger.run("stop_sale", [
-            keys.sale(sale_id), keys.stock(product_id), keys.bought(sale_id), keys.holds,
-            keys.timers, keys.open_holds, keys.ip_bought(sale_id)],
-            [sale_id, keys.base, KEEP_FINISHED_HOLD_MS])
-        if result[0] == "missing":
+        stopped = await self.scripts.stop_sale(room_id, sale_id=sale_id, product_id=product_id)
+        if stopped.status == "missing":
             raise refusal("sale_not_found")
-        if result[0] == "over":
+        if stopped.status == "over":
             raise Conflict("the sale is already over", code="ended")
-        voided = [str(h) for h in result[2:]]
-        if voided:
+        if stopped.voided:
             self.dirty_stock.add((room_id, product_id))
             await self.hub.publish(room_id, {
                 "type": "holds_voided", "sale_id": sale_id, "product_id": product_id,
-                "reason": "sale_stopped", "units": int(result[1]), "hold_ids": voided})
+                "reason": "sale_stopped", "units": stopped.units, "hold_ids": stopped.voided})
         return await self._announce_sale_end(room_id, sale_id)
 
     async def _announce_sale_end(self, room_id: str, sale_id: str) -> dict[str, Any]:
@@ -596,24 +586,21 @@ class Show:
                 if not known:
                     return error_answer(refusal("product_not_found"))
                 return error_answer(refusal("not_on_sale"))
-            result = await self.ledger.run("reserve", [
-                keys.request(viewer.viewer_id, "buy", request_id), keys.product_sale(product_id),
-                keys.sale(sid), keys.stock(product_id), keys.bought(sid), keys.hold(hold_id),
-                keys.holds, keys.epoch, keys.policy, keys.open_holds, keys.ip_bought(sid),
-            ], [sid, viewer.viewer_id, quantity, hold_id,
-                int(self.settings.sale.hold_seconds * 1000),
-                self.settings.sale.request_id_ttl_s, product_id,
-                "1" if viewer.verified else "0", client,
-                self.settings.sale.max_holds_per_viewer])
-            if result[0] == "stale":
+            result = await self.scripts.reserve(
+                room_id, sale_id=sid, product_id=product_id, buyer=viewer.viewer_id,
+                request_id=request_id, hold_id=hold_id, quantity=quantity,
+                hold_ms=int(self.settings.sale.hold_seconds * 1000),
+                answer_ttl_s=self.settings.sale.request_id_ttl_s, verified=viewer.verified,
+                client=client, max_open_holds=self.settings.sale.max_holds_per_viewer)
+            if result.status == "stale":
                 continue
-            if result[0] == "rebuilding":
+            if result.status == "rebuilding":
                 return error_answer(rebuilding())
-            if result[0] == "ok":
+            if result.status == "ok":
                 self.dirty_stock.add((room_id, product_id))
                 self.note_due(room_id, now_ms() + int(self.settings.sale.hold_seconds * 1000))
                 self.timers_changed.set()  # the hold's expiry
-            return _from_cached("hold", result[1])
+            return _from_cached("hold", result.answer)
         return error_answer(refusal("not_on_sale"))
 
     async def release(self, viewer: Viewer, room_id: str, hold_id: str) -> Answer:
@@ -624,11 +611,11 @@ class Show:
             return error_answer(refusal("hold_not_found"))
         result = await self._release(room_id, hold_id, hold[0], hold[1], "release",
                                      viewer.viewer_id)
-        if result[0] == "rebuilding":
+        if result.outcome == "rebuilding":
             return error_answer(rebuilding())
         # 'done' says what the release did: the server clock decides whether the hold
         # was still there to release or had already expired.
-        state = result[3] if result[0] == "done" else result[0]
+        state = result.state
         if state == "released":
             return Answer("hold_released", {"hold_id": hold_id})
         if state == "expired":
@@ -642,14 +629,12 @@ class Show:
         return error_answer(refusal("hold_not_found"))
 
     async def _release(self, room_id: str, hold_id: str, product_id: str, sale_id: str,
-                       mode: str, buyer: str = "", coupon_id: str = "") -> list[Any]:
-        keys = room_keys(room_id)
-        result: list[Any] = await self.ledger.run("release", [
-            keys.hold(hold_id), keys.stock(product_id), keys.sale(sale_id),
-            keys.bought(sale_id), keys.holds, keys.confirming, keys.claims(coupon_id or "-"),
-            keys.epoch, keys.open_holds, keys.ip_bought(sale_id),
-        ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS])
-        if result[0] == "done":
+                       mode: ReleaseMode, buyer: str = "",
+                       coupon_id: str = "") -> Released:
+        result = await self.scripts.release(room_id, hold_id=hold_id, product_id=product_id,
+                                            sale_id=sale_id, mode=mode, buyer=buyer,
+                                            coupon_id=coupon_id)
+        if result.outcome == "done":
             self.dirty_stock.add((room_id, product_id))
         return result
 
@@ -666,7 +651,7 @@ class Show:
                 continue
             jobs.append(self._release(room_id, hid, pid, sid, "expire"))
         results = await asyncio.gather(*jobs)
-        return sum(1 for r in results if r[0] == "done")
+        return sum(1 for r in results if r.outcome == "done")
 
     async def checkout(self, viewer: Viewer, room_id: str, request_id: str, hold_id: str,
                        coupon_id: str | None) -> Answer:
@@ -676,49 +661,44 @@ class Show:
         since the checkout began (the room's epoch)."""
         if not await self.identity_allowed(room_id, viewer):
             return error_answer(refusal("signed_identity_required"))
-        keys = room_keys(room_id)
-        cid = coupon_id or ""
-        req_key = keys.request(viewer.viewer_id, "checkout", request_id)
-        result = await self.ledger.run("begin_checkout", [
-            req_key, keys.hold(hold_id), keys.holds, keys.coupon(cid or "-"),
-            keys.claims(cid or "-"), keys.confirming, keys.epoch,
-        ], [hold_id, viewer.viewer_id, cid])
-        kind = result[0]
+        result = await self.scripts.begin_checkout(room_id, buyer=viewer.viewer_id,
+                                                   request_id=request_id, hold_id=hold_id,
+                                                   coupon_id=coupon_id or "")
+        kind = result.status
         if kind == "dup":
-            return _from_cached("order_placed", result[1])
+            return _from_cached("order_placed", result.payload)
         if kind == "rebuilding":
             return error_answer(rebuilding())
         if kind == "refused":
-            if result[1] == "hold_not_found":
+            if result.payload == "hold_not_found":
                 # Redis may have lost the hold and the remembered answer, but the store
                 # keeps the order of a checkout that was placed: a retry still finds it.
                 existing = await self.store.order_for_hold(hold_id)
                 if existing is not None and existing.buyer_id == viewer.viewer_id \
                         and existing.room_id == room_id:
                     return Answer("order_placed", {"order": existing.public()})
-            return error_answer(refusal(result[1]))
+            return error_answer(refusal(result.payload))
         if kind == "confirming":
             # Another checkout of this hold is between its store write and its answer.
             return error_answer(refusal("request_in_progress"))
-        hold = orjson.loads(result[1])
+        hold = orjson.loads(result.payload)
         if kind == "confirmed":
             existing = await self.store.order_for_hold(hold_id)
             if existing is None:  # pragma: no cover - confirmed implies stored
                 return error_answer(Unavailable("order record not found; try again"))
             return Answer("order_placed", {"order": existing.public()})
-        epoch = str(result[2])
+        epoch = result.epoch
         # Due for recovery should this process die now. Until the pulse's next tick
         # writes that, the hold's own expiry keeps the room on the schedule.
         self.note_due(room_id, now_ms() + int(self.settings.store.recover_after_s * 1000))
         self.checkouts_in_flight.add(hold_id)
         try:
-            return await self._place(room_id, hold, epoch, request_id, req_key)
+            return await self._place(room_id, hold, epoch, request_id)
         finally:
             self.checkouts_in_flight.discard(hold_id)
 
-    async def _place(self, room_id: str, hold: dict[str, Any], epoch: str, request_id: str,
-                     req_key: str) -> Answer:
-        keys = room_keys(room_id)
+    async def _place(self, room_id: str, hold: dict[str, Any], epoch: str,
+                     request_id: str) -> Answer:
         hold_id = hold["id"]
         order = self._order_from_hold(room_id, hold, request_id)
         try:
@@ -730,9 +710,8 @@ class Show:
             # the hold goes back to 'held', so the buyer can try again before it expires.
             if not isinstance(exc, StoreError):
                 log.exception("could not write order for hold %s", hold_id)
-            await self.ledger.run("abort_checkout", [
-                keys.hold(hold_id), keys.holds, keys.claims(hold.get("coupon_id") or "-"),
-                keys.confirming], [hold_id])
+            await self.scripts.abort_checkout(room_id, hold_id=hold_id,
+                                              coupon_id=hold.get("coupon_id") or "")
             self.note_due(room_id, now_ms())
             self.timers_changed.set()  # the hold is back among the expiring ones
             return error_answer(Unavailable("the order could not be recorded; your hold "
@@ -747,7 +726,7 @@ class Show:
         # row (unique per hold): no need to read it back.
         answer = Answer("order_placed", {"order": order.public()})
         try:
-            await self._finish(room_id, order, answer, req_key)
+            await self._finish(order, answer)
         except (RedisError, OSError) as exc:
             # The order is durable, so the buyer is told. The hold stays 'confirming'
             # and recovery moves its units to sold once Redis answers again.
@@ -755,13 +734,12 @@ class Show:
             log.info("order %s placed; it is counted in Redis when Redis is back",
                      order.order_id)
             task = asyncio.get_running_loop().create_task(
-                self._finish_when_back(room_id, order, answer, req_key))
+                self._finish_when_back(order, answer))
             self.finishing.add(task)
             task.add_done_callback(self.finishing.discard)
         return answer
 
-    async def _finish_when_back(self, room_id: str, order: Order, answer: Answer,
-                                req_key: str) -> None:
+    async def _finish_when_back(self, order: Order, answer: Answer) -> None:
         """Count a stored order in Redis as soon as Redis answers again. A Redis
         restart takes a fraction of a second; without this the order's units stayed
         held (and not sold) until recovery, store.recover_after_s later. Recovery
@@ -773,7 +751,7 @@ class Show:
         while True:
             await asyncio.sleep(delay)
             try:
-                await self._finish(room_id, order, answer, req_key)
+                await self._finish(order, answer)
                 log.info("order %s counted in Redis", order.order_id)
                 return
             except (RedisError, OSError) as exc:
@@ -790,19 +768,15 @@ class Show:
         if self.finishing:
             await asyncio.wait(list(self.finishing), timeout=5.0)
 
-    async def _finish(self, room_id: str, order: Order, answer: Answer, req_key: str) -> None:
-        keys = room_keys(room_id)
-        finished = await self.ledger.run("finish_checkout", [
-            keys.hold(order.hold_id), keys.stock(order.product_id), keys.sale(order.sale_id),
-            keys.claims(order.coupon_id or "-"), req_key, keys.confirming, keys.open_holds,
-        ], [order.order_id, encode(answer.body), self.settings.sale.request_id_ttl_s,
-            KEEP_FINISHED_HOLD_MS, order.hold_id])
-        if finished[0] not in ("ok", "already"):
+    async def _finish(self, order: Order, answer: Answer) -> None:
+        finished = await self.scripts.finish_checkout(order, encode(answer.body),
+                                                      self.settings.sale.request_id_ttl_s)
+        if finished.status not in ("ok", "already"):
             # The order is durable; a hold missing from Redis means Redis lost it and
             # the rebuild counts the order from the store.
             log.warning("order %s stored but hold %s was %s in Redis", order.order_id,
                         order.hold_id, finished)
-        self.dirty_stock.add((room_id, order.product_id))
+        self.dirty_stock.add((order.room_id, order.product_id))
 
     @staticmethod
     def _order_from_hold(room_id: str, hold: dict[str, Any], request_id: str) -> Order:
@@ -843,10 +817,7 @@ class Show:
                 order = await self.store.order_for_hold(hold_id)
                 if order is None:  # pragma: no cover - ORDERED means the row is there
                     continue
-                answer = Answer("order_placed", {"order": order.public()})
-                await self._finish(room_id, order, answer,
-                                   keys.request(order.buyer_id, "checkout",
-                                                order.request_id or "-"))
+                await self._finish(order, Answer("order_placed", {"order": order.public()}))
             fixed += 1
         return fixed
 
@@ -880,17 +851,14 @@ class Show:
                            coupon_id: str) -> Answer:
         if not await self.identity_allowed(room_id, viewer):
             return error_answer(refusal("signed_identity_required"))
-        keys = room_keys(room_id)
-        result = await self.ledger.run("claim_coupon", [
-            keys.request(viewer.viewer_id, "claim_coupon", request_id),
-            keys.coupon(coupon_id),
-            keys.claims(coupon_id), keys.epoch], [viewer.viewer_id,
-                                                  self.settings.sale.request_id_ttl_s, coupon_id])
-        if result[0] == "rebuilding":
+        result = await self.scripts.claim_coupon(
+            room_id, viewer=viewer.viewer_id, request_id=request_id, coupon_id=coupon_id,
+            answer_ttl_s=self.settings.sale.request_id_ttl_s)
+        if result.status == "rebuilding":
             return error_answer(rebuilding())
-        if result[0] == "ok":
+        if result.status == "ok":
             self.dirty_counts.add((room_id, "coupon", coupon_id))
-        return _from_cached("coupon_claimed", result[1])
+        return _from_cached("coupon_claimed", result.answer)
 
     # ================================================================== lotteries
 
@@ -961,15 +929,13 @@ class Show:
         if not await self.identity_allowed(room_id, viewer):
             return error_answer(refusal("signed_identity_required"))
         keys = room_keys(room_id)
-        result = await self.ledger.run("enter_lottery", [
-            keys.request(viewer.viewer_id, "enter_lottery", request_id),
-            keys.lottery(lottery_id),
-            keys.entrants(lottery_id), keys.present, keys.epoch,
-        ], [viewer.viewer_id, domain.normalize_entry_text(text),
-            self.settings.sale.request_id_ttl_s, lottery_id])
-        if result[0] == "rebuilding":
+        result = await self.scripts.enter_lottery(
+            room_id, viewer=viewer.viewer_id, request_id=request_id, lottery_id=lottery_id,
+            entry_text=domain.normalize_entry_text(text),
+            answer_ttl_s=self.settings.sale.request_id_ttl_s)
+        if result.status == "rebuilding":
             return error_answer(rebuilding())
-        if result[0] == "ok":
+        if result.status == "ok":
             # Durable before "entered", like an order: the draw and a rebuild of Redis
             # read the entrants from the store.
             try:
@@ -985,11 +951,11 @@ class Show:
                 return error_answer(Unavailable("your entry could not be recorded; try "
                                                 "again", code="store_unavailable"))
             self.dirty_counts.add((room_id, "lottery", lottery_id))
-        return _from_cached("lottery_entered", result[1])
+        return _from_cached("lottery_entered", result.answer)
 
     async def draw_lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
         keys = room_keys(room_id)
-        won = await self.ledger.run("close_lottery", [keys.lottery(lottery_id)], [])
+        won = await self.scripts.close_lottery(room_id, lottery_id)
         if not won:
             view = await self.lottery(room_id, lottery_id)
             raise Conflict("the lottery is already drawn", code="lottery_closed",
@@ -1106,16 +1072,14 @@ class Show:
     async def admit_chat(self, room_id: str, viewer: Viewer) -> None:
         """Slow mode and the room-wide chat rate (chat_gate.lua); raises `slow_mode`
         or `chat_busy` with details.retry_after_s."""
-        keys = room_keys(room_id)
-        result = await self.ledger.run("chat_gate", [
-            keys.policy, keys.chat_rate, keys.slow_mode(viewer.viewer_id)],
-            [self.settings.chat.room_messages_per_s])
-        if result[0] == "slow_mode":
-            raise refusal("slow_mode", f"Slow mode: one message every {int(result[2])} s.",
-                          retry_after_s=max(1, -(-int(result[1]) // 1000)),
-                          slow_mode_s=int(result[2]))
-        if result[0] == "busy":
-            raise refusal("chat_busy", retry_after_s=max(1, -(-int(result[1]) // 1000)))
+        gate = await self.scripts.chat_gate(room_id, viewer.viewer_id,
+                                            self.settings.chat.room_messages_per_s)
+        if gate.status == "slow_mode":
+            raise refusal("slow_mode", f"Slow mode: one message every {gate.slow_mode_s} s.",
+                          retry_after_s=max(1, -(-gate.wait_ms // 1000)),
+                          slow_mode_s=gate.slow_mode_s)
+        if gate.status == "busy":
+            raise refusal("chat_busy", retry_after_s=max(1, -(-gate.wait_ms // 1000)))
 
     # ================================================================== recording
 

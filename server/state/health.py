@@ -21,7 +21,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server.keys import EPOCH
+from server.core.keys import EPOCH
 
 log = logging.getLogger("livesell.health")
 

@@ -1,5 +1,5 @@
 """Typed TOML tables: the mechanics shared by the server's settings
-(server/settings.py) and the load tester's scenario files (loadtest/scenario.py).
+(server/core/settings.py) and the load tester's scenario files (loadtest/scenario.py).
 
 A document is a frozen dataclass whose fields are sections; a section is a
 frozen dataclass whose fields are keys. A key's type is its default's type

@@ -53,7 +53,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from server.ownership import private_dir
+from server.state.ownership import private_dir
 
 log = logging.getLogger("livesell.redis")
 
@@ -80,7 +80,7 @@ ORPHAN_KILL_WAIT_S = 5.0
 # still 'held' or 'confirming', the holds and confirming sets, coupons and
 # claims, lotteries and entrants, the room, its seq, log, timers and epoch, and
 # presence. Nothing else evictable left, a write is refused (an error, not a lost
-# sale); the pulse warns well before that (server/pulse.py MemoryWatch).
+# sale); the pulse warns well before that (server/features/pulse.py MemoryWatch).
 # volatile-lru rather than volatile-ttl: the latter evicts the shortest TTL
 # first, which is the rebuild lock and this minute's chat counter.
 DEFAULT_MAXMEMORY_MB = 512
@@ -468,7 +468,7 @@ class RedisServer:
     @property
     def url(self) -> str:
         """The URL clients connect with; it carries the password, so it is never
-        logged (server/logfilter.py redacts it should it reach a log anyway)."""
+        logged (server/web/logfilter.py redacts it should it reach a log anyway)."""
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
@@ -699,7 +699,7 @@ class RedisSupervisor:
 
     @classmethod
     def from_settings(cls, data_dir: Path, redis: Any) -> RedisSupervisor:
-        """The embedded Redis as the [redis] settings describe it (server.settings
+        """The embedded Redis as the [redis] settings describe it (server.core.settings
         RedisSettings), for the app and for the --workers parent alike."""
         return cls(data_dir, binary=redis.binary, port=redis.port,
                    appendonly=redis.appendonly, start_timeout_s=redis.start_timeout_s,

@@ -3,7 +3,7 @@
 Values come from `config/default.toml` (bundled defaults), then an optional
 `--config FILE`, then `LIVESELL_<SECTION>_<KEY>` environment variables, then
 explicit CLI overrides. Every value is checked for type and range (by the typed
-TOML tables of server/tomlconfig.py); a bad one raises `SettingsError` naming
+TOML tables of server/core/tomlconfig.py); a bad one raises `SettingsError` naming
 the key. Pure: reads files only when asked.
 """
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server import gcpolicy
-from server.tomlconfig import check_section, meta, section_table
+from server.core import gcpolicy
+from server.core.tomlconfig import check_section, meta, section_table
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "default.toml"
 
 
 class SettingsError(ValueError):
@@ -71,7 +71,7 @@ class RedisSettings:
     max_connections: int = field(default=64, metadata=_range(4, 10000))
     pool_timeout_s: float = field(default=20.0, metadata=_range(0.1, 300.0))
     # The embedded redis-server's memory bound (its maxmemory, with an eviction
-    # policy that only ever evicts keys with a TTL: server/redis_supervisor.py).
+    # policy that only ever evicts keys with a TTL: server/state/redis_supervisor.py).
     maxmemory_mb: int = field(default=512, metadata=_range(16, 1024 * 1024))
 
 
@@ -313,7 +313,7 @@ def _networks(text: str) -> None:
 
 def _check_security(sec: SecuritySettings) -> None:
     # Imported here: security.py holds the origin grammar and imports this module.
-    from server.security import (
+    from server.web.security import (
         MEDIA_SOURCE_PATTERN,
         REFERRER_POLICIES,
         parse_origin_list,

@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import orjson
 
-from server.errors import BadRequest
-from server.text import clean_text
+from server.core.errors import BadRequest
+from server.core.text import clean_text
 
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CURRENCY_PATTERN: Final = re.compile(r"^[A-Z]{3}$")
@@ -219,7 +219,7 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
             raise BadRequest("t: expected a number", details={"field": "t"})
         return Ping(float(t) if t is not None else None)
     if kind == "chat":
-        # Normalised and stripped of bidi and zero-width characters (server/text.py).
+        # Normalised and stripped of bidi and zero-width characters (server/core/text.py).
         text = clean_text(get_str(obj, "text", max_len=limits.chat_max_length, strip=True))
         return Chat(get_str({"text": text}, "text", max_len=limits.chat_max_length,
                             strip=True))

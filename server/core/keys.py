@@ -11,7 +11,7 @@ from functools import lru_cache
 ROOMS = "ls:rooms"  # set of room ids with live state
 EPOCH = "ls:epoch"  # present while Redis holds state rebuilt from (or in step with) the store
 REBUILD_LOCK = "ls:rebuild-lock"
-# The pulse's schedule (server/pulse.py): zset room id -> ms when the room next has
+# The pulse's schedule (server/features/pulse.py): zset room id -> ms when the room next has
 # a timer, an expiring hold or a checkout that may need recovery due. Rooms with
 # nothing due are absent: an idle room costs the pulse nothing.
 DUE = "ls:due"
@@ -55,7 +55,7 @@ class RoomKeys:
         self.peak = b + "peak"
         self.likes = b + "likes"
         self.muted = b + "muted"  # hash viewer_id -> muted until (ms)
-        self.policy = b + "policy"  # hash: the room policy (server/policy.py)
+        self.policy = b + "policy"  # hash: the room policy (server/core/policy.py)
         self.open_holds = b + "openholds"  # hash viewer_id -> holds held or in checkout
         self.chat_rate = b + "chatrate"  # hash: the room-wide chat token bucket (TTL)
 

@@ -20,9 +20,9 @@ from typing import Final
 
 import jwt
 
-from server.errors import LivesellError
-from server.identity import clean_nickname
-from server.settings import MIN_SHOP_KEY_BYTES, AuthSettings
+from server.core.errors import LivesellError
+from server.core.identity import clean_nickname
+from server.core.settings import MIN_SHOP_KEY_BYTES, AuthSettings
 
 ALGORITHM: Final = "HS256"
 MAX_TOKEN_BYTES: Final = 4096

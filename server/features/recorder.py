@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import orjson
 
-from server.domain import normalize_entry_text, now_ms
+from server.core.domain import normalize_entry_text, now_ms
 
 log = logging.getLogger("livesell.recorder")
 

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 LOCK_FILE = "livesell.lock"
-# Files livesell keeps at the top of a data directory (secret.key: server/app.py).
+# Files livesell keeps at the top of a data directory (secret.key: server/web/app.py).
 DATA_FILES = (LOCK_FILE, "secret.key")
 # Suffixes of the files SQLite keeps beside a database (they take its mode when
 # SQLite creates them, so a 0600 database gets 0600 companions).
@@ -96,7 +96,7 @@ def private_data_dir(directory: Path, trace_dir: Path) -> None:
     in it made this user's only: the files livesell keeps there by name, and the
     traces. Only those: a data directory shared with other files (`--data-dir .`)
     keeps their modes. (The store's files: `private_file`; Redis's directory:
-    server/redis_supervisor.py.)"""
+    server/state/redis_supervisor.py.)"""
     private_dir(directory)
     for name in DATA_FILES:
         _tighten(directory / name)
