@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
+from server.core.keys import room_keys
 from server.realtime.hub import Conn, Hub, LocalRoom
 from tests.support import LiveServer, ViewerClient, create_room, join, make_settings
 
@@ -353,3 +355,21 @@ async def test_a_reading_viewer_gets_a_snapshot_for_each_resync(redis_url: str,
         if viewer is not None:
             await viewer.close()
         await live.stop()
+
+
+async def test_garbage_on_a_room_channel_does_not_stop_the_relay(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    """A message on a room's channel that is not an event (another publisher, a
+    bug) is dropped; the relay goes on for the events after it."""
+    host = await create_room(http)
+    viewer = await join(server, host.room_id)
+    await viewer.next_event("snapshot")
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.publish(room_keys(host.room_id).channel, b"not an event")
+    finally:
+        await client.aclose()
+    await host.call("POST", "/announcements", {"text": "still here"}, expect=201)
+    got = await viewer.next_event("announcement", timeout=30)
+    assert got["text"] == "still here"
+    await viewer.close()

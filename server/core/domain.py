@@ -55,17 +55,6 @@ def _url(d: Mapping[str, Any], key: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Room:
-    room_id: str
-    title: str
-    stream_url: str
-    created_at: int
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def parse_room(body: Mapping[str, Any]) -> tuple[str, str]:
     reject_unknown(body, frozenset({"title", "stream_url"}), "room")
     return (get_str(body, "title", max_len=MAX_TITLE, strip=True),

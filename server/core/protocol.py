@@ -253,13 +253,9 @@ def encode(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def with_seq(seq: int, body: bytes) -> bytes:
-    """Put the sequence number first in an encoded event object `{...}`."""
-    return b'{"seq":%d,%s' % (seq, body[1:])
-
-
 def seq_of(event: bytes) -> int:
-    """Read the sequence number of an event made by `with_seq` without parsing it all."""
+    """Read the sequence number of an event without parsing it all: publish.lua
+    writes it first (`{"seq":N,...`)."""
     return int(event[7 : event.index(b",", 7)])
 
 

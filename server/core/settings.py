@@ -334,7 +334,3 @@ def _check_security(sec: SecuritySettings) -> None:
             f"security.referrer_policy: {sec.referrer_policy!r} is not one of "
             + ", ".join(sorted(REFERRER_POLICIES)))
 
-
-def settings_as_toml_tables(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The settings as nested plain dicts (for passing to worker processes)."""
-    return {name: dataclasses.asdict(getattr(settings, name)) for name in SECTIONS}

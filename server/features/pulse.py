@@ -43,6 +43,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from server.core.domain import CouponDrop, Lottery, Sale, now_ms
+from server.core.errors import LivesellError
 from server.core.keys import (
     DUE,
     EPOCH,
@@ -138,7 +139,6 @@ class Pulse:
         self.redis: Any = show.redis
         self.settings = show.settings
         self._tasks: list[asyncio.Task[None]] = []
-        self.expired_holds = 0
         self._to_recover: set[str] = set()  # rooms with checkouts for the recovery task
         self._last_coalesced: dict[str, float] = {}  # room -> when its counts last went out
         self.lag_s = 0.0  # how late the last pulse timer woke (the loop's backlog)
@@ -309,7 +309,7 @@ class Pulse:
                 if await self.redis.zrem(keys.timers, member):
                     await self.fire(room_id, member)
             if holds:
-                self.expired_holds += await self.show.expire_due_holds(room_id, list(holds))
+                await self.show.expire_due_holds(room_id, list(holds))
         finally:
             # Back on the schedule at its next item (now, if more were due than taken).
             await self.show.reschedule(room_id, not_before)
@@ -324,8 +324,18 @@ class Pulse:
             sale_id, _, n = rest.partition(":")
             await self.show._sale_timer(room_id, "countdown", sale_id, int(n))
         elif kind == "lottery_close":
-            with contextlib.suppress(Exception):
+            # The timer is claimed (ZREM) and not retried: a lottery that cannot be
+            # drawn now stays open for the host to draw; say why, once.
+            try:
                 await self.show.draw_lottery(room_id, rest)
+            except LivesellError as exc:
+                log.info("room %s: lottery %s not drawn at its close: %s (%s)", room_id,
+                         rest, exc.code, exc)
+            except (RedisError, OSError, StoreError):
+                raise  # the pulse's loop reports these once per outage
+            except Exception:
+                log.exception("room %s: lottery %s could not be drawn at its close",
+                              room_id, rest)
 
     # ------------------------------------------------------------------ coalesced numbers
 

@@ -217,7 +217,6 @@ class Hub:
         self._watching_reconnects = False
         self._repair_generation = 0  # one per pub/sub reconnect; the latest repair wins
         self._tasks: set[asyncio.Future[Any]] = set()
-        self.delivered_events = 0
         self.snapshots_built = 0  # every snapshot started for a viewer of this process
         # Told of every Redis error the listener meets (the app's health logs it once).
         self.on_redis_error: Callable[[BaseException], None] | None = None
@@ -295,7 +294,13 @@ class Hub:
                 continue
             room = self.by_channel.get(msg["channel"])
             if room is not None:
-                self._deliver(room, msg["data"])
+                try:
+                    self._deliver(room, msg["data"])
+                except Exception:
+                    # One bad delivery must not end the relay for every room of
+                    # this process (the task would end with nobody noticing).
+                    log.exception("pub/sub relay: could not deliver to room %s",
+                                  room.room_id)
 
     def _deliver(self, room: LocalRoom, payload: bytes) -> None:
         room.batch.append(payload)
@@ -330,7 +335,6 @@ class Hub:
         for conn in room.catching:  # extending a list calls nothing back
             if conn.pending is not None:
                 conn.pending.extend(payloads)
-        self.delivered_events += len(payloads) * (len(writers) + len(slow))
 
     def _on_pubsub_connect(self, connection: Any) -> None:
         """redis-py calls this whenever the pub/sub connection is made again (after

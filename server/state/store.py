@@ -208,7 +208,6 @@ class OrderStore:
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
-        self.batches = 0  # committed transactions, for metrics and tests
         # Readiness: when the transaction now running began (None: idle), and
         # whether the last transaction failed.
         self.busy_since: float | None = None
@@ -401,7 +400,6 @@ class OrderStore:
                     await db.executemany(group[0].sql, [item.params for item in group])
                 i = j
             await db.execute("COMMIT")
-            self.batches += 1
         except BaseException:
             with contextlib.suppress(Exception):
                 await db.execute("ROLLBACK")
