@@ -23,6 +23,10 @@ async def test_pins_at_most_three(server: LiveServer, http: httpx.AsyncClient) -
     host = await create_room(http)
     products = [await host.product(stock=3) for _ in range(4)]
     viewer = await join(server, host.room_id)
+    # The pages learn the limit from the room state, never from a copy of their own.
+    state = (await http.get(f"/api/rooms/{host.room_id}")).json()
+    assert state["limits"]["max_pins"] == server.settings.sale.max_pins == 3
+    assert state["limits"]["max_holds_per_viewer"] == server.settings.sale.max_holds_per_viewer
     for p in products[:3]:
         await host.call("POST", "/pins", {"product_id": p["product_id"]}, expect=200)
     event = await viewer.next_event("pinned", where=lambda f: len(f["pins"]) == 3)

@@ -328,7 +328,16 @@ class Show:
             "likes": int(likes or 0),
             "viewers": {"now": viewers.now, "unique": viewers.unique, "peak": viewers.peak},
             "policy": policy.from_redis(policy_raw).public(),
+            "limits": self.limits(),
         }
+
+    def limits(self) -> dict[str, int]:
+        """The server's limits the pages show and obey instead of copies of their own."""
+        sale, chat = self.settings.sale, self.settings.chat
+        return {"max_pins": sale.max_pins, "max_quantity_per_buy": sale.max_quantity_per_buy,
+                "max_holds_per_viewer": sale.max_holds_per_viewer,
+                "chat_max_length": chat.max_length,
+                "nickname_max_length": chat.nickname_max_length}
 
     @staticmethod
     def _coupon_view(c: dict[str, Any]) -> dict[str, Any]:
