@@ -18,7 +18,7 @@ import redis
 from redis.asyncio import Redis
 
 from server.core.settings import RedisSettings, SettingsError, load_settings
-from server.features.pulse import MemoryWatch
+from server.state.memory_watch import MemoryWatch
 from server.state.redis_supervisor import (
     DEFAULT_MAXMEMORY_MB,
     MAXMEMORY_POLICY,
@@ -215,7 +215,7 @@ async def test_memory_warning_once_per_crossing(tmp_path: Path,
                 used = int((await r.info("memory"))["used_memory"])
                 await r.config_set("maxmemory", int(used / share))
 
-            caplog.set_level(logging.INFO, logger="livesell.pulse")
+            caplog.set_level(logging.INFO, logger="livesell.memory")
             await bound_at(0.5)
             assert (ratio := await watch.check(r)) is not None and ratio < 0.8
             await bound_at(0.95)

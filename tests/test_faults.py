@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from server.core.keys import room_keys
 from server.core.settings import Settings
+from server.features.buying import order_from_hold
 from tests.support import (
     Host,
     LiveServer,
@@ -426,21 +427,22 @@ async def test_an_abandoned_checkout_is_decided_through_the_store(
             # The dead process's half of a checkout: the atomic step that moves the
             # hold to 'confirming', through the server's own ledger, and nothing after.
             show = live.services.show
-            begun = await show.scripts.begin_checkout(host.room_id, buyer=buyer.viewer_id,
+            assert show is not None
+            begun = await show.ctx.scripts.begin_checkout(host.room_id, buyer=buyer.viewer_id,
                                                       request_id="lost", hold_id=hold["id"],
                                                       coupon_id="")
             assert begun.status == "ok"
 
             async def decided() -> bool:
-                return hold["id"] in await show.store.aborted(host.room_id)
+                return hold["id"] in await show.ctx.store.aborted(host.room_id)
             await eventually(decided)
 
             async def units_back() -> bool:
                 audit = await host.audit()
                 return bool(audit["products"][0]["left"] == 4)
             await eventually(units_back)
-            late = show._order_from_hold(host.room_id, orjson.loads(begun.payload), "lost")
-            assert await show.store.place_order(late, begun.epoch) == "aborted"
+            late = order_from_hold(host.room_id, orjson.loads(begun.payload), "lost")
+            assert await show.ctx.store.place_order(late, begun.epoch) == "aborted"
             again = await buyer.request("checkout", hold_id=hold["id"])
             assert again["code"] == "checkout_cancelled"
             audit = await host.audit()

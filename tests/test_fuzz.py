@@ -45,7 +45,7 @@ from websockets.typing import Subprotocol
 from server import handshake
 from server.core import protocol
 from server.state.redis_supervisor import RedisServer
-from server.web.app import CLIENT_DIR
+from server.web.routes import CLIENT_DIR
 from tests.support import LiveServer, make_settings
 
 # Close codes docs/protocol.md gives for bad input (and 1000, the client's own).

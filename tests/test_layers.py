@@ -44,25 +44,16 @@ TOP_LEVEL: Final = {
 # (module, imported module) -> why it is still allowed. To be emptied by the next
 # step (splitting show.py into features over one state layer), except where noted.
 ALLOWLIST: Final[dict[tuple[str, str], str]] = {
-    # show.py runs ~110 Redis commands itself (room load, catalogue, pins, snapshot,
-    # lotteries, reports); they move behind state/ methods when show is split.
-    ("server.features.show", "redis.asyncio"): "Show takes the Redis client",
-    ("server.features.show", "redis.exceptions"): "RedisError after a placed order",
-    # rooms.py (the lifecycle) issues its Redis commands through `show.redis`, which
-    # is typed Any: no import shows it, so no rule here can; it goes with show's.
-    # pulse.py's timer claims, sweeps and the rebuild of Redis from the store
-    # (31 commands through show.redis); the rebuild becomes state/rebuild.py.
-    ("server.features.pulse", "redis.exceptions"): "the pulse's error handling",
     # The hub's pub/sub relay and its event-log reads: they become
     # realtime/broker.py over a state/ pub/sub adapter.
     ("server.realtime.hub", "redis.asyncio"): "the hub's Redis client",
     ("server.realtime.hub", "redis.asyncio.client"): "the pub/sub listener",
     ("server.realtime.hub", "redis.exceptions"): "the relay's error handling",
-    # The app opens the Redis connection pools in its lifespan; the pools move to a
+    # The services open the Redis connection pools at start; the pools move to a
     # state/ factory the web layer calls.
-    ("server.web.app", "redis.asyncio"): "the lifespan's connection pools",
-    ("server.web.app", "redis.exceptions"): "mapping a Redis fault to 503",
-    ("server.web.app", "redis.maint_notifications"): "the pools' options",
+    ("server.web.services", "redis.asyncio"): "the connection pools",
+    ("server.web.services", "redis.exceptions"): "start-up retries while Redis restarts",
+    ("server.web.services", "redis.maint_notifications"): "the pools' options",
     # settings checks network and origin syntax with the parsers of the edge and of
     # the security headers (imported inside the checks); those pure parsers move into
     # core when edges.py moves (transport branch) and when security.py is split.

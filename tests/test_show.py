@@ -80,10 +80,9 @@ async def test_timer_poll_sleeps_until_the_earliest_timer_and_wakes_for_new_ones
     pulse, show = server.services.pulse, server.services.show
     host = await create_room(http)
     product = await host.product(stock=5)
-    pulse._rooms_at = 0.0  # see the new room now, not at the next refresh
     # Nothing due and nothing scheduled: the next poll is the idle one.
     assert await pulse.timers_tick() == TIMER_IDLE_S
-    show.timers_changed = woken = Counted()
+    show.ctx.timers_changed = woken = Counted()
     sale = await host.sale(product["product_id"], units=5, starts_in_s=3, duration_s=60)
     assert woken.sets == 1  # scheduling wakes the sleeping poll
     # The earliest timer is the first countdown tick, 2 s from now: sleep that long

@@ -617,7 +617,7 @@ async def test_in_process_servers_with_embedded_redis_own_their_directories(
     """Services.start takes the directory's lock before its embedded Redis starts
     (serve is not there to take it): a second server on the directory fails to
     start and starts no Redis; one on another directory runs beside the first."""
-    from server.web.app import Services
+    from server.web.services import Services
     from tests.support import LiveServer, make_settings
 
     first = await LiveServer(make_settings("", tmp_path / "one")).start()

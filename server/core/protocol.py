@@ -267,3 +267,16 @@ def text_frame(payload: bytes) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", 0x81, 126, n) + payload
     return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def query_int(query: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter between lo and hi, or `default` when absent."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    # isascii too: str.isdigit() also accepts '²' (which int() refuses) and other
+    # scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name}: must be an integer between {lo} and {hi}",
+                         details={"field": name})
+    return int(raw)

@@ -1,15 +1,17 @@
 """The server's clockwork: timers, hold expiry, coalesced live numbers, and
 keeping Redis in step with the order store.
 
-- Timers (sale open/close, countdown ticks, lottery close) and expiring holds
-  live in per-room sorted sets scored by due time; every process claims each
-  due item with ZREM, so exactly one process fires it.
+- Due jobs (server/core/jobs.py: a sale's opening, closing and countdown ticks,
+  a lottery's close, whatever a feature registers) and expiring holds live in
+  per-room sorted sets scored by due time (server/state/schedule.py); every
+  process claims each due job with ZREM, so exactly one process runs it, with
+  the handler its feature registered for the job's kind.
 - The pulse works by due time: a schedule (the zset keys.DUE, room -> when its
   earliest timer or hold falls due) says which rooms have anything due, and only
   those are looked at; a room is put back at its next item (reschedule.lua) or
   taken off. Writers add an item, then lower the room's entry (ZADD LT), in one
   MULTI for timers; a granted hold is put on the schedule at the next tick
-  (Show.note_due), so a buy pays no extra round trip. A checkout left
+  (Context.note_due), so a buy pays no extra round trip. A checkout left
   'confirming' is due store.recover_after_s after it began; the timer poll hands
   such rooms to the recovery task, which may wait on a stalled store. An idle
   room costs nothing: idle CPU does not grow with the number of rooms
@@ -20,14 +22,10 @@ keeping Redis in step with the order store.
 - Stock, like totals and viewer counts change far faster than anyone can read;
   they are published as the latest value at a bounded rate, never one frame
   per change.
-- On start, and whenever the epoch marker disappears from Redis (it lost its
-  data), Redis is rebuilt from the store: sold counts come from the orders, so
-  nothing the store holds as sold is ever sold again. Each room's rebuild first
-  gives the room a new epoch in the store, which fences out every order still
-  queued under the lost state, and only then reads what was sold; the room
-  answers `unavailable` until its epoch key is back in Redis (docs/faults.md).
+- Once a second, whether Redis lost its data (then it is rebuilt from the
+  store: server/features/restore.py), and the upkeep features registered.
 - Checkouts a dead or stalled process left half done are decided through the
-  store (Show.recover_checkouts).
+  store (Buying.recover_checkouts).
 - Redis's memory use is watched against its maxmemory (MemoryWatch).
 """
 
@@ -40,29 +38,23 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
-
-from server.core.domain import CouponDrop, Lottery, Sale, now_ms
-from server.core.errors import LivesellError
-from server.core.keys import (
-    DUE,
-    EPOCH,
-    KEYWORD_ROOMS,
-    REBUILD_LOCK,
-    RECORDING_ROOMS,
-    ROOMS,
-    room_keys,
-)
-from server.core.protocol import encode
-from server.features.rooms import ARCHIVED
-from server.features.show import Show, new_epoch, sale_view, stock_view
+from server.core import events
+from server.core.domain import now_ms
+from server.core.jobs import Job
+from server.core.views import sale_view, stock_view
+from server.features.buying import Buying
+from server.features.context import Context
+from server.features.registry import Registry
+from server.features.restore import Restore
+from server.state.faults import REDIS_FAULTS
+from server.state.schedule import ScheduleData
 from server.state.store import StoreError
 
 log = logging.getLogger("livesell.pulse")
 
 # Timers and expiring holds are polled at most every TIMER_TICK_S, and at least
 # every TIMER_IDLE_S; in between, the poll sleeps until the earliest due item it
-# saw, or until this process adds one (Show.timers_changed). Items added by
+# saw, or until this process adds one (Context.timers_changed). Items added by
 # other processes are fired by those processes' own polls; this one finds them
 # within TIMER_IDLE_S, should the other process be gone. Polling every 50 ms
 # regardless was most of an idle server's CPU (15 of 18 ms per second).
@@ -73,7 +65,6 @@ DUE_BATCH = 200
 # A room handed to recovery is not due for recovery again sooner than this.
 RECOVERY_RETRY_MS = 1000
 RESEED_S = 300.0
-REBUILD_LOCK_S = 60
 # A pulse timer that wakes this late found the event loop busy with work queued
 # ahead of it (a sale's opening: thousands of buys). Coalesced numbers then go
 # out at a quarter of their budget, but no room waits longer than BUSY_MAX_WAIT_S
@@ -82,10 +73,6 @@ REBUILD_LOCK_S = 60
 BUSY_LAG_S = 0.02
 BUSY_STRETCH = 4.0
 BUSY_MAX_WAIT_S = 1.0
-# Redis's used_memory as a share of its maxmemory: above WARN a warning is logged,
-# once; it is logged again only after the use fell below REARM (no flapping).
-MEMORY_WARN_RATIO = 0.8
-MEMORY_REARM_RATIO = 0.7
 
 
 def coalesce_interval(members: int, budget: int, lag_s: float) -> float:
@@ -97,68 +84,34 @@ def coalesce_interval(members: int, budget: int, lag_s: float) -> float:
     return interval
 
 
-class MemoryWatch:
-    """Warns once per crossing when Redis nears its maxmemory. At maxmemory Redis
-    evicts keys with a TTL (remembered answers, finished holds) and, with none
-    left, refuses writes: buys would fail. One INFO call per upkeep tick."""
-
-    def __init__(self) -> None:
-        self.high = False
-        self.enabled = True  # False once Redis refused INFO (a managed Redis may)
-
-    async def check(self, redis: Any) -> float | None:
-        """The share of maxmemory in use (None without a maxmemory), warning on
-        the way up past MEMORY_WARN_RATIO."""
-        if not self.enabled:
-            return None
-        try:
-            info = await redis.info("memory")
-        except ResponseError as exc:
-            self.enabled = False
-            log.info("redis refused INFO memory (%s); its memory is not watched", exc)
-            return None
-        limit = int(info.get("maxmemory", 0))
-        if limit <= 0:
-            return None
-        used = int(info.get("used_memory", 0))
-        ratio = used / limit
-        if not self.high and ratio >= MEMORY_WARN_RATIO:
-            self.high = True
-            log.warning("redis uses %.0f%% of its maxmemory (%d of %d MiB): at the bound "
-                        "it evicts remembered answers and finished holds, then refuses writes",
-                        ratio * 100, used >> 20, limit >> 20)
-        elif self.high and ratio < MEMORY_REARM_RATIO:
-            self.high = False
-            log.info("redis memory back to %.0f%% of its maxmemory", ratio * 100)
-        return ratio
-
-
 class Pulse:
-    def __init__(self, show: Show) -> None:
-        self.show = show
-        self.redis: Any = show.redis
-        self.settings = show.settings
+    def __init__(self, ctx: Context, registry: Registry, buying: Buying,
+                 restore: Restore) -> None:
+        self.ctx = ctx
+        self.registry = registry
+        self.buying = buying
+        self.restore = restore
+        self.settings = ctx.settings
         self._tasks: list[asyncio.Task[None]] = []
         self._to_recover: set[str] = set()  # rooms with checkouts for the recovery task
         self._last_coalesced: dict[str, float] = {}  # room -> when its counts last went out
         self.lag_s = 0.0  # how late the last pulse timer woke (the loop's backlog)
-        # The rebuild generation this process last saw (the EPOCH marker's value): a
-        # new one means Redis was rebuilt, and this process's viewers must be counted
-        # present again, whichever process did the rebuild.
-        self._seen_epoch: str | None = None
-        self.memory = MemoryWatch()
         # How often every room's sorted sets are read again into the schedule (a
         # pipeline per 500 rooms: about 30 commands a second at 5,000 rooms).
         self.reseed_s = RESEED_S
 
+    @property
+    def schedule(self) -> ScheduleData:
+        return self.ctx.data.schedule
+
     async def start(self) -> None:
-        await self.ensure_in_step()
+        await self.restore.ensure_in_step()
         await self.reseed_schedule()
-        self._seen_epoch = await self.redis.get(EPOCH)
+        self.restore.seen_generation = await self.ctx.data.rebuild.generation()
         hub = self.settings.hub
         self._tasks = [
             asyncio.create_task(self._loop(self.timers_tick, TIMER_TICK_S,
-                                           self.show.timers_changed), name="timers"),
+                                           self.ctx.timers_changed), name="timers"),
             asyncio.create_task(self._loop(self.stock_tick, 1.0 / hub.stock_updates_per_s),
                                 name="stock"),
             asyncio.create_task(self._loop(self.likes_tick, 1.0 / hub.like_updates_per_s),
@@ -185,7 +138,7 @@ class Pulse:
             for task in stuck:
                 log.warning("pulse task %s did not stop; leaving it", task.get_name())
         # Last flush of coalesced numbers, so totals are not lost at shutdown.
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_FAULTS):
             await self.likes_tick()
             await self.stock_tick()
 
@@ -203,8 +156,8 @@ class Pulse:
                 wait = await tick()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
-                self.show.health.redis_failed(exc)  # logged once, not once per tick
+            except REDIS_FAULTS as exc:
+                self.ctx.health.redis_failed(exc)  # logged once, not once per tick
                 await asyncio.sleep(0.5)
             except StoreError as exc:
                 log.warning("%s: %s", tick.__name__, exc)
@@ -228,46 +181,30 @@ class Pulse:
 
     async def flush_due(self) -> None:
         """Put the rooms of holds granted here since the last tick on the schedule."""
-        pending, self.show.due_pending = self.show.due_pending, {}
+        pending, self.ctx.due_pending = self.ctx.due_pending, {}
         if pending:
             try:
-                await self.redis.zadd(DUE, pending, lt=True)
+                await self.schedule.note_rooms(pending)
             except BaseException:
                 # Not written (Redis down, or shutting down): keep them for the next
                 # tick, or those rooms' holds would wait for the reseed to expire.
                 for room_id, at in pending.items():
-                    self.show.note_due(room_id, at)
+                    self.ctx.note_due(room_id, at)
                 raise
 
     async def reseed_schedule(self) -> None:
         """Schedule every room from its own sorted sets (at start and every
         reseed_s: see the module docstring). One pipeline per 500 rooms."""
-        rooms = sorted(await self.redis.smembers(ROOMS))
+        rooms = await self.schedule.rooms()
         recover_ms = int(self.settings.store.recover_after_s * 1000)
         for start in range(0, len(rooms), 500):
-            chunk = rooms[start:start + 500]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for room_id in chunk:
-                    keys = room_keys(room_id)
-                    pipe.zrange(keys.timers, 0, 0, withscores=True)
-                    pipe.zrange(keys.holds, 0, 0, withscores=True)
-                    pipe.zrange(keys.confirming, 0, 0, withscores=True)
-                firsts = await pipe.execute()
-            due: dict[str, float] = {}
-            for i, room_id in enumerate(chunk):
-                timer, hold, confirming = firsts[3 * i:3 * i + 3]
-                times = [float(f[0][1]) for f in (timer, hold) if f]
-                if confirming:
-                    times.append(float(confirming[0][1]) + recover_ms)
-                if times:
-                    due[room_id] = min(times)
-            if due:
-                await self.redis.zadd(DUE, due, lt=True)
+            await self.schedule.note_rooms(
+                await self.schedule.earliest(rooms[start:start + 500], recover_ms))
 
-    # ------------------------------------------------------------------ timers and holds
+    # ------------------------------------------------------------------ jobs and holds
 
     async def timers_tick(self) -> float:
-        """Fire the due timers and expire the due holds of the rooms the schedule
+        """Run the due jobs and expire the due holds of the rooms the schedule
         names as due; return the seconds until the next poll (until the earliest
         due room, at most TIMER_IDLE_S; TIMER_TICK_S when a full batch was due)."""
         # The wait returned counts from the tick's start (Pulse._loop adds it to the
@@ -277,26 +214,21 @@ class Pulse:
         began = now_ms()
         await self.flush_due()
         now = now_ms()
-        rooms = await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=DUE_BATCH)
+        rooms = await self.schedule.due_rooms(now, DUE_BATCH)
         for room_id in rooms:
             await self._room_due(room_id, now)
         if len(rooms) >= DUE_BATCH:
             return TIMER_TICK_S
-        first = await self.redis.zrange(DUE, 0, 0, withscores=True)
-        if not first:
+        first = await self.schedule.first_due()
+        if first is None:
             return TIMER_IDLE_S
         # One ms past the due time: now_ms() truncates, so a wake-up a fraction of a ms
         # early would find the item not yet due.
-        return min(TIMER_IDLE_S, max(TIMER_TICK_S, (float(first[0][1]) + 1 - began) / 1000.0))
+        return min(TIMER_IDLE_S, max(TIMER_TICK_S, (first + 1 - began) / 1000.0))
 
     async def _room_due(self, room_id: str, now: int) -> None:
-        keys = room_keys(room_id)
         recover_ms = int(self.settings.store.recover_after_s * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(keys.timers, "-inf", now, start=0, num=100)
-            pipe.zrangebyscore(keys.holds, "-inf", now, start=0, num=500)
-            pipe.zrangebyscore(keys.confirming, "-inf", now - recover_ms, start=0, num=1)
-            timers, holds, stuck = await pipe.execute()
+        jobs, holds, stuck = await self.schedule.room_due(room_id, now, recover_ms)
         not_before = 0
         if stuck:
             # Deciding waits on the store, which may be stalled: the recovery task
@@ -304,38 +236,26 @@ class Pulse:
             self._to_recover.add(room_id)
             not_before = now + RECOVERY_RETRY_MS
         try:
-            for member in timers:
-                # ZREM answers 1 to exactly one process: that one fires the timer.
-                if await self.redis.zrem(keys.timers, member):
-                    await self.fire(room_id, member)
+            for member in jobs:
+                # ZREM answers 1 to exactly one process: that one runs the job.
+                if await self.schedule.claim(room_id, member):
+                    await self.run(room_id, member)
             if holds:
-                await self.show.expire_due_holds(room_id, list(holds))
+                await self.buying.expire_due_holds(room_id, holds)
         finally:
             # Back on the schedule at its next item (now, if more were due than taken).
-            await self.show.reschedule(room_id, not_before)
+            await self.ctx.reschedule(room_id, not_before)
 
-    async def fire(self, room_id: str, member: str) -> None:
-        kind, _, rest = member.partition(":")
-        if kind == "sale_open":
-            await self.show._sale_timer(room_id, "open", rest)
-        elif kind == "sale_close":
-            await self.show._sale_timer(room_id, "close", rest)
-        elif kind == "countdown":
-            sale_id, _, n = rest.partition(":")
-            await self.show._sale_timer(room_id, "countdown", sale_id, int(n))
-        elif kind == "lottery_close":
-            # The timer is claimed (ZREM) and not retried: a lottery that cannot be
-            # drawn now stays open for the host to draw; say why, once.
-            try:
-                await self.show.draw_lottery(room_id, rest)
-            except LivesellError as exc:
-                log.info("room %s: lottery %s not drawn at its close: %s (%s)", room_id,
-                         rest, exc.code, exc)
-            except (RedisError, OSError, StoreError):
-                raise  # the pulse's loop reports these once per outage
-            except Exception:
-                log.exception("room %s: lottery %s could not be drawn at its close",
-                              room_id, rest)
+    async def run(self, room_id: str, member: str) -> None:
+        """Hand a claimed job to the handler registered for its kind."""
+        job = Job.parse(member)
+        handler = self.registry.jobs.get(job.kind)
+        if handler is None:
+            # A job of a kind no feature of this version handles (written by another
+            # version): claimed, so it is dropped; say so once per job.
+            log.warning("room %s: no handler for due job %r; dropped", room_id, member)
+            return
+        await handler(room_id, job.item)
 
     # ------------------------------------------------------------------ coalesced numbers
 
@@ -347,7 +267,7 @@ class Pulse:
         budget, lag = self.settings.hub.coalesced_deliveries_per_s, self.lag_s
         due = set()
         for room_id in rooms:
-            local = self.show.hub.rooms.get(room_id)
+            local = self.ctx.hub.rooms.get(room_id)
             interval = coalesce_interval(len(local.members), budget, lag) \
                 if local is not None else 0.0
             if now - self._last_coalesced.get(room_id, 0.0) >= interval:
@@ -355,16 +275,16 @@ class Pulse:
         return due
 
     async def stock_tick(self) -> None:
-        show = self.show
-        due = self._due_rooms({r for r, _ in show.dirty_stock} |
-                              {r for r, _, _ in show.dirty_counts})
+        ctx = self.ctx
+        due = self._due_rooms({r for r, _ in ctx.dirty_stock} |
+                              {r for r, _, _ in ctx.dirty_counts})
         if not due:
             return
         # Rooms not yet due keep their marks for a later tick.
-        counts = {c for c in show.dirty_counts if c[0] in due}
-        show.dirty_counts -= counts
-        dirty = {d for d in show.dirty_stock if d[0] in due}
-        show.dirty_stock -= dirty
+        counts = {c for c in ctx.dirty_counts if c[0] in due}
+        ctx.dirty_counts -= counts
+        dirty = {d for d in ctx.dirty_stock if d[0] in due}
+        ctx.dirty_stock -= dirty
         now = time.monotonic()
         for room_id in due:
             self._last_coalesced[room_id] = now
@@ -372,208 +292,51 @@ class Pulse:
         if not dirty:
             return
         items = sorted(dirty)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room_id, pid in items:
-                keys = room_keys(room_id)
-                pipe.hgetall(keys.stock(pid))
-                pipe.get(keys.product_sale(pid))
-            res = await pipe.execute()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for (room_id, _), sid in zip(items, res[1::2], strict=True):
-                pipe.hgetall(room_keys(room_id).sale(sid or "-"))
-            sales = await pipe.execute()
-        now = now_ms()
+        read = await ctx.data.catalogue.stocks_and_sales(items)
+        at = now_ms()
         published = []
-        for (room_id, pid), stock, sale in zip(items, res[0::2], sales, strict=True):
+        for (room_id, pid), (stock, sale) in zip(items, read, strict=True):
             sv = stock_view(stock)
-            published.append(self.show.hub.publish(room_id, {
-                "type": "stock", "product_id": pid, "stock": sv,
-                "sale": sale_view(sale, sv["left"], now) if sale else None}))
+            published.append(ctx.publish(room_id, events.stock(
+                pid, sv, sale_view(sale, sv["left"], at) if sale else None)))
         await asyncio.gather(*published)
 
     async def counts_tick(self, dirty: set[tuple[str, str, str]]) -> None:
         if not dirty:
             return
         items = sorted(dirty)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room_id, kind, item_id in items:
-                keys = room_keys(room_id)
-                if kind == "coupon":
-                    pipe.hmget(keys.coupon(item_id), ["count", "claimed"])
-                else:
-                    pipe.scard(keys.entrants(item_id))
-            res = await pipe.execute()
-        published = []
-        for (room_id, kind, item_id), value in zip(items, res, strict=True):
-            if kind == "coupon":
-                remaining = max(0, int(value[0] or 0) - int(value[1] or 0))
-                event = {"type": "coupon_count", "coupon_id": item_id, "remaining": remaining}
-            else:
-                event = {"type": "lottery_entrants", "lottery_id": item_id,
-                         "entrants": int(value)}
-            published.append(self.show.hub.publish(room_id, event))
-        await asyncio.gather(*published)
+        values = await self.ctx.data.offers.counts(items)
+        await asyncio.gather(*(
+            self.ctx.publish(room_id, events.coupon_count(item_id, value) if kind == "coupon"
+                             else events.lottery_entrants(item_id, value))
+            for (room_id, kind, item_id), value in zip(items, values, strict=True)))
 
     async def likes_tick(self) -> None:
-        likes, self.show.likes = self.show.likes, {}
+        likes, self.ctx.likes = self.ctx.likes, {}
         for room_id, n in likes.items():
-            total = await self.redis.incrby(room_keys(room_id).likes, n)
-            await self.show.hub.publish(room_id, {"type": "likes", "total": int(total)})
+            total = await self.ctx.data.chat.add_likes(room_id, n)
+            await self.ctx.publish(room_id, events.likes(total))
 
     async def viewers_tick(self) -> None:
-        dirty, self.show.hub.dirty_viewers = self.show.hub.dirty_viewers, set()
+        hub = self.ctx.hub
+        dirty, hub.dirty_viewers = hub.dirty_viewers, set()
         for room_id in sorted(dirty):
-            counts = await self.show.scripts.viewers(room_id)
-            await self.show.hub.publish(room_id, {"type": "viewers", "now": counts.now,
-                                            "unique": counts.unique, "peak": counts.peak})
+            counts = await self.ctx.scripts.viewers(room_id)
+            await self.ctx.publish(room_id, events.viewers(counts.now, counts.unique,
+                                                           counts.peak))
 
     async def upkeep_tick(self) -> None:
-        epoch = await self.redis.get(EPOCH)
-        if epoch is None:
-            log.warning("redis lost its data: rebuilding it from the order store")
-            await self.ensure_in_step()
-            epoch = await self.redis.get(EPOCH)
-        if epoch is not None and epoch != self._seen_epoch:
-            self._seen_epoch = epoch
-            n = await self.show.hub.reassert_presence()
-            self.show.hub.resync_all()
-            log.info("redis was rebuilt: %d viewers of this process counted present again "
-                     "and sent a snapshot", n)
-        # Only rooms that opened a keyword lottery, or whose host switched recording
-        # on: an idle room costs nothing here.
-        keyword_rooms = await self.redis.smembers(KEYWORD_ROOMS)
-        for room_id in sorted(keyword_rooms):
-            await self.show.refresh_keyword_lotteries(room_id)
-        for room_id in set(self.show.keyword_lotteries) - set(keyword_rooms):
-            self.show.keyword_lotteries.pop(room_id, None)
-        if self.show.recorder is not None:
-            self.show.recorder.rooms = set(await self.redis.smembers(RECORDING_ROOMS))
-        await self.memory.check(self.redis)
+        await self.restore.check()
+        for task in self.registry.upkeep:
+            await task()
+        await self.ctx.data.check_memory()
 
     async def recovery_tick(self) -> None:
         """Decide the checkouts left 'confirming' past store.recover_after_s
-        (Show.recover_checkouts) in the rooms the timer poll found them in."""
+        (Buying.recover_checkouts) in the rooms the timer poll found them in."""
         rooms, self._to_recover = self._to_recover, set()
         before = now_ms() - int(self.settings.store.recover_after_s * 1000)
         for room_id in sorted(rooms):
-            holds = await self.redis.zrangebyscore(room_keys(room_id).confirming, "-inf",
-                                                   before)
+            holds = await self.ctx.data.sales.confirming_before(room_id, before)
             if holds:
-                await self.show.recover_checkouts(room_id, holds)
-
-    # ------------------------------------------------------------------ rebuild
-
-    async def ensure_in_step(self) -> None:
-        """Rebuild Redis from the store when Redis has no epoch marker."""
-        if await self.redis.exists(EPOCH):
-            await self.adopt_rooms()
-            return
-        token = new_epoch()
-        if not await self.redis.set(REBUILD_LOCK, token, nx=True, ex=REBUILD_LOCK_S):
-            # Another process is rebuilding; wait for it to finish.
-            for _ in range(REBUILD_LOCK_S * 10):
-                await asyncio.sleep(0.1)
-                if await self.redis.exists(EPOCH):
-                    return
-            return
-        try:
-            states = await self.show.store.room_states()
-            for room in await self.show.store.rooms():
-                if states.get(room["room_id"], {}).get("state") == ARCHIVED:
-                    continue  # its Redis state was released on purpose
-                await self.rebuild_room(room)
-                # Still ours: a rebuild waiting on a slow store must not lose the lock.
-                await self.redis.set(REBUILD_LOCK, token, xx=True, ex=REBUILD_LOCK_S)
-            generation = str(now_ms())
-            await self.redis.set(EPOCH, generation)
-            self._seen_epoch = generation  # this process counted its viewers already
-        finally:
-            if await self.redis.get(REBUILD_LOCK) == token:
-                await self.redis.delete(REBUILD_LOCK)
-
-    async def adopt_rooms(self) -> None:
-        """Give an epoch to rooms that Redis holds without one (loaded by a version
-        before epochs existed). Their state is kept as it is: only the fence starts.
-        Every process agrees on the epoch, so concurrent starts adopt the same one."""
-        store = self.show.store
-        rooms = [r["room_id"] for r in await store.rooms()]
-        if not rooms:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room_id in rooms:
-                pipe.exists(room_keys(room_id).epoch)
-                pipe.exists(room_keys(room_id).room)
-            found = await pipe.execute()
-        for i, room_id in enumerate(rooms):
-            has_epoch, has_room = found[2 * i], found[2 * i + 1]
-            if has_epoch or not has_room:
-                continue
-            epoch = await store.room_epoch(room_id)
-            if not epoch:
-                epoch = "adopted"
-                await store.set_room_epoch(room_id, epoch)
-            await self.redis.set(room_keys(room_id).epoch, epoch, nx=True)
-            log.info("room %s: adopted its Redis state under epoch %s", room_id, epoch)
-
-    async def rebuild_room(self, room: dict[str, Any]) -> None:
-        show, store = self.show, self.show.store
-        room_id = room["room_id"]
-        keys = room_keys(room_id)
-        lifecycle = await store.room_state(room_id)
-        # The room answers 'unavailable' until its epoch is back (set last, below).
-        await self.redis.delete(keys.epoch)
-        # The fence: from this commit on, an order whose checkout began under the lost
-        # state is refused by the store. Orders committed before it are in the reads
-        # below, so every order the store will ever hold for the old state is counted.
-        epoch = new_epoch()
-        await store.set_room_epoch(room_id, epoch)
-        await show._load_room_into_redis(room_id, room["title"], room["stream_url"],
-                                         room["host_key_hash"], room["created_at"])
-        # Held counts restart at 0 below, so no hold from before may move units again:
-        # not through expiry (the zsets) and not through a release or a checkout of a
-        # hold hash that survived (a partial loss, an operator deleting the marker, a
-        # second rebuild after a failed one). Their orders, if any, are in the store.
-        await self.redis.delete(keys.holds, keys.confirming, keys.open_holds)
-        stale = [k async for k in self.redis.scan_iter(match=keys.hold("*"), count=1000)]
-        for start in range(0, len(stale), 1000):
-            await self.redis.unlink(*stale[start:start + 1000])
-        # Sequence numbers continue above anything handed out before the loss.
-        await self.redis.set(keys.seq, max(now_ms(), int(await self.redis.get(keys.seq) or 0)))
-        sold = await store.sold_by_product(room_id)
-        by_sale = await store.sold_by_sale_and_buyer(room_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for i, (data, stock) in enumerate(await store.products(room_id)):
-                pid = data["product_id"]
-                n = sold.get(pid, 0)
-                pipe.hset(keys.products, pid, encode({**data, "position": i + 1}))
-                pipe.hset(keys.stock(pid), mapping={"total": stock, "left": max(0, stock - n),
-                                                    "held": 0, "sold": n})
-            await pipe.execute()
-        for data, stopped_at in await store.sales(room_id):
-            sale = Sale(**data)
-            buyers = by_sale.get(sale.sale_id, {})
-            await show._load_sale_into_redis(room_id, sale, held=0, sold=sum(buyers.values()),
-                                             stopped=stopped_at is not None, bought=buyers)
-        uses = await store.coupon_uses(room_id)
-        for data in await store.coupon_drops(room_id):
-            drop = CouponDrop(**data)
-            used = uses.get(drop.coupon_id, {})
-            await show._load_coupon_into_redis(room_id, drop, claimed=len(used), uses=used)
-        entrants = await store.lottery_entrants(room_id)
-        for data, _seed, result in await store.lotteries(room_id):
-            lottery = Lottery(**data)
-            await show._load_lottery_into_redis(room_id, lottery, result,
-                                                entrants.get(lottery.lottery_id, []))
-        # As the store has it: an ended room stays ended (its sales were stopped in
-        # the store, its lotteries drawn, so nothing above scheduled a timer).
-        await show.lifecycle.load_into_redis(room_id, lifecycle)
-        await show.load_policy(room_id)
-        # This process's viewers are present before the room opens again (a lottery
-        # needs them); other processes re-count theirs when they see the rebuild.
-        await show.hub.reassert_presence(room_id)
-        await show.mark_whole(room_id, epoch)
-        # Every viewer has a gap (numbers jumped, events were dropped meanwhile).
-        show.hub.resync_all(room_id)
-        log.info("rebuilt room %s from the store", room_id)
-
-
+                await self.buying.recover_checkouts(room_id, holds)

@@ -24,7 +24,7 @@ loopback only), the states a room goes through, and what each change does:
 
 The state is durable in the order store (room_states, schema 3) and mirrored
 in the room's Redis hash (`state`, `starts_at`, `ended_at`; absent means live),
-from which a Redis rebuild restores it (server/features/pulse.py).
+from which a Redis rebuild restores it (server/features/restore.py).
 """
 
 from __future__ import annotations
@@ -37,22 +37,26 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from server.core import events
 from server.core.domain import now_ms
 from server.core.errors import (
+    CLOSE_UNKNOWN_ROOM,
     BadRequest,
     Conflict,
     Forbidden,
     LivesellError,
     Unauthorized,
 )
-from server.core.keys import DUE, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
+from server.core.jobs import Job
 from server.core.protocol import get_int
 from server.core.settings import ServerSettings
-
-if TYPE_CHECKING:
-    from server.features.show import Answer, Show
+from server.features.context import Answer, Context, error_answer
+from server.features.lotteries import Lotteries
+from server.features.registry import Call, Registry, Route
+from server.features.sales import Sales
+from server.state.rooms_data import RoomsData
 
 log = logging.getLogger("livesell.rooms")
 
@@ -176,35 +180,55 @@ def parse_list_query(params: Mapping[str, str]) -> tuple[int, tuple[int, str] | 
 
 
 class Lifecycle:
-    """State changes of rooms; one per Show."""
+    """State changes of rooms."""
 
-    def __init__(self, show: Show) -> None:
-        self.show = show
+    def __init__(self, ctx: Context, sales: Sales, lotteries: Lotteries) -> None:
+        self.ctx = ctx
+        self.sales = sales
+        self.lotteries = lotteries
 
     @property
-    def redis(self) -> Any:
-        return self.show.redis
+    def data(self) -> RoomsData:
+        return self.ctx.data.rooms
+
+    def register(self, registry: Registry) -> None:
+        registry.route(Route("POST", "/live", self._go_live))
+        # Ending again answers the state, so it is not refused once ended.
+        registry.route(Route("POST", "/end", self._end, guard_ended=False))
+        registry.on_restore(self.restore)
+
+    async def _go_live(self, call: Call) -> Any:
+        return await self.go_live(call.room_id)
+
+    async def _end(self, call: Call) -> Any:
+        return await self.end_show(call.room_id)
 
     async def state(self, room_id: str) -> dict[str, Any]:
         """The room's lifecycle from its Redis hash (refuses an unknown room)."""
-        await self.show.ensure_whole(room_id)
-        state, starts_at, ended_at = await self.redis.hmget(
-            room_keys(room_id).room, ["state", "starts_at", "ended_at"])
+        await self.ctx.ensure_whole(room_id)
+        state, starts_at, ended_at = await self.data.fields(room_id, "state", "starts_at",
+                                                            "ended_at")
         return view(state, starts_at, ended_at)
 
     async def load_into_redis(self, room_id: str, lifecycle: Mapping[str, Any]) -> None:
         """Mirror the store's lifecycle into the room's Redis hash (creation and
         rebuild). An ended room's coupon drops are closed again, as at its end."""
-        fields = {"state": lifecycle["state"], "starts_at": lifecycle.get("starts_at") or "",
-                  "ended_at": lifecycle.get("ended_at") or ""}
-        await self.redis.hset(room_keys(room_id).room, mapping=fields)
+        await self.data.set_fields(room_id, {
+            "state": lifecycle["state"], "starts_at": lifecycle.get("starts_at") or "",
+            "ended_at": lifecycle.get("ended_at") or ""})
         if lifecycle["state"] == ENDED:
-            await self._close_coupons(room_id, int(lifecycle.get("ended_at") or now_ms()))
+            await self.ctx.data.offers.close_coupons(
+                room_id, int(lifecycle.get("ended_at") or now_ms()))
+
+    async def restore(self, room_id: str) -> None:
+        """As the store has it: an ended room stays ended (its sales were stopped in
+        the store, its lotteries drawn, so nothing restored scheduled a job)."""
+        await self.load_into_redis(room_id, await self.ctx.store.room_state(room_id))
 
     async def guard_host_change(self, room_id: str, goes_live: bool) -> None:
         """Before a host change: refused once the show ended; a scheduled room goes
         live when the host starts selling (`goes_live`)."""
-        state = await self.redis.hget(room_keys(room_id).room, "state")
+        state, = await self.data.fields(room_id, "state")
         if state == ENDED:
             raise show_ended()
         if state == SCHEDULED and goes_live:
@@ -212,12 +236,9 @@ class Lifecycle:
 
     async def explain_refusal(self, room_id: str, answer: Answer) -> Answer:
         """A buy, claim or entry refused because the show ended says so."""
-        from server.features.show import error_answer
-
         if answer.kind != "error" or answer.body.get("code") not in ENDED_REFUSALS:
             return answer
-        state, ended_at = await self.redis.hmget(room_keys(room_id).room,
-                                                 ["state", "ended_at"])
+        state, ended_at = await self.data.fields(room_id, "state", "ended_at")
         if state != ENDED:
             return answer
         return error_answer(show_ended(int(ended_at) if ended_at else None))
@@ -229,113 +250,73 @@ class Lifecycle:
         if current["state"] == LIVE:
             return {"room_id": room_id, **current}
         now = now_ms()
-        await self.show.store.set_room_state(room_id, LIVE, current["starts_at"], None, now)
-        await self.redis.hset(room_keys(room_id).room, "state", LIVE)
-        event = {"type": "show_live", "room_id": room_id}
-        await self.show.hub.publish(room_id, event)
+        await self.ctx.store.set_room_state(room_id, LIVE, current["starts_at"], None, now)
+        await self.data.set_fields(room_id, {"state": LIVE})
+        await self.ctx.publish(room_id, events.show_live(room_id))
         log.info("room %s is live", room_id)
         return {"room_id": room_id, **current, "state": LIVE}
 
     async def end_show(self, room_id: str) -> dict[str, Any]:
         """End the show (see the module docstring). Every step is idempotent: a
         retried or concurrent end finishes the work and answers the same state."""
-        show = self.show
-        keys = room_keys(room_id)
+        ctx = self.ctx
         current = await self.state(room_id)
         if current["state"] == ENDED:
             return {"room_id": room_id, **current}
         ended_at = now_ms()
         # Durable first: from here on a restart or a Redis rebuild keeps it ended.
-        await show.store.set_room_state(room_id, ENDED, current["starts_at"], ended_at,
-                                        ended_at)
-        await self.redis.hset(keys.room, mapping={"state": ENDED, "ended_at": ended_at})
-        for sale_id in sorted(await self.redis.hkeys(keys.sales)):
+        await ctx.store.set_room_state(room_id, ENDED, current["starts_at"], ended_at,
+                                       ended_at)
+        await self.data.set_fields(room_id, {"state": ENDED, "ended_at": ended_at})
+        for sale_id in await ctx.data.sales.sale_ids(room_id):
             # The host's own stop: open holds voided, units back, one atomic step.
             with contextlib.suppress(LivesellError):
-                await show.stop_sale(room_id, sale_id)
-        for lottery_id in sorted(await self.redis.smembers(keys.lotteries)):
-            if await self.redis.hget(keys.lottery(lottery_id), "state") == "open":
-                try:
-                    await show.draw_lottery(room_id, lottery_id)
-                except LivesellError:
-                    pass  # drawn meanwhile by its timer or the host
-                except Exception:
-                    # Its close timer stays: the pulse draws it when the store answers.
-                    log.exception("room %s: lottery %s not drawn at the end", room_id,
-                                  lottery_id)
-        await self._close_coupons(room_id, ended_at)
+                await self.sales.stop_sale(room_id, sale_id)
+        await self.lotteries.draw_open(room_id)
+        await ctx.data.offers.close_coupons(room_id, ended_at)
         # Countdown ticks of stopped sales would only be skipped when due: drop them
-        # (a lottery whose draw failed keeps its close timer).
-        timers = await self.redis.zrange(keys.timers, 0, -1)
-        stale = [t for t in timers if not t.startswith("lottery_close:")]
-        if stale:
-            await self.redis.zrem(keys.timers, *stale)
-        await show.reschedule(room_id)
-        show.keyword_lotteries.pop(room_id, None)
-        await self.redis.srem(KEYWORD_ROOMS, room_id)
-        await self.redis.srem(RECORDING_ROOMS, room_id)
-        if show.recorder is not None:
-            show.recorder.finish(room_id)
-        await show.hub.publish(room_id, {"type": "show_ended", "room_id": room_id,
-                                         "ended_at": ended_at})
+        # (a lottery whose draw failed keeps its close job).
+        jobs = await ctx.data.schedule.jobs(room_id)
+        await ctx.data.schedule.drop_jobs(
+            room_id, [m for m in jobs if Job.parse(m).kind != "lottery_close"])
+        await ctx.reschedule(room_id)
+        self.lotteries.keywords.pop(room_id, None)
+        await self.data.forget_flags(room_id)
+        if ctx.recorder is not None:
+            ctx.recorder.finish(room_id)
+        await ctx.publish(room_id, events.show_ended(room_id, ended_at))
         log.info("room %s: show ended", room_id)
         return {"room_id": room_id, **current, "state": ENDED, "ended_at": ended_at}
 
-    async def _close_coupons(self, room_id: str, at: int) -> None:
-        keys = room_keys(room_id)
-        coupon_ids = sorted(await self.redis.smembers(keys.coupons))
-        if not coupon_ids:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid in coupon_ids:
-                pipe.hget(keys.coupon(cid), "expires_at")
-            expiries = await pipe.execute()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid, expires_at in zip(coupon_ids, expiries, strict=True):
-                if expires_at is not None and int(expires_at) > at:
-                    pipe.hset(keys.coupon(cid), "expires_at", at)
-            await pipe.execute()
-
     async def archive(self, room_id: str) -> dict[str, Any]:
         """Archive an ended room: release its Redis state, keep its orders."""
-        show = self.show
-        keys = room_keys(room_id)
+        ctx = self.ctx
         current = await self.state(room_id)
         if current["state"] != ENDED:
             raise Conflict("only an ended show can be archived: end it first "
                            "(POST /api/rooms/{room_id}/end)", code="show_not_ended")
-        if await self.redis.zcard(keys.confirming):
+        if await self.data.checkouts_pending(room_id):
             raise Conflict("checkouts of this room are still being decided; try again "
                            "shortly", code="checkouts_pending", details={"retry_after_s": 5})
         now = now_ms()
-        await show.store.set_room_state(room_id, ARCHIVED, current["starts_at"],
-                                        current["ended_at"], now)
-        local = show.hub.rooms.get(room_id)
+        await ctx.store.set_room_state(room_id, ARCHIVED, current["starts_at"],
+                                       current["ended_at"], now)
+        local = ctx.hub.rooms.get(room_id)
         if local is not None:
-            from server.core.errors import CLOSE_UNKNOWN_ROOM
-
             for conn in list(local.members):
-                show.hub.close(conn, CLOSE_UNKNOWN_ROOM, "the room was archived")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.srem(ROOMS, room_id)
-            pipe.zrem(DUE, room_id)
-            pipe.srem(RECORDING_ROOMS, room_id)
-            pipe.srem(KEYWORD_ROOMS, room_id)
-            await pipe.execute()
-        doomed = [k async for k in self.redis.scan_iter(match=keys.base + "*", count=1000)]
-        for start in range(0, len(doomed), 1000):
-            await self.redis.unlink(*doomed[start:start + 1000])
-        show.host_keys.pop(room_id, None)
-        for key in [k for k in show.current_sale if k[0] == room_id]:
-            show.current_sale.pop(key, None)
-        if show.recorder is not None:
-            show.recorder.finish(room_id)
-        log.info("room %s archived: %d Redis keys released", room_id, len(doomed))
+                ctx.hub.close(conn, CLOSE_UNKNOWN_ROOM, "the room was archived")
+        released = await self.data.release(room_id)
+        ctx.host_keys.pop(room_id, None)
+        for key in [k for k in ctx.current_sale if k[0] == room_id]:
+            ctx.current_sale.pop(key, None)
+        if ctx.recorder is not None:
+            ctx.recorder.finish(room_id)
+        log.info("room %s archived: %d Redis keys released", room_id, released)
         return {"room_id": room_id, **current, "state": ARCHIVED}
 
     async def public_list(self, limit: int, before: tuple[int, str] | None) -> dict[str, Any]:
-        rows = await self.show.store.public_rooms(limit + 1, before,
-                                                  now_ms() - STALE_SCHEDULED_MS)
+        rows = await self.ctx.store.public_rooms(limit + 1, before,
+                                                 now_ms() - STALE_SCHEDULED_MS)
         page = rows[:limit]
         rooms = [{"room_id": r["room_id"], "title": r["title"], "stream_url": r["stream_url"],
                   "created_at": r["created_at"], "state": r["state"],

@@ -1,0 +1,147 @@
+"""Every event the server sends to a room's viewers, built in one place.
+
+Each builder returns the event as a dict for the hub to number and fan out
+(docs/protocol.md, section 6, documents each type; tests/test_events.py checks
+that every type here is documented). Features call these; none writes an
+event's dict literal itself, so a field is renamed or added here once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+Event = dict[str, Any]
+
+
+def product(card: dict[str, Any]) -> Event:
+    return {"type": "product", "product": card}
+
+
+def pinned(card: dict[str, Any], pins: list[str]) -> Event:
+    return {"type": "pinned", "product": card, "pins": pins}
+
+
+def unpinned(product_id: str, pins: list[str]) -> Event:
+    return {"type": "unpinned", "product_id": product_id, "pins": pins}
+
+
+def sale_started(sale: dict[str, Any]) -> Event:
+    """`sale_open` for a sale open now, `sale_scheduled` for one that starts later."""
+    return {"type": "sale_open" if sale["state"] == "open" else "sale_scheduled",
+            "sale": sale}
+
+
+def sale_open(sale: dict[str, Any]) -> Event:
+    return {"type": "sale_open", "sale": sale}
+
+
+def sale_countdown(sale_id: str, product_id: str, starts_at: int, seconds_left: int) -> Event:
+    return {"type": "sale_countdown", "sale_id": sale_id, "product_id": product_id,
+            "starts_at": starts_at, "seconds_left": seconds_left}
+
+
+def sale_closed(sale: dict[str, Any]) -> Event:
+    return {"type": "sale_closed", "sale": sale}
+
+
+def holds_voided(sale_id: str, product_id: str, reason: str, units: int,
+                 hold_ids: list[str]) -> Event:
+    return {"type": "holds_voided", "sale_id": sale_id, "product_id": product_id,
+            "reason": reason, "units": units, "hold_ids": hold_ids}
+
+
+def stock(product_id: str, stock_view: dict[str, int], sale: dict[str, Any] | None) -> Event:
+    return {"type": "stock", "product_id": product_id, "stock": stock_view, "sale": sale}
+
+
+def coupon_drop(coupon: dict[str, Any]) -> Event:
+    return {"type": "coupon_drop", "coupon": coupon}
+
+
+def coupon_count(coupon_id: str, remaining: int) -> Event:
+    return {"type": "coupon_count", "coupon_id": coupon_id, "remaining": remaining}
+
+
+def lottery_open(lottery: dict[str, Any]) -> Event:
+    return {"type": "lottery_open", "lottery": lottery}
+
+
+def lottery_drawn(lottery: dict[str, Any]) -> Event:
+    """The drawn lottery without its entrant list (the count and digest stay)."""
+    slim = {**lottery, "result": {k: v for k, v in lottery["result"].items()
+                                  if k != "entrants"}}
+    return {"type": "lottery_drawn", "lottery": slim}
+
+
+def lottery_entrants(lottery_id: str, entrants: int) -> Event:
+    return {"type": "lottery_entrants", "lottery_id": lottery_id, "entrants": entrants}
+
+
+def chat(message_id: str, viewer_id: str, nickname: str, text: str,
+         from_host: bool = False) -> Event:
+    event: Event = {"type": "chat", "message_id": message_id, "viewer_id": viewer_id,
+                    "nickname": nickname, "text": text}
+    if from_host:
+        event["host"] = True
+    return event
+
+
+def chat_deleted(message_id: str) -> Event:
+    return {"type": "chat_deleted", "message_id": message_id}
+
+
+def viewer_muted(viewer_id: str, until: int) -> Event:
+    return {"type": "viewer_muted", "viewer_id": viewer_id, "until": until}
+
+
+def announcement(text: str) -> Event:
+    return {"type": "announcement", "text": text}
+
+
+def likes(total: int) -> Event:
+    return {"type": "likes", "total": total}
+
+
+def viewers(now: int, unique: int, peak: int) -> Event:
+    return {"type": "viewers", "now": now, "unique": unique, "peak": peak}
+
+
+def room_policy(policy: dict[str, Any]) -> Event:
+    return {"type": "room_policy", "policy": policy}
+
+
+def show_live(room_id: str) -> Event:
+    return {"type": "show_live", "room_id": room_id}
+
+
+def show_ended(room_id: str, ended_at: int) -> Event:
+    return {"type": "show_ended", "room_id": room_id, "ended_at": ended_at}
+
+
+# Frames sent to one connection only (not numbered, not in the room's log).
+def welcome(room_id: str, viewer_id: str, nickname: str, verified: bool,
+            token: str) -> Event:
+    return {"type": "welcome", "room_id": room_id,
+            "viewer": {"viewer_id": viewer_id, "nickname": nickname, "verified": verified},
+            "token": token}
+
+
+def pong(server_time: int, client_time: Any | None, request_id: str | None) -> Event:
+    body: Event = {"type": "pong", "server_time": server_time}
+    if client_time is not None:
+        body["t"] = client_time
+    if request_id is not None:
+        body["re"] = request_id
+    return body
+
+
+def snapshot(state: dict[str, Any]) -> Event:
+    return {"type": "snapshot", **state}
+
+
+ROOM_EVENTS: Final = (
+    "product", "pinned", "unpinned", "sale_open", "sale_scheduled", "sale_countdown",
+    "sale_closed", "holds_voided", "stock", "coupon_drop", "coupon_count", "lottery_open",
+    "lottery_drawn", "lottery_entrants", "chat", "chat_deleted", "viewer_muted",
+    "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
+DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -1,0 +1,82 @@
+"""The public views of what Redis holds: a sale with its state by the server
+clock, stock, a coupon drop, a lottery. One place computes each, and snapshots,
+events and HTTP answers all carry it, so pages render the server's state rather
+than re-deriving it (docs/protocol.md, "Room state")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def as_int(value: Any, default: int = 0) -> int:
+    """A Redis hash field as an int ('' and a missing field give `default`)."""
+    return int(value) if value not in (None, "") else default
+
+
+def sale_state(sale: dict[str, Any], now: int) -> str:
+    """scheduled, open, ended or stopped: the one rule, by the server's clock.
+    reserve.lua applies the same rule inside Redis when a buyer asks."""
+    if sale.get("state") == "stopped":
+        return "stopped"
+    if now < as_int(sale.get("starts_at")):
+        return "scheduled"
+    if now < as_int(sale.get("ends_at")):
+        return "open"
+    return "ended"
+
+
+def sale_view(sale: dict[str, Any], stock_left: int, now: int) -> dict[str, Any]:
+    """The public form of a sale hash, with its state by the server clock."""
+    units, held, sold = as_int(sale.get("units")), as_int(sale.get("held")), \
+        as_int(sale.get("sold"))
+    return {
+        "sale_id": sale.get("sale_id", ""), "product_id": sale.get("product_id", ""),
+        "price": as_int(sale.get("price")), "currency": sale.get("currency", ""),
+        "units": units, "limit_per_buyer": as_int(sale.get("limit")),
+        "starts_at": as_int(sale.get("starts_at")), "ends_at": as_int(sale.get("ends_at")),
+        "state": sale_state(sale, now),
+        "held": held, "sold": sold, "left": max(0, min(units - held - sold, stock_left)),
+    }
+
+
+def stock_view(stock: dict[str, Any]) -> dict[str, int]:
+    return {k: as_int(stock.get(k)) for k in ("total", "left", "held", "sold")}
+
+
+def card_view(product: dict[str, Any], stock: dict[str, Any],
+              sale: dict[str, Any] | None, now: int) -> dict[str, Any]:
+    """A product card: the product, its stock, and its current sale if any."""
+    sv = stock_view(stock)
+    return {**{k: v for k, v in product.items() if k != "position"}, "stock": sv,
+            "sale": sale_view(sale, sv["left"], now) if sale else None}
+
+
+def coupon_view(c: dict[str, Any]) -> dict[str, Any]:
+    count = as_int(c.get("count"))
+    return {"coupon_id": c["coupon_id"], "title": c.get("title", ""), "kind": c["kind"],
+            "value": as_int(c.get("value")), "min_spend": as_int(c.get("min_spend")),
+            "currency": c.get("currency", ""), "count": count,
+            "remaining": max(0, count - as_int(c.get("claimed"))),
+            "expires_at": as_int(c.get("expires_at"))}
+
+
+def lottery_view(lid: str, lot: dict[str, Any], entrants: int,
+                 with_entrants: bool = False) -> dict[str, Any]:
+    """A lottery as viewers see it. A drawn one's result carries its entrant list
+    only `with_entrants` (the public GET of one lottery, which verifiers fetch, and
+    the draw's answer): snapshots and the `lottery_drawn` event carry the count,
+    the digest and the winners, so a big draw is not repeated in every snapshot."""
+    view: dict[str, Any] = {
+        "lottery_id": lid, "prize": lot.get("prize", ""), "winners_count":
+        as_int(lot.get("winners")), "entry": lot.get("mode", "button"),
+        "keyword": lot.get("keyword", ""), "seed_hash": lot.get("seed_hash", ""),
+        "opens_at": as_int(lot.get("opens_at")), "closes_at": as_int(lot.get("closes_at")),
+        "state": lot.get("state", ""), "entrants": entrants}
+    if lot.get("result"):
+        result = orjson.loads(lot["result"])
+        if not with_entrants:
+            result.pop("entrants", None)
+        view["result"] = result
+    return view

@@ -1,0 +1,137 @@
+"""Chat and what the host does about it: messages (muted viewers refused,
+slow mode and the room's chat rate by chat_gate.lua), likes (summed here and
+published coalesced), announcements, moderation (delete a message, mute a
+viewer), the room policy, and the recording switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.core import domain, events, policy
+from server.core.domain import now_ms
+from server.core.errors import refusal
+from server.core.identity import Viewer
+from server.core.policy import RoomPolicy
+from server.core.protocol import get_bool, reject_unknown
+from server.features.context import Context, rebuilding
+from server.features.registry import Call, Registry, Route
+from server.state.chat_data import ChatData
+
+
+class ChatRoom:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.listeners: list[Any] = []  # set by register: features reading each message
+
+    @property
+    def data(self) -> ChatData:
+        return self.ctx.data.chat
+
+    def register(self, registry: Registry) -> None:
+        registry.route(Route("POST", "/announcements", self._announce, status=201, body=True,
+                             record_as="announce"))
+        registry.route(Route("POST", "/moderation/delete", self._delete, body=True))
+        registry.route(Route("POST", "/moderation/mute", self._mute, body=True))
+        registry.route(Route("PATCH", "/policy", self._policy, body=True))
+        registry.route(Route("POST", "/recording", self._recording, body=True))
+        registry.on_restore(self.restore_policy)
+        registry.on_upkeep(self.refresh_recording)
+        self.listeners = registry.chat_listeners
+
+    async def _announce(self, call: Call) -> Any:
+        return await self.announce(call.room_id, call.body)
+
+    async def _delete(self, call: Call) -> Any:
+        return await self.delete_message(call.room_id, call.body)
+
+    async def _mute(self, call: Call) -> Any:
+        return await self.mute(call.room_id, call.body)
+
+    async def _policy(self, call: Call) -> Any:
+        return await self.set_policy(call.room_id, call.body)
+
+    async def _recording(self, call: Call) -> Any:
+        reject_unknown(call.body, frozenset({"enabled"}), "recording")
+        enabled = get_bool(call.body, "enabled", default=True)
+        await self.set_recording(call.room_id, enabled)
+        return {"room_id": call.room_id, "recording": enabled}
+
+    async def chat(self, viewer: Viewer, room_id: str, text: str, from_host: bool = False) -> None:
+        muted_until = await self.data.count_message(room_id, viewer.viewer_id, now_ms())
+        if muted_until is not None and muted_until > now_ms():
+            raise refusal("muted", until=muted_until)
+        if not from_host:
+            await self.admit(room_id, viewer)
+        event = events.chat(domain.new_id("m"), viewer.viewer_id, viewer.nickname, text,
+                            from_host)
+        if await self.ctx.publish(room_id, event) < 0:
+            raise rebuilding()
+        for listener in self.listeners:
+            await listener(viewer, room_id, text)
+
+    async def admit(self, room_id: str, viewer: Viewer) -> None:
+        """Slow mode and the room-wide chat rate (chat_gate.lua); raises `slow_mode`
+        or `chat_busy` with details.retry_after_s."""
+        gate = await self.ctx.scripts.chat_gate(room_id, viewer.viewer_id,
+                                                self.ctx.settings.chat.room_messages_per_s)
+        if gate.status == "slow_mode":
+            raise refusal("slow_mode", f"Slow mode: one message every {gate.slow_mode_s} s.",
+                          retry_after_s=max(1, -(-gate.wait_ms // 1000)),
+                          slow_mode_s=gate.slow_mode_s)
+        if gate.status == "busy":
+            raise refusal("chat_busy", retry_after_s=max(1, -(-gate.wait_ms // 1000)))
+
+    def like(self, room_id: str, count: int) -> None:
+        self.ctx.likes[room_id] = self.ctx.likes.get(room_id, 0) + count
+
+    async def announce(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        event = events.announcement(domain.parse_announcement(body))
+        seq = await self.ctx.publish(room_id, event)
+        return {"seq": seq, **event}
+
+    async def delete_message(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        domain.reject_unknown_fields(body, {"message_id"}, "delete")
+        event = events.chat_deleted(domain.get_id(body, "message_id"))
+        seq = await self.ctx.publish(room_id, event)
+        return {"seq": seq, **event}
+
+    async def mute(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        viewer_id, duration_s = domain.parse_mute(body)
+        until = now_ms() + duration_s * 1000
+        await self.data.mute(room_id, viewer_id, until)
+        event = events.viewer_muted(viewer_id, until)
+        seq = await self.ctx.publish(room_id, event)
+        return {"seq": seq, **event}
+
+    # ------------------------------------------------------------------ room policy
+
+    async def room_policy(self, room_id: str) -> RoomPolicy:
+        return policy.from_redis(await self.data.policy(room_id))
+
+    async def set_policy(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The host changes the room policy: durable in the store first, then Redis,
+        then every viewer hears it (`room_policy`)."""
+        updated = policy.apply_patch(await self.room_policy(room_id), body)
+        await self.ctx.store.set_room_policy(room_id, updated.public())
+        await self.data.set_policy(room_id, updated.redis_hash())
+        view = updated.public()
+        await self.ctx.publish(room_id, events.room_policy(view))
+        return view
+
+    async def restore_policy(self, room_id: str) -> None:
+        """Put the stored policy back into Redis (a rebuild after Redis lost its data)."""
+        stored = policy.from_stored(await self.ctx.store.room_policy(room_id))
+        await self.data.set_policy(room_id, stored.redis_hash(), replace=True)
+
+    # ------------------------------------------------------------------ recording
+
+    async def set_recording(self, room_id: str, enabled: bool) -> None:
+        await self.data.set_recording(room_id, enabled)
+        recorder = self.ctx.recorder
+        if recorder is not None:
+            (recorder.rooms.add if enabled else recorder.rooms.discard)(room_id)
+
+    async def refresh_recording(self) -> None:
+        """Learn recording switched on or off through other processes."""
+        if self.ctx.recorder is not None:
+            self.ctx.recorder.rooms = await self.data.recording_rooms()

@@ -1,0 +1,165 @@
+"""What every feature shares: the settings, the state layer, the hub, the order
+store, and the little state a process keeps in memory between requests (host
+key hashes, current sale ids, the coalesced streams' dirty marks, the rooms
+due on the schedule). Also the answer type every viewer request returns."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from server.core import domain
+from server.core.domain import now_ms
+from server.core.errors import LivesellError, Unauthorized, Unavailable, refusal
+from server.core.protocol import encode
+from server.core.settings import Settings
+from server.features.recorder import Recorder
+from server.realtime.hub import Hub
+from server.state.data import StateData
+from server.state.health import Health
+from server.state.scripts import Scripts
+from server.state.store import OrderStore
+
+
+def rebuilding() -> Unavailable:
+    """The refusal while a room's Redis state is being rebuilt from the store."""
+    return Unavailable("the room is being restored after a Redis restart; try again in a "
+                       "moment", details={"retry_after_s": 1})
+
+
+def new_epoch() -> str:
+    """A fresh room epoch (store.room_epochs and the room's epoch key)."""
+    return f"{now_ms()}-{secrets.token_hex(4)}"
+
+
+@dataclass(slots=True)
+class Answer:
+    """A reply frame for the asking viewer."""
+
+    kind: str
+    body: dict[str, Any]
+
+    def frame(self, request_id: str | None) -> bytes:
+        out: dict[str, Any] = {"type": self.kind}
+        if request_id is not None:
+            out["re"] = request_id
+        out.update(self.body)
+        return encode(out)
+
+
+def error_answer(exc: LivesellError) -> Answer:
+    return Answer("error", exc.to_dict())
+
+
+def from_cached(kind: str, cached: str) -> Answer:
+    """The answer a script remembered for a request id (a retry gets the same)."""
+    data = orjson.loads(cached)
+    if "error" in data:
+        return error_answer(refusal(data["error"]))
+    return Answer(kind, data)
+
+
+class Context:
+    """Built with the app (so the features' routes are known before the server
+    starts); the state layer, hub and store are bound when it starts (`bind`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.health = Health()  # where Redis failures are reported
+        self.recorder: Recorder | None = None
+        self._data: StateData | None = None
+        self._hub: Hub | None = None
+        self._store: OrderStore | None = None
+        self.host_keys: dict[str, str] = {}  # room -> sha256 of its host key (never changes)
+        self.current_sale: dict[tuple[str, str], str] = {}  # (room, product) -> sale id
+        self.dirty_stock: set[tuple[str, str]] = set()
+        # Coupons left and lottery entrants change with every claim or entry: they are
+        # published as the latest count at the stock rate, never once per change.
+        self.dirty_counts: set[tuple[str, str, str]] = set()
+        self.likes: dict[str, int] = {}
+        # Set whenever this process adds a job or a hold: the pulse's timer poll sleeps
+        # until the earliest one it knows of and is woken by this for new ones.
+        self.timers_changed = asyncio.Event()
+        # Rooms with a hold granted here, and the earliest expiry: put on the pulse's
+        # schedule (keys.DUE) at its next tick, so a buy pays no extra round trip.
+        self.due_pending: dict[str, int] = {}
+
+    def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
+             recorder: Recorder | None) -> None:
+        self._data, self._hub, self._store = data, hub, store
+        self.health, self.recorder = health, recorder
+
+    @property
+    def data(self) -> StateData:
+        if self._data is None:
+            raise RuntimeError("the show is not started: no state layer bound yet")
+        return self._data
+
+    @property
+    def hub(self) -> Hub:
+        if self._hub is None:
+            raise RuntimeError("the show is not started: no hub bound yet")
+        return self._hub
+
+    @property
+    def store(self) -> OrderStore:
+        if self._store is None:
+            raise RuntimeError("the show is not started: no order store bound yet")
+        return self._store
+
+    @property
+    def scripts(self) -> Scripts:
+        return self.data.scripts
+
+    def note_due(self, room_id: str, at: int) -> None:
+        """Something of the room falls due at `at` (ms): the pulse puts it on its
+        schedule at its next tick (Pulse.flush_due)."""
+        known = self.due_pending.get(room_id)
+        if known is None or at < known:
+            self.due_pending[room_id] = at
+
+    async def reschedule(self, room_id: str, recovery_not_before: int = 0) -> int | None:
+        """Put the room on the pulse's schedule at its earliest job, hold, or
+        checkout that may need recovery (store.recover_after_s after it began, not
+        before `recovery_not_before`), or take it off when it has none
+        (reschedule.lua); the new due time in ms. A 'confirming' hold was a held
+        one first, on the schedule since it was granted: a process killed
+        mid-checkout leaves it where every other process's pulse finds it."""
+        return await self.scripts.reschedule(
+            room_id, recover_after_ms=int(self.settings.store.recover_after_s * 1000),
+            recovery_not_before=recovery_not_before)
+
+    async def ensure_whole(self, room_id: str) -> None:
+        """Refuse with `unavailable` while the room is being rebuilt, and with
+        `room_not_found` when there is no such room."""
+        whole, exists, in_step = await self.data.rooms.presence(room_id)
+        if whole:
+            return
+        if exists or room_id in self.host_keys:
+            raise rebuilding()
+        # Only while Redis is rebuilt may a room exist that Redis does not know; only
+        # then is the store asked (an unknown id from a stranger costs no file read).
+        if not in_step and await self.store.room(room_id) is not None:
+            raise rebuilding()
+        raise refusal("room_not_found")
+
+    async def check_host(self, room_id: str, key: str | None) -> None:
+        expected = self.host_keys.get(room_id)
+        if expected is None:
+            expected = await self.data.rooms.host_key_hash(room_id)
+            if expected is None:
+                raise refusal("room_not_found")
+            self.host_keys[room_id] = expected
+        if not key:
+            raise Unauthorized("this endpoint needs the room's host key "
+                               "(header X-Host-Key or Authorization: Bearer)")
+        if not secrets.compare_digest(domain.hash_key(key), expected):
+            raise Unauthorized("wrong host key for this room")
+
+    async def publish(self, room_id: str, event: dict[str, Any]) -> int:
+        """Number and fan out an event (server/core/events.py builds it)."""
+        return int(await self.hub.publish(room_id, event))

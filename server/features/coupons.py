@@ -1,0 +1,75 @@
+"""Coupon drops: the host drops a number of coupons, viewers claim one each
+(claim_coupon.lua), a claimed coupon applies once at checkout (begin_checkout.lua
+checks currency, minimum spend and expiry). Coupons left are published
+coalesced (`coupon_count`), never once per claim.
+
+This is the worked example of a feature module in docs/architecture.md: its
+routes, its viewer message, its restore, and nothing else of anyone's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.core import domain, events
+from server.core.domain import CouponDrop, now_ms
+from server.core.errors import refusal
+from server.core.identity import Viewer
+from server.core.protocol import ClaimCoupon
+from server.core.views import coupon_view
+from server.features.buying import Buying
+from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
+from server.features.registry import Call, Registry, Route, ViewerCall
+from server.state.offers_data import OffersData
+
+
+class Coupons:
+    def __init__(self, ctx: Context, buying: Buying) -> None:
+        self.ctx = ctx
+        self.buying = buying  # for the room's identity rule
+
+    @property
+    def data(self) -> OffersData:
+        return self.ctx.data.offers
+
+    def register(self, registry: Registry) -> None:
+        registry.route(Route("POST", "/coupons", self._drop, status=201, body=True,
+                             record_as="coupon", goes_live=True))
+        registry.message(ClaimCoupon, self._claim, explain_end=True)
+        registry.on_restore(self.restore)
+
+    async def _drop(self, call: Call) -> Any:
+        return await self.drop_coupon(call.room_id, call.body)
+
+    async def _claim(self, call: ViewerCall, msg: ClaimCoupon) -> Answer:
+        return await self.claim_coupon(call.viewer, call.room_id, msg.request_id,
+                                       msg.coupon_id)
+
+    async def drop_coupon(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        drop = domain.parse_coupon(body, now_ms(),
+                                   self.ctx.settings.sale.max_coupons_per_drop)
+        await self.ctx.store.add_coupon_drop(room_id, drop.public())
+        await self.data.load_coupon(room_id, drop, claimed=0, uses={})
+        view = coupon_view(await self.data.coupon(room_id, drop.coupon_id))
+        await self.ctx.publish(room_id, events.coupon_drop(view))
+        return view
+
+    async def claim_coupon(self, viewer: Viewer, room_id: str, request_id: str,
+                           coupon_id: str) -> Answer:
+        if not await self.buying.identity_allowed(room_id, viewer):
+            return error_answer(refusal("signed_identity_required"))
+        result = await self.ctx.scripts.claim_coupon(
+            room_id, viewer=viewer.viewer_id, request_id=request_id, coupon_id=coupon_id,
+            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s)
+        if result.status == "rebuilding":
+            return error_answer(rebuilding())
+        if result.status == "ok":
+            self.ctx.dirty_counts.add((room_id, "coupon", coupon_id))
+        return from_cached("coupon_claimed", result.answer)
+
+    async def restore(self, room_id: str) -> None:
+        """Load the room's drops from the store, each buyer's used coupon with it."""
+        uses = await self.ctx.store.coupon_uses(room_id)
+        for data in await self.ctx.store.coupon_drops(room_id):
+            drop = CouponDrop(**data)
+            used = uses.get(drop.coupon_id, {})
+            await self.data.load_coupon(room_id, drop, claimed=len(used), uses=used)

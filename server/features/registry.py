@@ -1,0 +1,113 @@
+"""The registry features plug into: HTTP routes, viewer message handlers, due
+jobs, chat listeners and the rebuild of a room's state from the store.
+
+A feature module exposes `register(registry)`; server/features/show.py calls
+each in turn. The web layer turns the routes into endpoints (host key, body
+limits, recording, errors: server/web/routes.py), the viewer session looks up
+a message's handler by its type, the pulse hands each due job to the handler
+of its kind. A new selling format is a new module that registers its own
+(docs/architecture.md, "Adding a selling format")."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from server.core.identity import Viewer
+
+if TYPE_CHECKING:
+    from server.features.context import Answer
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An HTTP call as a feature sees it: no framework types."""
+
+    room_id: str
+    params: Mapping[str, str]  # path parameters other than room_id
+    body: dict[str, Any]
+    query: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerCall:
+    """A viewer's request as a feature sees it."""
+
+    viewer: Viewer
+    room_id: str
+    client: str  # the address bucket per-address limits count under
+
+
+HttpHandler = Callable[[Call], Awaitable[Any]]
+MessageHandler = Callable[[ViewerCall, Any], Awaitable["Answer"]]
+JobHandler = Callable[[str, str], Awaitable[None]]  # (room id, item)
+ChatListener = Callable[[Viewer, str, str], Awaitable[None]]  # (viewer, room, text)
+Restorer = Callable[[str], Awaitable[None]]  # room id
+Upkeep = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A room endpoint under /api/rooms/{room_id}. `access` "host" needs the room's
+    host key; `record_as` names the action in the room's trace (and makes it a show
+    change, refused once the show ended unless `guard_ended` is off); `needs_whole`
+    refuses with 503 while the room is rebuilt; `body` reads a JSON body."""
+
+    method: Literal["GET", "POST", "PATCH", "DELETE"]
+    path: str
+    handler: HttpHandler
+    access: Literal["public", "host"] = "host"
+    status: int = 200
+    body: bool = False
+    record_as: str | None = None
+    needs_whole: bool = True
+    guard_ended: bool = True
+    goes_live: bool = False  # starting it takes a scheduled room live
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRoute:
+    handler: MessageHandler
+    # A refusal of this request is explained as `show_ended` once the show ended.
+    explain_end: bool = False
+
+
+class Feature(Protocol):
+    def register(self, registry: Registry) -> None: ...
+
+
+@dataclass
+class Registry:
+    routes: list[Route] = field(default_factory=list)
+    messages: dict[type, MessageRoute] = field(default_factory=dict)
+    jobs: dict[str, JobHandler] = field(default_factory=dict)
+    chat_listeners: list[ChatListener] = field(default_factory=list)
+    restorers: list[Restorer] = field(default_factory=list)
+    upkeep: list[Upkeep] = field(default_factory=list)
+
+    def route(self, route: Route) -> None:
+        if any(r.method == route.method and r.path == route.path for r in self.routes):
+            raise ValueError(f"{route.method} {route.path} registered twice")
+        self.routes.append(route)
+
+    def message(self, kind: type, handler: MessageHandler, explain_end: bool = False) -> None:
+        if kind in self.messages:
+            raise ValueError(f"{kind.__name__} has a handler already")
+        self.messages[kind] = MessageRoute(handler, explain_end)
+
+    def job(self, kind: str, handler: JobHandler) -> None:
+        if kind in self.jobs or ":" in kind:
+            raise ValueError(f"job kind {kind!r} taken or malformed")
+        self.jobs[kind] = handler
+
+    def on_chat(self, listener: ChatListener) -> None:
+        self.chat_listeners.append(listener)
+
+    def on_restore(self, restorer: Restorer) -> None:
+        """Called for each room rebuilt from the store, in registration order."""
+        self.restorers.append(restorer)
+
+    def on_upkeep(self, task: Upkeep) -> None:
+        """Called by the pulse once a second (learning what other processes changed)."""
+        self.upkeep.append(task)

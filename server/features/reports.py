@@ -1,0 +1,122 @@
+"""What the host reads about the show: live stats, the orders, and the audit
+(Redis counters beside the store's record, with checks anyone can rerun)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.core.domain import now_ms
+from server.core.errors import Unavailable
+from server.core.protocol import query_int
+from server.core.views import sale_view
+from server.features.context import Context
+from server.features.registry import Call, Registry, Route
+from server.features.room import Room
+
+
+class Reports:
+    def __init__(self, ctx: Context, room: Room) -> None:
+        self.ctx = ctx
+        self.room = room
+
+    def register(self, registry: Registry) -> None:
+        registry.route(Route("GET", "/orders", self._orders))
+        registry.route(Route("GET", "/stats", self._stats))
+        # It reports 'rebuilding' itself.
+        registry.route(Route("GET", "/audit", self._audit, needs_whole=False))
+
+    async def _orders(self, call: Call) -> Any:
+        limit = query_int(call.query, "limit", 100, 1, 1000)
+        offset = query_int(call.query, "offset", 0, 0, 10**9)
+        return {"orders": await self.orders(call.room_id, limit, offset)}
+
+    async def _stats(self, call: Call) -> Any:
+        return await self.stats(call.room_id)
+
+    async def _audit(self, call: Call) -> Any:
+        return await self.audit(call.room_id)
+
+    async def stats(self, room_id: str) -> dict[str, Any]:
+        """The host console's live numbers."""
+        state = await self.room.room_state(room_id)
+        totals = await self.ctx.store.order_totals(room_id)
+        last_minute, this_minute = await self.ctx.data.rooms.chat_per_minute(
+            room_id, now_ms() // 60_000)
+        unique = state["viewers"]["unique"]
+        products = [{"product_id": c["product_id"], "title": c["title"], **c["stock"],
+                     "sale": c["sale"]} for c in state["products"]]
+        return {
+            "server_time": state["server_time"],
+            "viewers": state["viewers"],
+            "likes": state["likes"],
+            "chat_per_minute": last_minute,
+            "chat_this_minute": this_minute,
+            "holds_units": sum(p["held"] for p in products),
+            "orders": totals["orders"],
+            "units_sold": totals["units"],
+            "revenue": totals["revenue"],
+            "buyers": totals["buyers"],
+            "conversion": round(totals["buyers"] / unique, 4) if unique else 0.0,
+            "products": products,
+        }
+
+    async def orders(self, room_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        return [o.public() for o in await self.ctx.store.orders(room_id, limit, offset)]
+
+    async def audit(self, room_id: str) -> dict[str, Any]:
+        """Redis counters beside the store's record, per product and sale, with checks.
+
+        While the room is being rebuilt there is nothing to compare: the audit says
+        `rebuilding` and is not ok. The store-only checks (no sale's orders above its
+        units, no hold both ordered and aborted) prove the record itself."""
+        store = self.ctx.store
+        if not await self.ctx.data.rooms.is_whole(room_id):
+            try:
+                await self.ctx.ensure_whole(room_id)
+            except Unavailable:
+                return {"room_id": room_id, "state": "rebuilding", "products": [],
+                        "sales": [], "orders": await store.order_totals(room_id),
+                        "checks": [], "ok": False}
+        state = await self.room.room_state(room_id)
+        sold_store = await store.sold_by_product(room_id)
+        by_buyer = await store.sold_by_sale_and_buyer(room_id)
+        totals = await store.order_totals(room_id)
+        products = []
+        checks: list[dict[str, Any]] = []
+        for card in state["products"]:
+            pid, st = card["product_id"], card["stock"]
+            products.append({"product_id": pid, **st, "sold_in_store": sold_store.get(pid, 0)})
+            checks.append({"name": f"{pid}: left + held + sold = total",
+                           "ok": st["left"] + st["held"] + st["sold"] == st["total"],
+                           "detail": st})
+            checks.append({"name": f"{pid}: sold in Redis = sold in store",
+                           "ok": st["sold"] == sold_store.get(pid, 0),
+                           "detail": {"redis": st["sold"], "store": sold_store.get(pid, 0)}})
+        sales = []
+        for sid in await self.ctx.data.sales.sale_ids(room_id):
+            sale, left = await self.ctx.data.sales.sale_and_left(room_id, sid)
+            if not sale:
+                continue
+            view = sale_view(sale, left, now_ms())
+            buyers = by_buyer.get(sid, {})
+            over = {b: n for b, n in buyers.items() if n > view["limit_per_buyer"]}
+            sales.append({**view, "sold_in_store": sum(buyers.values()),
+                          "buyers": len(buyers)})
+            checks.append({"name": f"sale {sid}: sold + held <= units",
+                           "ok": view["sold"] + view["held"] <= view["units"],
+                           "detail": {"units": view["units"], "held": view["held"],
+                                      "sold": view["sold"]}})
+            checks.append({"name": f"sale {sid}: no buyer above the limit",
+                           "ok": not over, "detail": over})
+        oversold = await store.oversold_sales(room_id)
+        checks.append({"name": "store: no sale has orders above its units",
+                       "ok": not oversold,
+                       "detail": {sid: {"sold": n, "units": u}
+                                  for sid, (n, u) in oversold.items()}})
+        conflicts = await store.outcome_conflicts(room_id)
+        checks.append({"name": "store: no hold both ordered and aborted",
+                       "ok": conflicts == 0, "detail": {"holds": conflicts}})
+        return {"room_id": room_id, "state": "whole", "products": products, "sales": sales,
+                "orders": totals, "aborted_holds": await store.aborted_count(room_id),
+                "checks": checks,
+                "ok": all(c["ok"] for c in checks)}

@@ -1,0 +1,125 @@
+"""Keeping Redis in step with the order store.
+
+On start, and whenever the epoch marker disappears from Redis (it lost its
+data), Redis is rebuilt from the store: sold counts come from the orders, so
+nothing the store holds as sold is ever sold again. Each room's rebuild first
+gives the room a new epoch in the store, which fences out every order still
+queued under the lost state, and only then reads what was sold; the room
+answers `unavailable` until its epoch key is back in Redis (docs/faults.md).
+What each feature keeps in Redis is loaded by the restorer it registered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from server.core.domain import now_ms
+from server.features.context import Context, new_epoch
+from server.features.registry import Registry
+from server.features.rooms import ARCHIVED
+from server.state.rebuild_data import RebuildData
+
+log = logging.getLogger("livesell.restore")
+
+REBUILD_LOCK_S = 60
+
+
+class Restore:
+    def __init__(self, ctx: Context, registry: Registry) -> None:
+        self.ctx = ctx
+        self.registry = registry
+        # The rebuild generation this process last saw (the epoch marker's value): a
+        # new one means Redis was rebuilt, and this process's viewers must be counted
+        # present again, whichever process did the rebuild.
+        self.seen_generation: str | None = None
+
+    @property
+    def data(self) -> RebuildData:
+        return self.ctx.data.rebuild
+
+    async def ensure_in_step(self) -> None:
+        """Rebuild Redis from the store when Redis has no epoch marker."""
+        if await self.data.generation() is not None:
+            await self.adopt_rooms()
+            return
+        token = new_epoch()
+        if not await self.data.lock(token, REBUILD_LOCK_S):
+            # Another process is rebuilding; wait for it to finish.
+            for _ in range(REBUILD_LOCK_S * 10):
+                await asyncio.sleep(0.1)
+                if await self.data.generation() is not None:
+                    return
+            return
+        try:
+            states = await self.ctx.store.room_states()
+            for room in await self.ctx.store.rooms():
+                if states.get(room["room_id"], {}).get("state") == ARCHIVED:
+                    continue  # its Redis state was released on purpose
+                await self.rebuild_room(room)
+                # Still ours: a rebuild waiting on a slow store must not lose the lock.
+                await self.data.keep_lock(token, REBUILD_LOCK_S)
+            generation = str(now_ms())
+            await self.data.set_generation(generation)
+            self.seen_generation = generation  # this process counted its viewers already
+        finally:
+            await self.data.unlock(token)
+
+    async def adopt_rooms(self) -> None:
+        """Give an epoch to rooms that Redis holds without one (loaded by a version
+        before epochs existed). Their state is kept as it is: only the fence starts.
+        Every process agrees on the epoch, so concurrent starts adopt the same one."""
+        store = self.ctx.store
+        rooms = [r["room_id"] for r in await store.rooms()]
+        if not rooms:
+            return
+        for room_id in await self.data.without_epoch(rooms):
+            epoch = await store.room_epoch(room_id)
+            if not epoch:
+                epoch = "adopted"
+                await store.set_room_epoch(room_id, epoch)
+            await self.data.adopt(room_id, epoch)
+            log.info("room %s: adopted its Redis state under epoch %s", room_id, epoch)
+
+    async def rebuild_room(self, room: dict[str, Any]) -> None:
+        ctx = self.ctx
+        room_id = room["room_id"]
+        # The room answers 'unavailable' until its epoch is back (set last, below).
+        await self.data.unmark(room_id)
+        # The fence: from this commit on, an order whose checkout began under the lost
+        # state is refused by the store. Orders committed before it are in the reads
+        # below, so every order the store will ever hold for the old state is counted.
+        epoch = new_epoch()
+        await ctx.store.set_room_epoch(room_id, epoch)
+        await ctx.data.rooms.load_room(room_id, room["title"], room["stream_url"],
+                                       room["host_key_hash"], room["created_at"])
+        # Held counts restart at 0, so no hold from before may move units again: not
+        # through expiry (the zsets) and not through a release or a checkout of a hold
+        # hash that survived (a partial loss, an operator deleting the marker, a
+        # second rebuild after a failed one). Their orders, if any, are in the store.
+        # Sequence numbers continue above anything handed out before the loss.
+        await self.data.wipe_holds(room_id, now_ms())
+        for restorer in self.registry.restorers:
+            await restorer(room_id)
+        # This process's viewers are present before the room opens again (a lottery
+        # needs them); other processes re-count theirs when they see the rebuild.
+        await ctx.hub.reassert_presence(room_id)
+        await ctx.data.rooms.mark_whole(room_id, epoch)
+        # Every viewer has a gap (numbers jumped, events were dropped meanwhile).
+        ctx.hub.resync_all(room_id)
+        log.info("rebuilt room %s from the store", room_id)
+
+    async def check(self) -> None:
+        """Once a second: rebuild if Redis lost its data; after anyone's rebuild,
+        count this process's viewers present again and send them a snapshot."""
+        generation = await self.data.generation()
+        if generation is None:
+            log.warning("redis lost its data: rebuilding it from the order store")
+            await self.ensure_in_step()
+            generation = await self.data.generation()
+        if generation is not None and generation != self.seen_generation:
+            self.seen_generation = generation
+            n = await self.ctx.hub.reassert_presence()
+            self.ctx.hub.resync_all()
+            log.info("redis was rebuilt: %d viewers of this process counted present again "
+                     "and sent a snapshot", n)

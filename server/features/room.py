@@ -1,0 +1,113 @@
+"""A room itself: creating one, whether it exists, and its state as viewers
+see it (the snapshot: catalogue with stock and sales, pins, coupons,
+lotteries, likes, viewers, policy and the server's limits). The lifecycle
+(live, ended, archived) is server/features/rooms.py."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from server.core import domain, events, policy
+from server.core.domain import now_ms
+from server.core.errors import LivesellError, Unavailable, refusal
+from server.core.protocol import encode
+from server.core.views import as_int, card_view, coupon_view, lottery_view
+from server.features.context import Context, new_epoch
+from server.features.registry import Call, Registry, Route
+from server.features.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
+from server.state.rooms_data import RoomsData
+
+
+class Room:
+    def __init__(self, ctx: Context, lifecycle: Lifecycle) -> None:
+        self.ctx = ctx
+        self.lifecycle = lifecycle
+
+    @property
+    def data(self) -> RoomsData:
+        return self.ctx.data.rooms
+
+    def register(self, registry: Registry) -> None:
+        registry.route(Route("GET", "", self._state, access="public"))
+
+    async def _state(self, call: Call) -> Any:
+        return await self.room_state(call.room_id)
+
+    async def create_room(self, body: dict[str, Any]) -> dict[str, Any]:
+        created = now_ms()
+        body = dict(body)
+        starts_at = pop_starts_at(body, created)
+        title, stream_url = domain.parse_room(body)
+        room_id = domain.new_id("r")
+        host_key = secrets.token_urlsafe(24)
+        key_hash = domain.hash_key(host_key)
+        epoch = new_epoch()
+        lifecycle = {"state": SCHEDULED if starts_at else LIVE, "starts_at": starts_at,
+                     "ended_at": None}
+        store = self.ctx.store
+        if starts_at is not None:
+            # Before the room row: a crash between leaves an unused state row, never
+            # a scheduled room listed as live.
+            await store.set_room_state(room_id, SCHEDULED, starts_at, None, created)
+        await store.add_room(room_id, title, stream_url, key_hash, created)
+        await store.set_room_epoch(room_id, epoch)
+        await self.data.load_room(room_id, title, stream_url, key_hash, created)
+        await self.lifecycle.load_into_redis(room_id, lifecycle)
+        await self.data.mark_whole(room_id, epoch)
+        self.ctx.host_keys[room_id] = key_hash
+        return {"room": {"room_id": room_id, "title": title, "stream_url": stream_url,
+                         "created_at": created, **lifecycle}, "host_key": host_key}
+
+    async def room_exists(self, room_id: str) -> bool:
+        if room_id in self.ctx.host_keys:
+            return True
+        try:
+            await self.ctx.ensure_whole(room_id)
+        except Unavailable:
+            return True  # it exists; joining it then answers 'try again'
+        except LivesellError:
+            return False
+        return True
+
+    async def snapshot(self, room_id: str) -> tuple[int, bytes]:
+        state = await self.room_state(room_id)
+        return state["seq"], encode(events.snapshot(state))
+
+    def limits(self) -> dict[str, int]:
+        """The server's limits the pages show and obey instead of copies of their own."""
+        sale, chat = self.ctx.settings.sale, self.ctx.settings.chat
+        return {"max_pins": sale.max_pins, "max_quantity_per_buy": sale.max_quantity_per_buy,
+                "max_holds_per_viewer": sale.max_holds_per_viewer,
+                "chat_max_length": chat.max_length,
+                "nickname_max_length": chat.nickname_max_length}
+
+    async def room_state(self, room_id: str) -> dict[str, Any]:
+        read = await self.data.read(room_id)
+        if not read.whole:
+            await self.ctx.ensure_whole(room_id)
+        if not read.room:
+            raise refusal("room_not_found")
+        viewers = await self.ctx.scripts.viewers(room_id)
+        now = now_ms()
+        room = read.room
+        coupons = [coupon_view(c) for c in read.coupons]
+        return {
+            "seq": read.seq,
+            "server_time": now,
+            "room": {"room_id": room_id, "title": room.get("title", ""),
+                     "stream_url": room.get("stream_url", ""),
+                     "created_at": as_int(room.get("created_at")),
+                     "state": room.get("state") or LIVE,
+                     "starts_at": as_int(room.get("starts_at")) or None,
+                     "ended_at": as_int(room.get("ended_at")) or None},
+            "products": [card_view(p, stock, sale, now) for p, stock, sale in
+                         zip(read.products, read.stocks, read.sales, strict=True)],
+            "pins": read.pins,
+            "coupons": [c for c in coupons if c["expires_at"] > now],
+            "lotteries": [lottery_view(lid, lot, n) for lid, lot, n in read.lotteries],
+            "likes": read.likes,
+            "viewers": {"now": viewers.now, "unique": viewers.unique, "peak": viewers.peak},
+            "policy": policy.from_redis(read.policy).public(),
+            "limits": self.limits(),
+        }

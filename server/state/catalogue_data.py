@@ -1,0 +1,97 @@
+"""Products, their stock counters and the pinned list in Redis. Stock moves
+by the atomic scripts (server/state/scripts.py); here are the plain reads and
+the host's writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.core.keys import room_keys
+from server.core.protocol import encode
+
+
+class CatalogueData:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis  # decode_responses=True (see RoomsData)
+
+    async def product(self, room_id: str, product_id: str) -> dict[str, Any] | None:
+        """The product's public fields plus its `position` in the catalogue."""
+        raw = await self.redis.hget(room_keys(room_id).products, product_id)
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def count_and_exists(self, room_id: str, product_id: str) -> tuple[int, bool]:
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(keys.products)
+            pipe.hexists(keys.products, product_id)
+            count, exists = await pipe.execute()
+        return int(count), bool(exists)
+
+    async def add(self, room_id: str, product_id: str, data: dict[str, Any],
+                  stock: int) -> None:
+        """A new product (`data` with its position) and its stock, in one MULTI."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.products, product_id, encode(data))
+            pipe.hset(keys.stock(product_id),
+                      mapping={"total": stock, "left": stock, "held": 0, "sold": 0})
+            await pipe.execute()
+
+    async def put(self, room_id: str, product_id: str, data: dict[str, Any]) -> None:
+        await self.redis.hset(room_keys(room_id).products, product_id, encode(data))
+
+    async def stock_total(self, room_id: str, product_id: str) -> int:
+        total = await self.redis.hget(room_keys(room_id).stock(product_id), "total")
+        return int(total or 0)
+
+    async def stock_and_sale(self, room_id: str,
+                             product_id: str) -> tuple[dict[str, str], dict[str, str] | None]:
+        """The product's stock hash and its current sale's hash (None without one)."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.stock(product_id))
+            pipe.get(keys.product_sale(product_id))
+            stock, sid = await pipe.execute()
+        sale = await self.redis.hgetall(keys.sale(sid)) if sid else None
+        return stock, sale or None
+
+    async def stocks_and_sales(
+            self, items: list[tuple[str, str]],
+    ) -> list[tuple[dict[str, str], dict[str, str] | None]]:
+        """stock_and_sale for many (room, product) pairs in two round trips."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id, pid in items:
+                keys = room_keys(room_id)
+                pipe.hgetall(keys.stock(pid))
+                pipe.get(keys.product_sale(pid))
+            res = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (room_id, _), sid in zip(items, res[1::2], strict=True):
+                pipe.hgetall(room_keys(room_id).sale(sid or "-"))
+            sales = await pipe.execute()
+        return [(stock, sale or None) for stock, sale in zip(res[0::2], sales, strict=True)]
+
+    async def pins(self, room_id: str) -> list[str]:
+        return list(await self.redis.lrange(room_keys(room_id).pins, 0, -1))
+
+    async def add_pin(self, room_id: str, product_id: str) -> None:
+        await self.redis.rpush(room_keys(room_id).pins, product_id)
+
+    async def remove_pin(self, room_id: str, product_id: str) -> bool:
+        return bool(await self.redis.lrem(room_keys(room_id).pins, 0, product_id))
+
+    async def restore(self, room_id: str,
+                             products: list[tuple[dict[str, Any], int, int]]) -> None:
+        """Products (data, stock total, units sold) in catalogue order, their stock
+        counters with nothing held, in one MULTI."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for i, (data, stock, sold) in enumerate(products):
+                pid = data["product_id"]
+                pipe.hset(keys.products, pid, encode({**data, "position": i + 1}))
+                pipe.hset(keys.stock(pid), mapping={"total": stock,
+                                                    "left": max(0, stock - sold),
+                                                    "held": 0, "sold": sold})
+            await pipe.execute()

@@ -1,0 +1,63 @@
+"""Chat, moderation, likes, the room policy and the recording switch in Redis.
+Slow mode and the room's chat rate are an atomic script (chat_gate.lua)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.core.keys import RECORDING_ROOMS, room_keys
+
+
+class ChatData:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis  # decode_responses=True (see RoomsData)
+
+    async def count_message(self, room_id: str, viewer_id: str, now: int) -> int | None:
+        """Count a message in its minute's counter; the viewer's mute end (ms), if any."""
+        keys = room_keys(room_id)
+        minute = keys.chat_minute(now // 60_000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.muted, viewer_id)
+            pipe.incr(minute)
+            pipe.expire(minute, 180)
+            muted_until, _, _ = await pipe.execute()
+        return None if muted_until is None else int(muted_until)
+
+    async def mute(self, room_id: str, viewer_id: str, until: int) -> None:
+        await self.redis.hset(room_keys(room_id).muted, viewer_id, until)
+
+    async def add_likes(self, room_id: str, count: int) -> int:
+        return int(await self.redis.incrby(room_keys(room_id).likes, count))
+
+    # ------------------------------------------------------------------ policy
+
+    async def policy(self, room_id: str) -> dict[str, str]:
+        return dict(await self.redis.hgetall(room_keys(room_id).policy))
+
+    async def set_policy(self, room_id: str, fields: dict[str, Any],
+                         replace: bool = False) -> None:
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if replace:
+                pipe.delete(keys.policy)
+            pipe.hset(keys.policy, mapping=fields)
+            await pipe.execute()
+
+    async def requires_verified(self, room_id: str) -> bool:
+        return bool(await self.redis.hget(room_keys(room_id).policy,
+                                          "require_verified") == "1")
+
+    # ------------------------------------------------------------------ recording
+
+    async def set_recording(self, room_id: str, enabled: bool) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(room_keys(room_id).room, "recording", "1" if enabled else "")
+            # The set the pulse reads to learn of rooms switched on through other processes.
+            (pipe.sadd if enabled else pipe.srem)(RECORDING_ROOMS, room_id)
+            await pipe.execute()
+
+    async def recording(self, room_id: str) -> bool:
+        return bool(await self.redis.hget(room_keys(room_id).room, "recording"))
+
+    async def recording_rooms(self) -> set[str]:
+        return set(await self.redis.smembers(RECORDING_ROOMS))

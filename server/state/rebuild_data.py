@@ -1,0 +1,60 @@
+"""The Redis side of keeping Redis in step with the order store: the global
+epoch marker, the rebuild lock, adopting rooms loaded before epochs existed,
+and wiping a room's holds before it is loaded again
+(server/features/restore.py runs the rebuild; docs/faults.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.core.keys import EPOCH, REBUILD_LOCK, room_keys
+
+
+class RebuildData:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis  # decode_responses=True (see RoomsData)
+
+    async def generation(self) -> str | None:
+        """The epoch marker: None when Redis lost its data (or was never loaded)."""
+        found: str | None = await self.redis.get(EPOCH)
+        return found
+
+    async def set_generation(self, generation: str) -> None:
+        await self.redis.set(EPOCH, generation)
+
+    async def lock(self, token: str, ttl_s: int) -> bool:
+        return bool(await self.redis.set(REBUILD_LOCK, token, nx=True, ex=ttl_s))
+
+    async def keep_lock(self, token: str, ttl_s: int) -> None:
+        await self.redis.set(REBUILD_LOCK, token, xx=True, ex=ttl_s)
+
+    async def unlock(self, token: str) -> None:
+        if await self.redis.get(REBUILD_LOCK) == token:
+            await self.redis.delete(REBUILD_LOCK)
+
+    async def without_epoch(self, room_ids: list[str]) -> list[str]:
+        """Rooms whose hash Redis holds but with no epoch of their own."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.exists(room_keys(room_id).epoch)
+                pipe.exists(room_keys(room_id).room)
+            found = await pipe.execute()
+        return [room_id for i, room_id in enumerate(room_ids)
+                if not found[2 * i] and found[2 * i + 1]]
+
+    async def adopt(self, room_id: str, epoch: str) -> None:
+        await self.redis.set(room_keys(room_id).epoch, epoch, nx=True)
+
+    async def unmark(self, room_id: str) -> None:
+        """The room answers 'unavailable' until its epoch is set again."""
+        await self.redis.delete(room_keys(room_id).epoch)
+
+    async def wipe_holds(self, room_id: str, seq_floor: int) -> None:
+        """Forget every hold of the room (their held counts restart at 0) and keep
+        its sequence numbers at least `seq_floor` and above any handed out before."""
+        keys = room_keys(room_id)
+        await self.redis.delete(keys.holds, keys.confirming, keys.open_holds)
+        stale = [k async for k in self.redis.scan_iter(match=keys.hold("*"), count=1000)]
+        for start in range(0, len(stale), 1000):
+            await self.redis.unlink(*stale[start:start + 1000])
+        await self.redis.set(keys.seq, max(seq_floor, int(await self.redis.get(keys.seq) or 0)))

@@ -1,0 +1,159 @@
+"""The room in Redis: its hash (title, stream, host key hash, lifecycle), its
+sequence counter, the set of rooms, the epoch that marks its state whole, and
+the reads that make a snapshot. Features call these methods; only this layer
+issues the commands (docs/architecture.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from server.core.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
+
+
+@dataclass(slots=True)
+class RoomRead:
+    """Everything a snapshot shows, read after the room's sequence number (so every
+    later change arrives as a later event)."""
+
+    seq: int
+    whole: bool
+    room: dict[str, str]
+    products: list[dict[str, Any]]  # in catalogue order, with their position
+    stocks: list[dict[str, str]]  # one per product
+    sales: list[dict[str, str] | None]  # the current sale of each product
+    pins: list[str]
+    likes: int
+    coupons: list[dict[str, str]]
+    lotteries: list[tuple[str, dict[str, str], int]]  # id, hash, entrant count
+    policy: dict[str, str]
+
+
+class RoomsData:
+    def __init__(self, redis: Any) -> None:
+        # A decode_responses=True client: replies are str, though redis-py types
+        # them bytes | str; every method below gives its result a real type.
+        self.redis = redis
+
+    async def load_room(self, room_id: str, title: str, stream_url: str, key_hash: str,
+                        created: int) -> None:
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.room, mapping={"room_id": room_id, "title": title,
+                                          "stream_url": stream_url, "host_key_hash": key_hash,
+                                          "created_at": created})
+            # Sequence numbers start at the creation time in ms, so that after Redis
+            # loses its data and the room is rebuilt, new numbers still exceed old ones.
+            pipe.set(keys.seq, created, nx=True)
+            pipe.sadd(ROOMS, room_id)
+            await pipe.execute()
+
+    async def mark_whole(self, room_id: str, epoch: str) -> None:
+        """The room's Redis state is complete and belongs to `epoch` (set last)."""
+        await self.redis.set(room_keys(room_id).epoch, epoch)
+
+    async def is_whole(self, room_id: str) -> bool:
+        return bool(await self.redis.exists(room_keys(room_id).epoch))
+
+    async def presence(self, room_id: str) -> tuple[bool, bool, bool]:
+        """(whole: the room's epoch is set, exists: its hash is there, in_step: Redis
+        as a whole is in step with the store)."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.epoch)
+            pipe.exists(keys.room)
+            pipe.exists(EPOCH)
+            whole, exists, in_step = await pipe.execute()
+        return bool(whole), bool(exists), bool(in_step)
+
+    async def host_key_hash(self, room_id: str) -> str | None:
+        found: str | None = await self.redis.hget(room_keys(room_id).room, "host_key_hash")
+        return found
+
+    async def fields(self, room_id: str, *names: str) -> list[str | None]:
+        return list(await self.redis.hmget(room_keys(room_id).room, list(names)))
+
+    async def set_fields(self, room_id: str, fields: dict[str, Any]) -> None:
+        await self.redis.hset(room_keys(room_id).room, mapping=fields)
+
+    async def checkouts_pending(self, room_id: str) -> bool:
+        return bool(await self.redis.zcard(room_keys(room_id).confirming))
+
+    async def forget_flags(self, room_id: str) -> None:
+        """Off the sets the pulse reads for keyword lotteries and recording."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(KEYWORD_ROOMS, room_id)
+            pipe.srem(RECORDING_ROOMS, room_id)
+            await pipe.execute()
+
+    async def release(self, room_id: str) -> int:
+        """Delete every key of the room (archiving); the number of keys released."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(ROOMS, room_id)
+            pipe.zrem(DUE, room_id)
+            pipe.srem(RECORDING_ROOMS, room_id)
+            pipe.srem(KEYWORD_ROOMS, room_id)
+            await pipe.execute()
+        doomed = [k async for k in self.redis.scan_iter(match=keys.base + "*", count=1000)]
+        for start in range(0, len(doomed), 1000):
+            await self.redis.unlink(*doomed[start:start + 1000])
+        return len(doomed)
+
+    async def read(self, room_id: str) -> RoomRead:
+        """The snapshot's reads: three pipelined round trips whatever the room's size."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # The seq is read first: every change after it arrives as a later event.
+            pipe.get(keys.seq)
+            pipe.hgetall(keys.room)
+            pipe.hgetall(keys.products)
+            pipe.lrange(keys.pins, 0, -1)
+            pipe.get(keys.likes)
+            pipe.smembers(keys.coupons)
+            pipe.smembers(keys.lotteries)
+            pipe.exists(keys.epoch)
+            pipe.hgetall(keys.policy)
+            (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids,
+             whole, policy_raw) = await pipe.execute()
+        products = [orjson.loads(v) for v in products_raw.values()]
+        products.sort(key=lambda p: p.get("position", 0))
+        coupon_ids = sorted(coupon_ids)
+        lottery_ids = sorted(lottery_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in products:
+                pipe.hgetall(keys.stock(p["product_id"]))
+                pipe.get(keys.product_sale(p["product_id"]))
+            for cid in coupon_ids:
+                pipe.hgetall(keys.coupon(cid))
+            for lid in lottery_ids:
+                pipe.hgetall(keys.lottery(lid))
+                pipe.scard(keys.entrants(lid))
+            res = await pipe.execute()
+        n = len(products)
+        stocks, sale_ids = res[0:2 * n:2], res[1:2 * n:2]
+        coupons = res[2 * n:2 * n + len(coupon_ids)]
+        lotteries_raw = res[2 * n + len(coupon_ids):]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sale_ids:
+                pipe.hgetall(keys.sale(sid) if sid else keys.sale("-"))
+            sales = await pipe.execute()
+        return RoomRead(
+            seq=int(seq or 0), whole=bool(whole), room=room, products=products,
+            stocks=stocks, sales=[s or None for s in sales], pins=list(pins),
+            likes=int(likes or 0), coupons=[c for c in coupons if c],
+            lotteries=[(lid, lot, int(count)) for lid, lot, count in
+                       zip(lottery_ids, lotteries_raw[0::2], lotteries_raw[1::2],
+                           strict=True) if lot],
+            policy=policy_raw)
+
+    async def chat_per_minute(self, room_id: str, minute: int) -> tuple[int, int]:
+        """Chat messages in the minute before `minute` and in `minute` itself."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.chat_minute(minute - 1))
+            pipe.get(keys.chat_minute(minute))
+            last, this = await pipe.execute()
+        return int(last or 0), int(this or 0)

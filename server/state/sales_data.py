@@ -1,0 +1,101 @@
+"""Sales and holds in Redis: loading a sale (with its timers, in one MULTI),
+reading sales and holds. Buying, releasing, checkout and stopping a sale are
+atomic scripts (server/state/scripts.py); these are the reads and writes around
+them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.core.domain import Sale
+from server.core.keys import DUE, room_keys
+
+
+class SalesData:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis  # decode_responses=True (see RoomsData)
+
+    async def current_sale_id(self, room_id: str, product_id: str) -> str | None:
+        sid: str | None = await self.redis.get(room_keys(room_id).product_sale(product_id))
+        return sid
+
+    async def sale(self, room_id: str, sale_id: str) -> dict[str, str]:
+        """The sale's hash ({} when there is none)."""
+        return dict(await self.redis.hgetall(room_keys(room_id).sale(sale_id)))
+
+    async def sale_and_left(self, room_id: str, sale_id: str) -> tuple[dict[str, str], int]:
+        """The sale's hash and the units left in its product's stock."""
+        sale = await self.sale(room_id, sale_id)
+        if not sale:
+            return sale, 0
+        return sale, await self.stock_left(room_id, sale["product_id"])
+
+    async def stock_left(self, room_id: str, product_id: str) -> int:
+        left = await self.redis.hget(room_keys(room_id).stock(product_id), "left")
+        return int(left or 0)
+
+    async def sale_ids(self, room_id: str) -> list[str]:
+        return sorted(await self.redis.hkeys(room_keys(room_id).sales))
+
+    async def why_no_sale(self, room_id: str, product_id: str) -> tuple[bool, bool]:
+        """(whole, known): whether the room is whole and knows the product."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.epoch)
+            pipe.hexists(keys.products, product_id)
+            whole, known = await pipe.execute()
+        return bool(whole), bool(known)
+
+    async def load(self, room_id: str, sale: Sale, held: int, sold: int, stopped: bool,
+                   bought: dict[str, int], timers: dict[str, int]) -> None:
+        """The sale's hash, buyers' counts and `timers` (member -> due ms), with the
+        room put on the schedule at the earliest, in one MULTI."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.sale(sale.sale_id), mapping={
+                "sale_id": sale.sale_id, "product_id": sale.product_id, "price": sale.price,
+                "currency": sale.currency, "units": sale.units, "limit": sale.limit_per_buyer,
+                "starts_at": sale.starts_at, "ends_at": sale.ends_at,
+                "state": "stopped" if stopped else "active", "held": held, "sold": sold})
+            pipe.delete(keys.bought(sale.sale_id), keys.ip_bought(sale.sale_id))
+            if bought:
+                pipe.hset(keys.bought(sale.sale_id), mapping=bought)
+            pipe.hset(keys.sales, sale.sale_id, sale.product_id)
+            pipe.set(keys.product_sale(sale.product_id), sale.sale_id)
+            if timers:
+                pipe.zadd(keys.timers, timers)
+                pipe.zadd(DUE, {room_id: min(timers.values())}, lt=True)
+            await pipe.execute()
+
+    # ------------------------------------------------------------------ holds
+
+    async def hold(self, room_id: str, hold_id: str) -> dict[str, str]:
+        return dict(await self.redis.hgetall(room_keys(room_id).hold(hold_id)))
+
+    async def hold_owner(self, room_id: str, hold_id: str) -> tuple[str | None, str, str]:
+        """(product id or None when there is no such hold, sale id, buyer)."""
+        pid, sid, buyer = await self.redis.hmget(room_keys(room_id).hold(hold_id),
+                                                 ["product_id", "sale_id", "buyer"])
+        return pid, sid or "", buyer or ""
+
+    async def holds_products(self, room_id: str,
+                             hold_ids: list[str]) -> list[tuple[str | None, str]]:
+        """(product id or None, sale id) of each hold, in one round trip."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for hid in hold_ids:
+                pipe.hmget(keys.hold(hid), ["product_id", "sale_id"])
+            rows = await pipe.execute()
+        return [(pid, sid or "") for pid, sid in rows]
+
+    async def forget_expiring(self, room_id: str, hold_id: str) -> None:
+        """Take a hold that no longer exists off the expiry set."""
+        await self.redis.zrem(room_keys(room_id).holds, hold_id)
+
+    async def forget_confirming(self, room_id: str, hold_id: str) -> None:
+        await self.redis.zrem(room_keys(room_id).confirming, hold_id)
+
+    async def confirming_before(self, room_id: str, before: int) -> list[str]:
+        """Holds in checkout ('confirming') since before `before` (ms)."""
+        return list(await self.redis.zrangebyscore(room_keys(room_id).confirming, "-inf",
+                                                   before))

@@ -1,0 +1,79 @@
+"""The schedule in Redis: each room's due jobs (a sorted set of job members
+scored by due time, see server/core/jobs.py), its expiring holds and its
+checkouts in progress, and the global schedule keys.DUE (room -> when its
+earliest item falls due) that the pulse polls. Claiming a due job is a ZREM:
+it answers 1 to exactly one process, which runs the job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.core.keys import DUE, ROOMS, room_keys
+
+
+class ScheduleData:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis  # decode_responses=True (see RoomsData)
+
+    async def note_rooms(self, due: dict[str, float] | dict[str, int]) -> None:
+        """Lower each room's due time on the schedule to the one given (ZADD LT)."""
+        if due:
+            await self.redis.zadd(DUE, due, lt=True)
+
+    async def off_schedule(self, room_id: str) -> None:
+        await self.redis.zrem(DUE, room_id)
+
+    async def due_rooms(self, now: int, limit: int) -> list[str]:
+        return list(await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=limit))
+
+    async def first_due(self) -> float | None:
+        """When the earliest room on the schedule falls due (ms), if any."""
+        first = await self.redis.zrange(DUE, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def room_due(self, room_id: str, now: int,
+                       recover_ms: int) -> tuple[list[str], list[str], bool]:
+        """The room's due jobs (at most 100), due holds (at most 500), and whether a
+        checkout has been 'confirming' longer than `recover_ms`."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(keys.timers, "-inf", now, start=0, num=100)
+            pipe.zrangebyscore(keys.holds, "-inf", now, start=0, num=500)
+            pipe.zrangebyscore(keys.confirming, "-inf", now - recover_ms, start=0, num=1)
+            timers, holds, stuck = await pipe.execute()
+        return list(timers), list(holds), bool(stuck)
+
+    async def claim(self, room_id: str, member: str) -> bool:
+        """Take a due job: True for exactly one process."""
+        return bool(await self.redis.zrem(room_keys(room_id).timers, member))
+
+    async def jobs(self, room_id: str) -> list[str]:
+        return list(await self.redis.zrange(room_keys(room_id).timers, 0, -1))
+
+    async def drop_jobs(self, room_id: str, members: list[str]) -> None:
+        if members:
+            await self.redis.zrem(room_keys(room_id).timers, *members)
+
+    async def rooms(self) -> list[str]:
+        return sorted(await self.redis.smembers(ROOMS))
+
+    async def earliest(self, room_ids: list[str],
+                       recover_ms: int) -> dict[str, float]:
+        """Each room's earliest job, hold expiry or checkout recovery (ms), for those
+        that have one: one pipeline for the lot (callers pass at most 500)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                keys = room_keys(room_id)
+                pipe.zrange(keys.timers, 0, 0, withscores=True)
+                pipe.zrange(keys.holds, 0, 0, withscores=True)
+                pipe.zrange(keys.confirming, 0, 0, withscores=True)
+            firsts = await pipe.execute()
+        due: dict[str, float] = {}
+        for i, room_id in enumerate(room_ids):
+            timer, hold, confirming = firsts[3 * i:3 * i + 3]
+            times = [float(f[0][1]) for f in (timer, hold) if f]
+            if confirming:
+                times.append(float(confirming[0][1]) + recover_ms)
+            if times:
+                due[room_id] = min(times)
+        return due

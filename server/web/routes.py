@@ -1,0 +1,274 @@
+"""HTTP endpoints as thin adapters: each feature's registered routes
+(server/features/registry.py) become Starlette routes here, behind the same
+checks (host key, a whole room, the show not ended, body size and type), and
+the few endpoints that belong to no room feature: health, readiness, the
+clock, sessions, creating, listing and archiving rooms, trace downloads and
+the pages."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.websockets import WebSocket
+
+from server import __version__
+from server.core.domain import now_ms
+from server.core.errors import BadRequest, PayloadTooLarge, Unavailable, UnsupportedMedia, refusal
+from server.core.identity import clean_nickname
+from server.core.protocol import ID_PATTERN, encode, get_str, loads_object, reject_unknown
+from server.features import registry, rooms
+from server.features.show import Show
+from server.realtime.admission import client_bucket
+from server.web.services import Services
+
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "client_demo"
+ROOM = "/api/rooms/{room_id}"
+Handler = Callable[[Request], Awaitable[Response]]
+# The field of a created thing's id in its answer, for the trace (a replay maps it).
+CREATED_ID = {"product": "product_id", "sale": "sale_id", "coupon": "coupon_id",
+              "lottery": "lottery_id"}
+
+
+def services(request: Request | WebSocket) -> Services:
+    svc: Services = request.app.state.services
+    if not svc.ready:
+        raise Unavailable("the server is starting or stopping")
+    return svc
+
+
+def show_of(request: Request | WebSocket) -> Show:
+    svc = services(request)
+    assert svc.show is not None
+    return svc.show
+
+
+def room_param(request: Request | WebSocket) -> str:
+    room_id = str(request.path_params["room_id"])
+    if not ID_PATTERN.match(room_id):
+        raise refusal("room_not_found")
+    return room_id
+
+
+def host_key(request: Request) -> str | None:
+    key = request.headers.get("x-host-key")
+    if key:
+        return key
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    limit = services(request).settings.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    ctype = request.headers.get("content-type", "")
+    if ctype and not ctype.split(";")[0].strip().lower().endswith("json"):
+        raise UnsupportedMedia("Content-Type must be application/json")
+    chunks = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away mid-body: its fault, answered (if anyone still
+        # listens) like any bad body, never logged as a server error.
+        raise BadRequest("the body ended before its Content-Length: the client "
+                         "disconnected") from None
+    raw = b"".join(chunks)
+    body = loads_object(raw) if raw.strip() else {}
+    request.state.body = body
+    return body
+
+
+def ok(data: Any, status: int = 200) -> Response:
+    return Response(encode(data), status_code=status, media_type="application/json")
+
+
+def feature_endpoint(spec: registry.Route) -> Handler:
+    """A feature's route as an endpoint: a host route needs the room's host key and
+    (unless `needs_whole` is off) a room not in the middle of a rebuild (503
+    meanwhile); a recorded one (a show change) is refused once the show ended
+    (unless `guard_ended` is off) and goes into the room's trace."""
+    async def endpoint(request: Request) -> Response:
+        room_id = room_param(request)
+        show = show_of(request)
+        if spec.access == "host":
+            await show.ctx.check_host(room_id, host_key(request))
+            if spec.needs_whole:
+                await show.ctx.ensure_whole(room_id)
+            if spec.guard_ended and spec.record_as is not None:
+                # Refused once the show ended; starting to sell takes a scheduled room live.
+                await show.lifecycle.guard_host_change(room_id, goes_live=spec.goes_live)
+        body = await json_body(request) if spec.body else {}
+        params = {k: str(v) for k, v in request.path_params.items() if k != "room_id"}
+        result = await spec.handler(registry.Call(room_id, params, body,
+                                                  request.query_params))
+        response = ok(result, spec.status)
+        recorder = services(request).recorder
+        if spec.record_as is not None and recorder is not None and recorder.active(room_id):
+            data = dict(body)
+            data.update(params)
+            created = CREATED_ID.get(spec.record_as)
+            # The id the server gave, so a replay can map it to its own.
+            created_id = str(result[created]) if created is not None else None
+            recorder.host(room_id, spec.record_as, data, created_id)
+        return response
+
+    endpoint.__name__ = f"{spec.method.lower()}_{spec.path.strip('/').replace('/', '_')}"
+    return endpoint
+
+
+def host_only(handler: Handler) -> Handler:
+    """An endpoint of no feature that needs the room's host key and a whole room."""
+    async def wrapped(request: Request) -> Response:
+        room_id = room_param(request)
+        show = show_of(request)
+        await show.ctx.check_host(room_id, host_key(request))
+        await show.ctx.ensure_whole(room_id)
+        return await handler(request)
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+# ---------------------------------------------------------------------- endpoints
+
+
+async def health(request: Request) -> Response:
+    """Liveness: 200 while this process serves HTTP; the body says which part is down."""
+    svc: Services = request.app.state.services
+    return ok(await svc.health.report())
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: 200 when this process can sell now, else 503 with Retry-After."""
+    svc: Services = request.app.state.services
+    report = await svc.health.report()
+    response = ok(report, 200 if report["ready"] else 503)
+    if not report["ready"]:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+async def api_index(request: Request) -> Response:
+    """What the start-up banner's API address shows: where to go from here."""
+    return ok({"name": "livesell", "version": __version__,
+               "links": {"health": "/api/health", "ready": "/api/ready",
+                         "rooms": "/api/rooms", "time": "/api/time",
+                         "session": "/api/session"},
+               "docs": "docs/protocol.md"})
+
+
+async def server_time(request: Request) -> Response:
+    return ok({"server_time": now_ms()})
+
+
+async def create_session(request: Request) -> Response:
+    """A session token: for a new guest ({"nickname"}, counted against the client's
+    address), or in exchange for a shop-signed JWT ({"shop_token"}, verified)."""
+    svc = services(request)
+    body = await json_body(request)
+    reject_unknown(body, frozenset({"nickname", "shop_token"}), "session")
+    assert svc.admission is not None
+    if "shop_token" in body:
+        if "nickname" in body:
+            raise BadRequest("session: a shop identity's name comes from its token; "
+                             "send shop_token or nickname, not both")
+        shop_token = get_str(body, "shop_token", max_len=8192)
+        viewer, token = svc.admission.from_shop_token(shop_token, now_ms())
+    else:
+        nickname = clean_nickname(get_str(body, "nickname", max_len=200),
+                                  svc.settings.chat.nickname_max_length)
+        client = client_bucket(request.client.host if request.client else None)
+        viewer, token = await svc.admission.mint_guest(nickname, client, now_ms())
+    return ok({"viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "token": token,
+               "expires_at": viewer.expires_at, "verified": viewer.verified}, 201)
+
+
+def offered_admin_key(request: Request) -> bytes:
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
+    # a 500). Header values arrive decoded as latin-1, so that gives their bytes back.
+    return request.headers.get("x-admin-key", "").encode("latin-1")
+
+
+async def create_room(request: Request) -> Response:
+    svc = services(request)
+    refused = rooms.room_creation_refusal(svc.settings.server, offered_admin_key(request))
+    if refused is not None:
+        raise refused
+    return ok(await show_of(request).room.create_room(await json_body(request)), 201)
+
+
+async def list_rooms(request: Request) -> Response:
+    """Live and upcoming rooms, newest first, paged (server/features/rooms.py)."""
+    limit, before = rooms.parse_list_query(request.query_params)
+    return ok(await show_of(request).lifecycle.public_list(limit, before))
+
+
+async def archive_room(request: Request) -> Response:
+    """The admin key or the room's host key archives an ended room."""
+    room_id = room_param(request)
+    show = show_of(request)
+    if not rooms.admin_key_matches(services(request).settings.server,
+                                   offered_admin_key(request)):
+        await show.ctx.check_host(room_id, host_key(request))
+    return ok(await show.lifecycle.archive(room_id))
+
+
+@host_only
+async def download_trace(request: Request) -> Response:
+    room_id = room_param(request)
+    recorder = services(request).recorder
+    assert recorder is not None
+    path = recorder.path(room_id)
+    if not path.is_file():
+        raise HTTPException(404, "no trace recorded for this room")
+    return FileResponse(path, media_type="application/x-ndjson",
+                        filename=f"{room_id}.jsonl")
+
+
+def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
+        path = CLIENT_DIR / name
+        if not path.is_file():
+            raise HTTPException(404, f"{name} is not installed")
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return serve
+
+
+
+
+def http_routes(show_registry: registry.Registry) -> list[BaseRoute]:
+    """Every HTTP route: the fixed ones, then each feature's under its room."""
+    fixed: list[BaseRoute] = [
+        Route("/", page("viewer.html")),
+        Route("/r/{room_id}", page("viewer.html")),
+        Route("/host", page("host.html")),
+        Route("/api", api_index, methods=["GET"]),
+        Route("/api/health", health),
+        Route("/api/ready", ready),
+        Route("/api/time", server_time),
+        Route("/api/session", create_session, methods=["POST"]),
+        Route("/api/rooms", create_room, methods=["POST"]),
+        Route("/api/rooms", list_rooms, methods=["GET"]),
+        Route(ROOM + "/trace", download_trace, methods=["GET"]),
+        Route(ROOM + "/archive", archive_room, methods=["POST"]),
+    ]
+    return fixed + [Route(ROOM + spec.path, feature_endpoint(spec), methods=[spec.method])
+                    for spec in show_registry.routes]

@@ -1,0 +1,262 @@
+"""The server's parts and their order: start, drain and stop.
+
+Start: embedded redis-server (if no URL) -> store -> scripts -> hub -> the show
+and its pulse (which rebuilds Redis from the store if Redis lost its data).
+Drain (SIGTERM, before stop): refuse new work, answer the requests in flight,
+flush the order store, then close viewers with 1012 so they reconnect elsewhere.
+Stop: stop the clockwork, close viewers left with 1001, answer queued script
+calls, flush and close the store, then Redis and its child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from server.core import gcpolicy
+from server.core.errors import CLOSE_SERVICE_RESTART
+from server.core.identity import TokenSigner
+from server.core.protocol import FrameLimits
+from server.core.settings import Settings
+from server.features import rooms
+from server.features.pulse import Pulse
+from server.features.recorder import Recorder
+from server.features.show import Show
+from server.realtime.admission import Admission
+from server.realtime.hub import Hub
+from server.state.data import StateData
+from server.state.health import PING_TIMEOUT_S, Health
+from server.state.ownership import RedisUse, private_data_dir, private_file, use_for_redis
+from server.state.redis_supervisor import RedisSupervisor
+from server.state.scripts import Scripts
+from server.state.store import OrderStore
+from server.web import logfilter
+
+log = logging.getLogger("livesell.app")
+
+# redis-py 8.1 skips its check that replaces pooled connections the server closed
+# while "maintenance notifications" are on (their default, "auto", counts as on):
+# after every Redis restart each pooled connection failed its next command once
+# (redis/redis-py#4252). Switched off where the setting exists; older clients
+# check their connections as before.
+_POOL_FIXES: dict[str, Any] = {}
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # pragma: no cover - redis-py before 7
+    pass
+else:
+    _POOL_FIXES["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+
+class Services:
+    """Everything the endpoints need, built in the lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded: RedisSupervisor | None = None
+        self.data_use: RedisUse | None = None  # the embedded Redis's claim on data_dir
+        self.redis: Redis | None = None
+        self.redis_bytes: Redis | None = None
+        self.store: OrderStore | None = None
+        self.hub: Hub | None = None
+        # Built now, so the features' routes are known to the app; bound at start.
+        self.show: Show | None = None
+        self.features = Show(settings)
+        self.pulse: Pulse | None = None  # the show's, once started
+        self.signer: TokenSigner | None = None
+        self.admission: Admission | None = None
+        self.recorder: Recorder | None = None
+        self.limits = FrameLimits(settings.chat.max_length, settings.chat.max_likes_per_frame,
+                                  settings.sale.max_quantity_per_buy)
+        self.ready = False
+        self.draining = False
+        self.health = Health()
+        # Every viewer request task in flight (buy, checkout, ...), for the drain.
+        self.requests: set[asyncio.Task[None]] = set()
+        self._drain_task: asyncio.Task[dict[str, int]] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        private_data_dir(s.data_path, s.trace_dir)  # orders, secrets: this user's only
+        url = s.redis.url
+        if not url:
+            # The embedded Redis's files are the data directory's: own it first.
+            self.data_use = use_for_redis(s.data_path)
+            self.embedded = RedisSupervisor.from_settings(s.data_path / "redis", s.redis)
+            # start() only waits here; the supervisor's own thread forks the child.
+            url = await asyncio.to_thread(self.embedded.start)
+        # Blocking pools: a burst of direct calls larger than the pool (every viewer
+        # of a big room leaving at once) queues for a connection; redis-py's default
+        # pool would fail the calls beyond its size with "Too many connections".
+        self.redis = Redis.from_pool(BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=s.redis.max_connections,
+            timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
+        self.redis_bytes = Redis.from_pool(BlockingConnectionPool.from_url(
+            url, decode_responses=False, max_connections=s.redis.max_connections,
+            timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
+        redis = self.redis
+
+        async def ping() -> None:
+            await redis.ping()
+        await self._while_redis_restarts(ping, url)
+        # Its own connection: a ping that waits for a free slot in the shared pool
+        # (busy in a big sale) would report Redis down when only the pool is full.
+        self.health.redis = Redis.from_url(url, decode_responses=True,
+                                           single_connection_client=True,
+                                           socket_timeout=PING_TIMEOUT_S,
+                                           socket_connect_timeout=PING_TIMEOUT_S)
+        embedded = self.embedded
+        if embedded is not None:
+            self.health.supervisor_state = lambda: embedded.state
+        private_file(s.store_path)  # mode 0600, which SQLite gives its -wal and -shm
+        self.store = OrderStore(s.store_path, s.store.batch_max, s.store.busy_timeout_ms)
+        await self.store.open()
+        store = self.store
+        self.health.store_busy_since = lambda: store.busy_since
+        self.health.store_failed = lambda: store.last_failed
+        scripts = Scripts(self.redis)
+        await self._while_redis_restarts(scripts.load, url)
+        self.hub = Hub(self.redis, self.redis_bytes, scripts, s.hub, s.chat.messages_per_s,
+                       s.chat.burst)
+        self.hub.on_redis_error = self.health.redis_failed
+        await self.hub.start()
+        secret = self._secret()
+        self.signer = TokenSigner(secret, s.auth.token_ttl_s)
+        self.admission = Admission(s, self.signer, scripts)
+        self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
+        self.features.bind(StateData(self.redis, scripts), self.hub, self.store, self.health,
+                           self.recorder)
+        self.show = self.features
+        self.pulse = self.show.pulse
+        await self._while_redis_restarts(self.pulse.start, url)
+        gcpolicy.apply(s.server.gc_young_threshold)
+        exposed = rooms.exposure_warning(s.server)
+        if exposed:
+            log.warning(exposed)
+        self.ready = True
+        self.health.state = "serving"
+
+    async def _while_redis_restarts(self, step: Callable[[], Awaitable[None]],
+                                    url: str) -> None:
+        """Run a start-up step that needs Redis, again while Redis is restarting (the
+        supervisor brings a killed one back in a fraction of a second; a --workers
+        process starting just then used to fail, and uvicorn stopped the whole
+        server), for up to redis.start_timeout_s. A refused password is not retried."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.redis.start_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                await step()
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if isinstance(exc, AuthenticationError) or loop.time() + delay >= deadline:
+                    raise RuntimeError(
+                        f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+                log.warning("start-up: Redis not answering (%s); trying again", exc)
+            except RedisError as exc:
+                raise RuntimeError(
+                    f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    def _secret(self) -> bytes:
+        if self.settings.auth.secret:
+            return self.settings.auth.secret.encode()
+        path = self.settings.data_path / "secret.key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as f:
+            secret = secrets.token_hex(32).encode()
+            f.write(secret)
+        return secret
+
+    def begin_drain(self) -> None:
+        """Start the drain once (the server is shutting down; see `drain`)."""
+        if self._drain_task is None and not self.draining:
+            self._drain_task = asyncio.get_running_loop().create_task(self.drain())
+
+    async def drain(self) -> dict[str, int]:
+        """Leave gracefully (SIGTERM): take no new connections or requests, answer the
+        requests in flight (checkouts wait for their order's commit), flush the order
+        store, then close viewers with 1012 (service restart) so clients reconnect to
+        another process. Bounded by server.shutdown_grace_s; what is still running then
+        is cancelled and logged (a checkout cancelled mid-write stays 'confirming' and
+        recovery decides it through the store). Returns counts for the log and tests."""
+        if self.draining:
+            return {}
+        self.draining = True
+        self.ready = False
+        self.health.state = "draining"
+        grace = self.settings.server.shutdown_grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        pending = set(self.requests)
+        answered = len(pending)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            if late:
+                log.warning("drain: %d requests still running after %.1fs were cancelled; "
+                            "checkouts among them are decided by recovery", len(late), grace)
+                for task in late:
+                    task.cancel()
+                answered -= len(late)
+        if self.store is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.store.wait_idle(),
+                                       max(0.1, deadline - loop.time()))
+        closed = 0
+        if self.hub is not None:
+            closed = self.hub.close_all(CLOSE_SERVICE_RESTART, "server restarting")
+        log.info("drained: %d requests answered, %d viewers closed with 1012", answered,
+                 closed)
+        return {"answered": answered, "closed": closed}
+
+    async def stop(self) -> None:
+        """Stop in a fixed order; every step is bounded so shutdown always completes."""
+        self.ready = False
+        if self._drain_task is not None and not self._drain_task.done():
+            await _bounded("drain", asyncio.shield(self._drain_task),
+                           self.settings.server.shutdown_grace_s + 5.0)
+        await self.health.stop()
+        grace = self.settings.server.shutdown_grace_s + 5.0
+        if self.pulse is not None:
+            await _bounded("clockwork", self.pulse.stop(), 5.0)
+        if self.show is not None:
+            await _bounded("order counting", self.show.stop_background(), 6.0)
+        if self.hub is not None:
+            await _bounded("viewers", self.hub.stop(), 5.0)
+            await _bounded("script calls", self.hub.scripts.drain(), grace)
+        if self.store is not None:
+            await _bounded("order store", self.store.close(), grace)
+        for client in (self.redis, self.redis_bytes):
+            if client is not None:
+                await _bounded("redis client", client.aclose(), 2.0)
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+        if self.data_use is not None:
+            self.data_use.release()
+            self.data_use = None
+
+
+async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
+    try:
+        await asyncio.wait_for(step, limit_s)
+    except TimeoutError:
+        log.error("shutdown: %s did not finish within %.0fs; going on", what, limit_s)
+    except (RedisError, OSError) as exc:
+        log.warning("shutdown: %s: %s", what, exc)

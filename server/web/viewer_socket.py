@@ -1,0 +1,319 @@
+"""The viewer WebSocket endpoint: the handshake (origin, credentials as
+subprotocols, identity, host key), joining the hub, and each frame of the
+session: validated, rate-limited, answered at once (ping, like) or handed to
+a task (chat and resync in order; requests to the feature registered for
+their type, concurrently, each answered with its request id)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Coroutine
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import handshake
+from server.core import events
+from server.core.domain import now_ms
+from server.core.errors import (
+    CLOSE_BAD_HANDSHAKE,
+    CLOSE_IDENTITY_REFUSED,
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_MANY_IDENTITIES,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNKNOWN_ROOM,
+    CLOSE_UNSUPPORTED_DATA,
+    CLOSE_WRONG_HOST_KEY,
+    BadRequest,
+    LivesellError,
+    Unavailable,
+    refusal,
+)
+from server.core.identity import Viewer
+from server.core.protocol import (
+    ID_PATTERN,
+    Chat,
+    Like,
+    Ping,
+    Resync,
+    ViewerMessage,
+    decode_viewer_message,
+    encode,
+    loads_object,
+)
+from server.features.context import Answer, error_answer
+from server.features.registry import ViewerCall
+from server.features.show import Show
+from server.realtime.admission import client_bucket
+from server.realtime.hub import Conn, TokenBucket
+from server.state.faults import REDIS_FAULTS
+from server.web import security
+from server.web.services import Services
+
+log = logging.getLogger("livesell.app")
+
+MAX_INFLIGHT_PER_VIEWER = 16
+MAX_BAD_FRAMES = 50
+
+SINCE_PATTERN = re.compile(r"^[0-9]{1,19}$")
+RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "enter_lottery",
+                             "chat", "like"})
+
+
+def ws_credentials(ws: WebSocket) -> handshake.WsCredentials:
+    """The token and host key a viewer's handshake offered in `Sec-WebSocket-Protocol`
+    (server/handshake.py); `refusal` is set when the URL carries one instead."""
+    return handshake.read_credentials(ws.scope.get("subprotocols", ()), ws.query_params)
+
+
+async def viewer_socket(ws: WebSocket) -> None:
+    svc: Services = ws.app.state.services
+    # A page from another site must not act as its visitor: refuse a foreign
+    # Origin before accepting (the handshake then answers HTTP 403).
+    if not security.origin_allowed(ws.headers.get("origin"), ws.headers.get("host"),
+                                   svc.settings.security.websocket_origins):
+        await ws.close(CLOSE_POLICY, "origin not allowed")
+        return
+    room_id = str(ws.path_params["room_id"])
+    creds = ws_credentials(ws)
+    # Accepted first, then closed, so that a browser sees the code and the reason.
+    await ws.accept(subprotocol=creds.subprotocol)
+    if creds.refusal is not None:
+        await ws.close(CLOSE_BAD_HANDSHAKE, creds.refusal)
+        return
+    if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
+        await ws.close(CLOSE_TRY_AGAIN, "server is starting or stopping")
+        return
+    show, hub = svc.show, svc.hub
+    if not ID_PATTERN.match(room_id) or not await show.room.room_exists(room_id):
+        await ws.close(CLOSE_UNKNOWN_ROOM, "unknown room")
+        return
+    now = now_ms()
+    token = creds.token
+    admitted = await _admit(svc, ws, token, ws.query_params.get("nickname"), now)
+    if admitted is None:
+        return
+    viewer, token = admitted
+    is_host = False
+    offered_key = creds.host_key
+    if offered_key:
+        try:
+            await show.ctx.check_host(room_id, offered_key)
+        except LivesellError:
+            await ws.close(CLOSE_WRONG_HOST_KEY, "wrong host key")
+            return
+        is_host = True
+    raw_since = ws.query_params.get("since")
+    since = int(raw_since) if raw_since and SINCE_PATTERN.match(raw_since) else None
+    conn = Conn(hub, room_id, viewer, ws, is_host)
+    welcome = events.welcome(room_id, viewer.viewer_id, viewer.nickname, viewer.verified,
+                             token)
+    session = _ViewerSession(svc, conn)
+    recorder = svc.recorder
+    raw = conn.raw
+    try:
+        await hub.join(conn, since, welcome)
+        if recorder is not None and recorder.active(room_id):
+            recorder.viewer(room_id, viewer.viewer_id, "join")
+        if raw is not None:
+            # Fast route: text frames reach the session straight from the protocol;
+            # the ASGI queue below then carries only the disconnect (or a binary frame).
+            raw.on_text = session.on_text_fast
+            raw.on_shutdown = svc.begin_drain
+        while not conn.closed:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                hub.close(conn, CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
+                break
+            if not session.on_text(text):
+                break
+    except WebSocketDisconnect:
+        pass
+    except REDIS_FAULTS as exc:
+        # Only joining needs Redis here: the client tries again later.
+        svc.health.redis_failed(exc)
+        hub.close(conn, CLOSE_TRY_AGAIN, "temporarily unavailable")
+    except Unavailable:
+        hub.close(conn, CLOSE_TRY_AGAIN, "the room is being restored; try again")
+    except Exception:
+        log.exception("viewer %s in %s: unexpected fault", viewer.viewer_id, room_id)
+        hub.close(conn, CLOSE_INTERNAL, "internal error")
+    finally:
+        if raw is not None:
+            raw.on_text = None
+            raw.on_shutdown = None
+        hub.leave(conn)
+        if recorder is not None and recorder.active(room_id):
+            recorder.viewer(room_id, viewer.viewer_id, "leave")
+        if session.inflight:
+            await asyncio.gather(*session.inflight, return_exceptions=True)
+        if conn.closing is not None:
+            # Plain ASGI: the close frame (its code tells the client why) must be
+            # sent before this returns and the server drops the connection.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(conn.closing), 5.0)
+
+
+async def _admit(svc: Services, ws: WebSocket, token: str | None, nickname: str | None,
+                 now: int) -> tuple[Viewer, str] | None:
+    """The joining viewer's identity (server/realtime/admission.py), or None after closing the
+    socket: a refused shop token gets an error frame and 4001, a guest over the
+    address's mint limit an error frame (with retry_after_s) and 4029."""
+    assert svc.admission is not None
+    try:
+        return await svc.admission.identify(token, nickname,
+                                            client_bucket(ws.client.host if ws.client else None),
+                                            now)
+    except LivesellError as exc:
+        code = CLOSE_TOO_MANY_IDENTITIES if exc.code == "too_many_identities" else (
+            CLOSE_IDENTITY_REFUSED)
+        with contextlib.suppress(Exception):
+            await ws.send_text(error_answer(exc).frame(None).decode())
+        await ws.close(code, exc.code)
+    except REDIS_FAULTS as exc:
+        svc.health.redis_failed(exc)
+        await ws.close(CLOSE_TRY_AGAIN, "temporarily unavailable")
+    return None
+
+
+class _ViewerSession:
+    """What one viewer connection does with each text frame, synchronously.
+
+    Called for every frame, straight from the protocol on the fast route
+    (fastws.py) or from the receive loop otherwise: validate, rate-limit,
+    answer pings and likes at once, and start a task for anything that needs
+    Redis. Chat and resync run one after another in arrival order (each waits
+    for the one before); requests (buy, checkout, ...) run concurrently, at most
+    MAX_INFLIGHT_PER_VIEWER at a time, each answered with its request id.
+    """
+
+    __slots__ = ("conn", "inflight", "inline_tail", "patience", "svc")
+
+    def __init__(self, svc: Services, conn: Conn) -> None:
+        self.svc = svc
+        self.conn = conn
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.inline_tail: asyncio.Task[None] | None = None
+        # Rejected frames (malformed, or over the rate) draw on a slowly refilling
+        # allowance; a client that keeps sending them after being told is closed.
+        self.patience = TokenBucket(1.0, MAX_BAD_FRAMES)
+
+    def on_text_fast(self, text: str) -> None:
+        try:
+            self.on_text(text)
+        except Exception:
+            # Called from the protocol's data_received: nothing above us would log it.
+            log.exception("viewer %s in %s: unexpected fault", self.conn.viewer.viewer_id,
+                          self.conn.room_id)
+            self.svc.hub.close(self.conn, CLOSE_INTERNAL, "internal error")  # type: ignore[union-attr]
+
+    def on_text(self, text: str) -> bool:
+        """Handle one frame; False when the connection is being closed."""
+        svc, conn = self.svc, self.conn
+        hub, show, recorder = svc.hub, svc.show, svc.recorder
+        assert hub is not None and show is not None
+        if conn.closed:
+            return False
+        if not conn.frame_bucket.take():
+            if not self.patience.take():
+                hub.close(conn, CLOSE_POLICY, "too many rejected frames")
+                return False
+            conn.send(error_answer(refusal("rate_limited")).frame(None))
+            return True
+        request_id: str | None = None
+        try:
+            obj = loads_object(text, "frame")
+            rid = obj.get("request_id")
+            request_id = rid if isinstance(rid, str) and ID_PATTERN.match(rid) else None
+            msg = decode_viewer_message(obj, svc.limits)
+            if recorder is not None and obj["type"] in RECORDED_FRAMES and \
+                    recorder.active(conn.room_id):
+                recorder.viewer(conn.room_id, conn.viewer.viewer_id, obj["type"], obj)
+        except BadRequest as exc:
+            if not self.patience.take():
+                hub.close(conn, CLOSE_POLICY, "too many rejected frames")
+                return False
+            conn.send(error_answer(exc).frame(request_id))
+            return True
+        if isinstance(msg, Ping):
+            conn.send(encode(events.pong(now_ms(), msg.client_time, request_id)))
+        elif isinstance(msg, Like):
+            show.chat.like(conn.room_id, msg.count)
+        elif isinstance(msg, Chat | Resync):
+            self.inline_tail = self._start(
+                _handle_inline(svc, conn, msg, request_id, self.inline_tail))
+        elif svc.draining:
+            conn.send(error_answer(Unavailable(
+                "the server is restarting: reconnect and send this again",
+                details={"retry_after_s": 1})).frame(request_id))
+        elif len(self.inflight) >= MAX_INFLIGHT_PER_VIEWER:
+            conn.send(error_answer(refusal("rate_limited")).frame(request_id))
+        else:
+            task = self._start(_handle_request(show, conn, conn.viewer, conn.room_id, msg))
+            svc.requests.add(task)
+            task.add_done_callback(svc.requests.discard)
+        return True
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        return task
+
+
+async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
+                         request_id: str | None, after: asyncio.Task[None] | None) -> None:
+    """Chat and resync, in the order the viewer sent them: wait for the previous one."""
+    assert svc.show is not None and svc.hub is not None
+    if after is not None and not after.done():
+        await asyncio.wait([after])
+    if conn.closed:
+        return
+    try:
+        if isinstance(msg, Resync):
+            await svc.hub.resync(conn)
+        elif not conn.chat_bucket.take():
+            conn.send(error_answer(refusal("rate_limited", "Chatting too fast: slow down."))
+                      .frame(request_id))
+        else:
+            await svc.show.chat.chat(conn.viewer, conn.room_id, msg.text, conn.is_host)
+    except LivesellError as exc:
+        conn.send(error_answer(exc).frame(request_id))
+    except REDIS_FAULTS as exc:
+        # The viewer stays connected: events resume when Redis is back.
+        svc.health.redis_failed(exc)
+        conn.send(error_answer(Unavailable("temporarily unavailable, try again"))
+                  .frame(request_id))
+    except Exception:
+        log.exception("viewer %s in %s: unexpected fault", conn.viewer.viewer_id, conn.room_id)
+        svc.hub.close(conn, CLOSE_INTERNAL, "internal error")
+
+
+async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
+                          msg: ViewerMessage) -> None:
+    """A request (buy, checkout, ...) to the feature registered for its type."""
+    request_id = getattr(msg, "request_id", None)
+    try:
+        route = show.registry.messages.get(type(msg))
+        if route is None:  # pragma: no cover - decode_viewer_message returns only known kinds
+            raise BadRequest("unsupported message")
+        client = client_bucket(conn.ws.client.host if conn.ws.client else None)
+        answer = await route.handler(ViewerCall(viewer, room_id, client), msg)
+        if route.explain_end and answer.kind == "error":
+            answer = await show.lifecycle.explain_refusal(room_id, answer)
+    except LivesellError as exc:
+        answer = error_answer(exc)
+    except REDIS_FAULTS as exc:
+        show.ctx.health.redis_failed(exc)  # one log line per outage, not one per request
+        answer = error_answer(Unavailable("temporarily unavailable, try again"))
+    except Exception:
+        log.exception("request %s failed", request_id)
+        answer = Answer("error", {"code": "internal", "message": "internal error"})
+    conn.send(answer.frame(request_id))
