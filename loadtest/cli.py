@@ -161,7 +161,7 @@ def cmd_list() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from loadtest.chaos import ChaosError, parse_chaos
+    from loadtest.chaos_spec import ChaosError, parse_chaos
     from loadtest.context import RunOptions
     from loadtest.engine import prepare
     from loadtest.host import TargetError
@@ -225,7 +225,7 @@ def print_summary(result: Any) -> None:
         print(f"server: {srv.get('cpu_s')} CPU s, {srv.get('cpu_us_per_delivery')} µs per "
               f"delivery, peak RSS {srv.get('rss_peak_mb')} MB")
     if m.get("chaos"):
-        from loadtest.chaos import describe
+        from loadtest.chaos_report import describe
 
         for entry in m["chaos"]["faults"]:
             d = describe(entry)

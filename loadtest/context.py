@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtest import checks as checks_mod
-from loadtest.chaos import Chaos, Fault
+from loadtest.chaos import Chaos
+from loadtest.chaos_spec import Fault
 from loadtest.model import RunData
 from loadtest.progress import Progress
 from loadtest.scenario import Scenario

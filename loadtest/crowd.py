@@ -3,14 +3,14 @@ greedy, claimer, entrant, reconnector, chatter: seeded by its index), how it
 reacts to what the room broadcasts (a sale announced, a coupon dropped, a
 lottery opened, the way real clients do, so the selling load also exercises
 fan-out), and the process's phases: join at its share of the rate, the show
-(reconnect storm, chat), a trace's viewer actions, the end marker, and the
-counters it reports. The requests themselves are in loadtest/actions.py.
+(reconnect storm, chat), the end marker, and the counters it reports. The
+requests themselves are in loadtest/actions.py; a trace's viewer actions in
+loadtest/crowd_trace.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import Counter
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.actions import Actions
-from loadtest.messages import TraceStep, WorkerPlan, WorkerResult
+from loadtest.crowd_trace import TraceSteps
+from loadtest.messages import WorkerPlan, WorkerResult
 from loadtest.stats import Reservoir
 from loadtest.viewer import Viewer, now_ms
 from server.core import gcpolicy
@@ -62,9 +63,7 @@ class Crowd(Actions):
         self.entered: dict[int, set[str]] = {}
         self.chatting_since: dict[int, float] = {}
         self.chat_on = False
-        self.bindings: dict[tuple[str, str], str] = {}
-        self.bound = asyncio.Event()
-        self.hold_map: dict[tuple[int, str], str] = {}
+        self.trace = TraceSteps(self, self.viewers, self._join_one, self.spawn)
         self.t0 = 0.0
         self._build()
 
@@ -169,8 +168,6 @@ class Crowd(Actions):
             return
         entered.add(lottery["lottery_id"])
         self.spawn(self.enter(viewer, lottery["lottery_id"], None))
-
-    # ------------------------------------------------------------ selling
 
     # ------------------------------------------------------------ phases
 
@@ -284,122 +281,10 @@ class Crowd(Actions):
     # ------------------------------------------------------------ trace replay
 
     def bind(self, kind: str, original: str, real: str) -> None:
-        self.bindings[(kind, original)] = real
-        self.bound.set()
-
-    async def resolve(self, kind: str, original: str) -> str | None:
-        """The id in this room for an id of the recorded room (waits up to 5 s)."""
-        deadline = time.monotonic() + 5.0
-        while (kind, original) not in self.bindings:
-            if time.monotonic() > deadline or self.finishing:
-                return None
-            self.bound.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.bound.wait(), 0.5)
-        return self.bindings[(kind, original)]
+        self.trace.bind(kind, original, real)
 
     async def replay(self, t0_epoch: float) -> None:
-        steps = self.plan.steps or []
-        start = t0_epoch * 1000.0
-        first: dict[int, str] = {}
-        for st in steps:
-            first.setdefault(st.viewer, st.action)
-        # Viewers whose first recorded action is not a join are in the room from the start.
-        early = [self.viewers[i] for i in self.plan.indices if first.get(i) != "join"]
-        await asyncio.gather(*(self._join_one(v) for v in early))
-        for st in steps:
-            if self.finishing:
-                return
-            await self.sleep_until_local(start + st.t_ms)
-            self.spawn(self.replay_step(st))
-
-    async def replay_step(self, st: TraceStep) -> None:
-        v = self.viewers[st.viewer]
-        d = st.data
-        act = st.action
-        if act == "join":
-            if v.link is None:
-                v.leaving = False
-                await self._join_one(v)
-            return
-        if act == "leave":
-            if v.link is None:
-                # The recorded viewer leaves while this one is still reconnecting (a
-                # chaos restart): its open gaps end with it, nothing is left to miss.
-                v.gaps_end("left")
-            v.leave()
-            return
-        if v.link is None and not v.reconnecting:
-            self._skip(act, "not connected")
-            return
-        if act == "chat":
-            n = int(d.get("length") or len(str(d.get("text", ""))) or 1)
-            if v.send_frame({"type": "chat", "text": ("x" * max(1, min(n, 200)))}):
-                v.rec.chats_sent += 1
-                self.count("chat", "sent")
-        elif act == "like":
-            v.send_frame({"type": "like", "count": int(d.get("count") or 1)})
-            self.count("like", "sent")
-        elif act == "buy":
-            pid = await self.resolve("product", str(d.get("product_id")))
-            if pid is None:
-                self._skip(act, "unknown product")
-                return
-            started = time.perf_counter()
-            sent = time.time()
-            reply = await v.request("buy", {"product_id": pid,
-                                            "quantity": int(d.get("quantity") or 1)})
-            self.result.buy_ms.append((time.perf_counter() - started) * 1000.0)
-            if reply.get("type") == "hold":
-                self.count("buy", "hold")
-                self.answered(sent, "buy", "hold")
-                self.hold(v, reply["hold"])
-            else:
-                self.count("buy", str(reply.get("code")))
-                self.answered(sent, "buy", str(reply.get("code")))
-        elif act in ("checkout", "release"):
-            hold = await self._own_hold(v, str(d.get("hold_id")))
-            if hold is None:
-                self._skip(act, "no hold")
-                return
-            if act == "release":
-                await self.release(v, hold)
-                return
-            coupon = None
-            if d.get("coupon_id"):
-                coupon = await self.resolve("coupon", str(d["coupon_id"]))
-            await self.checkout(v, hold, coupon)
-        elif act == "claim_coupon":
-            cid = await self.resolve("coupon", str(d.get("coupon_id")))
-            if cid is None:
-                self._skip(act, "unknown coupon")
-                return
-            await self.claim(v, cid)
-        elif act == "enter_lottery":
-            lid = await self.resolve("lottery", str(d.get("lottery_id")))
-            if lid is None:
-                self._skip(act, "unknown lottery")
-                return
-            await self.enter(v, lid, d.get("keyword"))
-
-    async def _own_hold(self, v: Viewer, original: str) -> str | None:
-        """Recorded hold ids map to this viewer's own holds in the order it got them."""
-        key = (v.index, original)
-        deadline = time.monotonic() + 2.0
-        while key not in self.hold_map:
-            mapped = set(h for (i, _), h in self.hold_map.items() if i == v.index)
-            free = [h for h in self.own_holds.get(v.index, []) if h not in mapped]
-            if free:
-                self.hold_map[key] = free[0]
-                break
-            if time.monotonic() > deadline or self.finishing:
-                return None
-            await asyncio.sleep(0.05)
-        return self.hold_map[key]
-
-    def _skip(self, action: str, why: str) -> None:
-        key = f"{action}: {why}"
-        self.result.trace_skipped[key] = self.result.trace_skipped.get(key, 0) + 1
+        await self.trace.replay(t0_epoch)
 
     # ------------------------------------------------------------ reporting
 

@@ -41,7 +41,7 @@ from collections import Counter
 import httpx
 
 from loadtest import measure
-from loadtest.chaos import check_chaos
+from loadtest.chaos_spec import check_chaos
 from loadtest.context import RunContext, RunOptions, RunResult
 from loadtest.host import Host, TargetError
 from loadtest.pool import GeneratorPool

@@ -1,7 +1,7 @@
 """The show of a trace run, on the host's side: the recorded host actions at
 their (scaled) instants, with the recorded room's ids mapped to the objects
 this replay created; the generators replay the viewers' actions themselves
-(loadtest/crowd.py) and learn each new id from a `bind` command.
+(loadtest/crowd_trace.py) and learn each new id from a `bind` command.
 """
 
 from __future__ import annotations

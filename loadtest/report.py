@@ -234,7 +234,7 @@ def _kv_table(d: dict[str, Any]) -> str:
 
 
 def _chaos_html(chaos: dict[str, Any]) -> str:
-    from loadtest.chaos import describe
+    from loadtest.chaos_report import describe
 
     rows = ["<h2>Chaos</h2>",
             f"<p>--chaos {html.escape(str(chaos.get('spec', '')))}; times are "

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from loadtest import checks as checks_mod
-from loadtest.chaos import summarize
+from loadtest.chaos_report import summarize
 from loadtest.context import RunContext
 from loadtest.host import Host, HostError
 from loadtest.messages import WorkerResult

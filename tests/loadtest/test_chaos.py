@@ -26,16 +26,8 @@ from typing import Any
 
 import pytest
 
-from loadtest.chaos import (
-    FAILED_CLOSED,
-    ChaosError,
-    Fault,
-    FaultRecord,
-    check_chaos,
-    describe,
-    parse_chaos,
-    summarize,
-)
+from loadtest.chaos_report import FAILED_CLOSED, describe, summarize
+from loadtest.chaos_spec import ChaosError, Fault, FaultRecord, check_chaos, parse_chaos
 from loadtest.spawn import parse_redis_address
 
 CORRECTNESS_CHECKS = {
