@@ -30,15 +30,12 @@ IO_MODULES: Final = STORAGE_DRIVERS | frozenset({
 })
 
 LAYERS: Final = ("core", "state", "realtime", "features", "web")
-# Modules still at the top of server/ and the layer they belong to. The transport
-# hook moves into realtime/ with the next step; `__init__` and `__main__` are the package
-# (only the version: core) and the `python -m server` entry (the top).
+# The modules at the top of server/ and the layer they belong to: `__init__` and
+# `__main__` are the package (only the version: core) and the `python -m server`
+# entry (the top).
 TOP_LEVEL: Final = {
     "server": "core",
     "server.__main__": "web",
-    "server.edges": "realtime",
-    "server.fastws": "realtime",
-    "server.handshake": "realtime",
 }
 
 # (module, imported module) -> why it is still allowed. To be emptied by the next
@@ -66,7 +63,7 @@ ALLOWLIST: Final[dict[tuple[str, str], str]] = {
     # settings checks network and origin syntax with the parsers of the edge and of
     # the security headers (imported inside the checks); those pure parsers move into
     # core when edges.py moves (transport branch) and when security.py is split.
-    ("server.core.settings", "server.edges"): "parse_networks",
+    ("server.core.settings", "server.realtime.edges"): "parse_networks",
     ("server.core.settings", "server.web.security"): "the origin grammar",
 }
 

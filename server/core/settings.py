@@ -44,7 +44,7 @@ class ServerSettings:
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
     gc_young_threshold: int = field(default=gcpolicy.DEFAULT_YOUNG_THRESHOLD,
                                     metadata=_range(0, 10_000_000))
-    # The HTTP edge (server/edges.py): request line plus headers, the time to
+    # The HTTP edge (server/realtime/edges.py): request line plus headers, the time to
     # send them, the idle time between keep-alive requests, and open
     # connections per client address (0: no cap) unless it is in the space-
     # separated addresses/networks of connection_cap_exempt.
@@ -306,7 +306,7 @@ def _check_auth(auth: AuthSettings) -> None:
 
 def _networks(text: str) -> None:
     # Imported here: edges.py is the transport hook and imports this module.
-    from server.edges import parse_networks
+    from server.realtime.edges import parse_networks
 
     parse_networks(text)
 

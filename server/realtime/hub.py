@@ -54,7 +54,7 @@ from server.core.identity import Viewer
 from server.core.keys import RoomKeys, room_keys
 from server.core.protocol import encode, seq_of, text_frame
 from server.core.settings import HubSettings
-from server.fastws import EXTENSION, FastWebSocketProtocol
+from server.realtime.fastws import EXTENSION, FastWebSocketProtocol
 from server.state.scripts import Scripts
 
 log = logging.getLogger("livesell.hub")

@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import __version__, handshake
+from server import __version__
 from server.core import domain, gcpolicy
 from server.core.domain import now_ms
 from server.core.errors import (
@@ -81,6 +81,7 @@ from server.features import rooms
 from server.features.pulse import Pulse
 from server.features.recorder import Recorder
 from server.features.show import Answer, Show, error_answer
+from server.realtime import handshake
 from server.realtime.admission import Admission, client_bucket
 from server.realtime.hub import Conn, Hub, TokenBucket
 from server.state.health import PING_TIMEOUT_S, Health

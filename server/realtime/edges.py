@@ -21,7 +21,7 @@ Bytes are counted before the parser sees them, so the parser never holds more
 than the limit. Each client fault is logged on one INFO line of uvicorn's
 error logger (like its own connection lines, so --workers processes show it
 too), at most once a minute per address and kind, with the number left out since. After the upgrade
-the transport belongs to the WebSocket protocol (server/fastws.py): nothing
+the transport belongs to the WebSocket protocol (server/realtime/fastws.py): nothing
 here runs per WebSocket frame; the connection's place under the per-IP cap
 moves to that protocol, which gives it back when the connection is lost.
 """
