@@ -60,11 +60,6 @@ ALLOWLIST: Final[dict[tuple[str, str], str]] = {
     ("server.web.app", "redis.asyncio"): "the lifespan's connection pools",
     ("server.web.app", "redis.exceptions"): "mapping a Redis fault to 503",
     ("server.web.app", "redis.maint_notifications"): "the pools' options",
-    # settings checks network and origin syntax with the parsers of the edge and of
-    # the security headers (imported inside the checks); those pure parsers move into
-    # core when edges.py moves (transport branch) and when security.py is split.
-    ("server.core.settings", "server.realtime.edges"): "parse_networks",
-    ("server.core.settings", "server.web.security"): "the origin grammar",
 }
 
 

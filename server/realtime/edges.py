@@ -41,6 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from server.core.netrules import parse_networks
 from server.core.settings import ServerSettings
 
 # After a refusal the answer is sent and the write side shut (FIN), reading
@@ -84,17 +85,6 @@ def limits_of(config: Config) -> EdgeLimits:
     if isinstance(limits, EdgeLimits):
         return limits
     return EdgeLimits.from_settings(ServerSettings())
-
-
-def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """Space-separated addresses or CIDR networks; ValueError names a bad one."""
-    networks = []
-    for item in text.split():
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or network") from None
-    return tuple(networks)
 
 
 class LogLimiter:
