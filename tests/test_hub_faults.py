@@ -63,7 +63,9 @@ def _live(room: LocalRoom, conn: Conn) -> bool:
 def _unsent(conn: Conn) -> int:
     """Bytes the server process holds for this viewer: its transport's buffer on
     the fast path, the hub's queue on the fallback path."""
-    return conn.raw.buffered() if conn.raw is not None else conn.outbox_bytes
+    if conn.raw is None:
+        return conn.outbox_bytes
+    return int(conn.raw.transport.get_write_buffer_size())
 
 
 def _unacknowledged(conn: Conn) -> int:

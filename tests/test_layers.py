@@ -50,11 +50,6 @@ ALLOWLIST: Final[dict[tuple[str, str], str]] = {
     # pulse.py's timer claims, sweeps and the rebuild of Redis from the store
     # (31 commands through show.redis); the rebuild becomes state/rebuild.py.
     ("server.features.pulse", "redis.exceptions"): "the pulse's error handling",
-    # The hub's pub/sub relay and its event-log reads: they become
-    # realtime/broker.py over a state/ pub/sub adapter.
-    ("server.realtime.hub", "redis.asyncio"): "the hub's Redis client",
-    ("server.realtime.hub", "redis.asyncio.client"): "the pub/sub listener",
-    ("server.realtime.hub", "redis.exceptions"): "the relay's error handling",
     # The app opens the Redis connection pools in its lifespan; the pools move to a
     # state/ factory the web layer calls.
     ("server.web.app", "redis.asyncio"): "the lifespan's connection pools",

@@ -144,15 +144,12 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.send_close(1007, "invalid UTF-8 in a text message")
         self.handle_parser_exception()
 
-    def buffered(self) -> int:
-        return int(self.transport.get_write_buffer_size())
-
     def unacknowledged(self) -> int:
         """Bytes written to this connection that the peer has not acknowledged yet:
         the transport's buffer and the kernel's send queue (Linux SIOCOUTQ, whose
         request number termios calls TIOCOUTQ). A system call: for rare
         decisions, never per delivery."""
-        n = self.buffered()
+        n = int(self.transport.get_write_buffer_size())
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             queued = array.array("i", [0])
