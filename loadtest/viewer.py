@@ -34,7 +34,7 @@ from websockets.uri import parse_uri
 
 from loadtest.model import Gap, ViewerRecord
 from loadtest.stats import Reservoir
-from server import handshake
+from server.realtime import handshake
 
 CONNECT_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
@@ -87,7 +87,7 @@ class Link(asyncio.Protocol):
     def __init__(self, viewer: FrameSink, url: str,
                  subprotocols: Sequence[str] | None = None) -> None:
         self.viewer = viewer
-        # Credentials travel as subprotocols (server/handshake.py), never in the URL.
+        # Credentials travel as subprotocols (server/realtime/handshake.py), never in the URL.
         self.ws = ClientProtocol(parse_uri(url), max_size=2**24,
                                  subprotocols=[Subprotocol(p) for p in subprotocols]
                                  if subprotocols else None)

@@ -1,10 +1,10 @@
-"""Micro-benchmark of the transport hook's per-delivery write (server/fastws.py).
+"""Micro-benchmark of the transport hook's per-delivery write (server/realtime/fastws.py).
 
 Opens real WebSocket connections to FastWebSocketProtocol over loopback
 socketpairs (uvloop, a real handshake through uvicorn's code, an ASGI app that
 accepts and waits) and times `write_frames` over all of them, the way the hub's
 fan-out loop calls it: one 200-byte pre-encoded frame per connection per event.
-With `--baseline FILE` (another version of server/fastws.py, e.g. from
+With `--baseline FILE` (another version of server/realtime/fastws.py, e.g. from
 `git show REV:server/fastws.py > /tmp/fastws_before.py`), the two classes run in
 the same process, alternately, on their own connections: the ratio compares
 them under the same load. Prints the median nanoseconds per write of each and
@@ -30,7 +30,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from server.core.protocol import text_frame
-from server.fastws import FastWebSocketProtocol
+from server.realtime.fastws import FastWebSocketProtocol
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -136,7 +136,8 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--baseline", type=Path, help="another server/fastws.py to compare with")
+    parser.add_argument("--baseline", type=Path,
+                        help="another server/realtime/fastws.py to compare with")
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=10_000, help="write_frames calls per run")
     parser.add_argument("--frame-bytes", type=int, default=200)

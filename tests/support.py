@@ -20,10 +20,10 @@ from uvicorn.logging import AccessFormatter, DefaultFormatter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from server import handshake
 from server.core.settings import Settings, load_settings
-from server.edges import BoundedHttpToolsProtocol, attach
-from server.fastws import FastWebSocketProtocol
+from server.realtime import handshake
+from server.realtime.edges import BoundedHttpToolsProtocol, attach
+from server.realtime.fastws import FastWebSocketProtocol
 from server.web.app import create_app
 
 _ids = itertools.count(1)
@@ -46,7 +46,7 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
 
 
 # Runs a test that takes the `server` fixture twice: under the transport hook
-# (server/fastws.py) and under uvicorn's plain websockets-sansio protocol, where
+# (server/realtime/fastws.py) and under uvicorn's plain websockets-sansio protocol, where
 # the hub falls back to `send_text` through ASGI.
 BOTH_TRANSPORTS = pytest.mark.parametrize("server", [True, False], indirect=True,
                                           ids=["hook", "plain-asgi"])

@@ -1,5 +1,5 @@
 """Credentials never in URLs or logs: the viewer token and the host key travel in
-`Sec-WebSocket-Protocol` (server/handshake.py), the server answers `livesell.v1`
+`Sec-WebSocket-Protocol` (server/realtime/handshake.py), the server answers `livesell.v1`
 and nothing else, a secret put in the URL is refused with 4000, and no secret
 reaches a captured log line on any of these paths (uvicorn's accept and access
 lines, websockets' header lines at DEBUG).
@@ -19,8 +19,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from server import handshake
 from server.core.errors import CLOSE_BAD_HANDSHAKE, CLOSE_WRONG_HOST_KEY
+from server.realtime import handshake
 from tests.support import LiveServer, LogCapture, ViewerClient, create_room, eventually, join, offer
 
 

@@ -1,4 +1,4 @@
-"""The bounded HTTP edge (server/edges.py), against `livesell serve` run as a
+"""The bounded HTTP edge (server/realtime/edges.py), against `livesell serve` run as a
 process: a request head over `server.max_header_bytes` gets 431 and a closed
 connection (the exact limit passes), an endless header costs neither the event
 loop nor memory, slow and silent connections are closed after
@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from server.core.settings import ServerSettings, SettingsError, load_settings
-from server.edges import ConnectionGate, EdgeLimits, LogLimiter
+from server.realtime.edges import ConnectionGate, EdgeLimits, LogLimiter
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and sends POSIX signals")

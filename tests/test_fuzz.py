@@ -42,8 +42,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from server import handshake
 from server.core import protocol
+from server.realtime import handshake
 from server.state.redis_supervisor import RedisServer
 from server.web.routes import CLIENT_DIR
 from tests.support import LiveServer, make_settings

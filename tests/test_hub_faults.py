@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
 from server.core.keys import room_keys
-from server.realtime.hub import Conn, Hub, LocalRoom
+from server.realtime.hub import Conn, ConnState, Hub, LocalRoom
 from tests.support import LiveServer, ViewerClient, create_room, join, make_settings
 
 
@@ -63,7 +63,9 @@ def _live(room: LocalRoom, conn: Conn) -> bool:
 def _unsent(conn: Conn) -> int:
     """Bytes the server process holds for this viewer: its transport's buffer on
     the fast path, the hub's queue on the fallback path."""
-    return conn.raw.buffered() if conn.raw is not None else conn.outbox_bytes
+    if conn.raw is None:
+        return conn.outbox_bytes
+    return int(conn.raw.transport.get_write_buffer_size())
 
 
 def _unacknowledged(conn: Conn) -> int:
@@ -129,6 +131,7 @@ async def test_a_viewer_falling_behind_mid_fanout_costs_the_others_nothing(
         start = {(await c.next_event("snapshot"))["seq"] for c in clients}
         room = hub.rooms[host.room_id]
         await _wait_for(lambda: len(room.fast) + len(room.slow) == 4, "4 live viewers")
+        assert {c.state for c in room.members} == {ConnState.LIVE}
         stalled = await _stalled_viewer(live, host.room_id)
         await _wait_for(lambda: len(room.fast) + len(room.slow) == 5, "the stalled one live")
         healthy = {c.viewer_id for c in clients}
@@ -156,8 +159,10 @@ async def test_a_viewer_falling_behind_mid_fanout_costs_the_others_nothing(
             published += 1
         if fast:
             assert stalled_conn.behind and not stalled_conn.closed
+            assert stalled_conn.state is ConnState.BEHIND
         else:
             assert stalled_conn.closed
+            assert stalled_conn.state is ConnState.CLOSED
 
         # Every healthy viewer got every event (the room's own, such as viewer
         # counts, are numbered too), in order, once.
@@ -290,7 +295,7 @@ async def test_resync_from_a_viewer_that_never_reads_costs_one_snapshot(
                 assert counted.snapshots == 2, counted.unsent_after_resync
             else:
                 assert counted.snapshots <= most, (counted.snapshots, most)
-            assert conn.behind
+            assert conn.behind and conn.state is ConnState.BEHIND
             limit = bound + snapshot_size + 4096
             assert max(counted.unsent_after_resync) <= limit, counted.unsent_after_resync
             assert _unsent(conn) <= limit
@@ -318,6 +323,7 @@ async def test_resync_from_a_viewer_that_never_reads_costs_one_snapshot(
             assert [f["text"] for f in after if f["type"] == "announcement"] == [
                 f"l{i}" for i in range(10)]
             assert not conn.behind and not conn.closed
+            assert conn.state is ConnState.LIVE
         assert [ctx.get("message") for ctx in faults.seen] == []
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:

@@ -30,35 +30,22 @@ IO_MODULES: Final = STORAGE_DRIVERS | frozenset({
 })
 
 LAYERS: Final = ("core", "state", "realtime", "features", "web")
-# Modules still at the top of server/ and the layer they belong to. The transport
-# hook moves into realtime/ with the next step; `__init__` and `__main__` are the package
-# (only the version: core) and the `python -m server` entry (the top).
+# The modules at the top of server/ and the layer they belong to: `__init__` and
+# `__main__` are the package (only the version: core) and the `python -m server`
+# entry (the top).
 TOP_LEVEL: Final = {
     "server": "core",
     "server.__main__": "web",
-    "server.edges": "realtime",
-    "server.fastws": "realtime",
-    "server.handshake": "realtime",
 }
 
 # (module, imported module) -> why it is still allowed. To be emptied by the next
 # step (splitting show.py into features over one state layer), except where noted.
 ALLOWLIST: Final[dict[tuple[str, str], str]] = {
-    # The hub's pub/sub relay and its event-log reads: they become
-    # realtime/broker.py over a state/ pub/sub adapter.
-    ("server.realtime.hub", "redis.asyncio"): "the hub's Redis client",
-    ("server.realtime.hub", "redis.asyncio.client"): "the pub/sub listener",
-    ("server.realtime.hub", "redis.exceptions"): "the relay's error handling",
     # The services open the Redis connection pools at start; the pools move to a
     # state/ factory the web layer calls.
     ("server.web.services", "redis.asyncio"): "the connection pools",
     ("server.web.services", "redis.exceptions"): "start-up retries while Redis restarts",
     ("server.web.services", "redis.maint_notifications"): "the pools' options",
-    # settings checks network and origin syntax with the parsers of the edge and of
-    # the security headers (imported inside the checks); those pure parsers move into
-    # core when edges.py moves (transport branch) and when security.py is split.
-    ("server.core.settings", "server.edges"): "parse_networks",
-    ("server.core.settings", "server.web.security"): "the origin grammar",
 }
 
 

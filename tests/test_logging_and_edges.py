@@ -236,7 +236,7 @@ async def test_invalid_utf8_closes_1007_with_one_line_and_no_traceback(
     hub = server.services.hub
 
     async def left() -> bool:
-        return bool(hub.local_viewers() == 0)
+        return not any(room.members for room in hub.rooms.values())
 
     await eventually(left, timeout=30)
     _no_traceback_and_at_most(captured, "UTF-8", 1)

@@ -1,7 +1,7 @@
 """The uvicorn internals the transport hook relies on, named one by one.
 
-server/fastws.py subclasses uvicorn's websockets-sansio protocol and
-server/edges.py its httptools protocol. Neither is a public API, so
+server/realtime/fastws.py subclasses uvicorn's websockets-sansio protocol and
+server/realtime/edges.py its httptools protocol. Neither is a public API, so
 pyproject.toml allows a range of uvicorn versions rather than any: this module
 lists every method (with its signature), attribute and behaviour the two files
 use, and fails with the internal's name, the uvicorn version and what the hook
@@ -28,11 +28,11 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from server.edges import BoundedHttpToolsProtocol
-from server.fastws import EXTENSION, FastWebSocketProtocol
+from server.realtime.edges import BoundedHttpToolsProtocol
+from server.realtime.fastws import EXTENSION, FastWebSocketProtocol
 
-WS = "server/fastws.py"
-EDGE = "server/edges.py"
+WS = "server/realtime/fastws.py"
+EDGE = "server/realtime/edges.py"
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
              b"Sec-WebSocket-Version: 13\r\n\r\n")

@@ -19,7 +19,7 @@ CLOSE_INTERNAL: Final = 1011  # unexpected fault
 CLOSE_SERVICE_RESTART: Final = 1012  # draining on SIGTERM: reconnect (to another process)
 CLOSE_TRY_AGAIN: Final = 1013  # server starting or stopping
 # A secret in the URL, or a Sec-WebSocket-Protocol list the server cannot read
-# (server/handshake.py); the reason says which. Do not retry unchanged.
+# (server/realtime/handshake.py); the reason says which. Do not retry unchanged.
 CLOSE_BAD_HANDSHAKE: Final = 4000
 CLOSE_IDENTITY_REFUSED: Final = 4001  # a shop token that is invalid, expired or not HS256
 CLOSE_WRONG_HOST_KEY: Final = 4003  # a host key offered on /ws but not this room's

@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from server.core import gcpolicy
+from server.core.netrules import (
+    MEDIA_SOURCE_PATTERN,
+    REFERRER_POLICIES,
+    parse_networks,
+    parse_origin_list,
+)
 from server.core.tomlconfig import check_section, meta, section_table
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "default.toml"
@@ -44,7 +50,7 @@ class ServerSettings:
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
     gc_young_threshold: int = field(default=gcpolicy.DEFAULT_YOUNG_THRESHOLD,
                                     metadata=_range(0, 10_000_000))
-    # The HTTP edge (server/edges.py): request line plus headers, the time to
+    # The HTTP edge (server/realtime/edges.py): request line plus headers, the time to
     # send them, the idle time between keep-alive requests, and open
     # connections per client address (0: no cap) unless it is in the space-
     # separated addresses/networks of connection_cap_exempt.
@@ -305,20 +311,10 @@ def _check_auth(auth: AuthSettings) -> None:
 
 
 def _networks(text: str) -> None:
-    # Imported here: edges.py is the transport hook and imports this module.
-    from server.edges import parse_networks
-
     parse_networks(text)
 
 
 def _check_security(sec: SecuritySettings) -> None:
-    # Imported here: security.py holds the origin grammar and imports this module.
-    from server.web.security import (
-        MEDIA_SOURCE_PATTERN,
-        REFERRER_POLICIES,
-        parse_origin_list,
-    )
-
     for key in ("frame_ancestors", "websocket_origins"):
         try:
             parse_origin_list(getattr(sec, key))

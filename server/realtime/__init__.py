@@ -1,5 +1,7 @@
-"""The realtime layer: the hub (local fan-out, per-room sequence numbers, the
-pub/sub relay between processes) and viewer admission (identity on join and the
-guest-mint rate limit). The transport hook (`server/fastws.py`,
-`server/edges.py`, `server/handshake.py`) joins this layer in a later step.
+"""The realtime layer: the hub (local fan-out: rooms, viewer connections,
+coalescing, behind and resync), the broker (the pub/sub relay between processes
+and the event-log reads, over `server.state.events`), viewer admission
+(identity on join and the guest-mint rate limit) and the transport hook:
+`fastws` (pre-encoded frames straight to uvicorn's WebSocket transport), `edges`
+(the bounded HTTP edge) and `handshake` (the credentials a viewer offers).
 """

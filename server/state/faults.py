@@ -7,4 +7,4 @@ from typing import Final
 
 from redis.exceptions import RedisError
 
-REDIS_FAULTS: Final[tuple[type[Exception], ...]] = (RedisError, OSError)
+REDIS_FAULTS: Final = (RedisError, OSError)

@@ -152,8 +152,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
-    from server.edges import BoundedHttpToolsProtocol
-    from server.fastws import FastWebSocketProtocol
+    from server.realtime.edges import BoundedHttpToolsProtocol
+    from server.realtime.fastws import FastWebSocketProtocol
 
     return dict(
         host=settings.server.host, port=settings.server.port, lifespan="on",
@@ -162,7 +162,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         ws_ping_interval=settings.hub.ping_interval_s or None,
         ws_ping_timeout=settings.hub.ping_interval_s or None,
         # httptools with a bounded request head, a header-read timeout and a
-        # per-address connection cap (server/edges.py; its limits ride on the
+        # per-address connection cap (server/realtime/edges.py; its limits ride on the
         # Config: see _config).
         log_level=settings.server.log_level, http=BoundedHttpToolsProtocol,
         timeout_keep_alive=settings.server.keep_alive_timeout_s,
@@ -176,7 +176,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def _config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
-    from server.edges import attach
+    from server.realtime.edges import attach
 
     return attach(uvicorn.Config(app, **_uvicorn_options(settings), **extra), settings.server)
 

@@ -2,7 +2,7 @@
 log line and the filter that replaces it with "[redacted]".
 
 Viewers and hosts send credentials in `Sec-WebSocket-Protocol`
-(`livesell.token.…`, `livesell.host.…`, server/handshake.py) and in headers; an
+(`livesell.token.…`, `livesell.host.…`, server/realtime/handshake.py) and in headers; an
 old or careless client may still put them in a URL (`?token=…&host_key=…`, which
 the server refuses, but only after uvicorn has logged it). uvicorn logs every
 WebSocket accept (logger `uvicorn.error`, INFO) and, with the access log on,

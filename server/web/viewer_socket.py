@@ -15,7 +15,6 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import handshake
 from server.core import events
 from server.core.domain import now_ms
 from server.core.errors import (
@@ -48,6 +47,7 @@ from server.core.protocol import (
 from server.features.context import Answer, error_answer
 from server.features.registry import ViewerCall
 from server.features.show import Show
+from server.realtime import handshake
 from server.realtime.admission import client_bucket
 from server.realtime.hub import Conn, TokenBucket
 from server.state.faults import REDIS_FAULTS
@@ -66,7 +66,7 @@ RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "ente
 
 def ws_credentials(ws: WebSocket) -> handshake.WsCredentials:
     """The token and host key a viewer's handshake offered in `Sec-WebSocket-Protocol`
-    (server/handshake.py); `refusal` is set when the URL carries one instead."""
+    (server/realtime/handshake.py); `refusal` is set when the URL carries one instead."""
     return handshake.read_credentials(ws.scope.get("subprotocols", ()), ws.query_params)
 
 

@@ -28,7 +28,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from server.edges import LogLimiter, since_last_line
+from server.realtime.edges import LogLimiter, since_last_line
 
 EXTENSION = "livesell.raw"
 # Bound once: write_frames runs for every viewer of every event.
@@ -48,7 +48,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # Set by the app once a viewer has joined: called (once) when the server shuts
     # down, so the app drains before this connection closes (Services.drain).
     on_shutdown: Callable[[], None] | None = None
-    # Set by the HTTP protocol that upgraded this connection (server/edges.py):
+    # Set by the HTTP protocol that upgraded this connection (server/realtime/edges.py):
     # gives the connection's place under the per-address cap back, once.
     edge_release: Callable[[], None] | None = None
 
@@ -144,15 +144,12 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.send_close(1007, "invalid UTF-8 in a text message")
         self.handle_parser_exception()
 
-    def buffered(self) -> int:
-        return int(self.transport.get_write_buffer_size())
-
     def unacknowledged(self) -> int:
         """Bytes written to this connection that the peer has not acknowledged yet:
         the transport's buffer and the kernel's send queue (Linux SIOCOUTQ, whose
         request number termios calls TIOCOUTQ). A system call: for rare
         decisions, never per delivery."""
-        n = self.buffered()
+        n = int(self.transport.get_write_buffer_size())
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             queued = array.array("i", [0])

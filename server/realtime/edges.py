@@ -21,7 +21,7 @@ Bytes are counted before the parser sees them, so the parser never holds more
 than the limit. Each client fault is logged on one INFO line of uvicorn's
 error logger (like its own connection lines, so --workers processes show it
 too), at most once a minute per address and kind, with the number left out since. After the upgrade
-the transport belongs to the WebSocket protocol (server/fastws.py): nothing
+the transport belongs to the WebSocket protocol (server/realtime/fastws.py): nothing
 here runs per WebSocket frame; the connection's place under the per-IP cap
 moves to that protocol, which gives it back when the connection is lost.
 """
@@ -41,6 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from server.core.netrules import parse_networks
 from server.core.settings import ServerSettings
 
 # After a refusal the answer is sent and the write side shut (FIN), reading
@@ -84,17 +85,6 @@ def limits_of(config: Config) -> EdgeLimits:
     if isinstance(limits, EdgeLimits):
         return limits
     return EdgeLimits.from_settings(ServerSettings())
-
-
-def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """Space-separated addresses or CIDR networks; ValueError names a bad one."""
-    networks = []
-    for item in text.split():
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or network") from None
-    return tuple(networks)
 
 
 class LogLimiter:

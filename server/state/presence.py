@@ -1,0 +1,35 @@
+"""Who is watching a room, in Redis: per room, the open connections of each
+viewer (`present`, a hash viewer id -> count, which the viewer counts read) and
+every viewer ever seen (`uniq`). The hub (server/realtime/hub.py) reports arrivals
+and departures; presence is not in the order store, so after Redis lost its data
+each process reports its viewers again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+
+from server.core.keys import room_keys
+
+
+class Presence:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def arrived(self, viewers: Iterable[tuple[str, str]]) -> None:
+        """Count one more connection for each (room id, viewer id), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id, viewer_id in viewers:
+                keys = room_keys(room_id)
+                pipe.hincrby(keys.present, viewer_id, 1)
+                pipe.sadd(keys.uniq, viewer_id)
+            await pipe.execute()
+
+    async def left(self, room_id: str, viewer_id: str) -> None:
+        """Count one connection fewer; the viewer is gone from `present` at none."""
+        keys = room_keys(room_id)
+        n = await self.redis.hincrby(keys.present, viewer_id, -1)
+        if n <= 0:
+            await self.redis.hdel(keys.present, viewer_id)
