@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from server.core.keys import RoomKeys
-from server.state.scripts import Ledger
+from server.state.ledger import Ledger
 
 
 @pytest.fixture
