@@ -19,12 +19,8 @@ from redis.asyncio import Redis
 
 from server.core.settings import RedisSettings, SettingsError, load_settings
 from server.features.pulse import MemoryWatch
-from server.state.redis_supervisor import (
-    DEFAULT_MAXMEMORY_MB,
-    MAXMEMORY_POLICY,
-    RedisServer,
-    RedisSupervisor,
-)
+from server.state.embedded_redis import DEFAULT_MAXMEMORY_MB, MAXMEMORY_POLICY, RedisServer
+from server.state.redis_supervisor import RedisSupervisor
 from tests.support import LiveServer, create_room, eventually, join, make_settings
 
 FLOOD = 20_000
