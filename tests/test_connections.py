@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from server.core.settings import RedisSettings
 from server.state.connections import (
     STATE_FAULTS,
+    STATE_OR_OS_FAULTS,
     TRANSIENT_FAULTS,
     health_client,
     open_clients,
@@ -129,6 +130,7 @@ async def test_faults_by_kind(redis_url: str, redis_server: RedisServer) -> None
             with pytest.raises(Exception) as caught:
                 await asyncio.wait_for(text.ping(), 30)
             assert isinstance(caught.value, STATE_FAULTS), (url, caught.value)
+            assert isinstance(caught.value, STATE_OR_OS_FAULTS), (url, caught.value)
             assert isinstance(caught.value, TRANSIENT_FAULTS), (url, caught.value)
             assert password_refused(caught.value) is refused, (url, caught.value)
         finally:

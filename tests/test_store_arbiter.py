@@ -152,9 +152,9 @@ async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
 
 
 async def test_open_store_opens_the_store_the_settings_name(tmp_path: Path) -> None:
-    """The factory the app uses: the file, batch size and lock wait of [store], open
-    and durable (a placed order is there after close and reopen); closed, it takes
-    no writes."""
+    """The factory the app uses: the file, batch size and lock wait of [store], open,
+    this user's only (mode 0600, also SQLite's companion files) and durable (a
+    placed order is there after close and reopen); closed, it takes no writes."""
     settings = load_settings(None, env={}, overrides={
         "server": {"data_dir": str(tmp_path / "data")},
         "store": {"path": str(tmp_path / "shop.sqlite3"), "batch_max": 7,
@@ -163,6 +163,8 @@ async def test_open_store_opens_the_store_the_settings_name(tmp_path: Path) -> N
     assert isinstance(store, SqliteOrderStore)
     assert (store.path, store.batch_max, store.busy_timeout_ms) == \
         (tmp_path / "shop.sqlite3", 7, 250)
+    for name in ("shop.sqlite3", "shop.sqlite3-wal", "shop.sqlite3-shm"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
     await store.set_room_epoch("r_1", "e1")
     assert await store.place_order(order("f1"), "e1") == PLACED
     await store.close()

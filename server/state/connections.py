@@ -25,6 +25,10 @@ RedisClient: TypeAlias = Redis
 # A Redis fault: the request cannot be served now (the web layer answers 503 with
 # Retry-After and tells the health watch).
 STATE_FAULTS: Final[tuple[type[Exception], ...]] = (RedisError,)
+# A state fault, or an OS error from the socket under it (a reset or refused
+# connection redis-py did not wrap): what a request path catches to answer "try
+# again" and keep going.
+STATE_OR_OS_FAULTS: Final[tuple[type[Exception], ...]] = (RedisError, OSError)
 # Faults that pass when a restarting Redis is back (refused or dropped connections,
 # time-outs): worth another try during start-up. A refused password is one of them
 # by class, but is no passing fault: see `password_refused`.

@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from server.state.ownership import private_file
 from server.state.sqlite_schema import INSERT_ORDER, create_or_migrate, order_row
 from server.state.sqlite_writer import GroupWriter
 from server.state.store import Order, StoreClosed
@@ -45,7 +46,8 @@ class SqliteOrderStore:
         return self._writes.last_failed
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Orders are this user's only: mode 0600, which SQLite gives its -wal and -shm.
+        private_file(self.path)
         self._writer_db = await aiosqlite.connect(self.path, isolation_level=None)
         db = self._writer_db
         await db.execute("PRAGMA journal_mode=WAL")
