@@ -76,7 +76,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
     from redis.asyncio import BlockingConnectionPool, Redis
 
     from server.core.keys import RoomKeys
-    from server.state.redis_supervisor import RedisServer
+    from server.state.embedded_redis import RedisServer
 
     script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
     with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
@@ -200,7 +200,7 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
     from redis.asyncio import Redis
 
     from server.core.keys import RoomKeys
-    from server.state.redis_supervisor import RedisServer
+    from server.state.embedded_redis import RedisServer
 
     script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
     keys = RoomKeys("r_bench")

@@ -36,7 +36,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loadtest.stats import ProcSample, children_of, command_of, descendants_of, read_proc
-from server.state.redis_supervisor import free_port, read_password
+from server.state.redis_probe import free_port
+from server.state.redis_process import read_password
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -313,7 +314,7 @@ def redis_password(redis_pid: int) -> str | None:
 def parse_redis_address(command: str) -> tuple[str, int] | None:
     """HOST and PORT from a redis-server command line: the title it gives itself
     once running (`redis-server 127.0.0.1:6379`), or the `--bind`/`--port` flags
-    server/state/redis_supervisor.py starts it with. None when neither says."""
+    server/state/embedded_redis.py starts it with. None when neither says."""
     words = command.split()
     host, port = "", 0
     for flag, value in itertools.pairwise(words):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from server.state.redis_supervisor import RedisServer
+from server.state.embedded_redis import RedisServer
 from tests.support import LiveServer, make_settings
 
 

@@ -18,13 +18,9 @@ import redis
 from redis.asyncio import Redis
 
 from server.core.settings import RedisSettings, SettingsError, load_settings
+from server.state.embedded_redis import DEFAULT_MAXMEMORY_MB, MAXMEMORY_POLICY, RedisServer
 from server.state.memory_watch import MemoryWatch
-from server.state.redis_supervisor import (
-    DEFAULT_MAXMEMORY_MB,
-    MAXMEMORY_POLICY,
-    RedisServer,
-    RedisSupervisor,
-)
+from server.state.redis_supervisor import RedisSupervisor
 from tests.support import LiveServer, create_room, eventually, join, make_settings
 
 FLOOD = 20_000

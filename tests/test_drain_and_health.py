@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.state.redis_supervisor import RedisServer
+from server.state.embedded_redis import RedisServer
 from tests.support import LiveServer, StoreLock, create_room, eventually, join, make_settings
 
 

@@ -481,7 +481,7 @@ async def test_an_order_stored_while_redis_restarts_is_counted_when_it_is_back(
     "placed": the order is durable). Once a new redis-server answers, the units move
     from held to sold at once, not recover_after_s later (600 s here, so recovery
     cannot be what counts them)."""
-    from server.state.redis_supervisor import RedisServer
+    from server.state.embedded_redis import RedisServer
 
     first = RedisServer(tmp_path / "redis")
     url = await asyncio.to_thread(first.start)

@@ -44,7 +44,7 @@ from websockets.typing import Subprotocol
 
 from server.core import protocol
 from server.realtime import handshake
-from server.state.redis_supervisor import RedisServer
+from server.state.embedded_redis import RedisServer
 from server.web.routes import CLIENT_DIR
 from tests.support import LiveServer, make_settings
 

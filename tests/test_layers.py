@@ -41,11 +41,6 @@ TOP_LEVEL: Final = {
 # (module, imported module) -> why it is still allowed. To be emptied by the next
 # step (splitting show.py into features over one state layer), except where noted.
 ALLOWLIST: Final[dict[tuple[str, str], str]] = {
-    # The services open the Redis connection pools at start; the pools move to a
-    # state/ factory the web layer calls.
-    ("server.web.services", "redis.asyncio"): "the connection pools",
-    ("server.web.services", "redis.exceptions"): "start-up retries while Redis restarts",
-    ("server.web.services", "redis.maint_notifications"): "the pools' options",
 }
 
 

@@ -27,16 +27,11 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
+from server.state.embedded_redis import RedisServer
 from server.state.ownership import private_file
-from server.state.redis_supervisor import (
-    PASSWORD_FILE,
-    RedisServer,
-    RedisState,
-    RedisSupervisor,
-    probe,
-    process_alive,
-    read_password,
-)
+from server.state.redis_probe import probe
+from server.state.redis_process import PASSWORD_FILE, process_alive, read_password
+from server.state.redis_supervisor import RedisState, RedisSupervisor
 from server.web import logfilter
 from tests.support import Host, ViewerClient, create_room, wait_until
 

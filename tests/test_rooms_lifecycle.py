@@ -382,10 +382,10 @@ async def test_a_sale_opens_among_2000_idle_rooms(server: LiveServer, http: http
 async def test_schema_2_files_are_migrated_with_their_rooms_live(tmp_path: Path) -> None:
     import sqlite3
 
-    from server.state.store import OrderStore
+    from server.state.sqlite_store import SqliteOrderStore
 
     path = tmp_path / "orders.sqlite3"
-    store = OrderStore(path)
+    store = SqliteOrderStore(path)
     await store.open()
     await store.add_room("r_old", "Before schema 3", "", "hash", 1000)
     await store.close()
@@ -395,7 +395,7 @@ async def test_schema_2_files_are_migrated_with_their_rooms_live(tmp_path: Path)
     db.execute("UPDATE schema_version SET version = 2")
     db.commit()
     db.close()
-    store = OrderStore(path)
+    store = SqliteOrderStore(path)
     await store.open()
     try:
         assert await store.room_state("r_old") == {"state": "live", "starts_at": None,

@@ -21,7 +21,7 @@ from server.core.settings import (
     SettingsError,
     load_settings,
 )
-from server.state.redis_supervisor import process_alive
+from server.state.redis_process import process_alive
 
 
 def test_default_file_documents_every_setting_with_the_same_defaults() -> None:

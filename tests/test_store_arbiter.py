@@ -11,7 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from server.state.store import ABORTED, FENCED, ORDERED, PLACED, Order, OrderStore, StoreError
+from server.core.settings import load_settings
+from server.state.sqlite_store import SqliteOrderStore
+from server.state.store import (
+    ABORTED,
+    FENCED,
+    ORDERED,
+    PLACED,
+    Order,
+    OrderStore,
+    StoreClosed,
+    StoreError,
+    open_store,
+)
 from tests.support import StoreLock
 
 
@@ -23,22 +35,22 @@ def order(hold: str, room: str = "r_1", qty: int = 1) -> Order:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[OrderStore]:
-    s = OrderStore(tmp_path / "orders.sqlite3", busy_timeout_ms=200)
+async def store(tmp_path: Path) -> AsyncIterator[SqliteOrderStore]:
+    s = SqliteOrderStore(tmp_path / "orders.sqlite3", busy_timeout_ms=200)
     await s.open()
     await s.set_room_epoch("r_1", "e1")
     yield s
     await s.close()
 
 
-async def test_abort_then_order_is_refused(store: OrderStore) -> None:
+async def test_abort_then_order_is_refused(store: SqliteOrderStore) -> None:
     assert await store.abort_hold("h1", "r_1", "recovery", 5) == ABORTED
     assert await store.place_order(order("h1"), "e1") == ABORTED
     assert await store.order_for_hold("h1") is None
     assert await store.outcome_conflicts("r_1") == 0
 
 
-async def test_order_then_abort_keeps_the_order(store: OrderStore) -> None:
+async def test_order_then_abort_keeps_the_order(store: SqliteOrderStore) -> None:
     assert await store.place_order(order("h2"), "e1") == PLACED
     assert await store.abort_hold("h2", "r_1", "recovery", 5) == ORDERED
     assert await store.aborted("r_1") == []
@@ -48,7 +60,7 @@ async def test_order_then_abort_keeps_the_order(store: OrderStore) -> None:
     assert (await store.order_totals("r_1"))["orders"] == 1
 
 
-async def test_order_under_an_old_epoch_is_fenced(store: OrderStore) -> None:
+async def test_order_under_an_old_epoch_is_fenced(store: SqliteOrderStore) -> None:
     assert await store.place_order(order("h3"), "e1") == PLACED
     await store.set_room_epoch("r_1", "e2")
     assert await store.place_order(order("h4"), "e1") == FENCED
@@ -56,7 +68,7 @@ async def test_order_under_an_old_epoch_is_fenced(store: OrderStore) -> None:
     assert sorted(o.hold_id for o in await store.orders("r_1")) == ["h3", "h5"]
 
 
-async def test_one_batch_decides_in_queue_order(store: OrderStore) -> None:
+async def test_one_batch_decides_in_queue_order(store: SqliteOrderStore) -> None:
     # Queued in one tick, so written in one transaction: the abort queued first wins
     # over the order queued after it, and the epoch change fences what follows it.
     futs = [store.place_order(order("a1"), "e1"),
@@ -72,7 +84,8 @@ async def test_one_batch_decides_in_queue_order(store: OrderStore) -> None:
     assert await store.aborted("r_1") == ["a2"]
 
 
-async def test_a_locked_file_fails_the_write_and_commits_nothing(store: OrderStore) -> None:
+async def test_a_locked_file_fails_the_write_and_commits_nothing(
+        store: SqliteOrderStore) -> None:
     async with StoreLock(store.path):
         with pytest.raises(StoreError):
             await store.place_order(order("l1"), "e1")
@@ -87,7 +100,7 @@ async def test_a_locked_file_fails_the_write_and_commits_nothing(store: OrderSto
 
 
 async def test_a_write_queued_behind_a_lock_commits_after_it(tmp_path: Path) -> None:
-    s = OrderStore(tmp_path / "o.sqlite3", busy_timeout_ms=120_000)
+    s = SqliteOrderStore(tmp_path / "o.sqlite3", busy_timeout_ms=120_000)
     await s.open()
     try:
         await s.set_room_epoch("r_1", "e1")
@@ -121,7 +134,7 @@ async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
     db.commit()
     db.close()
     # Two processes' stores opening the old file at once: the migration runs once.
-    s, twin = OrderStore(path), OrderStore(path)
+    s, twin = SqliteOrderStore(path), SqliteOrderStore(path)
     await asyncio.gather(s.open(), twin.open())
     await twin.close()
     try:
@@ -136,3 +149,30 @@ async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     db.close()
+
+
+async def test_open_store_opens_the_store_the_settings_name(tmp_path: Path) -> None:
+    """The factory the app uses: the file, batch size and lock wait of [store], open,
+    this user's only (mode 0600, also SQLite's companion files) and durable (a
+    placed order is there after close and reopen); closed, it takes no writes."""
+    settings = load_settings(None, env={}, overrides={
+        "server": {"data_dir": str(tmp_path / "data")},
+        "store": {"path": str(tmp_path / "shop.sqlite3"), "batch_max": 7,
+                  "busy_timeout_ms": 250}})
+    store: OrderStore = await open_store(settings)
+    assert isinstance(store, SqliteOrderStore)
+    assert (store.path, store.batch_max, store.busy_timeout_ms) == \
+        (tmp_path / "shop.sqlite3", 7, 250)
+    for name in ("shop.sqlite3", "shop.sqlite3-wal", "shop.sqlite3-shm"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    await store.set_room_epoch("r_1", "e1")
+    assert await store.place_order(order("f1"), "e1") == PLACED
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await store.place_order(order("f2"), "e1")
+    again = await open_store(settings)
+    try:
+        assert await again.order_for_hold("f1") == order("f1")
+        assert await again.room_epoch("r_1") == "e1"
+    finally:
+        await again.close()

@@ -32,17 +32,11 @@ import redis
 from websockets.asyncio.client import connect
 
 from server.core.keys import room_keys
+from server.state.embedded_redis import RedisServer
 from server.state.ownership import DataDirBusy, claim, holds, use_for_redis
-from server.state.redis_supervisor import (
-    RedisServer,
-    RedisStartError,
-    RedisState,
-    RedisSupervisor,
-    answering_pid,
-    find_redis_server,
-    free_port,
-    read_password,
-)
+from server.state.redis_probe import answering_pid, free_port
+from server.state.redis_process import RedisStartError, find_redis_server, read_password
+from server.state.redis_supervisor import RedisState, RedisSupervisor
 from tests.support import Host, ViewerClient, create_room, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),

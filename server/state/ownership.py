@@ -96,7 +96,7 @@ def private_data_dir(directory: Path, trace_dir: Path) -> None:
     in it made this user's only: the files livesell keeps there by name, and the
     traces. Only those: a data directory shared with other files (`--data-dir .`)
     keeps their modes. (The store's files: `private_file`; Redis's directory:
-    server/state/redis_supervisor.py.)"""
+    server/state/embedded_redis.py.)"""
     private_dir(directory)
     for name in DATA_FILES:
         _tighten(directory / name)

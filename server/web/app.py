@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from server.core import domain
 from server.core.errors import LivesellError
 from server.core.settings import Settings, load_settings
-from server.state.faults import REDIS_FAULTS
+from server.state.faults import STATE_FAULTS
 from server.web import logfilter, security
 from server.web.routes import CLIENT_DIR, http_routes, ok
 from server.web.services import Services
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={
             LivesellError: on_livesell_error,
             HTTPException: on_http_error,
-            **{fault: on_redis_error for fault in REDIS_FAULTS if fault is not OSError},
+            **dict.fromkeys(STATE_FAULTS, on_redis_error),
             Exception: on_unexpected,
         },
     )

@@ -18,11 +18,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import AuthenticationError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from server.core import gcpolicy
 from server.core.errors import CLOSE_SERVICE_RESTART
 from server.core.identity import TokenSigner
@@ -34,28 +29,17 @@ from server.features.recorder import Recorder
 from server.features.show import Show
 from server.realtime.admission import Admission
 from server.realtime.hub import Hub
+from server.state.connections import RedisClient, health_client, open_clients
 from server.state.data import StateData
-from server.state.health import PING_TIMEOUT_S, Health
-from server.state.ownership import RedisUse, private_data_dir, private_file, use_for_redis
+from server.state.faults import REDIS_FAULTS, STATE_FAULTS, TRANSIENT_FAULTS, password_refused
+from server.state.health import Health
+from server.state.ownership import RedisUse, private_data_dir, use_for_redis
 from server.state.redis_supervisor import RedisSupervisor
 from server.state.scripts import Scripts
-from server.state.store import OrderStore
+from server.state.store import OrderStore, open_store
 from server.web import logfilter
 
 log = logging.getLogger("livesell.app")
-
-# redis-py 8.1 skips its check that replaces pooled connections the server closed
-# while "maintenance notifications" are on (their default, "auto", counts as on):
-# after every Redis restart each pooled connection failed its next command once
-# (redis/redis-py#4252). Switched off where the setting exists; older clients
-# check their connections as before.
-_POOL_FIXES: dict[str, Any] = {}
-try:
-    from redis.maint_notifications import MaintNotificationsConfig
-except ImportError:  # pragma: no cover - redis-py before 7
-    pass
-else:
-    _POOL_FIXES["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
 
 class Services:
     """Everything the endpoints need, built in the lifespan."""
@@ -64,8 +48,8 @@ class Services:
         self.settings = settings
         self.embedded: RedisSupervisor | None = None
         self.data_use: RedisUse | None = None  # the embedded Redis's claim on data_dir
-        self.redis: Redis | None = None
-        self.redis_bytes: Redis | None = None
+        self.redis: RedisClient | None = None
+        self.redis_bytes: RedisClient | None = None
         self.store: OrderStore | None = None
         self.hub: Hub | None = None
         # Built now, so the features' routes are known to the app; bound at start.
@@ -94,33 +78,17 @@ class Services:
             self.embedded = RedisSupervisor.from_settings(s.data_path / "redis", s.redis)
             # start() only waits here; the supervisor's own thread forks the child.
             url = await asyncio.to_thread(self.embedded.start)
-        # Blocking pools: a burst of direct calls larger than the pool (every viewer
-        # of a big room leaving at once) queues for a connection; redis-py's default
-        # pool would fail the calls beyond its size with "Too many connections".
-        self.redis = Redis.from_pool(BlockingConnectionPool.from_url(
-            url, decode_responses=True, max_connections=s.redis.max_connections,
-            timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
-        self.redis_bytes = Redis.from_pool(BlockingConnectionPool.from_url(
-            url, decode_responses=False, max_connections=s.redis.max_connections,
-            timeout=s.redis.pool_timeout_s, **_POOL_FIXES))
+        self.redis, self.redis_bytes = open_clients(url, s.redis)
         redis = self.redis
 
         async def ping() -> None:
             await redis.ping()
         await self._while_redis_restarts(ping, url)
-        # Its own connection: a ping that waits for a free slot in the shared pool
-        # (busy in a big sale) would report Redis down when only the pool is full.
-        self.health.redis = Redis.from_url(url, decode_responses=True,
-                                           single_connection_client=True,
-                                           socket_timeout=PING_TIMEOUT_S,
-                                           socket_connect_timeout=PING_TIMEOUT_S)
+        self.health.redis = health_client(url)
         embedded = self.embedded
         if embedded is not None:
             self.health.supervisor_state = lambda: embedded.state
-        private_file(s.store_path)  # mode 0600, which SQLite gives its -wal and -shm
-        self.store = OrderStore(s.store_path, s.store.batch_max, s.store.busy_timeout_ms)
-        await self.store.open()
-        store = self.store
+        self.store = store = await open_store(s)
         self.health.store_busy_since = lambda: store.busy_since
         self.health.store_failed = lambda: store.last_failed
         scripts = Scripts(self.redis)
@@ -158,12 +126,12 @@ class Services:
             try:
                 await step()
                 return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                if isinstance(exc, AuthenticationError) or loop.time() + delay >= deadline:
+            except TRANSIENT_FAULTS as exc:
+                if password_refused(exc) or loop.time() + delay >= deadline:
                     raise RuntimeError(
                         f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
                 log.warning("start-up: Redis not answering (%s); trying again", exc)
-            except RedisError as exc:
+            except STATE_FAULTS as exc:
                 raise RuntimeError(
                     f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
             await asyncio.sleep(delay)
@@ -258,5 +226,5 @@ async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
         await asyncio.wait_for(step, limit_s)
     except TimeoutError:
         log.error("shutdown: %s did not finish within %.0fs; going on", what, limit_s)
-    except (RedisError, OSError) as exc:
+    except REDIS_FAULTS as exc:
         log.warning("shutdown: %s: %s", what, exc)

@@ -200,7 +200,8 @@ class _Shutdown:
 
 
 def _serve_one(settings: Settings, sock: socket.socket) -> int:
-    from server.web.app import Services, create_app
+    from server.web.app import create_app
+    from server.web.services import Services
 
     app = create_app(settings)
     services: Services = app.state.services
@@ -255,7 +256,8 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
 
 
 def _serve_workers(settings: Settings, sock: socket.socket) -> int:
-    from server.state.redis_supervisor import RedisStartError, RedisSupervisor
+    from server.state.redis_process import RedisStartError
+    from server.state.redis_supervisor import RedisSupervisor
 
     embedded = use = None
     if not settings.redis.url:
@@ -333,7 +335,7 @@ class _Workers(Multiprocess):
 def worker_app() -> Any:
     """The app of one `--workers` process. It ends with the parent (a SIGKILLed
     parent must not leave workers serving on its port without their Redis)."""
-    from server.state.redis_supervisor import end_with_parent
+    from server.state.redis_process import end_with_parent
     from server.web.app import create_app
 
     parent = os.environ.get(_PARENT_ENV, "")

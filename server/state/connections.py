@@ -1,0 +1,67 @@
+"""The Redis connections of a server process, and the Redis faults by kind.
+
+`open_clients` builds the two pooled clients the whole process shares (the app
+opens them in its lifespan and closes them at stop), `health_client` the health
+check's own connection. The web layer maps faults to answers through
+server/state/faults.py, so it imports no Redis client itself
+(tests/test_layers.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, TypeAlias
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from server.core.settings import RedisSettings
+from server.state.health import PING_TIMEOUT_S
+
+# The client type the layers above hold (for their annotations only).
+RedisClient: TypeAlias = Redis
+
+# redis-py 8.1 skips its check that replaces pooled connections the server closed
+# while "maintenance notifications" are on (their default, "auto", counts as on):
+# after every Redis restart each pooled connection failed its next command once
+# (redis/redis-py#4252). Switched off where the setting exists; older clients
+# check their connections as before.
+_POOL_FIXES: dict[str, Any] = {}
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # pragma: no cover - redis-py before 7
+    pass
+else:
+    _POOL_FIXES["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+
+
+class RedisClients(NamedTuple):
+    """The process's two pooled clients, on two pools of `redis.max_connections`
+    each: `text` answers str (scripts, the features, the hub's commands); `raw`
+    answers bytes (the hub's pub/sub relay and its event-log reads, whose frames go
+    to viewers undecoded)."""
+
+    text: Redis
+    raw: Redis
+
+
+def open_clients(url: str, settings: RedisSettings) -> RedisClients:
+    """The two pooled clients for the Redis at `url`. No connection is made yet:
+    the first command connects (and fails then when Redis is not there)."""
+    # Blocking pools: a burst of direct calls larger than the pool (every viewer
+    # of a big room leaving at once) queues for a connection; redis-py's default
+    # pool would fail the calls beyond its size with "Too many connections".
+    text = Redis.from_pool(BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=settings.max_connections,
+        timeout=settings.pool_timeout_s, **_POOL_FIXES))
+    raw = Redis.from_pool(BlockingConnectionPool.from_url(
+        url, decode_responses=False, max_connections=settings.max_connections,
+        timeout=settings.pool_timeout_s, **_POOL_FIXES))
+    return RedisClients(text, raw)
+
+
+def health_client(url: str, timeout_s: float = PING_TIMEOUT_S) -> Redis:
+    """A client of one connection of its own for the health check's pings, each
+    bounded by `timeout_s` (connect and reply)."""
+    # Its own connection: a ping that waits for a free slot in the shared pool
+    # (busy in a big sale) would report Redis down when only the pool is full.
+    return Redis.from_url(url, decode_responses=True, single_connection_client=True,
+                          socket_timeout=timeout_s, socket_connect_timeout=timeout_s)

@@ -1,0 +1,160 @@
+"""The SQLite order store's tables, their migrations and the order row's columns
+(server/state/sqlite_store.py runs them; the interface is server/state/store.py).
+
+`SCHEMA` creates every table and index that is missing (IF NOT EXISTS), so a file
+of an older schema gains the new tables when it is opened; `create_or_migrate`
+then changes what an older schema has differently, inside the caller's
+transaction, once and whole.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from server.state.store import Order
+
+SCHEMA_VERSION: Final = 3
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (
+    room_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    stream_url TEXT NOT NULL,
+    host_key_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS products (
+    room_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    stock INTEGER NOT NULL CHECK (stock >= 0),
+    position INTEGER NOT NULL,
+    PRIMARY KEY (room_id, product_id)
+);
+CREATE TABLE IF NOT EXISTS sales (
+    sale_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    stopped_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS coupon_drops (
+    coupon_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lotteries (
+    lottery_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    seed TEXT NOT NULL,
+    result TEXT
+);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    hold_id TEXT NOT NULL UNIQUE,
+    room_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    sale_id TEXT NOT NULL,
+    buyer_id TEXT NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity > 0),
+    unit_price INTEGER NOT NULL,
+    subtotal INTEGER NOT NULL,
+    discount INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    coupon_id TEXT NOT NULL,
+    payment_ref TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    request_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS orders_room ON orders (room_id, product_id);
+CREATE INDEX IF NOT EXISTS orders_sale ON orders (sale_id, buyer_id);
+-- Schema 2: the outcome arbiter. A hold given up by checkout recovery gets an
+-- abort row; no order can be written for it afterwards (and no abort row is
+-- written for a hold that has an order).
+CREATE TABLE IF NOT EXISTS aborted_holds (
+    hold_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    aborted_at INTEGER NOT NULL
+);
+-- Lottery entries, written before the entrant is told "entered": the draw and a
+-- rebuild of Redis read them from here.
+CREATE TABLE IF NOT EXISTS lottery_entries (
+    lottery_id TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    entered_at INTEGER NOT NULL,
+    PRIMARY KEY (lottery_id, viewer_id)
+);
+-- The room's Redis epoch: set when Redis is loaded for the room. An order whose
+-- checkout began under another epoch is refused (fenced).
+CREATE TABLE IF NOT EXISTS room_epochs (
+    room_id TEXT PRIMARY KEY,
+    epoch TEXT NOT NULL
+);
+-- Schema 3: a room's lifecycle (server/features/rooms.py). A room without a row is live
+-- (rooms made before schema 3 were).
+CREATE TABLE IF NOT EXISTS room_states (
+    room_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('scheduled', 'live', 'ended', 'archived')),
+    starts_at INTEGER,
+    ended_at INTEGER,
+    changed_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rooms_newest ON rooms (created_at, room_id);
+-- The host's room policy (server/core/policy.py) as JSON; no row: the defaults. A new
+-- table rather than a column, so older stores gain it without a migration.
+CREATE TABLE IF NOT EXISTS room_policies (
+    room_id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+"""
+
+ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",
+                        "quantity", "unit_price", "subtotal", "discount", "total", "currency",
+                        "coupon_id", "payment_ref", "created_at", "request_id")
+INSERT_ORDER: Final = (
+    f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ORDER_COLUMNS)}) ON CONFLICT(hold_id) DO NOTHING"
+)
+
+
+def order_row(order: Order) -> tuple[Any, ...]:
+    """The order's values in ORDER_COLUMNS order (INSERT_ORDER's parameters)."""
+    return tuple(getattr(order, c) for c in ORDER_COLUMNS)
+
+
+async def create_or_migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Create the missing tables and bring an older file to SCHEMA_VERSION. Runs
+    inside the caller's write transaction: several worker processes open the same
+    file at start, and a migration must run once and whole. Refuses a file of a
+    newer schema than this server's."""
+    # Statement by statement (executescript would commit the transaction first).
+    statement = ""
+    for line in SCHEMA.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            await db.execute(statement)
+            statement = ""
+    async with db.execute("SELECT version FROM schema_version") as cur:
+        row = await cur.fetchone()
+    if row is None:
+        await db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    elif row[0] > SCHEMA_VERSION:
+        raise RuntimeError(f"order store {path} has schema {row[0]}, newer than "
+                           f"this server's {SCHEMA_VERSION}")
+    elif row[0] < SCHEMA_VERSION:
+        # New tables and indexes come from SCHEMA above (IF NOT EXISTS).
+        if row[0] < 2:
+            # 1 -> 2: orders gain the checkout's request id.
+            await db.execute(
+                "ALTER TABLE orders ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
+        # 2 -> 3: room_states; existing rooms have no row, so they stay live.
+        await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))

@@ -1,0 +1,330 @@
+"""The SQLite order store (server/state/store.py is its interface and states the
+guarantees it keeps), through aiosqlite.
+
+One writer task owns every write and commits them in groups
+(server/state/sqlite_writer.py). WAL mode lets readers on a second connection run
+beside the writer, and synchronous=FULL puts each commit on disk before its
+callers are answered. The tables and their migrations are in
+server/state/sqlite_schema.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from server.state.ownership import private_file
+from server.state.sqlite_schema import INSERT_ORDER, create_or_migrate, order_row
+from server.state.sqlite_writer import GroupWriter
+from server.state.store import Order, StoreClosed
+
+
+class SqliteOrderStore:
+    """The order store in one SQLite file; implements `server.state.store.OrderStore`."""
+
+    def __init__(self, path: Path, batch_max: int = 500, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        self.batch_max = batch_max
+        self.busy_timeout_ms = busy_timeout_ms
+        self._writer_db: aiosqlite.Connection | None = None
+        self._reader_db: aiosqlite.Connection | None = None
+        self._writes = GroupWriter(batch_max)
+        self._closing = False
+
+    @property
+    def busy_since(self) -> float | None:
+        return self._writes.busy_since
+
+    @property
+    def last_failed(self) -> bool:
+        return self._writes.last_failed
+
+    async def open(self) -> None:
+        # Orders are this user's only: mode 0600, which SQLite gives its -wal and -shm.
+        private_file(self.path)
+        self._writer_db = await aiosqlite.connect(self.path, isolation_level=None)
+        db = self._writer_db
+        await db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the buyer hears "placed".
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        # One transaction, and the version read inside it: several worker processes
+        # open the same file at start, and a migration must run once and whole.
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await create_or_migrate(db, self.path)
+            await db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await db.execute("ROLLBACK")
+            raise
+        self._reader_db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader_db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        self._reader_db.row_factory = aiosqlite.Row
+        self._writes.start(db)
+
+    async def close(self) -> None:
+        """Stop taking writes, flush everything queued, close the files."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._writes.close()
+        for db in (self._reader_db, self._writer_db):
+            if db is not None:
+                await db.close()
+        self._reader_db = self._writer_db = None
+
+    # ------------------------------------------------------------------ the arbiter
+
+    def write(self, sql: str, params: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queue one statement; the future resolves once its transaction committed."""
+        return self._writes.queue("sql", sql, params)
+
+    async def place_order(self, order: Order, epoch: str) -> str:
+        result: str = await self._writes.queue("order", INSERT_ORDER, order_row(order), epoch)
+        return result
+
+    async def abort_hold(self, hold_id: str, room_id: str, reason: str, at: int) -> str:
+        result: str = await self._writes.queue("abort", "", (hold_id, room_id, reason, at))
+        return result
+
+    async def set_room_epoch(self, room_id: str, epoch: str) -> None:
+        await self._writes.queue("epoch", "", (room_id, epoch))
+
+    async def wait_idle(self) -> None:
+        """Wait until every write queued so far has been committed or failed."""
+        marker = self._writes.queue("mark", "", ())
+        with contextlib.suppress(Exception):
+            await marker
+
+    # ------------------------------------------------------------------ catalogue writes
+
+    async def add_room(self, room_id: str, title: str, stream_url: str, host_key_hash: str,
+                       created_at: int) -> None:
+        await self.write("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)",
+                         (room_id, title, stream_url, host_key_hash, created_at))
+
+    async def set_room_state(self, room_id: str, state: str, starts_at: int | None,
+                             ended_at: int | None, changed_at: int) -> None:
+        await self.write(
+            "INSERT INTO room_states VALUES (?, ?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE "
+            "SET state = excluded.state, starts_at = excluded.starts_at, "
+            "ended_at = excluded.ended_at, changed_at = excluded.changed_at",
+            (room_id, state, starts_at, ended_at, changed_at))
+
+    async def put_product(self, room_id: str, product_id: str, data: dict[str, Any],
+                          stock: int) -> None:
+        await self.write(
+            "INSERT INTO products (room_id, product_id, data, stock, position) VALUES "
+            "(?, ?, ?, ?, (SELECT COALESCE(MAX(position), 0) + 1 FROM products "
+            "WHERE room_id = ?)) ON CONFLICT(room_id, product_id) DO UPDATE SET "
+            "data = excluded.data, stock = excluded.stock",
+            (room_id, product_id, orjson.dumps(data).decode(), stock, room_id))
+
+    async def add_sale(self, room_id: str, sale: dict[str, Any], created_at: int) -> None:
+        await self.write(
+            "INSERT INTO sales (sale_id, room_id, product_id, data, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (sale["sale_id"], room_id, sale["product_id"], orjson.dumps(sale).decode(),
+             created_at))
+
+    async def stop_sale(self, sale_id: str, stopped_at: int) -> None:
+        await self.write("UPDATE sales SET stopped_at = ? WHERE sale_id = ?",
+                         (stopped_at, sale_id))
+
+    async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
+        await self.write("INSERT INTO coupon_drops VALUES (?, ?, ?)",
+                         (drop["coupon_id"], room_id, orjson.dumps(drop).decode()))
+
+    async def add_lottery(self, room_id: str, lottery: dict[str, Any], seed: str) -> None:
+        await self.write("INSERT INTO lotteries VALUES (?, ?, ?, ?, NULL)",
+                         (lottery["lottery_id"], room_id, orjson.dumps(lottery).decode(), seed))
+
+    async def add_lottery_entry(self, room_id: str, lottery_id: str, viewer_id: str,
+                                at: int) -> None:
+        await self.write("INSERT INTO lottery_entries VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT(lottery_id, viewer_id) DO NOTHING",
+                         (lottery_id, viewer_id, room_id, at))
+
+    async def set_lottery_result(self, lottery_id: str, result: dict[str, Any]) -> None:
+        await self.write("UPDATE lotteries SET result = ? WHERE lottery_id = ?",
+                         (orjson.dumps(result).decode(), lottery_id))
+
+    async def set_room_policy(self, room_id: str, policy: dict[str, Any]) -> None:
+        await self.write("INSERT INTO room_policies VALUES (?, ?) ON CONFLICT(room_id) "
+                         "DO UPDATE SET data = excluded.data",
+                         (room_id, orjson.dumps(policy).decode()))
+
+    # ------------------------------------------------------------------ reads
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        if self._reader_db is None:
+            raise StoreClosed("the order store is closed")
+        async with self._reader_db.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def rooms(self) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM rooms ORDER BY created_at")
+        return [dict(r) for r in rows]
+
+    async def room_state(self, room_id: str) -> dict[str, Any]:
+        """The room's lifecycle: state ('live' without a row), starts_at, ended_at."""
+        rows = await self._all("SELECT state, starts_at, ended_at FROM room_states "
+                               "WHERE room_id = ?", (room_id,))
+        if not rows:
+            return {"state": "live", "starts_at": None, "ended_at": None}
+        return dict(rows[0])
+
+    async def room_states(self) -> dict[str, dict[str, Any]]:
+        """room id -> its lifecycle, for rooms that have a row (the others are live)."""
+        rows = await self._all("SELECT room_id, state, starts_at, ended_at FROM room_states")
+        return {r["room_id"]: {"state": r["state"], "starts_at": r["starts_at"],
+                               "ended_at": r["ended_at"]} for r in rows}
+
+    async def public_rooms(self, limit: int, before: tuple[int, str] | None,
+                           stale_before: int) -> list[dict[str, Any]]:
+        """Live and scheduled rooms, newest first, after the cursor `before`
+        (created_at, room_id) of the last room of the previous page. Scheduled rooms
+        whose start is older than `stale_before` (never went live) are left out."""
+        where = ("COALESCE(s.state, 'live') IN ('live', 'scheduled') AND "
+                 "(s.state IS NOT 'scheduled' OR s.starts_at >= ?)")
+        params: list[Any] = [stale_before]
+        if before is not None:
+            where += " AND (r.created_at, r.room_id) < (?, ?)"
+            params += [before[0], before[1]]
+        rows = await self._all(
+            "SELECT r.room_id, r.title, r.stream_url, r.created_at, "
+            "COALESCE(s.state, 'live') AS state, s.starts_at FROM rooms r "
+            f"LEFT JOIN room_states s USING (room_id) WHERE {where} "
+            "ORDER BY r.created_at DESC, r.room_id DESC LIMIT ?", (*params, limit))
+        return [dict(r) for r in rows]
+
+    async def room(self, room_id: str) -> dict[str, Any] | None:
+        rows = await self._all("SELECT * FROM rooms WHERE room_id = ?", (room_id,))
+        return dict(rows[0]) if rows else None
+
+    async def room_policy(self, room_id: str) -> dict[str, Any] | None:
+        rows = await self._all("SELECT data FROM room_policies WHERE room_id = ?", (room_id,))
+        return dict(orjson.loads(rows[0]["data"])) if rows else None
+
+    async def products(self, room_id: str) -> list[tuple[dict[str, Any], int]]:
+        rows = await self._all(
+            "SELECT data, stock FROM products WHERE room_id = ? ORDER BY position", (room_id,))
+        return [(orjson.loads(r["data"]), r["stock"]) for r in rows]
+
+    async def sales(self, room_id: str) -> list[tuple[dict[str, Any], int | None]]:
+        rows = await self._all(
+            "SELECT data, stopped_at FROM sales WHERE room_id = ? ORDER BY created_at, rowid",
+            (room_id,))
+        return [(orjson.loads(r["data"]), r["stopped_at"]) for r in rows]
+
+    async def coupon_drops(self, room_id: str) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT data FROM coupon_drops WHERE room_id = ? ORDER BY rowid",
+                               (room_id,))
+        return [orjson.loads(r["data"]) for r in rows]
+
+    async def lotteries(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
+        rows = await self._all(
+            "SELECT data, seed, result FROM lotteries WHERE room_id = ? ORDER BY rowid",
+            (room_id,))
+        return [(orjson.loads(r["data"]), r["seed"],
+                 orjson.loads(r["result"]) if r["result"] else None) for r in rows]
+
+    async def lottery_entrants(self, room_id: str,
+                               lottery_id: str | None = None) -> dict[str, list[str]]:
+        """lottery id -> its entrants (sorted), for one lottery or every one of the room."""
+        if lottery_id is None:
+            rows = await self._all("SELECT lottery_id, viewer_id FROM lottery_entries "
+                                   "WHERE room_id = ? ORDER BY lottery_id, viewer_id",
+                                   (room_id,))
+        else:
+            rows = await self._all("SELECT lottery_id, viewer_id FROM lottery_entries "
+                                   "WHERE lottery_id = ? ORDER BY viewer_id", (lottery_id,))
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["lottery_id"], []).append(r["viewer_id"])
+        return out
+
+    async def orders(self, room_id: str, limit: int = 1000, offset: int = 0) -> list[Order]:
+        rows = await self._all(
+            "SELECT * FROM orders WHERE room_id = ? ORDER BY created_at, order_id "
+            "LIMIT ? OFFSET ?", (room_id, limit, offset))
+        return [Order(**dict(r)) for r in rows]
+
+    async def order_for_hold(self, hold_id: str) -> Order | None:
+        rows = await self._all("SELECT * FROM orders WHERE hold_id = ?", (hold_id,))
+        return Order(**dict(rows[0])) if rows else None
+
+    async def aborted(self, room_id: str) -> list[str]:
+        """The room's holds decided as aborted (their ids, sorted)."""
+        rows = await self._all("SELECT hold_id FROM aborted_holds WHERE room_id = ? "
+                               "ORDER BY hold_id", (room_id,))
+        return [r["hold_id"] for r in rows]
+
+    async def aborted_count(self, room_id: str) -> int:
+        rows = await self._all("SELECT COUNT(*) AS n FROM aborted_holds WHERE room_id = ?",
+                               (room_id,))
+        return int(rows[0]["n"])
+
+    async def room_epoch(self, room_id: str) -> str:
+        rows = await self._all("SELECT epoch FROM room_epochs WHERE room_id = ?", (room_id,))
+        return str(rows[0]["epoch"]) if rows else ""
+
+    async def outcome_conflicts(self, room_id: str) -> int:
+        """Holds with both an order and an abort row: zero by construction; the
+        audit proves it."""
+        rows = await self._all(
+            "SELECT COUNT(*) AS n FROM orders JOIN aborted_holds USING (hold_id) "
+            "WHERE orders.room_id = ?", (room_id,))
+        return int(rows[0]["n"])
+
+    async def oversold_sales(self, room_id: str) -> dict[str, tuple[int, int]]:
+        """Sales whose orders in the store exceed their units: sale -> (sold, units).
+        The record alone, without Redis, proves there was no oversell."""
+        rows = await self._all(
+            "SELECT s.sale_id, s.data, COALESCE(SUM(o.quantity), 0) AS n FROM sales s "
+            "LEFT JOIN orders o ON o.sale_id = s.sale_id WHERE s.room_id = ? "
+            "GROUP BY s.sale_id", (room_id,))
+        out: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            units = int(orjson.loads(r["data"])["units"])
+            if int(r["n"]) > units:
+                out[r["sale_id"]] = (int(r["n"]), units)
+        return out
+
+    async def sold_by_product(self, room_id: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT product_id, SUM(quantity) AS n FROM orders WHERE room_id = ? "
+            "GROUP BY product_id", (room_id,))
+        return {r["product_id"]: int(r["n"]) for r in rows}
+
+    async def sold_by_sale_and_buyer(self, room_id: str) -> dict[str, dict[str, int]]:
+        rows = await self._all(
+            "SELECT sale_id, buyer_id, SUM(quantity) AS n FROM orders WHERE room_id = ? "
+            "GROUP BY sale_id, buyer_id", (room_id,))
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            out.setdefault(r["sale_id"], {})[r["buyer_id"]] = int(r["n"])
+        return out
+
+    async def coupon_uses(self, room_id: str) -> dict[str, dict[str, str]]:
+        rows = await self._all(
+            "SELECT coupon_id, buyer_id, order_id FROM orders WHERE room_id = ? "
+            "AND coupon_id != ''", (room_id,))
+        out: dict[str, dict[str, str]] = {}
+        for r in rows:
+            out.setdefault(r["coupon_id"], {})[r["buyer_id"]] = r["order_id"]
+        return out
+
+    async def order_totals(self, room_id: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT COUNT(*) AS orders, COALESCE(SUM(quantity), 0) AS units, "
+            "COALESCE(SUM(total), 0) AS revenue, COUNT(DISTINCT buyer_id) AS buyers "
+            "FROM orders WHERE room_id = ?", (room_id,))
+        return {k: int(rows[0][k]) for k in ("orders", "units", "revenue", "buyers")}
