@@ -1,0 +1,196 @@
+// Which room the console runs: create one (the host key is shown once and kept on
+// this device), open one by id and key, the recent rooms list, switching rooms,
+// the connection pill, the room's state badge and ending the show.
+
+import { Live } from "../live.js";
+import { $, api, h, setText, store, toast } from "../util.js";
+import { resetCatalogue } from "./catalogue.js";
+import { resetModeration } from "./chat_moderation.js";
+import { resetCoupons } from "./coupons.js";
+import { resetLotteries } from "./lotteries.js";
+import { S, hostApi, live, report, setLive } from "./state.js";
+import { pollStats, stopStats } from "./stats.js";
+
+const ROOMS_KEY = "livesell.host.rooms";
+const CURRENT_KEY = "livesell.host.current";
+
+const rooms = () => store.get(ROOMS_KEY, {}) || {};
+
+// The console's handlers for the room's state and events (../host.js).
+let handlers = { applySnapshot: () => {}, onEvent: () => {}, onStart: () => {} };
+export function whenRoomOpens(h) { handlers = h; }
+
+// ------------------------------------------------------------------ setup
+
+export function showSetup() {
+  stopRoom();
+  $("#setup").hidden = false;
+  $("#console").hidden = true;
+  $("#room-head").hidden = true;
+  $("#conn").hidden = true;
+  $("#switch-room").hidden = true;
+  $("#end-show").hidden = true;
+  document.title = "livesell · Host console";
+  renderRecent();
+}
+
+function forgetRoom(id) {
+  const all = rooms();
+  delete all[id];
+  store.set(ROOMS_KEY, all);
+  renderRecent();
+}
+
+function renderRecent() {
+  const list = $("#recent-list");
+  const entries = Object.entries(rooms()).sort((a, b) => (b[1].opened_at || 0) - (a[1].opened_at || 0));
+  list.replaceChildren(...entries.slice(0, 8).map(([id, info]) => h("li", {},
+    h("span", { class: "grow", text: `${info.title || "Untitled"} · ${id}` }),
+    h("button", { type: "button", class: "btn small", text: "Open",
+                  attrs: { "aria-label": `Open ${info.title || id}` },
+                  on: { click: () => openRoom(id, info.host_key) } }),
+    h("button", { type: "button", class: "btn ghost small", text: "Forget",
+                  attrs: { "aria-label": `Forget ${info.title || id} on this device` },
+                  on: { click: () => forgetRoom(id) } }))));
+  $("#recent").hidden = entries.length === 0;
+}
+
+export async function createRoom(e) {
+  e.preventDefault();
+  const out = $("#create-result");
+  const body = { title: $("#create-title").value.trim() };
+  const stream = $("#create-stream").value.trim();
+  if (stream) body.stream_url = stream;
+  const admin = $("#create-admin").value.trim();
+  const res = await api("POST", "/api/rooms", body, admin ? { "X-Admin-Key": admin } : {});
+  if (!report(out, res, "Room created")) return;
+  const { room, host_key: key } = res.data;
+  saveRoom(room.room_id, key, room.title);
+  await openRoom(room.room_id, key);
+  toast(`Room “${room.title}” created. Share the viewer link to go live.`, "ok");
+}
+
+export async function openForm(e) {
+  e.preventDefault();
+  const id = $("#open-room").value.trim();
+  const key = $("#open-key").value.trim();
+  const ok = await openRoom(id, key, $("#open-result"));
+  if (ok) $("#open-key").value = "";
+}
+
+function saveRoom(id, key, title) {
+  const all = rooms();
+  all[id] = { host_key: key, title: title || (all[id] && all[id].title) || "", opened_at: Date.now() };
+  store.set(ROOMS_KEY, all);
+  store.set(CURRENT_KEY, id);
+}
+
+async function openRoom(id, key, out = $("#open-result")) {
+  // Checking the key against a host-only endpoint before showing the console.
+  const res = await api("GET", `/api/rooms/${encodeURIComponent(id)}/stats`, undefined, { "X-Host-Key": key });
+  if (!res.ok) {
+    report(out, res, "");
+    $("#setup").hidden = false;
+    return false;
+  }
+  const state = await api("GET", `/api/rooms/${encodeURIComponent(id)}`);
+  const title = state.ok ? state.data.room.title : "";
+  saveRoom(id, key, title);
+  startRoom(id, key, state.ok ? state.data : null);
+  return true;
+}
+
+/** The room named in the address (or the last one opened), if this device has its key. */
+export function openRememberedRoom() {
+  const wanted = new URLSearchParams(location.search).get("room") || store.get(CURRENT_KEY, null);
+  const known = wanted ? rooms()[wanted] : null;
+  if (known && known.host_key) {
+    openRoom(wanted, known.host_key).then((ok) => { if (!ok) showSetup(); });
+  } else {
+    if (wanted) $("#open-room").value = wanted;
+    showSetup();
+  }
+}
+
+// ------------------------------------------------------------------ console
+
+function startRoom(id, key, state) {
+  stopRoom();
+  S.roomId = id;
+  S.hostKey = key;
+  S.samples = [];
+  S.products = new Map();
+  S.coupons = new Map();
+  S.lotteries = new Map();
+  resetCatalogue();
+  resetCoupons();
+  resetLotteries();
+  resetModeration();
+  $("#setup").hidden = true;
+  $("#console").hidden = false;
+  $("#room-head").hidden = false;
+  $("#conn").hidden = false;
+  $("#switch-room").hidden = false;
+  setText($("#room-id"), id);
+  const link = `${location.origin}/r/${encodeURIComponent(id)}`;
+  $("#share-link").value = link;
+  $("#open-viewer").href = link;
+  $("#host-key-view").value = key;
+  history.replaceState(null, "", `/host?room=${encodeURIComponent(id)}`);
+  if (state) handlers.applySnapshot(state);
+  setLive(new Live({ roomId: id, tokenKey: "livesell.hostToken", hostKey: key,
+                     onEvent: handlers.onEvent, onState: setConn }));
+  live.start();
+  pollStats();
+  handlers.onStart();
+  window.livesell = { live, state: S, serverNow: () => live.serverNow() };
+}
+
+function stopRoom() {
+  if (live) live.stop();
+  setLive(null);
+  stopStats();
+}
+
+function setConn(state, info = {}) {
+  $("#conn").dataset.state = state;
+  let text = "Connecting…";
+  if (state === "live") text = "Live";
+  else if (state === "reconnecting") text = "Reconnecting…";
+  else if (state === "offline") text = "Offline";
+  else if (state === "gone") text = "Room not found";
+  else if (state === "throttled") text = "Waiting to reconnect";
+  else if (state === "refused") text = "Sign-in refused";
+  setText($("#conn-text"), text);
+  if (state === "gone") toast(info.reason || "This room does not exist.", "error");
+}
+
+// ------------------------------------------------------------------ lifecycle
+
+const STATE_LABELS = { scheduled: "Upcoming", live: "Live", ended: "Ended" };
+
+/** The room's state (the server's) beside its title; ending is offered only while not ended. */
+export function renderRoomState(state) {
+  if (S.room) S.room.state = state;
+  const badge = $("#room-state");
+  badge.className = `badge ${state}`;
+  badge.dataset.state = state;
+  setText(badge, STATE_LABELS[state] || state);
+  $("#end-show").hidden = state === "ended" || !S.roomId;
+}
+
+export function askEndShow() {
+  setText($("#end-result"), "");
+  $("#end-dlg").showModal();
+}
+
+export async function endShow() {
+  const out = $("#end-result");
+  $("#end-confirm").disabled = true;
+  const res = await hostApi("POST", "/end");
+  $("#end-confirm").disabled = false;
+  if (!report(out, res, "")) return;
+  $("#end-dlg").close();
+  renderRoomState("ended");
+  toast("The show has ended.", "ok");
+}

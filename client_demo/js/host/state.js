@@ -1,0 +1,62 @@
+// The host console's one state store `S` (panels read it, the event handlers in
+// ../host.js write it), the room's connection, server time, the host-key API call
+// and the outcome line every form shows. The rules (sale state, limits, policy)
+// are the server's: `S` only keeps what it last said.
+
+import { api, setText } from "../util.js";
+
+export const S = {
+  roomId: null,
+  hostKey: null,
+  room: null,
+  products: new Map(),
+  pins: [],
+  coupons: new Map(),
+  lotteries: new Map(),
+  nicknames: new Map(),
+  stats: null,
+  samples: [],
+  editing: null,
+  policy: { require_verified: false, limit_per_ip: false, slow_mode_s: 0 },
+  // The server's limits (room state `limits`): max_pins, max_quantity_per_buy,
+  // max_holds_per_viewer, chat_max_length, nickname_max_length. Null until the
+  // room's state arrives; the server checks every action whatever the page shows.
+  limits: null,
+};
+
+/** The room's WebSocket (live.js), watched as a viewer that is not counted. */
+export let live = null;
+export function setLive(connection) { live = connection; }
+
+/** Server time now, in ms. */
+export const now = () => (live ? live.serverNow() : Date.now());
+
+/** One of the server's limits, or null before the room's state arrived. */
+export const limit = (name) => (S.limits && Number.isFinite(S.limits[name]) ? S.limits[name] : null);
+
+export function hostApi(method, path, body) {
+  return api(method, `/api/rooms/${encodeURIComponent(S.roomId)}${path}`, body, { "X-Host-Key": S.hostKey });
+}
+
+/** Show an action's outcome next to its form: the confirmation or the server's error. */
+export function report(el, res, okText) {
+  if (res.ok) {
+    el.className = "result ok";
+    setText(el, `✓ ${okText}`);
+  } else {
+    el.className = "result error";
+    const code = res.error && res.error.code ? ` (${res.error.code})` : "";
+    setText(el, `✗ ${(res.error && res.error.message) || "Request failed"}${code}`);
+  }
+  el.dataset.outcome = res.ok ? "ok" : "error";
+  return res.ok;
+}
+
+/** The currency most products are priced in (revenue is shown in it). */
+export function currencyOf() {
+  const counts = new Map();
+  for (const p of S.products.values()) counts.set(p.currency, (counts.get(p.currency) || 0) + 1);
+  let best = "USD", n = 0;
+  for (const [c, k] of counts) if (k > n) { best = c; n = k; }
+  return best;
+}

@@ -1,0 +1,255 @@
+// The shop: one card per pinned product (in pin order, at most the server's
+// `max_pins`), with the price, the honest stock bar (left / in carts / sold from
+// the server's counters), the sale line and the buy button. The sale's state is
+// the server's (`sale.state`); this page's clock only draws the countdowns.
+
+import { $, clock, h, initials, money, setText, tileColor, toast } from "../util.js";
+import { newerSale, saleActive, saleState } from "../sales.js";
+import { openCheckout, renderHold } from "./checkout.js";
+import { scheduleClock } from "./clock.js";
+import { renderStageCountdown } from "./stage.js";
+import { S, limit, live, mustSignIn, now, showEnded } from "./state.js";
+
+const cards = new Map(); // product_id -> card element refs
+
+export function renderShop() {
+  const box = $("#cards");
+  const maxPins = limit("max_pins");
+  let pins = S.pins.filter((id) => S.products.has(id));
+  if (maxPins !== null) pins = pins.slice(0, maxPins);
+  for (const [id, refs] of cards) {
+    if (!pins.includes(id)) { refs.root.remove(); cards.delete(id); }
+  }
+  pins.forEach((id, i) => {
+    let refs = cards.get(id);
+    if (!refs) { refs = buildCard(id); cards.set(id, refs); }
+    if (box.children[i] !== refs.root) box.insertBefore(refs.root, box.children[i] || null);
+    updateCard(id);
+  });
+  $("#cards-empty").hidden = pins.length > 0;
+  renderStageCountdown();
+  setText($("#shop-count"), pins.length ? `${pins.length} pinned` : "");
+  scheduleClock();
+}
+
+export function renderAllCards() {
+  for (const id of cards.keys()) updateCard(id);
+}
+
+/** A `stock` event: the product's counters and its current sale view. */
+export function onStock(ev) {
+  const p = S.products.get(ev.product_id);
+  if (!p) return;
+  p.stock = ev.stock;
+  if (ev.sale) p.sale = newerSale(p.sale, ev.sale);
+  updateCard(ev.product_id);
+}
+
+/** sale_scheduled, sale_open (also from the server's timer at starts_at) and
+ *  sale_closed (at ends_at, or a host stop): the only way a sale's state moves. */
+export function onSale(sale) {
+  const p = S.products.get(sale.product_id);
+  if (!p) return;
+  p.sale = newerSale(p.sale, sale);
+  updateCard(sale.product_id);
+  renderStageCountdown();
+  renderHold();
+}
+
+export function onCountdown(ev) {
+  const p = S.products.get(ev.product_id);
+  if (p && p.sale && p.sale.sale_id === ev.sale_id) p.sale.starts_at = ev.starts_at;
+}
+
+function buildCard(id) {
+  const r = {};
+  r.img = h("div", { class: "pimg" });
+  r.title = h("h3", { class: "ptitle", attrs: { id: `pt-${id}` } });
+  r.now = h("span", { class: "price-now num" });
+  r.was = h("s", { class: "price-was num" });
+  r.off = h("span", { class: "price-off" });
+  r.badge = h("span", { class: "badge" });
+  r.when = h("span", { class: "when num" });
+  r.segSold = h("span", { class: "seg-sold" });
+  r.segHeld = h("span", { class: "seg-held" });
+  r.segLeft = h("span", { class: "seg-left" });
+  r.bar = h("div", { class: "stock-bar", attrs: { role: "img" } }, r.segSold, r.segHeld, r.segLeft);
+  r.left = h("b", { class: "num", attrs: { "data-k": "left" } });
+  r.held = h("b", { class: "num", attrs: { "data-k": "held" } });
+  r.sold = h("b", { class: "num", attrs: { "data-k": "sold" } });
+  r.scope = h("span", { class: "muted" });
+  r.qty = h("select", { class: "qty", attrs: { "aria-label": "Quantity" } });
+  r.buy = h("button", { type: "button", class: "btn primary buy-btn", on: { click: () => buy(id) } });
+  r.msg = h("p", { class: "notice error card-msg", attrs: { role: "alert" }, hidden: true });
+  r.desc = h("p", { class: "pdesc" });
+  r.root = h("article", { class: "pcard", data: { productId: id }, attrs: { "aria-labelledby": `pt-${id}` } },
+    r.img,
+    h("div", { class: "pbody" },
+      r.title,
+      h("div", { class: "price-row" }, r.now, r.was, r.off),
+      h("div", { class: "sale-line" }, r.badge, r.when),
+      h("div", { class: "stock" }, r.bar,
+        h("ul", { class: "stock-legend" },
+          h("li", {}, h("span", { class: "sw left", attrs: { "aria-hidden": "true" } }), r.left, " left"),
+          h("li", {}, h("span", { class: "sw held", attrs: { "aria-hidden": "true" } }), r.held, " in carts"),
+          h("li", {}, h("span", { class: "sw sold", attrs: { "aria-hidden": "true" } }), r.sold, " sold"),
+          h("li", { class: "scope" }, r.scope))),
+      r.desc),
+    h("div", { class: "buy-row" }, r.qty, r.buy),
+    r.msg);
+  r.imgUrl = null;
+  return r;
+}
+
+function renderImage(r, p) {
+  if (r.imgUrl === (p.image_url || "")) return;
+  r.imgUrl = p.image_url || "";
+  r.img.replaceChildren();
+  r.img.style.background = "";
+  if (p.image_url) {
+    r.img.append(h("img", { src: p.image_url, alt: "", loading: "lazy", attrs: { referrerpolicy: "no-referrer" } }));
+  } else {
+    r.img.style.background = tileColor(p.product_id);
+    r.img.append(h("span", { text: initials(p.title), attrs: { "aria-hidden": "true" } }));
+  }
+}
+
+/** Prices: the sale price while a sale is scheduled or running, else the list price. */
+function renderPrice(r, p, active) {
+  const sale = p.sale;
+  const currency = (sale && sale.currency) || p.currency;
+  if (active && sale.price !== p.price) {
+    setText(r.now, money(sale.price, currency));
+    r.now.classList.add("sale");
+    setText(r.was, money(p.price, p.currency));
+    r.was.hidden = false;
+    const pct = p.price > 0 ? Math.round((1 - sale.price / p.price) * 100) : 0;
+    setText(r.off, pct > 0 ? `−${pct}%` : "");
+    r.off.hidden = pct <= 0;
+  } else {
+    setText(r.now, money(active ? sale.price : p.price, currency));
+    r.now.classList.remove("sale");
+    r.was.hidden = true;
+    r.off.hidden = true;
+  }
+}
+
+/** Stock: the sale's own units while it is on, else the product's stock. */
+function renderStock(r, p, active) {
+  const sale = p.sale;
+  const st = active ? { total: sale.units, left: sale.left, held: sale.held, sold: sale.sold }
+                    : (p.stock || { total: 0, left: 0, held: 0, sold: 0 });
+  const scope = active ? `of ${sale.units} on sale` : `of ${st.total}`;
+  const denom = Math.max(1, st.total, st.left + st.held + st.sold);
+  r.segSold.style.width = `${(st.sold / denom) * 100}%`;
+  r.segHeld.style.width = `${(st.held / denom) * 100}%`;
+  r.segLeft.style.width = `${(st.left / denom) * 100}%`;
+  r.bar.setAttribute("aria-label", `${st.left} left, ${st.held} in carts, ${st.sold} sold, ${scope}`);
+  setText(r.left, st.left);
+  setText(r.held, st.held);
+  setText(r.sold, st.sold);
+  setText(r.scope, scope);
+  r.root.dataset.left = st.left;
+  r.root.dataset.held = st.held;
+  r.root.dataset.sold = st.sold;
+  return st;
+}
+
+export function updateCard(id) {
+  const r = cards.get(id);
+  const p = S.products.get(id);
+  if (!r || !p) return;
+  const at = now();
+  const sale = p.sale;
+  const state = saleState(sale);
+  const active = saleActive(sale);
+
+  setText(r.title, p.title);
+  setText(r.desc, p.description || "");
+  r.desc.hidden = !p.description;
+  renderImage(r, p);
+  renderPrice(r, p, active);
+  const { left, held, sold } = renderStock(r, p, active);
+  r.root.dataset.saleState = state || "none";
+
+  // Sale line and buy button, by the server's sale state; the countdowns are drawn
+  // from server timestamps. Between a deadline and the server's event announcing it
+  // (a few ms) the countdown rests at 0:00.
+  r.root.classList.toggle("selling", state === "open");
+  let badge = "", badgeClass = "badge", when = "", buyText = "Not on sale", canBuy = false;
+  if (state === "scheduled") {
+    badge = "Flash sale"; badgeClass += " scheduled";
+    when = `starts in ${clock(sale.starts_at - at)}`;
+    buyText = `Starts in ${clock(sale.starts_at - at)}`;
+  } else if (state === "open") {
+    badge = "Live deal"; badgeClass += " open";
+    when = `ends in ${clock(sale.ends_at - at)} · max ${sale.limit_per_buyer} per buyer`;
+    if (left > 0) { buyText = "Buy now"; canBuy = true; }
+    else buyText = held > 0 ? "Sold out — carts may free up" : "Sold out";
+  } else if (state === "ended" || state === "stopped") {
+    badge = "Sale over"; badgeClass += " ended";
+    when = `${sold} sold`;
+    buyText = "Sale ended";
+  } else {
+    when = "Ask the host about a deal";
+  }
+  if (active && mustSignIn()) { buyText = "Sign in on the shop to buy"; canBuy = false; }
+  if (showEnded()) { buyText = "Show ended"; canBuy = false; }
+  const pending = live && live.isPending((f) => f.type === "buy" && f.product_id === id);
+  if (pending) { buyText = live.state === "live" ? "Reserving…" : "Waiting for connection…"; canBuy = false; }
+  r.badge.className = badgeClass;
+  r.badge.hidden = !badge;
+  setText(r.badge, badge);
+  setText(r.when, when);
+  setText(r.buy, buyText);
+  const wasDisabled = r.buy.disabled;
+  r.buy.disabled = !canBuy;
+  if (canBuy && wasDisabled && state === "open" && !S.armedAt[id]) {
+    // Wall-clock moment the button armed, independent of this device's Date.
+    S.armedAt[id] = performance.timeOrigin + performance.now();
+  }
+  const currency = (sale && sale.currency) || p.currency;
+  r.buy.setAttribute("aria-label", canBuy ? `Buy ${p.title} for ${money(sale.price, currency)}` : `${buyText}: ${p.title}`);
+  renderQuantity(r, p, active, left, canBuy);
+}
+
+/** Quantity: up to the sale's per-buyer limit, what is left and the server's
+ *  `max_quantity_per_buy`. */
+function renderQuantity(r, p, active, left, canBuy) {
+  let maxQty = 1;
+  if (active) {
+    const cap = limit("max_quantity_per_buy");
+    maxQty = Math.max(1, Math.min(p.sale.limit_per_buyer, Math.max(left, 1), cap ?? Infinity));
+  }
+  if (r.qty.options.length !== maxQty) {
+    const keep = Number(r.qty.value) || 1;
+    r.qty.replaceChildren(...Array.from({ length: maxQty }, (_, i) => h("option", { value: String(i + 1), text: `× ${i + 1}` })));
+    r.qty.value = String(Math.min(keep, maxQty));
+  }
+  r.qty.disabled = !canBuy || maxQty === 1;
+  r.qty.setAttribute("aria-label", `Quantity of ${p.title}`);
+}
+
+export function showCardMsg(id, text) {
+  const r = cards.get(id);
+  if (!r) { toast(text, "error"); return; }
+  setText(r.msg, text);
+  r.msg.hidden = false;
+  clearTimeout(r.msgTimer);
+  r.msgTimer = setTimeout(() => { r.msg.hidden = true; }, 6000);
+}
+
+function buy(id) {
+  const r = cards.get(id);
+  const p = S.products.get(id);
+  if (!r || !p || !live) return;
+  if (S.hold && !S.hold.dead && saleState(p.sale) === "open" && S.hold.expires_at > now()) {
+    // One hold at a time keeps the checkout simple; open the one we have.
+    openCheckout();
+    return;
+  }
+  if (live.isPending((f) => f.type === "buy" && f.product_id === id)) return;
+  r.msg.hidden = true;
+  live.request({ type: "buy", product_id: id, quantity: Number(r.qty.value) || 1 });
+  updateCard(id);
+}

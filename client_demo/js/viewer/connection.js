@@ -1,0 +1,65 @@
+// The connection pill in the top bar and the banner for an identity the server
+// would not take: a network over its limit of new visitors (close 4029, retried
+// when the server said), a refused shop sign-in (close 4001, never retried with
+// the same token), or a refused hand-off.
+
+import { $, setText } from "../util.js";
+import { S } from "./state.js";
+import { signinRefusedText } from "./words.js";
+
+const SPOKEN = {
+  live: "Connected, live", connecting: "Connecting", reconnecting: "Connection lost, reconnecting",
+  offline: "Offline", gone: "Room not found",
+  throttled: "Too many new visitors from your network, waiting to retry",
+  refused: "Shop sign-in refused",
+};
+
+const secondsUntil = (at) => Math.max(1, Math.ceil(((at || 0) - Date.now()) / 1000));
+
+export function setConn(state, info = {}) {
+  S.connState = state;
+  S.connInfo = info;
+  $("#conn").dataset.state = state;
+  renderConn();
+  // Screen readers hear state changes, not the retry countdown ticking.
+  if (SPOKEN[state]) setText($("#conn-sr"), SPOKEN[state]);
+  if (state === "gone") {
+    $("#room").hidden = true;
+    $("#gone").hidden = false;
+    setText($("#gone-text"), info.reason || "This room does not exist.");
+  }
+}
+
+export function renderConn() {
+  const state = S.connState;
+  let text = "Connecting…";
+  if (state === "live") text = "Live";
+  else if (state === "reconnecting") {
+    const left = (S.connInfo.at || 0) - Date.now();
+    text = left > 900 ? `Reconnecting in ${Math.ceil(left / 1000)} s…` : "Reconnecting…";
+  } else if (state === "offline") text = "Offline — waiting for network";
+  else if (state === "gone") text = "Room not found";
+  else if (state === "throttled") text = `Retrying in ${secondsUntil(S.connInfo.at)} s`;
+  else if (state === "refused") text = "Sign-in refused";
+  setText($("#conn-text"), text);
+  renderConnNotice();
+}
+
+export function renderConnNotice() {
+  const box = $("#conn-notice");
+  if (!box) return;
+  let text = "";
+  let guest = false;
+  if (S.connState === "throttled") {
+    text = `Too many new visitors from your network; retrying in ${secondsUntil(S.connInfo.at)} s.`;
+  } else if (S.connState === "refused") {
+    text = `${signinRefusedText({ details: { reason: S.connInfo.reason } })} Sign in on the shop again to buy, or watch as a guest.`;
+    guest = true;
+  } else if (S.signinNotice) {
+    text = S.signinNotice;
+  }
+  box.hidden = !text;
+  box.dataset.state = S.connState;
+  setText($("#conn-notice-text"), text);
+  $("#guest-btn").hidden = !guest;
+}

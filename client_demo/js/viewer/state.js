@@ -1,0 +1,63 @@
+// The viewer page's one state store `S` (every panel reads it, the event handlers
+// in ../viewer.js write it), the live connection, the server clock and the
+// per-room storage keys. The rules themselves (sale state, limits, policy) are the
+// server's: `S` only keeps what it last said.
+
+export const S = {
+  roomId: null,
+  roomsCursor: null,
+  room: null,
+  products: new Map(),
+  pins: [],
+  coupons: new Map(),
+  lotteries: new Map(),
+  likes: 0,
+  viewers: { now: 0, unique: 0, peak: 0 },
+  me: null,
+  hold: null,
+  lastOrder: null,
+  claimed: new Set(),
+  usedCoupons: new Set(),
+  entered: new Set(),
+  seedHashes: {},
+  nicknames: new Map(),
+  mutedUntil: 0,
+  armedAt: {},
+  connState: "connecting",
+  connInfo: {},
+  policy: { require_verified: false, limit_per_ip: false, slow_mode_s: 0 },
+  // The server's limits (snapshot `limits`): max_pins, max_quantity_per_buy,
+  // max_holds_per_viewer, chat_max_length, nickname_max_length. Null until the
+  // first snapshot; the server checks every request whatever the page shows.
+  limits: null,
+  chatReadyAt: 0, // server time before which slow mode holds the next message back
+  chatWait: "", // why the send button is counting down
+  signinNotice: "", // a refused shop sign-in, shown while the page carries on as a guest
+};
+
+/** The room's connection (live.js), once the page has a room. */
+export let live = null;
+export function setLive(connection) { live = connection; }
+
+/** Server time now, in ms (the measured offset applied to this device's clock). */
+export const now = () => (live ? live.serverNow() : Date.now());
+
+/** One of the server's limits, or null before the first snapshot. */
+export const limit = (name) => (S.limits && Number.isFinite(S.limits[name]) ? S.limits[name] : null);
+
+export const keys = {
+  hold: () => `livesell.hold.${S.roomId}`,
+  claimed: () => `livesell.claimed.${S.roomId}.${S.me?.viewer_id}`,
+  used: () => `livesell.used.${S.roomId}.${S.me?.viewer_id}`,
+  entered: () => `livesell.entered.${S.roomId}.${S.me?.viewer_id}`,
+  seeds: () => `livesell.seedhash.${S.roomId}`,
+};
+
+export function showEnded() {
+  return !!(S.room && S.room.state === "ended");
+}
+
+/** A guest in a room that sells to signed-in shop customers only. */
+export function mustSignIn() {
+  return !!(S.policy.require_verified && !(S.me && S.me.verified === true));
+}

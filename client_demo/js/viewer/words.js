@@ -1,0 +1,68 @@
+// Every refusal code the server can send, and why a shop sign-in was refused, in
+// plain words for the viewer (the server's code decides; these only word it).
+
+export const REFUSALS = {
+  sold_out: "Sold out — every unit is sold or in someone's cart.",
+  limit_reached: "You've reached the per-buyer limit for this sale.",
+  not_started: "The sale hasn't started yet.",
+  ended: "This sale has ended.",
+  not_on_sale: "This product isn't on sale right now.",
+  insufficient_stock: "Not enough left for that quantity — try fewer.",
+  hold_expired: "Your hold expired, so the item went back to stock.",
+  hold_not_found: "That reservation no longer exists.",
+  hold_released: "That reservation was released.",
+  checked_out: "This reservation is already checked out.",
+  sale_stopped: "The host stopped this sale, so your reservation was cancelled and the item went back to stock.",
+  checkout_cancelled: "Your order couldn't be recorded in time, so it was cancelled — nothing was placed. Try again if units are left.",
+  show_ended: "This show has ended.",
+  coupon_gone: "All coupons from this drop have been claimed.",
+  coupon_expired: "This coupon has expired.",
+  coupon_not_found: "That coupon doesn't exist.",
+  coupon_not_claimed: "Claim the coupon before using it.",
+  coupon_used: "You've already used this coupon.",
+  coupon_min_spend: "This order doesn't reach the coupon's minimum spend.",
+  coupon_currency: "This coupon is in a different currency from the product.",
+  already_claimed: "You've already claimed this coupon.",
+  lottery_not_found: "That giveaway doesn't exist.",
+  lottery_closed: "This giveaway is closed.",
+  not_eligible: "You can't enter this giveaway (be in the live room, and use the keyword if it needs one).",
+  already_entered: "You're already entered.",
+  product_not_found: "That product isn't in this show any more.",
+  room_not_found: "This room doesn't exist.",
+  muted: "You're muted in this chat for now.",
+  rate_limited: "You're going a bit fast — wait a moment and try again.",
+  request_in_progress: "Still working on your previous request…",
+  store_unavailable: "The order couldn't be recorded just now. Your hold is kept — try again.",
+  unavailable: "The shop is briefly unavailable. Try again in a moment.",
+  internal: "Something went wrong on our side. Try again.",
+  too_many_holds: "You already have the most reservations open at once — check out or release one first.",
+  ip_limit_reached: "Buyers on your network have already reached this sale's per-buyer limit.",
+  signed_identity_required: "Only customers signed in on the shop can buy here. Sign in on the shop and open the show from there.",
+  slow_mode: "Slow mode is on — wait a moment before your next message.",
+  chat_busy: "The chat is very busy — wait a moment and send again.",
+  too_many_identities: "Too many new visitors from your network just now — try again shortly.",
+  identity_refused: "The shop sign-in was refused.",
+};
+
+// Why the server refused a shop sign-in (details.reason), in plain words.
+const SIGNIN_REASONS = {
+  not_configured: "this show does not accept shop sign-ins",
+  expired: "the sign-in has expired",
+  not_yet_valid: "the sign-in is not valid yet",
+  signature: "the sign-in was not signed by this shop",
+  algorithm: "the sign-in was not signed by this shop",
+  malformed: "the sign-in link is damaged",
+  too_large: "the sign-in link is damaged",
+  lifetime: "the sign-in is valid for too long",
+};
+
+export function explain(err) {
+  if (!err) return "Something went wrong.";
+  return REFUSALS[err.code] || err.message || "Something went wrong.";
+}
+
+export function signinRefusedText(err) {
+  const reason = err && err.details && err.details.reason ? String(err.details.reason) : "";
+  const why = SIGNIN_REASONS[reason] || (reason ? `reason: ${reason}` : "");
+  return `The shop sign-in was refused${why ? ` (${why})` : ""}.`;
+}
