@@ -104,8 +104,11 @@ class Buying:
         (admission.client_bucket), counted when the room's policy says limit_per_ip."""
         sale = self.ctx.settings.sale
         hold_id = domain.new_id("h")
+        # The first look is usually a dict hit, taken without an await.
+        sid = self.ctx.current_sale.get((room_id, product_id))
         for attempt in range(2):
-            sid = await self._sale_id_for(room_id, product_id, refresh=attempt > 0)
+            if sid is None or attempt:
+                sid = await self._sale_id_for(room_id, product_id, refresh=attempt > 0)
             if sid is None:
                 whole, known = await self.data.why_no_sale(room_id, product_id)
                 if not whole:

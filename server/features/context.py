@@ -38,17 +38,32 @@ def new_epoch() -> str:
 
 @dataclass(slots=True)
 class Answer:
-    """A reply frame for the asking viewer."""
+    """A reply frame for the asking viewer. `raw`, when given, is the body already
+    encoded as a JSON object (a script's remembered answer): the frame is spliced
+    from its bytes rather than parsed and encoded again, and `body` is then read
+    only if someone asks (`body_of`)."""
 
     kind: str
     body: dict[str, Any]
+    raw: bytes | None = None
 
     def frame(self, request_id: str | None) -> bytes:
+        raw = self.raw
+        if raw is not None and len(raw) > 2:
+            head = b'{"type":"' + self.kind.encode() + b'"'
+            if request_id is not None:
+                head += b',"re":' + orjson.dumps(request_id)
+            return head + b"," + raw[1:]
         out: dict[str, Any] = {"type": self.kind}
         if request_id is not None:
             out["re"] = request_id
-        out.update(self.body)
+        out.update(self.body_of())
         return encode(out)
+
+    def body_of(self) -> dict[str, Any]:
+        if self.raw is not None and not self.body:
+            self.body = orjson.loads(self.raw)
+        return self.body
 
 
 def error_answer(exc: LivesellError) -> Answer:
@@ -56,11 +71,12 @@ def error_answer(exc: LivesellError) -> Answer:
 
 
 def from_cached(kind: str, cached: str) -> Answer:
-    """The answer a script remembered for a request id (a retry gets the same)."""
-    data = orjson.loads(cached)
-    if "error" in data:
-        return error_answer(refusal(data["error"]))
-    return Answer(kind, data)
+    """The answer a script remembered for a request id (a retry gets the same). A
+    refusal is parsed (its code names the error); an answer is passed on as its
+    bytes, spliced into the reply frame (Answer.raw)."""
+    if cached.startswith('{"error"'):
+        return error_answer(refusal(orjson.loads(cached)["error"]))
+    return Answer(kind, {}, cached.encode())
 
 
 class Context:
