@@ -77,6 +77,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
 
     from server.core.keys import RoomKeys
     from server.state.embedded_redis import RedisServer
+    from server.state.scripts import reserve_call
 
     script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
     with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
@@ -89,6 +90,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             keys = RoomKeys("r_bench")
             now_ms = int(time.time() * 1000)
             await r.set(keys.product_sale("p"), "s1")
+            await r.set(keys.epoch, "bench")  # the room is whole (not being rebuilt)
             await r.hset(keys.sale("s1"), mapping={
                 "starts_at": now_ms - 1000, "ends_at": now_ms + 600_000, "state": "active",
                 "units": units, "held": 0, "sold": 0, "limit": 1, "price": 100,
@@ -103,10 +105,11 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             started = time.perf_counter()
 
             def call_args(i: int) -> tuple[list[str], list[Any]]:
-                return ([keys.request(f"v{i}", "buy", "b1"), keys.product_sale("p"),
-                         keys.sale("s1"), keys.stock("p"), keys.bought("s1"),
-                         keys.hold(f"h{i}"), keys.holds],
-                        ["s1", f"v{i}", 1, f"h{i}", 180_000, 86400, "p"])
+                # The production call's keys and arguments (server/state/scripts.py).
+                return reserve_call("r_bench", sale_id="s1", product_id="p", buyer=f"v{i}",
+                                    request_id="b1", hold_id=f"h{i}", quantity=1,
+                                    hold_ms=180_000, answer_ttl_s=86400, verified=False,
+                                    client="", max_open_holds=5)
 
             async def buyer(i: int) -> None:
                 k, a = call_args(i)
@@ -162,19 +165,20 @@ REDIS_BENCHMARK_KEYSPACE = 2_000_000_000  # -r: distinct request keys, buyers an
 
 
 def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
-    """EVALSHA of reserve.lua with its 7 keys and 7 args; __rand_int__ (each one drawn
-    apart by redis-benchmark) makes the request key, buyer and hold id differ per call."""
-    from server.core.keys import RoomKeys
+    """EVALSHA of reserve.lua with the production call's keys and args
+    (server/state/scripts.py reserve_call); __rand_int__ (each one drawn apart by
+    redis-benchmark) makes the request key, buyer and hold id differ per call."""
+    from server.state.scripts import reserve_call
 
-    keys = RoomKeys("r_bench")
     rnd = "__rand_int__"
+    keys, args = reserve_call("r_bench", sale_id="s1", product_id="p", buyer=f"v{rnd}",
+                              request_id="b1", hold_id=f"h{rnd}", quantity=1,
+                              hold_ms=180_000, answer_ttl_s=86400, verified=False,
+                              client="", max_open_holds=10**9)
     return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
             "-n", str(REDIS_BENCHMARK_CALLS), "-r", str(REDIS_BENCHMARK_KEYSPACE),
             "-P", str(pipeline), "--csv",
-            "EVALSHA", sha, "7",
-            keys.request(f"v{rnd}", "buy", "b1"), keys.product_sale("p"), keys.sale("s1"),
-            keys.stock("p"), keys.bought("s1"), keys.hold(f"h{rnd}"), keys.holds,
-            "s1", f"v{rnd}", "1", f"h{rnd}", "180000", "86400", "p"]
+            "EVALSHA", sha, str(len(keys)), *keys, *(str(a) for a in args)]
 
 
 def _parse_redis_benchmark_csv(text: str) -> dict[str, float]:
@@ -217,6 +221,7 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                     await r.flushall()
                     now_ms = int(time.time() * 1000)
                     await r.set(keys.product_sale("p"), "s1")
+                    await r.set(keys.epoch, "bench")  # the room is whole
                     await r.hset(keys.sale("s1"), mapping={
                         "starts_at": now_ms - 60_000, "ends_at": now_ms + 3_600_000,
                         "state": "active", "units": big, "held": 0, "sold": 0, "limit": big,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from server.core.keys import DUE, guest_mints, room_keys
-from server.state.ledger import SCRIPT_NAMES, Ledger
+from server.state.ledger import SCRIPT_NAMES, Arg, Ledger
 
 if TYPE_CHECKING:
     from server.state.store import Order
@@ -213,6 +213,20 @@ def _due(reply: Any) -> int | None:
 # ====================================================================== typed calls
 
 
+def reserve_call(room_id: str, *, sale_id: str, product_id: str, buyer: str,
+                 request_id: str, hold_id: str, quantity: int, hold_ms: int,
+                 answer_ttl_s: int, verified: bool, client: str,
+                 max_open_holds: int) -> tuple[list[str], list[Arg]]:
+    """reserve.lua's KEYS and ARGV (its contract), for `Scripts.reserve` and for the
+    benchmark's reference, which calls the same script through bare redis-py."""
+    k = room_keys(room_id)
+    return ([k.request(buyer, "buy", request_id), k.product_sale(product_id),
+             k.sale(sale_id), k.stock(product_id), k.bought(sale_id), k.hold(hold_id),
+             k.holds, k.epoch, k.policy, k.open_holds, k.ip_bought(sale_id)],
+            [sale_id, buyer, quantity, hold_id, hold_ms, answer_ttl_s, product_id,
+             "1" if verified else "0", client, max_open_holds])
+
+
 class Scripts(Ledger):
     """One method per script. Each builds its KEYS and ARGV in the order of
     `CONTRACTS` (and of the script's header) and returns a future of its typed
@@ -229,13 +243,12 @@ class Scripts(Ledger):
                 request_id: str, hold_id: str, quantity: int, hold_ms: int,
                 answer_ttl_s: int, verified: bool, client: str,
                 max_open_holds: int) -> asyncio.Future[Answered]:
-        k = room_keys(room_id)
-        return self.run("reserve", [
-            k.request(buyer, "buy", request_id), k.product_sale(product_id), k.sale(sale_id),
-            k.stock(product_id), k.bought(sale_id), k.hold(hold_id), k.holds, k.epoch,
-            k.policy, k.open_holds, k.ip_bought(sale_id),
-        ], [sale_id, buyer, quantity, hold_id, hold_ms, answer_ttl_s, product_id,
-            "1" if verified else "0", client, max_open_holds], _answered)
+        keys, args = reserve_call(room_id, sale_id=sale_id, product_id=product_id,
+                                  buyer=buyer, request_id=request_id, hold_id=hold_id,
+                                  quantity=quantity, hold_ms=hold_ms,
+                                  answer_ttl_s=answer_ttl_s, verified=verified,
+                                  client=client, max_open_holds=max_open_holds)
+        return self.run("reserve", keys, args, _answered)
 
     def release(self, room_id: str, *, hold_id: str, product_id: str, sale_id: str,
                 mode: ReleaseMode, buyer: str = "",

@@ -1,5 +1,6 @@
-"""`livesell-loadtest bench` helpers that need no server: the redis-benchmark
-command line and output, the livesell sale medians, and the skip without
+"""`livesell-loadtest bench` helpers: the redis-benchmark
+command line and output, the reference run against a real redis-server, the livesell
+sale medians, and the skip without
 redis-benchmark."""
 
 from __future__ import annotations
@@ -12,23 +13,38 @@ import shutil
 import pytest
 
 from loadtest import bench_fanout, bench_sale
+from server.state.scripts import CONTRACTS
 
 
-def test_redis_benchmark_argv_calls_reserve_with_seven_keys_and_args() -> None:
+def test_redis_benchmark_argv_calls_reserve_with_its_contract() -> None:
     argv = bench_sale._redis_benchmark_argv(6400, "abc123", 16)
     assert argv[0] == "redis-benchmark"
     assert argv[argv.index("-c") + 1] == "50"
     assert argv[argv.index("-P") + 1] == "16"
     assert int(argv[argv.index("-r") + 1]) > 0
     i = argv.index("EVALSHA")
-    assert argv[i + 1] == "abc123" and argv[i + 2] == "7"
-    keys, args = argv[i + 3:i + 10], argv[i + 10:]
-    assert len(keys) == 7 and len(args) == 7
+    contract = CONTRACTS["reserve"]
+    n_keys = len(contract.keys)
+    assert argv[i + 1] == "abc123" and argv[i + 2] == str(n_keys)
+    keys, args = argv[i + 3:i + 3 + n_keys], argv[i + 3 + n_keys:]
+    assert len(args) == len(contract.args)
     assert all("{r_bench}" in k for k in keys)  # one hash slot, like server/core/keys.py
+    named = dict(zip(contract.args, args, strict=True))
     # The request key, buyer and hold id differ per call.
-    assert "__rand_int__" in keys[0] and "__rand_int__" in keys[5]
-    assert "__rand_int__" in args[1] and "__rand_int__" in args[3]
-    assert args[0] == "s1" and args[2] == "1" and args[6] == "p"
+    assert "__rand_int__" in keys[contract.keys.index("answer")]
+    assert "__rand_int__" in keys[contract.keys.index("hold")]
+    assert "__rand_int__" in named["buyer"] and "__rand_int__" in named["hold_id"]
+    assert named["sale_id"] == "s1" and named["quantity"] == "1" and named["product_id"] == "p"
+
+
+@pytest.mark.parametrize("pipelined", [0, 16])
+def test_the_reference_reserves_exactly_the_units(pipelined: int) -> None:
+    # The reference calls the production script as production does: 40 buyers of one
+    # unit each against 10 units reserve exactly 10 (a reference that only got
+    # refusals, or errors, once measured nothing while looking fast).
+    out = asyncio.run(bench_sale.bench_sale_reference(40, 10, pipelined))
+    assert out["reserved"] == 10
+    assert out["stock_after"] == {"total": "10", "left": "0", "held": "10", "sold": "0"}
 
 
 def test_parse_redis_benchmark_csv() -> None:
