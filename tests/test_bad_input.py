@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import BOTH_TRANSPORTS, LiveServer, create_room, join
+from tests.support import BOTH_TRANSPORTS, LiveServer, create_room, join, make_settings
 
 FRAME_CASES: list[tuple[str, str, str]] = [
     ("not json", "{nope", "invalid_json"),
@@ -276,3 +277,26 @@ async def test_a_body_cut_short_is_a_client_fault_not_an_error(
     assert r.status_code == 200
     faults = [rec for rec in caplog.records if rec.levelno >= logging.ERROR or rec.exc_info]
     assert faults == [], [rec.getMessage() for rec in faults]
+
+
+async def test_the_connection_limits_are_the_settings(redis_url: str, data_dir: Path) -> None:
+    # hub.max_rejected_frames: 3 malformed frames are answered, the next rejected one
+    # finds the allowance empty and closes the connection (1008). With the default
+    # (50) twelve frames would all be answered.
+    live = await LiveServer(make_settings(redis_url, data_dir,
+                                          hub={"max_rejected_frames": 3})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            host = await create_room(http)
+            viewer = await join(live, host.room_id)
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(12):
+                    await viewer.ws.send("{not json")
+            await asyncio.wait_for(viewer.closed, 30)
+            assert viewer.ws.close_code == 1008
+            errors = [f for f in viewer.frames if f.get("type") == "error"]
+            # The allowance refills at one a second: a slow machine may answer one more.
+            assert 3 <= len(errors) < 12
+            await viewer.close()
+    finally:
+        await live.stop()

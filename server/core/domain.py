@@ -33,6 +33,7 @@ MAX_DESCRIPTION: Final = 2000
 MAX_URL: Final = 2048
 MAX_ANNOUNCEMENT: Final = 500
 MAX_KEYWORD: Final = 50
+MAX_PRIZE: Final = 200
 
 
 def now_ms() -> int:
@@ -237,7 +238,7 @@ def parse_lottery(body: Mapping[str, Any], now: int, max_winners: int,
         raise BadRequest("keyword: only for entry 'keyword'", details={"field": "keyword"})
     return Lottery(
         lottery_id=new_id("l"),
-        prize=get_str(body, "prize", max_len=200, strip=True),
+        prize=get_str(body, "prize", max_len=MAX_PRIZE, strip=True),
         winners=get_int(body, "winners", lo=1, hi=max_winners, default=1),
         entry="keyword" if entry == "keyword" else "button",
         keyword=keyword,

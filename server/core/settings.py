@@ -124,6 +124,11 @@ class HubSettings:
     ping_interval_s: float = field(default=20.0, metadata=_range(0.0, 3600.0))
     messages_per_s: float = field(default=20.0, metadata=_range(1.0, 10000.0))
     message_burst: int = field(default=40, metadata=_range(1, 100000))
+    # Requests (buy, checkout, ...) one connection may have in flight at once.
+    max_inflight_requests: int = field(default=16, metadata=_range(1, 1000))
+    # Rejected frames (malformed or over the rate) a connection may send: an
+    # allowance refilling at one per second; past it the connection is closed (1008).
+    max_rejected_frames: int = field(default=50, metadata=_range(1, 100000))
     # A viewer's `resync` builds at most one snapshot per this many seconds (0: no
     # limit); more are coalesced into one sent when the interval is up.
     resync_interval_s: float = field(default=2.0, metadata=_range(0.0, 60.0))

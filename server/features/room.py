@@ -80,7 +80,14 @@ class Room:
         return {"max_pins": sale.max_pins, "max_quantity_per_buy": sale.max_quantity_per_buy,
                 "max_holds_per_viewer": sale.max_holds_per_viewer,
                 "chat_max_length": chat.max_length,
-                "nickname_max_length": chat.nickname_max_length}
+                "nickname_max_length": chat.nickname_max_length,
+                "max_likes_per_frame": chat.max_likes_per_frame,
+                "max_slow_mode_s": policy.MAX_SLOW_MODE_S,
+                "title_max_length": domain.MAX_TITLE,
+                "description_max_length": domain.MAX_DESCRIPTION,
+                "prize_max_length": domain.MAX_PRIZE,
+                "keyword_max_length": domain.MAX_KEYWORD,
+                "announcement_max_length": domain.MAX_ANNOUNCEMENT}
 
     async def room_state(self, room_id: str) -> dict[str, Any]:
         read = await self.data.read(room_id)

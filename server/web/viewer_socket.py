@@ -56,8 +56,6 @@ from server.web.services import Services
 
 log = logging.getLogger("livesell.app")
 
-MAX_INFLIGHT_PER_VIEWER = 16
-MAX_BAD_FRAMES = 50
 
 SINCE_PATTERN = re.compile(r"^[0-9]{1,19}$")
 RECORDED_FRAMES = frozenset({"buy", "checkout", "release", "claim_coupon", "enter_lottery",
@@ -191,7 +189,7 @@ class _ViewerSession:
     answer pings and likes at once, and start a task for anything that needs
     Redis. Chat and resync run one after another in arrival order (each waits
     for the one before); requests (buy, checkout, ...) run concurrently, at most
-    MAX_INFLIGHT_PER_VIEWER at a time, each answered with its request id.
+    hub.max_inflight_requests at a time, each answered with its request id.
     """
 
     __slots__ = ("conn", "inflight", "inline_tail", "patience", "svc")
@@ -203,7 +201,7 @@ class _ViewerSession:
         self.inline_tail: asyncio.Task[None] | None = None
         # Rejected frames (malformed, or over the rate) draw on a slowly refilling
         # allowance; a client that keeps sending them after being told is closed.
-        self.patience = TokenBucket(1.0, MAX_BAD_FRAMES)
+        self.patience = TokenBucket(1.0, svc.settings.hub.max_rejected_frames)
 
     def on_text_fast(self, text: str) -> None:
         try:
@@ -253,7 +251,7 @@ class _ViewerSession:
             conn.send(error_answer(Unavailable(
                 "the server is restarting: reconnect and send this again",
                 details={"retry_after_s": 1})).frame(request_id))
-        elif len(self.inflight) >= MAX_INFLIGHT_PER_VIEWER:
+        elif len(self.inflight) >= svc.settings.hub.max_inflight_requests:
             conn.send(error_answer(refusal("rate_limited")).frame(request_id))
         else:
             task = self._start(_handle_request(show, conn, conn.viewer, conn.room_id, msg))
