@@ -12,20 +12,17 @@ from typing import Any
 
 from server.core import domain, events
 from server.core.domain import CouponDrop, now_ms
-from server.core.errors import refusal
 from server.core.identity import Viewer
 from server.core.protocol import ClaimCoupon
 from server.core.views import coupon_view
-from server.features.buying import Buying
 from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
 from server.features.registry import Call, Registry, Route, ViewerCall
 from server.state.offers_data import OffersData
 
 
 class Coupons:
-    def __init__(self, ctx: Context, buying: Buying) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.buying = buying  # for the room's identity rule
 
     @property
     def data(self) -> OffersData:
@@ -55,11 +52,9 @@ class Coupons:
 
     async def claim_coupon(self, viewer: Viewer, room_id: str, request_id: str,
                            coupon_id: str) -> Answer:
-        if not await self.buying.identity_allowed(room_id, viewer):
-            return error_answer(refusal("signed_identity_required"))
         result = await self.ctx.scripts.claim_coupon(
             room_id, viewer=viewer.viewer_id, request_id=request_id, coupon_id=coupon_id,
-            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s)
+            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s, verified=viewer.verified)
         if result.status == "rebuilding":
             return error_answer(rebuilding())
         if result.status == "ok":

@@ -17,7 +17,6 @@ from server.core.identity import Viewer
 from server.core.jobs import Job
 from server.core.protocol import EnterLottery
 from server.core.views import as_int, lottery_view
-from server.features.buying import Buying
 from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
 from server.features.registry import Call, Registry, Route, ViewerCall
 from server.state.faults import REDIS_FAULTS
@@ -30,9 +29,8 @@ CLOSE = "lottery_close"
 
 
 class Lotteries:
-    def __init__(self, ctx: Context, buying: Buying) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.buying = buying  # for the room's identity rule
         # room -> lottery id -> keyword, for the open keyword lotteries (the recorder
         # reads it too: whether a viewer's entry text matched).
         self.keywords: dict[str, dict[str, str]] = {}
@@ -108,12 +106,10 @@ class Lotteries:
 
     async def enter_lottery(self, viewer: Viewer, room_id: str, request_id: str,
                             lottery_id: str, text: str) -> Answer:
-        if not await self.buying.identity_allowed(room_id, viewer):
-            return error_answer(refusal("signed_identity_required"))
         result = await self.ctx.scripts.enter_lottery(
             room_id, viewer=viewer.viewer_id, request_id=request_id, lottery_id=lottery_id,
             entry_text=domain.normalize_entry_text(text),
-            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s)
+            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s, verified=viewer.verified)
         if result.status == "rebuilding":
             return error_answer(rebuilding())
         if result.status == "ok":

@@ -43,10 +43,6 @@ class ChatData:
             pipe.hset(keys.policy, mapping=fields)
             await pipe.execute()
 
-    async def requires_verified(self, room_id: str) -> bool:
-        return bool(await self.redis.hget(room_keys(room_id).policy,
-                                          "require_verified") == "1")
-
     # ------------------------------------------------------------------ recording
 
     async def set_recording(self, room_id: str, enabled: bool) -> None:

@@ -53,8 +53,8 @@ CONTRACTS: Final[dict[str, Contract]] = {
          "open_holds", "ip_bought"),
         ("hold_id", "mode", "buyer", "keep_ms")),
     "begin_checkout": Contract(
-        ("answer", "hold", "holds", "coupon", "claims", "confirming", "epoch"),
-        ("hold_id", "buyer", "coupon_id")),
+        ("answer", "hold", "holds", "coupon", "claims", "confirming", "epoch", "policy"),
+        ("hold_id", "buyer", "coupon_id", "verified")),
     "finish_checkout": Contract(
         ("hold", "stock", "sale", "claims", "answer", "confirming", "open_holds"),
         ("order_id", "answer", "answer_ttl_s", "keep_ms", "hold_id")),
@@ -62,10 +62,11 @@ CONTRACTS: Final[dict[str, Contract]] = {
     "stop_sale": Contract(
         ("sale", "stock", "bought", "holds", "timers", "open_holds", "ip_bought"),
         ("sale_id", "key_prefix", "keep_ms")),
-    "claim_coupon": Contract(("answer", "coupon", "claims", "epoch"),
-                             ("viewer", "answer_ttl_s", "coupon_id")),
-    "enter_lottery": Contract(("answer", "lottery", "entrants", "present", "epoch"),
-                              ("viewer", "entry_text", "answer_ttl_s", "lottery_id")),
+    "claim_coupon": Contract(("answer", "coupon", "claims", "epoch", "policy"),
+                             ("viewer", "answer_ttl_s", "coupon_id", "verified")),
+    "enter_lottery": Contract(("answer", "lottery", "entrants", "present", "epoch", "policy"),
+                              ("viewer", "entry_text", "answer_ttl_s", "lottery_id",
+                               "verified")),
     "adjust_stock": Contract(("stock",), ("total",)),
     "close_lottery": Contract(("lottery",), ()),
     "viewers": Contract(("present", "uniq", "peak"), ()),
@@ -261,12 +262,13 @@ class Scripts(Ledger):
         ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS], _released)
 
     def begin_checkout(self, room_id: str, *, buyer: str, request_id: str, hold_id: str,
-                       coupon_id: str) -> asyncio.Future[CheckoutBegun]:
+                       coupon_id: str, verified: bool) -> asyncio.Future[CheckoutBegun]:
         k = room_keys(room_id)
         return self.run("begin_checkout", [
             k.request(buyer, "checkout", request_id), k.hold(hold_id), k.holds,
             k.coupon(coupon_id or "-"), k.claims(coupon_id or "-"), k.confirming, k.epoch,
-        ], [hold_id, buyer, coupon_id], _checkout_begun)
+            k.policy,
+        ], [hold_id, buyer, coupon_id, "1" if verified else "0"], _checkout_begun)
 
     def finish_checkout(self, order: Order, answer: bytes,
                         answer_ttl_s: int) -> asyncio.Future[CheckoutFinished]:
@@ -297,21 +299,23 @@ class Scripts(Ledger):
         ], [sale_id, k.base, KEEP_FINISHED_HOLD_MS], _sale_stopped)
 
     def claim_coupon(self, room_id: str, *, viewer: str, request_id: str, coupon_id: str,
-                     answer_ttl_s: int) -> asyncio.Future[Answered]:
+                     answer_ttl_s: int, verified: bool) -> asyncio.Future[Answered]:
         k = room_keys(room_id)
         return self.run("claim_coupon", [
             k.request(viewer, "claim_coupon", request_id), k.coupon(coupon_id),
-            k.claims(coupon_id), k.epoch,
-        ], [viewer, answer_ttl_s, coupon_id], _answered)
+            k.claims(coupon_id), k.epoch, k.policy,
+        ], [viewer, answer_ttl_s, coupon_id, "1" if verified else "0"], _answered)
 
     def enter_lottery(self, room_id: str, *, viewer: str, request_id: str, lottery_id: str,
-                      entry_text: str, answer_ttl_s: int) -> asyncio.Future[Answered]:
+                      entry_text: str, answer_ttl_s: int,
+                      verified: bool) -> asyncio.Future[Answered]:
         """`entry_text`: the normalized comment text ('' for a button entry)."""
         k = room_keys(room_id)
         return self.run("enter_lottery", [
             k.request(viewer, "enter_lottery", request_id), k.lottery(lottery_id),
-            k.entrants(lottery_id), k.present, k.epoch,
-        ], [viewer, entry_text, answer_ttl_s, lottery_id], _answered)
+            k.entrants(lottery_id), k.present, k.epoch, k.policy,
+        ], [viewer, entry_text, answer_ttl_s, lottery_id, "1" if verified else "0"],
+            _answered)
 
     def adjust_stock(self, room_id: str, product_id: str,
                      total: int) -> asyncio.Future[StockAdjusted]:

@@ -3,14 +3,18 @@
 -- KEYS[1] request-id answer, KEYS[2] hold hash, KEYS[3] expiring-holds zset,
 -- KEYS[4] coupon drop hash, KEYS[5] coupon claims hash (both unused without a coupon),
 -- KEYS[6] zset of holds in checkout (for crash recovery), KEYS[7] the room's epoch
--- (absent: Redis is being rebuilt)
--- ARGV[1] hold id, ARGV[2] buyer, ARGV[3] coupon id or ''
+-- (absent: Redis is being rebuilt), KEYS[8] room policy hash
+-- ARGV[1] hold id, ARGV[2] buyer, ARGV[3] coupon id or '', ARGV[4] '1' when the buyer's
+-- identity is shop-signed
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', code}
 --   | {'ok'|'confirming'|'confirmed', hold json, epoch}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
 local epoch = redis.call('GET', KEYS[7])
 if not epoch then return {'rebuilding'} end
+if ARGV[4] ~= '1' and redis.call('HGET', KEYS[8], 'require_verified') == '1' then
+  return {'refused', 'signed_identity_required'}
+end
 local h = redis.call('HMGET', KEYS[2], 'state', 'buyer', 'product_id', 'sale_id', 'quantity',
   'unit_price', 'currency', 'expires_at', 'coupon_id', 'discount', 'order_id', 'created_at')
 if not h[1] or h[2] ~= ARGV[2] then return {'refused', 'hold_not_found'} end

@@ -1,8 +1,9 @@
 -- One coupon of a drop for one viewer, first come first served, at most one each.
 -- KEYS[1] request-id answer (set only when a coupon is claimed), KEYS[2] coupon drop
 -- hash, KEYS[3] claims hash,
--- KEYS[4] the room's epoch (absent: Redis is being rebuilt)
--- ARGV[1] viewer, ARGV[2] answer TTL s, ARGV[3] coupon id
+-- KEYS[4] the room's epoch (absent: Redis is being rebuilt), KEYS[5] room policy hash
+-- ARGV[1] viewer, ARGV[2] answer TTL s, ARGV[3] coupon id, ARGV[4] '1' when the
+-- viewer's identity is shop-signed
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
@@ -11,6 +12,9 @@ if redis.call('EXISTS', KEYS[4]) == 0 then return {'rebuilding'} end
 -- (a retry is evaluated afresh; docs/protocol.md §8).
 local function refuse(code)
   return {'refused', cjson.encode({error = code})}
+end
+if ARGV[4] ~= '1' and redis.call('HGET', KEYS[5], 'require_verified') == '1' then
+  return refuse('signed_identity_required')
 end
 local c = redis.call('HMGET', KEYS[2], 'count', 'claimed', 'expires_at')
 if not c[1] then return refuse('coupon_not_found') end

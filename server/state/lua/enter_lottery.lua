@@ -1,9 +1,11 @@
 -- Enter a viewer into an open lottery: in the room, by the entry rule, once.
 -- KEYS[1] request-id answer (set only when the viewer is entered), KEYS[2] lottery
 -- hash, KEYS[3] entrants set,
--- KEYS[4] room presence hash, KEYS[5] the room's epoch (absent: Redis is being rebuilt)
+-- KEYS[4] room presence hash, KEYS[5] the room's epoch (absent: Redis is being rebuilt),
+-- KEYS[6] room policy hash
 -- ARGV[1] viewer, ARGV[2] lower-cased entry text ('' for a button entry),
--- ARGV[3] answer TTL s, ARGV[4] lottery id
+-- ARGV[3] answer TTL s, ARGV[4] lottery id, ARGV[5] '1' when the viewer's identity is
+-- shop-signed
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
@@ -12,6 +14,9 @@ if redis.call('EXISTS', KEYS[5]) == 0 then return {'rebuilding'} end
 -- (a retry is evaluated afresh; docs/protocol.md §8).
 local function refuse(code)
   return {'refused', cjson.encode({error = code})}
+end
+if ARGV[5] ~= '1' and redis.call('HGET', KEYS[6], 'require_verified') == '1' then
+  return refuse('signed_identity_required')
 end
 local l = redis.call('HMGET', KEYS[2], 'state', 'closes_at', 'mode', 'keyword')
 if not l[1] then return refuse('lottery_not_found') end
