@@ -201,6 +201,14 @@ async def test_a_room_requiring_verified_identity_sells_only_to_shop_customers(
         assert checkout["code"] == "signed_identity_required", checkout
         claim = await guest.request("claim_coupon", coupon_id=coupon["coupon_id"])
         assert claim["code"] == "signed_identity_required", claim
+        # The rule is the atomic scripts' (reserve, begin_checkout, claim_coupon,
+        # enter_lottery): a giveaway entry too.
+        lottery = await host.call("POST", "/lotteries", {"prize": "mug", "duration_s": 600},
+                                  expect=201)
+        entry = await guest.request("enter_lottery", lottery_id=lottery["lottery_id"])
+        assert entry["code"] == "signed_identity_required", entry
+        entered = await customer.request("enter_lottery", lottery_id=lottery["lottery_id"])
+        assert entered["type"] == "lottery_entered", entered
         # Guests still chat.
         await guest.send({"type": "chat", "text": "just watching"})
         await guest.next_event("chat", where=lambda f: f["text"] == "just watching")
