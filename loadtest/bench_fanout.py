@@ -26,6 +26,9 @@ from loadtest.bench_hubs import Hub, LivesellHub, ProcessHub, install_node_ws
 from loadtest.stats import cpu_seconds as _cpu
 from loadtest.stats import summary
 
+# A run whose viewers got fewer of the expected frames than this is flagged.
+MIN_REACH = 0.9
+
 
 async def bench_fanout(args: argparse.Namespace, say: Any) -> list[dict[str, Any]]:
     cpus = sorted(os.sched_getaffinity(0))
@@ -96,6 +99,14 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
                                 "p50_ms": lat["p50"], "p99_ms": lat["p99"],
                                 "generator_util": round(util, 3), "lost": lost}
                             rows.append(row)
+                            reach = frames / row["expected"] if row["expected"] else 0.0
+                            if reach < MIN_REACH:
+                                # Figures of a run whose viewers did not get the events
+                                # (refused joins, closed connections) measure something
+                                # else: say so where nobody can miss it.
+                                row["warning"] = f"reach {reach:.3f} < {MIN_REACH}"
+                                say(f"  WARNING: {name} reached {reach:.1%} of the expected "
+                                    f"deliveries; this run's figures are not comparable")
                             say(f"  {name} {viewers} viewers {rate}/s run {run + 1}: "
                                 f"{row['cpu_us_per_delivery']} µs/delivery, p99 "
                                 f"{row['p99_ms']} ms, generator {util:.0%}")

@@ -158,3 +158,15 @@ def test_cores_are_split_between_server_redis_and_generators() -> None:
         plan = plan_cores(list(range(n)))
         used = [*(plan.server or []), *(plan.generators or [])]
         assert len(used) == len(set(used))  # server and generators never share a core
+
+
+def test_the_livesell_hub_lets_every_bench_viewer_join() -> None:
+    # Every bench viewer comes from 127.0.0.1: with the per-address guest limit on,
+    # only 20 joined and the fan-out rows measured 20 viewers.
+    from loadtest.bench_hubs import LivesellHub
+
+    hub = LivesellHub()
+    try:
+        assert hub.server.env["LIVESELL_AUTH_GUEST_MINTS_PER_IP_PER_MIN"] == "0"
+    finally:
+        hub.server.cleanup()
