@@ -2,12 +2,14 @@
 // coupon drops and giveaways, moderate chat and watch the live numbers.
 // Host actions are HTTP calls with the room's host key; the console also joins
 // the room's WebSocket as a viewer to see chat and live stock as viewers do.
-// Sale states and limits (max_pins) are the server's, shown as it sends them.
+// Sale states and limits (max_pins, text lengths, the longest slow mode) are the
+// server's, shown as it sends them.
 //
 // This module boots the console and holds the one dispatch table (event type ->
 // handler); the panels live in ./host/:
 //   state.js            the store `S`, the connection, server time, hostApi, outcome lines
 //   rooms.js            create / open / switch rooms, connection pill, room state, end show
+//   limits.js           the server's limits on the console's inputs
 //   policy.js           room policy (shop customers only, per-address limit, slow mode)
 //   catalogue.js        products, pins, the product form
 //   sale.js             flash sales: the form, stop, the sale cell of a row
@@ -23,6 +25,7 @@ import {
 } from "./host/catalogue.js";
 import { addChat, addSystem, announce, markDeleted, onMuted } from "./host/chat_moderation.js";
 import { couponKindChanged, dropCoupon, onCouponCount, renderCoupons } from "./host/coupons.js";
+import { applyLimits } from "./host/limits.js";
 import {
   entryKindChanged, onEntrants, openLottery, putLottery, renderLotteries,
 } from "./host/lotteries.js";
@@ -76,6 +79,7 @@ function onEvent(ev) {
 function applySnapshot(snap) {
   S.room = snap.room;
   if (snap.limits) S.limits = snap.limits;
+  applyLimits(S.limits);
   renderRoomState(snap.room.state || "live");
   setText($("#room-title"), snap.room.title);
   document.title = `${snap.room.title} · Host console · livesell`;

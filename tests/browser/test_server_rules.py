@@ -1,7 +1,8 @@
 """The pages render the server's rules instead of keeping copies (Chromium): the
-pin limit, the quantity cap and the text lengths come from the room state's
-`limits`, and a sale's state moves only when the server says so (its
-`sale_open` / `sale_closed` events), never by the page's own clock."""
+pin limit, the quantity cap, the likes per frame, the longest slow mode and the
+text lengths come from the room state's `limits`, and a sale's state moves only
+when the server says so (its `sale_open` / `sale_closed` events), never by the
+page's own clock."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from playwright.async_api import WebSocketRoute, expect  # noqa: E402
 
 @pytest.fixture
 async def strict(redis_url: str, data_dir: Path) -> AsyncIterator[LiveServer]:
-    """A server whose limits all differ from the defaults (3 pins, 10 per buy,
-    200-character chat, 32-character names)."""
+    """A server whose limits that are settings all differ from the defaults (3 pins,
+    10 per buy, 200-character chat, 32-character names, 50 likes per frame)."""
     settings = make_settings(redis_url, data_dir,
                              sale={"max_pins": 2, "max_quantity_per_buy": 3},
-                             chat={"max_length": 50, "nickname_max_length": 20})
+                             chat={"max_length": 50, "nickname_max_length": 20,
+                                   "max_likes_per_frame": 7})
     live = await LiveServer(settings).start()
     try:
         yield live
@@ -67,7 +69,26 @@ async def test_pin_limit_and_other_limits_come_from_the_server(
         await expect(host.get_by_role("button", name="Pin Gamma Tote")).to_be_visible()
         state = (await http.get(f"/api/rooms/{room.room_id}")).json()
         assert state["pins"] == [products[0]["product_id"], products[1]["product_id"]]
-        assert state["limits"]["max_pins"] == 2
+        limits = state["limits"]
+        assert limits["max_pins"] == 2
+        assert limits["max_likes_per_frame"] == 7
+
+        # The console's inputs are sized by the room state's limits (the text
+        # lengths and the longest slow mode are server constants, so compared with
+        # what the room state says), and the served page carries no copy of them.
+        sized = {"#announce-text": ("maxlength", "announcement_max_length"),
+                 "#lf-prize": ("maxlength", "prize_max_length"),
+                 "#lf-keyword": ("maxlength", "keyword_max_length"),
+                 "#pf-title": ("maxlength", "title_max_length"),
+                 "#pf-desc": ("maxlength", "description_max_length"),
+                 "#cf-title": ("maxlength", "title_max_length"),
+                 "#pol-slow-custom": ("max", "max_slow_mode_s")}
+        html = (await http.get("/host")).text
+        for selector, (attribute, name) in sized.items():
+            assert isinstance(limits[name], int) and limits[name] > 0, name
+            await expect(host.locator(selector)).to_have_attribute(attribute, str(limits[name]))
+            tag = re.search(rf'<input id="{selector[1:]}"[^>]*>', html)
+            assert tag is not None and f" {attribute}=" not in tag.group(0), tag
 
         # The viewer shows the two pins, caps the quantity at the server's
         # max_quantity_per_buy (the sale's per-buyer limit is higher) and sizes
@@ -75,6 +96,14 @@ async def test_pin_limit_and_other_limits_come_from_the_server(
         await room.sale(products[0]["product_id"], units=10, limit=5)
         vctx = await browser.new_context(viewport=PHONE)
         viewer = page_errors.watch(await vctx.new_page(), "viewer")
+        sent_likes: list[int] = []
+
+        def on_frame(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") == "like":
+                sent_likes.append(frame["count"])
+
+        viewer.on("websocket", lambda ws: ws.on("framesent", on_frame))
         await viewer.goto(f"{strict.base}/r/{room.room_id}")
         await expect(viewer.locator("#conn")).to_have_attribute("data-state", "live")
         await expect(viewer.locator(".pcard")).to_have_count(2)
@@ -83,6 +112,19 @@ async def test_pin_limit_and_other_limits_come_from_the_server(
         await expect(card.locator("select.qty option")).to_have_count(3)
         await expect(viewer.locator("#chat-input")).to_have_attribute("maxlength", "50")
         await expect(viewer.locator("#rename-input")).to_have_attribute("maxlength", "20")
+
+        # Twenty taps at once go out as frames of at most the server's 7 likes (a
+        # frame over it would be refused), and all twenty are counted.
+        await viewer.evaluate("""() => {
+            const like = document.querySelector("#like-btn");
+            for (let i = 0; i < 20; i++) like.click();
+        }""")
+
+        async def counted() -> bool:
+            got = (await http.get(f"/api/rooms/{room.room_id}")).json()
+            return bool(got["likes"] == 20)
+        await eventually(counted)
+        assert sent_likes == [7, 7, 6]
         await vctx.close()
         await ctx.close()
     assert page_errors.errors == []

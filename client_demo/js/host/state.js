@@ -18,9 +18,10 @@ export const S = {
   samples: [],
   editing: null,
   policy: { require_verified: false, limit_per_ip: false, slow_mode_s: 0 },
-  // The server's limits (room state `limits`): max_pins, max_quantity_per_buy,
-  // max_holds_per_viewer, chat_max_length, nickname_max_length. Null until the
-  // room's state arrives; the server checks every action whatever the page shows.
+  // The server's limits (room state `limits`, docs/protocol.md "Room state"):
+  // max_pins, max_quantity_per_buy, max_holds_per_viewer, the text lengths
+  // (*_max_length) and max_slow_mode_s. Null until the room's state arrives; the
+  // server checks every action whatever the page shows.
   limits: null,
 };
 

@@ -4,7 +4,7 @@
 
 import { $, clock, compact, h, setText } from "../util.js";
 import { addSystemLine } from "./chat.js";
-import { S, live, now } from "./state.js";
+import { S, limit, live, now } from "./state.js";
 
 // ------------------------------------------------------------------ video
 
@@ -89,8 +89,11 @@ export function like() {
 function flushLikes() {
   likeTimer = null;
   if (!likesUnsent || !live) return;
-  const count = Math.min(likesUnsent, 50);
-  if (live.send({ type: "like", count })) {
+  // A frame counts at most the server's max_likes_per_frame; before the first
+  // snapshot says how many, the taps wait (they are still shown).
+  const most = limit("max_likes_per_frame");
+  const count = most ? Math.min(likesUnsent, most) : 0;
+  if (count && live.send({ type: "like", count })) {
     likesUnsent -= count;
     likesSent += count;
   }

@@ -27,7 +27,8 @@ export const S = {
   connInfo: {},
   policy: { require_verified: false, limit_per_ip: false, slow_mode_s: 0 },
   // The server's limits (snapshot `limits`): max_pins, max_quantity_per_buy,
-  // max_holds_per_viewer, chat_max_length, nickname_max_length. Null until the
+  // max_holds_per_viewer, chat_max_length, nickname_max_length,
+  // max_likes_per_frame (and the host forms' lengths, unused here). Null until the
   // first snapshot; the server checks every request whatever the page shows.
   limits: null,
   chatReadyAt: 0, // server time before which slow mode holds the next message back
