@@ -481,6 +481,34 @@ async def test_the_room_wide_chat_cap_bounds_what_the_hub_delivers(
         await live.stop()
 
 
+async def test_quick_policy_patches_of_different_fields_keep_each_other(
+        shop_server: LiveServer, shop_http: httpx.AsyncClient) -> None:
+    # A console sends one patch per control it changes; two sent at once used to merge
+    # from the same read, so the later write undid the earlier field (found by the
+    # browser test of the policy panel under load).
+    host, _, _ = await selling_room(shop_http)
+    await host.call("PATCH", "/policy", {"require_verified": True, "slow_mode_s": 45},
+                    expect=200)
+    viewer = await join(shop_server, host.room_id)
+    final = {"require_verified": False, "limit_per_ip": True, "slow_mode_s": 0}
+    for _ in range(5):
+        await asyncio.gather(
+            host.call("PATCH", "/policy", {"require_verified": False}, expect=200),
+            host.call("PATCH", "/policy", {"slow_mode_s": 0}, expect=200),
+            host.call("PATCH", "/policy", {"limit_per_ip": True}, expect=200))
+        state = (await shop_http.get(f"/api/rooms/{host.room_id}")).json()
+        assert state["policy"] == final
+        # Viewers hear the patches in the order they were applied: the last event is
+        # the policy as it now is.
+        await viewer.next_event("room_policy", where=lambda f: f["policy"] == final)
+        events = [f["policy"] for f in viewer.frames if f.get("type") == "room_policy"]
+        assert events[-1] == final
+        await host.call("PATCH", "/policy", {"require_verified": True, "slow_mode_s": 45,
+                                             "limit_per_ip": False}, expect=200)
+        await viewer.next_event("room_policy", where=lambda f: f["policy"]["slow_mode_s"] == 45)
+    await viewer.close()
+
+
 # ----------------------------------------------------------------- durability
 
 

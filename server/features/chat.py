@@ -5,6 +5,7 @@ viewer), the room policy, and the recording switch."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from server.core import domain, events, policy
@@ -22,6 +23,8 @@ class ChatRoom:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.listeners: list[Any] = []  # set by register: features reading each message
+        # Rooms with a policy patch running or waiting: the lock and how many use it.
+        self._policy_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @property
     def data(self) -> ChatData:
@@ -110,13 +113,29 @@ class ChatRoom:
 
     async def set_policy(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """The host changes the room policy: durable in the store first, then Redis,
-        then every viewer hears it (`room_policy`)."""
-        updated = policy.apply_patch(await self.room_policy(room_id), body)
-        await self.ctx.store.set_room_policy(room_id, updated.public())
-        await self.data.set_policy(room_id, updated.redis_hash())
-        view = updated.public()
-        await self.ctx.publish(room_id, events.room_policy(view))
-        return view
+        then every viewer hears it (`room_policy`). A patch names only the fields it
+        changes, so the read, merge, writes and event of one room's patches run one at
+        a time: two quick patches of different fields (a console's checkbox, then its
+        slow-mode list) each keep the other's field, and viewers hear them in order.
+        (Serialised per process: patches of one room through two --workers processes
+        within the same moments could still merge from the same read.)"""
+        lock, users = self._policy_locks.get(room_id, (asyncio.Lock(), 0))
+        self._policy_locks[room_id] = (lock, users + 1)
+        try:
+            async with lock:
+                updated = policy.apply_patch(await self.room_policy(room_id), body)
+                await self.ctx.store.set_room_policy(room_id, updated.public())
+                await self.data.set_policy(room_id, updated.redis_hash())
+                view = updated.public()
+                await self.ctx.publish(room_id, events.room_policy(view))
+                return view
+        finally:
+            # Forgotten when no patch of the room runs or waits (the dict stays small).
+            lock, users = self._policy_locks[room_id]
+            if users > 1:
+                self._policy_locks[room_id] = (lock, users - 1)
+            else:
+                del self._policy_locks[room_id]
 
     async def restore_policy(self, room_id: str) -> None:
         """Put the stored policy back into Redis (a rebuild after Redis lost its data)."""
