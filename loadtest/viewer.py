@@ -254,6 +254,12 @@ class Viewer:
             raise RuntimeError(f"viewer {self.index} is already connecting")
         loop = asyncio.get_running_loop()
         self.connecting = True
+        old = self.link
+        if old is not None:  # replaced: it would stay open unread; close it as a drop
+            self.link = None
+            if self.welcomed.is_set():
+                self.crowd.connected -= 1
+            old.drop()
         self.welcomed.clear()
         link = _ViewerLink(self, self.url(), self.subprotocols())
         self.link = link
@@ -304,6 +310,8 @@ class Viewer:
             for attempt in range(RECONNECT_ATTEMPTS):
                 if self.leaving or self.crowd.finishing:
                     return
+                if self.link is not None and self.welcomed.is_set():
+                    return  # back already (a trace's join reconnected it)
                 try:
                     await self.connect()
                     self.rec.reconnects += 1
