@@ -195,10 +195,7 @@ class Crowd(Actions):
                 await viewer.connect()
                 self.result.join_ms.append((time.perf_counter() - started) * 1000.0)
                 return
-            except Exception as exc:  # refused, reset or timed out
-                if viewer.link is not None:
-                    viewer.link.drop()
-                    viewer.link = None
+            except Exception as exc:  # refused, reset or timed out (connect aborted its link)
                 if attempt == 2:
                     self.result.join_failures.append(f"{type(exc).__name__}: {exc}")
                     return

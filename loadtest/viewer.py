@@ -9,6 +9,13 @@ its token (offered as a subprotocol, never in the URL) after a drop, and
 re-sends unanswered requests with the same `request_id` after a reconnect (the
 server makes those retries safe).
 
+A viewer has one connection attempt at a time and listens to one link, its
+current one: a link it gave up on (a connect that timed out, a connection
+replaced on reconnect) is aborted, and any frame it still delivers is ignored.
+Otherwise a late `welcome` on a stale link would rename the viewer (its token
+and viewer id) while its requests go out on the current link under another
+identity, so holds and orders would be recorded against the wrong viewer.
+
 What a viewer was told (holds, placed orders, coupon claims, lottery entries)
 goes to its `Crowd` (the protocol below; loadtest/crowd.py implements it),
 which owns the counters, latencies and behaviour; the viewer owns its
@@ -18,6 +25,7 @@ connection and its sequence bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -87,6 +95,7 @@ class Link(asyncio.Protocol):
     def __init__(self, viewer: FrameSink, url: str,
                  subprotocols: Sequence[str] | None = None) -> None:
         self.viewer = viewer
+        self.deliver: Callable[[bytes], None] = viewer.on_frame  # a text frame's payload
         # Credentials travel as subprotocols (server/realtime/handshake.py), never in the URL.
         self.ws = ClientProtocol(parse_uri(url), max_size=2**24,
                                  subprotocols=[Subprotocol(p) for p in subprotocols]
@@ -98,6 +107,9 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        if self.dropped:  # given up on before the connection existed
+            self.transport.abort()
+            return
         self.ws.send_request(self.ws.connect())
         self._flush()
 
@@ -106,7 +118,7 @@ class Link(asyncio.Protocol):
         for event in self.ws.events_received():
             if isinstance(event, Frame):
                 if event.opcode is Opcode.TEXT:
-                    self.viewer.on_frame(bytes(event.data))
+                    self.deliver(bytes(event.data))
             elif isinstance(event, Response) and not self.opened.done():
                 if self.ws.handshake_exc is not None:
                     self.opened.set_exception(self.ws.handshake_exc)
@@ -151,7 +163,8 @@ class Link(asyncio.Protocol):
             self.transport.close()
 
     def drop(self) -> None:
-        """Cut the connection with no close frame, as a network failure would."""
+        """Cut the connection with no close frame, as a network failure would (one
+        still being made is cut as soon as it exists)."""
         self.dropped = True
         if self.transport is not None:
             self.transport.abort()
@@ -160,6 +173,31 @@ class Link(asyncio.Protocol):
     def close_code(self) -> int:
         code = self.ws.close_rcvd.code if self.ws.close_rcvd is not None else 1006
         return int(code)
+
+
+class _ViewerLink(Link):
+    """A viewer's link: hands its frames to the viewer with itself, so that the
+    viewer can tell its current link from a stale one."""
+
+    def __init__(self, viewer: Viewer, url: str, subprotocols: Sequence[str]) -> None:
+        super().__init__(viewer, url, subprotocols)
+        self.deliver = functools.partial(viewer.on_link_frame, self)
+        # Its welcome has been read (set by the viewer): this link's identity is the viewer's.
+        self.welcomed: asyncio.Future[None] = self.opened.get_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.welcomed.done():
+            self.welcomed.set_exception(ConnectionError(f"connection lost: {exc}"))
+        super().connection_lost(exc)
+
+    def settle(self) -> None:
+        """Its connection futures are no longer awaited: cancel them, or mark their
+        exception seen (asyncio logs an exception nobody retrieved)."""
+        for fut in (self.opened, self.welcomed):
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()
 
 
 @dataclass(slots=True)
@@ -182,7 +220,7 @@ class Viewer:
         self.sampled = sampled
         self.rec = ViewerRecord(index=index)
         self.token = ""
-        self.link: Link | None = None
+        self.link: _ViewerLink | None = None
         self.last: int | None = None  # last applied seq
         self.awaiting_snapshot = False
         self.open_gaps: list[Gap] = []  # gaps waiting for a resume or a snapshot
@@ -191,6 +229,8 @@ class Viewer:
         self.ids = itertools.count(1)
         self.leaving = False  # closed on purpose; do not reconnect
         self.reconnecting = False
+        self.connecting = False  # a connect() is under way; it owns the retries
+        self.stale_frames = 0  # frames from a link that was not the current one (ignored)
         self.welcomed: asyncio.Event = asyncio.Event()
         self.on_event: Callable[[Viewer, str, dict[str, Any]], None] = crowd.on_event
 
@@ -207,15 +247,38 @@ class Viewer:
         return handshake.offer(token=self.token or None)
 
     async def connect(self) -> None:
-        """Open a connection and wait for the welcome (raises on failure)."""
+        """Open a connection and wait for its welcome (raises on failure, after
+        aborting the attempt's link: a link given up on never speaks for the viewer).
+        One attempt at a time: the callers (the join, reconnect) retry one after another."""
+        if self.connecting:
+            raise RuntimeError(f"viewer {self.index} is already connecting")
         loop = asyncio.get_running_loop()
+        self.connecting = True
+        old = self.link
+        if old is not None:  # replaced: it would stay open unread; close it as a drop
+            self.link = None
+            if self.welcomed.is_set():
+                self.crowd.connected -= 1
+            old.drop()
         self.welcomed.clear()
-        link = Link(self, self.url(), self.subprotocols())
+        link = _ViewerLink(self, self.url(), self.subprotocols())
         self.link = link
-        await asyncio.wait_for(loop.create_connection(lambda: link, self.crowd.host,
-                                                      self.crowd.port), CONNECT_TIMEOUT_S)
-        await asyncio.wait_for(link.opened, CONNECT_TIMEOUT_S)
-        await asyncio.wait_for(self.welcomed.wait(), CONNECT_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: link, self.crowd.host,
+                                                          self.crowd.port), CONNECT_TIMEOUT_S)
+            await asyncio.wait_for(link.opened, CONNECT_TIMEOUT_S)
+            await asyncio.wait_for(link.welcomed, CONNECT_TIMEOUT_S)
+        except BaseException:
+            link.drop()
+            link.settle()
+            if self.link is link:
+                self.link = None
+                if self.welcomed.is_set():  # welcomed just as the wait timed out
+                    self.welcomed.clear()
+                    self.crowd.connected -= 1
+            raise
+        finally:
+            self.connecting = False
 
     def on_lost(self, link: Link) -> None:
         if link is not self.link:
@@ -232,8 +295,10 @@ class Viewer:
             self.open_gaps.append(gap)
             self.rec.gaps.append(gap)
         self.awaiting_snapshot = False
-        if not link.dropped:
-            # An unexpected close: come back as a real client would.
+        if not link.dropped and not self.connecting:
+            # An unexpected close: come back as a real client would. (A link lost while
+            # its connect() waits fails that connect, whose caller tries again: a second
+            # attempt alongside it would mint a second identity.)
             self.crowd.spawn(self.reconnect(self.crowd.rng_delay(0.2, 1.0)))
 
     async def reconnect(self, delay_s: float) -> None:
@@ -245,14 +310,13 @@ class Viewer:
             for attempt in range(RECONNECT_ATTEMPTS):
                 if self.leaving or self.crowd.finishing:
                     return
+                if self.link is not None and self.welcomed.is_set():
+                    return  # back already (a trace's join reconnected it)
                 try:
                     await self.connect()
                     self.rec.reconnects += 1
                     return
                 except Exception:  # refused, reset or timed out: back off, try again
-                    if self.link is not None:
-                        self.link.drop()
-                        self.link = None
                     await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt))
         finally:
             self.reconnecting = False
@@ -268,7 +332,15 @@ class Viewer:
 
     # ------------------------------------------------------------ frames
 
+    def on_link_frame(self, link: _ViewerLink, data: bytes) -> None:
+        """A frame from `link`: read only if that is the viewer's current link."""
+        if link is self.link:
+            self.on_frame(data)
+        else:
+            self.stale_frames += 1
+
     def on_frame(self, data: bytes) -> None:
+        """A frame from the current link (on_link_frame has checked that)."""
         crowd = self.crowd
         crowd.frames += 1
         msg = orjson.loads(data)
@@ -287,6 +359,10 @@ class Viewer:
                 p.future.set_result(msg)
                 return
         if kind == "welcome":
+            link = self.link
+            if link is None or link.welcomed.done():
+                return  # one welcome per connection
+            link.welcomed.set_result(None)
             self.token = msg["token"]
             self.rec.viewer_id = msg["viewer"]["viewer_id"]
             crowd.learn_offset(msg["server_time"])
