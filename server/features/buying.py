@@ -82,15 +82,13 @@ class Buying:
     async def _release_message(self, call: ViewerCall, msg: Release) -> Answer:
         return await self.release(call.viewer, call.room_id, msg.hold_id)
 
-    async def _sale_id_for(self, room_id: str, product_id: str, refresh: bool) -> str | None:
-        key = (room_id, product_id)
-        if not refresh and key in self.ctx.current_sale:
-            return self.ctx.current_sale[key]
+    async def _read_sale_id(self, room_id: str, product_id: str) -> str | None:
+        """The product's current sale id from Redis, remembered for the next buy."""
         sid = await self.data.current_sale_id(room_id, product_id)
         if sid is None:
-            self.ctx.current_sale.pop(key, None)
+            self.ctx.current_sale.pop((room_id, product_id), None)
         else:
-            self.ctx.current_sale[key] = sid
+            self.ctx.current_sale[(room_id, product_id)] = sid
         return sid
 
     async def buy(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
@@ -99,11 +97,12 @@ class Buying:
         (admission.client_bucket), counted when the room's policy says limit_per_ip."""
         sale = self.ctx.settings.sale
         hold_id = domain.new_id("h")
-        # The first look is usually a dict hit, taken without an await.
+        # Usually a dict hit, taken without an await; Redis is read on a miss, and
+        # again when reserve.lua says the sale changed ('stale').
         sid = self.ctx.current_sale.get((room_id, product_id))
         for attempt in range(2):
             if sid is None or attempt:
-                sid = await self._sale_id_for(room_id, product_id, refresh=attempt > 0)
+                sid = await self._read_sale_id(room_id, product_id)
             if sid is None:
                 whole, known = await self.data.why_no_sale(room_id, product_id)
                 if not whole:

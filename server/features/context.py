@@ -39,31 +39,24 @@ def new_epoch() -> str:
 @dataclass(slots=True)
 class Answer:
     """A reply frame for the asking viewer. `raw`, when given, is the body already
-    encoded as a JSON object (a script's remembered answer): the frame is spliced
-    from its bytes rather than parsed and encoded again, and `body` is then read
-    only if someone asks (`body_of`)."""
+    encoded as a JSON object (a script's remembered answer, never empty): the frame
+    is spliced from its bytes rather than parsed and encoded again."""
 
     kind: str
     body: dict[str, Any]
     raw: bytes | None = None
 
     def frame(self, request_id: str | None) -> bytes:
-        raw = self.raw
-        if raw is not None and len(raw) > 2:
+        if self.raw is not None:
             head = b'{"type":"' + self.kind.encode() + b'"'
             if request_id is not None:
                 head += b',"re":' + orjson.dumps(request_id)
-            return head + b"," + raw[1:]
+            return head + b"," + self.raw[1:]
         out: dict[str, Any] = {"type": self.kind}
         if request_id is not None:
             out["re"] = request_id
-        out.update(self.body_of())
+        out.update(self.body)
         return encode(out)
-
-    def body_of(self) -> dict[str, Any]:
-        if self.raw is not None and not self.body:
-            self.body = orjson.loads(self.raw)
-        return self.body
 
 
 def error_answer(exc: LivesellError) -> Answer:

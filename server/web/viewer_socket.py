@@ -192,11 +192,14 @@ class _ViewerSession:
     hub.max_inflight_requests at a time, each answered with its request id.
     """
 
-    __slots__ = ("conn", "inflight", "inline_tail", "patience", "svc")
+    __slots__ = ("call", "conn", "inflight", "inline_tail", "patience", "svc")
 
     def __init__(self, svc: Services, conn: Conn) -> None:
         self.svc = svc
         self.conn = conn
+        # Who asks, from where: the same for every request of the connection.
+        self.call = ViewerCall(conn.viewer, conn.room_id,
+                               client_bucket(conn.ws.client.host if conn.ws.client else None))
         self.inflight: set[asyncio.Task[None]] = set()
         self.inline_tail: asyncio.Task[None] | None = None
         # Rejected frames (malformed, or over the rate) draw on a slowly refilling
@@ -254,7 +257,7 @@ class _ViewerSession:
         elif len(self.inflight) >= svc.settings.hub.max_inflight_requests:
             conn.send(error_answer(refusal("rate_limited")).frame(request_id))
         else:
-            task = self._start(_handle_request(show, conn, conn.viewer, conn.room_id, msg))
+            task = self._start(_handle_request(show, conn, self.call, msg))
             svc.requests.add(task)
             task.add_done_callback(svc.requests.discard)
         return True
@@ -294,7 +297,7 @@ async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
         svc.hub.close(conn, CLOSE_INTERNAL, "internal error")
 
 
-async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
+async def _handle_request(show: Show, conn: Conn, call: ViewerCall,
                           msg: ViewerMessage) -> None:
     """A request (buy, checkout, ...) to the feature registered for its type."""
     request_id = getattr(msg, "request_id", None)
@@ -302,10 +305,9 @@ async def _handle_request(show: Show, conn: Conn, viewer: Viewer, room_id: str,
         route = show.registry.messages.get(type(msg))
         if route is None:  # pragma: no cover - decode_viewer_message returns only known kinds
             raise BadRequest("unsupported message")
-        client = client_bucket(conn.ws.client.host if conn.ws.client else None)
-        answer = await route.handler(ViewerCall(viewer, room_id, client), msg)
+        answer = await route.handler(call, msg)
         if route.explain_end and answer.kind == "error":
-            answer = await show.lifecycle.explain_refusal(room_id, answer)
+            answer = await show.lifecycle.explain_refusal(call.room_id, answer)
     except LivesellError as exc:
         answer = error_answer(exc)
     except REDIS_FAULTS as exc:
