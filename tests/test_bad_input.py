@@ -178,6 +178,12 @@ def _http_cases(room: str) -> list[tuple[str, str, Any, int, str, str]]:
         ("GET", p + "/orders?offset=%D9%A1%D9%A2", None, 400, "bad_request", "offset"),
         ("POST", "/api/session", {"nickname": "<script>"}, 400, "bad_request", "nickname"),
         ("GET", "/api/rooms/r_missing", None, 404, "room_not_found", ""),
+        # Path ids are checked like every id before they reach a Redis key.
+        ("GET", p + "/products/" + "p" * 65, None, 404, "product_not_found", "product_id"),
+        ("PATCH", p + "/products/p%20x", {"title": "t"}, 404, "product_not_found",
+         "product_id"),
+        ("POST", p + "/sales/s.1/stop", None, 404, "sale_not_found", "sale_id"),
+        ("POST", p + "/lotteries/l%0A1/draw", None, 404, "lottery_not_found", "lottery_id"),
         ("GET", "/api/nothing-here", None, 404, "not_found", ""),
         ("DELETE", "/api/rooms", None, 405, "method_not_allowed", ""),
     ]

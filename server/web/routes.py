@@ -99,6 +99,28 @@ def ok(data: Any, status: int = 200) -> Response:
     return Response(encode(data), status_code=status, media_type="application/json")
 
 
+# The refusal for a path id that cannot exist (the same as for an unknown one).
+UNKNOWN_ID = {"product_id": "product_not_found", "sale_id": "sale_not_found",
+              "lottery_id": "lottery_not_found"}
+
+
+def id_params(request: Request) -> dict[str, str]:
+    """The path's ids other than the room's, each checked like every id the server
+    makes (1-64 of A-Z a-z 0-9 _ -): a longer or stranger one is refused before it
+    reaches a Redis key or the trace."""
+    params = {}
+    for name, value in request.path_params.items():
+        if name == "room_id":
+            continue
+        text = str(value)
+        if not ID_PATTERN.match(text):
+            raise refusal(UNKNOWN_ID.get(name, "not_found"),
+                          f"{name}: not an id (1-64 letters, digits, '_' or '-')",
+                          field=name)
+        params[name] = text
+    return params
+
+
 def feature_endpoint(spec: registry.Route) -> Handler:
     """A feature's route as an endpoint: a host route needs the room's host key and
     (unless `needs_whole` is off) a room not in the middle of a rebuild (503
@@ -115,7 +137,7 @@ def feature_endpoint(spec: registry.Route) -> Handler:
                 # Refused once the show ended; starting to sell takes a scheduled room live.
                 await show.lifecycle.guard_host_change(room_id, goes_live=spec.goes_live)
         body = await json_body(request) if spec.body else {}
-        params = {k: str(v) for k, v in request.path_params.items() if k != "room_id"}
+        params = id_params(request)
         result = await spec.handler(registry.Call(room_id, params, body,
                                                   request.query_params))
         response = ok(result, spec.status)
