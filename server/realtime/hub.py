@@ -39,7 +39,8 @@ from server.realtime.broker import Broker
 from server.realtime.catchup import CatchUp
 from server.realtime.conn import Conn, ConnState
 from server.realtime.limits import TokenBucket
-from server.state.events import RedisClient, RoomEvents
+from server.state.connections import RedisClient
+from server.state.events import RoomEvents
 from server.state.faults import REDIS_FAULTS
 from server.state.presence import Presence
 from server.state.scripts import Scripts

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -18,9 +18,6 @@ from redis.asyncio.client import PubSub
 from server.core.keys import room_keys
 from server.core.protocol import seq_of
 from server.state.scripts import Scripts
-
-# The client type, for the layers above that pass one through without using it.
-RedisClient: TypeAlias = Redis
 
 
 class Subscription:

@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await svc.stop()
 
-    routes: list[BaseRoute] = [*http_routes(svc.features.registry),
+    routes: list[BaseRoute] = [*http_routes(svc.show.registry),
                                WebSocketRoute("/ws/{room_id}", viewer_socket)]
     if CLIENT_DIR.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=CLIENT_DIR), name="static"))

@@ -43,9 +43,7 @@ def services(request: Request | WebSocket) -> Services:
 
 
 def show_of(request: Request | WebSocket) -> Show:
-    svc = services(request)
-    assert svc.show is not None
-    return svc.show
+    return services(request).show
 
 
 def room_param(request: Request | WebSocket) -> str:

@@ -52,9 +52,9 @@ class Services:
         self.redis_bytes: RedisClient | None = None
         self.store: OrderStore | None = None
         self.hub: Hub | None = None
-        # Built now, so the features' routes are known to the app; bound at start.
-        self.show: Show | None = None
-        self.features = Show(settings)
+        # Built now, so the features' routes are known to the app; bound to the state
+        # layer, hub and store at start (requests are refused until `ready`).
+        self.show = Show(settings)
         self.pulse: Pulse | None = None  # the show's, once started
         self.signer: TokenSigner | None = None
         self.admission: Admission | None = None
@@ -101,9 +101,8 @@ class Services:
         self.signer = TokenSigner(secret, s.auth.token_ttl_s)
         self.admission = Admission(s, self.signer, scripts)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
-        self.features.bind(StateData(self.redis, scripts), self.hub, self.store, self.health,
+        self.show.bind(StateData(self.redis, scripts), self.hub, self.store, self.health,
                            self.recorder)
-        self.show = self.features
         self.pulse = self.show.pulse
         await self._while_redis_restarts(self.pulse.start, url)
         gcpolicy.apply(s.server.gc_young_threshold)
@@ -202,8 +201,7 @@ class Services:
         grace = self.settings.server.shutdown_grace_s + 5.0
         if self.pulse is not None:
             await _bounded("clockwork", self.pulse.stop(), 5.0)
-        if self.show is not None:
-            await _bounded("order counting", self.show.stop_background(), 6.0)
+        await _bounded("order counting", self.show.stop_background(), 6.0)
         if self.hub is not None:
             await _bounded("viewers", self.hub.stop(), 5.0)
             await _bounded("script calls", self.hub.scripts.drain(), grace)

@@ -83,7 +83,7 @@ async def viewer_socket(ws: WebSocket) -> None:
     if creds.refusal is not None:
         await ws.close(CLOSE_BAD_HANDSHAKE, creds.refusal)
         return
-    if not svc.ready or svc.show is None or svc.hub is None or svc.signer is None:
+    if not svc.ready or svc.hub is None or svc.signer is None:
         await ws.close(CLOSE_TRY_AGAIN, "server is starting or stopping")
         return
     show, hub = svc.show, svc.hub
@@ -219,7 +219,7 @@ class _ViewerSession:
         """Handle one frame; False when the connection is being closed."""
         svc, conn = self.svc, self.conn
         hub, show, recorder = svc.hub, svc.show, svc.recorder
-        assert hub is not None and show is not None
+        assert hub is not None
         if conn.closed:
             return False
         if not conn.frame_bucket.take():
@@ -272,7 +272,7 @@ class _ViewerSession:
 async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
                          request_id: str | None, after: asyncio.Task[None] | None) -> None:
     """Chat and resync, in the order the viewer sent them: wait for the previous one."""
-    assert svc.show is not None and svc.hub is not None
+    assert svc.hub is not None
     if after is not None and not after.done():
         await asyncio.wait([after])
     if conn.closed:
