@@ -114,25 +114,25 @@ class Sales:
         await self.ctx.publish(room_id, events.sale_closed(view))
         return view
 
-    async def _live_sale(self, room_id: str, sale_id: str) -> tuple[dict[str, Any], int]:
-        sale, left = await self.data.sale_and_left(room_id, sale_id)
-        if sale.get("state") == "stopped":
-            return {}, 0
-        return sale, left
+    async def _live_sale(self, room_id: str, sale_id: str) -> dict[str, Any]:
+        """The sale's hash for a due job, or {} when it is gone or was stopped (the
+        host's stop already told viewers)."""
+        sale = await self.data.sale(room_id, sale_id)
+        return {} if sale.get("state") == "stopped" else sale
 
     async def _opens(self, room_id: str, sale_id: str) -> None:
-        sale, left = await self._live_sale(room_id, sale_id)
+        sale = await self._live_sale(room_id, sale_id)
         if sale:
+            left = await self.data.stock_left(room_id, sale["product_id"])
             await self.ctx.publish(room_id, events.sale_open(sale_view(sale, left, now_ms())))
 
     async def _closes(self, room_id: str, sale_id: str) -> None:
-        sale, _ = await self._live_sale(room_id, sale_id)
-        if sale:
+        if await self._live_sale(room_id, sale_id):
             await self._announce_end(room_id, sale_id)
 
     async def _countdown(self, room_id: str, item: str) -> None:
         sale_id, _, n = item.partition(":")
-        sale, _ = await self._live_sale(room_id, sale_id)
+        sale = await self._live_sale(room_id, sale_id)
         if sale:
             await self.ctx.publish(room_id, events.sale_countdown(
                 sale_id, sale["product_id"], int(sale.get("starts_at") or 0), int(n)))
