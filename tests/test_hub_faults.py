@@ -370,11 +370,21 @@ async def test_garbage_on_a_room_channel_does_not_stop_the_relay(
     host = await create_room(http)
     viewer = await join(server, host.room_id)
     await viewer.next_event("snapshot")
+    keys = room_keys(host.room_id)
     client = aioredis.Redis.from_url(redis_url)
     try:
-        await client.publish(room_keys(host.room_id).channel, b"not an event")
+        # Garbage and a real event back to back, in one write: they reach the relay
+        # together (a bad message once took the good ones of its tick with it).
+        seq = int(await client.incr(keys.seq))
+        event = orjson.dumps({"seq": seq, "type": "announcement", "text": "same tick"})
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.publish(keys.channel, b"not an event")
+            pipe.publish(keys.channel, event)
+            await pipe.execute()
     finally:
         await client.aclose()
+    got = await viewer.next_event("announcement", timeout=30)
+    assert got["text"] == "same tick"
     await host.call("POST", "/announcements", {"text": "still here"}, expect=201)
     got = await viewer.next_event("announcement", timeout=30)
     assert got["text"] == "still here"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from server.core.protocol import seq_of
@@ -41,6 +42,8 @@ class Broker:
         self._sub_lock = asyncio.Lock()
         self._has_subs = asyncio.Event()
         self._repair_generation = 0  # one per pub/sub reconnect; the latest repair wins
+        self.dropped = 0  # messages on a room's channel that were not events
+        self._dropped_logged = -60.0
 
     async def start(self) -> None:
         self._sub = self.events.subscription()
@@ -80,14 +83,26 @@ class Broker:
             if msg is None:
                 continue
             room = self.by_channel.get(msg[0])
-            if room is not None:
-                try:
-                    hub.deliver(room, msg[1])
-                except Exception:
-                    # One bad delivery must not end the relay for every room of
-                    # this process (the task would end with nobody noticing).
-                    log.exception("pub/sub relay: could not deliver to room %s",
-                                  room.room_id)
+            if room is None:
+                continue
+            try:
+                seq_of(msg[1])
+            except ValueError:
+                # Not an event (another publisher on the channel, a bug): dropped here,
+                # where it enters the process. Delivered, it failed later in the hub's
+                # flush and took the tick's good events of the room with it.
+                self._dropped(room.room_id, msg[1])
+                continue
+            hub.deliver(room, msg[1])
+
+    def _dropped(self, room_id: str, payload: bytes) -> None:
+        """Log a dropped message, at most once a minute."""
+        now = time.monotonic()
+        self.dropped += 1
+        if now - self._dropped_logged >= 60.0:
+            self._dropped_logged = now
+            log.warning("pub/sub relay: dropped %d message(s) that are not events (last "
+                        "on room %s: %r)", self.dropped, room_id, payload[:60])
 
     def _reconnected(self) -> None:
         """The pub/sub connection was made again (after redis-py's own
@@ -124,8 +139,15 @@ class Broker:
                 for conn in list(room.members):
                     hub.spawn(hub.resync_now(conn))
                 missed = []
-            # The missed events, then the live ones held meanwhile, in seq order once.
-            merged = {seq_of(e): e for e in [*missed, *room.batch]}
+            # The missed events, then the live ones held meanwhile, in seq order once
+            # (the live ones were checked on arrival; a log entry that is not an event
+            # is dropped rather than end the repair with rooms left held).
+            merged = {}
+            for e in [*missed, *room.batch]:
+                try:
+                    merged[seq_of(e)] = e
+                except ValueError:
+                    self._dropped(room.room_id, e)
             room.batch = [merged[k] for k in sorted(merged)]
             room.repairing = False
             if room.batch:
