@@ -1,7 +1,8 @@
 """One viewer's connection as the hub sees it, and the states it goes through.
 
-A connection is JOINING until the hub adds it to its room, then CATCHING_UP:
-it has its welcome and waits for the missed events or a snapshot, collecting
+A connection is JOINING until the hub adds it to its room, then CATCHING_UP
+from that moment (its welcome follows): it waits for the missed events or a
+snapshot, collecting
 the room's live events in `pending` meanwhile. Then it is LIVE: in the room's
 fan-out (`fast`, written pre-framed bytes through the transport hook, or
 `slow`, the plain ASGI fallback with a bounded queue and a sender task). A

@@ -58,10 +58,6 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         close frame (CLOSING) nor the TCP connection (the transport)."""
         return self.conn.state is _OPEN and not self.transport.is_closing()
 
-    def open_frames(self) -> None:
-        """Called by the hub when a viewer joins. Nothing to do any more: each write
-        asks the connection's state itself (kept so the hub's call stays valid)."""
-
     def write_frames(self, data: bytes) -> None:
         """Write one or more complete server frames, unless the connection is closing.
 

@@ -123,9 +123,7 @@ class Hub:
     async def stop(self) -> None:
         """Close every viewer with 1001, then stop listening. Never hangs: each wait
         is bounded, because shutdown must finish even with Redis gone."""
-        for room in list(self.rooms.values()):
-            for conn in list(room.members):
-                self.close(conn, CLOSE_GOING_AWAY, "server shutting down")
+        self.close_all(CLOSE_GOING_AWAY, "server shutting down")
         tasks = list(self._tasks)
         if self.broker.listener is not None:
             tasks.append(self.broker.listener)
@@ -213,7 +211,6 @@ class Hub:
         conn.pending = []
         room.catching.add(conn)
         if conn.raw is not None:
-            conn.raw.open_frames()
             conn.raw.set_buffer_limit(self.settings.client_buffer_bytes)
             conn.raw.on_pause = lambda: self.catchup.fell_behind(conn)
             conn.raw.on_resume = lambda: self.catchup.drained(conn)
