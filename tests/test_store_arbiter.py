@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from server.state.store import (
     StoreError,
     open_store,
 )
-from tests.support import StoreLock
+from tests.support import StoreLock, eventually
 
 
 def order(hold: str, room: str = "r_1", qty: int = 1) -> Order:
@@ -174,5 +175,54 @@ async def test_open_store_opens_the_store_the_settings_name(tmp_path: Path) -> N
     try:
         assert await again.order_for_hold("f1") == order("f1")
         assert await again.room_epoch("r_1") == "e1"
+    finally:
+        await again.close()
+
+
+async def test_a_store_that_cannot_open_leaves_nothing_running(tmp_path: Path) -> None:
+    """A file of a newer schema is refused, and the half-open store's connections
+    and threads are gone with the refusal (no caller holds it to close it)."""
+    path = tmp_path / "orders.sqlite3"
+    first = SqliteOrderStore(path)
+    await first.open()
+    await first.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    baseline = threading.active_count()
+    settings = load_settings(None, env={}, overrides={
+        "server": {"data_dir": str(tmp_path / "data")}, "store": {"path": str(path)}})
+    with pytest.raises(RuntimeError, match="newer"):
+        await open_store(settings)
+
+    async def threads_gone() -> bool:
+        return threading.active_count() <= baseline
+    await eventually(threads_gone)
+
+
+async def test_a_close_behind_a_stalled_write_is_bounded(tmp_path: Path) -> None:
+    """Shutdown bounds the store's close (Services.stop): a close that runs out of
+    time while a write waits on another process's lock hears its cancellation, and
+    the write it leaves behind is refused, never left waiting or acknowledged."""
+    s = SqliteOrderStore(tmp_path / "orders.sqlite3", busy_timeout_ms=5000)
+    await s.open()
+    await s.set_room_epoch("r_1", "e1")
+    async with StoreLock(s.path) as lock:
+        pending = asyncio.ensure_future(s.place_order(order("h9"), "e1"))
+
+        async def writing() -> bool:
+            return s.busy_since is not None
+        await eventually(writing)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(s.close(), 0.5)
+        with pytest.raises(StoreClosed):
+            await pending
+        await lock.release()
+    await s.close()
+    again = SqliteOrderStore(s.path)
+    await again.open()
+    try:
+        assert await again.order_for_hold("h9") is None
     finally:
         await again.close()

@@ -35,7 +35,6 @@ class SqliteOrderStore:
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
         self._writes = GroupWriter(batch_max)
-        self._closing = False
 
     @property
     def busy_since(self) -> float | None:
@@ -70,10 +69,9 @@ class SqliteOrderStore:
         self._writes.start(db)
 
     async def close(self) -> None:
-        """Stop taking writes, flush everything queued, close the files."""
-        if self._closing:
-            return
-        self._closing = True
+        """Stop taking writes, flush everything queued, close the files. Safe to call
+        again, also after a close that was cancelled (a shutdown step ran out of time
+        behind a stalled write): it finishes what is left."""
         await self._writes.close()
         for db in (self._reader_db, self._writer_db):
             if db is not None:

@@ -59,8 +59,14 @@ class GroupWriter:
         self._closing = True
         if self._task is not None:
             self._queue.put_nowait(None)
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                # The writer was cancelled: done. The caller being cancelled (a bounded
+                # shutdown step ran out) must hear it, not wait on behind a stall.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
 
     def queue(self, kind: str, sql: str, params: Sequence[Any],
               epoch: str = "") -> asyncio.Future[Any]:
@@ -74,28 +80,42 @@ class GroupWriter:
     async def _writer(self, db: aiosqlite.Connection) -> None:
         loop = asyncio.get_running_loop()
         stop = False
-        while not stop:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self.batch_max and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
+        batch: list[_Write] = []
+        try:
+            while not stop:
+                first = await self._queue.get()
+                if first is None:
                     break
-                batch.append(item)
-            self.busy_since = loop.time()
-            await self._commit(db, batch)
-            self.busy_since = None
-        # Drain anything queued before the stop marker was seen.
-        rest = []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                rest.append(item)
-        if rest:
-            await self._commit(db, rest)
+                batch = [first]
+                while len(batch) < self.batch_max and not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                self.busy_since = loop.time()
+                await self._commit(db, batch)
+                self.busy_since = None
+            # Drain anything queued before the stop marker was seen.
+            batch = []
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                await self._commit(db, batch)
+        finally:
+            # Cancelled (a shutdown that ran out of time): whatever was not committed
+            # is told so instead of waiting for ever; nothing of it was acknowledged.
+            self._closing = True
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None:
+                    batch.append(item)
+            for item in batch:
+                if not item.fut.done():
+                    item.fut.set_exception(StoreClosed("the order store was closed "
+                                                          "before this write committed"))
 
     async def _commit(self, db: aiosqlite.Connection, batch: list[_Write]) -> None:
         try:

@@ -281,5 +281,11 @@ async def open_store(settings: Settings) -> OrderStore:
 
     store = SqliteOrderStore(settings.store_path, settings.store.batch_max,
                              settings.store.busy_timeout_ms)
-    await store.open()
+    try:
+        await store.open()
+    except BaseException:
+        # Half open (a newer schema, a lock held past busy_timeout): its connections
+        # and their threads go now, since no caller holds the store to close it.
+        await store.close()
+        raise
     return store
