@@ -241,6 +241,32 @@ def test_a_refused_external_redis_password_is_not_logged(
     assert not (tmp_path / "data" / "redis").exists()
 
 
+def test_a_redis_that_never_answers_fails_the_start_within_its_timeout(
+        tmp_path: Path) -> None:
+    """A Redis that accepts connections but never answers (here: a stopped process)
+    fails the start after redis.start_timeout_s with a message, instead of hanging
+    the server's start for ever."""
+    stalled = RedisServer(tmp_path / "stalled", appendonly=False)
+    url = stalled.start()
+    pid = stalled.pid
+    assert pid is not None
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESELL_")}
+        env["LIVESELL_REDIS_URL"] = url
+        env["LIVESELL_REDIS_START_TIMEOUT_S"] = "1"
+        done = subprocess.run(
+            [sys.executable, "-m", "server", "serve", "--port", "0", "--data-dir",
+             str(tmp_path / "data")],
+            capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 1, done
+        assert "cannot reach Redis at" in done.stderr and "no answer within" in done.stderr, \
+            done.stderr
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        stalled.stop()
+
+
 # ---------------------------------------------------------------- the CLI on its defaults
 
 

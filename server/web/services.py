@@ -104,7 +104,7 @@ class Services:
         self.show.bind(StateData(self.redis, scripts), self.hub, self.store, self.health,
                            self.recorder)
         self.pulse = self.show.pulse
-        await self._while_redis_restarts(self.pulse.start, url)
+        await self._while_redis_restarts(self.pulse.start, url, bounded=False)
         gcpolicy.apply(s.server.gc_young_threshold)
         exposed = rooms.exposure_warning(s.server)
         if exposed:
@@ -113,22 +113,30 @@ class Services:
         self.health.state = "serving"
 
     async def _while_redis_restarts(self, step: Callable[[], Awaitable[None]],
-                                    url: str) -> None:
+                                    url: str, bounded: bool = True) -> None:
         """Run a start-up step that needs Redis, again while Redis is restarting (the
         supervisor brings a killed one back in a fraction of a second; a --workers
         process starting just then used to fail, and uvicorn stopped the whole
-        server), for up to redis.start_timeout_s. A refused password is not retried."""
+        server), for up to redis.start_timeout_s. A refused password is not retried.
+        A `bounded` step must also finish within that time: a Redis that accepts
+        connections but never answers (stopped, or cut off) fails the start instead
+        of hanging it. (The rebuild from the store is not bounded: it takes as long
+        as the store has rooms.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.redis.start_timeout_s
         delay = 0.05
         while True:
             try:
-                await step()
+                if bounded:
+                    await asyncio.wait_for(step(), max(0.05, deadline - loop.time()))
+                else:
+                    await step()
                 return
-            except TRANSIENT_FAULTS as exc:
+            except (*TRANSIENT_FAULTS, TimeoutError) as exc:
                 if password_refused(exc) or loop.time() + delay >= deadline:
+                    why = str(exc) or f"no answer within {self.settings.redis.start_timeout_s} s"
                     raise RuntimeError(
-                        f"cannot reach Redis at {logfilter.redact(url)}: {exc}") from exc
+                        f"cannot reach Redis at {logfilter.redact(url)}: {why}") from exc
                 log.warning("start-up: Redis not answering (%s); trying again", exc)
             except STATE_FAULTS as exc:
                 raise RuntimeError(
