@@ -94,11 +94,6 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
-    def address(self) -> str:
-        """Where it listens, for messages: no password."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
     def pid(self) -> int | None:
         """The running redis-server's process id (None when not started)."""
         return self.process.pid if self.process is not None else None

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from server.core.keys import EPOCH
+from server.state.faults import REDIS_FAULTS
 
 log = logging.getLogger("livesell.health")
 
@@ -96,7 +96,7 @@ class Health:
             return False
         try:
             return bool(await asyncio.wait_for(self.redis.ping(), PING_TIMEOUT_S))
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_FAULTS, TimeoutError):
             return False
 
     async def stop(self) -> None:
@@ -106,7 +106,7 @@ class Health:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
         if self.redis is not None:
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
+            with contextlib.suppress(*REDIS_FAULTS, TimeoutError):
                 await asyncio.wait_for(self.redis.aclose(), 2.0)
 
     async def report(self) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class Health:
             self.redis_failed(ConnectionError("no answer to PING"))
         rebuilding = False
         if redis_ok and self.redis is not None:
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
+            with contextlib.suppress(*REDIS_FAULTS, TimeoutError):
                 rebuilding = not await asyncio.wait_for(self.redis.exists(EPOCH),
                                                         PING_TIMEOUT_S)
         busy = self.store_busy_since() if self.store_busy_since is not None else None

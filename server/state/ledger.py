@@ -22,7 +22,9 @@ from importlib import resources
 from typing import Any, Final, TypeVar, overload
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
+
+from server.state.faults import REDIS_FAULTS
 
 log = logging.getLogger("livesell.ledger")
 
@@ -173,7 +175,7 @@ class Ledger:
     ) -> None:
         try:
             results = await self._execute(batch)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             for _, _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -188,7 +190,7 @@ class Ledger:
             try:
                 await self.load()
                 results = await self._execute(retry)
-            except (RedisError, OSError) as exc:
+            except REDIS_FAULTS as exc:
                 results = [exc] * len(retry)
             _settle(list(zip(retry, results, strict=True)))
 
