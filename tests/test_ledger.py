@@ -72,3 +72,43 @@ async def test_batched_calls_survive_redis_forgetting_the_scripts(ledger: Ledger
                                      for n in range(1, 11)))
     assert answers == [["ok", n, n, 0, 0] for n in range(1, 11)]
     assert int(await redis.hget(RoomKeys("r1").stock("p"), "left")) == 10
+
+
+async def test_a_batch_gives_each_call_its_own_keys_and_arguments_exactly(
+        ledger: Ledger, redis_url: str) -> None:
+    """Same-room publishes of one tick go as one batch call that carries each
+    shared key once and the arguments as JSON: every event, UTF-8 text included,
+    reaches the log byte for byte in call order, each under its own seq; a
+    batch whose argument is not UTF-8 (JSON cannot carry it) still runs, one
+    command per call, with the bytes intact."""
+    redis: Any = ledger.redis
+    raw = Redis.from_url(redis_url)  # bytes, not text: the log is compared byte for byte
+    try:
+        keys = RoomKeys("r1")
+        await redis.set(keys.epoch, "e1")
+        texts = [b'{"n":%d,"t":"caf\xc3\xa9 \xe2\x82\xac \\"q\\" \\u0000"}' % i
+                 for i in range(40)]
+        seqs = await asyncio.gather(*(ledger.run("publish", [keys.seq, keys.log, keys.epoch],
+                                                 [t, 1000, keys.channel]) for t in texts))
+        assert seqs == list(range(1, 41))
+        logged = await raw.lrange(keys.log, 0, -1)
+        assert logged == [b'{"seq":%d,' % (i + 1) + t[1:] for i, t in enumerate(texts)]
+        # Not UTF-8: no JSON string holds it, so each call goes on its own.
+        odd = [b'{"n":%d,"b":"\xff\xfe"}' % i for i in range(3)]
+        seqs = await asyncio.gather(*(ledger.run("publish", [keys.seq, keys.log, keys.epoch],
+                                                 [t, 1000, keys.channel]) for t in odd))
+        assert seqs == [41, 42, 43]
+        assert (await raw.lrange(keys.log, 40, -1)) == [
+            b'{"seq":%d,' % (41 + i) + t[1:] for i, t in enumerate(odd)]
+        # Calls with keys of their own, interleaved with a shared one: each call's
+        # keys are its own, in its own order.
+        for i in range(5):
+            await redis.hset(keys.stock(f"p{i}"), mapping={"left": 0, "held": 0, "sold": 0})
+        order = [f"p{i % 5}" for i in range(20)]
+        answers = await asyncio.gather(*(ledger.run("adjust_stock", *_adjust("r1", p, 100 + n))
+                                         for n, p in enumerate(order)))
+        assert answers == [["ok", 100 + n, 100 + n, 0, 0] for n in range(20)]
+        for i in range(5):
+            assert int(await redis.hget(keys.stock(f"p{i}"), "left")) == 115 + i
+    finally:
+        await raw.aclose()

@@ -5,10 +5,17 @@ Calls made in the same event-loop tick are gathered and sent in one round trip
 of the same script for the same room go further: they become one call of that
 script's batch form, which runs the unchanged script body once per call inside
 one script invocation, so the client packs one command and parses one reply
-instead of one per buyer. Each caller still gets its own answer, in order, and
-an error in one call (a Lua error) reaches only that caller. A typed method's
-reply (server/state/scripts.py) is converted when its future is resolved, so
-it costs no task and no extra await. Scripts are loaded by SHA at start and
+instead of one per buyer. That command carries each distinct key once (the
+sale, the stock, the room's sets are shared by every buyer) and every call's
+key positions and arguments as one JSON document, encoded by orjson in C and
+decoded by Redis's built-in cjson: redis-py packs each argument of a command
+in Python, and with 256 buyers of 11 keys and 10 arguments that was about 6,000
+arguments and most of the ledger's CPU (docs/benchmarks.md).
+
+Each caller still gets its own answer, in order, and an error in one call (a
+Lua error) reaches only that caller. A typed method's reply
+(server/state/scripts.py) is converted when its future is resolved, so it
+costs no task and no extra await. Scripts are loaded by SHA at start and
 reloaded transparently if Redis restarts and forgets them.
 """
 
@@ -21,6 +28,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, Final, TypeVar, overload
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
@@ -52,23 +60,20 @@ Arg = str | int | float | bytes
 
 # The batch form of a script: its body becomes a local function of KEYS and
 # ARGV (the parameters shadow the globals, so the body runs unchanged), called
-# once per packed call. ARGV[1] is the number of calls; then, per call, its
-# key count, its argument count and its arguments. KEYS holds every call's keys
-# in order. pcall keeps one call's Lua error (a table {err = ...} from
-# redis.call, or a string) to that call's slot; a nil answer becomes false so
-# the reply array keeps its length.
+# once per packed call. KEYS holds each distinct key of the batch once; ARGV[1]
+# is a JSON array with, per call, the positions in KEYS of its keys and its
+# arguments (all strings, as ARGV always is). pcall keeps one call's Lua error
+# (a table {err = ...} from redis.call, or a string) to that call's slot; a nil
+# answer becomes false so the reply array keeps its length.
 _BATCH_TEMPLATE = """local function one(KEYS, ARGV)
 %s
 end
-local out, k, a = {}, 1, 2
-for i = 1, tonumber(ARGV[1]) do
-  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local ks, as = {}, {}
-  for j = 1, nk do ks[j] = KEYS[k + j - 1] end
-  for j = 1, na do as[j] = ARGV[a + 1 + j] end
-  k = k + nk
-  a = a + 2 + na
-  local ok, r = pcall(one, ks, as)
+local calls = cjson.decode(ARGV[1])
+local out = {}
+for i = 1, #calls do
+  local positions, ks = calls[i][1], {}
+  for j = 1, #positions do ks[j] = KEYS[positions[j]] end
+  local ok, r = pcall(one, ks, calls[i][2])
   if not ok then
     if type(r) == 'table' and r.err then r = {err = r.err} else r = {err = tostring(r)} end
   elseif r == nil then
@@ -105,6 +110,32 @@ T = TypeVar("T")
 # (None: the raw reply).
 _Call = tuple[str, Sequence[str], Sequence[Arg], "asyncio.Future[Any]",
               "Callable[[Any], Any] | None"]
+
+
+def _text(arg: Arg) -> str:
+    """An argument as the string Redis would hand the script in ARGV (redis-py
+    sends an int or float as its repr, which is its str)."""
+    if type(arg) is str:
+        return arg
+    if isinstance(arg, bytes):
+        return arg.decode()  # UnicodeDecodeError: not for JSON (see _pack)
+    return str(arg)
+
+
+def _pack(batch: list[_Call], members: list[int]) -> tuple[list[str], bytes] | None:
+    """The batch form's KEYS (each distinct key once) and its one argument (per
+    call: the 1-based positions of its keys in KEYS, and its arguments); None if
+    an argument is bytes that are not UTF-8, which a JSON string cannot carry."""
+    positions: dict[str, int] = {}
+    calls: list[tuple[list[int], list[str]]] = []
+    try:
+        for i in members:
+            _, keys, args, _, _ = batch[i]
+            calls.append(([positions.setdefault(k, len(positions) + 1) for k in keys],
+                          [_text(a) for a in args]))
+    except UnicodeDecodeError:
+        return None
+    return list(positions), orjson.dumps(calls)
 
 
 def _settle(answered: list[tuple[_Call, Any]]) -> None:
@@ -202,25 +233,27 @@ class Ledger:
         groups: dict[tuple[str, str], list[int]] = {}
         for i, (name, keys, _, _, _) in enumerate(batch):
             groups.setdefault((name, _slot(keys)), []).append(i)
-        results: list[Any] = [None] * len(batch)
+        # The calls of each command of the pipeline, in order, and whether that
+        # command is a batch call (one reply holding each call's reply).
+        commands: list[tuple[list[int], bool]] = []
         async with self.redis.pipeline(transaction=False) as pipe:
             for (name, _), members in groups.items():
-                if len(members) == 1:
-                    _, keys, args, _, _ = batch[members[0]]
-                    pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+                packed = _pack(batch, members) if len(members) > 1 else None
+                if packed is None:
+                    # One call, or arguments JSON cannot carry: one command each.
+                    for i in members:
+                        _, keys, args, _, _ = batch[i]
+                        pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+                        commands.append(([i], False))
                     continue
-                all_keys: list[str] = []
-                packed: list[Arg] = [len(members)]
-                for i in members:
-                    _, keys, args, _, _ = batch[i]
-                    all_keys.extend(keys)
-                    packed.append(len(keys))
-                    packed.append(len(args))
-                    packed.extend(args)
-                pipe.evalsha(self.shas[name + BATCH_SUFFIX], len(all_keys), *all_keys, *packed)
+                all_keys, document = packed
+                pipe.evalsha(self.shas[name + BATCH_SUFFIX], len(all_keys), *all_keys,
+                             document)
+                commands.append((members, True))
             replies = await pipe.execute(raise_on_error=False)
-        for members, reply in zip(groups.values(), replies, strict=True):
-            if len(members) == 1:
+        results: list[Any] = [None] * len(batch)
+        for (members, batched), reply in zip(commands, replies, strict=True):
+            if not batched:
                 results[members[0]] = reply
             elif isinstance(reply, Exception):
                 # The whole batch call failed (NOSCRIPT, connection): every call in it did.
