@@ -21,6 +21,7 @@ from loadtest.context import RunContext
 from loadtest.host import Host, HostError
 from loadtest.model import StockSample
 from loadtest.pool import GeneratorPool
+from loadtest.stats import host_jiffies, steal_share
 from loadtest.target import SALE_PRODUCT, Target
 
 BURST_SAMPLE_S = 0.02  # /proc CPU times tick every 10 ms
@@ -38,21 +39,29 @@ def interpolate(samples: list[tuple[float, float, float]], t: float) -> tuple[fl
 
 
 def burst_cpu_per_buy(samples: list[tuple[float, float, float]], opening: float,
-                      buy_window_s: float, buy_ms: list[float], buys: int) -> dict[str, Any]:
+                      buy_window_s: float, buy_ms: list[float], buys: int,
+                      steal: list[tuple[float, int, int]] | None = None) -> dict[str, Any]:
     """Server and Redis CPU from the opening (epoch s) to the last buy reply, per
     buy request answered: every buyer presses within the buy window, and the last
     reply comes at most the slowest reply's latency after it. Whatever else the
     server did in that window (the opening's fan-out, early checkouts) counts.
-    Samples that do not cover the window give no figure rather than a short one."""
+    Samples that do not cover the window give no figure rather than a short one.
+    With the machine's steal samples, `steal_share` says how much of the
+    machine's CPU the hypervisor gave to others meanwhile (docs/benchmarks.md:
+    the slow runs are the ones with high steal)."""
     if not buy_ms or not buys or len(samples) < 2:
         return {}
     end = opening + buy_window_s + max(buy_ms) / 1000.0
     if samples[0][0] > opening or samples[-1][0] < end:
         return {}
     a, b = interpolate(samples, opening), interpolate(samples, end)
-    return {"burst_s": round(end - opening, 3),
-            "server_cpu_us_per_buy": round((b[0] - a[0]) * 1e6 / buys, 1),
-            "redis_cpu_us_per_buy": round((b[1] - a[1]) * 1e6 / buys, 1)}
+    out: dict[str, Any] = {"burst_s": round(end - opening, 3),
+                           "server_cpu_us_per_buy": round((b[0] - a[0]) * 1e6 / buys, 1),
+                           "redis_cpu_us_per_buy": round((b[1] - a[1]) * 1e6 / buys, 1)}
+    share = steal_share(steal, opening, end) if steal else None
+    if share is not None:
+        out["steal_share"] = share
+    return out
 
 
 def machine() -> dict[str, Any]:
@@ -80,6 +89,8 @@ class Sampler:
         # (wall time, server cpu s, redis cpu s) every BURST_SAMPLE_S around a sale's
         # opening: the quarter-second samples are too coarse for a one-second burst.
         self.burst_cpu: list[tuple[float, float, float]] = []
+        # (wall time, machine steal ticks, machine total ticks), sampled with burst_cpu.
+        self.burst_steal: list[tuple[float, int, int]] = []
         self.cpu_show: tuple[float, float] | None = None  # server cpu at show start/end
         self.applied_show: tuple[int, int] | None = None  # events applied, same
         self.show_seconds = 0.0
@@ -180,15 +191,20 @@ class Sampler:
         until = opening + self.ctx.scn.sale.buy_window_s + BURST_WINDOW_S
         while time.time() < until:
             srv, red = server.sample()
+            now = time.time()
             if srv is not None:
-                self.burst_cpu.append((time.time(), srv.cpu_s, red.cpu_s if red else 0.0))
+                self.burst_cpu.append((now, srv.cpu_s, red.cpu_s if red else 0.0))
+            jiffies = host_jiffies()
+            if jiffies is not None:
+                self.burst_steal.append((now, *jiffies))
             await asyncio.sleep(BURST_SAMPLE_S)
 
     def cpu_per_buy(self, buy_ms: list[float], buys: int) -> dict[str, Any]:
         if not self.ctx.data.sales:
             return {}
         return burst_cpu_per_buy(self.burst_cpu, self.ctx.data.sales[0].starts_at / 1000.0,
-                                 self.ctx.scn.sale.buy_window_s, buy_ms, buys)
+                                 self.ctx.scn.sale.buy_window_s, buy_ms, buys,
+                                 self.burst_steal)
 
     def mark_join_start(self) -> None:
         self.rss_before_join = self._rss()

@@ -90,6 +90,39 @@ def read_proc(pid: int) -> ProcSample | None:
     return ProcSample(cpu, rss)
 
 
+def host_jiffies() -> tuple[int, int] | None:
+    """The machine's CPU time stolen by the hypervisor and its total CPU time, in
+    clock ticks since boot (the `cpu` line of /proc/stat); None where unreadable.
+    A virtual machine whose host is busy runs everything slower, and that shows
+    here: a run whose steal share is high measured the neighbours too."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice]; guest time
+    # is already counted in user and nice.
+    return ticks[7], sum(ticks[:8])
+
+
+def steal_share(samples: Sequence[tuple[float, int, int]], start: float,
+                end: float) -> float | None:
+    """The share of the machine's CPU time stolen between `start` and `end` (same
+    clock as the samples' first field), from the last sample at or before `start`
+    to the first at or after `end`; None when the samples do not cover the span."""
+    before = [s for s in samples if s[0] <= start]
+    after = [s for s in samples if s[0] >= end]
+    if not before or not after:
+        return None
+    (_, steal0, total0), (_, steal1, total1) = before[-1], after[0]
+    if total1 <= total0:
+        return None
+    return round((steal1 - steal0) / (total1 - total0), 3)
+
+
 def cpu_seconds(pid: int | None) -> float:
     """CPU seconds of one process so far; 0.0 without a pid or once it is gone."""
     sample = read_proc(pid) if pid else None
