@@ -4,13 +4,15 @@ in one run on this machine with the same client.
 Fan-out: for each hub (livesell spawned on its embedded defaults; the
 `websockets` library's `broadcast()` in `loadtest.refhub`; Node's `ws` with
 one pre-built buffer per event in `loadtest/refhubs/node_hub.js`, installed
-with npm into a temporary directory), each crowd size and each event rate, the
+with npm into a temporary directory; the raw-write floor in
+`loadtest.floorhub`, one pre-built frame written to each transport from bare
+asyncio Protocols), each crowd size and each event rate, the
 hub sends ~200-byte events at the rate for a few seconds to every viewer. The
 hub process is pinned to its own core and its CPU time is read from /proc:
 CPU microseconds per delivered frame, and the p50/p99 latency from each
 event's `ts` to its receipt on a spread sample of connections. Each cell is
 the median of several runs; livesell's figures are also given as ratios to
-the references. livesell's CPU excludes its redis-server (shown apart); its
+the references and to the floor. livesell's CPU excludes its redis-server (shown apart); its
 events are emitted through the host HTTP API, the references' by a timer.
 
 Flash sale: the `flash_sale` engine with N buyers pressing buy at the opening
@@ -42,7 +44,7 @@ from loadtest.bench_sale import (
     sale_medians,
 )
 
-HUBS = ("livesell", "websockets", "node")
+HUBS = ("livesell", "websockets", "node", "floor")
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -73,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds of events per run")
     parser.add_argument("--hubs", type=_hubs, default=list(HUBS),
-                        help="hubs to compare (default livesell,websockets,node)")
+                        help="hubs to compare (default livesell,websockets,node,floor)")
     parser.add_argument("--sale-buyers", type=int, default=10_000)
     parser.add_argument("--sale-units", type=int, default=1000)
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out part")

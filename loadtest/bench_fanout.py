@@ -1,12 +1,14 @@
 """`livesell-loadtest bench`, fan-out part: for each hub (livesell spawned on
 its embedded defaults; the `websockets` library's `broadcast()` in
-`loadtest.refhub`; Node's `ws` in `loadtest/refhubs/node_hub.js`), each crowd
+`loadtest.refhub`; Node's `ws` in `loadtest/refhubs/node_hub.js`; the
+raw-write floor in `loadtest.floorhub`), each crowd
 size and each event rate, the hub sends ~200-byte events at the rate for a few
 seconds to every viewer (loadtest/bench_clients.py). The hub process is pinned
 to its own core and its CPU time is read from /proc: CPU microseconds per
 delivered frame, and the p50/p99 latency from each event's `ts` to its receipt
 on a spread sample of connections. Each cell is the median of several runs;
-livesell's figures are also given as ratios to the references.
+livesell's figures are also given as ratios to the references and to the
+floor.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
                     hub = LivesellHub()
                 elif name == "websockets":
                     hub = ProcessHub(name, [sys.executable, "-m", "loadtest.refhub"])
+                elif name == "floor":
+                    hub = ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub"])
                 else:
                     assert node_script is not None
                     hub = ProcessHub(name, ["node", str(node_script)], cwd=Path(tmp))
@@ -137,7 +141,7 @@ def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in out:
         if m["hub"] != "livesell":
             continue
-        for ref in ("websockets", "node"):
+        for ref in ("websockets", "node", "floor"):
             other = by.get((ref, m["viewers"], m["rate"]))
             if other and other["cpu_us_per_delivery"] and m["cpu_us_per_delivery"]:
                 m[f"cpu_ratio_to_{ref}"] = round(m["cpu_us_per_delivery"]
