@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import csv
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import server
 from loadtest.stats import cpu_seconds as _cpu
-from loadtest.stats import summary
+from loadtest.stats import min_median_max, summary
 
 RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
 
@@ -250,12 +249,11 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                         # A call that is not a success (a repeated random request key
                         # answers 'dup') leaves `held` short of the number of calls.
                         "succeeded_share": round(held / REDIS_BENCHMARK_CALLS, 5)})
-                runs_out.sort(key=lambda x: float(x["calls_per_s"]))
-                median: dict[str, Any] = dict(runs_out[len(runs_out) // 2])
+                median = median_run(runs_out, ("calls_per_s", "redis_cpu_us_per_call",
+                                               "p99_ms"))
                 median["mode"] = "50 connections" + (f", -P {pipeline}" if pipeline > 1
                                                       else "")
                 median["pipeline"] = pipeline
-                median["runs_calls_per_s"] = [x["calls_per_s"] for x in runs_out]
                 median["min_succeeded_share"] = min(x["succeeded_share"] for x in runs_out)
                 out.append(median)
         finally:
@@ -265,19 +263,32 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
 
 
 def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The per-run livesell sale figures reduced to medians (None where no run had one)."""
-    def med(values: list[Any]) -> float | None:
-        vals = [float(v) for v in values if v is not None]
-        return round(statistics.median(vals), 3) if vals else None
+    """The per-run livesell sale figures reduced to medians (None where no run had
+    one), with `spread`: the min, median and max of each of them."""
+    figures = {
+        "time_to_all_reserved_s": [r["time_to_all_reserved_s"] for r in runs],
+        "time_to_sell_out_s": [r["time_to_sell_out_s"] for r in runs],
+        "last_buy_reply_s": [r["last_buy_reply_s"] for r in runs],
+        "buys_per_s": [r["buys_per_s"] for r in runs],
+        "buy_p50_ms": [r["buy_ms"]["p50"] for r in runs],
+        "buy_p99_ms": [r["buy_ms"]["p99"] for r in runs],
+        "server_cpu_us_per_buy": [r.get("server_cpu_us_per_buy") for r in runs],
+        "redis_cpu_us_per_buy": [r.get("redis_cpu_us_per_buy") for r in runs]}
+    spread = {key: min_median_max(values) for key, values in figures.items()}
+    out: dict[str, Any] = {"runs": len(runs), "buyers": runs[0]["buyers"],
+                           "units": runs[0]["units"]}
+    out.update({key: s["median"] if s else None for key, s in spread.items()})
+    out.update({"units_sold": [r["units_sold"] for r in runs],
+                "checks_ok": all(r["checks_ok"] for r in runs), "spread": spread})
+    return out
 
-    return {"runs": len(runs), "buyers": runs[0]["buyers"], "units": runs[0]["units"],
-            "time_to_all_reserved_s": med([r["time_to_all_reserved_s"] for r in runs]),
-            "time_to_sell_out_s": med([r["time_to_sell_out_s"] for r in runs]),
-            "last_buy_reply_s": med([r["last_buy_reply_s"] for r in runs]),
-            "buys_per_s": med([r["buys_per_s"] for r in runs]),
-            "buy_p50_ms": med([r["buy_ms"]["p50"] for r in runs]),
-            "buy_p99_ms": med([r["buy_ms"]["p99"] for r in runs]),
-            "server_cpu_us_per_buy": med([r.get("server_cpu_us_per_buy") for r in runs]),
-            "redis_cpu_us_per_buy": med([r.get("redis_cpu_us_per_buy") for r in runs]),
-            "units_sold": [r["units_sold"] for r in runs],
-            "checks_ok": all(r["checks_ok"] for r in runs)}
+
+def median_run(runs: list[dict[str, Any]], spread_keys: tuple[str, ...]) -> dict[str, Any]:
+    """A reference's runs reduced to its median run by calls per second (its figures
+    are one run's, so they agree with each other), with `runs_calls_per_s` and
+    `spread`: the min, median and max over the runs of each figure in spread_keys."""
+    ordered = sorted(runs, key=lambda r: float(r["calls_per_s"]))
+    out = dict(ordered[len(ordered) // 2])
+    out["runs_calls_per_s"] = [r["calls_per_s"] for r in ordered]
+    out["spread"] = {key: min_median_max([r.get(key) for r in runs]) for key in spread_keys}
+    return out

@@ -1,5 +1,6 @@
 """The bench's raw-write floor hub (loadtest/floorhub.py) as a real subprocess on
-loopback with real WebSocket clients, and its hand-made handshake."""
+loopback with real WebSocket clients, its hand-made handshake, and the bench's
+min/median/max reduction of runs (pure)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from loadtest import floorhub
+from loadtest import bench, bench_fanout, bench_sale, floorhub
 from loadtest.bench_hubs import EVENT_SIZE, ProcessHub
+from loadtest.stats import min_median_max
 
 FLOOR_ARGV = [sys.executable, "-m", "loadtest.floorhub"]
 
@@ -177,3 +179,69 @@ def test_accept_key_and_frames() -> None:
     assert floorhub.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     assert floorhub.text_frame(b"hi") == b"\x81\x02hi"
     assert floorhub.text_frame(b"x" * 200)[:4] == b"\x81\x7e\x00\xc8"
+
+
+def test_min_median_max() -> None:
+    assert min_median_max([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0}
+    assert min_median_max([4, None, 1, 2, 3]) == {"min": 1, "median": 2.5, "max": 4}
+    assert min_median_max([1.23456, 1.0], digits=2) == {"min": 1.0, "median": 1.12,
+                                                        "max": 1.23}
+    assert min_median_max([None, None]) is None
+    assert min_median_max([]) is None
+
+
+def _fanout_row(hub: str, run: int, cpu: float | None, p99: float,
+                deliveries: int) -> dict[str, Any]:
+    return {"hub": hub, "viewers": 100, "rate": 5, "run": run, "events": 10,
+            "deliveries": deliveries, "expected": 1000, "cpu_us_per_delivery": cpu,
+            "p50_ms": p99 / 2, "p99_ms": p99, "redis_cpu_s": 0.0, "generator_util": 0.1}
+
+
+def test_fanout_cells_give_min_median_max_and_the_floor_ratio() -> None:
+    rows = [_fanout_row("livesell", 0, 12.0, 30.0, 1000),
+            _fanout_row("livesell", 1, 9.0, 10.0, 900),
+            _fanout_row("livesell", 2, 10.0, 20.0, 1000),
+            _fanout_row("floor", 0, 5.0, 8.0, 1000),
+            _fanout_row("floor", 1, 4.0, 9.0, 1000),
+            _fanout_row("floor", 2, None, 10.0, 1000)]
+    cells = {m["hub"]: m for m in bench_fanout.medians(rows)}
+    ls, fl = cells["livesell"], cells["floor"]
+    assert ls["spread"]["cpu_us_per_delivery"] == {"min": 9.0, "median": 10.0, "max": 12.0}
+    assert ls["spread"]["p99_ms"] == {"min": 10.0, "median": 20.0, "max": 30.0}
+    assert ls["spread"]["reach"] == {"min": 0.9, "median": 1.0, "max": 1.0}
+    # The existing keys keep the medians (and reach of all runs together).
+    assert (ls["cpu_us_per_delivery"], ls["p99_ms"], ls["reach"]) == (10.0, 20.0, 0.9667)
+    # A run without the figure is left out of its spread.
+    assert fl["spread"]["cpu_us_per_delivery"] == {"min": 4.0, "median": 4.5, "max": 5.0}
+    assert ls["cpu_ratio_to_floor"] == round(10.0 / 4.5, 2)
+    assert ls["p99_ratio_to_floor"] == round(20.0 / 9.0, 2)
+    assert "cpu_ratio_to_node" not in ls  # no Node cell in this run
+    assert not any("ratio" in k for k in fl)
+    assert bench.spread_text(ls, "cpu_us_per_delivery") == "10 [9..12]"
+    assert bench.spread_text(ls, "nothing") == "None"
+
+
+def test_sale_medians_give_min_median_max() -> None:
+    def run(buys: float, cpu: float | None, p99: float) -> dict[str, Any]:
+        return {"buyers": 10, "units": 2, "time_to_all_reserved_s": 0.1,
+                "time_to_sell_out_s": None, "last_buy_reply_s": 10 / buys,
+                "buys_per_s": buys, "buy_ms": {"p50": 1.0, "p99": p99}, "units_sold": 2,
+                "checks_ok": True, "server_cpu_us_per_buy": cpu, "redis_cpu_us_per_buy": 1.0}
+
+    m = bench_sale.sale_medians([run(100, 60.0, 30), run(300, None, 10), run(200, 80.0, 20)])
+    assert m["spread"]["buys_per_s"] == {"min": 100, "median": 200, "max": 300}
+    assert m["spread"]["server_cpu_us_per_buy"] == {"min": 60, "median": 70, "max": 80}
+    assert m["spread"]["buy_p99_ms"] == {"min": 10, "median": 20, "max": 30}
+    assert m["spread"]["time_to_sell_out_s"] is None
+    assert (m["buys_per_s"], m["server_cpu_us_per_buy"], m["buy_p99_ms"]) == (200, 70, 20)
+
+
+def test_a_reference_keeps_its_median_run_and_gives_the_spread() -> None:
+    runs = [{"calls_per_s": 300.0, "client_cpu_us_per_call": 10.0, "mode": "m"},
+            {"calls_per_s": 100.0, "client_cpu_us_per_call": 30.0, "mode": "m"},
+            {"calls_per_s": 200.0, "client_cpu_us_per_call": 25.0, "mode": "m"}]
+    m = bench_sale.median_run(runs, ("calls_per_s", "client_cpu_us_per_call"))
+    # The median run by calls/s, whole: its figures come from one run.
+    assert (m["calls_per_s"], m["client_cpu_us_per_call"]) == (200.0, 25.0)
+    assert m["runs_calls_per_s"] == [100.0, 200.0, 300.0]
+    assert m["spread"]["client_cpu_us_per_call"] == {"min": 10, "median": 25, "max": 30}
