@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -163,10 +164,15 @@ REDIS_BENCHMARK_CALLS = 200_000
 REDIS_BENCHMARK_KEYSPACE = 2_000_000_000  # -r: distinct request keys, buyers and hold ids
 
 
-def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
+REDIS_BENCHMARK_USER = "benchmark"
+
+
+def _redis_benchmark_argv(port: int, sha: str, pipeline: int,
+                          password: str | None = None) -> list[str]:
     """EVALSHA of reserve.lua with the production call's keys and args
     (server/state/scripts.py reserve_call); __rand_int__ (each one drawn apart by
-    redis-benchmark) makes the request key, buyer and hold id differ per call."""
+    redis-benchmark) makes the request key, buyer and hold id differ per call.
+    With `password`, it logs in as REDIS_BENCHMARK_USER (see _add_benchmark_user)."""
     from server.state.scripts import reserve_call
 
     rnd = "__rand_int__"
@@ -174,7 +180,8 @@ def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
                               request_id="b1", hold_id=f"h{rnd}", quantity=1,
                               hold_ms=180_000, answer_ttl_s=86400, verified=False,
                               client="", max_open_holds=10**9)
-    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+    auth = ["--user", REDIS_BENCHMARK_USER, "-a", password] if password else []
+    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), *auth, "-c", "50",
             "-n", str(REDIS_BENCHMARK_CALLS), "-r", str(REDIS_BENCHMARK_KEYSPACE),
             "-P", str(pipeline), "--csv",
             "EVALSHA", sha, str(len(keys)), *keys, *(str(a) for a in args)]
@@ -192,6 +199,20 @@ def _parse_redis_benchmark_csv(text: str) -> dict[str, float]:
     if "rps" not in out:
         raise RuntimeError(f"redis-benchmark output without rps: {text[-300:]!r}")
     return out
+
+
+async def _add_benchmark_user(r: Any) -> str:
+    """A Redis user for redis-benchmark, whose password can only be given on its
+    command line (any local user can read that in /proc): the embedded server's own
+    password never goes there. This one is fresh and lets in only data commands
+    and EVALSHA of loaded scripts, on a private server that lives for this part of
+    the bench: no CONFIG, MODULE, DEBUG, ACL, EVAL or SCRIPT (the @dangerous
+    category and the two by name)."""
+    password = secrets.token_urlsafe(24)
+    await r.acl_setuser(REDIS_BENCHMARK_USER, enabled=True, passwords=[f"+{password}"],
+                        keys=["*"], categories=["+@all", "-@dangerous"],
+                        commands=["-eval", "-script"])
+    return password
 
 
 async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
@@ -214,6 +235,9 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
         url = await asyncio.to_thread(redis_server.start)
         r = Redis.from_url(url, decode_responses=True)
         try:
+            # The embedded server asks for a password (server/state/embedded_redis.py);
+            # without one redis-benchmark got NOAUTH on every call.
+            password = await _add_benchmark_user(r)
             for pipeline in (1, 16):
                 runs_out: list[dict[str, Any]] = []
                 for _ in range(runs):
@@ -232,7 +256,7 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                     redis_pid = redis_server.pid
                     redis_cpu0 = _cpu(redis_pid)
                     proc = await asyncio.to_thread(
-                        subprocess.run, _redis_benchmark_argv(port, sha, pipeline),
+                        subprocess.run, _redis_benchmark_argv(port, sha, pipeline, password),
                         capture_output=True, text=True, timeout=600)
                     redis_cpu = _cpu(redis_pid) - redis_cpu0
                     if proc.returncode != 0:
