@@ -22,10 +22,11 @@ the same `server/lua/reserve.lua` directly through redis-py asyncio on a
 private redis-server, one call per await from N concurrent buyers, and again
 pipelined in batches; and against `redis-benchmark` (Debian's redis-tools)
 calling the same script with EVALSHA on such a redis-server, 50 connections,
-unpipelined and with -P 16. livesell's sale runs `--runs` times (medians,
-with min and max in `spread`); its buys per second are buyers divided by the
-seconds from the opening to the last buy reply, also given as a ratio to
-redis-benchmark's calls per second.
+unpipelined and with -P 16 (when it is missing, the bench installs
+`redis-tools` with apt-get if it runs as root, or skips that reference).
+livesell's sale runs `--runs` times (medians, with min and max in `spread`);
+its buys per second are buyers divided by the seconds from the opening to the
+last buy reply, also given as a ratio to redis-benchmark's calls per second.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from loadtest.bench_sale import (
     bench_sale_livesell,
     bench_sale_redis_benchmark,
     bench_sale_reference,
+    ensure_redis_benchmark,
     median_run,
     sale_medians,
 )
@@ -139,7 +141,8 @@ def run_bench(args: argparse.Namespace) -> int:
                     "calls_per_s", "client_cpu_us_per_call", "redis_cpu_us_per_call",
                     "time_to_all_reserved_s")))
             say("flash sale: reserve.lua by EVALSHA from redis-benchmark")
-            bench_rows = await bench_sale_redis_benchmark(args.runs)
+            have = await asyncio.to_thread(ensure_redis_benchmark, say)
+            bench_rows = await bench_sale_redis_benchmark(args.runs) if have else None
             if bench_rows is None:
                 say(f"  skipped: {NO_REDIS_BENCHMARK}")
                 result["sale_redis_benchmark"] = {"skipped": NO_REDIS_BENCHMARK}

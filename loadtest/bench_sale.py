@@ -4,7 +4,8 @@ after), against a reference that runs the same `server/lua/reserve.lua`
 directly through redis-py asyncio on a private redis-server, one call per
 await from N concurrent buyers, and again pipelined in batches; and against
 `redis-benchmark` (Debian's redis-tools) calling the same script with EVALSHA
-on such a redis-server, 50 connections, unpipelined and with -P 16.
+on such a redis-server, 50 connections, unpipelined and with -P 16 (Debian's
+redis-tools installed first when it is missing and this process may).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -316,3 +319,43 @@ def median_run(runs: list[dict[str, Any]], spread_keys: tuple[str, ...]) -> dict
     out["runs_calls_per_s"] = [r["calls_per_s"] for r in ordered]
     out["spread"] = {key: min_median_max([r.get(key) for r in runs]) for key in spread_keys}
     return out
+
+
+REDIS_TOOLS_TIMEOUT_S = 300.0
+
+
+def ensure_redis_benchmark(say: Callable[[str], None],
+                           timeout: float = REDIS_TOOLS_TIMEOUT_S) -> bool:
+    """True when `redis-benchmark` is on PATH; if it is not, and this process is
+    root on a machine with apt-get, first installs Debian's `redis-tools` (as the
+    Node reference installs `ws`), within `timeout` seconds in all."""
+    if shutil.which("redis-benchmark") is not None:
+        return True
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    say("installing Debian's redis-tools with apt-get for the redis-benchmark reference")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", "--no-install-recommends", "redis-tools"]
+    deadline = time.monotonic() + timeout
+    why = f"timed out after {timeout:g}s"
+    # A fresh image has no package lists: refresh them once if the install fails.
+    for argv in (install, [apt, "update", "-q"], install):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                                  timeout=left, check=False)
+        except subprocess.TimeoutExpired:
+            break
+        except OSError as exc:
+            why = str(exc)
+            break
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            why = f"{' '.join(argv[1:2])}: {lines[-1] if lines else done.returncode}"
+        elif argv is install:
+            return shutil.which("redis-benchmark") is not None
+    say(f"  the redis-tools install failed ({why})")
+    return shutil.which("redis-benchmark") is not None

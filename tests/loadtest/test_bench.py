@@ -1,6 +1,6 @@
 """`livesell-loadtest bench` helpers: the redis-benchmark command line, output and
 Redis user, the reference run against a real redis-server, the livesell sale medians,
-and the skip without redis-benchmark."""
+and redis-benchmark installed or skipped when it is missing."""
 
 from __future__ import annotations
 
@@ -81,6 +81,14 @@ def test_sale_medians() -> None:
 def test_redis_benchmark_missing_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert asyncio.run(bench_sale.bench_sale_redis_benchmark(3)) is None
+
+
+def test_without_apt_or_root_redis_tools_are_not_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert bench_sale.ensure_redis_benchmark(said.append) is False
+    assert said == []  # nothing attempted, nothing announced
 
 
 def test_redis_benchmark_logs_in_as_its_own_user() -> None:
