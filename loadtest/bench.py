@@ -4,13 +4,16 @@ in one run on this machine with the same client.
 Fan-out: for each hub (livesell spawned on its embedded defaults; the
 `websockets` library's `broadcast()` in `loadtest.refhub`; Node's `ws` with
 one pre-built buffer per event in `loadtest/refhubs/node_hub.js`, installed
-with npm into a temporary directory), each crowd size and each event rate, the
+with npm into a temporary directory; the raw-write floor in
+`loadtest.floorhub`, one pre-built frame written to each transport from bare
+asyncio Protocols), each crowd size and each event rate, the
 hub sends ~200-byte events at the rate for a few seconds to every viewer. The
 hub process is pinned to its own core and its CPU time is read from /proc:
 CPU microseconds per delivered frame, and the p50/p99 latency from each
 event's `ts` to its receipt on a spread sample of connections. Each cell is
-the median of several runs; livesell's figures are also given as ratios to
-the references. livesell's CPU excludes its redis-server (shown apart); its
+the median of several runs, with their min and max beside it (`spread`);
+livesell's figures are also given as ratios to the references and to the
+floor. livesell's CPU excludes its redis-server (shown apart); its
 events are emitted through the host HTTP API, the references' by a timer.
 
 Flash sale: the `flash_sale` engine with N buyers pressing buy at the opening
@@ -19,7 +22,9 @@ the same `server/lua/reserve.lua` directly through redis-py asyncio on a
 private redis-server, one call per await from N concurrent buyers, and again
 pipelined in batches; and against `redis-benchmark` (Debian's redis-tools)
 calling the same script with EVALSHA on such a redis-server, 50 connections,
-unpipelined and with -P 16. livesell's sale runs `--runs` times (medians);
+unpipelined and with -P 16 (when it is missing, the bench installs
+`redis-tools` with apt-get if it runs as root, or skips that reference).
+livesell's sale runs `--runs` times (medians, with min and max in `spread`);
 its buys per second are buyers divided by the seconds from the opening to the
 last buy reply, also given as a ratio to redis-benchmark's calls per second.
 """
@@ -39,10 +44,22 @@ from loadtest.bench_sale import (
     bench_sale_livesell,
     bench_sale_redis_benchmark,
     bench_sale_reference,
+    ensure_redis_benchmark,
+    median_run,
     sale_medians,
 )
 
-HUBS = ("livesell", "websockets", "node")
+HUBS = ("livesell", "websockets", "node", "floor")
+NO_REDIS_BENCHMARK = ("redis-benchmark is not on PATH; install redis-tools "
+                      "(apt-get install redis-tools) for this reference")
+
+
+def spread_text(cell: dict[str, Any], key: str) -> str:
+    """A cell's figure as `median [min..max]` of its runs (None where no run had it)."""
+    s = cell.get("spread", {}).get(key)
+    if not s:
+        return "None"
+    return f"{s['median']:g} [{s['min']:g}..{s['max']:g}]"
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -73,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds of events per run")
     parser.add_argument("--hubs", type=_hubs, default=list(HUBS),
-                        help="hubs to compare (default livesell,websockets,node)")
+                        help="hubs to compare (default livesell,websockets,node,floor)")
     parser.add_argument("--sale-buyers", type=int, default=10_000)
     parser.add_argument("--sale-units", type=int, default=1000)
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out part")
@@ -120,18 +137,15 @@ def run_bench(args: argparse.Namespace) -> int:
             for batch in (0, 16):
                 runs = [await bench_sale_reference(args.sale_buyers, args.sale_units, batch)
                         for _ in range(args.runs)]
-                runs.sort(key=lambda r: float(r["calls_per_s"]))
-                median = dict(runs[len(runs) // 2])  # the median run by calls/s
-                median["runs_calls_per_s"] = [r["calls_per_s"] for r in runs]
-                result["sale_reference"].append(median)
+                result["sale_reference"].append(median_run(runs, (
+                    "calls_per_s", "client_cpu_us_per_call", "redis_cpu_us_per_call",
+                    "time_to_all_reserved_s")))
             say("flash sale: reserve.lua by EVALSHA from redis-benchmark")
-            bench_rows = await bench_sale_redis_benchmark(args.runs)
+            have = await asyncio.to_thread(ensure_redis_benchmark, say)
+            bench_rows = await bench_sale_redis_benchmark(args.runs) if have else None
             if bench_rows is None:
-                say("  skipped: redis-benchmark is not on PATH (install redis-tools: "
-                    "apt-get install redis-tools)")
-                result["sale_redis_benchmark"] = {
-                    "skipped": "redis-benchmark is not on PATH; install redis-tools "
-                               "(apt-get install redis-tools) for this reference"}
+                say(f"  skipped: {NO_REDIS_BENCHMARK}")
+                result["sale_redis_benchmark"] = {"skipped": NO_REDIS_BENCHMARK}
             else:
                 buys = result["sale_livesell"]["buys_per_s"]
                 for row in bench_rows:
@@ -143,34 +157,42 @@ def run_bench(args: argparse.Namespace) -> int:
     result = asyncio.run(main())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if result.get("fanout"):
+        say("fan-out cells: median [min..max] of the runs; reach of all runs "
+            "[lowest..highest run]")
     for m in result.get("fanout", []):
         ratios = ", ".join(f"{k} {v}" for k, v in m.items() if "ratio" in k)
+        reach = m["spread"]["reach"]
         say(f"{m['hub']:10} {m['viewers']:5} viewers {m['rate']:3}/s: "
-            f"{m['cpu_us_per_delivery']} µs/delivery, p50 {m['p50_ms']} p99 {m['p99_ms']} ms,"
-            f" reach {m['reach']}, generator {m['generator_util']}"
-            + (f" ({ratios})" if ratios else ""))
+            f"{spread_text(m, 'cpu_us_per_delivery')} µs/delivery, p50 "
+            f"{spread_text(m, 'p50_ms')} p99 {spread_text(m, 'p99_ms')} ms, reach "
+            f"{m['reach']}" + (f" [{reach['min']:g}..{reach['max']:g}]" if reach else "")
+            + f", generator {m['generator_util']}" + (f" ({ratios})" if ratios else ""))
     if "sale_livesell" in result:
         sl = result["sale_livesell"]
-        say(f"sale livesell (median of {sl['runs']} runs): all reserved after "
-            f"{sl['time_to_all_reserved_s']}s, buy ms p50 {sl['buy_p50_ms']} p99 "
-            f"{sl['buy_p99_ms']}, {sl['buys_per_s']} buys/s (last reply after "
-            f"{sl['last_buy_reply_s']}s), checks ok in every run: {sl['checks_ok']}; "
-            f"CPU per buy from the opening to the last reply: server "
-            f"{sl['server_cpu_us_per_buy']} µs, redis {sl['redis_cpu_us_per_buy']} µs")
+        say(f"sale livesell (median [min..max] of {sl['runs']} runs): all reserved after "
+            f"{spread_text(sl, 'time_to_all_reserved_s')}s, buy ms p50 "
+            f"{spread_text(sl, 'buy_p50_ms')} p99 {spread_text(sl, 'buy_p99_ms')}, "
+            f"{spread_text(sl, 'buys_per_s')} buys/s (last reply after "
+            f"{spread_text(sl, 'last_buy_reply_s')}s), checks ok in every run: "
+            f"{sl['checks_ok']}; CPU per buy from the opening to the last reply: server "
+            f"{spread_text(sl, 'server_cpu_us_per_buy')} µs, redis "
+            f"{spread_text(sl, 'redis_cpu_us_per_buy')} µs")
         for ref in result["sale_reference"]:
-            say(f"sale reference ({ref['mode']}): {ref['calls_per_s']} calls/s, all reserved "
-                f"after {ref['time_to_all_reserved_s']}s, call ms {ref['call_ms']}; CPU per "
-                f"call: client {ref['client_cpu_us_per_call']} µs, redis "
-                f"{ref['redis_cpu_us_per_call']} µs")
+            say(f"sale reference ({ref['mode']}; median run [min..max] of the runs): "
+                f"{spread_text(ref, 'calls_per_s')} calls/s, all reserved after "
+                f"{ref['time_to_all_reserved_s']}s, call ms {ref['call_ms']}; CPU per "
+                f"call: client {spread_text(ref, 'client_cpu_us_per_call')} µs, redis "
+                f"{spread_text(ref, 'redis_cpu_us_per_call')} µs")
         rb = result["sale_redis_benchmark"]
         if isinstance(rb, dict):
             say(f"sale redis-benchmark: skipped: {rb['skipped']}")
         else:
             for row in rb:
-                say(f"sale redis-benchmark ({row['mode']}): {row['calls_per_s']} calls/s "
-                    f"(runs {row['runs_calls_per_s']}; held grew by "
-                    f"{row['min_succeeded_share']:.2%}+ of the calls; redis CPU "
-                    f"{row['redis_cpu_us_per_call']} µs per call); livesell buys/s ÷ "
-                    f"this = {row['livesell_buys_ratio']} (target >= 0.5)")
+                say(f"sale redis-benchmark ({row['mode']}): {spread_text(row, 'calls_per_s')}"
+                    f" calls/s (held grew by {row['min_succeeded_share']:.2%}+ of the calls; "
+                    f"redis CPU {spread_text(row, 'redis_cpu_us_per_call')} µs per call, p99 "
+                    f"{spread_text(row, 'p99_ms')} ms); livesell buys/s ÷ this = "
+                    f"{row['livesell_buys_ratio']} (target >= 0.5)")
     say(f"bench: {out_dir / 'bench.json'}")
     return 0

@@ -1,12 +1,14 @@
 """`livesell-loadtest bench`, fan-out part: for each hub (livesell spawned on
 its embedded defaults; the `websockets` library's `broadcast()` in
-`loadtest.refhub`; Node's `ws` in `loadtest/refhubs/node_hub.js`), each crowd
+`loadtest.refhub`; Node's `ws` in `loadtest/refhubs/node_hub.js`; the
+raw-write floor in `loadtest.floorhub`), each crowd
 size and each event rate, the hub sends ~200-byte events at the rate for a few
 seconds to every viewer (loadtest/bench_clients.py). The hub process is pinned
 to its own core and its CPU time is read from /proc: CPU microseconds per
 delivered frame, and the p50/p99 latency from each event's `ts` to its receipt
-on a spread sample of connections. Each cell is the median of several runs;
-livesell's figures are also given as ratios to the references.
+on a spread sample of connections. Each cell is the median of several runs,
+with their min and max beside it; livesell's figures are also given as ratios
+to the references and to the floor.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 from loadtest.bench_clients import Clients
 from loadtest.bench_hubs import Hub, LivesellHub, ProcessHub, install_node_ws
 from loadtest.stats import cpu_seconds as _cpu
-from loadtest.stats import summary
+from loadtest.stats import min_median_max, summary
 
 # A run whose viewers got fewer of the expected frames than this is flagged.
 MIN_REACH = 0.9
@@ -68,6 +69,8 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
                     hub = LivesellHub()
                 elif name == "websockets":
                     hub = ProcessHub(name, [sys.executable, "-m", "loadtest.refhub"])
+                elif name == "floor":
+                    hub = ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub"])
                 else:
                     assert node_script is not None
                     hub = ProcessHub(name, ["node", str(node_script)], cwd=Path(tmp))
@@ -99,7 +102,7 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
                                 "p50_ms": lat["p50"], "p99_ms": lat["p99"],
                                 "generator_util": round(util, 3), "lost": lost}
                             rows.append(row)
-                            reach = frames / row["expected"] if row["expected"] else 0.0
+                            reach = _reach(row)
                             if reach < MIN_REACH:
                                 # Figures of a run whose viewers did not get the events
                                 # (refused joins, closed connections) measure something
@@ -117,27 +120,47 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
     return rows
 
 
+# The per-run figures each cell also gives as min, median and max (its `spread`).
+SPREAD_KEYS = ("cpu_us_per_delivery", "p50_ms", "p99_ms", "reach", "redis_cpu_s",
+               "generator_util")
+# The hubs livesell's cells are given as ratios to.
+REFERENCES = ("websockets", "node", "floor")
+
+
+def _reach(row: dict[str, Any]) -> float:
+    return row["deliveries"] / row["expected"] if row["expected"] else 0.0
+
+
 def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One cell per hub, crowd size and rate: the median of its runs under the
+    figure's own key, `spread` with the min, median and max of each figure in
+    SPREAD_KEYS (reach per run there; the cell's `reach` is of all its runs
+    together), and for livesell its ratios to each reference in the same run."""
     cells: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault((r["hub"], r["viewers"], r["rate"]), []).append(r)
     out = []
     for (hub, viewers, rate), rs in cells.items():
-        def med(key: str, rs: list[dict[str, Any]] = rs) -> float | None:
-            vals = [r[key] for r in rs if r[key] is not None]
-            return round(statistics.median(vals), 3) if vals else None
+        spread = {key: min_median_max([_reach(r) if key == "reach" else r[key] for r in rs],
+                                      4 if key == "reach" else 3)
+                  for key in SPREAD_KEYS}
+
+        def med(key: str, spread: dict[str, Any] = spread) -> float | None:
+            return spread[key]["median"] if spread[key] else None
+
         out.append({"hub": hub, "viewers": viewers, "rate": rate, "runs": len(rs),
                     "cpu_us_per_delivery": med("cpu_us_per_delivery"),
                     "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
                     "redis_cpu_s": med("redis_cpu_s"),
                     "reach": round(sum(r["deliveries"] for r in rs)
                                    / max(1, sum(r["expected"] for r in rs)), 4),
-                    "generator_util": med("generator_util")})
+                    "generator_util": med("generator_util"),
+                    "spread": spread})
     by = {(m["hub"], m["viewers"], m["rate"]): m for m in out}
     for m in out:
         if m["hub"] != "livesell":
             continue
-        for ref in ("websockets", "node"):
+        for ref in REFERENCES:
             other = by.get((ref, m["viewers"], m["rate"]))
             if other and other["cpu_us_per_delivery"] and m["cpu_us_per_delivery"]:
                 m[f"cpu_ratio_to_{ref}"] = round(m["cpu_us_per_delivery"]

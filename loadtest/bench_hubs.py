@@ -2,7 +2,7 @@
 host HTTP API) and reference hubs in a subprocess that prints `PORT n` and
 emits on request over a /control WebSocket (the `websockets` library's
 `broadcast()` in loadtest/refhub.py; Node's `ws`, installed with npm into a
-temporary directory).
+temporary directory; the raw-write floor in loadtest/floorhub.py).
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ class ProcessHub(Hub):
         await self.control.send(json.dumps({"rate": rate, "duration": duration,
                                             "size": EVENT_SIZE}))
         reply = json.loads(await asyncio.wait_for(self.control.recv(), duration + 60))
+        if "done" not in reply:
+            raise RuntimeError(f"{self.name} hub refused the emit: {reply}")
         return int(reply["done"])
 
     async def stop(self) -> None:

@@ -4,7 +4,8 @@ after), against a reference that runs the same `server/lua/reserve.lua`
 directly through redis-py asyncio on a private redis-server, one call per
 await from N concurrent buyers, and again pipelined in batches; and against
 `redis-benchmark` (Debian's redis-tools) calling the same script with EVALSHA
-on such a redis-server, 50 connections, unpipelined and with -P 16.
+on such a redis-server, 50 connections, unpipelined and with -P 16 (Debian's
+redis-tools installed first when it is missing and this process may).
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import os
+import secrets
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import server
 from loadtest.stats import cpu_seconds as _cpu
-from loadtest.stats import summary
+from loadtest.stats import min_median_max, summary
 
 RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
 
@@ -164,10 +167,15 @@ REDIS_BENCHMARK_CALLS = 200_000
 REDIS_BENCHMARK_KEYSPACE = 2_000_000_000  # -r: distinct request keys, buyers and hold ids
 
 
-def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
+REDIS_BENCHMARK_USER = "benchmark"
+
+
+def _redis_benchmark_argv(port: int, sha: str, pipeline: int,
+                          password: str | None = None) -> list[str]:
     """EVALSHA of reserve.lua with the production call's keys and args
     (server/state/scripts.py reserve_call); __rand_int__ (each one drawn apart by
-    redis-benchmark) makes the request key, buyer and hold id differ per call."""
+    redis-benchmark) makes the request key, buyer and hold id differ per call.
+    With `password`, it logs in as REDIS_BENCHMARK_USER (see _add_benchmark_user)."""
     from server.state.scripts import reserve_call
 
     rnd = "__rand_int__"
@@ -175,7 +183,8 @@ def _redis_benchmark_argv(port: int, sha: str, pipeline: int) -> list[str]:
                               request_id="b1", hold_id=f"h{rnd}", quantity=1,
                               hold_ms=180_000, answer_ttl_s=86400, verified=False,
                               client="", max_open_holds=10**9)
-    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+    auth = ["--user", REDIS_BENCHMARK_USER, "-a", password] if password else []
+    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), *auth, "-c", "50",
             "-n", str(REDIS_BENCHMARK_CALLS), "-r", str(REDIS_BENCHMARK_KEYSPACE),
             "-P", str(pipeline), "--csv",
             "EVALSHA", sha, str(len(keys)), *keys, *(str(a) for a in args)]
@@ -193,6 +202,20 @@ def _parse_redis_benchmark_csv(text: str) -> dict[str, float]:
     if "rps" not in out:
         raise RuntimeError(f"redis-benchmark output without rps: {text[-300:]!r}")
     return out
+
+
+async def _add_benchmark_user(r: Any) -> str:
+    """A Redis user for redis-benchmark, whose password can only be given on its
+    command line (any local user can read that in /proc): the embedded server's own
+    password never goes there. This one is fresh and lets in only data commands
+    and EVALSHA of loaded scripts, on a private server that lives for this part of
+    the bench: no CONFIG, MODULE, DEBUG, ACL, EVAL or SCRIPT (the @dangerous
+    category and the two by name)."""
+    password = secrets.token_urlsafe(24)
+    await r.acl_setuser(REDIS_BENCHMARK_USER, enabled=True, passwords=[f"+{password}"],
+                        keys=["*"], categories=["+@all", "-@dangerous"],
+                        commands=["-eval", "-script"])
+    return password
 
 
 async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
@@ -215,6 +238,9 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
         url = await asyncio.to_thread(redis_server.start)
         r = Redis.from_url(url, decode_responses=True)
         try:
+            # The embedded server asks for a password (server/state/embedded_redis.py);
+            # without one redis-benchmark got NOAUTH on every call.
+            password = await _add_benchmark_user(r)
             for pipeline in (1, 16):
                 runs_out: list[dict[str, Any]] = []
                 for _ in range(runs):
@@ -233,7 +259,7 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                     redis_pid = redis_server.pid
                     redis_cpu0 = _cpu(redis_pid)
                     proc = await asyncio.to_thread(
-                        subprocess.run, _redis_benchmark_argv(port, sha, pipeline),
+                        subprocess.run, _redis_benchmark_argv(port, sha, pipeline, password),
                         capture_output=True, text=True, timeout=600)
                     redis_cpu = _cpu(redis_pid) - redis_cpu0
                     if proc.returncode != 0:
@@ -250,12 +276,11 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
                         # A call that is not a success (a repeated random request key
                         # answers 'dup') leaves `held` short of the number of calls.
                         "succeeded_share": round(held / REDIS_BENCHMARK_CALLS, 5)})
-                runs_out.sort(key=lambda x: float(x["calls_per_s"]))
-                median: dict[str, Any] = dict(runs_out[len(runs_out) // 2])
+                median = median_run(runs_out, ("calls_per_s", "redis_cpu_us_per_call",
+                                               "p99_ms"))
                 median["mode"] = "50 connections" + (f", -P {pipeline}" if pipeline > 1
                                                       else "")
                 median["pipeline"] = pipeline
-                median["runs_calls_per_s"] = [x["calls_per_s"] for x in runs_out]
                 median["min_succeeded_share"] = min(x["succeeded_share"] for x in runs_out)
                 out.append(median)
         finally:
@@ -265,19 +290,72 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
 
 
 def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The per-run livesell sale figures reduced to medians (None where no run had one)."""
-    def med(values: list[Any]) -> float | None:
-        vals = [float(v) for v in values if v is not None]
-        return round(statistics.median(vals), 3) if vals else None
+    """The per-run livesell sale figures reduced to medians (None where no run had
+    one), with `spread`: the min, median and max of each of them."""
+    figures = {
+        "time_to_all_reserved_s": [r["time_to_all_reserved_s"] for r in runs],
+        "time_to_sell_out_s": [r["time_to_sell_out_s"] for r in runs],
+        "last_buy_reply_s": [r["last_buy_reply_s"] for r in runs],
+        "buys_per_s": [r["buys_per_s"] for r in runs],
+        "buy_p50_ms": [r["buy_ms"]["p50"] for r in runs],
+        "buy_p99_ms": [r["buy_ms"]["p99"] for r in runs],
+        "server_cpu_us_per_buy": [r.get("server_cpu_us_per_buy") for r in runs],
+        "redis_cpu_us_per_buy": [r.get("redis_cpu_us_per_buy") for r in runs]}
+    spread = {key: min_median_max(values) for key, values in figures.items()}
+    out: dict[str, Any] = {"runs": len(runs), "buyers": runs[0]["buyers"],
+                           "units": runs[0]["units"]}
+    out.update({key: s["median"] if s else None for key, s in spread.items()})
+    out.update({"units_sold": [r["units_sold"] for r in runs],
+                "checks_ok": all(r["checks_ok"] for r in runs), "spread": spread})
+    return out
 
-    return {"runs": len(runs), "buyers": runs[0]["buyers"], "units": runs[0]["units"],
-            "time_to_all_reserved_s": med([r["time_to_all_reserved_s"] for r in runs]),
-            "time_to_sell_out_s": med([r["time_to_sell_out_s"] for r in runs]),
-            "last_buy_reply_s": med([r["last_buy_reply_s"] for r in runs]),
-            "buys_per_s": med([r["buys_per_s"] for r in runs]),
-            "buy_p50_ms": med([r["buy_ms"]["p50"] for r in runs]),
-            "buy_p99_ms": med([r["buy_ms"]["p99"] for r in runs]),
-            "server_cpu_us_per_buy": med([r.get("server_cpu_us_per_buy") for r in runs]),
-            "redis_cpu_us_per_buy": med([r.get("redis_cpu_us_per_buy") for r in runs]),
-            "units_sold": [r["units_sold"] for r in runs],
-            "checks_ok": all(r["checks_ok"] for r in runs)}
+
+def median_run(runs: list[dict[str, Any]], spread_keys: tuple[str, ...]) -> dict[str, Any]:
+    """A reference's runs reduced to its median run by calls per second (its figures
+    are one run's, so they agree with each other), with `runs_calls_per_s` and
+    `spread`: the min, median and max over the runs of each figure in spread_keys."""
+    ordered = sorted(runs, key=lambda r: float(r["calls_per_s"]))
+    out = dict(ordered[len(ordered) // 2])
+    out["runs_calls_per_s"] = [r["calls_per_s"] for r in ordered]
+    out["spread"] = {key: min_median_max([r.get(key) for r in runs]) for key in spread_keys}
+    return out
+
+
+REDIS_TOOLS_TIMEOUT_S = 300.0
+
+
+def ensure_redis_benchmark(say: Callable[[str], None],
+                           timeout: float = REDIS_TOOLS_TIMEOUT_S) -> bool:
+    """True when `redis-benchmark` is on PATH; if it is not, and this process is
+    root on a machine with apt-get, first installs Debian's `redis-tools` (as the
+    Node reference installs `ws`), within `timeout` seconds in all."""
+    if shutil.which("redis-benchmark") is not None:
+        return True
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    say("installing Debian's redis-tools with apt-get for the redis-benchmark reference")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", "--no-install-recommends", "redis-tools"]
+    deadline = time.monotonic() + timeout
+    why = f"timed out after {timeout:g}s"
+    # A fresh image has no package lists: refresh them once if the install fails.
+    for argv in (install, [apt, "update", "-q"], install):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                                  timeout=left, check=False)
+        except subprocess.TimeoutExpired:
+            break
+        except OSError as exc:
+            why = str(exc)
+            break
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            why = f"{' '.join(argv[1:2])}: {lines[-1] if lines else done.returncode}"
+        elif argv is install:
+            return shutil.which("redis-benchmark") is not None
+    say(f"  the redis-tools install failed ({why})")
+    return shutil.which("redis-benchmark") is not None

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,16 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
     return {"count": len(v), "p50": round(percentile(v, 50), 2),
             "p95": round(percentile(v, 95), 2), "p99": round(percentile(v, 99), 2),
             "max": round(v[-1], 2), "mean": round(sum(v) / len(v), 2)}
+
+
+def min_median_max(values: Iterable[float | None], digits: int = 3) -> dict[str, float] | None:
+    """The lowest, median and highest of several runs' figures (a run without the
+    figure, None, is left out), rounded; None when no run had it."""
+    vals = sorted(float(v) for v in values if v is not None)
+    if not vals:
+        return None
+    return {"min": round(vals[0], digits), "median": round(statistics.median(vals), digits),
+            "max": round(vals[-1], digits)}
 
 
 class Reservoir:

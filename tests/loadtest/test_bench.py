@@ -1,7 +1,6 @@
-"""`livesell-loadtest bench` helpers: the redis-benchmark
-command line and output, the reference run against a real redis-server, the livesell
-sale medians, and the skip without
-redis-benchmark."""
+"""`livesell-loadtest bench` helpers: the redis-benchmark command line, output and
+Redis user, the reference run against a real redis-server, the livesell sale medians,
+and redis-benchmark installed or skipped when it is missing."""
 
 from __future__ import annotations
 
@@ -9,6 +8,9 @@ import argparse
 import asyncio
 import os
 import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +81,76 @@ def test_sale_medians() -> None:
 def test_redis_benchmark_missing_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert asyncio.run(bench_sale.bench_sale_redis_benchmark(3)) is None
+
+
+def test_without_apt_or_root_redis_tools_are_not_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert bench_sale.ensure_redis_benchmark(said.append) is False
+    assert said == []  # nothing attempted, nothing announced
+
+
+def test_redis_benchmark_logs_in_as_its_own_user() -> None:
+    argv = bench_sale._redis_benchmark_argv(6400, "abc123", 1, "pw")
+    i = argv.index("--user")
+    assert argv[i:i + 4] == ["--user", bench_sale.REDIS_BENCHMARK_USER, "-a", "pw"]
+    assert i < argv.index("EVALSHA")
+
+
+def test_the_benchmark_user_may_run_loaded_scripts_and_nothing_dangerous(
+        tmp_path: Path) -> None:
+    # Its password goes on redis-benchmark's command line, which any local user can
+    # read: it must not open the server to CONFIG SET (files written as this user),
+    # EVAL or module loading, and it is not the server's own password.
+    from redis.asyncio import Redis
+    from redis.exceptions import NoPermissionError
+
+    from server.state.embedded_redis import RedisServer
+
+    async def run(url: str, own_password: str) -> None:
+        admin = Redis.from_url(url, decode_responses=True)
+        password = await bench_sale._add_benchmark_user(admin)
+        assert password != own_password
+        sha = await admin.script_load("return redis.call('SET', KEYS[1], ARGV[1])")
+        user = Redis(host="127.0.0.1", port=int(url.rsplit(":", 1)[1].split("/")[0]),
+                     username=bench_sale.REDIS_BENCHMARK_USER, password=password,
+                     decode_responses=True)
+        try:
+            assert await user.evalsha(sha, 1, "k", "v") == "OK"
+            assert await user.get("k") == "v"
+            refused: list[Callable[[], Awaitable[Any]]] = [
+                lambda: user.config_set("dir", str(tmp_path)),
+                lambda: user.eval("return 1", 0), lambda: user.script_load("return 1"),
+                user.module_list, user.acl_list, user.flushall]
+            for call in refused:
+                with pytest.raises(NoPermissionError):
+                    await call()
+        finally:
+            await user.aclose()
+            await admin.aclose()
+
+    server = RedisServer(tmp_path / "redis", appendonly=False)
+    url = server.start()
+    try:
+        assert server.password is not None
+        asyncio.run(run(url, server.password))
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(shutil.which("redis-benchmark") is None,
+                    reason="redis-benchmark is not installed (Debian's redis-tools)")
+def test_redis_benchmark_reserves_on_our_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The installed redis-benchmark against the embedded redis-server (which asks for a
+    # password; before the benchmark user every call got NOAUTH and the part failed):
+    # every call of a short run takes the success path.
+    monkeypatch.setattr(bench_sale, "REDIS_BENCHMARK_CALLS", 300)
+    rows = asyncio.run(bench_sale.bench_sale_redis_benchmark(1))
+    assert rows is not None and [r["pipeline"] for r in rows] == [1, 16]
+    for row in rows:
+        assert row["held_after"] >= 300 and row["calls_per_s"] > 0  # -P rounds up
+        assert row["spread"]["calls_per_s"]["median"] == row["calls_per_s"]
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
