@@ -46,6 +46,7 @@ from loadtest.bench_sale import (
     bench_sale_reference,
     ensure_redis_benchmark,
     median_run,
+    paired_ratios,
     sale_medians,
 )
 
@@ -121,25 +122,32 @@ def run_bench(args: argparse.Namespace) -> int:
             result["fanout_runs"] = rows
             result["fanout"] = medians(rows)
         if not args.no_sale:
-            sale_runs = []
+            # Side by side: each livesell run is followed by a run of each reference,
+            # so a stretch of a noisy machine weighs on both sides of a ratio.
+            sale_runs: list[dict[str, Any]] = []
+            ref_runs: dict[int, list[dict[str, Any]]] = {0: [], 16: []}
             for run in range(args.runs):
                 say(f"flash sale: livesell, {args.sale_units} units to {args.sale_buyers} "
                     f"buyers, run {run + 1} of {args.runs}")
                 one = await bench_sale_livesell(args.sale_buyers, args.sale_units)
                 say(f"  all reserved after {one['time_to_all_reserved_s']}s, buy ms p50 "
                     f"{one['buy_ms']['p50']} p99 {one['buy_ms']['p99']}, "
-                    f"{one['buys_per_s']} buys/s, checks ok: {one['checks_ok']}")
+                    f"{one['buys_per_s']} buys/s, server CPU {one['server_cpu_us_per_buy']}"
+                    f" µs per buy, steal {one.get('steal_share')}, checks ok: "
+                    f"{one['checks_ok']}")
                 sale_runs.append(one)
+                for batch in (0, 16):
+                    say(f"flash sale: reserve.lua through redis-py ("
+                        f"{'pipelines of 16' if batch else 'one call per await'}), "
+                        f"run {run + 1} of {args.runs}")
+                    ref_runs[batch].append(await bench_sale_reference(
+                        args.sale_buyers, args.sale_units, batch))
             result["sale_livesell_runs"] = sale_runs
             result["sale_livesell"] = sale_medians(sale_runs)
-            say("flash sale: reserve.lua through redis-py")
-            result["sale_reference"] = []
-            for batch in (0, 16):
-                runs = [await bench_sale_reference(args.sale_buyers, args.sale_units, batch)
-                        for _ in range(args.runs)]
-                result["sale_reference"].append(median_run(runs, (
-                    "calls_per_s", "client_cpu_us_per_call", "redis_cpu_us_per_call",
-                    "time_to_all_reserved_s")))
+            result["sale_reference"] = [median_run(runs, (
+                "calls_per_s", "client_cpu_us_per_call", "redis_cpu_us_per_call",
+                "time_to_all_reserved_s", "steal_share")) for runs in ref_runs.values()]
+            result["sale_paired_ratios"] = paired_ratios(sale_runs, ref_runs[0])
             say("flash sale: reserve.lua by EVALSHA from redis-benchmark")
             have = await asyncio.to_thread(ensure_redis_benchmark, say)
             bench_rows = await bench_sale_redis_benchmark(args.runs) if have else None
@@ -177,7 +185,13 @@ def run_bench(args: argparse.Namespace) -> int:
             f"{spread_text(sl, 'last_buy_reply_s')}s), checks ok in every run: "
             f"{sl['checks_ok']}; CPU per buy from the opening to the last reply: server "
             f"{spread_text(sl, 'server_cpu_us_per_buy')} µs, redis "
-            f"{spread_text(sl, 'redis_cpu_us_per_buy')} µs")
+            f"{spread_text(sl, 'redis_cpu_us_per_buy')} µs; machine steal "
+            f"{spread_text(sl, 'steal_share')}")
+        pr = result["sale_paired_ratios"]
+        say(f"sale, each livesell run ÷ the one-call-per-await reference run after it "
+            f"(median [min..max]): server CPU per buy ÷ client CPU per call "
+            f"{spread_text(pr, 'cpu_ratio')} (target <= 0.3), buys/s ÷ calls/s "
+            f"{spread_text(pr, 'throughput_ratio')} (target >= 2)")
         for ref in result["sale_reference"]:
             say(f"sale reference ({ref['mode']}; median run [min..max] of the runs): "
                 f"{spread_text(ref, 'calls_per_s')} calls/s, all reserved after "

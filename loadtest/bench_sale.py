@@ -26,7 +26,7 @@ from typing import Any
 
 import server
 from loadtest.stats import cpu_seconds as _cpu
-from loadtest.stats import min_median_max, summary
+from loadtest.stats import host_jiffies, min_median_max, summary
 
 RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
 
@@ -64,6 +64,7 @@ async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
             "buy_ms": sel["buy_ms"], "units_sold": sel["units_sold"],
             "server_cpu_us_per_buy": sel.get("server_cpu_us_per_buy"),
             "redis_cpu_us_per_buy": sel.get("redis_cpu_us_per_buy"),
+            "steal_share": sel.get("steal_share"),
             "time_to_all_reserved_s": sel.get("time_to_all_reserved_s"),
             "time_to_sell_out_s": sel.get("time_to_sell_out_s"),
             "outcomes": result.measurements["outcomes"].get("buy", {}),
@@ -105,6 +106,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             reserved_at: list[float] = []
             redis_pid = redis_server.pid
             cpu0, redis_cpu0 = time.process_time(), _cpu(redis_pid)
+            jiffies0 = host_jiffies()
             started = time.perf_counter()
 
             def call_args(i: int) -> tuple[list[str], list[Any]]:
@@ -146,6 +148,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
                 await asyncio.gather(*(buyer(i) for i in range(buyers)))
             total = time.perf_counter() - started
             client_cpu, redis_cpu = time.process_time() - cpu0, _cpu(redis_pid) - redis_cpu0
+            jiffies1 = host_jiffies()
             stock = await r.hgetall(keys.stock("p"))
         finally:
             await r.aclose()
@@ -160,6 +163,7 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
             # asyncio's), set beside livesell's server CPU per buy.
             "client_cpu_us_per_call": round(client_cpu * 1e6 / buyers, 1),
             "redis_cpu_us_per_call": round(redis_cpu * 1e6 / buyers, 1),
+            "steal_share": steal_between(jiffies0, jiffies1),
             "stock_after": stock}
 
 
@@ -300,7 +304,8 @@ def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "buy_p50_ms": [r["buy_ms"]["p50"] for r in runs],
         "buy_p99_ms": [r["buy_ms"]["p99"] for r in runs],
         "server_cpu_us_per_buy": [r.get("server_cpu_us_per_buy") for r in runs],
-        "redis_cpu_us_per_buy": [r.get("redis_cpu_us_per_buy") for r in runs]}
+        "redis_cpu_us_per_buy": [r.get("redis_cpu_us_per_buy") for r in runs],
+        "steal_share": [r.get("steal_share") for r in runs]}
     spread = {key: min_median_max(values) for key, values in figures.items()}
     out: dict[str, Any] = {"runs": len(runs), "buyers": runs[0]["buyers"],
                            "units": runs[0]["units"]}
@@ -308,6 +313,32 @@ def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out.update({"units_sold": [r["units_sold"] for r in runs],
                 "checks_ok": all(r["checks_ok"] for r in runs), "spread": spread})
     return out
+
+
+def steal_between(before: tuple[int, int] | None,
+                  after: tuple[int, int] | None) -> float | None:
+    """The machine's steal share between two host_jiffies() readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
+def paired_ratios(runs: list[dict[str, Any]], refs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each livesell run against the reference run measured right after it: server
+    CPU per buy ÷ the reference's client CPU per call, and buys/s ÷ calls/s, with
+    the min, median and max of each over the pairs (`spread`). A pair's two runs
+    share the machine's mood of the moment, so their ratio is steadier than a
+    ratio of medians taken minutes apart."""
+    cpu, throughput = [], []
+    for run, ref in zip(runs, refs, strict=False):
+        if run.get("server_cpu_us_per_buy") and ref.get("client_cpu_us_per_call"):
+            cpu.append(round(run["server_cpu_us_per_buy"] / ref["client_cpu_us_per_call"], 3))
+        if run.get("buys_per_s") and ref.get("calls_per_s"):
+            throughput.append(round(run["buys_per_s"] / ref["calls_per_s"], 3))
+    spread = {"cpu_ratio": min_median_max(cpu), "throughput_ratio": min_median_max(throughput)}
+    return {"pairs": min(len(runs), len(refs)), "cpu_ratios": cpu,
+            "throughput_ratios": throughput, "spread": spread,
+            **{key: s["median"] if s else None for key, s in spread.items()}}
 
 
 def median_run(runs: list[dict[str, Any]], spread_keys: tuple[str, ...]) -> dict[str, Any]:

@@ -3,6 +3,8 @@ machine's CPU the hypervisor gave to other guests while the run was measured."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from loadtest.sampling import burst_cpu_per_buy
@@ -40,3 +42,24 @@ def test_this_machine_reports_its_cpu_ticks() -> None:
         x += i
     second = host_jiffies()
     assert second is not None and second[1] >= total and second[0] >= stolen
+
+
+def test_each_livesell_run_is_paired_with_the_reference_run_after_it() -> None:
+    from loadtest.bench_sale import paired_ratios, steal_between
+
+    runs: list[dict[str, Any]] = [{"server_cpu_us_per_buy": 100.0, "buys_per_s": 6000.0},
+            {"server_cpu_us_per_buy": 200.0, "buys_per_s": 3000.0},
+            {"server_cpu_us_per_buy": None, "buys_per_s": 5000.0}]
+    refs: list[dict[str, Any]] = [{"client_cpu_us_per_call": 250.0, "calls_per_s": 3000.0},
+            {"client_cpu_us_per_call": 400.0, "calls_per_s": 2000.0},
+            {"client_cpu_us_per_call": 300.0, "calls_per_s": 2500.0}]
+    got = paired_ratios(runs, refs)
+    # A slow stretch slowed both runs of the second pair: its ratios stay close.
+    assert got["cpu_ratios"] == [0.4, 0.5]
+    assert got["throughput_ratios"] == [2.0, 1.5, 2.0]
+    assert got["cpu_ratio"] == pytest.approx(0.45)
+    assert got["throughput_ratio"] == pytest.approx(2.0)
+    assert got["spread"]["throughput_ratio"] == {"min": 1.5, "median": 2.0, "max": 2.0}
+    assert steal_between((10, 100), (30, 300)) == pytest.approx(0.1)
+    assert steal_between(None, (30, 300)) is None
+    assert steal_between((10, 100), (10, 100)) is None
