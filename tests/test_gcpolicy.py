@@ -56,3 +56,61 @@ def test_freezing_moves_a_joined_crowd_out_of_later_collections() -> None:
     got = json.loads(out.stdout)
     assert got["frozen"] >= 5000
     assert got["young"] < 100
+
+
+GUARD_PROBE = """
+import gc, json
+from server.core import gcpolicy
+from server.core.gcpolicy import BURST_END, BURST_MAX_S, BURST_START, BurstGuard
+now = [0.0]
+g = BurstGuard(lambda: now[0])
+seen = {}
+for _ in range(BURST_START - 1):
+    g.enter()
+seen["below_start"] = gc.isenabled()
+g.enter()
+seen["at_start"] = gc.isenabled()
+while g.inflight > BURST_END + 1:
+    g.leave()
+seen["above_end"] = gc.isenabled()
+g.leave()
+seen["at_end"] = gc.isenabled()
+# A burst that outlasts BURST_MAX_S gets the collector back, and is not held again
+# until it has ended.
+for _ in range(BURST_START - BURST_END):
+    g.enter()
+seen["second_burst"] = gc.isenabled()
+now[0] += BURST_MAX_S + 0.1
+g.enter()
+seen["past_max"] = gc.isenabled()
+for _ in range(100):
+    g.enter()
+seen["still_busy"] = gc.isenabled()
+while g.inflight > BURST_END:
+    g.leave()
+for _ in range(BURST_START):
+    g.enter()
+seen["third_burst"] = gc.isenabled()
+g.close()
+seen["closed"] = gc.isenabled()
+# A collector someone else disabled is left disabled.
+gc.disable()
+other = BurstGuard(lambda: now[0])
+for _ in range(BURST_START):
+    other.enter()
+while other.inflight:
+    other.leave()
+seen["not_mine"] = gc.isenabled()
+seen["holds"] = [g.holds, other.holds]
+print(json.dumps(seen))
+"""
+
+
+def test_the_burst_guard_holds_the_collector_off_only_during_a_burst() -> None:
+    out = subprocess.run([sys.executable, "-c", GUARD_PROBE], check=True,
+                         capture_output=True, text=True, timeout=60)
+    seen = json.loads(out.stdout)
+    assert seen == {"below_start": True, "at_start": False, "above_end": False,
+                    "at_end": True, "second_burst": False, "past_max": True,
+                    "still_busy": True, "third_burst": False, "closed": True,
+                    "not_mine": False, "holds": [3, 0]}

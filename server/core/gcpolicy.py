@@ -23,6 +23,7 @@ generation of 50,000 objects is a few megabytes.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 
 DEFAULT_YOUNG_THRESHOLD = 50_000
 # The middle generation is collected after every other young collection, not
@@ -52,3 +53,82 @@ def freeze_long_lived() -> None:
     it has joined), so collections walk only what the run itself allocates."""
     gc.collect()
     gc.freeze()
+
+
+# A burst: this many viewer requests in flight at once (a sale's opening: every
+# buyer presses within a second). While one lasts, the cyclic collector waits;
+# it runs again once the requests in flight fall to BURST_END, or after
+# BURST_MAX_S at the latest, or once BURST_MAX_YOUNG objects wait for it.
+BURST_START = 64
+BURST_END = 8
+BURST_MAX_S = 2.0
+BURST_MAX_YOUNG = 2_000_000
+
+
+class BurstGuard:
+    """Holds the cyclic collector off while a burst of requests is in flight.
+
+    Measured in a flash sale of 1,000 units to 10,000 buyers (docs/benchmarks.md,
+    issue 13): the buyers' requests, all waiting on Redis at once, outlive young
+    collections, so collections during the burst walk them again and again
+    (0.04-0.47 s of a 1.2-3.5 s burst, landing or not by chance) and promote them
+    into the old generation, whose growth then sets off a full collection later.
+    Held off until the burst ends, most of them are already freed by reference
+    counting when the collector runs. Nothing waits longer than BURST_MAX_S, and
+    memory stays bounded by BURST_MAX_YOUNG: only garbage in reference cycles
+    waits, the rest is freed as always. A burst cut short by either bound is not
+    held again until it has ended. The guard re-enables only a collector it
+    disabled itself."""
+
+    __slots__ = ("_clock", "_held_since", "_spent", "holds", "inflight")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._held_since: float | None = None
+        self._spent = False  # this burst was held as long as allowed
+        self.inflight = 0
+        self.holds = 0  # bursts held off so far
+
+    @property
+    def holding(self) -> bool:
+        return self._held_since is not None
+
+    def enter(self) -> None:
+        """A request starts."""
+        self.inflight += 1
+        if self._held_since is None:
+            if self.inflight >= BURST_START and not self._spent and gc.isenabled():
+                gc.disable()
+                self._held_since = self._clock()
+                self.holds += 1
+        elif self._over_bounds():
+            self._release(spent=True)
+
+    def leave(self) -> None:
+        """A request ends."""
+        self.inflight -= 1
+        if self.inflight <= BURST_END:
+            self._spent = False
+            if self._held_since is not None:
+                self._release(spent=False)
+        elif self._held_since is not None and self._over_bounds():
+            self._release(spent=True)
+
+    def left(self, _task: object) -> None:
+        """leave(), as a done callback of the request's task."""
+        self.leave()
+
+    def close(self) -> None:
+        """Give the collector back (the server stops)."""
+        if self._held_since is not None:
+            self._release(spent=False)
+
+    def _over_bounds(self) -> bool:
+        assert self._held_since is not None
+        return (self._clock() - self._held_since > BURST_MAX_S
+                or gc.get_count()[0] > BURST_MAX_YOUNG)
+
+    def _release(self, *, spent: bool) -> None:
+        self._held_since = None
+        self._spent = spent
+        gc.enable()

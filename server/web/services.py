@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -66,6 +67,9 @@ class Services:
         self.health = Health()
         # Every viewer request task in flight (buy, checkout, ...), for the drain.
         self.requests: set[asyncio.Task[None]] = set()
+        # Holds the cyclic collector off during a burst of requests (gcpolicy.py);
+        # None when the settings leave the collector as the interpreter set it.
+        self.gc_guard: gcpolicy.BurstGuard | None = None
         self._drain_task: asyncio.Task[dict[str, int]] | None = None
 
     async def start(self) -> None:
@@ -106,6 +110,8 @@ class Services:
         self.pulse = self.show.pulse
         await self._while_redis_restarts(self.pulse.start, url, bounded=False)
         gcpolicy.apply(s.server.gc_young_threshold)
+        if s.server.gc_young_threshold > 0:
+            self.gc_guard = gcpolicy.BurstGuard(time.monotonic)
         exposed = rooms.exposure_warning(s.server)
         if exposed:
             log.warning(exposed)
@@ -206,6 +212,8 @@ class Services:
             await _bounded("drain", asyncio.shield(self._drain_task),
                            self.settings.server.shutdown_grace_s + 5.0)
         await self.health.stop()
+        if self.gc_guard is not None:
+            self.gc_guard.close()
         grace = self.settings.server.shutdown_grace_s + 5.0
         if self.pulse is not None:
             await _bounded("clockwork", self.pulse.stop(), 5.0)

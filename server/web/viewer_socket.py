@@ -260,6 +260,10 @@ class _ViewerSession:
             task = self._start(_handle_request(show, conn, self.call, msg))
             svc.requests.add(task)
             task.add_done_callback(svc.requests.discard)
+            guard = svc.gc_guard
+            if guard is not None:
+                guard.enter()
+                task.add_done_callback(guard.left)
         return True
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
