@@ -36,11 +36,12 @@ def new_epoch() -> str:
     return f"{now_ms()}-{secrets.token_hex(4)}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Answer:
     """A reply frame for the asking viewer. `raw`, when given, is the body already
     encoded as a JSON object (a script's remembered answer, never empty): the frame
-    is spliced from its bytes rather than parsed and encoded again."""
+    is spliced from its bytes rather than parsed and encoded again. Never changed
+    once built (the refusals of from_cached are shared), `body` included."""
 
     kind: str
     body: dict[str, Any]
@@ -63,12 +64,26 @@ def error_answer(exc: LivesellError) -> Answer:
     return Answer("error", exc.to_dict())
 
 
+# The answers built for scripts' refusals, by the refusal as the script wrote it: a
+# sale's opening answers thousands of buyers `sold_out` in a second, and each was
+# parsed, raised as an error, turned into a dict and encoded again. Bounded: the
+# refusal codes are a fixed set, and a refusal past the bound is built each time.
+_REFUSED: dict[str, Answer] = {}
+_REFUSED_MAX = 256
+
+
 def from_cached(kind: str, cached: str) -> Answer:
     """The answer a script remembered for a request id (a retry gets the same). A
-    refusal is parsed (its code names the error); an answer is passed on as its
-    bytes, spliced into the reply frame (Answer.raw)."""
+    refusal is parsed (its code names the error) once per refusal and kept; an
+    answer is passed on as its bytes, spliced into the reply frame (Answer.raw)."""
     if cached.startswith('{"error"'):
-        return error_answer(refusal(orjson.loads(cached)["error"]))
+        answer = _REFUSED.get(cached)
+        if answer is None:
+            built = error_answer(refusal(orjson.loads(cached)["error"]))
+            answer = Answer(built.kind, built.body, encode(built.body))
+            if len(_REFUSED) < _REFUSED_MAX:
+                _REFUSED[cached] = answer
+        return answer
     return Answer(kind, {}, cached.encode())
 
 
