@@ -114,10 +114,6 @@ class BurstGuard:
         elif self._held_since is not None and self._over_bounds():
             self._release(spent=True)
 
-    def left(self, _task: object) -> None:
-        """leave(), as a done callback of the request's task."""
-        self.leave()
-
     def close(self) -> None:
         """Give the collector back (the server stops)."""
         if self._held_since is not None:

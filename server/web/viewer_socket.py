@@ -257,14 +257,21 @@ class _ViewerSession:
         elif len(self.inflight) >= svc.settings.hub.max_inflight_requests:
             conn.send(error_answer(refusal("rate_limited")).frame(request_id))
         else:
-            task = self._start(_handle_request(show, conn, self.call, msg))
+            # One done-callback, not one per set: each is a loop callback per request.
+            task = asyncio.get_running_loop().create_task(
+                _handle_request(show, conn, self.call, msg))
+            self.inflight.add(task)
             svc.requests.add(task)
-            task.add_done_callback(svc.requests.discard)
-            guard = svc.gc_guard
-            if guard is not None:
-                guard.enter()
-                task.add_done_callback(guard.left)
+            if svc.gc_guard is not None:
+                svc.gc_guard.enter()
+            task.add_done_callback(self._request_done)
         return True
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self.svc.requests.discard(task)
+        if self.svc.gc_guard is not None:
+            self.svc.gc_guard.leave()
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
