@@ -1,5 +1,6 @@
 """The garbage-collector policy of the server process and of the load
-generator's processes.
+generator's processes, and the burst guard that holds the collector off while
+a burst of viewer requests (a sale's opening) is in flight (BurstGuard).
 
 A room of 10,000 viewers keeps millions of objects that the cyclic collector
 tracks (each connection's protocol state, tasks, buffers). On CPython 3.11 a
