@@ -27,7 +27,6 @@ import binascii
 import hashlib
 import json
 import math
-import sys
 import time
 from typing import Any, cast
 
@@ -36,7 +35,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from loadtest.refhub import event
+from loadtest.refhub import event, run_hub
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 MAX_HEAD = 8192  # bytes of request line and headers
@@ -315,9 +314,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except KeyboardInterrupt:
-        sys.exit(0)
+    run_hub(main)

@@ -14,6 +14,8 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
@@ -60,10 +62,16 @@ async def main() -> None:
         await server.serve_forever()
 
 
-if __name__ == "__main__":
+
+def run_hub(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a reference hub's `main` on uvloop until interrupted (the bench stops it)."""
     try:
         import uvloop
 
         uvloop.run(main())
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+if __name__ == "__main__":
+    run_hub(main)
