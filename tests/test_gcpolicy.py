@@ -63,7 +63,12 @@ import gc, json
 from server.core import gcpolicy
 from server.core.gcpolicy import BURST_END, BURST_MAX_S, BURST_START, BurstGuard
 now = [0.0]
-g = BurstGuard(lambda: now[0])
+timers = []
+g = BurstGuard(lambda: now[0], lambda delay, fn: timers.append((now[0] + delay, fn)))
+def run_timers():
+    for at, fn in [t for t in timers if t[0] <= now[0]]:
+        timers.remove((at, fn))
+        fn()
 seen = {}
 for _ in range(BURST_START - 1):
     g.enter()
@@ -86,16 +91,29 @@ seen["past_max"] = gc.isenabled()
 for _ in range(100):
     g.enter()
 seen["still_busy"] = gc.isenabled()
+run_timers()  # the first hold's timer, long after it ended: changes nothing
 while g.inflight > BURST_END:
     g.leave()
 for _ in range(BURST_START):
     g.enter()
 seen["third_burst"] = gc.isenabled()
+# Requests that hang (none starts or ends): the timer ends the hold on time.
+now[0] += BURST_MAX_S - 0.1
+run_timers()
+seen["hung_before_max"] = gc.isenabled()
+now[0] += 0.2
+run_timers()
+seen["hung_past_max"] = gc.isenabled()
+while g.inflight > BURST_END:
+    g.leave()
+for _ in range(BURST_START):
+    g.enter()
+seen["fourth_burst"] = gc.isenabled()
 g.close()
 seen["closed"] = gc.isenabled()
 # A collector someone else disabled is left disabled.
 gc.disable()
-other = BurstGuard(lambda: now[0])
+other = BurstGuard(lambda: now[0], lambda delay, fn: None)
 for _ in range(BURST_START):
     other.enter()
 while other.inflight:
@@ -112,5 +130,6 @@ def test_the_burst_guard_holds_the_collector_off_only_during_a_burst() -> None:
     seen = json.loads(out.stdout)
     assert seen == {"below_start": True, "at_start": False, "above_end": False,
                     "at_end": True, "second_burst": False, "past_max": True,
-                    "still_busy": True, "third_burst": False, "closed": True,
-                    "not_mine": False, "holds": [3, 0]}
+                    "still_busy": True, "third_burst": False, "hung_before_max": False,
+                    "hung_past_max": True, "fourth_burst": False, "closed": True,
+                    "not_mine": False, "holds": [4, 0]}

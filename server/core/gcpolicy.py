@@ -75,20 +75,25 @@ class BurstGuard:
     (0.04-0.47 s of a 1.2-3.5 s burst, landing or not by chance) and promote them
     into the old generation, whose growth then sets off a full collection later.
     Held off until the burst ends, most of them are already freed by reference
-    counting when the collector runs. Nothing waits longer than BURST_MAX_S, and
-    memory stays bounded by BURST_MAX_YOUNG: only garbage in reference cycles
-    waits, the rest is freed as always. A burst cut short by either bound is not
-    held again until it has ended. The guard re-enables only a collector it
-    disabled itself."""
+    counting when the collector runs. Nothing waits longer than BURST_MAX_S (a
+    timer ends the hold even if the requests in flight hang, say on a stalled
+    store, and none starts or ends meanwhile), and memory stays bounded by
+    BURST_MAX_YOUNG: only garbage in reference cycles waits, the rest is freed as
+    always. A burst cut short by either bound is not held again until it has
+    ended. The guard re-enables only a collector it disabled itself."""
 
-    __slots__ = ("_clock", "_held_since", "_spent", "holds", "inflight")
+    __slots__ = ("_clock", "_held_since", "_later", "_spent", "holds", "inflight")
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float],
+                 later: Callable[[float, Callable[[], None]], object]) -> None:
+        """`clock` reads seconds; `later(delay, fn)` calls fn after delay seconds
+        (the event loop's call_later)."""
         self._clock = clock
+        self._later = later
         self._held_since: float | None = None
         self._spent = False  # this burst was held as long as allowed
         self.inflight = 0
-        self.holds = 0  # bursts held off so far
+        self.holds = 0  # bursts held off so far; also names the current hold
 
     @property
     def holding(self) -> bool:
@@ -102,6 +107,8 @@ class BurstGuard:
                 gc.disable()
                 self._held_since = self._clock()
                 self.holds += 1
+                hold = self.holds
+                self._later(BURST_MAX_S, lambda: self._expire(hold))
         elif self._over_bounds():
             self._release(spent=True)
 
@@ -124,6 +131,11 @@ class BurstGuard:
         assert self._held_since is not None
         return (self._clock() - self._held_since > BURST_MAX_S
                 or gc.get_count()[0] > BURST_MAX_YOUNG)
+
+    def _expire(self, hold: int) -> None:
+        """BURST_MAX_S after hold number `hold` began: end it if it still runs."""
+        if self._held_since is not None and self.holds == hold:
+            self._release(spent=True)
 
     def _release(self, *, spent: bool) -> None:
         self._held_since = None

@@ -111,7 +111,8 @@ class Services:
         await self._while_redis_restarts(self.pulse.start, url, bounded=False)
         gcpolicy.apply(s.server.gc_young_threshold)
         if s.server.gc_young_threshold > 0:
-            self.gc_guard = gcpolicy.BurstGuard(time.monotonic)
+            self.gc_guard = gcpolicy.BurstGuard(time.monotonic,
+                                                asyncio.get_running_loop().call_later)
         exposed = rooms.exposure_warning(s.server)
         if exposed:
             log.warning(exposed)
