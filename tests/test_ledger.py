@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from server.core.keys import RoomKeys
 from server.state.ledger import Ledger
@@ -112,3 +112,18 @@ async def test_a_batch_gives_each_call_its_own_keys_and_arguments_exactly(
             assert int(await redis.hget(keys.stock(f"p{i}"), "left")) == 115 + i
     finally:
         await raw.aclose()
+
+
+async def test_a_batched_argument_of_a_type_redis_refuses_is_refused(ledger: Ledger) -> None:
+    """A bool (or None) is refused in a batch as redis-py refuses it in one call,
+    not sent as the text 'True'."""
+    redis: Any = ledger.redis
+    await redis.hset(RoomKeys("r1").stock("p"), mapping={"left": 0, "held": 0, "sold": 0})
+    bads: list[Any] = [True, None]
+    for bad in bads:
+        results = await asyncio.gather(
+            ledger.run("adjust_stock", [RoomKeys("r1").stock("p")], [bad]),
+            ledger.run("adjust_stock", [RoomKeys("r1").stock("p")], [bad]),
+            return_exceptions=True)
+        assert all(isinstance(r, DataError) for r in results), results
+    assert int(await redis.hget(RoomKeys("r1").stock("p"), "left")) == 0

@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar, overload
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import DataError, NoScriptError
 
 from server.state.faults import REDIS_FAULTS
 
@@ -114,12 +114,16 @@ _Call = tuple[str, Sequence[str], Sequence[Arg], "asyncio.Future[Any]",
 
 def _text(arg: Arg) -> str:
     """An argument as the string Redis would hand the script in ARGV (redis-py
-    sends an int or float as its repr, which is its str)."""
+    sends an int or float as its repr, which is its str). Refused as redis-py
+    refuses it when anything else (a bool would pass as 'True')."""
     if type(arg) is str:
         return arg
     if isinstance(arg, bytes):
         return arg.decode()  # UnicodeDecodeError: not for JSON (see _pack)
-    return str(arg)
+    if type(arg) is int or type(arg) is float:
+        return str(arg)
+    raise DataError(f"Invalid input of type: {type(arg).__name__!r}. Convert to a "
+                    "bytes, string, int or float first.")
 
 
 def _pack(batch: list[_Call], members: list[int]) -> tuple[list[str], bytes] | None:
