@@ -26,7 +26,7 @@ from typing import Any
 
 import server
 from loadtest.stats import cpu_seconds as _cpu
-from loadtest.stats import host_jiffies, min_median_max, summary
+from loadtest.stats import host_jiffies, min_median_max, steal_between, summary
 
 RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
 
@@ -313,14 +313,6 @@ def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out.update({"units_sold": [r["units_sold"] for r in runs],
                 "checks_ok": all(r["checks_ok"] for r in runs), "spread": spread})
     return out
-
-
-def steal_between(before: tuple[int, int] | None,
-                  after: tuple[int, int] | None) -> float | None:
-    """The machine's steal share between two host_jiffies() readings."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 def paired_ratios(runs: list[dict[str, Any]], refs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -119,6 +119,15 @@ def host_jiffies() -> tuple[int, int] | None:
     return ticks[7], sum(ticks[:8])
 
 
+def steal_between(before: tuple[int, int] | None,
+                  after: tuple[int, int] | None) -> float | None:
+    """The machine's steal share between two host_jiffies() readings; None when
+    either is missing or no time passed."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
 def steal_share(samples: Sequence[tuple[float, int, int]], start: float,
                 end: float) -> float | None:
     """The share of the machine's CPU time stolen between `start` and `end` (same
@@ -128,10 +137,7 @@ def steal_share(samples: Sequence[tuple[float, int, int]], start: float,
     after = [s for s in samples if s[0] >= end]
     if not before or not after:
         return None
-    (_, steal0, total0), (_, steal1, total1) = before[-1], after[0]
-    if total1 <= total0:
-        return None
-    return round((steal1 - steal0) / (total1 - total0), 3)
+    return steal_between(before[-1][1:], after[0][1:])
 
 
 def cpu_seconds(pid: int | None) -> float:

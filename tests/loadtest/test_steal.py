@@ -45,7 +45,8 @@ def test_this_machine_reports_its_cpu_ticks() -> None:
 
 
 def test_each_livesell_run_is_paired_with_the_reference_run_after_it() -> None:
-    from loadtest.bench_sale import paired_ratios, steal_between
+    from loadtest.bench_sale import paired_ratios
+    from loadtest.stats import steal_between
 
     runs: list[dict[str, Any]] = [{"server_cpu_us_per_buy": 100.0, "buys_per_s": 6000.0},
             {"server_cpu_us_per_buy": 200.0, "buys_per_s": 3000.0},
