@@ -5,6 +5,7 @@ locks from another process."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -226,3 +227,14 @@ async def test_a_close_behind_a_stalled_write_is_bounded(tmp_path: Path) -> None
         assert await again.order_for_hold("h9") is None
     finally:
         await again.close()
+
+
+def test_an_orders_public_view_is_every_field_as_a_copy() -> None:
+    """The buyer's reply and the orders listing read `Order.public()`: it must
+    carry every field with its value, and changing it must not change the order."""
+    placed = order("h_pub")
+    view = placed.public()
+    assert view == {f.name: getattr(placed, f.name) for f in dataclasses.fields(Order)}
+    assert Order(**view) == placed
+    view["total"] = -1
+    assert placed.total == 100

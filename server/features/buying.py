@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -214,8 +215,7 @@ class Buying:
         hold_id = hold["id"]
         order = order_from_hold(room_id, hold, request_id)
         try:
-            order = Order(**{**order.public(),
-                             "payment_ref": await simulated_payment(order.total)})
+            order = replace(order, payment_ref=await simulated_payment(order.total))
             outcome = await self.ctx.store.place_order(order, epoch)
         except Exception as exc:
             # Nothing was committed (the store raises only for a rolled-back write):
