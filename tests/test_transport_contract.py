@@ -275,3 +275,140 @@ async def test_close_now_is_finished_by_uvicorns_handle_close() -> None:
             "(it reads close_sent and close_timer)")) from None
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------- small text messages
+# FastWebSocketProtocol.data_received reads a read made only of small complete text
+# frames itself (simple_texts) when websockets' parser waits between two frames, and
+# hands everything else to the parser. The chunks below are fed to data_received
+# directly, so their shape is the test's, not the kernel's.
+
+
+def _text(payload: bytes, *, fin: bool = True, opcode: Opcode = Opcode.TEXT,
+          mask: bool = True) -> bytes:
+    return Frame(opcode, payload, fin=fin).serialize(mask=mask, extensions=[])
+
+
+def _close_code(data: bytes) -> int | None:
+    """The code of the first close frame the server sent after its 101 (server frames
+    are unmasked)."""
+    i = data.index(b"\r\n\r\n") + 4
+    while i + 2 <= len(data):
+        opcode, length = data[i] & 0x0F, data[i + 1] & 0x7F
+        head = 2 + (2 if length == 126 else 0)
+        if length == 126:
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+        if opcode == Opcode.CLOSE.value:
+            return int.from_bytes(data[i + head:i + head + 2], "big")
+        i += head + length
+    return None
+
+
+async def _reading(max_size: int = 4096) -> tuple[FastWebSocketProtocol, _Peer,
+                                                   asyncio.Transport, list[str]]:
+    config = _config()
+    config.ws_max_size = max_size
+    proto, peer, client = await _connected(config)
+    got: list[str] = []
+    proto.on_text = got.append
+    return proto, peer, client, got
+
+
+def test_simple_texts_reads_only_complete_final_masked_text_frames() -> None:
+    from server.realtime.fastws import simple_texts
+
+    one, two = _text(b"hello"), _text("héllo".encode())
+    assert simple_texts(one + two, 4096) == [b"hello", "héllo".encode()]
+    long = _text(b"x" * 300)  # the 16-bit length form
+    assert simple_texts(long, 4096) == [b"x" * 300]
+    assert simple_texts(b"", 4096) == []
+    for other in (one[:-1],                                  # cut by the read
+                  one + one[:3],                             # a second frame cut
+                  _text(b"hi", fin=False),                   # a fragment
+                  _text(b"hi", opcode=Opcode.BINARY),
+                  _text(b"hi", opcode=Opcode.PING),
+                  _text(b"hi", mask=False),                  # clients must mask
+                  _text(b"x" * 70_000)):                     # the 64-bit length form
+        assert simple_texts(other, 100_000) is None, other[:8]
+    assert simple_texts(long, 299) is None  # over the limit: the parser refuses it
+    assert simple_texts(bytes([0xC1]) + one[1:], 4096) is None  # an extension bit
+
+
+async def test_the_parser_waits_between_frames_where_the_hook_looks_for_it() -> None:
+    """The hook reads a frame itself only where websockets' parser waits for the first
+    byte of the next frame (`yield from reader.at_eof()` in Protocol.parse); if a
+    release moves that wait, every message goes through the parser (slower, not
+    wrong) and this test says so."""
+    proto, _peer, client, got = await _reading()
+    try:
+        assert proto._between_frames(), changed(
+            "websockets.protocol.Protocol", "parse", WS,
+            "knowing that its parser waits between two frames (gi_yieldfrom at "
+            "StreamReader.at_eof): small text messages skip the parser")
+        cut = _text(b"hello")
+        proto.data_received(cut[:3])  # the parser holds part of a header
+        assert not proto._between_frames()
+        proto.data_received(cut[3:])
+        assert got == ["hello"] and proto._between_frames()
+    finally:
+        client.close()
+
+
+async def test_every_shape_of_read_gives_the_same_messages_in_order() -> None:
+    proto, peer, client, got = await _reading()
+    try:
+        frames = [_text(f"m{i}".encode()) for i in range(5)]
+        proto.data_received(b"".join(frames))  # several in one read
+        proto.data_received(_text(b"a") + _text(b"", opcode=Opcode.PING) + _text(b"b"))
+        stream = _text(b"c" * 300) + _text(b"d")
+        for i in range(len(stream)):  # a byte per read
+            proto.data_received(stream[i:i + 1])
+        proto.data_received(_text(b"frag", fin=False) +
+                            _text(b"mented", fin=True, opcode=Opcode.CONT))
+        proto.data_received(_text(b"e"))  # back between frames after all of that
+        assert got == [f"m{i}" for i in range(5)] + ["a", "b", "c" * 300, "d",
+                                                      "fragmented", "e"]
+        await _until(lambda: b"\x8a\x00" in peer.data, timeout=30)  # the ping's pong
+        assert proto.conn.state is State.OPEN
+    finally:
+        client.close()
+
+
+async def test_a_message_that_is_not_utf8_closes_with_1007_after_the_ones_before() -> None:
+    proto, peer, client, got = await _reading()
+    try:
+        proto.data_received(_text(b"ok") + _text(b"\xff\xfe") + _text(b"never"))
+        assert got == ["ok"]
+        await _until(lambda: _close_code(bytes(peer.data)) is not None, timeout=30)
+        assert _close_code(bytes(peer.data)) == 1007
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("frame", "code"), [(_text(b"x" * 2000), 1009),
+                                           (_text(b"hi", mask=False), 1002)],
+                         ids=["oversized", "unmasked"])
+async def test_a_frame_websockets_refuses_is_refused_as_before(frame: bytes, code: int) -> None:
+    proto, peer, client, got = await _reading(max_size=1000)
+    try:
+        proto.data_received(frame)
+        assert got == []
+        await _until(lambda: _close_code(bytes(peer.data)) is not None, timeout=30)
+        assert _close_code(bytes(peer.data)) == code
+    finally:
+        client.close()
+
+
+async def test_messages_after_the_app_closes_the_connection_are_not_read() -> None:
+    proto, _peer, client, got = await _reading()
+
+    def first_then_close(text: str) -> None:
+        got.append(text)
+        proto.close_now(1008, "policy", abort_after=600)
+
+    proto.on_text = first_then_close
+    try:
+        proto.data_received(_text(b"one") + _text(b"two") + _text(b"three"))
+        assert got == ["one"]
+    finally:
+        client.close()
