@@ -135,6 +135,12 @@ def run_bench(args: argparse.Namespace) -> int:
                     f"{one['buys_per_s']} buys/s, server CPU {one['server_cpu_us_per_buy']}"
                     f" µs per buy, steal {one.get('steal_share')}, checks ok: "
                     f"{one['checks_ok']}")
+                for failed in one["failed_checks"]:
+                    say(f"  failed: {failed['name']}: {failed['detail'][:300]}")
+                for warning in one["warnings"]:
+                    say(f"  warning: {warning}")
+                if one["join_failure_reasons"]:
+                    say(f"  could not join: {one['join_failure_reasons']}")
                 sale_runs.append(one)
                 for batch in (0, 16):
                     say(f"flash sale: reserve.lua through redis-py ("

@@ -61,6 +61,7 @@ async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
             "last_buy_reply_s": round(last_reply_s, 3) if last_reply_s else None,
             "buys_per_s": round(buyers / last_reply_s, 1) if last_reply_s else None,
             "joined": result.measurements["viewers"]["joined"],
+            "join_failure_reasons": result.measurements["viewers"]["join_failure_reasons"],
             "buy_ms": sel["buy_ms"], "units_sold": sel["units_sold"],
             "server_cpu_us_per_buy": sel.get("server_cpu_us_per_buy"),
             "redis_cpu_us_per_buy": sel.get("redis_cpu_us_per_buy"),

@@ -50,6 +50,11 @@ def measurements(ctx: RunContext, target: Target, sampler: Sampler,
         "viewers": {
             "requested": n, "joined": joined,
             "join_failures": sum(len(r.join_failures) for r in results),
+            # Why the last attempt of each viewer that could not join failed, the
+            # commonest first: a count alone cannot tell the server's admission
+            # refusing a crowd from a fault.
+            "join_failure_reasons": dict(Counter(
+                f for r in results for f in r.join_failures).most_common(5)),
             "time_to_join_all_s": round(ctx.join_s, 3) if ctx.join_s else None,
             "joins_per_s": round(joined / ctx.join_s, 1) if ctx.join_s else None,
             "join_ms": summary([x for r in results for x in r.join_ms]),

@@ -448,6 +448,7 @@ def test_sigterm_restarts_the_server_and_the_viewers_come_back(
     assert rec["viewers_back_after_s"] is not None
     viewers = report["measurements"]["viewers"]
     assert viewers["reconnects"] >= 100 and viewers["joined"] == 100
+    assert viewers["join_failures"] == 0 and viewers["join_failure_reasons"] == {}
     assert rec["ready_after_s"] is not None and rec["not_ready_probes"] > 0
     _assert_checks_ran(out, report)
 
