@@ -171,6 +171,67 @@ def test_coalesced_updates_slow_down_while_the_loop_runs_late() -> None:
     assert coalesce_interval(60_000, 30_000, 1.0) == pytest.approx(2.0)
 
 
+def test_coalesced_numbers_wait_while_many_requests_run() -> None:
+    from server.features.pulse import BUSY_MAX_WAIT_S, BUSY_REQUESTS, coalesced_due
+
+    # Quiet: as soon as the room's interval since the last update is up.
+    assert coalesced_due(10.0, 9.5, 9.99, 0.4, 0)
+    assert not coalesced_due(10.0, 9.8, 9.0, 0.4, 0)
+    # Buyers waiting: the oldest unsent change waits until it is BUSY_MAX_WAIT_S old...
+    assert not coalesced_due(10.0, 5.0, 9.5, 0.4, BUSY_REQUESTS)
+    assert coalesced_due(10.0, 5.0, 10.0 - BUSY_MAX_WAIT_S, 0.4, BUSY_REQUESTS)
+    assert not coalesced_due(10.0, 5.0, 9.5, 0.4, BUSY_REQUESTS * 10)
+    # ...and never comes sooner than the room's own interval.
+    assert not coalesced_due(10.0, 9.0, 8.0, 2.0, BUSY_REQUESTS)
+    assert coalesced_due(10.0, 9.5, 9.0, 0.4, BUSY_REQUESTS - 1)
+
+
+async def test_a_stock_change_waits_while_many_requests_run(
+        redis_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkouts held by a locked store count as running requests; while there are
+    BUSY_REQUESTS of them (4 here, 64 by default), a buy's stock change reaches the
+    room only once it is BUSY_MAX_WAIT_S old, and the count returns to 0 after."""
+    from server.features import pulse
+    from server.features.context import Context
+    from tests.support import StoreLock
+
+    monkeypatch.setattr(pulse, "BUSY_REQUESTS", 4)
+    settings = make_settings(redis_url, data_dir, store={"busy_timeout_ms": 120_000})
+    live = await LiveServer(settings).start()
+    ctx: Context = live.services.show.ctx
+    loop = asyncio.get_running_loop()
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            host = await create_room(http)
+            pid = (await host.product(stock=20))["product_id"]
+            await host.sale(pid, units=20, limit=2)
+            buyers = [await join(live, host.room_id) for _ in range(5)]
+            late, watcher = await join(live, host.room_id), await join(live, host.room_id)
+            holds = await asyncio.gather(*(b.request("buy", product_id=pid) for b in buyers))
+            await watcher.next_event("stock", where=lambda f: f["stock"]["held"] == 5)
+            async with StoreLock(settings.store_path) as lock:
+                checkouts = [asyncio.ensure_future(b.request(
+                    "checkout", hold_id=h["hold"]["id"], timeout=120))
+                    for b, h in zip(buyers, holds, strict=True)]
+
+                async def all_running() -> bool:
+                    return ctx.requests_running == len(buyers)
+                await eventually(all_running)
+                assert (await late.request("buy", product_id=pid))["type"] == "hold"
+                bought = loop.time()
+                await watcher.next_event("stock", where=lambda f: f["stock"]["held"] == 6)
+                assert loop.time() - bought >= 0.8 * pulse.BUSY_MAX_WAIT_S
+                await lock.release()
+            answers = await asyncio.gather(*checkouts)
+            assert [a["type"] for a in answers] == ["order_placed"] * len(buyers)
+
+            async def none_running() -> bool:
+                return ctx.requests_running == 0
+            await eventually(none_running)
+    finally:
+        await live.stop()
+
+
 async def test_a_crowd_leaving_at_once_beyond_the_redis_pool_is_recorded(
         redis_url: str, data_dir: Path) -> None:
     """Every leave is a Redis call; 60 at once through a pool of 4 connections must

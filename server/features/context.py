@@ -111,6 +111,10 @@ class Context:
         # Rooms with a hold granted here, and the earliest expiry: put on the pulse's
         # schedule (keys.DUE) at its next tick, so a buy pays no extra round trip.
         self.due_pending: dict[str, int] = {}
+        # Viewer requests (buys, checkouts, claims) running in this process now,
+        # counted by the viewer session: while many run, the pulse holds the
+        # coalesced numbers back a little (pulse.coalesced_due), buyers first.
+        self.requests_running = 0
 
     def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
              recorder: Recorder | None) -> None:

@@ -73,6 +73,25 @@ RESEED_S = 300.0
 BUSY_LAG_S = 0.02
 BUSY_STRETCH = 4.0
 BUSY_MAX_WAIT_S = 1.0
+# While this many viewer requests run at once in the process (a sale's opening:
+# thousands of buys), a changed number waits until it is BUSY_MAX_WAIT_S old
+# rather than going out as soon as its room's interval allows. Each such update
+# is a write to every viewer of the room (0.1 s of the core at 10,000 viewers);
+# three or four of them landed in a 1.2-1.7 s sale burst, whose buyers waited
+# behind them. The loop's lateness alone did not show that burst: the pulse's
+# timers kept waking on time between the requests. (The burst guard in
+# server/core/gcpolicy.py starts at the same count.)
+BUSY_REQUESTS = 64
+
+
+def coalesced_due(now: float, last_sent: float, dirty_since: float, interval: float,
+                  requests_running: int) -> bool:
+    """Whether a room's changed numbers go out now: `interval` (coalesce_interval)
+    after the last update; while BUSY_REQUESTS or more viewer requests run, also
+    not before the oldest unsent change is BUSY_MAX_WAIT_S old."""
+    if now - last_sent < interval:
+        return False
+    return requests_running < BUSY_REQUESTS or now - dirty_since >= BUSY_MAX_WAIT_S
 
 
 def coalesce_interval(members: int, budget: int, lag_s: float) -> float:
@@ -95,6 +114,8 @@ class Pulse:
         self._tasks: list[asyncio.Task[None]] = []
         self._to_recover: set[str] = set()  # rooms with checkouts for the recovery task
         self._last_coalesced: dict[str, float] = {}  # room -> when its counts last went out
+        # room -> when a tick first saw a change of its numbers not yet sent
+        self._dirty_since: dict[str, float] = {}
         self.lag_s = 0.0  # how late the last pulse timer woke (the loop's backlog)
         # How often every room's sorted sets are read again into the schedule (a
         # pipeline per 500 rooms: about 30 commands a second at 5,000 rooms).
@@ -262,16 +283,21 @@ class Pulse:
     def _due_rooms(self, rooms: set[str]) -> set[str]:
         """Rooms whose coalesced updates may go out now: a room of N local viewers
         gets them at most every N / hub.coalesced_deliveries_per_s seconds, less
-        often while the loop runs late (coalesce_interval)."""
+        often while the loop runs late (coalesce_interval) or many viewer requests
+        run (coalesced_due)."""
         now = time.monotonic()
         budget, lag = self.settings.hub.coalesced_deliveries_per_s, self.lag_s
+        running = self.ctx.requests_running
         due = set()
         for room_id in rooms:
             local = self.ctx.hub.rooms.get(room_id)
             interval = coalesce_interval(len(local.members), budget, lag) \
                 if local is not None else 0.0
-            if now - self._last_coalesced.get(room_id, 0.0) >= interval:
+            since = self._dirty_since.setdefault(room_id, now)
+            if coalesced_due(now, self._last_coalesced.get(room_id, 0.0), since, interval,
+                             running):
                 due.add(room_id)
+                del self._dirty_since[room_id]
         return due
 
     async def stock_tick(self) -> None:
