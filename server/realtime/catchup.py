@@ -72,9 +72,23 @@ class CatchUp:
         self.go_live(conn, seq)
 
     def go_live(self, conn: Conn, last_seq: int) -> None:
+        """Into the room's fan-out, after the events up to `last_seq` (the viewer's
+        backlog or snapshot) and those collected meanwhile that are newer.
+
+        The backlog and the snapshot are read on another Redis connection than the
+        pub/sub one, so they can hold events the room has not received live yet.
+        Going live then would write those again when they arrive: the viewer stays
+        in `catching`, collecting, until the room's live stream has passed
+        `last_seq` (Hub._flush calls this again then)."""
         room = self.hub.rooms.get(conn.room_id)
         if room is None or conn.closed:
             return
+        if room.last_seq < last_seq:
+            conn.live_after = last_seq
+            conn.pending = []  # what it holds is older than what the viewer has
+            room.catching.add(conn)
+            return
+        conn.live_after = 0
         pending, conn.pending = conn.pending or [], None
         room.catching.discard(conn)
         for event in pending:

@@ -43,9 +43,9 @@ class Conn:
     """One viewer's connection as the hub sees it."""
 
     __slots__ = ("behind", "behind_handle", "chat_bucket", "closed", "closing", "drain_poll",
-                 "frame_bucket", "hub", "is_host", "outbox", "outbox_bytes", "outbox_ready",
-                 "pending", "raw", "resync_after", "resync_timer", "room_id", "sender",
-                 "snapshotting", "viewer", "ws")
+                 "frame_bucket", "hub", "is_host", "live_after", "outbox", "outbox_bytes",
+                 "outbox_ready", "pending", "raw", "resync_after", "resync_timer", "room_id",
+                 "sender", "snapshotting", "viewer", "ws")
 
     def __init__(self, hub: Hub, room_id: str, viewer: Viewer, ws: WebSocket,
                  is_host: bool = False) -> None:
@@ -60,6 +60,9 @@ class Conn:
         raw = ws.scope.get("extensions", {}).get(EXTENSION)
         self.raw: FastWebSocketProtocol | None = raw
         self.pending: list[bytes] | None = None  # events queued while catching up
+        # The last event this viewer got from the room's log or its snapshot, while the
+        # room's live stream has not reached it yet (CatchUp.go_live); 0 otherwise.
+        self.live_after = 0
         self.behind = False
         self.behind_handle: asyncio.TimerHandle | None = None
         self.drain_poll: asyncio.TimerHandle | None = None

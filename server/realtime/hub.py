@@ -181,9 +181,16 @@ class Hub:
         slow = tuple(room.slow)
         for conn in slow:
             conn._enqueue(payloads)
+        ready = []
         for conn in room.catching:  # extending a list calls nothing back
             if conn.pending is not None:
                 conn.pending.extend(payloads)
+                if conn.live_after and conn.live_after <= room.last_seq:
+                    ready.append(conn)
+        # Viewers whose backlog or snapshot was ahead of the room's live stream, which
+        # has now caught up: they go live with what came after it (CatchUp.go_live).
+        for conn in ready:
+            self.catchup.go_live(conn, conn.live_after)
 
     def flush_soon(self, room: LocalRoom) -> None:
         """Deliver the room's batch once this loop tick is done (the broker, after
