@@ -215,7 +215,7 @@ async def test_a_stock_change_waits_while_many_requests_run(
                     for b, h in zip(buyers, holds, strict=True)]
 
                 async def all_running() -> bool:
-                    return ctx.requests_running == len(buyers)
+                    return ctx.requests_running() == len(buyers)
                 await eventually(all_running)
                 assert (await late.request("buy", product_id=pid))["type"] == "hold"
                 bought = loop.time()
@@ -226,7 +226,7 @@ async def test_a_stock_change_waits_while_many_requests_run(
             assert [a["type"] for a in answers] == ["order_placed"] * len(buyers)
 
             async def none_running() -> bool:
-                return ctx.requests_running == 0
+                return ctx.requests_running() == 0
             await eventually(none_running)
     finally:
         await live.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,10 +112,11 @@ class Context:
         # Rooms with a hold granted here, and the earliest expiry: put on the pulse's
         # schedule (keys.DUE) at its next tick, so a buy pays no extra round trip.
         self.due_pending: dict[str, int] = {}
-        # Viewer requests (buys, checkouts, claims) running in this process now,
-        # counted by the viewer session: while many run, the pulse holds the
-        # coalesced numbers back a little (pulse.coalesced_due), buyers first.
-        self.requests_running = 0
+        # How many viewer requests (buys, checkouts, claims) run in this process now:
+        # the web layer binds it to the set it keeps for the drain (Services.requests).
+        # While many run, the pulse holds the coalesced numbers back a little
+        # (pulse.coalesced_due), buyers first.
+        self.requests_running: Callable[[], int] = lambda: 0
 
     def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
              recorder: Recorder | None) -> None:

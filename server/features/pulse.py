@@ -40,6 +40,7 @@ from typing import Any
 
 from server.core import events
 from server.core.domain import now_ms
+from server.core.gcpolicy import BURST_START
 from server.core.jobs import Job
 from server.core.views import sale_view, stock_view
 from server.features.buying import Buying
@@ -79,9 +80,9 @@ BUSY_MAX_WAIT_S = 1.0
 # is a write to every viewer of the room (0.1 s of the core at 10,000 viewers);
 # three or four of them landed in a 1.2-1.7 s sale burst, whose buyers waited
 # behind them. The loop's lateness alone did not show that burst: the pulse's
-# timers kept waking on time between the requests. (The burst guard in
-# server/core/gcpolicy.py starts at the same count.)
-BUSY_REQUESTS = 64
+# timers kept waking on time between the requests. The same count as the burst
+# that holds off the garbage collector.
+BUSY_REQUESTS = BURST_START
 
 
 def coalesced_due(now: float, last_sent: float, dirty_since: float, interval: float,
@@ -287,7 +288,7 @@ class Pulse:
         run (coalesced_due)."""
         now = time.monotonic()
         budget, lag = self.settings.hub.coalesced_deliveries_per_s, self.lag_s
-        running = self.ctx.requests_running
+        running = self.ctx.requests_running()
         due = set()
         for room_id in rooms:
             local = self.ctx.hub.rooms.get(room_id)

@@ -67,6 +67,7 @@ class Services:
         self.health = Health()
         # Every viewer request task in flight (buy, checkout, ...), for the drain.
         self.requests: set[asyncio.Task[None]] = set()
+        self.show.ctx.requests_running = self.requests.__len__
         # Holds the cyclic collector off during a burst of requests (gcpolicy.py);
         # None when the settings leave the collector as the interpreter set it.
         self.gc_guard: gcpolicy.BurstGuard | None = None

@@ -262,7 +262,6 @@ class _ViewerSession:
                 _handle_request(show, conn, self.call, msg))
             self.inflight.add(task)
             svc.requests.add(task)
-            show.ctx.requests_running += 1
             if svc.gc_guard is not None:
                 svc.gc_guard.enter()
             task.add_done_callback(self._request_done)
@@ -271,7 +270,6 @@ class _ViewerSession:
     def _request_done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
         self.svc.requests.discard(task)
-        self.svc.show.ctx.requests_running -= 1
         if self.svc.gc_guard is not None:
             self.svc.gc_guard.leave()
 
