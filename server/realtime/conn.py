@@ -2,8 +2,10 @@
 
 A connection is JOINING until the hub adds it to its room, then CATCHING_UP
 from that moment (its welcome follows): it waits for the missed events or a
-snapshot, collecting
-the room's live events in `pending` meanwhile. Then it is LIVE: in the room's
+snapshot, collecting the room's live events in `pending` meanwhile, and, when
+those reach further than the events this process has received live, until the
+live stream passes them (`live_after`), so no event comes twice. Then it is
+LIVE: in the room's
 fan-out (`fast`, written pre-framed bytes through the transport hook, or
 `slow`, the plain ASGI fallback with a bounded queue and a sender task). A
 viewer whose buffer passes `hub.client_buffer_bytes` is BEHIND: out of the
