@@ -14,7 +14,9 @@ event's `ts` to its receipt on a spread sample of connections. Each cell is
 the median of several runs, with their min and max beside it (`spread`);
 livesell's figures are also given as ratios to the references and to the
 floor. livesell's CPU excludes its redis-server (shown apart); its
-events are emitted through the host HTTP API, the references' by a timer.
+events are emitted through the host HTTP API, the references' by a timer (or,
+for the floor with `--trigger request`, by one request from the bench per
+event, paced as livesell's announcements are).
 
 Flash sale: the `flash_sale` engine with N buyers pressing buy at the opening
 instant for U units (limit 1, checkout after), against a reference that runs
@@ -92,6 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of events per run")
     parser.add_argument("--hubs", type=_hubs, default=list(HUBS),
                         help="hubs to compare (default livesell,websockets,node,floor)")
+    parser.add_argument("--trigger", choices=("timer", "request"), default="timer",
+                        help="how the reference hubs pace their events: by a timer of "
+                        "their own (default), or one request from the bench per event, "
+                        "as livesell's events are posted")
     parser.add_argument("--sale-buyers", type=int, default=10_000)
     parser.add_argument("--sale-units", type=int, default=1000)
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out part")

@@ -70,7 +70,8 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
                 elif name == "websockets":
                     hub = ProcessHub(name, [sys.executable, "-m", "loadtest.refhub"])
                 elif name == "floor":
-                    hub = ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub"])
+                    hub = ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub"],
+                                     trigger=args.trigger)
                 else:
                     assert node_script is not None
                     hub = ProcessHub(name, ["node", str(node_script)], cwd=Path(tmp))

@@ -91,10 +91,14 @@ class LivesellHub(Hub):
 class ProcessHub(Hub):
     """A reference hub in a subprocess that prints `PORT n` and takes /control."""
 
-    def __init__(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], cwd: Path | None = None,
+                 trigger: str = "timer") -> None:
         self.name = name
         self.argv = argv
         self.cwd = cwd
+        # "timer": the hub paces the events itself; "request": the bench sends each
+        # event's trigger at the rate, as it posts livesell's announcements.
+        self.trigger = trigger
         self.proc: subprocess.Popen[str] | None = None
         self.control: Any = None
 
@@ -117,12 +121,39 @@ class ProcessHub(Hub):
         self.control = await connect(f"ws://127.0.0.1:{port}/control", compression=None)
 
     async def emit(self, rate: int, duration: float) -> int:
+        if self.trigger == "request":
+            return await self._emit_each(rate, duration)
         await self.control.send(json.dumps({"rate": rate, "duration": duration,
                                             "size": EVENT_SIZE}))
         reply = json.loads(await asyncio.wait_for(self.control.recv(), duration + 60))
         if "done" not in reply:
             raise RuntimeError(f"{self.name} hub refused the emit: {reply}")
         return int(reply["done"])
+
+    async def _emit_each(self, rate: int, duration: float) -> int:
+        count = int(rate * duration)
+        once = json.dumps({"once": True, "size": EVENT_SIZE})
+
+        async def replies() -> int:
+            done = 0
+            for _ in range(count):
+                reply = json.loads(await asyncio.wait_for(self.control.recv(), duration + 60))
+                if "done" not in reply:
+                    raise RuntimeError(f"{self.name} hub refused an event: {reply}")
+                done += int(reply["done"])
+            return done
+
+        reading = asyncio.ensure_future(replies())
+        start = time.monotonic()
+        try:
+            for n in range(count):
+                delay = start + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.control.send(once)
+            return await reading
+        finally:
+            reading.cancel()
 
     async def stop(self) -> None:
         if self.control is not None:

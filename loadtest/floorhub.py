@@ -5,7 +5,10 @@ on uvloop can do per delivery, so livesell's fan-out cost has a floor beside it.
 `PORT <n>`) and speaks loadtest/refhub.py's control protocol: the bench
 connects to `/control` and sends `{"rate": R, "duration": D, "size": S}`; the
 hub then sends R events a second for D seconds (refhub's ~S-byte event with
-`seq` and `ts`) and answers `{"done": <events>, "clients": <viewers>}`.
+`seq` and `ts`) and answers `{"done": <events>, "clients": <viewers>}`. With
+`bench --trigger request` the bench paces the events itself, as it posts
+livesell's announcements: each `{"once": true, "size": S}` sends one event at
+once and is answered `{"done": 1, "clients": <viewers>}`.
 
 Viewers connect to `/`. Their path is asyncio Protocols and nothing else: the
 HTTP upgrade is checked and answered by hand (Sec-WebSocket-Accept from
@@ -100,16 +103,23 @@ def bad_request(reason: str) -> bytes:
 
 
 def parse_command(data: bytes | str) -> tuple[float, float, int]:
-    """rate, duration and size of a /control command; ValueError saying what is wrong."""
+    """rate, duration and size of a /control command; ValueError saying what is wrong.
+
+    `{"once": true, "size": S}` (one event now, sent by the bench per event)
+    is given as rate 0 and duration 0."""
     try:
         cmd = json.loads(data)
     except ValueError:
         raise ValueError("a command is a JSON object") from None
     if not isinstance(cmd, dict):
         raise ValueError("a command is a JSON object")
-    out: list[float] = []
-    for name, lo, hi in (("rate", 0.001, 100_000.0), ("duration", 0.0, 3600.0),
-                         ("size", 1.0, 65_536.0)):
+    once = cmd.get("once", False)
+    if not isinstance(once, bool):
+        raise ValueError("once: true or false")
+    out: list[float] = [0.0, 0.0] if once else []
+    for name, lo, hi in (() if once else (("rate", 0.001, 100_000.0),
+                                          ("duration", 0.0, 3600.0))) + (
+                         ("size", 1.0, 65_536.0),):
         value = cmd.get(name)
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not math.isfinite(value) or not lo <= value <= hi:
@@ -127,6 +137,11 @@ class FloorHub:
         self.transports: list[asyncio.Transport] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.emitting = asyncio.Lock()  # one emit at a time, in order of arrival
+
+    def emit_once(self, seq: int, size: int) -> None:
+        frame = text_frame(event(seq, size).encode())
+        for transport in self.transports:
+            transport.write(frame)
 
     async def emit(self, rate: float, duration: float, size: int) -> int:
         count = int(rate * duration)
@@ -156,6 +171,7 @@ class Connection(asyncio.Protocol):
         self.head = b""
         self.viewer = False
         self.control: ServerProtocol | None = None
+        self.once_seq = 0  # the seq of the last event sent by a `once` command
         self.pending = b""  # the unparsed start of a viewer's next frame header
         self.skip = 0  # payload bytes of a viewer's frame still to discard
 
@@ -277,6 +293,11 @@ class Connection(asyncio.Protocol):
             rate, duration, size = parse_command(data)
         except ValueError as exc:
             self._control_send({"error": str(exc)})
+            return
+        if rate == 0:  # one event, now: the bench paces the events itself
+            self.once_seq += 1
+            self.hub.emit_once(self.once_seq, size)
+            self._control_send({"done": 1, "clients": len(self.hub.transports)})
             return
         async with self.hub.emitting:
             sent = await self.hub.emit(rate, duration, size)

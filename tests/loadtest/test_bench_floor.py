@@ -89,6 +89,8 @@ async def test_a_bad_command_gets_a_reason_and_the_hub_goes_on() -> None:
         for cmd, field in (({"rate": -1, "duration": 1, "size": 200}, "rate"),
                            ({"rate": 5, "duration": "1", "size": 200}, "duration"),
                            ({"rate": 5, "duration": 1, "size": 200.5}, "size"),
+                           ({"once": "yes", "size": 200}, "once"),
+                           ({"once": True, "size": 0}, "size"),
                            ([1, 2], "JSON object")):
             reply = await _command(hub, cmd)  # type: ignore[arg-type]
             assert field in reply["error"]
@@ -96,6 +98,30 @@ async def test_a_bad_command_gets_a_reason_and_the_hub_goes_on() -> None:
             await hub.emit(0, 1.0)
         assert await hub.emit(100, 0.02) == 2
     finally:
+        await hub.stop()
+
+
+async def test_events_sent_one_request_each_reach_every_viewer_in_order() -> None:
+    """`--trigger request`: the bench sends each event's trigger at the rate (as it
+    posts livesell's announcements) instead of one command for the whole run."""
+    hub = ProcessHub("floor", FLOOR_ARGV, trigger="request")
+    await hub.start(None)
+    viewers: list[ClientConnection] = []
+    try:
+        for _ in range(3):
+            viewers.append(await connect(hub.viewer_url, compression=None,
+                                         ping_interval=None))
+        assert await hub.emit(200, 0.05) == 10
+        for ws in viewers:
+            got = await _events(ws, 10)
+            assert [e["seq"] for e in got] == list(range(1, 11))
+        assert await _command(hub, {"once": True, "size": 100}) == {"done": 1,
+                                                                      "clients": 3}
+        for ws in viewers:
+            assert [e["seq"] for e in await _events(ws, 1)] == [11]
+    finally:
+        for ws in viewers:
+            await ws.close()
         await hub.stop()
 
 
