@@ -28,6 +28,15 @@ CHECKOUT_TRIES = 10
 MAX_ANSWERS = 500_000  # timed answers kept per process (chaos runs)
 
 
+def think_time(rng: random.Random, least_s: float, mean_s: float,
+               remaining_s: float) -> float:
+    """How long a holder takes before checkout or release: at least `least_s`, then
+    an exponential wait of mean `mean_s`, and never past a third of what is left of
+    the hold (so a checkout is not late by construction)."""
+    wait = least_s + (rng.expovariate(1.0 / mean_s) if mean_s else 0.0)
+    return min(wait, max(0.0, remaining_s / 3.0))
+
+
 class Actions:
     def __init__(self, plan: WorkerPlan) -> None:
         self.plan = plan
@@ -138,9 +147,7 @@ class Actions:
         rng = self.rngs[viewer.index]
         remaining_s = (self.server_to_local(hold["expires_at"]) - now_ms()) / 1000.0
         if rng.random() < s.checkout_share:
-            think = min(rng.expovariate(1.0 / s.think_s) if s.think_s else 0.0,
-                        max(0.0, remaining_s / 3.0))
-            await asyncio.sleep(think)
+            await asyncio.sleep(self.think(rng, remaining_s))
             coupon = None
             claimed = self.claims_of(viewer)
             if claimed and rng.random() < s.coupon_checkout_share:
@@ -149,9 +156,11 @@ class Actions:
         elif self.plan.abandon == "expire":
             self.result.abandoned_to_expire += 1
         else:
-            await asyncio.sleep(min(rng.expovariate(1.0 / s.think_s) if s.think_s else 0.0,
-                                    max(0.0, remaining_s / 3.0)))
+            await asyncio.sleep(self.think(rng, remaining_s))
             await self.release(viewer, hold["id"])
+
+    def think(self, rng: random.Random, remaining_s: float) -> float:
+        return think_time(rng, self.scn.sale.think_min_s, self.scn.sale.think_s, remaining_s)
 
     def claims_of(self, viewer: Viewer) -> list[str]:
         return [c.coupon_id for c in self.result.claims if c.viewer_id == viewer.rec.viewer_id]

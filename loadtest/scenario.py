@@ -101,7 +101,11 @@ class SaleSpec:
     hold_seconds: float = field(default=4.0, metadata=_r(
         0.0, 86400.0, doc="hold time set on a spawned server (0: the server's default)"))
     think_s: float = field(default=0.3, metadata=_r(
-        0.0, 60.0, doc="mean time a holder takes before checkout or release"))
+        0.0, 60.0, doc="mean time a holder takes before checkout or release, after "
+                       "think_min_s"))
+    think_min_s: float = field(default=0.0, metadata=_r(
+        0.0, 600.0, doc="least time a holder takes before checkout or release (the "
+                        "bench: checkouts after the buy burst, not inside it)"))
     sold_out_retries: int = field(default=3, metadata=_r(
         0, 1000, doc="buy retries after sold_out (stock may come back)"))
     retry_interval_s: float = field(default=1.0, metadata=_r(0.05, 60.0))

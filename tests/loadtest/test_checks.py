@@ -5,6 +5,7 @@ broke."""
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -304,3 +305,15 @@ def test_a_read_back_that_failed_is_named_not_compared() -> None:
     assert not conserved.ok and "the audit failed" in conserved.detail
     # What was read is still checked: the store's orders against the holds given.
     assert verdicts["every order told placed is in the store"].ok
+
+
+def test_a_holder_thinks_at_least_the_least_time_and_within_a_third_of_the_hold() -> None:
+    from loadtest.actions import think_time
+
+    rng = random.Random(7)
+    waits = [think_time(rng, 3.0, 0.2, 15.0) for _ in range(2000)]
+    assert min(waits) >= 3.0  # the bench's checkouts come after its buy burst
+    assert max(waits) <= 5.0  # a third of the 15 s left
+    assert 3.1 < sum(waits) / len(waits) < 3.3  # 3 s and a mean of 0.2 s on top
+    assert think_time(rng, 3.0, 0.2, 6.0) == 2.0  # the cap wins over the least time
+    assert think_time(rng, 0.0, 0.0, 6.0) == 0.0
