@@ -389,3 +389,42 @@ async def test_garbage_on_a_room_channel_does_not_stop_the_relay(
     got = await viewer.next_event("announcement", timeout=30)
     assert got["text"] == "still here"
     await viewer.close()
+
+
+async def test_a_viewer_whose_close_frame_arrives_leaves_the_flush_in_that_step(
+        redis_url: str, data_dir: Path) -> None:
+    """The flush writes to the live viewers' transports asking only the transport
+    (hub.py); a viewer whose close frame is read is off that list in the same step
+    (FastWebSocketProtocol.on_closing), so no event frame follows its close."""
+    from websockets.frames import Close, Frame, Opcode
+
+    live = await LiveServer(make_settings(redis_url, data_dir), fast=True).start()
+    clients: list[ViewerClient] = []
+    try:
+        async with httpx.AsyncClient(base_url=live.base) as http:
+            host = await create_room(http)
+            clients = [await join(live, host.room_id) for _ in range(3)]
+            for c in clients:
+                await c.next_event("snapshot")
+            hub: Hub = live.services.hub
+            room = hub.rooms[host.room_id]
+            await _wait_for(lambda: len(room.fast) == 3, "3 live viewers")
+            assert len(room.transports()) == 3
+            leaving = next(iter(room.fast))
+            raw = leaving.raw
+            assert raw is not None
+            # The peer's close frame as the server reads it (the test shares its loop).
+            raw.data_received(Frame(Opcode.CLOSE, Close(1000, "").serialize())
+                              .serialize(mask=True, extensions=[]))
+            assert leaving not in room.fast and raw.transport not in room.transports()
+            assert len(room.transports()) == 2
+            await host.call("POST", "/announcements", {"text": "after"}, expect=201)
+            stayed = [c for c in clients if c.viewer_id != leaving.viewer.viewer_id]
+            assert len(stayed) == 2
+            for c in stayed:
+                await c.next_event("announcement", where=lambda f: f["text"] == "after")
+            gone = next(c for c in clients if c.viewer_id == leaving.viewer.viewer_id)
+            assert not any(f.get("text") == "after" for f in gone.frames)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+        await live.stop()

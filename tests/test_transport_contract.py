@@ -55,6 +55,8 @@ WS_METHODS: list[tuple[str, list[str], str]] = [
      "the on_text fast route (complete text messages, read from `frames` and "
      "`curr_msg_data_type`)"),
     ("handle_parser_exception", [], "closing with 1007 after invalid UTF-8"),
+    ("send", ["message"], "on_closing before the app's close frame (the hub's flush asks "
+     "only the transport)"),
     ("stop_keepalive", [], "stopping pings before closing with 1012 at shutdown"),
     ("shutdown", [], "the on_shutdown drain hook (falls back to uvicorn's own shutdown)"),
     ("pause_writing", [], "the on_pause callback (a viewer fell behind)"),
@@ -249,6 +251,49 @@ async def test_the_scope_carries_the_extension_and_writes_need_an_open_state() -
     proto.write_frames(b"\x81\x02no")
     await _until(lambda: peer.lost, timeout=30)
     assert b"\x81\x02no" not in peer.data[before:]
+    client.close()
+
+
+async def test_every_close_frame_tells_the_hub_before_it_could_write_again() -> None:
+    """The hub's flush asks only the transport before a write (hub.py), so every path
+    that sends or receives a close frame while the transport stays open must call
+    on_closing in the same step: the peer's close frame, close_now, and the app's
+    ASGI close. A transport closed meanwhile says so itself. (It may be called again
+    later, when the connection is lost: taking a viewer off the list twice is
+    harmless.)"""
+    calls: list[str] = []
+
+    # The peer's close frame, read by websockets' parser inside data_received.
+    proto, peer, client = await _connected(_config())
+    proto.on_closing = lambda: calls.append("peer")
+    proto.data_received(b"")  # an open connection: no call
+    assert calls == []
+    proto.data_received(_masked_close(1000))
+    assert calls == ["peer"] and proto.conn.state is not State.OPEN
+    client.close()
+
+    # The same with the text fast route on (on_text set): the close frame is not text,
+    # so it goes to the parser, and the call still comes.
+    proto, peer, client = await _connected(_config())
+    proto.on_text = lambda text: None
+    proto.on_closing = lambda: calls.append("peer, fast route on")
+    proto.data_received(_text(b"hi") + _masked_close(1000))
+    assert calls[-1] == "peer, fast route on"
+    client.close()
+
+    # close_now, with the transport left open for the peer's answer.
+    proto, peer, client = await _connected(_config())
+    proto.on_closing = lambda: calls.append("close_now")
+    proto.close_now(4008, "too slow", abort_after=600)
+    assert calls[-1] == "close_now" and not proto.transport.is_closing()
+    client.close()
+
+    # The app's websocket.close through uvicorn's ASGI send.
+    proto, peer, client = await _connected(_config())
+    proto.on_closing = lambda: calls.append("app")
+    await proto.send({"type": "websocket.close", "code": 1000, "reason": ""})
+    assert calls[-1] == "app" and proto.conn.state is State.CLOSING
+    await _until(lambda: b"\x88" in peer.data, timeout=30)
     client.close()
 
 

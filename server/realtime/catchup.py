@@ -98,10 +98,12 @@ class CatchUp:
         # on the fallback path, close it.
         if conn.behind or conn.closed:
             return
-        if conn.raw is not None:
-            room.fast[conn] = conn.raw.write_frames
-        else:
+        if conn.raw is None:
             room.slow.add(conn)
+        elif not room.go_fast(conn):
+            # Its close frame came while it caught up: the session ends with the
+            # disconnect that follows; leave takes it out of the room.
+            return
 
     async def resync(self, conn: Conn) -> None:
         """A viewer's `resync` frame, rate-limited: within `hub.resync_interval_s` of
@@ -156,7 +158,7 @@ class CatchUp:
         room = self.hub.rooms.get(conn.room_id)
         if room is None or conn.closed:
             return
-        room.fast.pop(conn, None)
+        room.drop_fast(conn)
         room.slow.discard(conn)
         conn.pending = []
         room.catching.add(conn)
@@ -181,7 +183,7 @@ class CatchUp:
         if room is None or conn.closed or conn.behind:
             return
         conn.behind = True
-        room.fast.pop(conn, None)
+        room.drop_fast(conn)
         room.slow.discard(conn)
         if not conn.snapshotting:
             # Events missed from now on are repaired by the snapshot sent on drain.

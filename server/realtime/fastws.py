@@ -96,6 +96,16 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # gives the connection's place under the per-address cap back, once.
     edge_release: Callable[[], None] | None = None
 
+    # Set by the hub while the viewer is on its room's live list, whose flush asks
+    # only the transport before each write (server/realtime/hub.py): called when
+    # the connection stops being open while its transport is not closing, that is
+    # when a close frame is sent or received, so the hub takes the viewer off the
+    # list before it could write a frame after the close frame. Every such path
+    # goes through data_received (the peer's close frame, a protocol error),
+    # close_now or send (the app's close); uvicorn's other closes close the
+    # transport in the same step. It may be called more than once.
+    on_closing: Callable[[], None] | None = None
+
     def is_open(self) -> bool:
         """Frames may be written: the handshake was accepted (websockets' state turns
         OPEN when the 101 is sent) and nothing has started closing, neither side's
@@ -113,11 +123,17 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.conn.state is _OPEN and not self.transport.is_closing():
             self.transport.write(data)
 
+    def _left_open(self) -> None:
+        hook = self.on_closing
+        if hook is not None and not self.is_open():
+            hook()
+
     def connection_lost(self, exc: Exception | None) -> None:
         release, self.edge_release = self.edge_release, None
         if release is not None:
             release()
         super().connection_lost(exc)
+        self._left_open()
 
     def data_received(self, data: bytes) -> None:
         handler = self.on_text
@@ -125,10 +141,20 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             texts = simple_texts(data, self._simple_limit())
             if texts is not None:
                 self._texts_received(texts, handler)
+                self._left_open()
                 return
         super().data_received(data)
         if self.conn.handshake_exc is not None and not self.transport.is_closing():
             self._refuse_unparsed_handshake()
+        self._left_open()
+
+    async def send(self, message: Any) -> None:
+        """The app's ASGI messages; a close (the fallback path's, or a session that
+        ends) takes the viewer off the hub's live list before its close frame."""
+        if message.get("type") == "websocket.close" and self.on_closing is not None \
+                and self.is_open():
+            self.on_closing()
+        await super().send(message)
 
     def _refuse_unparsed_handshake(self) -> None:
         """websockets refused the upgrade request itself (a header line over its
@@ -263,6 +289,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.is_open():
             return
         self.conn.send_close(code, reason)
+        self._left_open()
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})

@@ -57,14 +57,17 @@ SnapshotFn = Callable[[str], Awaitable[tuple[int, bytes]]]
 class LocalRoom:
     """The viewers of one room connected to this process."""
 
-    __slots__ = ("batch", "catching", "fast", "keys", "last_seq", "members", "repairing",
-                 "room_id", "scheduled", "slow", "subscribed")
+    __slots__ = ("_transports", "batch", "catching", "fast", "keys", "last_seq", "members",
+                 "repairing", "room_id", "scheduled", "slow", "subscribed")
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
         self.keys = room_keys(room_id)
         self.members: set[Conn] = set()
-        self.fast: dict[Conn, Callable[[bytes], None]] = {}
+        # The live viewers on the transport hook, and their transports (changed only
+        # through go_fast and drop_fast, which keep the flush's tuple up to date).
+        self.fast: dict[Conn, asyncio.WriteTransport] = {}
+        self._transports: tuple[asyncio.WriteTransport, ...] | None = ()
         self.slow: set[Conn] = set()
         self.catching: set[Conn] = set()
         self.batch: list[bytes] = []
@@ -75,6 +78,30 @@ class LocalRoom:
         # from here, and an event that arrives twice is delivered once.
         self.last_seq = 0
         self.repairing = False  # live events wait until the missed ones are read back
+
+    def go_fast(self, conn: Conn) -> bool:
+        """Put a viewer on the transport hook on live delivery, if its connection is
+        still open (a close frame may have come while it was catching up)."""
+        raw = conn.raw
+        if raw is None or not raw.is_open():
+            return False
+        self.fast[conn] = raw.transport
+        self._transports = None
+        return True
+
+    def drop_fast(self, conn: Conn) -> None:
+        if self.fast.pop(conn, None) is not None:
+            self._transports = None
+
+    def transports(self) -> tuple[asyncio.WriteTransport, ...]:
+        """The live viewers' transports, as one tuple built once per change of the
+        list (not per event): the flush touches each transport and nothing else of a
+        viewer, which at thousands of viewers is most of its cost (memory reads,
+        docs/benchmarks.md)."""
+        transports = self._transports
+        if transports is None:
+            transports = self._transports = tuple(self.fast.values())
+        return transports
 
 
 class Hub:
@@ -175,9 +202,12 @@ class Hub:
         # CatchUp.fell_behind, and _enqueue can close a viewer, both of which remove that
         # viewer from the room while the loop runs. A viewer removed mid-loop was
         # removed by its own write, so it is never written again from the copy.
-        writers = tuple(room.fast.values())
-        for write in writers:
-            write(frames)
+        # Only the transport is asked before a write: a viewer whose close frame was
+        # sent or received has left the tuple already (FastWebSocketProtocol.on_closing),
+        # and a transport closed in the same step says so itself.
+        for transport in room.transports():
+            if not transport.is_closing():
+                transport.write(frames)
         slow = tuple(room.slow)
         for conn in slow:
             conn._enqueue(payloads)
@@ -221,6 +251,7 @@ class Hub:
             conn.raw.set_buffer_limit(self.settings.client_buffer_bytes)
             conn.raw.on_pause = lambda: self.catchup.fell_behind(conn)
             conn.raw.on_resume = lambda: self.catchup.drained(conn)
+            conn.raw.on_closing = lambda: room.drop_fast(conn)
         else:
             conn.sender = asyncio.create_task(conn._send_loop())
         await self.broker.subscribe(room)
@@ -272,14 +303,14 @@ class Hub:
             conn.resync_timer.cancel()
             conn.resync_timer = None
         if conn.raw is not None:
-            conn.raw.on_pause = conn.raw.on_resume = None
+            conn.raw.on_pause = conn.raw.on_resume = conn.raw.on_closing = None
         if conn.sender is not None:
             conn.sender.cancel()
         room = self.rooms.get(conn.room_id)
         if room is None:
             return
         room.members.discard(conn)
-        room.fast.pop(conn, None)
+        room.drop_fast(conn)
         room.slow.discard(conn)
         room.catching.discard(conn)
         if not conn.is_host:
