@@ -14,9 +14,11 @@ browser's requests, one frame each) is unmasked and handed to the app here;
 any other read, or any read while websockets' parser is inside a frame, goes
 to websockets' parser as always (`simple_texts`, `_between_frames`).
 
-Whether a frame may be written is asked of websockets' own connection state
-and of the transport on every write, as websockets' `broadcast()` does, so no
-uvicorn flag is shadowed. The uvicorn internals still used (the close path
+Whether a frame may be written to one viewer (`write_frames`) is asked of
+websockets' own connection state and of the transport, as websockets'
+`broadcast()` does, so no uvicorn flag is shadowed. The hub's flush asks only
+the transport, and is told through `on_closing` when a close frame is sent or
+received while the transport stays open. The uvicorn internals still used (the close path
 without waiting for a full buffer, the text fast route, the shutdown hook) are
 listed, with why, in tests/test_transport_contract.py, which fails naming the
 one a new uvicorn release changed; pyproject.toml allows the versions it passes.
