@@ -163,12 +163,13 @@ class Context:
             room_id, recover_after_ms=int(self.settings.store.recover_after_s * 1000),
             recovery_not_before=recovery_not_before)
 
-    async def ensure_whole(self, room_id: str) -> None:
+    async def ensure_whole(self, room_id: str) -> str | None:
         """Refuse with `unavailable` while the room is being rebuilt, and with
-        `room_not_found` when there is no such room."""
-        whole, exists, in_step = await self.data.rooms.presence(room_id)
+        `room_not_found` when there is no such room; the show's state otherwise (read
+        in the same round trip, for the guard of a host change)."""
+        whole, exists, in_step, state = await self.data.rooms.presence(room_id)
         if whole:
-            return
+            return state
         if exists or room_id in self.host_keys:
             raise rebuilding()
         # Only while Redis is rebuilt may a room exist that Redis does not know; only

@@ -225,10 +225,12 @@ class Lifecycle:
         the store, its lotteries drawn, so nothing restored scheduled a job)."""
         await self.load_into_redis(room_id, await self.ctx.store.room_state(room_id))
 
-    async def guard_host_change(self, room_id: str, goes_live: bool) -> None:
+    async def guard_host_change(self, room_id: str, goes_live: bool,
+                                known: tuple[str | None] | None = None) -> None:
         """Before a host change: refused once the show ended; a scheduled room goes
-        live when the host starts selling (`goes_live`)."""
-        state, = await self.data.fields(room_id, "state")
+        live when the host starts selling (`goes_live`). `known` is the show's state
+        as just read with the room's wholeness (ensure_whole); otherwise it is read."""
+        state, = known if known is not None else await self.data.fields(room_id, "state")
         if state == ENDED:
             raise show_ended()
         if state == SCHEDULED and goes_live:

@@ -57,16 +57,18 @@ class RoomsData:
     async def is_whole(self, room_id: str) -> bool:
         return bool(await self.redis.exists(room_keys(room_id).epoch))
 
-    async def presence(self, room_id: str) -> tuple[bool, bool, bool]:
+    async def presence(self, room_id: str) -> tuple[bool, bool, bool, str | None]:
         """(whole: the room's epoch is set, exists: its hash is there, in_step: Redis
-        as a whole is in step with the store)."""
+        as a whole is in step with the store, state: the show's state field), in one
+        round trip: a host request needs both the room's wholeness and its state."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.epoch)
             pipe.exists(keys.room)
             pipe.exists(EPOCH)
-            whole, exists, in_step = await pipe.execute()
-        return bool(whole), bool(exists), bool(in_step)
+            pipe.hget(keys.room, "state")
+            whole, exists, in_step, state = await pipe.execute()
+        return bool(whole), bool(exists), bool(in_step), state
 
     async def host_key_hash(self, room_id: str) -> str | None:
         found: str | None = await self.redis.hget(room_keys(room_id).room, "host_key_hash")
