@@ -229,6 +229,11 @@ async def _connected(config: Config) -> tuple[FastWebSocketProtocol, _Peer, asyn
     return proto, peer, client
 
 
+def _state(proto: FastWebSocketProtocol) -> State:
+    """websockets' state, read afresh (a name mypy does not narrow)."""
+    return proto.conn.state
+
+
 def _masked_close(code: int) -> bytes:
     frame = Frame(Opcode.CLOSE, Close(code, "").serialize())
     return frame.serialize(mask=True, extensions=[])
@@ -288,12 +293,39 @@ async def test_every_close_frame_tells_the_hub_before_it_could_write_again() -> 
     assert calls[-1] == "close_now" and not proto.transport.is_closing()
     client.close()
 
+    # Invalid UTF-8 read by the text fast route: closed with 1007 in that step.
+    proto, peer, client = await _connected(_config())
+    proto.on_text = lambda text: None
+    proto.on_closing = lambda: calls.append("invalid text, fast route")
+    proto.data_received(_text(b"\xff"))
+    assert calls[-1] == "invalid text, fast route" and not proto.is_open()
+    client.close()
+
     # The app's websocket.close through uvicorn's ASGI send.
     proto, peer, client = await _connected(_config())
     proto.on_closing = lambda: calls.append("app")
     await proto.send({"type": "websocket.close", "code": 1000, "reason": ""})
     assert calls[-1] == "app" and proto.conn.state is State.CLOSING
     await _until(lambda: b"\x88" in peer.data, timeout=30)
+    client.close()
+
+    # The same while uvicorn waits for room in a full buffer before the close frame:
+    # the viewer is taken off the list at once (it is still open, and may be put
+    # back meanwhile), and again once the close frame is out.
+    proto, peer, client = await _connected(_config())
+    app_calls: list[bool] = []
+    proto.on_closing = lambda: app_calls.append(proto.is_open())
+    proto.writable.clear()
+    closing = asyncio.ensure_future(
+        proto.send({"type": "websocket.close", "code": 1000, "reason": ""}))
+    await _until(lambda: len(app_calls) == 1, timeout=30)
+    assert app_calls == [True] and _state(proto) is State.OPEN
+    proto.writable.set()
+    await asyncio.wait_for(closing, 30)
+    assert app_calls == [True, False] and _state(proto) is State.CLOSING, changed(
+        WebSocketsSansIOProtocol, "send", WS,
+        "sending the close frame in the same step as the end of its wait on `writable`")
+    assert not proto.transport.is_closing()
     client.close()
 
 

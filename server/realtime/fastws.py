@@ -151,12 +151,16 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self._left_open()
 
     async def send(self, message: Any) -> None:
-        """The app's ASGI messages; a close (the fallback path's, or a session that
-        ends) takes the viewer off the hub's live list before its close frame."""
-        if message.get("type") == "websocket.close" and self.on_closing is not None \
-                and self.is_open():
+        """The app's ASGI messages. A close (the fallback path's, or a session that
+        ends) takes the viewer off the hub's live list before uvicorn waits for room
+        in the buffer, and again once its close frame is out: while uvicorn waited,
+        the viewer may have gone back on the list (it was still open then)."""
+        closing = message.get("type") == "websocket.close"
+        if closing and self.on_closing is not None and self.is_open():
             self.on_closing()
         await super().send(message)
+        if closing:
+            self._left_open()
 
     def _refuse_unparsed_handshake(self) -> None:
         """websockets refused the upgrade request itself (a header line over its
