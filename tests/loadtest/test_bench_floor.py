@@ -39,14 +39,19 @@ async def _events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
     return out
 
 
+async def _connect(hub: ProcessHub, viewers: list[ClientConnection], count: int) -> None:
+    """`count` viewers on the hub, added to `viewers` as they connect (the caller
+    closes them)."""
+    for _ in range(count):
+        viewers.append(await connect(hub.viewer_url, compression=None, ping_interval=None))
+
+
 async def test_every_viewer_gets_each_event_exactly_once() -> None:
     hub = ProcessHub("floor", FLOOR_ARGV)
     await hub.start(None)
     viewers: list[ClientConnection] = []
     try:
-        for _ in range(6):
-            viewers.append(await connect(hub.viewer_url, compression=None,
-                                         ping_interval=None))
+        await _connect(hub, viewers, 6)
         k = 25
         reply = await _command(hub, {"rate": 100, "duration": k / 100, "size": EVENT_SIZE})
         assert reply == {"done": k, "clients": len(viewers)}
@@ -108,9 +113,7 @@ async def test_events_sent_one_request_each_reach_every_viewer_in_order() -> Non
     await hub.start(None)
     viewers: list[ClientConnection] = []
     try:
-        for _ in range(3):
-            viewers.append(await connect(hub.viewer_url, compression=None,
-                                         ping_interval=None))
+        await _connect(hub, viewers, 3)
         assert await hub.emit(200, 0.05) == 10
         for ws in viewers:
             got = await _events(ws, 10)
