@@ -118,6 +118,31 @@ async def test_a_write_queued_behind_a_lock_commits_after_it(tmp_path: Path) -> 
         await s.close()
 
 
+async def test_a_file_locked_by_another_writer_is_switched_to_wal_when_it_is_free(
+        tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once (no busy wait) while another
+    connection holds the write lock of a file in rollback mode, as a second worker's
+    store migrating the same file at start does; open tries again until it is free."""
+    path = tmp_path / "old.sqlite3"
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("CREATE TABLE t (a INTEGER)")
+    blocker.execute("BEGIN IMMEDIATE")
+    blocker.execute("INSERT INTO t VALUES (1)")
+    store = SqliteOrderStore(path)
+    opening = asyncio.ensure_future(store.open())
+    try:
+        await asyncio.sleep(0.2)  # not a wait for a condition: open must not have failed
+        assert not opening.done(), opening.exception()
+        blocker.execute("COMMIT")
+        await asyncio.wait_for(opening, 30)
+        mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+    finally:
+        blocker.close()
+        if opening.done() and not opening.exception():
+            await store.close()
+
+
 async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)

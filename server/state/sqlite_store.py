@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from server.state.ownership import private_file
 from server.state.sqlite_schema import INSERT_ORDER, create_or_migrate, order_row
 from server.state.sqlite_writer import GroupWriter
 from server.state.store import Order, StoreClosed
+
+WAL_RETRY_S = 0.01  # between tries to switch a locked file into WAL mode
 
 
 class SqliteOrderStore:
@@ -49,10 +52,10 @@ class SqliteOrderStore:
         private_file(self.path)
         self._writer_db = await aiosqlite.connect(self.path, isolation_level=None)
         db = self._writer_db
-        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        await self._into_wal(db)
         # FULL: a commit is on disk before the buyer hears "placed".
         await db.execute("PRAGMA synchronous=FULL")
-        await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         # One transaction, and the version read inside it: several worker processes
         # open the same file at start, and a migration must run once and whole.
         await db.execute("BEGIN IMMEDIATE")
@@ -67,6 +70,24 @@ class SqliteOrderStore:
         await self._reader_db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         self._reader_db.row_factory = aiosqlite.Row
         self._writes.start(db)
+
+    async def _into_wal(self, db: aiosqlite.Connection) -> None:
+        """Switch a file still in rollback-journal mode (new, or from before WAL) to
+        WAL. That needs the file to itself; while another process's store holds its
+        write lock (migrating the same file at start), SQLite answers "database is
+        locked" at once, without waiting the busy timeout (it will not wait while
+        holding a read lock, to avoid a deadlock). So the switch is tried again until
+        the busy timeout is up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(WAL_RETRY_S)
 
     async def close(self) -> None:
         """Stop taking writes, flush everything queued, close the files. Safe to call
