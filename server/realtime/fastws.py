@@ -103,9 +103,10 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # the connection stops being open while its transport is not closing, that is
     # when a close frame is sent or received, so the hub takes the viewer off the
     # list before it could write a frame after the close frame. Every such path
-    # goes through data_received (the peer's close frame, a protocol error),
-    # close_now or send (the app's close); uvicorn's other closes close the
-    # transport in the same step. It may be called more than once.
+    # goes through websockets' parser in data_received (the peer's close frame, a
+    # protocol error), reject_invalid_text, close_now or send (the app's close);
+    # uvicorn's other closes close the transport in the same step. It may be called
+    # more than once.
     on_closing: Callable[[], None] | None = None
 
     def is_open(self) -> bool:
@@ -143,7 +144,6 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             texts = simple_texts(data, self._simple_limit())
             if texts is not None:
                 self._texts_received(texts, handler)
-                self._left_open()
                 return
         super().data_received(data)
         if self.conn.handshake_exc is not None and not self.transport.is_closing():
@@ -156,8 +156,8 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         in the buffer, and again once its close frame is out: while uvicorn waited,
         the viewer may have gone back on the list (it was still open then)."""
         closing = message.get("type") == "websocket.close"
-        if closing and self.on_closing is not None and self.is_open():
-            self.on_closing()
+        if closing and self.on_closing is not None:
+            self.on_closing()  # taking a viewer off the list twice is harmless
         await super().send(message)
         if closing:
             self._left_open()
@@ -254,6 +254,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             return  # the peer's close frame came in the same read: the close is under way
         self.conn.send_close(1007, "invalid UTF-8 in a text message")
         self.handle_parser_exception()
+        # The only close on the text fast route besides the app's own (close_now):
+        # told here, not after every read of that route, which every buy takes.
+        self._left_open()
 
     def unacknowledged(self) -> int:
         """Bytes written to this connection that the peer has not acknowledged yet:
