@@ -225,12 +225,15 @@ class Lifecycle:
         the store, its lotteries drawn, so nothing restored scheduled a job)."""
         await self.load_into_redis(room_id, await self.ctx.store.room_state(room_id))
 
-    async def guard_host_change(self, room_id: str, goes_live: bool,
-                                known: tuple[str | None] | None = None) -> None:
+    async def guard_host_change(self, room_id: str, goes_live: bool) -> None:
         """Before a host change: refused once the show ended; a scheduled room goes
-        live when the host starts selling (`goes_live`). `known` is the show's state
-        as just read with the room's wholeness (ensure_whole); otherwise it is read."""
-        state, = known if known is not None else await self.data.fields(room_id, "state")
+        live when the host starts selling (`goes_live`)."""
+        state, = await self.data.fields(room_id, "state")
+        await self.guard_state(room_id, state, goes_live)
+
+    async def guard_state(self, room_id: str, state: str | None, goes_live: bool) -> None:
+        """guard_host_change with the show's state already read (ensure_whole reads
+        it in the same round trip as the room's wholeness)."""
         if state == ENDED:
             raise show_ended()
         if state == SCHEDULED and goes_live:

@@ -100,10 +100,10 @@ class CatchUp:
             return
         if conn.raw is None:
             room.slow.add(conn)
-        elif not room.go_fast(conn):
-            # Its close frame came while it caught up: the session ends with the
-            # disconnect that follows; leave takes it out of the room.
-            return
+        else:
+            # Not if its close frame came while it caught up: the session ends with
+            # the disconnect that follows, and leave takes it out of the room.
+            room.go_fast(conn)
 
     async def resync(self, conn: Conn) -> None:
         """A viewer's `resync` frame, rate-limited: within `hub.resync_interval_s` of

@@ -79,15 +79,13 @@ class LocalRoom:
         self.last_seq = 0
         self.repairing = False  # live events wait until the missed ones are read back
 
-    def go_fast(self, conn: Conn) -> bool:
+    def go_fast(self, conn: Conn) -> None:
         """Put a viewer on the transport hook on live delivery, if its connection is
         still open (a close frame may have come while it was catching up)."""
         raw = conn.raw
-        if raw is None or not raw.is_open():
-            return False
-        self.fast[conn] = raw.transport
-        self._transports = None
-        return True
+        if raw is not None and raw.is_open():
+            self.fast[conn] = raw.transport
+            self._transports = None
 
     def drop_fast(self, conn: Conn) -> None:
         if self.fast.pop(conn, None) is not None:

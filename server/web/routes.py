@@ -129,13 +129,14 @@ def feature_endpoint(spec: registry.Route) -> Handler:
         show = show_of(request)
         if spec.access == "host":
             await show.ctx.check_host(room_id, host_key(request))
-            known: tuple[str | None] | None = None
+            guard = spec.guard_ended and spec.record_as is not None
+            # Refused once the show ended; starting to sell takes a scheduled room live.
             if spec.needs_whole:
-                known = (await show.ctx.ensure_whole(room_id),)
-            if spec.guard_ended and spec.record_as is not None:
-                # Refused once the show ended; starting to sell takes a scheduled room live.
-                await show.lifecycle.guard_host_change(room_id, goes_live=spec.goes_live,
-                                                       known=known)
+                state = await show.ctx.ensure_whole(room_id)
+                if guard:
+                    await show.lifecycle.guard_state(room_id, state, spec.goes_live)
+            elif guard:
+                await show.lifecycle.guard_host_change(room_id, goes_live=spec.goes_live)
         body = await json_body(request) if spec.body else {}
         params = id_params(request)
         result = await spec.handler(registry.Call(room_id, params, body,
