@@ -143,6 +143,21 @@ async def test_a_file_locked_by_another_writer_is_switched_to_wal_when_it_is_fre
             await store.close()
 
 
+async def test_a_file_locked_past_the_busy_timeout_fails_to_open_saying_why(
+        tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("CREATE TABLE t (a INTEGER)")
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        store = SqliteOrderStore(path, busy_timeout_ms=100)
+        with pytest.raises(sqlite3.OperationalError, match="still locked by another process"):
+            await asyncio.wait_for(store.open(), 30)
+        await store.close()
+    finally:
+        blocker.close()
+
+
 async def test_schema_1_files_are_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)

@@ -85,8 +85,13 @@ class SqliteOrderStore:
                 await db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or loop.time() >= deadline:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                     raise
+                if loop.time() >= deadline:
+                    raise sqlite3.OperationalError(
+                        f"{self.path}: still locked by another process after "
+                        f"{self.busy_timeout_ms / 1000:g} s (store.busy_timeout); could not "
+                        "switch it to WAL") from exc
             await asyncio.sleep(WAL_RETRY_S)
 
     async def close(self) -> None:
