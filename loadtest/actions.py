@@ -147,7 +147,7 @@ class Actions:
         rng = self.rngs[viewer.index]
         remaining_s = (self.server_to_local(hold["expires_at"]) - now_ms()) / 1000.0
         if rng.random() < s.checkout_share:
-            await asyncio.sleep(self.think(rng, remaining_s))
+            await asyncio.sleep(think_time(rng, s.think_min_s, s.think_s, remaining_s))
             coupon = None
             claimed = self.claims_of(viewer)
             if claimed and rng.random() < s.coupon_checkout_share:
@@ -156,11 +156,8 @@ class Actions:
         elif self.plan.abandon == "expire":
             self.result.abandoned_to_expire += 1
         else:
-            await asyncio.sleep(self.think(rng, remaining_s))
+            await asyncio.sleep(think_time(rng, s.think_min_s, s.think_s, remaining_s))
             await self.release(viewer, hold["id"])
-
-    def think(self, rng: random.Random, remaining_s: float) -> float:
-        return think_time(rng, self.scn.sale.think_min_s, self.scn.sale.think_s, remaining_s)
 
     def claims_of(self, viewer: Viewer) -> list[str]:
         return [c.coupon_id for c in self.result.claims if c.viewer_id == viewer.rec.viewer_id]

@@ -95,9 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hubs", type=_hubs, default=list(HUBS),
                         help="hubs to compare (default livesell,websockets,node,floor)")
     parser.add_argument("--trigger", choices=("timer", "request"), default="timer",
-                        help="how the reference hubs pace their events: by a timer of "
-                        "their own (default), or one request from the bench per event, "
-                        "as livesell's events are posted")
+                        help="how the floor hub paces its events: by a timer of its "
+                        "own (default), or one request from the bench per event, as "
+                        "livesell's events are posted (the other references: a timer)")
     parser.add_argument("--sale-buyers", type=int, default=10_000)
     parser.add_argument("--sale-units", type=int, default=1000)
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out part")

@@ -15,11 +15,26 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 NODE_HUB = Path(__file__).resolve().parent / "refhubs" / "node_hub.js"
 EVENT_SIZE = 200
+
+
+Trigger = Literal["timer", "request"]
+
+
+async def paced(rate: float, count: int) -> AsyncIterator[int]:
+    """0 .. count-1, the n-th at n / rate seconds from the start (on time, not
+    drifting with the time the caller spends per step)."""
+    start = time.monotonic()
+    for n in range(count):
+        delay = start + n / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield n
 
 
 class Hub:
@@ -70,12 +85,8 @@ class LivesellHub(Hub):
     async def emit(self, rate: int, duration: float) -> int:
         count = int(rate * duration)
         text = "x" * 120  # with seq, type and ts the event frame is ~200 bytes
-        start = time.monotonic()
         tasks = []
-        for n in range(count):
-            delay = start + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for _ in paced(rate, count):
             tasks.append(asyncio.ensure_future(self.host.call("POST", "/announcements",
                                                               {"text": text})))
         await asyncio.gather(*tasks)
@@ -92,7 +103,7 @@ class ProcessHub(Hub):
     """A reference hub in a subprocess that prints `PORT n` and takes /control."""
 
     def __init__(self, name: str, argv: list[str], cwd: Path | None = None,
-                 trigger: str = "timer") -> None:
+                 trigger: Trigger = "timer") -> None:
         self.name = name
         self.argv = argv
         self.cwd = cwd
@@ -144,12 +155,8 @@ class ProcessHub(Hub):
             return done
 
         reading = asyncio.ensure_future(replies())
-        start = time.monotonic()
         try:
-            for n in range(count):
-                delay = start + n / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            async for _ in paced(rate, count):
                 await self.control.send(once)
             return await reading
         finally:

@@ -53,7 +53,9 @@ async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
                      # The checkouts (1,000 order writes) come after the buy burst: inside
                      # it, the share of them before the last buy reply varied with that
                      # reply's time and counted as buy CPU (docs/benchmarks.md, 2026-12-04).
-                     think_min_s=CHECKOUT_AFTER_S, hold_seconds=15.0),
+                     # A holder waits at most a third of its hold (think_time): five times leaves
+                     # room for the 3 s and the exponential wait on top.
+                     think_min_s=CHECKOUT_AFTER_S, hold_seconds=CHECKOUT_AFTER_S * 5),
         coupon=replace(base.coupon, enabled=False), lottery=replace(base.lottery,
                                                                     enabled=False))
     result = await prepare(RunOptions(scenario=s, progress=False)).run()

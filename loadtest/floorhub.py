@@ -27,10 +27,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import math
-import time
 from typing import Any, cast
 
 from websockets.frames import Close, CloseCode, Frame, Opcode
@@ -38,6 +38,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from loadtest.bench_hubs import paced
 from loadtest.refhub import event, run_hub
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
@@ -102,11 +103,29 @@ def bad_request(reason: str) -> bytes:
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
 
 
-def parse_command(data: bytes | str) -> tuple[float, float, int]:
-    """rate, duration and size of a /control command; ValueError saying what is wrong.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Command:
+    """A /control command: `rate` events a second for `duration` seconds, or (`once`)
+    one event now, each of about `size` bytes."""
 
-    `{"once": true, "size": S}` (one event now, sent by the bench per event)
-    is given as rate 0 and duration 0."""
+    size: int
+    rate: float = 0.0
+    duration: float = 0.0
+    once: bool = False
+
+
+def _number(cmd: dict[str, Any], name: str, lo: float, hi: float) -> float:
+    value = cmd.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"{name}: a number from {lo:g} to {hi:g}")
+    return float(value)
+
+
+def parse_command(data: bytes | str) -> Command:
+    """A /control command: `{"rate": R, "duration": D, "size": S}`, or
+    `{"once": true, "size": S}` (one event now, the bench pacing the events);
+    ValueError saying what is wrong."""
     try:
         cmd = json.loads(data)
     except ValueError:
@@ -116,18 +135,13 @@ def parse_command(data: bytes | str) -> tuple[float, float, int]:
     once = cmd.get("once", False)
     if not isinstance(once, bool):
         raise ValueError("once: true or false")
-    out: list[float] = [0.0, 0.0] if once else []
-    for name, lo, hi in (() if once else (("rate", 0.001, 100_000.0),
-                                          ("duration", 0.0, 3600.0))) + (
-                         ("size", 1.0, 65_536.0),):
-        value = cmd.get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value) or not lo <= value <= hi:
-            raise ValueError(f"{name}: a number from {lo:g} to {hi:g}")
-        out.append(float(value))
-    if out[2] != int(out[2]):
+    size = _number(cmd, "size", 1.0, 65_536.0)
+    if size != int(size):
         raise ValueError("size: a whole number of bytes")
-    return out[0], out[1], int(out[2])
+    if once:
+        return Command(int(size), once=True)
+    return Command(int(size), _number(cmd, "rate", 0.001, 100_000.0),
+                   _number(cmd, "duration", 0.0, 3600.0))
 
 
 class FloorHub:
@@ -145,15 +159,8 @@ class FloorHub:
 
     async def emit(self, rate: float, duration: float, size: int) -> int:
         count = int(rate * duration)
-        transports = self.transports
-        start = time.monotonic()
-        for n in range(count):
-            delay = start + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            frame = text_frame(event(n + 1, size).encode())
-            for transport in transports:
-                transport.write(frame)
+        async for n in paced(rate, count):
+            self.emit_once(n + 1, size)
         return count
 
     def spawn(self, coro: Any) -> None:
@@ -290,17 +297,17 @@ class Connection(asyncio.Protocol):
 
     async def _command(self, data: bytes) -> None:
         try:
-            rate, duration, size = parse_command(data)
+            cmd = parse_command(data)
         except ValueError as exc:
             self._control_send({"error": str(exc)})
             return
-        if rate == 0:  # one event, now: the bench paces the events itself
+        if cmd.once:  # one event, now: the bench paces the events itself
             self.once_seq += 1
-            self.hub.emit_once(self.once_seq, size)
+            self.hub.emit_once(self.once_seq, cmd.size)
             self._control_send({"done": 1, "clients": len(self.hub.transports)})
             return
         async with self.hub.emitting:
-            sent = await self.hub.emit(rate, duration, size)
+            sent = await self.hub.emit(cmd.rate, cmd.duration, cmd.size)
         self._control_send({"done": sent, "clients": len(self.hub.transports)})
 
     def _control_send(self, reply: dict[str, Any]) -> None:
