@@ -139,7 +139,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 say(f"  all reserved after {one['time_to_all_reserved_s']}s, buy ms p50 "
                     f"{one['buy_ms']['p50']} p99 {one['buy_ms']['p99']}, "
                     f"{one['buys_per_s']} buys/s, server CPU {one['server_cpu_us_per_buy']}"
-                    f" µs per buy, steal {one.get('steal_share')}, checks ok: "
+                    f" µs per buy (CPU read over {one.get('cpu_window_s')} s for a "
+                    f"{one.get('burst_s')} s burst), steal {one.get('steal_share')}, checks ok: "
                     f"{one['checks_ok']}")
                 for failed in one["failed_checks"]:
                     say(f"  failed: {failed['name']}: {failed['detail'][:300]}")

@@ -74,6 +74,7 @@ async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
             "buy_ms": sel["buy_ms"], "units_sold": sel["units_sold"],
             "server_cpu_us_per_buy": sel.get("server_cpu_us_per_buy"),
             "redis_cpu_us_per_buy": sel.get("redis_cpu_us_per_buy"),
+            "burst_s": sel.get("burst_s"), "cpu_window_s": sel.get("cpu_window_s"),
             "steal_share": sel.get("steal_share"),
             "time_to_all_reserved_s": sel.get("time_to_all_reserved_s"),
             "time_to_sell_out_s": sel.get("time_to_sell_out_s"),

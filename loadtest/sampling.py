@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import time
 from pathlib import Path
@@ -29,35 +28,42 @@ BURST_LEAD_S = 0.3
 BURST_WINDOW_S = 20.0
 
 
-def interpolate(samples: list[tuple[float, float, float]], t: float) -> tuple[float, float]:
-    """Server and Redis CPU seconds at wall time t, between the samples around it."""
-    for (t0, s0, r0), (t1, s1, r1) in itertools.pairwise(samples):
-        if t0 <= t <= t1:
-            f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
-            return s0 + f * (s1 - s0), r0 + f * (r1 - r0)
-    raise ValueError(f"no samples around {t}")
+# A burst sample: (wall time before reading /proc, wall time after, server CPU
+# seconds, Redis CPU seconds).
+BurstSample = tuple[float, float, float, float]
 
 
-def burst_cpu_per_buy(samples: list[tuple[float, float, float]], opening: float,
-                      buy_window_s: float, buy_ms: list[float], buys: int,
+def burst_cpu_per_buy(samples: list[BurstSample], opening: float, buy_window_s: float,
+                      buy_ms: list[float], buys: int,
                       steal: list[tuple[float, int, int]] | None = None) -> dict[str, Any]:
     """Server and Redis CPU from the opening (epoch s) to the last buy reply, per
     buy request answered: every buyer presses within the buy window, and the last
     reply comes at most the slowest reply's latency after it. Whatever else the
     server did in that window (the opening's fan-out, early checkouts) counts.
-    Samples that do not cover the window give no figure rather than a short one.
-    With the machine's steal samples, `steal_share` says how much of the
-    machine's CPU the hypervisor gave to others meanwhile (docs/benchmarks.md:
-    the slow runs are the ones with high steal)."""
-    if not buy_ms or not buys or len(samples) < 2:
+
+    The CPU is taken between the last sample read wholly before the opening and the
+    first read wholly after the last reply: never less than the window's own CPU,
+    and a little more (the server is all but idle just before and after). The
+    sampler shares the generators' core, and while they are busy it may be
+    scheduled late; figures read between samples as if the CPU had been spent
+    evenly came out at half the true cost in such runs (docs/benchmarks.md, issue
+    13, fourth part). `cpu_window_s` says how long the measured interval was,
+    beside `burst_s`, the window's own. Samples that do not cover the window give
+    no figure rather than a short one. With the machine's steal samples,
+    `steal_share` says how much of the machine's CPU the hypervisor gave to others
+    meanwhile (docs/benchmarks.md: the slow runs are the ones with high steal)."""
+    if not buy_ms or not buys:
         return {}
     end = opening + buy_window_s + max(buy_ms) / 1000.0
-    if samples[0][0] > opening or samples[-1][0] < end:
+    before = [s for s in samples if s[1] <= opening]
+    after = [s for s in samples if s[0] >= end]
+    if not before or not after:
         return {}
-    a, b = interpolate(samples, opening), interpolate(samples, end)
+    a, b = before[-1], after[0]
     out: dict[str, Any] = {"burst_s": round(end - opening, 3),
-                           "server_cpu_us_per_buy": round((b[0] - a[0]) * 1e6 / buys, 1),
-                           "redis_cpu_us_per_buy": round((b[1] - a[1]) * 1e6 / buys, 1)}
+                           "cpu_window_s": round(b[1] - a[0], 3),
+                           "server_cpu_us_per_buy": round((b[2] - a[2]) * 1e6 / buys, 1),
+                           "redis_cpu_us_per_buy": round((b[3] - a[3]) * 1e6 / buys, 1)}
     share = steal_share(steal, opening, end) if steal else None
     if share is not None:
         out["steal_share"] = share
@@ -86,9 +92,9 @@ class Sampler:
         self.timeline: list[dict[str, Any]] = []
         # (monotonic time, server cpu s, redis cpu s, server rss, redis rss)
         self.cpu_samples: list[tuple[float, float, float, int, int]] = []
-        # (wall time, server cpu s, redis cpu s) every BURST_SAMPLE_S around a sale's
+        # BurstSample every BURST_SAMPLE_S around a sale's
         # opening: the quarter-second samples are too coarse for a one-second burst.
-        self.burst_cpu: list[tuple[float, float, float]] = []
+        self.burst_cpu: list[BurstSample] = []
         # (wall time, machine steal ticks, machine total ticks), sampled with burst_cpu.
         self.burst_steal: list[tuple[float, int, int]] = []
         self.cpu_show: tuple[float, float] | None = None  # server cpu at show start/end
@@ -189,11 +195,10 @@ class Sampler:
         assert server is not None
         await asyncio.sleep(max(0.0, opening - BURST_LEAD_S - time.time()))
         until = opening + self.ctx.scn.sale.buy_window_s + BURST_WINDOW_S
-        while time.time() < until:
+        while (now := time.time()) < until:
             srv, red = server.sample()
-            now = time.time()
             if srv is not None:
-                self.burst_cpu.append((now, srv.cpu_s, red.cpu_s if red else 0.0))
+                self.burst_cpu.append((now, time.time(), srv.cpu_s, red.cpu_s if red else 0.0))
             jiffies = host_jiffies()
             if jiffies is not None:
                 self.burst_steal.append((now, *jiffies))

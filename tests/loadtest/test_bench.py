@@ -187,29 +187,36 @@ def test_cpu_per_buy_is_taken_from_the_opening_to_the_last_reply() -> None:
     from loadtest.context import RunOptions
     from loadtest.engine import Engine
     from loadtest.model import SaleInfo
-    from loadtest.sampling import interpolate as _interpolate
     from loadtest.scenario import load_scenario_file, resolve
-
-    samples = [(100.0, 10.0, 1.0), (101.0, 11.0, 1.5), (102.0, 11.0, 1.5)]
-    assert _interpolate(samples, 100.5) == pytest.approx((10.5, 1.25))
-    with pytest.raises(ValueError):
-        _interpolate(samples, 99.0)
 
     engine = Engine(RunOptions(scenario=load_scenario_file(resolve("flash_sale")),
                                progress=False))
     window = engine.ctx.scn.sale.buy_window_s
     engine.ctx.data.sales.append(SaleInfo("s1", "p", 10, 1, 100_000))  # opens at t=100 s
     sampler = engine.sampler
-    sampler.burst_cpu = [(99.9, 9.9, 0.95), (100.0, 10.0, 1.0),
-                        (100.0 + window + 0.5, 10.5, 1.25), (100.0 + window + 5, 11.0, 1.5)]
-    # The slowest reply came 500 ms after the buy window: 0.5 s of server CPU, 0.25 s
-    # of Redis CPU for 1,000 buys.
+    end = 100.0 + window + 0.5  # the slowest reply came 500 ms after the buy window
+    sampler.burst_cpu = [(99.9, 99.9, 9.9, 0.95), (99.99, 100.0, 10.0, 1.0),
+                         (end, end + 0.01, 10.5, 1.25), (end + 5, end + 5, 11.0, 1.5)]
+    # 0.5 s of server CPU, 0.25 s of Redis CPU for 1,000 buys, between the last sample
+    # read before the opening and the first read after the last reply.
     got = sampler.cpu_per_buy([10.0, 500.0], 1000)
     assert got["server_cpu_us_per_buy"] == pytest.approx(500.0)
     assert got["redis_cpu_us_per_buy"] == pytest.approx(250.0)
     assert got["burst_s"] == pytest.approx(window + 0.5)
-    # Samples that stop before the last reply give no figure rather than a short one.
-    sampler.burst_cpu = sampler.burst_cpu[:2]
+    assert got["cpu_window_s"] == pytest.approx(window + 0.52)
+    # A sampler scheduled late (no sample for a second across the burst) gives the CPU
+    # of the longer interval it saw, never a share of it as if spent evenly: it was
+    # all spent in the window.
+    sampler.burst_cpu = [(99.99, 100.0, 10.0, 1.0), (end + 0.5, end + 0.5, 10.5, 1.25)]
+    late = sampler.cpu_per_buy([10.0, 500.0], 1000)
+    assert late["server_cpu_us_per_buy"] == pytest.approx(500.0)
+    assert late["cpu_window_s"] == pytest.approx(window + 1.01)
+    # A sample whose read began before the opening and ended after it brackets
+    # neither side; samples that stop before the last reply give no figure rather
+    # than a short one.
+    sampler.burst_cpu = [(99.99, 100.01, 10.0, 1.0), (end, end, 10.5, 1.25)]
+    assert sampler.cpu_per_buy([10.0, 500.0], 1000) == {}
+    sampler.burst_cpu = [(99.99, 100.0, 10.0, 1.0), (end - 0.1, end - 0.1, 10.5, 1.25)]
     assert sampler.cpu_per_buy([10.0, 500.0], 1000) == {}
 
 

@@ -23,10 +23,10 @@ def test_steal_share_spans_the_window_from_the_samples_around_it() -> None:
 
 
 def test_cpu_per_buy_carries_the_steal_share_of_its_window() -> None:
-    cpu = [(99.9, 9.9, 0.95), (100.0, 10.0, 1.0), (101.0, 10.5, 1.25)]
+    cpu = [(99.9, 99.9, 9.9, 0.95), (100.0, 100.0, 10.0, 1.0), (101.0, 101.0, 10.5, 1.25)]
     steal = [(99.95, 0, 0), (101.2, 20, 200)]
     got = burst_cpu_per_buy(cpu, 100.0, 0.0, [10.0, 500.0], 1000, steal)
-    assert got["server_cpu_us_per_buy"] == pytest.approx(250.0)  # 10.0 -> 10.25 s
+    assert got["server_cpu_us_per_buy"] == pytest.approx(500.0)  # 10.0 -> 10.5 s
     assert got["steal_share"] == pytest.approx(0.1)
     assert "steal_share" not in burst_cpu_per_buy(cpu, 100.0, 0.0, [500.0], 1000)
 
