@@ -46,3 +46,38 @@ async def test_two_servers_share_rooms_and_stock(redis_url: str, data_dir: Path)
     finally:
         await b.stop()
         await a.stop()
+
+
+async def test_a_server_whose_remembered_sale_changed_elsewhere_buys_in_the_current_one(
+        redis_url: str, data_dir: Path) -> None:
+    """A buy starts from the sale id its server remembers (no task, no read); when
+    another server replaced that sale, reserve.lua says so and the buy goes the full
+    way, in the new sale. A refusal the show's end explains is explained there too."""
+    settings = make_settings(redis_url, data_dir)
+    a = await LiveServer(settings).start()
+    b = await LiveServer(settings).start()
+    try:
+        async with httpx.AsyncClient(base_url=a.base) as http:
+            host = await create_room(http)
+            pid = (await host.product(stock=10))["product_id"]
+            first = await host.sale(pid, units=5, limit=1)
+            early, late, last = [await join(b, host.room_id) for _ in range(3)]
+            held = await early.request("buy", product_id=pid)
+            assert held["type"] == "hold" and held["hold"]["sale_id"] == first["sale_id"]
+            # Server A replaces the sale; server B still remembers the first one.
+            await host.call("POST", f"/sales/{first['sale_id']}/stop", expect=200)
+            second = await host.sale(pid, units=5, limit=1)
+            moved = await late.request("buy", product_id=pid)
+            assert moved["type"] == "hold", moved
+            assert moved["hold"]["sale_id"] == second["sale_id"]
+            # Server A ends the show: B's remembered sale is stopped in Redis, and the
+            # refusal reserve.lua gives ('ended') is told as the show's end.
+            await host.call("POST", "/end", expect=200)
+            refused = await last.request("buy", product_id=pid)
+            assert refused["type"] == "error" and refused["code"] == "show_ended", refused
+            audit = await host.audit()
+            assert audit["ok"], audit["checks"]
+            await asyncio.gather(early.close(), late.close(), last.close())
+    finally:
+        await b.stop()
+        await a.stop()

@@ -26,7 +26,7 @@ from server.features.context import Answer, Context, error_answer, from_cached, 
 from server.features.registry import Registry, ViewerCall
 from server.state.faults import REDIS_FAULTS
 from server.state.sales_data import SalesData
-from server.state.scripts import Released, ReleaseMode
+from server.state.scripts import Answered, Released, ReleaseMode
 from server.state.store import ABORTED, PLACED, Order, StoreError
 
 log = logging.getLogger("livesell.buying")
@@ -68,7 +68,7 @@ class Buying:
         return self.ctx.data.sales
 
     def register(self, registry: Registry) -> None:
-        registry.message(Buy, self._buy, explain_end=True)
+        registry.message(Buy, self._buy, explain_end=True, start=self._start_buy)
         registry.message(Checkout, self._checkout)
         registry.message(Release, self._release_message)
 
@@ -92,11 +92,21 @@ class Buying:
             self.ctx.current_sale[(room_id, product_id)] = sid
         return sid
 
+    def _start_buy(self, call: ViewerCall, msg: Buy) -> asyncio.Future[Answer | None] | None:
+        """A buy whose product's sale id is in memory, without a task: one reserve.lua
+        call, its answer built when the ledger's reply arrives. None (or a future of
+        None, when reserve.lua says the sale changed) sends the buy down `buy`."""
+        room_id, product_id = call.room_id, msg.product_id
+        sid = self.ctx.current_sale.get((room_id, product_id))
+        if sid is None:
+            return None
+        return self._reserve(call.viewer, room_id, msg.request_id, product_id, msg.quantity,
+                             call.client, sid, domain.new_id("h"))
+
     async def buy(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
                   quantity: int, client: str = "") -> Answer:
         """Hold units for the viewer. `client` is the buyer's address bucket
         (admission.client_bucket), counted when the room's policy says limit_per_ip."""
-        sale = self.ctx.settings.sale
         hold_id = domain.new_id("h")
         # Usually a dict hit, taken without an await; Redis is read on a miss, and
         # again when reserve.lua says the sale changed ('stale').
@@ -111,22 +121,40 @@ class Buying:
                 if not known:
                     return error_answer(refusal("product_not_found"))
                 return error_answer(refusal("not_on_sale"))
-            result = await self.ctx.scripts.reserve(
-                room_id, sale_id=sid, product_id=product_id, buyer=viewer.viewer_id,
-                request_id=request_id, hold_id=hold_id, quantity=quantity,
-                hold_ms=int(sale.hold_seconds * 1000),
-                answer_ttl_s=sale.request_id_ttl_s, verified=viewer.verified,
-                client=client, max_open_holds=sale.max_holds_per_viewer)
-            if result.status == "stale":
-                continue
-            if result.status == "rebuilding":
+            answer = await self._reserve(viewer, room_id, request_id, product_id, quantity,
+                                         client, sid, hold_id)
+            if answer is not None:
+                return answer
+        return error_answer(refusal("not_on_sale"))
+
+    def _reserve(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
+                 quantity: int, client: str, sale_id: str,
+                 hold_id: str) -> asyncio.Future[Answer | None]:
+        """reserve.lua in sale `sale_id`; the future resolves to the buyer's answer, or
+        to None when that sale is no longer the product's current one ('stale')."""
+        sale = self.ctx.settings.sale
+        hold_ms = int(sale.hold_seconds * 1000)
+
+        def answer(result: Answered) -> Answer | None:
+            status = result.status
+            if status == "stale":
+                key = (room_id, product_id)
+                if self.ctx.current_sale.get(key) == sale_id:
+                    del self.ctx.current_sale[key]  # read again by whoever buys next
+                return None
+            if status == "rebuilding":
                 return error_answer(rebuilding())
-            if result.status == "ok":
+            if status == "ok":
                 self.ctx.dirty_stock.add((room_id, product_id))
-                self.ctx.note_due(room_id, now_ms() + int(sale.hold_seconds * 1000))
+                self.ctx.note_due(room_id, now_ms() + hold_ms)
                 self.ctx.timers_changed.set()  # the hold's expiry
             return from_cached("hold", result.answer)
-        return error_answer(refusal("not_on_sale"))
+
+        return self.ctx.scripts.reserve_into(
+            answer, room_id, sale_id=sale_id, product_id=product_id, buyer=viewer.viewer_id,
+            request_id=request_id, hold_id=hold_id, quantity=quantity, hold_ms=hold_ms,
+            answer_ttl_s=sale.request_id_ttl_s, verified=viewer.verified, client=client,
+            max_open_holds=sale.max_holds_per_viewer)
 
     async def release(self, viewer: Viewer, room_id: str, hold_id: str) -> Answer:
         product_id, sale_id, buyer = await self.data.hold_owner(room_id, hold_id)

@@ -10,6 +10,7 @@ of its kind. A new selling format is a new module that registers its own
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -41,6 +42,10 @@ class ViewerCall:
 
 HttpHandler = Callable[[Call], Awaitable[Any]]
 MessageHandler = Callable[[ViewerCall, Any], Awaitable["Answer"]]
+# Starts a request without a task: a future of its answer, resolved when the one
+# Redis step it needs is answered; the future's None, or None instead of a future,
+# sends the request down its handler's full path (see MessageRoute).
+MessageStarter = Callable[[ViewerCall, Any], "asyncio.Future[Answer | None] | None"]
 JobHandler = Callable[[str, str], Awaitable[None]]  # (room id, item)
 ChatListener = Callable[[Viewer, str, str], Awaitable[None]]  # (viewer, room, text)
 Restorer = Callable[[str], Awaitable[None]]  # room id
@@ -68,9 +73,16 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class MessageRoute:
+    """How a viewer request is answered. `handler` is the full path, a coroutine run
+    in a task. `start`, when given, is the common case without that task (a buy
+    whose sale id is in memory: one script call, answered from the ledger's
+    reply), which hands the request to `handler` when it cannot finish it (the
+    sale changed, say). Both must give the same answer to the same request."""
+
     handler: MessageHandler
     # A refusal of this request is explained as `show_ended` once the show ended.
     explain_end: bool = False
+    start: MessageStarter | None = None
 
 
 class Feature(Protocol):
@@ -91,10 +103,11 @@ class Registry:
             raise ValueError(f"{route.method} {route.path} registered twice")
         self.routes.append(route)
 
-    def message(self, kind: type, handler: MessageHandler, explain_end: bool = False) -> None:
+    def message(self, kind: type, handler: MessageHandler, explain_end: bool = False,
+                start: MessageStarter | None = None) -> None:
         if kind in self.messages:
             raise ValueError(f"{kind.__name__} has a handler already")
-        self.messages[kind] = MessageRoute(handler, explain_end)
+        self.messages[kind] = MessageRoute(handler, explain_end, start)
 
     def job(self, kind: str, handler: JobHandler) -> None:
         if kind in self.jobs or ":" in kind:

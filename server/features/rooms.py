@@ -239,9 +239,15 @@ class Lifecycle:
         if state == SCHEDULED and goes_live:
             await self.go_live(room_id)
 
+    @staticmethod
+    def may_explain(answer: Answer) -> bool:
+        """Whether `explain_refusal` may change this answer: a refusal that the end
+        of the show would explain."""
+        return answer.kind == "error" and answer.body.get("code") in ENDED_REFUSALS
+
     async def explain_refusal(self, room_id: str, answer: Answer) -> Answer:
         """A buy, claim or entry refused because the show ended says so."""
-        if answer.kind != "error" or answer.body.get("code") not in ENDED_REFUSALS:
+        if not self.may_explain(answer):
             return answer
         state, ended_at = await self.data.fields(room_id, "state", "ended_at")
         if state != ENDED:

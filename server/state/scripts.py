@@ -14,14 +14,17 @@ The engine that batches the calls is `Ledger` (server/state/ledger.py);
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
 from server.core.keys import DUE, guest_mints, room_keys
 from server.state.ledger import SCRIPT_NAMES, Arg, Ledger
 
 if TYPE_CHECKING:
     from server.state.store import Order
+
+T = TypeVar("T")
 
 __all__ = ["CONTRACTS", "SCRIPT_NAMES", "Ledger", "Scripts"]
 
@@ -93,6 +96,10 @@ class Answered(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+
+
+def _as_is(answered: Answered) -> Answered:
+    return answered
 
 
 def _answered(reply: list[Any]) -> Answered:
@@ -244,12 +251,24 @@ class Scripts(Ledger):
                 request_id: str, hold_id: str, quantity: int, hold_ms: int,
                 answer_ttl_s: int, verified: bool, client: str,
                 max_open_holds: int) -> asyncio.Future[Answered]:
+        return self.reserve_into(_as_is, room_id, sale_id=sale_id, product_id=product_id,
+                                 buyer=buyer, request_id=request_id, hold_id=hold_id,
+                                 quantity=quantity, hold_ms=hold_ms,
+                                 answer_ttl_s=answer_ttl_s, verified=verified,
+                                 client=client, max_open_holds=max_open_holds)
+
+    def reserve_into(self, into: Callable[[Answered], T], room_id: str, *, sale_id: str,
+                     product_id: str, buyer: str, request_id: str, hold_id: str,
+                     quantity: int, hold_ms: int, answer_ttl_s: int, verified: bool,
+                     client: str, max_open_holds: int) -> asyncio.Future[T]:
+        """`reserve`, its reply passed through `into` as the ledger resolves the future:
+        a buy's answer is built there, with no task waiting on it (Buying)."""
         keys, args = reserve_call(room_id, sale_id=sale_id, product_id=product_id,
                                   buyer=buyer, request_id=request_id, hold_id=hold_id,
                                   quantity=quantity, hold_ms=hold_ms,
                                   answer_ttl_s=answer_ttl_s, verified=verified,
                                   client=client, max_open_holds=max_open_holds)
-        return self.run("reserve", keys, args, _answered)
+        return self.run("reserve", keys, args, lambda reply: into(_answered(reply)))
 
     def release(self, room_id: str, *, hold_id: str, product_id: str, sale_id: str,
                 mode: ReleaseMode, buyer: str = "",

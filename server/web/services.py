@@ -66,7 +66,8 @@ class Services:
         self.draining = False
         self.health = Health()
         # Every viewer request task in flight (buy, checkout, ...), for the drain.
-        self.requests: set[asyncio.Task[None]] = set()
+        # Viewer requests in flight: tasks, or futures of requests started without one.
+        self.requests: set[asyncio.Future[Any]] = set()
         self.show.ctx.requests_running = self.requests.__len__
         # Holds the cyclic collector off during a burst of requests (gcpolicy.py);
         # None when the settings leave the collector as the interpreter set it.
@@ -186,16 +187,18 @@ class Services:
         grace = self.settings.server.shutdown_grace_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        pending = set(self.requests)
-        answered = len(pending)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace)
+        answered = 0
+        # Again until none is left: a request started without a task may hand itself to
+        # a task as it ends (server/features/registry.py, MessageRoute).
+        while pending := set(self.requests):
+            done, late = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+            answered += len(done)
             if late:
                 log.warning("drain: %d requests still running after %.1fs were cancelled; "
                             "checkouts among them are decided by recovery", len(late), grace)
-                for task in late:
-                    task.cancel()
-                answered -= len(late)
+                for request in late:
+                    request.cancel()
+                break
         if self.store is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.store.wait_idle(),

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -200,7 +201,7 @@ class _ViewerSession:
         # Who asks, from where: the same for every request of the connection.
         self.call = ViewerCall(conn.viewer, conn.room_id,
                                client_bucket(conn.ws.client.host if conn.ws.client else None))
-        self.inflight: set[asyncio.Task[None]] = set()
+        self.inflight: set[asyncio.Future[Any]] = set()
         self.inline_tail: asyncio.Task[None] | None = None
         # Rejected frames (malformed, or over the rate) draw on a slowly refilling
         # allowance; a client that keeps sending them after being told is closed.
@@ -257,21 +258,57 @@ class _ViewerSession:
         elif len(self.inflight) >= svc.settings.hub.max_inflight_requests:
             conn.send(error_answer(refusal("rate_limited")).frame(request_id))
         else:
-            # One done-callback, not one per set: each is a loop callback per request.
-            task = asyncio.get_running_loop().create_task(
-                _handle_request(show, conn, self.call, msg))
-            self.inflight.add(task)
-            svc.requests.add(task)
-            if svc.gc_guard is not None:
-                svc.gc_guard.enter()
-            task.add_done_callback(self._request_done)
+            route = show.registry.messages.get(type(msg))
+            started = route.start(self.call, msg) if route is not None and \
+                route.start is not None else None
+            if started is None:
+                self._request_task(msg)
+            else:
+                # The common request with no task: answered from the future's callback.
+                self._track(started, partial(self._answer_started, msg))
         return True
 
-    def _request_done(self, task: asyncio.Task[None]) -> None:
-        self.inflight.discard(task)
-        self.svc.requests.discard(task)
+    def _request_task(self, msg: ViewerMessage) -> None:
+        self._track(asyncio.get_running_loop().create_task(
+            _handle_request(self.svc.show, self.conn, self.call, msg)), self._request_done)
+
+    def _track(self, request: asyncio.Future[Any],
+               done: Callable[[asyncio.Future[Any]], None]) -> None:
+        """Count a request in flight (the connection's, the drain's, the GC guard's)
+        until `done`, its one done-callback (each is a loop callback per request),
+        calls _request_done."""
+        self.inflight.add(request)
+        self.svc.requests.add(request)
+        if self.svc.gc_guard is not None:
+            self.svc.gc_guard.enter()
+        request.add_done_callback(done)
+
+    def _request_done(self, request: asyncio.Future[Any]) -> None:
+        self.inflight.discard(request)
+        self.svc.requests.discard(request)
         if self.svc.gc_guard is not None:
             self.svc.gc_guard.leave()
+
+    def _answer_started(self, msg: ViewerMessage, started: asyncio.Future[Answer | None]) -> None:
+        """A request a feature started without a task (MessageRoute.start) has its
+        answer: send it, or hand the request to its full path in a task when the
+        feature could not finish it, or when the show's end may explain a refusal."""
+        self._request_done(started)
+        if started.cancelled():
+            return
+        show = self.svc.show
+        request_id = getattr(msg, "request_id", None)
+        exc = started.exception()
+        answer = started.result() if exc is None else failure_answer(show, exc, request_id)
+        if answer is None:
+            self._request_task(msg)
+        elif answer.kind == "error" and show.lifecycle.may_explain(answer) and \
+                show.registry.messages[type(msg)].explain_end:
+            self._track(asyncio.get_running_loop().create_task(
+                _explained(show, self.conn, self.call.room_id, answer, request_id)),
+                self._request_done)
+        else:
+            self.conn.send(answer.frame(request_id))
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -319,12 +356,27 @@ async def _handle_request(show: Show, conn: Conn, call: ViewerCall,
         answer = await route.handler(call, msg)
         if route.explain_end and answer.kind == "error":
             answer = await show.lifecycle.explain_refusal(call.room_id, answer)
-    except LivesellError as exc:
-        answer = error_answer(exc)
-    except REDIS_FAULTS as exc:
-        show.ctx.health.redis_failed(exc)  # one log line per outage, not one per request
-        answer = error_answer(Unavailable("temporarily unavailable, try again"))
-    except Exception:
-        log.exception("request %s failed", request_id)
-        answer = Answer("error", {"code": "internal", "message": "internal error"})
+    except Exception as exc:
+        answer = failure_answer(show, exc, request_id)
     conn.send(answer.frame(request_id))
+
+
+async def _explained(show: Show, conn: Conn, room_id: str, answer: Answer,
+                     request_id: str | None) -> None:
+    """A refusal, as `show_ended` once the show ended (Lifecycle.explain_refusal)."""
+    try:
+        answer = await show.lifecycle.explain_refusal(room_id, answer)
+    except Exception as exc:
+        answer = failure_answer(show, exc, request_id)
+    conn.send(answer.frame(request_id))
+
+
+def failure_answer(show: Show, exc: BaseException, request_id: str | None) -> Answer:
+    """What a viewer is told when its request raised `exc`."""
+    if isinstance(exc, LivesellError):
+        return error_answer(exc)
+    if isinstance(exc, REDIS_FAULTS):
+        show.ctx.health.redis_failed(exc)  # one log line per outage, not one per request
+        return error_answer(Unavailable("temporarily unavailable, try again"))
+    log.error("request %s failed", request_id, exc_info=exc)
+    return Answer("error", {"code": "internal", "message": "internal error"})
