@@ -109,6 +109,11 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     # more than once.
     on_closing: Callable[[], None] | None = None
 
+    # True once websockets' parser was seen between frames and has been given no
+    # byte since (every read went the text fast route): it is still between frames,
+    # and the walk down its generators (_between_frames) is skipped.
+    _parser_idle: bool = False
+
     def is_open(self) -> bool:
         """Frames may be written: the handshake was accepted (websockets' state turns
         OPEN when the 101 is sent) and nothing has started closing, neither side's
@@ -140,11 +145,14 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         handler = self.on_text
-        if handler is not None and self._between_frames():
+        if handler is not None and ((self._parser_idle and self.conn.state is _OPEN)
+                                    or self._between_frames()):
             texts = simple_texts(data, self._simple_limit())
             if texts is not None:
+                self._parser_idle = True
                 self._texts_received(texts, handler)
                 return
+        self._parser_idle = False
         super().data_received(data)
         if self.conn.handshake_exc is not None and not self.transport.is_closing():
             self._refuse_unparsed_handshake()
