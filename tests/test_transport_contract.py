@@ -58,6 +58,7 @@ WS_METHODS: list[tuple[str, list[str], str]] = [
     ("send", ["message"], "on_closing before the app's close frame (the hub's flush asks "
      "only the transport)"),
     ("stop_keepalive", [], "stopping pings before closing with 1012 at shutdown"),
+    ("handle_pong", ["event"], "the keepalive ping's pong, read without websockets' parser"),
     ("shutdown", [], "the on_shutdown drain hook (falls back to uvicorn's own shutdown)"),
     ("pause_writing", [], "the on_pause callback (a viewer fell behind)"),
     ("resume_writing", [], "the on_resume callback (a viewer's buffer drained)"),
@@ -427,6 +428,61 @@ async def test_the_parser_waits_between_frames_where_the_hook_looks_for_it() -> 
         assert not proto._between_frames()
         proto.data_received(cut[3:])
         assert got == ["hello"] and proto._between_frames()
+    finally:
+        client.close()
+
+
+def test_simple_pong_reads_only_one_whole_masked_pong() -> None:
+    from server.realtime.fastws import simple_pong
+
+    assert simple_pong(_text(b"\x01\x02\x03\x04", opcode=Opcode.PONG)) == b"\x01\x02\x03\x04"
+    assert simple_pong(_text(b"", opcode=Opcode.PONG)) == b""
+    for other in (
+        _text(b"abcd", opcode=Opcode.PONG, mask=False),  # a client must mask
+        _text(b"abcd", opcode=Opcode.PONG)[:-1],  # cut by the read
+        _text(b"abcd", opcode=Opcode.PONG) + _text(b"hi"),  # more than the pong
+        _text(b"abcd", opcode=Opcode.PING),
+        _text(b"abcd"),
+    ):
+        assert simple_pong(other) is None, other
+
+
+async def test_a_pong_read_alone_reaches_uvicorns_keepalive_without_the_parser() -> None:
+    """Every viewer answers uvicorn's keepalive ping every hub.ping_interval_s; with the
+    text fast route on, a read that is one pong goes straight to handle_pong, which
+    ends the pong deadline and schedules the next ping, as when websockets' parser
+    reads it. A pong in the same read as other frames goes to the parser."""
+    config = _config()
+    config.ws_ping_interval = config.ws_ping_timeout = 3600.0
+    proto, peer, client = await _connected(config)
+    try:
+        got: list[str] = []
+        proto.on_text = got.append
+
+        async def pinged() -> bytes:
+            """The payload of the next keepalive ping the peer reads."""
+            proto.stop_keepalive()
+            start = len(peer.data)
+            proto.send_keepalive_ping()
+            await _until(lambda: b"\x89\x04" in peer.data[start:], timeout=30)
+            at = peer.data.index(b"\x89\x04", start) + 2
+            payload = bytes(peer.data[at:at + 4])
+            assert proto.pending_ping_payload == payload and proto.pong_timer is not None
+            return payload
+
+        proto.data_received(_text(await pinged(), opcode=Opcode.PONG))
+        assert proto.pending_ping_payload is None and proto.pong_timer is None, changed(
+            WebSocketsSansIOProtocol, "handle_pong", WS,
+            "ending the keepalive's pong deadline for a pong it read itself")
+        assert proto.ping_timer is not None  # the next ping is on its way
+        assert proto._parser_idle  # read without websockets' parser
+        proto.data_received(_text(b"after"))
+        assert got == ["after"]
+        # With a text in the same read, the parser reads both, in order.
+        proto.data_received(_text(await pinged(), opcode=Opcode.PONG) + _text(b"more"))
+        assert proto.pending_ping_payload is None and proto.pong_timer is None
+        assert got == ["after", "more"]
+        assert proto.conn.state is State.OPEN
     finally:
         client.close()
 

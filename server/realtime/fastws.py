@@ -10,9 +10,12 @@ viewer; the transport's buffer, bounded by those marks, is the per-client
 buffer (design.md section 6).
 
 Once a viewer has joined, a read made only of small complete text messages (a
-browser's requests, one frame each) is unmasked and handed to the app here;
-any other read, or any read while websockets' parser is inside a frame, goes
-to websockets' parser as always (`simple_texts`, `_between_frames`).
+browser's requests, one frame each) is unmasked and handed to the app here,
+and a read that is one pong (the answer to uvicorn's keepalive ping, every
+`hub.ping_interval_s` from every viewer) goes straight to uvicorn's
+`handle_pong`; any other read, or any read while websockets' parser is inside a
+frame, goes to websockets' parser as always (`simple_texts`, `simple_pong`,
+`_between_frames`). websockets itself does nothing with a pong but hand it on.
 
 Whether a frame may be written to one viewer (`write_frames`) is asked of
 websockets' own connection state and of the transport, as websockets'
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.streams import StreamReader
@@ -51,6 +55,8 @@ _REFUSALS_LOG = LogLimiter()
 # Where websockets' parser waits between two frames (Protocol.parse: `yield from
 # self.reader.at_eof()`); anywhere else it is inside a frame (or past a close).
 _BETWEEN_FRAMES = StreamReader.at_eof.__code__
+# A final pong frame's first byte (FIN, no extension bits, opcode 0xA).
+_PONG_HEAD = b"\x8a"
 # The largest payload read without websockets' parser: the 16-bit length form.
 _SIMPLE_MAX = 65535
 
@@ -81,6 +87,15 @@ def simple_texts(data: bytes, limit: int) -> list[bytes] | None:
         out.append(apply_mask(data[i + 4:i + 4 + length], data[i:i + 4]))
         i += 4 + length
     return out
+
+
+def simple_pong(data: bytes) -> bytes | None:
+    """The payload of `data` when it is one whole masked pong frame and nothing else
+    (a client's answer to the keepalive ping, read alone), unmasked; None otherwise."""
+    length = len(data) - 6
+    if 0 <= length <= 125 and data[0] == 0x8A and data[1] == 0x80 | length:
+        return apply_mask(data[6:], data[2:6])
+    return None
 
 
 class FastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -147,11 +162,18 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         handler = self.on_text
         if handler is not None and ((self._parser_idle and self.conn.state is _OPEN)
                                     or self._between_frames()):
-            texts = simple_texts(data, self._simple_limit())
-            if texts is not None:
-                self._parser_idle = True
-                self._texts_received(texts, handler)
-                return
+            if data[:1] == _PONG_HEAD:
+                pong = simple_pong(data)
+                if pong is not None:
+                    self._parser_idle = True
+                    self.handle_pong(Frame(Opcode.PONG, pong))
+                    return
+            else:
+                texts = simple_texts(data, self._simple_limit())
+                if texts is not None:
+                    self._parser_idle = True
+                    self._texts_received(texts, handler)
+                    return
         self._parser_idle = False
         super().data_received(data)
         if self.conn.handshake_exc is not None and not self.transport.is_closing():
