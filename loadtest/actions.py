@@ -51,6 +51,11 @@ class Actions:
     def count(self, action: str, outcome: str) -> None:
         self.outcomes.setdefault(action, Counter())[outcome] += 1
 
+    def buy_replied(self, started: float) -> None:
+        """A buy's reply came: its latency from `started` (perf_counter), and when."""
+        self.result.buy_ms.append((time.perf_counter() - started) * 1000.0)
+        self.result.last_buy_reply_at = max(self.result.last_buy_reply_at, time.time())
+
     def answered(self, sent: float, action: str, outcome: str) -> None:
         """A buy or checkout answer with its times, kept in chaos runs."""
         if self.plan.record_answers and len(self.result.answers) < MAX_ANSWERS:
@@ -110,7 +115,7 @@ class Actions:
             sent = time.time()
             reply = await viewer.request("buy", {"product_id": product_id,
                                                  "quantity": quantity})
-            self.result.buy_ms.append((time.perf_counter() - started) * 1000.0)
+            self.buy_replied(started)
             if reply.get("type") == "hold":
                 self.count("buy", "hold")
                 self.answered(sent, "buy", "hold")

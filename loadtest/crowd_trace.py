@@ -102,7 +102,7 @@ class TraceSteps:
             sent = time.time()
             reply = await v.request("buy", {"product_id": pid,
                                             "quantity": int(d.get("quantity") or 1)})
-            self.actions.result.buy_ms.append((time.perf_counter() - started) * 1000.0)
+            self.actions.buy_replied(started)
             if reply.get("type") == "hold":
                 self.actions.count("buy", "hold")
                 self.actions.answered(sent, "buy", "hold")

@@ -146,7 +146,9 @@ def _selling(ctx: RunContext, sampler: Sampler, buy_ms: list[float],
         out["time_to_all_reserved_s"] = round(
             reserved[0] - (sale.starts_at / 1000.0 - ctx.show_wall), 2) if reserved \
             else None
-    out.update(sampler.cpu_per_buy(buy_ms, sum(outcomes.get("buy", Counter()).values())))
+    last_reply = max((r.last_buy_reply_at for r in results), default=0.0)
+    out.update(sampler.cpu_per_buy(buy_ms, sum(outcomes.get("buy", Counter()).values()),
+                                   last_reply or None))
     return out
 
 

@@ -58,6 +58,9 @@ class WorkerResult:
     latency_ms: list[float] = field(default_factory=list)
     latency_seen: int = 0
     buy_ms: list[float] = field(default_factory=list)
+    # Wall time (epoch s) of the latest buy reply: where a sale's burst ends, which
+    # the opening plus the slowest latency says only if every buyer sent at once.
+    last_buy_reply_at: float = 0.0
     checkout_ms: list[float] = field(default_factory=list)
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
     join_ms: list[float] = field(default_factory=list)

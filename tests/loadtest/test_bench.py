@@ -211,6 +211,19 @@ def test_cpu_per_buy_is_taken_from_the_opening_to_the_last_reply() -> None:
     late = sampler.cpu_per_buy([10.0, 500.0], 1000)
     assert late["server_cpu_us_per_buy"] == pytest.approx(500.0)
     assert late["cpu_window_s"] == pytest.approx(window + 1.01)
+    # Generators that sent late: the last reply came 1.5 s after the buy window though
+    # no reply took over 500 ms. The window ends at that reply, so the CPU spent in
+    # the second after the opening plus the slowest latency counts too (read from the
+    # first sample after it).
+    sampler.burst_cpu = [(99.99, 100.0, 10.0, 1.0), (end, end + 0.01, 10.5, 1.25),
+                         (end + 1.0, end + 1.01, 10.9, 1.45), (end + 5, end + 5, 11.0, 1.5)]
+    late_senders = sampler.cpu_per_buy([10.0, 500.0], 1000, last_reply_at=end + 1.0)
+    assert late_senders["server_cpu_us_per_buy"] == pytest.approx(900.0)
+    assert late_senders["redis_cpu_us_per_buy"] == pytest.approx(450.0)
+    assert late_senders["burst_s"] == pytest.approx(window + 1.5)
+    # A last reply before the opening plus the slowest latency changes nothing.
+    early = sampler.cpu_per_buy([10.0, 500.0], 1000, last_reply_at=100.2)
+    assert early["server_cpu_us_per_buy"] == pytest.approx(500.0)
     # A sample whose read began before the opening and ended after it brackets
     # neither side; samples that stop before the last reply give no figure rather
     # than a short one.
