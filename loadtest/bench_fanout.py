@@ -19,6 +19,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,71 +55,98 @@ def _set_process_affinity(cpus: list[int]) -> None:
             os.sched_setaffinity(int(tid), cpus)
 
 
+@dataclass
+class _Running:
+    """A hub on its core and its viewers on the generators' cores."""
+
+    name: str
+    hub: Hub
+    clients: Clients | None = None
+    joined: int = 0
+
+
+def _make_hub(name: str, args: argparse.Namespace, node_script: Path | None,
+              tmp: str) -> Hub:
+    if name == "livesell":
+        return LivesellHub()
+    if name == "websockets":
+        return ProcessHub(name, [sys.executable, "-m", "loadtest.refhub"])
+    if name == "floor":
+        return ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub"],
+                          trigger=args.trigger)
+    assert node_script is not None
+    return ProcessHub(name, ["node", str(node_script)], cwd=Path(tmp))
+
+
 async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] | None,
                         gen_cpus: list[int] | None) -> list[dict[str, Any]]:
+    """Per crowd size, every hub runs at once with its own viewers (idle but for its
+    pings while another is measured), and each run measures the hubs one after
+    another: the machine's drift over minutes (the same code's figures moved 20-50 %
+    between bench runs) falls on every hub of a run alike, not on whichever hub ran
+    in a slow minute (docs/benchmarks.md, issue 13, fourth part)."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="livesell-bench-") as tmp:
         node_script = None
         if "node" in args.hubs:
             say("installing the ws package with npm for the Node reference hub")
             node_script = install_node_ws(Path(tmp))
-        for name in args.hubs:
-            for viewers in args.viewers:
-                hub: Hub
-                if name == "livesell":
-                    hub = LivesellHub()
-                elif name == "websockets":
-                    hub = ProcessHub(name, [sys.executable, "-m", "loadtest.refhub"])
-                elif name == "floor":
-                    hub = ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub"],
-                                     trigger=args.trigger)
-                else:
-                    assert node_script is not None
-                    hub = ProcessHub(name, ["node", str(node_script)], cwd=Path(tmp))
-                await hub.start(hub_cpus)
-                clients = None
-                try:
-                    clients = Clients(hub.viewer_url, viewers, gen_cpus)
-                    joined = await asyncio.to_thread(clients.connected)
-                    say(f"{name}: {joined}/{viewers} viewers connected")
-                    await asyncio.sleep(2.0)  # let join-time events settle
-                    for rate in args.rates:
-                        for run in range(args.runs):
-                            await asyncio.to_thread(clients.reset)
-                            cpu0, rcpu0 = _cpu(hub.pid), _cpu(hub.redis_pid)
-                            sent = await hub.emit(rate, args.duration)
-                            await asyncio.sleep(1.0)  # drain
-                            cpu1, rcpu1 = _cpu(hub.pid), _cpu(hub.redis_pid)
-                            frames, latency, util, lost = await asyncio.to_thread(
-                                clients.report)
-                            lat = summary(latency)
-                            row = {
-                                "hub": name, "viewers": viewers, "joined": joined,
-                                "rate": rate, "run": run, "events": sent,
-                                "deliveries": frames, "expected": sent * joined,
-                                "hub_cpu_s": round(cpu1 - cpu0, 3),
-                                "redis_cpu_s": round(rcpu1 - rcpu0, 3),
-                                "cpu_us_per_delivery": round((cpu1 - cpu0) * 1e6 / frames, 3)
-                                if frames else None,
-                                "p50_ms": lat["p50"], "p99_ms": lat["p99"],
-                                "generator_util": round(util, 3), "lost": lost}
-                            rows.append(row)
-                            reach = _reach(row)
-                            if reach < MIN_REACH:
-                                # Figures of a run whose viewers did not get the events
-                                # (refused joins, closed connections) measure something
-                                # else: say so where nobody can miss it.
-                                row["warning"] = f"reach {reach:.3f} < {MIN_REACH}"
-                                say(f"  WARNING: {name} reached {reach:.1%} of the expected "
-                                    f"deliveries; this run's figures are not comparable")
-                            say(f"  {name} {viewers} viewers {rate}/s run {run + 1}: "
-                                f"{row['cpu_us_per_delivery']} µs/delivery, p99 "
-                                f"{row['p99_ms']} ms, generator {util:.0%}")
-                finally:
-                    if clients is not None:
-                        await asyncio.to_thread(clients.stop)
-                    await hub.stop()
+        for viewers in args.viewers:
+            running: list[_Running] = []
+            try:
+                for name in args.hubs:
+                    one = _Running(name, _make_hub(name, args, node_script, tmp))
+                    running.append(one)
+                    await one.hub.start(hub_cpus)
+                    one.clients = Clients(one.hub.viewer_url, viewers, gen_cpus)
+                    one.joined = await asyncio.to_thread(one.clients.connected)
+                    say(f"{name}: {one.joined}/{viewers} viewers connected")
+                await asyncio.sleep(2.0)  # let join-time events settle
+                for rate in args.rates:
+                    for run in range(args.runs):
+                        for one in running:
+                            rows.append(await _measure(one, viewers, rate, run, args, say))
+            finally:
+                for one in running:
+                    if one.clients is not None:
+                        await asyncio.to_thread(one.clients.stop)
+                    await one.hub.stop()
     return rows
+
+
+async def _measure(one: _Running, viewers: int, rate: int, run: int,
+                   args: argparse.Namespace, say: Any) -> dict[str, Any]:
+    """One run of one hub: `rate` events a second for `args.duration` seconds."""
+    hub, clients, name, joined = one.hub, one.clients, one.name, one.joined
+    assert clients is not None
+    await asyncio.to_thread(clients.reset)
+    cpu0, rcpu0 = _cpu(hub.pid), _cpu(hub.redis_pid)
+    sent = await hub.emit(rate, args.duration)
+    await asyncio.sleep(1.0)  # drain
+    cpu1, rcpu1 = _cpu(hub.pid), _cpu(hub.redis_pid)
+    frames, latency, util, lost = await asyncio.to_thread(clients.report)
+    lat = summary(latency)
+    row = {
+        "hub": name, "viewers": viewers, "joined": joined,
+        "rate": rate, "run": run, "events": sent,
+        "deliveries": frames, "expected": sent * joined,
+        "hub_cpu_s": round(cpu1 - cpu0, 3),
+        "redis_cpu_s": round(rcpu1 - rcpu0, 3),
+        "cpu_us_per_delivery": round((cpu1 - cpu0) * 1e6 / frames, 3)
+        if frames else None,
+        "p50_ms": lat["p50"], "p99_ms": lat["p99"],
+        "generator_util": round(util, 3), "lost": lost}
+    reach = _reach(row)
+    if reach < MIN_REACH:
+        # Figures of a run whose viewers did not get the events (refused joins,
+        # closed connections) measure something else: say so where nobody can miss it.
+        row["warning"] = f"reach {reach:.3f} < {MIN_REACH}"
+        say(f"  WARNING: {name} reached {reach:.1%} of the expected "
+            f"deliveries; this run's figures are not comparable")
+    say(f"  {name} {viewers} viewers {rate}/s run {run + 1}: "
+        f"{row['cpu_us_per_delivery']} µs/delivery, p99 "
+        f"{row['p99_ms']} ms, generator {util:.0%}")
+    return row
 
 
 # The per-run figures each cell also gives as min, median and max (its `spread`).

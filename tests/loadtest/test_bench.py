@@ -262,3 +262,16 @@ def test_the_livesell_hub_lets_every_bench_viewer_join() -> None:
         assert hub.server.env["LIVESELL_AUTH_GUEST_MINTS_PER_IP_PER_MIN"] == "0"
     finally:
         hub.server.cleanup()
+
+
+def test_the_fanout_part_measures_the_hubs_of_each_run_one_after_another() -> None:
+    """Every hub of a crowd size runs at once with its own viewers, and each run
+    measures them in turn: the machine's drift over minutes falls on all of them."""
+    args = argparse.Namespace(hubs=["floor", "websockets"], viewers=[20], rates=[5], runs=2,
+                              duration=0.5, trigger="timer")
+    rows = asyncio.run(bench_fanout.bench_fanout(args, lambda text: None))
+    assert [(r["run"], r["hub"]) for r in rows] == [
+        (0, "floor"), (0, "websockets"), (1, "floor"), (1, "websockets")]
+    for r in rows:
+        assert r["joined"] == 20 and r["events"] > 0, r
+        assert r["deliveries"] == r["expected"] == r["events"] * 20, r
