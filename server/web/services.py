@@ -66,8 +66,11 @@ class Services:
         self.draining = False
         self.health = Health()
         # Every viewer request task in flight (buy, checkout, ...), for the drain.
-        # Viewer requests in flight: tasks, or futures of requests started without one.
+        # Viewer requests in flight: tasks, or futures of requests started without one;
+        # and how many of those futures handed their request to a task (the drain's
+        # count of requests answered counts each request once).
         self.requests: set[asyncio.Future[Any]] = set()
+        self.handoffs = 0
         self.show.ctx.requests_running = self.requests.__len__
         # Holds the cyclic collector off during a burst of requests (gcpolicy.py);
         # None when the settings leave the collector as the interpreter set it.
@@ -187,7 +190,7 @@ class Services:
         grace = self.settings.server.shutdown_grace_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        answered = 0
+        answered, handoffs = 0, self.handoffs
         # Again until none is left: a request started without a task may hand itself to
         # a task as it ends (server/features/registry.py, MessageRoute).
         while pending := set(self.requests):
@@ -198,7 +201,14 @@ class Services:
                             "checkouts among them are decided by recovery", len(late), grace)
                 for request in late:
                     request.cancel()
+                # A request answered in the same step as the deadline may not have run
+                # its callback yet, and may hand itself to a task there: let it, and
+                # cancel that task too.
+                await asyncio.sleep(0)
+                for request in set(self.requests) - late:
+                    request.cancel()
                 break
+        answered -= self.handoffs - handoffs  # a request handed to a task is one request
         if self.store is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.store.wait_idle(),

@@ -292,23 +292,29 @@ class _ViewerSession:
     def _answer_started(self, msg: ViewerMessage, started: asyncio.Future[Answer | None]) -> None:
         """A request a feature started without a task (MessageRoute.start) has its
         answer: send it, or hand the request to its full path in a task when the
-        feature could not finish it, or when the show's end may explain a refusal."""
-        self._request_done(started)
+        feature could not finish it, or when the show's end may explain a refusal.
+        A task that takes the request over is counted in flight before the started
+        future stops being counted, so the counts never dip in between (the GC guard
+        would end a hold on such a dip)."""
         if started.cancelled():
+            self._request_done(started)
             return
-        show = self.svc.show
+        svc, show = self.svc, self.svc.show
         request_id = getattr(msg, "request_id", None)
         exc = started.exception()
         answer = started.result() if exc is None else failure_answer(show, exc, request_id)
         if answer is None:
             self._request_task(msg)
+            svc.handoffs += 1
         elif answer.kind == "error" and show.lifecycle.may_explain(answer) and \
                 show.registry.messages[type(msg)].explain_end:
             self._track(asyncio.get_running_loop().create_task(
                 _explained(show, self.conn, self.call.room_id, answer, request_id)),
                 self._request_done)
+            svc.handoffs += 1
         else:
             self.conn.send(answer.frame(request_id))
+        self._request_done(started)
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
