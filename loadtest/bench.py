@@ -43,6 +43,7 @@ from typing import Any
 
 from loadtest.bench_fanout import bench_fanout, medians
 from loadtest.bench_sale import (
+    REDIS_CPU_TOLERANCE,
     bench_sale_livesell,
     bench_sale_redis_benchmark,
     bench_sale_reference,
@@ -200,6 +201,10 @@ def run_bench(args: argparse.Namespace) -> int:
             f"{spread_text(sl, 'server_cpu_us_per_buy')} µs, redis "
             f"{spread_text(sl, 'redis_cpu_us_per_buy')} µs; machine steal "
             f"{spread_text(sl, 'steal_share')}")
+        for i in sl["suspect_runs"]:
+            say(f"  WARNING: sale run {i + 1}'s Redis CPU per buy is more than "
+                f"{REDIS_CPU_TOLERANCE:.0%} from the runs' median: Redis does the same work "
+                f"in every run, so that run's window did not hold the same burst")
         pr = result["sale_paired_ratios"]
         say(f"sale, each livesell run ÷ the one-call-per-await reference run after it "
             f"(median [min..max]): server CPU per buy ÷ client CPU per call "

@@ -16,6 +16,7 @@ import csv
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -305,9 +306,28 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
     return out
 
 
+# Redis does the same work in every sale run (one reserve call per buyer): a run
+# whose Redis CPU per buy is this far from the median's did not measure the same
+# window as the others (docs/benchmarks.md, issue 13, fourth part).
+REDIS_CPU_TOLERANCE = 0.25
+
+
+def suspect_runs(runs: list[dict[str, Any]]) -> list[int]:
+    """The runs (0-based) whose Redis CPU per buy is more than REDIS_CPU_TOLERANCE
+    away from the median of the runs: their window did not hold the same work."""
+    values = [r.get("redis_cpu_us_per_buy") for r in runs]
+    known = [v for v in values if v]
+    if len(known) < 3:
+        return []
+    middle = statistics.median(known)
+    return [i for i, v in enumerate(values)
+            if v and abs(v - middle) > REDIS_CPU_TOLERANCE * middle]
+
+
 def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The per-run livesell sale figures reduced to medians (None where no run had
-    one), with `spread`: the min, median and max of each of them."""
+    one), with `spread`: the min, median and max of each of them, and
+    `suspect_runs` (see suspect_runs)."""
     figures = {
         "time_to_all_reserved_s": [r["time_to_all_reserved_s"] for r in runs],
         "time_to_sell_out_s": [r["time_to_sell_out_s"] for r in runs],
@@ -323,7 +343,8 @@ def sale_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
                            "units": runs[0]["units"]}
     out.update({key: s["median"] if s else None for key, s in spread.items()})
     out.update({"units_sold": [r["units_sold"] for r in runs],
-                "checks_ok": all(r["checks_ok"] for r in runs), "spread": spread})
+                "checks_ok": all(r["checks_ok"] for r in runs), "spread": spread,
+                "suspect_runs": suspect_runs(runs)})
     return out
 
 

@@ -76,6 +76,15 @@ def test_sale_medians() -> None:
     assert m["time_to_sell_out_s"] is None
     assert m["server_cpu_us_per_buy"] == 40 and m["redis_cpu_us_per_buy"] is None
     assert m["checks_ok"] is True
+    assert m["suspect_runs"] == []  # no run has a Redis figure to compare
+
+
+def test_a_sale_run_whose_redis_cpu_is_far_from_the_others_is_named() -> None:
+    runs = [_run(0.5, 10, 30, 100) | {"redis_cpu_us_per_buy": r} for r in (14, 5, 15, 13, 18)]
+    # Median 14: 5 is 64 % below it, 18 is 29 % above, 13 and 15 are within 25 %.
+    assert bench_sale.suspect_runs(runs) == [1, 4]
+    assert bench_sale.sale_medians(runs)["suspect_runs"] == [1, 4]
+    assert bench_sale.suspect_runs(runs[:2]) == []  # too few runs to tell
 
 
 def test_redis_benchmark_missing_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
