@@ -150,11 +150,11 @@ class Buying:
                 self.ctx.timers_changed.set()  # the hold's expiry
             return from_cached("hold", result.answer)
 
-        return self.ctx.scripts.reserve_into(
-            answer, room_id, sale_id=sale_id, product_id=product_id, buyer=viewer.viewer_id,
+        return self.ctx.scripts.reserve(
+            room_id, sale_id=sale_id, product_id=product_id, buyer=viewer.viewer_id,
             request_id=request_id, hold_id=hold_id, quantity=quantity, hold_ms=hold_ms,
             answer_ttl_s=sale.request_id_ttl_s, verified=viewer.verified, client=client,
-            max_open_holds=sale.max_holds_per_viewer)
+            max_open_holds=sale.max_holds_per_viewer, into=answer)
 
     async def release(self, viewer: Viewer, room_id: str, hold_id: str) -> Answer:
         product_id, sale_id, buyer = await self.data.hold_owner(room_id, hold_id)

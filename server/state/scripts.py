@@ -98,10 +98,6 @@ class Answered(NamedTuple):
 _new_tuple = tuple.__new__
 
 
-def _as_is(answered: Answered) -> Answered:
-    return answered
-
-
 def _answered(reply: list[Any]) -> Answered:
     # tuple.__new__ skips the NamedTuple's Python-level __new__: half the cost, and
     # this runs once per buy.
@@ -249,20 +245,11 @@ class Scripts(Ledger):
 
     def reserve(self, room_id: str, *, sale_id: str, product_id: str, buyer: str,
                 request_id: str, hold_id: str, quantity: int, hold_ms: int,
-                answer_ttl_s: int, verified: bool, client: str,
-                max_open_holds: int) -> asyncio.Future[Answered]:
-        return self.reserve_into(_as_is, room_id, sale_id=sale_id, product_id=product_id,
-                                 buyer=buyer, request_id=request_id, hold_id=hold_id,
-                                 quantity=quantity, hold_ms=hold_ms,
-                                 answer_ttl_s=answer_ttl_s, verified=verified,
-                                 client=client, max_open_holds=max_open_holds)
-
-    def reserve_into(self, into: Callable[[Answered], T], room_id: str, *, sale_id: str,
-                     product_id: str, buyer: str, request_id: str, hold_id: str,
-                     quantity: int, hold_ms: int, answer_ttl_s: int, verified: bool,
-                     client: str, max_open_holds: int) -> asyncio.Future[T]:
-        """`reserve`, its reply passed through `into` as the ledger resolves the future:
-        a buy's answer is built there, with no task waiting on it (Buying)."""
+                answer_ttl_s: int, verified: bool, client: str, max_open_holds: int,
+                into: Callable[[Answered], T]) -> asyncio.Future[T]:
+        """reserve.lua; its reply, as `Answered`, is passed through `into` as the ledger
+        resolves the future: a buy's answer is built there, with no task waiting on
+        it (Buying)."""
         keys, args = reserve_call(room_id, sale_id=sale_id, product_id=product_id,
                                   buyer=buyer, request_id=request_id, hold_id=hold_id,
                                   quantity=quantity, hold_ms=hold_ms,
