@@ -46,7 +46,7 @@ from server.core.protocol import (
     loads_object,
 )
 from server.features.context import Answer, error_answer
-from server.features.registry import ViewerCall
+from server.features.registry import MessageRoute, ViewerCall
 from server.features.show import Show
 from server.realtime import handshake
 from server.realtime.admission import client_bucket
@@ -259,18 +259,27 @@ class _ViewerSession:
             conn.send(error_answer(refusal("rate_limited")).frame(request_id))
         else:
             route = show.registry.messages.get(type(msg))
-            started = route.start(self.call, msg) if route is not None and \
-                route.start is not None else None
+            if route is None:  # pragma: no cover - decode_viewer_message returns known kinds
+                conn.send(error_answer(BadRequest("unsupported message")).frame(request_id))
+                return True
+            started = route.start(self.call, msg) if route.start is not None else None
             if started is None:
-                self._request_task(msg)
+                self._request_task(route, msg)
             else:
                 # The common request with no task: answered from the future's callback.
-                self._track(started, partial(self._answer_started, msg))
+                self._track(started, partial(self._answer_started, route, msg))
         return True
 
-    def _request_task(self, msg: ViewerMessage) -> None:
+    def _request_task(self, route: MessageRoute, msg: ViewerMessage) -> None:
         self._track(asyncio.get_running_loop().create_task(
-            _handle_request(self.svc.show, self.conn, self.call, msg)), self._request_done)
+            _handle_request(self.svc.show, self.conn, self.call, route, msg)),
+            self._request_done)
+
+    def _answer_task(self, route: MessageRoute, answer: Answer,
+                     request_id: str | None) -> None:
+        self._track(asyncio.get_running_loop().create_task(
+            _send_answer(self.svc.show, self.conn, self.call.room_id, route, answer,
+                         request_id)), self._request_done)
 
     def _track(self, request: asyncio.Future[Any],
                done: Callable[[asyncio.Future[Any]], None]) -> None:
@@ -289,28 +298,27 @@ class _ViewerSession:
         if self.svc.gc_guard is not None:
             self.svc.gc_guard.leave()
 
-    def _answer_started(self, msg: ViewerMessage, started: asyncio.Future[Answer | None]) -> None:
+    def _answer_started(self, route: MessageRoute, msg: ViewerMessage,
+                        started: asyncio.Future[Answer | None]) -> None:
         """A request a feature started without a task (MessageRoute.start) has its
-        answer: send it, or hand the request to its full path in a task when the
-        feature could not finish it, or when the show's end may explain a refusal.
-        A task that takes the request over is counted in flight before the started
-        future stops being counted, so the counts never dip in between (the GC guard
-        would end a hold on such a dip)."""
+        answer: send it, or hand the request to a task, to its full path when the
+        feature could not finish it, or to `_send_answer` when the show's end may
+        explain a refusal. A task that takes the request over is counted in flight
+        before the started future stops being counted, so the counts never dip in
+        between (the GC guard would end a hold on such a dip)."""
         if started.cancelled():
             self._request_done(started)
             return
-        svc, show = self.svc, self.svc.show
+        svc = self.svc
         request_id = getattr(msg, "request_id", None)
         exc = started.exception()
-        answer = started.result() if exc is None else failure_answer(show, exc, request_id)
+        answer = started.result() if exc is None else failure_answer(svc.show, exc,
+                                                                     request_id)
         if answer is None:
-            self._request_task(msg)
+            self._request_task(route, msg)
             svc.handoffs += 1
-        elif answer.kind == "error" and show.lifecycle.may_explain(answer) and \
-                show.registry.messages[type(msg)].explain_end:
-            self._track(asyncio.get_running_loop().create_task(
-                _explained(show, self.conn, self.call.room_id, answer, request_id)),
-                self._request_done)
+        elif needs_explaining(svc.show, route, answer):
+            self._answer_task(route, answer, request_id)
             svc.handoffs += 1
         else:
             self.conn.send(answer.frame(request_id))
@@ -351,29 +359,31 @@ async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
         svc.hub.close(conn, CLOSE_INTERNAL, "internal error")
 
 
-async def _handle_request(show: Show, conn: Conn, call: ViewerCall,
+async def _handle_request(show: Show, conn: Conn, call: ViewerCall, route: MessageRoute,
                           msg: ViewerMessage) -> None:
-    """A request (buy, checkout, ...) to the feature registered for its type."""
+    """A request (buy, checkout, ...) on its feature's full path."""
     request_id = getattr(msg, "request_id", None)
     try:
-        route = show.registry.messages.get(type(msg))
-        if route is None:  # pragma: no cover - decode_viewer_message returns only known kinds
-            raise BadRequest("unsupported message")
         answer = await route.handler(call, msg)
-        if route.explain_end and answer.kind == "error":
-            answer = await show.lifecycle.explain_refusal(call.room_id, answer)
     except Exception as exc:
         answer = failure_answer(show, exc, request_id)
-    conn.send(answer.frame(request_id))
+    await _send_answer(show, conn, call.room_id, route, answer, request_id)
 
 
-async def _explained(show: Show, conn: Conn, room_id: str, answer: Answer,
-                     request_id: str | None) -> None:
-    """A refusal, as `show_ended` once the show ended (Lifecycle.explain_refusal)."""
-    try:
-        answer = await show.lifecycle.explain_refusal(room_id, answer)
-    except Exception as exc:
-        answer = failure_answer(show, exc, request_id)
+def needs_explaining(show: Show, route: MessageRoute, answer: Answer) -> bool:
+    """A refusal the show's end may explain, for a request whose route asks for it."""
+    return route.explain_end and show.lifecycle.may_explain(answer)
+
+
+async def _send_answer(show: Show, conn: Conn, room_id: str, route: MessageRoute,
+                       answer: Answer, request_id: str | None) -> None:
+    """Send a request's answer, a refusal as `show_ended` once the show ended
+    (Lifecycle.explain_refusal, for routes with explain_end)."""
+    if needs_explaining(show, route, answer):
+        try:
+            answer = await show.lifecycle.explain_refusal(room_id, answer)
+        except Exception as exc:
+            answer = failure_answer(show, exc, request_id)
     conn.send(answer.frame(request_id))
 
 
