@@ -475,6 +475,67 @@ async def test_a_snapshot_that_cannot_be_built_closes_with_try_again(
         await client.aclose()
 
 
+async def test_a_checkout_whose_start_redis_lost_is_counted_once_its_order_is_stored(
+        redis_url: str, data_dir: Path) -> None:
+    """A redis-server restarted from its append-only file may miss its last writes (it
+    postpones them behind a slow disk): the hold is back in 'held', on the expiring
+    list, and the coupon claim back in 'claimed', while the order commits. The store
+    decides: the units are sold, the coupon used, and the hold off the expiring list
+    (its expiry would hand sold units back to stock). Redis's state after such a loss
+    is written here by hand, between begin_checkout and the order's commit."""
+    settings = make_settings(redis_url, data_dir, store={"busy_timeout_ms": 120_000})
+    live = await LiveServer(settings).start()
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=120) as http:
+            host = await create_room(http)
+            pid = (await host.product(stock=5))["product_id"]
+            await host.sale(pid, units=5, limit=3)
+            drop = await host.call("POST", "/coupons", {"kind": "amount", "value": 100,
+                                                        "count": 5, "currency": "USD"},
+                                   expect=201)
+            cid = drop["coupon_id"]
+            buyer = await join(live, host.room_id)
+            assert (await buyer.request("claim_coupon", coupon_id=cid))["type"] == \
+                "coupon_claimed"
+            hold = (await buyer.request("buy", product_id=pid, quantity=2))["hold"]
+            keys = room_keys(host.room_id)
+            claim = await client.hget(keys.claims(cid), buyer.viewer_id)
+            expires = await client.zscore(keys.holds, hold["id"])
+            assert claim == "claimed" and expires is not None
+            async with StoreLock(settings.store_path) as lock:
+                checkout = asyncio.create_task(
+                    buyer.request("checkout", hold_id=hold["id"], coupon_id=cid, timeout=240))
+
+                async def confirming() -> bool:
+                    return bool(await client.hget(keys.hold(hold["id"]), "state")
+                                == "confirming")
+
+                await eventually(confirming)
+                # Redis as it restarts without begin_checkout's write.
+                await client.hset(keys.hold(hold["id"]),
+                                  mapping={"state": "held", "coupon_id": "", "discount": 0})
+                await client.zrem(keys.confirming, hold["id"])
+                await client.zadd(keys.holds, {hold["id"]: expires})
+                await client.hset(keys.claims(cid), buyer.viewer_id, claim)
+                await lock.release()
+                placed = await checkout
+            assert placed["type"] == "order_placed", placed
+            assert placed["order"]["discount"] == 100
+            audit = await host.audit()
+            assert audit["ok"], audit["checks"]
+            stock = audit["products"][0]
+            assert (stock["sold"], stock["held"], stock["left"]) == (2, 0, 3)
+            assert await client.zscore(keys.holds, hold["id"]) is None
+            assert await client.hget(keys.hold(hold["id"]), "state") == "confirmed"
+            used = await client.hget(keys.claims(cid), buyer.viewer_id)
+            assert used == "used:" + placed["order"]["order_id"]
+            await buyer.close()
+    finally:
+        await client.aclose()
+        await live.stop()
+
+
 async def test_an_order_stored_while_redis_restarts_is_counted_when_it_is_back(
         tmp_path: Path) -> None:
     """Redis dies between the order's commit and its count in Redis (the buyer is told

@@ -59,8 +59,8 @@ CONTRACTS: Final[dict[str, Contract]] = {
         ("answer", "hold", "holds", "coupon", "claims", "confirming", "epoch", "policy"),
         ("hold_id", "buyer", "coupon_id", "verified")),
     "finish_checkout": Contract(
-        ("hold", "stock", "sale", "claims", "answer", "confirming", "open_holds"),
-        ("order_id", "answer", "answer_ttl_s", "keep_ms", "hold_id")),
+        ("hold", "stock", "sale", "claims", "answer", "confirming", "open_holds", "holds"),
+        ("order_id", "answer", "answer_ttl_s", "keep_ms", "hold_id", "coupon_id")),
     "abort_checkout": Contract(("hold", "holds", "claims", "confirming"), ("hold_id",)),
     "stop_sale": Contract(
         ("sale", "stock", "bought", "holds", "timers", "open_holds", "ip_bought"),
@@ -285,9 +285,9 @@ class Scripts(Ledger):
             k.hold(order.hold_id), k.stock(order.product_id), k.sale(order.sale_id),
             k.claims(order.coupon_id or "-"),
             k.request(order.buyer_id, "checkout", order.request_id or "-"),
-            k.confirming, k.open_holds,
-        ], [order.order_id, answer, answer_ttl_s, KEEP_FINISHED_HOLD_MS, order.hold_id],
-            _checkout_finished)
+            k.confirming, k.open_holds, k.holds,
+        ], [order.order_id, answer, answer_ttl_s, KEEP_FINISHED_HOLD_MS, order.hold_id,
+            order.coupon_id], _checkout_finished)
 
     def abort_checkout(self, room_id: str, *, hold_id: str,
                        coupon_id: str) -> asyncio.Future[bool]:
