@@ -30,6 +30,7 @@ export class Live {
    * @param {(frame: object) => void} o.onEvent every frame that is not a reply
    * @param {(reply: object, request: object|null) => void} [o.onReply] replies to requests
    * @param {(state: string, info: object) => void} [o.onState]
+   * @param {() => void} [o.onClock] the estimate of server time moved
    */
   constructor(o) {
     this.roomId = o.roomId;
@@ -43,6 +44,7 @@ export class Live {
     this.onEvent = o.onEvent;
     this.onReply = o.onReply || (() => {});
     this.onState = o.onState || (() => {});
+    this.onClock = o.onClock || (() => {});
     this.pendingKey = `livesell.pending.${this.roomId}.${this.tokenKey}`;
     this.ws = null;
     this.state = "idle";
@@ -369,15 +371,19 @@ export class Live {
   _sampleClock(serverTime, rtt, localNow = Date.now()) {
     if (typeof serverTime !== "number") return;
     const offset = serverTime - localNow;
+    const before = this.offset;
     if (rtt === null) {
       if (this.samples.length === 0) this.offset = offset;
-      return;
+    } else {
+      this.samples.push({ offset, rtt });
+      if (this.samples.length > 8) this.samples.shift();
+      let best = this.samples[0];
+      for (const s of this.samples) if (s.rtt < best.rtt) best = s;
+      this.offset = best.offset;
+      this.offsetRtt = best.rtt;
     }
-    this.samples.push({ offset, rtt });
-    if (this.samples.length > 8) this.samples.shift();
-    let best = this.samples[0];
-    for (const s of this.samples) if (s.rtt < best.rtt) best = s;
-    this.offset = best.offset;
-    this.offsetRtt = best.rtt;
+    // A countdown drawn with the old estimate would stay a second behind (or ahead)
+    // until its next flip: the page redraws it now.
+    if (this.offset !== before) this.onClock();
   }
 }

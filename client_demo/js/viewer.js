@@ -34,7 +34,7 @@ import {
   checkout, endHold, onCheckoutClosed, onHold, onHoldReleased, onHoldsVoided, onOrder, openCheckout,
   release, renderHold, showCheckoutMsg,
 } from "./viewer/checkout.js";
-import { countdownsFrom, onTick, scheduleClock } from "./viewer/clock.js";
+import { countdownsFrom, onTick, redrawClock, scheduleClock } from "./viewer/clock.js";
 import { renderConn, renderConnNotice, setConn } from "./viewer/connection.js";
 import { markClaimed, onCouponClaimed, onCouponCount, onCouponDrop } from "./viewer/coupons.js";
 import {
@@ -254,6 +254,7 @@ async function start() {
     onEvent: (ev) => { onEvent(ev); scheduleClock(); },
     onReply: (reply, request) => { onReply(reply, request); scheduleClock(); },
     onState: setConn,
+    onClock: redrawClock,
   }));
   // A new identity: requests left unanswered by the previous one are not its own.
   if (shopToken && !S.signinNotice) live.clearPending();

@@ -200,3 +200,39 @@ async def test_sale_state_moves_only_on_the_servers_events(
     await expect(buy).to_be_disabled()
     await ctx.close()
     assert page_errors.errors == []
+
+
+async def test_a_countdown_is_redrawn_the_moment_the_clock_estimate_moves(
+        server: LiveServer, http: httpx.AsyncClient, browser: Any,
+        page_errors: PageErrors) -> None:
+    """A better sample of server time (a pong with a shorter round trip) moves the
+    page's estimate; a countdown drawn with the old estimate must not wait for its
+    next scheduled flip, or two viewers show different seconds for up to a second."""
+    room = await create_room(http, "Clock redraw")
+    pid = (await room.product(stock=5, title="Clock Lamp"))["product_id"]
+    await room.call("POST", "/pins", {"product_id": pid}, expect=200)
+    await room.sale(pid, units=5, limit=1, starts_in_s=600, duration_s=60)
+    ctx = await browser.new_context(viewport=PHONE)
+    page = page_errors.watch(await ctx.new_page(), "viewer")
+    await page.goto(f"{server.base}/r/{room.room_id}")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    buy = page.locator(f'.pcard[data-product-id="{pid}"] .buy-btn')
+    await expect(buy).to_have_text(re.compile(r"Starts in (10:00|9:\d\d)"))
+    # A pong as the connection handles it, whose server time is 5 minutes later and
+    # whose round trip (0 ms) beats every real sample; the text is read in the same
+    # script, so no timer of the page can have run in between.
+    before, after = await page.evaluate(f"""() => {{
+        const live = window.livesell.live;
+        const btn = document.querySelector('.pcard[data-product-id="{pid}"] .buy-btn');
+        const before = btn.textContent;
+        live._onPong({{ type: "pong", t: Date.now(), server_time: live.serverNow() + 300000 }});
+        return [before, btn.textContent];
+    }}""")
+
+    def seconds(text: str) -> int:
+        minutes, secs = re.fullmatch(r"Starts in (\d+):(\d\d)", text).groups()  # type: ignore[union-attr]
+        return int(minutes) * 60 + int(secs)
+
+    assert 295 <= seconds(before) - seconds(after) <= 305, (before, after)
+    await ctx.close()
+    assert page_errors.errors == []

@@ -43,9 +43,12 @@ async def clock_error_ms(page: Page) -> float:
     return value
 
 
-async def same_text(a: Any, b: Any, attempts: int = 6) -> str:
-    """Read two locators' text at (nearly) the same moment until both agree; a
-    countdown may flip between the two reads, a wrong clock offset never agrees."""
+async def same_text(a: Any, b: Any, attempts: int = 30) -> str:
+    """Read two locators' text at (nearly) the same moment until both agree. Each
+    page's estimate of server time may be off by up to 250 ms (checked before), so
+    two countdowns may show different seconds for up to 500 ms of every second: the
+    reads span at least 1.5 s (30 reads 50 ms apart), so correct pages must agree
+    in one of them, while a clock wrong by a second or more never agrees."""
     seen = []
     for _ in range(attempts):
         ta, tb = await asyncio.gather(a.text_content(), b.text_content())

@@ -36,3 +36,7 @@ function tick() {
   for (const render of renders) render();
   scheduleClock();
 }
+
+/** Redraw now: the estimate of server time moved, so the shown seconds and the
+ *  next flip may both have changed. */
+export function redrawClock() { tick(); }
