@@ -16,7 +16,10 @@ livesell's figures are also given as ratios to the references and to the
 floor. livesell's CPU excludes its redis-server (shown apart); its
 events are emitted through the host HTTP API, the references' by a timer (or,
 for the floor with `--trigger request`, by one request from the bench per
-event, paced as livesell's announcements are).
+event, paced as livesell's announcements are). `--floor-state BYTES` gives
+each of the floor's viewers that much memory as it joins, as a server's
+session per viewer takes, to show what spreading the transports through memory
+costs the flush.
 
 Flash sale: the `flash_sale` engine with N buyers pressing buy at the opening
 instant for U units (limit 1, checkout after), against a reference that runs
@@ -52,6 +55,7 @@ from loadtest.bench_sale import (
     paired_ratios,
     sale_medians,
 )
+from loadtest.floorhub import state_bytes
 
 HUBS = ("livesell", "websockets", "node", "floor")
 NO_REDIS_BENCHMARK = ("redis-benchmark is not on PATH; install redis-tools "
@@ -99,6 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the floor hub paces its events: by a timer of its "
                         "own (default), or one request from the bench per event, as "
                         "livesell's events are posted (the other references: a timer)")
+    parser.add_argument("--floor-state", type=state_bytes, default=0, metavar="BYTES",
+                        help="memory the floor hub gives each viewer as it joins, as a "
+                        "server's session per viewer takes (default 0: the bare floor; "
+                        "docs/benchmarks.md, issue 13, fifth part)")
     parser.add_argument("--sale-buyers", type=int, default=10_000)
     parser.add_argument("--sale-units", type=int, default=1000)
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out part")

@@ -72,7 +72,8 @@ def _make_hub(name: str, args: argparse.Namespace, node_script: Path | None,
     if name == "websockets":
         return ProcessHub(name, [sys.executable, "-m", "loadtest.refhub"])
     if name == "floor":
-        return ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub"],
+        state = ["--state", str(args.floor_state)] if args.floor_state else []
+        return ProcessHub(name, [sys.executable, "-m", "loadtest.floorhub", *state],
                           trigger=args.trigger)
     assert node_script is not None
     return ProcessHub(name, ["node", str(node_script)], cwd=Path(tmp))
@@ -100,7 +101,9 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
                     await one.hub.start(hub_cpus)
                     one.clients = Clients(one.hub.viewer_url, viewers, gen_cpus)
                     one.joined = await asyncio.to_thread(one.clients.connected)
-                    say(f"{name}: {one.joined}/{viewers} viewers connected")
+                    held = (f", each holding {args.floor_state} bytes"
+                            if name == "floor" and args.floor_state else "")
+                    say(f"{name}: {one.joined}/{viewers} viewers connected{held}")
                 await asyncio.sleep(2.0)  # let join-time events settle
                 for rate in args.rates:
                     for run in range(args.runs):

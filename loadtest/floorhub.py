@@ -18,12 +18,21 @@ transport. What a viewer sends is skipped frame by frame without being kept;
 a close frame is answered with a close frame and the transport is closed.
 There is no per-viewer buffer bound, ping or slow-viewer policy: that is the
 point (it is a floor, not a server); only the bench's own viewers connect.
+
+`--state BYTES` gives each viewer that much memory, allocated as it joins (in
+blocks of at most 2,000 bytes, from the same allocator as the transports): a
+server keeps a session per viewer, allocated between one transport and the
+next, and the flush then reads transports spread through memory. With it the
+floor shows what that spread costs per delivery (`bench --floor-state`,
+docs/benchmarks.md, issue 13, fifth part); the control replies carry the
+bytes held as `state_bytes`.
 The `/control` connection, off the data path, uses the `websockets` library's
 sans-I/O server protocol.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import binascii
@@ -144,10 +153,19 @@ def parse_command(data: bytes | str) -> Command:
                    _number(cmd, "duration", 0.0, 3600.0))
 
 
+# Viewer state comes in blocks of this size (above pymalloc's 512-byte limit, so
+# from the allocator uvloop's transports come from), and at most this much per
+# connection: 10,000 viewers then hold at most 640 MB.
+STATE_BLOCK = 2000
+MAX_STATE = 65_536
+
+
 class FloorHub:
     """The open viewer transports, and the emitter that writes to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_bytes: int = 0) -> None:
+        self.state_bytes = state_bytes  # memory given to each viewer as it joins
+        self.held = 0  # bytes of viewer state held now
         self.transports: list[asyncio.Transport] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.emitting = asyncio.Lock()  # one emit at a time, in order of arrival
@@ -162,6 +180,10 @@ class FloorHub:
         async for n in paced(rate, count):
             self.emit_once(n + 1, size)
         return count
+
+    def done(self, sent: int) -> dict[str, int]:
+        """The answer to a command: events sent, viewers, viewer state held."""
+        return {"done": sent, "clients": len(self.transports), "state_bytes": self.held}
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -181,12 +203,23 @@ class Connection(asyncio.Protocol):
         self.once_seq = 0  # the seq of the last event sent by a `once` command
         self.pending = b""  # the unparsed start of a viewer's next frame header
         self.skip = 0  # payload bytes of a viewer's frame still to discard
+        self.state: list[bytearray] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        # Right after the transport, before the next connection's: a server's session
+        # objects come between one viewer's transport and the next in the same way.
+        left = self.hub.state_bytes
+        while left > 0:
+            block = min(left, STATE_BLOCK)
+            self.state.append(bytearray(block))
+            left -= block
+        self.hub.held += self.hub.state_bytes
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.hub.held -= sum(len(block) for block in self.state)
+        self.state = []
         if self.viewer:
             self.viewer = False
             self.hub.transports.remove(cast(asyncio.Transport, self.transport))
@@ -304,11 +337,11 @@ class Connection(asyncio.Protocol):
         if cmd.once:  # one event, now: the bench paces the events itself
             self.once_seq += 1
             self.hub.emit_once(self.once_seq, cmd.size)
-            self._control_send({"done": 1, "clients": len(self.hub.transports)})
+            self._control_send(self.hub.done(1))
             return
         async with self.hub.emitting:
             sent = await self.hub.emit(cmd.rate, cmd.duration, cmd.size)
-        self._control_send({"done": sent, "clients": len(self.hub.transports)})
+        self._control_send(self.hub.done(sent))
 
     def _control_send(self, reply: dict[str, Any]) -> None:
         ws = self.control
@@ -331,8 +364,28 @@ class Connection(asyncio.Protocol):
             transport.close()
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.floorhub",
+                                     description="The raw-write floor hub of the bench.")
+    parser.add_argument("--state", type=state_bytes, default=0, metavar="BYTES",
+                        help="memory given to each connection as it opens, to show what "
+                        f"a server's per-viewer sessions cost the flush (0..{MAX_STATE})")
+    return parser.parse_args(argv)
+
+
+def state_bytes(text: str) -> int:
+    """`--state`: a whole number of bytes, 0 to MAX_STATE."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of bytes, not {text!r}") from None
+    if not 0 <= value <= MAX_STATE:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and {MAX_STATE} bytes")
+    return value
+
+
 async def main() -> None:
-    hub = FloorHub()
+    hub = FloorHub(parse_args().state)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Connection(hub), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

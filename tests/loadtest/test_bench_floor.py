@@ -4,6 +4,7 @@ min/median/max reduction of runs (pure)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import socket
@@ -54,7 +55,7 @@ async def test_every_viewer_gets_each_event_exactly_once() -> None:
         await _connect(hub, viewers, 6)
         k = 25
         reply = await _command(hub, {"rate": 100, "duration": k / 100, "size": EVENT_SIZE})
-        assert reply == {"done": k, "clients": len(viewers)}
+        assert reply == {"done": k, "clients": len(viewers), "state_bytes": 0}
         for ws in viewers:
             got = await _events(ws, k)
             assert [e["seq"] for e in got] == list(range(1, k + 1))
@@ -78,7 +79,7 @@ async def test_every_viewer_gets_each_event_exactly_once() -> None:
             if reply["clients"] == 2 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
-        assert reply == {"done": 1, "clients": 2}
+        assert reply == {"done": 1, "clients": 2, "state_bytes": 0}
         for ws in viewers[4:]:  # the viewers that stayed got every one of those events
             assert [e["seq"] for e in await _events(ws, polls)] == [1] * polls
     finally:
@@ -118,14 +119,68 @@ async def test_events_sent_one_request_each_reach_every_viewer_in_order() -> Non
         for ws in viewers:
             got = await _events(ws, 10)
             assert [e["seq"] for e in got] == list(range(1, 11))
-        assert await _command(hub, {"once": True, "size": 100}) == {"done": 1,
-                                                                      "clients": 3}
+        assert await _command(hub, {"once": True, "size": 100}) == {
+            "done": 1, "clients": 3, "state_bytes": 0}
         for ws in viewers:
             assert [e["seq"] for e in await _events(ws, 1)] == [11]
     finally:
         for ws in viewers:
             await ws.close()
         await hub.stop()
+
+
+async def test_with_state_each_connection_holds_it_until_it_closes() -> None:
+    """`--state BYTES`: every open connection (the viewers and the bench's control
+    connection) holds that much memory, given back when it closes."""
+    state = 5000  # three blocks: 2,000 + 2,000 + 1,000 bytes
+    hub = ProcessHub("floor", [*FLOOR_ARGV, "--state", str(state)])
+    await hub.start(None)
+    viewers: list[ClientConnection] = []
+    try:
+        await _connect(hub, viewers, 4)
+        reply = await _command(hub, {"once": True, "size": 100})
+        assert reply == {"done": 1, "clients": 4, "state_bytes": 5 * state}
+        for ws in viewers:
+            assert [e["seq"] for e in await _events(ws, 1)] == [1]
+        for ws in viewers[:3]:
+            await asyncio.wait_for(ws.close(), 30)
+        deadline = time.monotonic() + 30
+        while (reply := await _command(hub, {"once": True, "size": 100}))["clients"] != 1:
+            assert time.monotonic() < deadline, reply
+            await asyncio.sleep(0.05)
+        assert reply["state_bytes"] == 2 * state
+    finally:
+        for ws in viewers:
+            await ws.close()
+        await hub.stop()
+
+
+@pytest.mark.parametrize("value, says", [("-1", "between 0 and 65536"),
+                                         ("65537", "between 0 and 65536"),
+                                         ("16k", "whole number of bytes")])
+def test_a_bad_state_size_is_refused_with_its_reason(value: str, says: str) -> None:
+    done = subprocess.run([*FLOOR_ARGV, "--state", value], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert says in done.stderr
+    with pytest.raises(SystemExit):
+        bench_args(["--floor-state", value])
+
+
+def test_the_bench_starts_the_floor_with_the_state_it_was_given() -> None:
+    args = bench_args(["--floor-state", "16000", "--hubs", "floor"])
+    assert args.floor_state == 16000
+    hub = bench_fanout._make_hub("floor", args, None, "")
+    assert isinstance(hub, ProcessHub)
+    assert hub.argv[-2:] == ["--state", "16000"]
+    bare = bench_fanout._make_hub("floor", bench_args([]), None, "")
+    assert isinstance(bare, ProcessHub) and "--state" not in bare.argv
+
+
+def bench_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 @pytest.fixture(scope="module")
