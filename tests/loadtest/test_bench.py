@@ -277,7 +277,7 @@ def test_the_fanout_part_measures_the_hubs_of_each_run_one_after_another() -> No
     """Every hub of a crowd size runs at once with its own viewers, and each run
     measures them in turn: the machine's drift over minutes falls on all of them."""
     args = argparse.Namespace(hubs=["floor", "websockets"], viewers=[20], rates=[5], runs=2,
-                              duration=0.5, trigger="timer")
+                              duration=0.5, trigger="timer", floor_state=0)
     rows = asyncio.run(bench_fanout.bench_fanout(args, lambda text: None))
     assert [(r["run"], r["hub"]) for r in rows] == [
         (0, "floor"), (0, "websockets"), (1, "floor"), (1, "websockets")]
