@@ -93,13 +93,18 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
             say("installing the ws package with npm for the Node reference hub")
             node_script = install_node_ws(Path(tmp))
         for viewers in args.viewers:
-            running: list[_Running] = []
-            try:
+            # Several hubs and their viewers' processes run at once: each is stopped
+            # on the way out even when starting a later one, or stopping another,
+            # fails (the exit stack runs every callback and raises after).
+            async with contextlib.AsyncExitStack() as running_now:
+                running: list[_Running] = []
                 for name in args.hubs:
                     one = _Running(name, _make_hub(name, args, node_script, tmp))
                     running.append(one)
+                    running_now.push_async_callback(one.hub.stop)
                     await one.hub.start(hub_cpus)
                     one.clients = Clients(one.hub.viewer_url, viewers, gen_cpus)
+                    running_now.push_async_callback(asyncio.to_thread, one.clients.stop)
                     one.joined = await asyncio.to_thread(one.clients.connected)
                     held = (f", each holding {args.floor_state} bytes"
                             if name == "floor" and args.floor_state else "")
@@ -109,11 +114,6 @@ async def _bench_fanout(args: argparse.Namespace, say: Any, hub_cpus: list[int] 
                     for run in range(args.runs):
                         for one in running:
                             rows.append(await _measure(one, viewers, rate, run, args, say))
-            finally:
-                for one in running:
-                    if one.clients is not None:
-                        await asyncio.to_thread(one.clients.stop)
-                    await one.hub.stop()
     return rows
 
 

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from loadtest import bench_fanout, bench_sale
+from loadtest.bench_clients import Clients
+from loadtest.bench_hubs import ProcessHub
 from server.state.scripts import CONTRACTS
 
 
@@ -284,3 +287,43 @@ def test_the_fanout_part_measures_the_hubs_of_each_run_one_after_another() -> No
     for r in rows:
         assert r["joined"] == 20 and r["events"] > 0, r
         assert r["deliveries"] == r["expected"] == r["events"] * 20, r
+
+
+def test_a_hub_whose_stop_fails_still_lets_every_other_hub_and_viewer_stop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping is attempted for every hub and every viewers' process even when
+    stopping one of them raises; the failure is raised after."""
+
+    class FailingStop(ProcessHub):
+        async def stop(self) -> None:
+            await super().stop()
+            raise RuntimeError("stop failed")
+
+    made: list[Any] = []
+    make = bench_fanout._make_hub
+
+    def make_hub(name: str, *rest: Any) -> Any:
+        hub = (FailingStop(name, [sys.executable, "-m", "loadtest.refhub"])
+               if name == "websockets" else make(name, *rest))
+        made.append(hub)
+        return hub
+
+    started: list[Any] = []
+    clients = Clients
+
+    def track_clients(*args: Any, **kwargs: Any) -> Any:
+        started.append(clients(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(bench_fanout, "_make_hub", make_hub)
+    monkeypatch.setattr(bench_fanout, "Clients", track_clients)
+    # The failing hub first: stopped in any order, the other one must stop too.
+    args = argparse.Namespace(hubs=["websockets", "floor"], viewers=[5], rates=[5], runs=1,
+                              duration=0.2, trigger="timer", floor_state=0)
+    with pytest.raises(RuntimeError, match="stop failed"):
+        asyncio.run(bench_fanout.bench_fanout(args, lambda text: None))
+    assert [hub.name for hub in made] == ["websockets", "floor"]
+    for hub in made:
+        assert hub.proc is not None and hub.proc.poll() is not None, hub.name
+    assert len(started) == 2
+    assert all(not p.is_alive() for c in started for p in c.procs)
