@@ -271,15 +271,12 @@ class _ViewerSession:
         return True
 
     def _request_task(self, route: MessageRoute, msg: ViewerMessage) -> None:
-        self._track(asyncio.get_running_loop().create_task(
-            _handle_request(self.svc.show, self.conn, self.call, route, msg)),
-            self._request_done)
+        """The request on its feature's full path, in a task."""
+        self._task(_handle_request(self.svc.show, self.conn, self.call, route, msg))
 
-    def _answer_task(self, route: MessageRoute, answer: Answer,
-                     request_id: str | None) -> None:
-        self._track(asyncio.get_running_loop().create_task(
-            _send_answer(self.svc.show, self.conn, self.call.room_id, route, answer,
-                         request_id)), self._request_done)
+    def _task(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A task answering a request, counted in flight until it ends."""
+        self._track(asyncio.get_running_loop().create_task(coro), self._request_done)
 
     def _track(self, request: asyncio.Future[Any],
                done: Callable[[asyncio.Future[Any]], None]) -> None:
@@ -318,7 +315,8 @@ class _ViewerSession:
             self._request_task(route, msg)
             svc.handoffs += 1
         elif needs_explaining(svc.show, route, answer):
-            self._answer_task(route, answer, request_id)
+            self._task(_send_answer(svc.show, self.conn, self.call.room_id, route, answer,
+                                    request_id))
             svc.handoffs += 1
         else:
             self.conn.send(answer.frame(request_id))
