@@ -62,7 +62,9 @@ os.register_at_fork(after_in_child=_forget_id_pool)
 def new_id(prefix: str) -> str:
     """A short random id (72 bits from the OS's CSPRNG, as secrets.token_urlsafe(9)
     with x and y for its - and _); the prefix says what it names (r_ room, p_
-    product, h_ hold, ...)."""
+    product, h_ hold, ...). Called on the event loop's thread, as every caller is:
+    the pool is the process's, and two threads taking from it at once could be
+    handed the same bytes (a thread of its own would need its own pool)."""
     global _id_pool, _id_at
     at = _id_at
     if at + _ID_BYTES > len(_id_pool):
