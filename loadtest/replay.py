@@ -83,10 +83,13 @@ class Replay:
                 else:
                     self._bind("product", card["product_id"], card["product_id"])
             elif act == "pin":
-                await host.call("POST", "/pins", {"product_id": self._real("product",
-                                                                         d["product_id"])})
+                d["product_id"] = self._real("product", d["product_id"])
+                await host.call("POST", "/pins", d)
             elif act == "unpin":
                 await host.call("DELETE", f"/pins/{self._real('product', d['product_id'])}")
+            elif act == "listing":
+                real = self._real("product", d.pop("product_id"))
+                await host.call("PUT", f"/products/{real}/listing", d)
             elif act == "update_product":
                 real = self._real("product", d.pop("product_id"))
                 await host.call("PATCH", f"/products/{real}", d)

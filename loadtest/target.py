@@ -100,7 +100,10 @@ class Target:
                                 "price": s.sale.price * 2, "currency": s.sale.currency,
                                 "stock": stock})
             data.products[SALE_PRODUCT] = stock
-            await host.call("POST", "/pins", {"product_id": SALE_PRODUCT})
+            # Pinned for show only: the scenario sells it in its flash sale, at the
+            # sale's price, never at the list price before the sale opens.
+            await host.call("POST", "/pins", {"product_id": SALE_PRODUCT,
+                                              "open_for_sale": False})
         if s.host.events_per_s and set(s.host.actions) - {"announce"}:
             for pid in FANOUT_PRODUCTS:
                 await host.product({"product_id": pid, "title": f"Item {pid}", "price": 1000,

@@ -362,8 +362,11 @@ HTTP: dict[tuple[str, str], Endpoint] = {
         lambda w: {k: v for k, v in product_fields(w).items() if k != "product_id"}),
     ("GET", ROOM + "/products/{product_id}"): Endpoint({"room_id": "room",
                                                         "product_id": "product"}),
-    ("POST", ROOM + "/pins"): Endpoint({"room_id": "room"},
-                                       lambda w: {"product_id": ids("product", w)}),
+    ("POST", ROOM + "/pins"): Endpoint({"room_id": "room"}, lambda w: {
+        "product_id": ids("product", w), "open_for_sale": st.booleans() | INTS | TEXT}),
+    ("PUT", ROOM + "/products/{product_id}/listing"): Endpoint(
+        {"room_id": "room", "product_id": "product"},
+        lambda w: {"open": st.booleans() | INTS | TEXT, "limit_per_buyer": INTS}),
     ("DELETE", ROOM + "/pins/{product_id}"): Endpoint({"room_id": "room",
                                                        "product_id": "product"}),
     ("POST", ROOM + "/sales"): Endpoint({"room_id": "room"}, sale_fields),

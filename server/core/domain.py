@@ -24,6 +24,7 @@ from server.core.protocol import (
     MAX_AMOUNT,
     MAX_DURATION_S,
     MAX_STOCK,
+    get_bool,
     get_int,
     get_str,
     reject_unknown,
@@ -300,9 +301,54 @@ def parse_mute(body: Mapping[str, Any]) -> tuple[str, int]:
                                               default=300)
 
 
-def parse_pin(body: Mapping[str, Any]) -> str:
-    reject_unknown(body, frozenset({"product_id"}), "pin")
-    return get_str(body, "product_id", max_len=64, pattern=ID_PATTERN)
+def parse_pin(body: Mapping[str, Any]) -> tuple[str, bool]:
+    """The product to pin, and whether pinning opens it for sale (buy-it-now; the
+    default, `open_for_sale: false` pins it for show only)."""
+    reject_unknown(body, frozenset({"product_id", "open_for_sale"}), "pin")
+    return (get_str(body, "product_id", max_len=64, pattern=ID_PATTERN),
+            get_bool(body, "open_for_sale", default=True))
+
+
+# ------------------------------------------------------------------ buy-it-now
+#
+# A product open for sale can be bought at its list price, outside any flash sale,
+# under a per-buyer limit: its listing. A listing is kept like a sale (the same
+# hash fields, so release, checkout and their scripts treat its holds as any
+# other), under an id made from the product's: one listing per product, found by
+# reserve.lua without a lookup. A flash sale that is open overrides it.
+
+LISTING_PREFIX: Final = "bn_"
+
+
+def listing_id(product_id: str) -> str:
+    return LISTING_PREFIX + product_id
+
+
+def is_listing(sale_id: str) -> bool:
+    return sale_id.startswith(LISTING_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    product_id: str
+    open: bool
+    limit_per_buyer: int
+
+
+LISTING_FIELDS: Final = frozenset({"open", "limit_per_buyer"})
+
+
+def parse_listing(body: Mapping[str, Any], product_id: str, current: Listing | None,
+                  default_limit: int) -> Listing:
+    """The host's `PUT .../listing`: `open` (required) and `limit_per_buyer` (kept
+    from the current listing when not given, else the server's default)."""
+    reject_unknown(body, LISTING_FIELDS, "listing")
+    if not isinstance(body.get("open"), bool):
+        raise BadRequest("open: required, true or false", details={"field": "open"})
+    limit = current.limit_per_buyer if current else default_limit
+    return Listing(product_id=product_id, open=bool(body["open"]),
+                   limit_per_buyer=get_int(body, "limit_per_buyer", lo=1, hi=MAX_STOCK,
+                                           default=limit))
 
 
 # ------------------------------------------------------------------ lottery maths

@@ -107,7 +107,8 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
     "limit_reached": (Conflict, "You have reached the per-buyer limit for this sale."),
     "not_started": (Conflict, "The sale has not started yet."),
     "ended": (Conflict, "The sale has ended."),
-    "not_on_sale": (Conflict, "This product has no sale scheduled or running."),
+    "not_on_sale": (Conflict, "This product is not open for sale, and no sale of it is "
+                    "running."),
     "hold_expired": (Conflict, "The hold expired; its units went back to stock."),
     "hold_not_found": (NotFound, "No such hold for this buyer."),
     "hold_released": (Conflict, "The hold was released."),

@@ -109,6 +109,9 @@ class SaleSettings:
     # Holds one viewer may have open (held or in checkout) across a room's sales:
     # one identity cannot sit on a room's stock (reserve.lua, `too_many_holds`).
     max_holds_per_viewer: int = field(default=5, metadata=_range(1, 1000))
+    # A product bought at its list price (buy-it-now): units per buyer unless the
+    # host sets the product's own limit.
+    listing_limit_per_buyer: int = field(default=5, metadata=_range(1, 1_000_000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,12 +45,26 @@ def stock_view(stock: dict[str, Any]) -> dict[str, int]:
     return {k: as_int(stock.get(k)) for k in ("total", "left", "held", "sold")}
 
 
+def listing_view(listing: dict[str, Any]) -> dict[str, Any]:
+    """A product's listing (buy-it-now at its list price, outside a flash sale): open
+    or not, its price and per-buyer limit, and the units held and sold through it.
+    A product without a listing hash is closed."""
+    return {"open": listing.get("state") == "open", "price": as_int(listing.get("price")),
+            "currency": listing.get("currency", ""),
+            "limit_per_buyer": as_int(listing.get("limit")),
+            "held": as_int(listing.get("held")), "sold": as_int(listing.get("sold"))}
+
+
 def card_view(product: dict[str, Any], stock: dict[str, Any],
-              sale: dict[str, Any] | None, now: int) -> dict[str, Any]:
-    """A product card: the product, its stock, and its current sale if any."""
+              sale: dict[str, Any] | None, listing: dict[str, Any],
+              now: int) -> dict[str, Any]:
+    """A product card: the product, its stock, its current sale if any, and its
+    listing. Which of the two a buy gets is reserve.lua's rule: the sale while it is
+    open, else the listing if open."""
     sv = stock_view(stock)
     return {**{k: v for k, v in product.items() if k != "position"}, "stock": sv,
-            "sale": sale_view(sale, sv["left"], now) if sale else None}
+            "sale": sale_view(sale, sv["left"], now) if sale else None,
+            "listing": listing_view(listing)}
 
 
 def coupon_view(c: dict[str, Any]) -> dict[str, Any]:

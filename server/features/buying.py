@@ -83,13 +83,21 @@ class Buying:
     async def _release_message(self, call: ViewerCall, msg: Release) -> Answer:
         return await self.release(call.viewer, call.room_id, msg.hold_id)
 
-    async def _read_sale_id(self, room_id: str, product_id: str) -> str | None:
-        """The product's current sale id from Redis, remembered for the next buy."""
+    async def _read_sale_id(self, room_id: str, product_id: str) -> str | Answer:
+        """The product's current sale id from Redis ('' when it never had one: its
+        listing decides), remembered for the next buy; or the answer when the room
+        is being rebuilt or has no such product (which is not remembered, so unknown
+        product ids cost no memory)."""
         sid = await self.data.current_sale_id(room_id, product_id)
         if sid is None:
-            self.ctx.current_sale.pop((room_id, product_id), None)
-        else:
-            self.ctx.current_sale[(room_id, product_id)] = sid
+            whole, known = await self.data.why_no_sale(room_id, product_id)
+            if not whole:
+                self.ctx.current_sale.pop((room_id, product_id), None)
+                return error_answer(rebuilding())
+            if not known:
+                return error_answer(refusal("product_not_found"))
+            sid = ""
+        self.ctx.current_sale[(room_id, product_id)] = sid
         return sid
 
     def _start_buy(self, call: ViewerCall, msg: Buy) -> asyncio.Future[Answer | None] | None:
@@ -110,17 +118,12 @@ class Buying:
         hold_id = domain.new_id("h")
         # Usually a dict hit, taken without an await; Redis is read on a miss, and
         # again when reserve.lua says the sale changed ('stale').
-        sid = self.ctx.current_sale.get((room_id, product_id))
+        sid: str | Answer | None = self.ctx.current_sale.get((room_id, product_id))
         for attempt in range(2):
             if sid is None or attempt:
                 sid = await self._read_sale_id(room_id, product_id)
-            if sid is None:
-                whole, known = await self.data.why_no_sale(room_id, product_id)
-                if not whole:
-                    return error_answer(rebuilding())
-                if not known:
-                    return error_answer(refusal("product_not_found"))
-                return error_answer(refusal("not_on_sale"))
+            if isinstance(sid, Answer):
+                return sid
             answer = await self._reserve(viewer, room_id, request_id, product_id, quantity,
                                          client, sid, hold_id)
             if answer is not None:
@@ -130,8 +133,9 @@ class Buying:
     def _reserve(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
                  quantity: int, client: str, sale_id: str,
                  hold_id: str) -> asyncio.Future[Answer | None]:
-        """reserve.lua in sale `sale_id`; the future resolves to the buyer's answer, or
-        to None when that sale is no longer the product's current one ('stale')."""
+        """reserve.lua with `sale_id` as the product's current sale ('' for none: the
+        listing decides); the future resolves to the buyer's answer, or to None when
+        that is no longer the product's current sale ('stale')."""
         sale = self.ctx.settings.sale
         hold_ms = int(sale.hold_seconds * 1000)
 

@@ -6,20 +6,26 @@ through adjust_stock.lua."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.core import domain, events
-from server.core.domain import Product, now_ms
+from server.core.domain import Listing, Product, now_ms
 from server.core.errors import Conflict, NotFound, refusal
 from server.core.views import card_view
 from server.features.context import Context
 from server.features.registry import Call, Registry, Route
 from server.state.catalogue_data import CatalogueData
 
+# Called when the host pins a product: (room, product, open_for_sale), before the
+# pin is announced (features/listings.py opens or closes the product for sale).
+PinListener = Callable[[str, str, bool], Awaitable[None]]
+
 
 class Catalogue:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.pin_listeners: list[PinListener] = []
 
     @property
     def data(self) -> CatalogueData:
@@ -67,8 +73,11 @@ class Catalogue:
         if exists:
             raise Conflict(f"product {product.product_id} already exists", code="duplicate")
         await self.ctx.store.put_product(room_id, product.product_id, product.public(), stock)
+        # Its listing starts closed (pinning it opens it, features/listings.py).
         await self.data.add(room_id, product.product_id,
-                            {**product.public(), "position": count + 1}, stock)
+                            {**product.public(), "position": count + 1}, stock,
+                            Listing(product.product_id, open=False, limit_per_buyer=self.ctx
+                                    .settings.sale.listing_limit_per_buyer))
         card = await self.product_card(room_id, product.product_id)
         await self.ctx.publish(room_id, events.product(card))
         return card
@@ -92,11 +101,11 @@ class Catalogue:
 
     async def product_card(self, room_id: str, product_id: str) -> dict[str, Any]:
         product, _ = await self.product(room_id, product_id)
-        stock, sale = await self.data.stock_and_sale(room_id, product_id)
-        return card_view(product.public(), stock, sale, now_ms())
+        stock, sale, listing = await self.data.card_parts(room_id, product_id)
+        return card_view(product.public(), stock, sale, listing, now_ms())
 
     async def pin(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        product_id = domain.parse_pin(body)
+        product_id, open_for_sale = domain.parse_pin(body)
         await self.product(room_id, product_id)
         pins = await self.data.pins(room_id)
         if product_id not in pins:
@@ -104,6 +113,9 @@ class Catalogue:
             if len(pins) >= limit:
                 raise refusal("pin_limit", f"at most {limit} products can be pinned at "
                               "once; unpin one first")
+        for listener in self.pin_listeners:
+            await listener(room_id, product_id, open_for_sale)
+        if product_id not in pins:
             await self.data.add_pin(room_id, product_id)
         pins = await self.data.pins(room_id)
         card = await self.product_card(room_id, product_id)

@@ -36,8 +36,9 @@ from server.core.domain import normalize_entry_text, now_ms
 log = logging.getLogger("livesell.recorder")
 
 VERSION: Final = 1
-HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "sale",
-                                 "stop_sale", "coupon", "lottery", "draw", "announce"})
+HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
+                                 "sale", "stop_sale", "coupon", "lottery", "draw",
+                                 "announce"})
 MAX_OPEN_TRACES: Final = 64
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",
                                    "claim_coupon", "enter_lottery", "chat", "like"})

@@ -59,7 +59,7 @@ class Route:
     change, refused once the show ended unless `guard_ended` is off); `needs_whole`
     refuses with 503 while the room is rebuilt; `body` reads a JSON body."""
 
-    method: Literal["GET", "POST", "PATCH", "DELETE"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str
     handler: HttpHandler
     access: Literal["public", "host"] = "host"

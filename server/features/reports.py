@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.core.domain import now_ms
+from server.core.domain import listing_id, now_ms
 from server.core.errors import Unavailable
 from server.core.protocol import query_int
 from server.core.views import sale_view
@@ -75,7 +75,7 @@ class Reports:
                 await self.ctx.ensure_whole(room_id)
             except Unavailable:
                 return {"room_id": room_id, "state": "rebuilding", "products": [],
-                        "sales": [], "orders": await store.order_totals(room_id),
+                        "sales": [], "listings": [], "orders": await store.order_totals(room_id),
                         "checks": [], "ok": False}
         state = await self.room.room_state(room_id)
         sold_store = await store.sold_by_product(room_id)
@@ -108,15 +108,34 @@ class Reports:
                                       "sold": view["sold"]}})
             checks.append({"name": f"sale {sid}: no buyer above the limit",
                            "ok": not over, "detail": over})
+        listings = []
+        stored = await store.listings(room_id)
+        for card in state["products"]:
+            pid, lv = card["product_id"], card["listing"]
+            buyers = by_buyer.get(listing_id(pid), {})
+            # Against the highest limit it ever had: a host may lower it after buys.
+            highest = stored.get(pid, (False, lv["limit_per_buyer"],
+                                       lv["limit_per_buyer"]))[2]
+            over = {b: n for b, n in buyers.items() if n > highest}
+            listings.append({"product_id": pid, **lv, "sold_in_store": sum(buyers.values()),
+                             "buyers": len(buyers)})
+            checks.append({"name": f"listing {pid}: no buyer above the limit",
+                           "ok": not over, "detail": over})
         oversold = await store.oversold_sales(room_id)
         checks.append({"name": "store: no sale has orders above its units",
                        "ok": not oversold,
                        "detail": {sid: {"sold": n, "units": u}
                                   for sid, (n, u) in oversold.items()}})
+        over_stock = await store.oversold_products(room_id)
+        checks.append({"name": "store: no product has orders above its stock",
+                       "ok": not over_stock,
+                       "detail": {pid: {"sold": n, "stock": t}
+                                  for pid, (n, t) in over_stock.items()}})
         conflicts = await store.outcome_conflicts(room_id)
         checks.append({"name": "store: no hold both ordered and aborted",
                        "ok": conflicts == 0, "detail": {"holds": conflicts}})
         return {"room_id": room_id, "state": "whole", "products": products, "sales": sales,
+                "listings": listings,
                 "orders": totals, "aborted_holds": await store.aborted_count(room_id),
                 "checks": checks,
                 "ok": all(c["ok"] for c in checks)}

@@ -53,6 +53,7 @@ from server.core.jobs import Job
 from server.core.protocol import get_int
 from server.core.settings import ServerSettings
 from server.features.context import Answer, Context, error_answer
+from server.features.listings import Listings
 from server.features.lotteries import Lotteries
 from server.features.registry import Call, Registry, Route
 from server.features.sales import Sales
@@ -182,9 +183,11 @@ def parse_list_query(params: Mapping[str, str]) -> tuple[int, tuple[int, str] | 
 class Lifecycle:
     """State changes of rooms."""
 
-    def __init__(self, ctx: Context, sales: Sales, lotteries: Lotteries) -> None:
+    def __init__(self, ctx: Context, sales: Sales, listings: Listings,
+                 lotteries: Lotteries) -> None:
         self.ctx = ctx
         self.sales = sales
+        self.listings = listings
         self.lotteries = lotteries
 
     @property
@@ -283,6 +286,8 @@ class Lifecycle:
             # The host's own stop: open holds voided, units back, one atomic step.
             with contextlib.suppress(LivesellError):
                 await self.sales.stop_sale(room_id, sale_id)
+        # Nothing is bought at the list price any more either; holds taken so are voided.
+        await self.listings.close_all(room_id)
         await self.lotteries.draw_open(room_id)
         await ctx.data.offers.close_coupons(room_id, ended_at)
         # Countdown ticks of stopped sales would only be skipped when due: drop them

@@ -87,7 +87,8 @@ class Sales:
 
     async def stop_sale(self, room_id: str, sale_id: str) -> dict[str, Any]:
         sale = await self.data.sale(room_id, sale_id)
-        if not sale:
+        if not sale or domain.is_listing(sale_id):
+            # A listing is closed with PUT .../listing, not stopped (features/listings.py).
             raise refusal("sale_not_found")
         now = now_ms()
         if sale_state(sale, now) in ("stopped", "ended"):

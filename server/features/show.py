@@ -4,7 +4,7 @@ registered with one registry.
 Each feature module owns one concern end to end (its HTTP routes, viewer
 messages, due jobs, restore from the store): the room and its snapshot
 (room.py), the lifecycle (rooms.py), the catalogue and pins (catalogue.py),
-sales (sales.py), holds and checkout (buying.py), coupons (coupons.py),
+buy-it-now (listings.py), sales (sales.py), holds and checkout (buying.py), coupons (coupons.py),
 lotteries (lotteries.py), chat and moderation (chat.py), reports (reports.py).
 Host actions validate with `core.domain`, write the durable record to the
 store, then update Redis through `state/` and broadcast through the hub.
@@ -20,6 +20,7 @@ from server.features.catalogue import Catalogue
 from server.features.chat import ChatRoom
 from server.features.context import Context
 from server.features.coupons import Coupons
+from server.features.listings import Listings
 from server.features.lotteries import Lotteries
 from server.features.pulse import Pulse
 from server.features.recorder import Recorder
@@ -40,19 +41,20 @@ class Show:
         self.ctx = ctx = Context(settings)
         self.registry = Registry()
         self.catalogue = Catalogue(ctx)
+        self.listings = Listings(ctx, self.catalogue)
         self.sales = Sales(ctx, self.catalogue)
         self.buying = Buying(ctx)
         self.coupons = Coupons(ctx)
         self.lotteries = Lotteries(ctx)
-        self.lifecycle = Lifecycle(ctx, self.sales, self.lotteries)
+        self.lifecycle = Lifecycle(ctx, self.sales, self.listings, self.lotteries)
         self.room = Room(ctx, self.lifecycle)
         self.chat = ChatRoom(ctx)
         self.reports = Reports(ctx, self.room)
-        # Restorers run in this order: products before the sales selling them, drops
-        # before an ended room closes them.
+        # Restorers run in this order: products before the listings and sales selling
+        # them, drops before an ended room closes them.
         features: tuple[Feature, ...] = (
-            self.room, self.catalogue, self.sales, self.buying, self.coupons, self.lotteries,
-            self.lifecycle, self.chat, self.reports)
+            self.room, self.catalogue, self.listings, self.sales, self.buying, self.coupons,
+            self.lotteries, self.lifecycle, self.chat, self.reports)
         for feature in features:
             feature.register(self.registry)
         self.restore = Restore(ctx, self.registry)

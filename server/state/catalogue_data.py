@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 
+from server.core.domain import Listing, listing_id
 from server.core.keys import room_keys
 from server.core.protocol import encode
+from server.state.sales_data import listing_hash
 
 
 class CatalogueData:
@@ -30,37 +32,51 @@ class CatalogueData:
         return int(count), bool(exists)
 
     async def add(self, room_id: str, product_id: str, data: dict[str, Any],
-                  stock: int) -> None:
-        """A new product (`data` with its position) and its stock, in one MULTI."""
+                  stock: int, listing: Listing) -> None:
+        """A new product (`data` with its position), its stock and its listing
+        (buy-it-now at its price), in one MULTI."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.products, product_id, encode(data))
             pipe.hset(keys.stock(product_id),
                       mapping={"total": stock, "left": stock, "held": 0, "sold": 0})
+            pipe.hset(keys.sale(listing_id(product_id)),
+                      mapping=listing_hash(listing, int(data["price"]), str(data["currency"])))
             await pipe.execute()
 
     async def put(self, room_id: str, product_id: str, data: dict[str, Any]) -> None:
-        await self.redis.hset(room_keys(room_id).products, product_id, encode(data))
+        """The product's new data; its listing's price follows, in the same MULTI (a
+        hold keeps the price it was taken at)."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.products, product_id, encode(data))
+            pipe.hset(keys.sale(listing_id(product_id)),
+                      mapping={"price": int(data["price"]), "currency": str(data["currency"])})
+            await pipe.execute()
 
     async def stock_total(self, room_id: str, product_id: str) -> int:
         total = await self.redis.hget(room_keys(room_id).stock(product_id), "total")
         return int(total or 0)
 
-    async def stock_and_sale(self, room_id: str,
-                             product_id: str) -> tuple[dict[str, str], dict[str, str] | None]:
-        """The product's stock hash and its current sale's hash (None without one)."""
+    async def card_parts(
+            self, room_id: str, product_id: str,
+    ) -> tuple[dict[str, str], dict[str, str] | None, dict[str, str]]:
+        """The product's stock hash, its current sale's hash (None without one) and
+        its listing's hash ({} without one): what its card shows."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.stock(product_id))
             pipe.get(keys.product_sale(product_id))
-            stock, sid = await pipe.execute()
+            pipe.hgetall(keys.sale(listing_id(product_id)))
+            stock, sid, listing = await pipe.execute()
         sale = await self.redis.hgetall(keys.sale(sid)) if sid else None
-        return stock, sale or None
+        return stock, sale or None, listing
 
     async def stocks_and_sales(
             self, items: list[tuple[str, str]],
     ) -> list[tuple[dict[str, str], dict[str, str] | None]]:
-        """stock_and_sale for many (room, product) pairs in two round trips."""
+        """The stock and current sale hashes of many (room, product) pairs, in two
+        round trips."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for room_id, pid in items:
                 keys = room_keys(room_id)

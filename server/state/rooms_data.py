@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from server.core.domain import listing_id
 from server.core.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
 
 
@@ -24,6 +25,7 @@ class RoomRead:
     products: list[dict[str, Any]]  # in catalogue order, with their position
     stocks: list[dict[str, str]]  # one per product
     sales: list[dict[str, str] | None]  # the current sale of each product
+    listings: list[dict[str, str]]  # the listing of each product ({} without one)
     pins: list[str]
     likes: int
     coupons: list[dict[str, str]]
@@ -141,10 +143,14 @@ class RoomsData:
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sale_ids:
                 pipe.hgetall(keys.sale(sid) if sid else keys.sale("-"))
-            sales = await pipe.execute()
+            for p in products:
+                pipe.hgetall(keys.sale(listing_id(p["product_id"])))
+            res = await pipe.execute()
+        sales, listings = res[:n], res[n:]
         return RoomRead(
             seq=int(seq or 0), whole=bool(whole), room=room, products=products,
-            stocks=stocks, sales=[s or None for s in sales], pins=list(pins),
+            stocks=stocks, sales=[s or None for s in sales], listings=listings,
+            pins=list(pins),
             likes=int(likes or 0), coupons=[c for c in coupons if c],
             lotteries=[(lid, lot, int(count)) for lid, lot, count in
                        zip(lottery_ids, lotteries_raw[0::2], lotteries_raw[1::2],

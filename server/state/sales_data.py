@@ -5,10 +5,26 @@ them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-from server.core.domain import Sale
+from server.core.domain import Listing, Sale, listing_id
 from server.core.keys import DUE, room_keys
+
+# A listing has no window: it "ends" past any clock (so stop_sale.lua can stop it
+# when the show ends, voiding its holds as it does a sale's).
+LISTING_ENDS_AT: Final = 2**53 - 1
+
+
+def listing_hash(listing: Listing, price: int, currency: str,
+                 sold: int = 0) -> dict[str, str | int]:
+    """A listing's hash: a sale's fields (reserve.lua reads both alike, release and
+    checkout count its holds alike), `state` 'open', 'closed' or 'stopped' (the show
+    ended), no units of its own (the product's stock bounds it), no window."""
+    return {"sale_id": listing_id(listing.product_id), "kind": "listing",
+            "product_id": listing.product_id, "price": price, "currency": currency,
+            "units": 0, "limit": listing.limit_per_buyer, "starts_at": 0,
+            "ends_at": LISTING_ENDS_AT,
+            "state": "open" if listing.open else "closed", "held": 0, "sold": sold}
 
 
 class SalesData:
@@ -65,6 +81,34 @@ class SalesData:
             if timers:
                 pipe.zadd(keys.timers, timers)
                 pipe.zadd(DUE, {room_id: min(timers.values())}, lt=True)
+            await pipe.execute()
+
+    # ------------------------------------------------------------------ listings
+
+    async def listing(self, room_id: str, product_id: str) -> dict[str, str]:
+        """The product's listing hash ({} when it has none)."""
+        return dict(await self.redis.hgetall(room_keys(room_id).sale(listing_id(product_id))))
+
+    async def put_listing(self, room_id: str, listing: Listing) -> None:
+        """The host opened or closed the listing or changed its limit. Its price is
+        the product's, written with the product (CatalogueData); its counts move with
+        its holds, through the scripts."""
+        await self.redis.hset(room_keys(room_id).sale(listing_id(listing.product_id)),
+                              mapping={"state": "open" if listing.open else "closed",
+                                       "limit": listing.limit_per_buyer})
+
+    async def load_listing(self, room_id: str, listing: Listing, price: int, currency: str,
+                           bought: dict[str, int]) -> None:
+        """The listing whole, as a rebuild loads it: nothing held, `bought` (buyer ->
+        units ordered) counted as sold."""
+        keys = room_keys(room_id)
+        lid = listing_id(listing.product_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.sale(lid), mapping=listing_hash(listing, price, currency,
+                                                             sold=sum(bought.values())))
+            pipe.delete(keys.bought(lid), keys.ip_bought(lid))
+            if bought:
+                pipe.hset(keys.bought(lid), mapping=bought)
             await pipe.execute()
 
     # ------------------------------------------------------------------ holds

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
+from server.core.domain import listing_id
 from server.core.keys import DUE, guest_mints, room_keys
 from server.state.ledger import SCRIPT_NAMES, Arg, Ledger
 
@@ -48,9 +49,10 @@ CONTRACTS: Final[dict[str, Contract]] = {
     "publish": Contract(("seq", "log", "epoch"), ("event", "log_size", "channel")),
     "reserve": Contract(
         ("answer", "product_sale", "sale", "stock", "bought", "hold", "holds", "epoch",
-         "policy", "open_holds", "ip_bought"),
+         "policy", "open_holds", "ip_bought", "listing", "listing_bought",
+         "listing_ip_bought"),
         ("sale_id", "buyer", "quantity", "hold_id", "hold_ms", "answer_ttl_s", "product_id",
-         "verified", "client", "max_open_holds")),
+         "verified", "client", "max_open_holds", "listing_id")),
     "release": Contract(
         ("hold", "stock", "sale", "bought", "holds", "confirming", "claims", "epoch",
          "open_holds", "ip_bought"),
@@ -224,11 +226,15 @@ def reserve_call(room_id: str, *, sale_id: str, product_id: str, buyer: str,
     """reserve.lua's KEYS and ARGV (its contract), for `Scripts.reserve` and for the
     benchmark's reference, which calls the same script through bare redis-py."""
     k = room_keys(room_id)
+    lid = listing_id(product_id)
+    # Without a flash sale ('') its three keys are never read: a placeholder stands in.
+    sid = sale_id or "-"
     return ([k.request(buyer, "buy", request_id), k.product_sale(product_id),
-             k.sale(sale_id), k.stock(product_id), k.bought(sale_id), k.hold(hold_id),
-             k.holds, k.epoch, k.policy, k.open_holds, k.ip_bought(sale_id)],
+             k.sale(sid), k.stock(product_id), k.bought(sid), k.hold(hold_id),
+             k.holds, k.epoch, k.policy, k.open_holds, k.ip_bought(sid),
+             k.sale(lid), k.bought(lid), k.ip_bought(lid)],
             [sale_id, buyer, quantity, hold_id, hold_ms, answer_ttl_s, product_id,
-             "1" if verified else "0", client, max_open_holds])
+             "1" if verified else "0", client, max_open_holds, lid])
 
 
 class Scripts(Ledger):

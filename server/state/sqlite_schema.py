@@ -115,6 +115,17 @@ CREATE TABLE IF NOT EXISTS room_policies (
     room_id TEXT PRIMARY KEY,
     data TEXT NOT NULL
 );
+-- Buy-it-now (server/features/listings.py): a product's listing as the host set it.
+-- No row: closed, at the default limit. A new table, so older stores gain it as is.
+CREATE TABLE IF NOT EXISTS listings (
+    room_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    open INTEGER NOT NULL CHECK (open IN (0, 1)),
+    limit_per_buyer INTEGER NOT NULL CHECK (limit_per_buyer > 0),
+    max_limit INTEGER NOT NULL CHECK (max_limit >= limit_per_buyer),
+    changed_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, product_id)
+);
 """
 
 ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",

@@ -162,6 +162,15 @@ class SqliteOrderStore:
         await self.write("UPDATE sales SET stopped_at = ? WHERE sale_id = ?",
                          (stopped_at, sale_id))
 
+    async def put_listing(self, room_id: str, product_id: str, open_: bool, limit: int,
+                          changed_at: int) -> None:
+        await self.write(
+            "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(room_id, product_id) "
+            "DO UPDATE SET open = excluded.open, limit_per_buyer = excluded.limit_per_buyer, "
+            "max_limit = MAX(max_limit, excluded.limit_per_buyer), "
+            "changed_at = excluded.changed_at",
+            (room_id, product_id, int(open_), limit, limit, changed_at))
+
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
         await self.write("INSERT INTO coupon_drops VALUES (?, ?, ?)",
                          (drop["coupon_id"], room_id, orjson.dumps(drop).decode()))
@@ -321,6 +330,20 @@ class SqliteOrderStore:
             if int(r["n"]) > units:
                 out[r["sale_id"]] = (int(r["n"]), units)
         return out
+
+    async def listings(self, room_id: str) -> dict[str, tuple[bool, int, int]]:
+        rows = await self._all("SELECT product_id, open, limit_per_buyer, max_limit "
+                               "FROM listings WHERE room_id = ?", (room_id,))
+        return {r["product_id"]: (bool(r["open"]), int(r["limit_per_buyer"]),
+                                  int(r["max_limit"])) for r in rows}
+
+    async def oversold_products(self, room_id: str) -> dict[str, tuple[int, int]]:
+        rows = await self._all(
+            "SELECT p.product_id, p.stock, COALESCE(SUM(o.quantity), 0) AS n FROM products p "
+            "LEFT JOIN orders o ON o.room_id = p.room_id AND o.product_id = p.product_id "
+            "WHERE p.room_id = ? GROUP BY p.product_id", (room_id,))
+        return {r["product_id"]: (int(r["n"]), int(r["stock"])) for r in rows
+                if int(r["n"]) > int(r["stock"])}
 
     async def sold_by_product(self, room_id: str) -> dict[str, int]:
         rows = await self._all(

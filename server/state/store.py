@@ -157,6 +157,12 @@ class OrderStore(Protocol):
         """Mark the sale stopped at `stopped_at`."""
         ...
 
+    async def put_listing(self, room_id: str, product_id: str, open_: bool, limit: int,
+                          changed_at: int) -> None:
+        """Set the product's listing (buy-it-now: open or not, units per buyer),
+        replacing it; the highest limit it ever had is kept for the audit."""
+        ...
+
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
         """Record a coupon drop (`drop["coupon_id"]` is new)."""
         ...
@@ -259,6 +265,17 @@ class OrderStore(Protocol):
     async def oversold_sales(self, room_id: str) -> dict[str, tuple[int, int]]:
         """Sales whose orders exceed their units: sale -> (sold, units). The record
         alone, without Redis, proves there was no oversell."""
+        ...
+
+    async def listings(self, room_id: str) -> dict[str, tuple[bool, int, int]]:
+        """product id -> (open, limit per buyer, highest limit it ever had), for the
+        products whose listing the host set (the others are closed, at the default)."""
+        ...
+
+    async def oversold_products(self, room_id: str) -> dict[str, tuple[int, int]]:
+        """Products whose orders exceed their stock: product -> (sold, stock). With
+        `oversold_sales`, the record alone proves no oversell, also of units bought
+        outside a flash sale."""
         ...
 
     async def sold_by_product(self, room_id: str) -> dict[str, int]:

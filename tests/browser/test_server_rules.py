@@ -136,7 +136,8 @@ async def test_sale_state_moves_only_on_the_servers_events(
     room = await create_room(http, "Held events")
     product = await room.product(stock=5, title="Delta Clock")
     pid = product["product_id"]
-    await room.call("POST", "/pins", {"product_id": pid}, expect=200)
+    # Pinned for show only: the card's button follows the flash sale alone.
+    await room.call("POST", "/pins", {"product_id": pid, "open_for_sale": False}, expect=200)
 
     ctx = await browser.new_context(viewport=PHONE)
     page = page_errors.watch(await ctx.new_page(), "viewer")
@@ -210,7 +211,8 @@ async def test_a_countdown_is_redrawn_the_moment_the_clock_estimate_moves(
     next scheduled flip, or two viewers show different seconds for up to a second."""
     room = await create_room(http, "Clock redraw")
     pid = (await room.product(stock=5, title="Clock Lamp"))["product_id"]
-    await room.call("POST", "/pins", {"product_id": pid}, expect=200)
+    # Pinned for show only: the card's button follows the flash sale alone.
+    await room.call("POST", "/pins", {"product_id": pid, "open_for_sale": False}, expect=200)
     await room.sale(pid, units=5, limit=1, starts_in_s=600, duration_s=60)
     ctx = await browser.new_context(viewport=PHONE)
     page = page_errors.watch(await ctx.new_page(), "viewer")

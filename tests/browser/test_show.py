@@ -107,8 +107,16 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await expect(host.locator("#cat-result")).to_have_text(re.compile("Pinned"))
     card_a = a.locator(f'.pcard[data-product-id="{product_id}"]')
     card_b = b.locator(f'.pcard[data-product-id="{product_id}"]')
+    # Pinned, it is for sale at its list price (buy-it-now); this show sells it only
+    # in its flash sale, so the host closes that from the console.
     for card in (card_a, card_b):
         await expect(card.locator(".ptitle")).to_have_text("Aurora Desk Lamp")
+        await expect(card.locator(".buy-btn")).to_have_text(re.compile(r"^Buy now · .*49"))
+        await expect(card.locator(".buy-btn")).to_be_enabled()
+    await host.get_by_role("button", name="Close Aurora Desk Lamp for sale at its list "
+                                          "price").click()
+    await expect(host.locator("#cat-result")).to_have_text(re.compile("no longer for sale"))
+    for card in (card_a, card_b):
         await expect(card.locator(".buy-btn")).to_have_text("Not on sale")
         await expect(card.locator(".buy-btn")).to_be_disabled()
 

@@ -1,9 +1,10 @@
-// The catalogue panel: one row per product with its price, stock bar (left /
-// held / sold from the server's counters), sale cell and actions (pin, edit, sell,
+// The catalogue panel: one row per product with its price (and whether it is open
+// for sale at that price: buy-it-now), stock bar (left / held / sold from the
+// server's counters), sale cell and actions (pin, buy-now on/off, edit, sell,
 // stop), the "N of max_pins pinned" count, and the add / edit product form.
 
 import { $, h, money, setText, toMajorText, toMinor } from "../util.js";
-import { saleActive } from "../sales.js";
+import { mergeProduct, saleActive } from "../sales.js";
 import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sale.js";
 import { S, hostApi, limit, report } from "./state.js";
 
@@ -45,18 +46,21 @@ function buildRow(id) {
   const r = {};
   r.name = h("div", { class: "p-name" });
   r.pid = h("div", { class: "p-id", text: id });
-  r.price = h("td", { class: "r num" });
+  r.priceText = h("div", { class: "num" });
+  r.listingText = h("div", { class: "p-id listing-state" });
+  r.price = h("td", { class: "r" }, r.priceText, r.listingText);
   r.bar = h("div", { class: "mini-bar", attrs: { "aria-hidden": "true" } },
     r.s = h("span", { class: "s" }), r.hh = h("span", { class: "h" }), r.l = h("span", { class: "l" }));
   r.legend = h("div", { class: "mini-legend num" });
   r.sale = h("td", { class: "sale-cell" });
   r.pin = h("button", { type: "button", class: "btn small", on: { click: () => togglePin(id) } });
+  r.listing = h("button", { type: "button", class: "btn small listing-toggle", on: { click: () => toggleListing(id) } });
   r.edit = h("button", { type: "button", class: "btn small", text: "Edit", on: { click: () => editProduct(id) } });
   r.sell = h("button", { type: "button", class: "btn small", text: "Sell", on: { click: () => prepareSale(id) } });
   r.stop = h("button", { type: "button", class: "btn danger small", text: "Stop sale", on: { click: () => stopSale(id) } });
   r.tr = h("tr", { data: { productId: id } },
     h("td", {}, r.name, r.pid), r.price, h("td", {}, r.bar, r.legend), r.sale,
-    h("td", {}, h("div", { class: "actions" }, r.pin, r.edit, r.sell, r.stop)));
+    h("td", {}, h("div", { class: "actions" }, r.pin, r.listing, r.edit, r.sell, r.stop)));
   return r;
 }
 
@@ -67,7 +71,13 @@ export function updateRow(id) {
   const pinned = S.pins.includes(id);
   r.tr.classList.toggle("pinned", pinned);
   setText(r.name, p.title);
-  setText(r.price, money(p.price, p.currency));
+  setText(r.priceText, money(p.price, p.currency));
+  const listing = p.listing || { open: false, limit_per_buyer: 0 };
+  setText(r.listingText, listing.open ? `buy-now on · max ${listing.limit_per_buyer}` : "buy-now off");
+  r.tr.dataset.listing = listing.open ? "open" : "closed";
+  setText(r.listing, listing.open ? "Close buy-now" : "Open buy-now");
+  r.listing.setAttribute("aria-pressed", String(listing.open));
+  r.listing.setAttribute("aria-label", `${listing.open ? "Close" : "Open"} ${p.title} for sale at its list price`);
   const st = p.stock || { total: 0, left: 0, held: 0, sold: 0 };
   const denom = Math.max(1, st.total, st.left + st.held + st.sold);
   r.s.style.width = `${(st.sold / denom) * 100}%`;
@@ -96,6 +106,18 @@ async function togglePin(id) {
                      : await hostApi("POST", "/pins", { product_id: id });
   if (res.ok) { S.pins = res.data.pins; renderProducts(); }
   report($("#cat-result"), res, `${pinned ? "Unpinned" : "Pinned"} “${p.title}”`);
+}
+
+/** Buy-it-now on or off: whether viewers can buy the product at its list price
+ *  outside a flash sale. Closing keeps the holds already taken. */
+async function toggleListing(id) {
+  const p = S.products.get(id);
+  if (!p) return;
+  const open = !(p.listing && p.listing.open);
+  const res = await hostApi("PUT", `/products/${encodeURIComponent(id)}/listing`, { open });
+  if (res.ok) { S.products.set(id, mergeProduct(S.products.get(id), res.data)); updateRow(id); }
+  report($("#cat-result"), res, open ? `“${p.title}” can be bought at its list price`
+                                     : `“${p.title}” is no longer for sale at its list price (holds kept)`);
 }
 
 function editProduct(id) {

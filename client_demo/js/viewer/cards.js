@@ -2,6 +2,9 @@
 // `max_pins`), with the price, the honest stock bar (left / in carts / sold from
 // the server's counters), the sale line and the buy button. The sale's state is
 // the server's (`sale.state`); this page's clock only draws the countdowns.
+// What a buy gets is the server's rule (docs/protocol.md "Listing"): the flash
+// sale while it is open, else the product's listing (buy-it-now at the list
+// price) if the host has it open; `offerOf` shows the same.
 
 import { $, clock, h, initials, money, setText, tileColor, toast } from "../util.js";
 import { newerSale, saleActive, saleState } from "../sales.js";
@@ -114,7 +117,21 @@ function renderImage(r, p) {
   }
 }
 
-/** Prices: the sale price while a sale is scheduled or running, else the list price. */
+/** What a buy of this product gets now, by the server's rule: the open sale, else
+ *  the open listing, else nothing. */
+export function offerOf(p) {
+  if (!p) return null;
+  if (saleState(p.sale) === "open") {
+    return { kind: "sale", price: p.sale.price, currency: p.sale.currency, limit: p.sale.limit_per_buyer };
+  }
+  if (p.listing && p.listing.open) {
+    return { kind: "listing", price: p.listing.price, currency: p.listing.currency || p.currency, limit: p.listing.limit_per_buyer };
+  }
+  return null;
+}
+
+/** Prices: the sale price while a sale is on show (running, or scheduled and
+ *  nothing else sells now), else the list price. */
 function renderPrice(r, p, active) {
   const sale = p.sale;
   const currency = (sale && sale.currency) || p.currency;
@@ -162,7 +179,10 @@ export function updateCard(id) {
   const at = now();
   const sale = p.sale;
   const state = saleState(sale);
-  const active = saleActive(sale);
+  const offer = offerOf(p);
+  // The sale's price and units are on show while it runs, and while it is
+  // scheduled unless the product sells at its list price meanwhile.
+  const active = state === "open" || (saleActive(sale) && !(offer && offer.kind === "listing"));
 
   setText(r.title, p.title);
   setText(r.desc, p.description || "");
@@ -177,7 +197,17 @@ export function updateCard(id) {
   // (a few ms) the countdown rests at 0:00.
   r.root.classList.toggle("selling", state === "open");
   let badge = "", badgeClass = "badge", when = "", buyText = "Not on sale", canBuy = false;
-  if (state === "scheduled") {
+  if (offer && offer.kind === "listing") {
+    if (state === "scheduled") {
+      badge = "Flash sale"; badgeClass += " scheduled";
+      when = `flash sale in ${clock(sale.starts_at - at)} · buy now at the list price`;
+    } else {
+      badge = "Buy it now"; badgeClass += " listing";
+      when = `max ${offer.limit} per buyer`;
+    }
+    if (left > 0) { buyText = `Buy now · ${money(offer.price, offer.currency)}`; canBuy = true; }
+    else buyText = held > 0 ? "Sold out — carts may free up" : "Sold out";
+  } else if (state === "scheduled") {
     badge = "Flash sale"; badgeClass += " scheduled";
     when = `starts in ${clock(sale.starts_at - at)}`;
     buyText = `Starts in ${clock(sale.starts_at - at)}`;
@@ -193,7 +223,7 @@ export function updateCard(id) {
   } else {
     when = "Ask the host about a deal";
   }
-  if (active && mustSignIn()) { buyText = "Sign in on the shop to buy"; canBuy = false; }
+  if ((active || offer) && mustSignIn()) { buyText = "Sign in on the shop to buy"; canBuy = false; }
   if (showEnded()) { buyText = "Show ended"; canBuy = false; }
   const pending = live && live.isPending((f) => f.type === "buy" && f.product_id === id);
   if (pending) { buyText = live.state === "live" ? "Reserving…" : "Waiting for connection…"; canBuy = false; }
@@ -204,22 +234,22 @@ export function updateCard(id) {
   setText(r.buy, buyText);
   const wasDisabled = r.buy.disabled;
   r.buy.disabled = !canBuy;
-  if (canBuy && wasDisabled && state === "open" && !S.armedAt[id]) {
+  if (canBuy && wasDisabled && offer && offer.kind === "sale" && !S.armedAt[id]) {
     // Wall-clock moment the button armed, independent of this device's Date.
     S.armedAt[id] = performance.timeOrigin + performance.now();
   }
-  const currency = (sale && sale.currency) || p.currency;
-  r.buy.setAttribute("aria-label", canBuy ? `Buy ${p.title} for ${money(sale.price, currency)}` : `${buyText}: ${p.title}`);
-  renderQuantity(r, p, active, left, canBuy);
+  r.root.dataset.offer = offer ? offer.kind : "none";
+  r.buy.setAttribute("aria-label", canBuy ? `Buy ${p.title} for ${money(offer.price, offer.currency)}` : `${buyText}: ${p.title}`);
+  renderQuantity(r, p, offer, left, canBuy);
 }
 
-/** Quantity: up to the sale's per-buyer limit, what is left and the server's
+/** Quantity: up to the offer's per-buyer limit, what is left and the server's
  *  `max_quantity_per_buy`. */
-function renderQuantity(r, p, active, left, canBuy) {
+function renderQuantity(r, p, offer, left, canBuy) {
   let maxQty = 1;
-  if (active) {
+  if (offer) {
     const cap = limit("max_quantity_per_buy");
-    maxQty = Math.max(1, Math.min(p.sale.limit_per_buyer, Math.max(left, 1), cap ?? Infinity));
+    maxQty = Math.max(1, Math.min(offer.limit, Math.max(left, 1), cap ?? Infinity));
   }
   if (r.qty.options.length !== maxQty) {
     const keep = Number(r.qty.value) || 1;
@@ -243,7 +273,7 @@ function buy(id) {
   const r = cards.get(id);
   const p = S.products.get(id);
   if (!r || !p || !live) return;
-  if (S.hold && !S.hold.dead && saleState(p.sale) === "open" && S.hold.expires_at > now()) {
+  if (S.hold && !S.hold.dead && offerOf(p) && S.hold.expires_at > now()) {
     // One hold at a time keeps the checkout simple; open the one we have.
     openCheckout();
     return;

@@ -57,13 +57,15 @@ export function onOrder(order) {
   renderPromos();
 }
 
-/** The host stopped a sale: holds taken in it are cancelled (the server refuses
- *  their checkout with sale_stopped); say so now rather than at "Place order". */
+/** The host stopped a sale, or ended the show: holds taken in it are cancelled
+ *  (the server refuses their checkout with sale_stopped); say so now rather than
+ *  at "Place order". */
 export function onHoldsVoided(ev) {
   if (S.hold && ev.hold_ids.includes(S.hold.id) && !S.hold.dead) {
-    endHold(REFUSALS.sale_stopped);
-    showCheckoutMsg(REFUSALS.sale_stopped, "error");
-    toast(REFUSALS.sale_stopped);
+    const words = REFUSALS[ev.reason] || REFUSALS.sale_stopped;
+    endHold(words);
+    showCheckoutMsg(words, "error");
+    toast(words);
     renderHold();
     renderAllCards();
   }

@@ -1,23 +1,27 @@
--- Reserve units of a product for one buyer in the product's current sale: the whole
--- stock / sale window / per-buyer limit decision in one atomic step.
+-- Reserve units of a product for one buyer: the whole offer / stock / limit decision in
+-- one atomic step. The offer is the product's current flash sale while it is open;
+-- outside it (none, not started, ended or stopped) the product's listing
+-- (buy-it-now at the list price) when the host has it open.
 -- KEYS[1] request-id answer (set only when units are reserved), KEYS[2] product's
 -- current sale id, KEYS[3] sale hash,
 -- KEYS[4] product stock hash, KEYS[5] per-buyer units of the sale, KEYS[6] hold hash,
 -- KEYS[7] expiring-holds zset, KEYS[8] the room's epoch (absent: Redis is being rebuilt),
 -- KEYS[9] room policy hash, KEYS[10] open holds per viewer (room-wide),
--- KEYS[11] units per client address of the sale (counted when policy limit_per_ip is on)
--- ARGV[1] sale id the caller believes is current, ARGV[2] buyer, ARGV[3] quantity,
--- ARGV[4] new hold id, ARGV[5] hold lifetime ms, ARGV[6] answer TTL s, ARGV[7] product id,
--- ARGV[8] '1' when the buyer's identity is shop-signed, ARGV[9] buyer's client address
--- ('' when unknown), ARGV[10] most open holds per viewer
+-- KEYS[11] units per client address of the sale (counted when policy limit_per_ip is on),
+-- KEYS[12] the product's listing hash, KEYS[13] per-buyer units of the listing,
+-- KEYS[14] units per client address of the listing
+-- ARGV[1] sale id the caller believes is current ('' for none), ARGV[2] buyer,
+-- ARGV[3] quantity, ARGV[4] new hold id, ARGV[5] hold lifetime ms, ARGV[6] answer TTL s,
+-- ARGV[7] product id, ARGV[8] '1' when the buyer's identity is shop-signed,
+-- ARGV[9] buyer's client address ('' when unknown), ARGV[10] most open holds per viewer,
+-- ARGV[11] the product's listing id
 -- Returns {'dup', answer} | {'stale'} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
 if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'stale'} end
-local s = redis.call('HMGET', KEYS[3], 'starts_at', 'ends_at', 'state', 'units', 'held', 'sold',
-  'limit', 'price', 'currency')
-if not s[1] then return {'stale'} end
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return {'stale'} end
+local fields = {'starts_at', 'ends_at', 'state', 'units', 'held', 'sold', 'limit', 'price',
+  'currency'}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- A refusal changed nothing and is cheap to decide again: it is not remembered, so
@@ -27,39 +31,52 @@ local function refuse(code)
 end
 local policy = redis.call('HMGET', KEYS[9], 'require_verified', 'limit_per_ip')
 if policy[1] == '1' and ARGV[8] ~= '1' then return refuse('signed_identity_required') end
-if s[3] == 'stopped' or now >= tonumber(s[2]) then return refuse('ended') end
-if now < tonumber(s[1]) then return refuse('not_started') end
+local offer, sale_key, bought_key, ip_key, s = ARGV[1], KEYS[3], KEYS[5], KEYS[11], nil
+local closed = 'not_on_sale'
+if offer ~= '' then
+  s = redis.call('HMGET', KEYS[3], unpack(fields))
+  if not s[1] then return {'stale'} end
+  if s[3] == 'stopped' or now >= tonumber(s[2]) then closed = 'ended'; s = nil
+  elseif now < tonumber(s[1]) then closed = 'not_started'; s = nil end
+end
 local qty = tonumber(ARGV[3])
 local left = tonumber(redis.call('HGET', KEYS[4], 'left') or '0')
-local sale_left = tonumber(s[4]) - tonumber(s[5]) - tonumber(s[6])
-local avail = math.min(left, sale_left)
+local avail = left
+if s then
+  avail = math.min(left, tonumber(s[4]) - tonumber(s[5]) - tonumber(s[6]))
+else
+  -- No flash sale is open: the listing, if open, sells from the product's stock.
+  s = redis.call('HMGET', KEYS[12], unpack(fields))
+  if s[3] ~= 'open' then return refuse(closed) end
+  offer, sale_key, bought_key, ip_key = ARGV[11], KEYS[12], KEYS[13], KEYS[14]
+end
 if avail <= 0 then return refuse('sold_out') end
 if avail < qty then return refuse('insufficient_stock') end
-local mine = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '0')
+local mine = tonumber(redis.call('HGET', bought_key, ARGV[2]) or '0')
 if mine + qty > tonumber(s[7]) then return refuse('limit_reached') end
 -- The per-address count is kept only for holds taken while the policy asks for it;
 -- such a hold records its address, so its release gives back exactly what it took.
 local by_ip = policy[2] == '1' and ARGV[9] ~= ''
 if by_ip then
-  local ours = tonumber(redis.call('HGET', KEYS[11], ARGV[9]) or '0')
+  local ours = tonumber(redis.call('HGET', ip_key, ARGV[9]) or '0')
   if ours + qty > tonumber(s[7]) then return refuse('ip_limit_reached') end
 end
 if tonumber(redis.call('HGET', KEYS[10], ARGV[2]) or '0') >= tonumber(ARGV[10]) then
   return refuse('too_many_holds')
 end
 redis.call('HINCRBY', KEYS[10], ARGV[2], 1)
-if by_ip then redis.call('HINCRBY', KEYS[11], ARGV[9], qty) end
+if by_ip then redis.call('HINCRBY', ip_key, ARGV[9], qty) end
 redis.call('HINCRBY', KEYS[4], 'left', -qty)
 redis.call('HINCRBY', KEYS[4], 'held', qty)
-redis.call('HINCRBY', KEYS[3], 'held', qty)
-redis.call('HINCRBY', KEYS[5], ARGV[2], qty)
+redis.call('HINCRBY', sale_key, 'held', qty)
+redis.call('HINCRBY', bought_key, ARGV[2], qty)
 local expires = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[6], 'id', ARGV[4], 'buyer', ARGV[2], 'product_id', ARGV[7],
-  'sale_id', ARGV[1], 'quantity', qty, 'unit_price', s[8], 'currency', s[9],
+  'sale_id', offer, 'quantity', qty, 'unit_price', s[8], 'currency', s[9],
   'created_at', now, 'expires_at', expires, 'state', 'held')
 if by_ip then redis.call('HSET', KEYS[6], 'ip', ARGV[9]) end
 redis.call('ZADD', KEYS[7], expires, ARGV[4])
-local answer = cjson.encode({hold = {id = ARGV[4], product_id = ARGV[7], sale_id = ARGV[1],
+local answer = cjson.encode({hold = {id = ARGV[4], product_id = ARGV[7], sale_id = offer,
   quantity = qty, unit_price = tonumber(s[8]), currency = s[9], created_at = now,
   expires_at = expires}})
 redis.call('SET', KEYS[1], answer, 'EX', ARGV[6])
