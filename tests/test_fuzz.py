@@ -605,6 +605,10 @@ WS_FIELDS: dict[str, dict[str, Callable[[World], st.SearchStrategy[Any]]]] = {
     "enter_lottery": {"request_id": lambda w: REQUEST_ID,
                       "lottery_id": lambda w: ids("lottery", w),
                       "keyword": lambda w: TEXT | st.just("FUZZ me")},
+    "join_waitlist": {"request_id": lambda w: REQUEST_ID,
+                      "product_id": lambda w: ids("product", w)},
+    "leave_waitlist": {"request_id": lambda w: REQUEST_ID,
+                       "product_id": lambda w: ids("product", w)},
     "resync": {"request_id": lambda w: REQUEST_ID},
 }
 

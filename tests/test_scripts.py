@@ -28,11 +28,14 @@ from server.state.scripts import (
     CheckoutBegun,
     CheckoutFinished,
     GuestMint,
+    Promoted,
     Released,
     SaleStopped,
     Scripts,
     StockAdjusted,
     ViewerCounts,
+    Waiting,
+    WaitlistTerms,
 )
 from server.state.store import Order
 
@@ -40,6 +43,7 @@ LUA_DIR = resources.files("server.state") / "lua"
 # reschedule.lua takes any number of item zsets: KEYS[1..n-1] and the schedule last,
 # ARGV[1] the room and two arguments per item zset.
 VARIADIC = {"reschedule"}
+TERMS = WaitlistTerms(offer_ms=60_000, max_open_holds=5, keep_place_ms=300_000)
 
 
 def _lua(name: str) -> tuple[str, str]:
@@ -127,7 +131,8 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
                         hold_id="h_1", quantity=1, hold_ms=1000, answer_ttl_s=60,
                         verified=False, client="", max_open_holds=5,
                         into=lambda answered: answered),
-        scripts.release(room, hold_id="h_1", product_id="p", sale_id="s_1", mode="expire"),
+        scripts.release(room, hold_id="h_1", product_id="p", sale_id="s_1", mode="expire",
+                        waitlist=TERMS),
         scripts.begin_checkout(room, buyer="v_1", request_id="c1", hold_id="h_1",
                                coupon_id="", verified=False),
         scripts.finish_checkout(_order(room), b'{"order":{}}', 60),
@@ -143,6 +148,9 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         scripts.reschedule(room, recover_after_ms=1000, recovery_not_before=0),
         scripts.chat_gate(room, "v_1", 0),
         scripts.mint_guest("127.0.0.1", limit=3, window_ms=60_000, member="m1"),
+        scripts.promote(room, "p", TERMS),
+        scripts.join_waitlist(room, viewer="v_1", product_id="p", max_waiting=10,
+                              verified=False),
     )
     assert replies == [
         -1,
@@ -160,6 +168,8 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         None,
         ChatGate("ok", 0, 0),
         GuestMint(True, 0),
+        Promoted(False, ()),
+        Waiting("rebuilding", 0, 0, 0, ""),
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

@@ -98,6 +98,7 @@ function onStock(ev) {
   const p = S.products.get(ev.product_id);
   if (!p) return;
   p.stock = ev.stock;
+  p.waiting = ev.waiting || 0;
   if (ev.sale) putSale(ev.sale);
   else updateRow(ev.product_id);
 }

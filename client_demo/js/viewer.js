@@ -15,6 +15,7 @@
 //   stage.js       video, viewer count, likes, announcement, stage countdown
 //   cards.js       product cards, sale line, buy button
 //   checkout.js    hold, cart bar, checkout dialog, orders
+//   waitlist.js    joining a sold-out product's waitlist, the place, the unit served
 //   promos.js      the coupons-and-giveaways column
 //   coupons.js     coupon drops and claims
 //   lotteries.js   giveaways, winners, draw verification
@@ -49,6 +50,7 @@ import { S, keys, live, setLive, showEnded } from "./viewer/state.js";
 import {
   like, onAnnouncement, onLikes, renderLikes, renderStageCountdown, renderViewers, setupVideo,
 } from "./viewer/stage.js";
+import { onWaitlist, onWaitlistLeft, onWaitlistOffer, refreshPlaces } from "./viewer/waitlist.js";
 import { explain } from "./viewer/words.js";
 
 // ------------------------------------------------------------------ events
@@ -66,6 +68,7 @@ const EVENTS = {
   sale_closed: (ev) => onSale(ev.sale),
   sale_countdown: onCountdown,
   holds_voided: onHoldsVoided,
+  waitlist_offer: onWaitlistOffer,
   coupon_drop: (ev) => onCouponDrop(ev.coupon),
   coupon_count: (ev) => onCouponCount(ev.coupon_id, ev.remaining),
   lottery_open: (ev) => onLotteryOpen(ev.lottery),
@@ -156,6 +159,8 @@ const REPLIES = {
   hold_released: onHoldReleased,
   coupon_claimed: onCouponClaimed,
   lottery_entered: onLotteryEntered,
+  waitlist: onWaitlist,
+  waitlist_left: onWaitlistLeft,
   error: (reply, request) => (request && request.type === "chat" ? onChatRefused(reply, request)
                                                                 : onRefusal(reply, request)),
 };
@@ -172,7 +177,7 @@ const HOLD_OVER = ["hold_expired", "hold_not_found", "hold_released", "checked_o
 function onRefusal(err, request) {
   const text = explain(err);
   const kind = request ? request.type : null;
-  if (kind === "buy") {
+  if (kind === "buy" || kind === "join_waitlist") {
     showCardMsg(request.product_id, text);
     renderAllCards();
   } else if (kind === "checkout" || kind === "release") {
@@ -253,7 +258,8 @@ async function start() {
     // Any frame may move a deadline (a sale scheduled, a hold taken): re-aim the clock.
     onEvent: (ev) => { onEvent(ev); scheduleClock(); },
     onReply: (reply, request) => { onReply(reply, request); scheduleClock(); },
-    onState: setConn,
+    // Back live: ask again for the places this page holds in waitlists.
+    onState: (state, info) => { setConn(state, info); if (state === "live") refreshPlaces(); },
     onClock: redrawClock,
   }));
   // A new identity: requests left unanswered by the previous one are not its own.

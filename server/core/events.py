@@ -50,8 +50,20 @@ def holds_voided(sale_id: str, product_id: str, reason: str, units: int,
             "reason": reason, "units": units, "hold_ids": hold_ids}
 
 
-def stock(product_id: str, stock_view: dict[str, int], sale: dict[str, Any] | None) -> Event:
-    return {"type": "stock", "product_id": product_id, "stock": stock_view, "sale": sale}
+def stock(product_id: str, stock_view: dict[str, int], sale: dict[str, Any] | None,
+          waiting: int = 0) -> Event:
+    """`waiting`: viewers on the product's waitlist."""
+    return {"type": "stock", "product_id": product_id, "stock": stock_view, "sale": sale,
+            "waiting": waiting}
+
+
+def waitlist_offer(product_id: str, offers: list[dict[str, Any]],
+                   dropped: list[dict[str, Any]]) -> Event:
+    """Units went to the head of a product's waitlist: `offers` (viewer_id, ticket,
+    the hold made for them), and viewers taken off the list (`dropped`: viewer_id,
+    ticket, reason)."""
+    return {"type": "waitlist_offer", "product_id": product_id, "offers": offers,
+            "dropped": dropped}
 
 
 def coupon_drop(coupon: dict[str, Any]) -> Event:
@@ -141,7 +153,7 @@ def snapshot(state: dict[str, Any]) -> Event:
 
 ROOM_EVENTS: Final = (
     "product", "pinned", "unpinned", "sale_open", "sale_scheduled", "sale_countdown",
-    "sale_closed", "holds_voided", "stock", "coupon_drop", "coupon_count", "lottery_open",
-    "lottery_drawn", "lottery_entrants", "chat", "chat_deleted", "viewer_muted",
+    "sale_closed", "holds_voided", "stock", "waitlist_offer", "coupon_drop", "coupon_count",
+    "lottery_open", "lottery_drawn", "lottery_entrants", "chat", "chat_deleted", "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

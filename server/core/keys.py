@@ -28,9 +28,10 @@ def guest_mints(client: str) -> str:
 class RoomKeys:
     """Key names for one room. Cheap to build; hold one per room."""
 
-    __slots__ = ("base", "channel", "chat_rate", "confirming", "coupons", "epoch", "holds",
-                 "likes", "log", "lotteries", "muted", "open_holds", "peak", "pins", "policy",
-                 "present", "products", "room", "room_id", "sales", "seq", "timers", "uniq")
+    __slots__ = ("base", "channel", "chat_rate", "confirming", "coupons", "epoch", "gone",
+                 "holds", "likes", "log", "lotteries", "muted", "open_holds", "peak", "pins",
+                 "policy", "present", "products", "room", "room_id", "sales", "seq", "timers",
+                 "uniq", "wl_ticket")
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
@@ -51,6 +52,10 @@ class RoomKeys:
         self.confirming = b + "confirming"  # zset hold_id -> ms checkout began
         self.timers = b + "timers"  # zset "kind:id" -> due_at_ms
         self.present = b + "present"  # hash viewer_id -> open connections
+        # zset viewer_id -> ms their last connection closed (waitlists keep their place
+        # for a while; scripts trim it). Built as base .. 'gone' in lua/lib/waitlist.lua.
+        self.gone = b + "gone"
+        self.wl_ticket = b + "wlticket"  # counter: the order viewers joined waitlists in
         self.uniq = b + "uniq"  # set of viewer ids ever joined
         self.peak = b + "peak"
         self.likes = b + "likes"
@@ -77,6 +82,11 @@ class RoomKeys:
     def ip_bought(self, sale_id: str) -> str:
         """Units held or sold in a sale per client address (room policy limit_per_ip)."""
         return f"{self.base}ipbought:{sale_id}"
+
+    def waitlist(self, product_id: str) -> str:
+        """zset viewer_id -> ticket: the product's waitlist, in the order they joined
+        (built as base .. 'wl:' .. product in lua/lib/waitlist.lua)."""
+        return f"{self.base}wl:{product_id}"
 
     def slow_mode(self, viewer_id: str) -> str:
         """Present (with a TTL) while a viewer must wait before chatting in slow mode."""

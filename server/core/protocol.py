@@ -176,11 +176,24 @@ class EnterLottery:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinWaitlist:
+    request_id: str
+    product_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveWaitlist:
+    request_id: str
+    product_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     pass
 
 
-ViewerMessage = Ping | Chat | Like | Buy | Checkout | Release | ClaimCoupon | EnterLottery | Resync
+ViewerMessage = (Ping | Chat | Like | Buy | Checkout | Release | ClaimCoupon | EnterLottery
+                 | JoinWaitlist | LeaveWaitlist | Resync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +213,8 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "release": frozenset({"type", "request_id", "hold_id"}),
     "claim_coupon": frozenset({"type", "request_id", "coupon_id"}),
     "enter_lottery": frozenset({"type", "request_id", "lottery_id", "keyword"}),
+    "join_waitlist": frozenset({"type", "request_id", "product_id"}),
+    "leave_waitlist": frozenset({"type", "request_id", "product_id"}),
     "resync": frozenset({"type", "request_id"}),
 }
 MESSAGE_TYPES: Final = tuple(_FIELDS)
@@ -239,6 +254,9 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
                         coupon or None)
     if kind == "release":
         return Release(request_id, get_str(obj, "hold_id", max_len=64, pattern=ID_PATTERN))
+    if kind in ("join_waitlist", "leave_waitlist"):
+        product = get_str(obj, "product_id", max_len=64, pattern=ID_PATTERN)
+        return (JoinWaitlist if kind == "join_waitlist" else LeaveWaitlist)(request_id, product)
     if kind == "claim_coupon":
         return ClaimCoupon(request_id,
                            get_str(obj, "coupon_id", max_len=64, pattern=ID_PATTERN))

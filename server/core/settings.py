@@ -112,6 +112,12 @@ class SaleSettings:
     # A product bought at its list price (buy-it-now): units per buyer unless the
     # host sets the product's own limit.
     listing_limit_per_buyer: int = field(default=5, metadata=_range(1, 1_000_000))
+    # Waitlists (features/waitlist.py): how long a unit offered to the head of a
+    # waitlist is held for them, how long a viewer who left the room keeps their
+    # place, and how many may wait for one product.
+    waitlist_offer_s: float = field(default=60.0, metadata=_range(5.0, 3600.0))
+    waitlist_keep_place_s: float = field(default=300.0, metadata=_range(0.0, 86400.0))
+    max_waitlist: int = field(default=10000, metadata=_range(1, 1_000_000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,15 +56,15 @@ def listing_view(listing: dict[str, Any]) -> dict[str, Any]:
 
 
 def card_view(product: dict[str, Any], stock: dict[str, Any],
-              sale: dict[str, Any] | None, listing: dict[str, Any],
+              sale: dict[str, Any] | None, listing: dict[str, Any], waiting: int,
               now: int) -> dict[str, Any]:
-    """A product card: the product, its stock, its current sale if any, and its
-    listing. Which of the two a buy gets is reserve.lua's rule: the sale while it is
-    open, else the listing if open."""
+    """A product card: the product, its stock, its current sale if any, its
+    listing, and how many wait for it. Which of the two a buy gets is reserve.lua's
+    rule: the sale while it is open, else the listing if open."""
     sv = stock_view(stock)
     return {**{k: v for k, v in product.items() if k != "position"}, "stock": sv,
             "sale": sale_view(sale, sv["left"], now) if sale else None,
-            "listing": listing_view(listing)}
+            "listing": listing_view(listing), "waiting": waiting}
 
 
 def coupon_view(c: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from server.core.identity import Viewer
 from server.core.protocol import Buy, Checkout, Release, encode
 from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
 from server.features.registry import Registry, ViewerCall
+from server.features.waitlist import Waitlist
 from server.state.faults import REDIS_FAULTS
 from server.state.sales_data import SalesData
 from server.state.scripts import Answered, Released, ReleaseMode
@@ -56,8 +57,9 @@ def order_from_hold(room_id: str, hold: dict[str, Any], request_id: str) -> Orde
 
 
 class Buying:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, waitlist: Waitlist) -> None:
         self.ctx = ctx
+        self.waitlist = waitlist
         # Holds whose checkout this process is running now: recovery leaves them to it.
         self.checkouts_in_flight: set[str] = set()
         # Stored orders waiting for Redis to come back to be counted there.
@@ -180,12 +182,15 @@ class Buying:
 
     async def settle(self, room_id: str, hold_id: str, product_id: str, sale_id: str,
                      mode: ReleaseMode, buyer: str = "", coupon_id: str = "") -> Released:
-        """Release, expire or void a hold (release.lua): its units go back to stock."""
+        """Release, expire or void a hold (release.lua): its units go back to stock,
+        or, in the same step, to the head of the product's waitlist."""
         result = await self.ctx.scripts.release(room_id, hold_id=hold_id,
                                                 product_id=product_id, sale_id=sale_id,
-                                                mode=mode, buyer=buyer, coupon_id=coupon_id)
+                                                mode=mode, waitlist=self.waitlist.terms,
+                                                buyer=buyer, coupon_id=coupon_id)
         if result.outcome == "done":
             self.ctx.dirty_stock.add((room_id, product_id))
+            await self.waitlist.announce(room_id, product_id, result.moves)
         return result
 
     async def expire_due_holds(self, room_id: str, hold_ids: list[str]) -> int:

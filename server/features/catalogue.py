@@ -97,12 +97,14 @@ class Catalogue:
         await self.data.put(room_id, product_id, {**updated.public(), "position": position})
         card = await self.product_card(room_id, product_id)
         await self.ctx.publish(room_id, events.product(card))
+        if stock is not None:
+            await self.ctx.stock_freed(room_id, product_id)
         return card
 
     async def product_card(self, room_id: str, product_id: str) -> dict[str, Any]:
         product, _ = await self.product(room_id, product_id)
-        stock, sale, listing = await self.data.card_parts(room_id, product_id)
-        return card_view(product.public(), stock, sale, listing, now_ms())
+        stock, sale, listing, waiting = await self.data.card_parts(room_id, product_id)
+        return card_view(product.public(), stock, sale, listing, waiting, now_ms())
 
     async def pin(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         product_id, open_for_sale = domain.parse_pin(body)

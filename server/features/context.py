@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,10 @@ class Context:
         # While many run, the pulse holds the coalesced numbers back a little
         # (pulse.coalesced_due), buyers first.
         self.requests_running: Callable[[], int] = lambda: 0
+        # Told when units of a product may have become buyable by a path that does not
+        # serve its waitlist itself (stock added, a sale stopped, an offer opened):
+        # features/waitlist.py hands them to the viewers waiting.
+        self.stock_freed_listeners: list[Callable[[str, str], Awaitable[None]]] = []
 
     def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
              recorder: Recorder | None) -> None:
@@ -190,6 +194,10 @@ class Context:
                                "(header X-Host-Key or Authorization: Bearer)")
         if not secrets.compare_digest(domain.hash_key(key), expected):
             raise Unauthorized("wrong host key for this room")
+
+    async def stock_freed(self, room_id: str, product_id: str) -> None:
+        for listener in self.stock_freed_listeners:
+            await listener(room_id, product_id)
 
     async def publish(self, room_id: str, event: dict[str, Any]) -> int:
         """Number and fan out an event (server/core/events.py builds it)."""

@@ -68,6 +68,8 @@ class Listings:
         await self.ctx.store.put_listing(room_id, listing.product_id, listing.open,
                                          listing.limit_per_buyer, now_ms())
         await self.data.put_listing(room_id, listing)
+        if listing.open:
+            await self.ctx.stock_freed(room_id, listing.product_id)
 
     async def _pinned(self, room_id: str, product_id: str, open_for_sale: bool) -> None:
         """A pin sets whether the product is open for sale (the pin's event carries

@@ -322,10 +322,10 @@ class Pulse:
         read = await ctx.data.catalogue.stocks_and_sales(items)
         at = now_ms()
         published = []
-        for (room_id, pid), (stock, sale) in zip(items, read, strict=True):
+        for (room_id, pid), (stock, sale, waiting) in zip(items, read, strict=True):
             sv = stock_view(stock)
             published.append(ctx.publish(room_id, events.stock(
-                pid, sv, sale_view(sale, sv["left"], at) if sale else None)))
+                pid, sv, sale_view(sale, sv["left"], at) if sale else None, waiting)))
         await asyncio.gather(*published)
 
     async def counts_tick(self, dirty: set[tuple[str, str, str]]) -> None:

@@ -108,10 +108,10 @@ class Room:
                      "state": room.get("state") or LIVE,
                      "starts_at": as_int(room.get("starts_at")) or None,
                      "ended_at": as_int(room.get("ended_at")) or None},
-            "products": [card_view(p, stock, sale, listing, now)
-                         for p, stock, sale, listing in
+            "products": [card_view(p, stock, sale, listing, waiting, now)
+                         for p, stock, sale, listing, waiting in
                          zip(read.products, read.stocks, read.sales, read.listings,
-                             strict=True)],
+                             read.waiting, strict=True)],
             "pins": read.pins,
             "coupons": [c for c in coupons if c["expires_at"] > now],
             "lotteries": [lottery_view(lid, lot, n) for lid, lot, n in read.lotteries],

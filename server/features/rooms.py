@@ -57,6 +57,7 @@ from server.features.listings import Listings
 from server.features.lotteries import Lotteries
 from server.features.registry import Call, Registry, Route
 from server.features.sales import Sales
+from server.features.waitlist import Waitlist
 from server.state.rooms_data import RoomsData
 
 log = logging.getLogger("livesell.rooms")
@@ -183,11 +184,12 @@ def parse_list_query(params: Mapping[str, str]) -> tuple[int, tuple[int, str] | 
 class Lifecycle:
     """State changes of rooms."""
 
-    def __init__(self, ctx: Context, sales: Sales, listings: Listings,
+    def __init__(self, ctx: Context, sales: Sales, listings: Listings, waitlist: Waitlist,
                  lotteries: Lotteries) -> None:
         self.ctx = ctx
         self.sales = sales
         self.listings = listings
+        self.waitlist = waitlist
         self.lotteries = lotteries
 
     @property
@@ -288,6 +290,7 @@ class Lifecycle:
                 await self.sales.stop_sale(room_id, sale_id)
         # Nothing is bought at the list price any more either; holds taken so are voided.
         await self.listings.close_all(room_id)
+        await self.waitlist.close_all(room_id)
         await self.lotteries.draw_open(room_id)
         await ctx.data.offers.close_coupons(room_id, ended_at)
         # Countdown ticks of stopped sales would only be skipped when due: drop them

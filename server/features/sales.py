@@ -64,6 +64,8 @@ class Sales:
         self.ctx.current_sale[(room_id, product.product_id)] = sale.sale_id
         view = sale_view(await self.data.sale(room_id, sale.sale_id), left, now)
         await self.ctx.publish(room_id, events.sale_started(view))
+        if view["state"] == "open":
+            await self.ctx.stock_freed(room_id, product.product_id)
         return view
 
     def jobs_of(self, sale: Sale, now: int) -> dict[str, int]:
@@ -107,7 +109,10 @@ class Sales:
             self.ctx.dirty_stock.add((room_id, product_id))
             await self.ctx.publish(room_id, events.holds_voided(
                 sale_id, product_id, "sale_stopped", stopped.units, stopped.voided))
-        return await self._announce_end(room_id, sale_id)
+        view = await self._announce_end(room_id, sale_id)
+        # The voided units, or the listing that applies again, may serve those waiting.
+        await self.ctx.stock_freed(room_id, product_id)
+        return view
 
     async def _announce_end(self, room_id: str, sale_id: str) -> dict[str, Any]:
         sale, left = await self.data.sale_and_left(room_id, sale_id)
@@ -126,10 +131,13 @@ class Sales:
         if sale:
             left = await self.data.stock_left(room_id, sale["product_id"])
             await self.ctx.publish(room_id, events.sale_open(sale_view(sale, left, now_ms())))
+            await self.ctx.stock_freed(room_id, sale["product_id"])
 
     async def _closes(self, room_id: str, sale_id: str) -> None:
-        if await self._live_sale(room_id, sale_id):
+        sale = await self._live_sale(room_id, sale_id)
+        if sale:
             await self._announce_end(room_id, sale_id)
+            await self.ctx.stock_freed(room_id, sale["product_id"])  # the listing, if open
 
     async def _countdown(self, room_id: str, item: str) -> None:
         sale_id, _, n = item.partition(":")

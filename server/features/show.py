@@ -4,13 +4,14 @@ registered with one registry.
 Each feature module owns one concern end to end (its HTTP routes, viewer
 messages, due jobs, restore from the store): the room and its snapshot
 (room.py), the lifecycle (rooms.py), the catalogue and pins (catalogue.py),
-buy-it-now (listings.py), sales (sales.py), holds and checkout (buying.py), coupons (coupons.py),
-lotteries (lotteries.py), chat and moderation (chat.py), reports (reports.py).
-Host actions validate with `core.domain`, write the durable record to the
-store, then update Redis through `state/` and broadcast through the hub.
-Viewer actions run one atomic script each. The pulse (pulse.py) runs what
-falls due; restore.py rebuilds Redis from the store. This module only wires
-them: the order of registration is the order of restoring a room."""
+buy-it-now (listings.py), sales (sales.py), waitlists (waitlist.py), holds and
+checkout (buying.py), coupons (coupons.py), lotteries (lotteries.py), chat and
+moderation (chat.py), reports (reports.py). Host actions validate with
+`core.domain`, write the durable record to the store, then update Redis through
+`state/` and broadcast through the hub. Viewer actions run one atomic script
+each. The pulse (pulse.py) runs what falls due; restore.py rebuilds Redis from
+the store. This module only wires them: the order of registration is the order
+of restoring a room."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from server.features.restore import Restore
 from server.features.room import Room
 from server.features.rooms import Lifecycle
 from server.features.sales import Sales
+from server.features.waitlist import Waitlist
 from server.realtime.hub import Hub
 from server.state.data import StateData
 from server.state.health import Health
@@ -43,18 +45,20 @@ class Show:
         self.catalogue = Catalogue(ctx)
         self.listings = Listings(ctx, self.catalogue)
         self.sales = Sales(ctx, self.catalogue)
-        self.buying = Buying(ctx)
+        self.waitlist = Waitlist(ctx)
+        self.buying = Buying(ctx, self.waitlist)
         self.coupons = Coupons(ctx)
         self.lotteries = Lotteries(ctx)
-        self.lifecycle = Lifecycle(ctx, self.sales, self.listings, self.lotteries)
+        self.lifecycle = Lifecycle(ctx, self.sales, self.listings, self.waitlist,
+                                   self.lotteries)
         self.room = Room(ctx, self.lifecycle)
         self.chat = ChatRoom(ctx)
         self.reports = Reports(ctx, self.room)
         # Restorers run in this order: products before the listings and sales selling
         # them, drops before an ended room closes them.
         features: tuple[Feature, ...] = (
-            self.room, self.catalogue, self.listings, self.sales, self.buying, self.coupons,
-            self.lotteries, self.lifecycle, self.chat, self.reports)
+            self.room, self.catalogue, self.listings, self.sales, self.buying, self.waitlist,
+            self.coupons, self.lotteries, self.lifecycle, self.chat, self.reports)
         for feature in features:
             feature.register(self.registry)
         self.restore = Restore(ctx, self.registry)

@@ -60,34 +60,38 @@ class CatalogueData:
 
     async def card_parts(
             self, room_id: str, product_id: str,
-    ) -> tuple[dict[str, str], dict[str, str] | None, dict[str, str]]:
-        """The product's stock hash, its current sale's hash (None without one) and
-        its listing's hash ({} without one): what its card shows."""
+    ) -> tuple[dict[str, str], dict[str, str] | None, dict[str, str], int]:
+        """The product's stock hash, its current sale's hash (None without one), its
+        listing's hash ({} without one) and how many wait for it: what its card
+        shows."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.stock(product_id))
             pipe.get(keys.product_sale(product_id))
             pipe.hgetall(keys.sale(listing_id(product_id)))
-            stock, sid, listing = await pipe.execute()
+            pipe.zcard(keys.waitlist(product_id))
+            stock, sid, listing, waiting = await pipe.execute()
         sale = await self.redis.hgetall(keys.sale(sid)) if sid else None
-        return stock, sale or None, listing
+        return stock, sale or None, listing, int(waiting)
 
     async def stocks_and_sales(
             self, items: list[tuple[str, str]],
-    ) -> list[tuple[dict[str, str], dict[str, str] | None]]:
-        """The stock and current sale hashes of many (room, product) pairs, in two
-        round trips."""
+    ) -> list[tuple[dict[str, str], dict[str, str] | None, int]]:
+        """The stock and current sale hashes of many (room, product) pairs, and how
+        many wait for each, in two round trips."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for room_id, pid in items:
                 keys = room_keys(room_id)
                 pipe.hgetall(keys.stock(pid))
                 pipe.get(keys.product_sale(pid))
+                pipe.zcard(keys.waitlist(pid))
             res = await pipe.execute()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for (room_id, _), sid in zip(items, res[1::2], strict=True):
+            for (room_id, _), sid in zip(items, res[1::3], strict=True):
                 pipe.hgetall(room_keys(room_id).sale(sid or "-"))
             sales = await pipe.execute()
-        return [(stock, sale or None) for stock, sale in zip(res[0::2], sales, strict=True)]
+        return [(stock, sale or None, int(waiting)) for stock, sale, waiting
+                in zip(res[0::3], sales, res[2::3], strict=True)]
 
     async def pins(self, room_id: str) -> list[str]:
         return list(await self.redis.lrange(room_keys(room_id).pins, 0, -1))

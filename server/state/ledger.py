@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, Final, TypeVar, overload
@@ -52,6 +53,8 @@ SCRIPT_NAMES: Final = (
     "reschedule",
     "chat_gate",
     "mint_guest",
+    "promote",
+    "join_waitlist",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"
@@ -90,9 +93,20 @@ def batch_source(source: str) -> str:
     return _BATCH_TEMPLATE % source
 
 
+# A script line `-- #include NAME` is replaced by lua/lib/NAME.lua: code two scripts
+# must run in their own atomic step (the waitlist's promotion, in release.lua and
+# promote.lua), written once.
+_INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
+
+
 def _load_sources() -> dict[str, str]:
     base = resources.files("server.state") / "lua"
-    plain = {name: (base / f"{name}.lua").read_text(encoding="utf-8") for name in SCRIPT_NAMES}
+
+    def include(match: re.Match[str]) -> str:
+        return (base / "lib" / f"{match.group(1)}.lua").read_text(encoding="utf-8")
+
+    plain = {name: _INCLUDE.sub(include, (base / f"{name}.lua").read_text(encoding="utf-8"))
+             for name in SCRIPT_NAMES}
     return plain | {name + BATCH_SUFFIX: batch_source(src) for name, src in plain.items()}
 
 

@@ -7,6 +7,7 @@ each process reports its viewers again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
@@ -25,11 +26,16 @@ class Presence:
                 keys = room_keys(room_id)
                 pipe.hincrby(keys.present, viewer_id, 1)
                 pipe.sadd(keys.uniq, viewer_id)
+                pipe.zrem(keys.gone, viewer_id)
             await pipe.execute()
 
     async def left(self, room_id: str, viewer_id: str) -> None:
-        """Count one connection fewer; the viewer is gone from `present` at none."""
+        """Count one connection fewer; the viewer is gone from `present` at none, and
+        noted in `gone` with the time (a waitlist keeps their place a while)."""
         keys = room_keys(room_id)
         n = await self.redis.hincrby(keys.present, viewer_id, -1)
         if n <= 0:
-            await self.redis.hdel(keys.present, viewer_id)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(keys.present, viewer_id)
+                pipe.zadd(keys.gone, {viewer_id: time.time_ns() // 1_000_000})
+                await pipe.execute()

@@ -26,6 +26,7 @@ class RoomRead:
     stocks: list[dict[str, str]]  # one per product
     sales: list[dict[str, str] | None]  # the current sale of each product
     listings: list[dict[str, str]]  # the listing of each product ({} without one)
+    waiting: list[int]  # viewers on each product's waitlist
     pins: list[str]
     likes: int
     coupons: list[dict[str, str]]
@@ -145,11 +146,14 @@ class RoomsData:
                 pipe.hgetall(keys.sale(sid) if sid else keys.sale("-"))
             for p in products:
                 pipe.hgetall(keys.sale(listing_id(p["product_id"])))
+            for p in products:
+                pipe.zcard(keys.waitlist(p["product_id"]))
             res = await pipe.execute()
-        sales, listings = res[:n], res[n:]
+        sales, listings, waiting = res[:n], res[n:2 * n], res[2 * n:]
         return RoomRead(
             seq=int(seq or 0), whole=bool(whole), room=room, products=products,
             stocks=stocks, sales=[s or None for s in sales], listings=listings,
+            waiting=[int(w) for w in waiting],
             pins=list(pins),
             likes=int(likes or 0), coupons=[c for c in coupons if c],
             lotteries=[(lid, lot, int(count)) for lid, lot, count in

@@ -111,6 +111,16 @@ class SalesData:
                 pipe.hset(keys.bought(lid), mapping=bought)
             await pipe.execute()
 
+    # ------------------------------------------------------------------ waitlists
+
+    async def clear_waitlists(self, room_id: str, product_ids: list[str]) -> None:
+        keys = room_keys(room_id)
+        if product_ids:
+            await self.redis.delete(*(keys.waitlist(pid) for pid in product_ids))
+
+    async def leave_waitlist(self, room_id: str, product_id: str, viewer_id: str) -> bool:
+        return bool(await self.redis.zrem(room_keys(room_id).waitlist(product_id), viewer_id))
+
     # ------------------------------------------------------------------ holds
 
     async def hold(self, room_id: str, hold_id: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
-from server.core.domain import listing_id
+from server.core.domain import listing_id, new_id
 from server.core.keys import DUE, guest_mints, room_keys
 from server.state.ledger import SCRIPT_NAMES, Arg, Ledger
 
@@ -50,13 +50,14 @@ CONTRACTS: Final[dict[str, Contract]] = {
     "reserve": Contract(
         ("answer", "product_sale", "sale", "stock", "bought", "hold", "holds", "epoch",
          "policy", "open_holds", "ip_bought", "listing", "listing_bought",
-         "listing_ip_bought"),
+         "listing_ip_bought", "waitlist"),
         ("sale_id", "buyer", "quantity", "hold_id", "hold_ms", "answer_ttl_s", "product_id",
          "verified", "client", "max_open_holds", "listing_id")),
     "release": Contract(
         ("hold", "stock", "sale", "bought", "holds", "confirming", "claims", "epoch",
          "open_holds", "ip_bought"),
-        ("hold_id", "mode", "buyer", "keep_ms")),
+        ("hold_id", "mode", "buyer", "keep_ms", "key_prefix", "id_seed", "offer_ms",
+         "max_open_holds", "keep_place_ms")),
     "begin_checkout": Contract(
         ("answer", "hold", "holds", "coupon", "claims", "confirming", "epoch", "policy"),
         ("hold_id", "buyer", "coupon_id", "verified")),
@@ -81,6 +82,10 @@ CONTRACTS: Final[dict[str, Contract]] = {
          "confirming_add_ms", "confirming_not_before")),
     "chat_gate": Contract(("policy", "chat_rate", "slow_mode"), ("room_messages_per_s",)),
     "mint_guest": Contract(("mints",), ("limit", "window_ms", "member")),
+    "promote": Contract(("epoch",), ("key_prefix", "product_id", "id_seed", "offer_ms",
+                                     "max_open_holds", "keep_place_ms")),
+    "join_waitlist": Contract(("waitlist", "ticket", "stock", "epoch", "policy", "products"),
+                              ("viewer", "product_id", "max_waiting", "verified")),
 }
 
 # ====================================================================== replies
@@ -109,20 +114,73 @@ def _answered(reply: list[Any]) -> Answered:
 ReleaseMode = Literal["expire", "release", "void"]
 
 
+class WaitlistMove(NamedTuple):
+    """A viewer at the head of a waitlist served ('offer', with the hold made for
+    them, as json) or taken off it ('dropped', with the reason) (lua/lib/waitlist.lua)."""
+
+    kind: Literal["offer", "dropped"]
+    viewer_id: str
+    ticket: int
+    detail: str  # the hold json ('offer') or the reason ('dropped')
+
+
+def _moves(flat: list[Any]) -> tuple[WaitlistMove, ...]:
+    return tuple(WaitlistMove(flat[i], str(flat[i + 1]), int(flat[i + 2]), str(flat[i + 3]))
+                 for i in range(0, len(flat), 4))
+
+
+class WaitlistTerms(NamedTuple):
+    """How a unit goes to the head of a waitlist (settings `sale.waitlist_*`)."""
+
+    offer_ms: int  # the hold's lifetime
+    max_open_holds: int  # the room-wide cap on one viewer's open holds
+    keep_place_ms: int  # how long a viewer who left keeps their place
+
+
 class Released(NamedTuple):
     """release.lua: `outcome` is 'done' when units moved back to stock, else
-    'not_due', 'missing', 'rebuilding' or the hold's unchanged state."""
+    'not_due', 'missing', 'rebuilding' or the hold's unchanged state. `moves`: the
+    units that went on to the product's waitlist in the same step."""
 
     outcome: str
     quantity: int
     product_id: str
     state: str  # the hold's state now ('released', 'expired', 'aborted', or unchanged)
+    moves: tuple[WaitlistMove, ...] = ()
 
 
 def _released(reply: list[Any]) -> Released:
     if reply[0] == "done":
-        return Released("done", int(reply[1]), str(reply[2]), str(reply[3]))
+        return Released("done", int(reply[1]), str(reply[2]), str(reply[3]), _moves(reply[4:]))
     return Released(str(reply[0]), 0, "", str(reply[0]))
+
+
+class Promoted(NamedTuple):
+    """promote.lua: False `ok` while the room is rebuilt."""
+
+    ok: bool
+    moves: tuple[WaitlistMove, ...]
+
+
+def _promoted(reply: list[Any]) -> Promoted:
+    return Promoted(reply[0] == "ok", _moves(reply[1:]))
+
+
+class Waiting(NamedTuple):
+    """join_waitlist.lua: 'ok' with the viewer's place, 'refused' with the code
+    (`detail`), or 'rebuilding'."""
+
+    status: Literal["ok", "refused", "rebuilding"]
+    position: int
+    waiting: int
+    ticket: int
+    detail: str
+
+
+def _waiting(reply: list[Any]) -> Waiting:
+    if reply[0] == "ok":
+        return Waiting("ok", int(reply[1]), int(reply[2]), int(reply[3]), "")
+    return Waiting(reply[0], 0, 0, 0, str(reply[1]) if len(reply) > 1 else "")
 
 
 CheckoutStatus = Literal["ok", "confirming", "confirmed", "dup", "refused", "rebuilding"]
@@ -232,7 +290,7 @@ def reserve_call(room_id: str, *, sale_id: str, product_id: str, buyer: str,
     return ([k.request(buyer, "buy", request_id), k.product_sale(product_id),
              k.sale(sid), k.stock(product_id), k.bought(sid), k.hold(hold_id),
              k.holds, k.epoch, k.policy, k.open_holds, k.ip_bought(sid),
-             k.sale(lid), k.bought(lid), k.ip_bought(lid)],
+             k.sale(lid), k.bought(lid), k.ip_bought(lid), k.waitlist(product_id)],
             [sale_id, buyer, quantity, hold_id, hold_ms, answer_ttl_s, product_id,
              "1" if verified else "0", client, max_open_holds, lid])
 
@@ -264,14 +322,32 @@ class Scripts(Ledger):
         return self.run("reserve", keys, args, lambda reply: into(_answered(reply)))
 
     def release(self, room_id: str, *, hold_id: str, product_id: str, sale_id: str,
-                mode: ReleaseMode, buyer: str = "",
+                mode: ReleaseMode, waitlist: WaitlistTerms, buyer: str = "",
                 coupon_id: str = "") -> asyncio.Future[Released]:
+        """release.lua; the units go to the head of the product's waitlist, if anyone
+        waits, in the same step (`Released.moves`)."""
         k = room_keys(room_id)
         return self.run("release", [
             k.hold(hold_id), k.stock(product_id), k.sale(sale_id), k.bought(sale_id),
             k.holds, k.confirming, k.claims(coupon_id or "-"), k.epoch, k.open_holds,
             k.ip_bought(sale_id),
-        ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS], _released)
+        ], [hold_id, mode, buyer, KEEP_FINISHED_HOLD_MS, k.base, new_id("h"), *waitlist],
+            _released)
+
+    def promote(self, room_id: str, product_id: str,
+                waitlist: WaitlistTerms) -> asyncio.Future[Promoted]:
+        """Hand the units in the product's stock to the head of its waitlist."""
+        k = room_keys(room_id)
+        return self.run("promote", [k.epoch],
+                        [k.base, product_id, new_id("h"), *waitlist], _promoted)
+
+    def join_waitlist(self, room_id: str, *, viewer: str, product_id: str, max_waiting: int,
+                      verified: bool) -> asyncio.Future[Waiting]:
+        k = room_keys(room_id)
+        return self.run("join_waitlist", [
+            k.waitlist(product_id), k.wl_ticket, k.stock(product_id), k.epoch, k.policy,
+            k.products,
+        ], [viewer, product_id, max_waiting, "1" if verified else "0"], _waiting)
 
     def begin_checkout(self, room_id: str, *, buyer: str, request_id: str, hold_id: str,
                        coupon_id: str, verified: bool) -> asyncio.Future[CheckoutBegun]:

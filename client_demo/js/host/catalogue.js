@@ -83,8 +83,11 @@ export function updateRow(id) {
   r.s.style.width = `${(st.sold / denom) * 100}%`;
   r.hh.style.width = `${(st.held / denom) * 100}%`;
   r.l.style.width = `${(st.left / denom) * 100}%`;
+  const waiting = p.waiting || 0;
   r.legend.replaceChildren(h("b", { text: st.left }), " left · ", h("b", { text: st.held }), " held · ",
-                           h("b", { text: st.sold }), ` sold of ${st.total}`);
+                           h("b", { text: st.sold }), ` sold of ${st.total}`,
+                           ...(waiting ? [" · ", h("b", { text: waiting }), " waiting"] : []));
+  r.tr.dataset.waiting = waiting;
   r.tr.dataset.left = st.left; r.tr.dataset.held = st.held; r.tr.dataset.sold = st.sold;
   r.tr.dataset.saleState = (p.sale && p.sale.state) || "none";
   renderSaleCell(r.sale, p.sale);

@@ -12,6 +12,7 @@ import { openCheckout, renderHold } from "./checkout.js";
 import { scheduleClock } from "./clock.js";
 import { renderStageCountdown } from "./stage.js";
 import { S, limit, live, mustSignIn, now, showEnded } from "./state.js";
+import { joinWaitlist, leaveWaitlist, myPlace } from "./waitlist.js";
 
 const cards = new Map(); // product_id -> card element refs
 
@@ -44,6 +45,7 @@ export function onStock(ev) {
   const p = S.products.get(ev.product_id);
   if (!p) return;
   p.stock = ev.stock;
+  p.waiting = ev.waiting || 0;
   if (ev.sale) p.sale = newerSale(p.sale, ev.sale);
   updateCard(ev.product_id);
 }
@@ -81,8 +83,11 @@ function buildCard(id) {
   r.held = h("b", { class: "num", attrs: { "data-k": "held" } });
   r.sold = h("b", { class: "num", attrs: { "data-k": "sold" } });
   r.scope = h("span", { class: "muted" });
+  r.waiting = h("li", { class: "waiting num", hidden: true });
   r.qty = h("select", { class: "qty", attrs: { "aria-label": "Quantity" } });
   r.buy = h("button", { type: "button", class: "btn primary buy-btn", on: { click: () => buy(id) } });
+  r.leave = h("button", { type: "button", class: "btn small leave-wait", text: "Leave waitlist", hidden: true,
+                          on: { click: () => leaveWaitlist(id) } });
   r.msg = h("p", { class: "notice error card-msg", attrs: { role: "alert" }, hidden: true });
   r.desc = h("p", { class: "pdesc" });
   r.root = h("article", { class: "pcard", data: { productId: id }, attrs: { "aria-labelledby": `pt-${id}` } },
@@ -96,9 +101,9 @@ function buildCard(id) {
           h("li", {}, h("span", { class: "sw left", attrs: { "aria-hidden": "true" } }), r.left, " left"),
           h("li", {}, h("span", { class: "sw held", attrs: { "aria-hidden": "true" } }), r.held, " in carts"),
           h("li", {}, h("span", { class: "sw sold", attrs: { "aria-hidden": "true" } }), r.sold, " sold"),
-          h("li", { class: "scope" }, r.scope))),
+          h("li", { class: "scope" }, r.scope), r.waiting)),
       r.desc),
-    h("div", { class: "buy-row" }, r.qty, r.buy),
+    h("div", { class: "buy-row" }, r.qty, r.buy, r.leave),
     r.msg);
   r.imgUrl = null;
   return r;
@@ -223,9 +228,25 @@ export function updateCard(id) {
   } else {
     when = "Ask the host about a deal";
   }
+  // Sold out, or units owed to those already waiting: the line is the way in.
+  const place = myPlace(id);
+  const waitable = offer && (left <= 0 || (p.waiting || 0) > 0);
+  let action = "buy";
+  if (place) {
+    buyText = `Waiting · #${place.position} in line`; canBuy = false; action = "waiting";
+  } else if (waitable) {
+    buyText = "Join waitlist"; canBuy = true; action = "wait";
+  }
+  r.root.dataset.action = action;
+  r.leave.hidden = !place || showEnded();
+  const waiting = p.waiting || 0;
+  r.waiting.hidden = waiting <= 0;
+  setText(r.waiting, `${waiting} waiting`);
+  r.root.dataset.waiting = waiting;
   if ((active || offer) && mustSignIn()) { buyText = "Sign in on the shop to buy"; canBuy = false; }
   if (showEnded()) { buyText = "Show ended"; canBuy = false; }
-  const pending = live && live.isPending((f) => f.type === "buy" && f.product_id === id);
+  const pending = live && live.isPending((f) => (f.type === "buy" || f.type === "join_waitlist") &&
+                                         f.product_id === id);
   if (pending) { buyText = live.state === "live" ? "Reserving…" : "Waiting for connection…"; canBuy = false; }
   r.badge.className = badgeClass;
   r.badge.hidden = !badge;
@@ -239,8 +260,11 @@ export function updateCard(id) {
     S.armedAt[id] = performance.timeOrigin + performance.now();
   }
   r.root.dataset.offer = offer ? offer.kind : "none";
-  r.buy.setAttribute("aria-label", canBuy ? `Buy ${p.title} for ${money(offer.price, offer.currency)}` : `${buyText}: ${p.title}`);
-  renderQuantity(r, p, offer, left, canBuy);
+  r.buy.setAttribute("aria-label", !canBuy ? `${buyText}: ${p.title}`
+    : action === "wait" ? `Join the waitlist for ${p.title}`
+      : `Buy ${p.title} for ${money(offer.price, offer.currency)}`);
+  r.leave.setAttribute("aria-label", `Leave the waitlist for ${p.title}`);
+  renderQuantity(r, p, offer, left, canBuy && action === "buy");
 }
 
 /** Quantity: up to the offer's per-buyer limit, what is left and the server's
@@ -273,6 +297,7 @@ function buy(id) {
   const r = cards.get(id);
   const p = S.products.get(id);
   if (!r || !p || !live) return;
+  if (r.root.dataset.action === "wait") { r.msg.hidden = true; joinWaitlist(id); return; }
   if (S.hold && !S.hold.dead && offerOf(p) && S.hold.expires_at > now()) {
     // One hold at a time keeps the checkout simple; open the one we have.
     openCheckout();

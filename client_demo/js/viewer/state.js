@@ -15,6 +15,9 @@ export const S = {
   viewers: { now: 0, unique: 0, peak: 0 },
   me: null,
   hold: null,
+  // product_id -> {position, ticket}: this viewer's places on waitlists, as the
+  // server last answered them (less the tickets it has since served ahead).
+  waiting: new Map(),
   lastOrder: null,
   claimed: new Set(),
   usedCoupons: new Set(),

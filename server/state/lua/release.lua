@@ -10,9 +10,14 @@
 -- KEYS[8] the room's epoch (absent: Redis is being rebuilt, and no unit moves),
 -- KEYS[9] open holds per viewer, KEYS[10] units per client address of the sale
 -- ARGV[1] hold id, ARGV[2] 'expire' | 'release' | 'void', ARGV[3] buyer (for release),
--- ARGV[4] ms to keep the finished hold for late checkouts
--- Returns {'done', qty, product_id, state now} | {'not_due'} | {'missing'} | {'rebuilding'}
---   | {state}
+-- ARGV[4] ms to keep the finished hold for late checkouts; for the waitlist, in the same
+-- step: ARGV[5] room key prefix ('ls:{room}:'), ARGV[6] id seed for new holds,
+-- ARGV[7] their lifetime ms, ARGV[8] most open holds per viewer, ARGV[9] ms a viewer
+-- who left keeps their place
+-- Returns {'done', qty, product_id, state now, waitlist moves...} | {'not_due'}
+--   | {'missing'} | {'rebuilding'} | {state}
+-- The units returned go to the head of the product's waitlist first (lua/lib/waitlist.lua).
+-- #include waitlist
 if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
 local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id',
   'coupon_id', 'ip')
@@ -54,4 +59,10 @@ if h[6] and h[6] ~= '' and redis.call('HGET', KEYS[7], h[3]) == 'reserved:' .. A
   redis.call('HSET', KEYS[7], h[3], 'claimed')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'done', qty, h[5], state}
+local out = promote_waitlist(ARGV[5], h[5], now, ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]),
+  tonumber(ARGV[9]))
+table.insert(out, 1, state)
+table.insert(out, 1, h[5])
+table.insert(out, 1, qty)
+table.insert(out, 1, 'done')
+return out

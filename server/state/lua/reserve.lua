@@ -9,7 +9,7 @@
 -- KEYS[9] room policy hash, KEYS[10] open holds per viewer (room-wide),
 -- KEYS[11] units per client address of the sale (counted when policy limit_per_ip is on),
 -- KEYS[12] the product's listing hash, KEYS[13] per-buyer units of the listing,
--- KEYS[14] units per client address of the listing
+-- KEYS[14] units per client address of the listing, KEYS[15] the product's waitlist
 -- ARGV[1] sale id the caller believes is current ('' for none), ARGV[2] buyer,
 -- ARGV[3] quantity, ARGV[4] new hold id, ARGV[5] hold lifetime ms, ARGV[6] answer TTL s,
 -- ARGV[7] product id, ARGV[8] '1' when the buyer's identity is shop-signed,
@@ -52,6 +52,8 @@ else
 end
 if avail <= 0 then return refuse('sold_out') end
 if avail < qty then return refuse('insufficient_stock') end
+-- Units in stock while viewers wait for them are theirs (promote.lua hands them out).
+if redis.call('ZCARD', KEYS[15]) > 0 then return refuse('waitlist_ahead') end
 local mine = tonumber(redis.call('HGET', bought_key, ARGV[2]) or '0')
 if mine + qty > tonumber(s[7]) then return refuse('limit_reached') end
 -- The per-address count is kept only for holds taken while the policy asks for it;

@@ -1,0 +1,252 @@
+"""Waitlists against a real server and redis-server: a viewer joins the waitlist
+of a sold-out product; a unit that comes back (a hold released or expired, stock
+added) goes to the head as a hold of their own, in order, never past the stock;
+other buyers cannot take units owed to those waiting; per-buyer limits apply; a
+viewer away keeps their place, then loses it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from server.core.keys import room_keys
+from tests.support import (
+    Host,
+    LiveServer,
+    ViewerClient,
+    create_room,
+    eventually,
+    join,
+    make_settings,
+)
+
+
+async def sold_out_product(host: Host, stock: int, **listing: Any) -> str:
+    product = await host.product(stock=stock, price=1000)
+    pid = str(product["product_id"])
+    await host.call("POST", "/pins", {"product_id": pid}, expect=200)
+    if listing:
+        await host.call("PUT", f"/products/{pid}/listing", {"open": True, **listing},
+                        expect=200)
+    return pid
+
+
+def for_me(viewer: ViewerClient) -> Any:
+    """A waitlist_offer event that offers this viewer a hold."""
+    return lambda f: any(o["viewer_id"] == viewer.viewer_id for o in f["offers"])
+
+
+def all_moves(viewer: ViewerClient, pid: str, kind: str) -> list[dict[str, Any]]:
+    return [m for f in sorted((f for f in viewer.frames if f.get("type") == "waitlist_offer"
+                               and f["product_id"] == pid), key=lambda f: f["seq"])
+            for m in f[kind]]
+
+
+async def test_a_released_unit_goes_to_the_head_of_the_waitlist_in_the_same_step(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    pid = await sold_out_product(host, stock=2)
+    b1, b2, w1, w2, late = [await join(server, host.room_id) for _ in range(5)]
+    h1 = (await b1.request("buy", product_id=pid))["hold"]
+    h2 = (await b2.request("buy", product_id=pid))["hold"]
+    first = await w1.request("join_waitlist", product_id=pid)
+    assert (first["type"], first["position"], first["waiting"]) == ("waitlist", 1, 1)
+    second = await w2.request("join_waitlist", product_id=pid)
+    assert (second["position"], second["waiting"]) == (2, 2)
+    again = await w1.request("join_waitlist", product_id=pid)
+    assert (again["position"], again["ticket"]) == (1, first["ticket"])
+    assert (await late.request("buy", product_id=pid))["code"] == "sold_out"
+    # The count waiting reaches every viewer with the stock.
+    await late.next_event("stock", where=lambda f: f["product_id"] == pid
+                          and f["waiting"] == 2)
+
+    released = await b1.request("release", hold_id=h1["id"])
+    assert released["type"] == "hold_released"
+    event = await w1.next_event("waitlist_offer", where=for_me(w1))
+    (offer,) = event["offers"]
+    assert (offer["viewer_id"], offer["ticket"]) == (w1.viewer_id, first["ticket"])
+    hold = offer["hold"]
+    assert (hold["product_id"], hold["quantity"], hold["unit_price"], hold["sale_id"]) == \
+        (pid, 1, 1000, f"bn_{pid}")
+    # Nothing was left in stock between the release and the offer.
+    card = await host.call("GET", f"/products/{pid}", expect=200)
+    assert card["stock"] == {"total": 2, "left": 0, "held": 2, "sold": 0}
+    assert card["waiting"] == 1
+    placed = await w1.request("checkout", hold_id=hold["id"])
+    assert placed["type"] == "order_placed", placed
+    await b2.request("release", hold_id=h2["id"])
+    event = await w2.next_event("waitlist_offer", where=for_me(w2))
+    assert [o["viewer_id"] for o in event["offers"]] == [w2.viewer_id]
+    assert (await late.request("join_waitlist", product_id=pid))["position"] == 1
+    left = await late.request("leave_waitlist", product_id=pid)
+    assert (left["type"], left["was_waiting"]) == ("waitlist_left", True)
+    audit = await host.audit()
+    assert audit["ok"], audit["checks"]
+    await asyncio.gather(*(v.close() for v in (b1, b2, w1, w2, late)))
+
+
+async def test_joining_is_refused_with_a_reason(server: LiveServer,
+                                                http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    pid = await sold_out_product(host, stock=1)
+    viewer = await join(server, host.room_id)
+    answer = await viewer.request("join_waitlist", product_id=pid)
+    assert (answer["type"], answer["code"]) == ("error", "not_sold_out")
+    answer = await viewer.request("join_waitlist", product_id="no-such-product")
+    assert answer["code"] == "product_not_found"
+    answer = await viewer.request("join_waitlist", product_id="bad id!")
+    assert answer["type"] == "error" and "product_id" in answer["message"]
+    assert (await viewer.request("leave_waitlist", product_id=pid))["was_waiting"] is False
+    await viewer.close()
+
+
+async def test_stock_added_by_the_host_goes_to_those_waiting_first(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    pid = await sold_out_product(host, stock=1)
+    buyer, waiter, other = [await join(server, host.room_id) for _ in range(3)]
+    await buyer.request("buy", product_id=pid)
+    await waiter.request("join_waitlist", product_id=pid)
+    await host.call("PATCH", f"/products/{pid}", {"stock": 3}, expect=200)
+    event = await waiter.next_event("waitlist_offer", where=for_me(waiter))
+    assert [o["viewer_id"] for o in event["offers"]] == [waiter.viewer_id]
+    # The list is empty now: the last unit is anyone's.
+    assert (await other.request("buy", product_id=pid))["type"] == "hold"
+    await asyncio.gather(*(v.close() for v in (buyer, waiter, other)))
+
+
+async def test_the_per_buyer_limit_applies_to_a_promoted_hold(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    pid = await sold_out_product(host, stock=2, limit_per_buyer=1)
+    greedy, holder, patient = [await join(server, host.room_id) for _ in range(3)]
+    bought = (await greedy.request("buy", product_id=pid))["hold"]
+    assert (await greedy.request("checkout", hold_id=bought["id"]))["type"] == "order_placed"
+    held = (await holder.request("buy", product_id=pid))["hold"]
+    assert (await greedy.request("join_waitlist", product_id=pid))["position"] == 1
+    assert (await patient.request("join_waitlist", product_id=pid))["position"] == 2
+    await holder.request("release", hold_id=held["id"])
+    event = await patient.next_event("waitlist_offer", where=for_me(patient))
+    assert [(d["viewer_id"], d["reason"]) for d in event["dropped"]] == \
+        [(greedy.viewer_id, "limit_reached")]
+    assert [o["viewer_id"] for o in event["offers"]] == [patient.viewer_id]
+    audit = await host.audit()
+    assert audit["ok"], audit["checks"]
+    await asyncio.gather(*(v.close() for v in (greedy, holder, patient)))
+
+
+async def test_a_viewer_away_keeps_their_place_and_others_cannot_take_their_unit(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    host = await create_room(http)
+    pid = await sold_out_product(host, stock=1)
+    buyer, other = [await join(server, host.room_id) for _ in range(2)]
+    away = await join(server, host.room_id)
+    token, away_id = away.token, away.viewer_id
+    held = (await buyer.request("buy", product_id=pid))["hold"]
+    await away.request("join_waitlist", product_id=pid)
+    await away.close()
+    client = aioredis.Redis.from_url(redis_url)
+    gone = room_keys(host.room_id).gone
+    await eventually(lambda: client.zscore(gone, away_id))
+    await buyer.request("release", hold_id=held["id"])
+    # Passed over while away, their place kept: the unit stays for them.
+    card = await host.call("GET", f"/products/{pid}", expect=200)
+    assert (card["stock"]["left"], card["waiting"]) == (1, 1)
+    assert (await other.request("buy", product_id=pid))["code"] == "waitlist_ahead"
+    back = await join(server, host.room_id, token=token)
+    assert back.viewer_id == away_id
+    answer = await back.request("join_waitlist", product_id=pid)
+    assert answer["position"] == 1
+    event = await back.next_event("waitlist_offer", where=for_me(back))
+    assert [o["viewer_id"] for o in event["offers"]] == [away_id]
+    await client.aclose()
+    await asyncio.gather(*(v.close() for v in (buyer, other, back)))
+
+
+async def test_a_viewer_away_too_long_loses_their_place(
+        redis_url: str, data_dir: Path) -> None:
+    live = await LiveServer(make_settings(redis_url, data_dir,
+                                          sale={"waitlist_keep_place_s": 0})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            host = await create_room(http)
+            pid = await sold_out_product(host, stock=1)
+            buyer, waiter = [await join(live, host.room_id) for _ in range(2)]
+            away = await join(live, host.room_id)
+            away_id = away.viewer_id
+            held = (await buyer.request("buy", product_id=pid))["hold"]
+            await away.request("join_waitlist", product_id=pid)
+            await waiter.request("join_waitlist", product_id=pid)
+            await away.close()
+            client = aioredis.Redis.from_url(redis_url)
+            present = room_keys(host.room_id).present
+            await eventually(lambda: _absent(client, present, away_id))
+            await client.aclose()
+            await buyer.request("release", hold_id=held["id"])
+            event = await waiter.next_event("waitlist_offer", where=for_me(waiter))
+            assert [(d["viewer_id"], d["reason"]) for d in event["dropped"]] == \
+                [(away_id, "away")]
+            assert [o["viewer_id"] for o in event["offers"]] == [waiter.viewer_id]
+            await asyncio.gather(buyer.close(), waiter.close())
+    finally:
+        await live.stop()
+
+
+async def _absent(client: Any, present: str, viewer_id: str) -> bool:
+    return not await client.hexists(present, viewer_id)
+
+
+async def test_racing_expiries_and_releases_serve_the_waitlist_in_order_within_stock(
+        redis_url: str, data_dir: Path) -> None:
+    """10 units held by 10 buyers whose holds expire after 1 s, half of them also
+    released by their buyers at about that moment; 30 viewers wait. Exactly the
+    first 10 in line get a unit, in their order, and the stock is never exceeded."""
+    live = await LiveServer(make_settings(redis_url, data_dir,
+                                          sale={"hold_seconds": 1.0})).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            host = await create_room(http)
+            pid = await sold_out_product(host, stock=10)
+            buyers = await asyncio.gather(*(join(live, host.room_id) for _ in range(10)))
+            holds = await asyncio.gather(*(b.request("buy", product_id=pid) for b in buyers))
+            assert all(h["type"] == "hold" for h in holds)
+            waiters = [await join(live, host.room_id) for _ in range(30)]
+            tickets = []
+            for w in waiters:  # one after another: the line's order is known
+                tickets.append((await w.request("join_waitlist", product_id=pid))["ticket"])
+            assert tickets == sorted(tickets)
+            watcher = waiters[-1]
+            # Not a wait for a condition: it only makes the releases race the expiries
+            # due at 1 s; whichever wins, the assertions below hold.
+            await asyncio.sleep(0.9)
+            await asyncio.gather(*(b.request("release", hold_id=h["hold"]["id"])
+                                   for b, h in zip(buyers[:5], holds[:5], strict=True)))
+
+            async def served() -> list[dict[str, Any]] | None:
+                offers = all_moves(watcher, pid, "offers")
+                return offers if len(offers) >= 10 else None
+
+            offers = await eventually(served)
+            # Offers made later (an offered hold expiring after 60 s) would follow: the
+            # first 10 are the units the buyers gave back.
+            first = offers[:10]
+            assert [o["ticket"] for o in first] == tickets[:10]
+            assert [o["viewer_id"] for o in first] == [w.viewer_id for w in waiters[:10]]
+            assert all_moves(watcher, pid, "dropped") == []
+            card = await host.call("GET", f"/products/{pid}", expect=200)
+            assert card["stock"] == {"total": 10, "left": 0, "held": 10, "sold": 0}
+            assert card["waiting"] == 20
+            # Each promoted viewer holds exactly one unit of their own.
+            for w, o in zip(waiters[:10], first, strict=True):
+                placed = await w.request("checkout", hold_id=o["hold"]["id"])
+                assert placed["type"] == "order_placed", placed
+            audit = await host.audit()
+            assert audit["ok"], audit["checks"]
+            assert audit["products"][0]["sold"] == 10
+            await asyncio.gather(*(v.close() for v in [*buyers, *waiters]))
+    finally:
+        await live.stop()
