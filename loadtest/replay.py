@@ -87,9 +87,9 @@ class Replay:
                 await host.call("POST", "/pins", d)
             elif act == "unpin":
                 await host.call("DELETE", f"/pins/{self._real('product', d['product_id'])}")
-            elif act == "listing":
+            elif act in ("listing", "claims"):
                 real = self._real("product", d.pop("product_id"))
-                await host.call("PUT", f"/products/{real}/listing", d)
+                await host.call("PUT", f"/products/{real}/{act}", d)
             elif act == "update_product":
                 real = self._real("product", d.pop("product_id"))
                 await host.call("PATCH", f"/products/{real}", d)

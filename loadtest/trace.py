@@ -37,7 +37,7 @@ import orjson
 from loadtest.messages import TraceStep
 
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
-                                 "sale", "stop_sale", "coupon", "lottery", "draw",
+                                 "claims", "sale", "stop_sale", "coupon", "lottery", "draw",
                                  "announce"})
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",
                                    "claim_coupon", "enter_lottery", "chat", "like"})
@@ -45,6 +45,7 @@ VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release"
 REFERENCES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "pin": (("product", "product_id"),), "unpin": (("product", "product_id"),),
     "update_product": (("product", "product_id"),), "listing": (("product", "product_id"),),
+    "claims": (("product", "product_id"),),
     "sale": (("product", "product_id"),), "stop_sale": (("sale", "sale_id"),),
     "draw": (("lottery", "lottery_id"),), "buy": (("product", "product_id"),),
     "claim_coupon": (("coupon", "coupon_id"),), "checkout": (("coupon", "coupon_id"),),
@@ -52,7 +53,7 @@ REFERENCES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 }
 REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "pin": ("product_id",), "unpin": ("product_id",), "sale": ("product_id",),
-    "update_product": ("product_id",), "listing": ("product_id",),
+    "update_product": ("product_id",), "listing": ("product_id",), "claims": ("product_id",),
     "stop_sale": ("sale_id",), "draw": ("lottery_id",), "buy": ("product_id",),
     "checkout": ("hold_id",), "release": ("hold_id",), "claim_coupon": ("coupon_id",),
     "enter_lottery": ("lottery_id",), "announce": ("text",),

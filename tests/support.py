@@ -293,6 +293,32 @@ class StoreLock:
         await self.release()
 
 
+@contextlib.asynccontextmanager
+async def server_with(redis_url: str, data_dir: Path,
+                      **sections: dict[str, Any]) -> AsyncIterator[tuple[LiveServer,
+                                                                         httpx.AsyncClient]]:
+    """A server on its own settings (`make_settings` sections) and an HTTP client of
+    it, for a test that needs other settings than the `server` fixture's."""
+    live = await LiveServer(make_settings(redis_url, data_dir, **sections)).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
+            yield live, http
+    finally:
+        await live.stop()
+
+
+async def card_when_whole(http: httpx.AsyncClient, room_id: str,
+                          product_id: str) -> dict[str, Any]:
+    """A product's card once its room is whole again (after Redis lost its data, the
+    room answers 503 until it is rebuilt from the store)."""
+    async def whole() -> dict[str, Any] | None:
+        r = await http.get(f"/api/rooms/{room_id}/products/{product_id}")
+        return dict(r.json()) if r.status_code == 200 else None
+
+    card: dict[str, Any] = await eventually(whole)
+    return card
+
+
 async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.05) -> Any:
     """Poll `check` (a coroutine function) until it returns a truthy value; the
     bound is generous because CI machines are loaded."""

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from tests.support import Host, LiveServer, ViewerClient, create_room, eventually, join
+from tests.support import Host, LiveServer, ViewerClient, card_when_whole, create_room, join
 
 
 async def pinned_product(host: Host, stock: int = 10, price: int = 1000,
@@ -39,7 +39,7 @@ async def test_a_pinned_product_is_bought_at_its_list_price_without_a_sale(
     card = await host.call("GET", f"/products/{pid}", expect=200)
     assert card["sale"] is None
     assert card["listing"] == {"open": True, "price": 1250, "currency": "USD",
-                               "limit_per_buyer": 5, "held": 0, "sold": 0}
+                               "limit_per_buyer": 5, "held": 0, "sold": 0, "claim": None}
     viewer = await join(server, host.room_id)
     answer = await buy(viewer, pid, 2)
     assert answer["type"] == "hold", answer
@@ -193,13 +193,9 @@ async def test_the_listing_and_its_buyers_survive_a_rebuild_of_redis(
     await client.flushall()
     await client.aclose()
 
-    async def rebuilt() -> dict[str, Any] | None:
-        r = await http.get(f"/api/rooms/{host.room_id}/products/{pid}")
-        return r.json() if r.status_code == 200 else None
-
-    card = await eventually(rebuilt)
+    card = await card_when_whole(http, host.room_id, pid)
     assert card["listing"] == {"open": True, "price": 900, "currency": "USD",
-                               "limit_per_buyer": 2, "held": 0, "sold": 2}
+                               "limit_per_buyer": 2, "held": 0, "sold": 2, "claim": None}
     assert card["stock"] == {"total": 10, "left": 8, "held": 0, "sold": 2}
     # The buyer's two units are remembered: the limit still holds.
     assert code(await buy(viewer, pid)) == "limit_reached"

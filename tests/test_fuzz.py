@@ -364,6 +364,10 @@ HTTP: dict[tuple[str, str], Endpoint] = {
                                                         "product_id": "product"}),
     ("POST", ROOM + "/pins"): Endpoint({"room_id": "room"}, lambda w: {
         "product_id": ids("product", w), "open_for_sale": st.booleans() | INTS | TEXT}),
+    ("PUT", ROOM + "/products/{product_id}/claims"): Endpoint(
+        {"room_id": "room", "product_id": "product"},
+        lambda w: {"enabled": st.booleans() | INTS, "keyword": TEXT | ODD_TEXT,
+                   "quantities": st.booleans() | TEXT}),
     ("PUT", ROOM + "/products/{product_id}/listing"): Endpoint(
         {"room_id": "room", "product_id": "product"},
         lambda w: {"open": st.booleans() | INTS | TEXT, "limit_per_buyer": INTS}),

@@ -151,6 +151,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         scripts.promote(room, "p", TERMS),
         scripts.join_waitlist(room, viewer="v_1", product_id="p", max_waiting=10,
                               verified=False),
+        scripts.leave_room(room, "v_1", 1000),
     )
     assert replies == [
         -1,
@@ -168,8 +169,9 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         None,
         ChatGate("ok", 0, 0),
         GuestMint(True, 0),
-        Promoted(False, ()),
+        Promoted(False, 0, ()),
         Waiting("rebuilding", 0, 0, 0, ""),
+        0,
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

@@ -21,7 +21,7 @@ from tests.support import (
     create_room,
     eventually,
     join,
-    make_settings,
+    server_with,
 )
 
 
@@ -169,31 +169,26 @@ async def test_a_viewer_away_keeps_their_place_and_others_cannot_take_their_unit
 
 async def test_a_viewer_away_too_long_loses_their_place(
         redis_url: str, data_dir: Path) -> None:
-    live = await LiveServer(make_settings(redis_url, data_dir,
-                                          sale={"waitlist_keep_place_s": 0})).start()
-    try:
-        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
-            host = await create_room(http)
-            pid = await sold_out_product(host, stock=1)
-            buyer, waiter = [await join(live, host.room_id) for _ in range(2)]
-            away = await join(live, host.room_id)
-            away_id = away.viewer_id
-            held = (await buyer.request("buy", product_id=pid))["hold"]
-            await away.request("join_waitlist", product_id=pid)
-            await waiter.request("join_waitlist", product_id=pid)
-            await away.close()
-            client = aioredis.Redis.from_url(redis_url)
-            present = room_keys(host.room_id).present
-            await eventually(lambda: _absent(client, present, away_id))
-            await client.aclose()
-            await buyer.request("release", hold_id=held["id"])
-            event = await waiter.next_event("waitlist_offer", where=for_me(waiter))
-            assert [(d["viewer_id"], d["reason"]) for d in event["dropped"]] == \
-                [(away_id, "away")]
-            assert [o["viewer_id"] for o in event["offers"]] == [waiter.viewer_id]
-            await asyncio.gather(buyer.close(), waiter.close())
-    finally:
-        await live.stop()
+    async with server_with(redis_url, data_dir, sale={"waitlist_keep_place_s": 0}) as (live, http):
+        host = await create_room(http)
+        pid = await sold_out_product(host, stock=1)
+        buyer, waiter = [await join(live, host.room_id) for _ in range(2)]
+        away = await join(live, host.room_id)
+        away_id = away.viewer_id
+        held = (await buyer.request("buy", product_id=pid))["hold"]
+        await away.request("join_waitlist", product_id=pid)
+        await waiter.request("join_waitlist", product_id=pid)
+        await away.close()
+        client = aioredis.Redis.from_url(redis_url)
+        present = room_keys(host.room_id).present
+        await eventually(lambda: _absent(client, present, away_id))
+        await client.aclose()
+        await buyer.request("release", hold_id=held["id"])
+        event = await waiter.next_event("waitlist_offer", where=for_me(waiter))
+        assert [(d["viewer_id"], d["reason"]) for d in event["dropped"]] == \
+            [(away_id, "away")]
+        assert [o["viewer_id"] for o in event["offers"]] == [waiter.viewer_id]
+        await asyncio.gather(buyer.close(), waiter.close())
 
 
 async def _absent(client: Any, present: str, viewer_id: str) -> bool:
@@ -205,48 +200,137 @@ async def test_racing_expiries_and_releases_serve_the_waitlist_in_order_within_s
     """10 units held by 10 buyers whose holds expire after 1 s, half of them also
     released by their buyers at about that moment; 30 viewers wait. Exactly the
     first 10 in line get a unit, in their order, and the stock is never exceeded."""
-    live = await LiveServer(make_settings(redis_url, data_dir,
-                                          sale={"hold_seconds": 1.0})).start()
-    try:
-        async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:
-            host = await create_room(http)
-            pid = await sold_out_product(host, stock=10)
-            buyers = await asyncio.gather(*(join(live, host.room_id) for _ in range(10)))
-            holds = await asyncio.gather(*(b.request("buy", product_id=pid) for b in buyers))
-            assert all(h["type"] == "hold" for h in holds)
-            waiters = [await join(live, host.room_id) for _ in range(30)]
-            tickets = []
-            for w in waiters:  # one after another: the line's order is known
-                tickets.append((await w.request("join_waitlist", product_id=pid))["ticket"])
-            assert tickets == sorted(tickets)
-            watcher = waiters[-1]
-            # Not a wait for a condition: it only makes the releases race the expiries
-            # due at 1 s; whichever wins, the assertions below hold.
-            await asyncio.sleep(0.9)
-            await asyncio.gather(*(b.request("release", hold_id=h["hold"]["id"])
-                                   for b, h in zip(buyers[:5], holds[:5], strict=True)))
+    async with server_with(redis_url, data_dir, sale={"hold_seconds": 1.0}) as (live, http):
+        host = await create_room(http)
+        pid = await sold_out_product(host, stock=10)
+        buyers = await asyncio.gather(*(join(live, host.room_id) for _ in range(10)))
+        holds = await asyncio.gather(*(b.request("buy", product_id=pid) for b in buyers))
+        assert all(h["type"] == "hold" for h in holds)
+        waiters = [await join(live, host.room_id) for _ in range(30)]
+        tickets = []
+        for w in waiters:  # one after another: the line's order is known
+            tickets.append((await w.request("join_waitlist", product_id=pid))["ticket"])
+        assert tickets == sorted(tickets)
+        watcher = waiters[-1]
+        # Not a wait for a condition: it only makes the releases race the expiries
+        # due at 1 s; whichever wins, the assertions below hold.
+        await asyncio.sleep(0.9)
+        await asyncio.gather(*(b.request("release", hold_id=h["hold"]["id"])
+                               for b, h in zip(buyers[:5], holds[:5], strict=True)))
 
-            async def served() -> list[dict[str, Any]] | None:
-                offers = all_moves(watcher, pid, "offers")
-                return offers if len(offers) >= 10 else None
+        async def served() -> list[dict[str, Any]] | None:
+            offers = all_moves(watcher, pid, "offers")
+            return offers if len(offers) >= 10 else None
 
-            offers = await eventually(served)
-            # Offers made later (an offered hold expiring after 60 s) would follow: the
-            # first 10 are the units the buyers gave back.
-            first = offers[:10]
-            assert [o["ticket"] for o in first] == tickets[:10]
-            assert [o["viewer_id"] for o in first] == [w.viewer_id for w in waiters[:10]]
-            assert all_moves(watcher, pid, "dropped") == []
+        offers = await eventually(served)
+        # Offers made later (an offered hold expiring after 60 s) would follow: the
+        # first 10 are the units the buyers gave back.
+        first = offers[:10]
+        assert [o["ticket"] for o in first] == tickets[:10]
+        assert [o["viewer_id"] for o in first] == [w.viewer_id for w in waiters[:10]]
+        assert all_moves(watcher, pid, "dropped") == []
+        card = await host.call("GET", f"/products/{pid}", expect=200)
+        assert card["stock"] == {"total": 10, "left": 0, "held": 10, "sold": 0}
+        assert card["waiting"] == 20
+        # Each promoted viewer holds exactly one unit of their own.
+        for w, o in zip(waiters[:10], first, strict=True):
+            placed = await w.request("checkout", hold_id=o["hold"]["id"])
+            assert placed["type"] == "order_placed", placed
+        audit = await host.audit()
+        assert audit["ok"], audit["checks"]
+        assert audit["products"][0]["sold"] == 10
+        await asyncio.gather(*(v.close() for v in [*buyers, *waiters]))
+
+
+async def test_a_sold_out_flash_sale_can_be_waited_for(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """The sale's own units are gone while the product still has stock: a buyer
+    gets sold_out, so the line is open to them (reserve.lua's rule, not the stock)."""
+    host = await create_room(http)
+    pid = (await host.product(stock=10))["product_id"]
+    await host.sale(pid, units=2, limit=1)
+    b1, b2, late = [await join(server, host.room_id) for _ in range(3)]
+    held = [(await b.request("buy", product_id=pid))["hold"] for b in (b1, b2)]
+    assert (await late.request("buy", product_id=pid))["code"] == "sold_out"
+    answer = await late.request("join_waitlist", product_id=pid)
+    assert (answer["type"], answer["position"]) == ("waitlist", 1), answer
+    await b1.request("release", hold_id=held[0]["id"])
+    event = await late.next_event("waitlist_offer", where=for_me(late))
+    assert event["offers"][0]["hold"]["unit_price"] == 500  # the sale's price
+    await asyncio.gather(*(v.close() for v in (b1, b2, late)))
+
+
+async def test_a_product_from_before_listings_sells_and_the_show_ends(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    """A product whose Redis state predates listings (no `bn_` hash, as after an
+    upgrade that kept Redis): pinning makes its listing whole; a buy takes nothing
+    it cannot account for; ending the show works."""
+    host = await create_room(http)
+    pid = (await host.product(stock=3))["product_id"]
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    keys = room_keys(host.room_id)
+    await client.delete(keys.sale(f"bn_{pid}"))
+    await host.call("POST", "/pins", {"product_id": pid}, expect=200)
+    buyer = await join(server, host.room_id)
+    answer = await buyer.request("buy", product_id=pid)
+    assert answer["type"] == "hold", answer
+    stock = await client.hgetall(keys.stock(pid))
+    assert (stock["left"], stock["held"]) == ("2", "1")
+    await host.call("POST", "/end", expect=200)
+    assert (await host.audit())["ok"]
+    await client.aclose()
+    await buyer.close()
+
+
+async def test_units_kept_for_a_viewer_away_too_long_go_on_without_another_event(
+        redis_url: str, data_dir: Path) -> None:
+    async with server_with(redis_url, data_dir, sale={"waitlist_keep_place_s": 1}) as (live, http):
+        host = await create_room(http)
+        pid = await sold_out_product(host, stock=1)
+        buyer, other = [await join(live, host.room_id) for _ in range(2)]
+        held = (await buyer.request("buy", product_id=pid))["hold"]
+        assert (await buyer.request("checkout", hold_id=held["id"]))["type"] == \
+            "order_placed"
+        away = await join(live, host.room_id)
+        await away.request("join_waitlist", product_id=pid)
+        await away.close()
+        client = aioredis.Redis.from_url(redis_url)
+        await eventually(lambda: _absent(client, room_keys(host.room_id).present,
+                                         away.viewer_id))
+        await client.aclose()
+        await host.call("PATCH", f"/products/{pid}", {"stock": 51}, expect=200)
+
+        async def line_empty() -> bool:
             card = await host.call("GET", f"/products/{pid}", expect=200)
-            assert card["stock"] == {"total": 10, "left": 0, "held": 10, "sold": 0}
-            assert card["waiting"] == 20
-            # Each promoted viewer holds exactly one unit of their own.
-            for w, o in zip(waiters[:10], first, strict=True):
-                placed = await w.request("checkout", hold_id=o["hold"]["id"])
-                assert placed["type"] == "order_placed", placed
-            audit = await host.audit()
-            assert audit["ok"], audit["checks"]
-            assert audit["products"][0]["sold"] == 10
-            await asyncio.gather(*(v.close() for v in [*buyers, *waiters]))
-    finally:
-        await live.stop()
+            return bool(card["waiting"] == 0)
+
+        # Once the place has run out, the once-a-second sweep takes it off.
+        await eventually(line_empty)
+        answer = await other.request("buy", product_id=pid)
+        assert answer["type"] == "hold", answer
+        await asyncio.gather(buyer.close(), other.close())
+
+
+async def test_viewers_who_left_are_forgotten_after_their_place_would_run_out(
+        redis_url: str, data_dir: Path) -> None:
+    async with server_with(redis_url, data_dir, sale={"waitlist_keep_place_s": 0}) as (live, http):
+        host = await create_room(http)
+        client = aioredis.Redis.from_url(redis_url)
+        keys = room_keys(host.room_id)
+        for _ in range(30):
+            await (await join(live, host.room_id)).close()
+
+        async def all_left() -> bool:
+            return int(await client.hlen(keys.present)) == 0
+
+        await eventually(all_left)
+        last = await join(live, host.room_id)
+        await last.close()
+
+        async def only_the_last() -> bool:
+            gone = await client.zrange(keys.gone, 0, -1)
+            return bool(gone == [last.viewer_id.encode()])
+
+        # Each leave trims the entries older than the place is kept (here 0 s).
+        await eventually(only_the_last)
+        await client.aclose()

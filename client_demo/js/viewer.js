@@ -28,7 +28,7 @@ import {
   onCountdown, onSale, onStock, renderAllCards, renderShop, showCardMsg,
 } from "./viewer/cards.js";
 import {
-  addChat, applySlowMode, applyTextLimits, onChatRefused, onMuted, onMutedRefusal, removeChat,
+  addChat, applySlowMode, onClaimed, applyTextLimits, onChatRefused, onMuted, onMutedRefusal, removeChat,
   renderChatGate, renderMuted, sendChat,
 } from "./viewer/chat.js";
 import {
@@ -77,6 +77,7 @@ const EVENTS = {
   likes: onLikes,
   viewers: (ev) => { S.viewers = ev; renderViewers(); },
   chat: addChat,
+  claimed: onClaimed,
   chat_deleted: (ev) => removeChat(ev.message_id),
   viewer_muted: onMuted,
   announcement: onAnnouncement,

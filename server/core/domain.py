@@ -351,6 +351,60 @@ def parse_listing(body: Mapping[str, Any], product_id: str, current: Listing | N
                                            default=limit))
 
 
+# ------------------------------------------------------------------ comment-to-buy
+
+CLAIM_WORD_PATTERN: Final = re.compile(r"^[A-Za-z0-9]{1,20}$")
+DEFAULT_CLAIM_WORD: Final = "SOLD"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimWord:
+    """A product's claim keyword: a comment `<keyword>` (or `<keyword> <n>` when
+    `quantities`) buys it. Matched without regard to case."""
+
+    product_id: str
+    keyword: str
+    quantities: bool
+
+    @property
+    def match_key(self) -> str:
+        return self.keyword.lower()
+
+
+def parse_claim_word(body: Mapping[str, Any], product_id: str) -> ClaimWord | None:
+    """The host's `PUT .../claims`: `enabled` (required), `keyword` (letters and
+    digits, 1..20, default SOLD), `quantities` (default true). None: switched off."""
+    reject_unknown(body, frozenset({"enabled", "keyword", "quantities"}), "claims")
+    if not isinstance(body.get("enabled"), bool):
+        raise BadRequest("enabled: required, true or false", details={"field": "enabled"})
+    keyword = get_str(body, "keyword", max_len=20, strip=True, default=DEFAULT_CLAIM_WORD)
+    if not CLAIM_WORD_PATTERN.match(keyword):
+        raise BadRequest("keyword: one word of letters and digits (1..20), like SOLD",
+                         details={"field": "keyword"})
+    quantities = get_bool(body, "quantities", default=True)
+    return ClaimWord(product_id, keyword, quantities) if body["enabled"] else None
+
+
+def match_claim(text: str, words: Mapping[str, tuple[str, bool]],
+                max_quantity: int) -> tuple[str, int] | None:
+    """(product id, quantity) when the comment claims a product: its first word is
+    a claim keyword (`words`: lower-case keyword -> (product, quantities allowed))
+    and the rest is nothing, or a quantity 1..max_quantity where allowed."""
+    parts = text.lower().split()
+    if not parts or len(parts) > 2:
+        return None
+    found = words.get(parts[0])
+    if found is None:
+        return None
+    product_id, quantities = found
+    if len(parts) == 1:
+        return product_id, 1
+    if not quantities or not parts[1].isdigit() or not parts[1].isascii():
+        return None
+    n = int(parts[1])
+    return (product_id, n) if 1 <= n <= max_quantity else None
+
+
 # ------------------------------------------------------------------ lottery maths
 #
 # Published when the lottery opens: seed_hash = sha256(seed).

@@ -57,6 +57,13 @@ def stock(product_id: str, stock_view: dict[str, int], sale: dict[str, Any] | No
             "waiting": waiting}
 
 
+def claimed(product_id: str, viewer_id: str, nickname: str, quantity: int,
+            message_id: str) -> Event:
+    """A comment bought units (comment-to-buy): the room sees who, in chat."""
+    return {"type": "claimed", "product_id": product_id, "viewer_id": viewer_id,
+            "nickname": nickname, "quantity": quantity, "message_id": message_id}
+
+
 def waitlist_offer(product_id: str, offers: list[dict[str, Any]],
                    dropped: list[dict[str, Any]]) -> Event:
     """Units went to the head of a product's waitlist: `offers` (viewer_id, ticket,
@@ -153,7 +160,8 @@ def snapshot(state: dict[str, Any]) -> Event:
 
 ROOM_EVENTS: Final = (
     "product", "pinned", "unpinned", "sale_open", "sale_scheduled", "sale_countdown",
-    "sale_closed", "holds_voided", "stock", "waitlist_offer", "coupon_drop", "coupon_count",
+    "sale_closed", "holds_voided", "stock", "waitlist_offer", "claimed", "coupon_drop",
+    "coupon_count",
     "lottery_open", "lottery_drawn", "lottery_entrants", "chat", "chat_deleted", "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -17,6 +17,7 @@ REBUILD_LOCK = "ls:rebuild-lock"
 DUE = "ls:due"
 RECORDING_ROOMS = "ls:recording"  # set of rooms whose host switched recording on
 KEYWORD_ROOMS = "ls:keyword-rooms"  # set of rooms that opened a keyword lottery
+CLAIM_ROOMS = "ls:claim-rooms"  # set of rooms with a claim keyword (comment-to-buy) set
 
 
 def guest_mints(client: str) -> str:
@@ -28,10 +29,34 @@ def guest_mints(client: str) -> str:
 class RoomKeys:
     """Key names for one room. Cheap to build; hold one per room."""
 
-    __slots__ = ("base", "channel", "chat_rate", "confirming", "coupons", "epoch", "gone",
-                 "holds", "likes", "log", "lotteries", "muted", "open_holds", "peak", "pins",
-                 "policy", "present", "products", "room", "room_id", "sales", "seq", "timers",
-                 "uniq", "wl_ticket")
+    __slots__ = (
+        "base",
+        "channel",
+        "chat_rate",
+        "claim_words",
+        "confirming",
+        "coupons",
+        "epoch",
+        "gone",
+        "holds",
+        "likes",
+        "log",
+        "lotteries",
+        "muted",
+        "open_holds",
+        "peak",
+        "pins",
+        "policy",
+        "present",
+        "products",
+        "room",
+        "room_id",
+        "sales",
+        "seq",
+        "timers",
+        "uniq",
+        "wl_ticket",
+    )
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
@@ -56,6 +81,8 @@ class RoomKeys:
         # for a while; scripts trim it). Built as base .. 'gone' in lua/lib/waitlist.lua.
         self.gone = b + "gone"
         self.wl_ticket = b + "wlticket"  # counter: the order viewers joined waitlists in
+        # hash lower-case keyword -> {"product_id", "quantities"} (comment-to-buy)
+        self.claim_words = b + "claimwords"
         self.uniq = b + "uniq"  # set of viewer ids ever joined
         self.peak = b + "peak"
         self.likes = b + "likes"

@@ -47,12 +47,16 @@ def stock_view(stock: dict[str, Any]) -> dict[str, int]:
 
 def listing_view(listing: dict[str, Any]) -> dict[str, Any]:
     """A product's listing (buy-it-now at its list price, outside a flash sale): open
-    or not, its price and per-buyer limit, and the units held and sold through it.
-    A product without a listing hash is closed."""
+    or not, its price and per-buyer limit, the units held and sold through it, and
+    its claim keyword (comment-to-buy) or None. A product without a listing hash is
+    closed."""
+    claim = ({"keyword": listing["claim_kw"], "quantities": listing.get("claim_qty") == "1"}
+             if listing.get("claim_kw") else None)
     return {"open": listing.get("state") == "open", "price": as_int(listing.get("price")),
             "currency": listing.get("currency", ""),
             "limit_per_buyer": as_int(listing.get("limit")),
-            "held": as_int(listing.get("held")), "sold": as_int(listing.get("sold"))}
+            "held": as_int(listing.get("held")), "sold": as_int(listing.get("sold")),
+            "claim": claim}
 
 
 def card_view(product: dict[str, Any], stock: dict[str, Any],

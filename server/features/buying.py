@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -114,9 +115,11 @@ class Buying:
                              call.client, sid, domain.new_id("h"))
 
     async def buy(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
-                  quantity: int, client: str = "") -> Answer:
+                  quantity: int, client: str = "",
+                  on_new: Callable[[], None] | None = None) -> Answer:
         """Hold units for the viewer. `client` is the buyer's address bucket
-        (admission.client_bucket), counted when the room's policy says limit_per_ip."""
+        (admission.client_bucket), counted when the room's policy says limit_per_ip.
+        `on_new` is called when this request made a new hold (not for a retry)."""
         hold_id = domain.new_id("h")
         # Usually a dict hit, taken without an await; Redis is read on a miss, and
         # again when reserve.lua says the sale changed ('stale').
@@ -127,14 +130,14 @@ class Buying:
             if isinstance(sid, Answer):
                 return sid
             answer = await self._reserve(viewer, room_id, request_id, product_id, quantity,
-                                         client, sid, hold_id)
+                                         client, sid, hold_id, on_new)
             if answer is not None:
                 return answer
         return error_answer(refusal("not_on_sale"))
 
     def _reserve(self, viewer: Viewer, room_id: str, request_id: str, product_id: str,
-                 quantity: int, client: str, sale_id: str,
-                 hold_id: str) -> asyncio.Future[Answer | None]:
+                 quantity: int, client: str, sale_id: str, hold_id: str,
+                 on_new: Callable[[], None] | None = None) -> asyncio.Future[Answer | None]:
         """reserve.lua with `sale_id` as the product's current sale ('' for none: the
         listing decides); the future resolves to the buyer's answer, or to None when
         that is no longer the product's current sale ('stale')."""
@@ -154,6 +157,8 @@ class Buying:
                 self.ctx.dirty_stock.add((room_id, product_id))
                 self.ctx.note_due(room_id, now_ms() + hold_ms)
                 self.ctx.timers_changed.set()  # the hold's expiry
+                if on_new is not None:
+                    on_new()
             return from_cached("hold", result.answer)
 
         return self.ctx.scripts.reserve(

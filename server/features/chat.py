@@ -14,15 +14,15 @@ from server.core.errors import refusal
 from server.core.identity import Viewer
 from server.core.policy import RoomPolicy
 from server.core.protocol import get_bool, reject_unknown
-from server.features.context import Context, rebuilding
-from server.features.registry import Call, Registry, Route
+from server.features.context import Answer, Context, rebuilding
+from server.features.registry import Call, ChatListener, ChatPost, Registry, Route
 from server.state.chat_data import ChatData
 
 
 class ChatRoom:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.listeners: list[Any] = []  # set by register: features reading each message
+        self.listeners: list[ChatListener] = []  # set by register: features reading each message
         # Rooms with a policy patch running or waiting: the lock and how many use it.
         self._policy_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -59,18 +59,26 @@ class ChatRoom:
         await self.set_recording(call.room_id, enabled)
         return {"room_id": call.room_id, "recording": enabled}
 
-    async def chat(self, viewer: Viewer, room_id: str, text: str, from_host: bool = False) -> None:
+    async def chat(self, viewer: Viewer, room_id: str, text: str, from_host: bool = False,
+                   request_id: str | None = None, client: str = "") -> list[Answer]:
+        """Publish the message, then hand it to the listeners (keyword lotteries,
+        comment-to-buy); what they answer goes to the sender only."""
         muted_until = await self.data.count_message(room_id, viewer.viewer_id, now_ms())
         if muted_until is not None and muted_until > now_ms():
             raise refusal("muted", until=muted_until)
         if not from_host:
             await self.admit(room_id, viewer)
-        event = events.chat(domain.new_id("m"), viewer.viewer_id, viewer.nickname, text,
-                            from_host)
+        message_id = domain.new_id("m")
+        event = events.chat(message_id, viewer.viewer_id, viewer.nickname, text, from_host)
         if await self.ctx.publish(room_id, event) < 0:
             raise rebuilding()
+        post = ChatPost(viewer, room_id, text, message_id, request_id, client, from_host)
+        answers = []
         for listener in self.listeners:
-            await listener(viewer, room_id, text)
+            answer = await listener(post)
+            if answer is not None:
+                answers.append(answer)
+        return answers
 
     async def admit(self, room_id: str, viewer: Viewer) -> None:
         """Slow mode and the room-wide chat rate (chat_gate.lua); raises `slow_mode`

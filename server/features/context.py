@@ -120,7 +120,7 @@ class Context:
         # Told when units of a product may have become buyable by a path that does not
         # serve its waitlist itself (stock added, a sale stopped, an offer opened):
         # features/waitlist.py hands them to the viewers waiting.
-        self.stock_freed_listeners: list[Callable[[str, str], Awaitable[None]]] = []
+        self.stock_freed_listeners: list[Callable[[str, str], Awaitable[object]]] = []
 
     def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
              recorder: Recorder | None) -> None:

@@ -65,9 +65,10 @@ class Listings:
         return card
 
     async def apply(self, room_id: str, listing: Listing) -> None:
+        product, _ = await self.catalogue.product(room_id, listing.product_id)
         await self.ctx.store.put_listing(room_id, listing.product_id, listing.open,
                                          listing.limit_per_buyer, now_ms())
-        await self.data.put_listing(room_id, listing)
+        await self.data.put_listing(room_id, listing, product.price, product.currency)
         if listing.open:
             await self.ctx.stock_freed(room_id, listing.product_id)
 

@@ -18,7 +18,7 @@ from server.core.jobs import Job
 from server.core.protocol import EnterLottery
 from server.core.views import as_int, lottery_view
 from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
-from server.features.registry import Call, Registry, Route, ViewerCall
+from server.features.registry import Call, ChatPost, Registry, Route, ViewerCall
 from server.state.faults import REDIS_FAULTS
 from server.state.offers_data import OffersData
 from server.state.store import StoreError
@@ -127,14 +127,15 @@ class Lotteries:
             self.ctx.dirty_counts.add((room_id, "lottery", lottery_id))
         return from_cached("lottery_entered", result.answer)
 
-    async def _chat(self, viewer: Viewer, room_id: str, text: str) -> None:
-        keywords = self.keywords.get(room_id)
+    async def _chat(self, post: ChatPost) -> None:
+        keywords = self.keywords.get(post.room_id)
         if keywords:
-            norm = domain.normalize_entry_text(text)
+            norm = domain.normalize_entry_text(post.text)
             for lid, kw in list(keywords.items()):
                 if kw in norm:
                     # Commenting the keyword enters the lottery; one entry per viewer.
-                    await self.enter_lottery(viewer, room_id, f"chat-{lid}", lid, norm)
+                    await self.enter_lottery(post.viewer, post.room_id, f"chat-{lid}", lid,
+                                             norm)
 
     async def draw_lottery(self, room_id: str, lottery_id: str) -> dict[str, Any]:
         won = await self.ctx.scripts.close_lottery(room_id, lottery_id)

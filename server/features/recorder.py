@@ -37,7 +37,7 @@ log = logging.getLogger("livesell.recorder")
 
 VERSION: Final = 1
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
-                                 "sale", "stop_sale", "coupon", "lottery", "draw",
+                                 "claims", "sale", "stop_sale", "coupon", "lottery", "draw",
                                  "announce"})
 MAX_OPEN_TRACES: Final = 64
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",

@@ -47,7 +47,23 @@ MessageHandler = Callable[[ViewerCall, Any], Awaitable["Answer"]]
 # sends the request down its handler's full path (see MessageRoute).
 MessageStarter = Callable[[ViewerCall, Any], "asyncio.Future[Answer | None] | None"]
 JobHandler = Callable[[str, str], Awaitable[None]]  # (room id, item)
-ChatListener = Callable[[Viewer, str, str], Awaitable[None]]  # (viewer, room, text)
+@dataclass(frozen=True, slots=True)
+class ChatPost:
+    """A chat message as its listeners see it, once published: who, where, the text,
+    the message's id, the request id its sender gave (None without one) and the
+    sender's address bucket (per-address limits)."""
+
+    viewer: Viewer
+    room_id: str
+    text: str
+    message_id: str
+    request_id: str | None
+    client: str
+    from_host: bool
+
+
+# A listener may answer the sender privately (a comment that bought: its hold).
+ChatListener = Callable[[ChatPost], Awaitable["Answer | None"]]
 Restorer = Callable[[str], Awaitable[None]]  # room id
 Upkeep = Callable[[], Awaitable[None]]
 

@@ -5,13 +5,13 @@ Each feature module owns one concern end to end (its HTTP routes, viewer
 messages, due jobs, restore from the store): the room and its snapshot
 (room.py), the lifecycle (rooms.py), the catalogue and pins (catalogue.py),
 buy-it-now (listings.py), sales (sales.py), waitlists (waitlist.py), holds and
-checkout (buying.py), coupons (coupons.py), lotteries (lotteries.py), chat and
-moderation (chat.py), reports (reports.py). Host actions validate with
-`core.domain`, write the durable record to the store, then update Redis through
-`state/` and broadcast through the hub. Viewer actions run one atomic script
-each. The pulse (pulse.py) runs what falls due; restore.py rebuilds Redis from
-the store. This module only wires them: the order of registration is the order
-of restoring a room."""
+checkout (buying.py), comment-to-buy (claims.py), coupons (coupons.py),
+lotteries (lotteries.py), chat and moderation (chat.py), reports (reports.py).
+Host actions validate with `core.domain`, write the durable record to the
+store, then update Redis through `state/` and broadcast through the hub. Viewer
+actions run one atomic script each. The pulse (pulse.py) runs what falls due;
+restore.py rebuilds Redis from the store. This module only wires them: the
+order of registration is the order of restoring a room."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from server.core.settings import Settings
 from server.features.buying import Buying
 from server.features.catalogue import Catalogue
 from server.features.chat import ChatRoom
+from server.features.claims import Claims
 from server.features.context import Context
 from server.features.coupons import Coupons
 from server.features.listings import Listings
@@ -47,6 +48,7 @@ class Show:
         self.sales = Sales(ctx, self.catalogue)
         self.waitlist = Waitlist(ctx)
         self.buying = Buying(ctx, self.waitlist)
+        self.claims = Claims(ctx, self.catalogue, self.buying, self.waitlist)
         self.coupons = Coupons(ctx)
         self.lotteries = Lotteries(ctx)
         self.lifecycle = Lifecycle(ctx, self.sales, self.listings, self.waitlist,
@@ -58,7 +60,7 @@ class Show:
         # them, drops before an ended room closes them.
         features: tuple[Feature, ...] = (
             self.room, self.catalogue, self.listings, self.sales, self.buying, self.waitlist,
-            self.coupons, self.lotteries, self.lifecycle, self.chat, self.reports)
+            self.claims, self.coupons, self.lotteries, self.lifecycle, self.chat, self.reports)
         for feature in features:
             feature.register(self.registry)
         self.restore = Restore(ctx, self.registry)

@@ -34,6 +34,10 @@ class Waitlist:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         ctx.stock_freed_listeners.append(self.promote)
+        # (room, product) lines joined through this process: swept once a second, so
+        # units kept for a viewer whose place has since run out (away too long) go on
+        # to the next even when nothing else happens to the product.
+        self.lines: set[tuple[str, str]] = set()
 
     @property
     def terms(self) -> WaitlistTerms:
@@ -44,6 +48,7 @@ class Waitlist:
     def register(self, registry: Registry) -> None:
         registry.message(JoinWaitlist, self._join, explain_end=True)
         registry.message(LeaveWaitlist, self._leave)
+        registry.on_upkeep(self.sweep)
 
     async def _join(self, call: ViewerCall, msg: JoinWaitlist) -> Answer:
         return await self.join(call.viewer, call.room_id, msg.product_id)
@@ -62,9 +67,11 @@ class Waitlist:
         if result.status == "refused":
             return error_answer(refusal(result.detail))
         self.ctx.dirty_stock.add((room_id, product_id))
-        # Units may be waiting for someone who was away (passed over, place kept) and
-        # is back: hand them out now.
-        await self.promote(room_id, product_id)
+        self.lines.add((room_id, product_id))
+        if result.available > 0:
+            # Units wait in stock for someone who was away (passed over, place kept)
+            # and may be back: hand them out now.
+            await self.promote(room_id, product_id)
         return Answer("waitlist", {"product_id": product_id, "position": result.position,
                                    "waiting": result.waiting, "ticket": result.ticket})
 
@@ -79,10 +86,17 @@ class Waitlist:
         pids = [data["product_id"] for data, _ in await self.ctx.store.products(room_id)]
         await self.ctx.data.sales.clear_waitlists(room_id, pids)
 
-    async def promote(self, room_id: str, product_id: str) -> None:
-        """Units of the product may be buyable again: the head of its waitlist first."""
+    async def promote(self, room_id: str, product_id: str) -> int:
+        """Units of the product may be buyable again: the head of its waitlist first.
+        The number still waiting (0 too while the room is rebuilt)."""
         result = await self.ctx.scripts.promote(room_id, product_id, self.terms)
         await self.announce(room_id, product_id, result.moves)
+        return result.waiting
+
+    async def sweep(self) -> None:
+        for line in sorted(self.lines):
+            if not await self.promote(*line):
+                self.lines.discard(line)
 
     async def announce(self, room_id: str, product_id: str,
                        moves: tuple[WaitlistMove, ...]) -> None:

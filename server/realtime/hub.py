@@ -107,10 +107,12 @@ class Hub:
     connection); the hub hands both to the state layer and uses neither itself."""
 
     def __init__(self, redis: RedisClient, pubsub_redis: RedisClient, scripts: Scripts,
-                 settings: HubSettings, chat_rate: float, chat_burst: int) -> None:
+                 settings: HubSettings, chat_rate: float, chat_burst: int,
+                 keep_place_ms: int = 0) -> None:
         self.scripts = scripts
         self.events = RoomEvents(redis, pubsub_redis, scripts)
-        self.presence = Presence(redis)
+        # keep_place_ms: how long a viewer who left stays noted as gone (waitlists).
+        self.presence = Presence(redis, scripts, keep_place_ms)
         self.broker = Broker(self, self.events)
         self.catchup = CatchUp(self)
         self.settings = settings

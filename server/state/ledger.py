@@ -55,6 +55,7 @@ SCRIPT_NAMES: Final = (
     "mint_guest",
     "promote",
     "join_waitlist",
+    "leave_room",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

@@ -7,17 +7,19 @@ each process reports its viewers again.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
 from server.core.keys import room_keys
+from server.state.scripts import Scripts
 
 
 class Presence:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, keep_place_ms: int) -> None:
         self.redis = redis
+        self.scripts = scripts
+        self.keep_place_ms = keep_place_ms
 
     async def arrived(self, viewers: Iterable[tuple[str, str]]) -> None:
         """Count one more connection for each (room id, viewer id), in one round trip."""
@@ -31,11 +33,6 @@ class Presence:
 
     async def left(self, room_id: str, viewer_id: str) -> None:
         """Count one connection fewer; the viewer is gone from `present` at none, and
-        noted in `gone` with the time (a waitlist keeps their place a while)."""
-        keys = room_keys(room_id)
-        n = await self.redis.hincrby(keys.present, viewer_id, -1)
-        if n <= 0:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.present, viewer_id)
-                pipe.zadd(keys.gone, {viewer_id: time.time_ns() // 1_000_000})
-                await pipe.execute()
+        noted in `gone` with the time (a waitlist keeps their place a while), in one
+        step (leave_room.lua): a connection opened meanwhile is never lost."""
+        await self.scripts.leave_room(room_id, viewer_id, self.keep_place_ms)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from server.core.domain import Listing, Sale, listing_id
-from server.core.keys import DUE, room_keys
+import orjson
+
+from server.core.domain import ClaimWord, Listing, Sale, listing_id
+from server.core.keys import CLAIM_ROOMS, DUE, room_keys
+from server.core.protocol import encode
 
 # A listing has no window: it "ends" past any clock (so stop_sale.lua can stop it
 # when the show ends, voiding its holds as it does a sale's).
@@ -89,13 +92,19 @@ class SalesData:
         """The product's listing hash ({} when it has none)."""
         return dict(await self.redis.hgetall(room_keys(room_id).sale(listing_id(product_id))))
 
-    async def put_listing(self, room_id: str, listing: Listing) -> None:
+    async def put_listing(self, room_id: str, listing: Listing, price: int,
+                          currency: str) -> None:
         """The host opened or closed the listing or changed its limit. Its price is
         the product's, written with the product (CatalogueData); its counts move with
-        its holds, through the scripts."""
-        await self.redis.hset(room_keys(room_id).sale(listing_id(listing.product_id)),
-                              mapping={"state": "open" if listing.open else "closed",
-                                       "limit": listing.limit_per_buyer})
+        its holds, through the scripts. A product made before listings existed has
+        no listing hash: its fields are filled in where missing, in the same MULTI."""
+        key = room_keys(room_id).sale(listing_id(listing.product_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for field, value in listing_hash(listing, price, currency).items():
+                pipe.hsetnx(key, field, value)
+            pipe.hset(key, mapping={"state": "open" if listing.open else "closed",
+                                    "limit": listing.limit_per_buyer})
+            await pipe.execute()
 
     async def load_listing(self, room_id: str, listing: Listing, price: int, currency: str,
                            bought: dict[str, int]) -> None:
@@ -110,6 +119,41 @@ class SalesData:
             if bought:
                 pipe.hset(keys.bought(lid), mapping=bought)
             await pipe.execute()
+
+    # ------------------------------------------------------------------ claim keywords
+
+    async def set_claim_word(self, room_id: str, product_id: str,
+                             word: ClaimWord | None) -> None:
+        """The product's claim keyword (None: off), replacing its previous one: in the
+        room's keyword hash (the chat listener's lookup) and in its listing hash (its
+        card), in one MULTI."""
+        keys = room_keys(room_id)
+        listing = keys.sale(listing_id(product_id))
+        old = await self.redis.hget(listing, "claim_kw")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if old:
+                pipe.hdel(keys.claim_words, old.lower())
+            if word is None:
+                pipe.hdel(listing, "claim_kw", "claim_qty")
+            else:
+                pipe.hset(keys.claim_words, word.match_key, encode(
+                    {"product_id": product_id, "quantities": word.quantities}))
+                pipe.hset(listing, mapping={"claim_kw": word.keyword,
+                                            "claim_qty": "1" if word.quantities else "0"})
+                pipe.sadd(CLAIM_ROOMS, room_id)
+            await pipe.execute()
+
+    async def claim_words(self, room_id: str) -> dict[str, tuple[str, bool]]:
+        """lower-case keyword -> (product id, quantities allowed)."""
+        raw = await self.redis.hgetall(room_keys(room_id).claim_words)
+        out: dict[str, tuple[str, bool]] = {}
+        for kw, data in raw.items():
+            d = orjson.loads(data)
+            out[kw] = (str(d["product_id"]), bool(d["quantities"]))
+        return out
+
+    async def claim_rooms(self) -> set[str]:
+        return set(await self.redis.smembers(CLAIM_ROOMS))
 
     # ------------------------------------------------------------------ waitlists
 

@@ -84,8 +84,10 @@ CONTRACTS: Final[dict[str, Contract]] = {
     "mint_guest": Contract(("mints",), ("limit", "window_ms", "member")),
     "promote": Contract(("epoch",), ("key_prefix", "product_id", "id_seed", "offer_ms",
                                      "max_open_holds", "keep_place_ms")),
-    "join_waitlist": Contract(("waitlist", "ticket", "stock", "epoch", "policy", "products"),
-                              ("viewer", "product_id", "max_waiting", "verified")),
+    "join_waitlist": Contract(("waitlist", "ticket", "epoch", "policy", "products", "room"),
+                              ("viewer", "product_id", "max_waiting", "verified",
+                               "key_prefix")),
+    "leave_room": Contract(("present", "gone"), ("viewer", "keep_place_ms")),
 }
 
 # ====================================================================== replies
@@ -156,14 +158,17 @@ def _released(reply: list[Any]) -> Released:
 
 
 class Promoted(NamedTuple):
-    """promote.lua: False `ok` while the room is rebuilt."""
+    """promote.lua: False `ok` while the room is rebuilt; `waiting` after it."""
 
     ok: bool
+    waiting: int
     moves: tuple[WaitlistMove, ...]
 
 
 def _promoted(reply: list[Any]) -> Promoted:
-    return Promoted(reply[0] == "ok", _moves(reply[1:]))
+    if reply[0] != "ok":
+        return Promoted(False, 0, ())
+    return Promoted(True, int(reply[1]), _moves(reply[2:]))
 
 
 class Waiting(NamedTuple):
@@ -175,11 +180,12 @@ class Waiting(NamedTuple):
     waiting: int
     ticket: int
     detail: str
+    available: int = 0  # units a buyer could get now (reserve.lua's rule)
 
 
 def _waiting(reply: list[Any]) -> Waiting:
     if reply[0] == "ok":
-        return Waiting("ok", int(reply[1]), int(reply[2]), int(reply[3]), "")
+        return Waiting("ok", int(reply[1]), int(reply[2]), int(reply[3]), "", int(reply[4]))
     return Waiting(reply[0], 0, 0, 0, str(reply[1]) if len(reply) > 1 else "")
 
 
@@ -345,9 +351,15 @@ class Scripts(Ledger):
                       verified: bool) -> asyncio.Future[Waiting]:
         k = room_keys(room_id)
         return self.run("join_waitlist", [
-            k.waitlist(product_id), k.wl_ticket, k.stock(product_id), k.epoch, k.policy,
-            k.products,
-        ], [viewer, product_id, max_waiting, "1" if verified else "0"], _waiting)
+            k.waitlist(product_id), k.wl_ticket, k.epoch, k.policy, k.products, k.room,
+        ], [viewer, product_id, max_waiting, "1" if verified else "0", k.base], _waiting)
+
+    def leave_room(self, room_id: str, viewer: str, keep_place_ms: int) -> asyncio.Future[int]:
+        """One connection of the viewer closed: their count of open connections, and
+        at none, the moment they left (a waitlist keeps their place a while), in one
+        step; resolves to the connections left."""
+        k = room_keys(room_id)
+        return self.run("leave_room", [k.present, k.gone], [viewer, keep_place_ms], int)
 
     def begin_checkout(self, room_id: str, *, buyer: str, request_id: str, hold_id: str,
                        coupon_id: str, verified: bool) -> asyncio.Future[CheckoutBegun]:

@@ -126,6 +126,16 @@ CREATE TABLE IF NOT EXISTS listings (
     changed_at INTEGER NOT NULL,
     PRIMARY KEY (room_id, product_id)
 );
+-- Comment-to-buy (server/features/claims.py): a product's claim keyword. No row, or
+-- keyword NULL: off.
+CREATE TABLE IF NOT EXISTS claim_words (
+    room_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    keyword TEXT,
+    quantities INTEGER NOT NULL CHECK (quantities IN (0, 1)),
+    changed_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, product_id)
+);
 """
 
 ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",

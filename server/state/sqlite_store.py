@@ -171,6 +171,14 @@ class SqliteOrderStore:
             "changed_at = excluded.changed_at",
             (room_id, product_id, int(open_), limit, limit, changed_at))
 
+    async def put_claim_word(self, room_id: str, product_id: str, keyword: str | None,
+                             quantities: bool, changed_at: int) -> None:
+        await self.write(
+            "INSERT INTO claim_words VALUES (?, ?, ?, ?, ?) ON CONFLICT(room_id, product_id) "
+            "DO UPDATE SET keyword = excluded.keyword, quantities = excluded.quantities, "
+            "changed_at = excluded.changed_at",
+            (room_id, product_id, keyword, int(quantities), changed_at))
+
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
         await self.write("INSERT INTO coupon_drops VALUES (?, ?, ?)",
                          (drop["coupon_id"], room_id, orjson.dumps(drop).decode()))
@@ -336,6 +344,11 @@ class SqliteOrderStore:
                                "FROM listings WHERE room_id = ?", (room_id,))
         return {r["product_id"]: (bool(r["open"]), int(r["limit_per_buyer"]),
                                   int(r["max_limit"])) for r in rows}
+
+    async def claim_words(self, room_id: str) -> dict[str, tuple[str, bool]]:
+        rows = await self._all("SELECT product_id, keyword, quantities FROM claim_words "
+                               "WHERE room_id = ? AND keyword IS NOT NULL", (room_id,))
+        return {r["product_id"]: (str(r["keyword"]), bool(r["quantities"])) for r in rows}
 
     async def oversold_products(self, room_id: str) -> dict[str, tuple[int, int]]:
         rows = await self._all(

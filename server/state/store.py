@@ -163,6 +163,11 @@ class OrderStore(Protocol):
         replacing it; the highest limit it ever had is kept for the audit."""
         ...
 
+    async def put_claim_word(self, room_id: str, product_id: str, keyword: str | None,
+                             quantities: bool, changed_at: int) -> None:
+        """Set the product's claim keyword (comment-to-buy); None switches it off."""
+        ...
+
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
         """Record a coupon drop (`drop["coupon_id"]` is new)."""
         ...
@@ -270,6 +275,10 @@ class OrderStore(Protocol):
     async def listings(self, room_id: str) -> dict[str, tuple[bool, int, int]]:
         """product id -> (open, limit per buyer, highest limit it ever had), for the
         products whose listing the host set (the others are closed, at the default)."""
+        ...
+
+    async def claim_words(self, room_id: str) -> dict[str, tuple[str, bool]]:
+        """product id -> (claim keyword, quantities allowed), for those switched on."""
         ...
 
     async def oversold_products(self, room_id: str) -> dict[str, tuple[int, int]]:

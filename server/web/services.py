@@ -103,7 +103,7 @@ class Services:
         scripts = Scripts(self.redis)
         await self._while_redis_restarts(scripts.load, url)
         self.hub = Hub(self.redis, self.redis_bytes, scripts, s.hub, s.chat.messages_per_s,
-                       s.chat.burst)
+                       s.chat.burst, keep_place_ms=int(s.sale.waitlist_keep_place_s * 1000))
         self.hub.on_redis_error = self.health.redis_failed
         await self.hub.start()
         secret = self._secret()

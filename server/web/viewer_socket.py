@@ -250,7 +250,8 @@ class _ViewerSession:
             show.chat.like(conn.room_id, msg.count)
         elif isinstance(msg, Chat | Resync):
             self.inline_tail = self._start(
-                _handle_inline(svc, conn, msg, request_id, self.inline_tail))
+                _handle_inline(svc, conn, msg, request_id, self.call.client,
+                               self.inline_tail))
         elif svc.draining:
             conn.send(error_answer(Unavailable(
                 "the server is restarting: reconnect and send this again",
@@ -330,7 +331,8 @@ class _ViewerSession:
 
 
 async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
-                         request_id: str | None, after: asyncio.Task[None] | None) -> None:
+                         request_id: str | None, client: str,
+                         after: asyncio.Task[None] | None) -> None:
     """Chat and resync, in the order the viewer sent them: wait for the previous one."""
     assert svc.hub is not None
     if after is not None and not after.done():
@@ -344,7 +346,9 @@ async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
             conn.send(error_answer(refusal("rate_limited", "Chatting too fast: slow down."))
                       .frame(request_id))
         else:
-            await svc.show.chat.chat(conn.viewer, conn.room_id, msg.text, conn.is_host)
+            for answer in await svc.show.chat.chat(conn.viewer, conn.room_id, msg.text,
+                                                   conn.is_host, request_id, client):
+                conn.send(answer.frame(request_id))
     except LivesellError as exc:
         conn.send(error_answer(exc).frame(request_id))
     except REDIS_FAULTS as exc:

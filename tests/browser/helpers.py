@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server.core.settings import Settings
-from tests.support import LiveServer
+from tests.support import Host, LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -147,3 +147,20 @@ async def shoot(page: Any, name: str, *, doc: str | None = None, full_page: bool
     if doc is not None and os.environ.get("LIVESELL_UPDATE_SCREENSHOTS") == "1":
         DOC_SHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(DOC_SHOTS / doc))
+
+
+async def console_room(browser: Any, base: str, http: Any, title: str,
+                       watch: Any) -> tuple[Any, Host]:
+    """A host console page that created a room (as a host does, through its form),
+    and that room's host side over HTTP with the key the console keeps. `watch`
+    (PageErrors.watch) sees the page from before it loads."""
+    ctx = await browser.new_context(viewport=DESKTOP)
+    console = watch(await ctx.new_page(), "host")
+    await console.goto(base + "/host")
+    await console.get_by_label("Show title").fill(title)
+    await console.get_by_role("button", name="Create room").click()
+    await console.wait_for_selector('#conn[data-state="live"]')
+    room_id = (await console.locator("#room-id").text_content() or "").strip()
+    host_key = await console.evaluate(
+        "(id) => JSON.parse(localStorage.getItem('livesell.host.rooms'))[id].host_key", room_id)
+    return console, Host(http, room_id, host_key)

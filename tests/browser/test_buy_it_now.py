@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from tests.browser.conftest import PageErrors
-from tests.browser.helpers import DESKTOP, skip_without_browser
-from tests.support import Host, LiveServer
+from tests.browser.helpers import DESKTOP, console_room, skip_without_browser
+from tests.support import LiveServer
 
 skip_without_browser()
 
@@ -23,16 +23,9 @@ from playwright.async_api import expect  # noqa: E402
 async def test_the_console_opens_and_closes_a_product_for_sale_at_its_list_price(
         server: LiveServer, http: httpx.AsyncClient, browser: Any,
         page_errors: PageErrors) -> None:
-    host_ctx = await browser.new_context(viewport=DESKTOP)
-    console = page_errors.watch(await host_ctx.new_page(), "host")
-    await console.goto(server.base + "/host")
-    await console.get_by_label("Show title").fill("Buy-it-now show")
-    await console.get_by_role("button", name="Create room").click()
-    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
-    room_id = (await console.locator("#room-id").text_content() or "").strip()
-    host_key = await console.evaluate(
-        "(id) => JSON.parse(localStorage.getItem('livesell.host.rooms'))[id].host_key", room_id)
-    host = Host(http, room_id, host_key)
+    console, host = await console_room(browser, server.base, http, "Buy-it-now show",
+                                       page_errors.watch)
+    room_id = host.room_id
     product = await host.product(stock=4, price=4900, title="Aurora Desk Lamp")
     pid = product["product_id"]
     row = console.locator(f'tr[data-product-id="{pid}"]')

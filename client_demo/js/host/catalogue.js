@@ -55,12 +55,13 @@ function buildRow(id) {
   r.sale = h("td", { class: "sale-cell" });
   r.pin = h("button", { type: "button", class: "btn small", on: { click: () => togglePin(id) } });
   r.listing = h("button", { type: "button", class: "btn small listing-toggle", on: { click: () => toggleListing(id) } });
+  r.claim = h("button", { type: "button", class: "btn small claim-toggle", on: { click: () => toggleClaims(id) } });
   r.edit = h("button", { type: "button", class: "btn small", text: "Edit", on: { click: () => editProduct(id) } });
   r.sell = h("button", { type: "button", class: "btn small", text: "Sell", on: { click: () => prepareSale(id) } });
   r.stop = h("button", { type: "button", class: "btn danger small", text: "Stop sale", on: { click: () => stopSale(id) } });
   r.tr = h("tr", { data: { productId: id } },
     h("td", {}, r.name, r.pid), r.price, h("td", {}, r.bar, r.legend), r.sale,
-    h("td", {}, h("div", { class: "actions" }, r.pin, r.listing, r.edit, r.sell, r.stop)));
+    h("td", {}, h("div", { class: "actions" }, r.pin, r.listing, r.claim, r.edit, r.sell, r.stop)));
   return r;
 }
 
@@ -73,7 +74,14 @@ export function updateRow(id) {
   setText(r.name, p.title);
   setText(r.priceText, money(p.price, p.currency));
   const listing = p.listing || { open: false, limit_per_buyer: 0 };
-  setText(r.listingText, listing.open ? `buy-now on · max ${listing.limit_per_buyer}` : "buy-now off");
+  const claim = listing.claim || null;
+  setText(r.listingText, (listing.open ? `buy-now on · max ${listing.limit_per_buyer}` : "buy-now off") +
+                         (claim ? ` · comment ${claim.keyword}` : ""));
+  r.tr.dataset.claim = claim ? claim.keyword : "";
+  setText(r.claim, claim ? `Stop “${claim.keyword}”` : "Comment-to-buy");
+  r.claim.setAttribute("aria-pressed", String(!!claim));
+  r.claim.setAttribute("aria-label", claim ? `Stop comment-to-buy (${claim.keyword}) for ${p.title}`
+                                           : `Switch on comment-to-buy for ${p.title}`);
   r.tr.dataset.listing = listing.open ? "open" : "closed";
   setText(r.listing, listing.open ? "Close buy-now" : "Open buy-now");
   r.listing.setAttribute("aria-pressed", String(listing.open));
@@ -121,6 +129,20 @@ async function toggleListing(id) {
   if (res.ok) { S.products.set(id, mergeProduct(S.products.get(id), res.data)); updateRow(id); }
   report($("#cat-result"), res, open ? `“${p.title}” can be bought at its list price`
                                      : `“${p.title}” is no longer for sale at its list price (holds kept)`);
+}
+
+/** Comment-to-buy on (with the panel's keyword) or off. A keyword another product
+ *  has is refused by the server (keyword_in_use), in its words. */
+async function toggleClaims(id) {
+  const p = S.products.get(id);
+  if (!p) return;
+  const on = !(p.listing && p.listing.claim);
+  const keyword = $("#claim-keyword").value.trim() || "SOLD";
+  const res = await hostApi("PUT", `/products/${encodeURIComponent(id)}/claims`,
+                            on ? { enabled: true, keyword } : { enabled: false });
+  if (res.ok) { S.products.set(id, mergeProduct(S.products.get(id), res.data)); updateRow(id); }
+  report($("#cat-result"), res, on ? `Viewers who comment ${keyword} buy “${p.title}”`
+                                   : `Comments no longer buy “${p.title}”`);
 }
 
 function editProduct(id) {

@@ -90,6 +90,7 @@ function buildCard(id) {
                           on: { click: () => leaveWaitlist(id) } });
   r.msg = h("p", { class: "notice error card-msg", attrs: { role: "alert" }, hidden: true });
   r.desc = h("p", { class: "pdesc" });
+  r.claim = h("p", { class: "claim-hint", hidden: true });
   r.root = h("article", { class: "pcard", data: { productId: id }, attrs: { "aria-labelledby": `pt-${id}` } },
     r.img,
     h("div", { class: "pbody" },
@@ -102,7 +103,7 @@ function buildCard(id) {
           h("li", {}, h("span", { class: "sw held", attrs: { "aria-hidden": "true" } }), r.held, " in carts"),
           h("li", {}, h("span", { class: "sw sold", attrs: { "aria-hidden": "true" } }), r.sold, " sold"),
           h("li", { class: "scope" }, r.scope), r.waiting)),
-      r.desc),
+      r.claim, r.desc),
     h("div", { class: "buy-row" }, r.qty, r.buy, r.leave),
     r.msg);
   r.imgUrl = null;
@@ -238,6 +239,12 @@ export function updateCard(id) {
     buyText = "Join waitlist"; canBuy = true; action = "wait";
   }
   r.root.dataset.action = action;
+  const claim = p.listing && p.listing.claim;
+  r.claim.hidden = !(claim && offer) || showEnded();
+  if (claim) {
+    setText(r.claim, claim.quantities ? `Comment ${claim.keyword} to buy (${claim.keyword} 2 for two)`
+                                      : `Comment ${claim.keyword} to buy`);
+  }
   r.leave.hidden = !place || showEnded();
   const waiting = p.waiting || 0;
   r.waiting.hidden = waiting <= 0;

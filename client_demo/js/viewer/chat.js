@@ -44,6 +44,15 @@ export function addChat(ev) {
   appendChat(li);
 }
 
+/** A `claimed` event: a comment bought units; the room sees who, in chat. */
+export function onClaimed(ev) {
+  const p = S.products.get(ev.product_id);
+  const what = p ? p.title : "an item";
+  appendChat(h("li", { class: "msg system claimed", data: { messageId: `${ev.message_id}-claim` } },
+    h("span", { class: "nick", text: "Sold" }),
+    h("span", { text: `to ${ev.nickname} · ${ev.quantity} × ${what}` })));
+}
+
 export function addSystemLine(who, text) {
   appendChat(h("li", { class: "msg system" }, h("span", { class: "nick", text: who }), h("span", { text })));
 }

@@ -47,7 +47,8 @@ if s then
 else
   -- No flash sale is open: the listing, if open, sells from the product's stock.
   s = redis.call('HMGET', KEYS[12], unpack(fields))
-  if s[3] ~= 'open' then return refuse(closed) end
+  -- (A listing without its price, never whole, sells nothing.)
+  if s[3] ~= 'open' or not s[8] then return refuse(closed) end
   offer, sale_key, bought_key, ip_key = ARGV[11], KEYS[12], KEYS[13], KEYS[14]
 end
 if avail <= 0 then return refuse('sold_out') end
