@@ -334,3 +334,30 @@ async def test_viewers_who_left_are_forgotten_after_their_place_would_run_out(
         # Each leave trims the entries older than the place is kept (here 0 s).
         await eventually(only_the_last)
         await client.aclose()
+
+
+async def test_a_long_line_is_served_in_bounded_steps(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """70 wait and 70 units arrive at once: all 70 are served, in order, by steps of
+    at most 64 moves each, so no single Lua step or event grows with the line."""
+    host = await create_room(http)
+    pid = await sold_out_product(host, stock=1)
+    buyer = await join(server, host.room_id)
+    held = (await buyer.request("buy", product_id=pid))["hold"]
+    await buyer.request("checkout", hold_id=held["id"])
+    waiters = list(await asyncio.gather(*(join(server, host.room_id) for _ in range(70))))
+    tickets = [(await w.request("join_waitlist", product_id=pid))["ticket"] for w in waiters]
+    await host.call("PATCH", f"/products/{pid}", {"stock": 71}, expect=200)
+    watcher = waiters[0]
+
+    async def all_served() -> list[dict[str, Any]] | None:
+        offers = all_moves(watcher, pid, "offers")
+        return offers if len(offers) == 70 else None
+
+    offers = await eventually(all_served)
+    assert [o["ticket"] for o in offers] == tickets
+    events = [f for f in watcher.frames if f.get("type") == "waitlist_offer"]
+    assert len(events) >= 2 and max(len(f["offers"]) for f in events) <= 64
+    card = await host.call("GET", f"/products/{pid}", expect=200)
+    assert card["stock"] == {"total": 71, "left": 0, "held": 70, "sold": 1}
+    await asyncio.gather(buyer.close(), *(w.close() for w in waiters))

@@ -195,7 +195,7 @@ class Buying:
                                                 buyer=buyer, coupon_id=coupon_id)
         if result.outcome == "done":
             self.ctx.dirty_stock.add((room_id, product_id))
-            await self.waitlist.announce(room_id, product_id, result.moves)
+            await self.waitlist.released(room_id, product_id, result)
         return result
 
     async def expire_due_holds(self, room_id: str, hold_ids: list[str]) -> int:

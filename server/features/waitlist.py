@@ -27,7 +27,7 @@ from server.core.identity import Viewer
 from server.core.protocol import JoinWaitlist, LeaveWaitlist
 from server.features.context import Answer, Context, error_answer, rebuilding
 from server.features.registry import Registry, ViewerCall
-from server.state.scripts import WaitlistMove, WaitlistTerms
+from server.state.scripts import Released, WaitlistMove, WaitlistTerms
 
 
 class Waitlist:
@@ -87,18 +87,28 @@ class Waitlist:
         await self.ctx.data.sales.clear_waitlists(room_id, pids)
 
     async def promote(self, room_id: str, product_id: str) -> int:
-        """Units of the product may be buyable again: the head of its waitlist first.
-        The number still waiting (0 too while the room is rebuilt)."""
-        result = await self.ctx.scripts.promote(room_id, product_id, self.terms)
-        await self.announce(room_id, product_id, result.moves)
-        return result.waiting
+        """Units of the product may be buyable again: the head of its waitlist first,
+        in steps of a bounded size (lua/lib/waitlist.lua), each published as it is
+        made. The number still waiting (0 too while the room is rebuilt)."""
+        while True:
+            result = await self.ctx.scripts.promote(room_id, product_id, self.terms)
+            await self._publish(room_id, product_id, result.moves)
+            if not result.more:
+                return result.waiting
+
+    async def released(self, room_id: str, product_id: str, result: Released) -> None:
+        """What a hold's release did to the product's waitlist in its own step:
+        publish it, and finish what that step left at its bound."""
+        await self._publish(room_id, product_id, result.moves)
+        if result.more:
+            await self.promote(room_id, product_id)
 
     async def sweep(self) -> None:
         for line in sorted(self.lines):
             if not await self.promote(*line):
                 self.lines.discard(line)
 
-    async def announce(self, room_id: str, product_id: str,
+    async def _publish(self, room_id: str, product_id: str,
                        moves: tuple[WaitlistMove, ...]) -> None:
         """Publish what a release or a promotion did to the product's waitlist."""
         if not moves:

@@ -94,9 +94,10 @@ def batch_source(source: str) -> str:
     return _BATCH_TEMPLATE % source
 
 
-# A script line `-- #include NAME` is replaced by lua/lib/NAME.lua: code two scripts
-# must run in their own atomic step (the waitlist's promotion, in release.lua and
-# promote.lua), written once.
+# A script line `-- #include NAME` is replaced by lua/lib/NAME.lua: code several scripts
+# must run in their own atomic step, written once (the offer rule, lib/offer.lua, in
+# reserve.lua and the waitlist's scripts; the promotion, lib/waitlist.lua, in
+# release.lua and promote.lua). Libraries do not include others: a script names each.
 _INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
 
 

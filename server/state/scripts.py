@@ -142,33 +142,38 @@ class WaitlistTerms(NamedTuple):
 class Released(NamedTuple):
     """release.lua: `outcome` is 'done' when units moved back to stock, else
     'not_due', 'missing', 'rebuilding' or the hold's unchanged state. `moves`: the
-    units that went on to the product's waitlist in the same step."""
+    units that went on to the product's waitlist in the same step; `more`: that step
+    stopped at its bound with more to do (promote.lua finishes it)."""
 
     outcome: str
     quantity: int
     product_id: str
     state: str  # the hold's state now ('released', 'expired', 'aborted', or unchanged)
     moves: tuple[WaitlistMove, ...] = ()
+    more: bool = False
 
 
 def _released(reply: list[Any]) -> Released:
     if reply[0] == "done":
-        return Released("done", int(reply[1]), str(reply[2]), str(reply[3]), _moves(reply[4:]))
+        return Released("done", int(reply[1]), str(reply[2]), str(reply[3]), _moves(reply[5:]),
+                        reply[4] == 1)
     return Released(str(reply[0]), 0, "", str(reply[0]))
 
 
 class Promoted(NamedTuple):
-    """promote.lua: False `ok` while the room is rebuilt; `waiting` after it."""
+    """promote.lua: False `ok` while the room is rebuilt; `waiting` after it; `more`
+    when it stopped at its bound with more to do (call it again)."""
 
     ok: bool
     waiting: int
     moves: tuple[WaitlistMove, ...]
+    more: bool = False
 
 
 def _promoted(reply: list[Any]) -> Promoted:
     if reply[0] != "ok":
         return Promoted(False, 0, ())
-    return Promoted(True, int(reply[1]), _moves(reply[2:]))
+    return Promoted(True, int(reply[1]), _moves(reply[3:]), reply[2] == 1)
 
 
 class Waiting(NamedTuple):

@@ -1,13 +1,13 @@
 -- Put a viewer on a product's waitlist, or tell them their place when they are on it.
 -- Only a product a buyer could not get now has one (or one others already wait for):
--- nothing left, by reserve.lua's rule (lua/lib/waitlist.lua `available`).
+-- nothing left, by reserve.lua's rule (lua/lib/offer.lua `available`).
 -- KEYS[1] the product's waitlist zset, KEYS[2] ticket counter,
 -- KEYS[3] the room's epoch (absent: Redis is being rebuilt), KEYS[4] room policy hash,
 -- KEYS[5] the room's products hash, KEYS[6] the room's hash (its show state)
 -- ARGV[1] viewer, ARGV[2] product id, ARGV[3] most viewers waiting for one product,
 -- ARGV[4] '1' when the viewer's identity is shop-signed, ARGV[5] room key prefix
 -- Returns {'rebuilding'} | {'refused', code} | {'ok', position, waiting, ticket, available}
--- #include waitlist
+-- #include offer
 if redis.call('EXISTS', KEYS[3]) == 0 then return {'rebuilding'} end
 if redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 then return {'refused', 'product_not_found'} end
 if redis.call('HGET', KEYS[6], 'state') == 'ended' then return {'refused', 'show_ended'} end

@@ -14,9 +14,10 @@
 -- step: ARGV[5] room key prefix ('ls:{room}:'), ARGV[6] id seed for new holds,
 -- ARGV[7] their lifetime ms, ARGV[8] most open holds per viewer, ARGV[9] ms a viewer
 -- who left keeps their place
--- Returns {'done', qty, product_id, state now, waitlist moves...} | {'not_due'}
---   | {'missing'} | {'rebuilding'} | {state}
+-- Returns {'done', qty, product_id, state now, 1 when the waitlist has more to do,
+--   waitlist moves...} | {'not_due'} | {'missing'} | {'rebuilding'} | {state}
 -- The units returned go to the head of the product's waitlist first (lua/lib/waitlist.lua).
+-- #include offer
 -- #include waitlist
 if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
 local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id',
@@ -59,8 +60,9 @@ if h[6] and h[6] ~= '' and redis.call('HGET', KEYS[7], h[3]) == 'reserved:' .. A
   redis.call('HSET', KEYS[7], h[3], 'claimed')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local out = promote_waitlist(ARGV[5], h[5], now, ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]),
-  tonumber(ARGV[9]))
+local out, more = promote_waitlist(ARGV[5], h[5], now, ARGV[6], tonumber(ARGV[7]),
+  tonumber(ARGV[8]), tonumber(ARGV[9]))
+table.insert(out, 1, more and 1 or 0)
 table.insert(out, 1, state)
 table.insert(out, 1, h[5])
 table.insert(out, 1, qty)

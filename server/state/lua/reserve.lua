@@ -16,12 +16,12 @@
 -- ARGV[9] buyer's client address ('' when unknown), ARGV[10] most open holds per viewer,
 -- ARGV[11] the product's listing id
 -- Returns {'dup', answer} | {'stale'} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
+-- The offer rule is lib/offer.lua's, shared with the waitlist's scripts.
+-- #include offer
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
 if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return {'stale'} end
-local fields = {'starts_at', 'ends_at', 'state', 'units', 'held', 'sold', 'limit', 'price',
-  'currency'}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- A refusal changed nothing and is cheap to decide again: it is not remembered, so
@@ -31,26 +31,17 @@ local function refuse(code)
 end
 local policy = redis.call('HMGET', KEYS[9], 'require_verified', 'limit_per_ip')
 if policy[1] == '1' and ARGV[8] ~= '1' then return refuse('signed_identity_required') end
-local offer, sale_key, bought_key, ip_key, s = ARGV[1], KEYS[3], KEYS[5], KEYS[11], nil
-local closed = 'not_on_sale'
-if offer ~= '' then
-  s = redis.call('HMGET', KEYS[3], unpack(fields))
-  if not s[1] then return {'stale'} end
-  if s[3] == 'stopped' or now >= tonumber(s[2]) then closed = 'ended'; s = nil
-  elseif now < tonumber(s[1]) then closed = 'not_started'; s = nil end
-end
-local qty = tonumber(ARGV[3])
-local left = tonumber(redis.call('HGET', KEYS[4], 'left') or '0')
-local avail = left
-if s then
-  avail = math.min(left, tonumber(s[4]) - tonumber(s[5]) - tonumber(s[6]))
-else
-  -- No flash sale is open: the listing, if open, sells from the product's stock.
-  s = redis.call('HMGET', KEYS[12], unpack(fields))
-  -- (A listing without its price, never whole, sells nothing.)
-  if s[3] ~= 'open' or not s[8] then return refuse(closed) end
+local kind, s, cap, closed = offer_of(ARGV[1], KEYS[3], KEYS[12], now)
+if closed == 'missing' then return {'stale'} end
+if not kind then return refuse(closed) end
+local offer, sale_key, bought_key, ip_key = ARGV[1], KEYS[3], KEYS[5], KEYS[11]
+if kind == 'listing' then
+  -- No flash sale is open: the listing sells from the product's stock.
   offer, sale_key, bought_key, ip_key = ARGV[11], KEYS[12], KEYS[13], KEYS[14]
 end
+local qty = tonumber(ARGV[3])
+local avail = tonumber(redis.call('HGET', KEYS[4], 'left') or '0')
+if cap and cap < avail then avail = cap end
 if avail <= 0 then return refuse('sold_out') end
 if avail < qty then return refuse('insufficient_stock') end
 -- Units in stock while viewers wait for them are theirs (promote.lua hands them out).
