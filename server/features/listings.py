@@ -13,6 +13,7 @@ hears the product's card."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from server.core import domain, events
@@ -80,21 +81,23 @@ class Listings:
             await self.apply(room_id, Listing(product_id, open_for_sale,
                                               current.limit_per_buyer))
 
-    async def close_all(self, room_id: str) -> None:
+    async def close_all(self, room_id: str, product_ids: list[str]) -> None:
         """The show ended: every listing closes and its open holds are voided (units
-        back to stock), as a stopped sale's are."""
-        for product in await self.ctx.store.products(room_id):
-            pid = product[0]["product_id"]
-            current = await self.current(room_id, pid)
-            if current.open:
-                await self.ctx.store.put_listing(room_id, pid, False,
-                                                 current.limit_per_buyer, now_ms())
-            stopped = await self.ctx.scripts.stop_sale(room_id, sale_id=listing_id(pid),
-                                                       product_id=pid)
-            if stopped.voided:
-                self.ctx.dirty_stock.add((room_id, pid))
-                await self.ctx.publish(room_id, events.holds_voided(
-                    listing_id(pid), pid, "show_ended", stopped.units, stopped.voided))
+        back to stock), as a stopped sale's are. The products' steps go together: the
+        ledger sends their scripts in one round trip, the store commits them in one."""
+        await asyncio.gather(*(self._close(room_id, pid) for pid in product_ids))
+
+    async def _close(self, room_id: str, product_id: str) -> None:
+        current = await self.current(room_id, product_id)
+        if current.open:
+            await self.ctx.store.put_listing(room_id, product_id, False,
+                                             current.limit_per_buyer, now_ms())
+        lid = listing_id(product_id)
+        stopped = await self.ctx.scripts.stop_sale(room_id, sale_id=lid, product_id=product_id)
+        if stopped.voided:
+            self.ctx.dirty_stock.add((room_id, product_id))
+            await self.ctx.publish(room_id, events.holds_voided(
+                lid, product_id, "show_ended", stopped.units, stopped.voided))
 
     async def restore(self, room_id: str) -> None:
         """Every product's listing from the store (closed at the default limit when

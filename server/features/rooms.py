@@ -217,13 +217,16 @@ class Lifecycle:
 
     async def load_into_redis(self, room_id: str, lifecycle: Mapping[str, Any]) -> None:
         """Mirror the store's lifecycle into the room's Redis hash (creation and
-        rebuild). An ended room's coupon drops are closed again, as at its end."""
+        rebuild). An ended room's coupon drops are closed again and it is off the
+        pulse's flag sets (keyword lotteries, claim keywords, recording), as at its
+        end."""
         await self.data.set_fields(room_id, {
             "state": lifecycle["state"], "starts_at": lifecycle.get("starts_at") or "",
             "ended_at": lifecycle.get("ended_at") or ""})
         if lifecycle["state"] == ENDED:
             await self.ctx.data.offers.close_coupons(
                 room_id, int(lifecycle.get("ended_at") or now_ms()))
+            await self.data.forget_flags(room_id)
 
     async def restore(self, room_id: str) -> None:
         """As the store has it: an ended room stays ended (its sales were stopped in
@@ -278,19 +281,34 @@ class Lifecycle:
         ctx = self.ctx
         current = await self.state(room_id)
         if current["state"] == ENDED:
+            # A retry, or a second console: finish whatever a first end that failed
+            # midway (Redis lost meanwhile, say) left undone. Its event went out then.
+            await self._wind_down(room_id, int(current.get("ended_at") or now_ms()))
             return {"room_id": room_id, **current}
         ended_at = now_ms()
         # Durable first: from here on a restart or a Redis rebuild keeps it ended.
         await ctx.store.set_room_state(room_id, ENDED, current["starts_at"], ended_at,
                                        ended_at)
         await self.data.set_fields(room_id, {"state": ENDED, "ended_at": ended_at})
+        await self._wind_down(room_id, ended_at)
+        if ctx.recorder is not None:
+            ctx.recorder.finish(room_id)
+        await ctx.publish(room_id, events.show_ended(room_id, ended_at))
+        log.info("room %s: show ended", room_id)
+        return {"room_id": room_id, **current, "state": ENDED, "ended_at": ended_at}
+
+    async def _wind_down(self, room_id: str, ended_at: int) -> None:
+        """Everything an ended show stops, each step idempotent."""
+        ctx = self.ctx
+        # Nobody waits any more: first, so that no unit stopped below goes to the line.
+        pids = [data["product_id"] for data, _ in await ctx.store.products(room_id)]
+        await self.waitlist.close_all(room_id, pids)
         for sale_id in await ctx.data.sales.sale_ids(room_id):
             # The host's own stop: open holds voided, units back, one atomic step.
             with contextlib.suppress(LivesellError):
                 await self.sales.stop_sale(room_id, sale_id)
         # Nothing is bought at the list price any more either; holds taken so are voided.
-        await self.listings.close_all(room_id)
-        await self.waitlist.close_all(room_id)
+        await self.listings.close_all(room_id, pids)
         await self.lotteries.draw_open(room_id)
         await ctx.data.offers.close_coupons(room_id, ended_at)
         # Countdown ticks of stopped sales would only be skipped when due: drop them
@@ -301,11 +319,6 @@ class Lifecycle:
         await ctx.reschedule(room_id)
         self.lotteries.keywords.pop(room_id, None)
         await self.data.forget_flags(room_id)
-        if ctx.recorder is not None:
-            ctx.recorder.finish(room_id)
-        await ctx.publish(room_id, events.show_ended(room_id, ended_at))
-        log.info("room %s: show ended", room_id)
-        return {"room_id": room_id, **current, "state": ENDED, "ended_at": ended_at}
 
     async def archive(self, room_id: str) -> dict[str, Any]:
         """Archive an ended room: release its Redis state, keep its orders."""

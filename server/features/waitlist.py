@@ -81,10 +81,10 @@ class Waitlist:
             self.ctx.dirty_stock.add((room_id, product_id))
         return Answer("waitlist_left", {"product_id": product_id, "was_waiting": left})
 
-    async def close_all(self, room_id: str) -> None:
-        """The show ended: nobody waits any more (every offer is closed)."""
-        pids = [data["product_id"] for data, _ in await self.ctx.store.products(room_id)]
-        await self.ctx.data.sales.clear_waitlists(room_id, pids)
+    async def close_all(self, room_id: str, product_ids: list[str]) -> None:
+        """The show ended: nobody waits any more (every offer closes)."""
+        await self.ctx.data.sales.clear_waitlists(room_id, product_ids)
+        self.lines = {line for line in self.lines if line[0] != room_id}
 
     async def promote(self, room_id: str, product_id: str) -> int:
         """Units of the product may be buyable again: the head of its waitlist first,

@@ -11,7 +11,15 @@ from typing import Any
 import orjson
 
 from server.core.domain import listing_id
-from server.core.keys import DUE, EPOCH, KEYWORD_ROOMS, RECORDING_ROOMS, ROOMS, room_keys
+from server.core.keys import (
+    CLAIM_ROOMS,
+    DUE,
+    EPOCH,
+    KEYWORD_ROOMS,
+    RECORDING_ROOMS,
+    ROOMS,
+    room_keys,
+)
 
 
 @dataclass(slots=True)
@@ -87,9 +95,11 @@ class RoomsData:
         return bool(await self.redis.zcard(room_keys(room_id).confirming))
 
     async def forget_flags(self, room_id: str) -> None:
-        """Off the sets the pulse reads for keyword lotteries and recording."""
+        """Off the sets the pulse reads for keyword lotteries, claim keywords and
+        recording."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.srem(KEYWORD_ROOMS, room_id)
+            pipe.srem(CLAIM_ROOMS, room_id)
             pipe.srem(RECORDING_ROOMS, room_id)
             await pipe.execute()
 
@@ -101,6 +111,7 @@ class RoomsData:
             pipe.zrem(DUE, room_id)
             pipe.srem(RECORDING_ROOMS, room_id)
             pipe.srem(KEYWORD_ROOMS, room_id)
+            pipe.srem(CLAIM_ROOMS, room_id)
             await pipe.execute()
         doomed = [k async for k in self.redis.scan_iter(match=keys.base + "*", count=1000)]
         for start in range(0, len(doomed), 1000):
