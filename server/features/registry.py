@@ -73,7 +73,8 @@ class Route:
     """A room endpoint under /api/rooms/{room_id}. `access` "host" needs the room's
     host key; `record_as` names the action in the room's trace (and makes it a show
     change, refused once the show ended unless `guard_ended` is off); `needs_whole`
-    refuses with 503 while the room is rebuilt; `body` reads a JSON body."""
+    (host and public routes alike) refuses with 503 while the room is rebuilt;
+    `body` reads a JSON body."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str

@@ -29,7 +29,8 @@ class Room:
         return self.ctx.data.rooms
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("GET", "", self._state, access="public"))
+        # room_state reads the room's wholeness with the rest, in one round trip.
+        registry.route(Route("GET", "", self._state, access="public", needs_whole=False))
 
     async def _state(self, call: Call) -> Any:
         return await self.room_state(call.room_id)

@@ -120,10 +120,11 @@ def id_params(request: Request) -> dict[str, str]:
 
 
 def feature_endpoint(spec: registry.Route) -> Handler:
-    """A feature's route as an endpoint: a host route needs the room's host key and
-    (unless `needs_whole` is off) a room not in the middle of a rebuild (503
-    meanwhile); a recorded one (a show change) is refused once the show ended
-    (unless `guard_ended` is off) and goes into the room's trace."""
+    """A feature's route as an endpoint: a host route needs the room's host key; any
+    route (unless `needs_whole` is off) a room not in the middle of a rebuild (503
+    meanwhile, so nothing is read half restored); a recorded one (a show change) is
+    refused once the show ended (unless `guard_ended` is off) and goes into the
+    room's trace."""
     async def endpoint(request: Request) -> Response:
         room_id = room_param(request)
         show = show_of(request)
@@ -137,6 +138,8 @@ def feature_endpoint(spec: registry.Route) -> Handler:
                     await show.lifecycle.guard_state(room_id, state, spec.goes_live)
             elif guard:
                 await show.lifecycle.guard_host_change(room_id, goes_live=spec.goes_live)
+        elif spec.needs_whole:
+            await show.ctx.ensure_whole(room_id)
         body = await json_body(request) if spec.body else {}
         params = id_params(request)
         result = await spec.handler(registry.Call(room_id, params, body,
