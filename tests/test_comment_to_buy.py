@@ -174,3 +174,60 @@ async def test_keywords_survive_a_rebuild_of_redis(server: LiveServer, http: htt
     assert (await comment(viewer, "grab"))["type"] == "hold"
     await quiet(viewer, "grab 2", "two")
     await viewer.close()
+
+
+async def test_keyword_changes_at_once_leave_no_stray_keyword(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """Two consoles change one product's keyword at the same moment, ten times, then
+    switch it off: no keyword still buys; two products asking for one keyword at
+    once: exactly one gets it."""
+    host = await create_room(http)
+    pid = await claimable(host, stock=50)
+    for i in range(10):
+        await asyncio.gather(
+            host.call("PUT", f"/products/{pid}/claims", {"enabled": True, "keyword": f"A{i}"},
+                      expect=200),
+            host.call("PUT", f"/products/{pid}/claims", {"enabled": True, "keyword": f"B{i}"},
+                      expect=200))
+    await host.call("PUT", f"/products/{pid}/claims", {"enabled": False}, expect=200)
+    viewer = await join(server, host.room_id)
+    for i in range(10):
+        await quiet(viewer, f"a{i}", f"a-{i}")
+        await quiet(viewer, f"b{i}", f"b-{i}")
+    others = [(await host.product(stock=1))["product_id"] for _ in range(2)]
+    answers = await asyncio.gather(*(http.put(
+        f"/api/rooms/{host.room_id}/products/{p}/claims", json={"enabled": True,
+                                                                "keyword": "MINE"},
+        headers={"X-Host-Key": host.key}) for p in others))
+    assert sorted(r.status_code for r in answers) == [200, 409]
+    cards = [await host.call("GET", f"/products/{p}", expect=200) for p in others]
+    assert sorted(str(c["listing"]["claim"]) for c in cards) == \
+        ["None", str({"keyword": "MINE", "quantities": True})]
+    await viewer.close()
+
+
+async def test_a_comment_for_more_than_is_left_gets_the_buy_refusal(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    await claimable(host, stock=1)
+    viewer = await join(server, host.room_id)
+    answer = await comment(viewer, "sold 2")
+    assert (answer["type"], answer["code"]) == ("error", "insufficient_stock")
+    await viewer.close()
+
+
+async def test_a_comment_after_the_show_ended_says_so(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    await claimable(host, stock=3)
+    viewer = await join(server, host.room_id)
+    await host.call("POST", "/end", expect=200)
+    await viewer.next_event("show_ended")
+    # Within the second before the keyword map is refreshed, or after: never a buy.
+    await viewer.send({"type": "chat", "text": "sold", "request_id": "late"})
+    before = len([f for f in viewer.frames if f.get("type") == "snapshot"])
+    await viewer.send({"type": "resync"})
+    await eventually(lambda: _snapshots_after(viewer, before))
+    replies = [f for f in viewer.frames if f.get("re") == "late"]
+    assert all(f["type"] == "error" and f["code"] == "show_ended" for f in replies), replies
+    await viewer.close()

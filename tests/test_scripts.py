@@ -152,6 +152,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         scripts.join_waitlist(room, viewer="v_1", product_id="p", max_waiting=10,
                               verified=False),
         scripts.leave_room(room, "v_1", 1000),
+        scripts.claim_word(room, "p", "SOLD", True),
     )
     assert replies == [
         -1,
@@ -172,6 +173,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         Promoted(False, 0, ()),
         Waiting("rebuilding", 0, 0, 0, ""),
         0,
+        1,  # claim_word needs no epoch: the store decided before it runs
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

@@ -10,13 +10,14 @@ from typing import Any
 
 from server.core import domain, events, policy
 from server.core.domain import now_ms
-from server.core.errors import refusal
+from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.identity import Viewer
 from server.core.policy import RoomPolicy
 from server.core.protocol import get_bool, reject_unknown
-from server.features.context import Answer, Context, rebuilding
+from server.features.context import Answer, Context, error_answer, rebuilding
 from server.features.registry import Call, ChatListener, ChatPost, Registry, Route
 from server.state.chat_data import ChatData
+from server.state.faults import REDIS_FAULTS
 
 
 class ChatRoom:
@@ -75,7 +76,15 @@ class ChatRoom:
         post = ChatPost(viewer, room_id, text, message_id, request_id, client, from_host)
         answers = []
         for listener in self.listeners:
-            answer = await listener(post)
+            # The message is out: one listener's failure (Redis lost mid-claim, say)
+            # must not skip the others; it answers the sender in its place.
+            try:
+                answer = await listener(post)
+            except LivesellError as exc:
+                answer = error_answer(exc)
+            except REDIS_FAULTS as exc:
+                self.ctx.health.redis_failed(exc)
+                answer = error_answer(Unavailable("temporarily unavailable, try again"))
             if answer is not None:
                 answers.append(answer)
         return answers

@@ -26,9 +26,11 @@ from server.features.catalogue import Catalogue
 from server.features.context import Answer, Context
 from server.features.registry import Call, ChatPost, Registry, Route
 from server.features.waitlist import Waitlist
+from server.state.faults import REDIS_FAULTS
 
-# A claim the line can still serve: the comment joins the waitlist instead.
-TO_WAITLIST = frozenset({"sold_out", "waitlist_ahead", "insufficient_stock"})
+# A claim the line can serve: nothing left, or others already wait. (Too many units
+# for what is left is not: the line serves one unit each.)
+TO_WAITLIST = frozenset({"sold_out", "waitlist_ahead"})
 
 
 class Claims:
@@ -53,24 +55,33 @@ class Claims:
 
     async def put(self, room_id: str, product_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Switch comment-to-buy on (with its keyword) or off for a product; answers
-        the product's card, which every viewer gets too."""
+        the product's card, which every viewer gets too. The store decides that the
+        keyword claims no other product of the room; Redis follows in one step
+        (claim_word.lua)."""
         await self.catalogue.product(room_id, product_id)
         word = domain.parse_claim_word(body, product_id)
-        words = await self.ctx.data.sales.claim_words(room_id)
-        if word is not None:
-            owner = words.get(word.match_key)
-            if owner is not None and owner[0] != product_id:
-                raise Conflict(f"the keyword {word.keyword} already claims product "
-                               f"{owner[0]}: choose another", code="keyword_in_use",
-                               details={"product_id": owner[0]})
-        await self.ctx.store.put_claim_word(room_id, product_id,
-                                            word.keyword if word else None,
-                                            word.quantities if word else True, now_ms())
-        await self.ctx.data.sales.set_claim_word(room_id, product_id, word)
-        self.words[room_id] = await self.ctx.data.sales.claim_words(room_id)
+        owner = await self.ctx.store.put_claim_word(room_id, product_id,
+                                                    word.keyword if word else None,
+                                                    word.quantities if word else True,
+                                                    now_ms())
+        if owner is not None and word is not None:
+            raise Conflict(f"the keyword {word.keyword} already claims product "
+                           f"{owner}: choose another", code="keyword_in_use",
+                           details={"product_id": owner})
+        await self._mirror(room_id, product_id, word)
         card = await self.catalogue.product_card(room_id, product_id)
         await self.ctx.publish(room_id, events.product(card))
         return card
+
+    async def _mirror(self, room_id: str, product_id: str,
+                      word: domain.ClaimWord | None) -> None:
+        """Redis after the store: the keyword in the room's lookup and the product's
+        card, and this process's map at once (others learn it within a second)."""
+        await self.ctx.scripts.claim_word(room_id, product_id, word.keyword if word else "",
+                                          word.quantities if word else True)
+        if word is not None:
+            await self.ctx.data.sales.flag_claim_room(room_id)
+        self.words[room_id], = await self.ctx.data.sales.claim_words([room_id])
 
     async def _chat(self, post: ChatPost) -> Answer | None:
         words = self.words.get(post.room_id)
@@ -86,25 +97,29 @@ class Claims:
             post.viewer, post.room_id, "chat:" + (post.request_id or post.message_id),
             product_id, quantity, post.client, on_new=lambda: new.append(True))
         if new:
-            await self.ctx.publish(post.room_id, events.claimed(
-                product_id, post.viewer.viewer_id, post.viewer.nickname, quantity,
-                post.message_id))
+            # The hold is made: telling the room is a courtesy that must not turn it
+            # into an error (a resent comment without a request id would hold again).
+            try:
+                await self.ctx.publish(post.room_id, events.claimed(
+                    product_id, post.viewer.viewer_id, post.viewer.nickname, quantity,
+                    post.message_id))
+            except REDIS_FAULTS as exc:
+                self.ctx.health.redis_failed(exc)
         elif answer.kind == "error" and answer.body.get("code") in TO_WAITLIST:
-            return await self.waitlist.join(post.viewer, post.room_id, product_id)
+            waiting = await self.waitlist.join(post.viewer, post.room_id, product_id)
+            # A line that will not take them (full, say): the buy's own refusal says more.
+            return waiting if waiting.kind == "waitlist" else answer
         return answer
 
     async def refresh(self) -> None:
-        """Learn keywords set or cleared through other processes: only rooms that ever
-        set one are read."""
-        rooms = await self.ctx.data.sales.claim_rooms()
-        for room_id in sorted(rooms):
-            self.words[room_id] = await self.ctx.data.sales.claim_words(room_id)
-        for room_id in set(self.words) - rooms:
-            self.words.pop(room_id, None)
+        """Learn keywords set or cleared through other processes: only the rooms that
+        set one and whose show has not ended are read, all in one round trip."""
+        rooms = sorted(await self.ctx.data.sales.claim_rooms())
+        self.words = dict(zip(rooms, await self.ctx.data.sales.claim_words(rooms),
+                              strict=True))
 
     async def restore(self, room_id: str) -> None:
         for product_id, (keyword, quantities) in \
                 (await self.ctx.store.claim_words(room_id)).items():
-            await self.ctx.data.sales.set_claim_word(
-                room_id, product_id, domain.ClaimWord(product_id, keyword, quantities))
-        self.words[room_id] = await self.ctx.data.sales.claim_words(room_id)
+            await self._mirror(room_id, product_id,
+                               domain.ClaimWord(product_id, keyword, quantities))

@@ -56,6 +56,7 @@ SCRIPT_NAMES: Final = (
     "promote",
     "join_waitlist",
     "leave_room",
+    "claim_word",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

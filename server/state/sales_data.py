@@ -9,9 +9,8 @@ from typing import Any, Final
 
 import orjson
 
-from server.core.domain import ClaimWord, Listing, Sale, listing_id
+from server.core.domain import Listing, Sale, listing_id
 from server.core.keys import CLAIM_ROOMS, DUE, room_keys
-from server.core.protocol import encode
 
 # A listing has no window: it "ends" past any clock (so stop_sale.lua can stop it
 # when the show ends, voiding its holds as it does a sale's).
@@ -122,34 +121,25 @@ class SalesData:
 
     # ------------------------------------------------------------------ claim keywords
 
-    async def set_claim_word(self, room_id: str, product_id: str,
-                             word: ClaimWord | None) -> None:
-        """The product's claim keyword (None: off), replacing its previous one: in the
-        room's keyword hash (the chat listener's lookup) and in its listing hash (its
-        card), in one MULTI."""
-        keys = room_keys(room_id)
-        listing = keys.sale(listing_id(product_id))
-        old = await self.redis.hget(listing, "claim_kw")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if old:
-                pipe.hdel(keys.claim_words, old.lower())
-            if word is None:
-                pipe.hdel(listing, "claim_kw", "claim_qty")
-            else:
-                pipe.hset(keys.claim_words, word.match_key, encode(
-                    {"product_id": product_id, "quantities": word.quantities}))
-                pipe.hset(listing, mapping={"claim_kw": word.keyword,
-                                            "claim_qty": "1" if word.quantities else "0"})
-                pipe.sadd(CLAIM_ROOMS, room_id)
-            await pipe.execute()
+    async def flag_claim_room(self, room_id: str) -> None:
+        """The room has a claim keyword: on the set the processes' upkeep reads (it
+        leaves it when the show ends, RoomsData.forget_flags)."""
+        await self.redis.sadd(CLAIM_ROOMS, room_id)
 
-    async def claim_words(self, room_id: str) -> dict[str, tuple[str, bool]]:
-        """lower-case keyword -> (product id, quantities allowed)."""
-        raw = await self.redis.hgetall(room_keys(room_id).claim_words)
-        out: dict[str, tuple[str, bool]] = {}
-        for kw, data in raw.items():
-            d = orjson.loads(data)
-            out[kw] = (str(d["product_id"]), bool(d["quantities"]))
+    async def claim_words(self, room_ids: list[str]) -> list[dict[str, tuple[str, bool]]]:
+        """Each room's lower-case keyword -> (product id, quantities allowed), in one
+        round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hgetall(room_keys(room_id).claim_words)
+            raws = await pipe.execute()
+        out = []
+        for raw in raws:
+            words: dict[str, tuple[str, bool]] = {}
+            for kw, data in raw.items():
+                d = orjson.loads(data)
+                words[kw] = (str(d["product_id"]), bool(d["quantities"]))
+            out.append(words)
         return out
 
     async def claim_rooms(self) -> set[str]:

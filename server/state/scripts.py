@@ -88,6 +88,7 @@ CONTRACTS: Final[dict[str, Contract]] = {
                               ("viewer", "product_id", "max_waiting", "verified",
                                "key_prefix")),
     "leave_room": Contract(("present", "gone"), ("viewer", "keep_place_ms")),
+    "claim_word": Contract(("claim_words", "listing"), ("product_id", "keyword", "quantities")),
 }
 
 # ====================================================================== replies
@@ -358,6 +359,14 @@ class Scripts(Ledger):
         return self.run("join_waitlist", [
             k.waitlist(product_id), k.wl_ticket, k.epoch, k.policy, k.products, k.room,
         ], [viewer, product_id, max_waiting, "1" if verified else "0", k.base], _waiting)
+
+    def claim_word(self, room_id: str, product_id: str, keyword: str,
+                   quantities: bool) -> asyncio.Future[int]:
+        """Set the product's claim keyword ('' clears it) in the room's lookup and its
+        card, in one step; resolves to the room's number of keywords."""
+        k = room_keys(room_id)
+        return self.run("claim_word", [k.claim_words, k.sale(listing_id(product_id))],
+                        [product_id, keyword, "1" if quantities else "0"], int)
 
     def leave_room(self, room_id: str, viewer: str, keep_place_ms: int) -> asyncio.Future[int]:
         """One connection of the viewer closed: their count of open connections, and

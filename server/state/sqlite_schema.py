@@ -136,6 +136,9 @@ CREATE TABLE IF NOT EXISTS claim_words (
     changed_at INTEGER NOT NULL,
     PRIMARY KEY (room_id, product_id)
 );
+-- One product per keyword in a room, in any case (keywords are ASCII letters and digits).
+CREATE UNIQUE INDEX IF NOT EXISTS claim_words_keyword
+    ON claim_words (room_id, keyword COLLATE NOCASE) WHERE keyword IS NOT NULL;
 """
 
 ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",

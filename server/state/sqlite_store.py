@@ -172,12 +172,19 @@ class SqliteOrderStore:
             (room_id, product_id, int(open_), limit, limit, changed_at))
 
     async def put_claim_word(self, room_id: str, product_id: str, keyword: str | None,
-                             quantities: bool, changed_at: int) -> None:
-        await self.write(
-            "INSERT INTO claim_words VALUES (?, ?, ?, ?, ?) ON CONFLICT(room_id, product_id) "
-            "DO UPDATE SET keyword = excluded.keyword, quantities = excluded.quantities, "
-            "changed_at = excluded.changed_at",
-            (room_id, product_id, keyword, int(quantities), changed_at))
+                             quantities: bool, changed_at: int) -> str | None:
+        try:
+            await self.write(
+                "INSERT INTO claim_words VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(room_id, product_id) DO UPDATE SET keyword = excluded.keyword, "
+                "quantities = excluded.quantities, changed_at = excluded.changed_at",
+                (room_id, product_id, keyword, int(quantities), changed_at))
+        except sqlite3.IntegrityError:
+            # The unique index: another product of the room has the keyword.
+            rows = await self._all("SELECT product_id FROM claim_words WHERE room_id = ? "
+                                   "AND keyword = ? COLLATE NOCASE", (room_id, keyword))
+            return str(rows[0]["product_id"]) if rows else ""
+        return None
 
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
         await self.write("INSERT INTO coupon_drops VALUES (?, ?, ?)",

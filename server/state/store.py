@@ -164,8 +164,10 @@ class OrderStore(Protocol):
         ...
 
     async def put_claim_word(self, room_id: str, product_id: str, keyword: str | None,
-                             quantities: bool, changed_at: int) -> None:
-        """Set the product's claim keyword (comment-to-buy); None switches it off."""
+                             quantities: bool, changed_at: int) -> str | None:
+        """Set the product's claim keyword (comment-to-buy); None switches it off. The
+        store decides that a keyword claims one product of a room (in any case): it
+        returns the product that has it already (nothing written), else None."""
         ...
 
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:

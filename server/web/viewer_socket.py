@@ -346,8 +346,12 @@ async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
             conn.send(error_answer(refusal("rate_limited", "Chatting too fast: slow down."))
                       .frame(request_id))
         else:
-            for answer in await svc.show.chat.chat(conn.viewer, conn.room_id, msg.text,
-                                                   conn.is_host, request_id, client):
+            show = svc.show
+            for answer in await show.chat.chat(conn.viewer, conn.room_id, msg.text,
+                                               conn.is_host, request_id, client):
+                # A comment's buy refused because the show ended says so, as a buy's.
+                if show.lifecycle.may_explain(answer):
+                    answer = await show.lifecycle.explain_refusal(conn.room_id, answer)
                 conn.send(answer.frame(request_id))
     except LivesellError as exc:
         conn.send(error_answer(exc).frame(request_id))
