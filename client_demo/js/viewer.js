@@ -32,7 +32,7 @@ import {
   renderChatGate, renderMuted, sendChat,
 } from "./viewer/chat.js";
 import {
-  checkout, endHold, onCheckoutClosed, onHold, onHoldReleased, onHoldsVoided, onOrder, openCheckout,
+  checkout, endHold, offerHold, onCheckoutClosed, onHoldReleased, onHoldsVoided, onOrder, openCheckout,
   release, renderHold, showCheckoutMsg,
 } from "./viewer/checkout.js";
 import { countdownsFrom, onTick, redrawClock, scheduleClock } from "./viewer/clock.js";
@@ -50,7 +50,9 @@ import { S, keys, live, setLive, showEnded } from "./viewer/state.js";
 import {
   like, onAnnouncement, onLikes, renderLikes, renderStageCountdown, renderViewers, setupVideo,
 } from "./viewer/stage.js";
-import { onWaitlist, onWaitlistLeft, onWaitlistOffer, refreshPlaces } from "./viewer/waitlist.js";
+import {
+  forgetPlaces, onJoinRefused, onWaitlist, onWaitlistLeft, onWaitlistOffer,
+} from "./viewer/waitlist.js";
 import { explain } from "./viewer/words.js";
 
 // ------------------------------------------------------------------ events
@@ -141,6 +143,7 @@ function applyPolicy(policy, render = true) {
 /** The show ended (event or snapshot): say so and take every selling button away. */
 function onShowEnded() {
   if (S.room) S.room.state = "ended";
+  forgetPlaces();
   $("#ended").hidden = false;
   renderShop();
   renderPromos();
@@ -155,7 +158,8 @@ function onStrayError(ev) {
 
 /** Every reply to a request, by its type. */
 const REPLIES = {
-  hold: (reply) => onHold(reply.hold),
+  // A buy button's hold, or a comment's (which may come while another is open).
+  hold: (reply) => offerHold(reply.hold),
   order_placed: (reply) => onOrder(reply.order),
   hold_released: onHoldReleased,
   coupon_claimed: onCouponClaimed,
@@ -178,6 +182,7 @@ const HOLD_OVER = ["hold_expired", "hold_not_found", "hold_released", "checked_o
 function onRefusal(err, request) {
   const text = explain(err);
   const kind = request ? request.type : null;
+  if (kind === "join_waitlist") onJoinRefused(request.product_id);
   if (kind === "buy" || kind === "join_waitlist") {
     showCardMsg(request.product_id, text);
     renderAllCards();
@@ -259,8 +264,7 @@ async function start() {
     // Any frame may move a deadline (a sale scheduled, a hold taken): re-aim the clock.
     onEvent: (ev) => { onEvent(ev); scheduleClock(); },
     onReply: (reply, request) => { onReply(reply, request); scheduleClock(); },
-    // Back live: ask again for the places this page holds in waitlists.
-    onState: (state, info) => { setConn(state, info); if (state === "live") refreshPlaces(); },
+    onState: setConn,
     onClock: redrawClock,
   }));
   // A new identity: requests left unanswered by the previous one are not its own.

@@ -4,7 +4,7 @@
 // stop), the "N of max_pins pinned" count, and the add / edit product form.
 
 import { $, h, money, setText, toMajorText, toMinor } from "../util.js";
-import { mergeProduct, saleActive } from "../sales.js";
+import { saleActive } from "../sales.js";
 import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sale.js";
 import { S, hostApi, limit, report } from "./state.js";
 
@@ -125,8 +125,9 @@ async function toggleListing(id) {
   const p = S.products.get(id);
   if (!p) return;
   const open = !(p.listing && p.listing.open);
+  // The row follows the `product` event every viewer gets (the answer's card may be
+  // older than a stock event already applied).
   const res = await hostApi("PUT", `/products/${encodeURIComponent(id)}/listing`, { open });
-  if (res.ok) { S.products.set(id, mergeProduct(S.products.get(id), res.data)); updateRow(id); }
   report($("#cat-result"), res, open ? `“${p.title}” can be bought at its list price`
                                      : `“${p.title}” is no longer for sale at its list price (holds kept)`);
 }
@@ -137,10 +138,11 @@ async function toggleClaims(id) {
   const p = S.products.get(id);
   if (!p) return;
   const on = !(p.listing && p.listing.claim);
-  const keyword = $("#claim-keyword").value.trim() || "SOLD";
+  const field = $("#claim-keyword");
+  if (on && !field.reportValidity()) return;
+  const keyword = field.value.trim() || "SOLD";
   const res = await hostApi("PUT", `/products/${encodeURIComponent(id)}/claims`,
                             on ? { enabled: true, keyword } : { enabled: false });
-  if (res.ok) { S.products.set(id, mergeProduct(S.products.get(id), res.data)); updateRow(id); }
   report($("#cat-result"), res, on ? `Viewers who comment ${keyword} buy “${p.title}”`
                                    : `Comments no longer buy “${p.title}”`);
 }

@@ -124,9 +124,10 @@ function renderImage(r, p) {
 }
 
 /** What a buy of this product gets now, by the server's rule: the open sale, else
- *  the open listing, else nothing. */
+ *  the open listing, else nothing (and nothing once the show ended: the server
+ *  closes every offer then, without a product event each). */
 export function offerOf(p) {
-  if (!p) return null;
+  if (!p || showEnded()) return null;
   if (saleState(p.sale) === "open") {
     return { kind: "sale", price: p.sale.price, currency: p.sale.currency, limit: p.sale.limit_per_buyer };
   }
@@ -195,7 +196,7 @@ export function updateCard(id) {
   r.desc.hidden = !p.description;
   renderImage(r, p);
   renderPrice(r, p, active);
-  const { left, held, sold } = renderStock(r, p, active);
+  const { left, sold } = renderStock(r, p, active);
   r.root.dataset.saleState = state || "none";
 
   // Sale line and buy button, by the server's sale state; the countdowns are drawn
@@ -211,8 +212,8 @@ export function updateCard(id) {
       badge = "Buy it now"; badgeClass += " listing";
       when = `max ${offer.limit} per buyer`;
     }
+    // Nothing left: the waitlist's button, below.
     if (left > 0) { buyText = `Buy now · ${money(offer.price, offer.currency)}`; canBuy = true; }
-    else buyText = held > 0 ? "Sold out — carts may free up" : "Sold out";
   } else if (state === "scheduled") {
     badge = "Flash sale"; badgeClass += " scheduled";
     when = `starts in ${clock(sale.starts_at - at)}`;
@@ -221,7 +222,6 @@ export function updateCard(id) {
     badge = "Live deal"; badgeClass += " open";
     when = `ends in ${clock(sale.ends_at - at)} · max ${sale.limit_per_buyer} per buyer`;
     if (left > 0) { buyText = "Buy now"; canBuy = true; }
-    else buyText = held > 0 ? "Sold out — carts may free up" : "Sold out";
   } else if (state === "ended" || state === "stopped") {
     badge = "Sale over"; badgeClass += " ended";
     when = `${sold} sold`;
@@ -271,7 +271,8 @@ export function updateCard(id) {
     : action === "wait" ? `Join the waitlist for ${p.title}`
       : `Buy ${p.title} for ${money(offer.price, offer.currency)}`);
   r.leave.setAttribute("aria-label", `Leave the waitlist for ${p.title}`);
-  renderQuantity(r, p, offer, left, canBuy && action === "buy");
+  // A place in line is for one unit.
+  renderQuantity(r, p, action === "buy" ? offer : null, left, canBuy && action === "buy");
 }
 
 /** Quantity: up to the offer's per-buyer limit, what is left and the server's

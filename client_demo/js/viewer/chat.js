@@ -47,14 +47,12 @@ export function addChat(ev) {
 /** A `claimed` event: a comment bought units; the room sees who, in chat. */
 export function onClaimed(ev) {
   const p = S.products.get(ev.product_id);
-  const what = p ? p.title : "an item";
-  appendChat(h("li", { class: "msg system claimed", data: { messageId: `${ev.message_id}-claim` } },
-    h("span", { class: "nick", text: "Sold" }),
-    h("span", { text: `to ${ev.nickname} · ${ev.quantity} × ${what}` })));
+  addSystemLine("Sold", `to ${ev.nickname} · ${ev.quantity} × ${p ? p.title : "an item"}`, "claimed");
 }
 
-export function addSystemLine(who, text) {
-  appendChat(h("li", { class: "msg system" }, h("span", { class: "nick", text: who }), h("span", { text })));
+export function addSystemLine(who, text, kind = "") {
+  appendChat(h("li", { class: `msg system${kind ? ` ${kind}` : ""}` },
+    h("span", { class: "nick", text: who }), h("span", { text })));
 }
 
 export function removeChat(id) {
@@ -122,7 +120,13 @@ export function renderMuted() {
 /** A chat message the server refused: put its text back (unless something new was
  *  typed meanwhile) and, for slow mode or a busy room, count down to the moment it
  *  may go. */
+// Refusals of the chat message itself; any other error answering a chat is the
+// refusal of the buy its text made (comment-to-buy): the message was posted.
+const CHAT_REFUSALS = new Set(["slow_mode", "chat_busy", "muted", "rate_limited", "invalid_message",
+                               "bad_request", "unavailable", "show_ended"]);
+
 export function onChatRefused(err, request) {
+  if (!CHAT_REFUSALS.has(err.code)) { toast(explain(err), "error"); return; }
   const input = $("#chat-input");
   if (request && request.text && !input.value.trim()) input.value = request.text;
   const wait = err.details && Number(err.details.retry_after_s);

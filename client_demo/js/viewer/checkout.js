@@ -13,6 +13,32 @@ export function setHold(hold) {
   S.hold = hold;
   store.set(keys.hold(), hold);
   renderHold();
+  if (hold === null) nextQueued();
+}
+
+// Holds handed to this viewer while another is being checked out (a waitlist's unit,
+// a comment's buy): the page checks out one hold at a time, so they wait here and
+// come next, each until its own expiry.
+const queued = [];
+
+const liveHold = () => !!S.hold && !S.hold.dead && S.hold.expires_at > now();
+
+/** A hold the server made for this viewer without a buy button press. */
+export function offerHold(hold) {
+  if (liveHold() && S.hold.id !== hold.id) {
+    if (!queued.some((h) => h.id === hold.id)) queued.push(hold);
+    const p = S.products.get(hold.product_id);
+    toast(`${p ? p.title : "An item"} is held for you too: it comes next, after this checkout.`, "ok");
+    return;
+  }
+  onHold(hold);
+}
+
+function nextQueued() {
+  while (queued.length) {
+    const hold = queued.shift();
+    if (hold.expires_at > now()) { onHold(hold); return; }
+  }
 }
 
 /** The hold is over (refused, voided or expired): keep it on screen with why. */

@@ -18,6 +18,7 @@ export const S = {
   // product_id -> {position, ticket}: this viewer's places on waitlists, as the
   // server last answered them (less the tickets it has since served ahead).
   waiting: new Map(),
+  leaving: new Set(), // product ids whose leave_waitlist is on its way
   lastOrder: null,
   claimed: new Set(),
   usedCoupons: new Set(),

@@ -1,20 +1,25 @@
 // Waitlists: "Join waitlist" on a sold-out card, this viewer's place in line (the
-// server's answer, less the tickets it served ahead of it since), and a unit the
-// line hands to this viewer taken as their hold. The rules are the server's
-// (docs/protocol.md "Waitlists"): the page only asks and shows.
+// server's answer, less the tickets it has served or taken off ahead of it since,
+// and never past the count waiting), and a unit the line hands to this viewer,
+// taken as their hold. The rules are the server's (docs/protocol.md "Waitlists"):
+// the page only asks and shows. It does not ask for its place again on its own:
+// asking is joining (`join_waitlist`), which would put back in line a viewer the
+// server has just served or taken off.
 
 import { toast } from "../util.js";
 import { updateCard } from "./cards.js";
-import { onHold } from "./checkout.js";
+import { offerHold } from "./checkout.js";
 import { S, live } from "./state.js";
 import { REFUSALS } from "./words.js";
 
-// While waiting, the place is asked again this often: others leaving the line
-// move it without an event.
-const REFRESH_MS = 10000;
-let refreshTimer = null;
-
-export const myPlace = (productId) => S.waiting.get(productId) || null;
+/** This viewer's place on the product's line: {position, ticket}, or null. */
+export function myPlace(productId) {
+  const place = S.waiting.get(productId);
+  if (!place) return null;
+  const p = S.products.get(productId);
+  const waiting = p && p.waiting ? p.waiting : place.position;
+  return { ...place, position: Math.max(1, Math.min(place.position, waiting)) };
+}
 
 export function joinWaitlist(productId) {
   if (!live || live.isPending((f) => f.type === "join_waitlist" && f.product_id === productId)) return;
@@ -22,23 +27,32 @@ export function joinWaitlist(productId) {
   updateCard(productId);
 }
 
+/** Off the line at once: a late `waitlist` answer to a join sent before is ignored. */
 export function leaveWaitlist(productId) {
   if (!live) return;
+  S.waiting.delete(productId);
+  S.leaving.add(productId);
   live.request({ type: "leave_waitlist", product_id: productId });
+  updateCard(productId);
 }
 
 /** The `waitlist` reply: this viewer's place. */
 export function onWaitlist(reply) {
+  if (S.leaving.has(reply.product_id)) return;
   S.waiting.set(reply.product_id, { position: reply.position, ticket: reply.ticket });
-  const p = S.products.get(reply.product_id);
-  if (p) p.waiting = Math.max(p.waiting || 0, reply.waiting);
-  scheduleRefresh();
   updateCard(reply.product_id);
 }
 
 export function onWaitlistLeft(reply) {
+  S.leaving.delete(reply.product_id);
   S.waiting.delete(reply.product_id);
   updateCard(reply.product_id);
+}
+
+/** A refused join: whatever place the page showed is not the server's. */
+export function onJoinRefused(productId) {
+  S.waiting.delete(productId);
+  updateCard(productId);
 }
 
 /** A `waitlist_offer` event: a hold made for this viewer is theirs to check out;
@@ -63,22 +77,13 @@ export function onWaitlistOffer(ev) {
   if (served) {
     S.waiting.delete(pid);
     toast("Your turn! One is held for you — check out before the timer runs out.", "ok");
-    onHold(served);
+    offerHold(served);
   }
   updateCard(pid);
 }
 
-/** Ask again for every place this page holds (after a reconnect, and while waiting). */
-export function refreshPlaces() {
-  for (const pid of S.waiting.keys()) {
-    if (live && live.state === "live") live.request({ type: "join_waitlist", product_id: pid });
-  }
-}
-
-function scheduleRefresh() {
-  if (refreshTimer !== null) return;
-  refreshTimer = setInterval(() => {
-    if (!S.waiting.size) { clearInterval(refreshTimer); refreshTimer = null; return; }
-    refreshPlaces();
-  }, REFRESH_MS);
+/** The show ended: nobody waits any more. */
+export function forgetPlaces() {
+  S.waiting.clear();
+  S.leaving.clear();
 }
