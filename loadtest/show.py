@@ -159,17 +159,17 @@ class Show:
                 await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             action = spec.actions[n % len(spec.actions)]
             method, path = "POST", "/announcements"
-            body: dict[str, str] | None = {"text": text}
+            body: dict[str, Any] | None = {"text": text}
             pid = FANOUT_PRODUCTS[n % len(FANOUT_PRODUCTS)]
             if action == "pin":
-                path, body = "/pins", {"product_id": pid}
+                path, body = "/pins", {"product_id": pid, "open_for_sale": False}
                 if pid not in pinned:
                     pinned.append(pid)
             elif action == "unpin":
                 if pinned:
                     method, path, body = "DELETE", f"/pins/{pinned.pop(0)}", None
                 else:
-                    path, body = "/pins", {"product_id": pid}
+                    path, body = "/pins", {"product_id": pid, "open_for_sale": False}
                     pinned.append(pid)
             elif action == "product":
                 method, path, body = "PATCH", f"/products/{pid}", {"title": f"Item {pid} {n}"}

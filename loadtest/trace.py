@@ -58,6 +58,8 @@ REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "checkout": ("hold_id",), "release": ("hold_id",), "claim_coupon": ("coupon_id",),
     "enter_lottery": ("lottery_id",), "announce": ("text",),
 }
+# 1: before buy-it-now; 2: a pin without `open_for_sale` opens the product for sale.
+VERSIONS: Final = (1, 2)
 CREATES: Final = {"sale": "sale", "coupon": "coupon", "lottery": "lottery"}
 
 
@@ -97,8 +99,9 @@ def parse_trace(text: str, name: str) -> Trace:
     if header.get("kind") != "livesell-trace":
         raise TraceError(f"{name} line 1: kind: expected 'livesell-trace', got "
                          f"{header.get('kind')!r}")
-    if header.get("version") != 1:
-        raise TraceError(f"{name} line 1: version: expected 1, got {header.get('version')!r}")
+    version = header.get("version")
+    if version not in VERSIONS:
+        raise TraceError(f"{name} line 1: version: expected 1 or 2, got {version!r}")
     room_id = header.get("room_id")
     started = header.get("started_at")
     if not isinstance(room_id, str):
@@ -111,6 +114,10 @@ def parse_trace(text: str, name: str) -> Trace:
         if not raw.strip():
             continue
         rec = _record(_object(raw, name, n), name, n)
+        if version == 1 and rec.action == "pin" and "open_for_sale" not in rec.data:
+            # Recorded before pinning opened a product for sale (buy-it-now): replayed
+            # as it happened then.
+            rec.data["open_for_sale"] = False
         records.append(rec)
         if rec.actor == "viewer":
             seen.setdefault(rec.viewer, None)

@@ -35,7 +35,9 @@ from server.core.domain import normalize_entry_text, now_ms
 
 log = logging.getLogger("livesell.recorder")
 
-VERSION: Final = 1
+# 2: a pin without `open_for_sale` opens the product for sale (buy-it-now); a trace of
+# version 1 was recorded before that (loadtest/trace.py replays it as it was).
+VERSION: Final = 2
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
                                  "claims", "sale", "stop_sale", "coupon", "lottery", "draw",
                                  "announce"})

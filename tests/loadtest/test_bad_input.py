@@ -117,7 +117,7 @@ def test_bad_trace_lines_exit_2_naming_line_and_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "phrase"), [
     ("", "empty trace"),
     ('{"kind": "other", "version": 1}', "line 1: kind"),
-    ('{"kind": "livesell-trace", "version": 2, "room_id": "r", "started_at": 1}',
+    ('{"kind": "livesell-trace", "version": 3, "room_id": "r", "started_at": 1}',
      "line 1: version"),
     ('{"kind": "livesell-trace", "version": 1, "room_id": "r", "started_at": 1}\n'
      '{"t": -1, "actor": "host", "action": "announce", "data": {"text": "x"}}', "t: expected"),

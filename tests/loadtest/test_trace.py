@@ -74,3 +74,12 @@ def test_the_bundled_sample_trace_is_valid() -> None:
     binding, implicit, unresolved = bind_ids(trace)
     assert not implicit and not unresolved
     assert {kind for kind, _ in binding.values()} == {"product", "sale", "coupon", "lottery"}
+
+
+def test_a_version_1_pin_replays_as_it_was_recorded_before_buy_it_now() -> None:
+    pin = {"t": 0, "actor": "host", "action": "pin", "data": {"product_id": "p1"}}
+    old = parse_trace(_trace(pin), "old.jsonl")
+    assert old.records[0].data == {"product_id": "p1", "open_for_sale": False}
+    new_header = json.dumps({**HEADER, "version": 2})
+    new = parse_trace(new_header + "\n" + json.dumps(pin) + "\n", "new.jsonl")
+    assert new.records[0].data == {"product_id": "p1"}  # the server's default: open
