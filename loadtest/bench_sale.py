@@ -1,7 +1,8 @@
 """`livesell-loadtest bench`, flash-sale part: the `flash_sale` engine with N
 buyers pressing buy at the opening instant for U units (limit 1, checkout
-after), against a reference that runs the same `server/lua/reserve.lua`
-directly through redis-py asyncio on a private redis-server, one call per
+after), against a reference that runs the same reserve script (lua/reserve.lua
+with its libraries, as server/state/ledger.py `script_source` gives it) directly
+through redis-py asyncio on a private redis-server, one call per
 await from N concurrent buyers, and again pipelined in batches; and against
 `redis-benchmark` (Debian's redis-tools) calling the same script with EVALSHA
 on such a redis-server, 50 connections, unpipelined and with -P 16 (Debian's
@@ -25,12 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import server
 from loadtest.stats import cpu_seconds as _cpu
 from loadtest.stats import host_jiffies, min_median_max, steal_between, summary
-
-RESERVE_LUA = Path(server.__file__).resolve().parent / "state" / "lua" / "reserve.lua"
-
 
 CHECKOUT_AFTER_S = 3.0  # s from a hold to its checkout, at least
 
@@ -94,9 +91,10 @@ async def bench_sale_reference(buyers: int, units: int, pipelined: int) -> dict[
 
     from server.core.keys import RoomKeys
     from server.state.embedded_redis import RedisServer
+    from server.state.ledger import script_source
     from server.state.scripts import reserve_call
 
-    script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
+    script_text = await asyncio.to_thread(script_source, "reserve")
     with tempfile.TemporaryDirectory(prefix="livesell-bench-redis-") as tmp:
         redis_server = RedisServer(Path(tmp), appendonly=False)
         url = await asyncio.to_thread(redis_server.start)
@@ -245,8 +243,9 @@ async def bench_sale_redis_benchmark(runs: int) -> list[dict[str, Any]] | None:
 
     from server.core.keys import RoomKeys
     from server.state.embedded_redis import RedisServer
+    from server.state.ledger import script_source
 
-    script_text = await asyncio.to_thread(RESERVE_LUA.read_text)
+    script_text = await asyncio.to_thread(script_source, "reserve")
     keys = RoomKeys("r_bench")
     big = 10**12
     out = []

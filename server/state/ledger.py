@@ -102,14 +102,20 @@ def batch_source(source: str) -> str:
 _INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
 
 
-def _load_sources() -> dict[str, str]:
+def script_source(name: str) -> str:
+    """The text Redis runs for script `name` (its file, libraries included): for the
+    ledger and for anything else that runs a script itself (the benchmark's
+    reference), so none runs a file that names a library it lacks."""
     base = resources.files("server.state") / "lua"
 
     def include(match: re.Match[str]) -> str:
         return (base / "lib" / f"{match.group(1)}.lua").read_text(encoding="utf-8")
 
-    plain = {name: _INCLUDE.sub(include, (base / f"{name}.lua").read_text(encoding="utf-8"))
-             for name in SCRIPT_NAMES}
+    return _INCLUDE.sub(include, (base / f"{name}.lua").read_text(encoding="utf-8"))
+
+
+def _load_sources() -> dict[str, str]:
+    plain = {name: script_source(name) for name in SCRIPT_NAMES}
     return plain | {name + BATCH_SUFFIX: batch_source(src) for name, src in plain.items()}
 
 
