@@ -78,6 +78,23 @@ def test_contract_matches_the_lua_header(name: str) -> None:
                            "does not declare"
 
 
+def test_libraries_take_their_keys_as_arguments_and_every_include_is_one() -> None:
+    """A library (lua/lib/) is text the ledger puts into scripts: it must not read a
+    script's KEYS or ARGV (their numbering is each script's own), each `#include`
+    must name a library, and the waitlist's comes after the offer rule it calls."""
+    lib = LUA_DIR / "lib"
+    names = {p.name.removesuffix(".lua") for p in lib.iterdir() if p.name.endswith(".lua")}
+    for name in names:
+        text = (lib / f"{name}.lua").read_text(encoding="utf-8")
+        assert not _indices("KEYS", text) and not _indices("ARGV", text), name
+    for name in SCRIPT_NAMES:
+        raw = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+        included = re.findall(r"^-- #include (\w+)$", raw, re.MULTILINE)
+        assert set(included) <= names, (name, included)
+        if "waitlist" in included:
+            assert "offer" in included[:included.index("waitlist")], name
+
+
 def test_the_variadic_reschedule_contract() -> None:
     header, _ = _lua("reschedule")
     assert "KEYS[1..n-1]" in header and "KEYS[n]" in header
