@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from server.core.auction_terms import Auction
 from server.core.keys import RoomKeys
 from server.state.scripts import (
     CONTRACTS,
     SCRIPT_NAMES,
     Answered,
+    AuctionClosed,
+    BidDecided,
     ChatGate,
     CheckoutBegun,
     CheckoutFinished,
@@ -32,6 +35,7 @@ from server.state.scripts import (
     Released,
     SaleStopped,
     Scripts,
+    SecondChance,
     StockAdjusted,
     ViewerCounts,
     Waiting,
@@ -130,6 +134,11 @@ async def scripts(redis_url: str) -> AsyncIterator[RecordingScripts]:
         await client.aclose()
 
 
+def _auction() -> Auction:
+    return Auction("a_1", "p", "t", "USD", 100, ((0, 10),), 60, None, None, "extend", 10,
+                   False, 60, 1)
+
+
 def _order(room: str) -> Order:
     return Order(order_id="o_1", hold_id="h_1", room_id=room, product_id="p", sale_id="s_1",
                  buyer_id="v_1", quantity=1, unit_price=100, subtotal=100, discount=0,
@@ -170,6 +179,11 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
                               verified=False),
         scripts.leave_room(room, "v_1", 1000),
         scripts.claim_word(room, "p", "SOLD", True),
+        scripts.start_auction(room, auction=_auction(), salt="s", terms="{}"),
+        scripts.bid(room, auction_id="a_1", bidder="v_1", nickname="n", request_id="b1",
+                    amount=100, max_amount=None, verified=False, answer_ttl_s=60),
+        scripts.close_auction(room, auction_id="a_1", product_id="p", mode="due"),
+        scripts.second_chance(room, "a_1"),
     )
     assert replies == [
         -1,
@@ -191,6 +205,10 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         Waiting("rebuilding", 0, 0, 0, ""),
         0,
         1,  # claim_word needs no epoch: the store decided before it runs
+        ["rebuilding"],
+        BidDecided("rebuilding", "", "", "", 0, 0),
+        AuctionClosed("rebuilding", "", "", "", 0, 0),
+        SecondChance("rebuilding", "", "", "", 0, 0, ""),
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

@@ -150,6 +150,17 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
                             "try again later."),
     "checkout_cancelled": (Conflict, "The order could not be recorded in time and was "
                            "cancelled; nothing was placed and the units went back to stock."),
+    "auction_not_found": (NotFound, "No such auction."),
+    "auction_ended": (Conflict, "The auction has ended."),
+    "auction_active": (Conflict, "The product already has an auction running."),
+    "below_minimum": (Conflict, "Your bid is below the minimum next bid."),
+    "outbid_by_proxy": (Conflict, "A higher maximum bid leads: bid more."),
+    "self_outbid": (Conflict, "You are already leading: raise your maximum instead."),
+    "auction_open": (Conflict, "The auction is still open."),
+    "winner_paying": (Conflict, "The winner's hold is still open or paid."),
+    "no_runner_up": (Conflict, "Nobody else bid on this auction."),
+    "second_chance_used": (Conflict, "The second-chance offer was already made."),
+    "unit_returned": (Conflict, "The auction's unit already went back to stock."),
 }
 
 

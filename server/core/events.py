@@ -81,6 +81,17 @@ def coupon_count(coupon_id: str, remaining: int) -> Event:
     return {"type": "coupon_count", "coupon_id": coupon_id, "remaining": remaining}
 
 
+def auction(kind: str, view: dict[str, Any]) -> Event:
+    """auction_started, auction_ended, auction_cancelled, auction_second_chance: the
+    auction as everyone sees it (views.auction_view)."""
+    return {"type": kind, "auction": view}
+
+
+def auction_bid(fields: dict[str, Any]) -> Event:
+    """An accepted bid: the fields bid.lua built (docs/protocol.md section 15)."""
+    return {"type": "auction_bid", **fields}
+
+
 def lottery_open(lottery: dict[str, Any]) -> Event:
     return {"type": "lottery_open", "lottery": lottery}
 

@@ -30,6 +30,7 @@ class RoomKeys:
     """Key names for one room. Cheap to build; hold one per room."""
 
     __slots__ = (
+        "auctions",
         "base",
         "channel",
         "chat_rate",
@@ -55,6 +56,7 @@ class RoomKeys:
         "seq",
         "timers",
         "uniq",
+        "unpaid",
         "wl_ticket",
     )
 
@@ -90,6 +92,10 @@ class RoomKeys:
         self.policy = b + "policy"  # hash: the room policy (server/core/policy.py)
         self.open_holds = b + "openholds"  # hash viewer_id -> holds held or in checkout
         self.chat_rate = b + "chatrate"  # hash: the room-wide chat token bucket (TTL)
+        self.auctions = b + "auctions"  # set of auction ids
+        # Viewers who won an auction and let its hold lapse: not eligible to bid again
+        # in this show (built as base .. 'unpaid' in lua/release.lua).
+        self.unpaid = b + "unpaid"
 
     def chat_minute(self, minute: int) -> str:
         return f"{self.base}chatmin:{minute}"
@@ -137,6 +143,22 @@ class RoomKeys:
 
     def entrants(self, lottery_id: str) -> str:
         return f"{self.base}entrants:{lottery_id}"
+
+    def auction(self, auction_id: str) -> str:
+        """An auction's hash (built as base .. 'auction:' .. id in lua/release.lua)."""
+        return f"{self.base}auction:{auction_id}"
+
+    def auction_chain(self, auction_id: str) -> str:
+        """list: the auction's chain entries, in order (with each bidder's id)."""
+        return f"{self.base}achain:{auction_id}"
+
+    def auction_maxima(self, auction_id: str) -> str:
+        """hash viewer_id -> the highest maximum bid they set."""
+        return f"{self.base}amax:{auction_id}"
+
+    def product_auction(self, product_id: str) -> str:
+        """The product's open (or last) auction id."""
+        return f"{self.base}pauction:{product_id}"
 
 
 @lru_cache(maxsize=4096)

@@ -188,12 +188,20 @@ class LeaveWaitlist:
 
 
 @dataclass(frozen=True, slots=True)
+class Bid:
+    request_id: str
+    auction_id: str
+    amount: int
+    max_amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     pass
 
 
 ViewerMessage = (Ping | Chat | Like | Buy | Checkout | Release | ClaimCoupon | EnterLottery
-                 | JoinWaitlist | LeaveWaitlist | Resync)
+                 | JoinWaitlist | LeaveWaitlist | Bid | Resync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +223,7 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "enter_lottery": frozenset({"type", "request_id", "lottery_id", "keyword"}),
     "join_waitlist": frozenset({"type", "request_id", "product_id"}),
     "leave_waitlist": frozenset({"type", "request_id", "product_id"}),
+    "bid": frozenset({"type", "request_id", "auction_id", "amount", "max_amount"}),
     "resync": frozenset({"type", "request_id"}),
 }
 MESSAGE_TYPES: Final = tuple(_FIELDS)
@@ -257,6 +266,13 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
     if kind in ("join_waitlist", "leave_waitlist"):
         product = get_str(obj, "product_id", max_len=64, pattern=ID_PATTERN)
         return (JoinWaitlist if kind == "join_waitlist" else LeaveWaitlist)(request_id, product)
+    if kind == "bid":
+        amount = get_int(obj, "amount", lo=1, hi=MAX_AMOUNT)
+        top = None
+        if obj.get("max_amount") is not None:
+            top = get_int(obj, "max_amount", lo=amount, hi=MAX_AMOUNT)
+        return Bid(request_id, get_str(obj, "auction_id", max_len=64, pattern=ID_PATTERN),
+                   amount, top)
     if kind == "claim_coupon":
         return ClaimCoupon(request_id,
                            get_str(obj, "coupon_id", max_len=64, pattern=ID_PATTERN))

@@ -118,6 +118,9 @@ class SaleSettings:
     waitlist_offer_s: float = field(default=60.0, metadata=_range(5.0, 3600.0))
     waitlist_keep_place_s: float = field(default=300.0, metadata=_range(0.0, 86400.0))
     max_waitlist: int = field(default=10000, metadata=_range(1, 1_000_000))
+    # Auctions in `extend` mode: a bid this close to the end moves it this far on,
+    # unless the host's start request sets its own extend_s.
+    auction_extend_s: int = field(default=10, metadata=_range(1, 300))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from server.core.auction_chain import min_next
+
 
 def as_int(value: Any, default: int = 0) -> int:
     """A Redis hash field as an int ('' and a missing field give `default`)."""
@@ -98,3 +100,62 @@ def lottery_view(lid: str, lot: dict[str, Any], entrants: int,
             result.pop("entrants", None)
         view["result"] = result
     return view
+
+
+def auction_view(h: dict[str, Any]) -> dict[str, Any]:
+    """An auction as everyone sees it, from its Redis hash (lua/start_auction.lua and
+    the scripts after it): the terms, the leading bid, never a maximum, the reserve
+    only once it is over (docs/protocol.md section 15)."""
+    terms = orjson.loads(h["terms"])
+    bids = as_int(h.get("bids"))
+    leader = h.get("leader_ps") or None if h.get("leader") else None
+    amount = as_int(h.get("amount")) if leader else None
+    reserve = terms.get("reserve_price")
+    met = amount is not None and (reserve is None or amount >= reserve)
+    state = h.get("state", "open")
+    view: dict[str, Any] = {
+        **{k: terms[k] for k in ("auction_id", "product_id", "title", "currency",
+                                 "start_price", "increments", "anti_snipe", "extend_s",
+                                 "duration_s", "signed_only", "pay_s", "started_at",
+                                 "first_ends_at")},
+        "has_reserve": reserve is not None, "reserve_met": met,
+        "buy_now_price": terms.get("buy_now_price") if bids == 0 else None,
+        "ends_at": as_int(h.get("ends_at")), "state": state,
+        "leader": leader, "leader_name": h.get("leader_name") if leader else None,
+        "amount": amount,
+        "min_next": min_next(amount, int(terms["start_price"]), terms["increments"]),
+        "bids": bids, "extensions": as_int(h.get("extensions")),
+        "genesis": h.get("genesis", ""), "head": h.get("head", ""), "result": None}
+    if state == "open":
+        return view
+    won = bool(h.get("winner"))
+    second = None
+    if h.get("sc_bidder"):
+        second = {"bidder": h.get("sc_ps"), "bidder_name": h.get("sc_name", ""),
+                  "amount": as_int(h.get("sc_amount")),
+                  "hold": {"id": h.get("sc_hold"), "expires_at": as_int(h.get("sc_expires")),
+                           "unit_price": as_int(h.get("sc_amount"))}}
+    view["result"] = {
+        "winner": leader if won else None,
+        "winner_name": h.get("leader_name") if won else None,
+        "amount": amount if won else None, "reserve_price": reserve,
+        "reserve_met": met and state != "cancelled",
+        "ended_at": as_int(h.get("ended_at")), "ended_by": h.get("ended_by", ""),
+        "bids": bids, "head": h.get("head", ""),
+        "hold": {"id": h.get("hold_id"), "expires_at": as_int(h.get("hold_expires")),
+                 "unit_price": amount} if won else None,
+        "second_chance": second}
+    return view
+
+
+# Snapshots carry the open auctions and those over this recently.
+RECENT_AUCTION_MS = 3600 * 1000
+
+
+def recent_auctions(hashes: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """The auctions a snapshot carries, newest first."""
+    views = [auction_view(h) for h in hashes]
+    views = [v for v in views if v["state"] == "open"
+             or v["result"]["ended_at"] > now - RECENT_AUCTION_MS]
+    views.sort(key=lambda v: (-v["started_at"], v["auction_id"]))
+    return views

@@ -37,7 +37,7 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from server.core import events
 from server.core.domain import now_ms
@@ -59,6 +59,9 @@ from server.features.registry import Call, Registry, Route
 from server.features.sales import Sales
 from server.features.waitlist import Waitlist
 from server.state.rooms_data import RoomsData
+
+if TYPE_CHECKING:
+    from server.features.auctions import Auctions
 
 log = logging.getLogger("livesell.rooms")
 
@@ -185,8 +188,9 @@ class Lifecycle:
     """State changes of rooms."""
 
     def __init__(self, ctx: Context, sales: Sales, listings: Listings, waitlist: Waitlist,
-                 lotteries: Lotteries) -> None:
+                 lotteries: Lotteries, auctions: Auctions) -> None:
         self.ctx = ctx
+        self.auctions = auctions
         self.sales = sales
         self.listings = listings
         self.waitlist = waitlist
@@ -310,6 +314,7 @@ class Lifecycle:
         # Nothing is bought at the list price any more either; holds taken so are voided.
         await self.listings.close_all(room_id, pids)
         await self.lotteries.draw_open(room_id)
+        await self.auctions.wind_down(room_id)
         await ctx.data.offers.close_coupons(room_id, ended_at)
         # Countdown ticks of stopped sales would only be skipped when due: drop them
         # (a lottery whose draw failed keeps its close job).

@@ -6,7 +6,8 @@ messages, due jobs, restore from the store): the room and its snapshot
 (room.py), the lifecycle (rooms.py), the catalogue and pins (catalogue.py),
 buy-it-now (listings.py), sales (sales.py), waitlists (waitlist.py), holds and
 checkout (buying.py), comment-to-buy (claims.py), coupons (coupons.py),
-lotteries (lotteries.py), chat and moderation (chat.py), reports (reports.py).
+lotteries (lotteries.py), auctions (auctions.py), chat and moderation (chat.py),
+reports (reports.py).
 Host actions validate with `core.domain`, write the durable record to the
 store, then update Redis through `state/` and broadcast through the hub. Viewer
 actions run one atomic script each. The pulse (pulse.py) runs what falls due;
@@ -16,6 +17,7 @@ order of registration is the order of restoring a room."""
 from __future__ import annotations
 
 from server.core.settings import Settings
+from server.features.auctions import Auctions
 from server.features.buying import Buying
 from server.features.catalogue import Catalogue
 from server.features.chat import ChatRoom
@@ -51,8 +53,9 @@ class Show:
         self.claims = Claims(ctx, self.catalogue, self.buying, self.waitlist)
         self.coupons = Coupons(ctx)
         self.lotteries = Lotteries(ctx)
+        self.auctions = Auctions(ctx, self.catalogue)
         self.lifecycle = Lifecycle(ctx, self.sales, self.listings, self.waitlist,
-                                   self.lotteries)
+                                   self.lotteries, self.auctions)
         self.room = Room(ctx, self.lifecycle)
         self.chat = ChatRoom(ctx)
         self.reports = Reports(ctx, self.room)
@@ -60,7 +63,8 @@ class Show:
         # them, drops before an ended room closes them.
         features: tuple[Feature, ...] = (
             self.room, self.catalogue, self.listings, self.sales, self.buying, self.waitlist,
-            self.claims, self.coupons, self.lotteries, self.lifecycle, self.chat, self.reports)
+            self.claims, self.coupons, self.lotteries, self.auctions, self.lifecycle, self.chat,
+            self.reports)
         for feature in features:
             feature.register(self.registry)
         self.restore = Restore(ctx, self.registry)

@@ -1,5 +1,5 @@
 """The state layer's door for features: one object holding the Redis-backed
-data classes (rooms, catalogue, sales, offers, chat, schedule, rebuild), the
+data classes (rooms, catalogue, sales, offers, auctions, chat, schedule, rebuild), the
 typed script wrappers and the order store. Nothing above this layer sees the
 Redis client."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.state.auctions_data import AuctionsData
 from server.state.catalogue_data import CatalogueData
 from server.state.chat_data import ChatData
 from server.state.memory_watch import MemoryWatch
@@ -25,6 +26,7 @@ class StateData:
         self.catalogue = CatalogueData(redis)
         self.sales = SalesData(redis)
         self.offers = OffersData(redis)
+        self.auctions = AuctionsData(redis)
         self.chat = ChatData(redis)
         self.schedule = ScheduleData(redis)
         self.rebuild = RebuildData(redis)

@@ -57,6 +57,10 @@ SCRIPT_NAMES: Final = (
     "join_waitlist",
     "leave_room",
     "claim_word",
+    "start_auction",
+    "bid",
+    "close_auction",
+    "second_chance",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

@@ -40,6 +40,7 @@ class RoomRead:
     coupons: list[dict[str, str]]
     lotteries: list[tuple[str, dict[str, str], int]]  # id, hash, entrant count
     policy: dict[str, str]
+    auctions: list[dict[str, str]]  # every auction's hash
 
 
 class RoomsData:
@@ -132,8 +133,9 @@ class RoomsData:
             pipe.smembers(keys.lotteries)
             pipe.exists(keys.epoch)
             pipe.hgetall(keys.policy)
+            pipe.smembers(keys.auctions)
             (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids,
-             whole, policy_raw) = await pipe.execute()
+             whole, policy_raw, auction_ids) = await pipe.execute()
         products = [orjson.loads(v) for v in products_raw.values()]
         products.sort(key=lambda p: p.get("position", 0))
         coupon_ids = sorted(coupon_ids)
@@ -159,8 +161,11 @@ class RoomsData:
                 pipe.hgetall(keys.sale(listing_id(p["product_id"])))
             for p in products:
                 pipe.zcard(keys.waitlist(p["product_id"]))
+            for aid in sorted(auction_ids):
+                pipe.hgetall(keys.auction(aid))
             res = await pipe.execute()
-        sales, listings, waiting = res[:n], res[n:2 * n], res[2 * n:]
+        sales, listings, waiting = res[:n], res[n:2 * n], res[2 * n:3 * n]
+        auctions = [h for h in res[3 * n:] if h]
         return RoomRead(
             seq=int(seq or 0), whole=bool(whole), room=room, products=products,
             stocks=stocks, sales=[s or None for s in sales], listings=listings,
@@ -170,7 +175,7 @@ class RoomsData:
             lotteries=[(lid, lot, int(count)) for lid, lot, count in
                        zip(lottery_ids, lotteries_raw[0::2], lotteries_raw[1::2],
                            strict=True) if lot],
-            policy=policy_raw)
+            policy=policy_raw, auctions=auctions)
 
     async def chat_per_minute(self, room_id: str, minute: int) -> tuple[int, int]:
         """Chat messages in the minute before `minute` and in `minute` itself."""

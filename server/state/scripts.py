@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
+from server.core import auction_chain
+from server.core.auction_terms import Auction, hold_sale_id
 from server.core.domain import listing_id, new_id
 from server.core.keys import DUE, guest_mints, room_keys
 from server.state.ledger import SCRIPT_NAMES, Arg, Ledger
@@ -89,6 +91,22 @@ CONTRACTS: Final[dict[str, Contract]] = {
                                "key_prefix")),
     "leave_room": Contract(("present", "gone"), ("viewer", "keep_place_ms")),
     "claim_word": Contract(("claim_words", "listing"), ("product_id", "keyword", "quantities")),
+    "start_auction": Contract(
+        ("auction", "stock", "hold_sale", "product_auction", "auctions", "timers", "epoch"),
+        ("auction_id", "product_id", "terms", "start_price", "increments", "anti_snipe",
+         "extend_ms", "ends_at", "reserve", "buy_now", "signed_only", "pay_ms", "salt",
+         "genesis", "currency", "started_at", "key_prefix")),
+    "bid": Contract(
+        ("answer", "auction", "chain", "maxima", "epoch", "policy", "unpaid"),
+        ("bidder", "nickname", "amount", "max_amount", "verified", "answer_ttl_s",
+         "auction_id")),
+    "close_auction": Contract(
+        ("auction", "stock", "hold_sale", "bought", "holds", "open_holds", "timers", "epoch",
+         "product_auction", "hold"),
+        ("auction_id", "mode", "hold_id")),
+    "second_chance": Contract(
+        ("auction", "hold_sale", "bought", "holds", "open_holds", "epoch", "hold"),
+        ("auction_id", "hold_id")),
 }
 
 # ====================================================================== replies
@@ -286,6 +304,73 @@ def _due(reply: Any) -> int | None:
     return int(reply) if reply else None
 
 
+class BidDecided(NamedTuple):
+    """bid.lua: 'ok' (accepted, or the leader's maximum raised) and 'outbid' (refused,
+    but the leader's proxy bid rose) change the auction and are remembered; 'dup' is
+    a remembered answer, 'refused' changed nothing. `event`: the auction_bid event's
+    fields as JSON ('' when nothing public changed); `entry`: the new chain entry with
+    the bidder's id ('' for none); `max_amount` and `at` for the store."""
+
+    status: Literal["ok", "outbid", "dup", "refused", "rebuilding"]
+    answer: str
+    event: str
+    entry: str
+    max_amount: int
+    at: int
+
+
+def _bid_decided(reply: list[Any]) -> BidDecided:
+    if reply[0] in ("ok", "outbid"):
+        return BidDecided(reply[0], reply[1], reply[2], reply[3], int(reply[4]),
+                          int(reply[5]))
+    return BidDecided(reply[0], reply[1] if len(reply) > 1 else "", "", "", 0, 0)
+
+
+class AuctionClosed(NamedTuple):
+    """close_auction.lua: 'ended' (with `ended_by`, the winner's id and hold, or ''
+    for no winner), 'not_due' (the end moved: `expires_at` holds the end in force),
+    'returned' (a kept unit went back to stock), 'over' (`ended_by` holds the state),
+    'missing' or 'rebuilding'."""
+
+    status: Literal["ended", "not_due", "returned", "over", "missing", "rebuilding"]
+    ended_by: str
+    winner: str
+    hold_id: str
+    expires_at: int
+    ended_at: int
+
+
+def _auction_closed(reply: list[Any]) -> AuctionClosed:
+    if reply[0] == "ended":
+        return AuctionClosed("ended", reply[1], reply[2], reply[3], int(reply[4]),
+                             int(reply[5]))
+    if reply[0] == "not_due":
+        return AuctionClosed("not_due", "", "", "", int(reply[1]), 0)
+    if reply[0] == "over":
+        return AuctionClosed("over", reply[1], "", "", 0, 0)
+    return AuctionClosed(reply[0], "", "", "", 0, 0)
+
+
+class SecondChance(NamedTuple):
+    """second_chance.lua: 'offered' (to `bidder`, at `amount`, until `expires_at`), or
+    'refused' with `bidder` holding the code, 'missing', 'rebuilding'."""
+
+    status: Literal["offered", "refused", "missing", "rebuilding"]
+    bidder: str
+    pseudonym: str
+    name: str
+    amount: int
+    expires_at: int
+    hold_id: str
+
+
+def _second_chance(reply: list[Any], hold_id: str) -> SecondChance:
+    if reply[0] == "offered":
+        return SecondChance("offered", reply[1], reply[2], reply[3], int(reply[4]),
+                            int(reply[5]), hold_id)
+    return SecondChance(reply[0], reply[1] if len(reply) > 1 else "", "", "", 0, 0, "")
+
+
 # ====================================================================== typed calls
 
 
@@ -463,3 +548,46 @@ class Scripts(Ledger):
         return self.run("mint_guest", [guest_mints(client)], [limit, window_ms, member],
                         _guest_mint)
 
+    def start_auction(self, room_id: str, *, auction: Auction, salt: str,
+                      terms: str) -> asyncio.Future[list[str]]:
+        """Take a unit out of stock for the auction; ['ok'], ['sold_out'], ['active',
+        id] or ['rebuilding']."""
+        k = room_keys(room_id)
+        aid, pid = auction.auction_id, auction.product_id
+        return self.run("start_auction", [
+            k.auction(aid), k.stock(pid), k.sale(hold_sale_id(aid)), k.product_auction(pid),
+            k.auctions, k.timers, k.epoch,
+        ], [aid, pid, terms, auction.start_price,
+            auction_chain.increments_text(auction.bands()), auction.anti_snipe,
+            auction.extend_s * 1000, auction.first_ends_at, auction.reserve_price or 0,
+            auction.buy_now_price or 0, "1" if auction.signed_only else "0",
+            auction.pay_s * 1000, salt, auction.genesis(), auction.currency,
+            auction.started_at, k.base], lambda reply: [str(r) for r in reply])
+
+    def bid(self, room_id: str, *, auction_id: str, bidder: str, nickname: str,
+            request_id: str, amount: int, max_amount: int | None, verified: bool,
+            answer_ttl_s: int) -> asyncio.Future[BidDecided]:
+        k = room_keys(room_id)
+        return self.run("bid", [
+            k.request(bidder, "bid", request_id), k.auction(auction_id),
+            k.auction_chain(auction_id), k.auction_maxima(auction_id), k.epoch, k.policy,
+            k.unpaid,
+        ], [bidder, nickname, amount, "" if max_amount is None else max_amount,
+            "1" if verified else "0", answer_ttl_s, auction_id], _bid_decided)
+
+    def close_auction(self, room_id: str, *, auction_id: str, product_id: str,
+                      mode: Literal["due", "now", "cancel"]) -> asyncio.Future[AuctionClosed]:
+        k = room_keys(room_id)
+        sid, hold_id = hold_sale_id(auction_id), new_id("h")
+        return self.run("close_auction", [
+            k.auction(auction_id), k.stock(product_id), k.sale(sid), k.bought(sid), k.holds,
+            k.open_holds, k.timers, k.epoch, k.product_auction(product_id), k.hold(hold_id),
+        ], [auction_id, mode, hold_id], _auction_closed)
+
+    def second_chance(self, room_id: str, auction_id: str) -> asyncio.Future[SecondChance]:
+        k = room_keys(room_id)
+        sid, hold_id = hold_sale_id(auction_id), new_id("h")
+        return self.run("second_chance", [
+            k.auction(auction_id), k.sale(sid), k.bought(sid), k.holds, k.open_holds,
+            k.epoch, k.hold(hold_id),
+        ], [auction_id, hold_id], lambda reply: _second_chance(reply, hold_id))

@@ -139,6 +139,36 @@ CREATE TABLE IF NOT EXISTS claim_words (
 -- One product per keyword in a room, in any case (keywords are ASCII letters and digits).
 CREATE UNIQUE INDEX IF NOT EXISTS claim_words_keyword
     ON claim_words (room_id, keyword COLLATE NOCASE) WHERE keyword IS NOT NULL;
+-- Auctions (server/features/auctions.py): the terms as JSON, the pseudonym salt (never
+-- published), and once over the result as JSON. New tables: older stores gain them.
+CREATE TABLE IF NOT EXISTS auctions (
+    auction_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    salt TEXT NOT NULL,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS auctions_by_room ON auctions (room_id);
+-- Each accepted bid: the chain entry as published, with the bidder behind the
+-- pseudonym. Written before the bidder hears "accepted"; a rebuild of Redis replays them.
+CREATE TABLE IF NOT EXISTS auction_bids (
+    auction_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    viewer_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (auction_id, seq)
+);
+-- The highest maximum (proxy) bid each bidder set, and when: the leader's proxy and the
+-- runner-up of a second-chance offer come from these.
+CREATE TABLE IF NOT EXISTS auction_maxima (
+    auction_id TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    max_amount INTEGER NOT NULL,
+    set_at INTEGER NOT NULL,
+    PRIMARY KEY (auction_id, viewer_id)
+);
 """
 
 ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",

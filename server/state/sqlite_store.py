@@ -204,6 +204,28 @@ class SqliteOrderStore:
         await self.write("UPDATE lotteries SET result = ? WHERE lottery_id = ?",
                          (orjson.dumps(result).decode(), lottery_id))
 
+    async def add_auction(self, room_id: str, terms: dict[str, Any], salt: str) -> None:
+        await self.write("INSERT INTO auctions VALUES (?, ?, ?, ?, NULL)",
+                         (terms["auction_id"], room_id, orjson.dumps(terms).decode(), salt))
+
+    async def add_auction_bid(self, auction_id: str, seq: int, viewer_id: str, name: str,
+                              entry: dict[str, Any]) -> None:
+        await self.write("INSERT INTO auction_bids VALUES (?, ?, ?, ?, ?) "
+                         "ON CONFLICT(auction_id, seq) DO NOTHING",
+                         (auction_id, seq, viewer_id, name, orjson.dumps(entry).decode()))
+
+    async def set_auction_max(self, auction_id: str, viewer_id: str, name: str,
+                              max_amount: int, at: int) -> None:
+        await self.write("INSERT INTO auction_maxima VALUES (?, ?, ?, ?, ?) "
+                         "ON CONFLICT(auction_id, viewer_id) DO UPDATE SET "
+                         "max_amount = excluded.max_amount, set_at = excluded.set_at "
+                         "WHERE excluded.max_amount > auction_maxima.max_amount",
+                         (auction_id, viewer_id, name, max_amount, at))
+
+    async def set_auction_result(self, auction_id: str, result: dict[str, Any]) -> None:
+        await self.write("UPDATE auctions SET result = ? WHERE auction_id = ?",
+                         (orjson.dumps(result).decode(), auction_id))
+
     async def set_room_policy(self, room_id: str, policy: dict[str, Any]) -> None:
         await self.write("INSERT INTO room_policies VALUES (?, ?) ON CONFLICT(room_id) "
                          "DO UPDATE SET data = excluded.data",
@@ -283,6 +305,24 @@ class SqliteOrderStore:
             (room_id,))
         return [(orjson.loads(r["data"]), r["seed"],
                  orjson.loads(r["result"]) if r["result"] else None) for r in rows]
+
+    async def auctions(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
+        rows = await self._all("SELECT data, salt, result FROM auctions WHERE room_id = ? "
+                               "ORDER BY rowid", (room_id,))
+        return [(orjson.loads(r["data"]), str(r["salt"]),
+                 orjson.loads(r["result"]) if r["result"] else None) for r in rows]
+
+    async def auction_bids(self, auction_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = await self._all("SELECT viewer_id, name, entry FROM auction_bids "
+                               "WHERE auction_id = ? ORDER BY seq", (auction_id,))
+        return [(str(r["viewer_id"]), str(r["name"]), orjson.loads(r["entry"])) for r in rows]
+
+    async def auction_maxima(self, auction_id: str) -> list[tuple[str, str, int, int]]:
+        rows = await self._all("SELECT viewer_id, name, max_amount, set_at FROM auction_maxima "
+                               "WHERE auction_id = ? ORDER BY set_at, viewer_id",
+                               (auction_id,))
+        return [(str(r["viewer_id"]), str(r["name"]), int(r["max_amount"]), int(r["set_at"]))
+                for r in rows]
 
     async def lottery_entrants(self, room_id: str,
                                lottery_id: str | None = None) -> dict[str, list[str]]:

@@ -192,6 +192,24 @@ class OrderStore(Protocol):
         """Set the host's room policy, replacing it."""
         ...
 
+    async def add_auction(self, room_id: str, terms: dict[str, Any], salt: str) -> None:
+        """Record an auction (`terms["auction_id"]` is new) with its pseudonym salt."""
+        ...
+
+    async def add_auction_bid(self, auction_id: str, seq: int, viewer_id: str, name: str,
+                              entry: dict[str, Any]) -> None:
+        """Record an accepted bid's chain entry (again for the same seq: no change)."""
+        ...
+
+    async def set_auction_max(self, auction_id: str, viewer_id: str, name: str,
+                              max_amount: int, at: int) -> None:
+        """Record a bidder's maximum, kept only when higher than the one recorded."""
+        ...
+
+    async def set_auction_result(self, auction_id: str, result: dict[str, Any]) -> None:
+        """Record (or update: a second-chance offer) the auction's result."""
+        ...
+
     # ------------------------------------------------------------- reads
 
     async def rooms(self) -> list[dict[str, Any]]:
@@ -241,6 +259,18 @@ class OrderStore(Protocol):
 
     async def lotteries(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
         """The room's lotteries (data, seed, result or None) in the order they were made."""
+        ...
+
+    async def auctions(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
+        """The room's auctions (terms, salt, result or None), in the order they started."""
+        ...
+
+    async def auction_bids(self, auction_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """The auction's recorded bids (bidder id, name, chain entry) in seq order."""
+        ...
+
+    async def auction_maxima(self, auction_id: str) -> list[tuple[str, str, int, int]]:
+        """Each bidder's (id, name, highest maximum, when set), earliest first."""
         ...
 
     async def lottery_entrants(self, room_id: str,

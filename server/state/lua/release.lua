@@ -16,7 +16,9 @@
 -- who left keeps their place
 -- Returns {'done', qty, product_id, state now, 1 when the waitlist has more to do,
 --   waitlist moves...} | {'not_due'} | {'missing'} | {'rebuilding'} | {state}
--- The units returned go to the head of the product's waitlist first (lua/lib/waitlist.lua).
+-- The units returned go to the head of the product's waitlist first (lua/lib/waitlist.lua);
+-- an auction's hold (its sale-like hash's kind 'auction') leaves its unit with the
+-- auction instead (server/features/auctions.py).
 -- #include offer
 -- #include waitlist
 if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
@@ -45,8 +47,18 @@ else
   state = 'released'
 end
 local qty = tonumber(h[4])
-redis.call('HINCRBY', KEYS[2], 'left', qty)
-redis.call('HINCRBY', KEYS[2], 'held', -qty)
+-- An auction's winning hold that lapses leaves its unit with the auction (still held
+-- in stock) for the host's second-chance offer, and marks the buyer's unpaid win.
+local sid = redis.call('HGET', KEYS[1], 'sale_id')
+local aside = redis.call('HGET', KEYS[3], 'kind') == 'auction'
+if aside then
+  local ak = ARGV[5] .. 'auction:' .. string.sub(sid, 4)
+  redis.call('HSET', ak, 'unit', 'aside')
+  if state ~= 'aborted' then redis.call('SADD', ARGV[5] .. 'unpaid', h[3]) end
+else
+  redis.call('HINCRBY', KEYS[2], 'left', qty)
+  redis.call('HINCRBY', KEYS[2], 'held', -qty)
+end
 redis.call('HINCRBY', KEYS[3], 'held', -qty)
 redis.call('HINCRBY', KEYS[4], h[3], -qty)
 if redis.call('HINCRBY', KEYS[9], h[3], -1) <= 0 then redis.call('HDEL', KEYS[9], h[3]) end
@@ -60,8 +72,11 @@ if h[6] and h[6] ~= '' and redis.call('HGET', KEYS[7], h[3]) == 'reserved:' .. A
   redis.call('HSET', KEYS[7], h[3], 'claimed')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local out, more = promote_waitlist(ARGV[5], h[5], now, ARGV[6], tonumber(ARGV[7]),
-  tonumber(ARGV[8]), tonumber(ARGV[9]))
+local out, more = {}, false
+if not aside then
+  out, more = promote_waitlist(ARGV[5], h[5], now, ARGV[6], tonumber(ARGV[7]),
+    tonumber(ARGV[8]), tonumber(ARGV[9]))
+end
 table.insert(out, 1, more and 1 or 0)
 table.insert(out, 1, state)
 table.insert(out, 1, h[5])

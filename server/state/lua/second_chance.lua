@@ -1,0 +1,36 @@
+-- The host's second-chance offer, in one step: the winner let their hold lapse, so the
+-- unit the auction kept goes to the runner-up (the highest maximum but the winner's,
+-- the earlier on a tie) as a hold at that maximum, made as close_auction.lua makes the
+-- winner's. Once per auction.
+-- KEYS[1] auction hash, KEYS[2] the winner's sale-like hash, KEYS[3] per-buyer units of
+-- it, KEYS[4] expiring-holds zset, KEYS[5] open holds per viewer, KEYS[6] the room's
+-- epoch (absent: Redis is being rebuilt), KEYS[7] the new hold's hash
+-- ARGV[1] auction id, ARGV[2] the new hold id
+-- Returns {'rebuilding'} | {'missing'} | {'refused', code}
+--   | {'offered', bidder, bidder's pseudonym, name, amount, expires_at}
+if redis.call('EXISTS', KEYS[6]) == 0 then return {'rebuilding'} end
+local a = redis.call('HMGET', KEYS[1], 'state', 'unit', 'second', 'second_max',
+  'second_name', 'sc_bidder', 'salt', 'currency', 'pay_ms', 'product_id')
+if not a[1] then return {'missing'} end
+if a[1] == 'open' then return {'refused', 'auction_open'} end
+if a[6] then return {'refused', 'second_chance_used'} end
+if a[2] == 'returned' then return {'refused', 'unit_returned'} end
+if a[2] ~= 'aside' then
+  if a[1] == 'cancelled' or a[2] == 'none' then return {'refused', 'no_runner_up'} end
+  return {'refused', 'winner_paying'}
+end
+if not a[3] or a[3] == '' then return {'refused', 'no_runner_up'} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local buyer, expires = a[3], now + tonumber(a[9])
+local ps = string.sub(redis.sha1hex(a[7] .. ':' .. buyer), 1, 12)
+redis.call('HINCRBY', KEYS[2], 'held', 1)
+redis.call('HINCRBY', KEYS[3], buyer, 1)
+redis.call('HINCRBY', KEYS[5], buyer, 1)
+redis.call('HSET', KEYS[7], 'id', ARGV[2], 'buyer', buyer, 'product_id', a[10],
+  'sale_id', 'au_' .. ARGV[1], 'quantity', 1, 'unit_price', a[4], 'currency', a[8],
+  'created_at', now, 'expires_at', expires, 'state', 'held')
+redis.call('ZADD', KEYS[4], expires, ARGV[2])
+redis.call('HSET', KEYS[1], 'unit', 'held', 'sc_bidder', buyer, 'sc_ps', ps,
+  'sc_name', a[5] or '', 'sc_amount', a[4], 'sc_hold', ARGV[2], 'sc_expires', expires)
+return {'offered', buyer, ps, a[5] or '', tonumber(a[4]), expires}
