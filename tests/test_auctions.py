@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from server.core import auction_chain
-from tests.support import Host, LiveServer, ViewerClient, create_room, eventually, join
+from tests.support import (
+    Host,
+    LiveServer,
+    StoreLock,
+    ViewerClient,
+    create_room,
+    eventually,
+    join,
+    server_with,
+)
 
 
 def code(answer: dict[str, Any]) -> str:
@@ -100,6 +113,14 @@ async def test_proxy_bids_refusals_and_the_winner_pays(server: LiveServer,
     assert [(e["kind"], e["amount"]) for e in entries] == [
         ("bid", 1000), ("proxy", 1200), ("proxy", 2000), ("bid", 3100)]
     assert auction_chain.verify(view, entries) == []
+    # Anyone can check it from the published record: `livesell verify-auction`.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "verify-auction", "--url",
+        f"{server.base}/api/rooms/{host.room_id}/auctions/{aid}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, (out, err)
+    assert out.decode().startswith("OK: 4 accepted bid(s)") and "at 3100" in out.decode()
     # The winner pays the hold they were given, under the normal checkout.
     placed = await bob.request("checkout", hold_id=result["hold"]["id"])
     assert placed["type"] == "order_placed", placed
@@ -108,6 +129,12 @@ async def test_proxy_bids_refusals_and_the_winner_pays(server: LiveServer,
     assert audit["ok"], [c for c in audit["checks"] if not c["ok"]]
     paying = await host.call("POST", f"/auctions/{aid}/second-chance", expect=409)
     assert paying["error"]["code"] == "winner_paying"
+    # The audit holds the store to the chain: a bid missing from the record is found.
+    with sqlite3.connect(server.settings.store_path) as db:
+        db.execute("DELETE FROM auction_bids WHERE auction_id = ? AND seq = 2", (aid,))
+    audit = await host.audit()
+    failed = [c["name"] for c in audit["checks"] if not c["ok"]]
+    assert failed == [f"auction {aid}: every accepted bid is in the store"]
     for v in (ada, bob):
         await v.close()
 
@@ -228,3 +255,125 @@ async def test_200_bidders_with_proxies_and_snipes_one_winner_the_highest_bid(
     audit = await host.audit()
     assert audit["ok"], [c for c in audit["checks"] if not c["ok"]]
     await asyncio.gather(*(v.close() for v in bidders))
+
+
+async def auction_when_whole(http: httpx.AsyncClient, room_id: str,
+                             auction_id: str) -> dict[str, Any]:
+    async def whole() -> dict[str, Any] | None:
+        r = await http.get(f"/api/rooms/{room_id}/auctions/{auction_id}")
+        return dict(r.json()) if r.status_code == 200 else None
+    view: dict[str, Any] = await eventually(whole)
+    return view
+
+
+async def test_auctions_survive_a_rebuild_of_redis_from_the_store(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    """FLUSHALL mid-auction: the open auction comes back with its leader, price, end,
+    chain and maxima (the leader's proxy still answers); an ended one with the
+    winner's hold, which can still be paid; the unit counts stay whole."""
+    host = await create_room(http)
+    done = await start(host)
+    live = await start(host, duration_s=600)
+    ada, bob = await join(server, host.room_id), await join(server, host.room_id)
+    await bid(ada, done["auction_id"], 1000)
+    won = await host.call("POST", f"/auctions/{done['auction_id']}/end", expect=200)
+    first = await bid(ada, live["auction_id"], 1000, max_amount=3000)
+    await bid(bob, live["auction_id"], 1500)
+    before = await host.call("GET", f"/auctions/{live['auction_id']}", expect=200)
+    assert (before["amount"], before["leader"]) == (1600, first["pseudonym"])
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+    after = await auction_when_whole(http, host.room_id, live["auction_id"])
+    assert {k: after[k] for k in ("amount", "leader", "ends_at", "bids", "head", "state")} \
+        == {k: before[k] for k in ("amount", "leader", "ends_at", "bids", "head", "state")}
+    # Ada's maximum survived: Bob is still outbid by her proxy.
+    again = await bid(bob, live["auction_id"], 2000)
+    assert code(again) == "outbid_by_proxy" and again["details"]["amount"] == 2100
+    over = await host.call("POST", f"/auctions/{live['auction_id']}/end", expect=200)
+    assert over["result"]["winner"] == first["pseudonym"] and over["result"]["amount"] == 2100
+    assert auction_chain.verify(over, await chain(http, host.room_id,
+                                                  live["auction_id"])) == []
+    # The first auction's winner still holds (and can pay) the unit she won.
+    restored = await host.call("GET", f"/auctions/{done['auction_id']}", expect=200)
+    assert restored["result"] == won["result"]
+    placed = await ada.request("checkout", hold_id=won["result"]["hold"]["id"])
+    assert placed["type"] == "order_placed", placed
+    audit = await host.audit()
+    assert audit["ok"], [c for c in audit["checks"] if not c["ok"]]
+    await asyncio.gather(ada.close(), bob.close())
+
+
+async def test_a_bid_is_stored_before_its_bidder_hears_accepted(
+        redis_url: str, data_dir: Path) -> None:
+    """The store locked by another process past the write timeout: the bid stands in
+    Redis (the room sees it) but its bidder is told store_unavailable, not accepted;
+    the same request again, once the store answers, is accepted and recorded."""
+    async with server_with(redis_url, data_dir, store={"busy_timeout_ms": 300}) as (live, http):
+        host = await create_room(http)
+        auction = await start(host)
+        aid = auction["auction_id"]
+        ada, bob = await join(live, host.room_id), await join(live, host.room_id)
+        async with StoreLock(live.settings.store_path):
+            answer = await bid(ada, aid, 1000, request_id="stalled")
+            assert code(answer) == "store_unavailable", answer
+            seen = await bob.next_event("auction_bid")
+            assert seen["amount"] == 1000
+        retried = await bid(ada, aid, 1000, request_id="stalled")
+        assert (retried["type"], retried["outcome"], retried["amount"]) == (
+            "bid_placed", "leading", 1000)
+        with sqlite3.connect(live.settings.store_path) as db:
+            stored = db.execute("SELECT seq, viewer_id FROM auction_bids WHERE auction_id = ?",
+                                (aid,)).fetchall()
+        assert stored == [(1, ada.viewer_id)]
+        await asyncio.gather(ada.close(), bob.close())
+
+
+async def test_ending_the_show_cancels_open_auctions_and_returns_their_units(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    auction = await start(host, stock=1)
+    ada = await join(server, host.room_id)
+    await bid(ada, auction["auction_id"], 1000)
+    await host.call("POST", "/end", expect=200)
+    event = await ada.next_event("auction_cancelled")
+    assert event["auction"]["result"]["ended_by"] == "cancelled"
+    assert event["auction"]["result"]["winner"] is None
+    card = await host.call("GET", f"/products/{auction['product_id']}", expect=200)
+    assert card["stock"] == {"total": 1, "left": 1, "held": 0, "sold": 0}
+    assert (await host.call("POST", "/auctions", {"product_id": auction["product_id"],
+                                                  "start_price": 100}, expect=409)
+            )["error"]["code"] == "show_ended"
+    await ada.close()
+
+
+async def test_bad_auction_requests_say_what_was_wrong(server: LiveServer,
+                                                       http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    pid = (await host.product(stock=1))["product_id"]
+    for body, field in (
+            ({"product_id": pid}, "start_price"),
+            ({"product_id": pid, "start_price": 0}, "start_price"),
+            ({"product_id": pid, "start_price": 100, "duration_s": 2}, "duration_s"),
+            ({"product_id": pid, "start_price": 100, "anti_snipe": "never"}, "anti_snipe"),
+            ({"product_id": pid, "start_price": 100, "reserve_price": 50}, "reserve_price"),
+            ({"product_id": pid, "start_price": 100, "increments": [{"from": 5, "step": 1}]},
+             "increments"),
+            ({"product_id": pid, "start_price": 100, "increments": [
+                {"from": 0, "step": 1}, {"from": 0, "step": 2}]}, "increments"),
+            ({"product_id": pid, "start_price": 100, "extra": 1}, "extra")):
+        error = (await host.call("POST", "/auctions", body, expect=400))["error"]
+        assert field in error["message"], (body, error)
+    await host.call("POST", "/auctions", {"product_id": pid, "start_price": 100}, expect=201)
+    # The one unit is with the auction: another cannot start on it.
+    busy = await host.call("POST", "/auctions", {"product_id": pid, "start_price": 100},
+                           expect=409)
+    assert busy["error"]["code"] == "auction_active"
+    viewer = await join(server, host.room_id)
+    for frame, what in (({"auction_id": "a_x"}, "amount"),
+                        ({"auction_id": "a_x", "amount": 10, "max_amount": 5}, "max_amount"),
+                        ({"auction_id": "a_x", "amount": "10"}, "amount")):
+        answer = await viewer.request("bid", **frame)
+        assert answer["code"] == "bad_request" and what in answer["message"], answer
+    assert code(await bid(viewer, "a_nothing", 100)) == "auction_not_found"
+    await viewer.close()

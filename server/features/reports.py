@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.core import auction_chain
+from server.core.auction_terms import hold_sale_id
 from server.core.domain import listing_id, now_ms
 from server.core.errors import Unavailable
 from server.core.protocol import query_int
-from server.core.views import sale_view
+from server.core.views import auction_view, sale_view
 from server.features.context import Context
 from server.features.registry import Call, Registry, Route
 from server.features.room import Room
@@ -62,6 +64,31 @@ class Reports:
 
     async def orders(self, room_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
         return [o.public() for o in await self.ctx.store.orders(room_id, limit, offset)]
+
+    async def _auction_checks(self, room_id: str, by_buyer: dict[str, dict[str, int]],
+                              checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each auction's chain verifies from its published record; an ended one's
+        every accepted bid is in the store; its unit was sold at most once."""
+        out = []
+        for h in await self.ctx.data.auctions.auctions(room_id):
+            view = auction_view(h)
+            aid = view["auction_id"]
+            chain = await self.ctx.data.auctions.chain(room_id, aid)
+            problems = auction_chain.verify(view, chain)
+            checks.append({"name": f"auction {aid}: the bid chain verifies",
+                           "ok": not problems, "detail": problems[:10]})
+            sold = sum(by_buyer.get(hold_sale_id(aid), {}).values())
+            checks.append({"name": f"auction {aid}: its unit sold at most once",
+                           "ok": sold <= 1, "detail": {"orders": sold}})
+            stored = 0
+            if view["state"] != "open":
+                stored = len(await self.ctx.store.auction_bids(aid))
+                checks.append({"name": f"auction {aid}: every accepted bid is in the store",
+                               "ok": stored == view["bids"],
+                               "detail": {"redis": view["bids"], "store": stored}})
+            out.append({"auction_id": aid, "state": view["state"], "bids": view["bids"],
+                        "sold_in_store": sold, "bids_in_store": stored})
+        return out
 
     async def audit(self, room_id: str) -> dict[str, Any]:
         """Redis counters beside the store's record, per product and sale, with checks.
@@ -121,6 +148,7 @@ class Reports:
                              "buyers": len(buyers)})
             checks.append({"name": f"listing {pid}: no buyer above the limit",
                            "ok": not over, "detail": over})
+        auctions = await self._auction_checks(room_id, by_buyer, checks)
         oversold = await store.oversold_sales(room_id)
         checks.append({"name": "store: no sale has orders above its units",
                        "ok": not oversold,
@@ -135,7 +163,7 @@ class Reports:
         checks.append({"name": "store: no hold both ordered and aborted",
                        "ok": conflicts == 0, "detail": {"holds": conflicts}})
         return {"room_id": room_id, "state": "whole", "products": products, "sales": sales,
-                "listings": listings,
+                "listings": listings, "auctions": auctions,
                 "orders": totals, "aborted_holds": await store.aborted_count(room_id),
                 "checks": checks,
                 "ok": all(c["ok"] for c in checks)}

@@ -1,5 +1,6 @@
 """The `livesell` command: `serve` runs the server, `verify-lottery` recomputes a
-drawn lottery from its published record."""
+drawn lottery from its published record, `verify-auction` checks an ended
+auction's bid chain (server/core/auction_chain.py)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     src = verify.add_mutually_exclusive_group(required=True)
     src.add_argument("--file", help="JSON as returned by GET /api/rooms/{room}/lotteries/{id}")
     src.add_argument("--url", help="the lottery's URL on a livesell server")
+
+    auction = sub.add_parser("verify-auction",
+                             help="check an ended auction's bid chain and winner")
+    src = auction.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", help="JSON of GET /api/rooms/{room}/auctions/{id}, with the "
+                     "chain under \"entries\"")
+    src.add_argument("--url", help="the auction's URL on a livesell server "
+                     "(.../api/rooms/{room}/auctions/{id}); its chain is fetched from /bids")
     return parser
 
 
@@ -110,10 +119,69 @@ def verify_lottery(args: argparse.Namespace) -> int:
     return 1
 
 
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+# Pages of the chain fetched at most (1,000 entries each): a bound on what a
+# hostile or broken server can make the command read.
+MAX_CHAIN_PAGES = 1000
+
+
+def verify_auction(args: argparse.Namespace) -> int:
+    from server.core.auction_chain import verify
+
+    try:
+        if args.file:
+            data = json.loads(Path(args.file).read_text(encoding="utf-8"))
+            entries = data.get("entries") if isinstance(data, dict) else None
+        else:
+            if not args.url.startswith(("http://", "https://")):
+                print("livesell: --url must be an http:// or https:// URL", file=sys.stderr)
+                return 2
+            data = _get_json(args.url)
+            entries = []
+            for _ in range(MAX_CHAIN_PAGES):
+                page = _get_json(f"{args.url.rstrip('/')}/bids?after={len(entries)}"
+                                 "&limit=1000")
+                entries += page["bids"]
+                if not page["more"]:
+                    break
+            else:
+                print("livesell: the chain is longer than this command reads",
+                      file=sys.stderr)
+                return 2
+    except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError) as exc:
+        print(f"livesell: cannot read the auction record: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(data, dict) or not isinstance(entries, list):
+        print("livesell: the auction record must be a JSON object with its chain "
+              "(\"entries\" in a --file)", file=sys.stderr)
+        return 2
+    if not isinstance(data.get("result"), dict):
+        print("livesell: the auction has not ended yet (no result)", file=sys.stderr)
+        return 2
+    problems = verify(data, entries)
+    if not problems:
+        result = data["result"]
+        who = (f"winner {result.get('winner_name') or ''} ({result['winner']}) at "
+               f"{result['amount']}" if result.get("winner") else "no winner")
+        print(f"OK: {len(entries)} accepted bid(s) chained from the terms to "
+              f"{result.get('head')}; {who}")
+        return 0
+    print("FAILED:")
+    for problem in problems:
+        print(f"  - {problem}")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "verify-lottery":
         return verify_lottery(args)
+    if args.command == "verify-auction":
+        return verify_auction(args)
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:
