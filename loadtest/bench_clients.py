@@ -35,6 +35,10 @@ class _Counter:
     def on_frame(self, data: bytes) -> None:
         c = self.crowd
         c.frames += 1
+        if c.track_last and c.measuring and data.startswith(b'{"seq":'):
+            # The envelope's seq is its first key: its receipt by the last viewer is the
+            # latest time any viewer got it (the auction bench's "last viewer").
+            c.last[int(data[7:data.index(b",", 7)])] = time.time() * 1000.0
         if self.sampled and c.measuring:
             ts = orjson.loads(data).get("ts")
             if ts is not None:
@@ -50,15 +54,18 @@ class _Crowd:
     lost: int = 0
     measuring: bool = False
     latency: list[float] = field(default_factory=list)
+    track_last: bool = False
+    last: dict[int, float] = field(default_factory=dict)  # event seq -> latest receipt ms
 
 
-async def _client_main(url: str, count: int, sampled: set[int], ctrl: Any, out: Any) -> None:
+async def _client_main(url: str, count: int, sampled: set[int], ctrl: Any, out: Any,
+                       track_last: bool) -> None:
     from urllib.parse import urlsplit
 
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    crowd = _Crowd()
+    crowd = _Crowd(track_last=track_last)
     links: list[Link] = []
 
     async def one(i: int) -> None:
@@ -96,12 +103,13 @@ async def _client_main(url: str, count: int, sampled: set[int], ctrl: Any, out: 
         msg = await inbox.get()
         if msg[0] == "reset":
             crowd.frames, crowd.latency, crowd.measuring = 0, [], True
+            crowd.last = {}
             cpu0, wall0 = time.process_time(), time.monotonic()
             out.put(("reset",))
         elif msg[0] == "report":
             crowd.measuring = False
             util = (time.process_time() - cpu0) / max(1e-6, time.monotonic() - wall0)
-            out.put(("report", crowd.frames, crowd.latency, util, crowd.lost))
+            out.put(("report", crowd.frames, crowd.latency, util, crowd.lost, crowd.last))
         elif msg[0] == "stop":
             for link in links:
                 link.close()
@@ -110,25 +118,29 @@ async def _client_main(url: str, count: int, sampled: set[int], ctrl: Any, out: 
 
 
 def _client_process(url: str, count: int, sampled: set[int], cpus: list[int] | None,
-                    ctrl: Any, out: Any) -> None:
+                    ctrl: Any, out: Any, track_last: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if cpus:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)
     import uvloop
 
-    uvloop.run(_client_main(url, count, sampled, ctrl, out))
+    uvloop.run(_client_main(url, count, sampled, ctrl, out, track_last))
 
 
 class Clients:
     """Bench viewers spread over generator processes."""
 
-    def __init__(self, url: str, count: int, cpus: list[int] | None, sample: int = 200) -> None:
+    def __init__(self, url: str, count: int, cpus: list[int] | None, sample: int = 200,
+                 track_last: bool = False) -> None:
         procs = max(1, (os.cpu_count() or 2) - 1)
         ctx = mp.get_context("spawn")
         self.out: Any = ctx.Queue()
         self.ctrls: list[Any] = []
         self.procs: list[Any] = []
+        # After report(): each event's (by seq) latest receipt over every viewer, in ms,
+        # when tracked (`track_last`).
+        self.last: dict[int, float] = {}
         sampled = spread_indices(count, sample)
         for w in range(procs):
             n = len(range(w, count, procs))
@@ -136,7 +148,7 @@ class Clients:
             ctrl = ctx.Queue()
             p = ctx.Process(target=_client_process, daemon=True,
                             args=(url, n, mine, [cpus[w % len(cpus)]] if cpus else None,
-                                  ctrl, self.out))
+                                  ctrl, self.out, track_last))
             p.start()
             self.ctrls.append(ctrl)
             self.procs.append(p)
@@ -165,6 +177,10 @@ class Clients:
         for c in self.ctrls:
             c.put(("report",))
         got = self._gather("report", 60)
+        self.last = {}
+        for m in got:
+            for seq, at in m[5].items():
+                self.last[seq] = max(at, self.last.get(seq, 0.0))
         return (sum(m[1] for m in got), [x for m in got for x in m[2]],
                 max(m[3] for m in got), sum(m[4] for m in got))
 

@@ -81,10 +81,20 @@ def coupon_count(coupon_id: str, remaining: int) -> Event:
     return {"type": "coupon_count", "coupon_id": coupon_id, "remaining": remaining}
 
 
-def auction(kind: str, view: dict[str, Any]) -> Event:
-    """auction_started, auction_ended, auction_cancelled, auction_second_chance: the
-    auction as everyone sees it (views.auction_view)."""
-    return {"type": kind, "auction": view}
+def auction_started(view: dict[str, Any]) -> Event:
+    """The auction as everyone sees it (views.auction_view), in each auction event."""
+    return {"type": "auction_started", "auction": view}
+
+
+def auction_ended(view: dict[str, Any]) -> Event:
+    """By the clock, the host or a buy-now; `cancelled` ones are auction_cancelled."""
+    if view["result"]["ended_by"] == "cancelled":
+        return {"type": "auction_cancelled", "auction": view}
+    return {"type": "auction_ended", "auction": view}
+
+
+def auction_second_chance(view: dict[str, Any]) -> Event:
+    return {"type": "auction_second_chance", "auction": view}
 
 
 def auction_bid(fields: dict[str, Any]) -> Event:
@@ -173,6 +183,7 @@ ROOM_EVENTS: Final = (
     "product", "pinned", "unpinned", "sale_open", "sale_scheduled", "sale_countdown",
     "sale_closed", "holds_voided", "stock", "waitlist_offer", "claimed", "coupon_drop",
     "coupon_count",
-    "lottery_open", "lottery_drawn", "lottery_entrants", "chat", "chat_deleted", "viewer_muted",
+    "lottery_open", "lottery_drawn", "lottery_entrants", "auction_started", "auction_bid",
+    "auction_ended", "auction_cancelled", "auction_second_chance", "chat", "chat_deleted", "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -145,7 +145,7 @@ class Auctions:
         self.ctx.note_due(room_id, auction.first_ends_at)
         self.ctx.timers_changed.set()
         view = await self.auction(room_id, auction.auction_id)
-        await self.ctx.publish(room_id, events.auction("auction_started", view))
+        await self.ctx.publish(room_id, events.auction_started(view))
         return view
 
     # ------------------------------------------------------------------ bids
@@ -252,8 +252,7 @@ class Auctions:
         await self._record_chain(room_id, auction_id)
         view = await self._record_result(room_id, auction_id)
         if closed.status == "ended":
-            kind = "auction_cancelled" if closed.ended_by == "cancelled" else "auction_ended"
-            await self.ctx.publish(room_id, events.auction(kind, view))
+            await self.ctx.publish(room_id, events.auction_ended(view))
         if not (closed.status == "ended" and closed.winner):
             await self.ctx.stock_freed(room_id, pid)  # the unit is back in stock
         return closed
@@ -277,7 +276,7 @@ class Auctions:
         self.ctx.note_due(room_id, offered.expires_at)
         self.ctx.timers_changed.set()
         view = await self._record_result(room_id, auction_id)
-        await self.ctx.publish(room_id, events.auction("auction_second_chance", view))
+        await self.ctx.publish(room_id, events.auction_second_chance(view))
         return view
 
     async def wind_down(self, room_id: str) -> None:

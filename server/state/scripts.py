@@ -392,6 +392,34 @@ def reserve_call(room_id: str, *, sale_id: str, product_id: str, buyer: str,
              "1" if verified else "0", client, max_open_holds, lid])
 
 
+def start_auction_call(room_id: str, *, auction: Auction, salt: str,
+                       terms: str) -> tuple[list[str], list[Arg]]:
+    """start_auction.lua's KEYS and ARGV, for `Scripts` and the auction bench's
+    reference (which runs the scripts through bare redis-py)."""
+    k = room_keys(room_id)
+    aid, pid = auction.auction_id, auction.product_id
+    return ([k.auction(aid), k.stock(pid), k.sale(hold_sale_id(aid)), k.product_auction(pid),
+             k.auctions, k.timers, k.epoch],
+            [aid, pid, terms, auction.start_price,
+             auction_chain.increments_text(auction.bands()), auction.anti_snipe,
+             auction.extend_s * 1000, auction.first_ends_at, auction.reserve_price or 0,
+             auction.buy_now_price or 0, "1" if auction.signed_only else "0",
+             auction.pay_s * 1000, salt, auction.genesis(), auction.currency,
+             auction.started_at, k.base])
+
+
+def bid_call(room_id: str, *, auction_id: str, bidder: str, nickname: str, request_id: str,
+             amount: int, max_amount: int | None, verified: bool,
+             answer_ttl_s: int) -> tuple[list[str], list[Arg]]:
+    """bid.lua's KEYS and ARGV (as start_auction_call)."""
+    k = room_keys(room_id)
+    return ([k.request(bidder, "bid", request_id), k.auction(auction_id),
+             k.auction_chain(auction_id), k.auction_maxima(auction_id), k.epoch, k.policy,
+             k.unpaid],
+            [bidder, nickname, amount, "" if max_amount is None else max_amount,
+             "1" if verified else "0", answer_ttl_s, auction_id])
+
+
 class Scripts(Ledger):
     """One method per script. Each builds its KEYS and ARGV in the order of
     `CONTRACTS` (and of the script's header) and returns a future of its typed
@@ -552,28 +580,17 @@ class Scripts(Ledger):
                       terms: str) -> asyncio.Future[list[str]]:
         """Take a unit out of stock for the auction; ['ok'], ['sold_out'], ['active',
         id] or ['rebuilding']."""
-        k = room_keys(room_id)
-        aid, pid = auction.auction_id, auction.product_id
-        return self.run("start_auction", [
-            k.auction(aid), k.stock(pid), k.sale(hold_sale_id(aid)), k.product_auction(pid),
-            k.auctions, k.timers, k.epoch,
-        ], [aid, pid, terms, auction.start_price,
-            auction_chain.increments_text(auction.bands()), auction.anti_snipe,
-            auction.extend_s * 1000, auction.first_ends_at, auction.reserve_price or 0,
-            auction.buy_now_price or 0, "1" if auction.signed_only else "0",
-            auction.pay_s * 1000, salt, auction.genesis(), auction.currency,
-            auction.started_at, k.base], lambda reply: [str(r) for r in reply])
+        keys, args = start_auction_call(room_id, auction=auction, salt=salt, terms=terms)
+        return self.run("start_auction", keys, args, lambda reply: [str(r) for r in reply])
 
     def bid(self, room_id: str, *, auction_id: str, bidder: str, nickname: str,
             request_id: str, amount: int, max_amount: int | None, verified: bool,
             answer_ttl_s: int) -> asyncio.Future[BidDecided]:
-        k = room_keys(room_id)
-        return self.run("bid", [
-            k.request(bidder, "bid", request_id), k.auction(auction_id),
-            k.auction_chain(auction_id), k.auction_maxima(auction_id), k.epoch, k.policy,
-            k.unpaid,
-        ], [bidder, nickname, amount, "" if max_amount is None else max_amount,
-            "1" if verified else "0", answer_ttl_s, auction_id], _bid_decided)
+        keys, args = bid_call(room_id, auction_id=auction_id, bidder=bidder,
+                              nickname=nickname, request_id=request_id, amount=amount,
+                              max_amount=max_amount, verified=verified,
+                              answer_ttl_s=answer_ttl_s)
+        return self.run("bid", keys, args, _bid_decided)
 
     def close_auction(self, room_id: str, *, auction_id: str, product_id: str,
                       mode: Literal["due", "now", "cancel"]) -> asyncio.Future[AuctionClosed]:
