@@ -15,11 +15,15 @@
 //   sale.js             flash sales: the form, stop, the sale cell of a row
 //   coupons.js          coupon drops
 //   lotteries.js        giveaways, draw, entrants, verification
+//   auctions.js         auctions: the start form, live leading bid and end, end / cancel / second chance
 //   chat_moderation.js  chat, delete, mute, announcements
 //   stats.js            live numbers and charts
 
 import { mergeProduct } from "./sales.js";
 import { $, copyText, setText, toast } from "./util.js";
+import {
+  antiSnipeChanged, fillAuctionDefaults, onAuctionBid, putAuction, renderAuctions, setAuctions, startAuction,
+} from "./host/auctions.js";
 import {
   renderProducts, resetProductForm, submitProduct, updateAllRows, updateRow,
 } from "./host/catalogue.js";
@@ -60,6 +64,11 @@ const EVENTS = {
   lottery_open: (ev) => putLottery(ev.lottery),
   lottery_drawn: (ev) => putLottery(ev.lottery),
   lottery_entrants: onEntrants,
+  auction_started: (ev) => putAuction(ev.auction),
+  auction_bid: onAuctionBid,
+  auction_ended: (ev) => putAuction(ev.auction),
+  auction_cancelled: (ev) => putAuction(ev.auction),
+  auction_second_chance: (ev) => putAuction(ev.auction),
   chat: addChat,
   chat_deleted: (ev) => markDeleted(ev.message_id),
   viewer_muted: onMuted,
@@ -92,6 +101,7 @@ function applySnapshot(snap) {
   renderProducts();
   renderCoupons();
   renderLotteries();
+  setAuctions(snap.auctions);
 }
 
 function onStock(ev) {
@@ -105,7 +115,7 @@ function onStock(ev) {
 
 // ------------------------------------------------------------------ ticking
 
-// Countdowns (sales, coupons, giveaways) redrawn on every second of server time.
+// Countdowns (sales, coupons, giveaways, auctions) redrawn on every second of server time.
 let tickTimer = null;
 function scheduleTick() {
   clearTimeout(tickTimer);
@@ -113,6 +123,7 @@ function scheduleTick() {
     updateAllRows();
     renderCoupons();
     if ([...S.lotteries.values()].some((l) => l.state !== "drawn")) renderLotteries();
+    if (S.auctions.size) renderAuctions();
     scheduleTick();
   }, 1000 - (now() % 1000) + 2);
 }
@@ -145,6 +156,9 @@ function bind() {
   $("#cf-kind").addEventListener("change", couponKindChanged);
   $("#lottery-form").addEventListener("submit", openLottery);
   $("#lf-entry").addEventListener("change", entryKindChanged);
+  $("#auction-form").addEventListener("submit", startAuction);
+  $("#af-product").addEventListener("change", fillAuctionDefaults);
+  $("#af-mode").addEventListener("change", antiSnipeChanged);
   $("#announce-form").addEventListener("submit", announce);
   $("#pol-verified").addEventListener("change", verifiedChanged);
   $("#pol-ip").addEventListener("change", perAddressChanged);

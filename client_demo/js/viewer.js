@@ -16,6 +16,7 @@
 //   cards.js       product cards, sale line, buy button
 //   checkout.js    hold, cart bar, checkout dialog, orders
 //   waitlist.js    joining a sold-out product's waitlist, the place, the unit served
+//   auctions.js    auction cards: bid, max bid, leading / outbid, the won hold, verify
 //   promos.js      the coupons-and-giveaways column
 //   coupons.js     coupon drops and claims
 //   lotteries.js   giveaways, winners, draw verification
@@ -24,6 +25,10 @@
 import { Live } from "./live.js";
 import { mergeProduct } from "./sales.js";
 import { $, setText, store, toast } from "./util.js";
+import {
+  auctionDeadlines, onAuction, onAuctionBid, onAuctionOrder, onBidPlaced, onBidRefused, renderAuctions,
+  setAuctions,
+} from "./viewer/auctions.js";
 import {
   onCountdown, onSale, onStock, renderAllCards, renderShop, showCardMsg,
 } from "./viewer/cards.js";
@@ -59,7 +64,8 @@ import { explain } from "./viewer/words.js";
 
 /** Every event type the page acts on, and its handler: the one place to look. */
 const EVENTS = {
-  welcome: onWelcome,
+  // A new identity is a new bidder: the auction cards follow who this viewer is.
+  welcome: (ev) => { onWelcome(ev); renderAuctions(); },
   snapshot: onSnapshot,
   product: (ev) => { putProduct(ev.product); renderShop(); },
   pinned: (ev) => { putProduct(ev.product); S.pins = ev.pins; renderShop(); },
@@ -76,6 +82,11 @@ const EVENTS = {
   lottery_open: (ev) => onLotteryOpen(ev.lottery),
   lottery_entrants: onEntrants,
   lottery_drawn: (ev) => onDrawn(ev.lottery),
+  auction_started: (ev) => onAuction(ev.auction),
+  auction_bid: onAuctionBid,
+  auction_ended: (ev) => onAuction(ev.auction),
+  auction_cancelled: (ev) => onAuction(ev.auction),
+  auction_second_chance: (ev) => onAuction(ev.auction),
   likes: onLikes,
   viewers: (ev) => { S.viewers = ev; renderViewers(); },
   chat: addChat,
@@ -112,6 +123,7 @@ function onSnapshot(snap) {
   S.coupons = new Map(snap.coupons.map((c) => [c.coupon_id, c]));
   S.lotteries = new Map(snap.lotteries.map((l) => [l.lottery_id, l]));
   for (const l of snap.lotteries) if (l.state === "open") rememberSeed(l);
+  setAuctions(snap.auctions);
   S.likes = snap.likes;
   S.viewers = snap.viewers;
   if (snap.limits) S.limits = snap.limits;
@@ -122,6 +134,7 @@ function onSnapshot(snap) {
   renderLikes();
   renderShop();
   renderPromos();
+  renderAuctions();
   renderHold();
 }
 
@@ -136,6 +149,7 @@ function applyPolicy(policy, render = true) {
     if (before !== slow && slow) toast(`Slow mode is on: one message every ${slow} s.`);
     renderShop();
     renderPromos();
+    renderAuctions();
   }
   renderChatGate();
 }
@@ -147,6 +161,7 @@ function onShowEnded() {
   $("#ended").hidden = false;
   renderShop();
   renderPromos();
+  renderAuctions();
 }
 
 function onStrayError(ev) {
@@ -160,12 +175,13 @@ function onStrayError(ev) {
 const REPLIES = {
   // A buy button's hold, or a comment's (which may come while another is open).
   hold: (reply) => offerHold(reply.hold),
-  order_placed: (reply) => onOrder(reply.order),
+  order_placed: (reply) => { onOrder(reply.order); onAuctionOrder(reply.order); },
   hold_released: onHoldReleased,
   coupon_claimed: onCouponClaimed,
   lottery_entered: onLotteryEntered,
   waitlist: onWaitlist,
   waitlist_left: onWaitlistLeft,
+  bid_placed: onBidPlaced,
   error: (reply, request) => (request && request.type === "chat" ? onChatRefused(reply, request)
                                                                 : onRefusal(reply, request)),
 };
@@ -183,7 +199,9 @@ function onRefusal(err, request) {
   const text = explain(err);
   const kind = request ? request.type : null;
   if (kind === "join_waitlist") onJoinRefused(request.product_id);
-  if (kind === "buy" || kind === "join_waitlist") {
+  if (kind === "bid") {
+    onBidRefused(err, request);
+  } else if (kind === "buy" || kind === "join_waitlist") {
     showCardMsg(request.product_id, text);
     renderAllCards();
   } else if (kind === "checkout" || kind === "release") {
@@ -207,8 +225,9 @@ function onRefusal(err, request) {
 // ------------------------------------------------------------------ clock
 
 // What the clock redraws each displayed second, and the server timestamps it
-// counts down to (sale starts and ends, the hold, coupons, giveaways, mute, slow mode).
-onTick(renderAllCards, renderStageCountdown, renderHold, renderPromos, renderConn,
+// counts down to (sale starts and ends, the hold, coupons, giveaways, auctions, mute,
+// slow mode).
+onTick(renderAllCards, renderAuctions, renderStageCountdown, renderHold, renderPromos, renderConn,
        () => { if (S.mutedUntil) renderMuted(); }, renderChatGate);
 countdownsFrom((at) => {
   const targets = [];
@@ -221,6 +240,7 @@ countdownsFrom((at) => {
   if (S.hold) targets.push(S.hold.expires_at);
   for (const c of S.coupons.values()) targets.push(c.expires_at);
   for (const l of S.lotteries.values()) if (l.state === "open") targets.push(l.closes_at);
+  targets.push(...auctionDeadlines());
   if (S.mutedUntil) targets.push(S.mutedUntil);
   if (S.chatReadyAt > at) targets.push(S.chatReadyAt);
   return targets;

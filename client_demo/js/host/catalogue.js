@@ -5,6 +5,7 @@
 
 import { $, h, money, setText, toMajorText, toMinor } from "../util.js";
 import { saleActive } from "../sales.js";
+import { renderAuctionProducts } from "./auctions.js";
 import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sale.js";
 import { S, hostApi, limit, report } from "./state.js";
 
@@ -28,6 +29,7 @@ export function renderProducts() {
   $("#no-products").hidden = ids.length > 0;
   renderPinCount();
   renderSaleProducts();
+  renderAuctionProducts();
 }
 
 /** "N of M pinned", M being the server's `max_pins`. */

@@ -4,6 +4,7 @@
 
 import { Live } from "../live.js";
 import { $, api, h, setText, store, toast } from "../util.js";
+import { resetAuctions } from "./auctions.js";
 import { resetCatalogue } from "./catalogue.js";
 import { resetModeration } from "./chat_moderation.js";
 import { resetCoupons } from "./coupons.js";
@@ -122,9 +123,11 @@ function startRoom(id, key, state) {
   S.products = new Map();
   S.coupons = new Map();
   S.lotteries = new Map();
+  S.auctions = new Map();
   resetCatalogue();
   resetCoupons();
   resetLotteries();
+  resetAuctions();
   resetModeration();
   $("#setup").hidden = true;
   $("#console").hidden = false;

@@ -13,6 +13,7 @@ export const S = {
   pins: [],
   coupons: new Map(),
   lotteries: new Map(),
+  auctions: new Map(), // auction_id -> the auction as the server last sent it
   nicknames: new Map(),
   stats: null,
   samples: [],

@@ -11,6 +11,10 @@ export const S = {
   pins: [],
   coupons: new Map(),
   lotteries: new Map(),
+  // auction_id -> the auction as the server last sent it (snapshot `auctions`,
+  // auction_* events); this viewer's own side of each is in sessionStorage
+  // (viewer/auctions.js).
+  auctions: new Map(),
   likes: 0,
   viewers: { now: 0, unique: 0, peak: 0 },
   me: null,

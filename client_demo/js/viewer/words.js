@@ -1,6 +1,8 @@
 // Every refusal code the server can send, and why a shop sign-in was refused, in
 // plain words for the viewer (the server's code decides; these only word it).
 
+import { money } from "../util.js";
+
 export const REFUSALS = {
   sold_out: "Sold out — every unit is sold or in someone's cart.",
   limit_reached: "You've reached the per-buyer limit for this sale.",
@@ -69,4 +71,34 @@ export function signinRefusedText(err) {
   const reason = err && err.details && err.details.reason ? String(err.details.reason) : "";
   const why = SIGNIN_REASONS[reason] || (reason ? `reason: ${reason}` : "");
   return `The shop sign-in was refused${why ? ` (${why})` : ""}.`;
+}
+
+// Why the server refused a bid (docs/protocol.md "WebSocket: bid"), with the
+// amounts it named, in the auction's currency.
+const NOT_ELIGIBLE = {
+  signed_identity_required: "Only customers signed in on the shop can bid here. Sign in on the shop and open the show from there.",
+  unpaid_win: "You won an earlier auction in this show and did not pay for it, so you can't bid again in this show.",
+};
+
+export function explainBid(err, currency) {
+  const d = (err && err.details) || {};
+  const m = (v) => money(v, currency);
+  switch (err && err.code) {
+    case "below_minimum":
+      return Number.isFinite(d.min_next) ? `Too low: the next bid must be at least ${m(d.min_next)}.`
+                                         : "Too low: bid at least the amount on the button.";
+    case "outbid_by_proxy":
+      return "Another bidder's max bid is higher" +
+             (Number.isFinite(d.amount) ? `: the bid is now ${m(d.amount)}` : "") +
+             (Number.isFinite(d.min_next) ? `. Bid ${m(d.min_next)} or more to lead.` : ".");
+    case "self_outbid":
+      return "You're already leading" + (Number.isFinite(d.max_amount) ? ` (your max bid is ${m(d.max_amount)})` : "") +
+             ". To go higher, enter a bigger max bid.";
+    case "auction_ended":
+      return "This auction has ended: the bid came too late.";
+    case "not_eligible":
+      return NOT_ELIGIBLE[d.reason] || "You can't bid in this auction.";
+    default:
+      return explain(err);
+  }
 }
