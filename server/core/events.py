@@ -184,6 +184,7 @@ ROOM_EVENTS: Final = (
     "sale_closed", "holds_voided", "stock", "waitlist_offer", "claimed", "coupon_drop",
     "coupon_count",
     "lottery_open", "lottery_drawn", "lottery_entrants", "auction_started", "auction_bid",
-    "auction_ended", "auction_cancelled", "auction_second_chance", "chat", "chat_deleted", "viewer_muted",
+    "auction_ended", "auction_cancelled", "auction_second_chance", "chat", "chat_deleted",
+    "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -144,7 +144,7 @@ def auction_view(h: dict[str, Any]) -> dict[str, Any]:
         "bids": bids, "head": h.get("head", ""),
         "hold": {"id": h.get("hold_id"), "expires_at": as_int(h.get("hold_expires")),
                  "unit_price": amount} if won else None,
-        "second_chance": second}
+        "second_chance": second, "unit": h.get("unit", "")}
     return view
 
 

@@ -112,7 +112,8 @@ local stored = cjson.encode(entry)
 redis.call('RPUSH', KEYS[3], stored)
 if who ~= ARGV[1] then
   return remember('outbid', cjson.encode({error = 'outbid_by_proxy',
-    details = {amount = price, min_next = next_least}}), event, stored)
+    details = {amount = price, min_next = next_least, pseudonym = pseudonym(ARGV[1])}}),
+    event, stored)
 end
 return remember('ok', cjson.encode({auction_id = ARGV[7],
   outcome = won and 'won' or 'leading', amount = price, max_amount = mx,
