@@ -202,6 +202,8 @@ def _populate(w: World) -> None:
         drawn = made(http.post(p + "/lotteries", headers=h, json={
             "prize": "Pin", "duration_s": 86400}))
         made(http.post(p + f"/lotteries/{drawn['lottery_id']}/draw", headers=h))
+        auction = made(http.post(p + "/auctions", headers=h, json={
+            "product_id": product["product_id"], "start_price": 100, "duration_s": 86400}))
         session = made(http.post("/api/session", json={"nickname": "fuzzer"}))
         over = made(http.post("/api/rooms", json={"title": "Over"}))
         made(http.post(f"/api/rooms/{over['room']['room_id']}/end",
@@ -214,6 +216,7 @@ def _populate(w: World) -> None:
         "sale": [sale["sale_id"]],
         "coupon": [coupon["coupon_id"]],
         "lottery": [button["lottery_id"], keyword["lottery_id"], drawn["lottery_id"]],
+        "auction": [auction["auction_id"]], "spare_auction": ["a_missing"],
         "viewer": [session["viewer_id"]],
         "hold": [], "message": [],
         "token": [session["token"]],
@@ -331,6 +334,15 @@ def lottery_fields(w: World) -> dict[str, st.SearchStrategy[Any]]:
             "keyword": TEXT | ODD_TEXT, "duration_s": INTS}
 
 
+def auction_fields(w: World) -> dict[str, st.SearchStrategy[Any]]:
+    return {"product_id": ids("product", w), "start_price": INTS, "duration_s": INTS,
+            "increments": JSON | st.lists(st.fixed_dictionaries(
+                {"from": INTS, "step": INTS}), max_size=12),
+            "reserve_price": INTS, "buy_now_price": INTS,
+            "anti_snipe": st.sampled_from(["extend", "sudden_death", "x"]),
+            "extend_s": INTS, "signed_only": st.booleans() | INTS, "pay_s": INTS}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """How to fuzz one route: its path parameters' kinds and its body's fields."""
@@ -383,6 +395,19 @@ HTTP: dict[tuple[str, str], Endpoint] = {
                                                                "lottery_id": "lottery"}),
     ("GET", ROOM + "/lotteries/{lottery_id}/entrants"): Endpoint({"room_id": "room",
                                                                   "lottery_id": "lottery"}),
+    ("POST", ROOM + "/auctions"): Endpoint({"room_id": "room"}, auction_fields),
+    ("GET", ROOM + "/auctions"): Endpoint({"room_id": "room"}),
+    ("GET", ROOM + "/auctions/{auction_id}"): Endpoint({"room_id": "room",
+                                                        "auction_id": "auction"}),
+    ("GET", ROOM + "/auctions/{auction_id}/bids"): Endpoint(
+        {"room_id": "room", "auction_id": "auction"}, query=("after", "limit")),
+    # End and cancel aim at an unknown auction: the fuzz's own must stay open.
+    ("POST", ROOM + "/auctions/{auction_id}/end"): Endpoint({"room_id": "room",
+                                                             "auction_id": "spare_auction"}),
+    ("POST", ROOM + "/auctions/{auction_id}/cancel"): Endpoint(
+        {"room_id": "room", "auction_id": "spare_auction"}),
+    ("POST", ROOM + "/auctions/{auction_id}/second-chance"): Endpoint(
+        {"room_id": "room", "auction_id": "auction"}),
     ("POST", ROOM + "/announcements"): Endpoint({"room_id": "room"},
                                                 lambda w: {"text": TEXT | ODD_TEXT}),
     ("GET", ROOM + "/orders"): Endpoint({"room_id": "room"}, query=("limit", "offset")),
@@ -613,6 +638,8 @@ WS_FIELDS: dict[str, dict[str, Callable[[World], st.SearchStrategy[Any]]]] = {
                       "product_id": lambda w: ids("product", w)},
     "leave_waitlist": {"request_id": lambda w: REQUEST_ID,
                        "product_id": lambda w: ids("product", w)},
+    "bid": {"request_id": lambda w: REQUEST_ID, "auction_id": lambda w: ids("auction", w),
+            "amount": lambda w: INTS, "max_amount": lambda w: INTS},
     "resync": {"request_id": lambda w: REQUEST_ID},
 }
 
