@@ -49,20 +49,10 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from loadtest.bench import _csv_ints
 from loadtest.bench_clients import Clients
 from loadtest.spawn import SpawnedServer, plan_cores
 from loadtest.stats import cpu_seconds, summary
-
-
-def _csv_ints(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected integers separated by commas")\
-            from None
-    if not values or min(values) < 0 or max(values) > 50_000:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected counts from 0 to 50000")
-    return values
 
 
 def _bounded(lo: float, hi: float, kind: type = int) -> Any:
@@ -152,11 +142,8 @@ async def bench_livesell(viewers: int, args: argparse.Namespace) -> dict[str, An
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             room, aid = await _room(http)
             ws_url = base.replace("http://", "ws://") + f"/ws/{room}"
-            if viewers:
-                crowd = Clients(ws_url, viewers, plan.generators, sample=0, track_last=True)
-                joined = await asyncio.to_thread(crowd.connected)
-            else:
-                joined = 0
+            crowd = Clients(ws_url, viewers, plan.generators, sample=0, track_last=True)
+            joined = await asyncio.to_thread(crowd.connected)
             for _ in range(max(2, args.bidders)):
                 ws = await connect(ws_url, max_size=2**24, compression=None, open_timeout=60)
                 bidders.append(Bidder(ws))
@@ -344,7 +331,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_auction",
                                      description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--viewers", type=_csv_ints, default=[1000, 5000],
-                        help="crowd sizes (default 1000,5000; 0 for none)")
+                        help="crowd sizes (default 1000,5000)")
     parser.add_argument("--runs", type=_bounded(1, 20), default=3)
     parser.add_argument("--seconds", type=_bounded(1, 120, float), default=5.0,
                         help="seconds of the throughput part (default 5)")

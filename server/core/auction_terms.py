@@ -41,9 +41,6 @@ def hold_sale_id(auction_id: str) -> str:
     return HOLD_PREFIX + auction_id
 
 
-def is_auction_hold(sale_id: str) -> bool:
-    return sale_id.startswith(HOLD_PREFIX)
-
 
 @dataclass(frozen=True, slots=True)
 class Auction:

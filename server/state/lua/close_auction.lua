@@ -13,6 +13,7 @@
 -- Returns {'rebuilding'} | {'missing'} | {'not_due', ends_at} | {'over', state, unit}
 --   | {'returned'} | {'ended', ended_by, winner ('' for none), hold id, expires_at,
 --      ended_at}
+-- #include auction
 if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
 local a = redis.call('HMGET', KEYS[1], 'state', 'ends_at', 'leader', 'amount', 'reserve',
   'pay_ms', 'currency', 'unit', 'bought_now', 'product_id')
@@ -55,13 +56,8 @@ if ended_by == 'cancelled' or a[3] == '' or (reserve > 0 and tonumber(a[4]) < re
   return {'ended', ended_by, '', '', 0, now}
 end
 local buyer, expires = a[3], now + tonumber(a[6])
-redis.call('HSET', KEYS[3], 'held', 1)
-redis.call('HINCRBY', KEYS[4], buyer, 1)
-redis.call('HINCRBY', KEYS[6], buyer, 1)
-redis.call('HSET', KEYS[10], 'id', ARGV[3], 'buyer', buyer, 'product_id', a[10],
-  'sale_id', 'au_' .. ARGV[1], 'quantity', 1, 'unit_price', a[4], 'currency', a[7],
-  'created_at', now, 'expires_at', expires, 'state', 'held')
-redis.call('ZADD', KEYS[5], expires, ARGV[3])
+make_hold(KEYS[3], KEYS[4], KEYS[6], KEYS[5], KEYS[10], ARGV[3], ARGV[1], buyer, a[10], a[4],
+  a[7], now, expires)
 redis.call('HSET', KEYS[1], 'unit', 'held', 'winner', buyer, 'hold_id', ARGV[3],
   'hold_expires', expires)
 return {'ended', ended_by, buyer, ARGV[3], expires, now}

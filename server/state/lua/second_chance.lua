@@ -8,6 +8,7 @@
 -- ARGV[1] auction id, ARGV[2] the new hold id
 -- Returns {'rebuilding'} | {'missing'} | {'refused', code}
 --   | {'offered', bidder, bidder's pseudonym, name, amount, expires_at}
+-- #include auction
 if redis.call('EXISTS', KEYS[6]) == 0 then return {'rebuilding'} end
 local a = redis.call('HMGET', KEYS[1], 'state', 'unit', 'second', 'second_max',
   'second_name', 'sc_bidder', 'salt', 'currency', 'pay_ms', 'product_id')
@@ -24,13 +25,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local buyer, expires = a[3], now + tonumber(a[9])
 local ps = string.sub(redis.sha1hex(a[7] .. ':' .. buyer), 1, 12)
-redis.call('HINCRBY', KEYS[2], 'held', 1)
-redis.call('HINCRBY', KEYS[3], buyer, 1)
-redis.call('HINCRBY', KEYS[5], buyer, 1)
-redis.call('HSET', KEYS[7], 'id', ARGV[2], 'buyer', buyer, 'product_id', a[10],
-  'sale_id', 'au_' .. ARGV[1], 'quantity', 1, 'unit_price', a[4], 'currency', a[8],
-  'created_at', now, 'expires_at', expires, 'state', 'held')
-redis.call('ZADD', KEYS[4], expires, ARGV[2])
+make_hold(KEYS[2], KEYS[3], KEYS[5], KEYS[4], KEYS[7], ARGV[2], ARGV[1], buyer, a[10], a[4],
+  a[8], now, expires)
 redis.call('HSET', KEYS[1], 'unit', 'held', 'sc_bidder', buyer, 'sc_ps', ps,
   'sc_name', a[5] or '', 'sc_amount', a[4], 'sc_hold', ARGV[2], 'sc_expires', expires)
 return {'offered', buyer, ps, a[5] or '', tonumber(a[4]), expires}
