@@ -1,8 +1,9 @@
 """The requests a viewer makes, in one generator process: buy (at the
-opening, retrying what a client would retry), then check out (with a claimed
-coupon for a share) or abandon the hold; claim a coupon; enter a lottery.
-Every answer is counted by action and outcome, timed, and what the server
-granted (holds, placed orders, claims, entries) is kept for the checks.
+opening, retrying what a client would retry, or joining the waitlist once
+sold out), then check out (with a claimed coupon for a share) or abandon the
+hold; claim a coupon; enter a lottery; bid in an auction. Every answer is
+counted by action and outcome, timed, and what the server granted (holds,
+placed orders, claims, entries, waitlist places, bids) is kept for the checks.
 
 `Actions` is the base of the process's `Crowd` (loadtest/crowd.py), which
 decides who does what and when.
@@ -14,10 +15,11 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any
 
 from loadtest.messages import WorkerPlan, WorkerResult
-from loadtest.model import Claim, Entry, HoldRecord, OrderAck
+from loadtest.model import BidRecord, Claim, Entry, HoldRecord, OrderAck, WaitlistJoin
 from loadtest.viewer import Viewer, now_ms
 
 NOT_STARTED_RETRIES = 60  # buys sent a little before the opening instant retry this often
@@ -45,6 +47,8 @@ class Actions:
         self.outcomes: dict[str, Counter[str]] = {}
         self.rngs: dict[int, random.Random] = {}  # one per viewer, seeded by its index
         self.own_holds: dict[int, list[str]] = {}  # viewer index -> hold ids, in order
+        self.holds_by_id: dict[str, HoldRecord] = {}
+        self.waiters: set[int] = set()  # viewers who join the waitlist once sold out
         self.offset_ms: float | None = None  # server clock - local clock
         self.finishing = False
 
@@ -76,6 +80,11 @@ class Actions:
 
     def server_to_local(self, server_ms: float) -> float:
         return server_ms - (self.offset_ms or 0.0)
+
+    def server_now(self) -> float:
+        """The server's clock as this process reads it (ms): its offset was learned
+        from a welcome, so it trails the server's by that frame's one-way latency."""
+        return now_ms() + (self.offset_ms or 0.0)
 
     async def sleep_until_local(self, local_ms: float) -> None:
         delay = (local_ms - now_ms()) / 1000.0
@@ -123,10 +132,19 @@ class Actions:
             code = str(reply.get("code"))
             self.count("buy", code)
             self.answered(sent, "buy", code)
+            gone = code in ("sold_out", "insufficient_stock", "waitlist_ahead")
             if code == "not_started" and not_started < NOT_STARTED_RETRIES:
                 not_started += 1
                 await asyncio.sleep(0.05)
-            elif code in ("sold_out", "insufficient_stock") and sold_out < s.sold_out_retries:
+            elif gone and viewer.index in self.waiters:
+                # Wait in line instead: the unit comes as a waitlist_offer event (the
+                # crowd hands it to after_hold). `not_sold_out`: a unit came back
+                # meanwhile, so buy it (a retry like any other).
+                if await self.join_waitlist(viewer, product_id) != "not_sold_out" \
+                        or sold_out >= s.sold_out_retries:
+                    return None
+                sold_out += 1
+            elif gone and sold_out < s.sold_out_retries:
                 sold_out += 1
                 await asyncio.sleep(s.retry_interval_s)
             elif code in RETRYABLE:
@@ -140,12 +158,38 @@ class Actions:
         return None
 
     def hold(self, viewer: Viewer, hold: dict[str, Any]) -> dict[str, Any]:
-        self.result.holds.append(HoldRecord(
+        record = HoldRecord(
             hold_id=hold["id"], viewer_id=viewer.rec.viewer_id, sale_id=hold["sale_id"],
             product_id=hold["product_id"], quantity=int(hold["quantity"]),
-            created_at=int(hold["created_at"]), expires_at=int(hold["expires_at"])))
+            created_at=int(hold["created_at"]), expires_at=int(hold["expires_at"]))
+        self.result.holds.append(record)
+        self.holds_by_id[record.hold_id] = record
         self.own_holds.setdefault(viewer.index, []).append(hold["id"])
         return hold
+
+    async def join_waitlist(self, viewer: Viewer, product_id: str) -> str:
+        """Join the product's waitlist; the answer's type or error code."""
+        reply = await viewer.request("join_waitlist", {"product_id": product_id})
+        outcome = str(reply.get("code") or reply.get("type"))
+        self.count("join_waitlist", outcome)
+        if reply.get("type") == "waitlist":
+            self.result.waitlist_joins.append(WaitlistJoin(
+                viewer_id=viewer.rec.viewer_id, product_id=product_id,
+                ticket=int(reply["ticket"]), position=int(reply["position"]),
+                at=self.server_now()))
+        return outcome
+
+    def offered(self, viewer: Viewer, hold: dict[str, Any]) -> None:
+        """A waitlist_offer event gave this viewer a hold: check it out or abandon it
+        as any other."""
+        if hold.get("id") in self.holds_by_id:
+            return  # seen already (a resume replays events)
+        self.count("waitlist_offer", "hold")
+        self.spawn(self.after_hold(viewer, self.hold(viewer, hold)))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run `coro` as one of the process's tasks (the crowd's, which tracks them)."""
+        raise NotImplementedError
 
     async def after_hold(self, viewer: Viewer, hold: dict[str, Any]) -> None:
         s = self.scn.sale
@@ -200,6 +244,9 @@ class Actions:
                 return
 
     async def release(self, viewer: Viewer, hold_id: str) -> None:
+        record = self.holds_by_id.get(hold_id)
+        if record is not None:
+            record.released_at = self.server_now()
         reply = await viewer.request("release", {"hold_id": hold_id})
         outcome = str(reply.get("code") or reply.get("type"))
         self.count("release", outcome)
@@ -224,3 +271,23 @@ class Actions:
             self.result.entries.append(Entry(lottery_id, viewer.rec.viewer_id))
         else:
             self.count("enter_lottery", str(reply.get("code")))
+
+    async def bid(self, viewer: Viewer, auction_id: str, kind: str, amount: int,
+                  max_amount: int | None = None) -> dict[str, Any]:
+        """One bid; its answer is kept (BidRecord) and counted by outcome."""
+        fields: dict[str, Any] = {"auction_id": auction_id, "amount": amount}
+        if max_amount is not None:
+            fields["max_amount"] = max_amount
+        rid = viewer.next_id("bid")
+        sent = self.server_now()
+        reply = await viewer.request("bid", fields, request_id=rid)
+        outcome = str(reply.get("outcome") if reply.get("type") == "bid_placed"
+                      else reply.get("code"))
+        self.count("bid", outcome)
+        self.count("bid_kind", kind)
+        self.result.bids.append(BidRecord(
+            auction_id=auction_id, viewer_id=viewer.rec.viewer_id, request_id=rid,
+            kind=kind, amount=amount, max_amount=max_amount, sent_at=sent,
+            answered_at=self.server_now(), outcome=outcome,
+            reply={k: v for k, v in reply.items() if k not in ("type", "re")}))
+        return reply

@@ -2,19 +2,28 @@
 verdict per invariant.
 
 Each check names the invariant, says whether it held and, when it did not,
-what broke (which product, buyer, hold, order, coupon, lottery or viewer, and
-the numbers). No I/O, no clock: the same data always gives the same verdicts,
-so each check is tested by feeding it a run with exactly that violation.
+what broke (which product, buyer, hold, order, coupon, lottery, waitlist
+ticket, auction, bid or viewer, and the numbers). No I/O, no clock: the same
+data always gives the same verdicts, so each check is tested by feeding it a
+run with exactly that violation.
+
+An auction's bid chain is verified by `server.core.auction_chain.verify`, the
+one implementation of docs/protocol.md "Verifying an auction" (the server's
+verifier); the checks here hold the run's own records (every bid's answer,
+every auction event the viewers received) to what the server published.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest.model import RunData
+from loadtest.model import AuctionEvent, AuctionRecord, BidRecord, HoldRecord, RunData
+from server.core.auction_chain import verify as verify_auction_chain
+from server.core.auction_terms import hold_sale_id
 from server.core.domain import verify_lottery
 
 SHOWN = 5  # problems quoted per failed check; the rest are counted
@@ -123,6 +132,8 @@ def stock_conserved(d: RunData) -> Check:
 def per_buyer_limit(d: RunData) -> Check:
     orders, _ = _store_orders(d)
     limits = {s.sale_id: s.limit_per_buyer for s in d.sales}
+    # An auction's winner holds its one unit under a sale-like id (one unit, one buyer).
+    limits.update({hold_sale_id(a.auction_id): 1 for a in d.auctions})
     bought: Counter[tuple[str, str]] = Counter()
     for o in orders:
         bought[(str(o["sale_id"]), str(o["buyer_id"]))] += int(o["quantity"])
@@ -318,6 +329,430 @@ def slos(d: RunData) -> list[Check]:
     return out
 
 
+# ------------------------------------------------------------------ waitlists
+
+WAITLIST_STOCK = "waitlist offers stay within stock (units held + sold <= stock at each offer)"
+WAITLIST_ORDER = "waitlist offers go in ticket (join) order among the viewers still waiting"
+WAITLIST_ONCE = "no viewer is offered twice for one waitlist place"
+
+
+def _int(value: Any) -> int:
+    """An integer that may come as text (Redis scores: "17" or "17.0")."""
+    return int(float(value)) if isinstance(value, str) else int(value)
+
+
+def _offers(d: RunData, product_id: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(event seq, offer) for every unit offered, in seq order."""
+    return [(ev.seq, o) for ev in d.waitlist_events
+            if product_id is None or ev.product_id == product_id for o in ev.offers]
+
+
+def waitlist_within_stock(d: RunData) -> Check:
+    """At the instant each unit is offered, the units held (every hold the crowd
+    was given or offered and had not ended) and sold must fit in the stock. A hold
+    ends at its expiry, at the release its holder sent (the generator's reading of
+    the server clock before sending it: the unit was freed later), or never once
+    checked out; a unit freed later than that is never counted as freed early."""
+    orders, _ = _store_orders(d)
+    settled = {a.hold_id for a in d.acks} | {str(o["hold_id"]) for o in orders}
+    holds: dict[str, HoldRecord] = {h.hold_id: h for h in d.holds}
+    for ev in d.waitlist_events:
+        for o in ev.offers:
+            h = o.get("hold") or {}
+            if h.get("id") and h["id"] not in holds:
+                holds[h["id"]] = HoldRecord(
+                    str(h["id"]), str(o.get("viewer_id")), str(h.get("sale_id", "")),
+                    str(h.get("product_id", ev.product_id)), int(h.get("quantity", 1)),
+                    int(h["created_at"]), int(h["expires_at"]))
+    problems = []
+    checked = 0
+    for pid in sorted({ev.product_id for ev in d.waitlist_events}):
+        stock = d.products.get(pid)
+        if stock is None:
+            continue
+        mine = [h for h in holds.values() if h.product_id == pid]
+        starts = sorted(h.created_at for h in mine for _ in range(h.quantity))
+        ends = sorted(_hold_end(h, settled) for h in mine for _ in range(h.quantity))
+        for seq, offer in _offers(d, pid):
+            hold = offer.get("hold") or {}
+            t = int(hold.get("created_at", 0))
+            live = bisect.bisect_right(starts, t) - bisect.bisect_right(ends, t)
+            checked += 1
+            if live > stock:
+                problems.append(f"product {pid}: hold {hold.get('id')} offered to "
+                                f"{offer.get('viewer_id')} (ticket {offer.get('ticket')}, "
+                                f"event seq {seq}) at {t}: {live} unit(s) held or sold "
+                                f"then, stock {stock}")
+    return _verdict(WAITLIST_STOCK, problems,
+                    f"{checked} offered unit(s), each within its product's stock")
+
+
+def _hold_end(h: HoldRecord, settled: set[str]) -> float:
+    if h.hold_id in settled:
+        return float("inf")
+    return min(float(h.expires_at), h.released_at) if h.released_at else float(h.expires_at)
+
+
+def _away(d: RunData) -> set[str]:
+    """Viewers who lost a connection during the run: the server passes over a
+    waiting viewer while it is away, so an offer past one of them is no fault."""
+    return {v.viewer_id for v in d.viewers
+            if v.reconnects or v.close_codes or any(g.cause == "disconnect" for g in v.gaps)}
+
+
+def waitlist_order(d: RunData) -> Check:
+    """Each offer goes to the lowest ticket still waiting: a ticket below the one
+    offered, joined (so it was in line before it), and not yet offered or taken
+    off by an earlier step, was skipped (unless its viewer was ever away)."""
+    away = _away(d)
+    problems = []
+    offers = 0
+    for pid in sorted({ev.product_id for ev in d.waitlist_events}
+                      | {j.product_id for j in d.waitlist_joins}):
+        joined = {j.ticket: j.viewer_id for j in d.waitlist_joins if j.product_id == pid}
+        waiting = sorted(joined)
+        removed: set[int] = set()
+        for ev in (e for e in d.waitlist_events if e.product_id == pid):
+            # One step serves the line from its head: whoever it took off was ahead.
+            for gone in ev.dropped:
+                removed.add(_int(gone.get("ticket")))
+            for offer in ev.offers:
+                offers += 1
+                ticket = _int(offer.get("ticket"))
+                for ahead in waiting[:bisect.bisect_left(waiting, ticket)]:
+                    if ahead in removed or joined[ahead] in away:
+                        continue
+                    problems.append(
+                        f"product {pid}: ticket {ticket} ({offer.get('viewer_id')}) was "
+                        f"offered a unit (event seq {ev.seq}) while ticket {ahead} "
+                        f"({joined[ahead]}), ahead of it, was still waiting")
+                removed.add(ticket)
+    return _verdict(WAITLIST_ORDER, problems,
+                    f"{offers} offer(s) in ticket order; {len(d.waitlist_joins)} place(s) "
+                    f"joined")
+
+
+def waitlist_once(d: RunData) -> Check:
+    problems = []
+    for pid in sorted({ev.product_id for ev in d.waitlist_events}):
+        joined = {j.ticket: j.viewer_id for j in d.waitlist_joins if j.product_id == pid}
+        tickets_of: defaultdict[str, set[int]] = defaultdict(set)
+        for j in d.waitlist_joins:
+            if j.product_id == pid:
+                tickets_of[j.viewer_id].add(j.ticket)
+        by_ticket: defaultdict[int, list[tuple[int, str, str]]] = defaultdict(list)
+        by_hold: Counter[str] = Counter()
+        by_viewer: Counter[str] = Counter()
+        for seq, offer in _offers(d, pid):
+            ticket, viewer = _int(offer.get("ticket")), str(offer.get("viewer_id"))
+            hold_id = str((offer.get("hold") or {}).get("id"))
+            by_ticket[ticket].append((seq, viewer, hold_id))
+            by_hold[hold_id] += 1
+            by_viewer[viewer] += 1
+            if ticket in joined and joined[ticket] != viewer:
+                problems.append(f"product {pid}: ticket {ticket} was joined by "
+                                f"{joined[ticket]} but offered to {viewer} (event seq {seq})")
+        for ticket, got in sorted(by_ticket.items()):
+            if len(got) > 1:
+                problems.append(
+                    f"product {pid}: ticket {ticket} ({got[0][1]}) was offered {len(got)} "
+                    f"times (event seq {', '.join(str(g[0]) for g in got)}; holds "
+                    f"{', '.join(g[2] for g in got)})")
+        problems += [f"product {pid}: hold {h} was offered {n} times"
+                     for h, n in sorted(by_hold.items()) if n > 1]
+        for viewer, n in sorted(by_viewer.items()):
+            places = len(tickets_of.get(viewer, ()))
+            if places and n > places:
+                problems.append(f"product {pid}: {viewer} joined the line for {places} "
+                                f"place(s) but was offered {n} unit(s)")
+    return _verdict(WAITLIST_ONCE, problems,
+                    f"{len(_offers(d))} offer(s), one per place")
+
+
+# ------------------------------------------------------------------ auctions
+
+AUCTION_WINNER = ("an auction has one winner (at most one; exactly one when a bid was "
+                  "accepted and the reserve met)")
+AUCTION_HIGHEST = ("the winner pays the highest accepted bid, and no bid was accepted after "
+                   "the end")
+AUCTION_EXTENSIONS = ("every extension of an auction's end came from an accepted bid inside "
+                      "the extend window (none in sudden_death)")
+AUCTION_CHAIN = ("the auction's bid chain verifies (server.core.auction_chain.verify) and "
+                 "holds what the viewers were shown and told")
+ACCEPTED = ("leading", "won")  # bid_placed outcomes that made a chain entry of the bidder's
+
+
+def _unread(rec: AuctionRecord) -> str:
+    return (f"auction {rec.auction_id} could not be read back"
+            + (f": {rec.error}" if rec.error else ""))
+
+
+def _first_end(rec: AuctionRecord) -> int:
+    """The end in force before any bid: the published `first_ends_at`, else the
+    start answer's `ends_at`, else the terms' start + duration."""
+    pub = rec.published or {}
+    for source, key in ((pub, "first_ends_at"), (rec.started, "first_ends_at"),
+                        (rec.started, "ends_at")):
+        if source.get(key) is not None:
+            return int(source[key])
+    return int(pub.get("started_at", 0)) + int(pub.get("duration_s", 0)) * 1000
+
+
+def _ends_before(rec: AuctionRecord) -> list[int]:
+    """The end in force before each chain entry."""
+    out, end = [], _first_end(rec)
+    for e in rec.entries:
+        out.append(end)
+        end = int(e["ends_at"])
+    return out
+
+
+def _end_at(rec: AuctionRecord, t: float) -> int:
+    """The end in force at time `t` (by the chain's entries accepted by then)."""
+    end = _first_end(rec)
+    for e in rec.entries:
+        if int(e["at"]) > t:
+            break
+        end = int(e["ends_at"])
+    return end
+
+
+def _events(d: RunData, aid: str, kind: str) -> list[AuctionEvent]:
+    return [ev for ev in d.auction_events if ev.auction_id == aid and ev.kind == kind]
+
+
+def _bids(d: RunData, aid: str) -> list[BidRecord]:
+    return [b for b in d.bids if b.auction_id == aid]
+
+
+def _who(ev: AuctionEvent) -> str:
+    seen = f"{ev.receipts} viewer(s)" + (f", e.g. {ev.viewers[0]}" if ev.viewers else "")
+    return f"{ev.kind} seq {ev.seq} ({seen})"
+
+
+def auction_winner(d: RunData) -> Check:
+    problems = []
+    for rec in d.auctions:
+        aid, pub = rec.auction_id, rec.published
+        if pub is None:
+            problems.append(_unread(rec))
+            continue
+        if pub.get("state") == "open":
+            problems.append(f"auction {aid} was still open at the read-back (ends_at "
+                            f"{pub.get('ends_at')})")
+            continue
+        result = pub.get("result") or {}
+        winners: defaultdict[str, list[str]] = defaultdict(list)
+        if result.get("winner"):
+            winners[str(result["winner"])].append("the published result")
+        ended = _events(d, aid, "auction_ended")
+        for ev in ended:
+            told = ((ev.data.get("auction") or {}).get("result") or {}).get("winner")
+            if told:
+                winners[str(told)].append(_who(ev))
+        for b in _bids(d, aid):
+            if b.outcome == "won":
+                winners[str(b.reply.get("pseudonym"))].append(
+                    f"bid {b.request_id} of {b.viewer_id} told won")
+        if len(winners) > 1:
+            problems.append(f"auction {aid}: {len(winners)} winners: " + "; ".join(
+                f"{w} ({', '.join(src[:2])})" for w, src in sorted(winners.items())))
+        if len({ev.seq for ev in ended}) > 1:
+            problems.append(f"auction {aid} ended {len({ev.seq for ev in ended})} times "
+                            f"(auction_ended seq {', '.join(str(ev.seq) for ev in ended)})")
+        reserve = result.get("reserve_price")
+        winner = result.get("winner")
+        if not rec.entries:
+            if winner:
+                problems.append(f"auction {aid}: winner {winner} but no bid in the chain")
+            continue
+        if result.get("ended_by") == "cancelled":
+            continue
+        last = rec.entries[-1]
+        met = reserve is None or int(last["amount"]) >= int(reserve)
+        if met and not winner:
+            problems.append(f"auction {aid}: {len(rec.entries)} bid(s) accepted (the last "
+                            f"{last['amount']} by {last['bidder']}) and the reserve "
+                            f"{'(none)' if reserve is None else reserve} met, but no winner")
+        elif not met and winner:
+            problems.append(f"auction {aid}: winner {winner} at {last['amount']} although "
+                            f"the reserve {reserve} was not met")
+    return _verdict(AUCTION_WINNER, problems,
+                    f"{len(d.auctions)} auction(s), each with one winner or none by the "
+                    "rules")
+
+
+def auction_highest(d: RunData) -> Check:
+    problems = []
+    accepted = 0
+    for rec in d.auctions:
+        aid, pub = rec.auction_id, rec.published
+        if pub is None:
+            problems.append(_unread(rec))
+            continue
+        result = pub.get("result") or {}
+        entries = rec.entries
+        top = max((int(e["amount"]) for e in entries), default=None)
+        if entries and result.get("winner"):
+            last = entries[-1]
+            paid = int(result.get("amount") or 0)
+            if result["winner"] != last["bidder"] or paid != int(last["amount"]):
+                problems.append(f"auction {aid}: the winner {result['winner']} pays "
+                                f"{result.get('amount')}, the highest accepted bid is "
+                                f"{last['amount']} by {last['bidder']} (entry {last['seq']})")
+            if top is not None and int(last["amount"]) < top:
+                problems.append(f"auction {aid}: the last entry's {last['amount']} is below "
+                                f"the chain's highest {top}")
+        for b in _bids(d, aid):
+            if b.outcome not in ACCEPTED:
+                continue
+            accepted += 1
+            told = int(b.reply.get("amount") or b.amount)
+            if top is None or told > top:
+                problems.append(f"auction {aid}: bid {b.request_id} of {b.viewer_id} was told "
+                                f"{b.outcome} at {told}, above the highest accepted bid in "
+                                f"the chain ({top})")
+        for ev in _events(d, aid, "auction_bid"):
+            shown = int(ev.data.get("amount") or 0)
+            if top is None or shown > top:
+                problems.append(f"auction {aid}: {_who(ev)} showed a leading bid of {shown}, "
+                                f"above the highest in the chain ({top})")
+        # Nothing accepted after the end.
+        ended_at = result.get("ended_at")
+        for e, end in zip(entries, _ends_before(rec), strict=True):
+            at = int(e["at"])
+            if at >= end:
+                problems.append(f"auction {aid}: entry {e['seq']} ({e['kind']} by "
+                                f"{e['bidder']} at {e['amount']}) was accepted at {at}, "
+                                f"{at - end} ms after the end in force {end}")
+            elif ended_at is not None and at > int(ended_at):
+                problems.append(f"auction {aid}: entry {e['seq']} was accepted at {at}, "
+                                f"after the auction ended at {ended_at}")
+        for b in _bids(d, aid):
+            if b.outcome not in ACCEPTED:
+                continue
+            end = _end_at(rec, b.sent_at)
+            if ended_at is not None:
+                end = min(end, int(ended_at))
+            if b.sent_at >= end:
+                problems.append(f"auction {aid}: bid {b.request_id} of {b.viewer_id} sent at "
+                                f"{b.sent_at:.0f}, {b.sent_at - end:.0f} ms after the end "
+                                f"{end}, was told {b.outcome}")
+    return _verdict(AUCTION_HIGHEST, problems,
+                    f"{accepted} accepted bid(s) answered, none above the winning amount or "
+                    "after the end")
+
+
+def auction_extensions(d: RunData) -> Check:
+    problems = []
+    moves = 0
+    for rec in d.auctions:
+        aid, pub = rec.auction_id, rec.published
+        if pub is None:
+            problems.append(_unread(rec))
+            continue
+        mode = str(pub.get("anti_snipe"))
+        window = int(pub.get("extend_s", 0)) * 1000
+        moved_by: dict[int, bool] = {}
+        for e, prev in zip(rec.entries, _ends_before(rec), strict=True):
+            at, end, seq = int(e["at"]), int(e["ends_at"]), int(e["seq"])
+            moved_by[seq] = end != prev
+            if e.get("kind") == "buy_now":
+                continue  # ends the auction at its own time
+            what = f"entry {seq} ({e.get('kind')} by {e.get('bidder')} at {at})"
+            if end != prev:
+                moves += 1
+                if mode == "sudden_death":
+                    problems.append(f"auction {aid} (sudden_death): {what} moved the end "
+                                    f"from {prev} to {end}")
+                elif at >= prev:
+                    problems.append(f"auction {aid}: {what} moved the end from {prev} to "
+                                    f"{end}, but came {at - prev} ms after that end")
+                elif prev - at >= window:
+                    problems.append(f"auction {aid}: {what} moved the end from {prev} to "
+                                    f"{end}, but was {prev - at} ms before it, outside the "
+                                    f"{window} ms extend window")
+                elif end != at + window:
+                    problems.append(f"auction {aid}: {what} moved the end to {end}, not to "
+                                    f"its time + extend_s ({at + window})")
+            elif mode == "extend" and prev - window < at < prev:
+                problems.append(f"auction {aid}: {what} came {prev - at} ms before the end "
+                                f"{prev}, inside the {window} ms window, but did not move it")
+        published = pub.get("extensions")
+        moved = sum(moved_by.values())
+        if published is not None and int(published) != moved:
+            problems.append(f"auction {aid}: the auction says {published} extension(s), its "
+                            f"chain moves the end {moved} time(s)")
+        for ev in _events(d, aid, "auction_bid"):
+            entry = ev.data.get("entry") or {}
+            seq = int(entry.get("seq", 0))
+            if bool(ev.data.get("extended")) and mode == "sudden_death":
+                problems.append(f"auction {aid} (sudden_death): {_who(ev)} said the end "
+                                "was extended")
+            elif seq in moved_by and bool(ev.data.get("extended")) != moved_by[seq]:
+                problems.append(f"auction {aid}: {_who(ev)} said extended="
+                                f"{bool(ev.data.get('extended'))} for entry {seq}, which "
+                                f"{'moved' if moved_by[seq] else 'did not move'} the end")
+    return _verdict(AUCTION_EXTENSIONS, problems,
+                    f"{moves} extension(s), each by a bid inside its window")
+
+
+_ENTRY_FIELDS = ("seq", "bidder", "amount", "at", "ends_at", "kind", "prev", "hash")
+
+
+def auction_chain(d: RunData) -> Check:
+    problems = []
+    entries_total = 0
+    for rec in d.auctions:
+        aid, pub = rec.auction_id, rec.published
+        if pub is None or rec.error:
+            problems.append(_unread(rec))
+            if pub is None:
+                continue
+        entries_total += len(rec.entries)
+        problems += [f"auction {aid}: {p}" for p in verify_auction_chain(pub, rec.entries)]
+        if rec.chain_genesis and rec.chain_genesis != pub.get("genesis"):
+            problems.append(f"auction {aid}: the bids pages' genesis {rec.chain_genesis} is "
+                            f"not the auction's {pub.get('genesis')}")
+        if rec.chain_head and rec.chain_head != pub.get("head"):
+            problems.append(f"auction {aid}: the bids pages' head {rec.chain_head} is not the "
+                            f"auction's {pub.get('head')}")
+        by_seq = {int(e["seq"]): e for e in rec.entries}
+        for ev in _events(d, aid, "auction_bid"):
+            shown = ev.data.get("entry") or {}
+            published = by_seq.get(int(shown.get("seq", 0)))
+            if published is None:
+                problems.append(f"auction {aid}: {_who(ev)} showed entry {shown.get('seq')}, "
+                                "which the published chain does not have")
+            elif any(shown.get(k) != published.get(k) for k in _ENTRY_FIELDS):
+                problems.append(f"auction {aid}: entry {shown.get('seq')} as {_who(ev)} "
+                                f"showed it (hash {shown.get('hash')}) differs from the "
+                                f"published one (hash {published.get('hash')})")
+        placed = {(str(e["bidder"]), int(e["amount"]), str(e["kind"])) for e in rec.entries}
+        for b in _bids(d, aid):
+            if b.outcome == "leading":
+                key = (str(b.reply.get("pseudonym")), int(b.reply.get("amount") or 0), "bid")
+                if key not in placed:
+                    problems.append(f"auction {aid}: bid {b.request_id} of {b.viewer_id} was "
+                                    f"told it leads at {key[1]} (pseudonym {key[0]}), but no "
+                                    "chain entry has it")
+            elif b.outcome == "outbid_by_proxy":
+                details = b.reply.get("details") or {}
+                amount = int(details.get("amount") or 0)
+                if not any(a == amount and k == "proxy" for _, a, k in placed):
+                    problems.append(f"auction {aid}: bid {b.request_id} of {b.viewer_id} was "
+                                    f"told a proxy bid outbid it at {amount}, but no proxy "
+                                    "entry has that amount")
+    return _verdict(AUCTION_CHAIN, problems,
+                    f"{len(d.auctions)} auction(s), {entries_total} chain entr(ies) verified")
+
+
+AUCTION_CHECKS: tuple[Callable[[RunData], Check], ...] = (
+    auction_winner, auction_highest, auction_extensions, auction_chain)
+WAITLIST_CHECKS: tuple[Callable[[RunData], Check], ...] = (
+    waitlist_within_stock, waitlist_order, waitlist_once)
+
+
 CHECKS: tuple[Callable[[RunData], Check], ...] = (
     sold_within_stock, sold_equals_orders, stock_conserved, per_buyer_limit,
     one_order_per_hold, orders_have_holds, placed_orders_stored, stored_orders_acknowledged,
@@ -334,6 +769,10 @@ def check_run(d: RunData) -> list[Check]:
         out.append(coupons(d))
     if d.lotteries or d.entries:
         out.append(lotteries(d))
+    if d.waitlist_joins or d.waitlist_events:
+        out += [check(d) for check in WAITLIST_CHECKS]
+    if d.auctions or d.bids or d.auction_events:
+        out += [check(d) for check in AUCTION_CHECKS]
     out.append(sequence_numbers(d))
     chat = chat_rate_limit(d)
     if chat is not None:

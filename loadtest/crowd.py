@@ -1,11 +1,12 @@
 """One generator process's share of the crowd: who each viewer is (buyer,
-greedy, claimer, entrant, reconnector, chatter: seeded by its index), how it
-reacts to what the room broadcasts (a sale announced, a coupon dropped, a
-lottery opened, the way real clients do, so the selling load also exercises
-fan-out), and the process's phases: join at its share of the rate, the show
-(reconnect storm, chat), the end marker, and the counters it reports. The
-requests themselves are in loadtest/actions.py; a trace's viewer actions in
-loadtest/crowd_trace.py.
+greedy, waiter, claimer, entrant, reconnector, chatter: seeded by its index),
+how it reacts to what the room broadcasts (a sale announced, a coupon dropped,
+a lottery opened, a waitlist's offer, an auction's events, the way real
+clients do, so the selling load also exercises fan-out), and the process's
+phases: join at its share of the rate, the show (reconnect storm, chat), the
+end marker, and the counters it reports. The requests themselves are in
+loadtest/actions.py; an auction's bidders in loadtest/bidders.py; a trace's
+viewer actions in loadtest/crowd_trace.py.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.actions import Actions
+from loadtest.bidders import AUCTION_EVENTS, Bidders
 from loadtest.crowd_trace import TraceSteps
 from loadtest.messages import WorkerPlan, WorkerResult
+from loadtest.model import WaitlistEvent
 from loadtest.stats import Reservoir
 from loadtest.viewer import Viewer, now_ms
 from server.core import gcpolicy
@@ -65,7 +68,9 @@ class Crowd(Actions):
         self.chat_on = False
         self.trace = TraceSteps(self, self.viewers, self._join_one, self.spawn)
         self.t0 = 0.0
+        self.waitlist_events: dict[int, WaitlistEvent] = {}  # by seq
         self._build()
+        self.bidders = Bidders(self, self.viewers)
 
     def _build(self) -> None:
         s = self.scn
@@ -83,6 +88,10 @@ class Crowd(Actions):
                 reconnect_delay_s=rng.uniform(0.05, max(0.05, s.reconnect.within_s)),
                 chatter=rng.random() < s.chat.share,
                 buy_delay_s=rng.uniform(0.0, window) if window else 0.0)
+            # Drawn last (and only when asked for), so scenarios without waitlists
+            # keep every other choice they made before waitlists existed.
+            if buyer and s.sale.waitlist_share > 0 and rng.random() < s.sale.waitlist_share:
+                self.waiters.add(i)
             self.viewers[i] = Viewer(self, i, i in self.plan.sampled)
 
     # ------------------------------------------------------------ helpers
@@ -124,6 +133,13 @@ class Crowd(Actions):
             return
         if self.trace_mode or self.finishing:
             return
+        if kind == "waitlist_offer":
+            self._waitlist_offer(viewer, msg)
+            return
+        if kind in AUCTION_EVENTS or (kind == "snapshot" and self.scn.auction.enabled):
+            self.bidders.on_event(viewer, kind, msg)
+            if kind != "snapshot":
+                return
         roles = self.roles[viewer.index]
         if kind == "snapshot":
             for card in msg.get("products", []):
@@ -140,6 +156,21 @@ class Crowd(Actions):
             self._coupon_seen(viewer, roles, msg["coupon"])
         elif kind == "lottery_open":
             self._lottery_seen(viewer, roles, msg["lottery"])
+
+    def _waitlist_offer(self, viewer: Viewer, msg: dict[str, Any]) -> None:
+        """A step of a waitlist: kept once per seq; a hold offered to this viewer is
+        taken (checked out or abandoned as any hold)."""
+        seq = int(msg["seq"])
+        offers = [o for o in msg.get("offers") or [] if isinstance(o, dict)]
+        if seq not in self.waitlist_events:
+            self.waitlist_events[seq] = WaitlistEvent(
+                seq=seq, product_id=str(msg.get("product_id", "")), offers=offers,
+                dropped=[d for d in msg.get("dropped") or [] if isinstance(d, dict)],
+                ts=int(msg.get("ts") or 0))
+        for offer in offers:
+            if offer.get("viewer_id") == viewer.rec.viewer_id \
+                    and isinstance(offer.get("hold"), dict):
+                self.offered(viewer, offer["hold"])
 
     def _sale_seen(self, viewer: Viewer, roles: Roles, sale: dict[str, Any]) -> None:
         if not roles.buyer:
@@ -289,6 +320,7 @@ class Crowd(Actions):
         return {"connected": self.connected, "frames": self.frames, "applied": self.applied,
                 "buys": sum(self.outcomes.get("buy", Counter()).values()),
                 "holds": len(self.result.holds), "orders": len(self.result.acks),
+                "bids": len(self.result.bids),
                 "errors": self.errors, "busy": len(self.tasks)}
 
     def collect(self) -> WorkerResult:
@@ -299,4 +331,6 @@ class Crowd(Actions):
         r.outcomes = {k: dict(v) for k, v in self.outcomes.items()}
         r.frames = self.frames
         r.applied = self.applied
+        r.waitlist_events = [self.waitlist_events[k] for k in sorted(self.waitlist_events)]
+        r.auction_events = self.bidders.collected()
         return r

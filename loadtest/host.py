@@ -1,8 +1,9 @@
 """The host's side of a load test: the room's HTTP API with its host key.
 
 Creates the room (or uses a given one), the products, the sale, the coupon
-drop and the lottery, emits events at a rate, samples the audit, and reads the
-orders and lotteries back for the checks. Every non-2xx answer becomes a
+drop, the lottery and the auction, emits events at a rate, samples the audit,
+and reads the orders, lotteries and auctions (with their bid chains) back for
+the checks. Every non-2xx answer becomes a
 `HostError` carrying the server's error code.
 """
 
@@ -106,6 +107,35 @@ class Host:
             raise _error("GET", f"lotteries/{lottery_id}", r)
         out: dict[str, Any] = r.json()
         return out
+
+
+    async def public(self, path: str) -> dict[str, Any]:
+        """GET a public route of the room (no host key)."""
+        full = f"/api/rooms/{self.room_id}{path}"
+        r = await self.http.get(full)
+        if r.status_code != 200:
+            raise _error("GET", full, r)
+        out: dict[str, Any] = r.json()
+        return out
+
+    async def auction(self, auction_id: str) -> dict[str, Any]:
+        return await self.public(f"/auctions/{auction_id}")
+
+    async def auction_chain(self, auction_id: str) -> dict[str, Any]:
+        """The auction's whole bid chain, page by page: `{"genesis", "head",
+        "bids": [entry...]}` (the last page's genesis and head)."""
+        entries: list[dict[str, Any]] = []
+        after = 0
+        page: dict[str, Any] = {}
+        for _ in range(10_000):  # 10 million entries: far above any auction's
+            page = await self.public(f"/auctions/{auction_id}/bids?after={after}&limit=1000")
+            bids = page.get("bids") or []
+            entries.extend(bids)
+            if not page.get("more") or not bids:
+                break
+            after = int(bids[-1]["seq"])
+        return {"genesis": page.get("genesis", ""), "head": page.get("head", ""),
+                "bids": entries}
 
 
 def _error(method: str, path: str, r: httpx.Response) -> HostError:

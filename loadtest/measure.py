@@ -1,6 +1,7 @@
 """The figures of a run's report: `settings` (scenario, target, machine) and
-`measurements` (viewers, fan-out, selling, outcomes, server, generators,
-trace), built from the generators' results, the samples and the read-back.
+`measurements` (viewers, fan-out, selling with its waitlists, auctions,
+outcomes, server, generators, trace), built from the generators' results, the
+samples and the read-back.
 Pure apart from reading the objects it is given.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from loadtest.context import RunContext
 from loadtest.messages import WorkerResult
+from loadtest.model import AuctionRecord
 from loadtest.pool import GeneratorPool
 from loadtest.sampling import Sampler, machine
 from loadtest.stats import spread_indices, summary
@@ -84,6 +86,7 @@ def measurements(ctx: RunContext, target: Target, sampler: Sampler,
             "generator_spread_ms_per_event": _generator_spread(results),
         },
         "selling": _selling(ctx, sampler, buy_ms, checkout_ms, outcomes, results),
+        **({"auctions": [_auction(ctx, rec) for rec in d.auctions]} if d.auctions else {}),
         "outcomes": {k: dict(v) for k, v in sorted(outcomes.items())},
         "server": _server(target, sampler, show_applied, joined),
         "generator": [{"process": r.worker_id, "viewers": len(r.viewers),
@@ -128,6 +131,9 @@ def _selling(ctx: RunContext, sampler: Sampler, buy_ms: list[float],
         "coupon_claims": len(d.claims),
         "orders_with_coupon": sum(1 for o in orders if o.get("coupon_id")),
         "lottery_entries": len(d.entries),
+        "waitlist_joins": len(d.waitlist_joins),
+        "waitlist_offers": sum(len(ev.offers) for ev in d.waitlist_events),
+        "waitlist_dropped": sum(len(ev.dropped) for ev in d.waitlist_events),
     }
     settled = {o["hold_id"] for o in orders}
     out["holds_expired_or_released"] = len({h.hold_id for h in d.holds} - settled)
@@ -150,6 +156,37 @@ def _selling(ctx: RunContext, sampler: Sampler, buy_ms: list[float],
     out.update(sampler.cpu_per_buy(buy_ms, sum(outcomes.get("buy", Counter()).values()),
                                    last_reply or None))
     return out
+
+
+def _auction(ctx: RunContext, rec: AuctionRecord) -> dict[str, Any]:
+    """One auction's figures: bids by kind and answer, the chain, the ends."""
+    d = ctx.data
+    pub = rec.published or {}
+    result = pub.get("result") or {}
+    bids = [b for b in d.bids if b.auction_id == rec.auction_id]
+    first_end = rec.started.get("ends_at")
+    last_end = rec.entries[-1]["ends_at"] if rec.entries else first_end
+    snipes = [b for b in bids if b.kind == "snipe"]
+    return {
+        "auction_id": rec.auction_id, "anti_snipe": pub.get("anti_snipe"),
+        "state": pub.get("state"), "ended_by": result.get("ended_by"),
+        "bids_sent": len(bids),
+        "bids_by_kind": dict(Counter(b.kind for b in bids)),
+        "answers": dict(Counter(b.outcome for b in bids).most_common()),
+        "bid_ms": summary([max(0.0, b.answered_at - b.sent_at) for b in bids]),
+        "chain_entries": len(rec.entries),
+        "proxy_entries": sum(1 for e in rec.entries if e.get("kind") == "proxy"),
+        "extensions": pub.get("extensions"),
+        "end_moved_s": round((int(last_end) - int(first_end)) / 1000.0, 3)
+        if first_end is not None and last_end is not None else None,
+        "snipes_sent": len(snipes),
+        "snipes_after_the_end_as_seen": sum(1 for b in snipes if b.outcome == "auction_ended"),
+        "winner": result.get("winner"), "amount": result.get("amount"),
+        "reserve_met": result.get("reserve_met"),
+        "events_received": sum(ev.receipts for ev in d.auction_events
+                               if ev.auction_id == rec.auction_id),
+        "read_back_error": rec.error or None,
+    }
 
 
 def _server(target: Target, sampler: Sampler, show_deliveries: int,

@@ -11,7 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtest.model import Claim, Entry, HoldRecord, OrderAck, ViewerRecord
+from loadtest.model import (
+    AuctionEvent,
+    BidRecord,
+    Claim,
+    Entry,
+    HoldRecord,
+    OrderAck,
+    ViewerRecord,
+    WaitlistEvent,
+    WaitlistJoin,
+)
 from loadtest.scenario import Scenario
 
 
@@ -55,6 +65,10 @@ class WorkerResult:
     acks: list[OrderAck] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
+    waitlist_joins: list[WaitlistJoin] = field(default_factory=list)
+    waitlist_events: list[WaitlistEvent] = field(default_factory=list)  # one per seq
+    bids: list[BidRecord] = field(default_factory=list)
+    auction_events: list[AuctionEvent] = field(default_factory=list)  # per seq and content
     latency_ms: list[float] = field(default_factory=list)
     latency_seen: int = 0
     buy_ms: list[float] = field(default_factory=list)

@@ -1,6 +1,7 @@
 """The data one run collects: what the crowd was told (holds, orders, claims,
-entries, the sequence numbers each viewer saw) and what the host read back
-(audit samples, orders, the store, published lotteries).
+entries, waitlist places and offers, bids and auction events, the sequence
+numbers each viewer saw) and what the host read back (audit samples, orders,
+the store, published lotteries and auctions with their bid chains).
 
 Plain picklable dataclasses: generator processes send their part to the parent
 in these, and the checker is a pure function over `RunData`.
@@ -51,6 +52,10 @@ class HoldRecord:
     quantity: int
     created_at: int
     expires_at: int
+    # When its holder sent a release (server clock as the generator reads it, ms;
+    # 0: never released). The release happened after this, so a unit freed by it is
+    # never counted as freed too early.
+    released_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -102,6 +107,77 @@ class CouponInfo:
 
 
 @dataclass(slots=True)
+class WaitlistJoin:
+    """A `waitlist` answer to a viewer's `join_waitlist`: its place in the line."""
+
+    viewer_id: str
+    product_id: str
+    ticket: int
+    position: int
+    at: float  # when the answer came (server clock as the generator reads it, ms)
+
+
+@dataclass(slots=True)
+class WaitlistEvent:
+    """One `waitlist_offer` event (one atomic step of the server: the units it
+    offered, in line order, and the viewers it took off), kept once per seq."""
+
+    seq: int
+    product_id: str
+    offers: list[dict[str, Any]]  # {"viewer_id", "ticket", "hold": {...}}
+    dropped: list[dict[str, Any]]  # {"viewer_id", "ticket", "reason"}
+    ts: int = 0
+
+
+@dataclass(slots=True)
+class BidRecord:
+    """One `bid` a viewer sent and the answer it got."""
+
+    auction_id: str
+    viewer_id: str
+    request_id: str
+    kind: str  # "plain" (at min_next), "proxy" (with max_amount), "raise", "snipe"
+    amount: int
+    max_amount: int | None
+    # Server clock as the generator reads it (ms): it trails the server's by the
+    # one-way latency of the welcome, so a bid is never thought sent later than it was.
+    sent_at: float
+    answered_at: float
+    # "leading", "max_raised", "won" (bid_placed) or the error's code
+    outcome: str
+    reply: dict[str, Any] = field(default_factory=dict)  # the answer without type and re
+
+
+@dataclass(slots=True)
+class AuctionEvent:
+    """An auction event (`auction_started`, `auction_bid`, `auction_ended`,
+    `auction_cancelled`, `auction_second_chance`) as the viewers received it:
+    kept once per seq and content, with how many viewers received exactly that
+    (two contents for one seq would mean viewers were told different things)."""
+
+    seq: int
+    kind: str
+    auction_id: str
+    data: dict[str, Any]
+    receipts: int = 1
+    viewers: list[str] = field(default_factory=list)  # the first few who received it
+
+
+@dataclass(slots=True)
+class AuctionRecord:
+    """An auction of the run: the host's start answer and what the server
+    published at the end (GET .../auctions/{id} and the chain from .../bids)."""
+
+    auction_id: str
+    started: dict[str, Any]  # the 201 answer to POST .../auctions
+    published: dict[str, Any] | None = None
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    chain_genesis: str = ""  # `genesis` and `head` of the bids pages
+    chain_head: str = ""
+    error: str = ""  # why the read-back failed
+
+
+@dataclass(slots=True)
 class RunData:
     """Everything the checker reads."""
 
@@ -122,6 +198,11 @@ class RunData:
     claims: list[Claim] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     lotteries: list[dict[str, Any]] = field(default_factory=list)  # as GET .../lotteries/{id}
+    waitlist_joins: list[WaitlistJoin] = field(default_factory=list)
+    waitlist_events: list[WaitlistEvent] = field(default_factory=list)  # by seq
+    bids: list[BidRecord] = field(default_factory=list)
+    auction_events: list[AuctionEvent] = field(default_factory=list)  # by seq
+    auctions: list[AuctionRecord] = field(default_factory=list)
     viewers: list[ViewerRecord] = field(default_factory=list)
     final_seq: int = 0  # seq of the end marker every connected viewer should reach
     chat_limit: tuple[float, int] | None = None  # the server's chat (rate/s, burst)

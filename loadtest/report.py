@@ -296,6 +296,9 @@ def render_html(result: RunResult, data: dict[str, Any]) -> str:
             parts.append(f"<figure>{svg}</figure>")
         if values:
             parts.append(_kv_table(values))
+    for auction in m.get("auctions") or []:
+        parts.append(f"<h2>Auction {html.escape(str(auction.get('auction_id')))}</h2>"
+                     + _kv_table(auction))
     if m.get("outcomes"):
         parts.append("<h2>Outcomes by action and code</h2>" + _kv_table(m["outcomes"]))
     if m.get("generator"):

@@ -2,7 +2,8 @@
 
 A scenario is one engine's settings, not a program: every run joins a crowd of
 viewers, and the sections switch features on (a host emitting events, a flash
-sale with a coupon drop and a lottery, a reconnect storm, a chat storm). The
+sale with a coupon drop, a lottery and a waitlist, an auction with proxy bids
+and last-second snipes, a reconnect storm, a chat storm). The
 bundled scenarios in `loadtest/scenarios/` are such files; a bare name like
 `flash_sale` resolves to one of them, or to the bundled sample trace.
 
@@ -109,6 +110,51 @@ class SaleSpec:
     sold_out_retries: int = field(default=3, metadata=_r(
         0, 1000, doc="buy retries after sold_out (stock may come back)"))
     retry_interval_s: float = field(default=1.0, metadata=_r(0.05, 60.0))
+    waitlist_share: float = field(default=0.0, metadata=_r(
+        0.0, 1.0, doc="buyers told sold_out who join the product's waitlist (instead of "
+                      "retrying) and take the hold it offers them; 0: nobody waits"))
+
+
+ANTI_SNIPE: Final = ("extend", "sudden_death")
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionSpec:
+    enabled: bool = field(default=False, metadata=_r(doc="run an auction"))
+    start_price: int = field(default=1000, metadata=_r(1, 10**9,
+                                                       doc="start price, minor units"))
+    duration_s: int = field(default=20, metadata=_r(
+        5, 86400, doc="seconds from the start to the first end"))
+    anti_snipe: str = field(default="extend", metadata=_r(
+        choices=ANTI_SNIPE, doc="extend: a bid in the last extend_s moves the end; "
+                                "sudden_death: the end never moves"))
+    extend_s: int = field(default=3, metadata=_r(1, 300, doc="the extend window, seconds"))
+    reserve_price: int = field(default=0, metadata=_r(
+        0, 10**9, doc="hidden reserve price, minor units (0: none; else >= start_price)"))
+    pay_s: int = field(default=60, metadata=_r(10, 86400,
+                                               doc="how long the winner's hold lasts"))
+    bidders: int = field(default=300, metadata=_r(
+        1, 100_000, doc="viewers who bid (the first of the crowd; at most viewers.count)"))
+    proxy_share: float = field(default=0.3, metadata=_r(
+        0.0, 1.0, doc="bidders (not snipers) who send proxy bids with a max_amount"))
+    proxy_steps: int = field(default=20, metadata=_r(
+        1, 10_000, doc="a proxy bid's max_amount: up to this many steps above min_next"))
+    bid_interval_s: float = field(default=3.0, metadata=_r(
+        0.05, 600.0, doc="mean time between one bidder's bids"))
+    max_bids: int = field(default=8, metadata=_r(
+        1, 1000, doc="most bids one bidder sends before the last seconds"))
+    snipe_share: float = field(default=0.3, metadata=_r(
+        0.0, 1.0, doc="bidders who bid only in the last snipe_window_s before the end"))
+    snipe_window_s: float = field(default=1.0, metadata=_r(
+        0.05, 60.0, doc="snipes go out this long before ends_at as the bidder sees it"))
+    snipe_late_s: float = field(default=0.2, metadata=_r(
+        0.0, 10.0, doc="some snipes go out up to this long after ends_at (they must be "
+                       "refused: auction_ended)"))
+    snipes: int = field(default=2, metadata=_r(
+        1, 100, doc="most snipes per sniper (after an extension a sniper aims at the new "
+                    "end)"))
+    winner_pays: bool = field(default=True, metadata=_r(
+        doc="the winner checks out the hold it wins"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +228,7 @@ class Scenario:
     coupon: CouponSpec = field(default_factory=CouponSpec)
     lottery: LotterySpec = field(default_factory=LotterySpec)
     reconnect: ReconnectSpec = field(default_factory=ReconnectSpec)
+    auction: AuctionSpec = field(default_factory=AuctionSpec)
     chat: ChatSpec = field(default_factory=ChatSpec)
     checks: ChecksSpec = field(default_factory=ChecksSpec)
     trace: TraceSpec = field(default_factory=TraceSpec)
@@ -216,11 +263,12 @@ def build_scenario(data: Mapping[str, Any], where: str) -> Scenario:
 
 def validate(s: Scenario, where: str) -> None:
     """Rules that join several keys."""
-    if s.sale.enabled:
-        if len(s.sale.currency) != 3 or not s.sale.currency.isalpha() \
-                or not s.sale.currency.isupper():
+    if (s.sale.enabled or s.auction.enabled) and (
+            len(s.sale.currency) != 3 or not s.sale.currency.isalpha()
+            or not s.sale.currency.isupper()):
             raise ScenarioError(f"{where}: sale.currency: expected three upper-case letters, "
                                 f"got {s.sale.currency!r}")
+    if s.sale.enabled:
         if s.sale.stock and s.sale.stock < s.sale.units:
             raise ScenarioError(f"{where}: sale.stock: {s.sale.stock} is below sale.units "
                                 f"{s.sale.units}")
@@ -232,6 +280,8 @@ def validate(s: Scenario, where: str) -> None:
                 f"{where}: run.duration_s: {s.run.duration_s} leaves no time to sell after "
                 f"sale.countdown_s + sale.buy_window_s = "
                 f"{s.sale.countdown_s + s.sale.buy_window_s}")
+    if s.auction.enabled:
+        validate_auction(s, where)
     if s.chat.messages_per_s + s.chat.likes_per_s > 18.0:
         raise ScenarioError(f"{where}: chat.messages_per_s: chat + likes per chatter is "
                             f"{s.chat.messages_per_s + s.chat.likes_per_s}/s, above the 18/s "
@@ -239,6 +289,22 @@ def validate(s: Scenario, where: str) -> None:
     if s.reconnect.enabled and s.reconnect.at_s >= s.run.duration_s:
         raise ScenarioError(f"{where}: reconnect.at_s: {s.reconnect.at_s} is not inside "
                             f"run.duration_s {s.run.duration_s}")
+
+
+def validate_auction(s: Scenario, where: str) -> None:
+    a = s.auction
+    if a.bidders > s.viewers.count:
+        raise ScenarioError(f"{where}: auction.bidders: {a.bidders} is above viewers.count "
+                            f"{s.viewers.count}")
+    if a.reserve_price and a.reserve_price < a.start_price:
+        raise ScenarioError(f"{where}: auction.reserve_price: {a.reserve_price} is below "
+                            f"auction.start_price {a.start_price} (0: no reserve)")
+    if a.duration_s >= s.run.duration_s:
+        raise ScenarioError(f"{where}: run.duration_s: {s.run.duration_s} leaves no time for "
+                            f"the auction: auction.duration_s is {a.duration_s}")
+    if a.snipe_window_s >= a.duration_s:
+        raise ScenarioError(f"{where}: auction.snipe_window_s: {a.snipe_window_s} is not "
+                            f"inside auction.duration_s {a.duration_s}")
 
 
 def load_scenario_file(path: Path) -> Scenario:

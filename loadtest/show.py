@@ -1,6 +1,7 @@
 """The show of a scenario run: join the crowd at its rate, then for
 `run.duration_s` drop the coupon, open the lottery, announce the sale (it
-opens after its countdown), emit host events at `host.events_per_s`, and
+opens after its countdown), start the auction (the bidders learn it from its
+`auction_started` event), emit host events at `host.events_per_s`, and
 inject the --chaos faults on the show's clock. A trace run has its own show
 (loadtest/replay.py); both start and stop the faults through `start_chaos`
 and `chaos_injected`.
@@ -18,11 +19,11 @@ import httpx
 from loadtest.chaos import Chaos
 from loadtest.context import RunContext
 from loadtest.host import Host, HostError
-from loadtest.model import CouponInfo, SaleInfo
+from loadtest.model import AuctionRecord, CouponInfo, SaleInfo
 from loadtest.pool import GeneratorPool
 from loadtest.sampling import Sampler
 from loadtest.spawn import START_TIMEOUT_S
-from loadtest.target import FANOUT_PRODUCTS, SALE_PRODUCT, Target
+from loadtest.target import AUCTION_PRODUCT, FANOUT_PRODUCTS, SALE_PRODUCT, Target
 
 HOST_INFLIGHT = 64
 
@@ -124,6 +125,14 @@ class Show:
             ctx.data.sales.append(SaleInfo(sale["sale_id"], SALE_PRODUCT, sale["units"],
                                            sale["limit_per_buyer"], sale["starts_at"]))
             starts_at = sale["starts_at"]
+        if s.auction.enabled:
+            a = s.auction
+            auction = await host.call("POST", "/auctions", {
+                "product_id": AUCTION_PRODUCT, "start_price": a.start_price,
+                "duration_s": a.duration_s, "anti_snipe": a.anti_snipe,
+                "extend_s": a.extend_s, "reserve_price": a.reserve_price or None,
+                "pay_s": a.pay_s})
+            ctx.data.auctions.append(AuctionRecord(str(auction["auction_id"]), auction))
         self.pool.tell("show", ctx.show_wall, starts_at)
         start_chaos(ctx, self.target, self.pool)
         emitter = asyncio.ensure_future(self._emit(host, ctx.t_show + s.run.duration_s))

@@ -1,7 +1,8 @@
 """The server a run talks to and its room: spawn one (pinned to its cores, with
 the settings the scenario needs) or check a given --url (loopback only);
 create a room (or use --room with its host key) and add the scenario's
-products; at the end stop the spawned server and read its order store.
+products (the sale's, the auction's, the fan-out's); at the end stop the
+spawned server and read its order store.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from loadtest.host import Host, HostError, TargetError, check_loopback
 from loadtest.spawn import SpawnedServer, plan_cores
 
 SALE_PRODUCT = "lt-sale"
+AUCTION_PRODUCT = "lt-auction"
 FANOUT_PRODUCTS = ("lt-a", "lt-b", "lt-c")
 
 
@@ -52,6 +54,10 @@ class Target:
         env = {}
         if s.sale.hold_seconds:
             env["LIVESELL_SALE_HOLD_SECONDS"] = str(s.sale.hold_seconds)
+            if s.sale.enabled and s.sale.waitlist_share:
+                # An offered unit nobody takes moves on as fast as an abandoned hold
+                # (the server's least offer time is 5 s).
+                env["LIVESELL_SALE_WAITLIST_OFFER_S"] = str(max(5.0, s.sale.hold_seconds))
         env["LIVESELL_CHAT_MESSAGES_PER_S"] = str(s.chat.server_rate_per_s)
         # Every simulated viewer comes from one loopback address and chats at its own
         # checked rate: the per-address identity limit and the room-wide chat cap
@@ -104,6 +110,12 @@ class Target:
             # sale's price, never at the list price before the sale opens.
             await host.call("POST", "/pins", {"product_id": SALE_PRODUCT,
                                               "open_for_sale": False})
+        if s.auction.enabled:
+            # One unit: the auction takes it out of stock (held) while it runs.
+            await host.product({"product_id": AUCTION_PRODUCT, "title": "Auction item",
+                                "price": s.auction.start_price, "currency": s.sale.currency,
+                                "stock": 1})
+            data.products[AUCTION_PRODUCT] = 1
         if s.host.events_per_s and set(s.host.actions) - {"announce"}:
             for pid in FANOUT_PRODUCTS:
                 await host.product({"product_id": pid, "title": f"Item {pid}", "price": 1000,

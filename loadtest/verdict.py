@@ -1,8 +1,9 @@
 """The end of a run and its verdicts: settle (the crowd's flows end, no unit
-is held, the lottery is drawn), the end marker every connected viewer must
-reach, the generators' results, the read-back (audit, orders, lotteries;
-retried for a while after faults), and the checks over all of it
-(loadtest/checks.py, plus the chaos verdicts and the run's own faults).
+is held, the auction has ended, the lottery is drawn), the end marker every
+connected viewer must reach, the generators' results, the read-back (audit,
+orders, lotteries, auctions with their bid chains; retried for a while after
+faults), and the checks over all of it (loadtest/checks.py, plus the chaos
+verdicts and the run's own faults).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from loadtest.chaos_report import summarize
 from loadtest.context import RunContext
 from loadtest.host import Host, HostError
 from loadtest.messages import WorkerResult
-from loadtest.model import StockSample
+from loadtest.model import AuctionEvent, StockSample, WaitlistEvent
 from loadtest.pool import GeneratorPool
 
 T = TypeVar("T")
@@ -45,6 +46,7 @@ class Ending:
         last_error = ""
         while time.monotonic() < deadline:
             busy = sum(p.get("busy", 0) for p in self.pool.progress.values())
+            busy += await self._auctions_open(host)
             held = 0
             if ctx.data.products:
                 try:
@@ -60,7 +62,7 @@ class Ending:
             if not await ctx.sleep(0.25):
                 return
         else:
-            ctx.warnings.append(f"the crowd or its holds had not settled after "
+            ctx.warnings.append(f"the crowd, its holds or the auction had not settled after "
                                 f"run.settle_timeout_s ({ctx.scn.run.settle_timeout_s}s)"
                                 + (f"; the last audit failed: {last_error}"
                                    if last_error else ""))
@@ -73,6 +75,18 @@ class Ending:
                 # After faults the server may not answer yet: the crowd's results and
                 # every check matter more than this draw (the lottery check reports it).
                 ctx.warnings.append(f"settle after the faults: lottery {lid}: {exc}")
+
+    async def _auctions_open(self, host: Host) -> int:
+        """How many of the run's auctions are still open (one that cannot be read
+        counts as open: the bound on settling still ends the wait)."""
+        n = 0
+        for record in self.ctx.data.auctions:
+            try:
+                state = (await host.auction(record.auction_id)).get("state")
+            except (HostError, httpx.HTTPError):
+                state = "unknown"
+            n += state not in ("ended", "cancelled")
+        return n
 
     async def _draw(self, host: Host, lid: str) -> None:
         """Draw the lottery if its timer has not, and wait (bounded) until it is."""
@@ -126,6 +140,23 @@ class Ending:
             lot, _ = await self._read(f"lottery {lid}", functools.partial(host.lottery, lid))
             if lot is not None:
                 data.lotteries.append(lot)
+        for record in data.auctions:
+            # Read whatever the server publishes; what it will not give is named by
+            # the auction checks, not raised (the other checks still run).
+            aid = record.auction_id
+            try:
+                record.published, record.error = await self._read(
+                    f"auction {aid}", functools.partial(host.auction, aid))
+                chain, error = await self._read(f"auction {aid} bids",
+                                                functools.partial(host.auction_chain, aid))
+            except (HostError, httpx.HTTPError) as exc:
+                record.error = f"{type(exc).__name__}: {exc}"
+                continue
+            record.error = record.error or error
+            if chain is not None:
+                record.entries = list(chain["bids"])
+                record.chain_genesis = str(chain["genesis"])
+                record.chain_head = str(chain["head"])
 
     async def _read(self, what: str,
                     call: Callable[[], Awaitable[T]]) -> tuple[T | None, str]:
@@ -158,6 +189,10 @@ def gather_results(ctx: RunContext, results: list[WorkerResult], spawned: bool) 
         d.acks.extend(r.acks)
         d.claims.extend(r.claims)
         d.entries.extend(r.entries)
+        d.waitlist_joins.extend(r.waitlist_joins)
+        d.bids.extend(r.bids)
+    d.waitlist_events = merge_waitlist_events([r.waitlist_events for r in results])
+    d.auction_events = merge_auction_events([r.auction_events for r in results])
     d.final_seq = ctx.final_seq
     d.chat_limit = (s.chat.server_rate_per_s, s.chat.server_burst)
     d.holds_must_end = not ctx.interrupted.is_set() and (spawned or ctx.opts.trace is None)
@@ -168,6 +203,32 @@ def gather_results(ctx: RunContext, results: list[WorkerResult], spawned: bool) 
                    if v.first_seq and v.connected_at_end) if d.final_seq else 0
     d.reach = round(received / expected, 5) if expected else None
     d.min_reach = s.checks.min_reach
+
+
+def merge_waitlist_events(parts: list[list[WaitlistEvent]]) -> list[WaitlistEvent]:
+    """The generators' waitlist events, one per seq, in seq order."""
+    by_seq: dict[int, WaitlistEvent] = {}
+    for part in parts:
+        for ev in part:
+            by_seq.setdefault(ev.seq, ev)
+    return [by_seq[k] for k in sorted(by_seq)]
+
+
+def merge_auction_events(parts: list[list[AuctionEvent]]) -> list[AuctionEvent]:
+    """The generators' auction events, one per seq and content (receipts added),
+    in seq order."""
+    by_seq: dict[int, list[AuctionEvent]] = {}
+    for part in parts:
+        for ev in part:
+            variants = by_seq.setdefault(ev.seq, [])
+            same = next((v for v in variants if v.data == ev.data), None)
+            if same is None:
+                variants.append(AuctionEvent(ev.seq, ev.kind, ev.auction_id, ev.data,
+                                             ev.receipts, list(ev.viewers)))
+            else:
+                same.receipts += ev.receipts
+                same.viewers.extend(ev.viewers[:max(0, 3 - len(same.viewers))])
+    return [ev for k in sorted(by_seq) for ev in by_seq[k]]
 
 
 def verdicts(ctx: RunContext, results: list[WorkerResult],

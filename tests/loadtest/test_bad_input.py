@@ -39,6 +39,23 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     ("[run]\nduration_s = 2\n[sale]\nenabled = true\ncountdown_s = 3\n",
      ["run.duration_s", "leaves no time to sell"]),
     ("[sale\n", ["not valid TOML"]),
+    ("[sale]\nwaitlist_share = 2\n", ["sale.waitlist_share", "above the maximum 1.0"]),
+    ("[auction]\nanti_snipe = 'never'\n", ["auction.anti_snipe", "'never' is not one of",
+                                          "extend, sudden_death"]),
+    ("[auction]\nstart_price = 'cheap'\n", ["auction.start_price", "expected an integer"]),
+    ("[auction]\nextend_s = 0\n", ["auction.extend_s", "below the minimum 1"]),
+    ("[auction]\nduration_s = 3\n", ["auction.duration_s", "below the minimum 5"]),
+    ("[auction]\nbidders = 200000\n", ["auction.bidders", "above the maximum 100000"]),
+    ("[auction]\nsnipes = 1.5\n", ["auction.snipes", "expected an integer, got 1.5"]),
+    ("[auction]\nenabled = 'yes'\n", ["auction.enabled", "expected true or false"]),
+    ("[auction]\nenabled = true\nbidders = 500\n",
+     ["auction.bidders: 500 is above viewers.count 200"]),
+    ("[auction]\nenabled = true\nbidders = 10\nreserve_price = 10\n",
+     ["auction.reserve_price: 10 is below auction.start_price 1000"]),
+    ("[run]\nduration_s = 10\n[auction]\nenabled = true\nbidders = 10\nduration_s = 20\n",
+     ["run.duration_s: 10.0 leaves no time for the auction", "auction.duration_s is 20"]),
+    ("[auction]\nenabled = true\nbidders = 10\nduration_s = 5\nsnipe_window_s = 5.0\n",
+     ["auction.snipe_window_s: 5.0 is not inside auction.duration_s 5"]),
 ])
 def test_bad_scenario_files_exit_2_naming_the_key(tmp_path: Path, toml: str,
                                                   phrases: list[str]) -> None:
@@ -138,9 +155,9 @@ def test_trace_parser_names_the_fault(text: str, phrase: str) -> None:
 
 
 def test_bundled_scenarios_are_valid_and_overrides_are_checked() -> None:
-    assert {"fanout", "flash_sale", "reconnect_storm", "chat_storm", "sample"} <= set(
-        bundled_names())
-    for name in ("fanout", "flash_sale", "reconnect_storm", "chat_storm"):
+    assert {"fanout", "flash_sale", "reconnect_storm", "chat_storm", "auction",
+            "sample"} <= set(bundled_names())
+    for name in ("fanout", "flash_sale", "reconnect_storm", "chat_storm", "auction"):
         scenario = load_scenario_file(resolve(name))
         assert scenario.name == name
     s = with_overrides(load_scenario_file(resolve("flash_sale")), viewers=50, duration=9.0,
@@ -150,3 +167,9 @@ def test_bundled_scenarios_are_valid_and_overrides_are_checked() -> None:
         with_overrides(s, duration=0.5)
     with pytest.raises(ScenarioError, match="unknown key 'kind'"):
         build_scenario({"kind": "fanout"}, "inline")
+    auction = load_scenario_file(resolve("auction"))
+    assert auction.auction.enabled and auction.auction.bidders >= 100
+    with pytest.raises(ScenarioError, match=r"auction.bidders: 300 is above viewers.count 50"):
+        with_overrides(auction, viewers=50)
+    with pytest.raises(ScenarioError, match="leaves no time for the auction"):
+        with_overrides(auction, duration=20.0)
