@@ -72,11 +72,14 @@ def broken(change: Any) -> list[str]:
     return verify(auction, entries)
 
 
-def rehash(entries: list[dict[str, Any]], start: int, genesis: str) -> None:
+def rehash(entries: list[dict[str, Any]], start: int, genesis: str) -> bool:
+    """Recompute the hashes from entry `start` on (a forger who rewrote an entry and
+    everything after it, so that only the rule it broke can give it away)."""
     prev = entries[start - 1]["hash"] if start else genesis
     for e in entries[start:]:
         e["prev"] = prev
         e["hash"] = prev = entry_hash(prev, e)
+    return True
 
 
 @pytest.mark.parametrize("change, found", [

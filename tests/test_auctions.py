@@ -120,9 +120,9 @@ async def test_proxy_bids_refusals_and_the_winner_pays(server: LiveServer,
         sys.executable, "-m", "server", "verify-auction", "--url",
         f"{server.base}/api/rooms/{host.room_id}/auctions/{aid}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, (out, err)
-    assert out.decode().startswith("OK: 4 accepted bid(s)") and "at 3100" in out.decode()
+    printed, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, (printed, err)
+    assert printed.decode().startswith("OK: 4 accepted bid(s)") and "at 3100" in printed.decode()
     # The winner pays the hold they were given, under the normal checkout.
     placed = await bob.request("checkout", hold_id=result["hold"]["id"])
     assert placed["type"] == "order_placed", placed
