@@ -202,6 +202,8 @@ def _populate(w: World) -> None:
         drawn = made(http.post(p + "/lotteries", headers=h, json={
             "prize": "Pin", "duration_s": 86400}))
         made(http.post(p + f"/lotteries/{drawn['lottery_id']}/draw", headers=h))
+        poll = made(http.post(p + "/polls", headers=h, json={
+            "question": "Fuzz?", "options": ["a", "b"], "duration_s": 86400}))
         auction = made(http.post(p + "/auctions", headers=h, json={
             "product_id": product["product_id"], "start_price": 100, "duration_s": 86400}))
         session = made(http.post("/api/session", json={"nickname": "fuzzer"}))
@@ -217,6 +219,7 @@ def _populate(w: World) -> None:
         "coupon": [coupon["coupon_id"]],
         "lottery": [button["lottery_id"], keyword["lottery_id"], drawn["lottery_id"]],
         "auction": [auction["auction_id"]], "spare_auction": ["a_missing"],
+        "poll": [poll["poll_id"]], "spare_poll": ["p_missing"],
         "viewer": [session["viewer_id"]],
         "hold": [], "message": [],
         "token": [session["token"]],
@@ -408,6 +411,16 @@ HTTP: dict[tuple[str, str], Endpoint] = {
         {"room_id": "room", "auction_id": "spare_auction"}),
     ("POST", ROOM + "/auctions/{auction_id}/second-chance"): Endpoint(
         {"room_id": "room", "auction_id": "auction"}),
+    ("PUT", ROOM + "/pinned-message"): Endpoint({"room_id": "room"}, lambda w: {
+        "text": TEXT | ODD_TEXT, "message_id": ids("message", w)}),
+    ("DELETE", ROOM + "/pinned-message"): Endpoint({"room_id": "room"}),
+    ("POST", ROOM + "/polls"): Endpoint({"room_id": "room"}, lambda w: {
+        "question": TEXT | ODD_TEXT, "options": JSON | st.lists(TEXT, max_size=8),
+        "duration_s": INTS}),
+    ("GET", ROOM + "/polls/{poll_id}"): Endpoint({"room_id": "room", "poll_id": "poll"}),
+    # Closing aims at an unknown poll: the fuzz's own stays open for votes.
+    ("POST", ROOM + "/polls/{poll_id}/close"): Endpoint({"room_id": "room",
+                                                         "poll_id": "spare_poll"}),
     ("POST", ROOM + "/announcements"): Endpoint({"room_id": "room"},
                                                 lambda w: {"text": TEXT | ODD_TEXT}),
     ("GET", ROOM + "/orders"): Endpoint({"room_id": "room"}, query=("limit", "offset")),
@@ -640,6 +653,8 @@ WS_FIELDS: dict[str, dict[str, Callable[[World], st.SearchStrategy[Any]]]] = {
                        "product_id": lambda w: ids("product", w)},
     "bid": {"request_id": lambda w: REQUEST_ID, "auction_id": lambda w: ids("auction", w),
             "amount": lambda w: INTS, "max_amount": lambda w: INTS},
+    "vote": {"request_id": lambda w: REQUEST_ID, "poll_id": lambda w: ids("poll", w),
+             "option": lambda w: INTS},
     "resync": {"request_id": lambda w: REQUEST_ID},
 }
 

@@ -38,6 +38,7 @@ from server.state.scripts import (
     SecondChance,
     StockAdjusted,
     ViewerCounts,
+    Voted,
     Waiting,
     WaitlistTerms,
 )
@@ -152,7 +153,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
     # A room that does not exist in Redis: every script answers without a Lua error,
     # with the reply for an absent room (no epoch: 'rebuilding').
     replies = await asyncio.gather(
-        scripts.publish(room, b'{"type":"x"}', 10),
+        scripts.publish(room, b'{"type":"x"}', 10, 5),
         scripts.reserve(room, sale_id="s_1", product_id="p", buyer="v_1", request_id="b1",
                         hold_id="h_1", quantity=1, hold_ms=1000, answer_ttl_s=60,
                         verified=False, client="", max_open_holds=5,
@@ -184,6 +185,8 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
                     amount=100, max_amount=None, verified=False, answer_ttl_s=60),
         scripts.close_auction(room, auction_id="a_1", product_id="p", mode="due"),
         scripts.second_chance(room, "a_1"),
+        scripts.vote(room, poll_id="p_1", viewer="v_1", option=0, verified=False),
+        scripts.close_poll(room, "p_1", 1),
     )
     assert replies == [
         -1,
@@ -209,6 +212,8 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         BidDecided("rebuilding", "", "", "", 0, 0),
         AuctionClosed("rebuilding", "", "", "", 0, 0),
         SecondChance("rebuilding", "", "", "", 0, 0, ""),
+        Voted("rebuilding", "", -1, False),
+        False,
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

@@ -151,6 +151,10 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
     "checkout_cancelled": (Conflict, "The order could not be recorded in time and was "
                            "cancelled; nothing was placed and the units went back to stock."),
     "auction_not_found": (NotFound, "No such auction."),
+    "poll_not_found": (NotFound, "No such poll."),
+    "poll_closed": (Conflict, "The poll is closed."),
+    "already_voted": (Conflict, "You already voted in this poll."),
+    "message_not_found": (NotFound, "No such message in the recent chat."),
     "auction_ended": (Conflict, "The auction has ended."),
     "auction_active": (Conflict, "The product already has an auction running."),
     "below_minimum": (Conflict, "Your bid is below the minimum next bid."),

@@ -102,6 +102,25 @@ def auction_bid(fields: dict[str, Any]) -> Event:
     return {"type": "auction_bid", **fields}
 
 
+def message_pinned(pinned: dict[str, Any] | None) -> Event:
+    """The host pinned a message (None: unpinned)."""
+    return {"type": "message_pinned", "pinned_message": pinned}
+
+
+def poll_open(poll: dict[str, Any]) -> Event:
+    return {"type": "poll_open", "poll": poll}
+
+
+def poll_votes(poll: dict[str, Any]) -> Event:
+    """A poll's latest counts (coalesced like stock)."""
+    return {"type": "poll_votes", "poll_id": poll["poll_id"], "votes": poll["votes"],
+            "total": poll["total"], "percent": poll["percent"]}
+
+
+def poll_closed(poll: dict[str, Any]) -> Event:
+    return {"type": "poll_closed", "poll": poll}
+
+
 def lottery_open(lottery: dict[str, Any]) -> Event:
     return {"type": "lottery_open", "lottery": lottery}
 
@@ -184,7 +203,8 @@ ROOM_EVENTS: Final = (
     "sale_closed", "holds_voided", "stock", "waitlist_offer", "claimed", "coupon_drop",
     "coupon_count",
     "lottery_open", "lottery_drawn", "lottery_entrants", "auction_started", "auction_bid",
-    "auction_ended", "auction_cancelled", "auction_second_chance", "chat", "chat_deleted",
+    "auction_ended", "auction_cancelled", "auction_second_chance", "message_pinned",
+    "poll_open", "poll_votes", "poll_closed", "chat", "chat_deleted",
     "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

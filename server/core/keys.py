@@ -33,6 +33,8 @@ class RoomKeys:
         "auctions",
         "base",
         "channel",
+        "chat_deleted",
+        "chat_history",
         "chat_rate",
         "claim_words",
         "confirming",
@@ -48,6 +50,7 @@ class RoomKeys:
         "peak",
         "pins",
         "policy",
+        "polls",
         "present",
         "products",
         "room",
@@ -96,6 +99,11 @@ class RoomKeys:
         # Viewers who won an auction and let its hold lapse: not eligible to bid again
         # in this show (built as base .. 'unpaid' in lua/release.lua).
         self.unpaid = b + "unpaid"
+        # The last chat.history_size chat events (lua/publish.lua), and the ids of
+        # messages the host deleted (a snapshot leaves them out).
+        self.chat_history = b + "chathist"
+        self.chat_deleted = b + "chatdel"
+        self.polls = b + "polls"  # set of poll ids
 
     def chat_minute(self, minute: int) -> str:
         return f"{self.base}chatmin:{minute}"
@@ -155,6 +163,13 @@ class RoomKeys:
     def auction_maxima(self, auction_id: str) -> str:
         """hash viewer_id -> the highest maximum bid they set."""
         return f"{self.base}amax:{auction_id}"
+
+    def poll(self, poll_id: str) -> str:
+        return f"{self.base}poll:{poll_id}"
+
+    def poll_votes(self, poll_id: str) -> str:
+        """hash viewer_id -> the option they voted for."""
+        return f"{self.base}pvotes:{poll_id}"
 
     def product_auction(self, product_id: str) -> str:
         """The product's open (or last) auction id."""

@@ -196,12 +196,19 @@ class Bid:
 
 
 @dataclass(frozen=True, slots=True)
+class Vote:
+    request_id: str
+    poll_id: str
+    option: int
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     pass
 
 
 ViewerMessage = (Ping | Chat | Like | Buy | Checkout | Release | ClaimCoupon | EnterLottery
-                 | JoinWaitlist | LeaveWaitlist | Bid | Resync)
+                 | JoinWaitlist | LeaveWaitlist | Bid | Vote | Resync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +231,7 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "join_waitlist": frozenset({"type", "request_id", "product_id"}),
     "leave_waitlist": frozenset({"type", "request_id", "product_id"}),
     "bid": frozenset({"type", "request_id", "auction_id", "amount", "max_amount"}),
+    "vote": frozenset({"type", "request_id", "poll_id", "option"}),
     "resync": frozenset({"type", "request_id"}),
 }
 MESSAGE_TYPES: Final = tuple(_FIELDS)
@@ -273,6 +281,9 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
             top = get_int(obj, "max_amount", lo=amount, hi=MAX_AMOUNT)
         return Bid(request_id, get_str(obj, "auction_id", max_len=64, pattern=ID_PATTERN),
                    amount, top)
+    if kind == "vote":
+        return Vote(request_id, get_str(obj, "poll_id", max_len=64, pattern=ID_PATTERN),
+                    get_int(obj, "option", lo=0, hi=5))
     if kind == "claim_coupon":
         return ClaimCoupon(request_id,
                            get_str(obj, "coupon_id", max_len=64, pattern=ID_PATTERN))

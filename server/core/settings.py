@@ -157,6 +157,8 @@ class ChatSettings:
     # by every process, burst one second's worth); 0: no room-wide cap. The host's
     # messages are never limited by it.
     room_messages_per_s: float = field(default=20.0, metadata=_range(0.0, 100000.0))
+    # Chat messages a snapshot carries (the room's recent chat, for late joiners).
+    history_size: int = field(default=50, metadata=_range(0, 500))
 
 
 @dataclass(frozen=True, slots=True)

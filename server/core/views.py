@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from server.core.auction_chain import min_next
+from server.core.polls import percentages
 
 
 def as_int(value: Any, default: int = 0) -> int:
@@ -148,7 +149,7 @@ def auction_view(h: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-# Snapshots carry the open auctions and those over this recently.
+# Snapshots carry the open auctions and polls, and those over this recently.
 RECENT_AUCTION_MS = 3600 * 1000
 
 
@@ -158,4 +159,24 @@ def recent_auctions(hashes: list[dict[str, Any]], now: int) -> list[dict[str, An
     views = [v for v in views if v["state"] == "open"
              or v["result"]["ended_at"] > now - RECENT_AUCTION_MS]
     views.sort(key=lambda v: (-v["started_at"], v["auction_id"]))
+    return views
+
+
+def poll_view(h: dict[str, Any]) -> dict[str, Any]:
+    """A poll as everyone sees it, from its Redis hash: the counts, whole
+    percentages adding up to 100, and its state by the server clock's close."""
+    poll = orjson.loads(h["data"])
+    votes = [as_int(h.get(f"v{i}")) for i in range(len(poll["options"]))]
+    return {**poll, "votes": votes, "total": sum(votes), "percent": percentages(votes),
+            "state": "closed" if h.get("state") == "closed" else "open",
+            "closed_at": as_int(h.get("closed_at")) or None}
+
+
+def recent_polls(hashes: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """The polls a snapshot carries: open ones and those closed in the last hour,
+    newest first."""
+    views = [poll_view(h) for h in hashes]
+    views = [v for v in views if v["state"] == "open"
+             or (v["closed_at"] or v["closes_at"]) > now - RECENT_AUCTION_MS]
+    views.sort(key=lambda v: (-v["opens_at"], v["poll_id"]))
     return views

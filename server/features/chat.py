@@ -71,7 +71,9 @@ class ChatRoom:
             await self.admit(room_id, viewer)
         message_id = domain.new_id("m")
         event = events.chat(message_id, viewer.viewer_id, viewer.nickname, text, from_host)
-        if await self.ctx.publish(room_id, event) < 0:
+        # Kept in the room's recent chat too, in the same step: the snapshot's history.
+        if await self.ctx.publish(room_id, event,
+                                  keep=self.ctx.settings.chat.history_size) < 0:
             raise rebuilding()
         post = ChatPost(viewer, room_id, text, message_id, request_id, client, from_host)
         answers = []
@@ -111,7 +113,9 @@ class ChatRoom:
 
     async def delete_message(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         domain.reject_unknown_fields(body, {"message_id"}, "delete")
-        event = events.chat_deleted(domain.get_id(body, "message_id"))
+        message_id = domain.get_id(body, "message_id")
+        await self.data.forget_message(room_id, message_id)
+        event = events.chat_deleted(message_id)
         seq = await self.ctx.publish(room_id, event)
         return {"seq": seq, **event}
 

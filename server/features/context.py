@@ -88,6 +88,8 @@ def from_cached(kind: str, cached: str) -> Answer:
     return Answer(kind, {}, cached.encode())
 
 
+CountReader = Callable[[list[tuple[str, str]]], Awaitable[list[tuple[str, dict[str, Any]]]]]
+
 class Context:
     """Built with the app (so the features' routes are known before the server
     starts); the state layer, hub and store are bound when it starts (`bind`)."""
@@ -105,6 +107,9 @@ class Context:
         # Coupons left and lottery entrants change with every claim or entry: they are
         # published as the latest count at the stock rate, never once per change.
         self.dirty_counts: set[tuple[str, str, str]] = set()
+        # Counts of other kinds than coupons and lotteries (a poll's votes): the
+        # feature's reader of (room, id) pairs gives the events to publish.
+        self.count_readers: dict[str, CountReader] = {}
         self.likes: dict[str, int] = {}
         # Set whenever this process adds a job or a hold: the pulse's timer poll sleeps
         # until the earliest one it knows of and is woken by this for new ones.
@@ -199,6 +204,7 @@ class Context:
         for listener in self.stock_freed_listeners:
             await listener(room_id, product_id)
 
-    async def publish(self, room_id: str, event: dict[str, Any]) -> int:
-        """Number and fan out an event (server/core/events.py builds it)."""
-        return int(await self.hub.publish(room_id, event))
+    async def publish(self, room_id: str, event: dict[str, Any], keep: int = 0) -> int:
+        """Number and fan out an event (server/core/events.py builds it); a chat
+        message is also kept in the room's history of `keep` messages."""
+        return int(await self.hub.publish(room_id, event, keep))

@@ -331,7 +331,14 @@ class Pulse:
     async def counts_tick(self, dirty: set[tuple[str, str, str]]) -> None:
         if not dirty:
             return
-        items = sorted(dirty)
+        for kind, reader in self.ctx.count_readers.items():
+            theirs = sorted((r, i) for r, k, i in dirty if k == kind)
+            if theirs:
+                await asyncio.gather(*(self.ctx.publish(room_id, event)
+                                       for room_id, event in await reader(theirs)))
+        items = sorted(d for d in dirty if d[1] not in self.ctx.count_readers)
+        if not items:
+            return
         values = await self.ctx.data.offers.counts(items)
         await asyncio.gather(*(
             self.ctx.publish(room_id, events.coupon_count(item_id, value) if kind == "coupon"

@@ -8,11 +8,20 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import orjson
+
 from server.core import domain, events, policy
 from server.core.domain import now_ms
 from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.protocol import encode
-from server.core.views import as_int, card_view, coupon_view, lottery_view, recent_auctions
+from server.core.views import (
+    as_int,
+    card_view,
+    coupon_view,
+    lottery_view,
+    recent_auctions,
+    recent_polls,
+)
 from server.features.context import Context, new_epoch
 from server.features.registry import Call, Registry, Route
 from server.features.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
@@ -117,6 +126,9 @@ class Room:
             "coupons": [c for c in coupons if c["expires_at"] > now],
             "lotteries": [lottery_view(lid, lot, n) for lid, lot, n in read.lotteries],
             "auctions": recent_auctions(read.auctions, now),
+            "polls": recent_polls(read.polls, now),
+            "chat": read.chat,
+            "pinned_message": orjson.loads(room["pinned"]) if room.get("pinned") else None,
             "likes": read.likes,
             "viewers": {"now": viewers.now, "unique": viewers.unique, "peak": viewers.peak},
             "policy": policy.from_redis(read.policy).public(),

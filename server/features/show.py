@@ -7,7 +7,7 @@ messages, due jobs, restore from the store): the room and its snapshot
 buy-it-now (listings.py), sales (sales.py), waitlists (waitlist.py), holds and
 checkout (buying.py), comment-to-buy (claims.py), coupons (coupons.py),
 lotteries (lotteries.py), auctions (auctions.py), chat and moderation (chat.py),
-reports (reports.py).
+the pinned message and polls (social.py), reports (reports.py).
 Host actions validate with `core.domain`, write the durable record to the
 store, then update Redis through `state/` and broadcast through the hub. Viewer
 actions run one atomic script each. The pulse (pulse.py) runs what falls due;
@@ -34,6 +34,7 @@ from server.features.restore import Restore
 from server.features.room import Room
 from server.features.rooms import Lifecycle
 from server.features.sales import Sales
+from server.features.social import Social
 from server.features.waitlist import Waitlist
 from server.realtime.hub import Hub
 from server.state.data import StateData
@@ -58,13 +59,14 @@ class Show:
                                    self.lotteries, self.auctions)
         self.room = Room(ctx, self.lifecycle)
         self.chat = ChatRoom(ctx)
+        self.social = Social(ctx)
         self.reports = Reports(ctx, self.room)
         # Restorers run in this order: products before the listings and sales selling
         # them, drops before an ended room closes them.
         features: tuple[Feature, ...] = (
             self.room, self.catalogue, self.listings, self.sales, self.buying, self.waitlist,
             self.claims, self.coupons, self.lotteries, self.auctions, self.lifecycle, self.chat,
-            self.reports)
+            self.social, self.reports)
         for feature in features:
             feature.register(self.registry)
         self.restore = Restore(ctx, self.registry)

@@ -168,11 +168,12 @@ class Hub:
 
     # ------------------------------------------------------------------ publishing
 
-    def publish(self, room_id: str, event: dict[str, Any]) -> asyncio.Future[Any]:
-        """Broadcast an event to the room on every process; resolves to its seq, or
-        -1 when the room is being rebuilt and nothing was sent (publish.lua)."""
+    def publish(self, room_id: str, event: dict[str, Any], keep: int = 0) -> asyncio.Future[Any]:
+        """Broadcast an event to the room on every process (a chat message also kept
+        in the room's history of `keep` messages); resolves to its seq, or -1 when the
+        room is being rebuilt and nothing was sent (publish.lua)."""
         event.setdefault("ts", time.time_ns() // 1_000_000)
-        return self.events.publish(room_id, encode(event), self.settings.log_size)
+        return self.events.publish(room_id, encode(event), self.settings.log_size, keep)
 
     # ------------------------------------------------------------------ delivery
 

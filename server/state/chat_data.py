@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from server.core.keys import RECORDING_ROOMS, room_keys
 
 
@@ -22,6 +24,20 @@ class ChatData:
             pipe.expire(minute, 180)
             muted_until, _, _ = await pipe.execute()
         return None if muted_until is None else int(muted_until)
+
+    async def forget_message(self, room_id: str, message_id: str) -> None:
+        """A deleted message stays out of the snapshot's chat history."""
+        await self.redis.sadd(room_keys(room_id).chat_deleted, message_id)
+
+    async def history(self, room_id: str) -> list[dict[str, Any]]:
+        """The room's recent chat events (lua/publish.lua keeps them), oldest first,
+        without the deleted ones."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(keys.chat_history, 0, -1)
+            pipe.smembers(keys.chat_deleted)
+            raw, deleted = await pipe.execute()
+        return [e for e in (orjson.loads(r) for r in raw) if e.get("message_id") not in deleted]
 
     async def mute(self, room_id: str, viewer_id: str, until: int) -> None:
         await self.redis.hset(room_keys(room_id).muted, viewer_id, until)

@@ -1,5 +1,6 @@
 """The state layer's door for features: one object holding the Redis-backed
-data classes (rooms, catalogue, sales, offers, auctions, chat, schedule, rebuild), the
+data classes (rooms, catalogue, sales, offers, auctions, social, chat, schedule,
+rebuild), the
 typed script wrappers and the order store. Nothing above this layer sees the
 Redis client."""
 
@@ -17,6 +18,7 @@ from server.state.rooms_data import RoomsData
 from server.state.sales_data import SalesData
 from server.state.schedule import ScheduleData
 from server.state.scripts import Scripts
+from server.state.social_data import SocialData
 
 
 class StateData:
@@ -27,6 +29,7 @@ class StateData:
         self.sales = SalesData(redis)
         self.offers = OffersData(redis)
         self.auctions = AuctionsData(redis)
+        self.social = SocialData(redis)
         self.chat = ChatData(redis)
         self.schedule = ScheduleData(redis)
         self.rebuild = RebuildData(redis)

@@ -79,10 +79,12 @@ class RoomEvents:
         self.stream_redis = stream_redis
         self.scripts = scripts
 
-    def publish(self, room_id: str, event: bytes, log_size: int) -> asyncio.Future[int]:
-        """Number, log and publish an encoded event; resolves to its seq, or -1 when
-        the room is being rebuilt and nothing was sent (publish.lua)."""
-        return self.scripts.publish(room_id, event, log_size)
+    def publish(self, room_id: str, event: bytes, log_size: int,
+                keep: int = 0) -> asyncio.Future[int]:
+        """Number, log and publish an encoded event (a chat message also kept in the
+        room's history of `keep`); resolves to its seq, or -1 when the room is being
+        rebuilt and nothing was sent (publish.lua)."""
+        return self.scripts.publish(room_id, event, log_size, keep)
 
     def subscription(self) -> Subscription:
         return Subscription(self.stream_redis.pubsub(ignore_subscribe_messages=True))

@@ -61,6 +61,8 @@ SCRIPT_NAMES: Final = (
     "bid",
     "close_auction",
     "second_chance",
+    "vote",
+    "close_poll",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

@@ -41,6 +41,8 @@ class RoomRead:
     lotteries: list[tuple[str, dict[str, str], int]]  # id, hash, entrant count
     policy: dict[str, str]
     auctions: list[dict[str, str]]  # every auction's hash
+    chat: list[dict[str, Any]]  # the recent chat events, oldest first, none deleted
+    polls: list[dict[str, str]]  # every poll's hash
 
 
 class RoomsData:
@@ -134,8 +136,11 @@ class RoomsData:
             pipe.exists(keys.epoch)
             pipe.hgetall(keys.policy)
             pipe.smembers(keys.auctions)
+            pipe.lrange(keys.chat_history, 0, -1)
+            pipe.smembers(keys.chat_deleted)
+            pipe.smembers(keys.polls)
             (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids,
-             whole, policy_raw, auction_ids) = await pipe.execute()
+             whole, policy_raw, auction_ids, chat_raw, deleted, poll_ids) = await pipe.execute()
         products = [orjson.loads(v) for v in products_raw.values()]
         products.sort(key=lambda p: p.get("position", 0))
         coupon_ids = sorted(coupon_ids)
@@ -163,9 +168,17 @@ class RoomsData:
                 pipe.zcard(keys.waitlist(p["product_id"]))
             for aid in sorted(auction_ids):
                 pipe.hgetall(keys.auction(aid))
+            for pid in sorted(poll_ids):
+                pipe.hgetall(keys.poll(pid))
             res = await pipe.execute()
         sales, listings, waiting = res[:n], res[n:2 * n], res[2 * n:3 * n]
-        auctions = [h for h in res[3 * n:] if h]
+        a = 3 * n + len(auction_ids)
+        auctions = [h for h in res[3 * n:a] if h]
+        polls = [h for h in res[a:] if h]
+        # The snapshot's seq was read first: a message published since may be in the
+        # history too (pages keep messages by id).
+        chat = [e for e in (orjson.loads(r) for r in chat_raw)
+                if e.get("message_id") not in deleted]
         return RoomRead(
             seq=int(seq or 0), whole=bool(whole), room=room, products=products,
             stocks=stocks, sales=[s or None for s in sales], listings=listings,
@@ -175,7 +188,7 @@ class RoomsData:
             lotteries=[(lid, lot, int(count)) for lid, lot, count in
                        zip(lottery_ids, lotteries_raw[0::2], lotteries_raw[1::2],
                            strict=True) if lot],
-            policy=policy_raw, auctions=auctions)
+            policy=policy_raw, auctions=auctions, chat=chat, polls=polls)
 
     async def chat_per_minute(self, room_id: str, minute: int) -> tuple[int, int]:
         """Chat messages in the minute before `minute` and in `minute` itself."""

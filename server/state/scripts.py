@@ -48,7 +48,8 @@ class Contract:
 
 
 CONTRACTS: Final[dict[str, Contract]] = {
-    "publish": Contract(("seq", "log", "epoch"), ("event", "log_size", "channel")),
+    "publish": Contract(("seq", "log", "epoch", "chat_history"),
+                        ("event", "log_size", "channel", "keep")),
     "reserve": Contract(
         ("answer", "product_sale", "sale", "stock", "bought", "hold", "holds", "epoch",
          "policy", "open_holds", "ip_bought", "listing", "listing_bought",
@@ -107,6 +108,8 @@ CONTRACTS: Final[dict[str, Contract]] = {
     "second_chance": Contract(
         ("auction", "hold_sale", "bought", "holds", "open_holds", "epoch", "hold"),
         ("auction_id", "hold_id")),
+    "vote": Contract(("poll", "votes", "epoch", "policy"), ("viewer", "option", "verified")),
+    "close_poll": Contract(("poll",), ("closed_at",)),
 }
 
 # ====================================================================== replies
@@ -371,6 +374,24 @@ def _second_chance(reply: list[Any], hold_id: str) -> SecondChance:
     return SecondChance(reply[0], reply[1] if len(reply) > 1 else "", "", "", 0, 0, "")
 
 
+class Voted(NamedTuple):
+    """vote.lua: 'ok' (`new` for a first vote, else the same vote again), 'refused'
+    with its code (already_voted: `option` is the vote counted), or 'rebuilding'."""
+
+    status: Literal["ok", "refused", "rebuilding"]
+    code: str
+    option: int
+    new: bool
+
+
+def _voted(reply: list[Any]) -> Voted:
+    if reply[0] == "ok":
+        return Voted("ok", "", int(reply[1]), bool(reply[2]))
+    if reply[0] == "refused":
+        return Voted("refused", reply[1], int(reply[2]) if reply[2] != "" else -1, False)
+    return Voted(reply[0], "", -1, False)
+
+
 # ====================================================================== typed calls
 
 
@@ -425,12 +446,15 @@ class Scripts(Ledger):
     `CONTRACTS` (and of the script's header) and returns a future of its typed
     reply, batched like every call (see `Ledger`)."""
 
-    def publish(self, room_id: str, event: bytes, log_size: int) -> asyncio.Future[int]:
+    def publish(self, room_id: str, event: bytes, log_size: int,
+                keep: int = 0) -> asyncio.Future[int]:
         """Append the encoded event `{...}` to the room's log under its next seq and
-        publish it; resolves to the seq, or -1 while the room is being rebuilt."""
+        publish it (and keep it in the chat history of `keep` messages, when above 0);
+        resolves to the seq, or -1 while the room is being rebuilt."""
         k = room_keys(room_id)
         # No conversion: the reply is already an int, and this runs once per event.
-        return self.run("publish", [k.seq, k.log, k.epoch], [event, log_size, k.channel])
+        return self.run("publish", [k.seq, k.log, k.epoch, k.chat_history],
+                        [event, log_size, k.channel, keep])
 
     def reserve(self, room_id: str, *, sale_id: str, product_id: str, buyer: str,
                 request_id: str, hold_id: str, quantity: int, hold_ms: int,
@@ -608,3 +632,13 @@ class Scripts(Ledger):
             k.auction(auction_id), k.sale(sid), k.bought(sid), k.holds, k.open_holds,
             k.epoch, k.hold(hold_id),
         ], [auction_id, hold_id], lambda reply: _second_chance(reply, hold_id))
+
+    def vote(self, room_id: str, *, poll_id: str, viewer: str, option: int,
+             verified: bool) -> asyncio.Future[Voted]:
+        k = room_keys(room_id)
+        return self.run("vote", [k.poll(poll_id), k.poll_votes(poll_id), k.epoch, k.policy],
+                        [viewer, option, "1" if verified else "0"], _voted)
+
+    def close_poll(self, room_id: str, poll_id: str, closed_at: int) -> asyncio.Future[bool]:
+        """Close an open poll; True for the one caller that did."""
+        return self.run("close_poll", [room_keys(room_id).poll(poll_id)], [closed_at], bool)

@@ -139,6 +139,27 @@ CREATE TABLE IF NOT EXISTS claim_words (
 -- One product per keyword in a room, in any case (keywords are ASCII letters and digits).
 CREATE UNIQUE INDEX IF NOT EXISTS claim_words_keyword
     ON claim_words (room_id, keyword COLLATE NOCASE) WHERE keyword IS NOT NULL;
+-- Polls (server/features/social.py): the poll as JSON, and once closed when; each
+-- viewer's one vote. New tables: older stores gain them.
+CREATE TABLE IF NOT EXISTS polls (
+    poll_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    closed_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS polls_by_room ON polls (room_id);
+CREATE TABLE IF NOT EXISTS poll_votes (
+    poll_id TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    option INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (poll_id, viewer_id)
+);
+-- The host's pinned message (server/features/social.py); no row: none.
+CREATE TABLE IF NOT EXISTS pinned_messages (
+    room_id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
 -- Auctions (server/features/auctions.py): the terms as JSON, the pseudonym salt (never
 -- published), and once over the result as JSON. New tables: older stores gain them.
 CREATE TABLE IF NOT EXISTS auctions (

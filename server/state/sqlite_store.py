@@ -204,6 +204,27 @@ class SqliteOrderStore:
         await self.write("UPDATE lotteries SET result = ? WHERE lottery_id = ?",
                          (orjson.dumps(result).decode(), lottery_id))
 
+    async def add_poll(self, room_id: str, poll: dict[str, Any]) -> None:
+        await self.write("INSERT INTO polls VALUES (?, ?, ?, NULL)",
+                         (poll["poll_id"], room_id, orjson.dumps(poll).decode()))
+
+    async def add_poll_vote(self, poll_id: str, viewer_id: str, option: int, at: int) -> None:
+        await self.write("INSERT INTO poll_votes VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT(poll_id, viewer_id) DO NOTHING",
+                         (poll_id, viewer_id, option, at))
+
+    async def close_poll(self, poll_id: str, closed_at: int) -> None:
+        await self.write("UPDATE polls SET closed_at = ? WHERE poll_id = ? AND closed_at IS NULL",
+                         (closed_at, poll_id))
+
+    async def set_pinned_message(self, room_id: str, pinned: dict[str, Any] | None) -> None:
+        if pinned is None:
+            await self.write("DELETE FROM pinned_messages WHERE room_id = ?", (room_id,))
+        else:
+            await self.write("INSERT INTO pinned_messages VALUES (?, ?) ON CONFLICT(room_id) "
+                             "DO UPDATE SET data = excluded.data",
+                             (room_id, orjson.dumps(pinned).decode()))
+
     async def add_auction(self, room_id: str, terms: dict[str, Any], salt: str) -> None:
         await self.write("INSERT INTO auctions VALUES (?, ?, ?, ?, NULL)",
                          (terms["auction_id"], room_id, orjson.dumps(terms).decode(), salt))
@@ -305,6 +326,23 @@ class SqliteOrderStore:
             (room_id,))
         return [(orjson.loads(r["data"]), r["seed"],
                  orjson.loads(r["result"]) if r["result"] else None) for r in rows]
+
+    async def polls(self, room_id: str) -> list[tuple[dict[str, Any], int | None,
+                                                      dict[str, int]]]:
+        rows = await self._all("SELECT poll_id, data, closed_at FROM polls WHERE room_id = ? "
+                               "ORDER BY rowid", (room_id,))
+        votes = await self._all("SELECT v.poll_id, v.viewer_id, v.option FROM poll_votes v "
+                                "JOIN polls p ON p.poll_id = v.poll_id WHERE p.room_id = ?",
+                                (room_id,))
+        by_poll: dict[str, dict[str, int]] = {}
+        for v in votes:
+            by_poll.setdefault(str(v["poll_id"]), {})[str(v["viewer_id"])] = int(v["option"])
+        return [(orjson.loads(r["data"]), r["closed_at"], by_poll.get(str(r["poll_id"]), {}))
+                for r in rows]
+
+    async def pinned_message(self, room_id: str) -> dict[str, Any] | None:
+        rows = await self._all("SELECT data FROM pinned_messages WHERE room_id = ?", (room_id,))
+        return orjson.loads(rows[0]["data"]) if rows else None
 
     async def auctions(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
         rows = await self._all("SELECT data, salt, result FROM auctions WHERE room_id = ? "

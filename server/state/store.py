@@ -192,6 +192,22 @@ class OrderStore(Protocol):
         """Set the host's room policy, replacing it."""
         ...
 
+    async def add_poll(self, room_id: str, poll: dict[str, Any]) -> None:
+        """Record a poll (`poll["poll_id"]` is new)."""
+        ...
+
+    async def add_poll_vote(self, poll_id: str, viewer_id: str, option: int, at: int) -> None:
+        """Record a viewer's vote (again for the same viewer: no change)."""
+        ...
+
+    async def close_poll(self, poll_id: str, closed_at: int) -> None:
+        """Record that the poll closed."""
+        ...
+
+    async def set_pinned_message(self, room_id: str, pinned: dict[str, Any] | None) -> None:
+        """Set (None: clear) the room's pinned message."""
+        ...
+
     async def add_auction(self, room_id: str, terms: dict[str, Any], salt: str) -> None:
         """Record an auction (`terms["auction_id"]` is new) with its pseudonym salt."""
         ...
@@ -259,6 +275,15 @@ class OrderStore(Protocol):
 
     async def lotteries(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
         """The room's lotteries (data, seed, result or None) in the order they were made."""
+        ...
+
+    async def polls(self, room_id: str) -> list[tuple[dict[str, Any], int | None,
+                                                      dict[str, int]]]:
+        """The room's polls (data, closed at or None, votes by viewer), oldest first."""
+        ...
+
+    async def pinned_message(self, room_id: str) -> dict[str, Any] | None:
+        """The room's pinned message, or None."""
         ...
 
     async def auctions(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
