@@ -219,7 +219,7 @@ def _populate(w: World) -> None:
         "coupon": [coupon["coupon_id"]],
         "lottery": [button["lottery_id"], keyword["lottery_id"], drawn["lottery_id"]],
         "auction": [auction["auction_id"]], "spare_auction": ["a_missing"],
-        "poll": [poll["poll_id"]], "spare_poll": ["p_missing"],
+        "poll": [poll["poll_id"]], "spare_poll": ["p_missing"], "question": ["q_missing"],
         "viewer": [session["viewer_id"]],
         "hold": [], "message": [],
         "token": [session["token"]],
@@ -421,6 +421,9 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     # Closing aims at an unknown poll: the fuzz's own stays open for votes.
     ("POST", ROOM + "/polls/{poll_id}/close"): Endpoint({"room_id": "room",
                                                          "poll_id": "spare_poll"}),
+    ("GET", ROOM + "/questions"): Endpoint({"room_id": "room"}, query=("limit",)),
+    ("POST", ROOM + "/questions/{question_id}/answered"): Endpoint(
+        {"room_id": "room", "question_id": "question"}),
     ("POST", ROOM + "/announcements"): Endpoint({"room_id": "room"},
                                                 lambda w: {"text": TEXT | ODD_TEXT}),
     ("GET", ROOM + "/orders"): Endpoint({"room_id": "room"}, query=("limit", "offset")),
@@ -655,6 +658,9 @@ WS_FIELDS: dict[str, dict[str, Callable[[World], st.SearchStrategy[Any]]]] = {
             "amount": lambda w: INTS, "max_amount": lambda w: INTS},
     "vote": {"request_id": lambda w: REQUEST_ID, "poll_id": lambda w: ids("poll", w),
              "option": lambda w: INTS},
+    "ask": {"request_id": lambda w: REQUEST_ID, "text": lambda w: TEXT | ODD_TEXT},
+    "upvote": {"request_id": lambda w: REQUEST_ID,
+               "question_id": lambda w: ids("question", w)},
     "resync": {"request_id": lambda w: REQUEST_ID},
 }
 

@@ -37,6 +37,7 @@ from server.state.scripts import (
     Scripts,
     SecondChance,
     StockAdjusted,
+    Upvoted,
     ViewerCounts,
     Voted,
     Waiting,
@@ -187,6 +188,10 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         scripts.second_chance(room, "a_1"),
         scripts.vote(room, poll_id="p_1", viewer="v_1", option=0, verified=False),
         scripts.close_poll(room, "p_1", 1),
+        scripts.ask(room, question_id="q_1", question="{}", viewer="v_1", request_id="a1",
+                    max_open=3, answer_ttl_s=60, verified=False),
+        scripts.upvote(room, question_id="q_1", viewer="v_1", verified=False),
+        scripts.answer_question(room, "q_1", 1),
     )
     assert replies == [
         -1,
@@ -214,6 +219,9 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         SecondChance("rebuilding", "", "", "", 0, 0, ""),
         Voted("rebuilding", "", -1, False),
         False,
+        Answered("rebuilding", ""),
+        Upvoted("rebuilding", "", 0, False),
+        Answered("refused", "question_not_found"),  # the host's step needs no epoch
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

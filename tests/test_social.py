@@ -169,3 +169,63 @@ async def test_bad_poll_and_pin_requests_say_what_was_wrong(
     pins: list[dict[str, Any]] = [{}, {"text": "a", "message_id": "m_1"}, {"text": "x" * 501}]
     for pin in pins:
         await host.call("PUT", "/pinned-message", pin, expect=400)
+
+
+async def test_questions_asked_upvoted_once_and_answered(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    host = await create_room(http)
+    ada = await join(server, host.room_id, nickname="ada")
+    crowd = await asyncio.gather(*(join(server, host.room_id) for _ in range(12)))
+    asked = await ada.request("ask", text="Does it come in blue?", request_id="q1")
+    again = await ada.request("ask", text="Does it come in blue?", request_id="q1")
+    assert asked["type"] == "asked" and again["question"] == asked["question"]
+    q = asked["question"]
+    assert (q["nickname"], q["votes"], q["answered_at"]) == ("ada", 0, None)
+    seen = await crowd[0].next_event("question")
+    assert seen["question"] == q
+    other = (await crowd[0].request("ask", text="Shipping to Canada?"))["question"]
+    # Each of the crowd upvotes Ada's question three times at once: counted once each.
+    ups = await asyncio.gather(*(v.request("upvote", question_id=q["question_id"])
+                                 for v in crowd for _ in range(3)))
+    assert {u["type"] for u in ups} == {"upvoted"}
+    assert max(u["votes"] for u in ups) == 12
+    assert code(await ada.request("upvote", question_id=q["question_id"])) == "own_question"
+    assert code(await ada.request("upvote", question_id="q_nothing")) == "question_not_found"
+    await crowd[1].request("upvote", question_id=other["question_id"])
+    votes = await ada.next_event("question_votes", where=lambda f: f["question_id"]
+                                 == q["question_id"] and f["votes"] == 12)
+    assert votes["votes"] == 12
+    listed = await host.call("GET", "/questions", expect=200)
+    assert [(x["question_id"], x["votes"]) for x in listed["open"]] == [
+        (q["question_id"], 12), (other["question_id"], 1)]
+    late = await join(server, host.room_id)
+    snap = await late.next_event("snapshot")
+    assert [x["question_id"] for x in snap["questions"]] == [q["question_id"],
+                                                             other["question_id"]]
+    # A rebuild of Redis keeps questions and upvotes.
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+
+    async def whole() -> dict[str, Any] | None:
+        r = await http.get(f"/api/rooms/{host.room_id}")
+        return dict(r.json()) if r.status_code == 200 else None
+    room = await eventually(whole)
+    assert [(x["question_id"], x["votes"]) for x in room["questions"]] == [
+        (q["question_id"], 12), (other["question_id"], 1)]
+    assert code(await crowd[2].request("upvote", question_id=q["question_id"])) == "upvoted"
+    done = await host.call("POST", f"/questions/{q['question_id']}/answered", expect=200)
+    assert done["votes"] == 12 and done["answered_at"]
+    assert (await late.next_event("question_answered"))["question"]["question_id"] == \
+        q["question_id"]
+    refused = await host.call("POST", f"/questions/{q['question_id']}/answered", expect=409)
+    assert refused["error"]["code"] == "question_answered"
+    assert code(await crowd[3].request("upvote", question_id=q["question_id"])) \
+        == "question_answered"
+    listed = await host.call("GET", "/questions", expect=200)
+    assert [x["question_id"] for x in listed["answered"]] == [q["question_id"]]
+    # At most three unanswered questions per viewer (the answered one no longer counts).
+    for text in ("more 1", "more 2", "more 3"):
+        assert code(await ada.request("ask", text=text)) == "asked"
+    assert code(await ada.request("ask", text="too many")) == "too_many_questions"
+    await asyncio.gather(*(v.close() for v in [ada, late, *crowd]))

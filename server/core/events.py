@@ -121,6 +121,20 @@ def poll_closed(poll: dict[str, Any]) -> Event:
     return {"type": "poll_closed", "poll": poll}
 
 
+def question(q: dict[str, Any]) -> Event:
+    """A viewer asked the host a question."""
+    return {"type": "question", "question": q}
+
+
+def question_votes(question_id: str, votes: int) -> Event:
+    """A question's latest upvotes (coalesced like stock)."""
+    return {"type": "question_votes", "question_id": question_id, "votes": votes}
+
+
+def question_answered(q: dict[str, Any]) -> Event:
+    return {"type": "question_answered", "question": q}
+
+
 def lottery_open(lottery: dict[str, Any]) -> Event:
     return {"type": "lottery_open", "lottery": lottery}
 
@@ -204,7 +218,8 @@ ROOM_EVENTS: Final = (
     "coupon_count",
     "lottery_open", "lottery_drawn", "lottery_entrants", "auction_started", "auction_bid",
     "auction_ended", "auction_cancelled", "auction_second_chance", "message_pinned",
-    "poll_open", "poll_votes", "poll_closed", "chat", "chat_deleted",
+    "poll_open", "poll_votes", "poll_closed", "question", "question_votes",
+    "question_answered", "chat", "chat_deleted",
     "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -47,12 +47,15 @@ class RoomKeys:
         "lotteries",
         "muted",
         "open_holds",
+        "open_questions",
         "peak",
         "pins",
         "policy",
         "polls",
         "present",
         "products",
+        "questions",
+        "questions_per_viewer",
         "room",
         "room_id",
         "sales",
@@ -104,6 +107,9 @@ class RoomKeys:
         self.chat_history = b + "chathist"
         self.chat_deleted = b + "chatdel"
         self.polls = b + "polls"  # set of poll ids
+        self.questions = b + "questions"  # hash question_id -> question JSON
+        self.open_questions = b + "qopen"  # zset unanswered question_id -> votes
+        self.questions_per_viewer = b + "qmine"  # hash viewer_id -> unanswered questions
 
     def chat_minute(self, minute: int) -> str:
         return f"{self.base}chatmin:{minute}"
@@ -170,6 +176,9 @@ class RoomKeys:
     def poll_votes(self, poll_id: str) -> str:
         """hash viewer_id -> the option they voted for."""
         return f"{self.base}pvotes:{poll_id}"
+
+    def question_voters(self, question_id: str) -> str:
+        return f"{self.base}qvoters:{question_id}"
 
     def product_auction(self, product_id: str) -> str:
         """The product's open (or last) auction id."""

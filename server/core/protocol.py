@@ -203,12 +203,24 @@ class Vote:
 
 
 @dataclass(frozen=True, slots=True)
+class Ask:
+    request_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upvote:
+    request_id: str
+    question_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     pass
 
 
 ViewerMessage = (Ping | Chat | Like | Buy | Checkout | Release | ClaimCoupon | EnterLottery
-                 | JoinWaitlist | LeaveWaitlist | Bid | Vote | Resync)
+                 | JoinWaitlist | LeaveWaitlist | Bid | Vote | Ask | Upvote | Resync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +244,8 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "leave_waitlist": frozenset({"type", "request_id", "product_id"}),
     "bid": frozenset({"type", "request_id", "auction_id", "amount", "max_amount"}),
     "vote": frozenset({"type", "request_id", "poll_id", "option"}),
+    "ask": frozenset({"type", "request_id", "text"}),
+    "upvote": frozenset({"type", "request_id", "question_id"}),
     "resync": frozenset({"type", "request_id"}),
 }
 MESSAGE_TYPES: Final = tuple(_FIELDS)
@@ -281,6 +295,13 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
             top = get_int(obj, "max_amount", lo=amount, hi=MAX_AMOUNT)
         return Bid(request_id, get_str(obj, "auction_id", max_len=64, pattern=ID_PATTERN),
                    amount, top)
+    if kind == "ask":
+        # Cleaned as chat is (server/core/text.py).
+        text = clean_text(get_str(obj, "text", max_len=limits.chat_max_length, strip=True))
+        return Ask(request_id, get_str({"text": text}, "text", max_len=limits.chat_max_length,
+                                       strip=True))
+    if kind == "upvote":
+        return Upvote(request_id, get_str(obj, "question_id", max_len=64, pattern=ID_PATTERN))
     if kind == "vote":
         return Vote(request_id, get_str(obj, "poll_id", max_len=64, pattern=ID_PATTERN),
                     get_int(obj, "option", lo=0, hi=5))

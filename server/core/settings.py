@@ -159,6 +159,8 @@ class ChatSettings:
     room_messages_per_s: float = field(default=20.0, metadata=_range(0.0, 100000.0))
     # Chat messages a snapshot carries (the room's recent chat, for late joiners).
     history_size: int = field(default=50, metadata=_range(0, 500))
+    # Unanswered questions (Q&A) one viewer may have in a room at once.
+    max_open_questions: int = field(default=3, metadata=_range(1, 100))
 
 
 @dataclass(frozen=True, slots=True)

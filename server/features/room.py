@@ -128,6 +128,7 @@ class Room:
             "auctions": recent_auctions(read.auctions, now),
             "polls": recent_polls(read.polls, now),
             "chat": read.chat,
+            "questions": read.questions,
             "pinned_message": orjson.loads(room["pinned"]) if room.get("pinned") else None,
             "likes": read.likes,
             "viewers": {"now": viewers.now, "unique": viewers.unique, "peak": viewers.peak},

@@ -59,7 +59,7 @@ class Show:
                                    self.lotteries, self.auctions)
         self.room = Room(ctx, self.lifecycle)
         self.chat = ChatRoom(ctx)
-        self.social = Social(ctx)
+        self.social = Social(ctx, self.chat)
         self.reports = Reports(ctx, self.room)
         # Restorers run in this order: products before the listings and sales selling
         # them, drops before an ended room closes them.

@@ -1,25 +1,32 @@
 """The room as a late joiner finds it, and the show's interaction segments: the
-host's pinned message and polls. (The recent chat itself is kept by
-lua/publish.lua as chat.py publishes each message; the snapshot reads it.)
+host's pinned message, polls, and questions (Q&A). (The recent chat itself is
+kept by lua/publish.lua as chat.py publishes each message; the snapshot reads
+it.)
 
 A poll: the host opens one (2-6 options, a close time); each viewer votes once
 (vote.lua: the first vote decides, the same vote again is answered again), the
 vote is in the store before "voted"; the counts go out coalesced like stock
 (`poll_votes`); the clock (due job `poll_close`) or the host closes it. The
 pinned message is the host's note or a viewer's message from the recent chat,
-kept in the store so a rebuild of Redis keeps it."""
+kept in the store so a rebuild of Redis keeps it. A question is asked under the
+chat's limits (mute, slow mode, the room's rate; ask.lua caps a viewer's
+unanswered ones), upvoted once per viewer (upvote.lua), marked answered by the
+host (answer_question.lua); each is in the store before its answer."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import orjson
+
 from server.core import events, polls
 from server.core.domain import new_id, now_ms
-from server.core.errors import Conflict, Unavailable, refusal
+from server.core.errors import Conflict, LivesellError, Unavailable, refusal
 from server.core.polls import Poll
-from server.core.protocol import Vote
+from server.core.protocol import Ask, Upvote, Vote, query_int
 from server.core.views import poll_view
+from server.features.chat import ChatRoom
 from server.features.context import Answer, Context, error_answer, rebuilding
 from server.features.registry import Call, Registry, Route, ViewerCall
 from server.state.social_data import CLOSE, SocialData
@@ -29,9 +36,11 @@ log = logging.getLogger("livesell.social")
 
 
 class Social:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, chat: ChatRoom) -> None:
         self.ctx = ctx
+        self.chat = chat
         ctx.count_readers["poll"] = self._counts
+        ctx.count_readers["question"] = self._question_counts
 
     @property
     def data(self) -> SocialData:
@@ -44,6 +53,10 @@ class Social:
         registry.route(Route("GET", "/polls/{poll_id}", self._get, access="public"))
         registry.route(Route("POST", "/polls/{poll_id}/close", self._close))
         registry.message(Vote, self._vote, explain_end=True)
+        registry.route(Route("GET", "/questions", self._questions))
+        registry.route(Route("POST", "/questions/{question_id}/answered", self._answered))
+        registry.message(Ask, self._ask, explain_end=True)
+        registry.message(Upvote, self._upvote, explain_end=True)
         registry.job(CLOSE, self._closes)
         registry.on_restore(self.restore)
 
@@ -154,6 +167,87 @@ class Social:
                 out.append((room_id, events.poll_votes(poll_view(h))))
         return out
 
+    # ------------------------------------------------------------------ questions
+
+    async def _ask(self, call: ViewerCall, msg: Ask) -> Answer:
+        viewer = call.viewer
+        # A question is a chat message for the limits: muted, slow mode, the room's rate.
+        muted_until = await self.ctx.data.chat.count_message(call.room_id, viewer.viewer_id,
+                                                              now_ms())
+        if muted_until is not None and muted_until > now_ms():
+            return error_answer(refusal("muted", until=muted_until))
+        try:
+            await self.chat.admit(call.room_id, viewer)
+        except LivesellError as exc:
+            return error_answer(exc)
+        qid = new_id("q")
+        q: dict[str, Any] = {"question_id": qid, "viewer_id": viewer.viewer_id,
+             "nickname": viewer.nickname, "text": msg.text, "votes": 0,
+             "asked_at": now_ms(), "answered_at": None}
+        raw = orjson.dumps(q).decode()
+        asked = await self.ctx.scripts.ask(
+            call.room_id, question_id=qid, question=raw,
+            viewer=viewer.viewer_id, request_id=msg.request_id,
+            max_open=self.ctx.settings.chat.max_open_questions,
+            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s, verified=viewer.verified)
+        if asked.status == "rebuilding":
+            return error_answer(rebuilding())
+        if asked.status == "refused":
+            return error_answer(refusal(asked.answer))
+        if asked.status == "ok":
+            try:
+                await self.ctx.store.add_question(call.room_id, q)
+            except StoreError:
+                await self.data.undo_question(call.room_id, qid,
+                                              viewer.viewer_id, msg.request_id)
+                return error_answer(Unavailable("your question could not be recorded; try "
+                                                "again", code="store_unavailable"))
+            await self.ctx.publish(call.room_id, events.question(q))
+        return Answer("asked", {"question": orjson.loads(asked.answer)})
+
+    async def _upvote(self, call: ViewerCall, msg: Upvote) -> Answer:
+        viewer = call.viewer
+        up = await self.ctx.scripts.upvote(call.room_id, question_id=msg.question_id,
+                                           viewer=viewer.viewer_id, verified=viewer.verified)
+        if up.status == "rebuilding":
+            return error_answer(rebuilding())
+        if up.status == "refused":
+            return error_answer(refusal(up.code))
+        if up.new:
+            try:
+                await self.ctx.store.add_question_vote(msg.question_id, viewer.viewer_id)
+            except StoreError:
+                await self.data.undo_upvote(call.room_id, msg.question_id, viewer.viewer_id)
+                return error_answer(Unavailable("your upvote could not be recorded; try "
+                                                "again", code="store_unavailable"))
+            self.ctx.dirty_counts.add((call.room_id, "question", msg.question_id))
+        return Answer("upvoted", {"question_id": msg.question_id, "votes": up.votes})
+
+    async def _questions(self, call: Call) -> Any:
+        limit = query_int(call.query, "limit", 20, 1, 200)
+        unanswered, answered = await self.data.questions(call.room_id, limit)
+        return {"open": unanswered, "answered": answered}
+
+    async def _answered(self, call: Call) -> Any:
+        qid = call.params["question_id"]
+        at = now_ms()
+        done = await self.ctx.scripts.answer_question(call.room_id, qid, at)
+        if done.status == "refused":
+            raise refusal(done.answer)
+        q = orjson.loads(done.answer)
+        await self.ctx.store.answer_question(qid, at)
+        await self.ctx.publish(call.room_id, events.question_answered(q))
+        return q
+
+    async def _question_counts(self, items: list[tuple[str, str]]
+                               ) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for room_id, qid in items:
+            votes = await self.data.question_votes(room_id, qid)
+            if votes is not None:
+                out.append((room_id, events.question_votes(qid, votes)))
+        return out
+
     # ------------------------------------------------------------------ rebuild
 
     async def restore(self, room_id: str) -> None:
@@ -162,6 +256,7 @@ class Social:
             await self.data.load_poll(room_id, Poll.from_public(data), votes, closed_at)
             if closed_at is None:
                 self.ctx.timers_changed.set()
+        await self.data.load_questions(room_id, await self.ctx.store.questions(room_id))
         pinned = await self.ctx.store.pinned_message(room_id)
         if pinned is not None:
             await self.data.set_pinned(room_id, pinned)

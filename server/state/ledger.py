@@ -63,6 +63,9 @@ SCRIPT_NAMES: Final = (
     "second_chance",
     "vote",
     "close_poll",
+    "ask",
+    "upvote",
+    "answer_question",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

@@ -21,6 +21,9 @@ from server.core.keys import (
     room_keys,
 )
 
+# Unanswered questions (Q&A) a snapshot carries, the most upvoted first.
+TOP_QUESTIONS = 10
+
 
 @dataclass(slots=True)
 class RoomRead:
@@ -43,6 +46,7 @@ class RoomRead:
     auctions: list[dict[str, str]]  # every auction's hash
     chat: list[dict[str, Any]]  # the recent chat events, oldest first, none deleted
     polls: list[dict[str, str]]  # every poll's hash
+    questions: list[dict[str, Any]]  # the top unanswered questions, most votes first
 
 
 class RoomsData:
@@ -139,8 +143,10 @@ class RoomsData:
             pipe.lrange(keys.chat_history, 0, -1)
             pipe.smembers(keys.chat_deleted)
             pipe.smembers(keys.polls)
-            (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids,
-             whole, policy_raw, auction_ids, chat_raw, deleted, poll_ids) = await pipe.execute()
+            # Twice the snapshot's ten: ties at the edge are then ordered by age below.
+            pipe.zrevrange(keys.open_questions, 0, 2 * TOP_QUESTIONS - 1, withscores=True)
+            (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids, whole, policy_raw,
+             auction_ids, chat_raw, deleted, poll_ids, ranked) = await pipe.execute()
         products = [orjson.loads(v) for v in products_raw.values()]
         products.sort(key=lambda p: p.get("position", 0))
         coupon_ids = sorted(coupon_ids)
@@ -170,7 +176,16 @@ class RoomsData:
                 pipe.hgetall(keys.auction(aid))
             for pid in sorted(poll_ids):
                 pipe.hgetall(keys.poll(pid))
+            if ranked:
+                pipe.hmget(keys.questions, [qid for qid, _ in ranked])
             res = await pipe.execute()
+        questions: list[dict[str, Any]] = []
+        if ranked:
+            found = res.pop()
+            questions = [{**orjson.loads(q), "votes": int(score)}
+                         for (_, score), q in zip(ranked, found, strict=True) if q]
+            questions.sort(key=lambda q: (-q["votes"], q["asked_at"], q["question_id"]))
+            questions = questions[:TOP_QUESTIONS]
         sales, listings, waiting = res[:n], res[n:2 * n], res[2 * n:3 * n]
         a = 3 * n + len(auction_ids)
         auctions = [h for h in res[3 * n:a] if h]
@@ -188,7 +203,8 @@ class RoomsData:
             lotteries=[(lid, lot, int(count)) for lid, lot, count in
                        zip(lottery_ids, lotteries_raw[0::2], lotteries_raw[1::2],
                            strict=True) if lot],
-            policy=policy_raw, auctions=auctions, chat=chat, polls=polls)
+            policy=policy_raw, auctions=auctions, chat=chat, polls=polls,
+            questions=questions)
 
     async def chat_per_minute(self, room_id: str, minute: int) -> tuple[int, int]:
         """Chat messages in the minute before `minute` and in `minute` itself."""

@@ -110,6 +110,13 @@ CONTRACTS: Final[dict[str, Contract]] = {
         ("auction_id", "hold_id")),
     "vote": Contract(("poll", "votes", "epoch", "policy"), ("viewer", "option", "verified")),
     "close_poll": Contract(("poll",), ("closed_at",)),
+    "ask": Contract(("answer", "questions", "open_questions", "per_viewer", "epoch", "policy"),
+                    ("question_id", "question", "viewer", "max_open", "answer_ttl_s",
+                     "verified")),
+    "upvote": Contract(("questions", "open_questions", "voters", "epoch", "policy"),
+                       ("question_id", "viewer", "verified")),
+    "answer_question": Contract(("questions", "open_questions", "per_viewer"),
+                                ("question_id", "answered_at")),
 }
 
 # ====================================================================== replies
@@ -392,6 +399,22 @@ def _voted(reply: list[Any]) -> Voted:
     return Voted(reply[0], "", -1, False)
 
 
+class Upvoted(NamedTuple):
+    """upvote.lua: 'ok' with the question's votes (`new` for a first upvote), or
+    'refused' with its code, or 'rebuilding'."""
+
+    status: Literal["ok", "refused", "rebuilding"]
+    code: str
+    votes: int
+    new: bool
+
+
+def _upvoted(reply: list[Any]) -> Upvoted:
+    if reply[0] == "ok":
+        return Upvoted("ok", "", int(reply[1]), bool(reply[2]))
+    return Upvoted(reply[0], reply[1] if len(reply) > 1 else "", 0, False)
+
+
 # ====================================================================== typed calls
 
 
@@ -642,3 +665,28 @@ class Scripts(Ledger):
     def close_poll(self, room_id: str, poll_id: str, closed_at: int) -> asyncio.Future[bool]:
         """Close an open poll; True for the one caller that did."""
         return self.run("close_poll", [room_keys(room_id).poll(poll_id)], [closed_at], bool)
+
+    def ask(self, room_id: str, *, question_id: str, question: str, viewer: str,
+            request_id: str, max_open: int, answer_ttl_s: int,
+            verified: bool) -> asyncio.Future[Answered]:
+        k = room_keys(room_id)
+        return self.run("ask", [
+            k.request(viewer, "ask", request_id), k.questions, k.open_questions,
+            k.questions_per_viewer, k.epoch, k.policy,
+        ], [question_id, question, viewer, max_open, answer_ttl_s, "1" if verified else "0"],
+            _answered)
+
+    def upvote(self, room_id: str, *, question_id: str, viewer: str,
+               verified: bool) -> asyncio.Future[Upvoted]:
+        k = room_keys(room_id)
+        return self.run("upvote", [k.questions, k.open_questions, k.question_voters(question_id),
+                                   k.epoch, k.policy],
+                        [question_id, viewer, "1" if verified else "0"], _upvoted)
+
+    def answer_question(self, room_id: str, question_id: str,
+                        answered_at: int) -> asyncio.Future[Answered]:
+        """Mark it answered, once: 'ok' with the question's JSON, or 'refused'."""
+        k = room_keys(room_id)
+        return self.run("answer_question", [k.questions, k.open_questions,
+                                            k.questions_per_viewer],
+                        [question_id, answered_at], _answered)

@@ -155,6 +155,20 @@ CREATE TABLE IF NOT EXISTS poll_votes (
     at INTEGER NOT NULL,
     PRIMARY KEY (poll_id, viewer_id)
 );
+-- Questions (Q&A, server/features/social.py) as JSON, with when answered; each
+-- viewer's one upvote of a question.
+CREATE TABLE IF NOT EXISTS questions (
+    question_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    answered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS questions_by_room ON questions (room_id);
+CREATE TABLE IF NOT EXISTS question_votes (
+    question_id TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    PRIMARY KEY (question_id, viewer_id)
+);
 -- The host's pinned message (server/features/social.py); no row: none.
 CREATE TABLE IF NOT EXISTS pinned_messages (
     room_id TEXT PRIMARY KEY,

@@ -225,6 +225,20 @@ class SqliteOrderStore:
                              "DO UPDATE SET data = excluded.data",
                              (room_id, orjson.dumps(pinned).decode()))
 
+    async def add_question(self, room_id: str, question: dict[str, Any]) -> None:
+        await self.write("INSERT INTO questions VALUES (?, ?, ?, NULL) "
+                         "ON CONFLICT(question_id) DO NOTHING",
+                         (question["question_id"], room_id, orjson.dumps(question).decode()))
+
+    async def add_question_vote(self, question_id: str, viewer_id: str) -> None:
+        await self.write("INSERT INTO question_votes VALUES (?, ?) "
+                         "ON CONFLICT(question_id, viewer_id) DO NOTHING",
+                         (question_id, viewer_id))
+
+    async def answer_question(self, question_id: str, answered_at: int) -> None:
+        await self.write("UPDATE questions SET answered_at = ? WHERE question_id = ? AND "
+                         "answered_at IS NULL", (answered_at, question_id))
+
     async def add_auction(self, room_id: str, terms: dict[str, Any], salt: str) -> None:
         await self.write("INSERT INTO auctions VALUES (?, ?, ?, ?, NULL)",
                          (terms["auction_id"], room_id, orjson.dumps(terms).decode(), salt))
@@ -339,6 +353,19 @@ class SqliteOrderStore:
             by_poll.setdefault(str(v["poll_id"]), {})[str(v["viewer_id"])] = int(v["option"])
         return [(orjson.loads(r["data"]), r["closed_at"], by_poll.get(str(r["poll_id"]), {}))
                 for r in rows]
+
+    async def questions(self, room_id: str) -> list[tuple[dict[str, Any], int | None,
+                                                          list[str]]]:
+        rows = await self._all("SELECT question_id, data, answered_at FROM questions "
+                               "WHERE room_id = ? ORDER BY rowid", (room_id,))
+        votes = await self._all("SELECT v.question_id, v.viewer_id FROM question_votes v JOIN "
+                                "questions q ON q.question_id = v.question_id "
+                                "WHERE q.room_id = ?", (room_id,))
+        by_question: dict[str, list[str]] = {}
+        for v in votes:
+            by_question.setdefault(str(v["question_id"]), []).append(str(v["viewer_id"]))
+        return [(orjson.loads(r["data"]), r["answered_at"],
+                 by_question.get(str(r["question_id"]), [])) for r in rows]
 
     async def pinned_message(self, room_id: str) -> dict[str, Any] | None:
         rows = await self._all("SELECT data FROM pinned_messages WHERE room_id = ?", (room_id,))

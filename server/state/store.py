@@ -208,6 +208,18 @@ class OrderStore(Protocol):
         """Set (None: clear) the room's pinned message."""
         ...
 
+    async def add_question(self, room_id: str, question: dict[str, Any]) -> None:
+        """Record a question (`question["question_id"]` is new; again: no change)."""
+        ...
+
+    async def add_question_vote(self, question_id: str, viewer_id: str) -> None:
+        """Record a viewer's upvote (again: no change)."""
+        ...
+
+    async def answer_question(self, question_id: str, answered_at: int) -> None:
+        """Record that the host answered the question."""
+        ...
+
     async def add_auction(self, room_id: str, terms: dict[str, Any], salt: str) -> None:
         """Record an auction (`terms["auction_id"]` is new) with its pseudonym salt."""
         ...
@@ -284,6 +296,11 @@ class OrderStore(Protocol):
 
     async def pinned_message(self, room_id: str) -> dict[str, Any] | None:
         """The room's pinned message, or None."""
+        ...
+
+    async def questions(self, room_id: str) -> list[tuple[dict[str, Any], int | None,
+                                                          list[str]]]:
+        """The room's questions (data, answered at or None, upvoters), oldest first."""
         ...
 
     async def auctions(self, room_id: str) -> list[tuple[dict[str, Any], str, Any]]:
