@@ -100,6 +100,12 @@ async def test_one_vote_per_viewer_under_retries_and_races(
     assert code(await late.request("vote", poll_id=pid, option=0)) == "poll_closed"
     again = await host.call("POST", f"/polls/{pid}/close", expect=409)
     assert again["error"]["code"] == "poll_closed"
+    # The end of the show closes the polls still open.
+    other = await host.call("POST", "/polls", {"question": "Still?", "options": ["a", "b"],
+                                               "duration_s": 600}, expect=201)
+    await host.call("POST", "/end", expect=200)
+    final = await host.call("GET", f"/polls/{other['poll_id']}", expect=200)
+    assert final["state"] == "closed"
     await asyncio.gather(*(v.close() for v in [*viewers, late]))
 
 

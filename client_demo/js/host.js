@@ -1,5 +1,6 @@
 // The host console: create or open a room, run the catalogue, pins, flash sales,
-// coupon drops and giveaways, moderate chat and watch the live numbers.
+// coupon drops, giveaways, auctions and polls, moderate chat, pin a message and
+// watch the live numbers.
 // Host actions are HTTP calls with the room's host key; the console also joins
 // the room's WebSocket as a viewer to see chat and live stock as viewers do.
 // Sale states and limits (max_pins, text lengths, the longest slow mode) are the
@@ -16,7 +17,8 @@
 //   coupons.js          coupon drops
 //   lotteries.js        giveaways, draw, entrants, verification
 //   auctions.js         auctions: the start form, live leading bid and end, end / cancel / second chance
-//   chat_moderation.js  chat, delete, mute, announcements
+//   polls.js            polls: the start form (2 to 6 options), live votes and shares, close now
+//   chat_moderation.js  chat and its recent history, delete, mute, the pinned message, announcements
 //   stats.js            live numbers and charts
 
 import { mergeProduct } from "./sales.js";
@@ -27,12 +29,17 @@ import {
 import {
   renderProducts, resetProductForm, submitProduct, updateAllRows, updateRow,
 } from "./host/catalogue.js";
-import { addChat, addSystem, announce, markDeleted, onMuted } from "./host/chat_moderation.js";
+import {
+  addChat, addSystem, announce, markDeleted, onMuted, pinNote, setChatHistory, setPinned, unpin,
+} from "./host/chat_moderation.js";
 import { couponKindChanged, dropCoupon, onCouponCount, renderCoupons } from "./host/coupons.js";
 import { applyLimits } from "./host/limits.js";
 import {
   entryKindChanged, onEntrants, openLottery, putLottery, renderLotteries,
 } from "./host/lotteries.js";
+import {
+  addOption, anyOpenPoll, onPollVotes, putPoll, renderPolls, resetPollForm, setPolls, startPoll,
+} from "./host/polls.js";
 import {
   perAddressChanged, renderPolicy, slowModeChanged, submitCustomSlowMode, verifiedChanged,
 } from "./host/policy.js";
@@ -71,6 +78,10 @@ const EVENTS = {
   auction_second_chance: (ev) => putAuction(ev.auction),
   chat: addChat,
   chat_deleted: (ev) => markDeleted(ev.message_id),
+  message_pinned: (ev) => setPinned(ev.pinned_message),
+  poll_open: (ev) => putPoll(ev.poll),
+  poll_votes: onPollVotes,
+  poll_closed: (ev) => putPoll(ev.poll),
   viewer_muted: onMuted,
   announcement: (ev) => addSystem(`Announcement: ${ev.text}`),
   show_live: () => renderRoomState("live"),
@@ -102,6 +113,10 @@ function applySnapshot(snap) {
   renderCoupons();
   renderLotteries();
   setAuctions(snap.auctions);
+  setPolls(snap.polls);
+  // The recent chat (kept by message_id) and the pinned message, when the state has them.
+  setChatHistory(snap.chat, snap.seq);
+  if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
 }
 
 function onStock(ev) {
@@ -115,7 +130,7 @@ function onStock(ev) {
 
 // ------------------------------------------------------------------ ticking
 
-// Countdowns (sales, coupons, giveaways, auctions) redrawn on every second of server time.
+// Countdowns (sales, coupons, giveaways, auctions, polls) redrawn on every second of server time.
 let tickTimer = null;
 function scheduleTick() {
   clearTimeout(tickTimer);
@@ -124,6 +139,7 @@ function scheduleTick() {
     renderCoupons();
     if ([...S.lotteries.values()].some((l) => l.state !== "drawn")) renderLotteries();
     if (S.auctions.size) renderAuctions();
+    if (anyOpenPoll()) renderPolls();
     scheduleTick();
   }, 1000 - (now() % 1000) + 2);
 }
@@ -160,6 +176,10 @@ function bind() {
   $("#af-product").addEventListener("change", fillAuctionDefaults);
   $("#af-mode").addEventListener("change", antiSnipeChanged);
   $("#announce-form").addEventListener("submit", announce);
+  $("#pin-form").addEventListener("submit", pinNote);
+  $("#unpin-btn").addEventListener("click", unpin);
+  $("#poll-form").addEventListener("submit", startPoll);
+  $("#pl-add").addEventListener("click", () => addOption());
   $("#pol-verified").addEventListener("change", verifiedChanged);
   $("#pol-ip").addEventListener("change", perAddressChanged);
   $("#pol-slow").addEventListener("change", slowModeChanged);
@@ -173,4 +193,5 @@ function bind() {
 
 whenRoomOpens({ applySnapshot, onEvent, onStart: scheduleTick });
 bind();
+resetPollForm();
 openRememberedRoom();

@@ -1,8 +1,8 @@
 // The viewer page: watch, shop the pinned products, race the flash sale, claim
-// coupons, enter giveaways, chat. Every number, state and limit shown comes from
-// the server (snapshot and events); every countdown is drawn from server
-// timestamps and the measured clock offset, so viewers with wrong clocks still
-// see the same moment.
+// coupons, enter giveaways, vote in polls, chat. Every number, state and limit
+// shown comes from the server (snapshot and events); every countdown is drawn from
+// server timestamps and the measured clock offset, so viewers with wrong clocks
+// still see the same moment.
 //
 // This module boots the page and holds the one dispatch table (event type ->
 // handler) and the reply table; the panels live in ./viewer/:
@@ -20,7 +20,9 @@
 //   promos.js      the coupons-and-giveaways column
 //   coupons.js     coupon drops and claims
 //   lotteries.js   giveaways, winners, draw verification
-//   chat.js        chat, moderation effects, slow mode
+//   polls.js       poll cards: vote, the viewer's choice, live percentages, final results
+//   chat.js        chat and its recent history, the pinned message, moderation effects,
+//                  slow mode
 
 import { Live } from "./live.js";
 import { mergeProduct } from "./sales.js";
@@ -34,7 +36,7 @@ import {
 } from "./viewer/cards.js";
 import {
   addChat, applySlowMode, onClaimed, applyTextLimits, onChatRefused, onMuted, onMutedRefusal, removeChat,
-  renderChatGate, renderMuted, sendChat,
+  renderChatGate, renderMuted, renderPinned, sendChat, setChatHistory, setPinned,
 } from "./viewer/chat.js";
 import {
   checkout, endHold, offerHold, onCheckoutClosed, onHoldReleased, onHoldsVoided, onOrder, openCheckout,
@@ -49,6 +51,9 @@ import {
 import {
   markEntered, onDrawn, onEntrants, onLotteryEntered, onLotteryOpen, rememberSeed,
 } from "./viewer/lotteries.js";
+import {
+  onPoll, onPollVotes, onVoteRefused, onVoted, pollDeadlines, renderPolls, setPolls,
+} from "./viewer/polls.js";
 import { renderPromos, showPromoMsg } from "./viewer/promos.js";
 import { roomFromAddress, showPicker } from "./viewer/rooms.js";
 import { S, keys, live, setLive, showEnded } from "./viewer/state.js";
@@ -64,8 +69,9 @@ import { explain } from "./viewer/words.js";
 
 /** Every event type the page acts on, and its handler: the one place to look. */
 const EVENTS = {
-  // A new identity is a new bidder: the auction cards follow who this viewer is.
-  welcome: (ev) => { onWelcome(ev); renderAuctions(); },
+  // A new identity is a new bidder and voter: the auction and poll cards follow
+  // who this viewer is.
+  welcome: (ev) => { onWelcome(ev); renderAuctions(); renderPolls(); },
   snapshot: onSnapshot,
   product: (ev) => { putProduct(ev.product); renderShop(); },
   pinned: (ev) => { putProduct(ev.product); S.pins = ev.pins; renderShop(); },
@@ -92,6 +98,10 @@ const EVENTS = {
   chat: addChat,
   claimed: onClaimed,
   chat_deleted: (ev) => removeChat(ev.message_id),
+  message_pinned: (ev) => setPinned(ev.pinned_message),
+  poll_open: (ev) => onPoll(ev.poll),
+  poll_votes: onPollVotes,
+  poll_closed: (ev) => onPoll(ev.poll),
   viewer_muted: onMuted,
   announcement: onAnnouncement,
   show_live: () => { if (S.room) S.room.state = "live"; },
@@ -124,6 +134,7 @@ function onSnapshot(snap) {
   S.lotteries = new Map(snap.lotteries.map((l) => [l.lottery_id, l]));
   for (const l of snap.lotteries) if (l.state === "open") rememberSeed(l);
   setAuctions(snap.auctions);
+  setPolls(snap.polls);
   S.likes = snap.likes;
   S.viewers = snap.viewers;
   if (snap.limits) S.limits = snap.limits;
@@ -135,7 +146,12 @@ function onSnapshot(snap) {
   renderShop();
   renderPromos();
   renderAuctions();
+  renderPolls();
   renderHold();
+  // The recent chat (oldest first, kept by message_id) and the pinned message.
+  setChatHistory(snap.chat, snap.seq);
+  if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
+  else renderPinned();
 }
 
 /** The room policy from a snapshot or a `room_policy` event. */
@@ -150,6 +166,7 @@ function applyPolicy(policy, render = true) {
     renderShop();
     renderPromos();
     renderAuctions();
+    renderPolls();
   }
   renderChatGate();
 }
@@ -182,6 +199,7 @@ const REPLIES = {
   waitlist: onWaitlist,
   waitlist_left: onWaitlistLeft,
   bid_placed: onBidPlaced,
+  voted: onVoted,
   error: (reply, request) => (request && request.type === "chat" ? onChatRefused(reply, request)
                                                                 : onRefusal(reply, request)),
 };
@@ -201,6 +219,8 @@ function onRefusal(err, request) {
   if (kind === "join_waitlist") onJoinRefused(request.product_id);
   if (kind === "bid") {
     onBidRefused(err, request);
+  } else if (kind === "vote") {
+    onVoteRefused(err, request);
   } else if (kind === "buy" || kind === "join_waitlist") {
     showCardMsg(request.product_id, text);
     renderAllCards();
@@ -225,9 +245,9 @@ function onRefusal(err, request) {
 // ------------------------------------------------------------------ clock
 
 // What the clock redraws each displayed second, and the server timestamps it
-// counts down to (sale starts and ends, the hold, coupons, giveaways, auctions, mute,
-// slow mode).
-onTick(renderAllCards, renderAuctions, renderStageCountdown, renderHold, renderPromos, renderConn,
+// counts down to (sale starts and ends, the hold, coupons, giveaways, auctions, polls,
+// mute, slow mode).
+onTick(renderAllCards, renderAuctions, renderPolls, renderStageCountdown, renderHold, renderPromos, renderConn,
        () => { if (S.mutedUntil) renderMuted(); }, renderChatGate);
 countdownsFrom((at) => {
   const targets = [];
@@ -241,6 +261,7 @@ countdownsFrom((at) => {
   for (const c of S.coupons.values()) targets.push(c.expires_at);
   for (const l of S.lotteries.values()) if (l.state === "open") targets.push(l.closes_at);
   targets.push(...auctionDeadlines());
+  targets.push(...pollDeadlines());
   if (S.mutedUntil) targets.push(S.mutedUntil);
   if (S.chatReadyAt > at) targets.push(S.chatReadyAt);
   return targets;

@@ -126,6 +126,9 @@ class Context:
         # serve its waitlist itself (stock added, a sale stopped, an offer opened):
         # features/waitlist.py hands them to the viewers waiting.
         self.stock_freed_listeners: list[Callable[[str, str], Awaitable[object]]] = []
+        # Run when a show ends, after its sales, listings, lotteries and auctions wound
+        # down (rooms.py `_wind_down`): polls close, group deals end their open groups.
+        self.show_end_listeners: list[Callable[[str], Awaitable[object]]] = []
 
     def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
              recorder: Recorder | None) -> None:

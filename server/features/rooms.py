@@ -315,6 +315,8 @@ class Lifecycle:
         await self.listings.close_all(room_id, pids)
         await self.lotteries.draw_open(room_id)
         await self.auctions.wind_down(room_id)
+        for listener in ctx.show_end_listeners:
+            await listener(room_id)
         await ctx.data.offers.close_coupons(room_id, ended_at)
         # Countdown ticks of stopped sales would only be skipped when due: drop them
         # (a lottery whose draw failed keeps its close job).

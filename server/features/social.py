@@ -41,6 +41,7 @@ class Social:
         self.chat = chat
         ctx.count_readers["poll"] = self._counts
         ctx.count_readers["question"] = self._question_counts
+        ctx.show_end_listeners.append(self.close_polls)
 
     @property
     def data(self) -> SocialData:
@@ -126,6 +127,12 @@ class Social:
         view = await self.poll(room_id, poll_id)
         await self.ctx.publish(room_id, events.poll_closed(view))
         return True
+
+    async def close_polls(self, room_id: str) -> None:
+        """The show ended: every open poll closes."""
+        for h in await self.data.polls(room_id):
+            if h.get("state") == "open":
+                await self.close(room_id, orjson.loads(h["data"])["poll_id"])
 
     async def _closes(self, room_id: str, poll_id: str) -> None:
         h = await self.data.poll(room_id, poll_id)

@@ -1,39 +1,87 @@
-// Chat moderation in the host console: the room's chat as it arrives, delete a
-// message for everyone, mute a viewer for a while, announce to every viewer, and
-// system lines for mutes, announcements and the end of the show.
+// Chat moderation in the host console: the room's chat as it arrives (and the
+// recent chat the room state carries, kept by message_id in seq order), delete a
+// message for everyone, mute a viewer for a while, pin a message (a viewer's, or
+// the host's own note) above every viewer's chat and unpin it, announce to every
+// viewer, and system lines for mutes, announcements and the end of the show.
 
-import { $, h, timeOfDay } from "../util.js";
+import { $, h, setText, timeOfDay } from "../util.js";
 import { S, hostApi, report } from "./state.js";
 
 const MAX_LINES = 300; // messages kept on screen
 
 export function resetModeration() {
   $("#mod-chat").replaceChildren(h("li", { class: "chat-empty", id: "mod-empty", text: "Chat messages appear here as viewers write them." }));
+  setText($("#pin-result"), "");
+  setPinned(null);
 }
 
-function appendChat(li) {
+function appendChat(li, before = null) {
   const list = $("#mod-chat");
   const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
   const empty = document.getElementById("mod-empty");
   if (empty) empty.remove();
-  list.append(li);
+  list.insertBefore(li, before);
   while (list.children.length > MAX_LINES) list.firstElementChild.remove();
   if (stick) list.scrollTop = list.scrollHeight;
 }
 
+const shown = (id) => $("#mod-chat").querySelector(`[data-message-id="${CSS.escape(id)}"]`);
+
+/** Where a message with this seq goes: before the first message on screen that
+ *  came after it (null: at the end, the live case). */
+function placeFor(seq) {
+  if (!Number.isFinite(seq)) return null;
+  let before = null;
+  for (let li = $("#mod-chat").lastElementChild; li; li = li.previousElementSibling) {
+    if (!li.dataset.seq) continue; // system lines have no seq
+    if (Number(li.dataset.seq) > seq) before = li;
+    else break;
+  }
+  return before;
+}
+
+/** The room state's `chat`: the recent messages, oldest first, without those the
+ *  host deleted (docs/protocol.md section 16). Messages not shown yet take their
+ *  place by seq; one shown here that the history covers but no longer holds was
+ *  deleted meanwhile, and is marked so. */
+export function setChatHistory(history, stateSeq) {
+  if (!Array.isArray(history)) return;
+  const kept = new Set(history.map((ev) => ev && ev.message_id).filter(Boolean));
+  const seqs = history.map((ev) => ev && ev.seq).filter(Number.isFinite);
+  if (kept.size && seqs.length) {
+    const oldest = Math.min(...seqs);
+    for (const li of $("#mod-chat").querySelectorAll("[data-message-id]")) {
+      const seq = Number(li.dataset.seq);
+      if (!kept.has(li.dataset.messageId) && Number.isFinite(seq) && seq >= oldest &&
+          (!Number.isFinite(stateSeq) || seq <= stateSeq)) markDeleted(li.dataset.messageId);
+    }
+  }
+  for (const ev of history) addChat(ev);
+}
+
+/** A `chat` event, live or from the history: shown once per message_id. */
 export function addChat(ev) {
+  if (!ev || !ev.message_id) return;
   S.nicknames.set(ev.viewer_id, ev.nickname);
+  if (shown(ev.message_id)) return;
   const del = h("button", { type: "button", class: "btn danger small", text: "Delete",
                             attrs: { "aria-label": `Delete message from ${ev.nickname}: ${ev.text.slice(0, 40)}` },
                             on: { click: () => deleteMessage(ev.message_id) } });
   const mute = h("button", { type: "button", class: "btn small", text: "Mute",
                              attrs: { "aria-label": `Mute ${ev.nickname}` },
                              on: { click: () => muteViewer(ev.viewer_id, ev.nickname) } });
+  const pin = h("button", { type: "button", class: "btn small pin-msg", text: "Pin",
+                            attrs: { "aria-label": `Pin message from ${ev.nickname}: ${ev.text.slice(0, 40)}` },
+                            on: { click: () => pinMessage(ev.message_id) } });
   const who = ev.host === true ? h("span", { class: "who host-badge", text: "Host" })
                                : h("span", { class: "who", text: ev.nickname });
-  appendChat(h("li", { class: "mod-msg", data: { messageId: ev.message_id, viewerId: ev.viewer_id } },
+  const data = { messageId: ev.message_id, viewerId: ev.viewer_id };
+  if (Number.isFinite(ev.seq)) data.seq = ev.seq;
+  const li = h("li", { class: "mod-msg", data },
     h("div", {}, who, h("span", { class: "txt", text: ev.text }), h("span", { class: "vid", text: ev.viewer_id })),
-    h("div", { class: "acts" }, del, mute)));
+    h("div", { class: "acts" }, pin, del, mute));
+  appendChat(li, placeFor(ev.seq));
+  markPinned(li);
 }
 
 export function addSystem(text) {
@@ -45,11 +93,13 @@ export function onMuted(ev) {
 }
 
 export function markDeleted(id) {
-  const li = $("#mod-chat").querySelector(`[data-message-id="${CSS.escape(id)}"]`);
+  const li = shown(id);
   if (!li) return;
   li.classList.add("deleted");
   const del = li.querySelector(".acts .danger");
   if (del) del.remove();
+  const pin = li.querySelector(".acts .pin-msg");
+  if (pin) pin.remove();
   const txt = li.querySelector(".txt");
   if (txt) txt.setAttribute("aria-label", "deleted message");
 }
@@ -71,4 +121,67 @@ export async function announce(e) {
   const input = $("#announce-text");
   const res = await hostApi("POST", "/announcements", { text: input.value.trim() });
   if (report($("#announce-result"), res, "Announced to every viewer")) input.value = "";
+}
+
+// ------------------------------------------------------------------ pinned message
+
+/** The pinned message as the server last sent it (room state `pinned_message`,
+ *  `message_pinned`, the answer to a pin or unpin), or null. */
+export function setPinned(pinned) {
+  S.pinned = pinned || null;
+  renderPinned();
+}
+
+/** What is pinned, and which chat line it is. */
+export function renderPinned() {
+  const p = S.pinned;
+  const now = $("#pin-current");
+  if (now) {
+    now.dataset.messageId = p && p.message_id ? p.message_id : "";
+    setText(now, p ? `Pinned: “${p.text}” · ${p.nickname || "Host"}` : "Nothing is pinned.");
+  }
+  const unpin = $("#unpin-btn");
+  if (unpin) unpin.disabled = !p;
+  for (const li of $("#mod-chat").querySelectorAll("[data-message-id]")) markPinned(li);
+}
+
+/** A chat line says whether it is the pinned message (and then cannot be pinned again). */
+function markPinned(li) {
+  const p = S.pinned;
+  const on = !!(p && p.message_id && li.dataset.messageId === p.message_id);
+  li.classList.toggle("pinned", on);
+  const btn = li.querySelector(".pin-msg");
+  if (!btn) return;
+  // The focused Pin button is about to be disabled: keep keyboard focus in the row.
+  if (on && document.activeElement === btn) {
+    const next = [...li.querySelectorAll(".acts button")].find((b) => b !== btn && !b.disabled);
+    if (next) next.focus();
+  }
+  setText(btn, on ? "Pinned" : "Pin");
+  btn.disabled = on;
+}
+
+/** The answer to a pin: the pinned message (or `{"pinned_message": …}`). */
+const pinnedOf = (data) => (data && Object.hasOwn(data, "pinned_message") ? data.pinned_message : data);
+
+/** Pin a viewer's message that is still in the room's chat history. */
+async function pinMessage(id) {
+  const res = await hostApi("PUT", "/pinned-message", { message_id: id });
+  if (res.ok) setPinned(pinnedOf(res.data));
+  report($("#mod-result"), res, "Pinned above every viewer's chat");
+}
+
+/** Pin the host's own note, typed in the pin form. */
+export async function pinNote(e) {
+  e.preventDefault();
+  const input = $("#pin-text");
+  const res = await hostApi("PUT", "/pinned-message", { text: input.value.trim() });
+  if (res.ok) setPinned(pinnedOf(res.data));
+  if (report($("#pin-result"), res, "Pinned above every viewer's chat")) input.value = "";
+}
+
+export async function unpin() {
+  const res = await hostApi("DELETE", "/pinned-message");
+  if (res.ok) setPinned(null);
+  report($("#pin-result"), res, "Unpinned");
 }

@@ -9,6 +9,7 @@ import { resetCatalogue } from "./catalogue.js";
 import { resetModeration } from "./chat_moderation.js";
 import { resetCoupons } from "./coupons.js";
 import { resetLotteries } from "./lotteries.js";
+import { resetPolls } from "./polls.js";
 import { S, hostApi, live, report, setLive } from "./state.js";
 import { pollStats, stopStats } from "./stats.js";
 
@@ -124,10 +125,12 @@ function startRoom(id, key, state) {
   S.coupons = new Map();
   S.lotteries = new Map();
   S.auctions = new Map();
+  S.polls = new Map();
   resetCatalogue();
   resetCoupons();
   resetLotteries();
   resetAuctions();
+  resetPolls();
   resetModeration();
   $("#setup").hidden = true;
   $("#console").hidden = false;

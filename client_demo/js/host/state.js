@@ -14,6 +14,8 @@ export const S = {
   coupons: new Map(),
   lotteries: new Map(),
   auctions: new Map(), // auction_id -> the auction as the server last sent it
+  polls: new Map(), // poll_id -> the poll as the server last sent it
+  pinned: null, // the pinned message above the viewers' chat, or null
   nicknames: new Map(),
   stats: null,
   samples: [],

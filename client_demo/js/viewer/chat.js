@@ -1,6 +1,7 @@
-// The live chat on the viewer page: messages (textContent only), the host's
-// deletions and mutes, slow mode and busy-room refusals counted down on the send
-// button, and the input's length taken from the server's `chat_max_length`.
+// The live chat on the viewer page: messages (textContent only), the recent chat
+// a snapshot carries (kept by message_id, in seq order), the host's pinned message,
+// the host's deletions and mutes, slow mode and busy-room refusals counted down on
+// the send button, and the input's length taken from the server's `chat_max_length`.
 
 import { $, clock, h, setText, timeOfDay, toast } from "../util.js";
 import { scheduleClock } from "./clock.js";
@@ -15,12 +16,14 @@ function chatNearBottom(list) {
   return list.scrollHeight - list.scrollTop - list.clientHeight < 60;
 }
 
-function appendChat(li) {
+/** Put a line in the chat: at the end, or, for a message of the history that is
+ *  older than some already shown (`before`), in its place by seq. */
+function appendChat(li, before = null) {
   const list = $("#chat-list");
   const stick = chatNearBottom(list);
   const empty = document.getElementById("chat-empty");
   if (empty) empty.remove();
-  list.append(li);
+  list.insertBefore(li, before);
   while (list.children.length > MAX_CHAT_LINES) {
     const first = list.firstElementChild;
     if (first.dataset.messageId) chatEls.delete(first.dataset.messageId);
@@ -29,7 +32,22 @@ function appendChat(li) {
   if (stick) list.scrollTop = list.scrollHeight;
 }
 
+/** Where a message with this seq goes: before the first of the messages on screen
+ *  that came after it (null: at the end, the live case). */
+function placeFor(seq) {
+  if (!Number.isFinite(seq)) return null;
+  let before = null;
+  for (let li = $("#chat-list").lastElementChild; li; li = li.previousElementSibling) {
+    if (!li.dataset.seq) continue; // a system line (sold, announcement) has no seq
+    if (Number(li.dataset.seq) > seq) before = li;
+    else break;
+  }
+  return before;
+}
+
+/** A `chat` event, live or from a snapshot's history: shown once per message_id. */
 export function addChat(ev) {
+  if (!ev || !ev.message_id) return;
   S.nicknames.set(ev.viewer_id, ev.nickname);
   if (chatEls.has(ev.message_id)) return;
   const mine = S.me && ev.viewer_id === S.me.viewer_id;
@@ -37,11 +55,63 @@ export function addChat(ev) {
   const who = ev.host === true
     ? h("span", { class: "nick host-badge", text: "Host" })
     : h("span", { class: "nick", text: ev.nickname });
-  const li = h("li", { class: `msg${mine ? " me" : ""}${ev.host === true ? " host" : ""}`, data: { messageId: ev.message_id } },
+  const data = { messageId: ev.message_id };
+  if (Number.isFinite(ev.seq)) data.seq = ev.seq;
+  const li = h("li", { class: `msg${mine ? " me" : ""}${ev.host === true ? " host" : ""}`, data },
     who,
     h("span", { class: "text", text: ev.text }));
   chatEls.set(ev.message_id, li);
-  appendChat(li);
+  appendChat(li, placeFor(ev.seq));
+}
+
+/** The snapshot's `chat`: the room's recent messages, oldest first, without those
+ *  the host deleted (docs/protocol.md section 16). On joining they fill the empty
+ *  chat; on a later snapshot (a reconnect that could not resume, a resync) the ones
+ *  not shown yet take their place by seq, and a message shown here that the history
+ *  covers but no longer holds was deleted meanwhile (its chat_deleted was missed). */
+export function setChatHistory(history, snapshotSeq) {
+  if (!Array.isArray(history)) return; // a server without chat history: nothing to add
+  const kept = new Set();
+  let oldest = Infinity;
+  for (const ev of history) {
+    if (!ev || !ev.message_id) continue;
+    kept.add(ev.message_id);
+    if (Number.isFinite(ev.seq)) oldest = Math.min(oldest, ev.seq);
+  }
+  if (kept.size && Number.isFinite(oldest)) {
+    for (const [id, li] of [...chatEls]) {
+      const seq = Number(li.dataset.seq);
+      if (!kept.has(id) && Number.isFinite(seq) && seq >= oldest &&
+          (!Number.isFinite(snapshotSeq) || seq <= snapshotSeq)) removeChat(id);
+    }
+  }
+  for (const ev of history) addChat(ev);
+}
+
+// ------------------------------------------------------------------ pinned message
+
+/** The host's pinned message (snapshot `pinned_message`, `message_pinned` event):
+ *  a banner above the chat; null takes it away. */
+export function setPinned(pinned) {
+  S.pinned = pinned || null;
+  renderPinned();
+}
+
+export function renderPinned() {
+  const box = $("#pinned-msg");
+  if (!box) return;
+  const p = S.pinned;
+  box.hidden = !p;
+  box.dataset.messageId = p && p.message_id ? p.message_id : "";
+  if (!p) { setText($("#pinned-text"), ""); setText($("#pinned-nick"), ""); return; }
+  // The host's own note (no message_id), or a message the server sent with its
+  // `host` flag, wears the host badge; a viewer's name never earns it.
+  const shown = p.message_id ? chatEls.get(p.message_id) : null;
+  const byHost = !p.message_id || !!(shown && shown.classList.contains("host"));
+  const nick = $("#pinned-nick");
+  nick.className = `pinned-nick${byHost ? " host-badge" : ""}`;
+  setText(nick, p.nickname || (byHost ? "Host" : ""));
+  setText($("#pinned-text"), p.text || "");
 }
 
 /** A `claimed` event: a comment bought units; the room sees who, in chat. */

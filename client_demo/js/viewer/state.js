@@ -15,6 +15,10 @@ export const S = {
   // auction_* events); this viewer's own side of each is in sessionStorage
   // (viewer/auctions.js).
   auctions: new Map(),
+  // poll_id -> the poll as the server last sent it (snapshot `polls`, poll_* events);
+  // this viewer's own vote in each is in sessionStorage (viewer/polls.js).
+  polls: new Map(),
+  pinned: null, // the host's pinned message, or null
   likes: 0,
   viewers: { now: 0, unique: 0, peak: 0 },
   me: null,

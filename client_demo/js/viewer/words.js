@@ -48,6 +48,9 @@ export const REFUSALS = {
   chat_busy: "The chat is very busy — wait a moment and send again.",
   too_many_identities: "Too many new visitors from your network just now — try again shortly.",
   identity_refused: "The shop sign-in was refused.",
+  poll_not_found: "This poll doesn't exist any more.",
+  poll_closed: "This poll has closed: your vote came too late.",
+  already_voted: "You've already voted in this poll: only your first vote counts.",
 };
 
 // Why the server refused a shop sign-in (details.reason), in plain words.
@@ -98,6 +101,26 @@ export function explainBid(err, currency) {
       return "This auction has ended: the bid came too late.";
     case "not_eligible":
       return NOT_ELIGIBLE[d.reason] || "You can't bid in this auction.";
+    default:
+      return explain(err);
+  }
+}
+
+// Why the server refused a vote (docs/protocol.md section 16), naming the option
+// it counted when it says which.
+export function explainVote(err, poll) {
+  const d = (err && err.details) || {};
+  switch (err && err.code) {
+    case "already_voted": {
+      const counted = poll && Number.isInteger(d.option) ? poll.options[d.option] : undefined;
+      return counted !== undefined
+        ? `You've already voted in this poll: your vote for “${counted}” is the one that counts.`
+        : REFUSALS.already_voted;
+    }
+    case "signed_identity_required":
+      return "Only customers signed in on the shop can vote here. Sign in on the shop and open the show from there.";
+    case "store_unavailable":
+      return "Your vote couldn't be recorded just now — try again.";
     default:
       return explain(err);
   }
