@@ -204,6 +204,9 @@ def _populate(w: World) -> None:
         made(http.post(p + f"/lotteries/{drawn['lottery_id']}/draw", headers=h))
         poll = made(http.post(p + "/polls", headers=h, json={
             "question": "Fuzz?", "options": ["a", "b"], "duration_s": 86400}))
+        deal = made(http.post(p + "/group-deals", headers=h, json={
+            "product_id": product["product_id"], "group_size": 3, "group_price": 500,
+            "units": 30, "fill_s": 86400}))
         auction = made(http.post(p + "/auctions", headers=h, json={
             "product_id": product["product_id"], "start_price": 100, "duration_s": 86400}))
         session = made(http.post("/api/session", json={"nickname": "fuzzer"}))
@@ -220,6 +223,7 @@ def _populate(w: World) -> None:
         "lottery": [button["lottery_id"], keyword["lottery_id"], drawn["lottery_id"]],
         "auction": [auction["auction_id"]], "spare_auction": ["a_missing"],
         "poll": [poll["poll_id"]], "spare_poll": ["p_missing"], "question": ["q_missing"],
+        "deal": [deal["deal_id"]], "spare_deal": ["gb_missing"], "group": ["g_missing"],
         "viewer": [session["viewer_id"]],
         "hold": [], "message": [],
         "token": [session["token"]],
@@ -422,6 +426,14 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("POST", ROOM + "/polls/{poll_id}/close"): Endpoint({"room_id": "room",
                                                          "poll_id": "spare_poll"}),
     ("GET", ROOM + "/questions"): Endpoint({"room_id": "room"}, query=("limit",)),
+    ("POST", ROOM + "/group-deals"): Endpoint({"room_id": "room"}, lambda w: {
+        "product_id": ids("product", w), "group_size": INTS, "group_price": INTS,
+        "fill_s": INTS, "units": INTS}),
+    ("GET", ROOM + "/group-deals/{deal_id}"): Endpoint({"room_id": "room", "deal_id": "deal"}),
+    # Closing aims at an unknown deal: the fuzz's own stays open for its messages.
+    ("POST", ROOM + "/group-deals/{deal_id}/close"): Endpoint(
+        {"room_id": "room", "deal_id": "spare_deal"}),
+    ("GET", ROOM + "/groups/{group_id}"): Endpoint({"room_id": "room", "group_id": "group"}),
     ("POST", ROOM + "/questions/{question_id}/answered"): Endpoint(
         {"room_id": "room", "question_id": "question"}),
     ("POST", ROOM + "/announcements"): Endpoint({"room_id": "room"},
@@ -659,6 +671,8 @@ WS_FIELDS: dict[str, dict[str, Callable[[World], st.SearchStrategy[Any]]]] = {
     "vote": {"request_id": lambda w: REQUEST_ID, "poll_id": lambda w: ids("poll", w),
              "option": lambda w: INTS},
     "ask": {"request_id": lambda w: REQUEST_ID, "text": lambda w: TEXT | ODD_TEXT},
+    "start_group": {"request_id": lambda w: REQUEST_ID, "deal_id": lambda w: ids("deal", w)},
+    "join_group": {"request_id": lambda w: REQUEST_ID, "group_id": lambda w: ids("group", w)},
     "upvote": {"request_id": lambda w: REQUEST_ID,
                "question_id": lambda w: ids("question", w)},
     "resync": {"request_id": lambda w: REQUEST_ID},

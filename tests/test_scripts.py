@@ -30,6 +30,8 @@ from server.state.scripts import (
     ChatGate,
     CheckoutBegun,
     CheckoutFinished,
+    Grouped,
+    GroupExpired,
     GuestMint,
     Promoted,
     Released,
@@ -192,6 +194,14 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
                     max_open=3, answer_ttl_s=60, verified=False),
         scripts.upvote(room, question_id="q_1", viewer="v_1", verified=False),
         scripts.answer_question(room, "q_1", 1),
+        scripts.start_group(room, deal_id="gb_1", product_id="p", viewer="v_1", nickname="n",
+                            request_id="g1", max_open_holds=5, answer_ttl_s=60,
+                            verified=False),
+        scripts.join_group(room, deal_id="gb_1", group_id="g_1", product_id="p",
+                           viewer="v_1", request_id="j1", max_open_holds=5, answer_ttl_s=60,
+                           hold_ms=1000, verified=False),
+        scripts.expire_group(room, deal_id="gb_1", group_id="g_1", product_id="p",
+                             mode="due"),
     )
     assert replies == [
         -1,
@@ -222,6 +232,9 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         Answered("rebuilding", ""),
         Upvoted("rebuilding", "", 0, False),
         Answered("refused", "question_not_found"),  # the host's step needs no epoch
+        Grouped("rebuilding", "", "", ()),
+        Grouped("rebuilding", "", "", ()),
+        GroupExpired("over", 0, ()),  # the clock's step needs no epoch: nothing to end
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

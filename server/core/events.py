@@ -135,6 +135,20 @@ def question_answered(q: dict[str, Any]) -> Event:
     return {"type": "question_answered", "question": q}
 
 
+def group_deal(deal: dict[str, Any]) -> Event:
+    """A group deal opened, closed, or its units changed."""
+    return {"type": "group_deal", "deal": deal}
+
+
+def group_update(group: dict[str, Any], hold_ids: dict[str, str] | None = None) -> Event:
+    """A group started, gained a member, filled (`state` complete: `holds`, viewer ->
+    hold id, are now checkout-able) or expired (its holds ended)."""
+    body: Event = {"type": "group_update", "group": group}
+    if hold_ids is not None:
+        body["holds"] = hold_ids
+    return body
+
+
 def lottery_open(lottery: dict[str, Any]) -> Event:
     return {"type": "lottery_open", "lottery": lottery}
 
@@ -219,7 +233,7 @@ ROOM_EVENTS: Final = (
     "lottery_open", "lottery_drawn", "lottery_entrants", "auction_started", "auction_bid",
     "auction_ended", "auction_cancelled", "auction_second_chance", "message_pinned",
     "poll_open", "poll_votes", "poll_closed", "question", "question_votes",
-    "question_answered", "chat", "chat_deleted",
+    "question_answered", "group_deal", "group_update", "chat", "chat_deleted",
     "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -39,6 +39,7 @@ class RoomKeys:
         "claim_words",
         "confirming",
         "coupons",
+        "deals",
         "epoch",
         "gone",
         "holds",
@@ -107,6 +108,7 @@ class RoomKeys:
         self.chat_history = b + "chathist"
         self.chat_deleted = b + "chatdel"
         self.polls = b + "polls"  # set of poll ids
+        self.deals = b + "deals"  # set of group deal ids
         self.questions = b + "questions"  # hash question_id -> question JSON
         self.open_questions = b + "qopen"  # zset unanswered question_id -> votes
         self.questions_per_viewer = b + "qmine"  # hash viewer_id -> unanswered questions
@@ -176,6 +178,21 @@ class RoomKeys:
     def poll_votes(self, poll_id: str) -> str:
         """hash viewer_id -> the option they voted for."""
         return f"{self.base}pvotes:{poll_id}"
+
+    def group(self, group_id: str) -> str:
+        return f"{self.base}group:{group_id}"
+
+    def group_members(self, group_id: str) -> str:
+        """list of viewer:hold, in the order they joined."""
+        return f"{self.base}gmembers:{group_id}"
+
+    def deal_members(self, deal_id: str) -> str:
+        """hash viewer -> the group they are in (one per deal)."""
+        return f"{self.base}dmembers:{deal_id}"
+
+    def deal_groups(self, deal_id: str) -> str:
+        """zset: the deal's open groups by fill deadline."""
+        return f"{self.base}dgroups:{deal_id}"
 
     def question_voters(self, question_id: str) -> str:
         return f"{self.base}qvoters:{question_id}"

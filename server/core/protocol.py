@@ -215,12 +215,25 @@ class Upvote:
 
 
 @dataclass(frozen=True, slots=True)
+class StartGroup:
+    request_id: str
+    deal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGroup:
+    request_id: str
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     pass
 
 
 ViewerMessage = (Ping | Chat | Like | Buy | Checkout | Release | ClaimCoupon | EnterLottery
-                 | JoinWaitlist | LeaveWaitlist | Bid | Vote | Ask | Upvote | Resync)
+                 | JoinWaitlist | LeaveWaitlist | Bid | Vote | Ask | Upvote | StartGroup
+                 | JoinGroup | Resync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +259,8 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "vote": frozenset({"type", "request_id", "poll_id", "option"}),
     "ask": frozenset({"type", "request_id", "text"}),
     "upvote": frozenset({"type", "request_id", "question_id"}),
+    "start_group": frozenset({"type", "request_id", "deal_id"}),
+    "join_group": frozenset({"type", "request_id", "group_id"}),
     "resync": frozenset({"type", "request_id"}),
 }
 MESSAGE_TYPES: Final = tuple(_FIELDS)
@@ -300,6 +315,10 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
         text = clean_text(get_str(obj, "text", max_len=limits.chat_max_length, strip=True))
         return Ask(request_id, get_str({"text": text}, "text", max_len=limits.chat_max_length,
                                        strip=True))
+    if kind == "start_group":
+        return StartGroup(request_id, get_str(obj, "deal_id", max_len=64, pattern=ID_PATTERN))
+    if kind == "join_group":
+        return JoinGroup(request_id, get_str(obj, "group_id", max_len=64, pattern=ID_PATTERN))
     if kind == "upvote":
         return Upvote(request_id, get_str(obj, "question_id", max_len=64, pattern=ID_PATTERN))
     if kind == "vote":

@@ -35,7 +35,10 @@ log = logging.getLogger("livesell.buying")
 
 # What a release's outcome tells the viewer who asked for it.
 RELEASE_REFUSALS: dict[str, str] = {"expired": "hold_expired", "voided": "sale_stopped",
-                                    "aborted": "checkout_cancelled"}
+                                    "aborted": "checkout_cancelled",
+                                    # A group buy's hold stays until its group fills or
+                                    # expires (features/group_buys.py).
+                                    "pending": "group_not_full"}
 
 
 async def simulated_payment(amount: int) -> str:

@@ -9,6 +9,7 @@ from server.core import auction_chain
 from server.core.auction_terms import hold_sale_id
 from server.core.domain import listing_id, now_ms
 from server.core.errors import Unavailable
+from server.core.group_deals import deal_view
 from server.core.protocol import query_int
 from server.core.views import auction_view, sale_view
 from server.features.context import Context
@@ -149,6 +150,17 @@ class Reports:
             checks.append({"name": f"listing {pid}: no buyer above the limit",
                            "ok": not over, "detail": over})
         auctions = await self._auction_checks(room_id, by_buyer, checks)
+        for deal_id in await self.ctx.data.groups.deal_ids(room_id):
+            deal = deal_view(await self.ctx.data.groups.deal(room_id, deal_id))
+            in_store = sum(by_buyer.get(deal_id, {}).values())
+            over = {b: n for b, n in by_buyer.get(deal_id, {}).items() if n > 1}
+            checks.append({"name": f"group deal {deal_id}: held + sold <= units",
+                           "ok": deal["held"] + deal["sold"] <= deal["units"]
+                           and in_store <= deal["units"],
+                           "detail": {"units": deal["units"], "held": deal["held"],
+                                      "sold": deal["sold"], "sold_in_store": in_store}})
+            checks.append({"name": f"group deal {deal_id}: one unit per buyer",
+                           "ok": not over, "detail": over})
         oversold = await store.oversold_sales(room_id)
         checks.append({"name": "store: no sale has orders above its units",
                        "ok": not oversold,

@@ -7,7 +7,8 @@ messages, due jobs, restore from the store): the room and its snapshot
 buy-it-now (listings.py), sales (sales.py), waitlists (waitlist.py), holds and
 checkout (buying.py), comment-to-buy (claims.py), coupons (coupons.py),
 lotteries (lotteries.py), auctions (auctions.py), chat and moderation (chat.py),
-the pinned message and polls (social.py), reports (reports.py).
+the pinned message, polls and questions (social.py), group buys (group_buys.py),
+reports (reports.py).
 Host actions validate with `core.domain`, write the durable record to the
 store, then update Redis through `state/` and broadcast through the hub. Viewer
 actions run one atomic script each. The pulse (pulse.py) runs what falls due;
@@ -24,6 +25,7 @@ from server.features.chat import ChatRoom
 from server.features.claims import Claims
 from server.features.context import Context
 from server.features.coupons import Coupons
+from server.features.group_buys import GroupBuys
 from server.features.listings import Listings
 from server.features.lotteries import Lotteries
 from server.features.pulse import Pulse
@@ -55,6 +57,7 @@ class Show:
         self.coupons = Coupons(ctx)
         self.lotteries = Lotteries(ctx)
         self.auctions = Auctions(ctx, self.catalogue)
+        self.group_buys = GroupBuys(ctx, self.catalogue)
         self.lifecycle = Lifecycle(ctx, self.sales, self.listings, self.waitlist,
                                    self.lotteries, self.auctions)
         self.room = Room(ctx, self.lifecycle)
@@ -65,8 +68,8 @@ class Show:
         # them, drops before an ended room closes them.
         features: tuple[Feature, ...] = (
             self.room, self.catalogue, self.listings, self.sales, self.buying, self.waitlist,
-            self.claims, self.coupons, self.lotteries, self.auctions, self.lifecycle, self.chat,
-            self.social, self.reports)
+            self.claims, self.coupons, self.lotteries, self.auctions, self.group_buys,
+            self.lifecycle, self.chat, self.social, self.reports)
         for feature in features:
             feature.register(self.registry)
         self.restore = Restore(ctx, self.registry)

@@ -1,6 +1,6 @@
 """The state layer's door for features: one object holding the Redis-backed
-data classes (rooms, catalogue, sales, offers, auctions, social, chat, schedule,
-rebuild), the
+data classes (rooms, catalogue, sales, offers, auctions, social, groups, chat,
+schedule, rebuild), the
 typed script wrappers and the order store. Nothing above this layer sees the
 Redis client."""
 
@@ -11,6 +11,7 @@ from typing import Any
 from server.state.auctions_data import AuctionsData
 from server.state.catalogue_data import CatalogueData
 from server.state.chat_data import ChatData
+from server.state.groups_data import GroupsData
 from server.state.memory_watch import MemoryWatch
 from server.state.offers_data import OffersData
 from server.state.rebuild_data import RebuildData
@@ -30,6 +31,7 @@ class StateData:
         self.offers = OffersData(redis)
         self.auctions = AuctionsData(redis)
         self.social = SocialData(redis)
+        self.groups = GroupsData(redis)
         self.chat = ChatData(redis)
         self.schedule = ScheduleData(redis)
         self.rebuild = RebuildData(redis)

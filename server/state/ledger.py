@@ -66,6 +66,9 @@ SCRIPT_NAMES: Final = (
     "ask",
     "upvote",
     "answer_question",
+    "start_group",
+    "join_group",
+    "expire_group",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

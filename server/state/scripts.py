@@ -117,6 +117,20 @@ CONTRACTS: Final[dict[str, Contract]] = {
                        ("question_id", "viewer", "verified")),
     "answer_question": Contract(("questions", "open_questions", "per_viewer"),
                                 ("question_id", "answered_at")),
+    "start_group": Contract(
+        ("answer", "deal", "stock", "group", "members", "deal_members", "deal_groups", "hold",
+         "open_holds", "bought", "timers", "epoch", "policy"),
+        ("viewer", "group_id", "hold_id", "verified", "max_open_holds", "answer_ttl_s",
+         "product_id", "nickname")),
+    "join_group": Contract(
+        ("answer", "deal", "group", "members", "deal_members", "deal_groups", "hold",
+         "open_holds", "bought", "holds", "timers", "epoch", "policy"),
+        ("viewer", "group_id", "hold_id", "verified", "max_open_holds", "answer_ttl_s",
+         "product_id", "hold_ms", "key_prefix")),
+    "expire_group": Contract(
+        ("deal", "group", "members", "deal_members", "deal_groups", "stock", "open_holds",
+         "bought", "timers"),
+        ("group_id", "mode", "key_prefix", "keep_ms")),
 }
 
 # ====================================================================== replies
@@ -415,6 +429,41 @@ def _upvoted(reply: list[Any]) -> Upvoted:
     return Upvoted(reply[0], reply[1] if len(reply) > 1 else "", 0, False)
 
 
+class Grouped(NamedTuple):
+    """start_group.lua and join_group.lua: 'ok' (a member, the group still open),
+    'complete' (the last member: every member's hold is held now; `members` lists
+    them as viewer:hold), 'dup' (a remembered answer), 'refused' (`answer` holds the
+    code, `group_id` the viewer's group for already_in_group), 'rebuilding'."""
+
+    status: Literal["ok", "complete", "dup", "refused", "rebuilding"]
+    answer: str
+    group_id: str
+    members: tuple[str, ...]
+
+
+def _grouped(reply: list[Any]) -> Grouped:
+    if reply[0] == "refused":
+        return Grouped("refused", reply[1], reply[2], ())
+    if reply[0] == "complete":
+        return Grouped("complete", reply[1], "", tuple(reply[2:]))
+    return Grouped(reply[0], reply[1] if len(reply) > 1 else "", "", ())
+
+
+class GroupExpired(NamedTuple):
+    """expire_group.lua: 'expired' (`units` back to stock, the members as
+    viewer:hold), 'not_due' or 'over'."""
+
+    status: Literal["expired", "not_due", "over"]
+    units: int
+    members: tuple[str, ...]
+
+
+def _group_expired(reply: list[Any]) -> GroupExpired:
+    if reply[0] == "expired":
+        return GroupExpired("expired", int(reply[1]), tuple(reply[2:]))
+    return GroupExpired(reply[0], 0, ())
+
+
 # ====================================================================== typed calls
 
 
@@ -690,3 +739,38 @@ class Scripts(Ledger):
         return self.run("answer_question", [k.questions, k.open_questions,
                                             k.questions_per_viewer],
                         [question_id, answered_at], _answered)
+
+    def start_group(self, room_id: str, *, deal_id: str, product_id: str, viewer: str,
+                    nickname: str, request_id: str, max_open_holds: int, answer_ttl_s: int,
+                    verified: bool) -> asyncio.Future[Grouped]:
+        k = room_keys(room_id)
+        gid, hold_id = new_id("g"), new_id("h")
+        return self.run("start_group", [
+            k.request(viewer, "start_group", request_id), k.sale(deal_id), k.stock(product_id),
+            k.group(gid), k.group_members(gid), k.deal_members(deal_id),
+            k.deal_groups(deal_id), k.hold(hold_id), k.open_holds, k.bought(deal_id),
+            k.timers, k.epoch, k.policy,
+        ], [viewer, gid, hold_id, "1" if verified else "0", max_open_holds, answer_ttl_s,
+            product_id, nickname], _grouped)
+
+    def join_group(self, room_id: str, *, deal_id: str, group_id: str, product_id: str,
+                   viewer: str, request_id: str, max_open_holds: int, answer_ttl_s: int,
+                   hold_ms: int, verified: bool) -> asyncio.Future[Grouped]:
+        k = room_keys(room_id)
+        hold_id = new_id("h")
+        return self.run("join_group", [
+            k.request(viewer, "join_group", request_id), k.sale(deal_id), k.group(group_id),
+            k.group_members(group_id), k.deal_members(deal_id), k.deal_groups(deal_id),
+            k.hold(hold_id), k.open_holds, k.bought(deal_id), k.holds, k.timers, k.epoch,
+            k.policy,
+        ], [viewer, group_id, hold_id, "1" if verified else "0", max_open_holds,
+            answer_ttl_s, product_id, hold_ms, k.base], _grouped)
+
+    def expire_group(self, room_id: str, *, deal_id: str, group_id: str, product_id: str,
+                     mode: Literal["due", "now"]) -> asyncio.Future[GroupExpired]:
+        k = room_keys(room_id)
+        return self.run("expire_group", [
+            k.sale(deal_id), k.group(group_id), k.group_members(group_id),
+            k.deal_members(deal_id), k.deal_groups(deal_id), k.stock(product_id),
+            k.open_holds, k.bought(deal_id), k.timers,
+        ], [group_id, mode, k.base, KEEP_FINISHED_HOLD_MS], _group_expired)

@@ -169,6 +169,14 @@ CREATE TABLE IF NOT EXISTS question_votes (
     viewer_id TEXT NOT NULL,
     PRIMARY KEY (question_id, viewer_id)
 );
+-- Group deals (server/features/group_buys.py) as JSON, with when the host closed
+-- them. Groups live in Redis only, as holds do.
+CREATE TABLE IF NOT EXISTS group_deals (
+    deal_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    closed_at INTEGER
+);
 -- The host's pinned message (server/features/social.py); no row: none.
 CREATE TABLE IF NOT EXISTS pinned_messages (
     room_id TEXT PRIMARY KEY,

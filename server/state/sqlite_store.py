@@ -225,6 +225,14 @@ class SqliteOrderStore:
                              "DO UPDATE SET data = excluded.data",
                              (room_id, orjson.dumps(pinned).decode()))
 
+    async def add_group_deal(self, room_id: str, deal: dict[str, Any]) -> None:
+        await self.write("INSERT INTO group_deals VALUES (?, ?, ?, NULL)",
+                         (deal["deal_id"], room_id, orjson.dumps(deal).decode()))
+
+    async def close_group_deal(self, deal_id: str, closed_at: int) -> None:
+        await self.write("UPDATE group_deals SET closed_at = ? WHERE deal_id = ? AND "
+                         "closed_at IS NULL", (closed_at, deal_id))
+
     async def add_question(self, room_id: str, question: dict[str, Any]) -> None:
         await self.write("INSERT INTO questions VALUES (?, ?, ?, NULL) "
                          "ON CONFLICT(question_id) DO NOTHING",
@@ -353,6 +361,11 @@ class SqliteOrderStore:
             by_poll.setdefault(str(v["poll_id"]), {})[str(v["viewer_id"])] = int(v["option"])
         return [(orjson.loads(r["data"]), r["closed_at"], by_poll.get(str(r["poll_id"]), {}))
                 for r in rows]
+
+    async def group_deals(self, room_id: str) -> list[tuple[dict[str, Any], int | None]]:
+        rows = await self._all("SELECT data, closed_at FROM group_deals WHERE room_id = ? "
+                               "ORDER BY rowid", (room_id,))
+        return [(orjson.loads(r["data"]), r["closed_at"]) for r in rows]
 
     async def questions(self, room_id: str) -> list[tuple[dict[str, Any], int | None,
                                                           list[str]]]:

@@ -208,6 +208,14 @@ class OrderStore(Protocol):
         """Set (None: clear) the room's pinned message."""
         ...
 
+    async def add_group_deal(self, room_id: str, deal: dict[str, Any]) -> None:
+        """Record a group deal (`deal["deal_id"]` is new)."""
+        ...
+
+    async def close_group_deal(self, deal_id: str, closed_at: int) -> None:
+        """Record that the host closed the deal."""
+        ...
+
     async def add_question(self, room_id: str, question: dict[str, Any]) -> None:
         """Record a question (`question["question_id"]` is new; again: no change)."""
         ...
@@ -296,6 +304,10 @@ class OrderStore(Protocol):
 
     async def pinned_message(self, room_id: str) -> dict[str, Any] | None:
         """The room's pinned message, or None."""
+        ...
+
+    async def group_deals(self, room_id: str) -> list[tuple[dict[str, Any], int | None]]:
+        """The room's group deals (data, closed at or None), oldest first."""
         ...
 
     async def questions(self, room_id: str) -> list[tuple[dict[str, Any], int | None,

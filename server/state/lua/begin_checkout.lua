@@ -30,6 +30,8 @@ if h[1] == 'expired' then return {'refused', 'hold_expired'} end
 if h[1] == 'released' then return {'refused', 'hold_released'} end
 if h[1] == 'voided' then return {'refused', 'sale_stopped'} end
 if h[1] == 'aborted' then return {'refused', 'checkout_cancelled'} end
+-- A group buy's hold waits for its group to fill (server/features/group_buys.py).
+if h[1] == 'pending' then return {'refused', 'group_not_full'} end
 if h[1] ~= 'held' then return {'refused', 'hold_not_found'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

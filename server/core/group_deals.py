@@ -1,0 +1,76 @@
+"""Group buys (拼团): what a group deal is, how the host's request is validated
+into one, and its public view. A deal is kept in Redis with a sale's fields
+under its id (`gb_...`), so the holds of its full groups are checked out,
+released and expired like any hold. Pure: no I/O; the groups themselves are
+decided in Redis (lua/start_group.lua, join_group.lua, expire_group.lua)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from server.core.protocol import ID_PATTERN, MAX_AMOUNT, MAX_STOCK, get_int, get_str, reject_unknown
+
+DEAL_PREFIX: Final = "gb"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDeal:
+    deal_id: str
+    product_id: str
+    title: str
+    currency: str
+    group_size: int
+    group_price: int
+    fill_s: int
+    units: int
+    created_at: int
+
+    def public(self) -> dict[str, Any]:
+        return {"deal_id": self.deal_id, "product_id": self.product_id, "title": self.title,
+                "currency": self.currency, "group_size": self.group_size,
+                "group_price": self.group_price, "fill_s": self.fill_s, "units": self.units,
+                "created_at": self.created_at}
+
+    @classmethod
+    def from_public(cls, d: Mapping[str, Any]) -> GroupDeal:
+        return cls(str(d["deal_id"]), str(d["product_id"]), str(d.get("title", "")),
+                   str(d["currency"]), int(d["group_size"]), int(d["group_price"]),
+                   int(d["fill_s"]), int(d["units"]), int(d["created_at"]))
+
+
+DEAL_FIELDS: Final = frozenset({"product_id", "group_size", "group_price", "fill_s", "units"})
+
+
+def parse_deal(body: Mapping[str, Any], *, deal_id: str, title: str, currency: str,
+               now: int) -> GroupDeal:
+    reject_unknown(body, DEAL_FIELDS, "group deal")
+    size = get_int(body, "group_size", lo=2, hi=10)
+    units = get_int(body, "units", lo=size, hi=MAX_STOCK)
+    return GroupDeal(
+        deal_id=deal_id,
+        product_id=get_str(body, "product_id", max_len=64, pattern=ID_PATTERN),
+        title=title, currency=currency, group_size=size,
+        group_price=get_int(body, "group_price", lo=0, hi=MAX_AMOUNT),
+        fill_s=get_int(body, "fill_s", lo=10, hi=86400, default=300), units=units,
+        created_at=now)
+
+
+def deal_view(h: Mapping[str, Any]) -> dict[str, Any]:
+    """A deal as everyone sees it, from its Redis hash: its terms, state and units
+    held (in groups, open or full) and sold."""
+    terms = {k: h.get(k) for k in ("deal_id", "product_id", "title", "currency")}
+    ints = {k: int(h.get(k) or 0) for k in ("group_size", "units", "held", "sold")}
+    return {**terms, **ints, "group_price": int(h.get("price") or 0),
+            "fill_s": int(h.get("fill_ms") or 0) // 1000,
+            "state": "open" if h.get("state") == "open" else "closed",
+            "left": max(0, ints["units"] - ints["held"] - ints["sold"])}
+
+
+def group_view(h: Mapping[str, Any]) -> dict[str, Any]:
+    size, members = int(h.get("size") or 0), int(h.get("members") or 0)
+    return {"group_id": h.get("group_id"), "deal_id": h.get("deal_id"),
+            "state": h.get("state"), "size": size, "members": members,
+            "seats_left": max(0, size - members), "deadline": int(h.get("deadline") or 0),
+            "starter": h.get("starter", "")}
