@@ -88,15 +88,17 @@ async def test_a_batch_gives_each_call_its_own_keys_and_arguments_exactly(
         await redis.set(keys.epoch, "e1")
         texts = [b'{"n":%d,"t":"caf\xc3\xa9 \xe2\x82\xac \\"q\\" \\u0000"}' % i
                  for i in range(40)]
-        seqs = await asyncio.gather(*(ledger.run("publish", [keys.seq, keys.log, keys.epoch],
-                                                 [t, 1000, keys.channel]) for t in texts))
+        seqs = await asyncio.gather(*(ledger.run("publish", [keys.seq, keys.log, keys.epoch,
+                                                             keys.chat_history],
+                                                 [t, 1000, keys.channel, 0]) for t in texts))
         assert seqs == list(range(1, 41))
         logged = await raw.lrange(keys.log, 0, -1)
         assert logged == [b'{"seq":%d,' % (i + 1) + t[1:] for i, t in enumerate(texts)]
         # Not UTF-8: no JSON string holds it, so each call goes on its own.
         odd = [b'{"n":%d,"b":"\xff\xfe"}' % i for i in range(3)]
-        seqs = await asyncio.gather(*(ledger.run("publish", [keys.seq, keys.log, keys.epoch],
-                                                 [t, 1000, keys.channel]) for t in odd))
+        seqs = await asyncio.gather(*(ledger.run("publish", [keys.seq, keys.log, keys.epoch,
+                                                             keys.chat_history],
+                                                 [t, 1000, keys.channel, 0]) for t in odd))
         assert seqs == [41, 42, 43]
         assert (await raw.lrange(keys.log, 40, -1)) == [
             b'{"seq":%d,' % (41 + i) + t[1:] for i, t in enumerate(odd)]
