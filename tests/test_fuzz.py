@@ -426,6 +426,7 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("POST", ROOM + "/polls/{poll_id}/close"): Endpoint({"room_id": "room",
                                                          "poll_id": "spare_poll"}),
     ("GET", ROOM + "/questions"): Endpoint({"room_id": "room"}, query=("limit",)),
+    ("GET", ROOM + "/calendar.ics"): Endpoint({"room_id": "room"}, query=("page",)),
     ("POST", ROOM + "/group-deals"): Endpoint({"room_id": "room"}, lambda w: {
         "product_id": ids("product", w), "group_size": INTS, "group_price": INTS,
         "fill_s": INTS, "units": INTS}),

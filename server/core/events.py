@@ -201,6 +201,13 @@ def show_live(room_id: str) -> Event:
     return {"type": "show_live", "room_id": room_id}
 
 
+def show_reminder(room_id: str, title: str, starts_at: int) -> Event:
+    """A scheduled show starts soon (server.reminder_lead_s before it): for the pages
+    and, through webhooks, the shop's own reminder channels."""
+    return {"type": "show_reminder", "room_id": room_id, "title": title,
+            "starts_at": starts_at}
+
+
 def show_ended(room_id: str, ended_at: int) -> Event:
     return {"type": "show_ended", "room_id": room_id, "ended_at": ended_at}
 
@@ -235,5 +242,5 @@ ROOM_EVENTS: Final = (
     "poll_open", "poll_votes", "poll_closed", "question", "question_votes",
     "question_answered", "group_deal", "group_update", "chat", "chat_deleted",
     "viewer_muted",
-    "announcement", "likes", "viewers", "room_policy", "show_live", "show_ended")
+    "announcement", "likes", "viewers", "room_policy", "show_live", "show_reminder", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -48,6 +48,9 @@ class ServerSettings:
     admin_key: str = ""
     log_level: str = "info"
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
+    # A scheduled show's reminder (the `show_reminder` event, for the shop's own
+    # channels) goes out this many seconds before its start; 0: none.
+    reminder_lead_s: int = field(default=300, metadata=_range(0, 86400))
     gc_young_threshold: int = field(default=gcpolicy.DEFAULT_YOUNG_THRESHOLD,
                                     metadata=_range(0, 10_000_000))
     # The HTTP edge (server/realtime/edges.py): request line plus headers, the time to

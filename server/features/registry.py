@@ -86,6 +86,8 @@ class Route:
     needs_whole: bool = True
     guard_ended: bool = True
     goes_live: bool = False  # starting it takes a scheduled room live
+    # The answer's media type when it is not JSON (the handler then returns the text).
+    media_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

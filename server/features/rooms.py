@@ -36,6 +36,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -66,6 +67,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("livesell.rooms")
 
 SCHEDULED: Final = "scheduled"
+# Due jobs of a scheduled show (item: the room id): its start and its reminder.
+SHOW_START: Final = "show_start"
+SHOW_REMINDER: Final = "show_reminder"
+# A page address a calendar event may link to (no spaces, quotes or angle brackets).
+URL: Final = re.compile(r"^https?://[^\s<>\"']{1,2000}$")
 LIVE: Final = "live"
 ENDED: Final = "ended"
 ARCHIVED: Final = "archived"
@@ -204,7 +210,45 @@ class Lifecycle:
         registry.route(Route("POST", "/live", self._go_live))
         # Ending again answers the state, so it is not refused once ended.
         registry.route(Route("POST", "/end", self._end, guard_ended=False))
+        registry.route(Route("GET", "/calendar.ics", self._calendar, access="public",
+                             media_type="text/calendar; charset=utf-8"))
+        registry.job(SHOW_START, self._starts)
+        registry.job(SHOW_REMINDER, self._reminds)
         registry.on_restore(self.restore)
+
+    async def _calendar(self, call: Call) -> Any:
+        """The show as an iCalendar event (RFC 5545), for "remind me": its start by
+        the server, its title, the viewer page's address."""
+        current = await self.state(call.room_id)
+        title, = await self.data.fields(call.room_id, "title")
+        starts = current["starts_at"] or now_ms()
+        return calendar_event(call.room_id, title or "Live show", starts,
+                              call.query.get("page", ""))
+
+    async def _starts(self, room_id: str, item: str) -> None:
+        """A scheduled show's start by the server's clock: it goes live (a host who
+        went live earlier already did; an ended show stays ended)."""
+        state, = await self.data.fields(room_id, "state")
+        if state == SCHEDULED:
+            await self.go_live(room_id)
+
+    async def _reminds(self, room_id: str, item: str) -> None:
+        state, starts_at, title = await self.data.fields(room_id, "state", "starts_at",
+                                                         "title")
+        if state == SCHEDULED and starts_at:
+            await self.ctx.publish(room_id, events.show_reminder(room_id, title or "",
+                                                                 int(starts_at)))
+
+    async def schedule_start(self, room_id: str, starts_at: int) -> None:
+        """A scheduled show's due jobs: its start, and its reminder before it."""
+        now = now_ms()
+        jobs = {Job(SHOW_START, room_id).member: starts_at}
+        lead = self.ctx.settings.server.reminder_lead_s * 1000
+        if lead and starts_at - lead > now:
+            jobs[Job(SHOW_REMINDER, room_id).member] = starts_at - lead
+        await self.ctx.data.schedule.add_jobs(room_id, jobs)
+        self.ctx.note_due(room_id, min(jobs.values()))
+        self.ctx.timers_changed.set()
 
     async def _go_live(self, call: Call) -> Any:
         return await self.go_live(call.room_id)
@@ -227,6 +271,8 @@ class Lifecycle:
         await self.data.set_fields(room_id, {
             "state": lifecycle["state"], "starts_at": lifecycle.get("starts_at") or "",
             "ended_at": lifecycle.get("ended_at") or ""})
+        if lifecycle["state"] == SCHEDULED and lifecycle.get("starts_at"):
+            await self.schedule_start(room_id, int(lifecycle["starts_at"]))
         if lifecycle["state"] == ENDED:
             await self.ctx.data.offers.close_coupons(
                 room_id, int(lifecycle.get("ended_at") or now_ms()))
@@ -364,6 +410,28 @@ class Lifecycle:
         cursor = encode_cursor(page[-1]["created_at"], page[-1]["room_id"]) \
             if more and page else None
         return {"rooms": rooms, "next_cursor": cursor}
+
+
+def _ics_text(text: str) -> str:
+    """A TEXT value of RFC 5545: backslash, semicolon, comma and newline escaped."""
+    return (text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\n", "\\n").replace("\r", ""))
+
+
+def calendar_event(room_id: str, title: str, starts_at: int, page: str) -> str:
+    """One VEVENT of an hour from `starts_at` (ms, UTC), with `page` as its URL when
+    it is an http(s) address. Lines end in CRLF, as RFC 5545 says."""
+    def stamp(ms: int) -> str:
+        return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ms // 1000))
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//livesell//show//EN",
+             "CALSCALE:GREGORIAN", "BEGIN:VEVENT", f"UID:{room_id}@livesell",
+             f"DTSTAMP:{stamp(now_ms())}", f"DTSTART:{stamp(starts_at)}",
+             f"DTEND:{stamp(starts_at + 3600 * 1000)}", f"SUMMARY:{_ics_text(title)}"]
+    if URL.match(page):
+        lines.append(f"URL:{page}")
+    lines += ["BEGIN:VALARM", "ACTION:DISPLAY", f"DESCRIPTION:{_ics_text(title)}",
+              "TRIGGER:-PT5M", "END:VALARM", "END:VEVENT", "END:VCALENDAR"]
+    return "\r\n".join(lines) + "\r\n"
 
 
 def view(state: str | None, starts_at: Any, ended_at: Any) -> dict[str, Any]:

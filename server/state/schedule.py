@@ -50,6 +50,14 @@ class ScheduleData:
     async def jobs(self, room_id: str) -> list[str]:
         return list(await self.redis.zrange(room_keys(room_id).timers, 0, -1))
 
+    async def add_jobs(self, room_id: str, jobs: dict[str, int]) -> None:
+        """Due jobs of the room (member -> due ms), with the room on the schedule at
+        the earliest, in one MULTI."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(room_keys(room_id).timers, jobs)
+            pipe.zadd(DUE, {room_id: min(jobs.values())}, lt=True)
+            await pipe.execute()
+
     async def drop_jobs(self, room_id: str, members: list[str]) -> None:
         if members:
             await self.redis.zrem(room_keys(room_id).timers, *members)

@@ -144,7 +144,8 @@ def feature_endpoint(spec: registry.Route) -> Handler:
         params = id_params(request)
         result = await spec.handler(registry.Call(room_id, params, body,
                                                   request.query_params))
-        response = ok(result, spec.status)
+        response = ok(result, spec.status) if spec.media_type is None else \
+            Response(result, status_code=spec.status, media_type=spec.media_type)
         recorder = services(request).recorder
         if spec.record_as is not None and recorder is not None and recorder.active(room_id):
             data = dict(body)
