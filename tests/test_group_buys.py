@@ -122,6 +122,19 @@ async def test_a_group_not_full_in_time_releases_every_hold(
     closed = await host.call("POST", f"/group-deals/{did}/close", expect=200)
     assert (closed["state"], closed["held"], closed["groups"]) == ("closed", 0, [])
     assert code(await b.request("start_group", deal_id=did)) == "deal_closed"
+    # A full group's holds not yet paid are voided when the show ends.
+    second = await open_deal(host, stock=3, units=3, group_size=2)
+    g2 = await a.request("start_group", deal_id=second["deal_id"])
+    full = await b.request("join_group", group_id=g2["group_id"])
+    assert full["state"] == "complete"
+    await host.call("POST", "/end", expect=200)
+    voided = await c.next_event("holds_voided", where=lambda f: f["sale_id"]
+                                == second["deal_id"])
+    assert voided["units"] == 2 and voided["reason"] == "show_ended"
+    card = await host.call("GET", f"/products/{second['product_id']}", expect=200)
+    assert (card["stock"]["left"], card["stock"]["held"]) == (3, 0)
+    assert code(await b.request("checkout", hold_id=full["hold"]["id"])) in (
+        "sale_stopped", "show_ended")
     audit = await host.audit()
     assert audit["ok"], [ch for ch in audit["checks"] if not ch["ok"]]
     await asyncio.gather(a.close(), b.close(), c.close())

@@ -109,11 +109,18 @@ class GroupBuys:
             await self.data.deal(room_id, deal_id))))
 
     async def close_all(self, room_id: str) -> None:
-        """The show ended: every open deal closes."""
+        """The show ended: every open deal closes, and the holds of full groups not
+        yet paid are voided, as every hold is at the end (units back to stock)."""
         for deal_id in await self.data.deal_ids(room_id):
             h = await self.data.deal(room_id, deal_id)
             if h.get("state") == "open":
                 await self.close(room_id, deal_id)
+            stopped = await self.ctx.scripts.stop_sale(room_id, sale_id=deal_id,
+                                                       product_id=h["product_id"])
+            if stopped.voided:
+                self.ctx.dirty_stock.add((room_id, h["product_id"]))
+                await self.ctx.publish(room_id, events.holds_voided(
+                    deal_id, h["product_id"], "show_ended", stopped.units, stopped.voided))
 
     # ------------------------------------------------------------------ viewers
 
