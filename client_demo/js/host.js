@@ -1,6 +1,6 @@
 // The host console: create or open a room, run the catalogue, pins, flash sales,
-// coupon drops, giveaways, auctions and polls, moderate chat, pin a message and
-// watch the live numbers.
+// coupon drops, giveaways, auctions and polls, answer viewers' questions, moderate
+// chat, pin a message and watch the live numbers.
 // Host actions are HTTP calls with the room's host key; the console also joins
 // the room's WebSocket as a viewer to see chat and live stock as viewers do.
 // Sale states and limits (max_pins, text lengths, the longest slow mode) are the
@@ -18,6 +18,7 @@
 //   lotteries.js        giveaways, draw, entrants, verification
 //   auctions.js         auctions: the start form, live leading bid and end, end / cancel / second chance
 //   polls.js            polls: the start form (2 to 6 options), live votes and shares, close now
+//   questions.js        Q&A: the top unanswered questions by votes, mark answered, recently answered
 //   chat_moderation.js  chat and its recent history, delete, mute, the pinned message, announcements
 //   stats.js            live numbers and charts
 
@@ -47,6 +48,9 @@ import {
   askEndShow, createRoom, endShow, openForm, openRememberedRoom, renderRoomState, showSetup,
   whenRoomOpens,
 } from "./host/rooms.js";
+import {
+  onQuestionVotes, putQuestion, refreshQuestions, renderQuestions, setQuestions,
+} from "./host/questions.js";
 import { fillSaleDefaults, putSale, startSale } from "./host/sale.js";
 import { S, now } from "./host/state.js";
 
@@ -82,6 +86,9 @@ const EVENTS = {
   poll_open: (ev) => putPoll(ev.poll),
   poll_votes: onPollVotes,
   poll_closed: (ev) => putPoll(ev.poll),
+  question: (ev) => putQuestion(ev.question),
+  question_votes: onQuestionVotes,
+  question_answered: (ev) => putQuestion(ev.question),
   viewer_muted: onMuted,
   announcement: (ev) => addSystem(`Announcement: ${ev.text}`),
   show_live: () => renderRoomState("live"),
@@ -114,6 +121,8 @@ function applySnapshot(snap) {
   renderLotteries();
   setAuctions(snap.auctions);
   setPolls(snap.polls);
+  // The top questions, then the whole list (and the answered ones) loaded afresh.
+  setQuestions(snap.questions);
   // The recent chat (kept by message_id) and the pinned message, when the state has them.
   setChatHistory(snap.chat, snap.seq);
   if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
@@ -130,7 +139,8 @@ function onStock(ev) {
 
 // ------------------------------------------------------------------ ticking
 
-// Countdowns (sales, coupons, giveaways, auctions, polls) redrawn on every second of server time.
+// Countdowns (sales, coupons, giveaways, auctions, polls) and the questions' "asked … ago"
+// redrawn on every second of server time.
 let tickTimer = null;
 function scheduleTick() {
   clearTimeout(tickTimer);
@@ -140,6 +150,7 @@ function scheduleTick() {
     if ([...S.lotteries.values()].some((l) => l.state !== "drawn")) renderLotteries();
     if (S.auctions.size) renderAuctions();
     if (anyOpenPoll()) renderPolls();
+    if (S.questions.size) renderQuestions();
     scheduleTick();
   }, 1000 - (now() % 1000) + 2);
 }
@@ -180,6 +191,7 @@ function bind() {
   $("#unpin-btn").addEventListener("click", unpin);
   $("#poll-form").addEventListener("submit", startPoll);
   $("#pl-add").addEventListener("click", () => addOption());
+  $("#qa-refresh").addEventListener("click", refreshQuestions);
   $("#pol-verified").addEventListener("change", verifiedChanged);
   $("#pol-ip").addEventListener("change", perAddressChanged);
   $("#pol-slow").addEventListener("change", slowModeChanged);

@@ -101,6 +101,15 @@ export function clock(ms) {
   return hours ? `${hours}:${String(mins).padStart(2, "0")}:${ss}` : `${mins}:${ss}`;
 }
 
+/** How long ago `ms` was at `at` (both server time), in words: "just now",
+ *  "4 min ago", "2 h ago". */
+export function ago(ms, at) {
+  const diff = Math.max(0, (at || 0) - (ms || 0));
+  if (diff < 60_000) return "just now";
+  if (diff < 3_600_000) return `${Math.floor(diff / 60_000)} min ago`;
+  return `${Math.floor(diff / 3_600_000)} h ago`;
+}
+
 export function timeOfDay(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }

@@ -1,8 +1,8 @@
 // The viewer page: watch, shop the pinned products, race the flash sale, claim
-// coupons, enter giveaways, vote in polls, chat. Every number, state and limit
-// shown comes from the server (snapshot and events); every countdown is drawn from
-// server timestamps and the measured clock offset, so viewers with wrong clocks
-// still see the same moment.
+// coupons, enter giveaways, vote in polls, ask the host and upvote questions, chat.
+// Every number, state and limit shown comes from the server (snapshot and events);
+// every countdown is drawn from server timestamps and the measured clock offset,
+// so viewers with wrong clocks still see the same moment.
 //
 // This module boots the page and holds the one dispatch table (event type ->
 // handler) and the reply table; the panels live in ./viewer/:
@@ -21,6 +21,7 @@
 //   coupons.js     coupon drops and claims
 //   lotteries.js   giveaways, winners, draw verification
 //   polls.js       poll cards: vote, the viewer's choice, live percentages, final results
+//   questions.js   Q&A: ask the host, upvote others' questions by votes, the answered list
 //   chat.js        chat and its recent history, the pinned message, moderation effects,
 //                  slow mode
 
@@ -55,6 +56,10 @@ import {
   onPoll, onPollVotes, onVoteRefused, onVoted, pollDeadlines, renderPolls, setPolls,
 } from "./viewer/polls.js";
 import { renderPromos, showPromoMsg } from "./viewer/promos.js";
+import {
+  ask, loadAnswered, onAskRefused, onAsked, onQuestion, onQuestionAnswered, onQuestionVotes, onUpvoteRefused,
+  onUpvoted, renderAsk, renderQuestions, setQuestions,
+} from "./viewer/questions.js";
 import { roomFromAddress, showPicker } from "./viewer/rooms.js";
 import { S, keys, live, setLive, showEnded } from "./viewer/state.js";
 import {
@@ -69,9 +74,9 @@ import { explain } from "./viewer/words.js";
 
 /** Every event type the page acts on, and its handler: the one place to look. */
 const EVENTS = {
-  // A new identity is a new bidder and voter: the auction and poll cards follow
-  // who this viewer is.
-  welcome: (ev) => { onWelcome(ev); renderAuctions(); renderPolls(); },
+  // A new identity is a new bidder, voter and asker: the auction and poll cards and
+  // the questions follow who this viewer is.
+  welcome: (ev) => { onWelcome(ev); renderAuctions(); renderPolls(); renderQuestions(); },
   snapshot: onSnapshot,
   product: (ev) => { putProduct(ev.product); renderShop(); },
   pinned: (ev) => { putProduct(ev.product); S.pins = ev.pins; renderShop(); },
@@ -102,7 +107,10 @@ const EVENTS = {
   poll_open: (ev) => onPoll(ev.poll),
   poll_votes: onPollVotes,
   poll_closed: (ev) => onPoll(ev.poll),
-  viewer_muted: onMuted,
+  question: (ev) => onQuestion(ev.question),
+  question_votes: onQuestionVotes,
+  question_answered: (ev) => onQuestionAnswered(ev.question),
+  viewer_muted: (ev) => { onMuted(ev); renderAsk(); },
   announcement: onAnnouncement,
   show_live: () => { if (S.room) S.room.state = "live"; },
   show_ended: onShowEnded,
@@ -135,6 +143,7 @@ function onSnapshot(snap) {
   for (const l of snap.lotteries) if (l.state === "open") rememberSeed(l);
   setAuctions(snap.auctions);
   setPolls(snap.polls);
+  setQuestions(snap.questions);
   S.likes = snap.likes;
   S.viewers = snap.viewers;
   if (snap.limits) S.limits = snap.limits;
@@ -147,6 +156,7 @@ function onSnapshot(snap) {
   renderPromos();
   renderAuctions();
   renderPolls();
+  renderQuestions();
   renderHold();
   // The recent chat (oldest first, kept by message_id) and the pinned message.
   setChatHistory(snap.chat, snap.seq);
@@ -167,6 +177,7 @@ function applyPolicy(policy, render = true) {
     renderPromos();
     renderAuctions();
     renderPolls();
+    renderQuestions();
   }
   renderChatGate();
 }
@@ -200,6 +211,8 @@ const REPLIES = {
   waitlist_left: onWaitlistLeft,
   bid_placed: onBidPlaced,
   voted: onVoted,
+  asked: onAsked,
+  upvoted: onUpvoted,
   error: (reply, request) => (request && request.type === "chat" ? onChatRefused(reply, request)
                                                                 : onRefusal(reply, request)),
 };
@@ -221,6 +234,10 @@ function onRefusal(err, request) {
     onBidRefused(err, request);
   } else if (kind === "vote") {
     onVoteRefused(err, request);
+  } else if (kind === "ask") {
+    onAskRefused(err, request);
+  } else if (kind === "upvote") {
+    onUpvoteRefused(err, request);
   } else if (kind === "buy" || kind === "join_waitlist") {
     showCardMsg(request.product_id, text);
     renderAllCards();
@@ -246,9 +263,9 @@ function onRefusal(err, request) {
 
 // What the clock redraws each displayed second, and the server timestamps it
 // counts down to (sale starts and ends, the hold, coupons, giveaways, auctions, polls,
-// mute, slow mode).
-onTick(renderAllCards, renderAuctions, renderPolls, renderStageCountdown, renderHold, renderPromos, renderConn,
-       () => { if (S.mutedUntil) renderMuted(); }, renderChatGate);
+// mute, slow mode); the questions' "asked … ago" and the Ask button's wait.
+onTick(renderAllCards, renderAuctions, renderPolls, renderQuestions, renderStageCountdown, renderHold, renderPromos,
+       renderConn, () => { if (S.mutedUntil) renderMuted(); }, renderChatGate);
 countdownsFrom((at) => {
   const targets = [];
   for (const id of S.pins) {
@@ -271,6 +288,7 @@ countdownsFrom((at) => {
 
 function bindUi() {
   $("#chat-form").addEventListener("submit", sendChat);
+  $("#ask-form").addEventListener("submit", ask);
   $("#like-btn").addEventListener("click", like);
   $("#announce-close").addEventListener("click", () => { $("#announce").hidden = true; });
   $("#cartbar-open").addEventListener("click", openCheckout);
@@ -296,6 +314,7 @@ async function start() {
   $("#room").hidden = false;
   S.seedHashes = store.get(keys.seeds(), {}) || {};
   S.hold = store.get(keys.hold(), null);
+  loadAnswered();
   bindUi();
   const offer = shopToken ? await exchangeShopToken(shopToken) : "";
   setLive(new Live({

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from server.core import domain, events, policy
+from server.core import domain, events, policy, polls
 from server.core.domain import now_ms
 from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.protocol import encode
@@ -97,7 +97,12 @@ class Room:
                 "description_max_length": domain.MAX_DESCRIPTION,
                 "prize_max_length": domain.MAX_PRIZE,
                 "keyword_max_length": domain.MAX_KEYWORD,
-                "announcement_max_length": domain.MAX_ANNOUNCEMENT}
+                "announcement_max_length": domain.MAX_ANNOUNCEMENT,
+                "max_open_questions": chat.max_open_questions,
+                "poll_question_max_length": polls.MAX_QUESTION,
+                "poll_option_max_length": polls.MAX_OPTION,
+                "poll_max_options": polls.MAX_OPTIONS,
+                "pinned_max_length": polls.MAX_PINNED}
 
     async def room_state(self, room_id: str) -> dict[str, Any]:
         read = await self.data.read(room_id)

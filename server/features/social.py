@@ -54,7 +54,7 @@ class Social:
         registry.route(Route("GET", "/polls/{poll_id}", self._get, access="public"))
         registry.route(Route("POST", "/polls/{poll_id}/close", self._close))
         registry.message(Vote, self._vote, explain_end=True)
-        registry.route(Route("GET", "/questions", self._questions))
+        registry.route(Route("GET", "/questions", self._questions, access="public"))
         registry.route(Route("POST", "/questions/{question_id}/answered", self._answered))
         registry.message(Ask, self._ask, explain_end=True)
         registry.message(Upvote, self._upvote, explain_end=True)
@@ -200,6 +200,9 @@ class Social:
         if asked.status == "rebuilding":
             return error_answer(rebuilding())
         if asked.status == "refused":
+            if asked.answer == "too_many_questions":
+                return error_answer(refusal(asked.answer,
+                                            limit=self.ctx.settings.chat.max_open_questions))
             return error_answer(refusal(asked.answer))
         if asked.status == "ok":
             try:

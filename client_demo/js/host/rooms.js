@@ -10,6 +10,7 @@ import { resetModeration } from "./chat_moderation.js";
 import { resetCoupons } from "./coupons.js";
 import { resetLotteries } from "./lotteries.js";
 import { resetPolls } from "./polls.js";
+import { resetQuestions } from "./questions.js";
 import { S, hostApi, live, report, setLive } from "./state.js";
 import { pollStats, stopStats } from "./stats.js";
 
@@ -126,11 +127,13 @@ function startRoom(id, key, state) {
   S.lotteries = new Map();
   S.auctions = new Map();
   S.polls = new Map();
+  S.questions = new Map();
   resetCatalogue();
   resetCoupons();
   resetLotteries();
   resetAuctions();
   resetPolls();
+  resetQuestions();
   resetModeration();
   $("#setup").hidden = true;
   $("#console").hidden = false;

@@ -15,6 +15,7 @@ export const S = {
   lotteries: new Map(),
   auctions: new Map(), // auction_id -> the auction as the server last sent it
   polls: new Map(), // poll_id -> the poll as the server last sent it
+  questions: new Map(), // question_id -> the question as the server last sent it (Q&A)
   pinned: null, // the pinned message above the viewers' chat, or null
   nicknames: new Map(),
   stats: null,

@@ -18,6 +18,10 @@ export const S = {
   // poll_id -> the poll as the server last sent it (snapshot `polls`, poll_* events);
   // this viewer's own vote in each is in sessionStorage (viewer/polls.js).
   polls: new Map(),
+  // question_id -> the question as the server last sent it (snapshot `questions`,
+  // question* events, asked / upvoted replies), unanswered and answered; this
+  // viewer's upvotes are in sessionStorage (viewer/questions.js).
+  questions: new Map(),
   pinned: null, // the host's pinned message, or null
   likes: 0,
   viewers: { now: 0, unique: 0, peak: 0 },
@@ -45,6 +49,7 @@ export const S = {
   limits: null,
   chatReadyAt: 0, // server time before which slow mode holds the next message back
   chatWait: "", // why the send button is counting down
+  askWait: "", // why the Ask button is counting down (slow_mode, chat_busy)
   signinNotice: "", // a refused shop sign-in, shown while the page carries on as a guest
 };
 

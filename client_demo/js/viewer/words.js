@@ -51,6 +51,10 @@ export const REFUSALS = {
   poll_not_found: "This poll doesn't exist any more.",
   poll_closed: "This poll has closed: your vote came too late.",
   already_voted: "You've already voted in this poll: only your first vote counts.",
+  too_many_questions: "You already have the most questions waiting for an answer. Ask this one once the host has answered one of yours.",
+  own_question: "That's your own question: only others can upvote it.",
+  question_answered: "The host has already answered this question.",
+  question_not_found: "This question isn't in the show any more.",
 };
 
 // Why the server refused a shop sign-in (details.reason), in plain words.
@@ -121,6 +125,47 @@ export function explainVote(err, poll) {
       return "Only customers signed in on the shop can vote here. Sign in on the shop and open the show from there.";
     case "store_unavailable":
       return "Your vote couldn't be recorded just now — try again.";
+    default:
+      return explain(err);
+  }
+}
+
+// Why the server refused a question (docs/protocol.md section 17). A question is a
+// chat message for the limits, so the chat's refusals apply; slow mode and a busy
+// chat name the wait (details.retry_after_s), counted down on the Ask button.
+export function explainAsk(err) {
+  const d = (err && err.details) || {};
+  const wait = Number(d.retry_after_s);
+  const secs = Number.isFinite(wait) && wait > 0 ? ` ${Math.ceil(wait)} s` : " a moment";
+  switch (err && err.code) {
+    case "too_many_questions":
+      return REFUSALS.too_many_questions;
+    case "muted":
+      return "The host muted you in this chat, so you can't ask questions for now.";
+    case "slow_mode":
+      return `Slow mode is on: wait${secs} before asking. Your question is still in the box.`;
+    case "chat_busy":
+      return `The chat is very busy: wait${secs} and ask again. Your question is still in the box.`;
+    case "rate_limited":
+      return "You're asking a bit fast: wait a moment and ask again.";
+    case "signed_identity_required":
+      return "Only customers signed in on the shop can ask questions here. Sign in on the shop and open the show from there.";
+    case "store_unavailable":
+      return "Your question couldn't be recorded just now: ask again.";
+    case "bad_request":
+      return "The question can't be sent as it is: it's empty or too long.";
+    default:
+      return explain(err);
+  }
+}
+
+// Why the server refused an upvote (docs/protocol.md section 17).
+export function explainUpvote(err) {
+  switch (err && err.code) {
+    case "signed_identity_required":
+      return "Only customers signed in on the shop can upvote here. Sign in on the shop and open the show from there.";
+    case "store_unavailable":
+      return "Your upvote couldn't be recorded just now: try again.";
     default:
       return explain(err);
   }
