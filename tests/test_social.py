@@ -22,6 +22,19 @@ def code(answer: dict[str, Any]) -> str:
     return str(answer.get("code") if answer["type"] == "error" else answer["type"])
 
 
+async def rebuilt(http: httpx.AsyncClient, redis_url: str, room_id: str) -> dict[str, Any]:
+    """FLUSHALL, then the room's state once it is whole again (rebuilt from the store)."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+
+    async def whole() -> dict[str, Any] | None:
+        r = await http.get(f"/api/rooms/{room_id}")
+        return dict(r.json()) if r.status_code == 200 else None
+    room: dict[str, Any] = await eventually(whole)
+    return room
+
+
 def test_percentages_add_up_to_100_by_the_largest_remainders() -> None:
     assert percentages([0, 0, 0]) == [0, 0, 0]
     assert percentages([1, 1, 1]) == [34, 33, 33]
@@ -124,14 +137,7 @@ async def test_the_clock_closes_a_poll_and_polls_survive_a_rebuild(
     assert closed["poll"]["poll_id"] == short["poll_id"]
     assert closed["poll"]["votes"] == [0, 1] and closed["poll"]["closed_at"] >= \
         short["closes_at"]
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
-
-    async def whole() -> dict[str, Any] | None:
-        r = await http.get(f"/api/rooms/{host.room_id}")
-        return dict(r.json()) if r.status_code == 200 else None
-    room = await eventually(whole)
+    room = await rebuilt(http, redis_url, host.room_id)
     polls = {p["poll_id"]: p for p in room["polls"]}
     assert polls[short["poll_id"]]["state"] == "closed"
     assert polls[long["poll_id"]]["votes"] == [1, 0]
@@ -209,14 +215,7 @@ async def test_questions_asked_upvoted_once_and_answered(
     assert [x["question_id"] for x in snap["questions"]] == [q["question_id"],
                                                              other["question_id"]]
     # A rebuild of Redis keeps questions and upvotes.
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
-
-    async def whole() -> dict[str, Any] | None:
-        r = await http.get(f"/api/rooms/{host.room_id}")
-        return dict(r.json()) if r.status_code == 200 else None
-    room = await eventually(whole)
+    room = await rebuilt(http, redis_url, host.room_id)
     assert [(x["question_id"], x["votes"]) for x in room["questions"]] == [
         (q["question_id"], 12), (other["question_id"], 1)]
     assert code(await crowd[2].request("upvote", question_id=q["question_id"])) == "upvoted"

@@ -24,14 +24,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if g[1] == 'complete' then return {'refused', 'group_full', ''} end
 if g[1] ~= 'open' or now >= tonumber(g[4]) then return {'refused', 'group_expired', ''} end
-if ARGV[4] ~= '1' and redis.call('HGET', KEYS[13], 'require_verified') == '1' then
-  return {'refused', 'signed_identity_required', ''}
-end
-local mine = redis.call('HGET', KEYS[5], ARGV[1])
-if mine then return {'refused', 'already_in_group', mine} end
-if tonumber(redis.call('HGET', KEYS[8], ARGV[1]) or '0') >= tonumber(ARGV[5]) then
-  return {'refused', 'too_many_holds', ''}
-end
+local refused = member_refusal(KEYS[13], KEYS[5], KEYS[8], ARGV[1], ARGV[4], ARGV[5])
+if refused then return refused end
 local deadline = tonumber(g[4])
 add_member(KEYS[2], KEYS[4], KEYS[5], KEYS[7], KEYS[8], KEYS[9], ARGV[1], ARGV[2], ARGV[3],
   ARGV[7], d[2], d[3], now, deadline)

@@ -21,14 +21,8 @@ local d = redis.call('HMGET', KEYS[2], 'state', 'units', 'held', 'sold', 'group_
   'fill_ms', 'price', 'currency', 'deal_id')
 if not d[1] then return {'refused', 'deal_not_found', ''} end
 if d[1] ~= 'open' then return {'refused', 'deal_closed', ''} end
-if ARGV[4] ~= '1' and redis.call('HGET', KEYS[13], 'require_verified') == '1' then
-  return {'refused', 'signed_identity_required', ''}
-end
-local mine = redis.call('HGET', KEYS[6], ARGV[1])
-if mine then return {'refused', 'already_in_group', mine} end
-if tonumber(redis.call('HGET', KEYS[9], ARGV[1]) or '0') >= tonumber(ARGV[5]) then
-  return {'refused', 'too_many_holds', ''}
-end
+local refused = member_refusal(KEYS[13], KEYS[6], KEYS[9], ARGV[1], ARGV[4], ARGV[5])
+if refused then return refused end
 local size = tonumber(d[5])
 local free = tonumber(d[2]) - tonumber(d[3]) - tonumber(d[4])
 if free < size or tonumber(redis.call('HGET', KEYS[3], 'left') or '0') < size then

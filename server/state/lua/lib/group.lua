@@ -1,4 +1,20 @@
--- What start_group.lua and join_group.lua share: adding a member to a group.
+-- What start_group.lua and join_group.lua share: who may be a member, and adding one.
+
+-- Why the viewer may not be in a new group of the deal now, or nil: a guest in a room
+-- that sells to signed identities only, a viewer already in one of the deal's groups
+-- (with that group's id), one with the most open holds a viewer may have.
+local function member_refusal(policy_key, deal_members_key, open_holds_key, viewer,
+                              verified, max_open)
+  if verified ~= '1' and redis.call('HGET', policy_key, 'require_verified') == '1' then
+    return {'refused', 'signed_identity_required', ''}
+  end
+  local mine = redis.call('HGET', deal_members_key, viewer)
+  if mine then return {'refused', 'already_in_group', mine} end
+  if tonumber(redis.call('HGET', open_holds_key, viewer) or '0') >= tonumber(max_open) then
+    return {'refused', 'too_many_holds', ''}
+  end
+  return nil
+end
 
 -- The viewer joins group `gid`: a pending hold of one of the group's units (made as
 -- reserve.lua makes a hold, with state 'pending' until the group is full: begin_checkout
