@@ -79,6 +79,15 @@ async def test_300_viewers_racing_fill_exactly_ten_groups_of_three(
                             expect=200)
     assert (group["state"], group["members"], group["seats_left"]) == ("complete", 3, 0)
     hold_id = outcome[member.viewer_id]["hold"]["id"]
+    # Every member learned when the group filled: its holds and when they expire.
+    filled = await member.next_event("group_update", where=lambda f: f["group"]["group_id"]
+                                     == group["group_id"] and f["group"]["state"] == "complete")
+    assert filled["holds"][member.viewer_id] == hold_id and filled["expires_at"] > 0
+    late = await join(server, host.room_id)
+    snap = await late.next_event("snapshot")
+    assert [d["deal_id"] for d in snap["group_deals"]] == [did]
+    assert snap["limits"]["hold_seconds"] == 180
+    await late.close()
     placed = await member.request("checkout", hold_id=hold_id)
     assert placed["type"] == "order_placed", placed
     assert (placed["order"]["total"], placed["order"]["sale_id"]) == (1200, did)

@@ -19,6 +19,7 @@
 //   auctions.js         auctions: the start form, live leading bid and end, end / cancel / second chance
 //   polls.js            polls: the start form (2 to 6 options), live votes and shares, close now
 //   questions.js        Q&A: the top unanswered questions by votes, mark answered, recently answered
+//   groups.js           group deals: the start form, held / sold / left and open groups live, close
 //   chat_moderation.js  chat and its recent history, delete, mute, the pinned message, announcements
 //   stats.js            live numbers and charts
 
@@ -34,6 +35,9 @@ import {
   addChat, addSystem, announce, markDeleted, onMuted, pinNote, setChatHistory, setPinned, unpin,
 } from "./host/chat_moderation.js";
 import { couponKindChanged, dropCoupon, onCouponCount, renderCoupons } from "./host/coupons.js";
+import {
+  anyOpenGroup, fillGroupDefaults, onGroupDeal, onGroupUpdate, onProductStock, refreshGroups, renderGroups, startDeal,
+} from "./host/groups.js";
 import { applyLimits } from "./host/limits.js";
 import {
   entryKindChanged, onEntrants, openLottery, putLottery, renderLotteries,
@@ -89,9 +93,11 @@ const EVENTS = {
   question: (ev) => putQuestion(ev.question),
   question_votes: onQuestionVotes,
   question_answered: (ev) => putQuestion(ev.question),
+  group_deal: onGroupDeal,
+  group_update: onGroupUpdate,
   viewer_muted: onMuted,
   announcement: (ev) => addSystem(`Announcement: ${ev.text}`),
-  show_live: () => renderRoomState("live"),
+  show_live: () => { if (S.room) S.room.state = "live"; renderRoomState("live"); },
   room_policy: (ev) => renderPolicy(ev.policy),
   show_ended: () => { addSystem("The show has ended."); renderRoomState("ended"); },
 };
@@ -126,9 +132,12 @@ function applySnapshot(snap) {
   // The recent chat (kept by message_id) and the pinned message, when the state has them.
   setChatHistory(snap.chat, snap.seq);
   if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
+  // Group deals are not in the room state: the ones seen here are fetched afresh.
+  refreshGroups();
 }
 
 function onStock(ev) {
+  onProductStock(ev.product_id);
   const p = S.products.get(ev.product_id);
   if (!p) return;
   p.stock = ev.stock;
@@ -151,6 +160,7 @@ function scheduleTick() {
     if (S.auctions.size) renderAuctions();
     if (anyOpenPoll()) renderPolls();
     if (S.questions.size) renderQuestions();
+    if (anyOpenGroup()) renderGroups();
     scheduleTick();
   }, 1000 - (now() % 1000) + 2);
 }
@@ -186,6 +196,8 @@ function bind() {
   $("#auction-form").addEventListener("submit", startAuction);
   $("#af-product").addEventListener("change", fillAuctionDefaults);
   $("#af-mode").addEventListener("change", antiSnipeChanged);
+  $("#group-form").addEventListener("submit", startDeal);
+  $("#gf-product").addEventListener("change", fillGroupDefaults);
   $("#announce-form").addEventListener("submit", announce);
   $("#pin-form").addEventListener("submit", pinNote);
   $("#unpin-btn").addEventListener("click", unpin);

@@ -22,6 +22,8 @@
 //   lotteries.js   giveaways, winners, draw verification
 //   polls.js       poll cards: vote, the viewer's choice, live percentages, final results
 //   questions.js   Q&A: ask the host, upvote others' questions by votes, the answered list
+//   groups.js      group deals: start or join a group, invite friends (?group=), pay when full
+//   preshow.js     the pre-show page of a scheduled show: countdown, products, remind me
 //   chat.js        chat and its recent history, the pinned message, moderation effects,
 //                  slow mode
 
@@ -55,6 +57,13 @@ import {
 import {
   onPoll, onPollVotes, onVoteRefused, onVoted, pollDeadlines, renderPolls, setPolls,
 } from "./viewer/polls.js";
+import {
+  groupDeadlines, onGroupDeal, onGroupOrder, onGroupRefused, onGroupReply, onGroupUpdate,
+  refreshGroups, renderGroups,
+} from "./viewer/groups.js";
+import {
+  onShowLive, onShowReminder, preshowDeadlines, remindMe, renderPreshow,
+} from "./viewer/preshow.js";
 import { renderPromos, showPromoMsg } from "./viewer/promos.js";
 import {
   ask, loadAnswered, onAskRefused, onAsked, onQuestion, onQuestionAnswered, onQuestionVotes, onUpvoteRefused,
@@ -76,7 +85,7 @@ import { explain } from "./viewer/words.js";
 const EVENTS = {
   // A new identity is a new bidder, voter and asker: the auction and poll cards and
   // the questions follow who this viewer is.
-  welcome: (ev) => { onWelcome(ev); renderAuctions(); renderPolls(); renderQuestions(); },
+  welcome: (ev) => { onWelcome(ev); renderAuctions(); renderPolls(); renderQuestions(); renderGroups(); },
   snapshot: onSnapshot,
   product: (ev) => { putProduct(ev.product); renderShop(); },
   pinned: (ev) => { putProduct(ev.product); S.pins = ev.pins; renderShop(); },
@@ -112,7 +121,10 @@ const EVENTS = {
   question_answered: (ev) => onQuestionAnswered(ev.question),
   viewer_muted: (ev) => { onMuted(ev); renderAsk(); },
   announcement: onAnnouncement,
-  show_live: () => { if (S.room) S.room.state = "live"; },
+  group_deal: onGroupDeal,
+  group_update: onGroupUpdate,
+  show_live: onShowLive,
+  show_reminder: onShowReminder,
   show_ended: onShowEnded,
   room_policy: (ev) => applyPolicy(ev.policy),
   error: onStrayError,
@@ -158,6 +170,9 @@ function onSnapshot(snap) {
   renderPolls();
   renderQuestions();
   renderHold();
+  renderPreshow();
+  // Deals are not in the snapshot: the ones this tab has seen are fetched afresh.
+  refreshGroups();
   // The recent chat (oldest first, kept by message_id) and the pinned message.
   setChatHistory(snap.chat, snap.seq);
   if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
@@ -190,6 +205,8 @@ function onShowEnded() {
   renderShop();
   renderPromos();
   renderAuctions();
+  renderGroups();
+  renderPreshow();
 }
 
 function onStrayError(ev) {
@@ -203,7 +220,7 @@ function onStrayError(ev) {
 const REPLIES = {
   // A buy button's hold, or a comment's (which may come while another is open).
   hold: (reply) => offerHold(reply.hold),
-  order_placed: (reply) => { onOrder(reply.order); onAuctionOrder(reply.order); },
+  order_placed: (reply) => { onOrder(reply.order); onAuctionOrder(reply.order); onGroupOrder(reply.order); },
   hold_released: onHoldReleased,
   coupon_claimed: onCouponClaimed,
   lottery_entered: onLotteryEntered,
@@ -213,6 +230,7 @@ const REPLIES = {
   voted: onVoted,
   asked: onAsked,
   upvoted: onUpvoted,
+  group: onGroupReply,
   error: (reply, request) => (request && request.type === "chat" ? onChatRefused(reply, request)
                                                                 : onRefusal(reply, request)),
 };
@@ -238,11 +256,15 @@ function onRefusal(err, request) {
     onAskRefused(err, request);
   } else if (kind === "upvote") {
     onUpvoteRefused(err, request);
+  } else if (kind === "start_group" || kind === "join_group") {
+    onGroupRefused(err, request);
   } else if (kind === "buy" || kind === "join_waitlist") {
     showCardMsg(request.product_id, text);
     renderAllCards();
   } else if (kind === "checkout" || kind === "release") {
     if (HOLD_OVER.includes(err.code) && S.hold && S.hold.id === request.hold_id) endHold(text);
+    // A group's hold whose group has not filled: the group's card says where it stands.
+    if (err.code === "group_not_full") renderGroups();
     showCheckoutMsg(text, "error");
     renderHold();
   } else if (kind === "claim_coupon") {
@@ -265,7 +287,7 @@ function onRefusal(err, request) {
 // counts down to (sale starts and ends, the hold, coupons, giveaways, auctions, polls,
 // mute, slow mode); the questions' "asked … ago" and the Ask button's wait.
 onTick(renderAllCards, renderAuctions, renderPolls, renderQuestions, renderStageCountdown, renderHold, renderPromos,
-       renderConn, () => { if (S.mutedUntil) renderMuted(); }, renderChatGate);
+       renderGroups, renderPreshow, renderConn, () => { if (S.mutedUntil) renderMuted(); }, renderChatGate);
 countdownsFrom((at) => {
   const targets = [];
   for (const id of S.pins) {
@@ -279,6 +301,8 @@ countdownsFrom((at) => {
   for (const l of S.lotteries.values()) if (l.state === "open") targets.push(l.closes_at);
   targets.push(...auctionDeadlines());
   targets.push(...pollDeadlines());
+  targets.push(...groupDeadlines());
+  targets.push(...preshowDeadlines());
   if (S.mutedUntil) targets.push(S.mutedUntil);
   if (S.chatReadyAt > at) targets.push(S.chatReadyAt);
   return targets;
@@ -302,6 +326,7 @@ function bindUi() {
   $("#rename-cancel").addEventListener("click", cancelRename);
   $("#rename-form").addEventListener("submit", rename);
   $("#guest-btn").addEventListener("click", watchAsGuest);
+  $("#remind-btn").addEventListener("click", remindMe);
 }
 
 async function start() {

@@ -140,12 +140,15 @@ def group_deal(deal: dict[str, Any]) -> Event:
     return {"type": "group_deal", "deal": deal}
 
 
-def group_update(group: dict[str, Any], hold_ids: dict[str, str] | None = None) -> Event:
+def group_update(group: dict[str, Any], hold_ids: dict[str, str] | None = None,
+                 expires_at: int | None = None) -> Event:
     """A group started, gained a member, filled (`state` complete: `holds`, viewer ->
-    hold id, are now checkout-able) or expired (its holds ended)."""
+    hold id, are now checkout-able until `expires_at`) or expired (its holds ended)."""
     body: Event = {"type": "group_update", "group": group}
     if hold_ids is not None:
         body["holds"] = hold_ids
+    if expires_at is not None:
+        body["expires_at"] = expires_at
     return body
 
 

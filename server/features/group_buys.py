@@ -165,14 +165,19 @@ class GroupBuys:
             # A new group: its deadline is on the timers (start_group.lua).
             self.ctx.note_due(room_id, int(answer["deadline"]))
             self.ctx.timers_changed.set()
-        holds = None
+        holds, expires_at = None, None
         if grouped.status == "complete":
             # Every member's hold now expires like any hold.
             self.ctx.note_due(room_id, int(answer["hold"]["expires_at"]))
             self.ctx.timers_changed.set()
             holds = dict(m.rsplit(":", 1) for m in grouped.members)
-        group = group_view(await self.data.group(room_id, gid))
-        await self.ctx.publish(room_id, events.group_update(group, holds))
+            expires_at = int(answer["hold"]["expires_at"])
+        # The group as this step left it (a later join may already have filled it:
+        # its own event says so, with the holds).
+        seen = group_view(await self.data.group(room_id, gid))
+        group = {**seen, "state": answer["state"], "members": answer["members"],
+                 "seats_left": max(0, int(answer["size"]) - int(answer["members"]))}
+        await self.ctx.publish(room_id, events.group_update(group, holds, expires_at))
         await self.ctx.publish(room_id, events.group_deal(deal_view(
             await self.data.deal(room_id, deal["deal_id"]))))
         return Answer("group", {}, grouped.answer.encode())

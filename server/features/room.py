@@ -13,6 +13,7 @@ import orjson
 from server.core import domain, events, policy, polls
 from server.core.domain import now_ms
 from server.core.errors import LivesellError, Unavailable, refusal
+from server.core.group_deals import deal_view
 from server.core.protocol import encode
 from server.core.views import (
     as_int,
@@ -99,6 +100,7 @@ class Room:
                 "keyword_max_length": domain.MAX_KEYWORD,
                 "announcement_max_length": domain.MAX_ANNOUNCEMENT,
                 "max_open_questions": chat.max_open_questions,
+                "hold_seconds": round(sale.hold_seconds),
                 "poll_question_max_length": polls.MAX_QUESTION,
                 "poll_option_max_length": polls.MAX_OPTION,
                 "poll_max_options": polls.MAX_OPTIONS,
@@ -134,6 +136,7 @@ class Room:
             "polls": recent_polls(read.polls, now),
             "chat": read.chat,
             "questions": read.questions,
+            "group_deals": [deal_view(h) for h in read.deals if h.get("state") == "open"],
             "pinned_message": orjson.loads(room["pinned"]) if room.get("pinned") else None,
             "likes": read.likes,
             "viewers": {"now": viewers.now, "unique": viewers.unique, "peak": viewers.peak},

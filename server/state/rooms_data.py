@@ -47,6 +47,7 @@ class RoomRead:
     chat: list[dict[str, Any]]  # the recent chat events, oldest first, none deleted
     polls: list[dict[str, str]]  # every poll's hash
     questions: list[dict[str, Any]]  # the top unanswered questions, most votes first
+    deals: list[dict[str, str]]  # every group deal's hash
 
 
 class RoomsData:
@@ -145,8 +146,9 @@ class RoomsData:
             pipe.smembers(keys.polls)
             # Twice the snapshot's ten: ties at the edge are then ordered by age below.
             pipe.zrevrange(keys.open_questions, 0, 2 * TOP_QUESTIONS - 1, withscores=True)
+            pipe.smembers(keys.deals)
             (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids, whole, policy_raw,
-             auction_ids, chat_raw, deleted, poll_ids, ranked) = await pipe.execute()
+             auction_ids, chat_raw, deleted, poll_ids, ranked, deal_ids) = await pipe.execute()
         products = [orjson.loads(v) for v in products_raw.values()]
         products.sort(key=lambda p: p.get("position", 0))
         coupon_ids = sorted(coupon_ids)
@@ -176,6 +178,8 @@ class RoomsData:
                 pipe.hgetall(keys.auction(aid))
             for pid in sorted(poll_ids):
                 pipe.hgetall(keys.poll(pid))
+            for did in sorted(deal_ids):
+                pipe.hgetall(keys.sale(did))
             if ranked:
                 pipe.hmget(keys.questions, [qid for qid, _ in ranked])
             res = await pipe.execute()
@@ -188,8 +192,10 @@ class RoomsData:
             questions = questions[:TOP_QUESTIONS]
         sales, listings, waiting = res[:n], res[n:2 * n], res[2 * n:3 * n]
         a = 3 * n + len(auction_ids)
+        p = a + len(poll_ids)
         auctions = [h for h in res[3 * n:a] if h]
-        polls = [h for h in res[a:] if h]
+        polls = [h for h in res[a:p] if h]
+        deals = [h for h in res[p:p + len(deal_ids)] if h]
         # The snapshot's seq was read first: a message published since may be in the
         # history too (pages keep messages by id).
         chat = [e for e in (orjson.loads(r) for r in chat_raw)
@@ -204,7 +210,7 @@ class RoomsData:
                        zip(lottery_ids, lotteries_raw[0::2], lotteries_raw[1::2],
                            strict=True) if lot],
             policy=policy_raw, auctions=auctions, chat=chat, polls=polls,
-            questions=questions)
+            questions=questions, deals=deals)
 
     async def chat_per_minute(self, room_id: str, minute: int) -> tuple[int, int]:
         """Chat messages in the minute before `minute` and in `minute` itself."""

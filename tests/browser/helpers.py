@@ -164,3 +164,15 @@ async def console_room(browser: Any, base: str, http: Any, title: str,
     host_key = await console.evaluate(
         "(id) => JSON.parse(localStorage.getItem('livesell.host.rooms'))[id].host_key", room_id)
     return console, Host(http, room_id, host_key)
+
+
+def skew_clock_script(skew_ms: int) -> str:
+    """An init script that makes the page's wall clock wrong by `skew_ms` the way a
+    phone with a badly set clock is: Date.now() and `new Date()` (no arguments) are
+    off; a Date made from a timestamp, and the monotonic performance clock, are not."""
+    return ("(() => { const skew = " + str(int(skew_ms)) + "; const RealDate = Date; "
+            "const realNow = RealDate.now.bind(RealDate); "
+            "class SkewedDate extends RealDate { constructor(...args) { "
+            "if (args.length === 0) super(realNow() + skew); else super(...args); } "
+            "static now() { return realNow() + skew; } } "
+            "globalThis.Date = SkewedDate; })();")

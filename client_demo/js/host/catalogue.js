@@ -6,6 +6,7 @@
 import { $, h, money, setText, toMajorText, toMinor } from "../util.js";
 import { saleActive } from "../sales.js";
 import { renderAuctionProducts } from "./auctions.js";
+import { renderGroupProducts } from "./groups.js";
 import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sale.js";
 import { S, hostApi, limit, report } from "./state.js";
 
@@ -30,6 +31,7 @@ export function renderProducts() {
   renderPinCount();
   renderSaleProducts();
   renderAuctionProducts();
+  renderGroupProducts();
 }
 
 /** "N of M pinned", M being the server's `max_pins`. */

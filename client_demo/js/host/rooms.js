@@ -8,6 +8,7 @@ import { resetAuctions } from "./auctions.js";
 import { resetCatalogue } from "./catalogue.js";
 import { resetModeration } from "./chat_moderation.js";
 import { resetCoupons } from "./coupons.js";
+import { resetGroups } from "./groups.js";
 import { resetLotteries } from "./lotteries.js";
 import { resetPolls } from "./polls.js";
 import { resetQuestions } from "./questions.js";
@@ -128,7 +129,10 @@ function startRoom(id, key, state) {
   S.auctions = new Map();
   S.polls = new Map();
   S.questions = new Map();
+  S.deals = new Map();
+  S.groups = new Map();
   resetCatalogue();
+  resetGroups();
   resetCoupons();
   resetLotteries();
   resetAuctions();
@@ -185,6 +189,14 @@ export function renderRoomState(state) {
   badge.className = `badge ${state}`;
   badge.dataset.state = state;
   setText(badge, STATE_LABELS[state] || state);
+  // An upcoming show names its start (the server's starts_at, shown in local time).
+  const starts = $("#room-starts");
+  const at = S.room && S.room.starts_at;
+  starts.hidden = !(state === "scheduled" && at);
+  if (!starts.hidden) {
+    setText(starts, `starts ${new Date(at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })}`);
+    starts.dataset.startsAt = String(at);
+  }
   $("#end-show").hidden = state === "ended" || !S.roomId;
 }
 

@@ -16,6 +16,8 @@ export const S = {
   auctions: new Map(), // auction_id -> the auction as the server last sent it
   polls: new Map(), // poll_id -> the poll as the server last sent it
   questions: new Map(), // question_id -> the question as the server last sent it (Q&A)
+  deals: new Map(), // deal_id -> the group deal as the server last sent it
+  groups: new Map(), // group_id -> the group as the server last sent it
   pinned: null, // the pinned message above the viewers' chat, or null
   nicknames: new Map(),
   stats: null,

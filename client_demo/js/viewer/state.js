@@ -22,6 +22,14 @@ export const S = {
   // question* events, asked / upvoted replies), unanswered and answered; this
   // viewer's upvotes are in sessionStorage (viewer/questions.js).
   questions: new Map(),
+  // deal_id -> the group deal as the server last sent it (GET …/group-deals/{id},
+  // group_deal events); group_id -> the group (the deal's open groups, group_update
+  // events, the shared link's). This viewer's own group is in sessionStorage
+  // (viewer/groups.js).
+  deals: new Map(),
+  groups: new Map(),
+  sharedMissing: false, // the shared link's group does not exist
+  reminder: null, // the last show_reminder: {title, starts_at}
   pinned: null, // the host's pinned message, or null
   likes: 0,
   viewers: { now: 0, unique: 0, peak: 0 },

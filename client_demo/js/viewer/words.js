@@ -55,6 +55,14 @@ export const REFUSALS = {
   own_question: "That's your own question: only others can upvote it.",
   question_answered: "The host has already answered this question.",
   question_not_found: "This question isn't in the show any more.",
+  deal_not_found: "This group deal isn't in the show any more.",
+  deal_closed: "The host has closed this group deal: no new groups or members.",
+  deal_full: "No units are left for a new group. Join one of the open groups instead.",
+  group_not_found: "That group doesn't exist: the link may be wrong or old.",
+  group_full: "That group is already full. Join another group or start your own.",
+  group_expired: "That group ran out of time before it filled. Start a new group or join another one.",
+  already_in_group: "You're already in a group for this deal (one group per deal). Invite friends to fill it.",
+  group_not_full: "Your group isn't full yet: you can pay once everyone has joined.",
 };
 
 // Why the server refused a shop sign-in (details.reason), in plain words.
@@ -166,6 +174,20 @@ export function explainUpvote(err) {
       return "Only customers signed in on the shop can upvote here. Sign in on the shop and open the show from there.";
     case "store_unavailable":
       return "Your upvote couldn't be recorded just now: try again.";
+    default:
+      return explain(err);
+  }
+}
+
+// Why the server refused to start or join a group (docs/protocol.md section 18).
+export function explainGroup(err) {
+  switch (err && err.code) {
+    case "signed_identity_required":
+      return "Only customers signed in on the shop can join group deals here. Sign in on the shop and open the show from there.";
+    case "too_many_holds":
+      return "You already have the most reservations open at once: pay for or release one first, then join.";
+    case "store_unavailable":
+      return "That couldn't be recorded just now: try again.";
     default:
       return explain(err);
   }
