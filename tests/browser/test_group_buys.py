@@ -102,7 +102,8 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
     await expect(card_a.locator(".gmine-text")).to_have_text(re.compile(
         r"^You're in! Waiting for 2 more people · 0:(10|0\d) left\. You pay \$12\.00 only if "
         r"the group fills\.$"))
-    await expect(card_a.get_by_role("button", name="You're in a group for Tea Set")).to_be_disabled()
+    await expect(card_a.get_by_role("button", name="You're in a group for Tea Set")
+                 ).to_be_disabled()
     group_a = card_a.locator(".gitem.mine")
     await expect(group_a).to_have_count(1)
     gid = await group_a.get_attribute("data-group-id")
@@ -132,10 +133,12 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
         f"You were invited to {a_name}'s group: join it below.")
     shared = card_b.locator(".gitem.shared")
     await expect(shared).to_have_attribute("data-group-id", gid)
-    await shared.get_by_role("button", name=re.compile(f"^Join {re.escape(a_name)}'s group")).click()
+    join_a = re.compile(f"^Join {re.escape(a_name)}'s group")
+    await shared.get_by_role("button", name=join_a).click()
     await expect(card_b).to_have_attribute("data-mine", "waiting")
-    await expect(card_b.locator(".gmine-text")).to_have_text(re.compile(r"^You're in! Waiting for 1 more person"))
-    await expect(card_a.locator(".gmine-text")).to_have_text(re.compile(r"^You're in! Waiting for 1 more person"))
+    one_more = re.compile(r"^You're in! Waiting for 1 more person")
+    await expect(card_b.locator(".gmine-text")).to_have_text(one_more)
+    await expect(card_a.locator(".gmine-text")).to_have_text(one_more)
     await expect(group_c.locator(".gseat.filled")).to_have_count(2)
 
     # ---------------------------------------------------------------- C completes it
@@ -144,10 +147,12 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
         await expect(card).to_have_attribute("data-mine", "payable")
         await expect(card.locator(".gmine-text")).to_have_text(re.compile(
             r"^Your group is full! Pay \$12\.00 within \d:\d\d\.$"))
-        await expect(card.locator(f'.gitem[data-group-id="{gid}"]')).to_have_attribute("data-state", "complete")
-        await expect(card.locator(f'.gitem[data-group-id="{gid}"] .gmeta')).to_have_text("Full ✓ · 3 of 3")
+        item_g = card.locator(f'.gitem[data-group-id="{gid}"]')
+        await expect(item_g).to_have_attribute("data-state", "complete")
+        await expect(item_g.locator(".gmeta")).to_have_text("Full ✓ · 3 of 3")
     await expect(item.locator(".gunits")).to_have_text("held 3 · sold 0 · left 9 of 12")
-    await expect(item.locator(f'.deal-group[data-group-id="{gid}"]')).to_have_attribute("data-state", "complete")
+    await expect(item.locator(f'.deal-group[data-group-id="{gid}"]')).to_have_attribute(
+        "data-state", "complete")
 
     # ---------------------------------------------------------------- A pays, on the phone
     await card_a.get_by_role("button", name="Pay $12.00 for Tea Set").tap()
@@ -156,7 +161,8 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
     await expect(a.locator("#hold-remaining")).to_have_text(re.compile(r"^[23]:\d\d$"))
     await a.get_by_role("button", name="Place order · $12.00").tap()
     await expect(a.locator("#order-done")).to_be_visible()
-    await expect(a.locator("#order-text")).to_have_text(re.compile(r"^1 × Tea Set · paid \$12\.00"))
+    await expect(a.locator("#order-text")).to_have_text(
+        re.compile(r"^1 \u00d7 Tea Set · paid \$12\.00"))
     await a.get_by_role("button", name="Close checkout").tap()
     await expect(card_a).to_have_attribute("data-mine", "paid")
     await expect(card_a.locator(".gmine-text")).to_have_text("Paid ✓ $12.00: your order is placed.")
@@ -194,12 +200,13 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
     await expect(card_e).to_have_attribute("data-mine", "waiting")
     await expect(item.locator(".gunits")).to_have_text("held 5 · sold 1 · left 6 of 12")
     # Nobody fills it: at its deadline the server ends it and its holds.
-    for page, card in ((d, card_d), (e, card_e)):
+    for card in (card_d, card_e):
         await expect(card).to_have_attribute("data-mine", "expired", timeout=CLOCK_WAIT_MS)
         await expect(card.locator(".gmine-text")).to_have_text(
             "Your group ran out of time before it filled: your reservation was released, nothing "
             "was charged. You can start or join another group.")
-        await expect(card.get_by_role("button", name=re.compile("^Start a group for Tea Set"))).to_be_enabled()
+        start_again = card.get_by_role("button", name=re.compile("^Start a group for Tea Set"))
+        await expect(start_again).to_be_enabled()
     for card in (card_a, card_b, card_c, card_d, card_e):
         group2 = card.locator(f'.gitem[data-group-id="{gid2}"]')
         await expect(group2).to_have_attribute("data-state", "expired", timeout=CLOCK_WAIT_MS)
