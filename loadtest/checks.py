@@ -3,9 +3,9 @@ verdict per invariant.
 
 Each check names the invariant, says whether it held and, when it did not,
 what broke (which product, buyer, hold, order, coupon, lottery, waitlist
-ticket, auction, bid or viewer, and the numbers). No I/O, no clock: the same
-data always gives the same verdicts, so each check is tested by feeding it a
-run with exactly that violation.
+ticket, auction, bid, group, vote or viewer, and the numbers). No I/O, no
+clock: the same data always gives the same verdicts, so each check is tested
+by feeding it a run with exactly that violation.
 
 An auction's bid chain is verified by `server.core.auction_chain.verify`, the
 one implementation of docs/protocol.md "Verifying an auction" (the server's
@@ -16,12 +16,22 @@ every auction event the viewers received) to what the server published.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest.model import AuctionEvent, AuctionRecord, BidRecord, HoldRecord, RunData
+from loadtest.model import (
+    AuctionEvent,
+    AuctionRecord,
+    BidRecord,
+    GroupDealRecord,
+    HoldRecord,
+    PollRecord,
+    RunData,
+    SocialEvent,
+)
 from server.core.auction_chain import verify as verify_auction_chain
 from server.core.auction_terms import hold_sale_id
 from server.core.domain import verify_lottery
@@ -132,8 +142,10 @@ def stock_conserved(d: RunData) -> Check:
 def per_buyer_limit(d: RunData) -> Check:
     orders, _ = _store_orders(d)
     limits = {s.sale_id: s.limit_per_buyer for s in d.sales}
-    # An auction's winner holds its one unit under a sale-like id (one unit, one buyer).
+    # An auction's winner holds its one unit under a sale-like id (one unit, one buyer);
+    # a group deal's orders carry the deal's id (one unit per buyer).
     limits.update({hold_sale_id(a.auction_id): 1 for a in d.auctions})
+    limits.update({deal.deal_id: 1 for deal in d.group_deals})
     bought: Counter[tuple[str, str]] = Counter()
     for o in orders:
         bought[(str(o["sale_id"]), str(o["buyer_id"]))] += int(o["quantity"])
@@ -747,6 +759,325 @@ def auction_chain(d: RunData) -> Check:
                     f"{len(d.auctions)} auction(s), {entries_total} chain entr(ies) verified")
 
 
+# ------------------------------------------------------------ group buys
+
+GROUP_COMPLETE = "no group completed with fewer members than its group size"
+GROUP_ONE = "no viewer in two groups of a deal at once"
+GROUP_UNITS = "units in groups (N per started group) and sold never above the deal's units"
+GROUP_EXPIRED = ("every expired group's holds ended (checkout refused hold_expired, no "
+                 "order)")
+GROUP_ORDERS = "a deal's orders at the group price, at most one per buyer"
+ACCEPTED_GROUP = ("open", "complete")  # a `group` answer's states: the viewer is a member
+
+
+def _group_updates(d: RunData) -> list[SocialEvent]:
+    return [ev for ev in d.social_events if ev.kind == "group_update"
+            and isinstance(ev.data.get("group"), dict)]
+
+
+def _group_of(ev: SocialEvent) -> dict[str, Any]:
+    group: dict[str, Any] = ev.data["group"]
+    return group
+
+
+def _deal_of(d: RunData, deal_id: str) -> GroupDealRecord | None:
+    return next((x for x in d.group_deals if x.deal_id == deal_id), None)
+
+
+def _deal_orders(d: RunData, deal_id: str) -> list[dict[str, Any]]:
+    orders, _ = _store_orders(d)
+    return [o for o in orders if str(o["sale_id"]) == deal_id]
+
+
+def group_complete(d: RunData) -> Check:
+    problems = []
+    complete: dict[str, str] = {}  # group id -> deal id
+    for ev in _group_updates(d):
+        g = _group_of(ev)
+        if g.get("state") != "complete":
+            continue
+        gid, did = str(g.get("group_id")), str(g.get("deal_id"))
+        complete[gid] = did
+        deal = _deal_of(d, did)
+        need = deal.group_size if deal is not None else int(g.get("size") or 0)
+        raw = ev.data.get("holds")
+        members = int(g.get("members") or 0)
+        if members < need or int(g.get("size") or 0) != need:
+            problems.append(f"group {gid}: group_update seq {ev.seq} says complete with "
+                            f"{members} of {g.get('size')} member(s); the deal's groups "
+                            f"need {need}")
+        # The completing step's event names every member's hold; an event of an earlier
+        # join published after it shows the group as it is then (complete) without them.
+        if not isinstance(raw, dict):
+            continue
+        holds: dict[str, Any] = raw
+        if len(set(holds)) < need or len(set(holds.values())) < need:
+            problems.append(f"group {gid}: complete at seq {ev.seq} with {len(set(holds))} "
+                            f"member hold(s) ({len(set(holds.values()))} distinct), the "
+                            f"deal's groups need {need}")
+    members_told: defaultdict[str, set[str]] = defaultdict(set)
+    for a in d.group_answers:
+        if a.outcome in ACCEPTED_GROUP:
+            members_told[a.group_id].add(a.viewer_id)
+        if a.outcome == "complete":
+            complete.setdefault(a.group_id, a.deal_id)
+            deal = _deal_of(d, a.deal_id)
+            need = deal.group_size if deal is not None else a.size
+            if a.members < need:
+                problems.append(f"group {a.group_id}: {a.viewer_id} was told it is complete "
+                                f"with {a.members} of {need} member(s)")
+    for gid, did in sorted(complete.items()):
+        deal = _deal_of(d, did)
+        if deal is None:
+            continue
+        told = members_told.get(gid, set())
+        if len(told) != deal.group_size:
+            problems.append(f"group {gid} completed, and {len(told)} viewer(s) were told "
+                            f"they are in it ({', '.join(sorted(told)[:4])}), the deal's "
+                            f"groups have {deal.group_size}")
+    return _verdict(GROUP_COMPLETE, problems,
+                    f"{len(complete)} complete group(s), each with its full size")
+
+
+def group_one_at_a_time(d: RunData) -> Check:
+    problems = []
+    expired_at: dict[str, int] = {}
+    complete_holds: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+    for ev in _group_updates(d):
+        g = _group_of(ev)
+        gid = str(g.get("group_id"))
+        if g.get("state") == "expired":
+            expired_at.setdefault(gid, ev.seq)
+        elif g.get("state") == "complete" and isinstance(ev.data.get("holds"), dict):
+            for viewer in ev.data["holds"]:
+                if gid not in complete_holds[(str(g.get("deal_id")), viewer)]:
+                    complete_holds[(str(g.get("deal_id")), viewer)].append(gid)
+    # (deal, viewer) -> group -> the seq its first accepted request was sent at
+    joined: defaultdict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for a in d.group_answers:
+        if a.outcome in ACCEPTED_GROUP:
+            seen = joined[(a.deal_id, a.viewer_id)]
+            seen[a.group_id] = min(seen.get(a.group_id, a.sent_seq), a.sent_seq)
+    for (did, viewer), groups in sorted(joined.items()):
+        order = sorted(groups.items(), key=lambda x: x[1])
+        for (g1, _), (g2, sent) in itertools.pairwise(order):
+            ended = expired_at.get(g1)
+            if ended is None or ended > sent:
+                when = "never expired" if ended is None else f"expired only at seq {ended}"
+                problems.append(f"deal {did}: {viewer} was told it is in group {g2} (asked at "
+                                f"seq {sent}) while in group {g1}, which {when}")
+    for (did, viewer), gids in sorted(complete_holds.items()):
+        if len(gids) > 1:
+            problems.append(f"deal {did}: {viewer} holds a unit in {len(gids)} complete "
+                            f"groups ({', '.join(gids[:3])})")
+    return _verdict(GROUP_ONE, problems,
+                    f"{len(joined)} member(s), each in one group at a time")
+
+
+def group_units(d: RunData) -> Check:
+    problems = []
+    for deal in d.group_deals:
+        did, n, units = deal.deal_id, deal.group_size, deal.units
+        sold = 0
+        open_groups: set[str] = set()
+        ended: set[str] = set()  # complete or expired: a group never opens again
+        for ev in d.social_events:
+            if ev.kind == "group_deal":
+                view = ev.data.get("deal") or {}
+                if view.get("deal_id") != did:
+                    continue
+                held, sold = int(view.get("held") or 0), int(view.get("sold") or 0)
+                if held + sold > units:
+                    problems.append(f"deal {did}: group_deal seq {ev.seq} has {held} unit(s) "
+                                    f"held in groups + {sold} sold = {held + sold}, the deal "
+                                    f"has {units}")
+            elif ev.kind == "group_update":
+                g = ev.data.get("group") or {}
+                if g.get("deal_id") != did:
+                    continue
+                gid = str(g.get("group_id"))
+                if g.get("state") == "open" and gid not in ended:
+                    open_groups.add(gid)
+                elif g.get("state") != "open":
+                    ended.add(gid)
+                    open_groups.discard(gid)
+                if n * len(open_groups) + sold > units:
+                    problems.append(f"deal {did}: at seq {ev.seq} {len(open_groups)} open "
+                                    f"group(s) x {n} unit(s) + {sold} sold = "
+                                    f"{n * len(open_groups) + sold}, the deal has {units}")
+        if deal.final is None:
+            problems.append(f"deal {did} could not be read back"
+                            + (f": {deal.error}" if deal.error else ""))
+            continue
+        held, sold = int(deal.final.get("held") or 0), int(deal.final.get("sold") or 0)
+        if held + sold > units:
+            problems.append(f"deal {did} at the end: {held} unit(s) held in groups + {sold} "
+                            f"sold = {held + sold}, the deal has {units}")
+        in_orders = sum(int(o["quantity"]) for o in _deal_orders(d, did))
+        if sold != in_orders:
+            _, source = _store_orders(d)
+            problems.append(f"deal {did} at the end counts {sold} sold, its orders in the "
+                            f"{source} hold {in_orders} unit(s)")
+    return _verdict(GROUP_UNITS, problems,
+                    f"{len(d.group_deals)} deal(s) within their units at every group and deal "
+                    "event and at the end")
+
+
+def group_expired_holds(d: RunData) -> Check:
+    orders, source = _store_orders(d)
+    ordered = {str(o["hold_id"]): o for o in orders}
+    tried: defaultdict[str, list[str]] = defaultdict(list)
+    for c in d.group_checkouts:
+        tried[c.hold_id].append(c.outcome)
+    problems = []
+    ended = 0
+    for ev in _group_updates(d):
+        g = _group_of(ev)
+        holds = ev.data.get("holds")
+        if g.get("state") != "expired" or not isinstance(holds, dict):
+            continue
+        for viewer, hold_id in sorted(holds.items()):
+            ended += 1
+            o = ordered.get(str(hold_id))
+            if o is not None:
+                problems.append(f"group {g.get('group_id')} expired (seq {ev.seq}), but the "
+                                f"hold {hold_id} of {viewer} is order {o['order_id']} in the "
+                                f"{source}")
+            for outcome in tried.get(str(hold_id), []):
+                if outcome != "hold_expired":
+                    problems.append(f"group {g.get('group_id')} expired (seq {ev.seq}), and "
+                                    f"{viewer}'s checkout of its hold {hold_id} was answered "
+                                    f"{outcome}, not hold_expired")
+    return _verdict(GROUP_EXPIRED, problems,
+                    f"{ended} hold(s) of expired groups, none placed as an order "
+                    f"({sum(1 for c in d.group_checkouts if c.group_state == 'expired')} "
+                    "checkout(s) of them refused hold_expired)")
+
+
+def group_orders(d: RunData) -> Check:
+    problems = []
+    total = 0
+    for deal in d.group_deals:
+        orders = _deal_orders(d, deal.deal_id)
+        total += len(orders)
+        per_buyer: Counter[str] = Counter()
+        for o in orders:
+            per_buyer[str(o["buyer_id"])] += int(o["quantity"])
+            price = o.get("unit_price")
+            if price is None or int(price) != deal.group_price:
+                problems.append(f"deal {deal.deal_id}: order {o['order_id']} of "
+                                f"{o['buyer_id']} at {price} a unit, the group price is "
+                                f"{deal.group_price}")
+            if str(o["product_id"]) != deal.product_id:
+                problems.append(f"deal {deal.deal_id}: order {o['order_id']} is for product "
+                                f"{o['product_id']}, the deal's is {deal.product_id}")
+        problems += [f"deal {deal.deal_id}: buyer {b} has {n} unit(s) in its orders, one "
+                     "allowed" for b, n in sorted(per_buyer.items()) if n > 1]
+    return _verdict(GROUP_ORDERS, problems,
+                    f"{total} order(s) of {len(d.group_deals)} deal(s), each at the group "
+                    "price, one per buyer")
+
+
+# ------------------------------------------------------------ polls
+
+POLL_COUNTS = "a poll's final counts equal the viewers whose first vote was answered voted"
+POLL_ONCE = "no viewer counted twice in a poll"
+POLL_CHANGE = "every second, different vote refused already_voted"
+
+
+def _unread_poll(p: PollRecord) -> str:
+    return f"poll {p.poll_id} could not be read back" + (f": {p.error}" if p.error else "")
+
+
+def _first_voted(d: RunData, poll_id: str) -> dict[str, int]:
+    """viewer -> the option counted for it: its first vote, when answered voted."""
+    out: dict[str, int] = {}
+    for v in d.votes:
+        if v.poll_id == poll_id and v.kind == "first" and v.outcome == "voted":
+            out.setdefault(v.viewer_id, v.answered_option if v.answered_option is not None
+                           else v.option)
+    return out
+
+
+def poll_counts(d: RunData) -> Check:
+    problems = []
+    for p in d.polls:
+        if p.final is None:
+            problems.append(_unread_poll(p))
+            continue
+        counted = _first_voted(d, p.poll_id)
+        expected = [0] * max(p.options, len(p.final.get("votes") or []))
+        for option in counted.values():
+            if 0 <= option < len(expected):
+                expected[option] += 1
+        votes = [int(x) for x in p.final.get("votes") or []]
+        if votes != expected:
+            problems.append(f"poll {p.poll_id}: final counts {votes}, the viewers whose first "
+                            f"vote was answered voted make {expected}")
+        for ev in d.social_events:
+            poll = ev.data.get("poll") or {}
+            shown = [int(x) for x in poll.get("votes") or []]
+            if ev.kind == "poll_closed" and poll.get("poll_id") == p.poll_id and shown != votes:
+                problems.append(f"poll {p.poll_id}: poll_closed seq {ev.seq} "
+                                f"({ev.receipts} viewer(s)) showed {poll.get('votes')}, the "
+                                f"poll reads {votes}")
+    return _verdict(POLL_COUNTS, problems,
+                    f"{len(d.polls)} poll(s), counts equal to their voters")
+
+
+def poll_once(d: RunData) -> Check:
+    problems = []
+    for p in d.polls:
+        told: defaultdict[str, set[int]] = defaultdict(set)
+        for v in d.votes:
+            if v.poll_id == p.poll_id and v.outcome == "voted":
+                told[v.viewer_id].add(v.answered_option if v.answered_option is not None
+                                      else v.option)
+        problems += [f"poll {p.poll_id}: {viewer} was told voted for options "
+                     f"{sorted(options)}" for viewer, options in sorted(told.items())
+                     if len(options) > 1]
+        if p.final is None:
+            problems.append(_unread_poll(p))
+            continue
+        votes = [int(x) for x in p.final.get("votes") or []]
+        total = int(p.final.get("total") or 0)
+        if total != sum(votes):
+            problems.append(f"poll {p.poll_id}: total {total}, its counts {votes} add up to "
+                            f"{sum(votes)}")
+        if max(total, sum(votes)) > len(told):
+            problems.append(f"poll {p.poll_id}: {max(total, sum(votes))} vote(s) counted, "
+                            f"{len(told)} viewer(s) were told voted: a viewer counted twice")
+    return _verdict(POLL_ONCE, problems,
+                    f"{len({(v.poll_id, v.viewer_id) for v in d.votes if v.outcome == 'voted'})}"
+                    " voter(s), each counted once")
+
+
+def poll_change_refused(d: RunData) -> Check:
+    problems = []
+    changes = 0
+    for p in d.polls:
+        counted = _first_voted(d, p.poll_id)
+        for v in d.votes:
+            if v.poll_id != p.poll_id or v.viewer_id not in counted:
+                continue
+            if v.option == counted[v.viewer_id] or v.kind == "first":
+                continue
+            changes += 1
+            if v.outcome != "already_voted":
+                problems.append(f"poll {p.poll_id}: {v.viewer_id} voted {counted[v.viewer_id]}"
+                                f", then {v.option}, answered {v.outcome}, not already_voted")
+            elif v.answered_option is not None and v.answered_option != counted[v.viewer_id]:
+                problems.append(f"poll {p.poll_id}: {v.viewer_id}'s second vote was refused "
+                                f"naming option {v.answered_option} as counted, its first "
+                                f"was {counted[v.viewer_id]}")
+    return _verdict(POLL_CHANGE, problems,
+                    f"{changes} second, different vote(s), each refused already_voted")
+
+
+GROUP_CHECKS: tuple[Callable[[RunData], Check], ...] = (
+    group_complete, group_one_at_a_time, group_units, group_expired_holds, group_orders)
+POLL_CHECKS: tuple[Callable[[RunData], Check], ...] = (
+    poll_counts, poll_once, poll_change_refused)
 AUCTION_CHECKS: tuple[Callable[[RunData], Check], ...] = (
     auction_winner, auction_highest, auction_extensions, auction_chain)
 WAITLIST_CHECKS: tuple[Callable[[RunData], Check], ...] = (
@@ -773,6 +1104,10 @@ def check_run(d: RunData) -> list[Check]:
         out += [check(d) for check in WAITLIST_CHECKS]
     if d.auctions or d.bids or d.auction_events:
         out += [check(d) for check in AUCTION_CHECKS]
+    if d.group_deals or d.group_answers:
+        out += [check(d) for check in GROUP_CHECKS]
+    if d.polls or d.votes:
+        out += [check(d) for check in POLL_CHECKS]
     out.append(sequence_numbers(d))
     chat = chat_rate_limit(d)
     if chat is not None:

@@ -1,12 +1,13 @@
 """One generator process's share of the crowd: who each viewer is (buyer,
 greedy, waiter, claimer, entrant, reconnector, chatter: seeded by its index),
 how it reacts to what the room broadcasts (a sale announced, a coupon dropped,
-a lottery opened, a waitlist's offer, an auction's events, the way real
-clients do, so the selling load also exercises fan-out), and the process's
-phases: join at its share of the rate, the show (reconnect storm, chat), the
-end marker, and the counters it reports. The requests themselves are in
-loadtest/actions.py; an auction's bidders in loadtest/bidders.py; a trace's
-viewer actions in loadtest/crowd_trace.py.
+a lottery opened, a waitlist's offer, an auction's events, a group deal, a
+poll or a question, the way real clients do, so the selling load also
+exercises fan-out), and the process's phases: join at its share of the rate,
+the show (reconnect storm, chat), the end marker, and the counters it
+reports. The requests themselves are in loadtest/actions.py; an auction's
+bidders in loadtest/bidders.py; group buyers, voters and askers in
+loadtest/social.py; a trace's viewer actions in loadtest/crowd_trace.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from loadtest.bidders import AUCTION_EVENTS, Bidders
 from loadtest.crowd_trace import TraceSteps
 from loadtest.messages import WorkerPlan, WorkerResult
 from loadtest.model import WaitlistEvent
+from loadtest.social import SOCIAL_EVENTS, Social
 from loadtest.stats import Reservoir
 from loadtest.viewer import Viewer, now_ms
 from server.core import gcpolicy
@@ -71,6 +73,8 @@ class Crowd(Actions):
         self.waitlist_events: dict[int, WaitlistEvent] = {}  # by seq
         self._build()
         self.bidders = Bidders(self, self.viewers)
+        self.social = Social(self, self.viewers, f"http://{plan.host}:{plan.port}",
+                             plan.room_id)
 
     def _build(self) -> None:
         s = self.scn
@@ -138,6 +142,10 @@ class Crowd(Actions):
             return
         if kind in AUCTION_EVENTS or (kind == "snapshot" and self.scn.auction.enabled):
             self.bidders.on_event(viewer, kind, msg)
+            if kind != "snapshot":
+                return
+        if kind in SOCIAL_EVENTS or (kind == "snapshot" and self.scn.poll.enabled):
+            self.social.on_event(viewer, kind, msg)
             if kind != "snapshot":
                 return
         roles = self.roles[viewer.index]
@@ -305,6 +313,7 @@ class Crowd(Actions):
         for v in self.viewers.values():
             if v.link is not None and v.link.transport is not None:
                 v.link.transport.abort()
+        await self.social.close()
 
     # ------------------------------------------------------------ trace replay
 
@@ -321,6 +330,7 @@ class Crowd(Actions):
                 "buys": sum(self.outcomes.get("buy", Counter()).values()),
                 "holds": len(self.result.holds), "orders": len(self.result.acks),
                 "bids": len(self.result.bids),
+                "groups": len(self.result.group_answers), "votes": len(self.result.votes),
                 "errors": self.errors, "busy": len(self.tasks)}
 
     def collect(self) -> WorkerResult:
@@ -333,4 +343,5 @@ class Crowd(Actions):
         r.applied = self.applied
         r.waitlist_events = [self.waitlist_events[k] for k in sorted(self.waitlist_events)]
         r.auction_events = self.bidders.collected()
+        r.social_events = self.social.collected()
         return r

@@ -1,7 +1,7 @@
 """The figures of a run's report: `settings` (scenario, target, machine) and
-`measurements` (viewers, fan-out, selling with its waitlists, auctions,
-outcomes, server, generators, trace), built from the generators' results, the
-samples and the read-back.
+`measurements` (viewers, fan-out, selling with its waitlists, auctions, group
+deals, polls, outcomes, server, generators, trace), built from the generators'
+results, the samples and the read-back.
 Pure apart from reading the objects it is given.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from loadtest.context import RunContext
 from loadtest.messages import WorkerResult
-from loadtest.model import AuctionRecord
+from loadtest.model import AuctionRecord, GroupDealRecord, PollRecord
 from loadtest.pool import GeneratorPool
 from loadtest.sampling import Sampler, machine
 from loadtest.stats import spread_indices, summary
@@ -87,6 +87,9 @@ def measurements(ctx: RunContext, target: Target, sampler: Sampler,
         },
         "selling": _selling(ctx, sampler, buy_ms, checkout_ms, outcomes, results),
         **({"auctions": [_auction(ctx, rec) for rec in d.auctions]} if d.auctions else {}),
+        **({"group_deals": [_group_deal(ctx, deal) for deal in d.group_deals]}
+           if d.group_deals else {}),
+        **({"polls": [_poll(ctx, poll) for poll in d.polls]} if d.polls else {}),
         "outcomes": {k: dict(v) for k, v in sorted(outcomes.items())},
         "server": _server(target, sampler, show_applied, joined),
         "generator": [{"process": r.worker_id, "viewers": len(r.viewers),
@@ -186,6 +189,54 @@ def _auction(ctx: RunContext, rec: AuctionRecord) -> dict[str, Any]:
         "events_received": sum(ev.receipts for ev in d.auction_events
                                if ev.auction_id == rec.auction_id),
         "read_back_error": rec.error or None,
+    }
+
+
+def _group_deal(ctx: RunContext, deal: GroupDealRecord) -> dict[str, Any]:
+    """One group deal's figures: groups started, complete and expired, members'
+    answers and checkouts, orders."""
+    d = ctx.data
+    states: dict[str, str] = {}
+    for ev in d.social_events:
+        group = ev.data.get("group") if ev.kind == "group_update" else None
+        if isinstance(group, dict) and group.get("deal_id") == deal.deal_id:
+            gid = str(group.get("group_id"))
+            if states.get(gid) in (None, "open"):
+                states[gid] = str(group.get("state"))
+    answers = [a for a in d.group_answers if a.deal_id == deal.deal_id]
+    orders = d.orders_store if d.orders_store is not None else d.orders_api
+    final = deal.final or {}
+    return {
+        "deal_id": deal.deal_id, "group_size": deal.group_size,
+        "group_price": deal.group_price, "units": deal.units,
+        "groups_started": len(states),
+        "groups_complete": sum(1 for s in states.values() if s == "complete"),
+        "groups_expired": sum(1 for s in states.values() if s == "expired"),
+        "groups_open_at_the_end": sum(1 for s in states.values() if s == "open"),
+        "starts": dict(Counter(a.outcome for a in answers if a.kind == "start")),
+        "joins": dict(Counter(a.outcome for a in answers if a.kind == "join")),
+        "checkouts": dict(Counter(f"{c.group_state}: {c.outcome}"
+                                  for c in d.group_checkouts)),
+        "orders": sum(1 for o in orders if o["sale_id"] == deal.deal_id),
+        "final_held": final.get("held"), "final_sold": final.get("sold"),
+        "events_received": sum(ev.receipts for ev in d.social_events
+                               if ev.kind in ("group_deal", "group_update")),
+        "read_back_error": deal.error or None,
+    }
+
+
+def _poll(ctx: RunContext, poll: PollRecord) -> dict[str, Any]:
+    """One poll's figures: votes by kind and answer, the final counts."""
+    votes = [v for v in ctx.data.votes if v.poll_id == poll.poll_id]
+    final = poll.final or {}
+    return {
+        "poll_id": poll.poll_id, "state": final.get("state"),
+        "votes_sent": len(votes),
+        "answers": dict(Counter(f"{v.kind}: {v.outcome}" for v in votes)),
+        "final_votes": final.get("votes"), "final_total": final.get("total"),
+        "events_received": sum(ev.receipts for ev in ctx.data.social_events
+                               if ev.kind.startswith("poll_")),
+        "read_back_error": poll.error or None,
     }
 
 

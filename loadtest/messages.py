@@ -16,9 +16,13 @@ from loadtest.model import (
     BidRecord,
     Claim,
     Entry,
+    GroupAnswer,
+    GroupCheckout,
     HoldRecord,
     OrderAck,
+    SocialEvent,
     ViewerRecord,
+    VoteRecord,
     WaitlistEvent,
     WaitlistJoin,
 )
@@ -69,6 +73,10 @@ class WorkerResult:
     waitlist_events: list[WaitlistEvent] = field(default_factory=list)  # one per seq
     bids: list[BidRecord] = field(default_factory=list)
     auction_events: list[AuctionEvent] = field(default_factory=list)  # per seq and content
+    group_answers: list[GroupAnswer] = field(default_factory=list)
+    group_checkouts: list[GroupCheckout] = field(default_factory=list)
+    votes: list[VoteRecord] = field(default_factory=list)
+    social_events: list[SocialEvent] = field(default_factory=list)  # per seq and content
     latency_ms: list[float] = field(default_factory=list)
     latency_seen: int = 0
     buy_ms: list[float] = field(default_factory=list)

@@ -178,6 +178,89 @@ class AuctionRecord:
 
 
 @dataclass(slots=True)
+class GroupAnswer:
+    """One `start_group` or `join_group` a viewer sent and the answer it got."""
+
+    viewer_id: str
+    deal_id: str
+    kind: str  # "start" or "join"
+    request_id: str
+    group_id: str  # the group answered (or, for join, the group asked for)
+    # "open" or "complete" (a `group` answer's state) or the error's code
+    outcome: str
+    hold_id: str = ""
+    members: int = 0
+    size: int = 0
+    # The last seq the viewer had applied when it sent the request: the group it
+    # was in before had ended (its `expired` event) by then, or it was in two.
+    sent_seq: int = 0
+    reply: dict[str, Any] = field(default_factory=dict)  # without type and re
+
+
+@dataclass(slots=True)
+class GroupCheckout:
+    """A member's checkout of a group hold and its answer (`order_placed` or the
+    error's code)."""
+
+    viewer_id: str
+    group_id: str
+    hold_id: str
+    group_state: str  # the group's end as the member saw it: "complete" or "expired"
+    outcome: str
+
+
+@dataclass(slots=True)
+class SocialEvent:
+    """A `group_deal`, `group_update`, `poll_open`, `poll_votes` or `poll_closed`
+    event as the viewers received it: kept once per seq and content, with how many
+    viewers received exactly that."""
+
+    seq: int
+    kind: str
+    data: dict[str, Any]
+    receipts: int = 1
+
+
+@dataclass(slots=True)
+class GroupDealRecord:
+    """The run's group deal: the host's open answer and the deal read back at the
+    end (GET .../group-deals/{id})."""
+
+    deal_id: str
+    product_id: str
+    group_size: int
+    group_price: int
+    units: int
+    opened: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] | None = None
+    error: str = ""  # why the read-back failed
+
+
+@dataclass(slots=True)
+class VoteRecord:
+    """One `vote` a viewer sent and the answer it got."""
+
+    viewer_id: str
+    poll_id: str
+    kind: str  # "first", "retry" (the same option again) or "change" (another option)
+    option: int
+    outcome: str  # "voted" or the error's code
+    answered_option: int | None = None  # `voted`'s option, or details.option of a refusal
+    sent_at: float = 0.0  # server clock as the generator reads it, ms
+
+
+@dataclass(slots=True)
+class PollRecord:
+    """The run's poll: the host's open answer and the poll read back at the end."""
+
+    poll_id: str
+    options: int
+    opened: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] | None = None
+    error: str = ""
+
+
+@dataclass(slots=True)
 class RunData:
     """Everything the checker reads."""
 
@@ -203,6 +286,12 @@ class RunData:
     bids: list[BidRecord] = field(default_factory=list)
     auction_events: list[AuctionEvent] = field(default_factory=list)  # by seq
     auctions: list[AuctionRecord] = field(default_factory=list)
+    group_deals: list[GroupDealRecord] = field(default_factory=list)
+    group_answers: list[GroupAnswer] = field(default_factory=list)
+    group_checkouts: list[GroupCheckout] = field(default_factory=list)
+    polls: list[PollRecord] = field(default_factory=list)
+    votes: list[VoteRecord] = field(default_factory=list)
+    social_events: list[SocialEvent] = field(default_factory=list)  # by seq
     viewers: list[ViewerRecord] = field(default_factory=list)
     final_seq: int = 0  # seq of the end marker every connected viewer should reach
     chat_limit: tuple[float, int] | None = None  # the server's chat (rate/s, burst)

@@ -299,6 +299,12 @@ def render_html(result: RunResult, data: dict[str, Any]) -> str:
     for auction in m.get("auctions") or []:
         parts.append(f"<h2>Auction {html.escape(str(auction.get('auction_id')))}</h2>"
                      + _kv_table(auction))
+    for deal in m.get("group_deals") or []:
+        parts.append(f"<h2>Group deal {html.escape(str(deal.get('deal_id')))}</h2>"
+                     + _kv_table(deal))
+    for poll in m.get("polls") or []:
+        parts.append(f"<h2>Poll {html.escape(str(poll.get('poll_id')))}</h2>"
+                     + _kv_table(poll))
     if m.get("outcomes"):
         parts.append("<h2>Outcomes by action and code</h2>" + _kv_table(m["outcomes"]))
     if m.get("generator"):

@@ -3,7 +3,8 @@
 A scenario is one engine's settings, not a program: every run joins a crowd of
 viewers, and the sections switch features on (a host emitting events, a flash
 sale with a coupon drop, a lottery and a waitlist, an auction with proxy bids
-and last-second snipes, a reconnect storm, a chat storm). The
+and last-second snipes, a group deal and a poll with questions, a reconnect
+storm, a chat storm). The
 bundled scenarios in `loadtest/scenarios/` are such files; a bare name like
 `flash_sale` resolves to one of them, or to the bundled sample trace.
 
@@ -158,6 +159,65 @@ class AuctionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupBuySpec:
+    enabled: bool = field(default=False, metadata=_r(doc="open a group deal (lt-group)"))
+    group_size: int = field(default=3, metadata=_r(2, 10, doc="members a group needs"))
+    group_price: int = field(default=800, metadata=_r(0, 10**12,
+                                                      doc="the group price, minor units"))
+    fill_s: int = field(default=10, metadata=_r(
+        10, 86400, doc="seconds a group has to fill before it expires (the server's least "
+                       "is 10)"))
+    units: int = field(default=30, metadata=_r(
+        2, 10_000_000, doc="units of the deal (at least group_size; the product's stock)"))
+    participants: int = field(default=60, metadata=_r(
+        1, 100_000, doc="viewers who start or join a group (the first of the crowd; at "
+                        "most viewers.count)"))
+    start_share: float = field(default=0.4, metadata=_r(
+        0.0, 1.0, doc="participants who start a group; the rest join open ones"))
+    look_share: float = field(default=0.5, metadata=_r(
+        0.0, 1.0, doc="joiners who pick a group from GET .../group-deals/{id}; the rest "
+                      "from the group_update events they received"))
+    act_within_s: float = field(default=3.0, metadata=_r(
+        0.0, 600.0, doc="participants act at a random instant this long after the deal "
+                        "opens"))
+    tries: int = field(default=8, metadata=_r(
+        1, 1000, doc="most starts (refused deal_full) or looks/joins per participant"))
+    retry_interval_s: float = field(default=0.5, metadata=_r(
+        0.05, 60.0, doc="wait before looking again or retrying a start"))
+    checkout_share: float = field(default=0.7, metadata=_r(
+        0.0, 1.0, doc="members of a complete group who check out (the rest let the hold "
+                      "lapse)"))
+    expired_checkout_share: float = field(default=0.5, metadata=_r(
+        0.0, 1.0, doc="members of an expired group who try to check its hold out (must be "
+                      "refused hold_expired)"))
+    think_s: float = field(default=0.3, metadata=_r(
+        0.0, 60.0, doc="mean wait before a member of a complete group checks out"))
+
+
+@dataclass(frozen=True, slots=True)
+class PollSpec:
+    enabled: bool = field(default=False, metadata=_r(doc="open a poll (and questions)"))
+    question: str = field(default="Which colour next?", metadata=_r(
+        doc="the poll's question, 1..200 characters"))
+    options: tuple[str, ...] = field(default=("Red", "Blue", "Green"), metadata=_r(
+        doc="2..6 distinct options, 1..80 characters each"))
+    duration_s: int = field(default=60, metadata=_r(5, 86400,
+                                                    doc="the poll closes after this"))
+    voter_share: float = field(default=0.7, metadata=_r(0.0, 1.0, doc="viewers who vote"))
+    vote_within_s: float = field(default=5.0, metadata=_r(
+        0.0, 3600.0, doc="voters vote at a random instant this long after the poll opens "
+                         "(below duration_s)"))
+    retry_share: float = field(default=0.2, metadata=_r(
+        0.0, 1.0, doc="voters who send the same vote again (answered voted)"))
+    change_share: float = field(default=0.2, metadata=_r(
+        0.0, 1.0, doc="voters who then vote for another option (refused already_voted)"))
+    ask_share: float = field(default=0.05, metadata=_r(
+        0.0, 1.0, doc="viewers who ask the host a question"))
+    upvote_share: float = field(default=0.2, metadata=_r(
+        0.0, 1.0, doc="viewers who upvote the first question of another they see"))
+
+
+@dataclass(frozen=True, slots=True)
 class CouponSpec:
     enabled: bool = False
     count: int = field(default=20, metadata=_r(1, 10_000_000))
@@ -229,6 +289,8 @@ class Scenario:
     lottery: LotterySpec = field(default_factory=LotterySpec)
     reconnect: ReconnectSpec = field(default_factory=ReconnectSpec)
     auction: AuctionSpec = field(default_factory=AuctionSpec)
+    group_buy: GroupBuySpec = field(default_factory=GroupBuySpec)
+    poll: PollSpec = field(default_factory=PollSpec)
     chat: ChatSpec = field(default_factory=ChatSpec)
     checks: ChecksSpec = field(default_factory=ChecksSpec)
     trace: TraceSpec = field(default_factory=TraceSpec)
@@ -236,6 +298,7 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dataclasses.asdict(self)
         out["host"]["actions"] = list(self.host.actions)
+        out["poll"]["options"] = list(self.poll.options)
         return out
 
 
@@ -263,7 +326,7 @@ def build_scenario(data: Mapping[str, Any], where: str) -> Scenario:
 
 def validate(s: Scenario, where: str) -> None:
     """Rules that join several keys."""
-    if (s.sale.enabled or s.auction.enabled) and (
+    if (s.sale.enabled or s.auction.enabled or s.group_buy.enabled) and (
             len(s.sale.currency) != 3 or not s.sale.currency.isalpha()
             or not s.sale.currency.isupper()):
             raise ScenarioError(f"{where}: sale.currency: expected three upper-case letters, "
@@ -282,6 +345,10 @@ def validate(s: Scenario, where: str) -> None:
                 f"{s.sale.countdown_s + s.sale.buy_window_s}")
     if s.auction.enabled:
         validate_auction(s, where)
+    if s.group_buy.enabled:
+        validate_group_buy(s, where)
+    if s.poll.enabled:
+        validate_poll(s, where)
     if s.chat.messages_per_s + s.chat.likes_per_s > 18.0:
         raise ScenarioError(f"{where}: chat.messages_per_s: chat + likes per chatter is "
                             f"{s.chat.messages_per_s + s.chat.likes_per_s}/s, above the 18/s "
@@ -305,6 +372,39 @@ def validate_auction(s: Scenario, where: str) -> None:
     if a.snipe_window_s >= a.duration_s:
         raise ScenarioError(f"{where}: auction.snipe_window_s: {a.snipe_window_s} is not "
                             f"inside auction.duration_s {a.duration_s}")
+
+
+def validate_group_buy(s: Scenario, where: str) -> None:
+    g = s.group_buy
+    if g.participants > s.viewers.count:
+        raise ScenarioError(f"{where}: group_buy.participants: {g.participants} is above "
+                            f"viewers.count {s.viewers.count}")
+    if g.units < g.group_size:
+        raise ScenarioError(f"{where}: group_buy.units: {g.units} is below "
+                            f"group_buy.group_size {g.group_size} (no group could start)")
+    if g.act_within_s >= s.run.duration_s:
+        raise ScenarioError(f"{where}: group_buy.act_within_s: {g.act_within_s} is not "
+                            f"inside run.duration_s {s.run.duration_s}")
+
+
+def validate_poll(s: Scenario, where: str) -> None:
+    p = s.poll
+    if not 1 <= len(p.question) <= 200:
+        raise ScenarioError(f"{where}: poll.question: expected 1..200 characters, got "
+                            f"{len(p.question)}")
+    if not 2 <= len(p.options) <= 6:
+        raise ScenarioError(f"{where}: poll.options: expected 2..6 options, got "
+                            f"{len(p.options)}")
+    for option in p.options:
+        if not 1 <= len(option) <= 80:
+            raise ScenarioError(f"{where}: poll.options: {option!r}: expected 1..80 "
+                                "characters")
+    if len({o.casefold() for o in p.options}) != len(p.options):
+        raise ScenarioError(f"{where}: poll.options: {list(p.options)} are not distinct "
+                            "(case-insensitively)")
+    if p.vote_within_s >= p.duration_s:
+        raise ScenarioError(f"{where}: poll.vote_within_s: {p.vote_within_s} is not inside "
+                            f"poll.duration_s {p.duration_s}")
 
 
 def load_scenario_file(path: Path) -> Scenario:

@@ -1,10 +1,11 @@
 """The show of a scenario run: join the crowd at its rate, then for
 `run.duration_s` drop the coupon, open the lottery, announce the sale (it
 opens after its countdown), start the auction (the bidders learn it from its
-`auction_started` event), emit host events at `host.events_per_s`, and
-inject the --chaos faults on the show's clock. A trace run has its own show
-(loadtest/replay.py); both start and stop the faults through `start_chaos`
-and `chaos_injected`.
+`auction_started` event), open the group deal and the poll (their
+`group_deal` and `poll_open` events bring the viewers in), emit host events at
+`host.events_per_s`, and inject the --chaos faults on the show's clock. A
+trace run has its own show (loadtest/replay.py); both start and stop the
+faults through `start_chaos` and `chaos_injected`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ import httpx
 from loadtest.chaos import Chaos
 from loadtest.context import RunContext
 from loadtest.host import Host, HostError
-from loadtest.model import AuctionRecord, CouponInfo, SaleInfo
+from loadtest.model import AuctionRecord, CouponInfo, GroupDealRecord, PollRecord, SaleInfo
 from loadtest.pool import GeneratorPool
 from loadtest.sampling import Sampler
 from loadtest.spawn import START_TIMEOUT_S
-from loadtest.target import AUCTION_PRODUCT, FANOUT_PRODUCTS, SALE_PRODUCT, Target
+from loadtest.target import (
+    AUCTION_PRODUCT,
+    FANOUT_PRODUCTS,
+    GROUP_PRODUCT,
+    SALE_PRODUCT,
+    Target,
+)
 
 HOST_INFLIGHT = 64
 
@@ -133,6 +140,20 @@ class Show:
                 "extend_s": a.extend_s, "reserve_price": a.reserve_price or None,
                 "pay_s": a.pay_s})
             ctx.data.auctions.append(AuctionRecord(str(auction["auction_id"]), auction))
+        if s.group_buy.enabled:
+            g = s.group_buy
+            deal = await host.call("POST", "/group-deals", {
+                "product_id": GROUP_PRODUCT, "group_size": g.group_size,
+                "group_price": g.group_price, "fill_s": g.fill_s, "units": g.units})
+            ctx.data.group_deals.append(GroupDealRecord(
+                str(deal["deal_id"]), GROUP_PRODUCT, int(deal["group_size"]),
+                int(deal["group_price"]), int(deal["units"]), opened=deal))
+        if s.poll.enabled:
+            poll = await host.call("POST", "/polls", {
+                "question": s.poll.question, "options": list(s.poll.options),
+                "duration_s": s.poll.duration_s})
+            ctx.data.polls.append(PollRecord(str(poll["poll_id"]), len(poll["options"]),
+                                             opened=poll))
         self.pool.tell("show", ctx.show_wall, starts_at)
         start_chaos(ctx, self.target, self.pool)
         emitter = asyncio.ensure_future(self._emit(host, ctx.t_show + s.run.duration_s))

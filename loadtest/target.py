@@ -1,7 +1,7 @@
 """The server a run talks to and its room: spawn one (pinned to its cores, with
 the settings the scenario needs) or check a given --url (loopback only);
 create a room (or use --room with its host key) and add the scenario's
-products (the sale's, the auction's, the fan-out's); at the end stop the
+products (the sale's, the auction's, the group deal's, the fan-out's); at the end stop the
 spawned server and read its order store.
 """
 
@@ -19,6 +19,7 @@ from loadtest.spawn import SpawnedServer, plan_cores
 
 SALE_PRODUCT = "lt-sale"
 AUCTION_PRODUCT = "lt-auction"
+GROUP_PRODUCT = "lt-group"
 FANOUT_PRODUCTS = ("lt-a", "lt-b", "lt-c")
 
 
@@ -116,6 +117,14 @@ class Target:
                                 "price": s.auction.start_price, "currency": s.sale.currency,
                                 "stock": 1})
             data.products[AUCTION_PRODUCT] = 1
+        if s.group_buy.enabled:
+            # The deal's units are the product's stock: each group takes its N units
+            # out of it when it starts.
+            g = s.group_buy
+            await host.product({"product_id": GROUP_PRODUCT, "title": "Group deal item",
+                                "price": max(1, g.group_price * 2),
+                                "currency": s.sale.currency, "stock": g.units})
+            data.products[GROUP_PRODUCT] = g.units
         if s.host.events_per_s and set(s.host.actions) - {"announce"}:
             for pid in FANOUT_PRODUCTS:
                 await host.product({"product_id": pid, "title": f"Item {pid}", "price": 1000,

@@ -1,9 +1,9 @@
 """The end of a run and its verdicts: settle (the crowd's flows end, no unit
-is held, the auction has ended, the lottery is drawn), the end marker every
-connected viewer must reach, the generators' results, the read-back (audit,
-orders, lotteries, auctions with their bid chains; retried for a while after
-faults), and the checks over all of it (loadtest/checks.py, plus the chaos
-verdicts and the run's own faults).
+is held, the auction has ended, the lottery is drawn, the poll is closed), the
+end marker every connected viewer must reach, the generators' results, the
+read-back (audit, orders, lotteries, auctions with their bid chains, the group
+deal, the poll; retried for a while after faults), and the checks over all of
+it (loadtest/checks.py, plus the chaos verdicts and the run's own faults).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from loadtest.chaos_report import summarize
 from loadtest.context import RunContext
 from loadtest.host import Host, HostError
 from loadtest.messages import WorkerResult
-from loadtest.model import AuctionEvent, StockSample, WaitlistEvent
+from loadtest.model import AuctionEvent, SocialEvent, StockSample, WaitlistEvent
 from loadtest.pool import GeneratorPool
 
 T = TypeVar("T")
@@ -75,6 +75,15 @@ class Ending:
                 # After faults the server may not answer yet: the crowd's results and
                 # every check matter more than this draw (the lottery check reports it).
                 ctx.warnings.append(f"settle after the faults: lottery {lid}: {exc}")
+        for poll in ctx.data.polls:
+            # Closed now if its clock has not: its counts are final before they are read.
+            try:
+                await host.call("POST", f"/polls/{poll.poll_id}/close")
+            except HostError as exc:
+                if exc.code != "poll_closed":
+                    ctx.warnings.append(f"poll {poll.poll_id} could not be closed: {exc}")
+            except httpx.HTTPError as exc:
+                ctx.warnings.append(f"poll {poll.poll_id} could not be closed: {exc}")
 
     async def _auctions_open(self, host: Host) -> int:
         """How many of the run's auctions are still open (one that cannot be read
@@ -157,6 +166,20 @@ class Ending:
                 record.entries = list(chain["bids"])
                 record.chain_genesis = str(chain["genesis"])
                 record.chain_head = str(chain["head"])
+        for deal in data.group_deals:
+            try:
+                deal.final, deal.error = await self._read(
+                    f"group deal {deal.deal_id}",
+                    functools.partial(host.public, f"/group-deals/{deal.deal_id}"))
+            except (HostError, httpx.HTTPError) as exc:
+                deal.error = f"{type(exc).__name__}: {exc}"
+        for poll in data.polls:
+            try:
+                poll.final, poll.error = await self._read(
+                    f"poll {poll.poll_id}", functools.partial(host.public,
+                                                              f"/polls/{poll.poll_id}"))
+            except (HostError, httpx.HTTPError) as exc:
+                poll.error = f"{type(exc).__name__}: {exc}"
 
     async def _read(self, what: str,
                     call: Callable[[], Awaitable[T]]) -> tuple[T | None, str]:
@@ -191,8 +214,12 @@ def gather_results(ctx: RunContext, results: list[WorkerResult], spawned: bool) 
         d.entries.extend(r.entries)
         d.waitlist_joins.extend(r.waitlist_joins)
         d.bids.extend(r.bids)
+        d.group_answers.extend(r.group_answers)
+        d.group_checkouts.extend(r.group_checkouts)
+        d.votes.extend(r.votes)
     d.waitlist_events = merge_waitlist_events([r.waitlist_events for r in results])
     d.auction_events = merge_auction_events([r.auction_events for r in results])
+    d.social_events = merge_social_events([r.social_events for r in results])
     d.final_seq = ctx.final_seq
     d.chat_limit = (s.chat.server_rate_per_s, s.chat.server_burst)
     d.holds_must_end = not ctx.interrupted.is_set() and (spawned or ctx.opts.trace is None)
@@ -228,6 +255,21 @@ def merge_auction_events(parts: list[list[AuctionEvent]]) -> list[AuctionEvent]:
             else:
                 same.receipts += ev.receipts
                 same.viewers.extend(ev.viewers[:max(0, 3 - len(same.viewers))])
+    return [ev for k in sorted(by_seq) for ev in by_seq[k]]
+
+
+def merge_social_events(parts: list[list[SocialEvent]]) -> list[SocialEvent]:
+    """The generators' group and poll events, one per seq and content (receipts
+    added), in seq order."""
+    by_seq: dict[int, list[SocialEvent]] = {}
+    for part in parts:
+        for ev in part:
+            variants = by_seq.setdefault(ev.seq, [])
+            same = next((v for v in variants if v.data == ev.data), None)
+            if same is None:
+                variants.append(SocialEvent(ev.seq, ev.kind, ev.data, ev.receipts))
+            else:
+                same.receipts += ev.receipts
     return [ev for k in sorted(by_seq) for ev in by_seq[k]]
 
 

@@ -176,3 +176,16 @@ def skew_clock_script(skew_ms: int) -> str:
             "if (args.length === 0) super(realNow() + skew); else super(...args); } "
             "static now() { return realNow() + skew; } } "
             "globalThis.Date = SkewedDate; })();")
+
+
+async def live_page(browser: Any, url: str, watch: Any, name: str,
+                    viewport: dict[str, int] = DESKTOP) -> Any:
+    """A viewer page at `url` in a context of its own (a phone's has touch), watched
+    for page errors as `name`, once its connection is live."""
+    from playwright.async_api import expect
+
+    ctx = await browser.new_context(viewport=viewport, has_touch=viewport is PHONE)
+    page = watch(await ctx.new_page(), name)
+    await page.goto(url)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    return page

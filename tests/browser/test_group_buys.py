@@ -22,6 +22,7 @@ from tests.browser.helpers import (
     PHONE,
     console_room,
     contrast_failures,
+    live_page,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -39,10 +40,7 @@ CLOCK_WAIT_MS = 40_000
 
 async def viewer_page(browser: Any, url: str, watch: Any, name: str,
                       viewport: dict[str, int] = DESKTOP) -> Page:
-    ctx = await browser.new_context(viewport=viewport, has_touch=viewport is PHONE)
-    page: Page = watch(await ctx.new_page(), name)
-    await page.goto(url)
-    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    page: Page = await live_page(browser, url, watch, name, viewport)
     return page
 
 

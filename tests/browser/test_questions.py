@@ -23,6 +23,7 @@ from tests.browser.helpers import (
     PHONE,
     console_room,
     contrast_failures,
+    live_page,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -41,10 +42,7 @@ TOO_MANY = ("You already have the most questions waiting for an answer. Ask this
 
 async def viewer_page(browser: Any, base: str, room_id: str, watch: Any, name: str,
                       viewport: dict[str, int] = DESKTOP) -> Page:
-    ctx = await browser.new_context(viewport=viewport, has_touch=viewport is PHONE)
-    page: Page = watch(await ctx.new_page(), name)
-    await page.goto(f"{base}/r/{room_id}")
-    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    page: Page = await live_page(browser, f"{base}/r/{room_id}", watch, name, viewport)
     return page
 
 

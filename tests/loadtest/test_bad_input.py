@@ -56,6 +56,24 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
      ["run.duration_s: 10.0 leaves no time for the auction", "auction.duration_s is 20"]),
     ("[auction]\nenabled = true\nbidders = 10\nduration_s = 5\nsnipe_window_s = 5.0\n",
      ["auction.snipe_window_s: 5.0 is not inside auction.duration_s 5"]),
+    ("[group_buy]\ngroup_size = 1\n", ["group_buy.group_size", "below the minimum 2"]),
+    ("[group_buy]\nfill_s = 5\n", ["group_buy.fill_s", "below the minimum 10"]),
+    ("[group_buy]\ngroup_price = 'half'\n", ["group_buy.group_price", "expected an integer"]),
+    ("[group_buy]\nstart_share = 2\n", ["group_buy.start_share", "above the maximum 1.0"]),
+    ("[group_buy]\nenabled = true\nparticipants = 500\n",
+     ["group_buy.participants: 500 is above viewers.count 200"]),
+    ("[group_buy]\nenabled = true\nparticipants = 10\ngroup_size = 5\nunits = 4\n",
+     ["group_buy.units: 4 is below group_buy.group_size 5"]),
+    ("[run]\nduration_s = 5\n[group_buy]\nenabled = true\nparticipants = 10\n"
+     "act_within_s = 6\n", ["group_buy.act_within_s: 6.0 is not inside run.duration_s 5.0"]),
+    ("[poll]\noptions = 'Red'\n", ["poll.options", "expected an array of strings"]),
+    ("[poll]\nenabled = true\noptions = ['Red']\n", ["poll.options: expected 2..6 options"]),
+    ("[poll]\nenabled = true\noptions = ['Red', 'red']\n",
+     ["poll.options", "are not distinct (case-insensitively)"]),
+    ("[poll]\nenabled = true\nquestion = ''\n", ["poll.question: expected 1..200"]),
+    ("[poll]\nduration_s = 2\n", ["poll.duration_s", "below the minimum 5"]),
+    ("[poll]\nenabled = true\nduration_s = 5\nvote_within_s = 5\n",
+     ["poll.vote_within_s: 5.0 is not inside poll.duration_s 5"]),
 ])
 def test_bad_scenario_files_exit_2_naming_the_key(tmp_path: Path, toml: str,
                                                   phrases: list[str]) -> None:
@@ -155,9 +173,10 @@ def test_trace_parser_names_the_fault(text: str, phrase: str) -> None:
 
 
 def test_bundled_scenarios_are_valid_and_overrides_are_checked() -> None:
-    assert {"fanout", "flash_sale", "reconnect_storm", "chat_storm", "auction",
+    assert {"fanout", "flash_sale", "reconnect_storm", "chat_storm", "auction", "social",
             "sample"} <= set(bundled_names())
-    for name in ("fanout", "flash_sale", "reconnect_storm", "chat_storm", "auction"):
+    for name in ("fanout", "flash_sale", "reconnect_storm", "chat_storm", "auction",
+                 "social"):
         scenario = load_scenario_file(resolve(name))
         assert scenario.name == name
     s = with_overrides(load_scenario_file(resolve("flash_sale")), viewers=50, duration=9.0,
@@ -173,3 +192,9 @@ def test_bundled_scenarios_are_valid_and_overrides_are_checked() -> None:
         with_overrides(auction, viewers=50)
     with pytest.raises(ScenarioError, match="leaves no time for the auction"):
         with_overrides(auction, duration=20.0)
+    social = load_scenario_file(resolve("social"))
+    assert social.group_buy.enabled and social.poll.enabled and social.sale.enabled
+    assert social.to_dict()["poll"]["options"] == ["Red", "Blue", "Green"]
+    with pytest.raises(ScenarioError,
+                       match=r"group_buy.participants: 100 is above viewers.count 50"):
+        with_overrides(social, viewers=50)
