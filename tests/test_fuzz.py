@@ -368,6 +368,7 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/health"): Endpoint({}),
     ("GET", "/api/ready"): Endpoint({}),
     ("GET", "/api/time"): Endpoint({}),
+    ("GET", "/api/qr.svg"): Endpoint({}, query=("text",)),
     ("POST", "/api/session"): Endpoint({}, lambda w: {
         "nickname": TEXT | ODD_TEXT,
         "shop_token": st.sampled_from(["a.b.c", "x" * 5000, "e30.e30.", ""]) | TEXT}),

@@ -7,10 +7,12 @@ the pages."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import segno
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
@@ -205,6 +207,28 @@ async def server_time(request: Request) -> Response:
     return ok({"server_time": now_ms()})
 
 
+# A QR code's text: a link into this server's pages, not a free QR service.
+MAX_QR_TEXT = 512
+
+
+async def qr_code(request: Request) -> Response:
+    """The QR code (SVG) of a link to this server's own pages, such as a group's
+    invitation (client_demo/js/viewer/groups.js), drawn by segno."""
+    text = request.query_params.get("text", "")
+    origin = str(request.base_url).rstrip("/")
+    if not text or len(text) > MAX_QR_TEXT:
+        raise BadRequest(f"text: required, at most {MAX_QR_TEXT} characters",
+                         details={"field": "text"})
+    if not (text == origin or text.startswith(origin + "/")):
+        raise BadRequest(f"text: must be a link to this server ({origin}/...)",
+                         details={"field": "text"})
+    buffer = io.BytesIO()
+    segno.make(text, error="m", micro=False).save(buffer, kind="svg", scale=4, border=2,
+                                                   xmldecl=False, title="QR code")
+    return Response(buffer.getvalue(), media_type="image/svg+xml",
+                    headers={"Cache-Control": "public, max-age=3600"})
+
+
 async def create_session(request: Request) -> Response:
     """A session token: for a new guest ({"nickname"}, counted against the client's
     address), or in exchange for a shop-signed JWT ({"shop_token"}, verified)."""
@@ -291,6 +315,7 @@ def http_routes(show_registry: registry.Registry) -> list[BaseRoute]:
         Route("/api/health", health),
         Route("/api/ready", ready),
         Route("/api/time", server_time),
+        Route("/api/qr.svg", qr_code, methods=["GET"]),
         Route("/api/session", create_session, methods=["POST"]),
         Route("/api/rooms", create_room, methods=["POST"]),
         Route("/api/rooms", list_rooms, methods=["GET"]),

@@ -115,6 +115,11 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
     shared_url = await link.input_value()
     assert shared_url == f"{room_url}?group={gid}", shared_url
     await expect(card_a.get_by_role("button", name="Copy link")).to_be_visible()
+    # And its QR code, drawn by the server, loaded as an image a phone can show.
+    qr = card_a.get_by_role("img", name="QR code of the invitation link")
+    await expect(qr).to_be_visible()
+    await a.wait_for_function(
+        "el => el.complete && el.naturalWidth > 0", arg=await qr.element_handle())
     await shoot(a, "groups-phone-waiting")
 
     # Everyone sees the open group, its seats and time, live.

@@ -309,9 +309,13 @@ function buildCard(id) {
                         attrs: { "aria-label": "Invitation link to your group" } });
   r.copy = h("button", { type: "button", class: "btn small accent", text: "Copy link",
                          on: { click: () => copyLink(id) } });
+  // The link's QR code, drawn by the server (GET /api/qr.svg, the segno library), for a
+  // friend beside you to scan.
+  r.qr = h("img", { class: "ginvite-qr", attrs: { alt: "QR code of the invitation link",
+                                                   width: "168", height: "168" } });
   r.inviteBox = h("div", { class: "ginvite-box", hidden: true },
     h("p", { class: "small muted", text: "Send this link: friends who open it can join your group." }),
-    h("div", { class: "ginvite-row" }, r.link, r.copy));
+    h("div", { class: "ginvite-row" }, r.link, r.copy), r.qr);
   r.mine = h("div", { class: "gmine", hidden: true }, r.mineText, h("div", { class: "gmine-acts" }, r.pay, r.invite),
     r.inviteBox);
   r.start = h("button", { type: "button", class: "btn primary gstart", on: { click: () => start(id) } });
@@ -567,7 +571,11 @@ function toggleInvite(dealId) {
   const open = r.inviteBox.hidden;
   r.inviteBox.hidden = !open;
   r.invite.setAttribute("aria-expanded", String(open));
-  if (open) r.link.select();
+  if (open) {
+    const src = "/api/qr.svg?text=" + encodeURIComponent(r.link.value);
+    if (r.qr.getAttribute("src") !== src) r.qr.src = src;
+    r.link.select();
+  }
 }
 
 async function copyLink(dealId) {
