@@ -26,6 +26,7 @@ from server.core import events
 from server.core.auction_terms import Auction, hold_sale_id, parse_auction
 from server.core.domain import new_id, now_ms
 from server.core.errors import BadRequest, Conflict, LivesellError, Unavailable, refusal
+from server.core.jobs import Job
 from server.core.protocol import Bid, query_int
 from server.core.views import as_int, auction_view
 from server.features.catalogue import Catalogue
@@ -162,10 +163,13 @@ class Auctions:
         if decided.status == "refused":
             return _answer(decided.answer)
         if decided.status == "dup":
-            # A retry: the bid stands in Redis; make sure the store has the chain too
-            # (the first attempt's write may have failed).
+            # A retry: the bid stands in Redis; make sure the store has what this step
+            # wrote (the first attempt's write may have failed): its entry and the
+            # bidder's maximum, named in the remembered answer. One entry, not the
+            # chain: a retried request costs the same however long the auction ran.
             try:
-                await self._record_chain(call.room_id, msg.auction_id)
+                await self._record_again(call.room_id, msg.auction_id, viewer.viewer_id,
+                                         viewer.nickname, decided.answer)
             except StoreError:
                 return error_answer(self._unrecorded())
             return _answer(decided.answer)
@@ -180,6 +184,13 @@ class Auctions:
             return error_answer(self._unrecorded())
         answer = _answer(decided.answer)
         if entry is not None and entry["kind"] == "buy_now":
+            # Its close job moves to now first: if the close below fails (Redis lost,
+            # the store stalled), the pulse ends it at once rather than at the old end.
+            now = now_ms()
+            await self.ctx.data.schedule.add_jobs(call.room_id,
+                                                  {Job(CLOSE, msg.auction_id).member: now})
+            self.ctx.note_due(call.room_id, now)
+            self.ctx.timers_changed.set()
             await self._finish(call.room_id, msg.auction_id, "due")
         return answer
 
@@ -196,6 +207,15 @@ class Auctions:
                 auction_id, int(entry["seq"]), str(entry["viewer"]), str(entry["name"]),
                 _public_entry(entry)))
         await asyncio.gather(*writes)
+
+    async def _record_again(self, room_id: str, auction_id: str, viewer_id: str, name: str,
+                            answer: str) -> None:
+        body = orjson.loads(answer)
+        seq, top = body.get("seq"), body.get("max_amount")
+        entry = await self.data.entry(room_id, auction_id, int(seq)) if seq else None
+        if top is not None:
+            at = int(entry["at"]) if entry else now_ms()
+            await self._record(auction_id, viewer_id, name, int(top), at, entry)
 
     async def _record_chain(self, room_id: str, auction_id: str) -> None:
         """Every entry of the chain in Redis into the store (those there stay as they

@@ -72,6 +72,11 @@ class AuctionsData:
         raw = await self.redis.lrange(room_keys(room_id).auction_chain(auction_id), after, stop)
         return [orjson.loads(r) for r in raw]
 
+    async def entry(self, room_id: str, auction_id: str, seq: int) -> dict[str, Any] | None:
+        """Chain entry `seq` (from 1), with the bidder's id and name, or None."""
+        raw = await self.redis.lindex(room_keys(room_id).auction_chain(auction_id), seq - 1)
+        return orjson.loads(raw) if raw else None
+
     async def load(self, room_id: str, auction: Auction, salt: str,
                    state: AuctionState) -> None:
         """Put a stored auction back into Redis (the room is being rebuilt: no script
