@@ -33,7 +33,6 @@ class RoomKeys:
         "auctions",
         "base",
         "channel",
-        "chat_deleted",
         "chat_history",
         "chat_rate",
         "claim_words",
@@ -103,10 +102,9 @@ class RoomKeys:
         # Viewers who won an auction and let its hold lapse: not eligible to bid again
         # in this show (built as base .. 'unpaid' in lua/release.lua).
         self.unpaid = b + "unpaid"
-        # The last chat.history_size chat events (lua/publish.lua), and the ids of
-        # messages the host deleted (a snapshot leaves them out).
+        # The last chat.history_size chat events (lua/publish.lua); a message the host
+        # deletes is taken out (ChatData.forget_message).
         self.chat_history = b + "chathist"
-        self.chat_deleted = b + "chatdel"
         self.polls = b + "polls"  # set of poll ids
         self.deals = b + "deals"  # set of group deal ids
         self.questions = b + "questions"  # hash question_id -> question JSON

@@ -26,18 +26,18 @@ class ChatData:
         return None if muted_until is None else int(muted_until)
 
     async def forget_message(self, room_id: str, message_id: str) -> None:
-        """A deleted message stays out of the snapshot's chat history."""
-        await self.redis.sadd(room_keys(room_id).chat_deleted, message_id)
+        """A deleted message leaves the recent chat (the snapshot's history): its event
+        is taken out of the capped list by value, so nothing grows with deletions."""
+        key = room_keys(room_id).chat_history
+        marker = f'"message_id":"{message_id}"'
+        for raw in await self.redis.lrange(key, 0, -1):
+            if marker in raw:
+                await self.redis.lrem(key, 1, raw)
 
     async def history(self, room_id: str) -> list[dict[str, Any]]:
-        """The room's recent chat events (lua/publish.lua keeps them), oldest first,
-        without the deleted ones."""
-        keys = room_keys(room_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.lrange(keys.chat_history, 0, -1)
-            pipe.smembers(keys.chat_deleted)
-            raw, deleted = await pipe.execute()
-        return [e for e in (orjson.loads(r) for r in raw) if e.get("message_id") not in deleted]
+        """The room's recent chat events (lua/publish.lua keeps them), oldest first."""
+        return [orjson.loads(r) for r in
+                await self.redis.lrange(room_keys(room_id).chat_history, 0, -1)]
 
     async def mute(self, room_id: str, viewer_id: str, until: int) -> None:
         await self.redis.hset(room_keys(room_id).muted, viewer_id, until)

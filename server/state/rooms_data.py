@@ -142,13 +142,12 @@ class RoomsData:
             pipe.hgetall(keys.policy)
             pipe.smembers(keys.auctions)
             pipe.lrange(keys.chat_history, 0, -1)
-            pipe.smembers(keys.chat_deleted)
             pipe.smembers(keys.polls)
             # Twice the snapshot's ten: ties at the edge are then ordered by age below.
             pipe.zrevrange(keys.open_questions, 0, 2 * TOP_QUESTIONS - 1, withscores=True)
             pipe.smembers(keys.deals)
             (seq, room, products_raw, pins, likes, coupon_ids, lottery_ids, whole, policy_raw,
-             auction_ids, chat_raw, deleted, poll_ids, ranked, deal_ids) = await pipe.execute()
+             auction_ids, chat_raw, poll_ids, ranked, deal_ids) = await pipe.execute()
         products = [orjson.loads(v) for v in products_raw.values()]
         products.sort(key=lambda p: p.get("position", 0))
         coupon_ids = sorted(coupon_ids)
@@ -198,8 +197,7 @@ class RoomsData:
         deals = [h for h in res[p:p + len(deal_ids)] if h]
         # The snapshot's seq was read first: a message published since may be in the
         # history too (pages keep messages by id).
-        chat = [e for e in (orjson.loads(r) for r in chat_raw)
-                if e.get("message_id") not in deleted]
+        chat = [orjson.loads(r) for r in chat_raw]
         return RoomRead(
             seq=int(seq or 0), whole=bool(whole), room=room, products=products,
             stocks=stocks, sales=[s or None for s in sales], listings=listings,
