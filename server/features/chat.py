@@ -64,11 +64,7 @@ class ChatRoom:
                    request_id: str | None = None, client: str = "") -> list[Answer]:
         """Publish the message, then hand it to the listeners (keyword lotteries,
         comment-to-buy); what they answer goes to the sender only."""
-        muted_until = await self.data.count_message(room_id, viewer.viewer_id, now_ms())
-        if muted_until is not None and muted_until > now_ms():
-            raise refusal("muted", until=muted_until)
-        if not from_host:
-            await self.admit(room_id, viewer)
+        await self.check_sender(room_id, viewer, from_host)
         message_id = domain.new_id("m")
         event = events.chat(message_id, viewer.viewer_id, viewer.nickname, text, from_host)
         # Kept in the room's recent chat too, in the same step: the snapshot's history.
@@ -90,6 +86,16 @@ class ChatRoom:
             if answer is not None:
                 answers.append(answer)
         return answers
+
+    async def check_sender(self, room_id: str, viewer: Viewer, from_host: bool = False) -> None:
+        """What a message to the room must pass, counted as one: the viewer is not
+        muted, and (not for the host) slow mode and the room's chat rate. A question
+        (features/social.py) passes the same."""
+        muted_until = await self.data.count_message(room_id, viewer.viewer_id, now_ms())
+        if muted_until is not None and muted_until > now_ms():
+            raise refusal("muted", until=muted_until)
+        if not from_host:
+            await self.admit(room_id, viewer)
 
     async def admit(self, room_id: str, viewer: Viewer) -> None:
         """Slow mode and the room-wide chat rate (chat_gate.lua); raises `slow_mode`
