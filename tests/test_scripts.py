@@ -191,7 +191,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         scripts.vote(room, poll_id="p_1", viewer="v_1", option=0, verified=False),
         scripts.close_poll(room, "p_1", 1),
         scripts.ask(room, question_id="q_1", question="{}", viewer="v_1", request_id="a1",
-                    max_open=3, answer_ttl_s=60, verified=False),
+                    max_open=3, answer_ttl_s=60, verified=False, max_questions=10),
         scripts.upvote(room, question_id="q_1", viewer="v_1", verified=False),
         scripts.answer_question(room, "q_1", 1),
         scripts.start_group(room, deal_id="gb_1", product_id="p", viewer="v_1", nickname="n",

@@ -234,3 +234,18 @@ async def test_questions_asked_upvoted_once_and_answered(
         assert code(await ada.request("ask", text=text)) == "asked"
     assert code(await ada.request("ask", text="too many")) == "too_many_questions"
     await asyncio.gather(*(v.close() for v in [ada, late, *crowd]))
+
+
+async def test_a_room_keeps_a_bounded_number_of_questions(redis_url: str,
+                                                          data_dir: Path) -> None:
+    async with server_with(redis_url, data_dir,
+                           chat={"max_questions_per_room": 10,
+                                 "room_messages_per_s": 0}) as (live, http):
+        host = await create_room(http)
+        askers = [await join(live, host.room_id) for _ in range(4)]
+        answers = [await v.request("ask", text=f"question {i} from {n}")
+                   for n, v in enumerate(askers) for i in range(3)]
+        assert [code(a) for a in answers] == ["asked"] * 10 + ["questions_full"] * 2
+        listed = await host.call("GET", "/questions", expect=200)
+        assert len(listed["open"]) == 10
+        await asyncio.gather(*(v.close() for v in askers))

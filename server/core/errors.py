@@ -167,6 +167,7 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
     "own_question": (Conflict, "You cannot upvote your own question."),
     "question_answered": (Conflict, "The host already answered this question."),
     "too_many_questions": (Conflict, "You have too many questions waiting for an answer."),
+    "questions_full": (Conflict, "This room takes no more questions."),
     "auction_ended": (Conflict, "The auction has ended."),
     "auction_active": (Conflict, "The product already has an auction running."),
     "below_minimum": (Conflict, "Your bid is below the minimum next bid."),

@@ -164,6 +164,8 @@ class ChatSettings:
     history_size: int = field(default=50, metadata=_range(0, 500))
     # Unanswered questions (Q&A) one viewer may have in a room at once.
     max_open_questions: int = field(default=3, metadata=_range(1, 100))
+    # Questions a room keeps, answered ones included (further ones: questions_full).
+    max_questions_per_room: int = field(default=1000, metadata=_range(10, 100000))
 
 
 @dataclass(frozen=True, slots=True)

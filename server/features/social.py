@@ -179,12 +179,8 @@ class Social:
     async def _ask(self, call: ViewerCall, msg: Ask) -> Answer:
         viewer = call.viewer
         # A question is a chat message for the limits: muted, slow mode, the room's rate.
-        muted_until = await self.ctx.data.chat.count_message(call.room_id, viewer.viewer_id,
-                                                              now_ms())
-        if muted_until is not None and muted_until > now_ms():
-            return error_answer(refusal("muted", until=muted_until))
         try:
-            await self.chat.admit(call.room_id, viewer)
+            await self.chat.check_sender(call.room_id, viewer)
         except LivesellError as exc:
             return error_answer(exc)
         qid = new_id("q")
@@ -196,7 +192,8 @@ class Social:
             call.room_id, question_id=qid, question=raw,
             viewer=viewer.viewer_id, request_id=msg.request_id,
             max_open=self.ctx.settings.chat.max_open_questions,
-            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s, verified=viewer.verified)
+            answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s, verified=viewer.verified,
+            max_questions=self.ctx.settings.chat.max_questions_per_room)
         if asked.status == "rebuilding":
             return error_answer(rebuilding())
         if asked.status == "refused":

@@ -112,7 +112,7 @@ CONTRACTS: Final[dict[str, Contract]] = {
     "close_poll": Contract(("poll",), ("closed_at",)),
     "ask": Contract(("answer", "questions", "open_questions", "per_viewer", "epoch", "policy"),
                     ("question_id", "question", "viewer", "max_open", "answer_ttl_s",
-                     "verified")),
+                     "verified", "max_questions")),
     "upvote": Contract(("questions", "open_questions", "voters", "epoch", "policy"),
                        ("question_id", "viewer", "verified")),
     "answer_question": Contract(("questions", "open_questions", "per_viewer"),
@@ -716,14 +716,14 @@ class Scripts(Ledger):
         return self.run("close_poll", [room_keys(room_id).poll(poll_id)], [closed_at], bool)
 
     def ask(self, room_id: str, *, question_id: str, question: str, viewer: str,
-            request_id: str, max_open: int, answer_ttl_s: int,
-            verified: bool) -> asyncio.Future[Answered]:
+            request_id: str, max_open: int, answer_ttl_s: int, verified: bool,
+            max_questions: int) -> asyncio.Future[Answered]:
         k = room_keys(room_id)
         return self.run("ask", [
             k.request(viewer, "ask", request_id), k.questions, k.open_questions,
             k.questions_per_viewer, k.epoch, k.policy,
-        ], [question_id, question, viewer, max_open, answer_ttl_s, "1" if verified else "0"],
-            _answered)
+        ], [question_id, question, viewer, max_open, answer_ttl_s, "1" if verified else "0",
+            max_questions], _answered)
 
     def upvote(self, room_id: str, *, question_id: str, viewer: str,
                verified: bool) -> asyncio.Future[Upvoted]:
