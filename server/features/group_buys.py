@@ -40,6 +40,7 @@ class GroupBuys:
         self.ctx = ctx
         self.catalogue = catalogue
         ctx.show_end_listeners.append(self.close_all)
+        ctx.count_readers["deal"] = self._deal_counts
 
     @property
     def data(self) -> GroupsData:
@@ -178,9 +179,20 @@ class GroupBuys:
         group = {**seen, "state": answer["state"], "members": answer["members"],
                  "seats_left": max(0, int(answer["size"]) - int(answer["members"]))}
         await self.ctx.publish(room_id, events.group_update(group, holds, expires_at))
-        await self.ctx.publish(room_id, events.group_deal(deal_view(
-            await self.data.deal(room_id, deal["deal_id"]))))
+        # The deal's counts go out coalesced, like stock: a racing crowd's joins are
+        # not each a broadcast of the deal to every viewer.
+        self.ctx.dirty_counts.add((room_id, "deal", deal["deal_id"]))
         return Answer("group", {}, grouped.answer.encode())
+
+    async def _deal_counts(self, items: list[tuple[str, str]]
+                           ) -> list[tuple[str, dict[str, Any]]]:
+        """The coalesced `group_deal` events of (room, deal) pairs."""
+        out = []
+        for room_id, deal_id in items:
+            h = await self.data.deal(room_id, deal_id)
+            if h:
+                out.append((room_id, events.group_deal(deal_view(h))))
+        return out
 
     # ------------------------------------------------------------------ the clock
 
@@ -208,8 +220,7 @@ class GroupBuys:
         holds = dict(m.rsplit(":", 1) for m in ended.members)
         await self.ctx.publish(room_id, events.group_update(
             group_view(await self.data.group(room_id, group_id)), holds))
-        await self.ctx.publish(room_id, events.group_deal(deal_view(
-            await self.data.deal(room_id, g["deal_id"]))))
+        self.ctx.dirty_counts.add((room_id, "deal", g["deal_id"]))
         await self.ctx.stock_freed(room_id, h["product_id"])
 
     # ------------------------------------------------------------------ rebuild
