@@ -7,6 +7,7 @@ the pages."""
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -222,11 +223,18 @@ async def qr_code(request: Request) -> Response:
     if not (text == origin or text.startswith(origin + "/")):
         raise BadRequest(f"text: must be a link to this server ({origin}/...)",
                          details={"field": "text"})
+    return Response(_qr_svg(text), media_type="image/svg+xml",
+                    headers={"Cache-Control": "public, max-age=3600"})
+
+
+@functools.lru_cache(maxsize=256)
+def _qr_svg(text: str) -> bytes:
+    """The drawing, once per link (a few milliseconds of CPU each): a page's reloads
+    and a room's many invitations to the same few groups draw nothing again."""
     buffer = io.BytesIO()
     segno.make(text, error="m", micro=False).save(buffer, kind="svg", scale=4, border=2,
                                                    xmldecl=False, title="QR code")
-    return Response(buffer.getvalue(), media_type="image/svg+xml",
-                    headers={"Cache-Control": "public, max-age=3600"})
+    return buffer.getvalue()
 
 
 async def create_session(request: Request) -> Response:
