@@ -211,7 +211,7 @@ class Auctions:
     async def _record_again(self, room_id: str, auction_id: str, viewer_id: str, name: str,
                             answer: str) -> None:
         body = orjson.loads(answer)
-        seq, top = body.get("seq"), body.get("max_amount")
+        seq, top = body.get("entry_seq"), body.get("max_amount")
         entry = await self.data.entry(room_id, auction_id, int(seq)) if seq else None
         if top is not None:
             at = int(entry["at"]) if entry else now_ms()

@@ -111,12 +111,12 @@ entry.viewer, entry.name = who, who_name
 local stored = cjson.encode(entry)
 redis.call('RPUSH', KEYS[3], stored)
 if who ~= ARGV[1] then
-  -- `seq` and `max_amount` beside the refusal (not in its details): what a retry under
+  -- `entry_seq` and `max_amount` beside the refusal (not in its details): what a retry under
   -- this request id needs to record this step and no more.
   return remember('outbid', cjson.encode({error = 'outbid_by_proxy',
     details = {amount = price, min_next = next_least, pseudonym = pseudonym(ARGV[1])},
-    seq = seq, max_amount = mx}), event, stored)
+    entry_seq = seq, max_amount = mx}), event, stored)
 end
 return remember('ok', cjson.encode({auction_id = ARGV[7],
   outcome = won and 'won' or 'leading', amount = price, max_amount = mx,
-  min_next = next_least, ends_at = new_ends, pseudonym = ps, seq = seq}), event, stored)
+  min_next = next_least, ends_at = new_ends, pseudonym = ps, entry_seq = seq}), event, stored)
