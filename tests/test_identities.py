@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,21 +132,26 @@ async def test_a_shop_token_joins_as_one_verified_viewer_on_every_connection(
         await second.close()
 
 
-@pytest.mark.parametrize(("name", "token", "reason"), [
-    ("wrong key", shop_token(key=OTHER_KEY), "signature"),
-    ("expired", shop_token(ttl_s=-120), "expired"),
-    ("alg none", forged({"alg": "none", "typ": "JWT"}), "algorithm"),
-    ("HS512", shop_token(algorithm="HS512"), "algorithm"),
-    ("RS256 header", forged({"alg": "RS256", "typ": "JWT"}, _b64(b"\x01" * 256)), "algorithm"),
-    ("missing sub", shop_token(sub=None), "missing_claim"),
-    ("too long-lived", shop_token(ttl_s=7 * 86400), "lifetime"),
-    ("sub not an id", shop_token(sub="ada@example.com"), "subject"),
-    ("oversized", shop_token(padding="p" * 3300), "too_large"),
-    ("garbage", "a.b.c", "malformed"),
+# Each token is made when its test runs, not when the suite is collected: a suite
+# longer than a token's lifetime (a loaded CI machine) must not turn "subject" into
+# "expired".
+@pytest.mark.parametrize(("name", "make", "reason"), [
+    ("wrong key", lambda: shop_token(key=OTHER_KEY), "signature"),
+    ("expired", lambda: shop_token(ttl_s=-120), "expired"),
+    ("alg none", lambda: forged({"alg": "none", "typ": "JWT"}), "algorithm"),
+    ("HS512", lambda: shop_token(algorithm="HS512"), "algorithm"),
+    ("RS256 header",
+     lambda: forged({"alg": "RS256", "typ": "JWT"}, _b64(b"\x01" * 256)), "algorithm"),
+    ("missing sub", lambda: shop_token(sub=None), "missing_claim"),
+    ("too long-lived", lambda: shop_token(ttl_s=7 * 86400), "lifetime"),
+    ("sub not an id", lambda: shop_token(sub="ada@example.com"), "subject"),
+    ("oversized", lambda: shop_token(padding="p" * 3300), "too_large"),
+    ("garbage", lambda: "a.b.c", "malformed"),
 ])
 async def test_a_bad_shop_token_is_refused_with_its_reason(
-        shop_server: LiveServer, shop_http: httpx.AsyncClient, name: str, token: str,
-        reason: str) -> None:
+        shop_server: LiveServer, shop_http: httpx.AsyncClient, name: str,
+        make: Callable[[], str], reason: str) -> None:
+    token = make()
     host = await create_room(shop_http)
     frame, code = await refused_join(shop_server, host.room_id, token=token)
     assert (frame["code"], frame["details"]["reason"], code) == (
