@@ -225,7 +225,7 @@ def _populate(w: World) -> None:
         "poll": [poll["poll_id"]], "spare_poll": ["p_missing"], "question": ["q_missing"],
         "deal": [deal["deal_id"]], "spare_deal": ["gb_missing"], "group": ["g_missing"],
         "viewer": [session["viewer_id"]],
-        "hold": [], "message": [],
+        "hold": [], "message": [], "order": ["o_missing"],
         "token": [session["token"]],
     }
 
@@ -438,6 +438,16 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("GET", ROOM + "/groups/{group_id}"): Endpoint({"room_id": "room", "group_id": "group"}),
     ("POST", ROOM + "/questions/{question_id}/answered"): Endpoint(
         {"room_id": "room", "question_id": "question"}),
+    # Aims at an unknown order: cancelling one of the fuzz's own would change its counts.
+    ("POST", ROOM + "/orders/{order_id}/cancel"): Endpoint(
+        {"room_id": "room", "order_id": "order"}, lambda w: {"reason": TEXT | ODD_TEXT}),
+    ("GET", ROOM + "/fans"): Endpoint({"room_id": "room"}, query=("limit",)),
+    ("PUT", ROOM + "/referrals"): Endpoint({"room_id": "room"}, lambda w: {
+        "reward": JSON | st.fixed_dictionaries({
+            "kind": st.sampled_from(["points", "coupon"]) | TEXT,
+            "points": INTS, "coupon": JSON}),
+        "max_rewards_per_inviter": INTS}),
+    ("GET", ROOM + "/referrals"): Endpoint({"room_id": "room"}),
     ("POST", ROOM + "/announcements"): Endpoint({"room_id": "room"},
                                                 lambda w: {"text": TEXT | ODD_TEXT}),
     ("GET", ROOM + "/orders"): Endpoint({"room_id": "room"}, query=("limit", "offset")),
@@ -677,6 +687,11 @@ WS_FIELDS: dict[str, dict[str, Callable[[World], st.SearchStrategy[Any]]]] = {
     "join_group": {"request_id": lambda w: REQUEST_ID, "group_id": lambda w: ids("group", w)},
     "upvote": {"request_id": lambda w: REQUEST_ID,
                "question_id": lambda w: ids("question", w)},
+    "watching": {"request_id": lambda w: REQUEST_ID},
+    "fan_status": {"request_id": lambda w: REQUEST_ID},
+    "invite": {"request_id": lambda w: REQUEST_ID},
+    "accept_invite": {"request_id": lambda w: REQUEST_ID,
+                      "invite": lambda w: TEXT | ODD_TEXT | st.just("e30.AAAA")},
     "resync": {"request_id": lambda w: REQUEST_ID},
 }
 

@@ -26,6 +26,7 @@ from server.state.scripts import (
     SCRIPT_NAMES,
     Answered,
     AuctionClosed,
+    Awarded,
     BidDecided,
     ChatGate,
     CheckoutBegun,
@@ -202,6 +203,10 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
                            hold_ms=1000, verified=False),
         scripts.expire_group(room, deal_id="gb_1", group_id="g_1", product_id="p",
                              mode="due"),
+        scripts.award("main", award_id="x:1", viewer="v_1", points=1, cap=10,
+                      remember_s=60, minute=1),
+        scripts.referral_reward(room, mode="decide", invitee="v_1", order_id="o_1", most=5),
+        scripts.cancel_order(_order(room), "e1", 1),
     )
     assert replies == [
         -1,
@@ -235,6 +240,9 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         Grouped("rebuilding", "", "", ()),
         Grouped("rebuilding", "", "", ()),
         GroupExpired("over", 0, ()),  # the clock's step needs no epoch: nothing to end
+        Awarded("unloaded"),  # a channel whose points are not loaded yet
+        ["rebuilding"],
+        "rebuilt",  # no epoch: Redis no longer holds what the cancellation was made under
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

@@ -23,6 +23,7 @@ from server.core.protocol import (
     ID_PATTERN,
     MAX_AMOUNT,
     MAX_DURATION_S,
+    MAX_LEVELS,
     MAX_STOCK,
     get_bool,
     get_int,
@@ -199,6 +200,9 @@ class CouponDrop:
     count: int
     expires_at: int
     created_at: int
+    # A drop of one made for one viewer (a referral reward, server/features/referrals.py):
+    # claimed for them when made, never announced, never claimable by anyone else.
+    reserved_for: str = ""
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,12 +248,14 @@ class Lottery:
     seed_hash: str
     opens_at: int
     closes_at: int
+    min_level: int = 0  # the fan level a viewer needs to enter
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
 
 
-LOTTERY_FIELDS: Final = frozenset({"prize", "winners", "entry", "keyword", "duration_s"})
+LOTTERY_FIELDS: Final = frozenset({"prize", "winners", "entry", "keyword", "duration_s",
+                                   "min_level"})
 
 
 def parse_lottery(body: Mapping[str, Any], now: int, max_winners: int,
@@ -274,6 +280,7 @@ def parse_lottery(body: Mapping[str, Any], now: int, max_winners: int,
         seed_hash=seed_hash(seed),
         opens_at=now,
         closes_at=now + get_int(body, "duration_s", lo=1, hi=86400) * 1000,
+        min_level=get_int(body, "min_level", lo=0, hi=MAX_LEVELS, default=0),
     )
 
 

@@ -178,6 +178,11 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
     "no_runner_up": (Conflict, "Nobody else bid on this auction."),
     "second_chance_used": (Conflict, "The second-chance offer was already made."),
     "unit_returned": (Conflict, "The auction's unit already went back to stock."),
+    "level_required": (Forbidden, "This needs a higher fan level: watch, chat and shop in "
+                       "this channel to earn points."),
+    "invite_invalid": (Conflict, "This invite link is not valid for this room."),
+    "self_invite": (Conflict, "You cannot accept your own invite."),
+    "already_invited": (Conflict, "You already joined through another invite link."),
 }
 
 

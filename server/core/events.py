@@ -168,12 +168,28 @@ def lottery_entrants(lottery_id: str, entrants: int) -> Event:
 
 
 def chat(message_id: str, viewer_id: str, nickname: str, text: str,
-         from_host: bool = False) -> Event:
+         from_host: bool = False, level: int = 0) -> Event:
+    """`level`: the sender's fan level then (0: none; docs/protocol.md section 19)."""
     event: Event = {"type": "chat", "message_id": message_id, "viewer_id": viewer_id,
-                    "nickname": nickname, "text": text}
+                    "nickname": nickname, "text": text, "level": level}
     if from_host:
         event["host"] = True
     return event
+
+
+def referral_reward(inviter: str, nickname: str, state: str,
+                    reward: dict[str, Any]) -> Event:
+    """An inviter earned (`state` 'paid') or lost ('reversed') a referral reward."""
+    return {"type": "referral_reward", "inviter": inviter, "nickname": nickname,
+            "state": state, "reward": reward}
+
+
+def order_cancelled(order_id: str, buyer_id: str, product_id: str, quantity: int,
+                    reason: str, cancelled_at: int) -> Event:
+    """The host cancelled an order: its units are back in stock."""
+    return {"type": "order_cancelled", "order_id": order_id, "buyer_id": buyer_id,
+            "product_id": product_id, "quantity": quantity, "reason": reason,
+            "cancelled_at": cancelled_at}
 
 
 def chat_deleted(message_id: str) -> Event:
@@ -243,7 +259,8 @@ ROOM_EVENTS: Final = (
     "lottery_open", "lottery_drawn", "lottery_entrants", "auction_started", "auction_bid",
     "auction_ended", "auction_cancelled", "auction_second_chance", "message_pinned",
     "poll_open", "poll_votes", "poll_closed", "question", "question_votes",
-    "question_answered", "group_deal", "group_update", "chat", "chat_deleted",
+    "question_answered", "group_deal", "group_update", "referral_reward", "order_cancelled",
+    "chat", "chat_deleted",
     "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_reminder", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

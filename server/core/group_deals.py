@@ -10,9 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from server.core.protocol import ID_PATTERN, MAX_AMOUNT, MAX_STOCK, get_int, get_str, reject_unknown
+from server.core.protocol import (
+    ID_PATTERN,
+    MAX_AMOUNT,
+    MAX_LEVELS,
+    MAX_STOCK,
+    get_int,
+    get_str,
+    reject_unknown,
+)
 
 DEAL_PREFIX: Final = "gb"
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,21 +35,24 @@ class GroupDeal:
     fill_s: int
     units: int
     created_at: int
+    min_level: int = 0  # the fan level a viewer needs to start or join a group
 
     def public(self) -> dict[str, Any]:
         return {"deal_id": self.deal_id, "product_id": self.product_id, "title": self.title,
                 "currency": self.currency, "group_size": self.group_size,
                 "group_price": self.group_price, "fill_s": self.fill_s, "units": self.units,
-                "created_at": self.created_at}
+                "created_at": self.created_at, "min_level": self.min_level}
 
     @classmethod
     def from_public(cls, d: Mapping[str, Any]) -> GroupDeal:
         return cls(str(d["deal_id"]), str(d["product_id"]), str(d.get("title", "")),
                    str(d["currency"]), int(d["group_size"]), int(d["group_price"]),
-                   int(d["fill_s"]), int(d["units"]), int(d["created_at"]))
+                   int(d["fill_s"]), int(d["units"]), int(d["created_at"]),
+                   int(d.get("min_level", 0)))
 
 
-DEAL_FIELDS: Final = frozenset({"product_id", "group_size", "group_price", "fill_s", "units"})
+DEAL_FIELDS: Final = frozenset({"product_id", "group_size", "group_price", "fill_s", "units",
+                                "min_level"})
 
 
 def parse_deal(body: Mapping[str, Any], *, deal_id: str, title: str, currency: str,
@@ -54,14 +66,15 @@ def parse_deal(body: Mapping[str, Any], *, deal_id: str, title: str, currency: s
         title=title, currency=currency, group_size=size,
         group_price=get_int(body, "group_price", lo=0, hi=MAX_AMOUNT),
         fill_s=get_int(body, "fill_s", lo=10, hi=86400, default=300), units=units,
-        created_at=now)
+        created_at=now, min_level=get_int(body, "min_level", lo=0, hi=MAX_LEVELS, default=0))
 
 
 def deal_view(h: Mapping[str, Any]) -> dict[str, Any]:
     """A deal as everyone sees it, from its Redis hash: its terms, state and units
     held (in groups, open or full) and sold."""
     terms = {k: h.get(k) for k in ("deal_id", "product_id", "title", "currency")}
-    ints = {k: int(h.get(k) or 0) for k in ("group_size", "units", "held", "sold")}
+    ints = {k: int(h.get(k) or 0) for k in ("group_size", "units", "held", "sold",
+                                            "min_level")}
     return {**terms, **ints, "group_price": int(h.get("price") or 0),
             "fill_s": int(h.get("fill_ms") or 0) // 1000,
             "state": "open" if h.get("state") == "open" else "closed",

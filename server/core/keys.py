@@ -26,12 +26,36 @@ def guest_mints(client: str) -> str:
     return f"ls:mint:{{{client}}}"
 
 
+class FanKeys:
+    """Key names of one channel's fan points (server/features/fans.py), under the hash
+    tag `{fan.<channel>}`: one award's script touches one channel only."""
+
+    __slots__ = ("base", "loaded", "points")
+
+    def __init__(self, channel: str) -> None:
+        self.base = f"ls:fan:{{fan.{channel}}}"
+        self.points = f"{self.base}:points"  # hash viewer -> points (the store's, cached)
+        self.loaded = f"{self.base}:loaded"  # present once the store's points are loaded
+
+    def award(self, award_id: str) -> str:
+        return f"{self.base}:award:{award_id}"
+
+    def minute(self, viewer_id: str, minute: int) -> str:
+        return f"{self.base}:min:{viewer_id}:{minute}"
+
+
+@lru_cache(maxsize=1024)
+def fan_keys(channel: str) -> FanKeys:
+    return FanKeys(channel)
+
+
 class RoomKeys:
     """Key names for one room. Cheap to build; hold one per room."""
 
     __slots__ = (
         "auctions",
         "base",
+        "cancelled",
         "channel",
         "chat_history",
         "chat_rate",
@@ -56,6 +80,9 @@ class RoomKeys:
         "products",
         "questions",
         "questions_per_viewer",
+        "referral_paid",
+        "referral_rewards",
+        "referrals",
         "room",
         "room_id",
         "sales",
@@ -110,6 +137,13 @@ class RoomKeys:
         self.questions = b + "questions"  # hash question_id -> question JSON
         self.open_questions = b + "qopen"  # zset unanswered question_id -> votes
         self.questions_per_viewer = b + "qmine"  # hash viewer_id -> unanswered questions
+        # Referral invites (server/features/referrals.py): invitee -> inviter, invitee ->
+        # the reward decision ('paid:<order>', 'capped:<order>', 'none:<order>'), and
+        # inviter -> rewards paid.
+        self.referrals = b + "referrals"
+        self.referral_rewards = b + "refrewards"
+        self.referral_paid = b + "refpaid"
+        self.cancelled = b + "cancelled"  # hash order_id -> ms the host cancelled it
 
     def chat_minute(self, minute: int) -> str:
         return f"{self.base}chatmin:{minute}"

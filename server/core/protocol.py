@@ -21,6 +21,10 @@ from server.core.errors import BadRequest
 from server.core.text import clean_text
 
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# An invite token: base64url payload, a dot, base64url signature.
+INVITE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,400}\.[A-Za-z0-9_-]{1,100}$")
+# The most fan levels a server may configure (a lottery's or deal's min_level at most).
+MAX_LEVELS: Final = 20
 CURRENCY_PATTERN: Final = re.compile(r"^[A-Z]{3}$")
 
 # Integer minor units: prices and amounts stay below 10^12 (ten billion in
@@ -227,13 +231,34 @@ class JoinGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Watching:
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FanStatus:
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptInvite:
+    request_id: str
+    invite: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     pass
 
 
 ViewerMessage = (Ping | Chat | Like | Buy | Checkout | Release | ClaimCoupon | EnterLottery
                  | JoinWaitlist | LeaveWaitlist | Bid | Vote | Ask | Upvote | StartGroup
-                 | JoinGroup | Resync)
+                 | JoinGroup | Watching | FanStatus | Invite | AcceptInvite | Resync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +286,14 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "upvote": frozenset({"type", "request_id", "question_id"}),
     "start_group": frozenset({"type", "request_id", "deal_id"}),
     "join_group": frozenset({"type", "request_id", "group_id"}),
+    "watching": frozenset({"type", "request_id"}),
+    "fan_status": frozenset({"type", "request_id"}),
+    "invite": frozenset({"type", "request_id"}),
+    "accept_invite": frozenset({"type", "request_id", "invite"}),
     "resync": frozenset({"type", "request_id"}),
 }
+# The longest invite token (server/features/referrals.py makes them much shorter).
+MAX_INVITE: Final = 512
 MESSAGE_TYPES: Final = tuple(_FIELDS)
 
 
@@ -319,6 +350,15 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
         return StartGroup(request_id, get_str(obj, "deal_id", max_len=64, pattern=ID_PATTERN))
     if kind == "join_group":
         return JoinGroup(request_id, get_str(obj, "group_id", max_len=64, pattern=ID_PATTERN))
+    if kind == "watching":
+        return Watching(request_id)
+    if kind == "fan_status":
+        return FanStatus(request_id)
+    if kind == "invite":
+        return Invite(request_id)
+    if kind == "accept_invite":
+        return AcceptInvite(request_id, get_str(obj, "invite", max_len=MAX_INVITE,
+                                                pattern=INVITE_PATTERN))
     if kind == "upvote":
         return Upvote(request_id, get_str(obj, "question_id", max_len=64, pattern=ID_PATTERN))
     if kind == "vote":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from server.core.netrules import (
     parse_networks,
     parse_origin_list,
 )
+from server.core.protocol import MAX_LEVELS
 from server.core.tomlconfig import check_section, meta, section_table
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "default.toml"
@@ -169,6 +171,32 @@ class ChatSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FansSettings:
+    """Fan points and levels (server/features/fans.py, docs/protocol.md section 19)."""
+
+    enabled: bool = True
+    # Points needed for levels 1, 2, ...: increasing positive integers, space-separated.
+    levels: str = "10 50 200 500 1500"
+    # A badge name per level, as many as `levels`.
+    badges: tuple[str, ...] = ("Fan", "Regular", "Super fan", "VIP", "Legend")
+    watch_points: int = field(default=1, metadata=_range(0, 10000))
+    chat_points: int = field(default=1, metadata=_range(0, 10000))
+    like_points: int = field(default=1, metadata=_range(0, 10000))
+    share_points: int = field(default=5, metadata=_range(0, 10000))
+    order_points: int = field(default=10, metadata=_range(0, 1_000_000))
+    # Points a viewer may earn a minute in a channel from watching, chat, likes and
+    # shares together (orders are not capped).
+    cap_per_minute: int = field(default=10, metadata=_range(1, 1_000_000))
+
+    @property
+    def thresholds(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.levels.split())
+
+
+MAX_BADGE = 24
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     secret: str = ""
     token_ttl_s: int = field(default=30 * 86400, metadata=_range(60, 365 * 86400))
@@ -214,6 +242,7 @@ class Settings:
     sale: SaleSettings = field(default_factory=SaleSettings)
     hub: HubSettings = field(default_factory=HubSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    fans: FansSettings = field(default_factory=FansSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     record: RecordSettings = field(default_factory=RecordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
@@ -310,6 +339,7 @@ def load_settings(
         )
     _check_security(settings.security)
     _check_auth(settings.auth)
+    _check_fans(settings.fans)
     try:
         _networks(settings.server.connection_cap_exempt)
     except ValueError as exc:
@@ -334,6 +364,28 @@ def _check_auth(auth: AuthSettings) -> None:
     if auth.shop_key and len(auth.shop_key.encode()) < MIN_SHOP_KEY_BYTES:
         raise SettingsError(f"auth.shop_key: must be at least {MIN_SHOP_KEY_BYTES} bytes "
                             "(HS256 needs a key as long as its hash)")
+
+
+def _check_fans(fans: FansSettings) -> None:
+    words = fans.levels.split()
+    if not 1 <= len(words) <= MAX_LEVELS or not all(w.isascii() and w.isdigit()
+                                                    for w in words):
+        raise SettingsError(f"fans.levels: 1 to {MAX_LEVELS} positive integers separated by "
+                            f"spaces, got {fans.levels!r}")
+    points = [int(w) for w in words]
+    if points[0] < 1 or any(b <= a for a, b in itertools.pairwise(points)) \
+            or points[-1] > 10**12:
+        raise SettingsError("fans.levels: each level must need more points than the one "
+                            "before, the first at least 1, the last at most 10^12: "
+                            f"{fans.levels!r}")
+    if len(fans.badges) != len(points):
+        raise SettingsError(f"fans.badges: one name per level: {len(points)} levels, "
+                            f"{len(fans.badges)} badges")
+    for badge in fans.badges:
+        if not 1 <= len(badge) <= MAX_BADGE or not badge.isprintable() or \
+                any(c in badge for c in "<>&\"'"):
+            raise SettingsError(f"fans.badges: {badge!r} must be 1..{MAX_BADGE} printable "
+                                "characters without < > & \" '")
 
 
 def _networks(text: str) -> None:

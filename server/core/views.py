@@ -94,7 +94,8 @@ def lottery_view(lid: str, lot: dict[str, Any], entrants: int,
         as_int(lot.get("winners")), "entry": lot.get("mode", "button"),
         "keyword": lot.get("keyword", ""), "seed_hash": lot.get("seed_hash", ""),
         "opens_at": as_int(lot.get("opens_at")), "closes_at": as_int(lot.get("closes_at")),
-        "state": lot.get("state", ""), "entrants": entrants}
+        "state": lot.get("state", ""), "entrants": entrants,
+        "min_level": as_int(lot.get("min_level"))}
     if lot.get("result"):
         result = orjson.loads(lot["result"])
         if not with_entrants:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -58,6 +58,17 @@ def order_from_hold(room_id: str, hold: dict[str, Any], request_id: str) -> Orde
         total=subtotal - discount, currency=hold["currency"],
         coupon_id=hold.get("coupon_id") or "", payment_ref="", created_at=now_ms(),
         request_id=request_id)
+
+
+async def _tell(listener: Callable[[Order], Awaitable[object]], order: Order) -> None:
+    """An order listener (fan points, a referral's reward), after the buyer's answer:
+    its failure is logged, never the buyer's."""
+    try:
+        await listener(order)
+    except (StoreError, *REDIS_FAULTS) as exc:
+        log.info("order %s: a listener could not finish (%s)", order.order_id, exc)
+    except Exception:
+        log.exception("order %s: a listener failed", order.order_id)
 
 
 class Buying:
@@ -328,6 +339,11 @@ class Buying:
     async def _finish(self, order: Order, answer: Answer) -> None:
         finished = await self.ctx.scripts.finish_checkout(
             order, encode(answer.body), self.ctx.settings.sale.request_id_ttl_s)
+        if finished.status == "ok":
+            for listener in self.ctx.order_listeners:
+                task = asyncio.get_running_loop().create_task(_tell(listener, order))
+                self.finishing.add(task)
+                task.add_done_callback(self.finishing.discard)
         if finished.status not in ("ok", "already"):
             # The order is durable; a hold missing from Redis means Redis lost it and
             # the rebuild counts the order from the store.

@@ -11,6 +11,7 @@ from typing import Any
 from server.core import domain, events, policy
 from server.core.domain import now_ms
 from server.core.errors import LivesellError, Unavailable, refusal
+from server.core.fans import level_of
 from server.core.identity import Viewer
 from server.core.policy import RoomPolicy
 from server.core.protocol import get_bool, reject_unknown
@@ -64,9 +65,11 @@ class ChatRoom:
                    request_id: str | None = None, client: str = "") -> list[Answer]:
         """Publish the message, then hand it to the listeners (keyword lotteries,
         comment-to-buy); what they answer goes to the sender only."""
-        await self.check_sender(room_id, viewer, from_host)
+        points = await self.check_sender(room_id, viewer, from_host)
         message_id = domain.new_id("m")
-        event = events.chat(message_id, viewer.viewer_id, viewer.nickname, text, from_host)
+        event = events.chat(message_id, viewer.viewer_id, viewer.nickname, text, from_host,
+                            level_of(points, self.ctx.settings.fans.thresholds)
+                            if self.ctx.settings.fans.enabled and not from_host else 0)
         # Kept in the room's recent chat too, in the same step: the snapshot's history.
         if await self.ctx.publish(room_id, event,
                                   keep=self.ctx.settings.chat.history_size) < 0:
@@ -87,15 +90,19 @@ class ChatRoom:
                 answers.append(answer)
         return answers
 
-    async def check_sender(self, room_id: str, viewer: Viewer, from_host: bool = False) -> None:
+    async def check_sender(self, room_id: str, viewer: Viewer, from_host: bool = False) -> int:
         """What a message to the room must pass, counted as one: the viewer is not
         muted, and (not for the host) slow mode and the room's chat rate. A question
-        (features/social.py) passes the same."""
-        muted_until = await self.data.count_message(room_id, viewer.viewer_id, now_ms())
+        (features/social.py) passes the same. The sender's fan points, read in the
+        same round trip (their level in chat)."""
+        channel = await self.ctx.channel_of(room_id)
+        muted_until, points = await self.data.count_message(room_id, viewer.viewer_id,
+                                                            now_ms(), channel)
         if muted_until is not None and muted_until > now_ms():
             raise refusal("muted", until=muted_until)
         if not from_host:
             await self.admit(room_id, viewer)
+        return points
 
     async def admit(self, room_id: str, viewer: Viewer) -> None:
         """Slow mode and the room-wide chat rate (chat_gate.lua); raises `slow_mode`

@@ -23,7 +23,7 @@ from server.realtime.hub import Hub
 from server.state.data import StateData
 from server.state.health import Health
 from server.state.scripts import Scripts
-from server.state.store import OrderStore
+from server.state.store import Order, OrderStore
 
 
 def rebuilding() -> Unavailable:
@@ -129,11 +129,23 @@ class Context:
         # Run when a show ends, after its sales, listings, lotteries and auctions wound
         # down (rooms.py `_wind_down`): polls close, group deals end their open groups.
         self.show_end_listeners: list[Callable[[str], Awaitable[object]]] = []
+        # Told of each order once it is counted in Redis too (Buying._finish), after the
+        # buyer's answer: fan points for the order, a referral's reward. At most once
+        # per order and process (a process killed before telling them skips them).
+        self.order_listeners: list[Callable[[Order], Awaitable[object]]] = []
+        # Told of each order the host cancelled, once its units are back (orders.py):
+        # the order's fan points and a referral reward it paid are taken back.
+        self.cancel_listeners: list[Callable[[Order], Awaitable[object]]] = []
+        self.channels: dict[str, str] = {}  # room -> its channel (never changes)
+        # The server's signing secret (viewer tokens; invite links sign with a key
+        # derived from it): bound at start.
+        self.secret = b""
 
     def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
-             recorder: Recorder | None) -> None:
+             recorder: Recorder | None, secret: bytes) -> None:
         self._data, self._hub, self._store = data, hub, store
         self.health, self.recorder = health, recorder
+        self.secret = secret
 
     @property
     def data(self) -> StateData:
@@ -211,3 +223,15 @@ class Context:
         """Number and fan out an event (server/core/events.py builds it); a chat
         message is also kept in the room's history of `keep` messages."""
         return int(await self.hub.publish(room_id, event, keep))
+
+    async def channel_of(self, room_id: str) -> str:
+        """The room's channel (its owner, whose fans' points it adds to): Redis's room
+        hash, else the store's record."""
+        channel = self.channels.get(room_id)
+        if channel is None:
+            channel = await self.data.fans.room_channel(room_id) or \
+                await self.store.room_channel(room_id)
+            if len(self.channels) > 10_000:
+                self.channels.clear()
+            self.channels[room_id] = channel
+        return channel

@@ -26,6 +26,7 @@ from server.core.group_deals import DEAL_PREFIX, GroupDeal, deal_view, group_vie
 from server.core.protocol import JoinGroup, StartGroup
 from server.features.catalogue import Catalogue
 from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
+from server.features.fans import Fans
 from server.features.registry import Call, Registry, Route, ViewerCall
 from server.state.groups_data import GroupsData
 from server.state.scripts import Grouped
@@ -36,7 +37,8 @@ EXPIRE = "group_expire"
 
 
 class GroupBuys:
-    def __init__(self, ctx: Context, catalogue: Catalogue) -> None:
+    def __init__(self, ctx: Context, catalogue: Catalogue, fans: Fans) -> None:
+        self.fans = fans
         self.ctx = ctx
         self.catalogue = catalogue
         ctx.show_end_listeners.append(self.close_all)
@@ -65,6 +67,7 @@ class GroupBuys:
         product, _ = await self.catalogue.product(call.room_id, call.body["product_id"])
         deal = parse_deal(call.body, deal_id=new_id(DEAL_PREFIX), title=product.title,
                           currency=product.currency, now=now_ms())
+        self.fans.check_level(deal.min_level)
         await self.ctx.store.add_group_deal(call.room_id, deal.public())
         await self.data.load_deal(call.room_id, deal, closed=False, sold=0, bought={})
         view = await self.deal(call.room_id, deal.deal_id)
@@ -130,6 +133,8 @@ class GroupBuys:
         if not h:
             return error_answer(refusal("deal_not_found"))
         viewer = call.viewer
+        await self.fans.require_level(call.room_id, viewer.viewer_id,
+                                      int(h.get("min_level") or 0))
         grouped = await self.ctx.scripts.start_group(
             call.room_id, deal_id=msg.deal_id, product_id=h["product_id"],
             viewer=viewer.viewer_id, nickname=viewer.nickname, request_id=msg.request_id,
@@ -143,6 +148,8 @@ class GroupBuys:
             return error_answer(refusal("group_not_found"))
         h = await self.data.deal(call.room_id, g["deal_id"])
         viewer = call.viewer
+        await self.fans.require_level(call.room_id, viewer.viewer_id,
+                                      int(h.get("min_level") or 0))
         grouped = await self.ctx.scripts.join_group(
             call.room_id, deal_id=g["deal_id"], group_id=msg.group_id,
             product_id=h["product_id"], viewer=viewer.viewer_id, request_id=msg.request_id,

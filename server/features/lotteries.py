@@ -18,6 +18,7 @@ from server.core.jobs import Job
 from server.core.protocol import EnterLottery
 from server.core.views import as_int, lottery_view
 from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
+from server.features.fans import Fans
 from server.features.registry import Call, ChatPost, Registry, Route, ViewerCall
 from server.state.faults import REDIS_FAULTS
 from server.state.offers_data import OffersData
@@ -29,7 +30,10 @@ CLOSE = "lottery_close"
 
 
 class Lotteries:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, fans: Fans) -> None:
+        self.fans = fans
+        # (room, lottery) -> the fan level it needs (never changes): read once.
+        self._min_levels: dict[tuple[str, str], int] = {}
         self.ctx = ctx
         # room -> lottery id -> keyword, for the open keyword lotteries (the recorder
         # reads it too: whether a viewer's entry text matched).
@@ -74,6 +78,7 @@ class Lotteries:
         seed = domain.new_seed()
         lottery = domain.parse_lottery(body, now_ms(),
                                        self.ctx.settings.sale.max_lottery_winners, seed)
+        self.fans.check_level(lottery.min_level)
         await self.ctx.store.add_lottery(room_id, lottery.public(), seed)
         await self.load(room_id, lottery, None)
         view = await self.lottery(room_id, lottery.lottery_id)
@@ -106,6 +111,8 @@ class Lotteries:
 
     async def enter_lottery(self, viewer: Viewer, room_id: str, request_id: str,
                             lottery_id: str, text: str) -> Answer:
+        await self.fans.require_level(room_id, viewer.viewer_id,
+                                      await self._min_level(room_id, lottery_id))
         result = await self.ctx.scripts.enter_lottery(
             room_id, viewer=viewer.viewer_id, request_id=request_id, lottery_id=lottery_id,
             entry_text=domain.normalize_entry_text(text),
@@ -126,6 +133,16 @@ class Lotteries:
                                                 "again", code="store_unavailable"))
             self.ctx.dirty_counts.add((room_id, "lottery", lottery_id))
         return from_cached("lottery_entered", result.answer)
+
+    async def _min_level(self, room_id: str, lottery_id: str) -> int:
+        key = (room_id, lottery_id)
+        level = self._min_levels.get(key)
+        if level is None:
+            level = await self.data.lottery_min_level(room_id, lottery_id)
+            if len(self._min_levels) > 10_000:
+                self._min_levels.clear()
+            self._min_levels[key] = level
+        return level
 
     async def _chat(self, post: ChatPost) -> None:
         keywords = self.keywords.get(post.room_id)

@@ -56,6 +56,7 @@ class Reports:
             "chat_this_minute": this_minute,
             "holds_units": sum(p["held"] for p in products),
             "orders": totals["orders"],
+            "orders_cancelled": totals["cancelled"],
             "units_sold": totals["units"],
             "revenue": totals["revenue"],
             "buyers": totals["buyers"],
@@ -64,7 +65,12 @@ class Reports:
         }
 
     async def orders(self, room_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
-        return [o.public() for o in await self.ctx.store.orders(room_id, limit, offset)]
+        """The room's orders; a cancelled one says so (`status`, `reason`,
+        `cancelled_at`); the others are `placed`."""
+        cancelled = await self.ctx.store.cancellations(room_id)
+        return [o.public() | ({"status": "cancelled", **cancelled[o.order_id]}
+                              if o.order_id in cancelled else {"status": "placed"})
+                for o in await self.ctx.store.orders(room_id, limit, offset)]
 
     async def _auction_checks(self, room_id: str, by_buyer: dict[str, dict[str, int]],
                               checks: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,11 +10,12 @@ from typing import Any
 
 import orjson
 
-from server.core import domain, events, policy, polls
+from server.core import domain, events, fans, policy, polls
 from server.core.domain import now_ms
 from server.core.errors import LivesellError, Unavailable, refusal
+from server.core.fans import CHANNEL_PATTERN, DEFAULT_CHANNEL
 from server.core.group_deals import deal_view
-from server.core.protocol import encode
+from server.core.protocol import encode, get_str
 from server.core.views import (
     as_int,
     card_view,
@@ -27,6 +28,16 @@ from server.features.context import Context, new_epoch
 from server.features.registry import Call, Registry, Route
 from server.features.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
 from server.state.rooms_data import RoomsData
+
+
+def pop_channel(body: dict[str, Any]) -> str:
+    """Take the optional `channel` (the room's owner, whose fans' points it adds to)
+    out of a room creation body."""
+    if "channel" not in body:
+        return DEFAULT_CHANNEL
+    channel = get_str(body, "channel", max_len=64, pattern=CHANNEL_PATTERN)
+    del body["channel"]
+    return channel
 
 
 class Room:
@@ -49,6 +60,7 @@ class Room:
         created = now_ms()
         body = dict(body)
         starts_at = pop_starts_at(body, created)
+        channel = pop_channel(body)
         title, stream_url = domain.parse_room(body)
         room_id = domain.new_id("r")
         host_key = secrets.token_urlsafe(24)
@@ -61,14 +73,19 @@ class Room:
             # Before the room row: a crash between leaves an unused state row, never
             # a scheduled room listed as live.
             await store.set_room_state(room_id, SCHEDULED, starts_at, None, created)
+        if channel != DEFAULT_CHANNEL:
+            await store.set_room_channel(room_id, channel)
         await store.add_room(room_id, title, stream_url, key_hash, created)
         await store.set_room_epoch(room_id, epoch)
         await self.data.load_room(room_id, title, stream_url, key_hash, created)
         await self.lifecycle.load_into_redis(room_id, lifecycle)
+        await self.ctx.data.fans.set_room_channel(room_id, channel)
+        self.ctx.channels[room_id] = channel
         await self.data.mark_whole(room_id, epoch)
         self.ctx.host_keys[room_id] = key_hash
         return {"room": {"room_id": room_id, "title": title, "stream_url": stream_url,
-                         "created_at": created, **lifecycle}, "host_key": host_key}
+                         "channel": channel, "created_at": created, **lifecycle},
+                "host_key": host_key}
 
     async def room_exists(self, room_id: str) -> bool:
         if room_id in self.ctx.host_keys:
@@ -115,7 +132,8 @@ class Room:
         viewers = await self.ctx.scripts.viewers(room_id)
         now = now_ms()
         room = read.room
-        coupons = [coupon_view(c) for c in read.coupons]
+        # A coupon reserved for one viewer (a referral reward) is not the room's news.
+        coupons = [coupon_view(c) for c in read.coupons if not c.get("for")]
         return {
             "seq": read.seq,
             "server_time": now,
@@ -138,6 +156,8 @@ class Room:
             "questions": read.questions,
             "group_deals": [deal_view(h) for h in read.deals if h.get("state") == "open"],
             "pinned_message": orjson.loads(room["pinned"]) if room.get("pinned") else None,
+            "fans": {"channel": await self.ctx.channel_of(room_id),
+                     **fans.levels_view(self.ctx.settings.fans)},
             "likes": read.likes,
             "viewers": {"now": viewers.now, "unique": viewers.unique, "peak": viewers.peak},
             "policy": policy.from_redis(read.policy).public(),

@@ -7,23 +7,26 @@ from typing import Any
 
 import orjson
 
-from server.core.keys import RECORDING_ROOMS, room_keys
+from server.core.keys import RECORDING_ROOMS, fan_keys, room_keys
 
 
 class ChatData:
     def __init__(self, redis: Any) -> None:
         self.redis = redis  # decode_responses=True (see RoomsData)
 
-    async def count_message(self, room_id: str, viewer_id: str, now: int) -> int | None:
-        """Count a message in its minute's counter; the viewer's mute end (ms), if any."""
+    async def count_message(self, room_id: str, viewer_id: str, now: int,
+                            channel: str) -> tuple[int | None, int]:
+        """Count a message in its minute's counter; the viewer's mute end (ms), if any,
+        and their fan points in the room's channel (their level in chat)."""
         keys = room_keys(room_id)
         minute = keys.chat_minute(now // 60_000)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.muted, viewer_id)
             pipe.incr(minute)
             pipe.expire(minute, 180)
-            muted_until, _, _ = await pipe.execute()
-        return None if muted_until is None else int(muted_until)
+            pipe.hget(fan_keys(channel).points, viewer_id)
+            muted_until, _, _, points = await pipe.execute()
+        return None if muted_until is None else int(muted_until), int(points or 0)
 
     async def forget_message(self, room_id: str, message_id: str) -> None:
         """A deleted message leaves the recent chat (the snapshot's history): its event

@@ -11,6 +11,7 @@ from typing import Any
 from server.state.auctions_data import AuctionsData
 from server.state.catalogue_data import CatalogueData
 from server.state.chat_data import ChatData
+from server.state.fans_data import FansData, ReferralsData
 from server.state.groups_data import GroupsData
 from server.state.memory_watch import MemoryWatch
 from server.state.offers_data import OffersData
@@ -33,6 +34,8 @@ class StateData:
         self.social = SocialData(redis)
         self.groups = GroupsData(redis)
         self.chat = ChatData(redis)
+        self.fans = FansData(redis)
+        self.referrals = ReferralsData(redis)
         self.schedule = ScheduleData(redis)
         self.rebuild = RebuildData(redis)
         self._memory = MemoryWatch()

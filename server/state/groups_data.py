@@ -27,6 +27,7 @@ class GroupsData:
                 "units": deal.units, "held": 0, "sold": sold, "limit": 1,
                 "price": deal.group_price, "currency": deal.currency,
                 "group_size": deal.group_size, "fill_ms": deal.fill_s * 1000,
+                "min_level": deal.min_level,
                 "starts_at": deal.created_at, "ends_at": 2**53 - 1})
             pipe.delete(keys.bought(did), keys.deal_members(did))
             if bought:

@@ -69,6 +69,9 @@ SCRIPT_NAMES: Final = (
     "start_group",
     "join_group",
     "expire_group",
+    "award",
+    "referral_reward",
+    "cancel_order",
 )
 MAX_BATCH: Final = 256
 BATCH_SUFFIX: Final = "@batch"

@@ -20,17 +20,29 @@ class OffersData:
     async def load_coupon(self, room_id: str, drop: CouponDrop, claimed: int,
                           uses: dict[str, str]) -> None:
         keys = room_keys(room_id)
+        claims = {b: f"used:{o}" for b, o in uses.items()}
+        if drop.reserved_for and drop.reserved_for not in claims:
+            # A reserved drop is claimed for its viewer from the start.
+            claims[drop.reserved_for] = "claimed"
+            claimed = max(claimed, 1)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.coupon(drop.coupon_id), mapping={
                 "coupon_id": drop.coupon_id, "title": drop.title, "kind": drop.kind,
                 "value": drop.value, "min_spend": drop.min_spend, "currency": drop.currency,
-                "count": drop.count, "claimed": claimed, "expires_at": drop.expires_at})
+                "count": drop.count, "claimed": claimed, "expires_at": drop.expires_at,
+                "for": drop.reserved_for})
             pipe.delete(keys.claims(drop.coupon_id))
-            if uses:
-                pipe.hset(keys.claims(drop.coupon_id),
-                          mapping={b: f"used:{o}" for b, o in uses.items()})
+            if claims:
+                pipe.hset(keys.claims(drop.coupon_id), mapping=claims)
             pipe.sadd(keys.coupons, drop.coupon_id)
             await pipe.execute()
+
+    async def expire_coupon(self, room_id: str, coupon_id: str, at: int) -> None:
+        """The drop expires at `at` at the latest (a withdrawn referral reward)."""
+        key = room_keys(room_id).coupon(coupon_id)
+        expires_at = await self.redis.hget(key, "expires_at")
+        if expires_at is not None and int(expires_at) > at:
+            await self.redis.hset(key, "expires_at", at)
 
     async def coupon(self, room_id: str, coupon_id: str) -> dict[str, str]:
         return dict(await self.redis.hgetall(room_keys(room_id).coupon(coupon_id)))
@@ -80,6 +92,7 @@ class OffersData:
                 "winners": lottery.winners, "mode": lottery.entry, "keyword": lottery.keyword,
                 "seed_hash": lottery.seed_hash, "opens_at": lottery.opens_at,
                 "closes_at": lottery.closes_at, "state": "drawn" if result else "open",
+                "min_level": lottery.min_level,
                 "result": encode(result) if result else ""})
             pipe.sadd(keys.lotteries, lottery.lottery_id)
             if result is None:
@@ -88,6 +101,11 @@ class OffersData:
                 if lottery.entry == "keyword":
                     pipe.sadd(KEYWORD_ROOMS, room_id)
             await pipe.execute()
+
+    async def lottery_min_level(self, room_id: str, lottery_id: str) -> int:
+        """The fan level the lottery needs (0 also when there is no such lottery)."""
+        return int(await self.redis.hget(room_keys(room_id).lottery(lottery_id), "min_level")
+                   or 0)
 
     async def lottery(self, room_id: str, lottery_id: str) -> tuple[dict[str, str], int]:
         """The lottery's hash ({} when there is none) and its number of entrants."""

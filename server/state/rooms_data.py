@@ -73,6 +73,11 @@ class RoomsData:
         """The room's Redis state is complete and belongs to `epoch` (set last)."""
         await self.redis.set(room_keys(room_id).epoch, epoch)
 
+    async def epoch(self, room_id: str) -> str | None:
+        """The room's Redis epoch (None while the room is being rebuilt)."""
+        value = await self.redis.get(room_keys(room_id).epoch)
+        return None if value is None else str(value)
+
     async def is_whole(self, room_id: str) -> bool:
         return bool(await self.redis.exists(room_keys(room_id).epoch))
 

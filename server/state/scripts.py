@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 from server.core import auction_chain
 from server.core.auction_terms import Auction, hold_sale_id
 from server.core.domain import listing_id, new_id
-from server.core.keys import DUE, guest_mints, room_keys
+from server.core.keys import DUE, fan_keys, guest_mints, room_keys
 from server.state.ledger import SCRIPT_NAMES, Arg, Ledger
 
 if TYPE_CHECKING:
@@ -131,9 +131,36 @@ CONTRACTS: Final[dict[str, Contract]] = {
         ("deal", "group", "members", "deal_members", "deal_groups", "stock", "open_holds",
          "bought", "timers"),
         ("group_id", "mode", "key_prefix", "keep_ms")),
+    "award": Contract(("points", "award", "minute", "loaded"),
+                      ("viewer", "points", "cap", "remember_s")),
+    "referral_reward": Contract(("referrals", "decisions", "paid", "epoch"),
+                                ("mode", "invitee", "order_id", "most")),
+    "cancel_order": Contract(("hold", "stock", "sale", "bought", "ip_bought", "claims",
+                              "cancelled", "epoch"),
+                             ("order_id", "buyer", "quantity", "coupon_id", "epoch", "now")),
 }
 
 # ====================================================================== replies
+
+
+class Awarded(NamedTuple):
+    """award.lua: 'ok' (given now), 'dup' (given before under the same id) or
+    'unloaded' (the channel's points are not loaded into Redis yet)."""
+
+    status: str
+    points: int = 0
+    total: int = 0
+
+
+def _awarded(reply: Any) -> Awarded:
+    status = str(reply[0])
+    if status == "unloaded":
+        return Awarded(status)
+    return Awarded(status, int(reply[1]), int(reply[2]))
+
+
+def _strings(reply: Any) -> list[str]:
+    return [str(r) for r in reply]
 
 # reserve, claim_coupon, enter_lottery: 'stale' only from reserve (the product's
 # sale changed since the caller looked it up).
@@ -774,3 +801,31 @@ class Scripts(Ledger):
             k.deal_members(deal_id), k.deal_groups(deal_id), k.stock(product_id),
             k.open_holds, k.bought(deal_id), k.timers,
         ], [group_id, mode, k.base, KEEP_FINISHED_HOLD_MS], _group_expired)
+
+    def award(self, channel: str, *, award_id: str, viewer: str, points: int, cap: int,
+              remember_s: int, minute: int) -> asyncio.Future[Awarded]:
+        """Award fan points once under `award_id` (lua/award.lua)."""
+        k = fan_keys(channel)
+        return self.run("award", [k.points, k.award(award_id), k.minute(viewer, minute),
+                                  k.loaded],
+                        [viewer, points, cap, remember_s], _awarded)
+
+    def referral_reward(self, room_id: str, *, mode: Literal["decide", "undo", "reverse"],
+                        invitee: str,
+                        order_id: str, most: int) -> asyncio.Future[list[str]]:
+        """Decide (or take back) the reward of an invitee's first order."""
+        k = room_keys(room_id)
+        return self.run("referral_reward", [k.referrals, k.referral_rewards, k.referral_paid,
+                                            k.epoch],
+                        [mode, invitee, order_id, most], _strings)
+
+    def cancel_order(self, order: Order, epoch: str, now: int) -> asyncio.Future[str]:
+        """Undo a cancelled order's counts (lua/cancel_order.lua): 'ok', 'already' or
+        'rebuilt'."""
+        k = room_keys(order.room_id)
+        sid = order.sale_id
+        return self.run("cancel_order", [
+            k.hold(order.hold_id), k.stock(order.product_id), k.sale(sid), k.bought(sid),
+            k.ip_bought(sid), k.claims(order.coupon_id or "-"), k.cancelled, k.epoch,
+        ], [order.order_id, order.buyer_id, order.quantity, order.coupon_id, epoch, now],
+            lambda reply: str(reply[0]))

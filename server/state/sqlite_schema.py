@@ -212,6 +212,76 @@ CREATE TABLE IF NOT EXISTS auction_maxima (
     set_at INTEGER NOT NULL,
     PRIMARY KEY (auction_id, viewer_id)
 );
+-- Orders the host cancelled (server/features/orders.py): their units went back to stock,
+-- their buyers' limits and coupons back to them. Every count of what was sold leaves
+-- them out. `epoch`: the room's Redis epoch the cancellation was recorded under.
+CREATE TABLE IF NOT EXISTS order_cancellations (
+    order_id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    cancelled_at INTEGER NOT NULL,
+    epoch TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS order_cancellations_room ON order_cancellations (room_id);
+-- The channel (the room's owner) fan points accumulate in; no row: 'main'.
+CREATE TABLE IF NOT EXISTS room_channels (
+    room_id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL
+);
+-- Fan points per channel and viewer (server/features/fans.py), and each award once
+-- under its id: the total is the sum of the awards.
+CREATE TABLE IF NOT EXISTS fan_points (
+    channel TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    nickname TEXT NOT NULL,
+    points INTEGER NOT NULL,
+    PRIMARY KEY (channel, viewer_id)
+);
+CREATE INDEX IF NOT EXISTS fan_points_top ON fan_points (channel, points DESC);
+CREATE TABLE IF NOT EXISTS fan_awards (
+    channel TEXT NOT NULL,
+    award_id TEXT NOT NULL,
+    viewer_id TEXT NOT NULL,
+    points INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (channel, award_id)
+);
+-- Referral invites (server/features/referrals.py): the host's program, the links each
+-- inviter asked for, who joined through whose link (the first accepted counts), and
+-- the reward decision of each invitee's first order.
+CREATE TABLE IF NOT EXISTS referral_programs (
+    room_id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS referral_invites (
+    room_id TEXT NOT NULL,
+    inviter TEXT NOT NULL,
+    nickname TEXT NOT NULL,
+    sent INTEGER NOT NULL,
+    first_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, inviter)
+);
+CREATE TABLE IF NOT EXISTS referrals (
+    room_id TEXT NOT NULL,
+    invitee TEXT NOT NULL,
+    inviter TEXT NOT NULL,
+    inviter_nickname TEXT NOT NULL,
+    nickname TEXT NOT NULL,
+    joined_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, invitee)
+);
+CREATE TABLE IF NOT EXISTS referral_rewards (
+    room_id TEXT NOT NULL,
+    invitee TEXT NOT NULL,
+    inviter TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reward TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, invitee)
+);
 """
 
 ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",

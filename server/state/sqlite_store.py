@@ -20,10 +20,17 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from server.core.domain import now_ms
 from server.state.ownership import private_file
 from server.state.sqlite_schema import INSERT_ORDER, create_or_migrate, order_row
 from server.state.sqlite_writer import GroupWriter
 from server.state.store import Order, StoreClosed
+
+ADD_COUPON_DROP = "INSERT INTO coupon_drops VALUES (?, ?, ?)"
+# An order the host did not cancel (the orders table's rows as `orders`).
+LIVE = ("NOT EXISTS (SELECT 1 FROM order_cancellations c "
+        "WHERE c.order_id = orders.order_id)")
+LIVE_O = LIVE.replace("orders.order_id", "o.order_id")  # the same, as `orders o`
 
 WAL_RETRY_S = 0.01  # between tries to switch a locked file into WAL mode
 
@@ -187,8 +194,7 @@ class SqliteOrderStore:
         return None
 
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
-        await self.write("INSERT INTO coupon_drops VALUES (?, ?, ?)",
-                         (drop["coupon_id"], room_id, orjson.dumps(drop).decode()))
+        await self.write(ADD_COUPON_DROP, (drop["coupon_id"], room_id, orjson.dumps(drop).decode()))
 
     async def add_lottery(self, room_id: str, lottery: dict[str, Any], seed: str) -> None:
         await self.write("INSERT INTO lotteries VALUES (?, ?, ?, ?, NULL)",
@@ -455,8 +461,8 @@ class SqliteOrderStore:
         The record alone, without Redis, proves there was no oversell."""
         rows = await self._all(
             "SELECT s.sale_id, s.data, COALESCE(SUM(o.quantity), 0) AS n FROM sales s "
-            "LEFT JOIN orders o ON o.sale_id = s.sale_id WHERE s.room_id = ? "
-            "GROUP BY s.sale_id", (room_id,))
+            f"LEFT JOIN orders o ON o.sale_id = s.sale_id AND {LIVE_O} "
+            "WHERE s.room_id = ? GROUP BY s.sale_id", (room_id,))
         out: dict[str, tuple[int, int]] = {}
         for r in rows:
             units = int(orjson.loads(r["data"])["units"])
@@ -479,20 +485,21 @@ class SqliteOrderStore:
         rows = await self._all(
             "SELECT p.product_id, p.stock, COALESCE(SUM(o.quantity), 0) AS n FROM products p "
             "LEFT JOIN orders o ON o.room_id = p.room_id AND o.product_id = p.product_id "
-            "WHERE p.room_id = ? GROUP BY p.product_id", (room_id,))
+            f"AND {LIVE_O} WHERE p.room_id = ? GROUP BY p.product_id",
+            (room_id,))
         return {r["product_id"]: (int(r["n"]), int(r["stock"])) for r in rows
                 if int(r["n"]) > int(r["stock"])}
 
     async def sold_by_product(self, room_id: str) -> dict[str, int]:
         rows = await self._all(
             "SELECT product_id, SUM(quantity) AS n FROM orders WHERE room_id = ? "
-            "GROUP BY product_id", (room_id,))
+            f"AND {LIVE} GROUP BY product_id", (room_id,))
         return {r["product_id"]: int(r["n"]) for r in rows}
 
     async def sold_by_sale_and_buyer(self, room_id: str) -> dict[str, dict[str, int]]:
         rows = await self._all(
             "SELECT sale_id, buyer_id, SUM(quantity) AS n FROM orders WHERE room_id = ? "
-            "GROUP BY sale_id, buyer_id", (room_id,))
+            f"AND {LIVE} GROUP BY sale_id, buyer_id", (room_id,))
         out: dict[str, dict[str, int]] = {}
         for r in rows:
             out.setdefault(r["sale_id"], {})[r["buyer_id"]] = int(r["n"])
@@ -501,7 +508,7 @@ class SqliteOrderStore:
     async def coupon_uses(self, room_id: str) -> dict[str, dict[str, str]]:
         rows = await self._all(
             "SELECT coupon_id, buyer_id, order_id FROM orders WHERE room_id = ? "
-            "AND coupon_id != ''", (room_id,))
+            f"AND coupon_id != '' AND {LIVE}", (room_id,))
         out: dict[str, dict[str, str]] = {}
         for r in rows:
             out.setdefault(r["coupon_id"], {})[r["buyer_id"]] = r["order_id"]
@@ -511,5 +518,185 @@ class SqliteOrderStore:
         rows = await self._all(
             "SELECT COUNT(*) AS orders, COALESCE(SUM(quantity), 0) AS units, "
             "COALESCE(SUM(total), 0) AS revenue, COUNT(DISTINCT buyer_id) AS buyers "
-            "FROM orders WHERE room_id = ?", (room_id,))
-        return {k: int(rows[0][k]) for k in ("orders", "units", "revenue", "buyers")}
+            f"FROM orders WHERE room_id = ? AND {LIVE}", (room_id,))
+        cancelled = await self._all("SELECT COUNT(*) AS n FROM order_cancellations "
+                                    "WHERE room_id = ?", (room_id,))
+        return {k: int(rows[0][k]) for k in ("orders", "units", "revenue", "buyers")} | {
+            "cancelled": int(cancelled[0]["n"])}
+
+    async def cancel_order(self, room_id: str, order_id: str, reason: str, at: int,
+                           epoch: str) -> tuple[Order, dict[str, Any]] | None:
+        async def cancel(db: aiosqlite.Connection) -> tuple[Order, dict[str, Any]] | None:
+            async with db.execute("SELECT * FROM orders WHERE order_id = ? AND room_id = ?",
+                                  (order_id, room_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            names = [d[0] for d in cur.description]
+            await db.execute("INSERT INTO order_cancellations VALUES (?, ?, ?, ?, ?) "
+                             "ON CONFLICT(order_id) DO NOTHING",
+                             (order_id, room_id, reason, at, epoch))
+            async with db.execute("SELECT reason, cancelled_at, epoch FROM "
+                                  "order_cancellations WHERE order_id = ?",
+                                  (order_id,)) as cur:
+                c = await cur.fetchone()
+            assert c is not None
+            return (Order(**dict(zip(names, row, strict=True))),
+                    {"reason": c[0], "cancelled_at": c[1], "epoch": c[2]})
+        result: tuple[Order, dict[str, Any]] | None = await self._writes.queue(
+            "call", "", (cancel,))
+        return result
+
+    async def cancellations(self, room_id: str) -> dict[str, dict[str, Any]]:
+        rows = await self._all("SELECT order_id, reason, cancelled_at FROM "
+                               "order_cancellations WHERE room_id = ?", (room_id,))
+        return {r["order_id"]: {"reason": r["reason"], "cancelled_at": r["cancelled_at"]}
+                for r in rows}
+
+    # ------------------------------------------------------------------ fans, referrals
+
+    async def set_room_channel(self, room_id: str, channel: str) -> None:
+        await self.write("INSERT INTO room_channels VALUES (?, ?) ON CONFLICT(room_id) "
+                         "DO UPDATE SET channel = excluded.channel", (room_id, channel))
+
+    async def room_channel(self, room_id: str) -> str:
+        rows = await self._all("SELECT channel FROM room_channels WHERE room_id = ?",
+                               (room_id,))
+        return str(rows[0]["channel"]) if rows else "main"
+
+    async def add_fan_award(self, channel: str, award_id: str, viewer_id: str, nickname: str,
+                            points: int, kind: str, room_id: str, at: int) -> bool:
+        async def award(db: aiosqlite.Connection) -> bool:
+            cur = await db.execute(
+                "INSERT INTO fan_awards VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(channel, award_id) DO NOTHING",
+                (channel, award_id, viewer_id, points, kind, room_id, at))
+            if cur.rowcount != 1:
+                return False
+            # An award without a nickname (an order's) keeps the one known.
+            await db.execute(
+                "INSERT INTO fan_points VALUES (?, ?, ?, ?) ON CONFLICT(channel, viewer_id) "
+                "DO UPDATE SET points = points + excluded.points, nickname = CASE WHEN ? = '' "
+                "THEN nickname ELSE excluded.nickname END",
+                (channel, viewer_id, nickname or viewer_id, points, nickname))
+            return True
+        result: bool = await self._writes.queue("call", "", (award,))
+        return result
+
+    async def reverse_fan_award(self, channel: str, award_id: str, reversal_id: str,
+                                room_id: str, at: int) -> tuple[str, int] | None:
+        async def reverse(db: aiosqlite.Connection) -> tuple[str, int] | None:
+            async with db.execute("SELECT viewer_id, points FROM fan_awards WHERE "
+                                  "channel = ? AND award_id = ?", (channel, award_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            viewer_id, points = str(row[0]), int(row[1])
+            cur = await db.execute(
+                "INSERT INTO fan_awards VALUES (?, ?, ?, ?, 'reversal', ?, ?) "
+                "ON CONFLICT(channel, award_id) DO NOTHING",
+                (channel, reversal_id, viewer_id, -points, room_id, at))
+            if cur.rowcount != 1:
+                return None
+            await db.execute("UPDATE fan_points SET points = points - ? WHERE channel = ? "
+                             "AND viewer_id = ?", (points, channel, viewer_id))
+            return viewer_id, points
+        result: tuple[str, int] | None = await self._writes.queue("call", "", (reverse,))
+        return result
+
+    async def fan_totals(self, channel: str) -> list[tuple[str, int]]:
+        rows = await self._all("SELECT viewer_id, points FROM fan_points WHERE channel = ?",
+                               (channel,))
+        return [(r["viewer_id"], int(r["points"])) for r in rows]
+
+    async def top_fans(self, channel: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT viewer_id, nickname, points FROM fan_points "
+                               "WHERE channel = ? ORDER BY points DESC, viewer_id LIMIT ?",
+                               (channel, limit))
+        return [dict(r) for r in rows]
+
+    async def set_referral_program(self, room_id: str, program: dict[str, Any]) -> None:
+        await self.write("INSERT INTO referral_programs VALUES (?, ?) ON CONFLICT(room_id) "
+                         "DO UPDATE SET data = excluded.data",
+                         (room_id, orjson.dumps(program).decode()))
+
+    async def referral_program(self, room_id: str) -> dict[str, Any] | None:
+        rows = await self._all("SELECT data FROM referral_programs WHERE room_id = ?",
+                               (room_id,))
+        return dict(orjson.loads(rows[0]["data"])) if rows else None
+
+    async def add_invite_sent(self, room_id: str, inviter: str, nickname: str,
+                              at: int) -> None:
+        await self.write("INSERT INTO referral_invites VALUES (?, ?, ?, 1, ?) "
+                         "ON CONFLICT(room_id, inviter) DO UPDATE SET sent = sent + 1, "
+                         "nickname = excluded.nickname", (room_id, inviter, nickname, at))
+
+    async def add_referral(self, room_id: str, invitee: str, inviter: str,
+                           inviter_nickname: str, nickname: str, at: int) -> str:
+        async def refer(db: aiosqlite.Connection) -> str:
+            await db.execute("INSERT INTO referrals VALUES (?, ?, ?, ?, ?, ?) "
+                             "ON CONFLICT(room_id, invitee) DO NOTHING",
+                             (room_id, invitee, inviter, inviter_nickname, nickname, at))
+            async with db.execute("SELECT inviter FROM referrals WHERE room_id = ? AND "
+                                  "invitee = ?", (room_id, invitee)) as cur:
+                row = await cur.fetchone()
+            return str(row[0]) if row else inviter
+        result: str = await self._writes.queue("call", "", (refer,))
+        return result
+
+    async def add_referral_reward(self, room_id: str, invitee: str, inviter: str,
+                                  order_id: str, state: str, reward: dict[str, Any], at: int,
+                                  coupon: dict[str, Any] | None) -> bool:
+        async def record(db: aiosqlite.Connection) -> bool:
+            cur = await db.execute(
+                "INSERT INTO referral_rewards VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(room_id, invitee) DO NOTHING",
+                (room_id, invitee, inviter, order_id, state, orjson.dumps(reward).decode(), at))
+            if cur.rowcount != 1:
+                return False
+            if coupon is not None:
+                await db.execute(ADD_COUPON_DROP, (coupon["coupon_id"], room_id,
+                                                   orjson.dumps(coupon).decode()))
+            return True
+        result: bool = await self._writes.queue("call", "", (record,))
+        return result
+
+    async def reverse_referral_reward(self, room_id: str, invitee: str,
+                                      order_id: str) -> dict[str, Any] | None:
+        async def reverse(db: aiosqlite.Connection) -> dict[str, Any] | None:
+            async with db.execute("SELECT inviter, reward FROM referral_rewards WHERE "
+                                  "room_id = ? AND invitee = ? AND order_id = ? AND "
+                                  "state = 'paid'", (room_id, invitee, order_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            await db.execute("UPDATE referral_rewards SET state = 'reversed' WHERE "
+                             "room_id = ? AND invitee = ?", (room_id, invitee))
+            reward = dict(orjson.loads(row[1]))
+            coupon = reward.get("coupon")
+            if coupon:
+                async with db.execute("SELECT data FROM coupon_drops WHERE coupon_id = ?",
+                                      (coupon["coupon_id"],)) as cur:
+                    drop = await cur.fetchone()
+                if drop is not None:
+                    data = orjson.loads(drop[0])
+                    data["expires_at"] = min(int(data["expires_at"]), now_ms())
+                    await db.execute("UPDATE coupon_drops SET data = ? WHERE coupon_id = ?",
+                                     (orjson.dumps(data).decode(), coupon["coupon_id"]))
+            return {"inviter": str(row[0]), "reward": reward}
+        result: dict[str, Any] | None = await self._writes.queue("call", "", (reverse,))
+        return result
+
+    async def referral_tree(self, room_id: str) -> dict[str, list[dict[str, Any]]]:
+        invites = await self._all("SELECT inviter, nickname, sent, first_at FROM "
+                                  "referral_invites WHERE room_id = ? ORDER BY first_at",
+                                  (room_id,))
+        referrals = await self._all("SELECT invitee, inviter, inviter_nickname, nickname, "
+                                    "joined_at FROM "
+                                    "referrals WHERE room_id = ? ORDER BY joined_at",
+                                    (room_id,))
+        rewards = await self._all("SELECT invitee, inviter, order_id, state, reward, at FROM "
+                                  "referral_rewards WHERE room_id = ? ORDER BY at", (room_id,))
+        return {"invites": [dict(r) for r in invites],
+                "referrals": [dict(r) for r in referrals],
+                "rewards": [dict(r) | {"reward": orjson.loads(r["reward"])} for r in rewards]}

@@ -28,8 +28,9 @@ log = logging.getLogger("livesell.store")
 @dataclass(slots=True)
 class _Write:
     """One queued write. `kind` is "sql" (a plain statement), "order", "abort",
-    "epoch" or "mark" (nothing to write: wait_idle); the future resolves after its
-    transaction committed."""
+    "epoch", "call" (`params[0]`, a coroutine function of the connection, reads and
+    writes inside the transaction and gives the result) or "mark" (nothing to
+    write: wait_idle); the future resolves after its transaction committed."""
 
     kind: str
     sql: str
@@ -166,6 +167,9 @@ class GroupWriter:
                     results[i:j] = await self._insert_orders(db, group)
                 elif kind == "abort":
                     results[i:j] = [await self._abort(db, item.params) for item in group]
+                elif kind == "call":
+                    for k in range(i, j):
+                        results[k] = await batch[k].params[0](db)
                 elif kind == "mark":
                     pass  # wait_idle: resolves with the writes queued before it
                 elif kind == "epoch":

@@ -386,7 +386,87 @@ class OrderStore(Protocol):
         ...
 
     async def order_totals(self, room_id: str) -> dict[str, int]:
-        """The room's totals: orders, units, revenue and distinct buyers."""
+        """The room's totals of orders not cancelled: orders, units, revenue and
+        distinct buyers; and `cancelled`, the orders cancelled."""
+        ...
+
+    async def cancel_order(self, room_id: str, order_id: str, reason: str, at: int,
+                           epoch: str) -> tuple[Order, dict[str, Any]] | None:
+        """Record the order's cancellation (again: the first one stands); the order
+        and its cancellation (reason, cancelled_at, epoch), None when the room has no
+        such order. Every count of what was sold leaves a cancelled order out."""
+        ...
+
+    async def cancellations(self, room_id: str) -> dict[str, dict[str, Any]]:
+        """order id -> reason and cancelled_at of the room's cancelled orders."""
+        ...
+
+    # ------------------------------------------------------------- fans and referrals
+
+    async def set_room_channel(self, room_id: str, channel: str) -> None:
+        """Record the channel (the room's owner) the room's fan points go to."""
+        ...
+
+    async def room_channel(self, room_id: str) -> str:
+        """The room's channel ('main' when none was recorded)."""
+        ...
+
+    async def add_fan_award(self, channel: str, award_id: str, viewer_id: str, nickname: str,
+                            points: int, kind: str, room_id: str, at: int) -> bool:
+        """Record an award and add it to the viewer's points, once per id: False when
+        the id was recorded before (nothing changes)."""
+        ...
+
+    async def reverse_fan_award(self, channel: str, award_id: str, reversal_id: str,
+                                room_id: str, at: int) -> tuple[str, int] | None:
+        """Take back a recorded award under `reversal_id` (once): (viewer, points taken
+        back), None when the award was never recorded or was taken back before."""
+        ...
+
+    async def fan_totals(self, channel: str) -> list[tuple[str, int]]:
+        """Every viewer's points in the channel."""
+        ...
+
+    async def top_fans(self, channel: str, limit: int) -> list[dict[str, Any]]:
+        """The channel's viewers with the most points (viewer_id, nickname, points)."""
+        ...
+
+    async def set_referral_program(self, room_id: str, program: dict[str, Any]) -> None:
+        """Set the room's referral program."""
+        ...
+
+    async def referral_program(self, room_id: str) -> dict[str, Any] | None:
+        ...
+
+    async def add_invite_sent(self, room_id: str, inviter: str, nickname: str,
+                              at: int) -> None:
+        """Count one invite link asked for by the inviter."""
+        ...
+
+    async def add_referral(self, room_id: str, invitee: str, inviter: str,
+                           inviter_nickname: str, nickname: str, at: int) -> str:
+        """Record that the invitee joined through the inviter's link, unless another
+        link of the room was recorded for them first; the inviter that counts."""
+        ...
+
+    async def add_referral_reward(self, room_id: str, invitee: str, inviter: str,
+                                  order_id: str, state: str, reward: dict[str, Any], at: int,
+                                  coupon: dict[str, Any] | None) -> bool:
+        """Record an invitee's reward decision, and the reward's coupon drop with it (one
+        transaction); False when the invitee's decision was recorded before."""
+        ...
+
+    async def reverse_referral_reward(self, room_id: str, invitee: str,
+                                      order_id: str) -> dict[str, Any] | None:
+        """Mark the invitee's paid reward for `order_id` reversed (once): the reward row
+        (inviter, reward) it was, None when there was no such paid reward. A coupon
+        reward's drop is made to expire then, so that a rebuild does not hand it back."""
+        ...
+
+    async def referral_tree(self, room_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The room's `invites` (inviter, nickname, sent, first_at), `referrals`
+        (invitee, inviter, inviter_nickname, nickname, joined_at) and `rewards` (invitee, inviter,
+        order_id, state, reward, at) rows."""
         ...
 
 

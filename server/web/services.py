@@ -111,7 +111,7 @@ class Services:
         self.admission = Admission(s, self.signer, scripts)
         self.recorder = Recorder(s.trace_dir, s.record.enabled, s.record.max_bytes, secret)
         self.show.bind(StateData(self.redis, scripts), self.hub, self.store, self.health,
-                           self.recorder)
+                       self.recorder, secret)
         self.pulse = self.show.pulse
         await self._while_redis_restarts(self.pulse.start, url, bounded=False)
         gcpolicy.apply(s.server.gc_young_threshold)

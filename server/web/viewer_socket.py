@@ -248,6 +248,7 @@ class _ViewerSession:
             conn.send(encode(events.pong(now_ms(), msg.client_time, request_id)))
         elif isinstance(msg, Like):
             show.chat.like(conn.room_id, msg.count)
+            show.fans.liked(conn.room_id, conn.viewer)
         elif isinstance(msg, Chat | Resync):
             self.inline_tail = self._start(
                 _handle_inline(svc, conn, msg, request_id, self.call.client,

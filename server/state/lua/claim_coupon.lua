@@ -16,8 +16,9 @@ end
 if ARGV[4] ~= '1' and redis.call('HGET', KEYS[5], 'require_verified') == '1' then
   return refuse('signed_identity_required')
 end
-local c = redis.call('HMGET', KEYS[2], 'count', 'claimed', 'expires_at')
-if not c[1] then return refuse('coupon_not_found') end
+local c = redis.call('HMGET', KEYS[2], 'count', 'claimed', 'expires_at', 'for')
+-- A drop reserved for one viewer (a referral reward) is theirs already: nobody claims it.
+if not c[1] or (c[4] and c[4] ~= '') then return refuse('coupon_not_found') end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now >= tonumber(c[3]) then return refuse('coupon_expired') end

@@ -1,0 +1,220 @@
+"""Referral invites (docs/protocol.md section 20): a viewer's signed invite
+link, an invitee accepting it (the first inviter counts; never oneself, nor a
+guest on the inviter's network address), the reward an invitee's first order
+in the show pays the inviter (points or a coupon reserved for them, at most the
+program's number per inviter: lua/referral_reward.lua decides), and the host's
+referral tree.
+
+The store is the record: a referral is written before the invitee hears
+"accepted", a reward decision before the reward is given (when the write
+fails, Redis takes the decision back). Redis holds the referrals and decisions
+the reward script needs; a rebuild puts them back from the store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from server.core import events
+from server.core.domain import now_ms
+from server.core.errors import refusal
+from server.core.identity import Viewer
+from server.core.protocol import AcceptInvite, Invite
+from server.core.referral_terms import InviteSigner, Program, parse_program, program_from_stored
+from server.core.views import coupon_view
+from server.features.context import Answer, Context
+from server.features.fans import Fans
+from server.features.registry import Call, Registry, Route, ViewerCall
+from server.state.store import Order
+
+log = logging.getLogger("livesell.referrals")
+
+class Referrals:
+    def __init__(self, ctx: Context, fans: Fans) -> None:
+        self.ctx = ctx
+        self.fans = fans
+        self._signer: InviteSigner | None = None
+
+    @property
+    def signer(self) -> InviteSigner:
+        if self._signer is None:
+            self._signer = InviteSigner(self.ctx.secret)
+        return self._signer
+
+    def register(self, registry: Registry) -> None:
+        registry.route(Route("PUT", "/referrals", self._set_program, body=True,
+                             record_as="referrals"))
+        registry.route(Route("GET", "/referrals", self._tree, needs_whole=False))
+        registry.message(Invite, self._invite)
+        registry.message(AcceptInvite, self._accept)
+        registry.on_restore(self.restore)
+        self.ctx.order_listeners.append(self._ordered)
+        self.ctx.cancel_listeners.append(self._cancelled)
+
+    # ------------------------------------------------------------------ host
+
+    async def _set_program(self, call: Call) -> Any:
+        program = parse_program(call.body)
+        await self.ctx.store.set_referral_program(call.room_id, program.public())
+        await self.ctx.data.referrals.set_program(call.room_id, program.public())
+        return program.public()
+
+    async def program(self, room_id: str) -> Program | None:
+        stored = await self.ctx.data.referrals.program(room_id)
+        return program_from_stored(stored) if stored is not None else None
+
+    async def _tree(self, call: Call) -> Any:
+        stored = await self.ctx.store.referral_program(call.room_id)
+        return tree(stored, await self.ctx.store.referral_tree(call.room_id))
+
+    # ------------------------------------------------------------------ viewers
+
+    async def _invite(self, call: ViewerCall, msg: Invite) -> Answer:
+        await self.ctx.ensure_whole(call.room_id)
+        token = self.signer.issue(call.room_id, call.viewer.viewer_id, call.viewer.nickname,
+                                  call.client)
+        await self.ctx.store.add_invite_sent(call.room_id, call.viewer.viewer_id,
+                                             call.viewer.nickname, now_ms())
+        return Answer("invite", {"invite": token, "path": f"/r/{call.room_id}?invite={token}"})
+
+    async def _accept(self, call: ViewerCall, msg: AcceptInvite) -> Answer:
+        await self.ctx.ensure_whole(call.room_id)
+        invitation = self.signer.verify(msg.invite)
+        if invitation is None or invitation.room_id != call.room_id:
+            raise refusal("invite_invalid")
+        viewer = call.viewer
+        if invitation.inviter == viewer.viewer_id or (
+                not viewer.verified
+                and invitation.address_tag == self.signer.address_tag(call.client)):
+            raise refusal("self_invite")
+        inviter = await self.ctx.store.add_referral(
+            call.room_id, viewer.viewer_id, invitation.inviter, invitation.nickname,
+            viewer.nickname, now_ms())
+        if inviter != invitation.inviter:
+            raise refusal("already_invited")
+        await self.ctx.data.referrals.set_inviter(call.room_id, viewer.viewer_id, inviter)
+        # A share that brought a join: the inviter's points, once per invitee.
+        self.fans.award_later(call.room_id, Viewer(inviter, invitation.nickname, 0), "share",
+                              f"share:{call.room_id}:{viewer.viewer_id}",
+                              self.ctx.settings.fans.share_points)
+        return Answer("invite_accepted", {"inviter": invitation.nickname})
+
+    # ------------------------------------------------------------------ rewards
+
+    async def _ordered(self, order: Order) -> None:
+        """The invitee's first order in the show decides the inviter's reward."""
+        program = await self.program(order.room_id)
+        most = program.max_rewards_per_inviter if program is not None else 0
+        decided = await self.ctx.scripts.referral_reward(
+            order.room_id, mode="decide", invitee=order.buyer_id, order_id=order.order_id,
+            most=most)
+        if decided[0] not in ("paid", "capped", "none"):
+            return  # not invited, decided by an earlier order, or being rebuilt
+        state, inviter = decided[0], decided[1]
+        now = now_ms()
+        reward: dict[str, Any] = {}
+        drop = None
+        if state == "paid" and program is not None:
+            if program.kind == "points":
+                reward = {"kind": "points", "points": program.points}
+            else:
+                drop = program.coupon_for(inviter, now)
+                reward = {"kind": "coupon", "coupon": coupon_view(drop.public())}
+        try:
+            recorded = await self.ctx.store.add_referral_reward(
+                order.room_id, order.buyer_id, inviter, order.order_id, state, reward, now,
+                drop.public() if drop is not None else None)
+        except Exception:
+            await self.ctx.scripts.referral_reward(order.room_id, mode="undo",
+                                                   invitee=order.buyer_id,
+                                                   order_id=order.order_id, most=most)
+            raise
+        if not recorded or state != "paid":
+            return
+        nickname = await self._inviter_nickname(order.room_id, order.buyer_id, inviter)
+        if drop is not None:
+            await self.ctx.data.offers.load_coupon(order.room_id, drop, claimed=1, uses={})
+        else:
+            await self.fans.award(order.room_id, Viewer(inviter, nickname, 0), "referral",
+                                  f"referral:{order.room_id}:{order.buyer_id}",
+                                  program.points if program else 0, capped=False)
+        await self.ctx.publish(order.room_id,
+                               events.referral_reward(inviter, nickname, "paid", reward))
+
+    async def _cancelled(self, order: Order) -> None:
+        """The invitee's rewarded order was cancelled: the reward is taken back (the
+        store first, then Redis's count), points taken back, an unused coupon
+        withdrawn (it expires now; a coupon already spent stays spent)."""
+        reversed_ = await self.ctx.store.reverse_referral_reward(order.room_id,
+                                                                 order.buyer_id,
+                                                                 order.order_id)
+        if reversed_ is None:
+            return
+        await self.ctx.scripts.referral_reward(order.room_id, mode="reverse",
+                                               invitee=order.buyer_id,
+                                               order_id=order.order_id, most=0)
+        inviter, reward = reversed_["inviter"], reversed_["reward"]
+        if reward.get("kind") == "points":
+            await self.fans.take_back(order.room_id,
+                                      f"referral:{order.room_id}:{order.buyer_id}",
+                                      f"referral-reversal:{order.room_id}:{order.buyer_id}")
+        elif reward.get("kind") == "coupon":
+            await self.ctx.data.offers.expire_coupon(order.room_id,
+                                                     reward["coupon"]["coupon_id"], now_ms())
+        nickname = await self._inviter_nickname(order.room_id, order.buyer_id, inviter)
+        await self.ctx.publish(order.room_id,
+                               events.referral_reward(inviter, nickname, "reversed", reward))
+
+    async def _inviter_nickname(self, room_id: str, invitee: str, inviter: str) -> str:
+        for row in (await self.ctx.store.referral_tree(room_id))["referrals"]:
+            if row["invitee"] == invitee:
+                return str(row["inviter_nickname"])
+        return inviter
+
+    async def restore(self, room_id: str) -> None:
+        """Put the room's program, referrals and reward decisions back into Redis."""
+        stored = await self.ctx.store.referral_program(room_id)
+        if stored is not None:
+            await self.ctx.data.referrals.set_program(room_id, stored)
+        rows = await self.ctx.store.referral_tree(room_id)
+        await self.ctx.data.referrals.restore(
+            room_id, [(r["invitee"], r["inviter"]) for r in rows["referrals"]],
+            [(r["invitee"], f"{r['state']}:{r['order_id']}", r["inviter"])
+             for r in rows["rewards"]])
+
+
+def tree(program: dict[str, Any] | None, rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The host's referral tree: each inviter with their invitees and what their
+    first orders paid, and the totals."""
+    rewards = {r["invitee"]: r for r in rows["rewards"]}
+    inviters: dict[str, dict[str, Any]] = {}
+
+    def inviter(viewer_id: str, nickname: str) -> dict[str, Any]:
+        return inviters.setdefault(viewer_id, {
+            "viewer_id": viewer_id, "nickname": nickname, "invites_sent": 0, "joins": 0,
+            "first_orders": 0, "rewards_paid": 0, "invitees": []})
+
+    for row in rows["invites"]:
+        inviter(row["inviter"], row["nickname"])["invites_sent"] = int(row["sent"])
+    for row in rows["referrals"]:
+        node = inviter(row["inviter"], row["inviter_nickname"])
+        node["joins"] += 1
+        decision = rewards.get(row["invitee"])
+        if decision is not None:
+            node["first_orders"] += 1
+            node["rewards_paid"] += decision["state"] == "paid"
+        node["invitees"].append({
+            "viewer_id": row["invitee"], "nickname": row["nickname"],
+            "joined_at": row["joined_at"],
+            "order_id": decision["order_id"] if decision else None,
+            "reward": decision["state"] if decision else None})
+    nodes = list(inviters.values())
+    return {"program": program,
+            "totals": {"inviters": len(nodes),
+                       "invites_sent": sum(n["invites_sent"] for n in nodes),
+                       "joins": sum(n["joins"] for n in nodes),
+                       "first_orders": sum(n["first_orders"] for n in nodes),
+                       "rewards_paid": sum(n["rewards_paid"] for n in nodes),
+                       "rewards_reversed": sum(1 for r in rows["rewards"]
+                                               if r["state"] == "reversed")},
+            "inviters": nodes}
