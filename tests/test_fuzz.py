@@ -225,7 +225,7 @@ def _populate(w: World) -> None:
         "poll": [poll["poll_id"]], "spare_poll": ["p_missing"], "question": ["q_missing"],
         "deal": [deal["deal_id"]], "spare_deal": ["gb_missing"], "group": ["g_missing"],
         "viewer": [session["viewer_id"]],
-        "hold": [], "message": [], "order": ["o_missing"],
+        "hold": [], "message": [], "order": ["o_missing"], "endpoint": ["we_missing"],
         "token": [session["token"]],
     }
 
@@ -376,6 +376,27 @@ HTTP: dict[tuple[str, str], Endpoint] = {
                                                     "stream_url": ODD_TEXT}),
     ("GET", "/api/rooms"): Endpoint({}, query=("limit", "offset", "state", "cursor")),
     ("GET", ROOM): Endpoint({"room_id": "room"}),
+    ("POST", "/api/webhooks"): Endpoint({}, lambda w: {
+        "url": TEXT | ODD_TEXT | st.just("http://127.0.0.1:9/x"),
+        "events": JSON | st.lists(TEXT, max_size=3), "description": TEXT}),
+    ("GET", "/api/webhooks"): Endpoint({}),
+    ("DELETE", "/api/webhooks/{endpoint_id}"): Endpoint({"endpoint_id": "endpoint"}),
+    ("GET", "/api/webhooks/{endpoint_id}/deliveries"): Endpoint({"endpoint_id": "endpoint"},
+                                                                 query=("limit",)),
+    ("POST", "/api/webhooks/{endpoint_id}/replay"): Endpoint(
+        {"endpoint_id": "endpoint"}, lambda w: {"from_event_id": TEXT | ODD_TEXT}),
+    ("POST", ROOM + "/webhooks"): Endpoint({"room_id": "room"}, lambda w: {
+        "url": TEXT | ODD_TEXT | st.just("https://shop.example/h"),
+        "events": JSON | st.lists(st.sampled_from(["order.placed", "x"]), max_size=3),
+        "description": TEXT}),
+    ("GET", ROOM + "/webhooks"): Endpoint({"room_id": "room"}),
+    ("DELETE", ROOM + "/webhooks/{endpoint_id}"): Endpoint({"room_id": "room",
+                                                            "endpoint_id": "endpoint"}),
+    ("GET", ROOM + "/webhooks/{endpoint_id}/deliveries"): Endpoint(
+        {"room_id": "room", "endpoint_id": "endpoint"}, query=("limit",)),
+    ("POST", ROOM + "/webhooks/{endpoint_id}/replay"): Endpoint(
+        {"room_id": "room", "endpoint_id": "endpoint"},
+        lambda w: {"from_event_id": TEXT | ODD_TEXT}),
     ("POST", ROOM + "/products"): Endpoint({"room_id": "room"}, product_fields),
     ("PATCH", ROOM + "/products/{product_id}"): Endpoint(
         {"room_id": "room", "product_id": "product"},

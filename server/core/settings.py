@@ -197,6 +197,26 @@ MAX_BADGE = 24
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Webhook delivery from the order store's outbox (server/features/webhooks.py)."""
+
+    # Seconds one delivery may take (connect, send, answer).
+    timeout_s: float = field(default=10.0, metadata=_range(0.5, 120.0))
+    # The first retry waits this long; each next one twice as long, at most max_retry_s.
+    first_retry_s: float = field(default=5.0, metadata=_range(0.05, 3600.0))
+    max_retry_s: float = field(default=3600.0, metadata=_range(0.1, 86400.0))
+    # A message not delivered this long after it was written goes to the dead letters
+    # (replay brings it back).
+    give_up_after_s: float = field(default=86400.0, metadata=_range(1.0, 30 * 86400.0))
+    # Endpoints delivered to at once by one process (each endpoint in order).
+    concurrency: int = field(default=8, metadata=_range(1, 256))
+    # Let room hosts register endpoints on private, loopback or link-local addresses
+    # (the admin's server-wide endpoints may always).
+    allow_private_targets: bool = False
+    max_endpoints_per_room: int = field(default=10, metadata=_range(1, 1000))
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     secret: str = ""
     token_ttl_s: int = field(default=30 * 86400, metadata=_range(60, 365 * 86400))
@@ -243,6 +263,7 @@ class Settings:
     hub: HubSettings = field(default_factory=HubSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     fans: FansSettings = field(default_factory=FansSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     record: RecordSettings = field(default_factory=RecordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)

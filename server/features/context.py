@@ -6,6 +6,7 @@ due on the schedule). Also the answer type every viewer request returns."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from server.realtime.hub import Hub
 from server.state.data import StateData
 from server.state.health import Health
 from server.state.scripts import Scripts
-from server.state.store import Order, OrderStore
+from server.state.store import Order, OrderStore, StoreError
+
+log = logging.getLogger("livesell.context")
 
 
 def rebuilding() -> Unavailable:
@@ -223,6 +226,16 @@ class Context:
         """Number and fan out an event (server/core/events.py builds it); a chat
         message is also kept in the room's history of `keep` messages."""
         return int(await self.hub.publish(room_id, event, keep))
+
+    async def outbox(self, room_id: str, kind: str, subject: str,
+                     data: dict[str, Any]) -> None:
+        """Write a webhook event (features/webhooks.py) for something that already
+        happened; a store that cannot take it now loses the event, logged (orders'
+        events are written with the order instead, never lost)."""
+        try:
+            await self.store.add_outbox(room_id, kind, subject, data, now_ms())
+        except StoreError as exc:
+            log.warning("webhook event %s of %s not written: %s", kind, subject, exc)
 
     async def channel_of(self, room_id: str) -> str:
         """The room's channel (its owner, whose fans' points it adds to): Redis's room

@@ -130,7 +130,9 @@ class Sales:
         sale = await self._live_sale(room_id, sale_id)
         if sale:
             left = await self.data.stock_left(room_id, sale["product_id"])
-            await self.ctx.publish(room_id, events.sale_open(sale_view(sale, left, now_ms())))
+            view = sale_view(sale, left, now_ms())
+            await self.ctx.publish(room_id, events.sale_open(view))
+            await self.ctx.outbox(room_id, "sale.opened", sale_id, view)
             await self.ctx.stock_freed(room_id, sale["product_id"])
 
     async def _closes(self, room_id: str, sale_id: str) -> None:

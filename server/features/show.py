@@ -9,7 +9,7 @@ checkout (buying.py), comment-to-buy (claims.py), coupons (coupons.py),
 lotteries (lotteries.py), auctions (auctions.py), chat and moderation (chat.py),
 the pinned message, polls and questions (social.py), group buys (group_buys.py),
 reports (reports.py), fan points and levels (fans.py), referral invites
-(referrals.py), order cancellation (orders.py).
+(referrals.py), order cancellation (orders.py), webhooks (webhooks.py).
 Host actions validate with `core.domain`, write the durable record to the
 store, then update Redis through `state/` and broadcast through the hub. Viewer
 actions run one atomic script each. The pulse (pulse.py) runs what falls due;
@@ -42,6 +42,7 @@ from server.features.rooms import Lifecycle
 from server.features.sales import Sales
 from server.features.social import Social
 from server.features.waitlist import Waitlist
+from server.features.webhooks import Webhooks
 from server.realtime.hub import Hub
 from server.state.data import StateData
 from server.state.health import Health
@@ -71,13 +72,14 @@ class Show:
         self.reports = Reports(ctx, self.room)
         self.referrals = Referrals(ctx, self.fans)
         self.orders = Orders(ctx)
+        self.webhooks = Webhooks(ctx)
         # Restorers run in this order: products before the listings and sales selling
         # them, drops before an ended room closes them.
         features: tuple[Feature, ...] = (
             self.room, self.catalogue, self.listings, self.sales, self.buying, self.waitlist,
             self.claims, self.coupons, self.lotteries, self.auctions, self.group_buys,
             self.lifecycle, self.chat, self.social, self.reports, self.fans, self.referrals,
-            self.orders)
+            self.orders, self.webhooks)
         for feature in features:
             feature.register(self.registry)
         self.restore = Restore(ctx, self.registry)
@@ -96,3 +98,4 @@ class Show:
         """Cancel the retries still waiting for Redis (recovery finishes them)."""
         await self.buying.stop_background()
         await self.fans.stop_background()
+        await self.webhooks.stop()

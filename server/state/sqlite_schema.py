@@ -10,10 +10,12 @@ transaction, once and whole.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
+import orjson
 
 from server.state.store import Order
 
@@ -223,6 +225,44 @@ CREATE TABLE IF NOT EXISTS order_cancellations (
     epoch TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS order_cancellations_room ON order_cancellations (room_id);
+-- The webhook outbox (server/features/webhooks.py): each event written in the same
+-- transaction as what it tells (an order's placement or cancellation), once per id.
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    room_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+-- Registered endpoints (room_id NULL: every room); `cursor`: the last outbox seq
+-- handed to its deliveries.
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    endpoint_id TEXT PRIMARY KEY,
+    room_id TEXT,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    events TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    cursor INTEGER NOT NULL,
+    disabled_at INTEGER,
+    lease_owner TEXT NOT NULL DEFAULT '',
+    lease_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    endpoint_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT NOT NULL DEFAULT '',
+    last_at INTEGER,
+    delivered_at INTEGER,
+    PRIMARY KEY (endpoint_id, seq)
+);
+CREATE INDEX IF NOT EXISTS webhook_pending ON webhook_deliveries (state, endpoint_id, seq);
 -- The channel (the room's owner) fan points accumulate in; no row: 'main'.
 CREATE TABLE IF NOT EXISTS room_channels (
     room_id TEXT PRIMARY KEY,
@@ -291,6 +331,24 @@ INSERT_ORDER: Final = (
     f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in ORDER_COLUMNS)}) ON CONFLICT(hold_id) DO NOTHING"
 )
+
+
+INSERT_OUTBOX: Final = ("INSERT INTO outbox (event_id, room_id, type, data, created_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING")
+
+
+def outbox_row(room_id: str, kind: str, subject: str, data: dict[str, Any],
+               at: int) -> tuple[Any, ...]:
+    """INSERT_OUTBOX's parameters; the event's id names what it tells, so the same
+    fact is one event whoever writes it."""
+    return (f"evt_{subject}.{kind}", room_id, kind, orjson.dumps(data).decode(), at)
+
+
+def outbox_row_of_order(row: Sequence[Any]) -> tuple[Any, ...]:
+    """The `order.placed` event of an order row (ORDER_COLUMNS order)."""
+    order = dict(zip(ORDER_COLUMNS, row, strict=True))
+    return outbox_row(order["room_id"], "order.placed", order["order_id"], order,
+                      order["created_at"])
 
 
 def order_row(order: Order) -> tuple[Any, ...]:

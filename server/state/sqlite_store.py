@@ -22,7 +22,13 @@ import orjson
 
 from server.core.domain import now_ms
 from server.state.ownership import private_file
-from server.state.sqlite_schema import INSERT_ORDER, create_or_migrate, order_row
+from server.state.sqlite_schema import (
+    INSERT_ORDER,
+    INSERT_OUTBOX,
+    create_or_migrate,
+    order_row,
+    outbox_row,
+)
 from server.state.sqlite_writer import GroupWriter
 from server.state.store import Order, StoreClosed
 
@@ -533,9 +539,15 @@ class SqliteOrderStore:
             if row is None:
                 return None
             names = [d[0] for d in cur.description]
-            await db.execute("INSERT INTO order_cancellations VALUES (?, ?, ?, ?, ?) "
-                             "ON CONFLICT(order_id) DO NOTHING",
-                             (order_id, room_id, reason, at, epoch))
+            cur = await db.execute("INSERT INTO order_cancellations VALUES (?, ?, ?, ?, ?) "
+                                   "ON CONFLICT(order_id) DO NOTHING",
+                                   (order_id, room_id, reason, at, epoch))
+            if cur.rowcount == 1:
+                # Its event, in the same transaction as the cancellation.
+                data = dict(zip(names, row, strict=True)) | {"reason": reason,
+                                                              "cancelled_at": at}
+                await db.execute(INSERT_OUTBOX, outbox_row(room_id, "order.cancelled",
+                                                           order_id, data, at))
             async with db.execute("SELECT reason, cancelled_at, epoch FROM "
                                   "order_cancellations WHERE order_id = ?",
                                   (order_id,)) as cur:
@@ -700,3 +712,151 @@ class SqliteOrderStore:
         return {"invites": [dict(r) for r in invites],
                 "referrals": [dict(r) for r in referrals],
                 "rewards": [dict(r) | {"reward": orjson.loads(r["reward"])} for r in rewards]}
+
+    # ------------------------------------------------------------------ webhooks
+
+    async def add_outbox(self, room_id: str, kind: str, subject: str, data: dict[str, Any],
+                         at: int) -> None:
+        await self.write(INSERT_OUTBOX, outbox_row(room_id, kind, subject, data, at))
+
+    async def add_endpoint(self, endpoint: dict[str, Any]) -> None:
+        async def add(db: aiosqlite.Connection) -> None:
+            async with db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox") as cur:
+                row = await cur.fetchone()
+            await db.execute(
+                "INSERT INTO webhook_endpoints (endpoint_id, room_id, url, secret, events, "
+                "description, created_at, cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (endpoint["endpoint_id"], endpoint["room_id"], endpoint["url"],
+                 endpoint["secret"], orjson.dumps(endpoint["events"]).decode(),
+                 endpoint["description"], endpoint["created_at"], row[0] if row else 0))
+        await self._writes.queue("call", "", (add,))
+
+    async def endpoints(self, room_id: str | None, everywhere: bool = False
+                        ) -> list[dict[str, Any]]:
+        if everywhere:
+            rows = await self._all("SELECT * FROM webhook_endpoints WHERE disabled_at IS NULL "
+                                   "ORDER BY created_at")
+        elif room_id is None:
+            rows = await self._all("SELECT * FROM webhook_endpoints WHERE room_id IS NULL "
+                                   "AND disabled_at IS NULL ORDER BY created_at")
+        else:
+            rows = await self._all("SELECT * FROM webhook_endpoints WHERE room_id = ? "
+                                   "AND disabled_at IS NULL ORDER BY created_at", (room_id,))
+        return [_endpoint(r) for r in rows]
+
+    async def disable_endpoint(self, endpoint_id: str, at: int) -> bool:
+        async def disable(db: aiosqlite.Connection) -> bool:
+            cur = await db.execute("UPDATE webhook_endpoints SET disabled_at = ? WHERE "
+                                   "endpoint_id = ? AND disabled_at IS NULL", (at, endpoint_id))
+            return cur.rowcount == 1
+        result: bool = await self._writes.queue("call", "", (disable,))
+        return result
+
+    async def fan_out(self, now: int, batch: int) -> int:
+        async def fan(db: aiosqlite.Connection) -> int:
+            async with db.execute("SELECT endpoint_id, room_id, events, cursor FROM "
+                                  "webhook_endpoints WHERE disabled_at IS NULL") as cur:
+                endpoints = list(await cur.fetchall())
+            made = 0
+            for endpoint_id, room_id, events, cursor in endpoints:
+                async with db.execute("SELECT seq, room_id, type FROM outbox WHERE seq > ? "
+                                      "ORDER BY seq LIMIT ?", (cursor, batch)) as cur:
+                    rows = list(await cur.fetchall())
+                if not rows:
+                    continue
+                wanted = set(orjson.loads(events))
+                picked = [(endpoint_id, seq, now) for seq, room, kind in rows
+                          if (room_id is None or room == room_id)
+                          and (not wanted or kind in wanted)]
+                await db.executemany(
+                    "INSERT INTO webhook_deliveries (endpoint_id, seq, state, attempts, "
+                    "next_at) VALUES (?, ?, 'pending', 0, ?) "
+                    "ON CONFLICT(endpoint_id, seq) DO NOTHING", picked)
+                await db.execute("UPDATE webhook_endpoints SET cursor = ? WHERE "
+                                 "endpoint_id = ?", (rows[-1][0], endpoint_id))
+                made += len(picked)
+            return made
+        result: int = await self._writes.queue("call", "", (fan,))
+        return result
+
+    async def due_heads(self, now: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT d.endpoint_id, d.seq, d.attempts, d.next_at, e.url, e.secret, "
+            "e.lease_owner, e.lease_until, o.event_id, o.type, o.data, o.created_at "
+            "FROM (SELECT endpoint_id, MIN(seq) AS seq FROM webhook_deliveries "
+            "WHERE state = 'pending' GROUP BY endpoint_id) h "
+            "JOIN webhook_deliveries d ON d.endpoint_id = h.endpoint_id AND d.seq = h.seq "
+            "JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id "
+            "JOIN outbox o ON o.seq = d.seq "
+            "WHERE e.disabled_at IS NULL AND d.next_at <= ? LIMIT ?", (now, limit))
+        return [dict(r) for r in rows]
+
+    async def next_due(self) -> int | None:
+        rows = await self._all(
+            "SELECT MIN(d.next_at) AS at FROM (SELECT endpoint_id, MIN(seq) AS seq FROM "
+            "webhook_deliveries WHERE state = 'pending' GROUP BY endpoint_id) h "
+            "JOIN webhook_deliveries d ON d.endpoint_id = h.endpoint_id AND d.seq = h.seq "
+            "JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id "
+            "WHERE e.disabled_at IS NULL")
+        at = rows[0]["at"] if rows else None
+        return int(at) if at is not None else None
+
+    async def lease_endpoint(self, endpoint_id: str, owner: str, now: int,
+                             until: int) -> bool:
+        async def lease(db: aiosqlite.Connection) -> bool:
+            cur = await db.execute(
+                "UPDATE webhook_endpoints SET lease_owner = ?, lease_until = ? WHERE "
+                "endpoint_id = ? AND (lease_owner = ? OR lease_until <= ?)",
+                (owner, until, endpoint_id, owner, now))
+            return cur.rowcount == 1
+        result: bool = await self._writes.queue("call", "", (lease,))
+        return result
+
+    async def record_attempt(self, endpoint_id: str, seq: int, state: str,
+                             status: int | None, error: str, at: int, next_at: int) -> None:
+        await self.write(
+            "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_at = ?, "
+            "last_status = ?, last_error = ?, last_at = ?, delivered_at = CASE WHEN ? = "
+            "'delivered' THEN ? ELSE delivered_at END WHERE endpoint_id = ? AND seq = ? "
+            "AND state = 'pending'",
+            (state, next_at, status, error[:500], at, state, at, endpoint_id, seq))
+
+    async def deliveries(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT o.event_id, o.type, o.room_id, o.created_at, d.state, d.attempts, "
+            "d.next_at, d.last_status, d.last_error, d.last_at, d.delivered_at "
+            "FROM webhook_deliveries d JOIN outbox o ON o.seq = d.seq "
+            "WHERE d.endpoint_id = ? ORDER BY d.seq DESC LIMIT ?", (endpoint_id, limit))
+        return [dict(r) for r in rows]
+
+    async def replay(self, endpoint_id: str, from_event_id: str, now: int) -> int | None:
+        async def replay(db: aiosqlite.Connection) -> int | None:
+            async with db.execute("SELECT seq FROM outbox WHERE event_id = ?",
+                                  (from_event_id,)) as cur:
+                row = await cur.fetchone()
+            async with db.execute("SELECT room_id, events, cursor FROM webhook_endpoints "
+                                  "WHERE endpoint_id = ? AND disabled_at IS NULL",
+                                  (endpoint_id,)) as cur:
+                endpoint = await cur.fetchone()
+            if row is None or endpoint is None:
+                return None
+            room_id, events, cursor = endpoint
+            wanted = set(orjson.loads(events))
+            async with db.execute("SELECT seq, room_id, type FROM outbox WHERE seq >= ? "
+                                  "AND seq <= ? ORDER BY seq", (row[0], cursor)) as cur:
+                rows = [(endpoint_id, seq, now) for seq, room, kind in await cur.fetchall()
+                        if (room_id is None or room == room_id)
+                        and (not wanted or kind in wanted)]
+            await db.executemany(
+                "INSERT INTO webhook_deliveries (endpoint_id, seq, state, attempts, next_at) "
+                "VALUES (?, ?, 'pending', 0, ?) ON CONFLICT(endpoint_id, seq) DO UPDATE SET "
+                "state = 'pending', attempts = 0, next_at = excluded.next_at", rows)
+            return len(rows)
+        result: int | None = await self._writes.queue("call", "", (replay,))
+        return result
+
+
+def _endpoint(r: aiosqlite.Row) -> dict[str, Any]:
+    return {"endpoint_id": r["endpoint_id"], "room_id": r["room_id"], "url": r["url"],
+            "events": orjson.loads(r["events"]), "description": r["description"],
+            "created_at": r["created_at"], "secret": r["secret"]}

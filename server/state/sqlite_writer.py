@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from server.state.sqlite_schema import INSERT_ORDER
+from server.state.sqlite_schema import INSERT_ORDER, INSERT_OUTBOX, outbox_row_of_order
 from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreClosed, StoreError
 
 log = logging.getLogger("livesell.store")
@@ -219,6 +219,9 @@ class GroupWriter:
                 rows.append(item.params)
         if rows:
             await db.executemany(INSERT_ORDER, rows)
+            # The order's event, in the same transaction: never an order without its
+            # event, nor an event of an order that did not commit.
+            await db.executemany(INSERT_OUTBOX, [outbox_row_of_order(row) for row in rows])
         return results
 
     @staticmethod

@@ -469,6 +469,61 @@ class OrderStore(Protocol):
         order_id, state, reward, at) rows."""
         ...
 
+    # ------------------------------------------------------------- webhooks
+
+    async def add_outbox(self, room_id: str, kind: str, subject: str, data: dict[str, Any],
+                         at: int) -> None:
+        """Write an event to the outbox (once per kind and subject). Orders' events are
+        written in their own transactions instead (place_order, cancel_order)."""
+        ...
+
+    async def add_endpoint(self, endpoint: dict[str, Any]) -> None:
+        """Register an endpoint; it gets the events written from now on."""
+        ...
+
+    async def endpoints(self, room_id: str | None, everywhere: bool = False
+                        ) -> list[dict[str, Any]]:
+        """The room's endpoints (None: the server-wide ones; `everywhere`: all),
+        secrets included."""
+        ...
+
+    async def disable_endpoint(self, endpoint_id: str, at: int) -> bool:
+        ...
+
+    async def fan_out(self, now: int, batch: int) -> int:
+        """Hand each endpoint's new outbox events to its deliveries; how many."""
+        ...
+
+    async def due_heads(self, now: int, limit: int) -> list[dict[str, Any]]:
+        """Each endpoint's oldest pending delivery, when it is due, with its event."""
+        ...
+
+    async def next_due(self) -> int | None:
+        """When the earliest endpoint's oldest pending delivery is due (ms)."""
+        ...
+
+    async def lease_endpoint(self, endpoint_id: str, owner: str, now: int,
+                             until: int) -> bool:
+        """Deliver to the endpoint alone until `until` (one process at a time keeps its
+        order): True when `owner` holds the lease."""
+        ...
+
+    async def record_attempt(self, endpoint_id: str, seq: int, state: str,
+                             status: int | None, error: str, at: int, next_at: int) -> None:
+        """An attempt's outcome: `state` 'delivered', 'pending' (retry at `next_at`)
+        or 'dead'."""
+        ...
+
+    async def deliveries(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:
+        """The endpoint's delivery log, newest first."""
+        ...
+
+    async def replay(self, endpoint_id: str, from_event_id: str, now: int) -> int | None:
+        """Deliver again every event of the endpoint from `from_event_id` on (the
+        endpoint's own kinds and rooms); how many, None for an unknown event or
+        endpoint."""
+        ...
+
 
 async def open_store(settings: Settings) -> OrderStore:
     """Open the order store the settings name and return it ready for writes.

@@ -1,13 +1,16 @@
 """The `livesell` command: `serve` runs the server, `verify-lottery` recomputes a
 drawn lottery from its published record, `verify-auction` checks an ended
-auction's bid chain (server/core/auction_chain.py)."""
+auction's bid chain (server/core/auction_chain.py), `webhooks verify` checks a
+received webhook's signature (server/core/webhooks.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from server import __version__
+from server.core import webhooks
 from server.core.settings import Settings, SettingsError, load_settings
 from server.web.serving import serve
 
@@ -67,7 +71,58 @@ def build_parser() -> argparse.ArgumentParser:
                      "chain under \"entries\"")
     src.add_argument("--url", help="the auction's URL on a livesell server "
                      "(.../api/rooms/{room}/auctions/{id}); its chain is fetched from /bids")
+
+    hooks = sub.add_parser("webhooks", help="tools for webhook receivers")
+    hook_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    check = hook_sub.add_parser(
+        "verify", help="check a received webhook's signature and timestamp (exit 0: "
+        "genuine; 1: not, with the reason)")
+    secret = check.add_mutually_exclusive_group(required=True)
+    secret.add_argument("--secret-file", type=Path,
+                        help="a file holding the endpoint's whsec_ secret")
+    secret.add_argument("--secret-env", metavar="NAME",
+                        help="an environment variable holding the secret (keeps it out "
+                        "of the process list)")
+    check.add_argument("--id", required=True, help="the webhook-id header")
+    check.add_argument("--timestamp", required=True, help="the webhook-timestamp header")
+    check.add_argument("--signature", required=True, help="the webhook-signature header")
+    check.add_argument("--body-file", type=Path,
+                       help="the raw request body (default: standard input)")
+    check.add_argument("--tolerance-s", type=_int_in(0, 10**9, "--tolerance-s"),
+                       default=webhooks.DEFAULT_TOLERANCE_S,
+                       help="how far the timestamp may be from now (default 300)")
+    check.add_argument("--now", type=_int_in(0, 10**12, "--now"),
+                       help="check as at this Unix time (seconds) instead of now")
     return parser
+
+
+def verify_webhook(args: argparse.Namespace) -> int:
+    """`livesell webhooks verify`: the Standard Webhooks check a receiver makes."""
+    if args.secret_file is not None:
+        try:
+            secret = args.secret_file.read_text().strip()
+        except OSError as exc:
+            print(f"livesell: cannot read {args.secret_file}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        secret = os.environ.get(args.secret_env, "").strip()
+        if not secret:
+            print(f"livesell: the environment variable {args.secret_env} is not set",
+                  file=sys.stderr)
+            return 2
+    try:
+        body = args.body_file.read_bytes() if args.body_file else sys.stdin.buffer.read()
+    except OSError as exc:
+        print(f"livesell: cannot read {args.body_file}: {exc}", file=sys.stderr)
+        return 2
+    now = args.now if args.now is not None else int(time.time())
+    problem = webhooks.verify(secret, args.id, args.timestamp, args.signature, body, now,
+                              args.tolerance_s)
+    if problem is not None:
+        print(f"not genuine: {problem}")
+        return 1
+    print(f"genuine: {args.id}")
+    return 0
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -182,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         return verify_lottery(args)
     if args.command == "verify-auction":
         return verify_auction(args)
+    if args.command == "webhooks":
+        return verify_webhook(args)
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:

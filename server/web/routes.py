@@ -24,7 +24,14 @@ from server import __version__
 from server.core.domain import now_ms
 from server.core.errors import BadRequest, PayloadTooLarge, Unavailable, UnsupportedMedia, refusal
 from server.core.identity import clean_nickname
-from server.core.protocol import ID_PATTERN, encode, get_str, loads_object, reject_unknown
+from server.core.protocol import (
+    ID_PATTERN,
+    encode,
+    get_str,
+    loads_object,
+    query_int,
+    reject_unknown,
+)
 from server.features import registry, rooms
 from server.features.show import Show
 from server.realtime.admission import client_bucket
@@ -301,6 +308,50 @@ async def download_trace(request: Request) -> Response:
                         filename=f"{room_id}.jsonl")
 
 
+def check_admin(request: Request) -> None:
+    """Server-wide settings need the admin key (a loopback server without one: none),
+    as room creation does."""
+    refused = rooms.room_creation_refusal(services(request).settings.server,
+                                          offered_admin_key(request))
+    if refused is not None:
+        raise refused
+
+
+def endpoint_param(request: Request) -> str:
+    value = str(request.path_params["endpoint_id"])
+    if not ID_PATTERN.match(value):
+        raise HTTPException(404, "no such endpoint")
+    return value
+
+
+async def add_webhook(request: Request) -> Response:
+    check_admin(request)
+    return ok(await show_of(request).webhooks.add(None, await json_body(request)), 201)
+
+
+async def list_webhooks(request: Request) -> Response:
+    check_admin(request)
+    return ok(await show_of(request).webhooks.listed(None))
+
+
+async def remove_webhook(request: Request) -> Response:
+    check_admin(request)
+    return ok(await show_of(request).webhooks.remove(None, endpoint_param(request)))
+
+
+async def webhook_deliveries(request: Request) -> Response:
+    check_admin(request)
+    limit = query_int(request.query_params, "limit", 100, 1, 1000)
+    return ok(await show_of(request).webhooks.delivery_log(None, endpoint_param(request),
+                                                           limit))
+
+
+async def replay_webhook(request: Request) -> Response:
+    check_admin(request)
+    return ok(await show_of(request).webhooks.replay(None, endpoint_param(request),
+                                                     await json_body(request)))
+
+
 def page(name: str) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
         path = CLIENT_DIR / name
@@ -327,6 +378,11 @@ def http_routes(show_registry: registry.Registry) -> list[BaseRoute]:
         Route("/api/session", create_session, methods=["POST"]),
         Route("/api/rooms", create_room, methods=["POST"]),
         Route("/api/rooms", list_rooms, methods=["GET"]),
+        Route("/api/webhooks", add_webhook, methods=["POST"]),
+        Route("/api/webhooks", list_webhooks, methods=["GET"]),
+        Route("/api/webhooks/{endpoint_id}", remove_webhook, methods=["DELETE"]),
+        Route("/api/webhooks/{endpoint_id}/deliveries", webhook_deliveries, methods=["GET"]),
+        Route("/api/webhooks/{endpoint_id}/replay", replay_webhook, methods=["POST"]),
         Route(ROOM + "/trace", download_trace, methods=["GET"]),
         Route(ROOM + "/archive", archive_room, methods=["POST"]),
     ]

@@ -1,0 +1,140 @@
+"""Webhooks, pure: the event types, an endpoint's registration body, the
+Standard Webhooks signature (`webhook-id`, `webhook-timestamp`,
+`webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with a
+`whsec_<base64>` secret) and its verification, the payload's shape, and the
+retry schedule (exponential backoff with jitter, for a day).
+
+Receivers verify with `livesell webhooks verify` or any Standard Webhooks
+library; docs/operations.md "Webhooks" has the whole contract."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from server.core.errors import BadRequest
+from server.core.protocol import get_str, reject_unknown
+
+EVENT_TYPES: Final = (
+    "order.placed", "order.cancelled", "show.started", "show.ended", "sale.opened",
+    "sale.sold_out", "auction.won", "lottery.drawn", "reminder.due",
+)
+SECRET_PREFIX: Final = "whsec_"
+MAX_URL: Final = 2000
+URL_PATTERN: Final = re.compile(r"^https?://[^\s<>\"'#]+$")
+# How far a receiver lets a timestamp be from its clock (replayed old messages).
+DEFAULT_TOLERANCE_S: Final = 300
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    url: str
+    events: tuple[str, ...]  # () = every type
+    description: str
+
+
+def parse_endpoint(body: Mapping[str, Any], allow_private: bool) -> EndpointSpec:
+    """An endpoint's registration: `url` (http or https; a private, loopback or
+    link-local address only when `allow_private`), `events` (types; absent or
+    empty: all) and an optional `description`."""
+    reject_unknown(body, frozenset({"url", "events", "description"}), "webhook")
+    url = get_str(body, "url", max_len=MAX_URL, strip=True)
+    if not URL_PATTERN.match(url):
+        raise BadRequest("url: must be an http:// or https:// URL without spaces or "
+                         "fragment", details={"field": "url"})
+    host = _host(url)
+    if not host:
+        raise BadRequest("url: names no host", details={"field": "url"})
+    if not allow_private and _private(host):
+        raise BadRequest("url: a private, loopback or link-local address; set "
+                         "webhooks.allow_private_targets to deliver inside your network",
+                         code="webhook_target_private", details={"field": "url"})
+    events = body.get("events", [])
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise BadRequest("events: a list of event types", details={"field": "events"})
+    unknown = sorted(set(events) - set(EVENT_TYPES))
+    if unknown:
+        raise BadRequest(f"events: unknown type(s) {', '.join(unknown)[:200]}; known: "
+                         f"{', '.join(EVENT_TYPES)}", details={"field": "events"})
+    description = get_str(body, "description", max_len=200, min_len=0, strip=True,
+                          default="")
+    return EndpointSpec(url, tuple(sorted(set(events))), description)
+
+
+def _host(url: str) -> str:
+    """The host of an http(s) URL (URL_PATTERN matched): between `//` and the path,
+    without user info or port; an IPv6 address without its brackets."""
+    authority = re.split(r"[/?]", url.split("://", 1)[1], maxsplit=1)[0]
+    authority = authority.rpartition("@")[2]
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    return authority.partition(":")[0].lower()
+
+
+def _private(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: resolved when delivering (docs/operations.md says so)
+    return addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved \
+        or addr.is_unspecified or addr.is_multicast
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _key(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"a webhook secret starts with {SECRET_PREFIX}")
+    try:
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except ValueError as exc:
+        raise ValueError("the webhook secret is not base64 after whsec_") from exc
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header's value."""
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify(secret: str, msg_id: str, timestamp: str, signature: str, body: bytes,
+           now_s: int, tolerance_s: int = DEFAULT_TOLERANCE_S) -> str | None:
+    """None when the message is genuine and fresh; else why not. `signature` may list
+    several space-separated signatures (a rotated secret); one must match."""
+    if not timestamp.isascii() or not timestamp.isdigit():
+        return "webhook-timestamp is not a number of seconds"
+    if abs(now_s - int(timestamp)) > tolerance_s:
+        return f"webhook-timestamp is more than {tolerance_s} s from now"
+    try:
+        expected = sign(secret, msg_id, int(timestamp), body).split(",", 1)[1]
+    except ValueError as exc:
+        return str(exc)
+    for candidate in signature.split():
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(value, expected):
+            return None
+    return "no v1 signature matches"
+
+
+def retry_delay_s(attempts: int, first_s: float, max_s: float, jitter: float) -> float:
+    """The wait before the next attempt after `attempts` failed ones: doubling from
+    `first_s`, at most `max_s`, times `jitter` (a factor in 0.8..1.2, drawn by the
+    caller) so that endpoints failing together do not retry together."""
+    return float(min(max_s, first_s * 2 ** max(0, attempts - 1)) * jitter)
+
+
+def payload(event_id: str, kind: str, at_ms: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The body every endpoint gets: `type`, `timestamp` (ms), `id` and `data`."""
+    return {"id": event_id, "type": kind, "timestamp": at_ms, "data": dict(data)}
