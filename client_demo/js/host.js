@@ -20,6 +20,8 @@
 //   polls.js            polls: the start form (2 to 6 options), live votes and shares, close now
 //   questions.js        Q&A: the top unanswered questions by votes, mark answered, recently answered
 //   groups.js           group deals: the start form, held / sold / left and open groups live, close
+//   fans.js             top fans: the channel's leaderboard, refreshed every 10 s
+//   referrals.js        referrals: the reward program's form and the inviter → invitee tree
 //   chat_moderation.js  chat and its recent history, delete, mute, the pinned message, announcements
 //   stats.js            live numbers and charts
 
@@ -35,6 +37,7 @@ import {
   addChat, addSystem, announce, markDeleted, onMuted, pinNote, setChatHistory, setPinned, unpin,
 } from "./host/chat_moderation.js";
 import { couponKindChanged, dropCoupon, onCouponCount, renderCoupons } from "./host/coupons.js";
+import { refreshFans } from "./host/fans.js";
 import {
   anyOpenGroup, fillGroupDefaults, onGroupDeal, onGroupUpdate, onProductStock, refreshGroups, renderGroups, startDeal,
 } from "./host/groups.js";
@@ -55,6 +58,9 @@ import {
 import {
   onQuestionVotes, putQuestion, refreshQuestions, renderQuestions, setQuestions,
 } from "./host/questions.js";
+import {
+  loadReferrals, referralCouponKindChanged, referralKindChanged, refreshReferrals, saveReferrals,
+} from "./host/referrals.js";
 import { fillSaleDefaults, putSale, startSale } from "./host/sale.js";
 import { S, now } from "./host/state.js";
 
@@ -100,6 +106,8 @@ const EVENTS = {
   show_live: () => { if (S.room) S.room.state = "live"; renderRoomState("live"); },
   room_policy: (ev) => renderPolicy(ev.policy),
   show_ended: () => { addSystem("The show has ended."); renderRoomState("ended"); },
+  // A reward paid or reversed changes the referral tree: load it now, not in 10 s.
+  referral_reward: () => loadReferrals(),
 };
 
 function onEvent(ev) {
@@ -204,6 +212,12 @@ function bind() {
   $("#poll-form").addEventListener("submit", startPoll);
   $("#pl-add").addEventListener("click", () => addOption());
   $("#qa-refresh").addEventListener("click", refreshQuestions);
+  $("#fans-refresh").addEventListener("click", refreshFans);
+  $("#ref-refresh").addEventListener("click", refreshReferrals);
+  $("#ref-form").addEventListener("submit", saveReferrals);
+  $("#rf-kind-points").addEventListener("change", referralKindChanged);
+  $("#rf-kind-coupon").addEventListener("change", referralKindChanged);
+  $("#rf-ckind").addEventListener("change", referralCouponKindChanged);
   $("#pol-verified").addEventListener("change", verifiedChanged);
   $("#pol-ip").addEventListener("change", perAddressChanged);
   $("#pol-slow").addEventListener("change", slowModeChanged);

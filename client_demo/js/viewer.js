@@ -23,6 +23,8 @@
 //   polls.js       poll cards: vote, the viewer's choice, live percentages, final results
 //   questions.js   Q&A: ask the host, upvote others' questions by votes, the answered list
 //   groups.js      group deals: start or join a group, invite friends (?group=), pay when full
+//   fans.js        this viewer's fan points, level and badge; `watching` while visible
+//   invite.js      invite friends to the show (share sheet, ?invite=), referral rewards
 //   preshow.js     the pre-show page of a scheduled show: countdown, products, remind me
 //   chat.js        chat and its recent history, the pinned message, moderation effects,
 //                  slow mode
@@ -46,11 +48,18 @@ import {
   release, renderHold, showCheckoutMsg,
 } from "./viewer/checkout.js";
 import { countdownsFrom, onTick, redrawClock, scheduleClock } from "./viewer/clock.js";
+import {
+  onFan, onFanRefused, onOwnChat, refreshFanSoon, resetFan, setFans, syncWatching, watchVisibility,
+} from "./viewer/fans.js";
 import { renderConn, renderConnNotice, setConn } from "./viewer/connection.js";
 import { markClaimed, onCouponClaimed, onCouponCount, onCouponDrop } from "./viewer/coupons.js";
 import {
   cancelRename, exchangeShopToken, onWelcome, openRename, rename, takeShopToken, watchAsGuest,
 } from "./viewer/identity.js";
+import {
+  copyInvite, onInvite, onInviteAccepted, onInviteIdentity, onInviteRefused, onInviteSnapshot, onReferralReward,
+  openInvite, shareInvite,
+} from "./viewer/invite.js";
 import {
   markEntered, onDrawn, onEntrants, onLotteryEntered, onLotteryOpen, rememberSeed,
 } from "./viewer/lotteries.js";
@@ -77,7 +86,7 @@ import {
 import {
   forgetPlaces, onJoinRefused, onWaitlist, onWaitlistLeft, onWaitlistOffer,
 } from "./viewer/waitlist.js";
-import { explain } from "./viewer/words.js";
+import { explain, explainLevel } from "./viewer/words.js";
 
 // ------------------------------------------------------------------ events
 
@@ -85,7 +94,7 @@ import { explain } from "./viewer/words.js";
 const EVENTS = {
   // A new identity is a new bidder, voter and asker: the auction and poll cards and
   // the questions follow who this viewer is.
-  welcome: (ev) => { onWelcome(ev); renderAuctions(); renderPolls(); renderQuestions(); renderGroups(); },
+  welcome: onWelcomeEvent,
   snapshot: onSnapshot,
   product: (ev) => { putProduct(ev.product); renderShop(); },
   pinned: (ev) => { putProduct(ev.product); S.pins = ev.pins; renderShop(); },
@@ -109,7 +118,7 @@ const EVENTS = {
   auction_second_chance: (ev) => onAuction(ev.auction),
   likes: onLikes,
   viewers: (ev) => { S.viewers = ev; renderViewers(); },
-  chat: addChat,
+  chat: (ev) => { addChat(ev); if (S.me && ev.viewer_id === S.me.viewer_id) onOwnChat(ev); },
   claimed: onClaimed,
   chat_deleted: (ev) => removeChat(ev.message_id),
   message_pinned: (ev) => setPinned(ev.pinned_message),
@@ -127,12 +136,25 @@ const EVENTS = {
   show_reminder: onShowReminder,
   show_ended: onShowEnded,
   room_policy: (ev) => applyPolicy(ev.policy),
+  referral_reward: onReferralReward,
   error: onStrayError,
 };
 
 function onEvent(ev) {
   const handler = EVENTS[ev.type];
   if (handler) handler(ev);
+}
+
+// A new identity is a new bidder, voter, asker, fan and inviter: the auction and poll
+// cards, the questions and the fan status follow who this viewer is.
+function onWelcomeEvent(ev) {
+  const changed = !S.me || S.me.viewer_id !== ev.viewer.viewer_id;
+  onWelcome(ev);
+  if (changed) { resetFan(); onInviteIdentity(); }
+  renderAuctions();
+  renderPolls();
+  renderQuestions();
+  renderGroups();
 }
 
 function putProduct(card) {
@@ -173,10 +195,15 @@ function onSnapshot(snap) {
   renderPreshow();
   // Deals are not in the snapshot: the ones this tab has seen are fetched afresh.
   refreshGroups();
+  // The channel's fan levels (before the chat: its lines wear their badges), and
+  // this viewer's status asked afresh.
+  setFans(snap.fans);
   // The recent chat (oldest first, kept by message_id) and the pinned message.
   setChatHistory(snap.chat, snap.seq);
   if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
   else renderPinned();
+  // A page opened from a friend's invite link accepts it once.
+  onInviteSnapshot();
 }
 
 /** The room policy from a snapshot or a `room_policy` event. */
@@ -207,6 +234,7 @@ function onShowEnded() {
   renderAuctions();
   renderGroups();
   renderPreshow();
+  syncWatching();
 }
 
 function onStrayError(ev) {
@@ -220,7 +248,9 @@ function onStrayError(ev) {
 const REPLIES = {
   // A buy button's hold, or a comment's (which may come while another is open).
   hold: (reply) => offerHold(reply.hold),
-  order_placed: (reply) => { onOrder(reply.order); onAuctionOrder(reply.order); onGroupOrder(reply.order); },
+  order_placed: (reply) => {
+    onOrder(reply.order); onAuctionOrder(reply.order); onGroupOrder(reply.order); refreshFanSoon();
+  },
   hold_released: onHoldReleased,
   coupon_claimed: onCouponClaimed,
   lottery_entered: onLotteryEntered,
@@ -231,6 +261,9 @@ const REPLIES = {
   asked: onAsked,
   upvoted: onUpvoted,
   group: onGroupReply,
+  fan: onFan,
+  invite: onInvite,
+  invite_accepted: onInviteAccepted,
   error: (reply, request) => (request && request.type === "chat" ? onChatRefused(reply, request)
                                                                 : onRefusal(reply, request)),
 };
@@ -245,8 +278,9 @@ const HOLD_OVER = ["hold_expired", "hold_not_found", "hold_released", "checked_o
 
 /** A refusal, shown where the request was made. */
 function onRefusal(err, request) {
-  const text = explain(err);
   const kind = request ? request.type : null;
+  const text = err.code === "level_required" && kind === "enter_lottery" ? explainLevel(err, "enter this giveaway")
+                                                                         : explain(err);
   if (kind === "join_waitlist") onJoinRefused(request.product_id);
   if (kind === "bid") {
     onBidRefused(err, request);
@@ -258,6 +292,10 @@ function onRefusal(err, request) {
     onUpvoteRefused(err, request);
   } else if (kind === "start_group" || kind === "join_group") {
     onGroupRefused(err, request);
+  } else if (kind === "invite" || kind === "accept_invite") {
+    onInviteRefused(err, request);
+  } else if (kind === "watching" || kind === "fan_status") {
+    onFanRefused(err, request);
   } else if (kind === "buy" || kind === "join_waitlist") {
     showCardMsg(request.product_id, text);
     renderAllCards();
@@ -327,6 +365,11 @@ function bindUi() {
   $("#rename-form").addEventListener("submit", rename);
   $("#guest-btn").addEventListener("click", watchAsGuest);
   $("#remind-btn").addEventListener("click", remindMe);
+  $("#invite-btn").addEventListener("click", openInvite);
+  $("#invite-close").addEventListener("click", () => $("#invite-dlg").close());
+  $("#invite-copy").addEventListener("click", copyInvite);
+  $("#invite-share").addEventListener("click", shareInvite);
+  watchVisibility();
 }
 
 async function start() {

@@ -11,7 +11,7 @@
 // after every snapshot (reconnect, resync).
 
 import { $, api, clock, h, money, setText, store, toMajorText, toMinor } from "../util.js";
-import { S, hostApi, now, report } from "./state.js";
+import { S, hostApi, minLevelOf, now, report } from "./state.js";
 
 const els = new Map(); // deal_id -> list item refs
 const SHOWN = 8;
@@ -129,6 +129,8 @@ export async function startDeal(e) {
   if (Number.isNaN(price)) { fail(out, "Group price: enter an amount like 12.00", "bad_price"); return; }
   const body = { product_id: p.product_id, group_size: Number($("#gf-size").value), group_price: price,
                  fill_s: Number($("#gf-fill").value), units: Number($("#gf-units").value) };
+  const minLevel = minLevelOf($("#gf-min-level"));
+  if (minLevel) body.min_level = minLevel;
   const res = await hostApi("POST", "/group-deals", body);
   if (!res.ok) { report(out, res, ""); return; }
   const { groups, ...deal } = res.data;
@@ -137,7 +139,8 @@ export async function startDeal(e) {
   for (const g of groups || []) putGroup(g);
   renderGroups();
   report(out, res, `Group deal on “${deal.title}” is open: groups of ${deal.group_size} at ` +
-                   `${money(deal.group_price, deal.currency)}, ${deal.units} units`);
+                   `${money(deal.group_price, deal.currency)}, ${deal.units} units` +
+                   (deal.min_level > 0 ? `, fans at level ${deal.min_level}+ only` : ""));
 }
 
 // ------------------------------------------------------------------ the list
@@ -186,7 +189,7 @@ function updateItem(r, d) {
   r.badge.className = `badge ${open ? "open" : "ended"}`;
   setText(r.badge, open ? "open" : "closed");
   setText(r.terms, `Groups of ${d.group_size} at ${m(d.group_price)}` + (p ? ` (list ${m(p.price)})` : "") +
-                   ` · fill within ${clock(d.fill_s * 1000)}`);
+                   ` · fill within ${clock(d.fill_s * 1000)}` + (d.min_level > 0 ? ` · level ${d.min_level}+ only` : ""));
   setText(r.units, `held ${d.held} · sold ${d.sold} · left ${d.left} of ${d.units}`);
   const groups = [...S.groups.values()].filter((g) => g.deal_id === d.deal_id);
   const openGroups = groups.filter((g) => g.state === "open").sort((x, y) => x.deadline - y.deadline);

@@ -10,6 +10,7 @@ const TEXT_LIMITS = {
   "#pf-title": "title_max_length",
   "#pf-desc": "description_max_length",
   "#cf-title": "title_max_length",
+  "#rf-title": "title_max_length",
   "#lf-prize": "prize_max_length",
   "#lf-keyword": "keyword_max_length",
   "#announce-text": "announcement_max_length",

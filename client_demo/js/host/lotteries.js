@@ -4,7 +4,7 @@
 
 import { $, api, clock, h, setText } from "../util.js";
 import { verifyLottery } from "../lottery.js";
-import { S, hostApi, now, report } from "./state.js";
+import { S, hostApi, minLevelOf, now, report } from "./state.js";
 
 const lotteryEls = new Map();
 
@@ -29,8 +29,11 @@ export async function openLottery(e) {
   const body = { prize: $("#lf-prize").value.trim(), winners: Number($("#lf-winners").value),
                  duration_s: Number($("#lf-duration").value), entry: $("#lf-entry").value };
   if (body.entry === "keyword") body.keyword = $("#lf-keyword").value.trim();
+  const minLevel = minLevelOf($("#lf-min-level"));
+  if (minLevel) body.min_level = minLevel;
   const res = await hostApi("POST", "/lotteries", body);
-  if (report(out, res, res.ok ? `Giveaway “${res.data.prize}” is open (seed hash ${res.data.seed_hash.slice(0, 12)}… published)` : "")) {
+  const level = res.ok && res.data.min_level > 0 ? `, fans at level ${res.data.min_level}+ only` : "";
+  if (report(out, res, res.ok ? `Giveaway “${res.data.prize}” is open${level} (seed hash ${res.data.seed_hash.slice(0, 12)}… published)` : "")) {
     putLottery(res.data);
   }
 }
@@ -80,6 +83,7 @@ function updateLottery(r, l) {
   setText(r.title, l.prize);
   setText(r.meta, `${l.entrants} entrant${l.entrants === 1 ? "" : "s"} · ${l.winners_count} winner${l.winners_count === 1 ? "" : "s"} · ` +
                   (l.entry === "keyword" ? `keyword “${l.keyword}”` : "button entry") +
+                  (l.min_level > 0 ? ` · level ${l.min_level}+ only` : "") +
                   (open ? ` · draws in ${clock(l.closes_at - at)}` : ""));
   setText(r.winners, open || drawing ? "" : (winners.length
     ? `Winner${winners.length > 1 ? "s" : ""}: ${winners.map((w) => S.nicknames.get(w) || w).join(", ")}`

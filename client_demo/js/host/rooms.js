@@ -8,10 +8,12 @@ import { resetAuctions } from "./auctions.js";
 import { resetCatalogue } from "./catalogue.js";
 import { resetModeration } from "./chat_moderation.js";
 import { resetCoupons } from "./coupons.js";
+import { resetFans, startFans, stopFans } from "./fans.js";
 import { resetGroups } from "./groups.js";
 import { resetLotteries } from "./lotteries.js";
 import { resetPolls } from "./polls.js";
 import { resetQuestions } from "./questions.js";
+import { resetReferrals, startReferrals, stopReferrals } from "./referrals.js";
 import { S, hostApi, live, report, setLive } from "./state.js";
 import { pollStats, stopStats } from "./stats.js";
 
@@ -138,6 +140,8 @@ function startRoom(id, key, state) {
   resetAuctions();
   resetPolls();
   resetQuestions();
+  resetFans();
+  resetReferrals();
   resetModeration();
   $("#setup").hidden = true;
   $("#console").hidden = false;
@@ -155,6 +159,8 @@ function startRoom(id, key, state) {
                      onEvent: handlers.onEvent, onState: setConn }));
   live.start();
   pollStats();
+  startFans();
+  startReferrals();
   handlers.onStart();
   window.livesell = { live, state: S, serverNow: () => live.serverNow() };
 }
@@ -163,6 +169,8 @@ function stopRoom() {
   if (live) live.stop();
   setLive(null);
   stopStats();
+  stopFans();
+  stopReferrals();
 }
 
 function setConn(state, info = {}) {

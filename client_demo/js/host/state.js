@@ -59,6 +59,16 @@ export function report(el, res, okText) {
   return res.ok;
 }
 
+/** A "Minimum fan level" input (giveaways, group deals): its number, or 0 (left out
+ *  of the request) when empty; anything else is sent as typed for the server to
+ *  refuse in its words. */
+export function minLevelOf(input) {
+  const text = input.value.trim();
+  if (!text) return 0;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : text;
+}
+
 /** The currency most products are priced in (revenue is shown in it). */
 export function currencyOf() {
   const counts = new Map();

@@ -2,9 +2,12 @@
 // a snapshot carries (kept by message_id, in seq order), the host's pinned message,
 // the host's deletions and mutes, slow mode and busy-room refusals counted down on
 // the send button, and the input's length taken from the server's `chat_max_length`.
+// A message's `level` (the author's fan level when it was sent, 0 for none) puts
+// a small badge beside the name, named from the snapshot's `fans.levels`.
 
 import { $, clock, h, setText, timeOfDay, toast } from "../util.js";
 import { scheduleClock } from "./clock.js";
+import { chatBadge } from "./fans.js";
 import { enterByKeyword } from "./lotteries.js";
 import { S, live, now } from "./state.js";
 import { explain } from "./words.js";
@@ -57,8 +60,12 @@ export function addChat(ev) {
     : h("span", { class: "nick", text: ev.nickname });
   const data = { messageId: ev.message_id };
   if (Number.isFinite(ev.seq)) data.seq = ev.seq;
+  if (Number.isInteger(ev.level)) data.level = ev.level;
+  // The fan badge (textContent only, like the name): never on the host's own notes.
+  const badge = ev.host === true ? null : chatBadge(ev.level);
   const li = h("li", { class: `msg${mine ? " me" : ""}${ev.host === true ? " host" : ""}`, data },
     who,
+    badge,
     h("span", { class: "text", text: ev.text }));
   chatEls.set(ev.message_id, li);
   appendChat(li, placeFor(ev.seq));

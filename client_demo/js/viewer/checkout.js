@@ -141,22 +141,30 @@ function renderItem(hold) {
     h("div", { class: "muted small num", text: `${hold.quantity} × ${money(hold.unit_price, hold.currency)}` })));
 }
 
+/** A coupon this viewer may use: a drop it claimed, or a referral reward coupon
+ *  (claimed for it by the server, viewer/invite.js). */
+const couponById = (id) => S.coupons.get(id) || S.rewardCoupons.get(id);
+
 /** Coupons this viewer claimed and has not used, in the select; the one chosen. */
 function renderCouponChoice(at, checkoutPending) {
   const select = $("#coupon-select");
-  const usable = [...S.claimed].filter((id) => !S.usedCoupons.has(id) && S.coupons.has(id))
-    .map((id) => S.coupons.get(id)).filter((c) => c.expires_at > at);
+  const drops = [...S.claimed].filter((id) => !S.usedCoupons.has(id) && S.coupons.has(id))
+    .map((id) => S.coupons.get(id));
+  const rewards = [...S.rewardCoupons.values()].filter((c) => !S.usedCoupons.has(c.coupon_id) &&
+                                                             !S.coupons.has(c.coupon_id));
+  const usable = [...drops, ...rewards].filter((c) => !c.expires_at || c.expires_at > at);
   const sig = usable.map((c) => c.coupon_id).join(",");
   if (select.dataset.sig !== sig) {
     const keep = select.value;
     select.dataset.sig = sig;
     select.replaceChildren(h("option", { value: "", text: usable.length ? "No coupon" : "No coupons claimed" }),
-      ...usable.map((c) => h("option", { value: c.coupon_id, text: `${c.title} (${couponText(c)})` })));
+      ...usable.map((c) => h("option", { value: c.coupon_id,
+                                         text: `${c.title} (${couponText(c)})${c.reward ? " · referral reward" : ""}` })));
     select.value = usable.some((c) => c.coupon_id === keep) ? keep : (usable[0] ? usable[0].coupon_id : "");
   }
   $("#coupon-field").hidden = false;
   select.disabled = !usable.length || checkoutPending;
-  return S.coupons.get(select.value);
+  return couponById(select.value);
 }
 
 export function renderHold() {

@@ -19,6 +19,7 @@
 import { api, clock, copyText, h, initials, money, setText, toast } from "../util.js";
 import { offerHold, openCheckout } from "./checkout.js";
 import { scheduleClock } from "./clock.js";
+import { showLevel } from "./fans.js";
 import { S, live, mustSignIn, now, showEnded } from "./state.js";
 import { explainGroup } from "./words.js";
 
@@ -300,6 +301,8 @@ function buildCard(id) {
   r.was = h("span", { class: "price-was num" });
   r.off = h("span", { class: "price-off" });
   r.terms = h("p", { class: "gterms num" });
+  // A fan level the deal asks for (`min_level`, docs/protocol.md section 19).
+  r.level = h("p", { class: "level-req glevel", hidden: true });
   r.shared = h("p", { class: "notice info gshared", attrs: { role: "status" }, hidden: true });
   r.mineText = h("p", { class: "gmine-text num", attrs: { role: "status", "aria-live": "polite" } });
   r.pay = h("button", { type: "button", class: "btn primary gpay", on: { click: () => pay(id) } });
@@ -326,7 +329,7 @@ function buildCard(id) {
   r.root = h("article", { class: "gcard", data: { dealId: id }, attrs: { "aria-labelledby": titleId } },
     h("div", { class: "gcard-head" }, r.badge, r.title),
     h("div", { class: "price-row gprice" }, r.price, r.was, r.off),
-    r.terms, r.shared, r.mine, r.start, r.msg, r.listHead, r.list, r.empty);
+    r.terms, r.level, r.shared, r.mine, r.start, r.msg, r.listHead, r.list, r.empty);
   return r;
 }
 
@@ -368,6 +371,7 @@ function updateCard(id) {
   const ended = showEnded();
   r.root.dataset.state = d.state;
   r.root.dataset.left = d.left;
+  r.root.dataset.minLevel = showLevel(r.level, d.min_level);
 
   setText(r.badge, open ? "Group deal" : "Closed");
   r.badge.className = `badge gbadge ${open ? "open" : "ended"}`;

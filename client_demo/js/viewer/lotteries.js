@@ -4,6 +4,7 @@
 
 import { $, api, clock, h, setText, store, toast } from "../util.js";
 import { verifyLottery } from "../lottery.js";
+import { showLevel } from "./fans.js";
 import { renderPromos } from "./promos.js";
 import { S, keys, live, mustSignIn, showEnded } from "./state.js";
 import { explain } from "./words.js";
@@ -74,16 +75,21 @@ export function buildLottery(id, open) {
   r.meta = h("span", { class: "promo-meta num" });
   r.how = h("span", { class: "promo-meta" });
   r.seed = h("span", { class: "seed" });
+  // A fan level the giveaway asks for (`min_level`, docs/protocol.md section 19).
+  r.level = h("span", { class: "level-req", hidden: true });
   r.btn = h("button", { type: "button", class: open ? "btn accent small" : "btn small",
                         on: { click: () => (open ? enter(id) : openVerify(id)) } });
+  // A refusal of this viewer's entry, in words on the card (level_required, ...).
+  r.msg = h("p", { class: "notice error promo-msg", attrs: { role: "alert" }, hidden: true });
   r.root = h("div", { class: "promo lottery", data: { lotteryId: id, state: open ? "open" : "drawn" } },
     h("div", { class: "promo-icon", text: "WIN", attrs: { "aria-hidden": "true" } }),
-    h("div", { class: "promo-main" }, r.title, r.how, r.meta, r.seed), r.btn);
+    h("div", { class: "promo-main" }, r.title, r.level, r.how, r.meta, r.seed), r.btn, r.msg);
   return r;
 }
 
 export function updateOpenLottery(r, l, at) {
   setText(r.title, `Giveaway: ${l.prize}`);
+  r.root.dataset.minLevel = showLevel(r.level, l.min_level);
   setText(r.how, l.entry === "keyword" ? `Comment “${l.keyword}” in chat to enter` : "Tap Enter to join the draw");
   // The server draws at closes_at and says so with lottery_drawn; until that event
   // arrives (a few ms) the countdown rests at "drawing…" (display only).
@@ -102,11 +108,14 @@ export function updateOpenLottery(r, l, at) {
   else if (signIn) text = "Sign in on the shop to enter";
   setText(r.btn, text);
   r.btn.disabled = entered || pending || signIn || closes <= 0 || showEnded();
-  r.btn.setAttribute("aria-label", entered ? `Entered: ${l.prize}` : `Enter the giveaway for ${l.prize}`);
+  const min = Number(l.min_level) || 0;
+  r.btn.setAttribute("aria-label", entered ? `Entered: ${l.prize}`
+    : `Enter the giveaway for ${l.prize}${min > 0 ? ` (level ${min}+ only)` : ""}`);
 }
 
 export function updateDrawnLottery(r, l) {
   const winners = l.result.winners || [];
+  r.root.dataset.minLevel = showLevel(r.level, l.min_level);
   const mine = S.me && winners.includes(S.me.viewer_id);
   setText(r.title, `${mine ? "You won: " : "Drawn: "}${l.prize}`);
   setText(r.how, winners.length ? `Winner${winners.length > 1 ? "s" : ""}: ${winnerNames(l).join(", ")}` : "No entrants");

@@ -2,17 +2,27 @@
 // per id (built once, updated in place, removed when gone). The panels themselves
 // are coupons.js and lotteries.js.
 
-import { $, toast } from "../util.js";
+import { $, setText, toast } from "../util.js";
 import { renderHold } from "./checkout.js";
 import { buildCoupon, updateCoupon } from "./coupons.js";
 import { buildLottery, updateDrawnLottery, updateOpenLottery } from "./lotteries.js";
 import { S, now } from "./state.js";
 
 const promoEls = new Map(); // coupon/lottery id -> refs
+const MSG_MS = 9000;
 
+/** A refusal on a coupon or giveaway: on its card when it has a message line
+ *  (giveaways), else as a toast. */
 export function showPromoMsg(id, text) {
   const refs = promoEls.get(id);
   if (refs) refs.error = text;
+  if (refs && refs.msg) {
+    setText(refs.msg, text);
+    refs.msg.hidden = false;
+    clearTimeout(refs.msgTimer);
+    refs.msgTimer = setTimeout(() => { refs.msg.hidden = true; }, MSG_MS);
+    return;
+  }
   toast(text, "error");
 }
 

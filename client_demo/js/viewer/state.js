@@ -30,6 +30,14 @@ export const S = {
   groups: new Map(),
   sharedMissing: false, // the shared link's group does not exist
   reminder: null, // the last show_reminder: {title, starts_at}
+  // The snapshot's `fans` ({enabled, channel, levels: [{level, points, badge}]}) and
+  // this viewer's status as the last `fan` answer said ({points, level, badge,
+  // next_level_points}); viewer/fans.js.
+  fans: null,
+  fan: null,
+  // coupon_id -> a referral reward coupon this viewer was given (already claimed for
+  // it by the server, offered at checkout), kept in localStorage; viewer/invite.js.
+  rewardCoupons: new Map(),
   pinned: null, // the host's pinned message, or null
   likes: 0,
   viewers: { now: 0, unique: 0, peak: 0 },
@@ -77,6 +85,7 @@ export const keys = {
   used: () => `livesell.used.${S.roomId}.${S.me?.viewer_id}`,
   entered: () => `livesell.entered.${S.roomId}.${S.me?.viewer_id}`,
   seeds: () => `livesell.seedhash.${S.roomId}`,
+  rewards: () => `livesell.rewards.${S.roomId}.${S.me?.viewer_id}`,
 };
 
 export function showEnded() {

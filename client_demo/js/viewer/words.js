@@ -63,6 +63,10 @@ export const REFUSALS = {
   group_expired: "That group ran out of time before it filled. Start a new group or join another one.",
   already_in_group: "You're already in a group for this deal (one group per deal). Invite friends to fill it.",
   group_not_full: "Your group isn't full yet: you can pay once everyone has joined.",
+  level_required: "This is for fans at a higher level: earn points by watching, chatting and inviting friends.",
+  invite_invalid: "That invite link isn't valid for this show: it may be damaged or for another show.",
+  self_invite: "That's your own invite link (or one shared on your own network): send it to friends instead.",
+  already_invited: "You already joined through another friend's invite: only the first one counts.",
 };
 
 // Why the server refused a shop sign-in (details.reason), in plain words.
@@ -179,9 +183,21 @@ export function explainUpvote(err) {
   }
 }
 
+// A fan level the viewer hasn't reached (docs/protocol.md section 19), naming the
+// level asked and the viewer's own: `details.min_level`, `details.level`.
+export function explainLevel(err, what = "take part") {
+  const d = (err && err.details) || {};
+  if (!Number.isInteger(d.min_level)) return REFUSALS.level_required;
+  const earn = "earn points by watching, chatting and inviting friends.";
+  const mine = Number.isInteger(d.level) ? ` You're level ${d.level}: ${earn}` : ` You can ${earn}`;
+  return `Only fans at level ${d.min_level} or higher can ${what}.${mine}`;
+}
+
 // Why the server refused to start or join a group (docs/protocol.md section 18).
 export function explainGroup(err) {
   switch (err && err.code) {
+    case "level_required":
+      return explainLevel(err, "join this group deal");
     case "signed_identity_required":
       return "Only customers signed in on the shop can join group deals here. Sign in on the shop and open the show from there.";
     case "too_many_holds":
