@@ -84,8 +84,12 @@ async def test_an_invite_is_accepted_once_and_never_by_oneself(
     foreign_link = await invite_of(foreign)
     assert (await bob.request("accept_invite", invite=foreign_link))["code"] == \
         "invite_invalid"
-    bad = await bob.request("accept_invite", invite="not a token")
-    assert bad["code"] == "bad_request" and "invite" in bad["message"]
+    # A link cut short or mangled in transit is not ours either.
+    for mangled in ("not a token", link.partition(".")[0], link + "é", ""):
+        bad = await bob.request("accept_invite", invite=mangled)
+        assert bad["code"] == ("bad_request" if not mangled else "invite_invalid"), bad
+    too_long = await bob.request("accept_invite", invite="x" * 600)
+    assert too_long["code"] == "bad_request" and "invite" in too_long["message"]
     # Bob accepts Ada's link (again: the same answer); then Cy's link counts no more.
     accepted = await bob.request("accept_invite", invite=link)
     assert accepted == {"type": "invite_accepted", "re": accepted["re"],

@@ -357,8 +357,9 @@ def decode_viewer_message(obj: Mapping[str, Any], limits: FrameLimits) -> Viewer
     if kind == "invite":
         return Invite(request_id)
     if kind == "accept_invite":
-        return AcceptInvite(request_id, get_str(obj, "invite", max_len=MAX_INVITE,
-                                                pattern=INVITE_PATTERN))
+        # Its form is the referral feature's to judge (`invite_invalid`): a link cut
+        # short in transit is as much not ours as a forged one.
+        return AcceptInvite(request_id, get_str(obj, "invite", max_len=MAX_INVITE))
     if kind == "upvote":
         return Upvote(request_id, get_str(obj, "question_id", max_len=64, pattern=ID_PATTERN))
     if kind == "vote":

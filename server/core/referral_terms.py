@@ -17,7 +17,7 @@ import orjson
 
 from server.core.domain import CouponDrop, parse_coupon
 from server.core.errors import BadRequest
-from server.core.protocol import get_int, get_str, reject_unknown
+from server.core.protocol import INVITE_PATTERN, get_int, get_str, reject_unknown
 
 MAX_POINTS: Final = 100_000
 MAX_REWARDS: Final = 1000
@@ -116,6 +116,8 @@ class InviteSigner:
         return f"{payload}.{self._sign(payload)}"
 
     def verify(self, token: str) -> Invitation | None:
+        if not INVITE_PATTERN.match(token):
+            return None
         payload, _, signature = token.partition(".")
         if not hmac.compare_digest(self._sign(payload), signature):
             return None

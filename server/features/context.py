@@ -140,6 +140,8 @@ class Context:
         # the order's fan points and a referral reward it paid are taken back.
         self.cancel_listeners: list[Callable[[Order], Awaitable[object]]] = []
         self.channels: dict[str, str] = {}  # room -> its channel (never changes)
+        # Events published through this process, by type (the metrics take them).
+        self.published: dict[str, int] = {}
         # The server's signing secret (viewer tokens; invite links sign with a key
         # derived from it): bound at start.
         self.secret = b""
@@ -225,6 +227,7 @@ class Context:
     async def publish(self, room_id: str, event: dict[str, Any], keep: int = 0) -> int:
         """Number and fan out an event (server/core/events.py builds it); a chat
         message is also kept in the room's history of `keep` messages."""
+        self.published[event["type"]] = self.published.get(event["type"], 0) + 1
         return int(await self.hub.publish(room_id, event, keep))
 
     async def outbox(self, room_id: str, kind: str, subject: str,

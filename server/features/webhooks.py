@@ -58,6 +58,10 @@ class Webhooks:
         self._client: httpx.AsyncClient | None = None
         self._rng = random.Random()
         self._stopping = False
+        # For the metrics: attempts by outcome, and the age of the oldest message not
+        # delivered yet, as of the last round.
+        self.attempts: dict[str, int] = {}
+        self.outbox_lag_s = 0.0
 
     def register(self, registry: Registry) -> None:
         registry.route(Route("POST", "/webhooks", self._add, status=201, body=True,
@@ -166,6 +170,8 @@ class Webhooks:
         store = self.ctx.store
         now = now_ms()
         await store.fan_out(now, FAN_OUT_BATCH)
+        oldest = await store.oldest_pending()
+        self.outbox_lag_s = max(0.0, (now - oldest) / 1000) if oldest is not None else 0.0
         heads = await store.due_heads(now, self.settings.concurrency * 4)
         # A process killed mid-delivery holds its endpoints this long at most.
         lease_ms = int((2 * self.settings.timeout_s + LEASE_EXTRA_S) * 1000)
@@ -203,6 +209,10 @@ class Webhooks:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
         now = now_ms()
+        outcome = "delivered" if not error else "retry"
+        if error and now - int(head["created_at"]) >= self.settings.give_up_after_s * 1000:
+            outcome = "dead"
+        self.attempts[outcome] = self.attempts.get(outcome, 0) + 1
         if not error:
             await self.ctx.store.record_attempt(head["endpoint_id"], head["seq"], "delivered",
                                                 status, "", now, now)

@@ -183,6 +183,7 @@ class CatchUp:
         if room is None or conn.closed or conn.behind:
             return
         conn.behind = True
+        self.hub.fell_behind += 1
         room.drop_fast(conn)
         room.slow.discard(conn)
         if not conn.snapshotting:
@@ -197,6 +198,7 @@ class CatchUp:
 
     def _still_behind(self, conn: Conn) -> None:
         if conn.behind and not conn.closed:
+            self.hub.slow_closes += 1
             self.hub.close(conn, CLOSE_TOO_SLOW, "too slow: could not keep up with the room")
 
     def drained(self, conn: Conn) -> None:

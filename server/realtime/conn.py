@@ -122,6 +122,7 @@ class Conn:
             self.outbox_bytes += len(p)
         self.outbox_ready.set()
         if self.outbox_bytes > self.hub.settings.client_buffer_bytes:
+            self.hub.slow_closes += 1
             self.hub.close(self, CLOSE_TOO_SLOW, "too slow: outbound buffer full")
 
     async def _send_loop(self) -> None:

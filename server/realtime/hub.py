@@ -127,6 +127,13 @@ class Hub:
             collections.OrderedDict())
         self._tasks: set[asyncio.Future[Any]] = set()
         self.snapshots_built = 0  # every snapshot started for a viewer of this process
+        # Counts for the metrics (server/web/metrics.py): joins, event frames written to
+        # viewers, viewers that fell behind (their missed events repaired by a
+        # snapshot), and connections closed as too slow.
+        self.joins = 0
+        self.frames_out = 0
+        self.fell_behind = 0
+        self.slow_closes = 0
         # Told of every Redis error the relay and the snapshots meet (the app's
         # health logs it once per outage).
         self.on_redis_error: Callable[[BaseException], None] | None = None
@@ -199,6 +206,7 @@ class Hub:
         room.last_seq = seq_of(payloads[-1])
         # One frame per event, built once per room; several events in one write.
         frames = b"".join([text_frame(p) for p in payloads])
+        self.frames_out += len(payloads) * (len(room.fast) + len(room.slow))
         # Copies, not the live collections: a write can call pause_writing ->
         # CatchUp.fell_behind, and _enqueue can close a viewer, both of which remove that
         # viewer from the room while the loop runs. A viewer removed mid-loop was
@@ -245,6 +253,7 @@ class Hub:
         `welcome` gains `resumed` (whether the missed events follow, rather than a
         snapshot) and `server_time`."""
         room = self._room(conn.room_id)
+        self.joins += 1
         room.members.add(conn)
         conn.pending = []
         room.catching.add(conn)

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, Final, TypeVar, overload
@@ -74,6 +75,7 @@ SCRIPT_NAMES: Final = (
     "cancel_order",
 )
 MAX_BATCH: Final = 256
+MAX_SAMPLES: Final = 10_000  # timing samples kept between two takes by the metrics
 BATCH_SUFFIX: Final = "@batch"
 
 Arg = str | int | float | bytes
@@ -207,6 +209,11 @@ class Ledger:
         self._pending: list[_Call] = []
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
+        # For the metrics (server/web/metrics.py, which takes them once a second): each
+        # pipeline's round trip in seconds, at most MAX_SAMPLES between two takes, and
+        # the pipelines Redis failed.
+        self.round_trips: list[float] = []
+        self.failed_batches = 0
 
     async def load(self) -> None:
         for name, src in self.sources.items():
@@ -246,13 +253,17 @@ class Ledger:
     async def _send(
         self, batch: list[_Call]
     ) -> None:
+        started = time.perf_counter()
         try:
             results = await self._execute(batch)
         except REDIS_FAULTS as exc:
+            self.failed_batches += 1
             for _, _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        if len(self.round_trips) < MAX_SAMPLES:
+            self.round_trips.append(time.perf_counter() - started)
         retry = [item for item, result in zip(batch, results, strict=True)
                  if isinstance(result, NoScriptError)]
         _settle([(item, result) for item, result in zip(batch, results, strict=True)

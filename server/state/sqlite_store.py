@@ -134,6 +134,10 @@ class SqliteOrderStore:
     async def set_room_epoch(self, room_id: str, epoch: str) -> None:
         await self._writes.queue("epoch", "", (room_id, epoch))
 
+    def writer_stats(self) -> tuple[list[tuple[int, float]], int]:
+        taken, self._writes.batches = self._writes.batches, []
+        return taken, self._writes.failed
+
     async def wait_idle(self) -> None:
         """Wait until every write queued so far has been committed or failed."""
         marker = self._writes.queue("mark", "", ())
@@ -790,6 +794,14 @@ class SqliteOrderStore:
             "JOIN outbox o ON o.seq = d.seq "
             "WHERE e.disabled_at IS NULL AND d.next_at <= ? LIMIT ?", (now, limit))
         return [dict(r) for r in rows]
+
+    async def oldest_pending(self) -> int | None:
+        rows = await self._all(
+            "SELECT MIN(o.created_at) AS at FROM webhook_deliveries d JOIN outbox o ON "
+            "o.seq = d.seq JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id "
+            "WHERE d.state = 'pending' AND e.disabled_at IS NULL")
+        at = rows[0]["at"] if rows else None
+        return int(at) if at is not None else None
 
     async def next_due(self) -> int | None:
         rows = await self._all(

@@ -23,6 +23,7 @@ from server.state.sqlite_schema import INSERT_ORDER, INSERT_OUTBOX, outbox_row_o
 from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreClosed, StoreError
 
 log = logging.getLogger("livesell.store")
+MAX_SAMPLES = 10_000
 
 
 @dataclass(slots=True)
@@ -51,6 +52,10 @@ class GroupWriter:
         # whether the last transaction failed.
         self.busy_since: float | None = None
         self.last_failed = False
+        # For the metrics (server/web/metrics.py takes them once a second): each
+        # transaction's writes and seconds, at most MAX_SAMPLES between two takes.
+        self.batches: list[tuple[int, float]] = []
+        self.failed = 0
 
     def start(self, db: aiosqlite.Connection) -> None:
         self._task = asyncio.create_task(self._writer(db), name="store-writer")
@@ -96,6 +101,8 @@ class GroupWriter:
                     batch.append(item)
                 self.busy_since = loop.time()
                 await self._commit(db, batch)
+                if len(self.batches) < MAX_SAMPLES:
+                    self.batches.append((len(batch), loop.time() - self.busy_since))
                 self.busy_since = None
             # Drain anything queued before the stop marker was seen.
             batch = []
@@ -126,6 +133,7 @@ class GroupWriter:
             # nothing of it is in the file. Every write of the batch failed the same
             # way; retrying each alone would only multiply the wait.
             self.last_failed = True
+            self.failed += 1
             log.warning("order store write failed (%s): %d writes refused", exc, len(batch))
             err = StoreError(f"order store unavailable: {exc}")
             for item in batch:

@@ -102,6 +102,11 @@ class OrderStore(Protocol):
         """Whether the last write transaction failed (readiness: "failing")."""
         ...
 
+    def writer_stats(self) -> tuple[list[tuple[int, float]], int]:
+        """Take the write transactions made since the last call (writes, seconds),
+        and how many failed so far (for the metrics)."""
+        ...
+
     async def wait_idle(self) -> None:
         """Wait until every write made so far has been committed or has failed
         (the drain, and a lottery draw reading the entries answered "entered")."""
@@ -496,6 +501,10 @@ class OrderStore(Protocol):
 
     async def due_heads(self, now: int, limit: int) -> list[dict[str, Any]]:
         """Each endpoint's oldest pending delivery, when it is due, with its event."""
+        ...
+
+    async def oldest_pending(self) -> int | None:
+        """When the oldest event still pending for some endpoint was written (ms)."""
         ...
 
     async def next_due(self) -> int | None:

@@ -35,6 +35,7 @@ from server.core.protocol import (
 from server.features import registry, rooms
 from server.features.show import Show
 from server.realtime.admission import client_bucket
+from server.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from server.web.services import Services
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "client_demo"
@@ -352,6 +353,21 @@ async def replay_webhook(request: Request) -> Response:
                                                      await json_body(request)))
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text; the admin key (X-Admin-Key, or Authorization: Bearer, which
+    Prometheus sends) when one is set, as the other server-wide routes."""
+    svc = services(request)
+    bearer = request.headers.get("authorization", "")
+    offered = offered_admin_key(request) or (
+        bearer[7:].encode("latin-1") if bearer.lower().startswith("bearer ") else b"")
+    refused = rooms.room_creation_refusal(svc.settings.server, offered)
+    if refused is not None:
+        raise refused
+    if svc.metrics is None:
+        raise Unavailable("the server is starting", details={"retry_after_s": 1})
+    return Response(svc.metrics_text(), media_type=METRICS_TYPE)
+
+
 def page(name: str) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
         path = CLIENT_DIR / name
@@ -372,6 +388,7 @@ def http_routes(show_registry: registry.Registry) -> list[BaseRoute]:
         Route("/host", page("host.html")),
         Route("/api", api_index, methods=["GET"]),
         Route("/api/health", health),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/api/ready", ready),
         Route("/api/time", server_time),
         Route("/api/qr.svg", qr_code, methods=["GET"]),

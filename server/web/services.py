@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from server.core.identity import TokenSigner
 from server.core.protocol import FrameLimits
 from server.core.settings import Settings
 from server.features import rooms
+from server.features.context import Answer
 from server.features.pulse import Pulse
 from server.features.recorder import Recorder
 from server.features.show import Show
@@ -39,7 +41,9 @@ from server.state.redis_supervisor import RedisSupervisor
 from server.state.scripts import Scripts
 from server.state.store import OrderStore, open_store
 from server.web import logfilter
+from server.web.metrics import Metrics, process_gone
 
+METRICS_SYNC_S = 1.0
 log = logging.getLogger("livesell.app")
 
 class Services:
@@ -71,11 +75,23 @@ class Services:
         # count of requests answered counts each request once).
         self.requests: set[asyncio.Future[Any]] = set()
         self.handoffs = 0
+        self.metrics: Metrics | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
+        # Requests answered, by message type and outcome (the answer's type, or a
+        # refusal's code): the metrics take them (server/web/metrics.py).
+        self.outcomes: dict[tuple[str, str], int] = {}
         self.show.ctx.requests_running = self.requests.__len__
         # Holds the cyclic collector off during a burst of requests (gcpolicy.py);
         # None when the settings leave the collector as the interpreter set it.
         self.gc_guard: gcpolicy.BurstGuard | None = None
         self._drain_task: asyncio.Task[dict[str, int]] | None = None
+
+    def count_answer(self, msg: object, answer: Answer) -> None:
+        """Count a viewer request's answer for the metrics."""
+        outcome = answer.kind if answer.kind != "error" else str(answer.body.get("code",
+                                                                                "error"))
+        key = (message_name(type(msg)), outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     async def start(self) -> None:
         s = self.settings
@@ -121,8 +137,27 @@ class Services:
         exposed = rooms.exposure_warning(s.server)
         if exposed:
             log.warning(exposed)
+        self.metrics = Metrics()
+        self._metrics_task = asyncio.get_running_loop().create_task(self._sync_metrics())
         self.ready = True
         self.health.state = "serving"
+
+    async def _sync_metrics(self) -> None:
+        """Once a second, what changed into the metrics: across `--workers`, each
+        process's files are at most this stale when another process is scraped."""
+        while True:
+            await asyncio.sleep(METRICS_SYNC_S)
+            if self.metrics is not None:
+                try:
+                    self.metrics.sync(self)
+                except Exception:
+                    log.exception("metrics: sync failed")
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus text of this server (every worker's, with --workers)."""
+        assert self.metrics is not None
+        self.metrics.sync(self)
+        return self.metrics.render()
 
     async def _while_redis_restarts(self, step: Callable[[], Awaitable[None]],
                                     url: str, bounded: bool = True) -> None:
@@ -230,6 +265,9 @@ class Services:
         if self.gc_guard is not None:
             self.gc_guard.close()
         grace = self.settings.server.shutdown_grace_s + 5.0
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            process_gone(os.getpid())
         if self.pulse is not None:
             await _bounded("clockwork", self.pulse.stop(), 5.0)
         await _bounded("order counting", self.show.stop_background(), 6.0)
@@ -257,3 +295,14 @@ async def _bounded(what: str, step: Awaitable[Any], limit_s: float) -> None:
         log.error("shutdown: %s did not finish within %.0fs; going on", what, limit_s)
     except REDIS_FAULTS as exc:
         log.warning("shutdown: %s: %s", what, exc)
+
+
+_NAMES: dict[type, str] = {}
+
+
+def message_name(kind: type) -> str:
+    """A viewer message class's wire type (ClaimCoupon -> claim_coupon)."""
+    name = _NAMES.get(kind)
+    if name is None:
+        name = _NAMES[kind] = re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
+    return name

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -25,6 +26,7 @@ from uvicorn.supervisors import Multiprocess
 from server.core.settings import Settings, load_settings
 from server.state.ownership import DataDirBusy, claim, use_for_redis
 from server.web import logfilter
+from server.web.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("livesell")
 
@@ -275,6 +277,12 @@ def _serve_workers(settings: Settings, sock: socket.socket) -> int:
             return FAILED
     os.environ["LIVESELL_SERVER_DATA_DIR"] = str(settings.data_path)
     os.environ[_PARENT_ENV] = str(os.getpid())
+    # The workers' metrics files (prometheus-client's multi-process mode; see
+    # server/web/metrics.py): a fresh directory, so no dead worker's counts linger.
+    metrics_dir = settings.data_path / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(mode=0o700, parents=True)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
     # Each worker builds its app from these settings, exactly as resolved here
     # (defaults, --config, environment, flags): a worker reading only the
     # environment would silently drop the config file and the flags. The

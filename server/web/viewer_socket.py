@@ -274,7 +274,7 @@ class _ViewerSession:
 
     def _request_task(self, route: MessageRoute, msg: ViewerMessage) -> None:
         """The request on its feature's full path, in a task."""
-        self._task(_handle_request(self.svc.show, self.conn, self.call, route, msg))
+        self._task(_handle_request(self.svc, self.conn, self.call, route, msg))
 
     def _task(self, coro: Coroutine[Any, Any, None]) -> None:
         """A task answering a request, counted in flight until it ends."""
@@ -317,10 +317,11 @@ class _ViewerSession:
             self._request_task(route, msg)
             svc.handoffs += 1
         elif needs_explaining(svc.show, route, answer):
-            self._task(_send_answer(svc.show, self.conn, self.call.room_id, route, answer,
+            self._task(_send_answer(svc, self.conn, self.call.room_id, route, msg, answer,
                                     request_id))
             svc.handoffs += 1
         else:
+            svc.count_answer(msg, answer)
             self.conn.send(answer.frame(request_id))
         self._request_done(started)
 
@@ -366,15 +367,16 @@ async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
         svc.hub.close(conn, CLOSE_INTERNAL, "internal error")
 
 
-async def _handle_request(show: Show, conn: Conn, call: ViewerCall, route: MessageRoute,
+async def _handle_request(svc: Services, conn: Conn, call: ViewerCall, route: MessageRoute,
                           msg: ViewerMessage) -> None:
     """A request (buy, checkout, ...) on its feature's full path."""
+    show = svc.show
     request_id = getattr(msg, "request_id", None)
     try:
         answer = await route.handler(call, msg)
     except Exception as exc:
         answer = failure_answer(show, exc, request_id)
-    await _send_answer(show, conn, call.room_id, route, answer, request_id)
+    await _send_answer(svc, conn, call.room_id, route, msg, answer, request_id)
 
 
 def needs_explaining(show: Show, route: MessageRoute, answer: Answer) -> bool:
@@ -382,15 +384,17 @@ def needs_explaining(show: Show, route: MessageRoute, answer: Answer) -> bool:
     return route.explain_end and show.lifecycle.may_explain(answer)
 
 
-async def _send_answer(show: Show, conn: Conn, room_id: str, route: MessageRoute,
-                       answer: Answer, request_id: str | None) -> None:
+async def _send_answer(svc: Services, conn: Conn, room_id: str, route: MessageRoute,
+                       msg: ViewerMessage, answer: Answer, request_id: str | None) -> None:
     """Send a request's answer, a refusal as `show_ended` once the show ended
     (Lifecycle.explain_refusal, for routes with explain_end)."""
+    show = svc.show
     if needs_explaining(show, route, answer):
         try:
             answer = await show.lifecycle.explain_refusal(room_id, answer)
         except Exception as exc:
             answer = failure_answer(show, exc, request_id)
+    svc.count_answer(msg, answer)
     conn.send(answer.frame(request_id))
 
 
