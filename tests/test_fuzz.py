@@ -366,6 +366,7 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("GET", "/host"): Endpoint({}),
     ("GET", "/api"): Endpoint({}),
     ("GET", "/api/health"): Endpoint({}),
+    ("GET", "/metrics"): Endpoint({}),
     ("GET", "/api/ready"): Endpoint({}),
     ("GET", "/api/time"): Endpoint({}),
     ("GET", "/api/qr.svg"): Endpoint({}, query=("text",)),

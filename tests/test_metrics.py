@@ -106,3 +106,25 @@ async def test_a_multi_process_server_adds_up_every_workers_counts(tmp_path: Pat
             await eventually(added_up)
             for v in viewers:
                 await v.close()
+
+
+def test_the_grafana_dashboard_names_only_metrics_the_server_exports() -> None:
+    import json
+    import re
+
+    from server.web.metrics import Metrics
+
+    root = Path(__file__).resolve().parent.parent
+    dashboard = json.loads((root / "docs" / "grafana" / "livesell-dashboard.json").read_text())
+    registry = Metrics().registry
+    assert registry is not None
+    exported: set[str] = set()
+    for family in registry.collect():
+        # A labelled family has no samples before its first use: its names by type.
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                    "gauge": ("",)}[family.type]
+        exported.update(family.name + suffix for suffix in suffixes)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert exprs
+    named = {m for e in exprs for m in re.findall(r"livesell_[a-z_]+", e)}
+    assert named and named <= exported, named - exported
