@@ -78,6 +78,11 @@ async def test_300_viewers_racing_fill_exactly_ten_groups_of_three(
     group = await host.call("GET", f"/groups/{outcome[member.viewer_id]['group_id']}",
                             expect=200)
     assert (group["state"], group["members"], group["seats_left"]) == ("complete", 3, 0)
+    # The card's avatars: every member's nickname, in the order they came.
+    members = [v for v in viewers if outcome.get(v.viewer_id, {}).get("group_id")
+               == group["group_id"]]
+    assert sorted(group["member_names"]) == sorted(v.welcome["viewer"]["nickname"]
+                                                   for v in members)
     hold_id = outcome[member.viewer_id]["hold"]["id"]
     # Every member learned when the group filled: its holds and when they expire.
     filled = await member.next_event("group_update", where=lambda f: f["group"]["group_id"]

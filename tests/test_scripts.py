@@ -198,7 +198,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         scripts.start_group(room, deal_id="gb_1", product_id="p", viewer="v_1", nickname="n",
                             request_id="g1", max_open_holds=5, answer_ttl_s=60,
                             verified=False),
-        scripts.join_group(room, deal_id="gb_1", group_id="g_1", product_id="p",
+        scripts.join_group(room, deal_id="gb_1", group_id="g_1", product_id="p", nickname="n",
                            viewer="v_1", request_id="j1", max_open_holds=5, answer_ttl_s=60,
                            hold_ms=1000, verified=False),
         scripts.expire_group(room, deal_id="gb_1", group_id="g_1", product_id="p",

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from server.core.protocol import (
     ID_PATTERN,
     MAX_AMOUNT,
@@ -86,4 +88,6 @@ def group_view(h: Mapping[str, Any]) -> dict[str, Any]:
     return {"group_id": h.get("group_id"), "deal_id": h.get("deal_id"),
             "state": h.get("state"), "size": size, "members": members,
             "seats_left": max(0, size - members), "deadline": int(h.get("deadline") or 0),
-            "starter": h.get("starter", "")}
+            "starter": h.get("starter", ""),
+            # The members' nicknames in the order they came (the card's avatars).
+            "member_names": orjson.loads(h["names"]) if h.get("names") else []}

@@ -155,7 +155,8 @@ class GroupBuys:
             product_id=h["product_id"], viewer=viewer.viewer_id, request_id=msg.request_id,
             max_open_holds=self.ctx.settings.sale.max_holds_per_viewer,
             answer_ttl_s=self.ctx.settings.sale.request_id_ttl_s,
-            hold_ms=int(self.ctx.settings.sale.hold_seconds * 1000), verified=viewer.verified)
+            hold_ms=int(self.ctx.settings.sale.hold_seconds * 1000), verified=viewer.verified,
+            nickname=viewer.nickname)
         return await self._answered(call.room_id, h, grouped)
 
     async def _answered(self, room_id: str, deal: dict[str, str], grouped: Grouped) -> Answer:

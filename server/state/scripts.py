@@ -126,7 +126,7 @@ CONTRACTS: Final[dict[str, Contract]] = {
         ("answer", "deal", "group", "members", "deal_members", "deal_groups", "hold",
          "open_holds", "bought", "holds", "timers", "epoch", "policy"),
         ("viewer", "group_id", "hold_id", "verified", "max_open_holds", "answer_ttl_s",
-         "product_id", "hold_ms", "key_prefix")),
+         "product_id", "hold_ms", "key_prefix", "nickname")),
     "expire_group": Contract(
         ("deal", "group", "members", "deal_members", "deal_groups", "stock", "open_holds",
          "bought", "timers"),
@@ -782,7 +782,7 @@ class Scripts(Ledger):
 
     def join_group(self, room_id: str, *, deal_id: str, group_id: str, product_id: str,
                    viewer: str, request_id: str, max_open_holds: int, answer_ttl_s: int,
-                   hold_ms: int, verified: bool) -> asyncio.Future[Grouped]:
+                   hold_ms: int, verified: bool, nickname: str) -> asyncio.Future[Grouped]:
         k = room_keys(room_id)
         hold_id = new_id("h")
         return self.run("join_group", [
@@ -791,7 +791,7 @@ class Scripts(Ledger):
             k.hold(hold_id), k.open_holds, k.bought(deal_id), k.holds, k.timers, k.epoch,
             k.policy,
         ], [viewer, group_id, hold_id, "1" if verified else "0", max_open_holds,
-            answer_ttl_s, product_id, hold_ms, k.base], _grouped)
+            answer_ttl_s, product_id, hold_ms, k.base, nickname], _grouped)
 
     def expire_group(self, room_id: str, *, deal_id: str, group_id: str, product_id: str,
                      mode: Literal["due", "now"]) -> asyncio.Future[GroupExpired]:

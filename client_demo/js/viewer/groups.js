@@ -512,14 +512,20 @@ function updateItem(it, g, d, me, at, pending, sharedId) {
   it.li.dataset.members = g.members;
   it.li.classList.toggle("mine", isMine);
   it.li.classList.toggle("shared", g.group_id === sharedId);
-  // Seats: the starter's initial, then a filled circle per member, empty ones after.
-  const sig = `${g.size}/${g.members}/${g.starter}`;
+  // Seats: an avatar (initials, the nickname on hover) per member in the order they
+  // came, empty circles for the seats left.
+  const names = g.member_names || (g.starter ? [g.starter] : []);
+  const sig = `${g.size}/${g.members}/${names.join("\u0000")}`;
   if (it.seats.dataset.sig !== sig) {
     it.seats.dataset.sig = sig;
     const dots = [];
     for (let i = 0; i < g.size; i++) {
       const filled = i < g.members;
-      dots.push(h("span", { class: `gseat${filled ? " filled" : ""}`, text: i === 0 && g.starter ? initials(g.starter) : "" }));
+      const name = filled ? names[i] || "" : "";
+      const seat = h("span", { class: `gseat${filled ? " filled" : ""}`, text: name ? initials(name) : "" });
+      if (name) seat.title = name;
+      seat.setAttribute("aria-label", filled ? (name || "a member") : "a free seat");
+      dots.push(seat);
     }
     it.seats.replaceChildren(...dots);
   }

@@ -9,7 +9,8 @@
 -- rebuilt), KEYS[13] room policy hash
 -- ARGV[1] viewer, ARGV[2] group id, ARGV[3] hold id, ARGV[4] '1' when the viewer's identity
 -- is shop-signed, ARGV[5] most open holds per viewer, ARGV[6] answer TTL s, ARGV[7]
--- product id, ARGV[8] hold lifetime ms once complete, ARGV[9] room key prefix
+-- product id, ARGV[8] hold lifetime ms once complete, ARGV[9] room key prefix, ARGV[10]
+-- the joiner's nickname (the group card's avatars)
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', code, group id or ''}
 --   | {'ok', answer} | {'complete', answer, member holds...}
 -- #include group
@@ -30,6 +31,9 @@ local deadline = tonumber(g[4])
 add_member(KEYS[2], KEYS[4], KEYS[5], KEYS[7], KEYS[8], KEYS[9], ARGV[1], ARGV[2], ARGV[3],
   ARGV[7], d[2], d[3], now, deadline)
 local members = redis.call('HINCRBY', KEYS[3], 'members', 1)
+local names = cjson.decode(redis.call('HGET', KEYS[3], 'names') or '[]')
+table.insert(names, ARGV[10])
+redis.call('HSET', KEYS[3], 'names', cjson.encode(names))
 local size = tonumber(g[2])
 local hold = {id = ARGV[3], unit_price = tonumber(d[2]), currency = d[3], state = 'pending'}
 if members < size then

@@ -35,7 +35,8 @@ redis.call('HINCRBY', KEYS[3], 'left', -size)
 redis.call('HINCRBY', KEYS[3], 'held', size)
 redis.call('HINCRBY', KEYS[2], 'held', size)
 redis.call('HSET', KEYS[4], 'group_id', ARGV[2], 'deal_id', d[9], 'state', 'open',
-  'size', size, 'members', 1, 'deadline', deadline, 'starter', ARGV[8], 'created_at', now)
+  'size', size, 'members', 1, 'deadline', deadline, 'starter', ARGV[8], 'created_at', now,
+  'names', cjson.encode({ARGV[8]}))
 redis.call('ZADD', KEYS[7], deadline, ARGV[2])
 redis.call('ZADD', KEYS[11], deadline, 'group_expire:' .. ARGV[2])
 add_member(KEYS[2], KEYS[5], KEYS[6], KEYS[8], KEYS[9], KEYS[10], ARGV[1], ARGV[2],
