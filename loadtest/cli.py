@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import sys
 import time
@@ -221,6 +222,16 @@ def print_summary(result: Any) -> None:
               f"{sel['checkout_ms'].get('p99')}"
               + (f"; sold out after {sel['time_to_sell_out_s']}s"
                  if sel.get("time_to_sell_out_s") is not None else "; did not sell out"))
+    ref = m.get("referrals")
+    if ref:
+        totals = ref.get("totals") or {}
+        program = ref.get("program") or {}
+        print(f"referrals: {totals.get('inviters')} inviter(s), {totals.get('joins')} "
+              f"invitee(s) joined, {totals.get('first_orders')} first order(s), "
+              f"{totals.get('rewards_paid')} reward(s) paid (at most "
+              f"{program.get('max_rewards_per_inviter')} per inviter; "
+              f"{ref.get('inviters_at_the_cap')} inviter(s) at it); rewards "
+              f"{ref.get('rewards')}; answers {ref.get('answers')}")
     if srv.get("measured"):
         print(f"server: {srv.get('cpu_s')} CPU s, {srv.get('cpu_us_per_delivery')} µs per "
               f"delivery, peak RSS {srv.get('rss_peak_mb')} MB")
@@ -245,8 +256,21 @@ def print_summary(result: Any) -> None:
         print("all checks passed" if result.ok else "some checks FAILED")
 
 
+# What the load tester needs beyond the server (pyproject.toml's `loadtest` extra).
+EXTRA_MODULES = ("rich", "matplotlib")
+
+
+def missing_extras() -> list[str]:
+    return [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    missing = missing_extras()
+    if missing and args.command != "list":
+        print(f"livesell-loadtest: {', '.join(missing)} not installed; the load tester "
+              "needs the loadtest extra: pip install -e \".[loadtest]\"", file=sys.stderr)
+        return 2
     if args.command == "list":
         return cmd_list()
     if args.command == "bench":
