@@ -57,6 +57,7 @@ class RoomKeys:
         "base",
         "cancelled",
         "channel",
+        "chat_by_minute",
         "chat_history",
         "chat_rate",
         "claim_words",
@@ -83,6 +84,7 @@ class RoomKeys:
         "referral_paid",
         "referral_rewards",
         "referrals",
+        "report",
         "room",
         "room_id",
         "sales",
@@ -90,6 +92,7 @@ class RoomKeys:
         "timers",
         "uniq",
         "unpaid",
+        "viewers_by_minute",
         "wl_ticket",
     )
 
@@ -144,6 +147,11 @@ class RoomKeys:
         self.referral_rewards = b + "refrewards"
         self.referral_paid = b + "refpaid"
         self.cancelled = b + "cancelled"  # hash order_id -> ms the host cancelled it
+        # The post-show report (features/reports.py): counts (holds, holds_expired),
+        # each minute's peak viewers (zset minute -> viewers), chat messages a minute.
+        self.report = b + "report"
+        self.viewers_by_minute = b + "viewersmin"
+        self.chat_by_minute = b + "chatmin"
 
     def chat_minute(self, minute: int) -> str:
         return f"{self.base}chatmin:{minute}"

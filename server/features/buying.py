@@ -168,6 +168,7 @@ class Buying:
             if status == "rebuilding":
                 return error_answer(rebuilding())
             if status == "ok":
+                self.ctx.count(room_id, "holds")
                 self.ctx.dirty_stock.add((room_id, product_id))
                 self.ctx.note_due(room_id, now_ms() + hold_ms)
                 self.ctx.timers_changed.set()  # the hold's expiry
@@ -221,7 +222,10 @@ class Buying:
                 continue
             jobs.append(self.settle(room_id, hid, pid, sid, "expire"))
         results = await asyncio.gather(*jobs)
-        return sum(1 for r in results if r.outcome == "done")
+        expired = sum(1 for r in results if r.outcome == "done")
+        if expired:
+            self.ctx.count(room_id, "holds_expired", expired)
+        return expired
 
     async def checkout(self, viewer: Viewer, room_id: str, request_id: str, hold_id: str,
                        coupon_id: str | None) -> Answer:

@@ -140,6 +140,9 @@ class Context:
         # the order's fan points and a referral reward it paid are taken back.
         self.cancel_listeners: list[Callable[[Order], Awaitable[object]]] = []
         self.channels: dict[str, str] = {}  # room -> its channel (never changes)
+        # The post-show report's counts made here since the last flush (room -> name ->
+        # n): holds granted, holds expired (features/reports.py adds them to Redis).
+        self.report_counts: dict[str, dict[str, int]] = {}
         # Events published through this process, by type (the metrics take them).
         self.published: dict[str, int] = {}
         # The server's signing secret (viewer tokens; invite links sign with a key
@@ -229,6 +232,11 @@ class Context:
         message is also kept in the room's history of `keep` messages."""
         self.published[event["type"]] = self.published.get(event["type"], 0) + 1
         return int(await self.hub.publish(room_id, event, keep))
+
+    def count(self, room_id: str, name: str, n: int = 1) -> None:
+        """Count something for the room's post-show report (no Redis call here)."""
+        counts = self.report_counts.setdefault(room_id, {})
+        counts[name] = counts.get(name, 0) + n
 
     async def outbox(self, room_id: str, kind: str, subject: str,
                      data: dict[str, Any]) -> None:

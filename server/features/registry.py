@@ -88,6 +88,8 @@ class Route:
     goes_live: bool = False  # starting it takes a scheduled room live
     # The answer's media type when it is not JSON (the handler then returns the text).
     media_type: str | None = None
+    # Sent as a file to save under this name ({room}: the room id).
+    download: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""What the host reads about the show: live stats, the orders, and the audit
-(Redis counters beside the store's record, with checks anyone can rerun)."""
+"""What the host reads about the show: live stats, the orders, the audit
+(Redis counters beside the store's record, with checks anyone can rerun), and
+the post-show report and exports (their content: features/show_report.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from server.core.errors import Unavailable
 from server.core.group_deals import deal_view
 from server.core.protocol import query_int
 from server.core.views import auction_view, sale_view
+from server.features import show_report
 from server.features.context import Context
 from server.features.registry import Call, Registry, Route
 from server.features.room import Room
+from server.state.store import Order
 
 
 class Reports:
@@ -27,6 +30,15 @@ class Reports:
         registry.route(Route("GET", "/stats", self._stats))
         # It reports 'rebuilding' itself.
         registry.route(Route("GET", "/audit", self._audit, needs_whole=False))
+        # The post-show report and the orders, to keep (features/show_report.py).
+        registry.route(Route("GET", "/report", self._report))
+        registry.route(Route("GET", "/report.csv", self._report_csv, media_type="text/csv",
+                             download="{room}-report.csv"))
+        registry.route(Route("GET", "/report.html", self._report_html,
+                             media_type="text/html", download="{room}-report.html"))
+        registry.route(Route("GET", "/orders.csv", self._orders_csv, media_type="text/csv",
+                             download="{room}-orders.csv"))
+        registry.on_upkeep(self.flush_counts)
 
     async def _orders(self, call: Call) -> Any:
         limit = query_int(call.query, "limit", 100, 1, 1000)
@@ -71,6 +83,67 @@ class Reports:
         return [o.public() | ({"status": "cancelled", **cancelled[o.order_id]}
                               if o.order_id in cancelled else {"status": "placed"})
                 for o in await self.ctx.store.orders(room_id, limit, offset)]
+
+    async def flush_counts(self) -> None:
+        """Add this process's report counts to Redis (once a second, by the pulse)."""
+        taken, self.ctx.report_counts = self.ctx.report_counts, {}
+        for room_id, counts in taken.items():
+            await self.ctx.data.rooms.add_report_counts(room_id, counts)
+
+    async def _all_orders(self, room_id: str) -> list[Order]:
+        orders: list[Order] = []
+        while True:
+            page = await self.ctx.store.orders(room_id, 1000, len(orders))
+            orders.extend(page)
+            if len(page) < 1000:
+                return orders
+
+    async def report(self, room_id: str) -> dict[str, Any]:
+        """The post-show report (show_report.build) of what the store and Redis hold."""
+        store = self.ctx.store
+        state = await self.room.room_state(room_id)
+        counts, viewers_by_minute, chat_by_minute = \
+            await self.ctx.data.rooms.report_counters(room_id)
+        lotteries = []
+        for data, seed, result in await store.lotteries(room_id):
+            lotteries.append({
+                "lottery_id": data["lottery_id"], "prize": data.get("prize", ""),
+                "seed_hash": data.get("seed_hash", ""), "seed": seed if result else None,
+                "entrants": len(result["entrants"]) if result else 0,
+                "entrants_digest": result.get("entrants_digest") if result else None,
+                "winners": result.get("winners", []) if result else [],
+                "verify": f"livesell verify-lottery --url "
+                          f"<server>/api/rooms/{room_id}/lotteries/{data['lottery_id']}"})
+        auctions = []
+        for h in await self.ctx.data.auctions.auctions(room_id):
+            view = auction_view(h)
+            chain = await self.ctx.data.auctions.chain(room_id, view["auction_id"])
+            auctions.append({"auction_id": view["auction_id"], "title": view.get("title"),
+                             "state": view["state"], "bids": view["bids"],
+                             "result": view.get("result"),
+                             "chain_ok": not auction_chain.verify(view, chain)})
+        return show_report.build(
+            {**state["room"], "channel": await self.ctx.channel_of(room_id)},
+            await self._all_orders(room_id), await store.cancellations(room_id),
+            await store.products(room_id), await store.coupon_drops(room_id), counts,
+            viewers_by_minute, chat_by_minute, state["viewers"], int(state["likes"]),
+            lotteries, auctions, await self.audit(room_id), now_ms())
+
+    async def _report(self, call: Call) -> Any:
+        return await self.report(call.room_id)
+
+    async def _report_csv(self, call: Call) -> Any:
+        return show_report.report_csv(await self.report(call.room_id))
+
+    async def _report_html(self, call: Call) -> Any:
+        return show_report.report_html(await self.report(call.room_id))
+
+    async def _orders_csv(self, call: Call) -> Any:
+        titles = {p["product_id"]: p.get("title", "")
+                  for p, _ in await self.ctx.store.products(call.room_id)}
+        return show_report.orders_csv(await self._all_orders(call.room_id),
+                                      await self.ctx.store.cancellations(call.room_id),
+                                      titles)
 
     async def _auction_checks(self, room_id: str, by_buyer: dict[str, dict[str, int]],
                               checks: list[dict[str, Any]]) -> list[dict[str, Any]]:

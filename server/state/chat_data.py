@@ -25,7 +25,8 @@ class ChatData:
             pipe.incr(minute)
             pipe.expire(minute, 180)
             pipe.hget(fan_keys(channel).points, viewer_id)
-            muted_until, _, _, points = await pipe.execute()
+            pipe.hincrby(keys.chat_by_minute, str(now // 60_000), 1)  # the report's
+            muted_until, _, _, points, _ = await pipe.execute()
         return None if muted_until is None else int(muted_until), int(points or 0)
 
     async def forget_message(self, room_id: str, message_id: str) -> None:

@@ -215,6 +215,27 @@ class RoomsData:
             policy=policy_raw, auctions=auctions, chat=chat, polls=polls,
             questions=questions, deals=deals)
 
+    async def add_report_counts(self, room_id: str, counts: dict[str, int]) -> None:
+        """Add a process's counts (holds, holds expired) to the room's report."""
+        key = room_keys(room_id).report
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, n in counts.items():
+                pipe.hincrby(key, name, n)
+            await pipe.execute()
+
+    async def report_counters(self, room_id: str) -> tuple[dict[str, int], dict[int, int],
+                                                            dict[int, int]]:
+        """The report's counts, each minute's peak viewers and chat messages."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.report)
+            pipe.zrange(keys.viewers_by_minute, 0, -1, withscores=True)
+            pipe.hgetall(keys.chat_by_minute)
+            counts, viewers, chat = await pipe.execute()
+        return ({k: int(v) for k, v in counts.items()},
+                {int(m): int(n) for m, n in viewers},
+                {int(m): int(n) for m, n in chat.items()})
+
     async def chat_per_minute(self, room_id: str, minute: int) -> tuple[int, int]:
         """Chat messages in the minute before `minute` and in `minute` itself."""
         keys = room_keys(room_id)

@@ -14,6 +14,7 @@ The engine that batches the calls is `Ledger` (server/state/ledger.py);
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
@@ -78,7 +79,7 @@ CONTRACTS: Final[dict[str, Contract]] = {
                                "verified")),
     "adjust_stock": Contract(("stock",), ("total",)),
     "close_lottery": Contract(("lottery",), ()),
-    "viewers": Contract(("present", "uniq", "peak"), ()),
+    "viewers": Contract(("present", "uniq", "peak", "by_minute"), ("minute",)),
     "reschedule": Contract(
         ("timers", "holds", "confirming", "due"),
         ("room_id", "timers_add_ms", "timers_not_before", "holds_add_ms", "holds_not_before",
@@ -678,7 +679,8 @@ class Scripts(Ledger):
 
     def viewers(self, room_id: str) -> asyncio.Future[ViewerCounts]:
         k = room_keys(room_id)
-        return self.run("viewers", [k.present, k.uniq, k.peak], [], _viewer_counts)
+        return self.run("viewers", [k.present, k.uniq, k.peak, k.viewers_by_minute],
+                        [time.time_ns() // 60_000_000_000], _viewer_counts)
 
     def reschedule(self, room_id: str, *, recover_after_ms: int,
                    recovery_not_before: int) -> asyncio.Future[int | None]:

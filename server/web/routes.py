@@ -157,6 +157,10 @@ def feature_endpoint(spec: registry.Route) -> Handler:
                                                   request.query_params))
         response = ok(result, spec.status) if spec.media_type is None else \
             Response(result, status_code=spec.status, media_type=spec.media_type)
+        if spec.download is not None:
+            # A file to keep (a report, an export), named after its room.
+            name = spec.download.format(room=room_id)
+            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         recorder = services(request).recorder
         if spec.record_as is not None and recorder is not None and recorder.active(room_id):
             data = dict(body)
