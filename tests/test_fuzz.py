@@ -463,6 +463,11 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     # Aims at an unknown order: cancelling one of the fuzz's own would change its counts.
     ("POST", ROOM + "/orders/{order_id}/cancel"): Endpoint(
         {"room_id": "room", "order_id": "order"}, lambda w: {"reason": TEXT | ODD_TEXT}),
+    ("POST", ROOM + "/orders/{order_id}/refund"): Endpoint(
+        {"room_id": "room", "order_id": "order"}, lambda w: {
+            "request_id": st.from_regex(protocol.ID_PATTERN, fullmatch=True) | ODD_TEXT,
+            "quantity": INTS, "restock": st.booleans() | INTS,
+            "reason": TEXT | ODD_TEXT}),
     ("GET", ROOM + "/fans"): Endpoint({"room_id": "room"}, query=("limit",)),
     ("PUT", ROOM + "/referrals"): Endpoint({"room_id": "room"}, lambda w: {
         "reward": JSON | st.fixed_dictionaries({

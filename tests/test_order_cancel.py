@@ -1,6 +1,7 @@
-"""Cancelling placed orders against a real server, redis-server and SQLite store:
-units back to stock and buyable again by exactly that many, the buyer's limit and
-coupon back, the order's fan points taken back, once whatever the retries, the
+"""Cancelling and refunding placed orders against a real server, redis-server and
+SQLite store: units back to stock and buyable again by exactly that many, the
+buyer's limit (and, for a cancellation, coupon) back, refunds adding up to what
+was paid, the order's fan points taken back, once whatever the retries, the
 audit agreeing throughout, also when cancellations race new buys and after
 Redis lost its data and was rebuilt from the store."""
 
@@ -163,3 +164,86 @@ async def test_cancellations_racing_new_buys_never_sell_more_than_the_units(
     await audit_ok(host)
     for v in (*first, *later):
         await v.close()
+
+
+async def refund(host: Host, order_id: str, expect: int = 200, **body: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await host.call("POST", f"/orders/{order_id}/refund", body,
+                                             expect=expect)
+    return result
+
+
+async def test_refunds_give_back_what_they_restock_once_and_add_up_to_the_total(
+        server: LiveServer, http: httpx.AsyncClient, redis_url: str) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=5, price=1000)
+    pid = product["product_id"]
+    await host.sale(pid, units=5, limit=3, price=1000)
+    a, b = await join(server, host.room_id), await join(server, host.room_id)
+    hold = await a.request("buy", product_id=pid, quantity=3)
+    order = (await a.request("checkout", hold_id=hold["hold"]["id"]))["order"]
+    assert order["total"] == 3000
+    await eventually(lambda: _points(a, 10))
+    assert code(await a.request("buy", product_id=pid)) == "limit_reached"
+    # One unit back into stock: a third of what was paid, the unit buyable again.
+    first = await refund(host, order["order_id"], request_id="r1", quantity=1,
+                         reason="scratched")
+    assert (first["refund"]["quantity"], first["refund"]["amount"],
+            first["refund"]["restock"]) == (1, 1000, True)
+    event = await b.next_event("order_refunded")
+    assert event["refund"]["refund_id"] == first["refund"]["refund_id"]
+    assert await refund(host, order["order_id"], request_id="r1", quantity=1) == first
+    card = await host.call("GET", f"/products/{pid}", expect=200)
+    assert (card["stock"]["left"], card["stock"]["sold"]) == (3, 2)
+    await audit_ok(host)
+    # The buyer's limit gave that unit back too: one more, not two.
+    extra = await a.request("buy", product_id=pid)
+    assert code(extra) == "hold"
+    assert code(await a.request("buy", product_id=pid)) == "limit_reached"
+    await a.request("release", hold_id=extra["hold"]["id"])
+    # Too many, a cancellation after a refund: refused, nothing changed.
+    too_many = await refund(host, order["order_id"], expect=409, request_id="r2", quantity=3)
+    assert too_many["error"]["code"] == "refund_too_large"
+    assert too_many["error"]["details"] == {"left": 2}
+    refused = await host.call("POST", f"/orders/{order['order_id']}/cancel", {}, expect=409)
+    assert refused["error"]["code"] == "order_refunded"
+    # The rest, money only: the refunds add up to what was paid.
+    rest = await refund(host, order["order_id"], request_id="r3", restock=False)
+    assert (rest["refund"]["quantity"], rest["refund"]["amount"]) == (2, 2000)
+    again = await refund(host, order["order_id"], expect=409, request_id="r4")
+    assert again["error"]["code"] == "order_refunded"
+    card = await host.call("GET", f"/products/{pid}", expect=200)
+    assert (card["stock"]["left"], card["stock"]["sold"]) == (3, 2)
+    listed = {o["order_id"]: o for o in (await host.call("GET", "/orders", expect=200))
+              ["orders"]}
+    assert listed[order["order_id"]]["status"] == "refunded"
+    assert [r["refund_id"] for r in listed[order["order_id"]]["refunds"]] == \
+        [first["refund"]["refund_id"], rest["refund"]["refund_id"]]
+    stats = await host.call("GET", "/stats", expect=200)
+    assert (stats["revenue"], stats["units_sold"]) == (0, 2)
+    # A whole order refunded takes back its points, as a cancellation does.
+    assert (await a.request("fan_status"))["points"] == 0
+    await audit_ok(host)
+    # Redis loses everything: the rebuild counts only what stayed sold.
+    await rebuilt(http, redis_url, host.room_id)
+    card = await host.call("GET", f"/products/{pid}", expect=200)
+    assert (card["stock"]["left"], card["stock"]["sold"]) == (3, 2)
+    await audit_ok(host)
+    for v in (a, b):
+        await v.close()
+
+
+async def test_a_cancelled_order_cannot_be_refunded(server: LiveServer,
+                                                    http: httpx.AsyncClient) -> None:
+    host = await create_room(http)
+    product = await host.product(stock=2)
+    await host.sale(product["product_id"], units=2, limit=1)
+    v = await join(server, host.room_id)
+    order = await pay(v, product["product_id"])
+    await cancel(host, order["order_id"])
+    refused = await refund(host, order["order_id"], expect=409, request_id="x1")
+    assert refused["error"]["code"] == "order_cancelled"
+    bad = await refund(host, order["order_id"], expect=400, quantity=1)
+    assert "request_id" in bad["error"]["message"]
+    missing = await refund(host, "o_nope", expect=404, request_id="x2")
+    assert missing["error"]["code"] == "order_not_found"
+    await v.close()

@@ -192,6 +192,13 @@ def order_cancelled(order_id: str, buyer_id: str, product_id: str, quantity: int
             "cancelled_at": cancelled_at}
 
 
+def order_refunded(order_id: str, buyer_id: str, product_id: str,
+                   refund: dict[str, Any]) -> Event:
+    """The host refunded units of an order (`refund`: quantity, amount, restock...)."""
+    return {"type": "order_refunded", "order_id": order_id, "buyer_id": buyer_id,
+            "product_id": product_id, "refund": refund}
+
+
 def chat_deleted(message_id: str) -> Event:
     return {"type": "chat_deleted", "message_id": message_id}
 
@@ -260,6 +267,7 @@ ROOM_EVENTS: Final = (
     "auction_ended", "auction_cancelled", "auction_second_chance", "message_pinned",
     "poll_open", "poll_votes", "poll_closed", "question", "question_votes",
     "question_answered", "group_deal", "group_update", "referral_reward", "order_cancelled",
+    "order_refunded",
     "chat", "chat_deleted",
     "viewer_muted",
     "announcement", "likes", "viewers", "room_policy", "show_live", "show_reminder", "show_ended")

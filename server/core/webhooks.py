@@ -23,8 +23,8 @@ from server.core.errors import BadRequest
 from server.core.protocol import get_str, reject_unknown
 
 EVENT_TYPES: Final = (
-    "order.placed", "order.cancelled", "show.started", "show.ended", "sale.opened",
-    "sale.sold_out", "auction.won", "lottery.drawn", "reminder.due",
+    "order.placed", "order.cancelled", "order.refunded", "show.started", "show.ended",
+    "sale.opened", "sale.sold_out", "auction.won", "lottery.drawn", "reminder.due",
 )
 SECRET_PREFIX: Final = "whsec_"
 MAX_URL: Final = 2000

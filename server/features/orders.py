@@ -1,14 +1,17 @@
-"""The order lifecycle after checkout: the host cancels a placed order
-(docs/protocol.md section 21). The store records the cancellation first (the
-record every count of what was sold reads); then one atomic Redis step
+"""The order lifecycle after checkout: the host cancels a placed order, or
+refunds some or all of its units (docs/protocol.md section 21). The store
+records the change first (the record every count of what was sold reads);
+then one atomic Redis step
 (lua/cancel_order.lua) gives its units back to the product's stock and the
 buyer's per-buyer and per-address counts back, and makes a coupon it used the
 buyer's again; the room hears `order_cancelled`, the waitlist is served, and
 the listeners take back what the order earned (fan points, a referral reward).
 
 Cancelling again answers the same cancellation and finishes a Redis step a
-failure left undone. Refunds and the webhook outbox are not built yet
-(issue 16)."""
+failure left undone; a refund is made once per request id, and its retry does
+the same. Each is an event (`order_cancelled`, `order_refunded`) and a webhook
+event written in the same store transaction (`order.cancelled`,
+`order.refunded`)."""
 
 from __future__ import annotations
 
@@ -17,12 +20,19 @@ from typing import Any, Final
 
 from server.core import events
 from server.core.domain import now_ms
-from server.core.errors import NotFound, Unavailable
-from server.core.protocol import get_str, reject_unknown
+from server.core.errors import Conflict, NotFound, Unavailable
+from server.core.protocol import (
+    ID_PATTERN,
+    MAX_STOCK,
+    get_bool,
+    get_int,
+    get_str,
+    reject_unknown,
+)
 from server.features.context import Context
 from server.features.registry import Call, Registry, Route
 from server.state.faults import REDIS_FAULTS
-from server.state.store import StoreError
+from server.state.store import Order, OrderRefunded, StoreError
 
 log = logging.getLogger("livesell.orders")
 
@@ -36,6 +46,7 @@ class Orders:
     def register(self, registry: Registry) -> None:
         # Not a show change: an ended show's orders may still be cancelled.
         registry.route(Route("POST", "/orders/{order_id}/cancel", self._cancel, body=True))
+        registry.route(Route("POST", "/orders/{order_id}/refund", self._refund, body=True))
 
     async def _cancel(self, call: Call) -> Any:
         reject_unknown(call.body, frozenset({"reason"}), "cancel")
@@ -51,6 +62,9 @@ class Orders:
         try:
             recorded = await self.ctx.store.cancel_order(room_id, order_id, reason, now_ms(),
                                                          epoch)
+        except OrderRefunded:
+            raise Conflict("the order was refunded (in part): refund what is left instead",
+                           code="order_refunded") from None
         except StoreError as exc:
             raise Unavailable("the cancellation could not be recorded; try again",
                               code="store_unavailable") from exc
@@ -64,11 +78,73 @@ class Orders:
                 order.order_id, order.buyer_id, order.product_id, order.quantity,
                 cancellation["reason"], cancellation["cancelled_at"]))
             await self.ctx.stock_freed(room_id, order.product_id)
-            for listener in self.ctx.cancel_listeners:
-                try:
-                    await listener(order)
-                except (StoreError, *REDIS_FAULTS) as exc:
-                    log.warning("order %s cancelled; a listener could not finish: %s",
-                                order.order_id, exc)
+            await self._tell(order)
         return {"order": order.public() | {"status": "cancelled", **{
             k: cancellation[k] for k in ("reason", "cancelled_at")}}}
+
+    async def _refund(self, call: Call) -> Any:
+        body = call.body
+        reject_unknown(body, frozenset({"request_id", "quantity", "restock", "reason"}),
+                       "refund")
+        request_id = get_str(body, "request_id", max_len=64, pattern=ID_PATTERN)
+        quantity = get_int(body, "quantity", lo=1, hi=MAX_STOCK) \
+            if body.get("quantity") is not None else None
+        restock = get_bool(body, "restock", default=True)
+        reason = get_str(body, "reason", max_len=MAX_REASON, min_len=0, strip=True,
+                         default="")
+        return await self.refund(call.room_id, call.params["order_id"], request_id,
+                                 quantity, restock, reason)
+
+    async def refund(self, room_id: str, order_id: str, request_id: str,
+                     quantity: int | None, restock: bool, reason: str) -> dict[str, Any]:
+        """Money back for `quantity` units (None: every unit not refunded yet), pro rata
+        of what was paid; `restock`: those units go back to stock and the buyer's
+        limits. Once per request id: a retry answers the same refund. The order's
+        coupon stays used; a refund of the whole order takes back what it earned, as a
+        cancellation does."""
+        epoch = await self.ctx.data.rooms.epoch(room_id)
+        if epoch is None:
+            raise Unavailable("the room is being restored; try again",
+                              details={"retry_after_s": 1})
+        try:
+            recorded = await self.ctx.store.refund_order(room_id, order_id, request_id,
+                                                         quantity, restock, reason, now_ms(),
+                                                         epoch)
+        except StoreError as exc:
+            raise Unavailable("the refund could not be recorded; try again",
+                              code="store_unavailable") from exc
+        if recorded is None:
+            raise NotFound(f"no order {order_id} in this room", code="order_not_found")
+        outcome, order, refund = recorded
+        if outcome == "cancelled":
+            raise Conflict("the order was cancelled: nothing is left to refund",
+                           code="order_cancelled")
+        if outcome == "refunded":
+            raise Conflict("every unit of the order was refunded already",
+                           code="order_refunded")
+        if outcome == "too_many":
+            raise Conflict(f"only {refund['left']} unit(s) of the order are left to refund",
+                           code="refund_too_large", details={"left": refund["left"]})
+        if refund["restock"]:
+            applied = await self.ctx.scripts.cancel_order(
+                order, refund["epoch"], now_ms(), change_id=refund["refund_id"],
+                quantity=refund["quantity"])
+            if applied == "ok":
+                self.ctx.dirty_stock.add((room_id, order.product_id))
+                await self.ctx.stock_freed(room_id, order.product_id)
+        public = {k: v for k, v in refund.items() if k != "epoch"} | {
+            "restock": bool(refund["restock"])}
+        if outcome == "new":
+            await self.ctx.publish(room_id, events.order_refunded(
+                order.order_id, order.buyer_id, order.product_id, public))
+            refunded = await self.ctx.store.refunds(room_id)
+            if sum(r["quantity"] for r in refunded.get(order_id, [])) >= order.quantity:
+                await self._tell(order)
+        return {"order": order.public(), "refund": public}
+
+    async def _tell(self, order: Order) -> None:
+        for listener in self.ctx.cancel_listeners:
+            try:
+                await listener(order)
+            except (StoreError, *REDIS_FAULTS) as exc:
+                log.warning("order %s: a listener could not finish: %s", order.order_id, exc)

@@ -77,11 +77,11 @@ class Reports:
         }
 
     async def orders(self, room_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
-        """The room's orders; a cancelled one says so (`status`, `reason`,
-        `cancelled_at`); the others are `placed`."""
+        """The room's orders, each with its `status`: `placed`, `cancelled` (with
+        `reason` and `cancelled_at`), `refunded` or `partly_refunded` (with `refunds`)."""
         cancelled = await self.ctx.store.cancellations(room_id)
-        return [o.public() | ({"status": "cancelled", **cancelled[o.order_id]}
-                              if o.order_id in cancelled else {"status": "placed"})
+        refunds = await self.ctx.store.refunds(room_id)
+        return [o.public() | status(o, cancelled, refunds)
                 for o in await self.ctx.store.orders(room_id, limit, offset)]
 
     async def flush_counts(self) -> None:
@@ -125,6 +125,7 @@ class Reports:
         return show_report.build(
             {**state["room"], "channel": await self.ctx.channel_of(room_id)},
             await self._all_orders(room_id), await store.cancellations(room_id),
+            await store.refunds(room_id),
             await store.products(room_id), await store.coupon_drops(room_id), counts,
             viewers_by_minute, chat_by_minute, state["viewers"], int(state["likes"]),
             lotteries, auctions, await self.audit(room_id), now_ms())
@@ -143,7 +144,7 @@ class Reports:
                   for p, _ in await self.ctx.store.products(call.room_id)}
         return show_report.orders_csv(await self._all_orders(call.room_id),
                                       await self.ctx.store.cancellations(call.room_id),
-                                      titles)
+                                      await self.ctx.store.refunds(call.room_id), titles)
 
     async def _auction_checks(self, room_id: str, by_buyer: dict[str, dict[str, int]],
                               checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -258,3 +259,15 @@ class Reports:
                 "orders": totals, "aborted_holds": await store.aborted_count(room_id),
                 "checks": checks,
                 "ok": all(c["ok"] for c in checks)}
+
+
+def status(order: Order, cancelled: dict[str, dict[str, Any]],
+           refunds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """An order's status fields (Reports.orders)."""
+    if order.order_id in cancelled:
+        return {"status": "cancelled", **cancelled[order.order_id]}
+    made = refunds.get(order.order_id)
+    if not made:
+        return {"status": "placed"}
+    whole = sum(r["quantity"] for r in made) >= order.quantity
+    return {"status": "refunded" if whole else "partly_refunded", "refunds": made}

@@ -30,7 +30,7 @@ from server.state.store import Order
 ORDER_CSV: Final = ("order_id", "created_at", "status", "buyer_id", "product_id",
                     "product_title", "sale_id", "quantity", "unit_price", "subtotal",
                     "discount", "total", "currency", "coupon_id", "payment_ref",
-                    "cancelled_at", "cancel_reason")
+                    "cancelled_at", "cancel_reason", "units_refunded", "amount_refunded")
 MAX_TIMELINE_MINUTES: Final = 24 * 60  # a report draws a day of minutes at most
 CHART_WIDTH: Final = 900
 CHART_HEIGHT: Final = 300
@@ -48,6 +48,7 @@ def _add(into: dict[str, int], currency: str, amount: int) -> None:
 
 def build(room: Mapping[str, Any], orders: list[Order],
           cancelled: Mapping[str, Mapping[str, Any]],
+          refunds: Mapping[str, list[dict[str, Any]]],
           products: list[tuple[dict[str, Any], int]], coupons: list[dict[str, Any]],
           counts: Mapping[str, int], viewers_by_minute: Mapping[int, int],
           chat_by_minute: Mapping[int, int], viewers: Mapping[str, int], likes: int,
@@ -59,27 +60,34 @@ def build(room: Mapping[str, Any], orders: list[Order],
     per_product: dict[str, dict[str, Any]] = {
         p["product_id"]: {"product_id": p["product_id"], "title": p.get("title", ""),
                           "stock": stock, "orders": 0, "units": 0, "units_cancelled": 0,
-                          "buyers": 0, "revenue": {}, "discounts": {}}
+                          "units_refunded": 0, "buyers": 0, "revenue": {}, "discounts": {}}
         for p, stock in products}
     buyers: dict[str, set[str]] = defaultdict(set)
     revenue: dict[str, int] = {}
     discounts: dict[str, int] = {}
+    refunded: dict[str, int] = {}
     per_minute_orders: dict[int, int] = defaultdict(int)
     for o in orders:
         row = per_product.setdefault(o.product_id, {
             "product_id": o.product_id, "title": titles.get(o.product_id, ""), "stock": 0,
-            "orders": 0, "units": 0, "units_cancelled": 0, "buyers": 0, "revenue": {},
-            "discounts": {}})
+            "orders": 0, "units": 0, "units_cancelled": 0, "units_refunded": 0, "buyers": 0,
+            "revenue": {}, "discounts": {}})
         if o.order_id in cancelled:
             row["units_cancelled"] += o.quantity
             continue
+        back = refunds.get(o.order_id, [])
+        restocked = sum(r["quantity"] for r in back if r["restock"])
+        paid_back = sum(r["amount"] for r in back)
         row["orders"] += 1
-        row["units"] += o.quantity
-        _add(row["revenue"], o.currency, o.total)
+        row["units"] += o.quantity - restocked
+        row["units_refunded"] += sum(r["quantity"] for r in back)
+        _add(row["revenue"], o.currency, o.total - paid_back)
+        if paid_back:
+            _add(refunded, o.currency, paid_back)
         if o.discount:
             _add(row["discounts"], o.currency, o.discount)
         buyers[o.product_id].add(o.buyer_id)
-        _add(revenue, o.currency, o.total)
+        _add(revenue, o.currency, o.total - paid_back)
         if o.discount:
             _add(discounts, o.currency, o.discount)
         per_minute_orders[o.created_at // 60_000] += 1
@@ -111,8 +119,9 @@ def build(room: Mapping[str, Any], orders: list[Order],
     return {
         "room": dict(room), "generated_at": now,
         "totals": {"orders": len(live), "orders_cancelled": len(orders) - len(live),
-                   "units": sum(o.quantity for o in live), "buyers": len(all_buyers),
-                   "revenue": revenue, "discounts": discounts},
+                   "units": sum(p["units"] for p in per_product.values()),
+                   "buyers": len(all_buyers), "revenue": revenue, "discounts": discounts,
+                   "refunded": refunded},
         "products": list(per_product.values()),
         "funnel": funnel,
         "coupons": coupon_rows,
@@ -151,17 +160,22 @@ def timeline(viewers: Mapping[int, int], orders: Mapping[int, int],
 
 
 def orders_csv(orders: Iterable[Order], cancelled: Mapping[str, Mapping[str, Any]],
-               titles: Mapping[str, str]) -> str:
+               refunds: Mapping[str, list[dict[str, Any]]], titles: Mapping[str, str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(ORDER_CSV)
     for o in orders:
         c = cancelled.get(o.order_id)
-        writer.writerow([o.order_id, iso(o.created_at), "cancelled" if c else "placed",
+        back = refunds.get(o.order_id, [])
+        units_back = sum(r["quantity"] for r in back)
+        state = "cancelled" if c else "placed" if not back else \
+            "refunded" if units_back >= o.quantity else "partly_refunded"
+        writer.writerow([o.order_id, iso(o.created_at), state,
                          o.buyer_id, o.product_id, _cell(titles.get(o.product_id, "")),
                          o.sale_id, o.quantity, o.unit_price, o.subtotal, o.discount,
                          o.total, o.currency, o.coupon_id, o.payment_ref,
-                         iso(c["cancelled_at"]) if c else "", _cell(c["reason"]) if c else ""])
+                         iso(c["cancelled_at"]) if c else "", _cell(c["reason"]) if c else "",
+                         units_back, sum(r["amount"] for r in back)])
     return out.getvalue()
 
 
@@ -176,16 +190,16 @@ def report_csv(report: Mapping[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["product_id", "title", "currency", "orders", "units",
-                     "units_cancelled", "buyers", "revenue", "discounts"])
+                     "units_cancelled", "units_refunded", "buyers", "revenue", "discounts"])
     for p in report["products"]:
         currencies = sorted(set(p["revenue"]) | set(p["discounts"])) or [""]
         for cur in currencies:
             writer.writerow([p["product_id"], _cell(p["title"]), cur, p["orders"], p["units"],
-                             p["units_cancelled"], p["buyers"], p["revenue"].get(cur, 0),
-                             p["discounts"].get(cur, 0)])
+                             p["units_cancelled"], p["units_refunded"], p["buyers"],
+                             p["revenue"].get(cur, 0), p["discounts"].get(cur, 0)])
     totals = report["totals"]
     for cur in sorted(set(totals["revenue"]) | set(totals["discounts"])):
-        writer.writerow(["(all)", "", cur, totals["orders"], totals["units"], "",
+        writer.writerow(["(all)", "", cur, totals["orders"], totals["units"], "", "",
                          totals["buyers"], totals["revenue"].get(cur, 0),
                          totals["discounts"].get(cur, 0)])
     return out.getvalue()
@@ -238,6 +252,8 @@ def report_html(report: Mapping[str, Any]) -> str:
     totals = report["totals"]
     money = "".join(f"<li>{e(show(amount, cur))}</li>"
                     for cur, amount in sorted(totals["revenue"].items())) or "<li>none</li>"
+    refunded = ", ".join(e(show(a, c)) for c, a in sorted(totals["refunded"].items())) \
+        or "nothing"
     funnel = report["funnel"]
     rows = "".join(
         f"<tr><td>{e(p['title'] or p['product_id'])}</td><td>{p['units']}</td>"
@@ -282,6 +298,7 @@ svg {{ max-width: 100%; height: auto; }}
 <p>{totals['orders']} orders ({totals['orders_cancelled']} cancelled apart), {totals['units']}
 units, {totals['buyers']} buyers. Revenue, per currency (never added across currencies):</p>
 <ul>{money}</ul>
+<p>Refunded (already taken off the revenue above): {refunded}.</p>
 <table><tr><th>Product</th><th>Units</th><th>Cancelled</th><th>Buyers</th><th>Revenue</th>
 </tr>{rows}</table>
 <h2>Funnel</h2>

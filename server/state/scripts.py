@@ -138,7 +138,8 @@ CONTRACTS: Final[dict[str, Contract]] = {
                                 ("mode", "invitee", "order_id", "most")),
     "cancel_order": Contract(("hold", "stock", "sale", "bought", "ip_bought", "claims",
                               "cancelled", "epoch"),
-                             ("order_id", "buyer", "quantity", "coupon_id", "epoch", "now")),
+                             ("change_id", "buyer", "quantity", "coupon_id", "epoch", "now",
+                              "mode")),
 }
 
 # ====================================================================== replies
@@ -821,13 +822,16 @@ class Scripts(Ledger):
                                             k.epoch],
                         [mode, invitee, order_id, most], _strings)
 
-    def cancel_order(self, order: Order, epoch: str, now: int) -> asyncio.Future[str]:
-        """Undo a cancelled order's counts (lua/cancel_order.lua): 'ok', 'already' or
+    def cancel_order(self, order: Order, epoch: str, now: int, *, change_id: str = "",
+                     quantity: int = 0) -> asyncio.Future[str]:
+        """Give back a cancelled order's units (lua/cancel_order.lua), or with
+        `change_id` and `quantity` those of a refund into stock: 'ok', 'already' or
         'rebuilt'."""
         k = room_keys(order.room_id)
         sid = order.sale_id
         return self.run("cancel_order", [
             k.hold(order.hold_id), k.stock(order.product_id), k.sale(sid), k.bought(sid),
             k.ip_bought(sid), k.claims(order.coupon_id or "-"), k.cancelled, k.epoch,
-        ], [order.order_id, order.buyer_id, order.quantity, order.coupon_id, epoch, now],
+        ], [change_id or order.order_id, order.buyer_id, quantity or order.quantity,
+            order.coupon_id, epoch, now, "refund" if change_id else "cancel"],
             lambda reply: str(reply[0]))

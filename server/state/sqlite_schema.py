@@ -263,6 +263,22 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     PRIMARY KEY (endpoint_id, seq)
 );
 CREATE INDEX IF NOT EXISTS webhook_pending ON webhook_deliveries (state, endpoint_id, seq);
+-- Refunds of placed orders (server/features/orders.py): money back for some or all of
+-- an order's units; `restock` 1: those units went back to stock (every count of what
+-- was sold leaves them out), 0: money only. Once per (order, request id).
+CREATE TABLE IF NOT EXISTS order_refunds (
+    refund_id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity > 0),
+    amount INTEGER NOT NULL,
+    restock INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    refunded_at INTEGER NOT NULL,
+    epoch TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS order_refunds_order ON order_refunds (order_id);
+CREATE INDEX IF NOT EXISTS order_refunds_room ON order_refunds (room_id);
 -- The channel (the room's owner) fan points accumulate in; no row: 'main'.
 CREATE TABLE IF NOT EXISTS room_channels (
     room_id TEXT PRIMARY KEY,

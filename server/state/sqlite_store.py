@@ -30,13 +30,17 @@ from server.state.sqlite_schema import (
     outbox_row,
 )
 from server.state.sqlite_writer import GroupWriter
-from server.state.store import Order, StoreClosed
+from server.state.store import Order, OrderRefunded, StoreClosed
 
 ADD_COUPON_DROP = "INSERT INTO coupon_drops VALUES (?, ?, ?)"
 # An order the host did not cancel (the orders table's rows as `orders`).
 LIVE = ("NOT EXISTS (SELECT 1 FROM order_cancellations c "
         "WHERE c.order_id = orders.order_id)")
 LIVE_O = LIVE.replace("orders.order_id", "o.order_id")  # the same, as `orders o`
+# An order's units still sold: its quantity less the units refunded into stock.
+NET = ("(quantity - (SELECT COALESCE(SUM(r.quantity), 0) FROM order_refunds r "
+       "WHERE r.order_id = orders.order_id AND r.restock = 1))")
+NET_O = NET.replace("quantity -", "o.quantity -", 1).replace("orders.order_id", "o.order_id")
 
 WAL_RETRY_S = 0.01  # between tries to switch a locked file into WAL mode
 
@@ -470,7 +474,7 @@ class SqliteOrderStore:
         """Sales whose orders in the store exceed their units: sale -> (sold, units).
         The record alone, without Redis, proves there was no oversell."""
         rows = await self._all(
-            "SELECT s.sale_id, s.data, COALESCE(SUM(o.quantity), 0) AS n FROM sales s "
+            f"SELECT s.sale_id, s.data, COALESCE(SUM({NET_O}), 0) AS n FROM sales s "
             f"LEFT JOIN orders o ON o.sale_id = s.sale_id AND {LIVE_O} "
             "WHERE s.room_id = ? GROUP BY s.sale_id", (room_id,))
         out: dict[str, tuple[int, int]] = {}
@@ -493,7 +497,7 @@ class SqliteOrderStore:
 
     async def oversold_products(self, room_id: str) -> dict[str, tuple[int, int]]:
         rows = await self._all(
-            "SELECT p.product_id, p.stock, COALESCE(SUM(o.quantity), 0) AS n FROM products p "
+            f"SELECT p.product_id, p.stock, COALESCE(SUM({NET_O}), 0) AS n FROM products p "
             "LEFT JOIN orders o ON o.room_id = p.room_id AND o.product_id = p.product_id "
             f"AND {LIVE_O} WHERE p.room_id = ? GROUP BY p.product_id",
             (room_id,))
@@ -502,13 +506,13 @@ class SqliteOrderStore:
 
     async def sold_by_product(self, room_id: str) -> dict[str, int]:
         rows = await self._all(
-            "SELECT product_id, SUM(quantity) AS n FROM orders WHERE room_id = ? "
+            f"SELECT product_id, SUM({NET}) AS n FROM orders WHERE room_id = ? "
             f"AND {LIVE} GROUP BY product_id", (room_id,))
         return {r["product_id"]: int(r["n"]) for r in rows}
 
     async def sold_by_sale_and_buyer(self, room_id: str) -> dict[str, dict[str, int]]:
         rows = await self._all(
-            "SELECT sale_id, buyer_id, SUM(quantity) AS n FROM orders WHERE room_id = ? "
+            f"SELECT sale_id, buyer_id, SUM({NET}) AS n FROM orders WHERE room_id = ? "
             f"AND {LIVE} GROUP BY sale_id, buyer_id", (room_id,))
         out: dict[str, dict[str, int]] = {}
         for r in rows:
@@ -526,13 +530,19 @@ class SqliteOrderStore:
 
     async def order_totals(self, room_id: str) -> dict[str, int]:
         rows = await self._all(
-            "SELECT COUNT(*) AS orders, COALESCE(SUM(quantity), 0) AS units, "
+            f"SELECT COUNT(*) AS orders, COALESCE(SUM({NET}), 0) AS units, "
             "COALESCE(SUM(total), 0) AS revenue, COUNT(DISTINCT buyer_id) AS buyers "
             f"FROM orders WHERE room_id = ? AND {LIVE}", (room_id,))
         cancelled = await self._all("SELECT COUNT(*) AS n FROM order_cancellations "
                                     "WHERE room_id = ?", (room_id,))
-        return {k: int(rows[0][k]) for k in ("orders", "units", "revenue", "buyers")} | {
-            "cancelled": int(cancelled[0]["n"])}
+        refunded = await self._all("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS amount "
+                                   "FROM order_refunds WHERE room_id = ?", (room_id,))
+        totals = {k: int(rows[0][k]) for k in ("orders", "units", "revenue", "buyers")}
+        # Revenue is what was paid less what was refunded (mixed currencies added as
+        # they are, as before: the report keeps them apart).
+        totals["revenue"] -= int(refunded[0]["amount"])
+        return totals | {"cancelled": int(cancelled[0]["n"]),
+                         "refunds": int(refunded[0]["n"])}
 
     async def cancel_order(self, room_id: str, order_id: str, reason: str, at: int,
                            epoch: str) -> tuple[Order, dict[str, Any]] | None:
@@ -543,6 +553,10 @@ class SqliteOrderStore:
             if row is None:
                 return None
             names = [d[0] for d in cur.description]
+            async with db.execute("SELECT 1 FROM order_refunds WHERE order_id = ? LIMIT 1",
+                                  (order_id,)) as cur:
+                if await cur.fetchone() is not None:
+                    raise OrderRefunded(order_id)
             cur = await db.execute("INSERT INTO order_cancellations VALUES (?, ?, ?, ?, ?) "
                                    "ON CONFLICT(order_id) DO NOTHING",
                                    (order_id, room_id, reason, at, epoch))
@@ -562,6 +576,65 @@ class SqliteOrderStore:
         result: tuple[Order, dict[str, Any]] | None = await self._writes.queue(
             "call", "", (cancel,))
         return result
+
+    async def refund_order(self, room_id: str, order_id: str, request_id: str,
+                           quantity: int | None, restock: bool, reason: str, at: int,
+                           epoch: str) -> tuple[str, Order, dict[str, Any]] | None:
+        async def refund(db: aiosqlite.Connection) -> tuple[str, Order, dict[str, Any]] | None:
+            async with db.execute("SELECT * FROM orders WHERE order_id = ? AND room_id = ?",
+                                  (order_id, room_id)) as cur:
+                row = await cur.fetchone()
+                names = [d[0] for d in cur.description]
+            if row is None:
+                return None
+            order = Order(**dict(zip(names, row, strict=True)))
+            refund_id = f"rf_{order_id.removeprefix('o_')}_{request_id}"
+            async with db.execute("SELECT * FROM order_refunds WHERE refund_id = ?",
+                                  (refund_id,)) as cur:
+                before = await cur.fetchone()
+                cols = [d[0] for d in cur.description]
+            if before is not None:
+                return "again", order, dict(zip(cols, before, strict=True))
+            async with db.execute("SELECT 1 FROM order_cancellations WHERE order_id = ?",
+                                  (order_id,)) as cur:
+                if await cur.fetchone() is not None:
+                    return "cancelled", order, {}
+            async with db.execute("SELECT COALESCE(SUM(quantity), 0), COALESCE(SUM(amount), 0) "
+                                  "FROM order_refunds WHERE order_id = ?", (order_id,)) as cur:
+                done = await cur.fetchone()
+            done_qty, done_amount = (int(done[0]), int(done[1])) if done else (0, 0)
+            left = order.quantity - done_qty
+            wanted = left if quantity is None else quantity
+            if left <= 0:
+                return "refunded", order, {}
+            if wanted > left:
+                return "too_many", order, {"left": left}
+            # Pro rata of what was paid; the last refund takes what is left, so that
+            # an order's refunds add up to its total exactly.
+            amount = order.total - done_amount if wanted == left else \
+                order.total * wanted // order.quantity
+            record = {"refund_id": refund_id, "order_id": order_id, "room_id": room_id,
+                      "quantity": wanted, "amount": amount, "restock": int(restock),
+                      "reason": reason, "refunded_at": at, "epoch": epoch}
+            await db.execute("INSERT INTO order_refunds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             tuple(record.values()))
+            await db.execute(INSERT_OUTBOX, outbox_row(
+                room_id, "order.refunded", refund_id,
+                order.public() | {"refund": {k: v for k, v in record.items()
+                                             if k != "epoch"}}, at))
+            return "new", order, record
+        result: tuple[str, Order, dict[str, Any]] | None = await self._writes.queue(
+            "call", "", (refund,))
+        return result
+
+    async def refunds(self, room_id: str) -> dict[str, list[dict[str, Any]]]:
+        rows = await self._all("SELECT refund_id, order_id, quantity, amount, restock, reason, "
+                               "refunded_at FROM order_refunds WHERE room_id = ? "
+                               "ORDER BY refunded_at, refund_id", (room_id,))
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["order_id"], []).append(dict(r) | {"restock": bool(r["restock"])})
+        return out
 
     async def cancellations(self, room_id: str) -> dict[str, dict[str, Any]]:
         rows = await self._all("SELECT order_id, reason, cancelled_at FROM "

@@ -63,6 +63,10 @@ class Order:
 _ORDER_FIELDS: Final = tuple(f.name for f in fields(Order))
 
 
+class OrderRefunded(Exception):
+    """A cancellation of an order that was refunded (in part): refused."""
+
+
 class StoreClosed(RuntimeError):
     """The store is shutting down (a write) or closed (a read)."""
 
@@ -400,6 +404,19 @@ class OrderStore(Protocol):
         """Record the order's cancellation (again: the first one stands); the order
         and its cancellation (reason, cancelled_at, epoch), None when the room has no
         such order. Every count of what was sold leaves a cancelled order out."""
+        ...
+
+    async def refund_order(self, room_id: str, order_id: str, request_id: str,
+                           quantity: int | None, restock: bool, reason: str, at: int,
+                           epoch: str) -> tuple[str, Order, dict[str, Any]] | None:
+        """Record a refund of `quantity` units (None: all not refunded yet), once per
+        request id, with its `order.refunded` event: ('new', order, refund), ('again',
+        order, the refund recorded before), or a refusal ('cancelled', 'refunded',
+        'too_many' with `left`); None when the room has no such order."""
+        ...
+
+    async def refunds(self, room_id: str) -> dict[str, list[dict[str, Any]]]:
+        """order id -> its refunds, oldest first."""
         ...
 
     async def cancellations(self, room_id: str) -> dict[str, dict[str, Any]]:

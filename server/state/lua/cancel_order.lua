@@ -1,12 +1,15 @@
--- Undo a placed order the host cancelled (recorded in the store first): its units go
--- back to the product's stock, out of its sale's sold count, the buyer's per-buyer and
--- per-address counts give them back, and a coupon it used is the buyer's again.
+-- Give back units of a placed order, once per change: the host cancelled it (mode
+-- 'cancel': every unit, and a coupon it used is the buyer's again) or refunded some of
+-- its units into stock (mode 'refund'). Recorded in the store first. The units go back
+-- to the product's stock and out of the sale's sold count, and the buyer's per-buyer
+-- and per-address counts give them back.
 -- KEYS[1] the order's hold hash (kept a while after checkout; may be gone), KEYS[2]
 -- product stock hash, KEYS[3] sale hash, KEYS[4] per-buyer units of the sale, KEYS[5]
 -- units per client address of the sale, KEYS[6] coupon claims hash (unused without a
--- coupon), KEYS[7] cancelled orders (hash order id -> ms), KEYS[8] the room's epoch
--- ARGV[1] order id, ARGV[2] buyer, ARGV[3] quantity, ARGV[4] coupon id ('' without),
--- ARGV[5] the epoch the cancellation was recorded under, ARGV[6] ms now
+-- coupon), KEYS[7] changes made (hash change id -> ms), KEYS[8] the room's epoch
+-- ARGV[1] the change's id (the order id for a cancellation, the refund's id), ARGV[2]
+-- buyer, ARGV[3] quantity, ARGV[4] the order's coupon id ('' without), ARGV[5] the epoch
+-- the change was recorded under, ARGV[6] ms now, ARGV[7] mode 'cancel' | 'refund
 -- Returns {'ok'} | {'already'} | {'rebuilt'} (Redis was rebuilt from the store since:
 -- its counts already leave the order out)
 if redis.call('GET', KEYS[8]) ~= ARGV[5] then return {'rebuilt'} end
@@ -23,9 +26,13 @@ local client = redis.call('HGET', KEYS[1], 'client')
 if client and client ~= '' and redis.call('HEXISTS', KEYS[5], client) == 1 then
   if redis.call('HINCRBY', KEYS[5], client, -qty) <= 0 then redis.call('HDEL', KEYS[5], client) end
 end
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[6], ARGV[2]) == 'used:' .. ARGV[1] then
-  redis.call('HSET', KEYS[6], ARGV[2], 'claimed')
+if ARGV[7] == 'cancel' then
+  if ARGV[4] ~= '' and redis.call('HGET', KEYS[6], ARGV[2]) == 'used:' .. ARGV[1] then
+    redis.call('HSET', KEYS[6], ARGV[2], 'claimed')
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], 'state', 'cancelled')
+  end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'state', 'cancelled') end
 redis.call('HSET', KEYS[7], ARGV[1], ARGV[6])
 return {'ok'}
