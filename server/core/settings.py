@@ -49,6 +49,8 @@ class ServerSettings:
     max_body_bytes: int = field(default=65536, metadata=_range(1024, 16 * 1024 * 1024))
     admin_key: str = ""
     log_level: str = "info"
+    # "text" (a line for people) or "json" (one object per line, for log shippers).
+    log_format: str = field(default="text", metadata=meta(choices=("text", "json")))
     shutdown_grace_s: float = field(default=5.0, metadata=_range(0.0, 120.0))
     # A scheduled show's reminder (the `show_reminder` event, for the shop's own
     # channels) goes out this many seconds before its start; 0: none.

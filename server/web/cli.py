@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "the URL out of the process list)")
     serve.add_argument("--workers", type=_workers, help="server processes (server.workers)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--log-format", choices=["text", "json"],
+                       help="json: one object per line, for log shippers (server.log_format)")
 
     verify = sub.add_parser("verify-lottery",
                             help="recompute a lottery's winners from its published record")
@@ -128,7 +130,8 @@ def verify_webhook(args: argparse.Namespace) -> int:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     server: dict[str, Any] = {}
     for attr, key in (("host", "host"), ("port", "port"), ("data_dir", "data_dir"),
-                      ("workers", "workers"), ("log_level", "log_level")):
+                      ("workers", "workers"), ("log_level", "log_level"),
+                      ("log_format", "log_format")):
         value = getattr(args, attr)
         if value is not None:
             server[key] = value

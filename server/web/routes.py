@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 
 from server import __version__
+from server.core import logcontext
 from server.core.domain import now_ms
 from server.core.errors import BadRequest, PayloadTooLarge, Unavailable, UnsupportedMedia, refusal
 from server.core.identity import clean_nickname
@@ -138,6 +139,7 @@ def feature_endpoint(spec: registry.Route) -> Handler:
     room's trace."""
     async def endpoint(request: Request) -> Response:
         room_id = room_param(request)
+        logcontext.ROOM.set(room_id)  # this request's task: its log records name the room
         show = show_of(request)
         if spec.access == "host":
             await show.ctx.check_host(room_id, host_key(request))

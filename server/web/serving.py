@@ -26,6 +26,7 @@ from uvicorn.supervisors import Multiprocess
 from server.core.settings import Settings, load_settings
 from server.state.ownership import DataDirBusy, claim, use_for_redis
 from server.web import logfilter
+from server.web.logjson import JsonFormatter, uvicorn_log_config
 from server.web.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("livesell")
@@ -43,11 +44,22 @@ _PARENT_ENV = "LIVESELL_WORKER_PARENT"  # tells a --workers process its parent's
 _SETTINGS_ENV = "LIVESELL_WORKER_SETTINGS"  # the parent's resolved settings, as JSON
 
 
+def configure_logging(settings: Settings) -> None:
+    """The root logger's level and format: a line for people, or JSON objects
+    (server/web/logjson.py) for log shippers."""
+    if settings.server.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=settings.server.log_level.upper(), handlers=[handler])
+    else:
+        logging.basicConfig(level=settings.server.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def serve(settings: Settings) -> int:
     """Own the data directory, bind the port, then run the app; a failure at any
     step ends at once with a message and status 1, leaving nothing running."""
-    logging.basicConfig(level=settings.server.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     # Credentials in URLs (?token=, ?host_key=) never reach the log: uvicorn logs
     # every WebSocket accept, and the access log every request, with its query.
     logfilter.install()
@@ -116,6 +128,8 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         # the viewers once what they sent is answered.
         timeout_graceful_shutdown=settings.server.shutdown_grace_s + 2.0,
         access_log=settings.server.log_level == "debug", backlog=2048,
+        **({"log_config": uvicorn_log_config()} if settings.server.log_format == "json"
+           else {}),
     )
 
 
@@ -352,7 +366,9 @@ def worker_app() -> Any:
     resolved = os.environ.get(_SETTINGS_ENV)
     if not resolved:
         return create_app()
-    return create_app(load_settings(None, env={}, overrides=json.loads(resolved)))
+    settings = load_settings(None, env={}, overrides=json.loads(resolved))
+    configure_logging(settings)  # a spawned worker starts with no logging set up
+    return create_app(settings)
 
 
 def _print_urls(host: str, port: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.core import events
+from server.core import events, logcontext
 from server.core.domain import now_ms
 from server.core.errors import (
     CLOSE_BAD_HANDSHAKE,
@@ -337,6 +337,8 @@ async def _handle_inline(svc: Services, conn: Conn, msg: Chat | Resync,
                          after: asyncio.Task[None] | None) -> None:
     """Chat and resync, in the order the viewer sent them: wait for the previous one."""
     assert svc.hub is not None
+    logcontext.ROOM.set(conn.room_id)  # in this message's task only
+    logcontext.REQUEST.set(request_id)
     if after is not None and not after.done():
         await asyncio.wait([after])
     if conn.closed:
@@ -372,6 +374,8 @@ async def _handle_request(svc: Services, conn: Conn, call: ViewerCall, route: Me
     """A request (buy, checkout, ...) on its feature's full path."""
     show = svc.show
     request_id = getattr(msg, "request_id", None)
+    logcontext.ROOM.set(call.room_id)  # in this request's task only
+    logcontext.REQUEST.set(request_id)
     try:
         answer = await route.handler(call, msg)
     except Exception as exc:
