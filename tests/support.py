@@ -230,6 +230,17 @@ def offer(token: str | None = None, host_key: str | None = None) -> list[Subprot
     return [Subprotocol(p) for p in handshake.offer(token, host_key)]
 
 
+async def pay(v: ViewerClient, product_id: str, coupon_id: str | None = None
+              ) -> dict[str, Any]:
+    """Buy one unit and check it out (with a coupon, if given); the order placed."""
+    hold = await v.request("buy", product_id=product_id)
+    assert hold["type"] == "hold", hold
+    fields: dict[str, Any] = {"coupon_id": coupon_id} if coupon_id else {}
+    placed = await v.request("checkout", hold_id=hold["hold"]["id"], **fields)
+    assert placed["type"] == "order_placed", placed
+    return dict(placed["order"])
+
+
 async def join(server: LiveServer, room_id: str, token: str | None = None,
                host_key: str | None = None, **params: Any) -> ViewerClient:
     ws = await connect(server.ws_url(room_id, **params), subprotocols=offer(token, host_key),

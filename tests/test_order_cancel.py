@@ -12,22 +12,13 @@ from typing import Any
 
 import httpx
 
-from tests.support import Host, LiveServer, ViewerClient, create_room, eventually, join
+from tests.support import Host, LiveServer, ViewerClient, create_room, eventually, join, pay
 from tests.test_social import rebuilt
 
 
 def code(answer: dict[str, Any]) -> str:
     return str(answer.get("code") if answer["type"] == "error" else answer["type"])
 
-
-async def pay(v: ViewerClient, product_id: str, coupon_id: str | None = None
-              ) -> dict[str, Any]:
-    hold = await v.request("buy", product_id=product_id)
-    assert hold["type"] == "hold", hold
-    fields: dict[str, Any] = {"coupon_id": coupon_id} if coupon_id else {}
-    placed = await v.request("checkout", hold_id=hold["hold"]["id"], **fields)
-    assert placed["type"] == "order_placed", placed
-    return dict(placed["order"])
 
 
 async def cancel(host: Host, order_id: str, reason: str = "",

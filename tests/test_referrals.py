@@ -16,7 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Host, LiveServer, ViewerClient, create_room, eventually, join, server_with
+from tests.support import (
+    Host,
+    LiveServer,
+    ViewerClient,
+    create_room,
+    eventually,
+    join,
+    pay,
+    server_with,
+)
 from tests.test_identities import SHOP_KEY, shop_token
 from tests.test_social import rebuilt
 
@@ -42,15 +51,6 @@ async def invite_of(v: ViewerClient) -> str:
     assert answer["path"] == f"/r/{v.welcome['room_id']}?invite={answer['invite']}"
     return str(answer["invite"])
 
-
-async def buy_and_pay(v: ViewerClient, product_id: str, coupon_id: str | None = None
-                      ) -> dict[str, Any]:
-    hold = await v.request("buy", product_id=product_id)
-    assert hold["type"] == "hold", hold
-    fields: dict[str, Any] = {"coupon_id": coupon_id} if coupon_id else {}
-    placed = await v.request("checkout", hold_id=hold["hold"]["id"], **fields)
-    assert placed["type"] == "order_placed", placed
-    return placed
 
 
 async def tree_when(host: Host, check: Any) -> dict[str, Any]:
@@ -143,14 +143,14 @@ async def test_first_orders_pay_at_most_k_rewards_exactly_under_a_burst(
             rewards.append(await ada.next_event("referral_reward"))
     watcher = asyncio.create_task(watch())
     # Twenty first orders at once: five rewards paid, fifteen capped.
-    await asyncio.gather(*(buy_and_pay(v, product["product_id"]) for v in invitees))
+    await asyncio.gather(*(pay(v, product["product_id"]) for v in invitees))
     tree = await tree_when(host, lambda t: t["totals"]["first_orders"] == 20)
     node = tree["inviters"][0]
     assert (node["joins"], node["first_orders"], node["rewards_paid"]) == (20, 20, 5)
     states = sorted(i["reward"] for i in node["invitees"])
     assert states == ["capped"] * 15 + ["paid"] * 5
     # A second order of an invitee pays nothing more.
-    await buy_and_pay(invitees[0], product["product_id"])
+    await pay(invitees[0], product["product_id"])
     await eventually(lambda: _equals(_points(ada), 5 * 50 + 20 * 5))
     await eventually(lambda: _equals(_count(rewards), 5))
     assert all(r["state"] == "paid" and r["inviter"] == "shop_ada" and
@@ -160,7 +160,7 @@ async def test_first_orders_pay_at_most_k_rewards_exactly_under_a_burst(
     await rebuilt(http, redis_url, host.room_id)
     late = await customer(server, host.room_id, "late")
     assert (await late.request("accept_invite", invite=link))["type"] == "invite_accepted"
-    await buy_and_pay(late, product["product_id"])
+    await pay(late, product["product_id"])
     tree = await tree_when(host, lambda t: t["totals"]["first_orders"] == 21)
     assert tree["totals"]["rewards_paid"] == 5
     watcher.cancel()
@@ -192,7 +192,7 @@ async def test_a_coupon_reward_is_the_inviters_alone(
     bob = await customer(server, host.room_id, "bob")
     eve = await customer(server, host.room_id, "eve")
     await bob.request("accept_invite", invite=await invite_of(ada))
-    await buy_and_pay(bob, product["product_id"])
+    await pay(bob, product["product_id"])
     reward = await ada.next_event("referral_reward")
     assert (reward["state"], reward["reward"]["kind"]) == ("paid", "coupon")
     coupon = reward["reward"]["coupon"]
@@ -209,8 +209,8 @@ async def test_a_coupon_reward_is_the_inviters_alone(
     stolen = await eve.request("checkout", hold_id=hold["hold"]["id"],
                                coupon_id=coupon["coupon_id"])
     assert stolen["code"] == "coupon_not_claimed", stolen
-    placed = await buy_and_pay(ada, product["product_id"], coupon["coupon_id"])
-    assert (placed["order"]["discount"], placed["order"]["total"]) == (300, 1700)
+    placed = await pay(ada, product["product_id"], coupon["coupon_id"])
+    assert (placed["discount"], placed["total"]) == (300, 1700)
     hold = await ada.request("buy", product_id=product["product_id"])
     twice = await ada.request("checkout", hold_id=hold["hold"]["id"],
                               coupon_id=coupon["coupon_id"])
@@ -251,14 +251,14 @@ async def test_cancelling_the_first_order_reverses_the_reward(
     link = await invite_of(ada)
     for v in (bob, cy):
         assert (await v.request("accept_invite", invite=link))["type"] == "invite_accepted"
-    first = await buy_and_pay(bob, product["product_id"])
+    first = await pay(bob, product["product_id"])
     await eventually(lambda: _equals(_points(ada), 2 * 5 + 50))
     paid = await ada.next_event("referral_reward")
     assert paid["state"] == "paid"
     # K = 1: Cy's first order is capped while Bob's reward stands.
-    await buy_and_pay(cy, product["product_id"])
+    await pay(cy, product["product_id"])
     await tree_when(host, lambda t: t["totals"]["first_orders"] == 2)
-    done = await host.call("POST", f"/orders/{first['order']['order_id']}/cancel",
+    done = await host.call("POST", f"/orders/{first['order_id']}/cancel",
                            {"reason": "changed mind"}, expect=200)
     assert done["order"]["status"] == "cancelled"
     reversed_ = await ada.next_event("referral_reward", where=lambda e: e["state"] ==
@@ -270,15 +270,15 @@ async def test_cancelling_the_first_order_reverses_the_reward(
     states = {i["viewer_id"]: i["reward"] for i in tree["inviters"][0]["invitees"]}
     assert states == {"shop_bob": "reversed", "shop_cy": "capped"}
     # Bob's later orders pay nothing; the freed place goes to the next invitee's first.
-    await buy_and_pay(bob, product["product_id"])
+    await pay(bob, product["product_id"])
     dee = await customer(server, host.room_id, "dee")
     await dee.request("accept_invite", invite=link)
-    await buy_and_pay(dee, product["product_id"])
+    await pay(dee, product["product_id"])
     tree = await tree_when(host, lambda t: t["totals"]["first_orders"] == 3)
     states = {i["viewer_id"]: i["reward"] for i in tree["inviters"][0]["invitees"]}
     assert states == {"shop_bob": "reversed", "shop_cy": "capped", "shop_dee": "paid"}
     # Cancelling again takes nothing back twice.
-    await host.call("POST", f"/orders/{first['order']['order_id']}/cancel", {}, expect=200)
+    await host.call("POST", f"/orders/{first['order_id']}/cancel", {}, expect=200)
     await eventually(lambda: _equals(_points(ada), 3 * 5 + 50))
     for v in (ada, bob, cy, dee):
         await v.close()
@@ -295,9 +295,9 @@ async def test_a_reversed_coupon_reward_cannot_be_spent(
     ada = await customer(server, host.room_id, "ada")
     bob = await customer(server, host.room_id, "bob")
     await bob.request("accept_invite", invite=await invite_of(ada))
-    order = await buy_and_pay(bob, product["product_id"])
+    order = await pay(bob, product["product_id"])
     coupon = (await ada.next_event("referral_reward"))["reward"]["coupon"]
-    await host.call("POST", f"/orders/{order['order']['order_id']}/cancel", {}, expect=200)
+    await host.call("POST", f"/orders/{order['order_id']}/cancel", {}, expect=200)
     await ada.next_event("referral_reward", where=lambda e: e["state"] == "reversed")
     hold = await ada.request("buy", product_id=product["product_id"])
     refused = await ada.request("checkout", hold_id=hold["hold"]["id"],

@@ -16,17 +16,7 @@ from typing import Any
 import httpx
 
 from server.core.money import show
-from tests.support import Host, LiveServer, ViewerClient, eventually, join, server_with
-
-
-async def pay(v: ViewerClient, product_id: str, coupon_id: str | None = None
-              ) -> dict[str, Any]:
-    hold = await v.request("buy", product_id=product_id)
-    assert hold["type"] == "hold", hold
-    fields: dict[str, Any] = {"coupon_id": coupon_id} if coupon_id else {}
-    placed = await v.request("checkout", hold_id=hold["hold"]["id"], **fields)
-    assert placed["type"] == "order_placed", placed
-    return dict(placed["order"])
+from tests.support import Host, LiveServer, eventually, join, pay, server_with
 
 
 async def test_the_report_tells_the_show_as_it_happened(redis_url: str, data_dir: Any

@@ -22,7 +22,15 @@ import httpx
 import pytest
 
 from server.core import webhooks
-from tests.support import Host, LiveServer, ViewerClient, create_room, eventually, join, server_with
+from tests.support import (
+    Host,
+    LiveServer,
+    create_room,
+    eventually,
+    join,
+    pay,
+    server_with,
+)
 from tests.test_supervision import join_at, serving
 from tests.webhook_receiver import Receiver, receiving
 
@@ -36,13 +44,6 @@ async def hook_server(redis_url: str, data_dir: Path) -> AsyncIterator[tuple[Liv
     async with server_with(redis_url, data_dir, webhooks=FAST) as pair:
         yield pair
 
-
-async def pay(v: ViewerClient, product_id: str) -> dict[str, Any]:
-    hold = await v.request("buy", product_id=product_id)
-    assert hold["type"] == "hold", hold
-    placed = await v.request("checkout", hold_id=hold["hold"]["id"])
-    assert placed["type"] == "order_placed", placed
-    return dict(placed["order"])
 
 
 async def arrived(receiver: Receiver, kind: str, n: int) -> list[str]:
