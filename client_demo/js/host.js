@@ -24,6 +24,7 @@
 //   referrals.js        referrals: the reward program's form and the inviter → invitee tree
 //   chat_moderation.js  chat and its recent history, delete, mute, the pinned message, announcements
 //   stats.js            live numbers and charts
+//   report.js           the show report (final once the show ended) and its downloads
 
 import { mergeProduct } from "./sales.js";
 import { $, copyText, setText, toast } from "./util.js";
@@ -61,6 +62,7 @@ import {
 import {
   loadReferrals, referralCouponKindChanged, referralKindChanged, refreshReferrals, saveReferrals,
 } from "./host/referrals.js";
+import { download, loadReport, reportShowEnded } from "./host/report.js";
 import { fillSaleDefaults, putSale, startSale } from "./host/sale.js";
 import { S, now } from "./host/state.js";
 
@@ -105,7 +107,8 @@ const EVENTS = {
   announcement: (ev) => addSystem(`Announcement: ${ev.text}`),
   show_live: () => { if (S.room) S.room.state = "live"; renderRoomState("live"); },
   room_policy: (ev) => renderPolicy(ev.policy),
-  show_ended: () => { addSystem("The show has ended."); renderRoomState("ended"); },
+  // The show's final numbers: the report loads by itself.
+  show_ended: () => { addSystem("The show has ended."); renderRoomState("ended"); reportShowEnded({ event: true }); },
   // A reward paid or reversed changes the referral tree: load it now, not in 10 s.
   referral_reward: () => loadReferrals(),
 };
@@ -122,6 +125,8 @@ function applySnapshot(snap) {
   if (snap.limits) S.limits = snap.limits;
   applyLimits(S.limits);
   renderRoomState(snap.room.state || "live");
+  // A room opened (or a state resent) after its show ended: its report, once.
+  if (snap.room.state === "ended") reportShowEnded();
   setText($("#room-title"), snap.room.title);
   document.title = `${snap.room.title} · Host console · livesell`;
   const before = S.products;
@@ -214,6 +219,8 @@ function bind() {
   $("#qa-refresh").addEventListener("click", refreshQuestions);
   $("#fans-refresh").addEventListener("click", refreshFans);
   $("#ref-refresh").addEventListener("click", refreshReferrals);
+  $("#rp-load").addEventListener("click", () => loadReport());
+  for (const button of document.querySelectorAll("[data-download]")) button.addEventListener("click", download);
   $("#ref-form").addEventListener("submit", saveReferrals);
   $("#rf-kind-points").addEventListener("change", referralKindChanged);
   $("#rf-kind-coupon").addEventListener("change", referralKindChanged);

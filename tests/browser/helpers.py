@@ -131,7 +131,17 @@ async def tab_walk(page: Any, max_steps: int) -> tuple[list[dict[str, Any]], lis
 CONTRAST_JS = _js("contrast.js")
 
 
+# Colours are read once every finite transition and animation has ended: a button
+# that just changed state (enabled to disabled, say) is mid-fade for .15 s, and its
+# colours then are neither the old nor the new ones.
+SETTLED_JS = """() => Promise.all(document.getAnimations()
+  .filter((a) => a.playState === 'running'
+    && Number.isFinite(a.effect?.getComputedTiming().endTime))
+  .map((a) => a.finished.catch(() => null)))"""
+
+
 async def contrast_failures(page: Any) -> tuple[int, list[dict[str, Any]]]:
+    await page.evaluate(SETTLED_JS)
     result: dict[str, Any] = await page.evaluate(CONTRAST_JS)
     return int(result["checked"]), list(result["failures"])
 

@@ -14,6 +14,7 @@ import { resetLotteries } from "./lotteries.js";
 import { resetPolls } from "./polls.js";
 import { resetQuestions } from "./questions.js";
 import { resetReferrals, startReferrals, stopReferrals } from "./referrals.js";
+import { resetReport } from "./report.js";
 import { S, hostApi, live, report, setLive } from "./state.js";
 import { pollStats, stopStats } from "./stats.js";
 
@@ -142,6 +143,7 @@ function startRoom(id, key, state) {
   resetQuestions();
   resetFans();
   resetReferrals();
+  resetReport();
   resetModeration();
   $("#setup").hidden = true;
   $("#console").hidden = false;
