@@ -3,7 +3,8 @@ verdict per invariant.
 
 Each check names the invariant, says whether it held and, when it did not,
 what broke (which product, buyer, hold, order, coupon, lottery, waitlist
-ticket, auction, bid, group, vote or viewer, and the numbers). No I/O, no
+ticket, auction, bid, group, vote, inviter, invitee or viewer, and the
+numbers). No I/O, no
 clock: the same data always gives the same verdicts, so each check is tested
 by feeding it a run with exactly that violation.
 
@@ -29,6 +30,7 @@ from loadtest.model import (
     GroupDealRecord,
     HoldRecord,
     PollRecord,
+    ReferralAnswer,
     RunData,
     SocialEvent,
 )
@@ -1074,6 +1076,284 @@ def poll_change_refused(d: RunData) -> Check:
                     f"{changes} second, different vote(s), each refused already_voted")
 
 
+# ------------------------------------------------------------ referral invites
+
+REFERRAL_CAP = "no inviter paid more than max_rewards_per_inviter referral rewards"
+REFERRAL_ONE = ("every invitee under one inviter: the first whose link it was told accepted "
+                "(a later other link refused already_invited)")
+REFERRAL_SELF = "no self-invite accepted (every inviter's own link refused self_invite)"
+REFERRAL_FIRST = ("every referral reward decided by the invitee's first order, one it was "
+                  "told placed")
+REFERRAL_PAID = ("referral rewards paid per inviter = min(max_rewards_per_inviter, its "
+                 "invitees' first orders)")
+REFERRAL_EVENTS = "referral_reward events per inviter add up to the rewards the tree counts paid"
+# Answers that say nothing of what the server decided (the request may or may not
+# have been carried out): never held against it.
+UNDECIDED_ANSWERS = frozenset({"timeout", "unavailable", "store_unavailable", "rate_limited",
+                               "request_in_progress", "internal"})
+ACCEPT_KINDS = ("accept", "retry", "duplicate")
+
+
+def _referral_nodes(d: RunData) -> tuple[list[dict[str, Any]], str]:
+    """The tree's inviters, or why there is no tree to check."""
+    rec = d.referral
+    if rec is None:
+        return [], "no referral program was set"
+    if rec.tree is None:
+        return [], "the referral tree could not be read back" + (
+            f": {rec.error}" if rec.error else "")
+    return [n for n in rec.tree.get("inviters") or [] if isinstance(n, dict)], ""
+
+
+def _invitees(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i for i in node.get("invitees") or [] if isinstance(i, dict)]
+
+
+def _most_rewards(d: RunData) -> int:
+    """K: the program's max_rewards_per_inviter as the tree has it (else as set)."""
+    rec = d.referral
+    program = (rec.tree or {}).get("program") if rec is not None else None
+    if not isinstance(program, dict) and rec is not None:
+        program = rec.program
+    return int((program or {}).get("max_rewards_per_inviter") or 0)
+
+
+def _inviter_named(node: dict[str, Any]) -> str:
+    return f"inviter {node.get('viewer_id')} ({node.get('nickname')})"
+
+
+def _orders_since_joining(d: RunData) -> dict[str, list[dict[str, Any]]]:
+    """Each invitee of the tree -> its orders placed since it joined, the first first."""
+    orders, _ = _store_orders(d)
+    nodes, _ = _referral_nodes(d)
+    joined = {str(i["viewer_id"]): int(i.get("joined_at") or 0)
+              for n in nodes for i in _invitees(n)}
+    out: dict[str, list[dict[str, Any]]] = {v: [] for v in joined}
+    for o in orders:
+        buyer = str(o["buyer_id"])
+        if buyer in joined and int(o.get("created_at") or 0) >= joined[buyer]:
+            out[buyer].append(o)
+    for placed in out.values():
+        placed.sort(key=lambda o: int(o.get("created_at") or 0))
+    return out
+
+
+def referral_cap(d: RunData) -> Check:
+    nodes, unread = _referral_nodes(d)
+    problems = [unread] if unread else []
+    most = _most_rewards(d)
+    rec = d.referral
+    tree_program = (rec.tree or {}).get("program") if rec is not None else None
+    if rec is not None and rec.tree is not None and tree_program != rec.program:
+        problems.append(f"the tree's program {tree_program} is not the one the host set "
+                        f"{rec.program}")
+    for node in nodes:
+        paid = max(int(node.get("rewards_paid") or 0),
+                   sum(1 for i in _invitees(node) if i.get("reward") == "paid"))
+        if paid > most:
+            problems.append(f"{_inviter_named(node)}: {paid} reward(s) paid, at most {most}")
+    net: Counter[str] = Counter()
+    for ev in d.referral_events:
+        net[ev.inviter] += {"paid": 1, "reversed": -1}.get(ev.state, 0)
+    problems += [f"inviter {inviter}: {n} referral_reward event(s) paid (net of reversals), "
+                 f"at most {most}" for inviter, n in sorted(net.items()) if n > most]
+    top = max((int(n.get("rewards_paid") or 0) for n in nodes), default=0)
+    return _verdict(REFERRAL_CAP, problems,
+                    f"{len(nodes)} inviter(s), at most {top} reward(s) paid to one "
+                    f"(max_rewards_per_inviter {most})")
+
+
+def referral_one_inviter(d: RunData) -> Check:
+    nodes, unread = _referral_nodes(d)
+    problems = [unread] if unread else []
+    under: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    for node in nodes:
+        for inv in _invitees(node):
+            under[str(inv["viewer_id"])].append(node)
+    for invitee, its in sorted(under.items()):
+        if len(its) > 1:
+            problems.append(f"{invitee} is an invitee of {len(its)} inviters ("
+                            f"{', '.join(str(n.get('viewer_id')) for n in its)})")
+    tries: defaultdict[str, list[ReferralAnswer]] = defaultdict(list)
+    for a in sorted(d.referral_answers, key=lambda a: a.sent_at):  # stable: sent order
+        if a.kind in ACCEPT_KINDS:
+            tries[a.viewer_id].append(a)
+    refused = 0
+    for invitee, answers in sorted(tries.items()):
+        first = next((a for a in answers if a.outcome == "invite_accepted"), None)
+        parent = under[invitee][0] if under.get(invitee) else None
+        if first is None:
+            if parent is not None and not any(a.outcome in UNDECIDED_ANSWERS
+                                              for a in answers):
+                problems.append(f"{invitee} is an invitee of {parent.get('viewer_id')} in the "
+                                "tree, but no link it tried was answered invite_accepted")
+            continue
+        if parent is None:
+            if not unread:
+                problems.append(f"{invitee} was told invite_accepted for the link of "
+                                f"{first.inviter_id}, and is no inviter's invitee in the tree")
+        elif parent.get("viewer_id") != first.inviter_id:
+            problems.append(f"{invitee} is an invitee of {parent.get('viewer_id')} in the tree, "
+                            f"but the first link it was told accepted is {first.inviter_id}'s")
+        elif first.told_inviter and first.told_inviter != parent.get("nickname"):
+            problems.append(f"{invitee} was told invite_accepted by {first.told_inviter!r}, "
+                            f"its inviter in the tree is {parent.get('nickname')!r}")
+        for a in answers[answers.index(first) + 1:]:
+            if a.outcome in UNDECIDED_ANSWERS:
+                continue
+            if a.inviter_id != first.inviter_id:
+                refused += a.outcome == "already_invited"
+                if a.outcome != "already_invited":
+                    problems.append(f"{invitee} accepted {first.inviter_id}'s link, then "
+                                    f"{a.inviter_id}'s was answered {a.outcome}, not "
+                                    "already_invited")
+            elif a.outcome != "invite_accepted":
+                problems.append(f"{invitee} accepted {first.inviter_id}'s link again and was "
+                                f"answered {a.outcome}, not invite_accepted")
+            elif a.told_inviter != first.told_inviter:
+                problems.append(f"{invitee} accepted {first.inviter_id}'s link again and was "
+                                f"told inviter {a.told_inviter!r}, the first time "
+                                f"{first.told_inviter!r}")
+    for invitee in sorted(set(under) - set(tries)):
+        problems.append(f"{invitee} is an invitee of {under[invitee][0].get('viewer_id')} in "
+                        "the tree, but no viewer of the run accepted a link as it")
+    joined = sum(len(_invitees(n)) for n in nodes)
+    return _verdict(REFERRAL_ONE, problems,
+                    f"{joined} invitee(s), each under the first inviter it was told accepted "
+                    f"it; {refused} later other link(s) refused already_invited")
+
+
+def referral_no_self(d: RunData) -> Check:
+    nodes, unread = _referral_nodes(d)
+    problems = [unread] if unread else []
+    for node in nodes:
+        if any(i.get("viewer_id") == node.get("viewer_id") for i in _invitees(node)):
+            problems.append(f"{_inviter_named(node)} is its own invitee in the tree")
+    attempts = 0
+    for a in d.referral_answers:
+        if a.kind == "invite" or a.viewer_id != a.inviter_id:
+            continue
+        attempts += 1
+        if a.outcome != "self_invite" and a.outcome not in UNDECIDED_ANSWERS:
+            problems.append(f"{a.viewer_id} accepted its own link and was answered "
+                            f"{a.outcome}, not self_invite")
+    return _verdict(REFERRAL_SELF, problems,
+                    f"{attempts} own-link acceptance(s), each refused self_invite; no inviter "
+                    "is its own invitee")
+
+
+def referral_first_order(d: RunData) -> Check:
+    nodes, unread = _referral_nodes(d)
+    problems = [unread] if unread else []
+    orders, source = _store_orders(d)
+    by_id = {str(o["order_id"]): o for o in orders}
+    told = {(a.viewer_id, a.order_id) for a in d.acks}
+    since = _orders_since_joining(d)
+    decided = 0
+    for node in nodes:
+        for inv in _invitees(node):
+            invitee, reward, oid = str(inv["viewer_id"]), inv.get("reward"), inv.get("order_id")
+            placed = since.get(invitee, [])
+            if reward is None or oid is None:
+                if placed:
+                    problems.append(f"{invitee} (invited by {node.get('viewer_id')}) has "
+                                    f"order {placed[0]['order_id']} since it joined, and no "
+                                    "reward decision")
+                continue
+            decided += 1
+            order = by_id.get(str(oid))
+            if order is None:
+                problems.append(f"{invitee}'s reward ({reward}) was decided by order {oid}, "
+                                f"which is not in the {source}")
+                continue
+            if str(order["buyer_id"]) != invitee:
+                problems.append(f"{invitee}'s reward ({reward}) was decided by order {oid}, "
+                                f"which is {order['buyer_id']}'s")
+            elif (invitee, str(oid)) not in told:
+                problems.append(f"{invitee}'s reward ({reward}) was decided by order {oid}, "
+                                "which it was never told placed")
+            at = int(order.get("created_at") or 0)
+            earlier = [o for o in placed if int(o.get("created_at") or 0) < at]
+            if earlier:
+                problems.append(f"{invitee}'s reward ({reward}) was decided by order {oid} "
+                                f"(at {at}), but its order {earlier[0]['order_id']} (at "
+                                f"{earlier[0].get('created_at')}) came first")
+    return _verdict(REFERRAL_FIRST, problems,
+                    f"{decided} reward decision(s), each by the invitee's first order")
+
+
+def referral_paid(d: RunData) -> Check:
+    nodes, unread = _referral_nodes(d)
+    problems = [unread] if unread else []
+    most = _most_rewards(d)
+    since = _orders_since_joining(d)
+    total_paid = total_firsts = 0
+    for node in nodes:
+        invitees = _invitees(node)
+        firsts = sum(1 for i in invitees
+                     if i.get("order_id") is not None or since.get(str(i["viewer_id"])))
+        paid = sum(1 for i in invitees if i.get("reward") == "paid")
+        total_paid, total_firsts = total_paid + paid, total_firsts + firsts
+        counted = int(node.get("rewards_paid") or 0)
+        if counted != paid:
+            problems.append(f"{_inviter_named(node)} counts {counted} reward(s) paid, its "
+                            f"invitees show {paid}")
+        cancelled = any(i.get("reward") == "reversed" for i in invitees) or any(
+            o.get("status") == "cancelled" for i in invitees
+            for o in since.get(str(i["viewer_id"]), []))
+        expected = min(most, firsts)
+        if paid > expected or (paid < expected and not cancelled):
+            problems.append(f"{_inviter_named(node)}: {paid} reward(s) paid for {firsts} "
+                            f"invitee(s) with a first order, max_rewards_per_inviter {most}: "
+                            f"expected {expected}" + (" at most (an order was cancelled)"
+                                                      if cancelled else ""))
+    rec = d.referral
+    totals = (rec.tree or {}).get("totals") if rec is not None else None
+    by_inviters = sum(int(n.get("rewards_paid") or 0) for n in nodes)
+    if isinstance(totals, dict) and int(totals.get("rewards_paid") or 0) != by_inviters:
+        problems.append(f"the tree's totals count {totals.get('rewards_paid')} reward(s) "
+                        f"paid, its inviters {by_inviters}")
+    return _verdict(REFERRAL_PAID, problems,
+                    f"{len(nodes)} inviter(s): {total_paid} reward(s) paid for {total_firsts} "
+                    f"first order(s), max_rewards_per_inviter {most}")
+
+
+def referral_events(d: RunData) -> Check:
+    nodes, unread = _referral_nodes(d)
+    problems = [unread] if unread else []
+    rec = d.referral
+    reward = ((rec.tree or {}).get("program") or rec.program or {}).get("reward") \
+        if rec is not None else None
+    paid: Counter[str] = Counter()
+    reversed_: Counter[str] = Counter()
+    versions = Counter(ev.seq for ev in d.referral_events)
+    problems += [f"referral_reward seq {seq} was received in {n} different versions"
+                 for seq, n in sorted(versions.items()) if n > 1]
+    for ev in d.referral_events:
+        if ev.state == "paid":
+            paid[ev.inviter] += 1
+        elif ev.state == "reversed":
+            reversed_[ev.inviter] += 1
+        else:
+            problems.append(f"referral_reward seq {ev.seq} has state {ev.state!r}")
+        if reward is not None and ev.data.get("reward") != reward:
+            problems.append(f"referral_reward seq {ev.seq} ({ev.receipts} viewer(s)) gave "
+                            f"{ev.inviter} {ev.data.get('reward')}, the program's reward is "
+                            f"{reward}")
+    counted = {str(n.get("viewer_id")): int(n.get("rewards_paid") or 0) for n in nodes}
+    if not unread:
+        for inviter in sorted(set(counted) | set(paid) | set(reversed_)):
+            seen = paid[inviter] - reversed_[inviter]
+            if seen != counted.get(inviter, 0):
+                problems.append(f"inviter {inviter}: {paid[inviter]} referral_reward event(s) "
+                                f"paid and {reversed_[inviter]} reversed seen by the viewers, "
+                                f"the tree counts {counted.get(inviter, 0)} reward(s) paid")
+    return _verdict(REFERRAL_EVENTS, problems,
+                    f"{sum(paid.values())} paid and {sum(reversed_.values())} reversed "
+                    f"referral_reward event(s) for {len(set(paid) | set(reversed_))} "
+                    "inviter(s), as the tree counts")
+
+
 GROUP_CHECKS: tuple[Callable[[RunData], Check], ...] = (
     group_complete, group_one_at_a_time, group_units, group_expired_holds, group_orders)
 POLL_CHECKS: tuple[Callable[[RunData], Check], ...] = (
@@ -1082,6 +1362,9 @@ AUCTION_CHECKS: tuple[Callable[[RunData], Check], ...] = (
     auction_winner, auction_highest, auction_extensions, auction_chain)
 WAITLIST_CHECKS: tuple[Callable[[RunData], Check], ...] = (
     waitlist_within_stock, waitlist_order, waitlist_once)
+REFERRAL_CHECKS: tuple[Callable[[RunData], Check], ...] = (
+    referral_cap, referral_one_inviter, referral_no_self, referral_first_order, referral_paid,
+    referral_events)
 
 
 CHECKS: tuple[Callable[[RunData], Check], ...] = (
@@ -1108,6 +1391,8 @@ def check_run(d: RunData) -> list[Check]:
         out += [check(d) for check in GROUP_CHECKS]
     if d.polls or d.votes:
         out += [check(d) for check in POLL_CHECKS]
+    if d.referral is not None or d.referral_answers:
+        out += [check(d) for check in REFERRAL_CHECKS]
     out.append(sequence_numbers(d))
     chat = chat_rate_limit(d)
     if chat is not None:

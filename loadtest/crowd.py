@@ -2,12 +2,13 @@
 greedy, waiter, claimer, entrant, reconnector, chatter: seeded by its index),
 how it reacts to what the room broadcasts (a sale announced, a coupon dropped,
 a lottery opened, a waitlist's offer, an auction's events, a group deal, a
-poll or a question, the way real clients do, so the selling load also
-exercises fan-out), and the process's phases: join at its share of the rate,
-the show (reconnect storm, chat), the end marker, and the counters it
-reports. The requests themselves are in loadtest/actions.py; an auction's
-bidders in loadtest/bidders.py; group buyers, voters and askers in
-loadtest/social.py; a trace's viewer actions in loadtest/crowd_trace.py.
+poll or a question, a referral reward, the way real clients do, so the
+selling load also exercises fan-out), and the process's phases: join at its
+share of the rate, the show (reconnect storm, chat), the end marker, and the
+counters it reports. The requests themselves are in loadtest/actions.py; an
+auction's bidders in loadtest/bidders.py; group buyers, voters and askers in
+loadtest/social.py; inviters and invitees in loadtest/referrals.py; a trace's
+viewer actions in loadtest/crowd_trace.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from loadtest.bidders import AUCTION_EVENTS, Bidders
 from loadtest.crowd_trace import TraceSteps
 from loadtest.messages import WorkerPlan, WorkerResult
 from loadtest.model import WaitlistEvent
+from loadtest.referrals import REFERRAL_EVENTS, Referrals
 from loadtest.social import SOCIAL_EVENTS, Social
 from loadtest.stats import Reservoir
 from loadtest.viewer import Viewer, now_ms
@@ -75,6 +77,7 @@ class Crowd(Actions):
         self.bidders = Bidders(self, self.viewers)
         self.social = Social(self, self.viewers, f"http://{plan.host}:{plan.port}",
                              plan.room_id)
+        self.referrals = Referrals(self, self.viewers)
 
     def _build(self) -> None:
         s = self.scn
@@ -144,6 +147,9 @@ class Crowd(Actions):
             self.bidders.on_event(viewer, kind, msg)
             if kind != "snapshot":
                 return
+        if kind in REFERRAL_EVENTS:
+            self.referrals.on_event(viewer, kind, msg)
+            return
         if kind in SOCIAL_EVENTS or (kind == "snapshot" and self.scn.poll.enabled):
             self.social.on_event(viewer, kind, msg)
             if kind != "snapshot":
@@ -181,12 +187,16 @@ class Crowd(Actions):
                 self.offered(viewer, offer["hold"])
 
     def _sale_seen(self, viewer: Viewer, roles: Roles, sale: dict[str, Any]) -> None:
-        if not roles.buyer:
+        invitee = viewer.index in self.referrals.invitees
+        if not roles.buyer and not invitee:
             return
         seen = self.sales_seen.setdefault(viewer.index, set())
         if sale["sale_id"] in seen:
             return
         seen.add(sale["sale_id"])
+        if invitee:  # every invitee buys, once its invites are answered
+            self.referrals.buy(viewer, sale, roles.buy_delay_s)
+            return
         self.spawn(self.buy_flow(viewer, sale, roles.greedy, roles.buy_delay_s))
 
     def _coupon_seen(self, viewer: Viewer, roles: Roles, coupon: dict[str, Any]) -> None:
@@ -252,6 +262,7 @@ class Crowd(Actions):
         if self.scn.chat.share > 0:
             self.chat_on = True
             self.spawn(self.chat_loop())
+        self.referrals.start()
 
     async def storm_one(self, viewer: Viewer, at_local_ms: float, delay_s: float) -> None:
         await self.sleep_until_local(at_local_ms)
@@ -331,6 +342,7 @@ class Crowd(Actions):
                 "holds": len(self.result.holds), "orders": len(self.result.acks),
                 "bids": len(self.result.bids),
                 "groups": len(self.result.group_answers), "votes": len(self.result.votes),
+                "invites": len(self.result.referral_answers),
                 "errors": self.errors, "busy": len(self.tasks)}
 
     def collect(self) -> WorkerResult:
@@ -344,4 +356,5 @@ class Crowd(Actions):
         r.waitlist_events = [self.waitlist_events[k] for k in sorted(self.waitlist_events)]
         r.auction_events = self.bidders.collected()
         r.social_events = self.social.collected()
+        r.referral_events = self.referrals.collected()
         return r

@@ -1,6 +1,6 @@
 """The figures of a run's report: `settings` (scenario, target, machine) and
 `measurements` (viewers, fan-out, selling with its waitlists, auctions, group
-deals, polls, outcomes, server, generators, trace), built from the generators'
+deals, polls, referrals, outcomes, server, generators, trace), built from the generators'
 results, the samples and the read-back.
 Pure apart from reading the objects it is given.
 """
@@ -14,6 +14,7 @@ from loadtest.context import RunContext
 from loadtest.messages import WorkerResult
 from loadtest.model import AuctionRecord, GroupDealRecord, PollRecord
 from loadtest.pool import GeneratorPool
+from loadtest.referrals import figures as referral_figures
 from loadtest.sampling import Sampler, machine
 from loadtest.stats import spread_indices, summary
 from loadtest.target import Target
@@ -90,6 +91,7 @@ def measurements(ctx: RunContext, target: Target, sampler: Sampler,
         **({"group_deals": [_group_deal(ctx, deal) for deal in d.group_deals]}
            if d.group_deals else {}),
         **({"polls": [_poll(ctx, poll) for poll in d.polls]} if d.polls else {}),
+        **({"referrals": referral_figures(d)} if d.referral is not None else {}),
         "outcomes": {k: dict(v) for k, v in sorted(outcomes.items())},
         "server": _server(target, sampler, show_applied, joined),
         "generator": [{"process": r.worker_id, "viewers": len(r.viewers),

@@ -20,6 +20,8 @@ from loadtest.model import (
     GroupCheckout,
     HoldRecord,
     OrderAck,
+    ReferralAnswer,
+    ReferralEvent,
     SocialEvent,
     ViewerRecord,
     VoteRecord,
@@ -77,6 +79,8 @@ class WorkerResult:
     group_checkouts: list[GroupCheckout] = field(default_factory=list)
     votes: list[VoteRecord] = field(default_factory=list)
     social_events: list[SocialEvent] = field(default_factory=list)  # per seq and content
+    referral_answers: list[ReferralAnswer] = field(default_factory=list)
+    referral_events: list[ReferralEvent] = field(default_factory=list)  # per seq and content
     latency_ms: list[float] = field(default_factory=list)
     latency_seen: int = 0
     buy_ms: list[float] = field(default_factory=list)

@@ -1,7 +1,8 @@
 """The data one run collects: what the crowd was told (holds, orders, claims,
 entries, waitlist places and offers, bids and auction events, the sequence
-numbers each viewer saw) and what the host read back (audit samples, orders,
-the store, published lotteries and auctions with their bid chains).
+numbers each viewer saw, invites and the referral rewards announced) and what
+the host read back (audit samples, orders, the store, published lotteries and
+auctions with their bid chains, the referral tree).
 
 Plain picklable dataclasses: generator processes send their part to the parent
 in these, and the checker is a pure function over `RunData`.
@@ -261,6 +262,43 @@ class PollRecord:
 
 
 @dataclass(slots=True)
+class ReferralAnswer:
+    """One `invite` or `accept_invite` a viewer sent and the answer it got."""
+
+    viewer_id: str  # who sent it
+    # "invite" (asked for its own link), "accept" (its inviter's link, the first time),
+    # "retry" (the same link again), "duplicate" (a second inviter's link, after the
+    # first was accepted) or "self" (an inviter's own link)
+    kind: str
+    inviter_id: str  # whose link it is (for "invite": the sender's own)
+    outcome: str  # "invite", "invite_accepted" or the error's code
+    told_inviter: str = ""  # the nickname an `invite_accepted` named
+    sent_at: float = 0.0  # server clock as the generator reads it, ms
+
+
+@dataclass(slots=True)
+class ReferralEvent:
+    """A `referral_reward` event as the viewers received it: kept once per seq and
+    content, with how many viewers received exactly that."""
+
+    seq: int
+    inviter: str
+    state: str  # "paid" or "reversed"
+    data: dict[str, Any]
+    receipts: int = 1
+
+
+@dataclass(slots=True)
+class ReferralRecord:
+    """The run's referral program: the host's PUT answer, and the referral tree read
+    back at the end (GET .../referrals)."""
+
+    program: dict[str, Any]
+    tree: dict[str, Any] | None = None
+    error: str = ""  # why the read-back failed
+
+
+@dataclass(slots=True)
 class RunData:
     """Everything the checker reads."""
 
@@ -292,6 +330,9 @@ class RunData:
     polls: list[PollRecord] = field(default_factory=list)
     votes: list[VoteRecord] = field(default_factory=list)
     social_events: list[SocialEvent] = field(default_factory=list)  # by seq
+    referral: ReferralRecord | None = None
+    referral_answers: list[ReferralAnswer] = field(default_factory=list)
+    referral_events: list[ReferralEvent] = field(default_factory=list)  # by seq
     viewers: list[ViewerRecord] = field(default_factory=list)
     final_seq: int = 0  # seq of the end marker every connected viewer should reach
     chat_limit: tuple[float, int] | None = None  # the server's chat (rate/s, burst)

@@ -305,6 +305,8 @@ def render_html(result: RunResult, data: dict[str, Any]) -> str:
     for poll in m.get("polls") or []:
         parts.append(f"<h2>Poll {html.escape(str(poll.get('poll_id')))}</h2>"
                      + _kv_table(poll))
+    if m.get("referrals"):
+        parts.append("<h2>Referral invites</h2>" + _kv_table(m["referrals"]))
     if m.get("outcomes"):
         parts.append("<h2>Outcomes by action and code</h2>" + _kv_table(m["outcomes"]))
     if m.get("generator"):

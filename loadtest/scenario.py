@@ -3,8 +3,8 @@
 A scenario is one engine's settings, not a program: every run joins a crowd of
 viewers, and the sections switch features on (a host emitting events, a flash
 sale with a coupon drop, a lottery and a waitlist, an auction with proxy bids
-and last-second snipes, a group deal and a poll with questions, a reconnect
-storm, a chat storm). The
+and last-second snipes, a group deal and a poll with questions, referral invites,
+a reconnect storm, a chat storm). The
 bundled scenarios in `loadtest/scenarios/` are such files; a bare name like
 `flash_sale` resolves to one of them, or to the bundled sample trace.
 
@@ -217,6 +217,37 @@ class PollSpec:
         0.0, 1.0, doc="viewers who upvote the first question of another they see"))
 
 
+# The server's own bounds on a referral program (server/core/referral_terms.py).
+REFERRAL_MAX_POINTS: Final = 100_000
+REFERRAL_MAX_REWARDS: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralSpec:
+    enabled: bool = field(default=False, metadata=_r(
+        doc="set a referral program; inviters share links, invitees accept and order"))
+    points: int = field(default=50, metadata=_r(
+        1, REFERRAL_MAX_POINTS, doc="fan points the inviter earns per paid reward"))
+    max_rewards_per_inviter: int = field(default=3, metadata=_r(
+        1, REFERRAL_MAX_REWARDS, doc="K: most rewards paid to one inviter"))
+    inviter_share: float = field(default=0.04, metadata=_r(
+        0.0, 1.0, doc="viewers who ask for an invite link (split exactly in each generator "
+                      "process)"))
+    invitee_share: float = field(default=0.2, metadata=_r(
+        0.0, 1.0, doc="of the other viewers (not inviters, not group-deal participants), "
+                      "those who accept an inviter's link and then buy in the flash sale"))
+    duplicate_share: float = field(default=0.2, metadata=_r(
+        0.0, 1.0, doc="invitees who then accept a second inviter's link (refused "
+                      "already_invited)"))
+    retry_share: float = field(default=0.2, metadata=_r(
+        0.0, 1.0, doc="invitees who accept the same link again (answered invite_accepted)"))
+    self_share: float = field(default=0.5, metadata=_r(
+        0.0, 1.0, doc="inviters who try their own link (refused self_invite)"))
+    accept_within_s: float = field(default=1.0, metadata=_r(
+        0.0, 600.0, doc="invitees accept at a random instant this long after their "
+                        "inviter's link is given (before the sale opens)"))
+
+
 @dataclass(frozen=True, slots=True)
 class CouponSpec:
     enabled: bool = False
@@ -291,6 +322,7 @@ class Scenario:
     auction: AuctionSpec = field(default_factory=AuctionSpec)
     group_buy: GroupBuySpec = field(default_factory=GroupBuySpec)
     poll: PollSpec = field(default_factory=PollSpec)
+    referral: ReferralSpec = field(default_factory=ReferralSpec)
     chat: ChatSpec = field(default_factory=ChatSpec)
     checks: ChecksSpec = field(default_factory=ChecksSpec)
     trace: TraceSpec = field(default_factory=TraceSpec)
@@ -349,6 +381,8 @@ def validate(s: Scenario, where: str) -> None:
         validate_group_buy(s, where)
     if s.poll.enabled:
         validate_poll(s, where)
+    if s.referral.enabled:
+        validate_referral(s, where)
     if s.chat.messages_per_s + s.chat.likes_per_s > 18.0:
         raise ScenarioError(f"{where}: chat.messages_per_s: chat + likes per chatter is "
                             f"{s.chat.messages_per_s + s.chat.likes_per_s}/s, above the 18/s "
@@ -405,6 +439,56 @@ def validate_poll(s: Scenario, where: str) -> None:
     if p.vote_within_s >= p.duration_s:
         raise ScenarioError(f"{where}: poll.vote_within_s: {p.vote_within_s} is not inside "
                             f"poll.duration_s {p.duration_s}")
+
+
+def share_split(position: int, share: float) -> bool:
+    """Exactly round-down(share x n) of positions 0..n-1 are chosen, spread evenly."""
+    return int((position + 1) * share) > int(position * share)
+
+
+def referral_roles(s: Scenario, indices: list[int]) -> tuple[list[int], list[int]]:
+    """The inviters and the invitees among one generator process's viewers (their
+    indices, in order): `inviter_share` of them, split exactly by position; then
+    `invitee_share` of the others, group-deal participants left out (an invitee's
+    orders are all in the flash sale, one after another, so its first is plain)."""
+    r = s.referral
+    participants = s.group_buy.participants if s.group_buy.enabled else 0
+    inviters: list[int] = []
+    others: list[int] = []
+    for position, i in enumerate(indices):
+        if share_split(position, r.inviter_share):
+            inviters.append(i)
+        elif i >= participants:
+            others.append(i)
+    invitees = [i for q, i in enumerate(others) if share_split(q, r.invitee_share)]
+    return inviters, invitees
+
+
+def validate_referral(s: Scenario, where: str) -> None:
+    r = s.referral
+    if not s.sale.enabled:
+        raise ScenarioError(f"{where}: referral.enabled: invitees order in the flash sale; "
+                            "set sale.enabled = true")
+    # As one generator process holding the whole crowd picks them (several processes
+    # each split their own share, so the counts may round a little lower).
+    picked = referral_roles(s, list(range(s.viewers.count)))
+    inviters, invitees = len(picked[0]), len(picked[1])
+    if inviters < 1:
+        raise ScenarioError(f"{where}: referral.inviter_share: {r.inviter_share} of "
+                            f"viewers.count {s.viewers.count} makes no inviter")
+    if invitees < 1:
+        participants = s.group_buy.participants if s.group_buy.enabled else 0
+        chosen = set(picked[0])
+        others = sum(1 for i in range(participants, s.viewers.count) if i not in chosen)
+        raise ScenarioError(f"{where}: referral.invitee_share: {r.invitee_share} of the "
+                            f"{others} viewer(s) that are neither inviters nor group-deal "
+                            "participants makes no invitee")
+    if r.duplicate_share > 0 and inviters < 2:
+        raise ScenarioError(f"{where}: referral.duplicate_share: {r.duplicate_share} needs "
+                            f"a second inviter, and referral.inviter_share makes {inviters}")
+    if r.accept_within_s >= s.sale.countdown_s:
+        raise ScenarioError(f"{where}: referral.accept_within_s: {r.accept_within_s} is not "
+                            f"before the sale opens (sale.countdown_s {s.sale.countdown_s})")
 
 
 def load_scenario_file(path: Path) -> Scenario:

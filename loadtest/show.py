@@ -1,5 +1,6 @@
 """The show of a scenario run: join the crowd at its rate, then for
-`run.duration_s` drop the coupon, open the lottery, announce the sale (it
+`run.duration_s` set the referral program (the inviters and invitees act when
+the show starts), drop the coupon, open the lottery, announce the sale (it
 opens after its countdown), start the auction (the bidders learn it from its
 `auction_started` event), open the group deal and the poll (their
 `group_deal` and `poll_open` events bring the viewers in), emit host events at
@@ -22,6 +23,7 @@ from loadtest.context import RunContext
 from loadtest.host import Host, HostError
 from loadtest.model import AuctionRecord, CouponInfo, GroupDealRecord, PollRecord, SaleInfo
 from loadtest.pool import GeneratorPool
+from loadtest.referrals import set_program
 from loadtest.sampling import Sampler
 from loadtest.spawn import START_TIMEOUT_S
 from loadtest.target import (
@@ -109,6 +111,9 @@ class Show:
         ctx.t_show = time.monotonic()
         ctx.show_wall = time.time()
         self.sampler.mark_show_start()
+        if s.referral.enabled:
+            # Before the sale and the deal: every first order meets the program.
+            ctx.data.referral = await set_program(host, s.referral)
         if s.coupon.enabled:
             coupon = await host.call("POST", "/coupons", {
                 "kind": s.coupon.kind, "value": s.coupon.value, "count": s.coupon.count,

@@ -39,6 +39,7 @@ import httpx
 
 from loadtest.actions import RETRYABLE, Actions
 from loadtest.model import GroupAnswer, GroupCheckout, OrderAck, SocialEvent, VoteRecord
+from loadtest.scenario import share_split
 from loadtest.viewer import Viewer
 
 GROUP_EVENTS: Final = frozenset({"group_deal", "group_update"})
@@ -50,11 +51,6 @@ MOVE_ON: Final = frozenset({"group_full", "group_expired", "group_not_found"})
 END_WAIT_EXTRA_S = 30.0  # a member waits its group's fill_s plus this for its end
 TRANSIENT_TRIES = 5  # a vote, checkout or group request retried on a transient error
 DEADLINE_MARGIN_MS = 300  # a joiner skips a group this close to its deadline
-
-
-def _split(i: int, share: float) -> bool:
-    """Exactly round-down(share x n) of the first n indices are chosen, spread evenly."""
-    return int((i + 1) * share) > int(i * share)
 
 
 class Social:
@@ -80,7 +76,7 @@ class Social:
             self.rngs[i] = rng
             if self.g.enabled and i < self.g.participants:
                 self.participants.add(i)
-                if _split(i, self.g.start_share):
+                if share_split(i, self.g.start_share):
                     self.starters.add(i)
                 elif rng.random() < self.g.look_share:
                     self.lookers.add(i)

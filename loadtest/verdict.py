@@ -1,8 +1,9 @@
 """The end of a run and its verdicts: settle (the crowd's flows end, no unit
-is held, the auction has ended, the lottery is drawn, the poll is closed), the
-end marker every connected viewer must reach, the generators' results, the
-read-back (audit, orders, lotteries, auctions with their bid chains, the group
-deal, the poll; retried for a while after faults), and the checks over all of
+is held, every invitee's order has its reward decided, the auction has ended,
+the lottery is drawn, the poll is closed), the end marker every connected
+viewer must reach, the generators' results, the read-back (audit, orders,
+lotteries, auctions with their bid chains, the group deal, the poll, the
+referral tree; retried for a while after faults), and the checks over all of
 it (loadtest/checks.py, plus the chaos verdicts and the run's own faults).
 """
 
@@ -23,6 +24,8 @@ from loadtest.host import Host, HostError
 from loadtest.messages import WorkerResult
 from loadtest.model import AuctionEvent, SocialEvent, StockSample, WaitlistEvent
 from loadtest.pool import GeneratorPool
+from loadtest.referrals import merge_events, read_tree
+from loadtest.referrals import settle as settle_referrals
 
 T = TypeVar("T")
 MARKER_TIMEOUT_S = 15.0
@@ -66,6 +69,13 @@ class Ending:
                                 f"run.settle_timeout_s ({ctx.scn.run.settle_timeout_s}s)"
                                 + (f"; the last audit failed: {last_error}"
                                    if last_error else ""))
+        if ctx.data.referral is not None:
+            # Each invitee's order has its reward decided (and announced) before the
+            # end marker; the checks then compare the tree with the events.
+            why = await settle_referrals(host, max(1.0, deadline - time.monotonic()),
+                                         ctx.sleep)
+            if why:
+                ctx.warnings.append(f"the referral rewards had not settled: {why}")
         for lid in ctx.lottery_ids:
             try:
                 await self._draw(host, lid)
@@ -173,6 +183,12 @@ class Ending:
                     functools.partial(host.public, f"/group-deals/{deal.deal_id}"))
             except (HostError, httpx.HTTPError) as exc:
                 deal.error = f"{type(exc).__name__}: {exc}"
+        if data.referral is not None:
+            try:
+                data.referral.tree, data.referral.error = await self._read(
+                    "referral tree", functools.partial(read_tree, host))
+            except (HostError, httpx.HTTPError) as exc:
+                data.referral.error = f"{type(exc).__name__}: {exc}"
         for poll in data.polls:
             try:
                 poll.final, poll.error = await self._read(
@@ -217,9 +233,11 @@ def gather_results(ctx: RunContext, results: list[WorkerResult], spawned: bool) 
         d.group_answers.extend(r.group_answers)
         d.group_checkouts.extend(r.group_checkouts)
         d.votes.extend(r.votes)
+        d.referral_answers.extend(r.referral_answers)
     d.waitlist_events = merge_waitlist_events([r.waitlist_events for r in results])
     d.auction_events = merge_auction_events([r.auction_events for r in results])
     d.social_events = merge_social_events([r.social_events for r in results])
+    d.referral_events = merge_events([r.referral_events for r in results])
     d.final_seq = ctx.final_seq
     d.chat_limit = (s.chat.server_rate_per_s, s.chat.server_burst)
     d.holds_must_end = not ctx.interrupted.is_set() and (spawned or ctx.opts.trace is None)

@@ -16,6 +16,11 @@ Otherwise a late `welcome` on a stale link would rename the viewer (its token
 and viewer id) while its requests go out on the current link under another
 identity, so holds and orders would be recorded against the wrong viewer.
 
+A viewer may be given a loopback source address to connect from
+(`connect_from`, 127.0.0.0/8 only): the server tells guests apart by their
+address, and a referral invitee on its inviter's address would be refused as
+a self-invite (loadtest/referrals.py spreads them over 127.0.0.x).
+
 What a viewer was told (holds, placed orders, coupon claims, lottery entries)
 goes to its `Crowd` (the protocol below; loadtest/crowd.py implements it),
 which owns the counters, latencies and behaviour; the viewer owns its
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import itertools
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -48,10 +54,24 @@ CONNECT_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
 REQUEST_RESENDS = 3
 RECONNECT_ATTEMPTS = 20
+LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
 
 
 def now_ms() -> float:
     return time.time() * 1000.0
+
+
+def loopback_source(address: str) -> str:
+    """`address` when it is an IPv4 loopback address (127.0.0.0/8, which Linux routes
+    to `lo` whole): the only kind a viewer may connect from. Else ValueError."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"source address {address!r} is not an IP address") from None
+    if ip.version != 4 or ip not in LOOPBACK_V4:
+        raise ValueError(f"source address {address} is not in 127.0.0.0/8: viewers only "
+                         "connect from loopback addresses")
+    return str(ip)
 
 
 class FrameSink(Protocol):
@@ -233,6 +253,14 @@ class Viewer:
         self.stale_frames = 0  # frames from a link that was not the current one (ignored)
         self.welcomed: asyncio.Event = asyncio.Event()
         self.on_event: Callable[[Viewer, str, dict[str, Any]], None] = crowd.on_event
+        # The loopback address its connections come from (None: the system's choice,
+        # 127.0.0.1): the server tells guests apart by address (a referral invitee on
+        # its inviter's address is refused as a self-invite).
+        self.source: str | None = None
+
+    def connect_from(self, address: str) -> None:
+        """Make every later connection come from `address` (127.0.0.0/8 only)."""
+        self.source = loopback_source(address)
 
     # ------------------------------------------------------------ connection
 
@@ -264,8 +292,9 @@ class Viewer:
         link = _ViewerLink(self, self.url(), self.subprotocols())
         self.link = link
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: link, self.crowd.host,
-                                                          self.crowd.port), CONNECT_TIMEOUT_S)
+            await asyncio.wait_for(loop.create_connection(
+                lambda: link, self.crowd.host, self.crowd.port,
+                local_addr=(self.source, 0) if self.source else None), CONNECT_TIMEOUT_S)
             await asyncio.wait_for(link.opened, CONNECT_TIMEOUT_S)
             await asyncio.wait_for(link.welcomed, CONNECT_TIMEOUT_S)
         except BaseException:
