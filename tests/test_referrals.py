@@ -307,3 +307,25 @@ async def test_a_reversed_coupon_reward_cannot_be_spent(
     assert audit["ok"], [c for c in audit["checks"] if not c["ok"]]
     for v in (ada, bob):
         await v.close()
+
+
+async def test_a_customer_who_bought_before_the_link_pays_the_inviter_nothing(
+        ref_server: tuple[LiveServer, httpx.AsyncClient]) -> None:
+    server, http = ref_server
+    host = await create_room(http)
+    await host.call("PUT", "/referrals", {"reward": {"kind": "points", "points": 50}},
+                    expect=200)
+    product = await host.product(stock=5)
+    await host.sale(product["product_id"], units=5, limit=3)
+    ada = await customer(server, host.room_id, "ada")
+    bob = await customer(server, host.room_id, "bob")
+    earlier = await pay(bob, product["product_id"])
+    assert (await bob.request("accept_invite", invite=await invite_of(ada)))["type"] == \
+        "invite_accepted"
+    await pay(bob, product["product_id"])
+    tree = await tree_when(host, lambda t: t["totals"]["first_orders"] == 1)
+    [invitee] = tree["inviters"][0]["invitees"]
+    assert (invitee["order_id"], invitee["reward"]) == (earlier["order_id"], "none")
+    assert tree["totals"]["rewards_paid"] == 0
+    for v in (ada, bob):
+        await v.close()

@@ -143,3 +143,22 @@ def test_money_is_shown_with_its_currencys_decimals() -> None:
     assert show(123450, "USD") == "USD 1,234.50"
     assert show(1200, "JPY") == "JPY 1,200"
     assert show(1234, "KWD") == "KWD 1.234"
+
+
+async def test_a_currency_refunded_in_full_still_makes_a_report(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    r = await http.post("/api/rooms", json={"title": "Refunded"})
+    host = Host(http, r.json()["room"]["room_id"], r.json()["host_key"])
+    product = await host.product(stock=2, price=500)
+    await host.sale(product["product_id"], units=2, limit=1, price=500)
+    v = await join(server, host.room_id)
+    order = await pay(v, product["product_id"])
+    await host.call("POST", f"/orders/{order['order_id']}/refund", {"request_id": "all"},
+                    expect=200)
+    report = await host.call("GET", "/report", expect=200)
+    assert report["totals"]["revenue"] == {"USD": 0}
+    assert report["totals"]["refunded"] == {"USD": 500}
+    page = await http.get(f"/api/rooms/{host.room_id}/report.html",
+                          headers={"X-Host-Key": host.key})
+    assert page.status_code == 200 and show(500, "USD") in page.text
+    await v.close()

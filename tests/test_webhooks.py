@@ -149,8 +149,14 @@ async def test_endpoints_are_validated_and_private_targets_need_the_setting(
                         ({"url": "http://localhost/h"}, "url")]:
         answer = await host.call("POST", "/webhooks", body, expect=400)
         assert field in answer["error"]["message"], (body, answer)
-    private = await host.call("POST", "/webhooks", {"url": "http://[::1]:9/h"}, expect=400)
-    assert private["error"]["code"] == "webhook_target_private"
+    # Loopback, metadata and private addresses in every form a resolver reads as one.
+    for url in ("http://[::1]:9/h", "http://2130706433:9/h", "http://127.1/h",
+                "http://0x7f000001/h", "http://0177.0.0.1/h", "http://2852039166/h",
+                "http://localhost./h", "http://[::ffff:10.0.0.1]/h", "http://10.1/h"):
+        private = await host.call("POST", "/webhooks", {"url": url}, expect=400)
+        assert private["error"]["code"] == "webhook_target_private", url
+    bad = await host.call("POST", "/webhooks", {"url": "http://[zz]/h"}, expect=400)
+    assert bad["error"]["details"] == {"field": "url"}
     r = await http.post(f"/api/rooms/{host.room_id}/webhooks",
                         json={"url": "https://shop.example/hooks"})
     assert r.status_code == 401

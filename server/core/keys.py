@@ -30,12 +30,13 @@ class FanKeys:
     """Key names of one channel's fan points (server/features/fans.py), under the hash
     tag `{fan.<channel>}`: one award's script touches one channel only."""
 
-    __slots__ = ("base", "loaded", "points")
+    __slots__ = ("base", "loaded", "loading", "points")
 
     def __init__(self, channel: str) -> None:
         self.base = f"ls:fan:{{fan.{channel}}}"
         self.points = f"{self.base}:points"  # hash viewer -> points (the store's, cached)
         self.loaded = f"{self.base}:loaded"  # present once the store's points are loaded
+        self.loading = f"{self.base}:loading"  # a process loads them now (TTL)
 
     def award(self, award_id: str) -> str:
         return f"{self.base}:award:{award_id}"

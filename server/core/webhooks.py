@@ -29,6 +29,7 @@ EVENT_TYPES: Final = (
 SECRET_PREFIX: Final = "whsec_"
 MAX_URL: Final = 2000
 URL_PATTERN: Final = re.compile(r"^https?://[^\s<>\"'#]+$")
+_C_NUMBER: Final = re.compile(r"^(0[xX][0-9a-fA-F]+|[0-9]+)$")
 # How far a receiver lets a timestamp be from its clock (replayed old messages).
 DEFAULT_TOLERANCE_S: Final = 300
 
@@ -78,15 +79,48 @@ def _host(url: str) -> str:
     return authority.partition(":")[0].lower()
 
 
-def _private(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
-        return True
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names by itself, in any form a resolver accepts as one:
+    dotted, but also 127.1, 2130706433, 0x7f000001 or 0177.0.0.1 (inet_aton's
+    forms), or IPv6; None for a name."""
+    host = host.rstrip(".")
     try:
-        addr = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False  # a name: resolved when delivering (docs/operations.md says so)
+        pass
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_C_NUMBER.match(p) for p in parts):
+        return None
+    try:
+        # 0x.. hexadecimal, 0.. octal, else decimal.
+        values = [int(p, 16) if p[:2] in ("0x", "0X") else int(p, 8) if len(p) > 1
+                  and p[0] == "0" else int(p) for p in parts]
+    except ValueError:
+        return None  # '09': no address (and no name a resolver would find)
+    # inet_aton: the last part fills the bytes the others leave.
+    widths = [1] * (len(values) - 1) + [4 - (len(values) - 1)]
+    if any(v >= 256 ** w for v, w in zip(values, widths, strict=True)):
+        return None
+    number = 0
+    for v, w in zip(values, widths, strict=True):
+        number = number * 256 ** w + v
+    return ipaddress.IPv4Address(number)
+
+
+def is_private_address(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
     return addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved \
         or addr.is_unspecified or addr.is_multicast
+
+
+def _private(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
+        return True
+    addr = literal_address(name)
+    # A name is resolved again when each message is sent (features/webhooks.py).
+    return addr is not None and is_private_address(addr)
 
 
 def new_secret() -> str:

@@ -31,6 +31,7 @@ log = logging.getLogger("livesell.fans")
 
 # How long Redis remembers an award's id; the store remembers it for ever.
 REMEMBER_S: Final = 86400
+LOAD_WAIT_S: Final = 30.0  # the longest a channel's points take to load from the store
 MAX_LIKERS: Final = 100_000  # (room, viewer) pairs kept for the once-a-minute like award
 
 
@@ -92,11 +93,20 @@ class Fans:
         return got.points, got.total
 
     async def load(self, channel: str) -> None:
-        """Put the store's points of the channel into Redis (after Redis lost them)."""
+        """Put the store's points of the channel into Redis (after Redis lost them):
+        one process loads, the others wait for it (bounded by LOAD_WAIT_S)."""
         lock = self._loading.setdefault(channel, asyncio.Lock())
+        data = self.ctx.data.fans
         async with lock:
-            totals = await self.ctx.store.fan_totals(channel)
-            await self.ctx.data.fans.load(channel, totals)
+            if await data.claim_load(channel, int(LOAD_WAIT_S * 1000)):
+                await data.load(channel, await self.ctx.store.fan_totals(channel))
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LOAD_WAIT_S
+            while not await data.loaded(channel):
+                if loop.time() > deadline:
+                    raise StoreError(f"fan points of {channel} not loaded in {LOAD_WAIT_S} s")
+                await asyncio.sleep(0.05)
 
     def award_later(self, room_id: str, viewer: Viewer, kind: str, award_id: str,
                     points: int, capped: bool = True) -> None:

@@ -29,10 +29,10 @@ from server.core.protocol import (
     get_str,
     reject_unknown,
 )
-from server.features.context import Context
+from server.features.context import Context, rebuilding
 from server.features.registry import Call, Registry, Route
 from server.state.faults import REDIS_FAULTS
-from server.state.store import Order, OrderRefunded, StoreError
+from server.state.store import Order, StoreError
 
 log = logging.getLogger("livesell.orders")
 
@@ -62,15 +62,17 @@ class Orders:
         try:
             recorded = await self.ctx.store.cancel_order(room_id, order_id, reason, now_ms(),
                                                          epoch)
-        except OrderRefunded:
-            raise Conflict("the order was refunded (in part): refund what is left instead",
-                           code="order_refunded") from None
         except StoreError as exc:
             raise Unavailable("the cancellation could not be recorded; try again",
                               code="store_unavailable") from exc
         if recorded is None:
             raise NotFound(f"no order {order_id} in this room", code="order_not_found")
-        order, cancellation = recorded
+        outcome, order, cancellation = recorded
+        if outcome == "refunded":
+            raise Conflict("the order was refunded (in part): refund what is left instead",
+                           code="order_refunded")
+        if outcome == "fenced":
+            raise rebuilding()
         applied = await self.ctx.scripts.cancel_order(order, cancellation["epoch"], now_ms())
         if applied == "ok":
             self.ctx.dirty_stock.add((room_id, order.product_id))
@@ -78,7 +80,10 @@ class Orders:
                 order.order_id, order.buyer_id, order.product_id, order.quantity,
                 cancellation["reason"], cancellation["cancelled_at"]))
             await self.ctx.stock_freed(room_id, order.product_id)
-            await self._tell(order)
+        # Whatever Redis answered (a retry after a failure, or after a rebuild that
+        # counted the cancellation from the store): taking back what the order earned
+        # is safe to repeat (each reversal is recorded once).
+        await self._tell(order)
         return {"order": order.public() | {"status": "cancelled", **{
             k: cancellation[k] for k in ("reason", "cancelled_at")}}}
 
@@ -122,6 +127,8 @@ class Orders:
         if outcome == "refunded":
             raise Conflict("every unit of the order was refunded already",
                            code="order_refunded")
+        if outcome == "fenced":
+            raise rebuilding()
         if outcome == "too_many":
             raise Conflict(f"only {refund['left']} unit(s) of the order are left to refund",
                            code="refund_too_large", details={"left": refund["left"]})
@@ -137,9 +144,10 @@ class Orders:
         if outcome == "new":
             await self.ctx.publish(room_id, events.order_refunded(
                 order.order_id, order.buyer_id, order.product_id, public))
-            refunded = await self.ctx.store.refunds(room_id)
-            if sum(r["quantity"] for r in refunded.get(order_id, [])) >= order.quantity:
-                await self._tell(order)
+        # A retry too: the whole order refunded takes back what it earned, once.
+        refunded = await self.ctx.store.refunds(room_id)
+        if sum(r["quantity"] for r in refunded.get(order_id, [])) >= order.quantity:
+            await self._tell(order)
         return {"order": order.public(), "refund": public}
 
     async def _tell(self, order: Order) -> None:

@@ -93,6 +93,11 @@ class Referrals:
         if inviter != invitation.inviter:
             raise refusal("already_invited")
         await self.ctx.data.referrals.set_inviter(call.room_id, viewer.viewer_id, inviter)
+        # Someone who bought before accepting is no new customer: their first order
+        # came before the link, so it pays nothing (decided now, once).
+        earlier = await self.ctx.store.first_order_of(call.room_id, viewer.viewer_id)
+        if earlier is not None:
+            await self._decide(earlier, None)
         # A share that brought a join: the inviter's points, once per invitee.
         self.fans.award_later(call.room_id, Viewer(inviter, invitation.nickname, 0), "share",
                               f"share:{call.room_id}:{viewer.viewer_id}",
@@ -103,7 +108,11 @@ class Referrals:
 
     async def _ordered(self, order: Order) -> None:
         """The invitee's first order in the show decides the inviter's reward."""
-        program = await self.program(order.room_id)
+        await self._decide(order, await self.program(order.room_id))
+
+    async def _decide(self, order: Order, program: Program | None) -> None:
+        """Decide (once per invitee) what `order`, the invitee's first, pays the
+        inviter under `program` (None: nothing)."""
         most = program.max_rewards_per_inviter if program is not None else 0
         decided = await self.ctx.scripts.referral_reward(
             order.room_id, mode="decide", invitee=order.buyer_id, order_id=order.order_id,

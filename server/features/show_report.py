@@ -171,9 +171,10 @@ def orders_csv(orders: Iterable[Order], cancelled: Mapping[str, Mapping[str, Any
         state = "cancelled" if c else "placed" if not back else \
             "refunded" if units_back >= o.quantity else "partly_refunded"
         writer.writerow([o.order_id, iso(o.created_at), state,
-                         o.buyer_id, o.product_id, _cell(titles.get(o.product_id, "")),
-                         o.sale_id, o.quantity, o.unit_price, o.subtotal, o.discount,
-                         o.total, o.currency, o.coupon_id, o.payment_ref,
+                         _cell(o.buyer_id), _cell(o.product_id),
+                         _cell(titles.get(o.product_id, "")), _cell(o.sale_id), o.quantity,
+                         o.unit_price, o.subtotal, o.discount, o.total, o.currency,
+                         _cell(o.coupon_id), _cell(o.payment_ref),
                          iso(c["cancelled_at"]) if c else "", _cell(c["reason"]) if c else "",
                          units_back, sum(r["amount"] for r in back)])
     return out.getvalue()
@@ -194,7 +195,8 @@ def report_csv(report: Mapping[str, Any]) -> str:
     for p in report["products"]:
         currencies = sorted(set(p["revenue"]) | set(p["discounts"])) or [""]
         for cur in currencies:
-            writer.writerow([p["product_id"], _cell(p["title"]), cur, p["orders"], p["units"],
+            writer.writerow([_cell(p["product_id"]), _cell(p["title"]), cur, p["orders"],
+                             p["units"],
                              p["units_cancelled"], p["units_refunded"], p["buyers"],
                              p["revenue"].get(cur, 0), p["discounts"].get(cur, 0)])
     totals = report["totals"]
@@ -241,6 +243,8 @@ def revenue_chart(report: Mapping[str, Any], currency: str) -> str:
                                    for p in report["products"])))
     bars = [(major(p["revenue"][currency], currency), p["title"] or p["product_id"])
             for p in report["products"] if p["revenue"].get(currency)]
+    if not bars:
+        return ""  # nothing earned in it (refunded in full, or free): no chart
     chart.add_bars(bars, name=currency)
     return str(chart.to_svg(width=CHART_WIDTH, height=max(120, 60 + 40 * len(bars))))
 

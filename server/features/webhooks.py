@@ -31,7 +31,7 @@ import orjson
 from server import __version__
 from server.core import webhooks
 from server.core.domain import new_id, now_ms
-from server.core.errors import Conflict, NotFound
+from server.core.errors import BadRequest, Conflict, NotFound
 from server.core.protocol import get_str, query_int, reject_unknown
 from server.features.context import Context
 from server.features.registry import Call, Registry, Route
@@ -81,6 +81,10 @@ class Webhooks:
         """Register an endpoint; the answer carries its secret, this once."""
         spec = webhooks.parse_endpoint(
             body, allow_private=room_id is None or self.settings.allow_private_targets)
+        try:
+            httpx.URL(spec.url)
+        except httpx.InvalidURL as exc:
+            raise BadRequest(f"url: {exc}", details={"field": "url"}) from None
         if room_id is not None and len(await self.ctx.store.endpoints(room_id)) >= \
                 self.settings.max_endpoints_per_room:
             raise Conflict(f"this room has {self.settings.max_endpoints_per_room} endpoints "
@@ -172,7 +176,7 @@ class Webhooks:
         await store.fan_out(now, FAN_OUT_BATCH)
         oldest = await store.oldest_pending()
         self.outbox_lag_s = max(0.0, (now - oldest) / 1000) if oldest is not None else 0.0
-        heads = await store.due_heads(now, self.settings.concurrency * 4)
+        heads = await store.due_heads(now, self.settings.concurrency * 4, self.owner)
         # A process killed mid-delivery holds its endpoints this long at most.
         lease_ms = int((2 * self.settings.timeout_s + LEASE_EXTRA_S) * 1000)
         gate = asyncio.Semaphore(self.settings.concurrency)
@@ -185,7 +189,12 @@ class Webhooks:
                 await self.attempt(head)
                 return 1
 
-        return sum(await asyncio.gather(*(one(h) for h in heads)))
+        done = await asyncio.gather(*(one(h) for h in heads), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException) and not isinstance(
+                    outcome, (StoreError, StoreClosed)):
+                log.error("webhooks: an attempt failed", exc_info=outcome)
+        return sum(n for n in done if isinstance(n, int))
 
     async def attempt(self, head: dict[str, Any]) -> None:
         """Send one message and record what became of it."""
@@ -202,15 +211,23 @@ class Webhooks:
                                                       body)}
         status: int | None = None
         try:
-            answer = await self._client.post(head["url"], content=body, headers=headers,
-                                             timeout=self.settings.timeout_s)
+            # The whole exchange within timeout_s, the name's lookup included (httpx's
+            # own timeout is per phase: a receiver trickling its answer could outlast
+            # the endpoint's lease).
+            async with asyncio.timeout(self.settings.timeout_s):
+                if head["room_id"] is not None and not self.settings.allow_private_targets:
+                    await self._refuse_private(head["url"])
+                answer = await self._client.post(head["url"], content=body, headers=headers,
+                                                 timeout=self.settings.timeout_s)
             status = answer.status_code
             error = "" if 200 <= status < 300 else f"HTTP {status}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
+        except Exception as exc:  # any failure of this one message is its attempt's
+            error = f"{type(exc).__name__}: {exc}"[:300]
         now = now_ms()
         outcome = "delivered" if not error else "retry"
-        if error and now - int(head["created_at"]) >= self.settings.give_up_after_s * 1000:
+        # Counted from when the message was handed to the endpoint (or replayed).
+        since = int(head["since"]) or int(head["created_at"])
+        if error and now - since >= self.settings.give_up_after_s * 1000:
             outcome = "dead"
         self.attempts[outcome] = self.attempts.get(outcome, 0) + 1
         if not error:
@@ -218,7 +235,7 @@ class Webhooks:
                                                 status, "", now, now)
             return
         attempts = int(head["attempts"]) + 1
-        if now - int(head["created_at"]) >= self.settings.give_up_after_s * 1000:
+        if outcome == "dead":
             log.warning("webhook %s to %s is a dead letter after %d attempts: %s", event_id,
                         head["endpoint_id"], attempts, error)
             await self.ctx.store.record_attempt(head["endpoint_id"], head["seq"], "dead",
@@ -229,6 +246,19 @@ class Webhooks:
                                        self._rng.uniform(0.8, 1.2))
         await self.ctx.store.record_attempt(head["endpoint_id"], head["seq"], "pending",
                                             status, error, now, now + int(delay * 1000))
+
+    async def _refuse_private(self, url: str) -> None:
+        """A room's endpoint must not reach the shop's own network: its host is
+        resolved now, each time, and refused when any address it names is private."""
+        parsed = httpx.URL(url)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+        for info in infos:
+            addr = webhooks.literal_address(str(info[4][0]).split("%")[0])
+            if addr is None or webhooks.is_private_address(addr):
+                raise PermissionError(f"{parsed.host} resolves to a private address "
+                                      f"({info[4][0]}); webhooks.allow_private_targets "
+                                      "is off")
 
     async def stop(self) -> None:
         self._stopping = True

@@ -26,14 +26,25 @@ class FansData:
     async def loaded(self, channel: str) -> bool:
         return bool(await self.redis.exists(fan_keys(channel).loaded))
 
+    async def claim_load(self, channel: str, ttl_ms: int) -> bool:
+        """Be the one loader of the channel's points (across processes) for `ttl_ms`;
+        False when another loads it now or it is loaded."""
+        k = fan_keys(channel)
+        if await self.redis.exists(k.loaded):
+            return False
+        return bool(await self.redis.set(k.loading, "1", nx=True, px=ttl_ms))
+
     async def load(self, channel: str, totals: list[tuple[str, int]]) -> None:
         """Put the store's points of a channel into Redis, then mark it loaded (awards
-        wait for the mark: lua/award.lua answers 'unloaded' until then)."""
+        wait for the mark: lua/award.lua answers 'unloaded' until then). Only the
+        loader that claimed it (claim_load) calls this: a second load after awards
+        began would overwrite their points with the store's older totals."""
         k = fan_keys(channel)
         for start in range(0, len(totals), _CHUNK):
             chunk = totals[start:start + _CHUNK]
             await self.redis.hset(k.points, mapping=dict(chunk))
         await self.redis.set(k.loaded, "1")
+        await self.redis.delete(k.loading)
 
     async def undo_award(self, channel: str, award_id: str, viewer_id: str, points: int,
                          minute: int, capped: bool) -> None:

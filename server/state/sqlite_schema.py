@@ -260,6 +260,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     last_error TEXT NOT NULL DEFAULT '',
     last_at INTEGER,
     delivered_at INTEGER,
+    since INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (endpoint_id, seq)
 );
 CREATE INDEX IF NOT EXISTS webhook_pending ON webhook_deliveries (state, endpoint_id, seq);

@@ -30,7 +30,7 @@ from server.state.sqlite_schema import (
     outbox_row,
 )
 from server.state.sqlite_writer import GroupWriter
-from server.state.store import Order, OrderRefunded, StoreClosed
+from server.state.store import Order, StoreClosed
 
 ADD_COUPON_DROP = "INSERT INTO coupon_drops VALUES (?, ?, ?)"
 # An order the host did not cancel (the orders table's rows as `orders`).
@@ -545,18 +545,28 @@ class SqliteOrderStore:
                          "refunds": int(refunded[0]["n"])}
 
     async def cancel_order(self, room_id: str, order_id: str, reason: str, at: int,
-                           epoch: str) -> tuple[Order, dict[str, Any]] | None:
-        async def cancel(db: aiosqlite.Connection) -> tuple[Order, dict[str, Any]] | None:
+                           epoch: str) -> tuple[str, Order, dict[str, Any]] | None:
+        async def cancel(db: aiosqlite.Connection) -> tuple[str, Order, dict[str, Any]] | None:
             async with db.execute("SELECT * FROM orders WHERE order_id = ? AND room_id = ?",
                                   (order_id, room_id)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return None
             names = [d[0] for d in cur.description]
+            order = Order(**dict(zip(names, row, strict=True)))
+            async with db.execute("SELECT reason, cancelled_at, epoch FROM "
+                                  "order_cancellations WHERE order_id = ?",
+                                  (order_id,)) as cur:
+                before = await cur.fetchone()
+            if before is not None:
+                return "ok", order, {"reason": before[0], "cancelled_at": before[1],
+                                     "epoch": before[2]}
             async with db.execute("SELECT 1 FROM order_refunds WHERE order_id = ? LIMIT 1",
                                   (order_id,)) as cur:
                 if await cur.fetchone() is not None:
-                    raise OrderRefunded(order_id)
+                    return "refunded", order, {}
+            if await _epoch_of(db, room_id) != epoch:
+                return "fenced", order, {}
             cur = await db.execute("INSERT INTO order_cancellations VALUES (?, ?, ?, ?, ?) "
                                    "ON CONFLICT(order_id) DO NOTHING",
                                    (order_id, room_id, reason, at, epoch))
@@ -571,9 +581,8 @@ class SqliteOrderStore:
                                   (order_id,)) as cur:
                 c = await cur.fetchone()
             assert c is not None
-            return (Order(**dict(zip(names, row, strict=True))),
-                    {"reason": c[0], "cancelled_at": c[1], "epoch": c[2]})
-        result: tuple[Order, dict[str, Any]] | None = await self._writes.queue(
+            return "ok", order, {"reason": c[0], "cancelled_at": c[1], "epoch": c[2]}
+        result: tuple[str, Order, dict[str, Any]] | None = await self._writes.queue(
             "call", "", (cancel,))
         return result
 
@@ -595,6 +604,8 @@ class SqliteOrderStore:
                 cols = [d[0] for d in cur.description]
             if before is not None:
                 return "again", order, dict(zip(cols, before, strict=True))
+            if await _epoch_of(db, room_id) != epoch:
+                return "fenced", order, {}
             async with db.execute("SELECT 1 FROM order_cancellations WHERE order_id = ?",
                                   (order_id,)) as cur:
                 if await cur.fetchone() is not None:
@@ -626,6 +637,11 @@ class SqliteOrderStore:
         result: tuple[str, Order, dict[str, Any]] | None = await self._writes.queue(
             "call", "", (refund,))
         return result
+
+    async def first_order_of(self, room_id: str, buyer_id: str) -> Order | None:
+        rows = await self._all("SELECT * FROM orders WHERE room_id = ? AND buyer_id = ? "
+                               "ORDER BY created_at, order_id LIMIT 1", (room_id, buyer_id))
+        return Order(**dict(rows[0])) if rows else None
 
     async def refunds(self, room_id: str) -> dict[str, list[dict[str, Any]]]:
         rows = await self._all("SELECT refund_id, order_id, quantity, amount, restock, reason, "
@@ -847,8 +863,9 @@ class SqliteOrderStore:
                           and (not wanted or kind in wanted)]
                 await db.executemany(
                     "INSERT INTO webhook_deliveries (endpoint_id, seq, state, attempts, "
-                    "next_at) VALUES (?, ?, 'pending', 0, ?) "
-                    "ON CONFLICT(endpoint_id, seq) DO NOTHING", picked)
+                    "next_at, since) VALUES (?, ?, 'pending', 0, ?, ?) "
+                    "ON CONFLICT(endpoint_id, seq) DO NOTHING",
+                    [(*p, now) for p in picked])
                 await db.execute("UPDATE webhook_endpoints SET cursor = ? WHERE "
                                  "endpoint_id = ?", (rows[-1][0], endpoint_id))
                 made += len(picked)
@@ -856,16 +873,17 @@ class SqliteOrderStore:
         result: int = await self._writes.queue("call", "", (fan,))
         return result
 
-    async def due_heads(self, now: int, limit: int) -> list[dict[str, Any]]:
+    async def due_heads(self, now: int, limit: int, owner: str) -> list[dict[str, Any]]:
         rows = await self._all(
-            "SELECT d.endpoint_id, d.seq, d.attempts, d.next_at, e.url, e.secret, "
-            "e.lease_owner, e.lease_until, o.event_id, o.type, o.data, o.created_at "
+            "SELECT d.endpoint_id, d.seq, d.attempts, d.next_at, d.since, e.url, e.secret, "
+            "e.room_id, o.event_id, o.type, o.data, o.created_at "
             "FROM (SELECT endpoint_id, MIN(seq) AS seq FROM webhook_deliveries "
             "WHERE state = 'pending' GROUP BY endpoint_id) h "
             "JOIN webhook_deliveries d ON d.endpoint_id = h.endpoint_id AND d.seq = h.seq "
             "JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id "
             "JOIN outbox o ON o.seq = d.seq "
-            "WHERE e.disabled_at IS NULL AND d.next_at <= ? LIMIT ?", (now, limit))
+            "WHERE e.disabled_at IS NULL AND d.next_at <= ? AND (e.lease_owner = ? OR "
+            "e.lease_until <= ?) ORDER BY d.next_at LIMIT ?", (now, owner, now, limit))
         return [dict(r) for r in rows]
 
     async def oldest_pending(self) -> int | None:
@@ -933,12 +951,22 @@ class SqliteOrderStore:
                         if (room_id is None or room == room_id)
                         and (not wanted or kind in wanted)]
             await db.executemany(
-                "INSERT INTO webhook_deliveries (endpoint_id, seq, state, attempts, next_at) "
-                "VALUES (?, ?, 'pending', 0, ?) ON CONFLICT(endpoint_id, seq) DO UPDATE SET "
-                "state = 'pending', attempts = 0, next_at = excluded.next_at", rows)
+                "INSERT INTO webhook_deliveries (endpoint_id, seq, state, attempts, next_at, "
+                "since) VALUES (?, ?, 'pending', 0, ?, ?) ON CONFLICT(endpoint_id, seq) DO "
+                "UPDATE SET state = 'pending', attempts = 0, next_at = excluded.next_at, "
+                "since = excluded.since", [(*r, now) for r in rows])
             return len(rows)
         result: int | None = await self._writes.queue("call", "", (replay,))
         return result
+
+
+async def _epoch_of(db: aiosqlite.Connection, room_id: str) -> str:
+    """The room's Redis epoch as the store knows it (inside a write transaction: a
+    rebuild of Redis that began since the caller read it has changed it)."""
+    async with db.execute("SELECT epoch FROM room_epochs WHERE room_id = ?",
+                          (room_id,)) as cur:
+        row = await cur.fetchone()
+    return str(row[0]) if row else ""
 
 
 def _endpoint(r: aiosqlite.Row) -> dict[str, Any]:

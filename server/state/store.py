@@ -63,10 +63,6 @@ class Order:
 _ORDER_FIELDS: Final = tuple(f.name for f in fields(Order))
 
 
-class OrderRefunded(Exception):
-    """A cancellation of an order that was refunded (in part): refused."""
-
-
 class StoreClosed(RuntimeError):
     """The store is shutting down (a write) or closed (a read)."""
 
@@ -400,10 +396,12 @@ class OrderStore(Protocol):
         ...
 
     async def cancel_order(self, room_id: str, order_id: str, reason: str, at: int,
-                           epoch: str) -> tuple[Order, dict[str, Any]] | None:
-        """Record the order's cancellation (again: the first one stands); the order
-        and its cancellation (reason, cancelled_at, epoch), None when the room has no
-        such order. Every count of what was sold leaves a cancelled order out."""
+                           epoch: str) -> tuple[str, Order, dict[str, Any]] | None:
+        """Record the order's cancellation (again: the first one stands): ('ok', the
+        order, its cancellation: reason, cancelled_at, epoch); ('refunded', order, {})
+        for an order refunded in part, ('fenced', order, {}) when the room's Redis
+        epoch is no longer `epoch` (a rebuild began: try again); None when the room
+        has no such order. Every count of what was sold leaves it out."""
         ...
 
     async def refund_order(self, room_id: str, order_id: str, request_id: str,
@@ -412,7 +410,12 @@ class OrderStore(Protocol):
         """Record a refund of `quantity` units (None: all not refunded yet), once per
         request id, with its `order.refunded` event: ('new', order, refund), ('again',
         order, the refund recorded before), or a refusal ('cancelled', 'refunded',
-        'too_many' with `left`); None when the room has no such order."""
+        'too_many' with `left`, 'fenced': the room's Redis epoch is no longer `epoch`);
+        None when the room has no such order."""
+        ...
+
+    async def first_order_of(self, room_id: str, buyer_id: str) -> Order | None:
+        """The buyer's first order in the room, None before any."""
         ...
 
     async def refunds(self, room_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -516,8 +519,9 @@ class OrderStore(Protocol):
         """Hand each endpoint's new outbox events to its deliveries; how many."""
         ...
 
-    async def due_heads(self, now: int, limit: int) -> list[dict[str, Any]]:
-        """Each endpoint's oldest pending delivery, when it is due, with its event."""
+    async def due_heads(self, now: int, limit: int, owner: str) -> list[dict[str, Any]]:
+        """Each endpoint's oldest pending delivery, when it is due and no other process
+        than `owner` holds the endpoint's lease, with its event."""
         ...
 
     async def oldest_pending(self) -> int | None:

@@ -10,7 +10,8 @@ With `--workers` > 1 the parent points PROMETHEUS_MULTIPROC_DIR at a fresh
 directory before the workers start (server/web/serving.py); each worker's
 metrics then live in files there and any worker's `/metrics` adds them all up
 (prometheus-client's multi-process mode). Gauges say how: connections add up
-(`livesum`), lags and health take the worst (`max` / `min`)."""
+(`livesum`), lags and health take the worst of the live workers (`livemax` /
+`livemin`; a worker's values leave when it stops)."""
 
 from __future__ import annotations
 
@@ -86,14 +87,14 @@ class Metrics:
                                 "outcome (delivered, retry, dead)", ["outcome"], registry=r)
         self.outbox_lag = Gauge("livesell_outbox_lag_seconds", "Age of the oldest webhook "
                                 "message not delivered yet (0: none)", registry=r,
-                                multiprocess_mode="max")
+                                multiprocess_mode="livemax")
         self.redis_up = Gauge("livesell_redis_up", "1 while Redis answers", registry=r,
-                              multiprocess_mode="min")
+                              multiprocess_mode="livemin")
         self.store_up = Gauge("livesell_store_up", "1 while the order store commits",
-                              registry=r, multiprocess_mode="min")
+                              registry=r, multiprocess_mode="livemin")
         self.loop_lag = Gauge("livesell_event_loop_lag_seconds", "How late the pulse's "
                               "timer woke: the event loop's backlog", registry=r,
-                              multiprocess_mode="max")
+                              multiprocess_mode="livemax")
         self._seen: dict[str, int] = {}
         self._seen_keyed: dict[tuple[str, ...], int] = {}
 
