@@ -172,6 +172,10 @@ class Webhooks:
         """One round: new events to deliveries, then each due endpoint's oldest
         message; how many attempts were made."""
         store = self.ctx.store
+        if not await store.has_endpoints():
+            # Nothing registered: a read, no write transaction, each round.
+            self.outbox_lag_s = 0.0
+            return 0
         now = now_ms()
         await store.fan_out(now, FAN_OUT_BATCH)
         oldest = await store.oldest_pending()

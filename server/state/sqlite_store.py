@@ -845,6 +845,11 @@ class SqliteOrderStore:
         result: bool = await self._writes.queue("call", "", (disable,))
         return result
 
+    async def has_endpoints(self) -> bool:
+        rows = await self._all("SELECT 1 FROM webhook_endpoints WHERE disabled_at IS NULL "
+                               "LIMIT 1")
+        return bool(rows)
+
     async def fan_out(self, now: int, batch: int) -> int:
         async def fan(db: aiosqlite.Connection) -> int:
             async with db.execute("SELECT endpoint_id, room_id, events, cursor FROM "

@@ -515,6 +515,10 @@ class OrderStore(Protocol):
     async def disable_endpoint(self, endpoint_id: str, at: int) -> bool:
         ...
 
+    async def has_endpoints(self) -> bool:
+        """Whether any endpoint is registered (the dispatcher idles otherwise)."""
+        ...
+
     async def fan_out(self, now: int, batch: int) -> int:
         """Hand each endpoint's new outbox events to its deliveries; how many."""
         ...
