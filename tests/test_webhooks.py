@@ -254,3 +254,31 @@ async def test_every_committed_order_arrives_once_across_a_sigkill_of_the_sender
 
 async def _at_least(receiver: Receiver, n: int) -> bool:
     return len(receiver.requests) >= n
+
+
+async def test_a_sale_sold_out_is_one_event(
+        hook_server: tuple[LiveServer, httpx.AsyncClient]) -> None:
+    server, http = hook_server
+    host = await create_room(http)
+    product = await host.product(stock=5)
+    sale = await host.sale(product["product_id"], units=2, limit=1)
+    async with receiving() as receiver:
+        await host.call("POST", "/webhooks", {"url": receiver.url,
+                                              "events": ["sale.sold_out"]}, expect=201)
+        a, b = await join(server, host.room_id), await join(server, host.room_id)
+        await pay(a, product["product_id"])
+        await pay(b, product["product_id"])
+        ids = await arrived_sales(receiver)
+        assert ids == [sale["sale_id"]]
+        first = receiver.unique[receiver.order[0]].json
+        assert first["type"] == "sale.sold_out" and first["data"]["sold"] == 2
+        for v in (a, b):
+            await v.close()
+
+
+async def arrived_sales(receiver: Receiver) -> list[str]:
+    async def some() -> list[str] | None:
+        ids = receiver.ids_of("sale.sold_out", "sale_id")
+        return ids or None
+    found: list[str] = await eventually(some)
+    return found

@@ -118,6 +118,8 @@ class Pulse:
         # room -> when a tick first saw a change of its numbers not yet sent
         self._dirty_since: dict[str, float] = {}
         self.lag_s = 0.0  # how late the last pulse timer woke (the loop's backlog)
+        # Sales whose every unit is sold and whose webhook event this process wrote.
+        self._told_sold_out: set[str] = set()
         # How often every room's sorted sets are read again into the schedule (a
         # pipeline per 500 rooms: about 30 commands a second at 5,000 rooms).
         self.reseed_s = RESEED_S
@@ -322,11 +324,21 @@ class Pulse:
         read = await ctx.data.catalogue.stocks_and_sales(items)
         at = now_ms()
         published = []
+        sold_out = []
         for (room_id, pid), (stock, sale, waiting) in zip(items, read, strict=True):
             sv = stock_view(stock)
-            published.append(ctx.publish(room_id, events.stock(
-                pid, sv, sale_view(sale, sv["left"], at) if sale else None, waiting)))
+            view = sale_view(sale, sv["left"], at) if sale else None
+            published.append(ctx.publish(room_id, events.stock(pid, sv, view, waiting)))
+            if view is not None and view["units"] and view["sold"] >= view["units"] \
+                    and view["sale_id"] not in self._told_sold_out:
+                sold_out.append((room_id, view))
         await asyncio.gather(*published)
+        for room_id, view in sold_out:
+            # Once per sale (the outbox keeps one event per sale whoever writes it).
+            if len(self._told_sold_out) > 100_000:
+                self._told_sold_out.clear()
+            self._told_sold_out.add(view["sale_id"])
+            await ctx.outbox(room_id, "sale.sold_out", view["sale_id"], view)
 
     async def counts_tick(self, dirty: set[tuple[str, str, str]]) -> None:
         if not dirty:
