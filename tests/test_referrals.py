@@ -19,6 +19,7 @@ import pytest
 from tests.support import (
     Host,
     LiveServer,
+    StoreLock,
     ViewerClient,
     create_room,
     eventually,
@@ -329,3 +330,27 @@ async def test_a_customer_who_bought_before_the_link_pays_the_inviter_nothing(
     assert tree["totals"]["rewards_paid"] == 0
     for v in (ada, bob):
         await v.close()
+
+
+async def test_a_stalled_store_answers_store_unavailable_and_loses_nothing(
+        redis_url: str, data_dir: Path) -> None:
+    """The store locked by another process past its timeout: invite and accept are
+    refused store_unavailable (not an internal error); once it answers, the same
+    requests go through and the referral is recorded once."""
+    async with server_with(redis_url, data_dir, store={"busy_timeout_ms": 300},
+                           auth={"shop_key": SHOP_KEY, "shop_token_max_lifetime_s": 3600}
+                           ) as (server, http):
+        host = await create_room(http)
+        ada = await customer(server, host.room_id, "ada")
+        bob = await customer(server, host.room_id, "bob")
+        link = await invite_of(ada)
+        async with StoreLock(server.settings.store_path):
+            stalled = await ada.request("invite")
+            assert stalled["code"] == "store_unavailable", stalled
+            refused = await bob.request("accept_invite", invite=link)
+            assert refused["code"] == "store_unavailable", refused
+        assert (await bob.request("accept_invite", invite=link))["type"] == "invite_accepted"
+        tree = await tree_when(host, lambda t: t["totals"]["joins"] == 1)
+        assert tree["inviters"][0]["invitees"][0]["viewer_id"] == "shop_bob"
+        for v in (ada, bob):
+            await v.close()

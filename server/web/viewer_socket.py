@@ -52,6 +52,7 @@ from server.realtime import handshake
 from server.realtime.admission import client_bucket
 from server.realtime.hub import Conn, TokenBucket
 from server.state.faults import REDIS_FAULTS
+from server.state.store import StoreClosed, StoreError
 from server.web import security
 from server.web.services import Services
 
@@ -409,5 +410,10 @@ def failure_answer(show: Show, exc: BaseException, request_id: str | None) -> An
     if isinstance(exc, REDIS_FAULTS):
         show.ctx.health.redis_failed(exc)  # one log line per outage, not one per request
         return error_answer(Unavailable("temporarily unavailable, try again"))
+    if isinstance(exc, StoreError | StoreClosed):
+        # The store stalled or is closing: a fault of the moment, not of the request
+        # (a feature that must undo something on it catches it itself first).
+        return error_answer(Unavailable("the order store did not answer in time; try "
+                                        "again", code="store_unavailable"))
     log.error("request %s failed", request_id, exc_info=exc)
     return Answer("error", {"code": "internal", "message": "internal error"})
