@@ -16,6 +16,7 @@ event written in the same store transaction (`order.cancelled`,
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from server.core import events
@@ -55,24 +56,13 @@ class Orders:
         return await self.cancel(call.room_id, call.params["order_id"], reason)
 
     async def cancel(self, room_id: str, order_id: str, reason: str) -> dict[str, Any]:
-        epoch = await self.ctx.data.rooms.epoch(room_id)
-        if epoch is None:
-            raise Unavailable("the room is being restored; try again",
-                              details={"retry_after_s": 1})
-        try:
-            recorded = await self.ctx.store.cancel_order(room_id, order_id, reason, now_ms(),
-                                                         epoch)
-        except StoreError as exc:
-            raise Unavailable("the cancellation could not be recorded; try again",
-                              code="store_unavailable") from exc
-        if recorded is None:
-            raise NotFound(f"no order {order_id} in this room", code="order_not_found")
-        outcome, order, cancellation = recorded
+        outcome, order, cancellation = await self._record(
+            room_id, order_id, "cancellation",
+            lambda epoch: self.ctx.store.cancel_order(room_id, order_id, reason, now_ms(),
+                                                      epoch))
         if outcome == "refunded":
             raise Conflict("the order was refunded (in part): refund what is left instead",
                            code="order_refunded")
-        if outcome == "fenced":
-            raise rebuilding()
         applied = await self.ctx.scripts.cancel_order(order, cancellation["epoch"], now_ms())
         if applied == "ok":
             self.ctx.dirty_stock.add((room_id, order.product_id))
@@ -107,28 +97,17 @@ class Orders:
         limits. Once per request id: a retry answers the same refund. The order's
         coupon stays used; a refund of the whole order takes back what it earned, as a
         cancellation does."""
-        epoch = await self.ctx.data.rooms.epoch(room_id)
-        if epoch is None:
-            raise Unavailable("the room is being restored; try again",
-                              details={"retry_after_s": 1})
-        try:
-            recorded = await self.ctx.store.refund_order(room_id, order_id, request_id,
-                                                         quantity, restock, reason, now_ms(),
-                                                         epoch)
-        except StoreError as exc:
-            raise Unavailable("the refund could not be recorded; try again",
-                              code="store_unavailable") from exc
-        if recorded is None:
-            raise NotFound(f"no order {order_id} in this room", code="order_not_found")
-        outcome, order, refund = recorded
+        outcome, order, refund = await self._record(
+            room_id, order_id, "refund",
+            lambda epoch: self.ctx.store.refund_order(room_id, order_id, request_id,
+                                                      quantity, restock, reason, now_ms(),
+                                                      epoch))
         if outcome == "cancelled":
             raise Conflict("the order was cancelled: nothing is left to refund",
                            code="order_cancelled")
         if outcome == "refunded":
             raise Conflict("every unit of the order was refunded already",
                            code="order_refunded")
-        if outcome == "fenced":
-            raise rebuilding()
         if outcome == "too_many":
             raise Conflict(f"only {refund['left']} unit(s) of the order are left to refund",
                            code="refund_too_large", details={"left": refund["left"]})
@@ -149,6 +128,28 @@ class Orders:
         if sum(r["quantity"] for r in refunded.get(order_id, [])) >= order.quantity:
             await self._tell(order)
         return {"order": order.public(), "refund": public}
+
+    async def _record(self, room_id: str, order_id: str, what: str,
+                      write: Callable[[str], Awaitable[tuple[str, Order, dict[str, Any]]
+                                                        | None]]
+                      ) -> tuple[str, Order, dict[str, Any]]:
+        """Record a change of an order in the store under the room's Redis epoch
+        (`write(epoch)`): refused while the room is rebuilt, when the store cannot
+        take it, when the room has no such order, and when a rebuild began meanwhile
+        (the store's epoch moved: 'fenced')."""
+        epoch = await self.ctx.data.rooms.epoch(room_id)
+        if epoch is None:
+            raise rebuilding()
+        try:
+            recorded = await write(epoch)
+        except StoreError as exc:
+            raise Unavailable(f"the {what} could not be recorded; try again",
+                              code="store_unavailable") from exc
+        if recorded is None:
+            raise NotFound(f"no order {order_id} in this room", code="order_not_found")
+        if recorded[0] == "fenced":
+            raise rebuilding()
+        return recorded
 
     async def _tell(self, order: Order) -> None:
         for listener in self.ctx.cancel_listeners:
