@@ -334,9 +334,10 @@ async def test_a_customer_who_bought_before_the_link_pays_the_inviter_nothing(
 
 async def test_a_stalled_store_answers_store_unavailable_and_loses_nothing(
         redis_url: str, data_dir: Path) -> None:
-    """The store locked by another process past its timeout: invite and accept are
-    refused store_unavailable (not an internal error); once it answers, the same
-    requests go through and the referral is recorded once."""
+    """The store locked by another process past its timeout: a link is still given
+    (its count is written once the store answers), an accept is refused
+    store_unavailable (not an internal error); once the store answers, the same
+    accept goes through and the referral and the count are recorded once."""
     async with server_with(redis_url, data_dir, store={"busy_timeout_ms": 300},
                            auth={"shop_key": SHOP_KEY, "shop_token_max_lifetime_s": 3600}
                            ) as (server, http):
@@ -345,12 +346,17 @@ async def test_a_stalled_store_answers_store_unavailable_and_loses_nothing(
         bob = await customer(server, host.room_id, "bob")
         link = await invite_of(ada)
         async with StoreLock(server.settings.store_path):
-            stalled = await ada.request("invite")
-            assert stalled["code"] == "store_unavailable", stalled
+            given = await ada.request("invite")
+            assert given["invite"] == link
+            # The host's tree writes the pending count first: 503, not a 500.
+            r = await http.get(f"/api/rooms/{host.room_id}/referrals",
+                               headers={"X-Host-Key": host.key})
+            assert (r.status_code, r.json()["error"]["code"]) == (503, "store_unavailable")
             refused = await bob.request("accept_invite", invite=link)
             assert refused["code"] == "store_unavailable", refused
         assert (await bob.request("accept_invite", invite=link))["type"] == "invite_accepted"
         tree = await tree_when(host, lambda t: t["totals"]["joins"] == 1)
         assert tree["inviters"][0]["invitees"][0]["viewer_id"] == "shop_bob"
+        assert tree["inviters"][0]["invites_sent"] == 2
         for v in (ada, bob):
             await v.close()

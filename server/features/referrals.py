@@ -25,15 +25,19 @@ from server.core.views import coupon_view
 from server.features.context import Answer, Context
 from server.features.fans import Fans
 from server.features.registry import Call, Registry, Route, ViewerCall
-from server.state.store import Order
+from server.state.store import Order, StoreError
 
 log = logging.getLogger("livesell.referrals")
+
+MAX_PENDING_INVITES = 10_000  # (room, inviter) counts kept before a flush is forced
 
 class Referrals:
     def __init__(self, ctx: Context, fans: Fans) -> None:
         self.ctx = ctx
         self.fans = fans
         self._signer: InviteSigner | None = None
+        # (room, inviter) -> (nickname, links asked for, first ask) not written yet.
+        self._sent: dict[tuple[str, str], tuple[str, int, int]] = {}
 
     @property
     def signer(self) -> InviteSigner:
@@ -48,6 +52,7 @@ class Referrals:
         registry.message(Invite, self._invite)
         registry.message(AcceptInvite, self._accept)
         registry.on_restore(self.restore)
+        registry.on_upkeep(self.flush_invites)
         self.ctx.order_listeners.append(self._ordered)
         self.ctx.cancel_listeners.append(self._cancelled)
 
@@ -64,6 +69,7 @@ class Referrals:
         return program_from_stored(stored) if stored is not None else None
 
     async def _tree(self, call: Call) -> Any:
+        await self.flush_invites()
         stored = await self.ctx.store.referral_program(call.room_id)
         return tree(stored, await self.ctx.store.referral_tree(call.room_id))
 
@@ -73,8 +79,14 @@ class Referrals:
         await self.ctx.ensure_whole(call.room_id)
         token = self.signer.issue(call.room_id, call.viewer.viewer_id, call.viewer.nickname,
                                   call.client)
-        await self.ctx.store.add_invite_sent(call.room_id, call.viewer.viewer_id,
-                                             call.viewer.nickname, now_ms())
+        # Counted here and written once a second (flush_invites): a viewer asking for
+        # links as fast as the frame limit lets them costs no store write each.
+        key = (call.room_id, call.viewer.viewer_id)
+        known = self._sent.get(key)
+        self._sent[key] = (call.viewer.nickname, (known[1] if known else 0) + 1,
+                           known[2] if known else now_ms())
+        if len(self._sent) >= MAX_PENDING_INVITES:
+            await self.flush_invites()
         return Answer("invite", {"invite": token, "path": f"/r/{call.room_id}?invite={token}"})
 
     async def _accept(self, call: ViewerCall, msg: AcceptInvite) -> Answer:
@@ -83,6 +95,13 @@ class Referrals:
         if invitation is None or invitation.room_id != call.room_id:
             raise refusal("invite_invalid")
         viewer = call.viewer
+        # An invitee already recorded answers from Redis: a repeated accept costs no
+        # store write.
+        known = await self.ctx.data.referrals.inviter_of(call.room_id, viewer.viewer_id)
+        if known is not None:
+            if known != invitation.inviter:
+                raise refusal("already_invited")
+            return Answer("invite_accepted", {"inviter": invitation.nickname})
         if invitation.inviter == viewer.viewer_id or (
                 not viewer.verified
                 and invitation.address_tag == self.signer.address_tag(call.client)):
@@ -175,10 +194,24 @@ class Referrals:
                                events.referral_reward(inviter, nickname, "reversed", reward))
 
     async def _inviter_nickname(self, room_id: str, invitee: str, inviter: str) -> str:
-        for row in (await self.ctx.store.referral_tree(room_id))["referrals"]:
-            if row["invitee"] == invitee:
-                return str(row["inviter_nickname"])
-        return inviter
+        return await self.ctx.store.inviter_nickname(room_id, invitee) or inviter
+
+    async def flush_invites(self) -> None:
+        """Write the invite links counted here since the last flush (upkeep, once a
+        second; and before the host reads the tree)."""
+        taken, self._sent = self._sent, {}
+        for key, (nickname, count, first_at) in list(taken.items()):
+            try:
+                await self.ctx.store.add_invite_sent(key[0], key[1], nickname, first_at,
+                                                     count)
+            except StoreError:
+                # The store stalled: keep what is not written for the next flush.
+                for k, (nick, n, at) in taken.items():
+                    known = self._sent.get(k)
+                    self._sent[k] = (nick, n + (known[1] if known else 0),
+                                     min(at, known[2]) if known else at)
+                raise
+            del taken[key]
 
     async def restore(self, room_id: str) -> None:
         """Put the room's program, referrals and reward decisions back into Redis."""

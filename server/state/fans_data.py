@@ -89,6 +89,10 @@ class ReferralsData:
         raw = await self.redis.hget(room_keys(room_id).room, "referral_program")
         return dict(orjson.loads(raw)) if raw else None
 
+    async def inviter_of(self, room_id: str, invitee: str) -> str | None:
+        value = await self.redis.hget(room_keys(room_id).referrals, invitee)
+        return None if value is None else str(value)
+
     async def set_inviter(self, room_id: str, invitee: str, inviter: str) -> None:
         await self.redis.hset(room_keys(room_id).referrals, invitee, inviter)
 

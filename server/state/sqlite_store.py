@@ -731,10 +731,16 @@ class SqliteOrderStore:
         return dict(orjson.loads(rows[0]["data"])) if rows else None
 
     async def add_invite_sent(self, room_id: str, inviter: str, nickname: str,
-                              at: int) -> None:
-        await self.write("INSERT INTO referral_invites VALUES (?, ?, ?, 1, ?) "
-                         "ON CONFLICT(room_id, inviter) DO UPDATE SET sent = sent + 1, "
-                         "nickname = excluded.nickname", (room_id, inviter, nickname, at))
+                              at: int, count: int = 1) -> None:
+        await self.write("INSERT INTO referral_invites VALUES (?, ?, ?, ?, ?) "
+                         "ON CONFLICT(room_id, inviter) DO UPDATE SET "
+                         "sent = sent + excluded.sent, nickname = excluded.nickname",
+                         (room_id, inviter, nickname, count, at))
+
+    async def inviter_nickname(self, room_id: str, invitee: str) -> str | None:
+        rows = await self._all("SELECT inviter_nickname FROM referrals WHERE room_id = ? "
+                               "AND invitee = ?", (room_id, invitee))
+        return str(rows[0]["inviter_nickname"]) if rows else None
 
     async def add_referral(self, room_id: str, invitee: str, inviter: str,
                            inviter_nickname: str, nickname: str, at: int) -> str:

@@ -464,8 +464,12 @@ class OrderStore(Protocol):
         ...
 
     async def add_invite_sent(self, room_id: str, inviter: str, nickname: str,
-                              at: int) -> None:
-        """Count one invite link asked for by the inviter."""
+                              at: int, count: int = 1) -> None:
+        """Count `count` invite links asked for by the inviter."""
+        ...
+
+    async def inviter_nickname(self, room_id: str, invitee: str) -> str | None:
+        """The nickname of the inviter whose link the invitee accepted, if any."""
         ...
 
     async def add_referral(self, room_id: str, invitee: str, inviter: str,

@@ -21,6 +21,7 @@ from server.core import domain
 from server.core.errors import LivesellError
 from server.core.settings import Settings, load_settings
 from server.state.faults import STATE_FAULTS
+from server.state.store import StoreClosed, StoreError
 from server.web import logfilter, security
 from server.web.routes import CLIENT_DIR, http_routes, ok
 from server.web.services import Services
@@ -54,6 +55,16 @@ async def on_redis_error(request: Request, exc: Exception) -> Response:
     request.app.state.services.health.redis_failed(exc)
     response = ok({"error": {"code": "unavailable", "message": "temporarily unavailable"}},
                   503)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+async def on_store_error(request: Request, exc: Exception) -> Response:
+    """The order store stalled past its timeout or is closing: a fault of the moment
+    (nothing of the request was committed), answered 503 like Redis's."""
+    response = ok({"error": {"code": "store_unavailable",
+                             "message": "the order store did not answer in time; try "
+                                        "again"}}, 503)
     response.headers["Retry-After"] = "1"
     return response
 
@@ -93,6 +104,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             LivesellError: on_livesell_error,
             HTTPException: on_http_error,
             **dict.fromkeys(STATE_FAULTS, on_redis_error),
+            StoreError: on_store_error,
+            StoreClosed: on_store_error,
             Exception: on_unexpected,
         },
     )
