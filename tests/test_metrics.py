@@ -7,6 +7,9 @@ when one is set."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -14,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.state.redis_probe import free_port
 from tests.support import LiveServer, ViewerClient, create_room, eventually, join, server_with
-from tests.test_supervision import join_at, serving
+from tests.test_supervision import _comm, children, join_at, serving
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -104,6 +107,65 @@ async def test_a_multi_process_server_adds_up_every_workers_counts(tmp_path: Pat
                         return False
                 return True
             await eventually(added_up)
+            for v in viewers:
+                await v.close()
+
+
+def _workers(parent: int) -> list[int]:
+    """The serving processes (not redis-server, not multiprocessing's resource
+    tracker)."""
+    out = []
+    for pid in children(parent):
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if _comm(pid) != "redis-server" and b"resource_tracker" not in cmd:
+                out.append(pid)
+    return out
+
+
+def _sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+async def test_a_killed_workers_live_gauges_leave_the_sums(tmp_path: Path) -> None:
+    """A SIGKILLed worker never runs its own clean-up: the supervisor that restarts it
+    takes its files out of the live gauges, so `livesell_connections` counts the
+    connections still open, not the dead worker's too."""
+    data = tmp_path / "data"
+    with serving(tmp_path, data, "--workers", "2", port=free_port()) as served:
+        served.wait_serving()
+        async with httpx.AsyncClient(base_url=served.base, timeout=30) as http:
+            host = await create_room(http)
+            viewers = [await join_at(served.port, host.room_id) for _ in range(12)]
+
+            async def counted(n: int) -> bool:
+                for _ in range(4):
+                    if value(await scrape(http), "livesell_connections") != n:
+                        return False
+                return True
+
+            await eventually(lambda: counted(12))
+            workers = _workers(served.pid)
+            assert len(workers) == 2, workers
+            # The worker holding more sockets: the one with viewers on it.
+            workers.sort(key=_sockets, reverse=True)
+            os.kill(workers[0], signal.SIGKILL)
+
+            async def settled() -> bool:
+                now = _workers(served.pid)
+                if len(now) != 2 or workers[0] in now:
+                    return False  # not restarted yet
+                still_open = sum(1 for v in viewers if not v.closed.done())
+                return await counted(still_open)
+
+            await eventually(settled)
+            # Some were on the worker killed: the gauge did go down, not stay at 12.
+            assert sum(1 for v in viewers if not v.closed.done()) < 12
             for v in viewers:
                 await v.close()
 

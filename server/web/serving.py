@@ -27,7 +27,7 @@ from server.core.settings import Settings, load_settings
 from server.state.ownership import DataDirBusy, claim, use_for_redis
 from server.web import logfilter
 from server.web.logjson import JsonFormatter, uvicorn_log_config
-from server.web.metrics import MULTIPROC_ENV
+from server.web.metrics import MULTIPROC_ENV, process_gone
 
 log = logging.getLogger("livesell")
 
@@ -344,6 +344,16 @@ class _Workers(Multiprocess):
         for process in list(self.processes):
             with contextlib.suppress(OSError, ValueError):
                 process.kill()
+
+    def keep_subprocess_alive(self) -> None:
+        """uvicorn's restart of a dead worker, and then its metrics leave the sums: a
+        SIGKILLed worker never ran its own clean-up, so its live gauges (connections,
+        rooms, requests in flight) would count forever in every scrape."""
+        before = [p.pid for p in self.processes]
+        super().keep_subprocess_alive()
+        for old, new in zip(before, [p.pid for p in self.processes], strict=False):
+            if old is not None and old != new:
+                process_gone(old)
 
     def handle_int(self) -> None:
         self._arm()
