@@ -369,6 +369,9 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("GET", "/metrics"): Endpoint({}),
     ("GET", "/api/ready"): Endpoint({}),
     ("GET", "/api/time"): Endpoint({}),
+    ("GET", "/api/openapi.json"): Endpoint({}),
+    ("GET", "/api/asyncapi.json"): Endpoint({}),
+    ("GET", "/api/docs"): Endpoint({}),
     ("GET", "/api/qr.svg"): Endpoint({}, query=("text",)),
     ("POST", "/api/session"): Endpoint({}, lambda w: {
         "nickname": TEXT | ODD_TEXT,
@@ -498,6 +501,7 @@ HTTP: dict[tuple[str, str], Endpoint] = {
         "require_verified": st.booleans() | INTS, "limit_per_ip": st.booleans() | TEXT,
         "slow_mode_s": INTS}),
     ("MOUNT", "/static"): Endpoint({"path": "static"}),
+    ("MOUNT", "/api/docs/static"): Endpoint({"path": "static"}),
 }
 WS_ROUTES = frozenset({"/ws/{room_id}"})
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "PROPFIND"]

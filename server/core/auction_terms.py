@@ -15,13 +15,10 @@ from typing import Any, Final, Literal
 from server.core import auction_chain
 from server.core.errors import BadRequest
 from server.core.protocol import (
-    ID_PATTERN,
     MAX_AMOUNT,
-    get_bool,
     get_int,
-    get_str,
-    reject_unknown,
 )
+from server.core.schema import ID, Bool, Int, ListOf, Obj, Shape, Str, opt, req
 
 AntiSnipe = Literal["extend", "sudden_death"]
 
@@ -96,26 +93,35 @@ class Auction:
             pay_s=int(d["pay_s"]), started_at=int(d["started_at"]))
 
 
-AUCTION_FIELDS: Final = frozenset({
-    "product_id", "start_price", "duration_s", "increments", "reserve_price",
-    "buy_now_price", "anti_snipe", "extend_s", "signed_only", "pay_s"})
+BAND_SHAPE: Final = Shape("increments band", {
+    "from": req(Int(0, MAX_AMOUNT), "the price this band starts at"),
+    "step": req(Int(1, MAX_AMOUNT), "the least raise from there"),
+})
+AUCTION_SHAPE: Final = Shape("auction", {
+    "product_id": req(ID),
+    "start_price": req(Int(1, MAX_AMOUNT), "in minor units"),
+    "duration_s": opt(Int(MIN_DURATION_S, MAX_AUCTION_S), 60),
+    "increments": opt(ListOf(Obj(BAND_SHAPE), 1, MAX_BANDS, what="bands"),
+                      doc="bid increment bands (default: 1.00 from 0, 2.50 from 50.00, ...)"),
+    "reserve_price": opt(Int(1, MAX_AMOUNT), doc="no sale below it"),
+    "buy_now_price": opt(Int(2, MAX_AMOUNT), doc="a bid of it ends the auction"),
+    "anti_snipe": opt(Str(20, choices=("extend", "sudden_death")), "extend"),
+    "extend_s": opt(Int(1, 300), doc="a late bid extends the end by this (default: the "
+                    "server's [auction] extend_s)"),
+    "signed_only": opt(Bool(), False, "only shop-signed identities may bid"),
+    "pay_s": opt(Int(10, MAX_AUCTION_S), doc="seconds the winner has to pay (default: "
+                 "the server's [auction] pay_s)"),
+}, rules=("Bands start at 0 and rise; reserve_price is at least start_price; "
+          "buy_now_price is above start_price and not below reserve_price.",))
 
 
-def _increments(body: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
-    raw = body.get("increments")
+def _increments(v: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
+    raw = v.get("increments")
     if raw is None:
         return DEFAULT_INCREMENTS
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BANDS:
-        raise BadRequest(f"increments: expected a list of 1 to {MAX_BANDS} bands",
-                         details={"field": "increments"})
     bands: list[tuple[int, int]] = []
     for i, band in enumerate(raw):
-        if not isinstance(band, dict):
-            raise BadRequest(f"increments[{i}]: expected an object {{from, step}}",
-                             details={"field": "increments"})
-        reject_unknown(band, frozenset({"from", "step"}), f"increments[{i}]")
-        start = get_int(band, "from", lo=0, hi=MAX_AMOUNT)
-        step = get_int(band, "step", lo=1, hi=MAX_AMOUNT)
+        start, step = band["from"], band["step"]
         if i == 0 and start != 0:
             raise BadRequest("increments[0].from: the first band must start at 0",
                              details={"field": "increments"})
@@ -137,26 +143,17 @@ def parse_auction(body: Mapping[str, Any], *, auction_id: str, product_id: str,
                   default_pay_s: int) -> Auction:
     """The host's start request, validated; the product's own fields come from the
     catalogue."""
-    reject_unknown(body, AUCTION_FIELDS, "auction")
-    get_str(body, "product_id", max_len=64, pattern=ID_PATTERN)
-    start = get_int(body, "start_price", lo=1, hi=MAX_AMOUNT)
-    reserve = _optional_price(body, "reserve_price", start)
-    buy_now = _optional_price(body, "buy_now_price", start + 1)
+    v = AUCTION_SHAPE.read(body)
+    start = v["start_price"]
+    reserve = _optional_price(v, "reserve_price", start)
+    buy_now = _optional_price(v, "buy_now_price", start + 1)
     if buy_now is not None and reserve is not None and buy_now < reserve:
         raise BadRequest("buy_now_price: must not be below reserve_price",
                          details={"field": "buy_now_price"})
-    mode = get_str(body, "anti_snipe", max_len=20, default="extend")
-    if mode not in ("extend", "sudden_death"):
-        raise BadRequest("anti_snipe: must be 'extend' or 'sudden_death'",
-                         details={"field": "anti_snipe"})
     return Auction(
         auction_id=auction_id, product_id=product_id, title=title, currency=currency,
-        start_price=start, increments=_increments(body),
-        duration_s=get_int(body, "duration_s", lo=MIN_DURATION_S, hi=MAX_AUCTION_S,
-                           default=60),
+        start_price=start, increments=_increments(v), duration_s=v["duration_s"],
         reserve_price=reserve, buy_now_price=buy_now,
-        anti_snipe="sudden_death" if mode == "sudden_death" else "extend",
-        extend_s=get_int(body, "extend_s", lo=1, hi=300, default=default_extend_s),
-        signed_only=get_bool(body, "signed_only", default=False),
-        pay_s=get_int(body, "pay_s", lo=10, hi=MAX_AUCTION_S, default=default_pay_s),
-        started_at=now)
+        anti_snipe="sudden_death" if v["anti_snipe"] == "sudden_death" else "extend",
+        extend_s=v.get("extend_s", default_extend_s), signed_only=v["signed_only"],
+        pay_s=v.get("pay_s", default_pay_s), started_at=now)

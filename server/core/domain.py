@@ -8,6 +8,7 @@ scripts (server/state/scripts.py); this module holds the rules that are not race
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import re
@@ -20,16 +21,13 @@ from typing import Any, Final, Literal
 from server.core.errors import BadRequest
 from server.core.protocol import (
     CURRENCY_PATTERN,
-    ID_PATTERN,
     MAX_AMOUNT,
     MAX_DURATION_S,
     MAX_LEVELS,
     MAX_STOCK,
-    get_bool,
     get_int,
-    get_str,
-    reject_unknown,
 )
+from server.core.schema import ID, Bool, Field, Int, Shape, Str, opt, req
 
 URL_PATTERN: Final = re.compile(r"^https?://[^\s<>\"']+$")
 MAX_TITLE: Final = 120
@@ -79,17 +77,25 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _url(d: Mapping[str, Any], key: str) -> str:
-    value = get_str(d, key, max_len=MAX_URL, min_len=0, required=False, strip=True)
-    if value and not URL_PATTERN.match(value):
-        raise BadRequest(f"{key}: must be an http:// or https:// URL", details={"field": key})
-    return value
+# Empty: none.
+# (Control characters named: ECMAScript's \s, which OpenAPI tools read the pattern
+# with, does not cover \u001c-\u001f and \u0085 as Python's does.)
+URL: Final = Str(MAX_URL, min_len=0,
+                 pattern=re.compile(r"""^(https?://[^\s<>"'\u0000-\u001f\u007f\u0085]+)?$"""),
+                 strip=True, says="must be an http:// or https:// URL")
+TITLE: Final = Str(MAX_TITLE, strip=True)
+CURRENCY: Final = Str(3, min_len=3, pattern=CURRENCY_PATTERN)
+
+ROOM_SHAPE: Final = Shape("room", {
+    "title": req(TITLE),
+    "stream_url": opt(URL, "", "the stream the pages play (http or https)"),
+})
 
 
 def parse_room(body: Mapping[str, Any]) -> tuple[str, str]:
-    reject_unknown(body, frozenset({"title", "stream_url"}), "room")
-    return (get_str(body, "title", max_len=MAX_TITLE, strip=True),
-            _url(body, "stream_url"))
+    """A room's title and stream."""
+    v = ROOM_SHAPE.read(body)
+    return v["title"], v["stream_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,44 +111,45 @@ class Product:
         return asdict(self)
 
 
-PRODUCT_FIELDS: Final = frozenset(
-    {"product_id", "title", "price", "currency", "image_url", "description", "stock"})
+_PRODUCT: Final = {
+    "title": req(TITLE),
+    "price": req(Int(0, MAX_AMOUNT), "in minor units (cents)"),
+    "currency": opt(CURRENCY, "USD", "ISO 4217 code"),
+    "image_url": opt(URL, ""),
+    "description": opt(Str(MAX_DESCRIPTION, min_len=0), ""),
+    "stock": req(Int(0, MAX_STOCK), "units in stock"),
+}
+PRODUCT_SHAPE: Final = Shape("product", {
+    "product_id": opt(ID, doc="made by the server when not given"), **_PRODUCT})
+PRODUCT_UPDATE_SHAPE: Final = Shape(
+    "product update",
+    {name: Field(f.kind, doc=f.doc) for name, f in _PRODUCT.items()},
+    doc="The fields to change; `stock` sets the total stock.",
+    non_empty="product update: give at least one field")
 
 
 def parse_product(body: Mapping[str, Any]) -> tuple[Product, int]:
     """A new product and its initial stock."""
-    reject_unknown(body, PRODUCT_FIELDS, "product")
-    pid = get_str(body, "product_id", max_len=64, pattern=ID_PATTERN, required=False)
+    v = PRODUCT_SHAPE.read(body)
     product = Product(
-        product_id=pid or new_id("p"),
-        title=get_str(body, "title", max_len=MAX_TITLE, strip=True),
-        price=get_int(body, "price", lo=0, hi=MAX_AMOUNT),
-        currency=get_str(body, "currency", max_len=3, min_len=3, pattern=CURRENCY_PATTERN,
-                         default="USD"),
-        image_url=_url(body, "image_url"),
-        description=get_str(body, "description", max_len=MAX_DESCRIPTION, min_len=0,
-                            required=False),
-    )
-    return product, get_int(body, "stock", lo=0, hi=MAX_STOCK)
+        product_id=v.get("product_id") or new_id("p"), title=v["title"], price=v["price"],
+        currency=v["currency"], image_url=v["image_url"], description=v["description"])
+    return product, v["stock"]
 
 
-def apply_product_update(product: Product, body: Mapping[str, Any]) -> tuple[Product, int | None]:
+def apply_product_update(product: Product,
+                         body: Mapping[str, Any]) -> tuple[Product, int | None]:
     """The product with the given fields changed, and the new total stock if given."""
-    reject_unknown(body, PRODUCT_FIELDS - {"product_id"}, "product update")
-    if not body:
-        raise BadRequest("product update: give at least one field")
+    v = PRODUCT_UPDATE_SHAPE.read(body)
     updated = Product(
         product_id=product.product_id,
-        title=get_str(body, "title", max_len=MAX_TITLE, strip=True, default=product.title),
-        price=get_int(body, "price", lo=0, hi=MAX_AMOUNT, default=product.price),
-        currency=get_str(body, "currency", max_len=3, min_len=3, pattern=CURRENCY_PATTERN,
-                         default=product.currency),
-        image_url=_url(body, "image_url") if "image_url" in body else product.image_url,
-        description=(get_str(body, "description", max_len=MAX_DESCRIPTION, min_len=0)
-                     if "description" in body else product.description),
+        title=v.get("title", product.title),
+        price=v.get("price", product.price),
+        currency=v.get("currency", product.currency),
+        image_url=v.get("image_url", product.image_url),
+        description=v.get("description", product.description),
     )
-    stock = get_int(body, "stock", lo=0, hi=MAX_STOCK) if "stock" in body else None
-    return updated, stock
+    return updated, v.get("stock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,29 +167,35 @@ class Sale:
         return asdict(self)
 
 
-SALE_FIELDS: Final = frozenset(
-    {"product_id", "price", "units", "limit_per_buyer", "starts_at", "starts_in_s", "duration_s"})
+SALE_SHAPE: Final = Shape("sale", {
+    "product_id": req(ID),
+    "price": opt(Int(0, MAX_AMOUNT), doc="the sale price; the product's price when not given"),
+    "units": req(Int(1, MAX_STOCK), "units for sale"),
+    "limit_per_buyer": opt(Int(1, MAX_STOCK), 1),
+    "starts_at": opt(Int(0, 2**53), doc="Unix time in ms, within a minute before now "
+                     f"and {MAX_DURATION_S} s after"),
+    "starts_in_s": opt(Int(0, MAX_DURATION_S), doc="seconds from now (default 0: now)"),
+    "duration_s": req(Int(1, MAX_DURATION_S)),
+}, exclusive=(("starts_at", "starts_in_s"),))
 
 
 def parse_sale(body: Mapping[str, Any], product: Product, now: int) -> Sale:
-    reject_unknown(body, SALE_FIELDS, "sale")
-    if "starts_at" in body and "starts_in_s" in body:
-        raise BadRequest("sale: give starts_at or starts_in_s, not both")
-    if "starts_at" in body:
-        starts_at = get_int(body, "starts_at", lo=now - 60_000, hi=now + MAX_DURATION_S * 1000)
+    """A sale of the product."""
+    v = SALE_SHAPE.read(body)
+    if "starts_at" in v:
+        starts_at = get_int(v, "starts_at", lo=now - 60_000, hi=now + MAX_DURATION_S * 1000)
         starts_at = max(starts_at, now)
     else:
-        starts_at = now + get_int(body, "starts_in_s", lo=0, hi=MAX_DURATION_S, default=0) * 1000
-    duration = get_int(body, "duration_s", lo=1, hi=MAX_DURATION_S)
+        starts_at = now + v.get("starts_in_s", 0) * 1000
     return Sale(
         sale_id=new_id("s"),
         product_id=product.product_id,
-        price=get_int(body, "price", lo=0, hi=MAX_AMOUNT, default=product.price),
+        price=v.get("price", product.price),
         currency=product.currency,
-        units=get_int(body, "units", lo=1, hi=MAX_STOCK),
-        limit_per_buyer=get_int(body, "limit_per_buyer", lo=1, hi=MAX_STOCK, default=1),
+        units=v["units"],
+        limit_per_buyer=v["limit_per_buyer"],
         starts_at=starts_at,
-        ends_at=starts_at + duration * 1000,
+        ends_at=starts_at + v["duration_s"] * 1000,
     )
 
 
@@ -208,29 +221,34 @@ class CouponDrop:
         return asdict(self)
 
 
-COUPON_FIELDS: Final = frozenset(
-    {"title", "kind", "value", "min_spend", "currency", "count", "expires_in_s"})
+@functools.lru_cache(maxsize=8)
+def coupon_shape(max_count: int) -> Shape:
+    """A coupon drop's body; `max_count` is the server's [coupons] max_count."""
+    return Shape("coupon", {
+        "title": opt(TITLE, doc="default: '<value>% off' or '<value> off'"),
+        "kind": req(Str(10, choices=("amount", "percent"))),
+        "value": req(Int(1, MAX_AMOUNT), "minor units off, or a percentage (1..100)"),
+        "min_spend": opt(Int(0, MAX_AMOUNT), 0),
+        "currency": opt(CURRENCY, "USD"),
+        "count": req(Int(1, max_count), "how many can claim it"),
+        "expires_in_s": opt(Int(1, MAX_DURATION_S), 3600),
+    }, rules=("A percent coupon's value is at most 100.",))
 
 
 def parse_coupon(body: Mapping[str, Any], now: int, max_count: int) -> CouponDrop:
-    reject_unknown(body, COUPON_FIELDS, "coupon")
-    kind = get_str(body, "kind", max_len=10)
-    if kind not in ("amount", "percent"):
-        raise BadRequest("kind: must be 'amount' or 'percent'", details={"field": "kind"})
-    value = (get_int(body, "value", lo=1, hi=100) if kind == "percent"
-             else get_int(body, "value", lo=1, hi=MAX_AMOUNT))
+    """A coupon drop, of at most `max_count` coupons."""
+    v = coupon_shape(max_count).read(body)
+    kind = v["kind"]
+    value = get_int(v, "value", lo=1, hi=100) if kind == "percent" else v["value"]
     return CouponDrop(
         coupon_id=new_id("c"),
-        title=get_str(body, "title", max_len=MAX_TITLE, strip=True,
-                      default=f"{value}% off" if kind == "percent" else f"{value} off"),
+        title=v.get("title") or (f"{value}% off" if kind == "percent" else f"{value} off"),
         kind="percent" if kind == "percent" else "amount",
         value=value,
-        min_spend=get_int(body, "min_spend", lo=0, hi=MAX_AMOUNT, default=0),
-        currency=get_str(body, "currency", max_len=3, min_len=3, pattern=CURRENCY_PATTERN,
-                         default="USD"),
-        count=get_int(body, "count", lo=1, hi=max_count),
-        expires_at=now + get_int(body, "expires_in_s", lo=1, hi=MAX_DURATION_S,
-                                 default=3600) * 1000,
+        min_spend=v["min_spend"],
+        currency=v["currency"],
+        count=v["count"],
+        expires_at=now + v["expires_in_s"] * 1000,
         created_at=now,
     )
 
@@ -254,33 +272,41 @@ class Lottery:
         return asdict(self)
 
 
-LOTTERY_FIELDS: Final = frozenset({"prize", "winners", "entry", "keyword", "duration_s",
-                                   "min_level"})
+@functools.lru_cache(maxsize=8)
+def lottery_shape(max_winners: int) -> Shape:
+    """A lottery's body; `max_winners` is the server's [lottery] max_winners."""
+    return Shape("lottery", {
+        "prize": req(Str(MAX_PRIZE, strip=True)),
+        "winners": opt(Int(1, max_winners), 1),
+        "entry": opt(Str(10, choices=("button", "keyword")), "button"),
+        "keyword": opt(Str(MAX_KEYWORD, strip=True), doc="the chat word that enters"),
+        "duration_s": req(Int(1, 86400)),
+        "min_level": opt(Int(0, MAX_LEVELS), 0, "the fan level a viewer needs to enter"),
+    }, rules=("`keyword` is required with entry 'keyword' and refused otherwise.",))
 
 
 def parse_lottery(body: Mapping[str, Any], now: int, max_winners: int,
                   seed: str) -> Lottery:
-    reject_unknown(body, LOTTERY_FIELDS, "lottery")
-    entry = get_str(body, "entry", max_len=10, default="button")
-    if entry not in ("button", "keyword"):
-        raise BadRequest("entry: must be 'button' or 'keyword'", details={"field": "entry"})
+    """A lottery of at most `max_winners` winners."""
+    v = lottery_shape(max_winners).read(body)
+    entry = v["entry"]
     keyword = ""
     if entry == "keyword":
-        keyword = normalize_entry_text(get_str(body, "keyword", max_len=MAX_KEYWORD, strip=True))
+        keyword = normalize_entry_text(v.get("keyword", ""))
         if not keyword:
             raise BadRequest("keyword: required for keyword entry", details={"field": "keyword"})
-    elif "keyword" in body:
+    elif "keyword" in v:
         raise BadRequest("keyword: only for entry 'keyword'", details={"field": "keyword"})
     return Lottery(
         lottery_id=new_id("l"),
-        prize=get_str(body, "prize", max_len=MAX_PRIZE, strip=True),
-        winners=get_int(body, "winners", lo=1, hi=max_winners, default=1),
+        prize=v["prize"],
+        winners=v["winners"],
         entry="keyword" if entry == "keyword" else "button",
         keyword=keyword,
         seed_hash=seed_hash(seed),
         opens_at=now,
-        closes_at=now + get_int(body, "duration_s", lo=1, hi=86400) * 1000,
-        min_level=get_int(body, "min_level", lo=0, hi=MAX_LEVELS, default=0),
+        closes_at=now + v["duration_s"] * 1000,
+        min_level=v["min_level"],
     )
 
 
@@ -289,31 +315,33 @@ def normalize_entry_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+ANNOUNCEMENT_SHAPE: Final = Shape("announcement", {
+    "text": req(Str(MAX_ANNOUNCEMENT, strip=True))})
+MUTE_SHAPE: Final = Shape("mute", {
+    "viewer_id": req(ID),
+    "duration_s": opt(Int(1, MAX_DURATION_S), 300),
+})
+PIN_SHAPE: Final = Shape("pin", {
+    "product_id": req(ID),
+    "open_for_sale": opt(Bool(), True, "pinning opens it for sale (buy-it-now); false "
+                         "pins it for show only"),
+})
+DELETE_SHAPE: Final = Shape("delete", {"message_id": req(ID)})
+
+
 def parse_announcement(body: Mapping[str, Any]) -> str:
-    reject_unknown(body, frozenset({"text"}), "announcement")
-    return get_str(body, "text", max_len=MAX_ANNOUNCEMENT, strip=True)
-
-
-def reject_unknown_fields(body: Mapping[str, Any], allowed: set[str], what: str) -> None:
-    reject_unknown(body, frozenset(allowed), what)
-
-
-def get_id(body: Mapping[str, Any], key: str) -> str:
-    return get_str(body, key, max_len=64, pattern=ID_PATTERN)
+    return str(ANNOUNCEMENT_SHAPE.read(body)["text"])
 
 
 def parse_mute(body: Mapping[str, Any]) -> tuple[str, int]:
-    reject_unknown(body, frozenset({"viewer_id", "duration_s"}), "mute")
-    return get_id(body, "viewer_id"), get_int(body, "duration_s", lo=1, hi=MAX_DURATION_S,
-                                              default=300)
+    v = MUTE_SHAPE.read(body)
+    return v["viewer_id"], v["duration_s"]
 
 
 def parse_pin(body: Mapping[str, Any]) -> tuple[str, bool]:
-    """The product to pin, and whether pinning opens it for sale (buy-it-now; the
-    default, `open_for_sale: false` pins it for show only)."""
-    reject_unknown(body, frozenset({"product_id", "open_for_sale"}), "pin")
-    return (get_str(body, "product_id", max_len=64, pattern=ID_PATTERN),
-            get_bool(body, "open_for_sale", default=True))
+    """The product to pin, and whether pinning opens it for sale."""
+    v = PIN_SHAPE.read(body)
+    return v["product_id"], v["open_for_sale"]
 
 
 # ------------------------------------------------------------------ buy-it-now
@@ -342,20 +370,20 @@ class Listing:
     limit_per_buyer: int
 
 
-LISTING_FIELDS: Final = frozenset({"open", "limit_per_buyer"})
+LISTING_SHAPE: Final = Shape("listing", {
+    "open": req(Bool()),
+    "limit_per_buyer": opt(Int(1, MAX_STOCK), doc="kept from the current listing when not "
+                           "given, else the server's default"),
+})
 
 
 def parse_listing(body: Mapping[str, Any], product_id: str, current: Listing | None,
                   default_limit: int) -> Listing:
-    """The host's `PUT .../listing`: `open` (required) and `limit_per_buyer` (kept
-    from the current listing when not given, else the server's default)."""
-    reject_unknown(body, LISTING_FIELDS, "listing")
-    if not isinstance(body.get("open"), bool):
-        raise BadRequest("open: required, true or false", details={"field": "open"})
+    """The host's `PUT .../listing`."""
+    v = LISTING_SHAPE.read(body)
     limit = current.limit_per_buyer if current else default_limit
-    return Listing(product_id=product_id, open=bool(body["open"]),
-                   limit_per_buyer=get_int(body, "limit_per_buyer", lo=1, hi=MAX_STOCK,
-                                           default=limit))
+    return Listing(product_id=product_id, open=v["open"],
+                   limit_per_buyer=v.get("limit_per_buyer", limit))
 
 
 # ------------------------------------------------------------------ comment-to-buy
@@ -378,18 +406,19 @@ class ClaimWord:
         return self.keyword.lower()
 
 
+CLAIMS_SHAPE: Final = Shape("claims", {
+    "enabled": req(Bool()),
+    "keyword": opt(Str(20, strip=True, pattern=CLAIM_WORD_PATTERN,
+                       says="one word of letters and digits (1..20), like SOLD"),
+                   DEFAULT_CLAIM_WORD),
+    "quantities": opt(Bool(), True, "a comment '<keyword> <n>' buys n"),
+})
+
+
 def parse_claim_word(body: Mapping[str, Any], product_id: str) -> ClaimWord | None:
-    """The host's `PUT .../claims`: `enabled` (required), `keyword` (letters and
-    digits, 1..20, default SOLD), `quantities` (default true). None: switched off."""
-    reject_unknown(body, frozenset({"enabled", "keyword", "quantities"}), "claims")
-    if not isinstance(body.get("enabled"), bool):
-        raise BadRequest("enabled: required, true or false", details={"field": "enabled"})
-    keyword = get_str(body, "keyword", max_len=20, strip=True, default=DEFAULT_CLAIM_WORD)
-    if not CLAIM_WORD_PATTERN.match(keyword):
-        raise BadRequest("keyword: one word of letters and digits (1..20), like SOLD",
-                         details={"field": "keyword"})
-    quantities = get_bool(body, "quantities", default=True)
-    return ClaimWord(product_id, keyword, quantities) if body["enabled"] else None
+    """The host's `PUT .../claims`. None: switched off."""
+    v = CLAIMS_SHAPE.read(body)
+    return ClaimWord(product_id, v["keyword"], v["quantities"]) if v["enabled"] else None
 
 
 def match_claim(text: str, words: Mapping[str, tuple[str, bool]],

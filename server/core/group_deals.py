@@ -13,14 +13,12 @@ from typing import Any, Final
 import orjson
 
 from server.core.protocol import (
-    ID_PATTERN,
     MAX_AMOUNT,
     MAX_LEVELS,
     MAX_STOCK,
     get_int,
-    get_str,
-    reject_unknown,
 )
+from server.core.schema import ID, Int, Shape, opt, req
 
 DEAL_PREFIX: Final = "gb"
 
@@ -53,22 +51,25 @@ class GroupDeal:
                    int(d.get("min_level", 0)))
 
 
-DEAL_FIELDS: Final = frozenset({"product_id", "group_size", "group_price", "fill_s", "units",
-                                "min_level"})
+DEAL_SHAPE: Final = Shape("group deal", {
+    "product_id": req(ID),
+    "group_size": req(Int(2, 10), "buyers a group needs"),
+    "group_price": req(Int(0, MAX_AMOUNT), "each member's price, in minor units"),
+    "fill_s": opt(Int(10, 86400), 300, "seconds a group has to fill"),
+    "units": req(Int(2, MAX_STOCK), "units the deal may sell"),
+    "min_level": opt(Int(0, MAX_LEVELS), 0, "the fan level a viewer needs"),
+}, rules=("`units` is at least `group_size`.",))
 
 
 def parse_deal(body: Mapping[str, Any], *, deal_id: str, title: str, currency: str,
                now: int) -> GroupDeal:
-    reject_unknown(body, DEAL_FIELDS, "group deal")
-    size = get_int(body, "group_size", lo=2, hi=10)
-    units = get_int(body, "units", lo=size, hi=MAX_STOCK)
+    v = DEAL_SHAPE.read(body)
+    size = v["group_size"]
+    units = get_int(v, "units", lo=size, hi=MAX_STOCK)
     return GroupDeal(
-        deal_id=deal_id,
-        product_id=get_str(body, "product_id", max_len=64, pattern=ID_PATTERN),
-        title=title, currency=currency, group_size=size,
-        group_price=get_int(body, "group_price", lo=0, hi=MAX_AMOUNT),
-        fill_s=get_int(body, "fill_s", lo=10, hi=86400, default=300), units=units,
-        created_at=now, min_level=get_int(body, "min_level", lo=0, hi=MAX_LEVELS, default=0))
+        deal_id=deal_id, product_id=v["product_id"], title=title, currency=currency,
+        group_size=size, group_price=v["group_price"], fill_s=v["fill_s"], units=units,
+        created_at=now, min_level=v["min_level"])
 
 
 def deal_view(h: Mapping[str, Any]) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def clean_nickname(nickname: str, max_len: int) -> str:
     if len(nickname) > max_len:
         raise BadRequest(f"nickname: must be at most {max_len} characters",
                          details={"field": "nickname"})
-    if not NICK_PATTERN.match(nickname):
+    if not NICK_PATTERN.fullmatch(nickname):
         raise BadRequest("nickname: must not contain < > & \" ' or control characters",
                          details={"field": "nickname"})
     if is_reserved_nickname(nickname):

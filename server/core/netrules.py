@@ -49,7 +49,7 @@ _DEFAULT_PORT: Final = {"http": 80, "https": 443}
 
 def _split_origin(origin: str) -> tuple[str, str, int] | None:
     """(scheme, host name, port) of an http(s) origin, or None when it is not one."""
-    m = _ORIGIN.match(origin.strip().lower())
+    m = _ORIGIN.fullmatch(origin.strip().lower())
     if m is None:
         return None
     scheme = m["scheme"]
@@ -96,7 +96,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: str = "") -> b
         return False  # "null" (sandboxed frames, files) and anything malformed
     scheme, name, port = parts
     if host is not None:
-        m = HOST_PATTERN.match(host.strip().lower())
+        m = HOST_PATTERN.fullmatch(host.strip().lower())
         if m is not None and m["name"] == name and (
                 int(m["port"]) if m["port"] else _DEFAULT_PORT[scheme]) == port:
             return True

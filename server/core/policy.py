@@ -18,11 +18,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
-from server.core.errors import BadRequest
-from server.core.protocol import get_bool, get_int, reject_unknown
+from server.core.schema import Bool, Int, Shape, opt
 
 MAX_SLOW_MODE_S: Final = 3600
 FIELDS: Final = frozenset({"require_verified", "limit_per_ip", "slow_mode_s"})
+PATCH_SHAPE: Final = Shape("policy", {
+    "require_verified": opt(Bool(), doc="buying needs a shop-signed identity"),
+    "limit_per_ip": opt(Bool(), doc="per-buyer limits also count per client address"),
+    "slow_mode_s": opt(Int(0, MAX_SLOW_MODE_S), doc="seconds between a viewer's chat "
+                       "messages (0: off)"),
+}, doc="The fields to change.",
+    non_empty="policy: name at least one of " + ", ".join(sorted(FIELDS)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +49,7 @@ class RoomPolicy:
 
 def apply_patch(current: RoomPolicy, body: Mapping[str, Any]) -> RoomPolicy:
     """The policy with the fields `body` names changed; every field is checked."""
-    reject_unknown(body, FIELDS, "policy")
-    if not body:
-        raise BadRequest("policy: name at least one of " + ", ".join(sorted(FIELDS)))
-    changes: dict[str, Any] = {}
-    for name in ("require_verified", "limit_per_ip"):
-        if name in body:
-            changes[name] = get_bool(body, name, default=getattr(current, name))
-    if "slow_mode_s" in body:
-        changes["slow_mode_s"] = get_int(body, "slow_mode_s", lo=0, hi=MAX_SLOW_MODE_S,
-                                         default=current.slow_mode_s)
-    return replace(current, **changes)
+    return replace(current, **PATCH_SHAPE.read(body))
 
 
 def from_stored(data: Mapping[str, Any] | None) -> RoomPolicy:

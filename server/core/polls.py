@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from server.core.errors import BadRequest
-from server.core.protocol import ID_PATTERN, get_int, get_str, reject_unknown
+from server.core.schema import ID, Int, ListOf, Shape, Str, opt, req
 
 MAX_QUESTION: Final = 200
 MAX_OPTION: Final = 80
@@ -37,22 +37,20 @@ class Poll:
                    int(d["opens_at"]), int(d["closes_at"]))
 
 
-POLL_FIELDS: Final = frozenset({"question", "options", "duration_s"})
+POLL_SHAPE: Final = Shape("poll", {
+    "question": req(Str(MAX_QUESTION, strip=True)),
+    "options": req(ListOf(Str(MAX_OPTION, strip=True), MIN_OPTIONS, MAX_OPTIONS,
+                          what="strings")),
+    "duration_s": opt(Int(5, 86400), 60),
+}, rules=("Options must differ (ignoring case).",))
 
 
 def parse_poll(body: Mapping[str, Any], poll_id: str, now: int) -> Poll:
-    reject_unknown(body, POLL_FIELDS, "poll")
-    question = get_str(body, "question", max_len=MAX_QUESTION, strip=True)
-    raw = body.get("options")
-    if not isinstance(raw, list) or not MIN_OPTIONS <= len(raw) <= MAX_OPTIONS:
-        raise BadRequest(f"options: expected a list of {MIN_OPTIONS} to {MAX_OPTIONS} strings",
-                         details={"field": "options"})
-    options = tuple(get_str({f"options[{i}]": o}, f"options[{i}]", max_len=MAX_OPTION,
-                            strip=True) for i, o in enumerate(raw))
+    v = POLL_SHAPE.read(body)
+    options = tuple(v["options"])
     if len({o.casefold() for o in options}) != len(options):
         raise BadRequest("options: must be distinct", details={"field": "options"})
-    duration = get_int(body, "duration_s", lo=5, hi=86400, default=60)
-    return Poll(poll_id, question, options, now, now + duration * 1000)
+    return Poll(poll_id, v["question"], options, now, now + v["duration_s"] * 1000)
 
 
 def percentages(votes: Sequence[int]) -> list[int]:
@@ -69,15 +67,14 @@ def percentages(votes: Sequence[int]) -> list[int]:
     return out
 
 
-PIN_FIELDS: Final = frozenset({"text", "message_id"})
+PIN_SHAPE: Final = Shape("pinned message", {
+    "text": opt(Str(MAX_PINNED, strip=True), doc="the host's own note"),
+    "message_id": opt(ID, doc="a chat message to pin"),
+}, one_required=(("text", "message_id"),))
 
 
 def parse_pin_message(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The host's `PUT .../pinned-message`: its own note (`text`) or a viewer's
     message (`message_id`), exactly one of the two."""
-    reject_unknown(body, PIN_FIELDS, "pinned message")
-    if ("text" in body) == ("message_id" in body):
-        raise BadRequest("pinned message: give text or message_id, one of the two")
-    if "text" in body:
-        return get_str(body, "text", max_len=MAX_PINNED, strip=True), None
-    return None, get_str(body, "message_id", max_len=64, pattern=ID_PATTERN)
+    v = PIN_SHAPE.read(body)
+    return v.get("text"), v.get("message_id")

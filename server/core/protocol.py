@@ -70,7 +70,7 @@ def get_str(d: Mapping[str, Any], key: str, *, max_len: int, min_len: int = 1,
         raise BadRequest(f"{key}: must be at least {min_len} characters", details={"field": key})
     if len(value) > max_len:
         raise BadRequest(f"{key}: must be at most {max_len} characters", details={"field": key})
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise BadRequest(f"{key}: has invalid characters or format", details={"field": key})
     if "\x00" in value:
         raise BadRequest(f"{key}: must not contain NUL characters", details={"field": key})
@@ -85,6 +85,12 @@ def get_int(d: Mapping[str, Any], key: str, *, lo: int, hi: int,
         return default
     value = d[key]
     if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            # 14.0 is the integer 14, as JSON Schema (and so the OpenAPI document) says.
+            if value < lo or value > hi:
+                raise BadRequest(f"{key}: must be between {lo} and {hi}, got {value:g}",
+                                 details={"field": key})
+            return int(value)
         raise BadRequest(f"{key}: expected an integer, got {_type_name(value)}",
                          details={"field": key})
     if value < lo or value > hi:

@@ -15,16 +15,27 @@ from typing import Any, Final
 
 import orjson
 
-from server.core.domain import CouponDrop, parse_coupon
-from server.core.errors import BadRequest
-from server.core.protocol import INVITE_PATTERN, get_int, get_str, reject_unknown
+from server.core.domain import CouponDrop, coupon_shape, parse_coupon
+from server.core.protocol import INVITE_PATTERN
+from server.core.schema import Field, Int, Obj, Shape, Str, Variants, req
 
 MAX_POINTS: Final = 100_000
 MAX_REWARDS: Final = 1000
 # The program's coupon template is a drop's body without its count (each reward is a
 # drop of one).
-COUPON_TEMPLATE: Final = frozenset({"title", "kind", "value", "min_spend", "currency",
-                                    "expires_in_s"})
+COUPON_TEMPLATE: Final = Shape("reward.coupon", {
+    name: f for name, f in coupon_shape(1).fields.items() if name != "count"},
+    doc="A coupon drop's fields without its count: each reward is a drop of one, its "
+    "expiry counted from when it is paid.", rules=coupon_shape(1).rules)
+PROGRAM_SHAPE: Final = Shape("referrals", {
+    "reward": req(Variants("kind", {
+        "points": Shape("reward", {"kind": req(Str(10, choices=("points",))),
+                                   "points": req(Int(1, MAX_POINTS))}),
+        "coupon": Shape("reward", {"kind": req(Str(10, choices=("coupon",))),
+                                   "coupon": req(Obj(COUPON_TEMPLATE))}),
+    }), "what an inviter earns for each invitee's first order"),
+    "max_rewards_per_inviter": Field(Int(1, MAX_REWARDS), default=5),
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +60,15 @@ class Program:
 
 
 def parse_program(body: Any) -> Program:
-    if not isinstance(body, dict):
-        raise BadRequest("referrals: expected a JSON object")
-    reject_unknown(body, frozenset({"reward", "max_rewards_per_inviter"}), "referrals")
-    most = get_int(body, "max_rewards_per_inviter", lo=1, hi=MAX_REWARDS, default=5)
-    reward = body.get("reward")
-    if not isinstance(reward, dict):
-        raise BadRequest("reward: required object, {\"kind\": \"points\", \"points\": N} or "
-                         "{\"kind\": \"coupon\", \"coupon\": {…}}", details={"field": "reward"})
-    kind = get_str(reward, "kind", max_len=10)
-    if kind == "points":
-        reject_unknown(reward, frozenset({"kind", "points"}), "reward")
-        return Program("points", get_int(reward, "points", lo=1, hi=MAX_POINTS), {}, most)
-    if kind == "coupon":
-        reject_unknown(reward, frozenset({"kind", "coupon"}), "reward")
-        coupon = reward.get("coupon")
-        if not isinstance(coupon, dict):
-            raise BadRequest("reward.coupon: required object (a coupon drop's fields "
-                             "without count)", details={"field": "reward.coupon"})
-        reject_unknown(coupon, COUPON_TEMPLATE, "reward.coupon")
-        # Checked as a drop would be; kept as given, so each reward's expiry counts
-        # from when it is paid.
-        parse_coupon(coupon | {"count": 1}, 0, 1)
-        return Program("coupon", 0, dict(coupon), most)
-    raise BadRequest("reward.kind: must be 'points' or 'coupon'", details={"field": "kind"})
+    v = PROGRAM_SHAPE.read(body)
+    most, reward = v["max_rewards_per_inviter"], v["reward"]
+    if reward["kind"] == "points":
+        return Program("points", reward["points"], {}, most)
+    coupon = reward["coupon"]
+    # Checked as a drop would be (a percent's bound); its expiry counts from when
+    # each reward is paid.
+    parse_coupon(coupon | {"count": 1}, 0, 1)
+    return Program("coupon", 0, dict(coupon), most)
 
 
 def program_from_stored(data: dict[str, Any]) -> Program:
@@ -116,7 +112,7 @@ class InviteSigner:
         return f"{payload}.{self._sign(payload)}"
 
     def verify(self, token: str) -> Invitation | None:
-        if not INVITE_PATTERN.match(token):
+        if not INVITE_PATTERN.fullmatch(token):
             return None
         payload, _, signature = token.partition(".")
         if not hmac.compare_digest(self._sign(payload), signature):

@@ -422,7 +422,7 @@ def _check_security(sec: SecuritySettings) -> None:
         except ValueError as exc:
             raise SettingsError(f"security.{key}: {exc}") from None
     for source in sec.media_sources.split():
-        if not MEDIA_SOURCE_PATTERN.match(source):
+        if not MEDIA_SOURCE_PATTERN.fullmatch(source):
             raise SettingsError(
                 f"security.media_sources: {source!r} is not a scheme (https:), 'self' "
                 "or an origin (https://cdn.example)")

@@ -132,7 +132,7 @@ class ShopVerifier:
             raise _refuse("lifetime", "the token lives longer than "
                           f"auth.shop_token_max_lifetime_s ({self._max_lifetime_s} s)")
         sub = claims["sub"]
-        if not isinstance(sub, str) or not SUB_PATTERN.match(sub):
+        if not isinstance(sub, str) or not SUB_PATTERN.fullmatch(sub):
             raise _refuse("subject", "sub must be 1 to 59 letters, digits, '_' or '-'")
         return ShopIdentity(shop_viewer_id(sub), self._nickname(claims.get("name"), sub),
                             int(exp * 1000))

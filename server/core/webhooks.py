@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from server.core.errors import BadRequest
-from server.core.protocol import get_str, reject_unknown
+from server.core.schema import ListOf, Shape, Str, opt, req
 
 EVENT_TYPES: Final = (
     "order.placed", "order.cancelled", "order.refunded", "show.started", "show.ended",
@@ -28,10 +28,22 @@ EVENT_TYPES: Final = (
 )
 SECRET_PREFIX: Final = "whsec_"
 MAX_URL: Final = 2000
-URL_PATTERN: Final = re.compile(r"^https?://[^\s<>\"'#]+$")
+URL_PATTERN: Final = re.compile(r"""^https?://[^\s<>"'#\u0000-\u001f\u007f\u0085]+$""")
 _C_NUMBER: Final = re.compile(r"^(0[xX][0-9a-fA-F]+|[0-9]+)$")
 # How far a receiver lets a timestamp be from its clock (replayed old messages).
 DEFAULT_TOLERANCE_S: Final = 300
+
+
+ENDPOINT_SHAPE: Final = Shape("webhook", {
+    "url": req(Str(MAX_URL, strip=True, pattern=URL_PATTERN,
+                   says="must be an http:// or https:// URL without spaces or fragment")),
+    "events": opt(ListOf(Str(40, choices=EVENT_TYPES), 0, len(EVENT_TYPES),
+                         what="event types"), (), "the types to deliver (empty: all)"),
+    "description": opt(Str(200, min_len=0, strip=True), ""),
+}, rules=("A private, loopback or link-local address is refused unless "
+          "webhooks.allow_private_targets is set (always allowed server-wide).",))
+REPLAY_SHAPE: Final = Shape("replay", {
+    "from_event_id": req(Str(200), "deliver again from this outbox event on")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +57,8 @@ def parse_endpoint(body: Mapping[str, Any], allow_private: bool) -> EndpointSpec
     """An endpoint's registration: `url` (http or https; a private, loopback or
     link-local address only when `allow_private`), `events` (types; absent or
     empty: all) and an optional `description`."""
-    reject_unknown(body, frozenset({"url", "events", "description"}), "webhook")
-    url = get_str(body, "url", max_len=MAX_URL, strip=True)
-    if not URL_PATTERN.match(url):
-        raise BadRequest("url: must be an http:// or https:// URL without spaces or "
-                         "fragment", details={"field": "url"})
+    v = ENDPOINT_SHAPE.read(body)
+    url = v["url"]
     host = _host(url)
     if not host:
         raise BadRequest("url: names no host", details={"field": "url"})
@@ -57,16 +66,7 @@ def parse_endpoint(body: Mapping[str, Any], allow_private: bool) -> EndpointSpec
         raise BadRequest("url: a private, loopback or link-local address; set "
                          "webhooks.allow_private_targets to deliver inside your network",
                          code="webhook_target_private", details={"field": "url"})
-    events = body.get("events", [])
-    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-        raise BadRequest("events: a list of event types", details={"field": "events"})
-    unknown = sorted(set(events) - set(EVENT_TYPES))
-    if unknown:
-        raise BadRequest(f"events: unknown type(s) {', '.join(unknown)[:200]}; known: "
-                         f"{', '.join(EVENT_TYPES)}", details={"field": "events"})
-    description = get_str(body, "description", max_len=200, min_len=0, strip=True,
-                          default="")
-    return EndpointSpec(url, tuple(sorted(set(events))), description)
+    return EndpointSpec(url, tuple(sorted(set(v["events"]))), v["description"])
 
 
 def _host(url: str) -> str:

@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 
 from server.core import events
-from server.core.auction_terms import Auction, hold_sale_id, parse_auction
+from server.core.auction_terms import AUCTION_SHAPE, Auction, hold_sale_id, parse_auction
 from server.core.domain import new_id, now_ms
 from server.core.errors import BadRequest, Conflict, LivesellError, Unavailable, refusal
 from server.core.jobs import Job
-from server.core.protocol import Bid, query_int
+from server.core.protocol import Bid
+from server.core.schema import Query, QueryInt
 from server.core.views import as_int, auction_view
 from server.features.catalogue import Catalogue
 from server.features.context import Answer, Context, error_answer, rebuilding
@@ -56,6 +57,11 @@ def _answer(raw: str) -> Answer:
     return Answer("bid_placed", body, raw.encode())
 
 
+# A page of an auction's bid chain: entries after sequence number `after`.
+BIDS_QUERY = Query({"after": QueryInt(0, 0, 10**9, "the last sequence number seen"),
+                    "limit": QueryInt(1000, 1, 1000, "how many to return")})
+
+
 class Auctions:
     def __init__(self, ctx: Context, catalogue: Catalogue) -> None:
         self.ctx = ctx
@@ -66,12 +72,13 @@ class Auctions:
         return self.ctx.data.auctions
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/auctions", self._start, status=201, body=True,
+        registry.route(Route("POST", "/auctions", self._start, status=201, body=AUCTION_SHAPE,
                              goes_live=True))
         registry.route(Route("GET", "/auctions", self._list, access="public"))
-        registry.route(Route("GET", "/auctions/{auction_id}", self._get, access="public"))
+        registry.route(Route("GET", "/auctions/{auction_id}", self._get, access="public",
+                             answer="Auction"))
         registry.route(Route("GET", "/auctions/{auction_id}/bids", self._bids,
-                             access="public"))
+                             access="public", query=BIDS_QUERY))
         registry.route(Route("POST", "/auctions/{auction_id}/end", self._end_now))
         registry.route(Route("POST", "/auctions/{auction_id}/cancel", self._cancel))
         registry.route(Route("POST", "/auctions/{auction_id}/second-chance",
@@ -94,8 +101,8 @@ class Auctions:
     async def _bids(self, call: Call) -> Any:
         aid = call.params["auction_id"]
         view = await self.auction(call.room_id, aid)
-        after = query_int(call.query, "after", 0, 0, 10**9)
-        limit = query_int(call.query, "limit", 1000, 1, 1000)
+        q = BIDS_QUERY.read(call.query)
+        after, limit = q["after"], q["limit"]
         entries = await self.data.chain(call.room_id, aid, after, limit + 1)
         return {"auction_id": aid, "genesis": view["genesis"], "head": view["head"],
                 "bids": [_public_entry(e) for e in entries[:limit]],

@@ -32,12 +32,16 @@ class Catalogue:
         return self.ctx.data.catalogue
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/products", self._add, status=201, body=True,
+        registry.route(Route("POST", "/products", self._add, status=201,
+                             body=domain.PRODUCT_SHAPE, answer="ProductCard",
                              record_as="product"))
-        registry.route(Route("PATCH", "/products/{product_id}", self._update, body=True,
+        registry.route(Route("PATCH", "/products/{product_id}", self._update,
+                             body=domain.PRODUCT_UPDATE_SHAPE, answer="ProductCard",
                              record_as="update_product"))
-        registry.route(Route("GET", "/products/{product_id}", self._get, access="public"))
-        registry.route(Route("POST", "/pins", self._pin, body=True, record_as="pin"))
+        registry.route(Route("GET", "/products/{product_id}", self._get, access="public",
+                             answer="ProductCard"))
+        registry.route(Route("POST", "/pins", self._pin, body=domain.PIN_SHAPE,
+                             record_as="pin"))
         registry.route(Route("DELETE", "/pins/{product_id}", self._unpin, record_as="unpin"))
         registry.on_restore(self.restore)
 

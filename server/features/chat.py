@@ -14,11 +14,13 @@ from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.fans import level_of
 from server.core.identity import Viewer
 from server.core.policy import RoomPolicy
-from server.core.protocol import get_bool, reject_unknown
+from server.core.schema import Bool, Shape, opt
 from server.features.context import Answer, Context, error_answer, rebuilding
 from server.features.registry import Call, ChatListener, ChatPost, Registry, Route
 from server.state.chat_data import ChatData
 from server.state.faults import REDIS_FAULTS
+
+RECORDING_SHAPE = Shape("recording", {"enabled": opt(Bool(), True)})
 
 
 class ChatRoom:
@@ -33,12 +35,15 @@ class ChatRoom:
         return self.ctx.data.chat
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/announcements", self._announce, status=201, body=True,
+        registry.route(Route("POST", "/announcements", self._announce, status=201,
+                             body=domain.ANNOUNCEMENT_SHAPE,
                              record_as="announce"))
-        registry.route(Route("POST", "/moderation/delete", self._delete, body=True))
-        registry.route(Route("POST", "/moderation/mute", self._mute, body=True))
-        registry.route(Route("PATCH", "/policy", self._policy, body=True))
-        registry.route(Route("POST", "/recording", self._recording, body=True))
+        registry.route(Route("POST", "/moderation/delete", self._delete,
+                             body=domain.DELETE_SHAPE))
+        registry.route(Route("POST", "/moderation/mute", self._mute, body=domain.MUTE_SHAPE))
+        registry.route(Route("PATCH", "/policy", self._policy, body=policy.PATCH_SHAPE,
+                             answer="Policy"))
+        registry.route(Route("POST", "/recording", self._recording, body=RECORDING_SHAPE))
         registry.on_restore(self.restore_policy)
         registry.on_upkeep(self.refresh_recording)
         self.listeners = registry.chat_listeners
@@ -56,8 +61,8 @@ class ChatRoom:
         return await self.set_policy(call.room_id, call.body)
 
     async def _recording(self, call: Call) -> Any:
-        reject_unknown(call.body, frozenset({"enabled"}), "recording")
-        enabled = get_bool(call.body, "enabled", default=True)
+        """Start or stop recording the room's trace (docs/operations.md)."""
+        enabled = bool(RECORDING_SHAPE.read(call.body)["enabled"])
         await self.set_recording(call.room_id, enabled)
         return {"room_id": call.room_id, "recording": enabled}
 
@@ -125,8 +130,7 @@ class ChatRoom:
         return {"seq": seq, **event}
 
     async def delete_message(self, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        domain.reject_unknown_fields(body, {"message_id"}, "delete")
-        message_id = domain.get_id(body, "message_id")
+        message_id = domain.DELETE_SHAPE.read(body)["message_id"]
         await self.data.forget_message(room_id, message_id)
         event = events.chat_deleted(message_id)
         seq = await self.ctx.publish(room_id, event)

@@ -44,7 +44,8 @@ class Claims:
         self.words: dict[str, dict[str, tuple[str, bool]]] = {}
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("PUT", "/products/{product_id}/claims", self._put, body=True,
+        registry.route(Route("PUT", "/products/{product_id}/claims", self._put,
+                             body=domain.CLAIMS_SHAPE, answer="ProductCard",
                              record_as="claims"))
         registry.on_chat(self._chat)
         registry.on_restore(self.restore)

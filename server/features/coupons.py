@@ -29,7 +29,10 @@ class Coupons:
         return self.ctx.data.offers
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/coupons", self._drop, status=201, body=True,
+        registry.route(Route("POST", "/coupons", self._drop, status=201,
+                             body=domain.coupon_shape(
+                                 self.ctx.settings.sale.max_coupons_per_drop),
+                             answer="Coupon",
                              record_as="coupon", goes_live=True))
         registry.message(ClaimCoupon, self._claim, explain_end=True)
         registry.on_restore(self.restore)

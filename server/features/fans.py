@@ -21,7 +21,8 @@ from server.core import fans
 from server.core.domain import now_ms
 from server.core.errors import BadRequest, refusal
 from server.core.identity import Viewer
-from server.core.protocol import FanStatus, Watching, query_int
+from server.core.protocol import FanStatus, Watching
+from server.core.schema import paged
 from server.features.context import Answer, Context
 from server.features.registry import Call, ChatPost, Registry, Route, ViewerCall
 from server.state.faults import REDIS_FAULTS
@@ -33,6 +34,9 @@ log = logging.getLogger("livesell.fans")
 REMEMBER_S: Final = 86400
 LOAD_WAIT_S: Final = 30.0  # the longest a channel's points take to load from the store
 MAX_LIKERS: Final = 100_000  # (room, viewer) pairs kept for the once-a-minute like award
+
+
+LEADERBOARD_QUERY = paged(20, 100)
 
 
 class Fans:
@@ -47,7 +51,8 @@ class Fans:
         self._background: set[asyncio.Task[Any]] = set()
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("GET", "/fans", self._leaderboard, needs_whole=False))
+        registry.route(Route("GET", "/fans", self._leaderboard, needs_whole=False,
+                             query=LEADERBOARD_QUERY))
         registry.message(Watching, self._watching)
         registry.message(FanStatus, self._status)
         registry.on_chat(self._chatted)
@@ -217,7 +222,7 @@ class Fans:
     # ------------------------------------------------------------------ host
 
     async def _leaderboard(self, call: Call) -> Any:
-        limit = query_int(call.query, "limit", 20, 1, 100)
+        limit = LEADERBOARD_QUERY.read(call.query)["limit"]
         channel = await self.ctx.channel_of(call.room_id)
         rows = await self.ctx.store.top_fans(channel, limit)
         return {"channel": channel,

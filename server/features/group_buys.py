@@ -22,7 +22,14 @@ import orjson
 from server.core import events
 from server.core.domain import new_id, now_ms
 from server.core.errors import BadRequest, Conflict, LivesellError, refusal
-from server.core.group_deals import DEAL_PREFIX, GroupDeal, deal_view, group_view, parse_deal
+from server.core.group_deals import (
+    DEAL_PREFIX,
+    DEAL_SHAPE,
+    GroupDeal,
+    deal_view,
+    group_view,
+    parse_deal,
+)
 from server.core.protocol import JoinGroup, StartGroup
 from server.features.catalogue import Catalogue
 from server.features.context import Answer, Context, error_answer, from_cached, rebuilding
@@ -49,11 +56,13 @@ class GroupBuys:
         return self.ctx.data.groups
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/group-deals", self._open, status=201, body=True,
+        registry.route(Route("POST", "/group-deals", self._open, status=201, body=DEAL_SHAPE,
                              goes_live=True))
-        registry.route(Route("GET", "/group-deals/{deal_id}", self._get, access="public"))
+        registry.route(Route("GET", "/group-deals/{deal_id}", self._get, access="public",
+                             answer="GroupDealOpened"))
         registry.route(Route("POST", "/group-deals/{deal_id}/close", self._close))
-        registry.route(Route("GET", "/groups/{group_id}", self._group, access="public"))
+        registry.route(Route("GET", "/groups/{group_id}", self._group, access="public",
+                             answer="Group"))
         registry.message(StartGroup, self._start, explain_end=True)
         registry.message(JoinGroup, self._join, explain_end=True)
         registry.job(EXPIRE, self._expires)

@@ -35,7 +35,8 @@ class Listings:
         return self.ctx.data.sales
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("PUT", "/products/{product_id}/listing", self._put, body=True,
+        registry.route(Route("PUT", "/products/{product_id}/listing", self._put,
+                             body=domain.LISTING_SHAPE, answer="ProductCard",
                              record_as="listing"))
         registry.on_restore(self.restore)
 

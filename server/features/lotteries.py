@@ -44,9 +44,13 @@ class Lotteries:
         return self.ctx.data.offers
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/lotteries", self._open, status=201, body=True,
+        registry.route(Route("POST", "/lotteries", self._open, status=201,
+                             body=domain.lottery_shape(
+                                 self.ctx.settings.sale.max_lottery_winners),
+                             answer="Lottery",
                              record_as="lottery", goes_live=True))
-        registry.route(Route("GET", "/lotteries/{lottery_id}", self._get, access="public"))
+        registry.route(Route("GET", "/lotteries/{lottery_id}", self._get, access="public",
+                             answer="Lottery"))
         registry.route(Route("POST", "/lotteries/{lottery_id}/draw", self._draw_now,
                              record_as="draw"))
         registry.route(Route("GET", "/lotteries/{lottery_id}/entrants", self._entrants))

@@ -23,13 +23,9 @@ from server.core import events
 from server.core.domain import now_ms
 from server.core.errors import Conflict, NotFound, Unavailable
 from server.core.protocol import (
-    ID_PATTERN,
     MAX_STOCK,
-    get_bool,
-    get_int,
-    get_str,
-    reject_unknown,
 )
+from server.core.schema import ID, Bool, Int, Shape, Str, opt, req
 from server.features.context import Context, rebuilding
 from server.features.registry import Call, Registry, Route
 from server.state.faults import REDIS_FAULTS
@@ -38,6 +34,15 @@ from server.state.store import Order, StoreError
 log = logging.getLogger("livesell.orders")
 
 MAX_REASON: Final = 200
+REASON: Final = Str(MAX_REASON, min_len=0, strip=True)
+CANCEL_SHAPE: Final = Shape("cancel", {"reason": opt(REASON, "")})
+REFUND_SHAPE: Final = Shape("refund", {
+    "request_id": req(ID, "the refund's own id: a retry with it refunds nothing more"),
+    "quantity": opt(Int(1, MAX_STOCK), doc="units to refund (default: every unit not "
+                    "refunded yet)"),
+    "restock": opt(Bool(), True, "the units go back to stock and the buyer's limits"),
+    "reason": opt(REASON, ""),
+})
 
 
 class Orders:
@@ -46,14 +51,15 @@ class Orders:
 
     def register(self, registry: Registry) -> None:
         # Not a show change: an ended show's orders may still be cancelled.
-        registry.route(Route("POST", "/orders/{order_id}/cancel", self._cancel, body=True))
-        registry.route(Route("POST", "/orders/{order_id}/refund", self._refund, body=True))
+        registry.route(Route("POST", "/orders/{order_id}/cancel", self._cancel,
+                             body=CANCEL_SHAPE))
+        registry.route(Route("POST", "/orders/{order_id}/refund", self._refund,
+                             body=REFUND_SHAPE))
 
     async def _cancel(self, call: Call) -> Any:
-        reject_unknown(call.body, frozenset({"reason"}), "cancel")
-        reason = get_str(call.body, "reason", max_len=MAX_REASON, min_len=0, strip=True,
-                         default="")
-        return await self.cancel(call.room_id, call.params["order_id"], reason)
+        """Cancel an order: its units go back to stock (docs/protocol.md section 21)."""
+        v = CANCEL_SHAPE.read(call.body)
+        return await self.cancel(call.room_id, call.params["order_id"], v["reason"])
 
     async def cancel(self, room_id: str, order_id: str, reason: str) -> dict[str, Any]:
         outcome, order, cancellation = await self._record(
@@ -78,17 +84,10 @@ class Orders:
             k: cancellation[k] for k in ("reason", "cancelled_at")}}}
 
     async def _refund(self, call: Call) -> Any:
-        body = call.body
-        reject_unknown(body, frozenset({"request_id", "quantity", "restock", "reason"}),
-                       "refund")
-        request_id = get_str(body, "request_id", max_len=64, pattern=ID_PATTERN)
-        quantity = get_int(body, "quantity", lo=1, hi=MAX_STOCK) \
-            if body.get("quantity") is not None else None
-        restock = get_bool(body, "restock", default=True)
-        reason = get_str(body, "reason", max_len=MAX_REASON, min_len=0, strip=True,
-                         default="")
-        return await self.refund(call.room_id, call.params["order_id"], request_id,
-                                 quantity, restock, reason)
+        """Refund some or all units of an order, once per request id."""
+        v = REFUND_SHAPE.read(call.body)
+        return await self.refund(call.room_id, call.params["order_id"], v["request_id"],
+                                 v.get("quantity"), v["restock"], v["reason"])
 
     async def refund(self, room_id: str, order_id: str, request_id: str,
                      quantity: int | None, restock: bool, reason: str) -> dict[str, Any]:

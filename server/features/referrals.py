@@ -20,7 +20,13 @@ from server.core.domain import now_ms
 from server.core.errors import refusal
 from server.core.identity import Viewer
 from server.core.protocol import AcceptInvite, Invite
-from server.core.referral_terms import InviteSigner, Program, parse_program, program_from_stored
+from server.core.referral_terms import (
+    PROGRAM_SHAPE,
+    InviteSigner,
+    Program,
+    parse_program,
+    program_from_stored,
+)
 from server.core.views import coupon_view
 from server.features.context import Answer, Context
 from server.features.fans import Fans
@@ -46,7 +52,7 @@ class Referrals:
         return self._signer
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("PUT", "/referrals", self._set_program, body=True,
+        registry.route(Route("PUT", "/referrals", self._set_program, body=PROGRAM_SHAPE,
                              record_as="referrals"))
         registry.route(Route("GET", "/referrals", self._tree, needs_whole=False))
         registry.message(Invite, self._invite)
@@ -147,7 +153,8 @@ class Referrals:
                 reward = {"kind": "points", "points": program.points}
             else:
                 drop = program.coupon_for(inviter, now)
-                reward = {"kind": "coupon", "coupon": coupon_view(drop.public())}
+                # Claimed for the inviter as it is made: none of it is left for anyone.
+                reward = {"kind": "coupon", "coupon": coupon_view(drop.public() | {"claimed": 1})}
         try:
             recorded = await self.ctx.store.add_referral_reward(
                 order.room_id, order.buyer_id, inviter, order.order_id, state, reward, now,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from server.core.identity import Viewer
+from server.core.schema import Query, Shape
 
 if TYPE_CHECKING:
     from server.features.context import Answer
@@ -74,14 +75,18 @@ class Route:
     host key; `record_as` names the action in the room's trace (and makes it a show
     change, refused once the show ended unless `guard_ended` is off); `needs_whole`
     (host and public routes alike) refuses with 503 while the room is rebuilt;
-    `body` reads a JSON body."""
+    `body` is the JSON body's shape, checked before the handler sees it (and the
+    OpenAPI document's request body, server/web/openapi.py); `query` likewise for
+    the query string. `summary` titles the route in that document (else the
+    handler's docstring)."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str
     handler: HttpHandler
     access: Literal["public", "host"] = "host"
     status: int = 200
-    body: bool = False
+    body: Shape | None = None
+    query: Query | None = None
     record_as: str | None = None
     needs_whole: bool = True
     guard_ended: bool = True
@@ -90,6 +95,10 @@ class Route:
     media_type: str | None = None
     # Sent as a file to save under this name ({room}: the room id).
     download: str | None = None
+    summary: str = ""
+    # The answer's shape: a shared definition of server/core/wire.py ("ProductCard",
+    # "Sale" ...), which the OpenAPI document refers to (None: an object).
+    answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

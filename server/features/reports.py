@@ -11,13 +11,16 @@ from server.core.auction_terms import hold_sale_id
 from server.core.domain import listing_id, now_ms
 from server.core.errors import Unavailable
 from server.core.group_deals import deal_view
-from server.core.protocol import query_int
+from server.core.schema import Query, QueryInt
 from server.core.views import auction_view, sale_view
 from server.features import show_report
 from server.features.context import Context
 from server.features.registry import Call, Registry, Route
 from server.features.room import Room
 from server.state.store import Order
+
+ORDERS_QUERY = Query({"limit": QueryInt(100, 1, 1000, "how many to return"),
+                      "offset": QueryInt(0, 0, 10**9, "how many to skip")})
 
 
 class Reports:
@@ -26,7 +29,7 @@ class Reports:
         self.room = room
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("GET", "/orders", self._orders))
+        registry.route(Route("GET", "/orders", self._orders, query=ORDERS_QUERY))
         registry.route(Route("GET", "/stats", self._stats))
         # It reports 'rebuilding' itself.
         registry.route(Route("GET", "/audit", self._audit, needs_whole=False))
@@ -41,8 +44,8 @@ class Reports:
         registry.on_upkeep(self.flush_counts)
 
     async def _orders(self, call: Call) -> Any:
-        limit = query_int(call.query, "limit", 100, 1, 1000)
-        offset = query_int(call.query, "offset", 0, 0, 10**9)
+        q = ORDERS_QUERY.read(call.query)
+        limit, offset = q["limit"], q["offset"]
         return {"orders": await self.orders(call.room_id, limit, offset)}
 
     async def _stats(self, call: Call) -> Any:

@@ -6,7 +6,7 @@ lotteries, likes, viewers, policy and the server's limits). The lifecycle
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -15,7 +15,8 @@ from server.core.domain import now_ms
 from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.fans import CHANNEL_PATTERN, DEFAULT_CHANNEL
 from server.core.group_deals import deal_view
-from server.core.protocol import encode, get_str
+from server.core.protocol import encode, get_int
+from server.core.schema import Int, Shape, Str, opt
 from server.core.views import (
     as_int,
     card_view,
@@ -26,18 +27,16 @@ from server.core.views import (
 )
 from server.features.context import Context, new_epoch
 from server.features.registry import Call, Registry, Route
-from server.features.rooms import LIVE, SCHEDULED, Lifecycle, pop_starts_at
+from server.features.rooms import LIVE, MAX_SCHEDULE_AHEAD_MS, SCHEDULED, Lifecycle
 from server.state.rooms_data import RoomsData
 
-
-def pop_channel(body: dict[str, Any]) -> str:
-    """Take the optional `channel` (the room's owner, whose fans' points it adds to)
-    out of a room creation body."""
-    if "channel" not in body:
-        return DEFAULT_CHANNEL
-    channel = get_str(body, "channel", max_len=64, pattern=CHANNEL_PATTERN)
-    del body["channel"]
-    return channel
+CREATE_SHAPE: Final = Shape("room", {
+    **domain.ROOM_SHAPE.fields,
+    "starts_at": opt(Int(0, 2**53), doc="schedule it: Unix time in ms, in the future and "
+                     "at most 90 days ahead (default: live now)"),
+    "channel": opt(Str(64, pattern=CHANNEL_PATTERN), DEFAULT_CHANNEL,
+                   "the room's owner, whose fans' points it adds to"),
+})
 
 
 class Room:
@@ -58,10 +57,10 @@ class Room:
 
     async def create_room(self, body: dict[str, Any]) -> dict[str, Any]:
         created = now_ms()
-        body = dict(body)
-        starts_at = pop_starts_at(body, created)
-        channel = pop_channel(body)
-        title, stream_url = domain.parse_room(body)
+        v = CREATE_SHAPE.read(body)
+        starts_at = get_int(v, "starts_at", lo=created + 1,
+                            hi=created + MAX_SCHEDULE_AHEAD_MS) if "starts_at" in v else None
+        channel, title, stream_url = v["channel"], v["title"], v["stream_url"]
         room_id = domain.new_id("r")
         host_key = secrets.token_urlsafe(24)
         key_hash = domain.hash_key(host_key)

@@ -51,7 +51,7 @@ from server.core.errors import (
     Unauthorized,
 )
 from server.core.jobs import Job
-from server.core.protocol import get_int
+from server.core.schema import Query, QueryInt, QueryStr
 from server.core.settings import ServerSettings
 from server.features.context import Answer, Context, error_answer
 from server.features.listings import Listings
@@ -139,16 +139,6 @@ def exposure_warning(server: ServerSettings) -> str | None:
 # ---------------------------------------------------------------------- input
 
 
-def pop_starts_at(body: dict[str, Any], now: int) -> int | None:
-    """Take the optional `starts_at` (ms since the epoch, in the future, at most
-    90 days ahead) out of a room creation body."""
-    if "starts_at" not in body:
-        return None
-    starts_at = get_int(body, "starts_at", lo=now + 1, hi=now + MAX_SCHEDULE_AHEAD_MS)
-    del body["starts_at"]
-    return starts_at
-
-
 def encode_cursor(created_at: int, room_id: str) -> str:
     raw = f"{created_at}:{room_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -169,22 +159,17 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     return int(created), room_id
 
 
+LIST_QUERY: Final = Query({
+    "limit": QueryInt(LIST_DEFAULT, 1, LIST_MAX, "how many rooms to return"),
+    "cursor": QueryStr(128, doc="next_cursor from the previous page"),
+}, strict=True)
+
+
 def parse_list_query(params: Mapping[str, str]) -> tuple[int, tuple[int, str] | None]:
-    """`?limit=` (1..100, default 20) and `?cursor=` of GET /api/rooms."""
-    unknown = sorted(set(params) - {"limit", "cursor"})
-    if unknown:
-        raise BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; use limit and "
-                         "cursor", details={"fields": unknown})
-    limit = LIST_DEFAULT
-    raw = params.get("limit")
-    if raw is not None:
-        # isascii too: str.isdigit() also accepts '²' (which int() refuses).
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_MAX:
-            raise BadRequest(f"limit: must be an integer between 1 and {LIST_MAX}",
-                             details={"field": "limit"})
-        limit = int(raw)
-    cursor = params.get("cursor")
-    return limit, decode_cursor(cursor) if cursor is not None else None
+    """`?limit=` and `?cursor=` of GET /api/rooms."""
+    q = LIST_QUERY.read(params)
+    cursor = q["cursor"]
+    return q["limit"], decode_cursor(cursor) if cursor is not None else None
 
 
 # ---------------------------------------------------------------------- lifecycle

@@ -29,7 +29,8 @@ class Sales:
         return self.ctx.data.sales
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/sales", self._start, status=201, body=True,
+        registry.route(Route("POST", "/sales", self._start, status=201, body=domain.SALE_SHAPE,
+                             answer="Sale",
                              record_as="sale", goes_live=True))
         registry.route(Route("POST", "/sales/{sale_id}/stop", self._stop,
                              record_as="stop_sale"))

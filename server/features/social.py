@@ -24,7 +24,8 @@ from server.core import events, polls
 from server.core.domain import new_id, now_ms
 from server.core.errors import Conflict, LivesellError, Unavailable, refusal
 from server.core.polls import Poll
-from server.core.protocol import Ask, Upvote, Vote, query_int
+from server.core.protocol import Ask, Upvote, Vote
+from server.core.schema import paged
 from server.core.views import poll_view
 from server.features.chat import ChatRoom
 from server.features.context import Answer, Context, error_answer, rebuilding
@@ -33,6 +34,9 @@ from server.state.social_data import CLOSE, SocialData
 from server.state.store import StoreError
 
 log = logging.getLogger("livesell.social")
+
+
+QUESTIONS_QUERY = paged(20, 200)
 
 
 class Social:
@@ -48,13 +52,16 @@ class Social:
         return self.ctx.data.social
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("PUT", "/pinned-message", self._pin, body=True))
+        registry.route(Route("PUT", "/pinned-message", self._pin, body=polls.PIN_SHAPE))
         registry.route(Route("DELETE", "/pinned-message", self._unpin))
-        registry.route(Route("POST", "/polls", self._open, status=201, body=True))
-        registry.route(Route("GET", "/polls/{poll_id}", self._get, access="public"))
+        registry.route(Route("POST", "/polls", self._open, status=201,
+                             body=polls.POLL_SHAPE))
+        registry.route(Route("GET", "/polls/{poll_id}", self._get, access="public",
+                             answer="Poll"))
         registry.route(Route("POST", "/polls/{poll_id}/close", self._close))
         registry.message(Vote, self._vote, explain_end=True)
-        registry.route(Route("GET", "/questions", self._questions, access="public"))
+        registry.route(Route("GET", "/questions", self._questions, access="public",
+                             query=QUESTIONS_QUERY))
         registry.route(Route("POST", "/questions/{question_id}/answered", self._answered))
         registry.message(Ask, self._ask, explain_end=True)
         registry.message(Upvote, self._upvote, explain_end=True)
@@ -231,7 +238,7 @@ class Social:
         return Answer("upvoted", {"question_id": msg.question_id, "votes": up.votes})
 
     async def _questions(self, call: Call) -> Any:
-        limit = query_int(call.query, "limit", 20, 1, 200)
+        limit = QUESTIONS_QUERY.read(call.query)["limit"]
         unanswered, answered = await self.data.questions(call.room_id, limit)
         return {"open": unanswered, "answered": answered}
 

@@ -32,7 +32,7 @@ from server import __version__
 from server.core import webhooks
 from server.core.domain import new_id, now_ms
 from server.core.errors import BadRequest, Conflict, NotFound
-from server.core.protocol import get_str, query_int, reject_unknown
+from server.core.schema import paged
 from server.features.context import Context
 from server.features.registry import Call, Registry, Route
 from server.state.store import StoreClosed, StoreError
@@ -47,6 +47,9 @@ IDLE_WAIT_S: Final = 1.0  # the dispatcher looks for new events at least this of
 def public(endpoint: dict[str, Any]) -> dict[str, Any]:
     """An endpoint as listed: never its secret."""
     return {k: v for k, v in endpoint.items() if k != "secret"}
+
+
+DELIVERIES_QUERY = paged(100, 1000)
 
 
 class Webhooks:
@@ -64,15 +67,15 @@ class Webhooks:
         self.outbox_lag_s = 0.0
 
     def register(self, registry: Registry) -> None:
-        registry.route(Route("POST", "/webhooks", self._add, status=201, body=True,
-                             needs_whole=False, guard_ended=False))
+        registry.route(Route("POST", "/webhooks", self._add, status=201,
+                             body=webhooks.ENDPOINT_SHAPE, needs_whole=False, guard_ended=False))
         registry.route(Route("GET", "/webhooks", self._list, needs_whole=False))
         registry.route(Route("DELETE", "/webhooks/{endpoint_id}", self._remove,
                              needs_whole=False))
         registry.route(Route("GET", "/webhooks/{endpoint_id}/deliveries", self._log,
-                             needs_whole=False))
+                             needs_whole=False, query=DELIVERIES_QUERY))
         registry.route(Route("POST", "/webhooks/{endpoint_id}/replay", self._replay,
-                             body=True, needs_whole=False))
+                             body=webhooks.REPLAY_SHAPE, needs_whole=False))
         registry.on_upkeep(self._keep_running)
 
     # ------------------------------------------------------------------ endpoints
@@ -119,8 +122,7 @@ class Webhooks:
 
     async def replay(self, room_id: str | None, endpoint_id: str,
                      body: dict[str, Any]) -> dict[str, Any]:
-        reject_unknown(body, frozenset({"from_event_id"}), "replay")
-        from_id = get_str(body, "from_event_id", max_len=200)
+        from_id = webhooks.REPLAY_SHAPE.read(body)["from_event_id"]
         await self.endpoint(room_id, endpoint_id)
         count = await self.ctx.store.replay(endpoint_id, from_id, now_ms())
         if count is None:
@@ -138,7 +140,7 @@ class Webhooks:
 
     async def _log(self, call: Call) -> Any:
         return await self.delivery_log(call.room_id, call.params["endpoint_id"],
-                                       query_int(call.query, "limit", 100, 1, 1000))
+                                       DELIVERIES_QUERY.read(call.query)["limit"])
 
     async def _replay(self, call: Call) -> Any:
         return await self.replay(call.room_id, call.params["endpoint_id"], call.body)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import segno
 from starlette.exceptions import HTTPException
@@ -22,20 +23,22 @@ from starlette.websockets import WebSocket
 
 from server import __version__
 from server.core import logcontext
+from server.core import webhooks as webhook_terms
 from server.core.domain import now_ms
 from server.core.errors import BadRequest, PayloadTooLarge, Unavailable, UnsupportedMedia, refusal
 from server.core.identity import clean_nickname
 from server.core.protocol import (
     ID_PATTERN,
     encode,
-    get_str,
     loads_object,
-    query_int,
-    reject_unknown,
 )
+from server.core.schema import Query, QueryStr, Shape, Str, opt
 from server.features import registry, rooms
+from server.features import room as room_feature
+from server.features import webhooks as webhook_feature
 from server.features.show import Show
 from server.realtime.admission import client_bucket
+from server.web import asyncapi, openapi
 from server.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from server.web.services import Services
 
@@ -60,7 +63,7 @@ def show_of(request: Request | WebSocket) -> Show:
 
 def room_param(request: Request | WebSocket) -> str:
     room_id = str(request.path_params["room_id"])
-    if not ID_PATTERN.match(room_id):
+    if not ID_PATTERN.fullmatch(room_id):
         raise refusal("room_not_found")
     return room_id
 
@@ -123,7 +126,7 @@ def id_params(request: Request) -> dict[str, str]:
         if name == "room_id":
             continue
         text = str(value)
-        if not ID_PATTERN.match(text):
+        if not ID_PATTERN.fullmatch(text):
             raise refusal(UNKNOWN_ID.get(name, "not_found"),
                           f"{name}: not an id (1-64 letters, digits, '_' or '-')",
                           field=name)
@@ -153,7 +156,12 @@ def feature_endpoint(spec: registry.Route) -> Handler:
                 await show.lifecycle.guard_host_change(room_id, goes_live=spec.goes_live)
         elif spec.needs_whole:
             await show.ctx.ensure_whole(room_id)
-        body = await json_body(request) if spec.body else {}
+        # The route's declared shapes check the request before its handler runs: what
+        # the OpenAPI document promises is what is enforced.
+        sent = await json_body(request) if spec.body is not None else {}
+        body = spec.body.read(sent) if spec.body is not None else {}
+        if spec.query is not None:
+            spec.query.read(request.query_params)
         params = id_params(request)
         result = await spec.handler(registry.Call(room_id, params, body,
                                                   request.query_params))
@@ -165,7 +173,7 @@ def feature_endpoint(spec: registry.Route) -> Handler:
             response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         recorder = services(request).recorder
         if spec.record_as is not None and recorder is not None and recorder.active(room_id):
-            data = dict(body)
+            data = dict(sent)  # as the host sent it (no defaults filled in)
             data.update(params)
             created = CREATED_ID.get(spec.record_as)
             # The id the server gave, so a replay can map it to its own.
@@ -224,16 +232,15 @@ async def server_time(request: Request) -> Response:
 
 # A QR code's text: a link into this server's pages, not a free QR service.
 MAX_QR_TEXT = 512
+QR_QUERY: Final = Query({"text": QueryStr(MAX_QR_TEXT, required=True,
+                                          doc="a link to this server's own pages")})
 
 
 async def qr_code(request: Request) -> Response:
     """The QR code (SVG) of a link to this server's own pages, such as a group's
     invitation (client_demo/js/viewer/groups.js), drawn by segno."""
-    text = request.query_params.get("text", "")
+    text = str(QR_QUERY.read(request.query_params)["text"])
     origin = str(request.base_url).rstrip("/")
-    if not text or len(text) > MAX_QR_TEXT:
-        raise BadRequest(f"text: required, at most {MAX_QR_TEXT} characters",
-                         details={"field": "text"})
     if not (text == origin or text.startswith(origin + "/")):
         raise BadRequest(f"text: must be a link to this server ({origin}/...)",
                          details={"field": "text"})
@@ -251,22 +258,25 @@ def _qr_svg(text: str) -> bytes:
     return buffer.getvalue()
 
 
+SESSION_SHAPE: Final = Shape("session", {
+    "nickname": opt(Str(200), doc="a new guest's name (cleaned: server/core/identity.py)"),
+    "shop_token": opt(Str(8192), doc="a JWT the shop signed (server/core/shop_identity.py)"),
+}, exclusive=(("shop_token", "nickname"),),
+    rules=("A new guest gives `nickname`; a shop-signed identity `shop_token`.",))
+
+
 async def create_session(request: Request) -> Response:
     """A session token: for a new guest ({"nickname"}, counted against the client's
     address), or in exchange for a shop-signed JWT ({"shop_token"}, verified)."""
     svc = services(request)
-    body = await json_body(request)
-    reject_unknown(body, frozenset({"nickname", "shop_token"}), "session")
+    body = SESSION_SHAPE.read(await json_body(request))
     assert svc.admission is not None
     if "shop_token" in body:
-        if "nickname" in body:
-            raise BadRequest("session: a shop identity's name comes from its token; "
-                             "send shop_token or nickname, not both")
-        shop_token = get_str(body, "shop_token", max_len=8192)
-        viewer, token = svc.admission.from_shop_token(shop_token, now_ms())
+        viewer, token = svc.admission.from_shop_token(body["shop_token"], now_ms())
     else:
-        nickname = clean_nickname(get_str(body, "nickname", max_len=200),
-                                  svc.settings.chat.nickname_max_length)
+        if "nickname" not in body:
+            raise BadRequest("nickname: required", details={"field": "nickname"})
+        nickname = clean_nickname(body["nickname"], svc.settings.chat.nickname_max_length)
         client = client_bucket(request.client.host if request.client else None)
         viewer, token = await svc.admission.mint_guest(nickname, client, now_ms())
     return ok({"viewer_id": viewer.viewer_id, "nickname": viewer.nickname, "token": token,
@@ -326,14 +336,15 @@ def check_admin(request: Request) -> None:
 
 def endpoint_param(request: Request) -> str:
     value = str(request.path_params["endpoint_id"])
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise HTTPException(404, "no such endpoint")
     return value
 
 
 async def add_webhook(request: Request) -> Response:
     check_admin(request)
-    return ok(await show_of(request).webhooks.add(None, await json_body(request)), 201)
+    body = webhook_terms.ENDPOINT_SHAPE.read(await json_body(request))
+    return ok(await show_of(request).webhooks.add(None, body), 201)
 
 
 async def list_webhooks(request: Request) -> Response:
@@ -348,7 +359,7 @@ async def remove_webhook(request: Request) -> Response:
 
 async def webhook_deliveries(request: Request) -> Response:
     check_admin(request)
-    limit = query_int(request.query_params, "limit", 100, 1, 1000)
+    limit = webhook_feature.DELIVERIES_QUERY.read(request.query_params)["limit"]
     return ok(await show_of(request).webhooks.delivery_log(None, endpoint_param(request),
                                                            limit))
 
@@ -374,6 +385,22 @@ async def metrics(request: Request) -> Response:
     return Response(svc.metrics_text(), media_type=METRICS_TYPE)
 
 
+async def openapi_document(request: Request) -> Response:
+    """This server's OpenAPI 3.1 document, built from its routes and their shapes."""
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:
+        state.openapi = openapi.document_bytes(FIXED, services(request).show.registry.routes)
+    return Response(state.openapi, media_type="application/json")
+
+
+async def asyncapi_document(request: Request) -> Response:
+    """The viewer WebSocket's AsyncAPI 3.0 document (every frame's JSON Schema)."""
+    state = request.app.state
+    if getattr(state, "asyncapi", None) is None:
+        state.asyncapi = asyncapi.document_bytes(services(request).settings)
+    return Response(state.asyncapi, media_type="application/json")
+
+
 def page(name: str) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
         path = CLIENT_DIR / name
@@ -386,28 +413,57 @@ def page(name: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """An endpoint of no room feature, as served and as the OpenAPI document
+    describes it (server/web/openapi.py). `access`: who may call it ("admin": the
+    server's admin key when one is set; "host": the room's host key); `doc` False
+    keeps a page out of the API document."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: str
+    endpoint: Handler
+    access: Literal["public", "admin", "host"] = "public"
+    status: int = 200
+    body: Shape | None = None
+    query: Query | None = None
+    media_type: str = "application/json"
+    doc: bool = True
+
+
+FIXED: Final = (
+    Fixed("GET", "/", page("viewer.html"), media_type="text/html", doc=False),
+    Fixed("GET", "/r/{room_id}", page("viewer.html"), media_type="text/html", doc=False),
+    Fixed("GET", "/host", page("host.html"), media_type="text/html", doc=False),
+    Fixed("GET", "/api/docs", page("api-docs.html"), media_type="text/html", doc=False),
+    Fixed("GET", "/api", api_index),
+    Fixed("GET", "/api/openapi.json", openapi_document),
+    Fixed("GET", "/api/asyncapi.json", asyncapi_document),
+    Fixed("GET", "/api/health", health),
+    Fixed("GET", "/metrics", metrics, access="admin", media_type=METRICS_TYPE),
+    Fixed("GET", "/api/ready", ready),
+    Fixed("GET", "/api/time", server_time),
+    Fixed("GET", "/api/qr.svg", qr_code, query=QR_QUERY, media_type="image/svg+xml"),
+    Fixed("POST", "/api/session", create_session, status=201, body=SESSION_SHAPE),
+    Fixed("POST", "/api/rooms", create_room, access="admin", status=201,
+          body=room_feature.CREATE_SHAPE),
+    Fixed("GET", "/api/rooms", list_rooms, query=rooms.LIST_QUERY),
+    Fixed("POST", "/api/webhooks", add_webhook, access="admin", status=201,
+          body=webhook_terms.ENDPOINT_SHAPE),
+    Fixed("GET", "/api/webhooks", list_webhooks, access="admin"),
+    Fixed("DELETE", "/api/webhooks/{endpoint_id}", remove_webhook, access="admin"),
+    Fixed("GET", "/api/webhooks/{endpoint_id}/deliveries", webhook_deliveries,
+          access="admin", query=webhook_feature.DELIVERIES_QUERY),
+    Fixed("POST", "/api/webhooks/{endpoint_id}/replay", replay_webhook, access="admin",
+          body=webhook_terms.REPLAY_SHAPE),
+    Fixed("GET", ROOM + "/trace", download_trace, access="host",
+          media_type="application/x-ndjson"),
+    Fixed("POST", ROOM + "/archive", archive_room, access="host"),
+)
+
+
 def http_routes(show_registry: registry.Registry) -> list[BaseRoute]:
     """Every HTTP route: the fixed ones, then each feature's under its room."""
-    fixed: list[BaseRoute] = [
-        Route("/", page("viewer.html")),
-        Route("/r/{room_id}", page("viewer.html")),
-        Route("/host", page("host.html")),
-        Route("/api", api_index, methods=["GET"]),
-        Route("/api/health", health),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/api/ready", ready),
-        Route("/api/time", server_time),
-        Route("/api/qr.svg", qr_code, methods=["GET"]),
-        Route("/api/session", create_session, methods=["POST"]),
-        Route("/api/rooms", create_room, methods=["POST"]),
-        Route("/api/rooms", list_rooms, methods=["GET"]),
-        Route("/api/webhooks", add_webhook, methods=["POST"]),
-        Route("/api/webhooks", list_webhooks, methods=["GET"]),
-        Route("/api/webhooks/{endpoint_id}", remove_webhook, methods=["DELETE"]),
-        Route("/api/webhooks/{endpoint_id}/deliveries", webhook_deliveries, methods=["GET"]),
-        Route("/api/webhooks/{endpoint_id}/replay", replay_webhook, methods=["POST"]),
-        Route(ROOM + "/trace", download_trace, methods=["GET"]),
-        Route(ROOM + "/archive", archive_room, methods=["POST"]),
-    ]
+    fixed: list[BaseRoute] = [Route(f.path, f.endpoint, methods=[f.method]) for f in FIXED]
     return fixed + [Route(ROOM + spec.path, feature_endpoint(spec), methods=[spec.method])
                     for spec in show_registry.routes]

@@ -58,7 +58,7 @@ class SecurityHeaders:
         if policy is None:
             text = host.decode("latin-1").strip().lower()
             # Only a well-formed host goes into the header: a ';' would add directives.
-            if len(text) > 255 or not HOST_PATTERN.match(text):
+            if len(text) > 255 or not HOST_PATTERN.fullmatch(text):
                 # Not cached: a stranger's odd or huge Host must not pin memory.
                 return self._head.encode("latin-1")
             policy = f"{self._head} ws://{text} wss://{text}".encode("latin-1")

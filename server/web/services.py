@@ -23,8 +23,8 @@ from typing import Any
 from server.core import gcpolicy
 from server.core.errors import CLOSE_SERVICE_RESTART
 from server.core.identity import TokenSigner
-from server.core.protocol import FrameLimits
 from server.core.settings import Settings
+from server.core.wire import frame_limits
 from server.features import rooms
 from server.features.context import Answer
 from server.features.pulse import Pulse
@@ -64,8 +64,8 @@ class Services:
         self.signer: TokenSigner | None = None
         self.admission: Admission | None = None
         self.recorder: Recorder | None = None
-        self.limits = FrameLimits(settings.chat.max_length, settings.chat.max_likes_per_frame,
-                                  settings.sale.max_quantity_per_buy)
+        # The same bounds the AsyncAPI document's message schemas state.
+        self.limits = frame_limits(settings)
         self.ready = False
         self.draining = False
         self.health = Health()

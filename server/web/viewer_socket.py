@@ -89,7 +89,7 @@ async def viewer_socket(ws: WebSocket) -> None:
         await ws.close(CLOSE_TRY_AGAIN, "server is starting or stopping")
         return
     show, hub = svc.show, svc.hub
-    if not ID_PATTERN.match(room_id) or not await show.room.room_exists(room_id):
+    if not ID_PATTERN.fullmatch(room_id) or not await show.room.room_exists(room_id):
         await ws.close(CLOSE_UNKNOWN_ROOM, "unknown room")
         return
     now = now_ms()
@@ -108,7 +108,7 @@ async def viewer_socket(ws: WebSocket) -> None:
             return
         is_host = True
     raw_since = ws.query_params.get("since")
-    since = int(raw_since) if raw_since and SINCE_PATTERN.match(raw_since) else None
+    since = int(raw_since) if raw_since and SINCE_PATTERN.fullmatch(raw_since) else None
     conn = Conn(hub, room_id, viewer, ws, is_host)
     welcome = events.welcome(room_id, viewer.viewer_id, viewer.nickname, viewer.verified,
                              token)
@@ -234,7 +234,7 @@ class _ViewerSession:
         try:
             obj = loads_object(text, "frame")
             rid = obj.get("request_id")
-            request_id = rid if isinstance(rid, str) and ID_PATTERN.match(rid) else None
+            request_id = rid if isinstance(rid, str) and ID_PATTERN.fullmatch(rid) else None
             msg = decode_viewer_message(obj, svc.limits)
             if recorder is not None and obj["type"] in RECORDED_FRAMES and \
                     recorder.active(conn.room_id):
