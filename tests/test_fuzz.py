@@ -490,6 +490,9 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("POST", ROOM + "/recording"): Endpoint({"room_id": "room"},
                                             lambda w: {"enabled": st.booleans()}),
     ("GET", ROOM + "/trace"): Endpoint({"room_id": "room"}),
+    # The body is an image's bytes: JSON, junk and the odd Content-Types are refused.
+    ("POST", ROOM + "/images"): Endpoint({"room_id": "room"}),
+    ("GET", "/images/{room_id}/{name}"): Endpoint({"room_id": "room", "name": "image"}),
     ("POST", ROOM + "/moderation/delete"): Endpoint(
         {"room_id": "room"}, lambda w: {"message_id": ids("message", w)}),
     ("POST", ROOM + "/moderation/mute"): Endpoint(

@@ -83,6 +83,17 @@ def hash_key(key: str) -> str:
 URL: Final = Str(MAX_URL, min_len=0,
                  pattern=re.compile(r"""^(https?://[^\s<>"'\u0000-\u001f\u007f\u0085]+)?$"""),
                  strip=True, says="must be an http:// or https:// URL")
+# A product's image: an http(s) URL as `URL` takes, or the path of an image the
+# host uploaded (server/features/images.py:
+# /images/<room id>/<sha256 hex>.<png|jpg|webp|gif>).
+# The path's parts are spelled out, so no `..`, `//` or query can get through.
+IMAGE_URL: Final = Str(
+    MAX_URL, min_len=0,
+    pattern=re.compile(r"""^(https?://[^\s<>"'\u0000-\u001f\u007f\u0085]+"""
+                       r"|/images/[A-Za-z0-9_-]{1,64}/[0-9a-f]{64}\.(png|jpg|webp|gif))?$"),
+    strip=True,
+    says="must be an http:// or https:// URL or an uploaded image's path "
+         "(/images/<room>/<sha256>.<png|jpg|webp|gif>)")
 TITLE: Final = Str(MAX_TITLE, strip=True)
 CURRENCY: Final = Str(3, min_len=3, pattern=CURRENCY_PATTERN)
 
@@ -115,7 +126,8 @@ _PRODUCT: Final = {
     "title": req(TITLE),
     "price": req(Int(0, MAX_AMOUNT), "in minor units (cents)"),
     "currency": opt(CURRENCY, "USD", "ISO 4217 code"),
-    "image_url": opt(URL, ""),
+    "image_url": opt(IMAGE_URL, "", "an http(s) URL or an uploaded image's /images/... path "
+                                    "(POST /api/rooms/{room_id}/images)"),
     "description": opt(Str(MAX_DESCRIPTION, min_len=0), ""),
     "stock": req(Int(0, MAX_STOCK), "units in stock"),
 }

@@ -182,6 +182,8 @@ REFUSALS: Final[dict[str, tuple[type[LivesellError], str]]] = {
                        "this channel to earn points."),
     "invite_invalid": (Conflict, "This invite link is not valid for this room."),
     "self_invite": (Conflict, "You cannot accept your own invite."),
+    "too_many_images": (Conflict, "This room holds its most images "
+                                  "(images.max_per_room)."),
     "already_invited": (Conflict, "You already joined through another invite link."),
 }
 

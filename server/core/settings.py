@@ -257,6 +257,20 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageSettings:
+    """Product images the host uploads (server/features/images.py), kept in
+    data_dir/images/<room>/."""
+
+    # Largest image one upload may carry, bytes (checked on Content-Length and
+    # while the body streams in).
+    max_bytes: int = field(default=2 * 1024 * 1024, metadata=_range(1024, 64 * 1024 * 1024))
+    # Largest image by its header's width x height (a small file may decode huge).
+    max_pixels: int = field(default=40_000_000, metadata=_range(1, 1_000_000_000))
+    # Distinct images one room may keep (the same bytes again are the same image).
+    max_per_room: int = field(default=200, metadata=_range(1, 100_000))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -269,6 +283,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     record: RecordSettings = field(default_factory=RecordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
 
     @property
     def data_path(self) -> Path:
@@ -279,6 +294,10 @@ class Settings:
         return Path(self.record.dir).expanduser().resolve() if self.record.dir else (
             self.data_path / "traces"
         )
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_path / "images"
 
     @property
     def store_path(self) -> Path:

@@ -664,7 +664,8 @@ class _Builder:
                   "max_slow_mode_s", "title_max_length", "description_max_length",
                   "prize_max_length", "keyword_max_length", "announcement_max_length",
                   "max_open_questions", "hold_seconds", "poll_question_max_length",
-                  "poll_option_max_length", "poll_max_options", "pinned_max_length")
+                  "poll_option_max_length", "poll_max_options", "pinned_max_length",
+                  "image_max_bytes")
         return _obj({
             "seq": _with_doc(_COUNT, "the last event sequence number the state includes"),
             "type": _const("snapshot"),

@@ -120,7 +120,8 @@ class Room:
                 "poll_question_max_length": polls.MAX_QUESTION,
                 "poll_option_max_length": polls.MAX_OPTION,
                 "poll_max_options": polls.MAX_OPTIONS,
-                "pinned_max_length": polls.MAX_PINNED}
+                "pinned_max_length": polls.MAX_PINNED,
+                "image_max_bytes": self.ctx.settings.images.max_bytes}
 
     async def room_state(self, room_id: str) -> dict[str, Any]:
         read = await self.data.read(room_id)

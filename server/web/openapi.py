@@ -78,7 +78,16 @@ def _summary(doc: str | None, fallback: str) -> str:
     return " ".join(first.split()) or fallback
 
 
-def _responses(status: int, media_type: str | None, body: bool, answer: str | None) -> JSON:
+# A raw (not JSON) body's own words for its size and type refusals.
+RAW_BODY_ERRORS: Final = {
+    "413": "The body is larger than this route takes (an image: images.max_bytes, or "
+           "images.max_pixels by the size its header declares).",
+    "415": "The Content-Type is not one of the media types this route takes.",
+}
+
+
+def _responses(status: int, media_type: str | None, body: bool, answer: str | None,
+               raw: bool = False) -> JSON:
     schema: JSON = {"$ref": SCHEMA_REF.format(answer)} if answer else {"type": "object"}
     content: JSON = {"application/json": {"schema": schema}} \
         if media_type is None or media_type == "application/json" \
@@ -87,6 +96,8 @@ def _responses(status: int, media_type: str | None, body: bool, answer: str | No
     for code, meaning in ERRORS.items():
         if code in ("413", "415") and not body:
             continue
+        if raw:
+            meaning = RAW_BODY_ERRORS.get(code, meaning)
         out[code] = {"description": meaning,
                      "content": {"application/json": {"schema": {
                          "$ref": "#/components/schemas/Error"}}}}
@@ -95,7 +106,8 @@ def _responses(status: int, media_type: str | None, body: bool, answer: str | No
 
 def _operation(method: str, path: str, *, summary: str, tag: str, access: str,
                body: Shape | None, query: Query | None, status: int,
-               media_type: str | None, answer: str | None = None) -> JSON:
+               media_type: str | None, answer: str | None = None,
+               raw_body: Sequence[str] = ()) -> JSON:
     op: JSON = {"summary": summary, "tags": [tag],
                 "operationId": f"{method.lower()}_" + re.sub(r"[^A-Za-z0-9]+", "_",
                                                              path).strip("_")}
@@ -114,11 +126,16 @@ def _operation(method: str, path: str, *, summary: str, tag: str, access: str,
             body.non_empty is not None or bool(body.one_required)
         op["requestBody"] = {"required": needed, "content": {
             "application/json": {"schema": body.schema()}}}
+    elif raw_body:
+        # The body is the bytes themselves (an image), not JSON.
+        op["requestBody"] = {"required": True, "content": {
+            media: {"schema": {"type": "string", "format": "binary"}} for media in raw_body}}
     if access == "host":
         op["security"] = [{"hostKey": []}, {"hostBearer": []}]
     elif access == "admin":
         op["security"] = [{"adminKey": []}, {}]
-    op["responses"] = _responses(status, media_type, body is not None, answer)
+    op["responses"] = _responses(status, media_type, body is not None or bool(raw_body),
+                                 answer, raw=bool(raw_body))
     return op
 
 
@@ -137,7 +154,7 @@ def build(fixed: Iterable[Fixed], feature_routes: Sequence[Route]) -> JSON:
         paths.setdefault(f.path, {})[f.method.lower()] = _operation(
             f.method, f.path, summary=_summary(f.endpoint.__doc__, f.path),
             tag=_tag(f.path), access=f.access, body=f.body, query=f.query, status=f.status,
-            media_type=f.media_type)
+            media_type=f.media_type, raw_body=f.raw_body)
     for r in feature_routes:
         path = ROOM_PREFIX + r.path
         paths.setdefault(path, {})[r.method.lower()] = _operation(

@@ -33,7 +33,7 @@ from server.core.protocol import (
     loads_object,
 )
 from server.core.schema import Query, QueryStr, Shape, Str, opt
-from server.features import registry, rooms
+from server.features import images, registry, rooms
 from server.features import room as room_feature
 from server.features import webhooks as webhook_feature
 from server.features.show import Show
@@ -80,32 +80,46 @@ def host_key(request: Request) -> str | None:
 
 async def json_body(request: Request) -> dict[str, Any]:
     limit = services(request).settings.server.max_body_bytes
+    declared_length(request, limit, "body")
+    ctype = request.headers.get("content-type", "")
+    if ctype and not ctype.split(";")[0].strip().lower().endswith("json"):
+        raise UnsupportedMedia("Content-Type must be application/json")
+    raw = await limited_body(request, limit, "body")
+    body = loads_object(raw) if raw.strip() else {}
+    request.state.body = body
+    return body
+
+
+def declared_length(request: Request, limit: int, what: str) -> None:
+    """413 before reading when the Content-Length says more than `limit`."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    ctype = request.headers.get("content-type", "")
-    if ctype and not ctype.split(";")[0].strip().lower().endswith("json"):
-        raise UnsupportedMedia("Content-Type must be application/json")
+            raise PayloadTooLarge(f"{what} is larger than {limit} bytes",
+                                  details={"max_bytes": limit})
+
+
+async def limited_body(request: Request, limit: int, what: str) -> bytes:
+    """The body's bytes, at most `limit` of them: past it (Content-Length or the
+    bytes streamed so far) 413, before anything more is read."""
+    declared_length(request, limit, what)
     chunks = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(f"body is larger than {limit} bytes")
+                raise PayloadTooLarge(f"{what} is larger than {limit} bytes",
+                                      details={"max_bytes": limit})
             chunks.append(chunk)
     except ClientDisconnect:
         # The client went away mid-body: its fault, answered (if anyone still
         # listens) like any bad body, never logged as a server error.
         raise BadRequest("the body ended before its Content-Length: the client "
                          "disconnected") from None
-    raw = b"".join(chunks)
-    body = loads_object(raw) if raw.strip() else {}
-    request.state.body = body
-    return body
+    return b"".join(chunks)
 
 
 def ok(data: Any, status: int = 200) -> Response:
@@ -411,6 +425,52 @@ def page(name: str) -> Callable[[Request], Awaitable[Response]]:
     return serve
 
 
+# ---------------------------------------------------------------- product images
+
+# An image is named by the hash of its bytes: what a URL shows never changes. Its own
+# policy (no scripts, no loads, sandboxed) in place of the pages'.
+IMAGE_HEADERS: Final = {"Cache-Control": "public, max-age=31536000, immutable",
+                        "X-Content-Type-Options": "nosniff",
+                        "Content-Security-Policy": "default-src 'none'; sandbox"}
+
+
+def image_store(request: Request) -> images.ImageStore:
+    state = request.app.state
+    store: images.ImageStore | None = getattr(state, "image_store", None)
+    if store is None:
+        settings = services(request).settings
+        store = state.image_store = images.ImageStore(settings.image_dir, settings.images)
+    return store
+
+
+async def upload_image(request: Request) -> Response:
+    """Upload a product image: the raw bytes of a PNG, JPEG, WebP or GIF, its
+    Content-Type saying which; the answer's image_url is the product's image_url.
+
+    At most images.max_bytes (413), of one of the four types (415), really of that
+    type by its magic numbers (400), at most images.max_pixels by its header (413),
+    at most images.max_per_room distinct images a room (409 too_many_images). Kept
+    under the SHA-256 of its bytes: the same image again is the same URL."""
+    room_id = room_param(request)
+    logcontext.ROOM.set(room_id)
+    await show_of(request).ctx.check_host(room_id, host_key(request))
+    store = image_store(request)
+    declared_length(request, store.max_bytes, "the image")
+    media_type = images.media_type_of(request.headers.get("content-type"))
+    data = await limited_body(request, store.max_bytes, "the image")
+    stored = await store.save(room_id, data, media_type)
+    return ok(stored.answer(), 201)
+
+
+async def serve_image(request: Request) -> Response:
+    """An uploaded product image (/images/{room_id}/{sha256}.{ext}); 404 for any
+    other name."""
+    found = image_store(request).path_of(str(request.path_params["room_id"]),
+                                         str(request.path_params["name"]))
+    if found is None:
+        raise HTTPException(404, "no such image")
+    path, media_type = found
+    return FileResponse(path, media_type=media_type, headers=IMAGE_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,7 +478,8 @@ class Fixed:
     """An endpoint of no room feature, as served and as the OpenAPI document
     describes it (server/web/openapi.py). `access`: who may call it ("admin": the
     server's admin key when one is set; "host": the room's host key); `doc` False
-    keeps a page out of the API document."""
+    keeps a page out of the API document; `raw_body`: the media types of a body
+    that is bytes, not JSON (an image upload), as the document describes it."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str
@@ -429,6 +490,7 @@ class Fixed:
     query: Query | None = None
     media_type: str = "application/json"
     doc: bool = True
+    raw_body: tuple[str, ...] = ()
 
 
 FIXED: Final = (
@@ -459,6 +521,9 @@ FIXED: Final = (
     Fixed("GET", ROOM + "/trace", download_trace, access="host",
           media_type="application/x-ndjson"),
     Fixed("POST", ROOM + "/archive", archive_room, access="host"),
+    Fixed("POST", ROOM + "/images", upload_image, access="host", status=201,
+          raw_body=tuple(images.EXTENSIONS)),
+    Fixed("GET", "/images/{room_id}/{name}", serve_image, media_type="image/*", doc=False),
 )
 
 

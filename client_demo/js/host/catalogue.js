@@ -1,7 +1,9 @@
-// The catalogue panel: one row per product with its price (and whether it is open
-// for sale at that price: buy-it-now), stock bar (left / held / sold from the
-// server's counters), sale cell and actions (pin, buy-now on/off, edit, sell,
-// stop), the "N of max_pins pinned" count, and the add / edit product form.
+// The catalogue panel: one row per product with its image's thumbnail, price (and
+// whether it is open for sale at that price: buy-it-now), stock bar (left / held /
+// sold from the server's counters), sale cell and actions (pin, buy-now on/off,
+// edit, sell, stop), the "N of max_pins pinned" count, and the add / edit product
+// form with its image upload (POST /api/rooms/{room}/images: the file's bytes as
+// the body, its type as Content-Type; the answer's URL fills the image field).
 
 import { $, h, money, setText, toMajorText, toMinor } from "../util.js";
 import { saleActive } from "../sales.js";
@@ -11,6 +13,13 @@ import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sal
 import { S, hostApi, limit, report } from "./state.js";
 
 const rows = new Map();
+
+// What the server takes (server/features/images.py); the size is the room state's
+// `limits.image_max_bytes` when the server sends it, else the default of
+// images.max_bytes. The server checks every upload whatever the page lets through.
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+const DEFAULT_IMAGE_MAX_BYTES = 2 * 1024 * 1024;
+const imageMaxBytes = () => limit("image_max_bytes") ?? DEFAULT_IMAGE_MAX_BYTES;
 
 export function resetCatalogue() {
   rows.clear();
@@ -48,6 +57,10 @@ export function updateAllRows() {
 
 function buildRow(id) {
   const r = {};
+  r.thumb = h("img", { class: "p-thumb", alt: "", loading: "lazy", attrs: { referrerpolicy: "no-referrer" },
+                       on: { error: () => { r.thumb.hidden = true; } } });
+  r.thumb.hidden = true;
+  r.thumbUrl = "";
   r.name = h("div", { class: "p-name" });
   r.pid = h("div", { class: "p-id", text: id });
   r.priceText = h("div", { class: "num" });
@@ -64,7 +77,7 @@ function buildRow(id) {
   r.sell = h("button", { type: "button", class: "btn small", text: "Sell", on: { click: () => prepareSale(id) } });
   r.stop = h("button", { type: "button", class: "btn danger small", text: "Stop sale", on: { click: () => stopSale(id) } });
   r.tr = h("tr", { data: { productId: id } },
-    h("td", {}, r.name, r.pid), r.price, h("td", {}, r.bar, r.legend), r.sale,
+    h("td", {}, h("div", { class: "p-cell" }, r.thumb, h("div", { class: "p-text" }, r.name, r.pid))), r.price, h("td", {}, r.bar, r.legend), r.sale,
     h("td", {}, h("div", { class: "actions" }, r.pin, r.listing, r.claim, r.edit, r.sell, r.stop)));
   return r;
 }
@@ -76,6 +89,12 @@ export function updateRow(id) {
   const pinned = S.pins.includes(id);
   r.tr.classList.toggle("pinned", pinned);
   setText(r.name, p.title);
+  const url = p.image_url || "";
+  if (url !== r.thumbUrl) {
+    r.thumbUrl = url;
+    r.thumb.hidden = !url;
+    if (url) r.thumb.src = url; else r.thumb.removeAttribute("src");
+  }
   setText(r.priceText, money(p.price, p.currency));
   const listing = p.listing || { open: false, limit_per_buyer: 0 };
   const claim = listing.claim || null;
@@ -161,6 +180,8 @@ function editProduct(id) {
   $("#pf-currency").value = p.currency;
   $("#pf-stock").value = p.stock ? p.stock.total : 0;
   $("#pf-image").value = p.image_url || "";
+  showPreview(p.image_url || "");
+  clearUpload();
   $("#pf-desc").value = p.description || "";
   setText($("#pf-submit"), "Save changes");
   $("#pf-cancel").hidden = false;
@@ -171,6 +192,8 @@ function editProduct(id) {
 export function resetProductForm() {
   S.editing = null;
   $("#product-form").reset();
+  showPreview("");
+  clearUpload();
   setText($("#product-form-h"), "Add a product");
   setText($("#pf-submit"), "Add product");
   $("#pf-cancel").hidden = true;
@@ -218,3 +241,101 @@ export async function submitProduct(e) {
     $("#pf-title").focus();
   }
 }
+
+// ------------------------------------------------------------------ image upload
+
+/** The thumbnail under the image field, of `url` (none when empty or unloadable). */
+function showPreview(url) {
+  const img = $("#pf-preview");
+  if (!img) return;
+  img.hidden = !url;
+  if (url) img.src = url; else img.removeAttribute("src");
+}
+
+function clearUpload() {
+  const out = $("#pf-upload-result");
+  if (!out) return;
+  out.textContent = "";
+  out.className = "result";
+  delete out.dataset.outcome;
+}
+
+function megabytes(bytes) {
+  const mb = bytes / (1024 * 1024);
+  return `${Number.isInteger(mb) ? mb : mb.toFixed(1)} MB`;
+}
+
+/** The file's bytes as the body, its type as Content-Type, with the host key. */
+async function postImage(file) {
+  let res;
+  try {
+    res = await fetch(`/api/rooms/${encodeURIComponent(S.roomId)}/images`, {
+      method: "POST", body: file, cache: "no-store",
+      headers: { Accept: "application/json", "Content-Type": file.type, "X-Host-Key": S.hostKey },
+    });
+  } catch {
+    return { ok: false, status: 0, data: null,
+             error: { code: "network", message: "Cannot reach the server. Check the connection." } };
+  }
+  let data = null;
+  try { data = await res.json(); } catch { data = null; }
+  if (res.ok) return { ok: true, status: res.status, data, error: null };
+  const error = (data && data.error) || { code: `http_${res.status}`, message: res.statusText || "Upload failed" };
+  return { ok: false, status: res.status, data, error };
+}
+
+/** Check the chosen file as the server would (type, size), upload it and put its
+ *  URL in the image field; a refusal is shown in the server's words. */
+async function uploadImage(file) {
+  const out = $("#pf-upload-result");
+  const button = $("#pf-upload");
+  const max = imageMaxBytes();
+  if (!IMAGE_TYPES.includes(file.type)) {
+    report(out, { ok: false, error: { code: "unsupported_media",
+      message: `“${file.name}” is not a PNG, JPEG, WebP or GIF image` } });
+    return;
+  }
+  if (file.size > max) {
+    report(out, { ok: false, error: { code: "payload_too_large",
+      message: `“${file.name}” is ${megabytes(file.size)}; the most is ${megabytes(max)}` } });
+    return;
+  }
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  setText(button, "Uploading…");
+  try {
+    const res = await postImage(file);
+    if (report(out, res, `Uploaded “${file.name}”`)) {
+      $("#pf-image").value = res.data.image_url;
+      showPreview(res.data.image_url);
+    }
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+    setText(button, "Upload image");
+  }
+}
+
+/** The upload button opens the (hidden) file input; a chosen file is uploaded; a URL
+ *  typed in the field is previewed. Wired once, when the module loads (module scripts
+ *  run after the page is parsed). */
+function wireImageUpload() {
+  const input = $("#pf-file");
+  const button = $("#pf-upload");
+  const field = $("#pf-image");
+  if (!input || !button || !field) return;
+  button.addEventListener("click", () => input.click());
+  input.addEventListener("change", () => {
+    const file = input.files && input.files[0];
+    input.value = ""; // the same file again is a new choice
+    if (file) uploadImage(file);
+  });
+  field.addEventListener("change", () => {
+    const url = field.value.trim();
+    showPreview(/^(https?:\/\/|\/images\/)/.test(url) ? url : "");
+  });
+  $("#pf-preview").addEventListener("error", () => { $("#pf-preview").hidden = true; });
+  setText($("#pf-image-help"), `PNG, JPEG, WebP or GIF, up to ${megabytes(imageMaxBytes())}.`);
+}
+
+wireImageUpload();
