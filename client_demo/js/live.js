@@ -110,9 +110,14 @@ export class Live {
     }
   }
 
+  /** Whether a frame sent now goes out: the socket is open and welcomed. */
+  get connected() {
+    return !!(this.ws && this.ws.readyState === WebSocket.OPEN && this.state === "live");
+  }
+
   /** Send a frame now if connected. Returns whether it went out. */
   send(frame) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.state === "live") {
+    if (this.connected) {
       this.ws.send(JSON.stringify(frame));
       return true;
     }

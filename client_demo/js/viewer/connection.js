@@ -4,6 +4,7 @@
 // the same token), or a refused hand-off.
 
 import { $, setText } from "../util.js";
+import { onConnection } from "./checkout.js";
 import { S } from "./state.js";
 import { signinRefusedText } from "./words.js";
 
@@ -28,6 +29,8 @@ export function setConn(state, info = {}) {
     $("#gone").hidden = false;
     setText($("#gone-text"), info.reason || "This room does not exist.");
   }
+  // A checkout asked for while offline is checked again once the page is back.
+  onConnection(state, info);
 }
 
 export function renderConn() {

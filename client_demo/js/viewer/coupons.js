@@ -1,6 +1,7 @@
 // Coupon drops on the viewer page: the card with what is left (the server's
-// count), claiming one (a request re-sent under its id until answered) and the
-// claimed coupons this viewer keeps for checkout.
+// count), claiming one (a request re-sent under its id until answered), the
+// claimed coupons this viewer keeps for checkout, and which of them can apply to a
+// hold, by the server's rules (the checkout's choice, viewer/checkout.js).
 
 import { clock, h, money, setText, store, toast } from "../util.js";
 import { renderPromos } from "./promos.js";
@@ -71,4 +72,103 @@ function claim(id) {
   if (live.isPending((f) => f.type === "claim_coupon" && f.coupon_id === id)) return;
   live.request({ type: "claim_coupon", coupon_id: id });
   renderPromos();
+}
+
+// ------------------------------------------------------------------ at checkout
+// Which of this viewer's coupons can apply to a hold, by the server's rules: the
+// checks of begin_checkout.lua, in its order (docs/protocol.md §9 "Coupons at
+// checkout"). The page applies the ones it can know, so that a coupon that cannot
+// apply is shown as such and never sent; the server still decides every checkout.
+
+/** The terms of the drops this viewer claimed, as last seen: a drop that expires
+ *  leaves the snapshot's list, and the page still says why it can no longer apply. */
+const seen = new Map();
+
+/** What a refusal of a checkout taught about a coupon (coupon_id -> {code, holdId}),
+ *  for what the page could not know itself: a coupon used from another tab. */
+const learned = new Map();
+
+// Refusals that hold for any order; the others (currency, minimum spend) are about
+// the one hold they were given for.
+const FOR_ANY_ORDER = ["coupon_not_found", "coupon_not_claimed", "coupon_used", "coupon_expired"];
+
+export const COUPON_REFUSALS = [...FOR_ANY_ORDER, "coupon_currency", "coupon_min_spend"];
+
+/** The server refused a checkout with this coupon: remember why (this page load). */
+export function learnCouponRefusal(couponId, code, holdId) {
+  if (couponId && COUPON_REFUSALS.includes(code)) learned.set(couponId, { code, holdId });
+}
+
+/** Every coupon this viewer holds for checkout: the drops it claimed (with `listed`
+ *  false for one the server no longer lists) and its referral reward coupons, which
+ *  the server claimed for it (viewer/invite.js). */
+export function walletCoupons() {
+  const out = [];
+  const ids = new Set();
+  for (const id of S.claimed) {
+    const c = S.coupons.get(id);
+    if (c) seen.set(id, c);
+    const known = c || seen.get(id);
+    if (!known || S.rewardCoupons.has(id)) continue;
+    ids.add(id);
+    out.push({ ...known, listed: !!c });
+  }
+  for (const c of S.rewardCoupons.values()) {
+    if (!ids.has(c.coupon_id)) out.push({ ...c, listed: true, reward: true });
+  }
+  return out;
+}
+
+export const subtotalOf = (hold) => hold.unit_price * hold.quantity;
+
+/** The refusal code the server would answer for coupon `c` on `hold` at server time
+ *  `at`, or "" when it applies. */
+export function couponRefusal(c, hold, at) {
+  const id = c.coupon_id;
+  // (Not found, not claimed: only drops this viewer claimed are here.) Used by an
+  // order, or reserved by a checkout of another hold still on its way.
+  if (S.usedCoupons.has(id)) return "coupon_used";
+  if (live && live.isPending((f) => f.type === "checkout" && f.coupon_id === id && f.hold_id !== hold.id)) {
+    return "coupon_used";
+  }
+  // Snapshots list the drops that have not expired: a claimed drop missing from the
+  // last one has expired (early, when the show ended).
+  if (!c.listed) return "coupon_expired";
+  if (Number.isFinite(c.expires_at) && at >= c.expires_at) return "coupon_expired";
+  // Minimum spend and amounts are in the coupon's currency: it must be the order's.
+  if (c.currency !== hold.currency) return "coupon_currency";
+  if (subtotalOf(hold) < (c.min_spend || 0)) return "coupon_min_spend";
+  const told = learned.get(id);
+  if (told && (FOR_ANY_ORDER.includes(told.code) || told.holdId === hold.id)) return told.code;
+  return "";
+}
+
+/** The discount begin_checkout.lua gives: `amount` → min(value, subtotal); `percent`
+ *  → floor(subtotal × value / 100). Only for a coupon that applies. */
+export function couponDiscount(c, hold) {
+  const subtotal = subtotalOf(hold);
+  if (c.kind === "percent") return Math.floor((subtotal * c.value) / 100);
+  return Math.min(c.value, subtotal);
+}
+
+/** This viewer's coupons for `hold`, each with `refusal` ("" when it applies) and
+ *  `discount`: the ones that apply first, best first (the largest discount; on a
+ *  tie, the one expiring soonest), then the others. */
+export function couponsFor(hold, at) {
+  const soonest = (c) => (Number.isFinite(c.expires_at) ? c.expires_at : Infinity);
+  const all = walletCoupons().map((c) => {
+    const refusal = couponRefusal(c, hold, at);
+    return { ...c, refusal, discount: refusal ? 0 : couponDiscount(c, hold) };
+  });
+  const byBest = (a, b) => b.discount - a.discount || soonest(a) - soonest(b) ||
+                           String(a.coupon_id).localeCompare(String(b.coupon_id));
+  const byTitle = (a, b) => String(a.title).localeCompare(String(b.title)) ||
+                            String(a.coupon_id).localeCompare(String(b.coupon_id));
+  return [...all.filter((c) => !c.refusal).sort(byBest), ...all.filter((c) => c.refusal).sort(byTitle)];
+}
+
+/** The coupon to preselect: the best that applies, if it takes anything off. */
+export function bestCoupon(list) {
+  const best = list[0];
+  return best && !best.refusal && best.discount > 0 ? best : null;
 }

@@ -81,9 +81,80 @@ const SIGNIN_REASONS = {
   lifetime: "the sign-in is valid for too long",
 };
 
+// How to word the refusal of one request, by its request_id (the error frame's
+// `re`), where the page knows more than the code: viewer/checkout.js names the
+// coupon and hold of each checkout it sends. A function that returns "" leaves the
+// refusal to the table above.
+const WORDERS_KEPT = 32;
+const worders = new Map();
+
+export function wordRefusalOf(requestId, fn) {
+  if (!requestId) return;
+  worders.delete(requestId);
+  worders.set(requestId, fn);
+  while (worders.size > WORDERS_KEPT) worders.delete(worders.keys().next().value);
+}
+
 export function explain(err) {
   if (!err) return "Something went wrong.";
+  const worder = err.re !== undefined && err.re !== null ? worders.get(err.re) : null;
+  const said = worder ? worder(err) : "";
+  if (said) return said;
   return REFUSALS[err.code] || err.message || "Something went wrong.";
+}
+
+// Why a coupon cannot apply to a hold (docs/protocol.md §9 "Coupons at checkout"),
+// by the refusal code the server answers (or would answer) for it, with the amounts
+// the page knows: short, for the coupon's line in the checkout's choice ...
+export function couponWhy(code, coupon, hold) {
+  const c = coupon || {};
+  switch (code) {
+    case "coupon_currency":
+      return `only for orders in ${c.currency || "another currency"}; this one is in ${hold.currency}`;
+    case "coupon_min_spend": {
+      const short = (c.min_spend || 0) - hold.unit_price * hold.quantity;
+      return short > 0 ? `spend ${money(short, c.currency)} more to use it (minimum ${money(c.min_spend, c.currency)})`
+                       : "this order doesn't reach its minimum spend";
+    }
+    case "coupon_expired":
+      return "expired";
+    case "coupon_used":
+      return "already used";
+    case "coupon_not_found":
+      return "no longer offered in this show";
+    case "coupon_not_claimed":
+      return "not claimed by you";
+    default:
+      return "can't be used on this order";
+  }
+}
+
+// ... and whole, for the checkout's message.
+export function explainCoupon(code, coupon, hold) {
+  const c = coupon || {};
+  const name = c.title ? `“${c.title}”` : "The coupon";
+  const subtotal = hold ? hold.unit_price * hold.quantity : 0;
+  switch (code) {
+    case "coupon_currency":
+      return `${name} is only for orders in ${c.currency || "another currency"}, and this order is in ${hold.currency}.`;
+    case "coupon_min_spend": {
+      const short = (c.min_spend || 0) - subtotal;
+      return short > 0
+        ? `${name} needs an order of at least ${money(c.min_spend, c.currency)}: this one is ` +
+          `${money(subtotal, hold.currency)}, ${money(short, c.currency)} short.`
+        : REFUSALS.coupon_min_spend;
+    }
+    case "coupon_expired":
+      return `${name} has expired.`;
+    case "coupon_used":
+      return `${name} is already used on another order.`;
+    case "coupon_not_found":
+      return `${name} is no longer offered in this show.`;
+    case "coupon_not_claimed":
+      return `${name} isn't claimed by you: claim a coupon before using it.`;
+    default:
+      return REFUSALS[code] || "The coupon can't be used on this order.";
+  }
 }
 
 export function signinRefusedText(err) {
