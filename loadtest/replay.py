@@ -131,6 +131,10 @@ class Replay:
                                 "/draw")
             elif act == "announce":
                 await host.call("POST", "/announcements", d)
+            elif act == "referrals":
+                await host.call("PUT", "/referrals", d)
+            elif act == "update_room":
+                await host.call("PATCH", "", d)
             self.ctx.host_actions[f"{act}: ok"] += 1
             self.ctx.host_events += 1
         except HostError as exc:

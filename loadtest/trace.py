@@ -38,7 +38,7 @@ from loadtest.messages import TraceStep
 
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
                                  "claims", "sale", "stop_sale", "coupon", "lottery", "draw",
-                                 "announce"})
+                                 "announce", "referrals", "update_room"})
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",
                                    "claim_coupon", "enter_lottery", "chat", "like"})
 # (kind of id, data key) that each action references.

@@ -405,6 +405,9 @@ async def _show(live: LiveServer, http: httpx.AsyncClient,
                     expect=200)
     await host.call("POST", "/announcements", {"text": "Next drop in a minute"}, expect=201)
     await host.call("PATCH", "/policy", {"slow_mode_s": 0}, expect=200)
+    await host.call("PATCH", "", {"title": "Schema show, part 2",
+                                  "stream_url": "https://cdn.example.com/live.m3u8"},
+                    expect=200)
     # Coupons and a lottery.
     coupon = await host.call("POST", "/coupons", {"kind": "amount", "value": 100,
                                                   "count": 10, "currency": "USD"}, expect=201)

@@ -380,6 +380,8 @@ HTTP: dict[tuple[str, str], Endpoint] = {
                                                     "stream_url": ODD_TEXT}),
     ("GET", "/api/rooms"): Endpoint({}, query=("limit", "offset", "state", "cursor")),
     ("GET", ROOM): Endpoint({"room_id": "room"}),
+    ("PATCH", ROOM): Endpoint({"room_id": "room"}, lambda w: {
+        "title": TEXT | ODD_TEXT, "stream_url": ODD_TEXT | st.just("https://cdn.example/x.m3u8")}),
     ("POST", "/api/webhooks"): Endpoint({}, lambda w: {
         "url": TEXT | ODD_TEXT | st.just("http://127.0.0.1:9/x"),
         "events": JSON | st.lists(TEXT, max_size=3), "description": TEXT}),
@@ -497,6 +499,7 @@ HTTP: dict[tuple[str, str], Endpoint] = {
         {"room_id": "room"}, lambda w: {"message_id": ids("message", w)}),
     ("POST", ROOM + "/moderation/mute"): Endpoint(
         {"room_id": "room"}, lambda w: {"viewer_id": ids("viewer", w), "duration_s": INTS}),
+    ("GET", ROOM + "/moderation/mutes"): Endpoint({"room_id": "room"}),
     ("POST", ROOM + "/live"): Endpoint({"room_id": "spare_room"}),
     ("POST", ROOM + "/end"): Endpoint({"room_id": "spare_room"}),
     ("POST", ROOM + "/archive"): Endpoint({"room_id": "spare_room"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import orjson
@@ -86,3 +87,23 @@ async def test_lottery_keywords_are_kept_only_as_keyed_stand_ins(
     # The matching entry replays with the lottery's stand-in; the wrong guess with a
     # stand-in that does not contain it, so a replay refuses it too.
     assert sorted(stand_in in t["keyword"] for t in tries) == [False, True]
+
+
+async def test_every_recorded_host_action_can_be_read_back_and_replayed(
+        server: LiveServer) -> None:
+    """Each route recorded as a show change names an action the trace reader and the
+    replayer know: a trace of any show replays, with no action left behind."""
+    import inspect
+
+    from loadtest import replay as replay_module
+    from loadtest import trace
+    from server.features import recorder
+
+    recorded = {r.record_as for r in server.services.show.registry.routes
+                if r.record_as is not None}
+    assert recorded == trace.HOST_ACTIONS == recorder.HOST_ACTIONS
+    replay = inspect.getsource(replay_module)
+    handled = set(re.findall(r'act == "([a-z_]+)"', replay))
+    for group in re.findall(r"act in \(([^)]*)\)", replay):
+        handled |= set(re.findall(r'"([a-z_]+)"', group))
+    assert recorded <= handled, sorted(recorded - handled)

@@ -10,6 +10,9 @@
 // handler); the panels live in ./host/:
 //   state.js            the store `S`, the connection, server time, hostApi, outcome lines
 //   rooms.js            create / open / switch rooms, connection pill, room state, end show
+//   confirm.js          the confirmation every irreversible action asks first
+//   hostkey.js          "Save your host key": the notice, copy, download as a file
+//   room_edit.js        the show's title and stream, editable during the show
 //   limits.js           the server's limits on the console's inputs
 //   policy.js           room policy (shop customers only, per-address limit, slow mode)
 //   catalogue.js        products, pins, the product form
@@ -22,12 +25,13 @@
 //   groups.js           group deals: the start form, held / sold / left and open groups live, close
 //   fans.js             top fans: the channel's leaderboard, refreshed every 10 s
 //   referrals.js        referrals: the reward program's form and the inviter → invitee tree
-//   chat_moderation.js  chat and its recent history, delete, mute, the pinned message, announcements
+//   chat_moderation.js  chat and its recent history, delete, mute, the muted viewers, the pinned
+//                       message, announcements
 //   stats.js            live numbers and charts
 //   report.js           the show report (final once the show ended) and its downloads
 
 import { mergeProduct } from "./sales.js";
-import { $, copyText, setText, toast } from "./util.js";
+import { $, copyText, toast } from "./util.js";
 import {
   antiSnipeChanged, fillAuctionDefaults, onAuctionBid, putAuction, renderAuctions, setAuctions, startAuction,
 } from "./host/auctions.js";
@@ -35,13 +39,17 @@ import {
   renderProducts, resetProductForm, submitProduct, updateAllRows, updateRow,
 } from "./host/catalogue.js";
 import {
-  addChat, addSystem, announce, markDeleted, onMuted, pinNote, setChatHistory, setPinned, unpin,
+  addChat, addSystem, announce, anyMute, loadMutes, markDeleted, onMuted, pinNote, renderMutes,
+  setChatHistory, setPinned, unpin,
 } from "./host/chat_moderation.js";
-import { couponKindChanged, dropCoupon, onCouponCount, renderCoupons } from "./host/coupons.js";
+import {
+  couponCurrencyLeft, couponCurrencyTyped, couponKindChanged, dropCoupon, onCouponCount, renderCoupons,
+} from "./host/coupons.js";
 import { refreshFans } from "./host/fans.js";
 import {
   anyOpenGroup, fillGroupDefaults, onGroupDeal, onGroupUpdate, onProductStock, refreshGroups, renderGroups, startDeal,
 } from "./host/groups.js";
+import { copyKey, dismissKeyNotice, downloadKey, toggleKeyNotice } from "./host/hostkey.js";
 import { applyLimits } from "./host/limits.js";
 import {
   entryKindChanged, onEntrants, openLottery, putLottery, renderLotteries,
@@ -53,14 +61,19 @@ import {
   perAddressChanged, renderPolicy, slowModeChanged, submitCustomSlowMode, verifiedChanged,
 } from "./host/policy.js";
 import {
-  askEndShow, createRoom, endShow, openForm, openRememberedRoom, renderRoomState, showSetup,
-  whenRoomOpens,
+  askEndShow, createRoom, endDialogClosed, endShow, goToReport, openForm, openRememberedRoom,
+  rememberTitle, renderRoomState, showSetup, whenRoomOpens,
 } from "./host/rooms.js";
+import {
+  applyRoomUpdate, renderRoomDetails, roomFieldChanged, saveRoomDetails,
+} from "./host/room_edit.js";
 import {
   onQuestionVotes, putQuestion, refreshQuestions, renderQuestions, setQuestions,
 } from "./host/questions.js";
 import {
-  loadReferrals, referralCouponKindChanged, referralKindChanged, refreshReferrals, saveReferrals,
+  loadReferrals, referralCouponKindChanged, referralCurrencyLeft, referralCurrencyTyped,
+  referralKindChanged,
+  refreshReferrals, saveReferrals,
 } from "./host/referrals.js";
 import { download, loadReport, reportShowEnded } from "./host/report.js";
 import { fillSaleDefaults, putSale, startSale } from "./host/sale.js";
@@ -74,7 +87,7 @@ function putProduct(card) {
 
 /** Every event type the console acts on, and its handler: the one place to look. */
 const EVENTS = {
-  snapshot: applySnapshot,
+  snapshot: onSnapshot,
   product: (ev) => { putProduct(ev.product); renderProducts(); },
   pinned: (ev) => { putProduct(ev.product); S.pins = ev.pins; renderProducts(); },
   unpinned: (ev) => { S.pins = ev.pins; renderProducts(); },
@@ -107,8 +120,15 @@ const EVENTS = {
   announcement: (ev) => addSystem(`Announcement: ${ev.text}`),
   show_live: () => { if (S.room) S.room.state = "live"; renderRoomState("live"); },
   room_policy: (ev) => renderPolicy(ev.policy),
+  // The title or stream changed (this console or another): header, form, recent rooms.
+  room_updated: (ev) => { applyRoomUpdate(ev); rememberTitle(ev.room_id, ev.title); },
   // The show's final numbers: the report loads by itself.
-  show_ended: () => { addSystem("The show has ended."); renderRoomState("ended"); reportShowEnded({ event: true }); },
+  show_ended: (ev) => {
+    if (S.room) S.room.ended_at = ev.ended_at;
+    addSystem("The show has ended.");
+    renderRoomState("ended");
+    reportShowEnded({ event: true });
+  },
   // A reward paid or reversed changes the referral tree: load it now, not in 10 s.
   referral_reward: () => loadReferrals(),
 };
@@ -127,8 +147,7 @@ function applySnapshot(snap) {
   renderRoomState(snap.room.state || "live");
   // A room opened (or a state resent) after its show ended: its report, once.
   if (snap.room.state === "ended") reportShowEnded();
-  setText($("#room-title"), snap.room.title);
-  document.title = `${snap.room.title} · Host console · livesell`;
+  renderRoomDetails(snap.room);
   const before = S.products;
   S.products = new Map(snap.products.map((p) => [p.product_id, mergeProduct(before.get(p.product_id), p)]));
   S.pins = snap.pins;
@@ -147,6 +166,12 @@ function applySnapshot(snap) {
   if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
   // Group deals are not in the room state: the ones seen here are fetched afresh.
   refreshGroups();
+}
+
+/** The WebSocket's snapshot (every (re)connect or gap): mutes may have been missed too. */
+function onSnapshot(snap) {
+  applySnapshot(snap);
+  loadMutes();
 }
 
 function onStock(ev) {
@@ -174,6 +199,7 @@ function scheduleTick() {
     if (anyOpenPoll()) renderPolls();
     if (S.questions.size) renderQuestions();
     if (anyOpenGroup()) renderGroups();
+    if (anyMute()) renderMutes();
     scheduleTick();
   }, 1000 - (now() % 1000) + 2);
 }
@@ -196,6 +222,15 @@ function bind() {
   $("#end-show").addEventListener("click", askEndShow);
   $("#end-cancel").addEventListener("click", () => $("#end-dlg").close());
   $("#end-confirm").addEventListener("click", endShow);
+  $("#end-dlg").addEventListener("close", endDialogClosed);
+  $("#ended-report").addEventListener("click", goToReport);
+  $("#show-key").addEventListener("click", toggleKeyNotice);
+  $("#key-dismiss").addEventListener("click", dismissKeyNotice);
+  $("#copy-key").addEventListener("click", copyKey);
+  $("#download-key").addEventListener("click", downloadKey);
+  $("#room-form").addEventListener("submit", saveRoomDetails);
+  $("#rm-title").addEventListener("input", roomFieldChanged);
+  $("#rm-stream").addEventListener("input", roomFieldChanged);
   $("#product-form").addEventListener("submit", submitProduct);
   $("#pf-cancel").addEventListener("click", () => { resetProductForm(); $("#product-result").textContent = ""; });
   $("#sale-form").addEventListener("submit", startSale);
@@ -203,6 +238,10 @@ function bind() {
   $("#sf-in").addEventListener("focus", checkStart("in"));
   $("#sf-at").addEventListener("focus", checkStart("at"));
   $("#coupon-form").addEventListener("submit", dropCoupon);
+  $("#cf-currency").addEventListener("input", couponCurrencyTyped);
+  $("#cf-currency").addEventListener("blur", couponCurrencyLeft);
+  $("#rf-currency").addEventListener("input", referralCurrencyTyped);
+  $("#rf-currency").addEventListener("blur", referralCurrencyLeft);
   $("#cf-kind").addEventListener("change", couponKindChanged);
   $("#lottery-form").addEventListener("submit", openLottery);
   $("#lf-entry").addEventListener("change", entryKindChanged);
@@ -232,8 +271,6 @@ function bind() {
   $("#entrants-close").addEventListener("click", () => $("#entrants-dlg").close());
   $("#copy-link").addEventListener("click", () => copyField($("#share-link"),
     "Viewer link copied.", "Select the link and copy it."));
-  $("#copy-key").addEventListener("click", () => copyField($("#host-key-view"),
-    "Host key copied. Keep it secret.", "Select the key and copy it."));
 }
 
 whenRoomOpens({ applySnapshot, onEvent, onStart: scheduleTick });

@@ -223,6 +223,13 @@ def room_policy(policy: dict[str, Any]) -> Event:
     return {"type": "room_policy", "policy": policy}
 
 
+def room_updated(room_id: str, title: str, stream_url: str) -> Event:
+    """The host changed the show's title or stream: both, as they are now ("" for
+    no stream), so a page sets its title and player from this event alone."""
+    return {"type": "room_updated", "room_id": room_id, "title": title,
+            "stream_url": stream_url}
+
+
 def show_live(room_id: str) -> Event:
     return {"type": "show_live", "room_id": room_id}
 
@@ -270,5 +277,6 @@ ROOM_EVENTS: Final = (
     "order_refunded",
     "chat", "chat_deleted",
     "viewer_muted",
-    "announcement", "likes", "viewers", "room_policy", "show_live", "show_reminder", "show_ended")
+    "announcement", "likes", "viewers", "room_policy", "room_updated", "show_live",
+    "show_reminder", "show_ended")
 DIRECT_FRAMES: Final = ("welcome", "pong", "snapshot")

@@ -409,6 +409,17 @@ class _Builder:
                 "size": _COUNT, "members": _COUNT, "seats_left": _COUNT, "deadline": _MS,
                 "starter": _STR, "member_names": _list(_STR),
             }, doc="A group of a deal."),
+            "Room": _obj({"room_id": _ID, "title": _STR, "stream_url": _STR,
+                          "created_at": _MS, "state": _enum("scheduled", "live", "ended"),
+                          "starts_at": _or_null(_MS), "ended_at": _or_null(_MS)},
+                         doc="A room: its title, stream and lifecycle."),
+            "Mutes": _obj({
+                "mutes": _list(_obj({
+                    "viewer_id": _ID, "until": _MS,
+                    "nickname": _with_doc(_or_null(_STR), "the name of their latest "
+                                          "message in the room's recent chat, if any")})),
+                "server_time": _MS}, doc="The viewers muted now, the soonest to speak "
+                                         "again first."),
             "Policy": _obj({"require_verified": _BOOL, "limit_per_ip": _BOOL,
                             "slow_mode_s": _COUNT}, doc="The room policy the host set."),
             "Viewers": _obj({"now": _COUNT, "unique": _COUNT, "peak": _COUNT},
@@ -573,6 +584,10 @@ class _Builder:
                           doc="Viewers joined or left (coalesced)."),
             "room_policy": ev("room_policy", {"policy": r("Policy")},
                               doc="The host changed the room policy."),
+            "room_updated": ev("room_updated", {
+                "room_id": _ID, "title": _STR,
+                "stream_url": _with_doc(_STR, "the stream the pages play; \"\": none")},
+                doc="The host changed the show's title or stream (both as they are now)."),
             "show_live": ev("show_live", {"room_id": _ID}, doc="A scheduled show went live."),
             "show_reminder": ev("show_reminder", {"room_id": _ID, "title": _STR,
                                                   "starts_at": _MS},
@@ -670,9 +685,7 @@ class _Builder:
             "seq": _with_doc(_COUNT, "the last event sequence number the state includes"),
             "type": _const("snapshot"),
             "server_time": _MS,
-            "room": _obj({"room_id": _ID, "title": _STR, "stream_url": _STR,
-                          "created_at": _MS, "state": _enum("scheduled", "live", "ended"),
-                          "starts_at": _or_null(_MS), "ended_at": _or_null(_MS)}),
+            "room": r("Room"),
             "products": _list(r("ProductCard")),
             "pins": _list(_ID),
             "coupons": _list(r("Coupon")),

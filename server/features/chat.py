@@ -41,6 +41,7 @@ class ChatRoom:
         registry.route(Route("POST", "/moderation/delete", self._delete,
                              body=domain.DELETE_SHAPE))
         registry.route(Route("POST", "/moderation/mute", self._mute, body=domain.MUTE_SHAPE))
+        registry.route(Route("GET", "/moderation/mutes", self._mutes, answer="Mutes"))
         registry.route(Route("PATCH", "/policy", self._policy, body=policy.PATCH_SHAPE,
                              answer="Policy"))
         registry.route(Route("POST", "/recording", self._recording, body=RECORDING_SHAPE))
@@ -56,6 +57,11 @@ class ChatRoom:
 
     async def _mute(self, call: Call) -> Any:
         return await self.mute(call.room_id, call.body)
+
+    async def _mutes(self, call: Call) -> Any:
+        """The viewers muted now (host): who, until when, and the name they last
+        chatted under, so a console lists them again after a reload."""
+        return await self.active_mutes(call.room_id)
 
     async def _policy(self, call: Call) -> Any:
         return await self.set_policy(call.room_id, call.body)
@@ -143,6 +149,16 @@ class ChatRoom:
         event = events.viewer_muted(viewer_id, until)
         seq = await self.ctx.publish(room_id, event)
         return {"seq": seq, **event}
+
+    async def active_mutes(self, room_id: str) -> dict[str, Any]:
+        """The mutes still running, the soonest to end first."""
+        now = now_ms()
+        muted, names = await self.data.mutes(room_id)
+        active = sorted((until, viewer_id) for viewer_id, until in muted.items()
+                        if until > now)
+        return {"mutes": [{"viewer_id": viewer_id, "until": until,
+                           "nickname": names.get(viewer_id)} for until, viewer_id in active],
+                "server_time": now}
 
     # ------------------------------------------------------------------ room policy
 

@@ -40,7 +40,7 @@ log = logging.getLogger("livesell.recorder")
 VERSION: Final = 2
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
                                  "claims", "sale", "stop_sale", "coupon", "lottery", "draw",
-                                 "announce"})
+                                 "announce", "referrals", "update_room"})
 MAX_OPEN_TRACES: Final = 64
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",
                                    "claim_coupon", "enter_lottery", "chat", "like"})

@@ -1,11 +1,14 @@
-"""A room itself: creating one, whether it exists, and its state as viewers
-see it (the snapshot: catalogue with stock and sales, pins, coupons,
-lotteries, likes, viewers, policy and the server's limits). The lifecycle
-(live, ended, archived) is server/features/rooms.py."""
+"""A room itself: creating one, editing its title and stream, whether it exists,
+and its state as viewers see it (the snapshot: catalogue with stock and sales,
+pins, coupons, lotteries, likes, viewers, policy and the server's limits). The
+lifecycle (live, ended, archived) is server/features/rooms.py."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import orjson
@@ -37,12 +40,33 @@ CREATE_SHAPE: Final = Shape("room", {
     "channel": opt(Str(64, pattern=CHANNEL_PATTERN), DEFAULT_CHANNEL,
                    "the room's owner, whose fans' points it adds to"),
 })
+# PATCH /api/rooms/{room_id}: the fields named change, the others are kept.
+UPDATE_SHAPE: Final = Shape("room", {
+    "title": opt(domain.TITLE, doc="the show's title (trimmed)"),
+    "stream_url": opt(domain.URL, doc="the stream the pages play (http or https; \"\": "
+                      "none)"),
+}, doc="The fields to change.", non_empty="room: name at least one of stream_url, title")
+
+
+ROOM_FIELDS: Final = ("title", "stream_url", "created_at", "state", "starts_at", "ended_at")
+
+
+def room_info(room_id: str, room: Mapping[str, Any]) -> dict[str, Any]:
+    """The room as the snapshot and PATCH answer show it, from its Redis hash."""
+    return {"room_id": room_id, "title": room.get("title") or "",
+            "stream_url": room.get("stream_url") or "",
+            "created_at": as_int(room.get("created_at")),
+            "state": room.get("state") or LIVE,
+            "starts_at": as_int(room.get("starts_at")) or None,
+            "ended_at": as_int(room.get("ended_at")) or None}
 
 
 class Room:
     def __init__(self, ctx: Context, lifecycle: Lifecycle) -> None:
         self.ctx = ctx
         self.lifecycle = lifecycle
+        # Rooms with an edit running or waiting: the lock and how many use it.
+        self._edit_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @property
     def data(self) -> RoomsData:
@@ -51,9 +75,46 @@ class Room:
     def register(self, registry: Registry) -> None:
         # room_state reads the room's wholeness with the rest, in one round trip.
         registry.route(Route("GET", "", self._state, access="public", needs_whole=False))
+        # A show change: refused once the show ended (409 show_ended), recorded.
+        registry.route(Route("PATCH", "", self._update, body=UPDATE_SHAPE,
+                             record_as="update_room", answer="Room"))
 
     async def _state(self, call: Call) -> Any:
         return await self.room_state(call.room_id)
+
+    async def _update(self, call: Call) -> Any:
+        """Change the show's title or stream: kept in the store, then Redis, then
+        every viewer hears `room_updated` (the pages update without a reload)."""
+        return await self.update_room(call.room_id, call.body)
+
+    @contextlib.asynccontextmanager
+    async def _editing(self, room_id: str) -> AsyncIterator[None]:
+        """One edit of a room at a time (per process): two quick edits of different
+        fields each keep the other's, and viewers hear them in order."""
+        lock, users = self._edit_locks.get(room_id, (asyncio.Lock(), 0))
+        self._edit_locks[room_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._edit_locks[room_id]
+            if users > 1:
+                self._edit_locks[room_id] = (lock, users - 1)
+            else:
+                del self._edit_locks[room_id]
+
+    async def update_room(self, room_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply `changes` (UPDATE_SHAPE, already checked): durable in the store first,
+        so a restart or a Redis rebuild keeps them; the room as it is now."""
+        async with self._editing(room_id):
+            title, stream_url = await self.data.fields(room_id, "title", "stream_url")
+            title = str(changes.get("title", title or ""))
+            stream_url = str(changes.get("stream_url", stream_url or ""))
+            await self.ctx.store.update_room(room_id, title, stream_url)
+            await self.data.update_room(room_id, title, stream_url)
+            await self.ctx.publish(room_id, events.room_updated(room_id, title, stream_url))
+        read = await self.data.fields(room_id, *ROOM_FIELDS)
+        return room_info(room_id, dict(zip(ROOM_FIELDS, read, strict=True)))
 
     async def create_room(self, body: dict[str, Any]) -> dict[str, Any]:
         created = now_ms()
@@ -137,12 +198,7 @@ class Room:
         return {
             "seq": read.seq,
             "server_time": now,
-            "room": {"room_id": room_id, "title": room.get("title", ""),
-                     "stream_url": room.get("stream_url", ""),
-                     "created_at": as_int(room.get("created_at")),
-                     "state": room.get("state") or LIVE,
-                     "starts_at": as_int(room.get("starts_at")) or None,
-                     "ended_at": as_int(room.get("ended_at")) or None},
+            "room": room_info(room_id, room),
             "products": [card_view(p, stock, sale, listing, waiting, now)
                          for p, stock, sale, listing, waiting in
                          zip(read.products, read.stocks, read.sales, read.listings,

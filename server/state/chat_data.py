@@ -46,6 +46,21 @@ class ChatData:
     async def mute(self, room_id: str, viewer_id: str, until: int) -> None:
         await self.redis.hset(room_keys(room_id).muted, viewer_id, until)
 
+    async def mutes(self, room_id: str) -> tuple[dict[str, int], dict[str, str]]:
+        """Every mute the room keeps (viewer id -> until, ms; ended ones too), and the
+        nickname of each viewer's latest message in the recent chat, in one round trip."""
+        keys = room_keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.muted)
+            pipe.lrange(keys.chat_history, 0, -1)
+            muted, history = await pipe.execute()
+        names: dict[str, str] = {}
+        for raw in history:  # oldest first: a later message's name wins
+            event = orjson.loads(raw)
+            if isinstance(event.get("viewer_id"), str) and isinstance(event.get("nickname"), str):
+                names[event["viewer_id"]] = event["nickname"]
+        return {v: int(until) for v, until in muted.items()}, names
+
     async def add_likes(self, room_id: str, count: int) -> int:
         return int(await self.redis.incrby(room_keys(room_id).likes, count))
 

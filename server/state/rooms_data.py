@@ -69,6 +69,11 @@ class RoomsData:
             pipe.sadd(ROOMS, room_id)
             await pipe.execute()
 
+    async def update_room(self, room_id: str, title: str, stream_url: str) -> None:
+        """The room's title and stream as the host edited them (the store has them)."""
+        await self.redis.hset(room_keys(room_id).room,
+                              mapping={"title": title, "stream_url": stream_url})
+
     async def mark_whole(self, room_id: str, epoch: str) -> None:
         """The room's Redis state is complete and belongs to `epoch` (set last)."""
         await self.redis.set(room_keys(room_id).epoch, epoch)

@@ -143,6 +143,11 @@ class OrderStore(Protocol):
         """Record a new room (its id is new: a second add of it fails)."""
         ...
 
+    async def update_room(self, room_id: str, title: str, stream_url: str) -> None:
+        """Replace the room's title and stream (the host edited them); nothing else
+        of the room changes."""
+        ...
+
     async def set_room_state(self, room_id: str, state: str, starts_at: int | None,
                              ended_at: int | None, changed_at: int) -> None:
         """Set the room's lifecycle (scheduled, live, ended, archived), replacing it."""

@@ -169,6 +169,8 @@ async def test_console_auction_two_bidders_extension_win_pay_and_verify(
     second = console.get_by_role("button", name="Offer Blue Vase to the runner-up (second chance)")
     await expect(second).to_be_disabled()
     await console.get_by_role("button", name="End the auction of Blue Vase now").click()
+    # An irreversible action asks first (tests/browser/test_host_console.py).
+    await console.locator("#confirm-dlg").get_by_role("button", name="End now").click()
     await expect(result).to_have_text(
         f"✓ Ended the auction of “Blue Vase”: {b_name} wins at $26.00")
     await expect(item).to_have_attribute("data-state", "ended")
@@ -366,6 +368,7 @@ async def test_an_unpaid_win_goes_to_the_runner_up_as_a_second_chance(
 
     item = console.locator(f'#auction-list li[data-auction-id="{aid}"]')
     await console.get_by_role("button", name="End the auction of Mantel Clock now").click()
+    await console.locator("#confirm-dlg").get_by_role("button", name="End now").click()
     await expect(item).to_have_attribute("data-state", "ended")
     await expect(card_b).to_have_attribute("data-hold", "held")
 
@@ -384,6 +387,8 @@ async def test_an_unpaid_win_goes_to_the_runner_up_as_a_second_chance(
     for _ in range(40):
         await outcome.evaluate("(el) => { el.textContent = ''; el.dataset.outcome = ''; }")
         await second.click()
+        await console.locator("#confirm-dlg").get_by_role(
+            "button", name="Offer second chance").click()
         await expect(outcome).to_have_attribute("data-outcome", re.compile("^(ok|error)$"))
         if await outcome.get_attribute("data-outcome") == "ok":
             break
@@ -437,6 +442,7 @@ async def test_the_host_cancels_an_open_auction(
     assert (await host.call("GET", f"/auctions/{aid}", expect=200))["min_next"] == 1550
 
     await console.get_by_role("button", name="Cancel the auction of Glass Bowl").click()
+    await console.locator("#confirm-dlg").get_by_role("button", name="Cancel auction").click()
     await expect(console.locator("#auction-result")).to_have_text(
         "✓ Cancelled the auction of “Glass Bowl”")
     await expect(card).to_have_attribute("data-state", "cancelled")

@@ -226,6 +226,8 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
 
     # ---------------------------------------------------------------- the host closes the deal
     await console.get_by_role("button", name="Close the group deal on Tea Set").click()
+    # An irreversible action asks first (tests/browser/test_host_console.py).
+    await console.locator("#confirm-dlg").get_by_role("button", name="Close deal").click()
     await expect(result).to_have_text(
         "✓ Closed the group deal on “Tea Set”: 1 sold, 2 in full groups waiting for payment")
     await expect(item).to_have_attribute("data-state", "closed")

@@ -259,6 +259,8 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await expect(host.locator("#entrants-summary")).to_have_text("2 entrants")
     await host.locator("#entrants-close").click()
     await lottery_row.get_by_role("button", name=re.compile("Draw")).click()
+    # An irreversible action asks first (tests/browser/test_host_console.py).
+    await host.locator("#confirm-dlg").get_by_role("button", name="Draw now").click()
     await expect(host.locator("#lottery-result")).to_have_text(re.compile("Drawn: 1 winner"))
 
     for page in (a, b):
@@ -311,10 +313,12 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     host_msg = host.locator("#mod-chat .mod-msg", has_text="hello")
     await expect(host_msg).to_be_visible()
     await host_msg.get_by_role("button", name=re.compile("^Delete message")).click()
+    await host.locator("#confirm-dlg").get_by_role("button", name="Delete message").click()
     await expect(host.locator("#mod-result")).to_have_text(re.compile("Message deleted"))
     await expect(a.locator("#chat-list .msg", has_text="hello")).to_have_count(0)
     await expect(b.locator("#chat-list .msg", has_text="hello")).to_have_count(0)
     await host_msg.get_by_role("button", name=re.compile("^Mute")).click()
+    await host.locator("#confirm-dlg").get_by_role("button", name=re.compile("^Mute for")).click()
     await expect(host.locator("#mod-result")).to_have_text(re.compile("Muted guest-"))
     await expect(b.locator("#chat-notice")).to_contain_text("The host muted you")
     await expect(b.locator("#chat-input")).to_be_disabled()

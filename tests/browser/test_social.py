@@ -79,6 +79,8 @@ async def test_a_late_joiner_finds_the_recent_chat_and_the_pinned_message(
 
     # ---------------------------------------------------------------- the console moderates
     await console.get_by_role("button", name="Delete message from Ben: Cheap followers").click()
+    # An irreversible action asks first (tests/browser/test_host_console.py).
+    await console.locator("#confirm-dlg").get_by_role("button", name="Delete message").click()
     await expect(console.locator("#mod-result")).to_have_text("✓ Message deleted for everyone")
     await expect(console.locator(f'[data-message-id="{ben["message_id"]}"]')).to_have_class(
         re.compile(r"\bdeleted\b"))
@@ -298,6 +300,8 @@ async def test_console_poll_two_viewers_vote_reload_refusal_and_close(
 
     # ---------------------------------------------------------------- the host closes it
     await console.get_by_role("button", name="Close the poll “Which colour next?” now").click()
+    # An irreversible action asks first (tests/browser/test_host_console.py).
+    await console.locator("#confirm-dlg").get_by_role("button", name="Close poll").click()
     await expect(result).to_have_text("✓ Closed “Which colour next?”: 2 votes")
     await expect(item).to_have_attribute("data-state", "closed")
     await expect(item.locator(".badge")).to_have_text("closed")

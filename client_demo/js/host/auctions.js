@@ -8,6 +8,7 @@
 
 import { $, clock, h, money, setText, toMajorText, toMinor } from "../util.js";
 import { applyBid, newerAuction } from "../auction.js";
+import { confirmAction } from "./confirm.js";
 import { S, hostApi, now, report } from "./state.js";
 
 const els = new Map(); // auction_id -> list item refs
@@ -234,9 +235,51 @@ const ACTION_WORDS = {
   },
 };
 
+/** What each action will do, said before it is done (none of them can be undone). */
+function question(a, action) {
+  const m = (v) => money(v, a.currency);
+  const leader = a.leader_name || a.leader;
+  if (action === "end") {
+    return {
+      title: `End the auction of “${a.title}” now?`,
+      body: [a.bids
+        ? `Bidding stops at once${a.state === "open" ? `, ${clock(a.ends_at - now())} early` : ""}: ` +
+          `${leader}'s ${m(a.amount)} wins, as at the clock's end` +
+          (a.has_reserve ? " (if it meets the reserve)." : ".")
+        : "Bidding stops at once. Nobody has bid, so there is no winner and the unit goes back to stock.",
+             "The auction cannot be reopened."],
+      confirm: "End now", cancel: "Keep bidding open",
+    };
+  }
+  if (action === "cancel" && a.state === "open") {
+    return {
+      title: `Cancel the auction of “${a.title}”?`,
+      body: [`The auction ends with no winner${a.bids ? `: ${plural(a.bids, "bid")} (leading ${m(a.amount)}) are void` : ""}, ` +
+             "and the unit goes back to stock.",
+             "It cannot be reopened; you can start a new auction."],
+      confirm: "Cancel auction", cancel: "Keep the auction",
+    };
+  }
+  if (action === "cancel") {
+    return {
+      title: `Return the unpaid unit of “${a.title}” to stock?`,
+      body: ["The winner's claim to it lapses for good and the unit can be sold again. " +
+             "A second chance offer is no longer possible afterwards."],
+      confirm: "Return to stock", cancel: "Keep it aside",
+    };
+  }
+  return {
+    title: `Offer “${a.title}” to the runner-up?`,
+    body: ["The runner-up gets the unit at their highest bid and a limited time to pay; " +
+           "the winner who did not pay can no longer buy it. An auction has one second chance only."],
+    confirm: "Offer second chance", cancel: "Not now", danger: false,
+  };
+}
+
 async function act(id, action) {
   const a = S.auctions.get(id);
   if (!a) return;
+  if (!(await confirmAction(question(a, action)))) return;
   const res = await hostApi("POST", `/auctions/${encodeURIComponent(id)}/${action}`);
   if (res.ok && res.data && res.data.auction_id) putAuction(res.data);
   report($("#auction-result"), res, res.ok ? ACTION_WORDS[action](S.auctions.get(id) || a) : "");

@@ -8,7 +8,9 @@
 import { $, h, money, setText, toMajorText, toMinor } from "../util.js";
 import { saleActive } from "../sales.js";
 import { renderAuctionProducts } from "./auctions.js";
+import { fillCouponCurrency } from "./coupons.js";
 import { renderGroupProducts } from "./groups.js";
+import { fillReferralCurrency } from "./referrals.js";
 import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sale.js";
 import { S, hostApi, limit, report } from "./state.js";
 
@@ -41,6 +43,8 @@ export function renderProducts() {
   renderSaleProducts();
   renderAuctionProducts();
   renderGroupProducts();
+  fillCouponCurrency();
+  fillReferralCurrency();
 }
 
 /** "N of M pinned", M being the server's `max_pins`. */

@@ -11,6 +11,7 @@
 // after every snapshot (reconnect, resync).
 
 import { $, api, clock, h, money, setText, store, toMajorText, toMinor } from "../util.js";
+import { confirmAction } from "./confirm.js";
 import { S, hostApi, minLevelOf, now, report } from "./state.js";
 
 const els = new Map(); // deal_id -> list item refs
@@ -212,6 +213,17 @@ function updateItem(r, d) {
 async function closeDeal(id) {
   const d = S.deals.get(id);
   if (!d) return;
+  const open = [...S.groups.values()].filter((g) => g.deal_id === id && g.state === "open").length;
+  const sure = await confirmAction({
+    title: `Close the group deal on “${d.title}”?`,
+    body: ["No new group can start and nobody can join one. " +
+           (open ? `The ${plural(open, "group")} still filling end${open === 1 ? "s" : ""} now and ${open === 1 ? "its" : "their"} units go back to stock; `
+                 : "") +
+           "full groups keep their price and can still pay.",
+           "A closed deal cannot be reopened; you can start a new one."],
+    confirm: "Close deal", cancel: "Keep it open",
+  });
+  if (!sure) return;
   const res = await hostApi("POST", `/group-deals/${encodeURIComponent(id)}/close`);
   if (res.ok && res.data && res.data.deal_id) {
     const { groups, ...deal } = res.data;

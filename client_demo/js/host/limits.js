@@ -7,6 +7,7 @@ import { $ } from "../util.js";
 // Input -> the `limits` field that is its maxlength.
 const TEXT_LIMITS = {
   "#create-title": "title_max_length",
+  "#rm-title": "title_max_length",
   "#pf-title": "title_max_length",
   "#pf-desc": "description_max_length",
   "#cf-title": "title_max_length",

@@ -4,6 +4,7 @@
 
 import { $, api, clock, h, setText } from "../util.js";
 import { verifyLottery } from "../lottery.js";
+import { confirmAction } from "./confirm.js";
 import { S, hostApi, minLevelOf, now, report } from "./state.js";
 
 const lotteryEls = new Map();
@@ -103,7 +104,20 @@ function updateLottery(r, l) {
   r.verify.hidden = open || drawing;
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 async function draw(id) {
+  const l = S.lotteries.get(id);
+  if (!l) return;
+  const sure = await confirmAction({
+    title: `Draw “${l.prize}” now?`,
+    body: [`The giveaway closes to new entries at once${l.state === "open" ? ` (${clock(l.closes_at - now())} early)` : ""} ` +
+           `and ${plural(l.winners_count, "winner")} ${l.winners_count === 1 ? "is" : "are"} drawn from the ` +
+           `${plural(l.entrants || 0, "entrant")} so far, by the published seed.`,
+           "The draw is final: it cannot be undone or run again."],
+    confirm: "Draw now", cancel: "Keep it open",
+  });
+  if (!sure) return;
   const res = await hostApi("POST", `/lotteries/${encodeURIComponent(id)}/draw`);
   if (res.ok) putLottery(res.data);
   report($("#lottery-result"), res, res.ok ? `Drawn: ${(res.data.result.winners || []).length} winner(s) from ${res.data.result.entrants.length} entrants` : "");

@@ -8,6 +8,7 @@
 
 import { $, $$, clock, h, setText } from "../util.js";
 import { applyVotes, newerPoll } from "../poll.js";
+import { confirmAction } from "./confirm.js";
 import { S, hostApi, now, report } from "./state.js";
 
 const els = new Map(); // poll_id -> list item refs
@@ -194,6 +195,14 @@ function updateItem(r, p) {
 async function closePoll(id) {
   const p = S.polls.get(id);
   if (!p) return;
+  const sure = await confirmAction({
+    title: `Close the poll “${p.question}” now?`,
+    body: [`Voting stops ${p.state === "open" ? `${clock(p.closes_at - now())} early` : "now"} and the results ` +
+           `(${plural(p.total ?? 0, "vote")} so far) are final for every viewer.`,
+           "A closed poll cannot be reopened; you can start a new one."],
+    confirm: "Close poll", cancel: "Keep voting open",
+  });
+  if (!sure) return;
   const res = await hostApi("POST", `/polls/${encodeURIComponent(id)}/close`);
   if (res.ok && res.data && res.data.poll_id) putPoll(res.data);
   const final = S.polls.get(id) || p;

@@ -8,7 +8,7 @@
 // server decides every reward; the panel shows what it answered.
 
 import { $, h, money, setText, timeOfDay, toMinor } from "../util.js";
-import { S, hostApi, report } from "./state.js";
+import { S, currencyOf, hostApi, report } from "./state.js";
 
 const EVERY_MS = 10_000;
 
@@ -17,8 +17,30 @@ let loadToken = 0;
 
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
+/** The reward coupon's currency follows the catalogue's until the host types one. */
+export function fillReferralCurrency() {
+  const field = $("#rf-currency");
+  if (field.dataset.typed || document.activeElement === field) return;
+  const currency = currencyOf();
+  if (field.value !== currency) field.value = currency;
+}
+
+/** Left empty: the catalogue's currency again. */
+export function referralCurrencyLeft() {
+  const field = $("#rf-currency");
+  if (!field.value.trim()) { delete field.dataset.typed; field.value = currencyOf(); }
+}
+
+export function referralCurrencyTyped() {
+  const field = $("#rf-currency");
+  if (field.value.trim()) field.dataset.typed = "1";
+  else delete field.dataset.typed;
+}
+
 export function resetReferrals() {
   loadToken += 1;
+  delete $("#rf-currency").dataset.typed;
+  $("#rf-currency").value = currencyOf();
   $("#ref-tree").replaceChildren();
   setText($("#ref-totals"), "");
   setText($("#ref-result"), "");

@@ -1,20 +1,25 @@
-// Which room the console runs: create one (the host key is shown once and kept on
-// this device), open one by id and key, the recent rooms list, switching rooms,
-// the connection pill, the room's state badge and ending the show.
+// Which room the console runs: create one (the host key is shown once, kept on
+// this device and offered to save: ./hostkey.js), open one by id and key, the
+// recent rooms list (forgetting one asks first), switching rooms, the connection
+// pill, the room's state badge, ending the show (its own confirmation, #end-dlg)
+// and the ended state: a notice and the final report.
 
 import { Live } from "../live.js";
-import { $, api, h, setText, store, toast } from "../util.js";
+import { $, api, h, setText, store, timeOfDay, toast } from "../util.js";
 import { resetAuctions } from "./auctions.js";
 import { resetCatalogue } from "./catalogue.js";
-import { resetModeration } from "./chat_moderation.js";
+import { loadMutes, resetModeration } from "./chat_moderation.js";
+import { confirmAction } from "./confirm.js";
 import { resetCoupons } from "./coupons.js";
 import { resetFans, startFans, stopFans } from "./fans.js";
 import { resetGroups } from "./groups.js";
+import { hideKeyNotice, keyNoticeDue, setKeyNotice, showKeyNotice } from "./hostkey.js";
 import { resetLotteries } from "./lotteries.js";
 import { resetPolls } from "./polls.js";
 import { resetQuestions } from "./questions.js";
 import { resetReferrals, startReferrals, stopReferrals } from "./referrals.js";
-import { resetReport } from "./report.js";
+import { reportShowEnded, resetReport } from "./report.js";
+import { resetRoomEdit, setRoomEditable } from "./room_edit.js";
 import { S, hostApi, live, report, setLive } from "./state.js";
 import { pollStats, stopStats } from "./stats.js";
 
@@ -37,15 +42,36 @@ export function showSetup() {
   $("#conn").hidden = true;
   $("#switch-room").hidden = true;
   $("#end-show").hidden = true;
+  $("#end-zone").hidden = true;
+  hideKeyNotice();
   document.title = "livesell · Host console";
   renderRecent();
 }
 
-function forgetRoom(id) {
+async function forgetRoom(id) {
+  const info = rooms()[id] || {};
+  const name = info.title || id;
+  const sure = await confirmAction({
+    title: `Forget “${name}” on this device?`,
+    body: [`This browser deletes its copy of the host key of room ${id}. The room and its show stay as they are.`,
+           "Without the key saved somewhere else you cannot open this room's console again."],
+    confirm: "Forget room", cancel: "Keep it",
+  });
+  if (!sure) return;
   const all = rooms();
   delete all[id];
   store.set(ROOMS_KEY, all);
   renderRecent();
+  // The row (and its focused button) is gone: focus goes on to the form.
+  if (!$("#recent-list").contains(document.activeElement)) $("#open-room").focus();
+}
+
+/** The room's title as the console last heard it, for the recent rooms list. */
+export function rememberTitle(id, title) {
+  const all = rooms();
+  if (!all[id]) return;
+  all[id].title = title;
+  store.set(ROOMS_KEY, all);
 }
 
 function renderRecent() {
@@ -73,8 +99,10 @@ export async function createRoom(e) {
   if (!report(out, res, "Room created")) return;
   const { room, host_key: key } = res.data;
   saveRoom(room.room_id, key, room.title);
-  await openRoom(room.room_id, key);
-  toast(`Room “${room.title}” created. Share the viewer link to go live.`, "ok");
+  // Shown now, and after a reload, until the host dismisses it.
+  keyNoticeDue(room.room_id);
+  // The notice says the room is made, and what to keep of it (no toast over it).
+  if (await openRoom(room.room_id, key)) showKeyNotice({ focus: true });
 }
 
 export async function openForm(e) {
@@ -145,6 +173,8 @@ function startRoom(id, key, state) {
   resetReferrals();
   resetReport();
   resetModeration();
+  resetRoomEdit();
+  $("#ended-notice").hidden = true;
   $("#setup").hidden = true;
   $("#console").hidden = false;
   $("#room-head").hidden = false;
@@ -154,9 +184,11 @@ function startRoom(id, key, state) {
   const link = `${location.origin}/r/${encodeURIComponent(id)}`;
   $("#share-link").value = link;
   $("#open-viewer").href = link;
-  $("#host-key-view").value = key;
+  setKeyNotice(id, key);
   history.replaceState(null, "", `/host?room=${encodeURIComponent(id)}`);
   if (state) handlers.applySnapshot(state);
+  // The viewers muted now: the list survives a reload or a switch of rooms.
+  loadMutes();
   setLive(new Live({ roomId: id, tokenKey: "livesell.hostToken", hostKey: key,
                      onEvent: handlers.onEvent, onState: setConn }));
   live.start();
@@ -207,12 +239,37 @@ export function renderRoomState(state) {
     setText(starts, `starts ${new Date(at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })}`);
     starts.dataset.startsAt = String(at);
   }
-  $("#end-show").hidden = state === "ended" || !S.roomId;
+  const ended = state === "ended";
+  $("#end-show").hidden = ended || !S.roomId;
+  $("#end-zone").hidden = ended || !S.roomId;
+  setRoomEditable(!ended);
+  // Ended: said at the top, with the way to the final report.
+  const notice = $("#ended-notice");
+  notice.hidden = !ended;
+  if (ended) {
+    const at = S.room && S.room.ended_at;
+    setText($("#ended-h"), at ? `The show ended at ${timeOfDay(at)}` : "The show has ended");
+  }
+}
+
+/** The report panel, scrolled to and focused (after ending the show, or from the
+ *  ended notice's button). */
+export function goToReport() {
+  const panel = $("#rp");
+  panel.scrollIntoView({ block: "start" });
+  $("#rp-h").focus({ preventScroll: true });
 }
 
 export function askEndShow() {
   setText($("#end-result"), "");
   $("#end-dlg").showModal();
+  // The safe choice first.
+  $("#end-cancel").focus();
+}
+
+/** The end dialog closed without ending (its button, Escape): back to End show. */
+export function endDialogClosed() {
+  if (!$("#end-show").hidden) $("#end-show").focus();
 }
 
 export async function endShow() {
@@ -221,7 +278,11 @@ export async function endShow() {
   const res = await hostApi("POST", "/end");
   $("#end-confirm").disabled = false;
   if (!report(out, res, "")) return;
-  $("#end-dlg").close();
+  if (S.room) { S.room.state = "ended"; S.room.ended_at = res.data.ended_at; }
   renderRoomState("ended");
-  toast("The show has ended.", "ok");
+  $("#end-dlg").close();
+  // The final report, at once (the show_ended event loads it again, whole).
+  reportShowEnded();
+  goToReport();
+  toast("The show has ended. Its final report is below.", "ok");
 }

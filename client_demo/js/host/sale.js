@@ -5,6 +5,7 @@
 import { $, clock, h, money, timeOfDay, toMajorText, toMinor, toast } from "../util.js";
 import { newerSale } from "../sales.js";
 import { updateRow } from "./catalogue.js";
+import { confirmAction } from "./confirm.js";
 import { S, hostApi, limit, live, now, report } from "./state.js";
 
 /** A catalogue row's sale cell: the server's state, price and a countdown drawn
@@ -91,7 +92,18 @@ export async function startSale(e) {
 export async function stopSale(id) {
   const p = S.products.get(id);
   if (!p || !p.sale) return;
-  const res = await hostApi("POST", `/sales/${encodeURIComponent(p.sale.sale_id)}/stop`);
+  const sale = p.sale;
+  const sure = await confirmAction({
+    title: `Stop the sale of “${p.title}”?`,
+    body: [sale.state === "scheduled"
+      ? `The sale at ${money(sale.price, sale.currency)} will not start; viewers see it called off.`
+      : `The sale at ${money(sale.price, sale.currency)} ends now (${sale.sold} of ${sale.units} sold): ` +
+        "units in viewers' carts that are not paid yet go back to stock, and checkouts already under way finish.",
+           "A stopped sale cannot be restarted; you can start a new one."],
+    confirm: "Stop sale", cancel: "Keep selling",
+  });
+  if (!sure) return;
+  const res = await hostApi("POST", `/sales/${encodeURIComponent(sale.sale_id)}/stop`);
   if (res.ok) putSale(res.data);
   report($("#cat-result"), res, `Stopped the sale of “${p.title}”`);
 }

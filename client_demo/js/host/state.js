@@ -19,6 +19,7 @@ export const S = {
   deals: new Map(), // deal_id -> the group deal as the server last sent it
   groups: new Map(), // group_id -> the group as the server last sent it
   pinned: null, // the pinned message above the viewers' chat, or null
+  mutes: new Map(), // viewer_id -> { until, nickname }: the viewers muted now
   nicknames: new Map(),
   stats: null,
   samples: [],
