@@ -162,8 +162,14 @@ export async function api(method, path, body, headers = {}) {
 
 // ------------------------------------------------------------------ toasts
 
+// Where a page wants its toasts: `(kind) => element or null`. Unset (the host
+// console), every toast goes in #toasts; the viewer page picks a polite or an
+// assertive live region, inside an open modal dialog when there is one.
+let toastRegion = null;
+export function setToastRegion(fn) { toastRegion = fn; }
+
 export function toast(text, kind = "info", ms = 4200) {
-  let box = document.getElementById("toasts");
+  let box = (toastRegion && toastRegion(kind)) || document.getElementById("toasts");
   if (!box) {
     box = h("div", { id: "toasts", class: "toasts", attrs: { role: "status", "aria-live": "polite" } });
     document.body.append(box);

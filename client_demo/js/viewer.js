@@ -28,6 +28,9 @@
 //   preshow.js     the pre-show page of a scheduled show: countdown, products, remind me
 //   chat.js        chat and its recent history, the pinned message, moderation effects,
 //                  slow mode
+//   orders.js      this viewer's holds and orders: the per-buyer limit, cancelled and
+//                  refunded orders (a cancelled order's coupon given back)
+//   toasts.js      where toasts go: live regions clear of the controls, above a dialog
 
 import { Live } from "./live.js";
 import { mergeProduct } from "./sales.js";
@@ -37,7 +40,7 @@ import {
   setAuctions,
 } from "./viewer/auctions.js";
 import {
-  onCountdown, onSale, onStock, renderAllCards, renderShop, showCardMsg,
+  offerOf, onCountdown, onSale, onStock, renderAllCards, renderShop, showCardMsg,
 } from "./viewer/cards.js";
 import {
   addChat, applySlowMode, onClaimed, applyTextLimits, onChatRefused, onMuted, onMutedRefusal, removeChat,
@@ -61,8 +64,12 @@ import {
   openInvite, shareInvite,
 } from "./viewer/invite.js";
 import {
-  markEntered, onDrawn, onEntrants, onLotteryEntered, onLotteryOpen, rememberSeed,
+  learnNames, markEntered, onDrawn, onEntrants, onLotteryEntered, onLotteryOpen, rememberSeed, showRecentDraw,
 } from "./viewer/lotteries.js";
+import {
+  dropHold, dropHolds, holdCheckedOut, mineOf, noteHold, noteOrder, offerIdOf, onLimitRefused, onOrderCancelled, onOrderRefunded,
+  watchOtherTabs,
+} from "./viewer/orders.js";
 import {
   onPoll, onPollVotes, onVoteRefused, onVoted, pollDeadlines, renderPolls, setPolls,
 } from "./viewer/polls.js";
@@ -81,8 +88,10 @@ import {
 import { roomFromAddress, showPicker } from "./viewer/rooms.js";
 import { S, keys, live, setLive, showEnded } from "./viewer/state.js";
 import {
-  like, onAnnouncement, onLikes, renderLikes, renderStageCountdown, renderViewers, setupVideo,
+  bannerDeadlines, bindVideoControls, dismissAnnouncement, like, onAnnouncement, onLikes, renderLikes,
+  renderStageBanners, renderStageCountdown, renderViewers, setupVideo,
 } from "./viewer/stage.js";
+import { placeToasts } from "./viewer/toasts.js";
 import {
   forgetPlaces, onJoinRefused, onWaitlist, onWaitlistLeft, onWaitlistOffer,
 } from "./viewer/waitlist.js";
@@ -104,13 +113,13 @@ const EVENTS = {
   sale_open: (ev) => onSale(ev.sale),
   sale_closed: (ev) => onSale(ev.sale),
   sale_countdown: onCountdown,
-  holds_voided: onHoldsVoided,
+  holds_voided: (ev) => { dropHolds(ev.hold_ids); onHoldsVoided(ev); renderAllCards(); },
   waitlist_offer: onWaitlistOffer,
   coupon_drop: (ev) => onCouponDrop(ev.coupon),
   coupon_count: (ev) => onCouponCount(ev.coupon_id, ev.remaining),
   lottery_open: (ev) => onLotteryOpen(ev.lottery),
   lottery_entrants: onEntrants,
-  lottery_drawn: (ev) => onDrawn(ev.lottery),
+  lottery_drawn: (ev) => onDrawn(ev.lottery, ev.ts),
   auction_started: (ev) => onAuction(ev.auction),
   auction_bid: onAuctionBid,
   auction_ended: (ev) => onAuction(ev.auction),
@@ -136,6 +145,13 @@ const EVENTS = {
   show_reminder: onShowReminder,
   show_ended: onShowEnded,
   room_policy: (ev) => applyPolicy(ev.policy),
+  room_updated: (ev) => {
+    if (!S.room) return;
+    S.room = { ...S.room, title: ev.title, stream_url: ev.stream_url };
+    showRoom(S.room);
+  },
+  order_cancelled: (ev) => { if (onOrderCancelled(ev)) afterOwnOrderChange(); },
+  order_refunded: (ev) => { if (onOrderRefunded(ev)) afterOwnOrderChange(); },
   referral_reward: onReferralReward,
   error: onStrayError,
 };
@@ -162,13 +178,18 @@ function putProduct(card) {
   S.products.set(card.product_id, mergeProduct(S.products.get(card.product_id), card));
 }
 
-function onSnapshot(snap) {
-  S.room = snap.room;
-  const title = snap.room.title || "Live shopping";
+/** The room's title and stream, from a snapshot or the host's edit (`room_updated`). */
+function showRoom(room) {
+  const title = room.title || "Live shopping";
   setText($("#room-title"), title);
   setText($("#poster-title"), title);
   document.title = `${title} · livesell`;
-  setupVideo(snap.room.stream_url);
+  setupVideo(room.stream_url);
+}
+
+function onSnapshot(snap) {
+  S.room = snap.room;
+  showRoom(snap.room);
   const before = S.products;
   S.products = new Map(snap.products.map((p) => [p.product_id, mergeProduct(before.get(p.product_id), p)]));
   S.pins = snap.pins;
@@ -202,6 +223,10 @@ function onSnapshot(snap) {
   setChatHistory(snap.chat, snap.seq);
   if (snap.pinned_message !== undefined) setPinned(snap.pinned_message);
   else renderPinned();
+  // The names the snapshot carries (chat above, questions here) name the winners of
+  // a draw still on show: its banner comes back over the video until it expires.
+  learnNames((snap.questions || []).map((q) => [q.viewer_id, q.nickname]));
+  showRecentDraw();
   // A page opened from a friend's invite link accepts it once.
   onInviteSnapshot();
 }
@@ -222,6 +247,13 @@ function applyPolicy(policy, render = true) {
     renderQuestions();
   }
   renderChatGate();
+}
+
+/** This viewer's order was cancelled or refunded: its units and coupon may be back. */
+function afterOwnOrderChange() {
+  renderAllCards();
+  renderPromos();
+  renderHold();
 }
 
 /** The show ended (event or snapshot): say so and take every selling button away. */
@@ -247,11 +279,12 @@ function onStrayError(ev) {
 /** Every reply to a request, by its type. */
 const REPLIES = {
   // A buy button's hold, or a comment's (which may come while another is open).
-  hold: (reply) => offerHold(reply.hold),
+  hold: (reply) => { noteHold(reply.hold); offerHold(reply.hold); },
   order_placed: (reply) => {
+    noteOrder(reply.order);
     onOrder(reply.order); onAuctionOrder(reply.order); onGroupOrder(reply.order); refreshFanSoon();
   },
-  hold_released: onHoldReleased,
+  hold_released: (reply) => { dropHold(reply.hold_id); onHoldReleased(reply); },
   coupon_claimed: onCouponClaimed,
   lottery_entered: onLotteryEntered,
   waitlist: onWaitlist,
@@ -297,9 +330,13 @@ function onRefusal(err, request) {
   } else if (kind === "watching" || kind === "fan_status") {
     onFanRefused(err, request);
   } else if (kind === "buy" || kind === "join_waitlist") {
+    if (kind === "buy" && err.code === "limit_reached") limitRefused(request);
     showCardMsg(request.product_id, text);
     renderAllCards();
   } else if (kind === "checkout" || kind === "release") {
+    // Over without an order: its units no longer count to the per-buyer limit.
+    if (err.code === "checked_out") holdCheckedOut(request.hold_id);
+    else if (HOLD_OVER.includes(err.code)) dropHold(request.hold_id);
     if (HOLD_OVER.includes(err.code) && S.hold && S.hold.id === request.hold_id) endHold(text);
     // A group's hold whose group has not filled: the group's card says where it stands.
     if (err.code === "group_not_full") renderGroups();
@@ -319,13 +356,25 @@ function onRefusal(err, request) {
   }
 }
 
+/** A buy refused `limit_reached`: the server counts more of this viewer's units than
+ *  this page knew of (another tab or device); the card says so for a while. */
+function limitRefused(request) {
+  const p = S.products.get(request.product_id);
+  const offer = offerOf(p);
+  if (!offer) return;
+  const id = offerIdOf(p, offer);
+  onLimitRefused(id, offer.limit, request.quantity);
+  if (mineOf(id) >= offer.limit) renderAllCards();
+}
+
 // ------------------------------------------------------------------ clock
 
 // What the clock redraws each displayed second, and the server timestamps it
 // counts down to (sale starts and ends, the hold, coupons, giveaways, auctions, polls,
 // mute, slow mode); the questions' "asked … ago" and the Ask button's wait.
 onTick(renderAllCards, renderAuctions, renderPolls, renderQuestions, renderStageCountdown, renderHold, renderPromos,
-       renderGroups, renderPreshow, renderConn, () => { if (S.mutedUntil) renderMuted(); }, renderChatGate);
+       renderGroups, renderPreshow, renderConn, () => { if (S.mutedUntil) renderMuted(); }, renderChatGate,
+       renderStageBanners);
 countdownsFrom((at) => {
   const targets = [];
   for (const id of S.pins) {
@@ -343,6 +392,8 @@ countdownsFrom((at) => {
   targets.push(...preshowDeadlines());
   if (S.mutedUntil) targets.push(S.mutedUntil);
   if (S.chatReadyAt > at) targets.push(S.chatReadyAt);
+  // The announcement and winner banners fade and go at times of their own.
+  targets.push(...bannerDeadlines());
   return targets;
 });
 
@@ -352,7 +403,7 @@ function bindUi() {
   $("#chat-form").addEventListener("submit", sendChat);
   $("#ask-form").addEventListener("submit", ask);
   $("#like-btn").addEventListener("click", like);
-  $("#announce-close").addEventListener("click", () => { $("#announce").hidden = true; });
+  $("#announce-close").addEventListener("click", dismissAnnouncement);
   $("#cartbar-open").addEventListener("click", openCheckout);
   $("#checkout-close").addEventListener("click", () => $("#checkout").close());
   $("#verify-close").addEventListener("click", () => $("#verify").close());
@@ -369,10 +420,23 @@ function bindUi() {
   $("#invite-close").addEventListener("click", () => $("#invite-dlg").close());
   $("#invite-copy").addEventListener("click", copyInvite);
   $("#invite-share").addEventListener("click", shareInvite);
+  bindVideoControls();
   watchVisibility();
+  watchOtherTabs(() => { renderAllCards(); renderPromos(); renderHold(); });
+}
+
+/** The top bar's height (it grows with the outage banner), for what sits under it. */
+function trackTopBar() {
+  const bar = $(".topbar");
+  if (!bar || typeof ResizeObserver !== "function") return;
+  new ResizeObserver(() => {
+    document.documentElement.style.setProperty("--top-h", `${Math.round(bar.getBoundingClientRect().height)}px`);
+  }).observe(bar);
 }
 
 async function start() {
+  placeToasts();
+  trackTopBar();
   S.roomId = roomFromAddress();
   const shopToken = takeShopToken();
   if (!S.roomId) {

@@ -11,6 +11,7 @@ import { newerSale, saleActive, saleState } from "../sales.js";
 import { openCheckout, renderHold } from "./checkout.js";
 import { scheduleClock } from "./clock.js";
 import { renderStageCountdown } from "./stage.js";
+import { mineOf, offerIdOf } from "./orders.js";
 import { S, limit, live, mustSignIn, now, showEnded } from "./state.js";
 import { joinWaitlist, leaveWaitlist, myPlace } from "./waitlist.js";
 
@@ -203,6 +204,9 @@ export function updateCard(id) {
   // from server timestamps. Between a deadline and the server's event announcing it
   // (a few ms) the countdown rests at 0:00.
   r.root.classList.toggle("selling", state === "open");
+  // What this viewer holds and bought of the offer, which its per-buyer limit counts.
+  const mine = offer ? mineOf(offerIdOf(p, offer), at) : 0;
+  const yours = mine > 0 ? ` · you have ${mine}` : "";
   let badge = "", badgeClass = "badge", when = "", buyText = "Not on sale", canBuy = false;
   if (offer && offer.kind === "listing") {
     if (state === "scheduled") {
@@ -210,7 +214,7 @@ export function updateCard(id) {
       when = `flash sale in ${clock(sale.starts_at - at)} · buy now at the list price`;
     } else {
       badge = "Buy it now"; badgeClass += " listing";
-      when = `max ${offer.limit} per buyer`;
+      when = `max ${offer.limit} per buyer${yours}`;
     }
     // Nothing left: the waitlist's button, below.
     if (left > 0) { buyText = `Buy now · ${money(offer.price, offer.currency)}`; canBuy = true; }
@@ -220,7 +224,7 @@ export function updateCard(id) {
     buyText = `Starts in ${clock(sale.starts_at - at)}`;
   } else if (state === "open") {
     badge = "Live deal"; badgeClass += " open";
-    when = `ends in ${clock(sale.ends_at - at)} · max ${sale.limit_per_buyer} per buyer`;
+    when = `ends in ${clock(sale.ends_at - at)} · max ${sale.limit_per_buyer} per buyer${yours}`;
     if (left > 0) { buyText = "Buy now"; canBuy = true; }
   } else if (state === "ended" || state === "stopped") {
     badge = "Sale over"; badgeClass += " ended";
@@ -235,10 +239,14 @@ export function updateCard(id) {
   let action = "buy";
   if (place) {
     buyText = `Waiting · #${place.position} in line`; canBuy = false; action = "waiting";
+  } else if (offer && mine >= offer.limit) {
+    // The server would refuse `limit_reached` (and take this viewer off a waitlist).
+    buyText = `Limit reached: ${offer.limit} per buyer`; canBuy = false; action = "limit";
   } else if (waitable) {
     buyText = "Join waitlist"; canBuy = true; action = "wait";
   }
   r.root.dataset.action = action;
+  r.root.dataset.mine = mine;
   const claim = p.listing && p.listing.claim;
   r.claim.hidden = !(claim && offer) || showEnded();
   if (claim) {
@@ -306,6 +314,7 @@ function buy(id) {
   const p = S.products.get(id);
   if (!r || !p || !live) return;
   if (r.root.dataset.action === "wait") { r.msg.hidden = true; joinWaitlist(id); return; }
+  if (r.root.dataset.action === "limit") return;
   if (S.hold && !S.hold.dead && offerOf(p) && S.hold.expires_at > now()) {
     // One hold at a time keeps the checkout simple; open the one we have.
     openCheckout();

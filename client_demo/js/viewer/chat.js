@@ -123,6 +123,7 @@ export function renderPinned() {
 
 /** A `claimed` event: a comment bought units; the room sees who, in chat. */
 export function onClaimed(ev) {
+  if (ev.viewer_id && ev.nickname) S.nicknames.set(ev.viewer_id, ev.nickname);
   const p = S.products.get(ev.product_id);
   addSystemLine("Sold", `to ${ev.nickname} · ${ev.quantity} × ${p ? p.title : "an item"}`, "claimed");
 }

@@ -5,6 +5,7 @@
 import { $, api, setText, store, toast } from "../util.js";
 import { renderHold, setHold } from "./checkout.js";
 import { renderConnNotice } from "./connection.js";
+import { loadOrders } from "./orders.js";
 import { renderShop } from "./cards.js";
 import { renderPromos } from "./promos.js";
 import { S, keys, live, now } from "./state.js";
@@ -55,6 +56,9 @@ export function onWelcome(ev) {
     S.claimed = new Set(store.get(keys.claimed(), []) || []);
     S.usedCoupons = new Set(store.get(keys.used(), []) || []);
     S.entered = new Set(store.get(keys.entered(), []) || []);
+    // Its holds and orders (the per-buyer limits) and the coupons its orders used.
+    loadOrders();
+    renderShop();
     if (S.hold && S.hold.buyer && S.hold.buyer !== ev.viewer.viewer_id) setHold(null);
     renderPromos();
     renderHold();

@@ -1,13 +1,79 @@
 // Giveaways on the viewer page: the open lottery (enter by button or by keyword),
 // the drawn one with its winners, the seed hash remembered when it opened, and
 // the "Verify draw" dialog that recomputes the draw in this browser (../lottery.js).
+//
+// A draw's result names its winners by viewer id only (`lottery_drawn` and the
+// snapshot's `lotteries` carry no names), so the page names them from what the
+// server sent with viewer ids: chat lines (live and the snapshot's history) and
+// questions. The names known when the draw came are kept per room, so a reload
+// still says who won; a winner the page never saw named is "a viewer", never an id.
+// The result shows over the video for WINNER_MS after the draw (by the server's
+// `drawn_at`), on a reload too, and then goes; the giveaway's card keeps it.
 
 import { $, api, clock, h, setText, store, toast } from "../util.js";
 import { verifyLottery } from "../lottery.js";
 import { showLevel } from "./fans.js";
 import { renderPromos } from "./promos.js";
-import { S, keys, live, mustSignIn, showEnded } from "./state.js";
+import { hideStageBanner, showStageBanner } from "./stage.js";
+import { S, keys, live, mustSignIn, now, showEnded } from "./state.js";
 import { explain } from "./words.js";
+
+const WINNER_MS = 60_000;
+const KEPT_DRAWS = 20;
+const dismissed = new Set(); // lottery ids whose banner the viewer closed
+let bannerLottery = null; // the lottery the winner banner shows
+let savedNames = null; // lottery_id -> {viewer_id: nickname}, from localStorage
+
+function namesKept() {
+  if (!savedNames) savedNames = store.get(keys.winnerNames(), {}) || {};
+  return savedNames;
+}
+
+/** Names the server sent beside viewer ids ([viewer_id, nickname] pairs). */
+export function learnNames(pairs) {
+  for (const [id, nick] of pairs) if (id && nick) S.nicknames.set(id, nick);
+}
+
+const winnersOf = (lottery) => (lottery.result && lottery.result.winners) || [];
+
+/** Keep the names this page knows of a draw's winners, for after a reload. */
+function keepNames(lottery) {
+  const all = namesKept();
+  const kept = all[lottery.lottery_id] || {};
+  let changed = false;
+  for (const id of winnersOf(lottery)) {
+    const nick = S.nicknames.get(id);
+    if (nick && kept[id] !== nick) { kept[id] = nick; changed = true; }
+  }
+  if (!changed) return;
+  delete all[lottery.lottery_id];
+  all[lottery.lottery_id] = kept;
+  for (const id of Object.keys(all).slice(0, Math.max(0, Object.keys(all).length - KEPT_DRAWS))) delete all[id];
+  store.set(keys.winnerNames(), all);
+}
+
+const listed = (parts) => (parts.length < 2 ? parts.join("")
+  : `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}`);
+
+/** The winners in words: "you", their names, and those never named here counted. */
+export function winnersText(lottery) {
+  const winners = winnersOf(lottery);
+  if (!winners.length) return "no entrants";
+  keepNames(lottery);
+  const kept = namesKept()[lottery.lottery_id] || {};
+  const names = [];
+  let unnamed = 0;
+  for (const id of winners) {
+    const name = S.me && id === S.me.viewer_id ? "you" : (S.nicknames.get(id) || kept[id]);
+    if (name) names.push(name);
+    else unnamed += 1;
+  }
+  if (unnamed) {
+    names.push(names.length ? `${unnamed} other viewer${unnamed > 1 ? "s" : ""}`
+                            : unnamed === 1 ? "a viewer" : `${unnamed} viewers`);
+  }
+  return listed(names);
+}
 
 export function rememberSeed(lottery) {
   if (!lottery || !lottery.seed_hash || S.seedHashes[lottery.lottery_id]) return;
@@ -28,10 +94,49 @@ export function onEntrants(ev) {
   renderPromos();
 }
 
-export function onDrawn(lottery) {
+/** When the draw was, by the server clock: its `drawn_at` (else the event's `ts`). */
+function drawnAt(lottery, ts) {
+  const at = now();
+  const t = lottery.result && Number.isFinite(lottery.result.drawn_at) ? lottery.result.drawn_at
+    : Number.isFinite(ts) ? ts : at;
+  return Math.min(t, at);
+}
+
+export function onDrawn(lottery, ts) {
   S.lotteries.set(lottery.lottery_id, lottery);
   renderPromos();
-  showWinners(lottery);
+  const until = drawnAt(lottery, ts) + WINNER_MS;
+  // A late replay (a reconnect long after): the card says it, the stage does not.
+  if (until <= now()) return;
+  showWinners(lottery, until, true);
+}
+
+/** After a snapshot: the latest draw, if it is recent, is on show again (a reload
+ *  or a late joiner sees "You won!" for what is left of its time, never after). */
+export function showRecentDraw() {
+  renderPromos();
+  let latest = null;
+  for (const l of S.lotteries.values()) {
+    if (l.state === "drawn" && l.result && Number.isFinite(l.result.drawn_at) &&
+        (!latest || l.result.drawn_at > latest.result.drawn_at)) latest = l;
+  }
+  if (!latest || dismissed.has(latest.lottery_id)) return;
+  const until = drawnAt(latest) + WINNER_MS;
+  if (until <= now()) return;
+  showWinners(latest, until, false);
+}
+
+/** The banner's names again (a winner named since, by a chat line). */
+export function refreshWinnerBanner() {
+  const banner = $("#winner-banner");
+  if (!bannerLottery || banner.hidden) return;
+  const names = $(".wb-names", banner);
+  if (names) setText(names, winnersLine(bannerLottery));
+}
+
+function winnersLine(lottery) {
+  const n = winnersOf(lottery).length;
+  return n ? `winner${n > 1 ? "s" : ""}: ${winnersText(lottery)}` : "no entrants";
 }
 
 export function onLotteryEntered(reply) {
@@ -45,28 +150,32 @@ export function markEntered(id) {
   store.set(keys.entered(), [...S.entered]);
 }
 
-function winnerNames(lottery) {
-  const winners = (lottery.result && lottery.result.winners) || [];
-  return winners.map((id) => (S.me && id === S.me.viewer_id ? "you" : (S.nicknames.get(id) || id)));
-}
-
-function showWinners(lottery) {
+/** The result over the video until `until` (server time); `announce`: also a toast
+ *  (seen wherever the page is scrolled, and read out). */
+function showWinners(lottery, until, announce) {
   const banner = $("#winner-banner");
-  const winners = (lottery.result && lottery.result.winners) || [];
+  const winners = winnersOf(lottery);
   const mine = S.me && winners.includes(S.me.viewer_id);
+  bannerLottery = lottery;
   banner.replaceChildren(
     h("div", { class: "wb-text" },
       h("strong", { text: mine ? "You won! " : "Giveaway drawn: " }),
       h("span", { text: mine ? `${lottery.prize} is yours.` : `${lottery.prize} — ` }),
-      mine ? null : h("span", { text: winners.length ? `winner${winners.length > 1 ? "s" : ""}: ${winnerNames(lottery).join(", ")}` : "no entrants" })),
-    h("button", { type: "button", class: "btn small", text: "Verify draw",
-                  on: { click: () => openVerify(lottery.lottery_id) } }),
+      mine ? null : h("span", { class: "wb-names", text: winnersLine(lottery) })),
+    h("div", { class: "wb-actions" },
+      h("button", { type: "button", class: "btn small", text: "Verify draw",
+                    on: { click: () => openVerify(lottery.lottery_id) } }),
+      h("button", { type: "button", class: "wb-close", text: "×",
+                    attrs: { "aria-label": "Dismiss the giveaway result" },
+                    on: { click: () => { dismissed.add(lottery.lottery_id); hideStageBanner(banner); } } })),
   );
   banner.classList.toggle("me", !!mine);
   banner.dataset.lotteryId = lottery.lottery_id;
-  banner.hidden = false;
-  $("#promos").hidden = false;
-  toast(mine ? `You won ${lottery.prize}!` : `Giveaway drawn: ${lottery.prize}`, mine ? "ok" : "info");
+  showStageBanner(banner, until);
+  if (announce) {
+    toast(mine ? `You won ${lottery.prize}!` : `Giveaway drawn: ${lottery.prize} — ${winnersLine(lottery)}`,
+          mine ? "ok" : "info");
+  }
 }
 
 export function buildLottery(id, open) {
@@ -118,7 +227,7 @@ export function updateDrawnLottery(r, l) {
   r.root.dataset.minLevel = showLevel(r.level, l.min_level);
   const mine = S.me && winners.includes(S.me.viewer_id);
   setText(r.title, `${mine ? "You won: " : "Drawn: "}${l.prize}`);
-  setText(r.how, winners.length ? `Winner${winners.length > 1 ? "s" : ""}: ${winnerNames(l).join(", ")}` : "No entrants");
+  setText(r.how, winners.length ? `Winner${winners.length > 1 ? "s" : ""}: ${winnersText(l)}` : "No entrants");
   setText(r.meta, `${l.entrants} entered`);
   setText(r.seed, `Seed ${String(l.result.seed).slice(0, 16)}…`);
   setText(r.btn, "Verify");

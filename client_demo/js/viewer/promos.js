@@ -1,11 +1,11 @@
 // The promotions column: coupon drops and giveaways, kept as one list of elements
 // per id (built once, updated in place, removed when gone). The panels themselves
-// are coupons.js and lotteries.js.
+// are coupons.js and lotteries.js (whose winner banner is over the video).
 
 import { $, setText, toast } from "../util.js";
 import { renderHold } from "./checkout.js";
 import { buildCoupon, updateCoupon } from "./coupons.js";
-import { buildLottery, updateDrawnLottery, updateOpenLottery } from "./lotteries.js";
+import { buildLottery, refreshWinnerBanner, updateDrawnLottery, updateOpenLottery } from "./lotteries.js";
 import { S, now } from "./state.js";
 
 const promoEls = new Map(); // coupon/lottery id -> refs
@@ -48,7 +48,8 @@ export function renderPromos() {
     place($("#lotteries"), i, key, () => buildLottery(l.lottery_id, isOpen),
           (r) => (isOpen ? updateOpenLottery(r, l, at) : updateDrawnLottery(r, l)));
   });
-  $("#promos").hidden = !coupons.length && !open.length && !drawn.length && $("#winner-banner").hidden;
+  $("#promos").hidden = !coupons.length && !open.length && !drawn.length;
+  refreshWinnerBanner();
   if (S.hold) renderHold();
 }
 

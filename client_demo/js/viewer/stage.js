@@ -1,6 +1,9 @@
-// The stage above the shop: the video (or a poster saying why there is none),
-// the viewer count, likes with their floating hearts, the host's announcement and
-// a countdown on the video for the next flash sale starting within a minute.
+// The stage above the shop: the video (or a poster saying why there is none) with
+// minimal controls of its own (play/pause, mute, full screen: a live stream has
+// nothing to seek), the viewer count, likes with their floating hearts, the banners
+// over the video (the host's announcement, a giveaway's winners: each goes a
+// bounded time after the server's timestamp on it) and a countdown on the video for
+// the next flash sale starting within a minute.
 
 import { $, clock, compact, h, setText } from "../util.js";
 import { addSystemLine } from "./chat.js";
@@ -17,14 +20,18 @@ export function setupVideo(url) {
   const poster = $("#poster");
   const text = $("#poster-text");
   const box = $(".video-box");
+  const controls = $("#video-controls");
   const showPoster = (msg) => {
     video.hidden = true;
     box.classList.remove("has-video");
+    controls.hidden = true;
     poster.hidden = false;
     setText(text, msg);
   };
   if (!url) {
+    video.pause();
     video.removeAttribute("src");
+    video.load(); // stops fetching the old stream, not only showing it
     showPoster("The host has not started a video stream. Products, sales and chat are live below.");
     return;
   }
@@ -35,19 +42,82 @@ export function setupVideo(url) {
   }
   video.onerror = () => showPoster("The video stream could not be played right now. Shopping and chat still work.");
   video.onplaying = () => { poster.hidden = true; };
-  video.controls = true;
+  // The stream is over (or the player gave up): the poster says so until it plays again.
+  video.onended = () => { poster.hidden = false; setText(text, "The stream has stopped. Shopping and chat still work."); };
+  // A live stream has nothing to seek: no native controls (their seek bar), ours only.
+  video.controls = false;
+  video.removeAttribute("controls");
   video.src = url;
   video.hidden = false;
   box.classList.add("has-video");
+  controls.hidden = false;
   poster.hidden = false;
   setText(text, "Starting the stream…");
+  renderVideoControls();
   const p = video.play();
   if (p && p.catch) {
     p.catch((err) => {
-      // Autoplay refused: uncover the player so its controls can start it.
-      if (err && err.name === "NotAllowedError") poster.hidden = true;
+      // Autoplay refused: the poster stays, and the play button (above it) starts it.
+      if (err && err.name === "NotAllowedError") setText(text, "Tap play to start the stream.");
     });
   }
+}
+
+// The controls: play/pause, mute, full screen (of the whole stage, so the banners
+// and the like button come along; an iPhone's own player where only it can).
+
+const fullscreenElement = () => document.fullscreenElement || document.webkitFullscreenElement || null;
+
+function canFullscreen() {
+  const video = $("#video");
+  return !!(document.fullscreenEnabled || document.webkitFullscreenEnabled || video.webkitEnterFullscreen);
+}
+
+function toggleFullscreen() {
+  const box = $(".video-box");
+  const video = $("#video");
+  if (fullscreenElement()) {
+    const exit = document.exitFullscreen || document.webkitExitFullscreen;
+    if (exit) Promise.resolve(exit.call(document)).catch(() => {});
+    return;
+  }
+  if (box.requestFullscreen) box.requestFullscreen().catch(() => {});
+  else if (box.webkitRequestFullscreen) box.webkitRequestFullscreen();
+  else if (video.webkitEnterFullscreen) video.webkitEnterFullscreen();
+}
+
+function togglePlay() {
+  const video = $("#video");
+  if (!video.paused) { video.pause(); return; }
+  const p = video.play();
+  if (p && p.catch) p.catch(() => {});
+}
+
+/** One control button: its label, and which of its icons shows. */
+function showControl(btn, label, icon) {
+  btn.setAttribute("aria-label", label);
+  btn.title = label;
+  for (const svg of btn.querySelectorAll("svg[data-icon]")) svg.hidden = svg.dataset.icon !== icon;
+}
+
+export function renderVideoControls() {
+  const video = $("#video");
+  showControl($("#vc-play"), video.paused ? "Play the stream" : "Pause the stream", video.paused ? "play" : "pause");
+  showControl($("#vc-mute"), video.muted ? "Unmute" : "Mute", video.muted ? "muted" : "sound");
+  const full = !!fullscreenElement();
+  showControl($("#vc-full"), full ? "Exit full screen" : "Full screen", full ? "exit" : "enter");
+  $("#vc-full").hidden = !canFullscreen();
+}
+
+export function bindVideoControls() {
+  const video = $("#video");
+  $("#vc-play").addEventListener("click", togglePlay);
+  $("#vc-mute").addEventListener("click", () => { video.muted = !video.muted; renderVideoControls(); });
+  $("#vc-full").addEventListener("click", toggleFullscreen);
+  for (const type of ["play", "pause", "playing", "volumechange"]) video.addEventListener(type, renderVideoControls);
+  document.addEventListener("fullscreenchange", renderVideoControls);
+  document.addEventListener("webkitfullscreenchange", renderVideoControls);
+  renderVideoControls();
 }
 
 // ------------------------------------------------------------------ viewers, likes
@@ -100,13 +170,60 @@ function flushLikes() {
   if (likesUnsent) likeTimer = setTimeout(flushLikes, 300);
 }
 
-// ------------------------------------------------------------------ announcement
+// ------------------------------------------------------------------ banners
 
-export function onAnnouncement(ev) {
-  setText($("#announce-text"), ev.text);
-  $("#announce").hidden = false;
-  addSystemLine("Host", ev.text);
+// A banner over the video shows until a server time, fading over its last moment:
+// element id -> {el, until}. The clock (viewer/clock.js) wakes at both moments.
+const banners = new Map();
+const FADE_MS = 600;
+
+export function showStageBanner(el, until) {
+  banners.set(el.id, { el, until });
+  el.classList.remove("fading");
+  el.hidden = false;
+  renderStageBanners();
 }
+
+export function hideStageBanner(el) {
+  banners.delete(el.id);
+  el.classList.remove("fading");
+  el.hidden = true;
+}
+
+/** Each displayed second and at each banner's moments: fade, then go. A banner that
+ *  went stays gone, even should a new estimate of the server clock move it back. */
+export function renderStageBanners() {
+  const at = now();
+  for (const { el, until } of [...banners.values()]) {
+    if (at >= until) hideStageBanner(el);
+    else el.classList.toggle("fading", at >= until - FADE_MS);
+  }
+}
+
+export function bannerDeadlines() {
+  const out = [];
+  for (const { until } of banners.values()) out.push(until - FADE_MS, until);
+  return out;
+}
+
+/** How long an announcement stays over the video: long enough to read, never long
+ *  enough to go stale ("draws in 15 seconds!"): 10 s and 60 ms a character, 30 s at most. */
+export const announceMs = (text) => Math.min(30_000, 10_000 + 60 * String(text || "").length);
+
+/** The host's `announcement`: in the chat as a line, and over the video until its
+ *  time is up, counted from the server's `ts` (a late replay, after a reconnect,
+ *  arrives with its time already up and is not shown there). */
+export function onAnnouncement(ev) {
+  addSystemLine("Host", ev.text);
+  const at = now();
+  const from = Number.isFinite(ev.ts) ? Math.min(ev.ts, at) : at;
+  const until = from + announceMs(ev.text);
+  if (until <= at) return;
+  setText($("#announce-text"), ev.text);
+  showStageBanner($("#announce"), until);
+}
+
+export function dismissAnnouncement() { hideStageBanner($("#announce")); }
 
 // ------------------------------------------------------------------ countdown
 

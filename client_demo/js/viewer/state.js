@@ -86,6 +86,13 @@ export const keys = {
   entered: () => `livesell.entered.${S.roomId}.${S.me?.viewer_id}`,
   seeds: () => `livesell.seedhash.${S.roomId}`,
   rewards: () => `livesell.rewards.${S.roomId}.${S.me?.viewer_id}`,
+  // This viewer's holds and orders by offer (the per-buyer limit), and the coupon
+  // each of its orders used (given back when the host cancels it): viewer/orders.js.
+  bought: () => `livesell.bought.${S.roomId}.${S.me?.viewer_id}`,
+  orderCoupons: () => `livesell.ordercoupons.${S.roomId}.${S.me?.viewer_id}`,
+  // Winners' names as this page learned them (chat, questions) when the draw came:
+  // the server sends winners as viewer ids only (viewer/lotteries.js).
+  winnerNames: () => `livesell.winnernames.${S.roomId}`,
 };
 
 export function showEnded() {

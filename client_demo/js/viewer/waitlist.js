@@ -9,6 +9,7 @@
 import { toast } from "../util.js";
 import { updateCard } from "./cards.js";
 import { offerHold } from "./checkout.js";
+import { noteHold } from "./orders.js";
 import { S, live } from "./state.js";
 import { REFUSALS } from "./words.js";
 
@@ -77,6 +78,7 @@ export function onWaitlistOffer(ev) {
   if (served) {
     S.waiting.delete(pid);
     toast("Your turn! One is held for you — check out before the timer runs out.", "ok");
+    noteHold(served);
     offerHold(served);
   }
   updateCard(pid);
