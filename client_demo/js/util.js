@@ -209,3 +209,18 @@ export function initials(title) {
   const words = String(title || "?").trim().split(/\s+/).filter(Boolean);
   return (words.slice(0, 2).map((w) => [...w][0]).join("") || "?").toUpperCase();
 }
+
+const REVOKE_AFTER_MS = 1000; // the download has taken the Blob by then
+
+/** Save a Blob as a file: an object URL on a hidden `<a download>`, revoked afterwards. */
+export function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = h("a", { href: url, hidden: true, attrs: { download: name } });
+  document.body.append(link);
+  try {
+    link.click();
+  } finally {
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), REVOKE_AFTER_MS);
+  }
+}

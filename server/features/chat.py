@@ -5,7 +5,6 @@ viewer), the room policy, and the recording switch."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from server.core import domain, events, policy
@@ -14,6 +13,7 @@ from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.fans import level_of
 from server.core.identity import Viewer
 from server.core.policy import RoomPolicy
+from server.core.room_locks import RoomLocks
 from server.core.schema import Bool, Shape, opt
 from server.features.context import Answer, Context, error_answer, rebuilding
 from server.features.registry import Call, ChatListener, ChatPost, Registry, Route
@@ -28,7 +28,7 @@ class ChatRoom:
         self.ctx = ctx
         self.listeners: list[ChatListener] = []  # set by register: features reading each message
         # Rooms with a policy patch running or waiting: the lock and how many use it.
-        self._policy_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._policies = RoomLocks()  # one policy patch of a room at a time
 
     @property
     def data(self) -> ChatData:
@@ -173,23 +173,13 @@ class ChatRoom:
         slow-mode list) each keep the other's field, and viewers hear them in order.
         (Serialised per process: patches of one room through two --workers processes
         within the same moments could still merge from the same read.)"""
-        lock, users = self._policy_locks.get(room_id, (asyncio.Lock(), 0))
-        self._policy_locks[room_id] = (lock, users + 1)
-        try:
-            async with lock:
-                updated = policy.apply_patch(await self.room_policy(room_id), body)
-                await self.ctx.store.set_room_policy(room_id, updated.public())
-                await self.data.set_policy(room_id, updated.redis_hash())
-                view = updated.public()
-                await self.ctx.publish(room_id, events.room_policy(view))
-                return view
-        finally:
-            # Forgotten when no patch of the room runs or waits (the dict stays small).
-            lock, users = self._policy_locks[room_id]
-            if users > 1:
-                self._policy_locks[room_id] = (lock, users - 1)
-            else:
-                del self._policy_locks[room_id]
+        async with self._policies.hold(room_id):
+            updated = policy.apply_patch(await self.room_policy(room_id), body)
+            await self.ctx.store.set_room_policy(room_id, updated.public())
+            await self.data.set_policy(room_id, updated.redis_hash())
+            view = updated.public()
+            await self.ctx.publish(room_id, events.room_policy(view))
+            return view
 
     async def restore_policy(self, room_id: str) -> None:
         """Put the stored policy back into Redis (a rebuild after Redis lost its data)."""

@@ -5,10 +5,8 @@ lifecycle (live, ended, archived) is server/features/rooms.py."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
@@ -19,6 +17,7 @@ from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.fans import CHANNEL_PATTERN, DEFAULT_CHANNEL
 from server.core.group_deals import deal_view
 from server.core.protocol import encode, get_int
+from server.core.room_locks import RoomLocks
 from server.core.schema import Int, Shape, Str, opt
 from server.core.views import (
     as_int,
@@ -65,8 +64,9 @@ class Room:
     def __init__(self, ctx: Context, lifecycle: Lifecycle) -> None:
         self.ctx = ctx
         self.lifecycle = lifecycle
-        # Rooms with an edit running or waiting: the lock and how many use it.
-        self._edit_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # One edit of a room at a time (per process): two quick edits of different
+        # fields each keep the other's, and viewers hear them in order.
+        self._edits = RoomLocks()
 
     @property
     def data(self) -> RoomsData:
@@ -87,26 +87,10 @@ class Room:
         every viewer hears `room_updated` (the pages update without a reload)."""
         return await self.update_room(call.room_id, call.body)
 
-    @contextlib.asynccontextmanager
-    async def _editing(self, room_id: str) -> AsyncIterator[None]:
-        """One edit of a room at a time (per process): two quick edits of different
-        fields each keep the other's, and viewers hear them in order."""
-        lock, users = self._edit_locks.get(room_id, (asyncio.Lock(), 0))
-        self._edit_locks[room_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._edit_locks[room_id]
-            if users > 1:
-                self._edit_locks[room_id] = (lock, users - 1)
-            else:
-                del self._edit_locks[room_id]
-
     async def update_room(self, room_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply `changes` (UPDATE_SHAPE, already checked): durable in the store first,
         so a restart or a Redis rebuild keeps them; the room as it is now."""
-        async with self._editing(room_id):
+        async with self._edits.hold(room_id):
             title, stream_url = await self.data.fields(room_id, "title", "stream_url")
             title = str(changes.get("title", title or ""))
             stream_url = str(changes.get("stream_url", stream_url or ""))

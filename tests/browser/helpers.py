@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import pytest
 
 from server.core.settings import Settings
 from tests.support import Host, LiveServer
+
+if TYPE_CHECKING:
+    from playwright.async_api import WebSocketRoute
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -199,3 +203,44 @@ async def live_page(browser: Any, url: str, watch: Any, name: str,
     await page.goto(url)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     return page
+
+
+class Network:
+    """The page's WebSocket through a switch. Online, frames pass between the page
+    and the server, and those the page sends are kept. Offline, the connection is
+    cut, and a new one reaches nothing: it opens and stays silent, as on a network
+    that is down, so the page waits for its welcome and sends nothing."""
+
+    def __init__(self) -> None:
+        self.online = True
+        self.sent: list[dict[str, Any]] = []
+        self.page_side: WebSocketRoute | None = None
+        self.server_side: WebSocketRoute | None = None
+
+    def route(self, ws: WebSocketRoute) -> None:
+        self.page_side = ws
+        self.server_side = None
+        if not self.online:
+            return
+        upstream = ws.connect_to_server()
+        self.server_side = upstream
+
+        def from_page(message: str | bytes) -> None:
+            self.sent.append(orjson.loads(message))
+            upstream.send(message)
+
+        ws.on_message(from_page)
+
+    async def go_offline(self) -> None:
+        self.online = False
+        assert self.page_side is not None and self.server_side is not None
+        await self.server_side.close()
+        await self.page_side.close(code=4000, reason="network down")
+
+    async def go_online(self) -> None:
+        self.online = True
+        assert self.page_side is not None
+        await self.page_side.close(code=4000, reason="network back")
+
+    def checkouts(self) -> list[dict[str, Any]]:
+        return [f for f in self.sent if f.get("type") == "checkout"]

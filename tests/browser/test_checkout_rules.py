@@ -14,7 +14,6 @@ says and asks the buyer again if anything changed, or sends it if nothing did.""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 from tests.browser.conftest import PageErrors
 from tests.browser.helpers import (
     DESKTOP,
+    Network,
     contrast_failures,
     shoot,
     skip_without_browser,
@@ -34,51 +34,10 @@ from tests.support import Host, LiveServer, create_room, eventually, join, pay, 
 
 skip_without_browser()
 
-from playwright.async_api import Page, WebSocketRoute, expect  # noqa: E402
+from playwright.async_api import Page, expect  # noqa: E402
 
 PHONE_SMALL = {"width": 360, "height": 740}
 PRICE = 4000  # $40.00 a unit
-
-
-class Network:
-    """The page's WebSocket through a switch. Online, frames pass between the page
-    and the server, and those the page sends are kept. Offline, the connection is
-    cut, and a new one reaches nothing: it opens and stays silent, as on a network
-    that is down, so the page waits for its welcome and sends nothing."""
-
-    def __init__(self) -> None:
-        self.online = True
-        self.sent: list[dict[str, Any]] = []
-        self.page_side: WebSocketRoute | None = None
-        self.server_side: WebSocketRoute | None = None
-
-    def route(self, ws: WebSocketRoute) -> None:
-        self.page_side = ws
-        self.server_side = None
-        if not self.online:
-            return
-        upstream = ws.connect_to_server()
-        self.server_side = upstream
-
-        def from_page(message: str | bytes) -> None:
-            self.sent.append(json.loads(message))
-            upstream.send(message)
-
-        ws.on_message(from_page)
-
-    async def go_offline(self) -> None:
-        self.online = False
-        assert self.page_side is not None and self.server_side is not None
-        await self.server_side.close()
-        await self.page_side.close(code=4000, reason="network down")
-
-    async def go_online(self) -> None:
-        self.online = True
-        assert self.page_side is not None
-        await self.page_side.close(code=4000, reason="network back")
-
-    def checkouts(self) -> list[dict[str, Any]]:
-        return [f for f in self.sent if f.get("type") == "checkout"]
 
 
 async def viewer(browser: Any, url: str, watch: Any,

@@ -31,12 +31,12 @@ import pytest
 
 from server.core.domain import now_ms
 from tests.browser.conftest import PageErrors
-from tests.browser.helpers import DESKTOP, shoot, skip_without_browser
+from tests.browser.helpers import DESKTOP, Network, shoot, skip_without_browser
 from tests.support import Host, LiveServer, create_room, join
 
 skip_without_browser()
 
-from playwright.async_api import Locator, Page, WebSocketRoute, expect  # noqa: E402
+from playwright.async_api import Locator, Page, expect  # noqa: E402
 
 PHONE_SMALL = {"width": 360, "height": 740}
 VIEWPORTS = pytest.mark.parametrize("viewport", [PHONE_SMALL, DESKTOP], ids=["360", "1280"])
@@ -370,31 +370,6 @@ async def test_buy_now_is_disabled_with_the_reason_at_the_per_buyer_limit(
 
 
 # ---------------------------------------------------------------------- outage
-
-class Network:
-    """The page's WebSocket through a switch: online, frames pass; offline, the
-    connection is cut and a new one reaches nothing (it opens and stays silent)."""
-
-    def __init__(self) -> None:
-        self.online = True
-        self.page_side: WebSocketRoute | None = None
-        self.server_side: WebSocketRoute | None = None
-
-    def route(self, ws: WebSocketRoute) -> None:
-        self.page_side = ws
-        self.server_side = ws.connect_to_server() if self.online else None
-
-    async def go_offline(self) -> None:
-        self.online = False
-        assert self.page_side is not None and self.server_side is not None
-        await self.server_side.close()
-        await self.page_side.close(code=4000, reason="network down")
-
-    async def go_online(self) -> None:
-        self.online = True
-        assert self.page_side is not None
-        await self.page_side.close(code=4000, reason="network back")
-
 
 @VIEWPORTS
 async def test_an_outage_banner_says_what_still_works_until_the_page_is_live(

@@ -4,12 +4,11 @@
 // SHA-256), so the notice offers to copy it and to download it as a small text
 // file with the room's id and the console's address.
 
-import { $, copyText, h, setText, store } from "../util.js";
+import { $, copyText, saveBlob, setText, store } from "../util.js";
 import { S, report } from "./state.js";
 
 // Rooms created on this device whose notice has not been dismissed yet.
 const PENDING_KEY = "livesell.host.keyNotice";
-const REVOKE_AFTER_MS = 1000;
 
 const pending = () => store.get(PENDING_KEY, []) || [];
 
@@ -91,14 +90,6 @@ export function downloadKey() {
   const name = `livesell-host-key-${S.roomId}.txt`;
   const blob = new Blob([keyFileText(S.roomId, S.hostKey, S.room && S.room.title)],
                         { type: "text/plain;charset=utf-8" });
-  const url = URL.createObjectURL(blob);
-  const link = h("a", { href: url, hidden: true, attrs: { download: name } });
-  document.body.append(link);
-  try {
-    link.click();
-  } finally {
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), REVOKE_AFTER_MS);
-  }
+  saveBlob(blob, name);
   report($("#key-result"), { ok: true }, `Saved ${name}. Keep it somewhere safe.`);
 }

@@ -10,11 +10,10 @@
 // `{room}-report.html` and so on); the URL is revoked afterwards.
 // Everything from the server is drawn with textContent (util.js `h`), never as markup.
 
-import { $, h, money, setText } from "../util.js";
+import { $, h, money, saveBlob, setText } from "../util.js";
 import { S, hostApi, report as outcome } from "./state.js";
 
 const TOP_PRODUCTS = 10;
-const REVOKE_AFTER_MS = 1000; // the download has taken the Blob by then
 
 /** What each download button fetches, and the file name when the server gives none. */
 const DOWNLOADS = {
@@ -252,18 +251,6 @@ export function filenameOf(disposition, fallback) {
   return name && !/^\.+$/.test(name) ? name : fallback;
 }
 
-/** Save a Blob as a file: an object URL on a hidden `<a download>`, revoked afterwards. */
-function saveBlob(blob, name) {
-  const url = URL.createObjectURL(blob);
-  const link = h("a", { href: url, hidden: true, attrs: { download: name } });
-  document.body.append(link);
-  try {
-    link.click();
-  } finally {
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), REVOKE_AFTER_MS);
-  }
-}
 
 async function errorOf(res) {
   let data = null;
