@@ -14,6 +14,7 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 const PING_EVERY_MS = 10000;
 const PONG_TIMEOUT_MS = 8000;
+const MAX_HOLD_BACK_MS = 2000; // serverNow() stands still for a correction up to this
 const FIRST_PINGS = 4;
 // Tokens and host keys are base64url (tokens with one "."): safe in a subprotocol.
 const CREDENTIAL = /^[A-Za-z0-9._-]{1,4000}$/;
@@ -60,6 +61,7 @@ export class Live {
     this.connectedOnce = false;
     // Clock: offset = server clock - local clock, in ms. Best sample = lowest round trip.
     this.offset = 0;
+    this.lastNow = 0; // the latest serverNow() answered
     this.offsetRtt = Infinity;
     this.samples = [];
     this.stats = { connects: 0, snapshots: 0, resyncs: 0, resumed: 0, resent: 0 };
@@ -78,7 +80,14 @@ export class Live {
 
   /** Server time now, in ms, by the measured offset. */
   serverNow() {
-    return Date.now() + this.offset;
+    // Not backwards by a round trip's error: a better sample (a lower round trip) can
+    // move the offset back by part of one, and a countdown must not count up ("Wait
+    // 31 s" for a 30 s wait), so the clock stands still that long instead. A larger
+    // correction (the first estimate, before any ping, off by a skewed local clock)
+    // is taken as it is.
+    const t = Date.now() + this.offset;
+    if (t >= this.lastNow || this.lastNow - t > MAX_HOLD_BACK_MS) this.lastNow = t;
+    return this.lastNow;
   }
 
   get token() {
