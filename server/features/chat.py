@@ -13,10 +13,10 @@ from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.fans import level_of
 from server.core.identity import Viewer
 from server.core.policy import RoomPolicy
-from server.core.room_locks import RoomLocks
 from server.core.schema import Bool, Shape, opt
 from server.features.context import Answer, Context, error_answer, rebuilding
 from server.features.registry import Call, ChatListener, ChatPost, Registry, Route
+from server.features.room_locks import RoomLocks
 from server.state.chat_data import ChatData
 from server.state.faults import REDIS_FAULTS
 

@@ -17,7 +17,6 @@ from server.core.errors import LivesellError, Unavailable, refusal
 from server.core.fans import CHANNEL_PATTERN, DEFAULT_CHANNEL
 from server.core.group_deals import deal_view
 from server.core.protocol import encode, get_int
-from server.core.room_locks import RoomLocks
 from server.core.schema import Int, Shape, Str, opt
 from server.core.views import (
     as_int,
@@ -29,6 +28,7 @@ from server.core.views import (
 )
 from server.features.context import Context, new_epoch
 from server.features.registry import Call, Registry, Route
+from server.features.room_locks import RoomLocks
 from server.features.rooms import LIVE, MAX_SCHEDULE_AHEAD_MS, SCHEDULED, Lifecycle
 from server.state.rooms_data import RoomsData
 
