@@ -23,7 +23,7 @@ from server.core import domain
 from server.core.settings import SettingsError, load_settings
 from server.features import images
 from server.web.routes import IMAGE_HEADERS
-from tests.support import LiveServer, create_room, server_with
+from tests.support import LiveServer, create_room, eventually, server_with
 
 
 def png(width: int = 1, height: int = 1, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -277,6 +277,38 @@ async def test_a_room_keeps_at_most_max_per_room_images(redis_url: str,
         assert (await upload(http, host.room_id, host.key, kept)).status_code == 201
         # The cap is the room's: another room has its own.
         assert (await upload(http, other.room_id, other.key, shots[9])).status_code == 201
+
+
+async def test_uploads_wait_in_a_bounded_line_while_the_disk_is_held(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """Another process holding the room's image lock (a stalled disk, say): uploads
+    wait in this process's line, at most images.MAX_WAITING of them; one more is
+    answered 503 with Retry-After at once, and the line goes through once the lock is
+    free."""
+    import fcntl
+
+    host = await create_room(http)
+    assert (await upload(http, host.room_id, host.key, png(1, 1))).status_code == 201
+    folder = server.settings.data_path / "images" / host.room_id
+    store = server.services.images
+    with open(folder / ".lock", "a") as lock:  # noqa: ASYNC230 (a lock, not file I/O)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            line = [asyncio.create_task(upload(http, host.room_id, host.key, png(2 + i, 1)))
+                    for i in range(images.MAX_WAITING)]
+
+            async def full() -> bool:
+                return store._waiting == images.MAX_WAITING
+            await eventually(full)
+            one_more = await upload(http, host.room_id, host.key, png(99, 1))
+            assert one_more.status_code == 503, one_more.text
+            assert one_more.headers["retry-after"] == "2"
+            assert not any(t.done() for t in line)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    answers = await asyncio.gather(*line)
+    assert [a.status_code for a in answers] == [201] * images.MAX_WAITING
+    assert len(stored_files(folder)) == 1 + images.MAX_WAITING
 
 
 # ---------------------------------------------------------------- serving

@@ -25,11 +25,12 @@ import hashlib
 import os
 import re
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from server.core.errors import BadRequest, Conflict, PayloadTooLarge, UnsupportedMedia
+from server.core.errors import BadRequest, Conflict, PayloadTooLarge, Unavailable, UnsupportedMedia
 from server.core.protocol import ID_PATTERN
 from server.core.settings import ImageSettings
 
@@ -175,12 +176,22 @@ class Stored:
         return {"image_url": self.url, "bytes": self.size, "type": self.media_type}
 
 
+# Uploads of one process waiting for (or in) the image thread; past it 503, so a
+# stalled disk or a lock another process holds costs waiting uploads, not memory
+# or the default executor's threads (the webhooks' name lookups use those).
+MAX_WAITING: Final = 16
+
+
 class ImageStore:
     """The rooms' images in `root` (settings.data_path / "images")."""
 
     def __init__(self, root: Path, settings: ImageSettings) -> None:
         self.root = root
         self.settings = settings
+        # One thread of its own: the hash, the checks, the lock and the fsyncs of an
+        # upload run there, one upload at a time, off the event loop.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="images")
+        self._waiting = 0
 
     @property
     def max_bytes(self) -> int:
@@ -207,10 +218,26 @@ class ImageStore:
         name it; 409 too_many_images when the room has its most."""
         if not ID_PATTERN.fullmatch(room_id):
             raise BadRequest("not a room id")
+        if self._waiting >= MAX_WAITING:
+            raise Unavailable("image uploads are queued up; try again in a moment",
+                              details={"retry_after_s": 2})
+        self._waiting += 1
+        try:
+            name = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._keep, room_id, data, media_type)
+        finally:
+            self._waiting -= 1
+        return Stored(room_id, name, len(data), media_type)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def _keep(self, room_id: str, data: bytes, media_type: str) -> str:
+        """In the image thread: check, hash and write; the stored name."""
         self.check(data, media_type)
         name = f"{hashlib.sha256(data).hexdigest()}.{EXTENSIONS[media_type]}"
-        await asyncio.to_thread(self._write, room_id, name, data)
-        return Stored(room_id, name, len(data), media_type)
+        self._write(room_id, name, data)
+        return name
 
     def _write(self, room_id: str, name: str, data: bytes) -> None:
         folder = self.root / room_id
@@ -243,13 +270,6 @@ class ImageStore:
         if not path.is_file():
             return None
         return path, MEDIA_TYPES[name.rsplit(".", 1)[1]]
-
-    def count(self, room_id: str) -> int:
-        """The images a room keeps."""
-        folder = self.root / room_id
-        if not ID_PATTERN.fullmatch(room_id) or not folder.is_dir():
-            return 0
-        return sum(1 for entry in os.scandir(folder) if NAME_PATTERN.fullmatch(entry.name))
 
 
 def _write_atomically(folder: Path, target: Path, data: bytes) -> None:

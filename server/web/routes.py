@@ -434,14 +434,6 @@ IMAGE_HEADERS: Final = {"Cache-Control": "public, max-age=31536000, immutable",
                         "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
-def image_store(request: Request) -> images.ImageStore:
-    state = request.app.state
-    store: images.ImageStore | None = getattr(state, "image_store", None)
-    if store is None:
-        settings = services(request).settings
-        store = state.image_store = images.ImageStore(settings.image_dir, settings.images)
-    return store
-
 
 async def upload_image(request: Request) -> Response:
     """Upload a product image: the raw bytes of a PNG, JPEG, WebP or GIF, its
@@ -454,7 +446,7 @@ async def upload_image(request: Request) -> Response:
     room_id = room_param(request)
     logcontext.ROOM.set(room_id)
     await show_of(request).ctx.check_host(room_id, host_key(request))
-    store = image_store(request)
+    store = services(request).images
     declared_length(request, store.max_bytes, "the image")
     media_type = images.media_type_of(request.headers.get("content-type"))
     data = await limited_body(request, store.max_bytes, "the image")
@@ -465,7 +457,7 @@ async def upload_image(request: Request) -> Response:
 async def serve_image(request: Request) -> Response:
     """An uploaded product image (/images/{room_id}/{sha256}.{ext}); 404 for any
     other name."""
-    found = image_store(request).path_of(str(request.path_params["room_id"]),
+    found = services(request).images.path_of(str(request.path_params["room_id"]),
                                          str(request.path_params["name"]))
     if found is None:
         raise HTTPException(404, "no such image")

@@ -27,6 +27,7 @@ from server.core.settings import Settings
 from server.core.wire import frame_limits
 from server.features import rooms
 from server.features.context import Answer
+from server.features.images import ImageStore
 from server.features.pulse import Pulse
 from server.features.recorder import Recorder
 from server.features.show import Show
@@ -64,6 +65,8 @@ class Services:
         self.signer: TokenSigner | None = None
         self.admission: Admission | None = None
         self.recorder: Recorder | None = None
+        # Product images the host uploads (their own thread, closed with the server).
+        self.images = ImageStore(settings.image_dir, settings.images)
         # The same bounds the AsyncAPI document's message schemas state.
         self.limits = frame_limits(settings)
         self.ready = False
@@ -281,6 +284,7 @@ class Services:
                 await _bounded("redis client", client.aclose(), 2.0)
         if self.recorder is not None:
             self.recorder.close()
+        self.images.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
         if self.data_use is not None:
