@@ -282,3 +282,54 @@ async def arrived_sales(receiver: Receiver) -> list[str]:
         return ids or None
     found: list[str] = await eventually(some)
     return found
+
+
+async def test_a_stalled_store_delays_a_webhook_event_and_loses_none(
+        redis_url: str, data_dir: Path) -> None:
+    """A sale opens by its timer while another process holds the store's lock past
+    the busy timeout: the room hears `sale_open` at once, the `sale.opened` event
+    waits in the writer (tried again, logged) instead of holding the timer loop or
+    being dropped, and is in the outbox once the lock is gone."""
+    import logging
+    import sqlite3
+
+    from tests.support import StoreLock
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    logging.getLogger("livesell.context").addHandler(keep)
+    try:
+        async with server_with(redis_url, data_dir,
+                               store={"busy_timeout_ms": 100}) as (live, http):
+            host = await create_room(http)
+            product = await host.product(stock=3)
+            viewer = await join(live, host.room_id)
+            sale = await host.sale(product["product_id"], units=2, starts_in_s=2)
+            async with StoreLock(live.settings.store_path):
+                opened = await viewer.next_event("sale_open", timeout=60)
+                assert opened["sale"]["sale_id"] == sale["sale_id"]
+
+                async def retried() -> bool:
+                    return any("webhook events wait for the store" in m for m in seen)
+                await eventually(retried)
+            await viewer.close()
+
+            def events() -> list[str]:
+                with sqlite3.connect(live.settings.store_path) as db:
+                    return [str(e) for (e,) in
+                            db.execute("SELECT event_id FROM outbox ORDER BY seq")]
+
+            wanted = f"evt_{sale['sale_id']}.sale.opened"
+
+            async def written() -> list[str] | None:
+                found = await asyncio.to_thread(events)
+                return found if wanted in found else None
+            found = await eventually(written)
+            assert found.count(wanted) == 1
+    finally:
+        logging.getLogger("livesell.context").removeHandler(keep)

@@ -281,7 +281,7 @@ class Auctions:
         if closed.status == "ended":
             await self.ctx.publish(room_id, events.auction_ended(view))
             if closed.winner:
-                await self.ctx.outbox(room_id, "auction.won", auction_id, view)
+                self.ctx.outbox(room_id, "auction.won", auction_id, view)
         if not (closed.status == "ended" and closed.winner):
             await self.ctx.stock_freed(room_id, pid)  # the unit is back in stock
         return closed

@@ -6,6 +6,8 @@ due on the schedule). Also the answer type every viewer request returns."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -24,9 +26,13 @@ from server.realtime.hub import Hub
 from server.state.data import StateData
 from server.state.health import Health
 from server.state.scripts import Scripts
-from server.state.store import Order, OrderStore, StoreError
+from server.state.store import Order, OrderStore, StoreClosed, StoreError
 
 log = logging.getLogger("livesell.context")
+# Webhook events waiting for the store, at most (past it one is logged and dropped),
+# and how long the writer waits before trying the store again.
+MAX_OUTBOX_WAITING = 10_000
+OUTBOX_RETRY_S = 1.0
 
 
 def rebuilding() -> Unavailable:
@@ -148,6 +154,14 @@ class Context:
         # The server's signing secret (viewer tokens; invite links sign with a key
         # derived from it): bound at start.
         self.secret = b""
+        # Webhook events of things that already happened (not orders: those are
+        # written with the order), waiting for the writer task: (room, kind, subject,
+        # data, at), in the order they happened.
+        self._outbox: collections.deque[tuple[str, str, str, dict[str, Any], int]] = \
+            collections.deque()
+        self._outbox_wake = asyncio.Event()
+        self._outbox_task: asyncio.Task[None] | None = None
+        self._outbox_closing = False
 
     def bind(self, data: StateData, hub: Hub, store: OrderStore, health: Health,
              recorder: Recorder | None, secret: bytes) -> None:
@@ -238,15 +252,54 @@ class Context:
         counts = self.report_counts.setdefault(room_id, {})
         counts[name] = counts.get(name, 0) + n
 
-    async def outbox(self, room_id: str, kind: str, subject: str,
-                     data: dict[str, Any]) -> None:
-        """Write a webhook event (features/webhooks.py) for something that already
-        happened; a store that cannot take it now loses the event, logged (orders'
-        events are written with the order instead, never lost)."""
-        try:
-            await self.store.add_outbox(room_id, kind, subject, data, now_ms())
-        except StoreError as exc:
-            log.warning("webhook event %s of %s not written: %s", kind, subject, exc)
+    def outbox(self, room_id: str, kind: str, subject: str, data: dict[str, Any]) -> None:
+        """Queue a webhook event (features/webhooks.py) for something that already
+        happened. Its own task writes it, so no caller (a pulse tick, a job, a host
+        request) waits on the store; a store that refuses is tried again each second,
+        in order, while the process runs (orders' events are written with the order
+        instead, in its transaction)."""
+        if len(self._outbox) >= MAX_OUTBOX_WAITING:
+            log.warning("webhook event %s of %s not written: %d events wait for the "
+                        "store already", kind, subject, len(self._outbox))
+            return
+        self._outbox.append((room_id, kind, subject, data, now_ms()))
+        self._outbox_wake.set()
+        if self._outbox_task is None or self._outbox_task.done():
+            self._outbox_task = asyncio.create_task(self._write_outbox(), name="outbox")
+
+    async def _write_outbox(self) -> None:
+        while True:
+            if not self._outbox:
+                if self._outbox_closing:
+                    return
+                await self._outbox_wake.wait()
+                self._outbox_wake.clear()
+            while self._outbox:
+                try:
+                    await self.store.add_outbox(*self._outbox[0])
+                except StoreError as exc:
+                    log.warning("webhook events wait for the store (%d): %s",
+                                len(self._outbox), exc)
+                    await asyncio.sleep(OUTBOX_RETRY_S)
+                    continue
+                except StoreClosed:
+                    return
+                self._outbox.popleft()
+
+    async def stop_outbox(self, grace_s: float) -> None:
+        """At shutdown, before the store closes: the events queued are written within
+        `grace_s` (a store that cannot take them by then loses them, logged)."""
+        self._outbox_closing = True
+        self._outbox_wake.set()
+        task = self._outbox_task
+        if task is not None and not task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), grace_s)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._outbox:
+            log.warning("%d webhook events not written at shutdown", len(self._outbox))
 
     async def channel_of(self, room_id: str) -> str:
         """The room's channel (its owner, whose fans' points it adds to): Redis's room

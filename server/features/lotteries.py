@@ -196,7 +196,7 @@ class Lotteries:
         await self.data.set_drawn(room_id, lottery_id, result, Job(CLOSE, lottery_id).member)
         view = await self.lottery(room_id, lottery_id)
         await self.ctx.publish(room_id, events.lottery_drawn(view))
-        await self.ctx.outbox(room_id, "lottery.drawn", lottery_id, view)
+        self.ctx.outbox(room_id, "lottery.drawn", lottery_id, view)
         return view
 
     async def _closes(self, room_id: str, lottery_id: str) -> None:

@@ -338,7 +338,7 @@ class Pulse:
             if len(self._told_sold_out) > 100_000:
                 self._told_sold_out.clear()
             self._told_sold_out.add(view["sale_id"])
-            await ctx.outbox(room_id, "sale.sold_out", view["sale_id"], view)
+            ctx.outbox(room_id, "sale.sold_out", view["sale_id"], view)
 
     async def counts_tick(self, dirty: set[tuple[str, str, str]]) -> None:
         if not dirty:

@@ -12,6 +12,8 @@ the reward script needs; a rebuild puts them back from the store."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -31,7 +33,7 @@ from server.core.views import coupon_view
 from server.features.context import Answer, Context
 from server.features.fans import Fans
 from server.features.registry import Call, Registry, Route, ViewerCall
-from server.state.store import Order, StoreError
+from server.state.store import Order, StoreClosed, StoreError
 
 log = logging.getLogger("livesell.referrals")
 
@@ -44,6 +46,7 @@ class Referrals:
         self._signer: InviteSigner | None = None
         # (room, inviter) -> (nickname, links asked for, first ask) not written yet.
         self._sent: dict[tuple[str, str], tuple[str, int, int]] = {}
+        self._flushing: asyncio.Task[None] | None = None
 
     @property
     def signer(self) -> InviteSigner:
@@ -91,8 +94,10 @@ class Referrals:
         known = self._sent.get(key)
         self._sent[key] = (call.viewer.nickname, (known[1] if known else 0) + 1,
                            known[2] if known else now_ms())
-        if len(self._sent) >= MAX_PENDING_INVITES:
-            await self.flush_invites()
+        if len(self._sent) >= MAX_PENDING_INVITES and \
+                (self._flushing is None or self._flushing.done()):
+            # Written at once, but not in this viewer's request.
+            self._flushing = asyncio.create_task(self._flush_quietly(), name="invites")
         return Answer("invite", {"invite": token, "path": f"/r/{call.room_id}?invite={token}"})
 
     async def _accept(self, call: ViewerCall, msg: AcceptInvite) -> Answer:
@@ -207,18 +212,37 @@ class Referrals:
         """Write the invite links counted here since the last flush (upkeep, once a
         second; and before the host reads the tree)."""
         taken, self._sent = self._sent, {}
-        for key, (nickname, count, first_at) in list(taken.items()):
-            try:
-                await self.ctx.store.add_invite_sent(key[0], key[1], nickname, first_at,
-                                                     count)
-            except StoreError:
+        items = list(taken.items())
+        # All at once: the store's group commit writes them in one transaction or few.
+        results = await asyncio.gather(
+            *(self.ctx.store.add_invite_sent(room_id, inviter, nickname, first_at, count)
+              for (room_id, inviter), (nickname, count, first_at) in items),
+            return_exceptions=True)
+        failed: BaseException | None = None
+        for (key, (nick, n, at)), result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
                 # The store stalled: keep what is not written for the next flush.
-                for k, (nick, n, at) in taken.items():
-                    known = self._sent.get(k)
-                    self._sent[k] = (nick, n + (known[1] if known else 0),
-                                     min(at, known[2]) if known else at)
-                raise
-            del taken[key]
+                failed = failed or result
+                known = self._sent.get(key)
+                self._sent[key] = (nick, n + (known[1] if known else 0),
+                                   min(at, known[2]) if known else at)
+        if failed is not None:
+            raise failed
+
+    async def _flush_quietly(self) -> None:
+        """A flush nobody waits for (too many counts, or shutdown): a store that
+        refuses keeps them for the next one, logged."""
+        try:
+            await self.flush_invites()
+        except (StoreError, StoreClosed) as exc:
+            log.warning("invite counts wait for the store: %s", exc)
+
+    async def stop(self) -> None:
+        """At shutdown, before the store closes: what is counted is written."""
+        if self._flushing is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
+        await self._flush_quietly()
 
     async def restore(self, room_id: str) -> None:
         """Put the room's program, referrals and reward decisions back into Redis."""

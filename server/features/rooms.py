@@ -223,7 +223,7 @@ class Lifecycle:
         if state == SCHEDULED and starts_at:
             await self.ctx.publish(room_id, events.show_reminder(room_id, title or "",
                                                                  int(starts_at)))
-            await self.ctx.outbox(room_id, "reminder.due", room_id,
+            self.ctx.outbox(room_id, "reminder.due", room_id,
                                   {"room_id": room_id, "title": title or "",
                                    "starts_at": int(starts_at)})
 
@@ -310,7 +310,7 @@ class Lifecycle:
         await self.ctx.store.set_room_state(room_id, LIVE, current["starts_at"], None, now)
         await self.data.set_fields(room_id, {"state": LIVE})
         await self.ctx.publish(room_id, events.show_live(room_id))
-        await self.ctx.outbox(room_id, "show.started", room_id,
+        self.ctx.outbox(room_id, "show.started", room_id,
                               {"room_id": room_id, "started_at": now})
         log.info("room %s is live", room_id)
         return {"room_id": room_id, **current, "state": LIVE}
@@ -334,7 +334,7 @@ class Lifecycle:
         if ctx.recorder is not None:
             ctx.recorder.finish(room_id)
         await ctx.publish(room_id, events.show_ended(room_id, ended_at))
-        await ctx.outbox(room_id, "show.ended", room_id,
+        ctx.outbox(room_id, "show.ended", room_id,
                          {"room_id": room_id, "ended_at": ended_at})
         log.info("room %s: show ended", room_id)
         return {"room_id": room_id, **current, "state": ENDED, "ended_at": ended_at}

@@ -133,7 +133,7 @@ class Sales:
             left = await self.data.stock_left(room_id, sale["product_id"])
             view = sale_view(sale, left, now_ms())
             await self.ctx.publish(room_id, events.sale_open(view))
-            await self.ctx.outbox(room_id, "sale.opened", sale_id, view)
+            self.ctx.outbox(room_id, "sale.opened", sale_id, view)
             await self.ctx.stock_freed(room_id, sale["product_id"])
 
     async def _closes(self, room_id: str, sale_id: str) -> None:

@@ -95,7 +95,11 @@ class Show:
         hub.snapshot = self.room.snapshot
 
     async def stop_background(self) -> None:
-        """Cancel the retries still waiting for Redis (recovery finishes them)."""
+        """Cancel the retries still waiting for Redis (recovery finishes them), and
+        write what waits for the store (invite counts, webhook events)."""
         await self.buying.stop_background()
         await self.fans.stop_background()
         await self.webhooks.stop()
+        # What is counted or queued for the store is written before it closes.
+        await self.referrals.stop()
+        await self.ctx.stop_outbox(2.0)
