@@ -210,6 +210,20 @@ def test_the_shapes_follow_the_limits() -> None:
         shapes["bid"].read(bid)
     with pytest.raises(BadRequest):
         decode_viewer_message(bid, FrameLimits(7, 3, 2))
+    # An integer written 14.0 is 14 to both (and to JSON Schema), so a maximum below
+    # it is refused by both, and one at it taken by both.
+    for amount, top, taken in ((14.0, 3, False), (14.0, 14, True), (14, 14.0, True)):
+        bid = {"type": "bid", "request_id": "b1", "auction_id": "a1", "amount": amount,
+               "max_amount": top}
+        verdicts = []
+        for read in (shapes["bid"].read,
+                     lambda m: decode_viewer_message(m, FrameLimits(7, 3, 2))):
+            try:
+                read(bid)
+                verdicts.append(True)
+            except BadRequest:
+                verdicts.append(False)
+        assert verdicts == [taken, taken], (amount, top, verdicts)
 
 
 # ------------------------------------------------------------------ the document

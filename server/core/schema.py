@@ -229,8 +229,7 @@ class Shape:
             prop = spec.kind.schema()
             if not spec.required:
                 # null is taken as "not given"
-                prop = {"anyOf": [prop, {"type": "null"}]} if "anyOf" in prop or \
-                    "oneOf" in prop or "$ref" in prop else _nullable(prop)
+                prop = nullable(prop)
             if spec.default is not None:
                 prop["default"] = list(spec.default) if isinstance(spec.default, tuple) \
                     else spec.default
@@ -254,9 +253,10 @@ class Shape:
         return out
 
 
-def _nullable(prop: JSON) -> JSON:
+def nullable(prop: JSON) -> JSON:
+    """`prop` or null: a type list where it has one type, else anyOf."""
     kind = prop.get("type")
-    if isinstance(kind, str):
+    if isinstance(kind, str) and "$ref" not in prop:
         prop = dict(prop)
         prop["type"] = [kind, "null"]
         if "enum" in prop:

@@ -43,7 +43,7 @@ from server.core.protocol import (
     get_int,
     get_str,
 )
-from server.core.schema import ID, JSON, Field, Int, Shape, Str, opt, req
+from server.core.schema import ID, JSON, Field, Int, Shape, Str, nullable, opt, req
 from server.core.settings import Settings
 from server.core.text import clean_text
 
@@ -123,8 +123,8 @@ class AtLeastField:
     hi: int
 
     def read(self, d: Mapping[str, Any], key: str) -> int:
-        other = d.get(self.field)
-        least = other if isinstance(other, int) and not isinstance(other, bool) else self.lo
+        # The earlier field as its own check read it (14.0 is 14), so both agree.
+        least = get_int(d, self.field, lo=self.lo, hi=self.hi)
         return get_int(d, key, lo=least, hi=self.hi)
 
     def schema(self) -> JSON:
@@ -258,17 +258,6 @@ def _list(item: JSON, **extra: Any) -> JSON:
     return {"type": "array", "items": item, **extra}
 
 
-def _or_null(schema: JSON) -> JSON:
-    kind = schema.get("type")
-    if isinstance(kind, str) and "$ref" not in schema:
-        out = dict(schema)
-        out["type"] = [kind, "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
-        return out
-    return {"anyOf": [schema, _NULL]}
-
-
 def _obj(props: dict[str, JSON], optional: tuple[str, ...] = (), doc: str = "") -> JSON:
     """A closed object: every property required unless named in `optional`."""
     missing = set(optional) - set(props)
@@ -310,13 +299,13 @@ class _Builder:
                 "currency": {"type": "string", "pattern": "^([A-Z]{3})?$",
                              "description": "'' for a product without a listing"},
                 "limit_per_buyer": _COUNT, "held": _COUNT, "sold": _COUNT,
-                "claim": _or_null(_obj({"keyword": _STR, "quantities": _BOOL},
+                "claim": nullable(_obj({"keyword": _STR, "quantities": _BOOL},
                                        doc="the comment-to-buy keyword")),
             }, doc="Buy-it-now at the product's list price."),
             "ProductCard": _obj({
                 "product_id": _ID, "title": _STR, "price": _COUNT, "currency": _CURRENCY,
                 "image_url": _STR, "description": _STR, "stock": r("Stock"),
-                "sale": _or_null(r("Sale")), "listing": r("Listing"), "waiting": _COUNT,
+                "sale": nullable(r("Sale")), "listing": r("Listing"), "waiting": _COUNT,
             }, doc="A product with its stock, its latest sale (null: none), its listing "
                    "and how many wait for it."),
             "Hold": _obj({
@@ -356,12 +345,12 @@ class _Builder:
                                 doc="A hold of the auction's unit (the winner's, or the "
                                     "runner-up's on a second chance)."),
             "AuctionResult": _obj({
-                "winner": _or_null(_PSEUDONYM), "winner_name": _or_null(_STR),
-                "amount": _or_null(_COUNT), "reserve_price": _or_null(_COUNT),
+                "winner": nullable(_PSEUDONYM), "winner_name": nullable(_STR),
+                "amount": nullable(_COUNT), "reserve_price": nullable(_COUNT),
                 "reserve_met": _BOOL, "ended_at": _MS,
                 "ended_by": _enum("clock", "host", "buy_now", "cancelled"),
-                "bids": _COUNT, "head": _SHA1, "hold": _or_null(r("AuctionHold")),
-                "second_chance": _or_null(_obj({
+                "bids": _COUNT, "head": _SHA1, "hold": nullable(r("AuctionHold")),
+                "second_chance": nullable(_obj({
                     "bidder": _PSEUDONYM, "bidder_name": _STR, "amount": _COUNT,
                     "hold": r("AuctionHold")})),
                 "unit": _enum("held", "aside", "returned", "none"),
@@ -373,11 +362,11 @@ class _Builder:
                 "anti_snipe": _enum("extend", "sudden_death"), "extend_s": _COUNT,
                 "duration_s": _COUNT, "signed_only": _BOOL, "pay_s": _COUNT,
                 "started_at": _MS, "first_ends_at": _MS, "has_reserve": _BOOL,
-                "reserve_met": _BOOL, "buy_now_price": _or_null(_COUNT), "ends_at": _MS,
-                "state": _enum("open", "ended", "cancelled"), "leader": _or_null(_PSEUDONYM),
-                "leader_name": _or_null(_STR), "amount": _or_null(_COUNT),
+                "reserve_met": _BOOL, "buy_now_price": nullable(_COUNT), "ends_at": _MS,
+                "state": _enum("open", "ended", "cancelled"), "leader": nullable(_PSEUDONYM),
+                "leader_name": nullable(_STR), "amount": nullable(_COUNT),
                 "min_next": _COUNT, "bids": _COUNT, "extensions": _COUNT,
-                "genesis": _SHA1, "head": _SHA1, "result": _or_null(r("AuctionResult")),
+                "genesis": _SHA1, "head": _SHA1, "result": nullable(r("AuctionResult")),
             }, doc="An auction as everyone sees it (never a bidder's maximum)."),
             "ChainEntry": _obj({
                 "seq": _COUNT, "bidder": _PSEUDONYM, "amount": _COUNT, "at": _MS,
@@ -388,15 +377,15 @@ class _Builder:
                 "poll_id": _ID, "question": _STR, "options": _list(_STR, minItems=2),
                 "opens_at": _MS, "closes_at": _MS, "votes": _list(_COUNT),
                 "total": _COUNT, "percent": _list(_COUNT), "state": _enum("open", "closed"),
-                "closed_at": _or_null(_MS),
+                "closed_at": nullable(_MS),
             }, doc="A poll with its counts."),
             "Question": _obj({
                 "question_id": _ID, "viewer_id": _ID, "nickname": _STR, "text": _STR,
-                "votes": _COUNT, "asked_at": _MS, "answered_at": _or_null(_MS),
+                "votes": _COUNT, "asked_at": _MS, "answered_at": nullable(_MS),
             }, doc="A viewer's question to the host."),
             "PinnedMessage": _obj({
                 "text": _STR, "nickname": _STR,
-                "message_id": _or_null(_with_doc(_ID, "null for the host's own note")),
+                "message_id": nullable(_with_doc(_ID, "null for the host's own note")),
                 "pinned_at": _MS,
             }, doc="The message the host pinned."),
             "GroupDeal": _obj(self._deal_props(), doc="A group deal (without its groups)."),
@@ -411,12 +400,12 @@ class _Builder:
             }, doc="A group of a deal."),
             "Room": _obj({"room_id": _ID, "title": _STR, "stream_url": _STR,
                           "created_at": _MS, "state": _enum("scheduled", "live", "ended"),
-                          "starts_at": _or_null(_MS), "ended_at": _or_null(_MS)},
+                          "starts_at": nullable(_MS), "ended_at": nullable(_MS)},
                          doc="A room: its title, stream and lifecycle."),
             "Mutes": _obj({
                 "mutes": _list(_obj({
                     "viewer_id": _ID, "until": _MS,
-                    "nickname": _with_doc(_or_null(_STR), "the name of their latest "
+                    "nickname": _with_doc(nullable(_STR), "the name of their latest "
                                           "message in the room's recent chat, if any")})),
                 "server_time": _MS}, doc="The viewers muted now, the soonest to speak "
                                          "again first."),
@@ -487,7 +476,7 @@ class _Builder:
                 "reason": _enum("sale_stopped", "show_ended"), "units": _COUNT,
                 "hold_ids": _list(_ID)}, doc="Open holds were voided, their units back."),
             "stock": ev("stock", {"product_id": _ID, "stock": r("Stock"),
-                                  "sale": _or_null(r("Sale")), "waiting": _COUNT},
+                                  "sale": nullable(r("Sale")), "waiting": _COUNT},
                         doc="A product's counters changed (coalesced)."),
             "waitlist_offer": ev("waitlist_offer", {
                 "product_id": _ID,
@@ -530,7 +519,7 @@ class _Builder:
             "auction_second_chance": ev("auction_second_chance", {"auction": r("Auction")},
                                         doc="The host offered the unit to the runner-up."),
             "message_pinned": ev("message_pinned",
-                                 {"pinned_message": _or_null(r("PinnedMessage"))},
+                                 {"pinned_message": nullable(r("PinnedMessage"))},
                                  doc="The host pinned (or, null, unpinned) a message."),
             "poll_open": ev("poll_open", {"poll": r("Poll")}, doc="The host opened a poll."),
             "poll_votes": ev("poll_votes", {
@@ -651,7 +640,7 @@ class _Builder:
             "fan": reply("fan", {
                 "channel": _STR, "points": _COUNT,
                 "level": {"type": "integer", "minimum": 0, "maximum": MAX_LEVELS},
-                "badge": _or_null(_STR), "next_level_points": _or_null(_COUNT),
+                "badge": nullable(_STR), "next_level_points": nullable(_COUNT),
                 "awarded": _COUNT}, "The viewer's fan standing in the room's channel."),
             "invite": reply("invite", {"invite": _STR, "path": _STR},
                             "The viewer's invite link to the room."),
@@ -695,7 +684,7 @@ class _Builder:
             "chat": _list(r("ChatEvent")),
             "questions": _list(r("Question")),
             "group_deals": _list(r("GroupDeal")),
-            "pinned_message": _or_null(r("PinnedMessage")),
+            "pinned_message": nullable(r("PinnedMessage")),
             "fans": _obj({"channel": _STR, "enabled": _BOOL,
                           "levels": _list(_obj({"level": _COUNT, "points": _COUNT,
                                                 "badge": _STR}))}),
