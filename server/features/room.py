@@ -28,7 +28,6 @@ from server.core.views import (
 )
 from server.features.context import Context, new_epoch
 from server.features.registry import Call, Registry, Route
-from server.features.room_locks import RoomLocks
 from server.features.rooms import LIVE, MAX_SCHEDULE_AHEAD_MS, SCHEDULED, Lifecycle
 from server.state.rooms_data import RoomsData
 
@@ -64,9 +63,6 @@ class Room:
     def __init__(self, ctx: Context, lifecycle: Lifecycle) -> None:
         self.ctx = ctx
         self.lifecycle = lifecycle
-        # One edit of a room at a time (per process): two quick edits of different
-        # fields each keep the other's, and viewers hear them in order.
-        self._edits = RoomLocks()
 
     @property
     def data(self) -> RoomsData:
@@ -89,16 +85,19 @@ class Room:
 
     async def update_room(self, room_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply `changes` (UPDATE_SHAPE, already checked): durable in the store first,
-        so a restart or a Redis rebuild keeps them; the room as it is now."""
-        async with self._edits.hold(room_id):
-            title, stream_url = await self.data.fields(room_id, "title", "stream_url")
-            title = str(changes.get("title", title or ""))
-            stream_url = str(changes.get("stream_url", stream_url or ""))
-            await self.ctx.store.update_room(room_id, title, stream_url)
-            await self.data.update_room(room_id, title, stream_url)
-            await self.ctx.publish(room_id, events.room_updated(room_id, title, stream_url))
-        read = await self.data.fields(room_id, *ROOM_FIELDS)
-        return room_info(room_id, dict(zip(ROOM_FIELDS, read, strict=True)))
+        so a restart or a Redis rebuild keeps them; the room as it is now. Only the
+        fields named are written, in the store and in Redis (no read, merge and write
+        back), so two quick edits of different fields each keep the other's, from any
+        process."""
+        named = {k: str(v) for k, v in changes.items() if k in ("title", "stream_url")}
+        await self.ctx.store.update_room(room_id, named.get("title"), named.get("stream_url"))
+        await self.data.update_room(room_id, named)
+        room = room_info(room_id, dict(zip(ROOM_FIELDS,
+                                           await self.data.fields(room_id, *ROOM_FIELDS),
+                                           strict=True)))
+        await self.ctx.publish(room_id, events.room_updated(room_id, room["title"],
+                                                            room["stream_url"]))
+        return room
 
     async def create_room(self, body: dict[str, Any]) -> dict[str, Any]:
         created = now_ms()

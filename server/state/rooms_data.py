@@ -5,6 +5,7 @@ issues the commands (docs/architecture.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,10 +70,9 @@ class RoomsData:
             pipe.sadd(ROOMS, room_id)
             await pipe.execute()
 
-    async def update_room(self, room_id: str, title: str, stream_url: str) -> None:
-        """The room's title and stream as the host edited them (the store has them)."""
-        await self.redis.hset(room_keys(room_id).room,
-                              mapping={"title": title, "stream_url": stream_url})
+    async def update_room(self, room_id: str, changes: Mapping[str, str]) -> None:
+        """The room's fields the host edited (title, stream_url; the store has them)."""
+        await self.redis.hset(room_keys(room_id).room, mapping=dict(changes))
 
     async def mark_whole(self, room_id: str, epoch: str) -> None:
         """The room's Redis state is complete and belongs to `epoch` (set last)."""

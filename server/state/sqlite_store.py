@@ -155,8 +155,10 @@ class SqliteOrderStore:
         await self.write("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)",
                          (room_id, title, stream_url, host_key_hash, created_at))
 
-    async def update_room(self, room_id: str, title: str, stream_url: str) -> None:
-        await self.write("UPDATE rooms SET title = ?, stream_url = ? WHERE room_id = ?",
+    async def update_room(self, room_id: str, title: str | None,
+                          stream_url: str | None) -> None:
+        await self.write("UPDATE rooms SET title = COALESCE(?, title), "
+                         "stream_url = COALESCE(?, stream_url) WHERE room_id = ?",
                          (title, stream_url, room_id))
 
     async def set_room_state(self, room_id: str, state: str, starts_at: int | None,

@@ -143,9 +143,10 @@ class OrderStore(Protocol):
         """Record a new room (its id is new: a second add of it fails)."""
         ...
 
-    async def update_room(self, room_id: str, title: str, stream_url: str) -> None:
-        """Replace the room's title and stream (the host edited them); nothing else
-        of the room changes."""
+    async def update_room(self, room_id: str, title: str | None,
+                          stream_url: str | None) -> None:
+        """Replace the room's title or stream or both (the host edited them; None:
+        kept as it is); nothing else of the room changes."""
         ...
 
     async def set_room_state(self, room_id: str, state: str, starts_at: int | None,
