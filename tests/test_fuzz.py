@@ -507,7 +507,7 @@ HTTP: dict[tuple[str, str], Endpoint] = {
         "require_verified": st.booleans() | INTS, "limit_per_ip": st.booleans() | TEXT,
         "slow_mode_s": INTS}),
     ("MOUNT", "/static"): Endpoint({"path": "static"}),
-    ("MOUNT", "/api/docs/static"): Endpoint({"path": "static"}),
+    ("GET", "/api/docs/static/{name}"): Endpoint({"name": "static"}),
 }
 WS_ROUTES = frozenset({"/ws/{room_id}"})
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "PROPFIND"]

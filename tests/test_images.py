@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import hashlib
 import re
 import struct
@@ -280,13 +281,17 @@ async def test_a_room_keeps_at_most_max_per_room_images(redis_url: str,
 
 
 async def test_uploads_wait_in_a_bounded_line_while_the_disk_is_held(
-        server: LiveServer, http: httpx.AsyncClient) -> None:
+        redis_url: str, data_dir: Path) -> None:
     """Another process holding the room's image lock (a stalled disk, say): uploads
     wait in this process's line, at most images.MAX_WAITING of them; one more is
     answered 503 with Retry-After at once, and the line goes through once the lock is
-    free."""
-    import fcntl
+    free (within images.lock_wait_s, here a generous minute)."""
+    async with server_with(redis_url, data_dir, images={"lock_wait_s": 60.0}) as (server,
+                                                                                 http):
+        await _held_line(server, http)
 
+
+async def _held_line(server: LiveServer, http: httpx.AsyncClient) -> None:
     host = await create_room(http)
     assert (await upload(http, host.room_id, host.key, png(1, 1))).status_code == 201
     folder = server.settings.data_path / "images" / host.room_id
@@ -298,7 +303,7 @@ async def test_uploads_wait_in_a_bounded_line_while_the_disk_is_held(
                     for i in range(images.MAX_WAITING)]
 
             async def full() -> bool:
-                return store._waiting == images.MAX_WAITING
+                return bool(store._waiting == images.MAX_WAITING)
             await eventually(full)
             one_more = await upload(http, host.room_id, host.key, png(99, 1))
             assert one_more.status_code == 503, one_more.text
@@ -309,6 +314,28 @@ async def test_uploads_wait_in_a_bounded_line_while_the_disk_is_held(
     answers = await asyncio.gather(*line)
     assert [a.status_code for a in answers] == [201] * images.MAX_WAITING
     assert len(stored_files(folder)) == 1 + images.MAX_WAITING
+
+
+async def test_an_upload_waits_for_a_held_lock_only_so_long(redis_url: str,
+                                                             data_dir: Path) -> None:
+    """Past images.lock_wait_s the upload is answered 503 with Retry-After (the image
+    thread is free again for the next), and once the lock is free it goes through."""
+    async with server_with(redis_url, data_dir, images={"lock_wait_s": 0.3}) as (server,
+                                                                                http):
+        host = await create_room(http)
+        assert (await upload(http, host.room_id, host.key, png(1, 1))).status_code == 201
+        folder = server.settings.data_path / "images" / host.room_id
+        with open(folder / ".lock", "a") as lock:  # noqa: ASYNC230 (a lock, not file I/O)
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                refused = await upload(http, host.room_id, host.key, png(2, 1))
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "unavailable"
+        assert refused.headers["retry-after"] == "2"
+        assert (await upload(http, host.room_id, host.key, png(2, 1))).status_code == 201
+        assert len(stored_files(folder)) == 2
 
 
 # ---------------------------------------------------------------- serving

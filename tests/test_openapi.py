@@ -116,6 +116,10 @@ async def test_the_docs_page_and_its_files_are_served(server: LiveServer) -> Non
         assert "swagger-ui-bundle.js" in page.text
         bundle = await http.get("/api/docs/static/swagger-ui-bundle.js")
         assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        # Only the two files the page loads, none of the package's others.
+        for other in ("oauth2-redirect.html", "swagger-editor-bundle.js",
+                      "swagger-ui-bundle.js.map", "..%2f__init__.py"):
+            assert (await http.get(f"/api/docs/static/{other}")).status_code == 404
         script = await http.get("/static/js/api-docs.js")
         assert script.status_code == 200 and "/api/openapi.json" in script.text
 
@@ -186,3 +190,22 @@ def test_an_id_with_a_trailing_newline_is_refused() -> None:
                               limits)
     assert decode_viewer_message({"type": "buy", "request_id": "r1", "product_id": "p1"},
                                  limits)
+
+
+async def test_a_number_of_thousands_of_digits_is_a_400_not_a_500(
+        server: LiveServer) -> None:
+    """int() refuses more than 4,300 digits with a ValueError: a query parameter or a
+    Content-Length that long is answered like any number out of range."""
+    from server.core import webhooks
+
+    digits = "9" * 5000
+    async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
+        host = await create_room(http)
+        for path in (f"/api/rooms?limit={digits}",
+                     f"/api/rooms/{host.room_id}/questions?limit={digits}",
+                     f"/api/rooms/{host.room_id}/orders?offset={digits}"):
+            r = await http.get(path, headers={"X-Host-Key": host.key})
+            assert r.status_code == 400, (path[:60], r.text)
+            assert "must be an integer between" in r.json()["error"]["message"]
+    assert webhooks.verify("whsec_" + "a" * 32, "m", digits, "v1,x", b"", 0) == \
+        "webhook-timestamp is not a number of seconds"

@@ -409,8 +409,10 @@ def query_int(query: Mapping[str, str], name: str, default: int, lo: int, hi: in
     if raw is None:
         return default
     # isascii too: str.isdigit() also accepts '²' (which int() refuses) and other
-    # scripts' digits.
-    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
+    # scripts' digits; the length before int(), which refuses more than 4,300 digits
+    # with a ValueError (a 500).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(hi)) or \
+            not lo <= int(raw) <= hi:
         raise BadRequest(f"{name}: must be an integer between {lo} and {hi}",
                          details={"field": name})
     return int(raw)

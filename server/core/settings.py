@@ -268,6 +268,8 @@ class ImageSettings:
     max_pixels: int = field(default=40_000_000, metadata=_range(1, 1_000_000_000))
     # Distinct images one room may keep (the same bytes again are the same image).
     max_per_room: int = field(default=200, metadata=_range(1, 100_000))
+    # How long an upload waits for its room's folder lock (another process writing).
+    lock_wait_s: float = field(default=10.0, metadata=_range(0.1, 300.0))
 
 
 @dataclass(frozen=True, slots=True)

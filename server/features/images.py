@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import struct
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,7 @@ class Stored:
 # stalled disk or a lock another process holds costs waiting uploads, not memory
 # or the default executor's threads (the webhooks' name lookups use those).
 MAX_WAITING: Final = 16
+LOCK_POLL_S: Final = 0.05  # how often a held folder lock is tried again
 
 
 class ImageStore:
@@ -218,9 +220,7 @@ class ImageStore:
         name it; 409 too_many_images when the room has its most."""
         if not ID_PATTERN.fullmatch(room_id):
             raise BadRequest("not a room id")
-        if self._waiting >= MAX_WAITING:
-            raise Unavailable("image uploads are queued up; try again in a moment",
-                              details={"retry_after_s": 2})
+        self.admit()
         self._waiting += 1
         try:
             name = await asyncio.get_running_loop().run_in_executor(
@@ -228,6 +228,13 @@ class ImageStore:
         finally:
             self._waiting -= 1
         return Stored(room_id, name, len(data), media_type)
+
+    def admit(self) -> None:
+        """503 while the line is full (asked before the body is read, and again as
+        the upload joins the line)."""
+        if self._waiting >= MAX_WAITING:
+            raise Unavailable("image uploads are queued up; try again in a moment",
+                              details={"retry_after_s": 2})
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
@@ -245,7 +252,7 @@ class ImageStore:
         # The count and the write under one lock every process takes (a flock is
         # per open file: threads of one process exclude each other too).
         with open(folder / _LOCK_NAME, "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            self._lock(lock.fileno())
             try:
                 target = folder / name
                 if target.is_file():
@@ -260,6 +267,22 @@ class ImageStore:
                 _write_atomically(folder, target, data)
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _lock(self, fd: int) -> None:
+        """The room folder's lock, waited for at most images.lock_wait_s: a process
+        stopped or stalled on its disk while holding it costs this upload a 503,
+        not this process's image thread for ever."""
+        deadline = time.monotonic() + self.settings.lock_wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Unavailable("the room's images are being written by another "
+                                      "process; try again in a moment",
+                                      details={"retry_after_s": 2}) from None
+                time.sleep(LOCK_POLL_S)
 
     def path_of(self, room_id: str, name: str) -> tuple[Path, str] | None:
         """A stored image's file and media type, for a room id and a name as a URL

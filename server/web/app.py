@@ -6,11 +6,9 @@ WebSocket (server/web/viewer_socket.py) and the error handlers."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -79,16 +77,6 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 # ---------------------------------------------------------------------- app
 
 
-def swagger_ui_dir() -> Path | None:
-    """Swagger UI's files as the swagger-ui-py package installs them (found without
-    importing the package, whose framework handlers this server does not use)."""
-    spec = importlib.util.find_spec("swagger_ui")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    static = Path(next(iter(spec.submodule_search_locations))) / "static"
-    return static if (static / "swagger-ui-bundle.js").is_file() else None
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     svc = Services(settings or load_settings(os.environ.get("LIVESELL_CONFIG") or None))
     logfilter.install()  # in-process servers too; idempotent
@@ -109,10 +97,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                WebSocketRoute("/ws/{room_id}", viewer_socket)]
     if CLIENT_DIR.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=CLIENT_DIR), name="static"))
-    swagger = swagger_ui_dir()
-    if swagger is not None:
-        routes.append(Mount("/api/docs/static", StaticFiles(directory=swagger),
-                            name="swagger-ui"))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

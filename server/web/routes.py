@@ -7,7 +7,9 @@ the pages."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import importlib.util
 import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -96,15 +98,15 @@ def declared_length(request: Request, limit: int, what: str) -> None:
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise BadRequest("Content-Length is not a number")
-        if int(declared) > limit:
+        # By its digits before int(), which refuses more than 4,300 with a ValueError.
+        if len(declared) > len(str(limit)) or int(declared) > limit:
             raise PayloadTooLarge(f"{what} is larger than {limit} bytes",
                                   details={"max_bytes": limit})
 
 
 async def limited_body(request: Request, limit: int, what: str) -> bytes:
-    """The body's bytes, at most `limit` of them: past it (Content-Length or the
-    bytes streamed so far) 413, before anything more is read."""
-    declared_length(request, limit, what)
+    """The body's bytes, at most `limit` of them: past it 413, before anything more
+    is read (the caller checked the Content-Length already: `declared_length`)."""
     chunks = []
     size = 0
     try:
@@ -399,6 +401,33 @@ async def metrics(request: Request) -> Response:
     return Response(svc.metrics_text(), media_type=METRICS_TYPE)
 
 
+# The two files of the swagger-ui-py package the docs page loads (not the rest of
+# the package: its editor bundles, source maps, an OAuth page with inline script).
+SWAGGER_FILES: Final = {"swagger-ui.css": "text/css",
+                        "swagger-ui-bundle.js": "text/javascript"}
+
+
+@functools.cache
+def swagger_ui_dir() -> Path | None:
+    """Swagger UI's files as the swagger-ui-py package installs them (found without
+    importing the package, whose framework handlers this server does not use)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    static = Path(next(iter(spec.submodule_search_locations))) / "static"
+    return static if all((static / name).is_file() for name in SWAGGER_FILES) else None
+
+
+async def swagger_file(request: Request) -> Response:
+    """One of Swagger UI's two files, for /api/docs."""
+    name = str(request.path_params["name"])
+    folder = swagger_ui_dir()
+    if name not in SWAGGER_FILES or folder is None:
+        raise HTTPException(404, "no such file")
+    return FileResponse(folder / name, media_type=SWAGGER_FILES[name],
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 async def openapi_document(request: Request) -> Response:
     """This server's OpenAPI 3.1 document, built from its routes and their shapes."""
     state = request.app.state
@@ -447,6 +476,7 @@ async def upload_image(request: Request) -> Response:
     logcontext.ROOM.set(room_id)
     await show_of(request).ctx.check_host(room_id, host_key(request))
     store = services(request).images
+    store.admit()  # a full line refuses before the body is read
     declared_length(request, store.max_bytes, "the image")
     media_type = images.media_type_of(request.headers.get("content-type"))
     data = await limited_body(request, store.max_bytes, "the image")
@@ -457,8 +487,10 @@ async def upload_image(request: Request) -> Response:
 async def serve_image(request: Request) -> Response:
     """An uploaded product image (/images/{room_id}/{sha256}.{ext}); 404 for any
     other name."""
-    found = services(request).images.path_of(str(request.path_params["room_id"]),
-                                         str(request.path_params["name"]))
+    # The stat off the event loop: a stalled disk must not stop the room's fan-out.
+    found = await asyncio.to_thread(services(request).images.path_of,
+                                    str(request.path_params["room_id"]),
+                                    str(request.path_params["name"]))
     if found is None:
         raise HTTPException(404, "no such image")
     path, media_type = found
@@ -490,6 +522,8 @@ FIXED: Final = (
     Fixed("GET", "/r/{room_id}", page("viewer.html"), media_type="text/html", doc=False),
     Fixed("GET", "/host", page("host.html"), media_type="text/html", doc=False),
     Fixed("GET", "/api/docs", page("api-docs.html"), media_type="text/html", doc=False),
+    Fixed("GET", "/api/docs/static/{name}", swagger_file, media_type="text/javascript",
+          doc=False),
     Fixed("GET", "/api", api_index),
     Fixed("GET", "/api/openapi.json", openapi_document),
     Fixed("GET", "/api/asyncapi.json", asyncapi_document),
