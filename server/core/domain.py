@@ -103,12 +103,6 @@ ROOM_SHAPE: Final = Shape("room", {
 })
 
 
-def parse_room(body: Mapping[str, Any]) -> tuple[str, str]:
-    """A room's title and stream."""
-    v = ROOM_SHAPE.read(body)
-    return v["title"], v["stream_url"]
-
-
 @dataclass(frozen=True, slots=True)
 class Product:
     product_id: str

@@ -77,8 +77,7 @@ class Route:
     (host and public routes alike) refuses with 503 while the room is rebuilt;
     `body` is the JSON body's shape, checked before the handler sees it (and the
     OpenAPI document's request body, server/web/openapi.py); `query` likewise for
-    the query string. `summary` titles the route in that document (else the
-    handler's docstring)."""
+    the query string; the handler's docstring titles the route in that document."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str
@@ -95,7 +94,6 @@ class Route:
     media_type: str | None = None
     # Sent as a file to save under this name ({room}: the room id).
     download: str | None = None
-    summary: str = ""
     # The answer's shape: a shared definition of server/core/wire.py ("ProductCard",
     # "Sale" ...), which the OpenAPI document refers to (None: an object).
     answer: str | None = None

@@ -48,15 +48,10 @@ class ChatData:
 
     async def mutes(self, room_id: str) -> tuple[dict[str, int], dict[str, str]]:
         """Every mute the room keeps (viewer id -> until, ms; ended ones too), and the
-        nickname of each viewer's latest message in the recent chat, in one round trip."""
-        keys = room_keys(room_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.muted)
-            pipe.lrange(keys.chat_history, 0, -1)
-            muted, history = await pipe.execute()
+        nickname of each viewer's latest message in the recent chat."""
+        muted = await self.redis.hgetall(room_keys(room_id).muted)
         names: dict[str, str] = {}
-        for raw in history:  # oldest first: a later message's name wins
-            event = orjson.loads(raw)
+        for event in await self.history(room_id):  # oldest first: a later name wins
             if isinstance(event.get("viewer_id"), str) and isinstance(event.get("nickname"), str):
                 names[event["viewer_id"]] = event["nickname"]
         return {v: int(until) for v, until in muted.items()}, names

@@ -158,7 +158,7 @@ def build(fixed: Iterable[Fixed], feature_routes: Sequence[Route]) -> JSON:
     for r in feature_routes:
         path = ROOM_PREFIX + r.path
         paths.setdefault(path, {})[r.method.lower()] = _operation(
-            r.method, path, summary=r.summary or _summary(r.handler.__doc__,
+            r.method, path, summary=_summary(r.handler.__doc__,
                                                          f"{r.method} {r.path or '/'}"),
             tag=_tag(path), access=r.access, body=r.body, query=r.query, status=r.status,
             media_type=r.media_type, answer=r.answer)
