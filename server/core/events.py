@@ -184,12 +184,13 @@ def referral_reward(inviter: str, nickname: str, state: str,
             "state": state, "reward": reward}
 
 
-def order_cancelled(order_id: str, buyer_id: str, product_id: str, quantity: int,
-                    reason: str, cancelled_at: int) -> Event:
-    """The host cancelled an order: its units are back in stock."""
-    return {"type": "order_cancelled", "order_id": order_id, "buyer_id": buyer_id,
-            "product_id": product_id, "quantity": quantity, "reason": reason,
-            "cancelled_at": cancelled_at}
+def order_cancelled(order_id: str, hold_id: str, buyer_id: str, product_id: str,
+                    quantity: int, reason: str, cancelled_at: int) -> Event:
+    """The host cancelled an order: its units are back in stock. `hold_id` names
+    the hold it was placed from (a page that knew only the hold finds it)."""
+    return {"type": "order_cancelled", "order_id": order_id, "hold_id": hold_id,
+            "buyer_id": buyer_id, "product_id": product_id, "quantity": quantity,
+            "reason": reason, "cancelled_at": cancelled_at}
 
 
 def order_refunded(order_id: str, buyer_id: str, product_id: str,

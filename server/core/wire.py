@@ -551,8 +551,8 @@ class _Builder:
                     _obj({"kind": _const("coupon"), "coupon": r("Coupon")})]}},
                 doc="An inviter earned or lost a referral reward."),
             "order_cancelled": ev("order_cancelled", {
-                "order_id": _ID, "buyer_id": _ID, "product_id": _ID, "quantity": _COUNT,
-                "reason": _STR, "cancelled_at": _MS},
+                "order_id": _ID, "hold_id": _ID, "buyer_id": _ID, "product_id": _ID,
+                "quantity": _COUNT, "reason": _STR, "cancelled_at": _MS},
                 doc="The host cancelled an order; its units are back in stock."),
             "order_refunded": ev("order_refunded", {
                 "order_id": _ID, "buyer_id": _ID, "product_id": _ID,

@@ -73,7 +73,8 @@ class Orders:
         if applied == "ok":
             self.ctx.dirty_stock.add((room_id, order.product_id))
             await self.ctx.publish(room_id, events.order_cancelled(
-                order.order_id, order.buyer_id, order.product_id, order.quantity,
+                order.order_id, order.hold_id, order.buyer_id, order.product_id,
+                order.quantity,
                 cancellation["reason"], cancellation["cancelled_at"]))
             await self.ctx.stock_freed(room_id, order.product_id)
         # Whatever Redis answered (a retry after a failure, or after a rebuild that
