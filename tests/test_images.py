@@ -469,3 +469,28 @@ def test_image_settings_are_checked() -> None:
             load_settings(None, env={}, overrides={"images": {key: value}})
     s = load_settings(None, env={"LIVESELL_IMAGES_MAX_BYTES": "65536"})
     assert s.images.max_bytes == 65536
+
+
+async def test_a_dead_writers_temporary_file_is_swept_a_live_ones_kept(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """A process killed mid-write leaves `.<hash>.<ext>.<pid>.<rand>.tmp`: the next
+    upload to the room removes it once no process has that pid, and never touches
+    one whose writer still runs."""
+    import os
+    import sys
+
+    host = await create_room(http)
+    assert (await upload(http, host.room_id, host.key, png(1, 1))).status_code == 201
+    folder = server.settings.data_path / "images" / host.room_id
+    gone = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import os; print(os.getpid())",
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await gone.communicate()  # it has exited: no process has its pid now
+    dead_pid = int(out)
+    dead = folder / f".{'a' * 64}.png.{dead_pid}.0123abcd.tmp"
+    alive = folder / f".{'b' * 64}.png.{os.getpid()}.0123abcd.tmp"
+    for path in (dead, alive):
+        path.write_bytes(b"half an image")
+    assert (await upload(http, host.room_id, host.key, png(2, 1))).status_code == 201
+    assert not dead.exists() and alive.exists()
+    alive.unlink()

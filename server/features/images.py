@@ -257,8 +257,12 @@ class ImageStore:
                 target = folder / name
                 if target.is_file():
                     return
-                kept = sum(1 for entry in os.scandir(folder)
-                           if NAME_PATTERN.fullmatch(entry.name))
+                kept = 0
+                for entry in os.scandir(folder):
+                    if NAME_PATTERN.fullmatch(entry.name):
+                        kept += 1
+                    else:
+                        _sweep(entry)
                 if kept >= self.settings.max_per_room:
                     raise Conflict(
                         f"this room already has {kept} images, the most it may keep "
@@ -293,6 +297,25 @@ class ImageStore:
         if not path.is_file():
             return None
         return path, MEDIA_TYPES[name.rsplit(".", 1)[1]]
+
+
+TEMP_PATTERN: Final = re.compile(r"^\.[0-9a-f]{64}\.[a-z]{3,4}\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _sweep(entry: os.DirEntry[str]) -> None:
+    """A temporary file a process left when it died mid-write (SIGKILL, power): its
+    pid is in its name; gone while no such process runs (so never another live
+    process's write in progress)."""
+    found = TEMP_PATTERN.fullmatch(entry.name)
+    if found is None:
+        return
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+    except PermissionError:
+        pass  # a process of another user has the pid: it lives
 
 
 def _write_atomically(folder: Path, target: Path, data: bytes) -> None:
