@@ -387,3 +387,12 @@ class LogCapture(logging.Handler):
             parts.append(r.getMessage())
             parts.append(repr(r.args))
         return "\n".join(parts)
+
+
+async def lose_redis_data(redis_url: str) -> None:
+    """Redis loses its data (FLUSHALL): the fault a rebuild from the store answers."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()

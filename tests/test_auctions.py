@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from server.core import auction_chain
 from tests.support import (
@@ -27,6 +26,7 @@ from tests.support import (
     create_room,
     eventually,
     join,
+    lose_redis_data,
     server_with,
 )
 
@@ -291,9 +291,7 @@ async def test_auctions_survive_a_rebuild_of_redis_from_the_store(
     await bid(bob, live["auction_id"], 1500)
     before = await host.call("GET", f"/auctions/{live['auction_id']}", expect=200)
     assert (before["amount"], before["leader"]) == (1600, first["pseudonym"])
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
     after = await auction_when_whole(http, host.room_id, live["auction_id"])
     assert {k: after[k] for k in ("amount", "leader", "ends_at", "bids", "head", "state")} \
         == {k: before[k] for k in ("amount", "leader", "ends_at", "bids", "head", "state")}

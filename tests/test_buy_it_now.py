@@ -10,9 +10,16 @@ import sqlite3
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 
-from tests.support import Host, LiveServer, ViewerClient, card_when_whole, create_room, join
+from tests.support import (
+    Host,
+    LiveServer,
+    ViewerClient,
+    card_when_whole,
+    create_room,
+    join,
+    lose_redis_data,
+)
 
 
 async def pinned_product(host: Host, stock: int = 10, price: int = 1000,
@@ -189,9 +196,7 @@ async def test_the_listing_and_its_buyers_survive_a_rebuild_of_redis(
     viewer = await join(server, host.room_id)
     hold = (await buy(viewer, pid, 2))["hold"]
     assert (await viewer.request("checkout", hold_id=hold["id"]))["type"] == "order_placed"
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
 
     card = await card_when_whole(http, host.room_id, pid)
     assert card["listing"] == {"open": True, "price": 900, "currency": "USD",

@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 
 from server.core.domain import match_claim
 from tests.support import (
@@ -21,6 +20,7 @@ from tests.support import (
     create_room,
     eventually,
     join,
+    lose_redis_data,
 )
 
 
@@ -164,9 +164,7 @@ async def test_keywords_survive_a_rebuild_of_redis(server: LiveServer, http: htt
                                                    redis_url: str) -> None:
     host = await create_room(http)
     pid = await claimable(host, stock=3, keyword="GRAB", quantities=False)
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
 
     card = await card_when_whole(http, host.room_id, pid)
     assert card["listing"]["claim"] == {"keyword": "GRAB", "quantities": False}

@@ -31,6 +31,7 @@ from tests.support import (
     create_room,
     eventually,
     join,
+    lose_redis_data,
     make_settings,
 )
 
@@ -109,9 +110,7 @@ async def settled(host: Host, redis_url: str) -> dict[str, Any]:
 
 async def flush(redis_url: str) -> None:
     """Redis loses its data."""
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
 
 
 async def rebuilt(http: httpx.AsyncClient, room_id: str) -> None:

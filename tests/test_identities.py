@@ -29,6 +29,7 @@ from tests.support import (
     create_room,
     eventually,
     join,
+    lose_redis_data,
     make_settings,
     offer,
 )
@@ -524,9 +525,7 @@ async def test_the_policy_survives_a_redis_loss(shop_server: LiveServer,
     policy = await host.call("PATCH", "/policy", {"require_verified": True,
                                                   "limit_per_ip": True, "slow_mode_s": 20},
                              expect=200)
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
 
     async def whole() -> bool:
         return (await shop_http.get(f"/api/rooms/{host.room_id}")).status_code == 200

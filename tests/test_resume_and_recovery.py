@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
-from tests.support import LiveServer, create_room, join, make_settings
+from tests.support import LiveServer, create_room, join, lose_redis_data, make_settings
 
 
 async def test_resume_gets_exactly_the_missed_events(server: LiveServer,
@@ -91,9 +91,7 @@ async def test_redis_flushed_then_restart_never_sells_twice(redis_url: str,
         await asyncio.gather(*(b.close() for b in buyers))
     await live.stop()
 
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
 
     live = await LiveServer(settings).start()
     try:
@@ -128,9 +126,7 @@ async def test_redis_flushed_while_running_is_rebuilt(server: LiveServer,
     hold = await viewer.request("buy", product_id=product["product_id"], quantity=2)
     assert (await viewer.request("checkout", hold_id=hold["hold"]["id"]))["type"] == \
         "order_placed"
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
     for _ in range(50):  # the upkeep loop notices within a second or two
         r = await http.get(f"/api/rooms/{host.room_id}")
         if r.status_code == 200:

@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 
 from server.core import domain
-from tests.support import Host, LiveServer, create_room, eventually, join, make_settings
+from tests.support import (
+    Host,
+    LiveServer,
+    create_room,
+    eventually,
+    join,
+    lose_redis_data,
+    make_settings,
+)
 
 STREAM = "https://cdn.example.com/live/part-2.m3u8"
 
@@ -186,9 +193,7 @@ async def test_the_change_survives_a_restart_and_a_redis_rebuild(redis_url: str,
 
             # Redis loses its data while the server runs: the room is rebuilt from
             # the store, with the edited title and stream.
-            client = aioredis.Redis.from_url(redis_url)
-            await client.flushall()
-            await client.aclose()
+            await lose_redis_data(redis_url)
 
             async def rebuilt() -> dict[str, Any] | None:
                 got = await http.get(f"/api/rooms/{host.room_id}")
@@ -201,9 +206,7 @@ async def test_the_change_survives_a_restart_and_a_redis_rebuild(redis_url: str,
         await live.stop()
 
     # A restart with Redis empty: only the store can know the last edit.
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
     live = await LiveServer(settings).start()
     try:
         async with httpx.AsyncClient(base_url=live.base, timeout=30) as http:

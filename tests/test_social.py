@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 
 from server.core.polls import percentages
-from tests.support import LiveServer, StoreLock, create_room, eventually, join, server_with
+from tests.support import (
+    LiveServer,
+    StoreLock,
+    create_room,
+    eventually,
+    join,
+    lose_redis_data,
+    server_with,
+)
 
 
 def code(answer: dict[str, Any]) -> str:
@@ -24,9 +31,7 @@ def code(answer: dict[str, Any]) -> str:
 
 async def rebuilt(http: httpx.AsyncClient, redis_url: str, room_id: str) -> dict[str, Any]:
     """FLUSHALL, then the room's state once it is whole again (rebuilt from the store)."""
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
-    await client.aclose()
+    await lose_redis_data(redis_url)
 
     async def whole() -> dict[str, Any] | None:
         r = await http.get(f"/api/rooms/{room_id}")
