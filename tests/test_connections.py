@@ -58,6 +58,49 @@ async def test_a_burst_larger_than_the_pool_waits_for_a_connection(redis_url: st
         await raw.aclose()
 
 
+async def test_closed_clients_open_no_connection_again(redis_url: str) -> None:
+    """At the stop the clients are closed, while tasks may still be winding down (a
+    viewer's leave, a blocked command). Their commands then fail as Redis being
+    unavailable and connect to nothing: redis-py would connect again, and leave
+    sockets open that nothing closes. Counted from Redis's side (CLIENT LIST)."""
+    text, raw = open_clients(redis_url, POOL)
+    health = health_client(redis_url)
+    watch = health_client(redis_url)
+
+    async def clients() -> int:
+        return len(await watch.client_list())
+
+    try:
+        for client in (text, raw, health):
+            assert await client.ping()
+        assert await clients() == 4
+        pop = asyncio.ensure_future(text.blpop(["never"], timeout=0))
+
+        async def blocked() -> bool:
+            return int((await watch.info("clients"))["blocked_clients"]) == 1
+        await eventually(blocked, timeout=30)
+
+        for client in (text, raw, health):
+            await client.aclose()
+        # The blocked command fails (redis-py's retry does not reconnect it).
+        with pytest.raises(REDIS_FAULTS):
+            await asyncio.wait_for(pop, 30)
+        for client in (text, raw, health):
+            with pytest.raises(REDIS_FAULTS):
+                await client.ping()
+        with pytest.raises(REDIS_FAULTS):
+            await text.set("k", "v")
+
+        async def only_the_watch() -> bool:
+            return await clients() == 1
+        await eventually(only_the_watch, timeout=30)
+        assert int((await watch.info("clients"))["blocked_clients"]) == 0
+    finally:
+        await watch.aclose()
+        for client in (text, raw, health):
+            await client.aclose()
+
+
 async def test_pooled_connections_survive_a_redis_restart(tmp_path: Path) -> None:
     """After the Redis behind the pools restarted (same port, same password), the
     next command of each client succeeds: a pooled connection the old server
