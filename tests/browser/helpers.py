@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -180,6 +181,28 @@ async def console_room(browser: Any, base: str, http: Any, title: str,
     return console, Host(http, room_id, host_key)
 
 
+async def keyed_console(browser: Any, base: str, host: Host, watch: Any, title: str,
+                        init_script: str | None = None, **context: Any) -> Any:
+    """The host console of `host`'s room on a device that keeps its key (as after
+    creating the room or opening it once), once its connection is live. `context`:
+    the browser context's options (DESKTOP unless a `viewport` is given);
+    `init_script` runs in the page before any of its own."""
+    from playwright.async_api import expect
+
+    ctx = await browser.new_context(**{"viewport": DESKTOP, **context})
+    if init_script is not None:
+        await ctx.add_init_script(init_script)
+    console = watch(await ctx.new_page(), "host")
+    await console.goto(base + "/host")
+    await console.evaluate(
+        "([id, key, title]) => localStorage.setItem('livesell.host.rooms', JSON.stringify("
+        "{[id]: {host_key: key, title, opened_at: Date.now()}}))",
+        [host.room_id, host.key, title])
+    await console.goto(f"{base}/host?room={host.room_id}")
+    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    return console
+
+
 def skew_clock_script(skew_ms: int) -> str:
     """An init script that makes the page's wall clock wrong by `skew_ms` the way a
     phone with a badly set clock is: Date.now() and `new Date()` (no arguments) are
@@ -205,15 +228,46 @@ async def live_page(browser: Any, url: str, watch: Any, name: str,
     return page
 
 
+def requests_to(page: Any, method: str, path_end: str) -> list[str]:
+    """Every request the page makes from now on with `method` to a path ending in
+    `path_end` (its URL), as it makes it."""
+    seen: list[str] = []
+
+    def on_request(request: Any) -> None:
+        if request.method == method and urlsplit(request.url).path.endswith(path_end):
+            seen.append(request.url)
+
+    page.on("request", on_request)
+    return seen
+
+
+async def forward(page: Any, time: str) -> None:
+    """Move the page's clock (installed with `page.clock.install()`), then wait (real
+    time) until the connection is live and the ping the jump sent is answered. The
+    page's pong deadline is on its own clock, so jumps in a row faster than the server
+    answers (a loaded machine) would declare the socket dead: that clears the deadline
+    too, but leaves the connection down, its reconnect waiting on a clock nothing
+    moves, so this waits for a live connection as well and fails then."""
+    await page.clock.fast_forward(time)
+    await page.wait_for_function(
+        "() => { const live = window.livesell && window.livesell.live;"
+        " const conn = document.querySelector('#conn');"
+        " return !!live && live.state === 'live' && live.connected && !live.pongDeadline"
+        " && !!conn && conn.dataset.state === 'live'; }",
+        timeout=60_000)
+
+
 class Network:
     """The page's WebSocket through a switch. Online, frames pass between the page
-    and the server, and those the page sends are kept. Offline, the connection is
-    cut, and a new one reaches nothing: it opens and stays silent, as on a network
-    that is down, so the page waits for its welcome and sends nothing."""
+    and the server, and both ways are kept: `sent` (the page's), `log` (every frame
+    in the order it passed, as ("page", frame) or ("server", frame)). Offline, the
+    connection is cut, and a new one reaches nothing: it opens and stays silent, as
+    on a network that is down, so the page waits for its welcome and sends nothing."""
 
     def __init__(self) -> None:
         self.online = True
         self.sent: list[dict[str, Any]] = []
+        self.log: list[tuple[str, dict[str, Any]]] = []
         self.page_side: WebSocketRoute | None = None
         self.server_side: WebSocketRoute | None = None
 
@@ -226,10 +280,17 @@ class Network:
         self.server_side = upstream
 
         def from_page(message: str | bytes) -> None:
-            self.sent.append(orjson.loads(message))
+            frame = orjson.loads(message)
+            self.sent.append(frame)
+            self.log.append(("page", frame))
             upstream.send(message)
 
+        def from_server(message: str | bytes) -> None:
+            self.log.append(("server", orjson.loads(message)))
+            ws.send(message)
+
         ws.on_message(from_page)
+        upstream.on_message(from_server)
 
     async def go_offline(self) -> None:
         self.online = False

@@ -23,6 +23,8 @@ from tests.browser.conftest import PageErrors
 from tests.browser.helpers import (
     DESKTOP,
     contrast_failures,
+    keyed_console,
+    requests_to,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -39,15 +41,7 @@ STREAM = "https://cdn.example.com/live/part-2.m3u8"
 async def open_console(browser: Any, base: str, host: Host, watch: Any,
                        **context: Any) -> Page:
     """The console of a room this device keeps the key of (as after opening it once)."""
-    ctx = await browser.new_context(viewport=DESKTOP, **context)
-    console: Page = watch(await ctx.new_page(), "host")
-    await console.goto(base + "/host")
-    await console.evaluate(
-        "([id, key]) => localStorage.setItem('livesell.host.rooms', JSON.stringify("
-        "{[id]: {host_key: key, title: 'Console show', opened_at: Date.now()}}))",
-        [host.room_id, host.key])
-    await console.goto(f"{base}/host?room={host.room_id}")
-    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    console: Page = await keyed_console(browser, base, host, watch, "Console show", **context)
     return console
 
 
@@ -287,6 +281,7 @@ async def test_ending_the_show_from_the_console(server: LiveServer, http: httpx.
     assert (await host.call("GET", "", expect=200))["room"]["state"] == "live"
     await expect(console.locator("#ended-notice")).to_be_hidden()
 
+    reports = requests_to(console, "GET", "/report")
     await end.click()
     await console.locator("#end-confirm").click()
     await expect(dialog).to_be_hidden()
@@ -308,16 +303,24 @@ async def test_ending_the_show_from_the_console(server: LiveServer, http: httpx.
     await viewer.next_event("show_ended")
     room = (await host.call("GET", "", expect=200))["room"]
     assert room["state"] == "ended" and room["ended_at"], room
+    # The console's own end loaded the report, and the show_ended event that came to the
+    # console too did not load it again.
+    await expect(console.locator("#mod-chat")).to_contain_text("The show has ended.")
+    await console.evaluate("() => new Promise((r) => setTimeout(r, 300))")
+    assert len(reports) == 1, reports
     await shoot(console, "console-ended")
     _, failures = await contrast_failures(console)
     assert failures == [], failures
 
-    # After a reload: still ended, the notice and the report, no End show.
+    # After a reload: still ended, the notice and the report (loaded once), no End show.
     await console.reload()
     await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
     await expect(console.locator("#ended-notice")).to_be_visible()
     await expect(end).to_be_hidden()
     await expect(panel).to_have_attribute("data-state", "ended")
+    await console.wait_for_function("() => window.livesell.live.stats.snapshots >= 1")
+    await console.evaluate("() => new Promise((r) => setTimeout(r, 300))")
+    assert len(reports) == 2, reports
     await console.get_by_role("button", name="See the final report").click()
     await expect(console.locator("#rp-h")).to_be_focused()
     await viewer.close()
@@ -533,10 +536,14 @@ async def test_the_muted_viewers_survive_a_reload_and_a_switch(server: LiveServe
     await expect(mute_list.locator(".mute-item .who")).to_have_text(["Ben", "Cleo"])
     await expect(console.locator("#mutes-count")).to_have_text("(2)")
 
-    # A reload: the list comes back from the server.
+    # A reload: the list comes back from the server, asked for once.
+    mute_loads = requests_to(console, "GET", "/moderation/mutes")
     await console.reload()
     await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
     await expect(mute_list.locator(".mute-item .who")).to_have_text(["Ben", "Cleo"])
+    await console.wait_for_function("() => window.livesell.live.stats.snapshots >= 1")
+    await console.evaluate("() => new Promise((r) => setTimeout(r, 300))")
+    assert len(mute_loads) == 1, mute_loads
     items = mute_list.locator(".mute-item")
     await expect(items.first).to_have_attribute("data-viewer-id", ben.viewer_id)
     await expect(items.first).to_contain_text(re.compile(r"until \d"))
@@ -553,6 +560,9 @@ async def test_the_muted_viewers_survive_a_reload_and_a_switch(server: LiveServe
     await console.get_by_role("button", name="Open Moderated show").click()
     await expect(console.locator("#room-id")).to_have_text(host.room_id)
     await expect(mute_list.locator(".mute-item .who")).to_have_text(["Ben", "Cleo"])
+    # Once for each room opened: the other, then this one again.
+    assert [url.split("/api/rooms/")[1].split("/")[0] for url in mute_loads] == [
+        host.room_id, other.room_id, host.room_id], mute_loads
 
     # Unmute (a mute of one second: the server has no unmute): Ben chats again.
     await console.get_by_role("button", name="Unmute Ben").click()

@@ -21,9 +21,9 @@ import httpx
 from tests.browser.conftest import PageErrors
 from tests.browser.helpers import (
     ARTIFACTS,
-    DESKTOP,
     PHONE,
     contrast_failures,
+    keyed_console,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -70,16 +70,8 @@ async def buy_and_pay(viewer: ViewerClient, product_id: str) -> dict[str, Any]:
 async def open_console(browser: Any, base: str, host: Host, watch: Any) -> Page:
     """The host console of a room whose key this device keeps (as after creating
     it or opening it once), with object URLs counted from before the page loads."""
-    ctx = await browser.new_context(viewport=DESKTOP, accept_downloads=True)
-    await ctx.add_init_script(OBJECT_URLS_SCRIPT)
-    console: Page = watch(await ctx.new_page(), "host")
-    await console.goto(base + "/host")
-    await console.evaluate(
-        "([id, key]) => localStorage.setItem('livesell.host.rooms', JSON.stringify("
-        "{[id]: {host_key: key, title: 'Report show', opened_at: Date.now()}}))",
-        [host.room_id, host.key])
-    await console.goto(f"{base}/host?room={host.room_id}")
-    await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+    console: Page = await keyed_console(browser, base, host, watch, "Report show",
+                                        init_script=OBJECT_URLS_SCRIPT, accept_downloads=True)
     return console
 
 

@@ -24,6 +24,7 @@ from tests.browser.conftest import PageErrors
 from tests.browser.helpers import (
     DESKTOP,
     PHONE,
+    keyed_console,
     shoot,
     skew_clock_script,
     skip_without_browser,
@@ -203,15 +204,8 @@ async def test_the_reminder_banner_the_consoles_start_time_and_going_live_early(
         await expect(viewer.locator("#reminder-banner")).to_be_hidden()
 
         # The console of this room (its key kept on this device) names the start.
-        ctx = await browser.new_context(viewport=DESKTOP)
-        console = page_errors.watch(await ctx.new_page(), "host")
-        await console.goto(sched_server.base + "/host")
-        await console.evaluate(
-            "([id, key]) => localStorage.setItem('livesell.host.rooms', JSON.stringify("
-            "{[id]: {host_key: key, title: 'Evening vinyl', opened_at: Date.now()}}))",
-            [host.room_id, host.key])
-        await console.goto(f"{sched_server.base}/host?room={host.room_id}")
-        await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
+        console = await keyed_console(browser, sched_server.base, host, page_errors.watch,
+                                      "Evening vinyl")
         await expect(console.locator("#room-state")).to_have_text("Upcoming")
         await expect(console.locator("#room-starts")).to_have_text(re.compile(r"^starts .+"))
         shown = await console.locator("#room-starts").get_attribute("data-starts-at")
