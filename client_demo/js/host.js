@@ -43,7 +43,7 @@ import {
   setChatHistory, setPinned, unpin,
 } from "./host/chat_moderation.js";
 import {
-  couponCurrencyLeft, couponCurrencyTyped, couponKindChanged, dropCoupon, onCouponCount, renderCoupons,
+  couponCurrency, couponKindChanged, dropCoupon, onCouponCount, renderCoupons,
 } from "./host/coupons.js";
 import { refreshFans } from "./host/fans.js";
 import {
@@ -58,7 +58,7 @@ import {
   addOption, anyOpenPoll, onPollVotes, putPoll, renderPolls, resetPollForm, setPolls, startPoll,
 } from "./host/polls.js";
 import {
-  perAddressChanged, renderPolicy, slowModeChanged, submitCustomSlowMode, verifiedChanged,
+  onPolicyEvent, perAddressChanged, renderPolicy, slowModeChanged, submitCustomSlowMode, verifiedChanged,
 } from "./host/policy.js";
 import {
   askEndShow, createRoom, endDialogClosed, endShow, goToReport, openForm, openRememberedRoom,
@@ -71,9 +71,7 @@ import {
   onQuestionVotes, putQuestion, refreshQuestions, renderQuestions, setQuestions,
 } from "./host/questions.js";
 import {
-  loadReferrals, referralCouponKindChanged, referralCurrencyLeft, referralCurrencyTyped,
-  referralKindChanged,
-  refreshReferrals, saveReferrals,
+  loadReferrals, referralCouponKindChanged, referralCurrency, referralKindChanged, refreshReferrals, saveReferrals,
 } from "./host/referrals.js";
 import { download, loadReport, reportShowEnded } from "./host/report.js";
 import { fillSaleDefaults, putSale, startSale } from "./host/sale.js";
@@ -119,15 +117,16 @@ const EVENTS = {
   viewer_muted: onMuted,
   announcement: (ev) => addSystem(`Announcement: ${ev.text}`),
   show_live: () => { if (S.room) S.room.state = "live"; renderRoomState("live"); },
-  room_policy: (ev) => renderPolicy(ev.policy),
+  room_policy: (ev) => onPolicyEvent(ev.policy),
   // The title or stream changed (this console or another): header, form, recent rooms.
   room_updated: (ev) => { applyRoomUpdate(ev); rememberTitle(ev.room_id, ev.title); },
-  // The show's final numbers: the report loads by itself.
+  // The show's final numbers: the report loads by itself (once: not again when this
+  // console's End show loaded it).
   show_ended: (ev) => {
     if (S.room) S.room.ended_at = ev.ended_at;
     addSystem("The show has ended.");
     renderRoomState("ended");
-    reportShowEnded({ event: true });
+    reportShowEnded();
   },
   // A reward paid or reversed changes the referral tree: load it now, not in 10 s.
   referral_reward: () => loadReferrals(),
@@ -168,7 +167,9 @@ function applySnapshot(snap) {
   refreshGroups();
 }
 
-/** The WebSocket's snapshot (every (re)connect or gap): mutes may have been missed too. */
+/** The WebSocket's snapshot (every (re)connect or gap): mutes may have been missed too.
+ *  The first one, on opening the room, is also what first loads the list (after the
+ *  socket is live, so no mute falls between the list and the events). */
 function onSnapshot(snap) {
   applySnapshot(snap);
   loadMutes();
@@ -238,10 +239,8 @@ function bind() {
   $("#sf-in").addEventListener("focus", checkStart("in"));
   $("#sf-at").addEventListener("focus", checkStart("at"));
   $("#coupon-form").addEventListener("submit", dropCoupon);
-  $("#cf-currency").addEventListener("input", couponCurrencyTyped);
-  $("#cf-currency").addEventListener("blur", couponCurrencyLeft);
-  $("#rf-currency").addEventListener("input", referralCurrencyTyped);
-  $("#rf-currency").addEventListener("blur", referralCurrencyLeft);
+  couponCurrency.listen();
+  referralCurrency.listen();
   $("#cf-kind").addEventListener("change", couponKindChanged);
   $("#lottery-form").addEventListener("submit", openLottery);
   $("#lf-entry").addEventListener("change", entryKindChanged);

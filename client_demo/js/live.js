@@ -14,7 +14,6 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 const PING_EVERY_MS = 10000;
 const PONG_TIMEOUT_MS = 8000;
-const MAX_HOLD_BACK_MS = 2000; // serverNow() stands still for a correction up to this
 const FIRST_PINGS = 4;
 // Tokens and host keys are base64url (tokens with one "."): safe in a subprotocol.
 const CREDENTIAL = /^[A-Za-z0-9._-]{1,4000}$/;
@@ -61,7 +60,6 @@ export class Live {
     this.connectedOnce = false;
     // Clock: offset = server clock - local clock, in ms. Best sample = lowest round trip.
     this.offset = 0;
-    this.lastNow = 0; // the latest serverNow() answered
     this.offsetRtt = Infinity;
     this.samples = [];
     this.stats = { connects: 0, snapshots: 0, resyncs: 0, resumed: 0, resent: 0 };
@@ -78,16 +76,12 @@ export class Live {
     window.addEventListener("online", this._online);
   }
 
-  /** Server time now, in ms, by the measured offset. */
+  /** Server time now, in ms, by the measured offset. It moves with the offset: a
+   *  better sample can set it back by part of a round trip. A countdown of a wait
+   *  the page itself started (slow mode) is kept on the page's own monotonic clock
+   *  (viewer/chat.js), not on this one. */
   serverNow() {
-    // Not backwards by a round trip's error: a better sample (a lower round trip) can
-    // move the offset back by part of one, and a countdown must not count up ("Wait
-    // 31 s" for a 30 s wait), so the clock stands still that long instead. A larger
-    // correction (the first estimate, before any ping, off by a skewed local clock)
-    // is taken as it is.
-    const t = Date.now() + this.offset;
-    if (t >= this.lastNow || this.lastNow - t > MAX_HOLD_BACK_MS) this.lastNow = t;
-    return this.lastNow;
+    return Date.now() + this.offset;
   }
 
   get token() {
@@ -152,6 +146,17 @@ export class Live {
     this.untracked.set(request.request_id, request);
     while (this.untracked.size > MAX_UNTRACKED) this.untracked.delete(this.untracked.keys().next().value);
     return request.request_id;
+  }
+
+  /** Ask the server for a snapshot (it repairs the page's state), once at a time:
+   *  while one is on its way (`resyncing`, cleared by the snapshot or a new welcome)
+   *  asking again sends nothing. Returns whether a snapshot is on its way. */
+  resync() {
+    if (this.resyncing) return true;
+    if (!this.send({ type: "resync" })) return false;
+    this.resyncing = true;
+    this.stats.resyncs += 1;
+    return true;
   }
 
   isPending(predicate) {
@@ -311,12 +316,8 @@ export class Live {
     if (typeof frame.seq === "number") {
       if (this.lastSeq !== null) {
         if (frame.seq <= this.lastSeq) return; // already applied (overlap after a resync)
-        if (frame.seq > this.lastSeq + 1 && !this.resyncing) {
-          // A gap: some events never reached us. Ask for a snapshot, which repairs state.
-          this.resyncing = true;
-          this.stats.resyncs += 1;
-          this.send({ type: "resync" });
-        }
+        // A gap: some events never reached us. Ask for a snapshot, which repairs state.
+        if (frame.seq > this.lastSeq + 1) this.resync();
       }
       this.lastSeq = frame.seq;
     }

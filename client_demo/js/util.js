@@ -89,6 +89,13 @@ export function toMajorText(minor, currency = "USD") {
   return `${minor < 0 ? "-" : ""}${s.slice(0, -digits)}.${s.slice(-digits)}`;
 }
 
+/** "1 vote", "3 votes", "2 first orders": a count and its noun, singular for one
+ *  (`many` for an irregular plural). A missing count reads 0. */
+export function plural(n, one, many = `${one}s`) {
+  const count = Number(n) || 0;
+  return `${count} ${count === 1 ? one : many}`;
+}
+
 // ------------------------------------------------------------------ time
 
 /** "m:ss" (or "h:mm:ss") for a duration in ms, rounded up to whole seconds. */
@@ -139,25 +146,47 @@ export const store = {
 
 // ------------------------------------------------------------------ HTTP
 
-/** JSON over fetch. Resolves to { ok, status, data, error } and never throws. */
-export async function api(method, path, body, headers = {}) {
+/** A request over fetch, answered in JSON. `body`: a value sent as JSON, or a Blob
+ *  (a File) sent as its bytes with its own type as Content-Type (unless `headers`
+ *  names one). `timeoutMs`: past it the request (or the reading of its answer) is
+ *  aborted and answered `timeout`. Resolves to { ok, status, data, error } and never
+ *  throws. */
+export async function api(method, path, body, headers = {}, { timeoutMs = 0 } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, cache: "no-store" };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    if (!init.headers["Content-Type"]) init.headers["Content-Type"] = body.type || "application/octet-stream";
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let res;
-  try {
-    res = await fetch(path, init);
-  } catch (err) {
-    return { ok: false, status: 0, data: null,
-             error: { code: "network", message: "Cannot reach the server. Check the connection." } };
+  let timer = null;
+  let timedOut = false;
+  if (timeoutMs > 0) {
+    const controller = new AbortController();
+    init.signal = controller.signal;
+    timer = setTimeout(() => { timedOut = true; controller.abort(); }, timeoutMs);
   }
-  let data = null;
-  try { data = await res.json(); } catch { data = null; }
-  if (res.ok) return { ok: true, status: res.status, data, error: null };
-  const error = (data && data.error) || { code: `http_${res.status}`, message: res.statusText || "Request failed" };
-  return { ok: false, status: res.status, data, error };
+  const late = () => ({ ok: false, status: 0, data: null,
+                        error: { code: "timeout", message: `No answer from the server in ${Math.round(timeoutMs / 1000)} s.` } });
+  try {
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch {
+      if (timedOut) return late();
+      return { ok: false, status: 0, data: null,
+               error: { code: "network", message: "Cannot reach the server. Check the connection." } };
+    }
+    let data = null;
+    try { data = await res.json(); } catch { data = null; }
+    if (timedOut) return late();
+    if (res.ok) return { ok: true, status: res.status, data, error: null };
+    const error = (data && data.error) || { code: `http_${res.status}`, message: res.statusText || "Request failed" };
+    return { ok: false, status: res.status, data, error };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // ------------------------------------------------------------------ toasts

@@ -43,12 +43,12 @@ import {
   offerOf, onCountdown, onSale, onStock, renderAllCards, renderShop, showCardMsg,
 } from "./viewer/cards.js";
 import {
-  addChat, applySlowMode, onClaimed, applyTextLimits, onChatRefused, onMuted, onMutedRefusal, removeChat,
+  addChat, applySlowMode, chatWaitLeft, onClaimed, applyTextLimits, onChatRefused, onMuted, onMutedRefusal, removeChat,
   renderChatGate, renderMuted, renderPinned, sendChat, setChatHistory, setPinned,
 } from "./viewer/chat.js";
 import {
-  checkout, endHold, offerHold, onCheckoutClosed, onHoldReleased, onHoldsVoided, onOrder, openCheckout,
-  release, renderHold, showCheckoutMsg,
+  checkout, endHold, offerHold, onCheckoutClosed, onHoldReleased, onHoldsVoided, onOrder, onSnapshotApplied,
+  openCheckout, release, renderHold, reviewOffline, showCheckoutMsg,
 } from "./viewer/checkout.js";
 import { countdownsFrom, onTick, redrawClock, scheduleClock } from "./viewer/clock.js";
 import {
@@ -229,6 +229,8 @@ function onSnapshot(snap) {
   showRecentDraw();
   // A page opened from a friend's invite link accepts it once.
   onInviteSnapshot();
+  // A checkout kept while offline was waiting for this state: checked, then sent or not.
+  onSnapshotApplied();
 }
 
 /** The room policy from a snapshot or a `room_policy` event. */
@@ -372,8 +374,9 @@ function limitRefused(request) {
 // What the clock redraws each displayed second, and the server timestamps it
 // counts down to (sale starts and ends, the hold, coupons, giveaways, auctions, polls,
 // mute, slow mode); the questions' "asked … ago" and the Ask button's wait.
-onTick(renderAllCards, renderAuctions, renderPolls, renderQuestions, renderStageCountdown, renderHold, renderPromos,
-       renderGroups, renderPreshow, renderConn, () => { if (S.mutedUntil) renderMuted(); }, renderChatGate,
+// A checkout kept while offline is checked again first (a hold can lapse meanwhile).
+onTick(reviewOffline, renderAllCards, renderAuctions, renderPolls, renderQuestions, renderStageCountdown, renderHold,
+       renderPromos, renderGroups, renderPreshow, renderConn, () => { if (S.mutedUntil) renderMuted(); }, renderChatGate,
        renderStageBanners);
 countdownsFrom((at) => {
   const targets = [];
@@ -391,7 +394,9 @@ countdownsFrom((at) => {
   targets.push(...groupDeadlines());
   targets.push(...preshowDeadlines());
   if (S.mutedUntil) targets.push(S.mutedUntil);
-  if (S.chatReadyAt > at) targets.push(S.chatReadyAt);
+  // The chat's wait is on the monotonic clock: its end, as a server moment from now.
+  const chatLeft = chatWaitLeft();
+  if (chatLeft > 0) targets.push(at + chatLeft);
   // The announcement and winner banners fade and go at times of their own.
   targets.push(...bannerDeadlines());
   return targets;
@@ -453,9 +458,10 @@ async function start() {
     roomId: S.roomId,
     tokenKey: "livesell.token",
     shopToken: offer,
-    // Any frame may move a deadline (a sale scheduled, a hold taken): re-aim the clock.
-    onEvent: (ev) => { onEvent(ev); scheduleClock(); },
-    onReply: (reply, request) => { onReply(reply, request); scheduleClock(); },
+    // Any frame may move a deadline (a sale scheduled, a hold taken): re-aim the clock;
+    // and may change where a checkout kept while offline stands: check it again.
+    onEvent: (ev) => { onEvent(ev); reviewOffline(); scheduleClock(); },
+    onReply: (reply, request) => { onReply(reply, request); reviewOffline(); scheduleClock(); },
     onState: setConn,
     onClock: redrawClock,
   }));

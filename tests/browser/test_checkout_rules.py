@@ -395,8 +395,68 @@ async def test_a_checkout_queued_offline_is_sent_when_nothing_changed(
     sent = net.checkouts()
     assert sent == [kept["frame"]], (sent, kept)
     assert net.sent.index({"type": "resync"}) < net.sent.index(kept["frame"]), net.sent
+    # And not before the server had said it: the snapshot that answers the resync came
+    # in between (the page waits for it, not only asks).
+    asked = net.log.index(("page", {"type": "resync"}))
+    went = net.log.index(("page", kept["frame"]))
+    between = [frame.get("type") for side, frame in net.log[asked:went] if side == "server"]
+    assert "snapshot" in between, between
     placed = await orders(host)
     assert [(o["total"], o["discount"], o["coupon_id"]) for o in placed] == [
         (3500, 500, gift["coupon_id"])], placed
     assert await kept_checkout(page, host.room_id) is None
+    assert page_errors.errors == []
+
+
+async def test_a_kept_checkout_read_back_is_rebuilt_from_what_was_checked(
+        server: LiveServer, http: httpx.AsyncClient, browser: Any,
+        page_errors: PageErrors) -> None:
+    """A checkout kept while offline survives a reload in localStorage. Read back, it
+    is sent only as built from the hold and coupon that were checked, never as the
+    stored frame is; a record whose frame is not the checkout of that hold and coupon
+    is dropped unsent."""
+    host = await create_room(http, "Kept checkout show")
+    lamp = await lamp_on_sale(host)
+    page, net = await viewer(browser, f"{server.base}/r/{host.room_id}", page_errors.watch)
+    gift = await claim(host, page, "Gift 5", 500)
+    await buy(page, lamp["product_id"])
+    await expect(page.locator("#pay-btn")).to_have_text("Place order · $35.00")
+    key = f"livesell.checkout.offline.{host.room_id}"
+    store = "([key, record]) => localStorage.setItem(key, JSON.stringify(record))"
+
+    async def reload_online() -> None:
+        """Back online by a reload: the page reads the kept checkout from storage."""
+        net.online = True
+        await page.reload()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await page.wait_for_function("() => window.livesell.live.stats.snapshots >= 1")
+
+    # Edited while it waits: its frame is for another hold than the one checked.
+    await queue_checkout_offline(page, net)
+    kept = await kept_checkout(page, host.room_id)
+    assert kept["hold_id"] == kept["frame"]["hold_id"], kept
+    await page.evaluate(store, [key, {**kept, "frame": {**kept["frame"], "hold_id": "h_other"}}])
+    await reload_online()
+    await page.locator("#cartbar-open").click()
+    await expect(page.locator("#pay-btn")).to_have_text("Place order · $35.00")
+    await expect(page.locator("#pay-btn")).to_be_enabled()
+    await page.evaluate("() => new Promise((r) => setTimeout(r, 500))")
+    assert net.checkouts() == [], net.sent
+    assert await kept_checkout(page, host.room_id) is None
+    assert await orders(host) == []
+
+    # A field the page never writes (and a quantity the hold does not have) is not sent:
+    # only the type, request id, hold and coupon that were checked go out.
+    await queue_checkout_offline(page, net)
+    kept = await kept_checkout(page, host.room_id)
+    assert kept["coupon_id"] == gift["coupon_id"], kept
+    await page.evaluate(store, [key, {**kept, "frame": {**kept["frame"], "quantity": 3,
+                                                        "note": "added"}}])
+    await reload_online()
+    await expect(page.locator("#order-text")).to_contain_text("paid $35.00 (saved $5.00)")
+    assert net.checkouts() == [{"type": "checkout", "request_id": kept["frame"]["request_id"],
+                                "hold_id": kept["hold_id"], "coupon_id": gift["coupon_id"]}]
+    placed = await orders(host)
+    assert [(o["quantity"], o["coupon_id"]) for o in placed] == [(1, gift["coupon_id"])], placed
+    await page.context.close()
     assert page_errors.errors == []

@@ -23,6 +23,7 @@ from tests.browser.helpers import (
     PHONE,
     console_room,
     contrast_failures,
+    forward,
     live_page,
     shoot,
     skip_without_browser,
@@ -209,19 +210,10 @@ async def test_watching_is_sent_once_a_minute_only_while_the_page_is_visible(
         await expect(fan).to_have_attribute("data-points", "0")
         await expect(fan).to_have_attribute("data-watching", "on")
 
-        async def forward(time: str) -> None:
-            """Move the page's clock, then wait (real time) for the answer to the ping
-            the jump sent: the page's pong deadline is on its own clock, so jumps in a
-            row faster than the server answers (a loaded machine) would declare the
-            socket dead, and its reconnect waits on a clock nothing moves."""
-            await page.clock.fast_forward(time)
-            await page.wait_for_function("() => !window.livesell.live.pongDeadline",
-                                         timeout=60_000)
-
         assert frames.sent_of("watching") == []
 
         # A minute of watching with the page visible: one `watching`, one point.
-        await forward("01:01")
+        await forward(page, "01:01")
         await expect(fan).to_have_attribute("data-points", "1")
         assert len(frames.sent_of("watching")) == 1
         answer = frames.answers_to("watching")
@@ -233,17 +225,17 @@ async def test_watching_is_sent_once_a_minute_only_while_the_page_is_visible(
         await page.evaluate(HIDE)
         await expect(fan).to_have_attribute("data-watching", "off")
         for _ in range(3):
-            await forward("01:01")
+            await forward(page, "01:01")
         await page.evaluate("() => new Promise(r => setTimeout(r, 0))")
         assert len(frames.sent_of("watching")) == 1
 
         # Visible again: the minute starts from zero, not before it is over.
         await page.evaluate(SHOW)
         await expect(fan).to_have_attribute("data-watching", "on")
-        await forward("00:30")
+        await forward(page, "00:30")
         await page.evaluate("() => new Promise(r => setTimeout(r, 0))")
         assert len(frames.sent_of("watching")) == 1
-        await forward("00:31")
+        await forward(page, "00:31")
 
         async def two_answers() -> bool:
             return len(frames.answers_to("watching")) == 2

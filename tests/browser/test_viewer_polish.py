@@ -31,8 +31,8 @@ import pytest
 
 from server.core.domain import now_ms
 from tests.browser.conftest import PageErrors
-from tests.browser.helpers import DESKTOP, Network, shoot, skip_without_browser
-from tests.support import Host, LiveServer, create_room, join
+from tests.browser.helpers import DESKTOP, Network, forward, shoot, skip_without_browser
+from tests.support import Host, LiveServer, create_room, eventually, join
 
 skip_without_browser()
 
@@ -59,13 +59,6 @@ async def open_viewer(browser: Any, url: str, page_errors: PageErrors, name: str
     await page.goto(url)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     return page
-
-
-async def forward(page: Page, time: str) -> None:
-    """Move the page's clock, then wait (real time) for the answer to the ping the
-    jump sent: the page's pong deadline is on its own clock (tests/browser/test_fans.py)."""
-    await page.clock.fast_forward(time)
-    await page.wait_for_function("() => !window.livesell.live.pongDeadline", timeout=60_000)
 
 
 Box = dict[str, float]
@@ -369,6 +362,125 @@ async def test_buy_now_is_disabled_with_the_reason_at_the_per_buyer_limit(
     assert page_errors.errors == []
 
 
+async def same_viewer_elsewhere(browser: Any, url: str, page: Page, page_errors: PageErrors,
+                                name: str) -> Page:
+    """The viewer of `page` on another device: a browser profile of its own (its own
+    localStorage) signed in with the same identity token."""
+    token = await page.evaluate("() => localStorage.getItem('livesell.token')")
+    other = await open_viewer(browser, url, page_errors, name, DESKTOP)
+    await other.evaluate("(t) => localStorage.setItem('livesell.token', t)", token)
+    await other.reload()
+    await expect(other.locator("#conn")).to_have_attribute("data-state", "live")
+    me = await page.evaluate("() => window.livesell.viewer.viewer_id")
+    assert await other.evaluate("() => window.livesell.viewer.viewer_id") == me
+    return other
+
+
+async def test_an_order_known_only_by_its_hold_stops_counting_when_cancelled(
+        server: LiveServer, http: httpx.AsyncClient, browser: Any,
+        page_errors: PageErrors) -> None:
+    """A hold checked out from another device: this page learns it only from the
+    `checked_out` refusal of its own release, and counts its units as bought by the
+    hold's id. The host's cancellation names the hold too: they stop counting."""
+    host = await create_room(http, "Two devices show")
+    lamp = await shop(host, limit=1)
+    url = f"{server.base}/r/{host.room_id}"
+    page = await open_viewer(browser, url, page_errors, "phone", PHONE_SMALL)
+    card = page.locator(f'.pcard[data-product-id="{lamp["product_id"]}"]')
+    button = card.locator(".buy-btn")
+    await buy(page, card)
+    hold_id = await page.evaluate("() => window.livesell.state.hold.id")
+
+    # The same viewer on a laptop checks the phone's hold out.
+    laptop = await same_viewer_elsewhere(browser, url, page, page_errors, "laptop")
+    await laptop.evaluate(
+        "(hold) => window.livesell.live.request({ type: 'checkout', hold_id: hold })", hold_id)
+
+    async def placed() -> list[dict[str, Any]]:
+        found = [o for o in (await host.call("GET", "/orders", expect=200))["orders"]
+                 if o["hold_id"] == hold_id]
+        return found
+
+    [order] = await eventually(placed)
+    # The phone lets the hold go: refused, the hold is an order it never saw placed.
+    # (Its own Place order would be answered with that order, as a repeat is.)
+    await page.locator("#release-btn").click()
+    await expect(page.locator("#checkout-msg")).to_have_text(
+        "This reservation is already checked out.")
+    await page.locator("#checkout-close").click()
+    await expect(button).to_have_text("Limit reached: 1 per buyer")
+    await expect(button).to_be_disabled()
+    bought = await page.evaluate(
+        "([room, viewer]) => JSON.parse(localStorage.getItem(`livesell.bought.${room}.${viewer}`))",
+        [host.room_id, order["buyer_id"]])
+    assert list(bought["orders"]) == [f"h:{hold_id}"], bought
+
+    await host.call("POST", f"/orders/{order['order_id']}/cancel", {"reason": "Mistake"},
+                    expect=200)
+    await expect(page.locator("#toasts .toast", has_text="cancelled your order")).to_be_visible()
+    await expect(button).to_have_text("Buy now")
+    await expect(button).to_be_enabled()
+    bought = await page.evaluate(
+        "([room, viewer]) => JSON.parse(localStorage.getItem(`livesell.bought.${room}.${viewer}`))",
+        [host.room_id, order["buyer_id"]])
+    assert bought["orders"] == {}, bought
+    await laptop.context.close()
+    await page.context.close()
+    assert page_errors.errors == []
+
+
+async def test_stored_counts_are_checked_as_they_are_read(
+        server: LiveServer, http: httpx.AsyncClient, browser: Any,
+        page_errors: PageErrors) -> None:
+    """The per-buyer record in localStorage is read back with its quantities as
+    numbers and without the entries this page would never write."""
+    host = await create_room(http, "Stored counts show")
+    lamp = await shop(host, limit=2)
+    page = await open_viewer(browser, f"{server.base}/r/{host.room_id}", page_errors,
+                             "stored", DESKTOP)
+    card = page.locator(f'.pcard[data-product-id="{lamp["product_id"]}"]')
+    button = card.locator(".buy-btn")
+    await buy(page, card)
+    await pay(page)
+    await expect(card.locator(".when")).to_contain_text("you have 1")
+    me = await page.evaluate("() => window.livesell.viewer.viewer_id")
+    key = f"livesell.bought.{host.room_id}.{me}"
+    sale, pid = lamp["sale_id"], lamp["product_id"]
+    later = now_ms() + 600_000
+    await page.evaluate("""([key, sale, pid, later]) => {
+      const book = JSON.parse(localStorage.getItem(key));
+      for (const order of Object.values(book.orders)) order.quantity = String(order.quantity);
+      Object.assign(book.orders, {
+        bad_words: { sale_id: sale, product_id: pid, quantity: "lots" },
+        bad_sale: { sale_id: 42, product_id: pid, quantity: 1 },
+        bad_none: { sale_id: sale, product_id: pid, quantity: 0 },
+        bad_list: [sale, pid, 1],
+      });
+      Object.assign(book.holds, {
+        h_words: { sale_id: sale, product_id: pid, quantity: 1, expires_at: "tomorrow" },
+        h_text: { sale_id: sale, product_id: pid, quantity: 1, expires_at: String(later) },
+        h_null: null,
+      });
+      localStorage.setItem(key, JSON.stringify(book));
+    }""", [key, sale, pid, later])
+    await page.reload()
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    # 1, not the text "1" added on ("01") nor the entries left out.
+    await expect(card.locator(".when")).to_have_text(re.compile(r"· you have 1$"))
+    await expect(button).to_have_text("Buy now")
+    await expect(button).to_be_enabled()
+    # The next change writes the record back clean, its quantities numbers.
+    await buy(page, card)
+    await pay(page)
+    await expect(button).to_have_text("Limit reached: 2 per buyer")
+    book = await page.evaluate("(key) => JSON.parse(localStorage.getItem(key))", key)
+    assert book["holds"] == {}, book
+    assert sorted(o["quantity"] for o in book["orders"].values()) == [1, 1], book
+    assert not any(k.startswith("bad_") for k in book["orders"]), book
+    await page.context.close()
+    assert page_errors.errors == []
+
+
 # ---------------------------------------------------------------------- outage
 
 @VIEWPORTS
@@ -473,6 +585,62 @@ async def test_a_cancelled_orders_coupon_can_be_used_again_but_not_a_refunded_on
     assert page_errors.errors == []
 
 
+async def test_a_coupon_refused_as_used_is_offered_again_once_its_order_is_cancelled(
+        server: LiveServer, http: httpx.AsyncClient, browser: Any,
+        page_errors: PageErrors) -> None:
+    """Two tabs of one viewer: the second uses the coupon; the first, not knowing,
+    is refused `coupon_used` and stops offering it. The host cancels the order that
+    used it: the server gives the coupon back, and the first tab offers it again."""
+    host = await create_room(http, "Two tabs coupon show")
+    lamp = await shop(host, limit=5)
+    coupon = await host.call("POST", "/coupons", {"title": "Five off", "kind": "amount",
+                                                  "value": 500, "count": 10}, expect=201)
+    url = f"{server.base}/r/{host.room_id}"
+    first = await open_viewer(browser, url, page_errors, "first tab", DESKTOP)
+    coupon_card = first.locator(f'.promo.coupon[data-coupon-id="{coupon["coupon_id"]}"]')
+    await coupon_card.get_by_role("button", name=re.compile("^Claim")).click()
+    await expect(coupon_card.get_by_role("button")).to_have_text("Claimed ✓")
+    second = page_errors.watch(await first.context.new_page(), "second tab")
+    await second.goto(url)
+    await expect(second.locator("#conn")).to_have_attribute("data-state", "live")
+    product = f'.pcard[data-product-id="{lamp["product_id"]}"]'
+    option = f'#coupon-select option[value="{coupon["coupon_id"]}"]'
+
+    # The second tab buys with the coupon.
+    await buy(second, second.locator(product))
+    await expect(second.locator("#coupon-select")).to_have_value(coupon["coupon_id"])
+    await second.locator("#pay-btn").click()
+    await expect(second.locator("#order-text")).to_contain_text("saved $5.00")
+
+    # The first tab still offers it; the server refuses it, and the tab stops offering it.
+    await buy(first, first.locator(product))
+    select = first.locator("#coupon-select")
+    await expect(select).to_have_value(coupon["coupon_id"])
+    await first.locator("#pay-btn").click()
+    await expect(first.locator("#checkout-msg")).to_contain_text("Coupon not applied")
+    await expect(first.locator(option)).to_be_disabled()
+    await expect(first.locator(option)).to_have_attribute("data-reason", "coupon_used")
+    await expect(select).to_have_value("")
+
+    # The host cancels the second tab's order: the coupon is this viewer's again.
+    [used] = [o for o in (await host.call("GET", "/orders", expect=200))["orders"]
+              if o["coupon_id"] == coupon["coupon_id"]]
+    await host.call("POST", f"/orders/{used['order_id']}/cancel", {"reason": "Restock"},
+                    expect=200)
+    toast = first.locator("#checkout .toast", has_text="cancelled your order")
+    await expect(toast).to_contain_text("Your coupon “Five off” can be used again.")
+    await expect(first.locator(option)).to_be_enabled()
+    await expect(select).to_have_value(coupon["coupon_id"])
+    await expect(first.locator("#sum-discount")).to_have_text("\u2212$5.00")
+    await first.locator("#pay-btn").click()
+    await expect(first.locator("#order-text")).to_contain_text("saved $5.00")
+    placed = [o for o in (await host.call("GET", "/orders", expect=200))["orders"]
+              if o["coupon_id"] == coupon["coupon_id"] and o["status"] == "placed"]
+    assert len(placed) == 1 and placed[0]["order_id"] != used["order_id"], placed
+    await first.context.close()
+    assert page_errors.errors == []
+
+
 # ---------------------------------------------------------------------- room picker
 
 async def test_the_picker_lists_live_and_upcoming_shows_with_titles_on_two_lines(
@@ -565,7 +733,8 @@ def media_server(body: bytes, content_type: str) -> Iterator[str]:
 async def test_the_live_video_has_its_own_controls_and_no_seek_bar(
         server: LiveServer, http: httpx.AsyncClient, browser: Any,
         page_errors: PageErrors) -> None:
-    with media_server(tone_wav(), "audio/wav") as stream_url:
+    # Long enough to outlast the checks below: a live stream does not loop.
+    with media_server(tone_wav(120.0), "audio/wav") as stream_url:
         r = await http.post("/api/rooms", json={"title": "Video show", "stream_url": stream_url})
         assert r.status_code == 201, r.text
         room_id = r.json()["room"]["room_id"]
@@ -601,6 +770,19 @@ async def test_the_live_video_has_its_own_controls_and_no_seek_bar(
         await expect(controls.get_by_role("button", name="Full screen")).to_be_visible()
         await page.context.close()
 
+    # A stream that ends is not played again from its start: the poster says it stopped.
+    with media_server(tone_wav(0.5), "audio/wav") as stream_url:
+        r = await http.post("/api/rooms", json={"title": "Short show", "stream_url": stream_url})
+        assert r.status_code == 201, r.text
+        page = await open_viewer(browser, f"{server.base}/r/{r.json()['room']['room_id']}",
+                                 page_errors, "short video", PHONE_SMALL)
+        assert await page.locator("#video").evaluate("(v) => v.loop") is False
+        await expect(page.locator("#poster-text")).to_have_text(
+            "The stream has stopped. Shopping and chat still work.", timeout=15_000)
+        await expect(page.locator("#poster")).to_be_visible()
+        assert await page.locator("#video").evaluate("(v) => v.ended") is True
+        await page.context.close()
+
     # Without a stream: the poster, and no controls to show.
     plain = await create_room(http, "No video show")
     page = await open_viewer(browser, f"{server.base}/r/{plain.room_id}", page_errors,
@@ -631,4 +813,5 @@ async def test_the_hosts_edit_of_title_and_stream_reaches_an_open_page(
     await expect(page.locator("#poster")).to_be_visible()
     assert await page.evaluate("() => document.querySelector('#video').getAttribute('src')") \
         is None
+    await page.context.close()
     assert page_errors.errors == []

@@ -6,7 +6,7 @@
 // The server decides every bid and the result (docs/protocol.md section 15); the
 // panel shows what it sent: the snapshot, auction_* events and each action's answer.
 
-import { $, clock, h, money, setText, toMajorText, toMinor } from "../util.js";
+import { $, clock, h, money, plural, setText, toMajorText, toMinor } from "../util.js";
 import { applyBid, newerAuction } from "../auction.js";
 import { confirmAction } from "./confirm.js";
 import { S, hostApi, now, report } from "./state.js";
@@ -149,7 +149,6 @@ function buildItem(id) {
   return r;
 }
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function updateItem(r, a) {
   const at = now();

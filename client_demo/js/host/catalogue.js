@@ -3,14 +3,15 @@
 // sold from the server's counters), sale cell and actions (pin, buy-now on/off,
 // edit, sell, stop), the "N of max_pins pinned" count, and the add / edit product
 // form with its image upload (POST /api/rooms/{room}/images: the file's bytes as
-// the body, its type as Content-Type; the answer's URL fills the image field).
+// the body, its type as Content-Type; the answer's URL fills the image field). An
+// upload with no answer in UPLOAD_TIMEOUT_MS is stopped and the button given back.
 
 import { $, h, money, setText, toMajorText, toMinor } from "../util.js";
 import { saleActive } from "../sales.js";
 import { renderAuctionProducts } from "./auctions.js";
-import { fillCouponCurrency } from "./coupons.js";
+import { couponCurrency } from "./coupons.js";
 import { renderGroupProducts } from "./groups.js";
-import { fillReferralCurrency } from "./referrals.js";
+import { referralCurrency } from "./referrals.js";
 import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sale.js";
 import { S, hostApi, limit, report } from "./state.js";
 
@@ -22,6 +23,7 @@ const rows = new Map();
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
 const DEFAULT_IMAGE_MAX_BYTES = 2 * 1024 * 1024;
 const imageMaxBytes = () => limit("image_max_bytes") ?? DEFAULT_IMAGE_MAX_BYTES;
+const UPLOAD_TIMEOUT_MS = 60_000;
 
 export function resetCatalogue() {
   rows.clear();
@@ -43,8 +45,8 @@ export function renderProducts() {
   renderSaleProducts();
   renderAuctionProducts();
   renderGroupProducts();
-  fillCouponCurrency();
-  fillReferralCurrency();
+  couponCurrency.fill();
+  referralCurrency.fill();
 }
 
 /** "N of M pinned", M being the server's `max_pins`. */
@@ -269,23 +271,10 @@ function megabytes(bytes) {
   return `${Number.isInteger(mb) ? mb : mb.toFixed(1)} MB`;
 }
 
-/** The file's bytes as the body, its type as Content-Type, with the host key. */
-async function postImage(file) {
-  let res;
-  try {
-    res = await fetch(`/api/rooms/${encodeURIComponent(S.roomId)}/images`, {
-      method: "POST", body: file, cache: "no-store",
-      headers: { Accept: "application/json", "Content-Type": file.type, "X-Host-Key": S.hostKey },
-    });
-  } catch {
-    return { ok: false, status: 0, data: null,
-             error: { code: "network", message: "Cannot reach the server. Check the connection." } };
-  }
-  let data = null;
-  try { data = await res.json(); } catch { data = null; }
-  if (res.ok) return { ok: true, status: res.status, data, error: null };
-  const error = (data && data.error) || { code: `http_${res.status}`, message: res.statusText || "Upload failed" };
-  return { ok: false, status: res.status, data, error };
+/** The image's size limit, said under the field: the room state's `limits` (until
+ *  they arrive, the page says the default). */
+export function applyImageLimit() {
+  setText($("#pf-image-help"), `PNG, JPEG, WebP or GIF, up to ${megabytes(imageMaxBytes())}.`);
 }
 
 /** Check the chosen file as the server would (type, size), upload it and put its
@@ -308,7 +297,12 @@ async function uploadImage(file) {
   button.setAttribute("aria-busy", "true");
   setText(button, "Uploading…");
   try {
-    const res = await postImage(file);
+    // The file's bytes as the body, its type as Content-Type, with the host key.
+    let res = await hostApi("POST", "/images", file, { timeoutMs: UPLOAD_TIMEOUT_MS });
+    if (res.error && res.error.code === "timeout") {
+      res = { ...res, error: { code: "timeout", message: `“${file.name}” was still uploading after ` +
+        `${UPLOAD_TIMEOUT_MS / 1000} s, so the upload was stopped. Check the connection and try again` } };
+    }
     if (report(out, res, `Uploaded “${file.name}”`)) {
       $("#pf-image").value = res.data.image_url;
       showPreview(res.data.image_url);
@@ -339,7 +333,6 @@ function wireImageUpload() {
     showPreview(/^(https?:\/\/|\/images\/)/.test(url) ? url : "");
   });
   $("#pf-preview").addEventListener("error", () => { $("#pf-preview").hidden = true; });
-  setText($("#pf-image-help"), `PNG, JPEG, WebP or GIF, up to ${megabytes(imageMaxBytes())}.`);
 }
 
 wireImageUpload();

@@ -3,38 +3,18 @@
 // (the server's) and their expiry countdown.
 
 import { $, clock, h, money, setText, toMinor } from "../util.js";
-import { S, currencyOf, hostApi, now, report } from "./state.js";
+import { S, followCatalogueCurrency, hostApi, now, report } from "./state.js";
 
 const couponEls = new Map();
+
+/** The drop's currency follows the catalogue (the currency of its products, the
+ *  most common one when they differ) until the host types one of their own. */
+export const couponCurrency = followCatalogueCurrency("#cf-currency");
 
 export function resetCoupons() {
   couponEls.clear();
   $("#coupon-list").replaceChildren();
-  const field = $("#cf-currency");
-  delete field.dataset.typed;
-  field.value = currencyOf();
-}
-
-/** The drop's currency follows the catalogue (the currency of its products, the
- *  most common one when they differ) until the host types one of their own. */
-export function fillCouponCurrency() {
-  const field = $("#cf-currency");
-  if (field.dataset.typed || document.activeElement === field) return;
-  const currency = currencyOf();
-  if (field.value !== currency) field.value = currency;
-}
-
-/** Left empty: the catalogue's currency again. */
-export function couponCurrencyLeft() {
-  const field = $("#cf-currency");
-  if (!field.value.trim()) { delete field.dataset.typed; field.value = currencyOf(); }
-}
-
-export function couponCurrencyTyped() {
-  const field = $("#cf-currency");
-  // Emptied: back to following the catalogue.
-  if (field.value.trim()) field.dataset.typed = "1";
-  else delete field.dataset.typed;
+  couponCurrency.reset();
 }
 
 export function onCouponCount(ev) {

@@ -10,7 +10,7 @@
 // room it has seen in localStorage and fetches them when it opens the room and
 // after every snapshot (reconnect, resync).
 
-import { $, api, clock, h, money, setText, store, toMajorText, toMinor } from "../util.js";
+import { $, api, clock, h, money, plural, setText, store, toMajorText, toMinor } from "../util.js";
 import { confirmAction } from "./confirm.js";
 import { S, hostApi, minLevelOf, now, report } from "./state.js";
 
@@ -175,7 +175,6 @@ function buildItem(id) {
   return r;
 }
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function updateItem(r, d) {
   const at = now();

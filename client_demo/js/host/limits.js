@@ -3,6 +3,7 @@
 // keeps no copy of them; the server checks every action whatever the page shows.
 
 import { $ } from "../util.js";
+import { applyImageLimit } from "./catalogue.js";
 
 // Input -> the `limits` field that is its maxlength.
 const TEXT_LIMITS = {
@@ -24,4 +25,6 @@ export function applyLimits(limits) {
     if (Number.isFinite(limits[name])) $(selector).maxLength = limits[name];
   }
   if (Number.isFinite(limits.max_slow_mode_s)) $("#pol-slow-custom").max = String(limits.max_slow_mode_s);
+  // The image size the upload takes: its help text (the catalogue reads the limit).
+  applyImageLimit();
 }

@@ -2,7 +2,7 @@
 // or keyword entry), the list with each lottery's server state, draw now, the
 // entrant list, and re-verifying a draw in this browser (../lottery.js).
 
-import { $, api, clock, h, setText } from "../util.js";
+import { $, api, clock, h, plural, setText } from "../util.js";
 import { verifyLottery } from "../lottery.js";
 import { confirmAction } from "./confirm.js";
 import { S, hostApi, minLevelOf, now, report } from "./state.js";
@@ -104,7 +104,6 @@ function updateLottery(r, l) {
   r.verify.hidden = open || drawing;
 }
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 async function draw(id) {
   const l = S.lotteries.get(id);

@@ -7,6 +7,17 @@ import { $, setText } from "../util.js";
 import { S, hostApi, report } from "./state.js";
 
 const SLOW_PRESETS = ["0", "5", "10", "30", "60"];
+// `room_policy` events seen. The server sends a change's event before its PATCH
+// answer, and events arrive in order: an answer read after an event arrived is no
+// newer than that event (it may be older: another console's change that followed),
+// so it is not drawn over it.
+let policyEvents = 0;
+
+/** A `room_policy` event: the newest policy, whoever changed it. */
+export function onPolicyEvent(policy) {
+  policyEvents += 1;
+  renderPolicy(policy);
+}
 
 export function renderPolicy(policy) {
   if (!policy) return;
@@ -40,10 +51,12 @@ async function applyPolicy(change, okText) {
   const out = $("#policy-result");
   const form = $("#policy-form");
   form.setAttribute("aria-busy", "true");
+  const seen = policyEvents;
   const res = await hostApi("PATCH", "/policy", change);
   form.removeAttribute("aria-busy");
-  if (report(out, res, okText)) renderPolicy(res.data);
-  else renderPolicy(S.policy); // put the controls back to what the server holds
+  const ok = report(out, res, okText);
+  if (ok && policyEvents === seen) renderPolicy(res.data);
+  else renderPolicy(S.policy); // what the server holds, by the newest word of it
 }
 
 export function verifiedChanged(e) {

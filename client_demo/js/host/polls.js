@@ -6,7 +6,7 @@
 // distinct options, the duration) and refuses in its own words
 // (docs/protocol.md section 16).
 
-import { $, $$, clock, h, setText } from "../util.js";
+import { $, $$, clock, h, plural, setText } from "../util.js";
 import { applyVotes, newerPoll } from "../poll.js";
 import { confirmAction } from "./confirm.js";
 import { S, hostApi, now, report } from "./state.js";
@@ -161,7 +161,6 @@ function buildItem(poll) {
   return r;
 }
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function updateItem(r, p) {
   const open = p.state === "open";

@@ -6,7 +6,7 @@
 // action's answer (docs/protocol.md section 17). The server decides; a refusal
 // (e.g. `question_answered`, another console was quicker) is shown in its words.
 
-import { $, ago, h, setText, timeOfDay } from "../util.js";
+import { $, ago, h, plural, setText, timeOfDay } from "../util.js";
 import { answered, applyCount, byAnswered, byVotes, missedAnswers, newerQuestion } from "../question.js";
 import { S, hostApi, now, report } from "./state.js";
 
@@ -132,7 +132,6 @@ export async function refreshQuestions() {
 
 // ------------------------------------------------------------------ rendering
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function place(list, qs) {
   const active = document.activeElement;

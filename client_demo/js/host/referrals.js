@@ -7,40 +7,21 @@
 // when the console opens the room, every 10 s while it is open and on Refresh. The
 // server decides every reward; the panel shows what it answered.
 
-import { $, h, money, setText, timeOfDay, toMinor } from "../util.js";
-import { S, currencyOf, hostApi, report } from "./state.js";
+import { $, h, money, plural, setText, timeOfDay, toMinor } from "../util.js";
+import { S, followCatalogueCurrency, hostApi, report } from "./state.js";
 
 const EVERY_MS = 10_000;
 
 let timer = null;
 let loadToken = 0;
 
-const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** The reward coupon's currency follows the catalogue's until the host types one. */
-export function fillReferralCurrency() {
-  const field = $("#rf-currency");
-  if (field.dataset.typed || document.activeElement === field) return;
-  const currency = currencyOf();
-  if (field.value !== currency) field.value = currency;
-}
-
-/** Left empty: the catalogue's currency again. */
-export function referralCurrencyLeft() {
-  const field = $("#rf-currency");
-  if (!field.value.trim()) { delete field.dataset.typed; field.value = currencyOf(); }
-}
-
-export function referralCurrencyTyped() {
-  const field = $("#rf-currency");
-  if (field.value.trim()) field.dataset.typed = "1";
-  else delete field.dataset.typed;
-}
+export const referralCurrency = followCatalogueCurrency("#rf-currency");
 
 export function resetReferrals() {
   loadToken += 1;
-  delete $("#rf-currency").dataset.typed;
-  $("#rf-currency").value = currencyOf();
+  referralCurrency.reset();
   $("#ref-tree").replaceChildren();
   setText($("#ref-totals"), "");
   setText($("#ref-result"), "");

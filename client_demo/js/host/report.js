@@ -10,7 +10,7 @@
 // `{room}-report.html` and so on); the URL is revoked afterwards.
 // Everything from the server is drawn with textContent (util.js `h`), never as markup.
 
-import { $, h, money, saveBlob, setText } from "../util.js";
+import { $, h, money, plural, saveBlob, setText } from "../util.js";
 import { S, hostApi, report as outcome } from "./state.js";
 
 const TOP_PRODUCTS = 10;
@@ -28,7 +28,6 @@ const STATE_WORDS = { scheduled: "upcoming", live: "live", ended: "ended" };
 let loadToken = 0; // an answer for another room (or an older load) is dropped
 let autoLoaded = false; // loaded once for the show's end in this room
 
-const plural = (n, one, many = `${one}s`) => `${Number(n) || 0} ${Number(n) === 1 ? one : many}`;
 const percent = (fraction) => `${((Number(fraction) || 0) * 100).toFixed(1)}%`;
 const count = (n) => (Number(n) || 0).toLocaleString();
 const time = (ms) => new Date(ms).toLocaleTimeString();
@@ -55,10 +54,12 @@ export function resetReport() {
   for (const id of ["#rp-result", "#rp-dl-result", "#rp-age"]) setText($(id), "");
 }
 
-/** The show ended (its event, or a room opened once ended): load the final report,
- *  once per room for a snapshot's sake, every time for the event's. */
-export function reportShowEnded({ event = false } = {}) {
-  if (autoLoaded && !event) return;
+/** The show ended (this console's End show, the `show_ended` event, or a room opened
+ *  once ended): load the final report, once per room. The server answers POST /end
+ *  once the show is wound down and its event sent, so the report loaded then is the
+ *  final one already, and the event that follows loads nothing again. */
+export function reportShowEnded() {
+  if (autoLoaded) return;
   autoLoaded = true;
   loadReport();
 }

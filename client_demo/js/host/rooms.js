@@ -8,7 +8,7 @@ import { Live } from "../live.js";
 import { $, api, h, setText, store, timeOfDay, toast } from "../util.js";
 import { resetAuctions } from "./auctions.js";
 import { resetCatalogue } from "./catalogue.js";
-import { loadMutes, resetModeration } from "./chat_moderation.js";
+import { resetModeration } from "./chat_moderation.js";
 import { confirmAction } from "./confirm.js";
 import { resetCoupons } from "./coupons.js";
 import { resetFans, startFans, stopFans } from "./fans.js";
@@ -187,8 +187,8 @@ function startRoom(id, key, state) {
   setKeyNotice(id, key);
   history.replaceState(null, "", `/host?room=${encodeURIComponent(id)}`);
   if (state) handlers.applySnapshot(state);
-  // The viewers muted now: the list survives a reload or a switch of rooms.
-  loadMutes();
+  // The viewers muted now (the list survives a reload or a switch of rooms) load with
+  // the WebSocket's first snapshot (host.js onSnapshot), not here as well.
   setLive(new Live({ roomId: id, tokenKey: "livesell.hostToken", hostKey: key,
                      onEvent: handlers.onEvent, onState: setConn }));
   live.start();
@@ -281,7 +281,7 @@ export async function endShow() {
   if (S.room) { S.room.state = "ended"; S.room.ended_at = res.data.ended_at; }
   renderRoomState("ended");
   $("#end-dlg").close();
-  // The final report, at once (the show_ended event loads it again, whole).
+  // The final report, at once (the show_ended event then loads nothing again).
   reportShowEnded();
   goToReport();
   toast("The show has ended. Its final report is below.", "ok");

@@ -42,8 +42,9 @@ export const now = () => (live ? live.serverNow() : Date.now());
 /** One of the server's limits, or null before the room's state arrived. */
 export const limit = (name) => (S.limits && Number.isFinite(S.limits[name]) ? S.limits[name] : null);
 
-export function hostApi(method, path, body) {
-  return api(method, `/api/rooms/${encodeURIComponent(S.roomId)}${path}`, body, { "X-Host-Key": S.hostKey });
+/** `api` on this room's path, with the host key; `options` as `api`'s (timeoutMs). */
+export function hostApi(method, path, body, options = {}) {
+  return api(method, `/api/rooms/${encodeURIComponent(S.roomId)}${path}`, body, { "X-Host-Key": S.hostKey }, options);
 }
 
 /** Show an action's outcome next to its form: the confirmation or the server's error. */
@@ -77,4 +78,40 @@ export function currencyOf() {
   let best = "USD", n = 0;
   for (const [c, k] of counts) if (k > n) { best = c; n = k; }
   return best;
+}
+
+/** A currency field that follows the catalogue's currency (`currencyOf`) until the
+ *  host types one of their own; emptied and left, it follows again. The coupon
+ *  drop's and the referral reward coupon's fields are two of these. `fill` when the
+ *  catalogue changes, `reset` for another room, `listen` once to follow what the
+ *  host types (`typed` and `left` are the field's input and blur listeners). */
+export function followCatalogueCurrency(selector) {
+  const field = () => document.querySelector(selector);
+  const follower = {
+    fill() {
+      const f = field();
+      if (f.dataset.typed || document.activeElement === f) return;
+      const currency = currencyOf();
+      if (f.value !== currency) f.value = currency;
+    },
+    reset() {
+      const f = field();
+      delete f.dataset.typed;
+      f.value = currencyOf();
+    },
+    typed() {
+      const f = field();
+      if (f.value.trim()) f.dataset.typed = "1";
+      else delete f.dataset.typed;
+    },
+    left() {
+      const f = field();
+      if (!f.value.trim()) { delete f.dataset.typed; f.value = currencyOf(); }
+    },
+    listen() {
+      field().addEventListener("input", follower.typed);
+      field().addEventListener("blur", follower.left);
+    },
+  };
+  return follower;
 }

@@ -145,6 +145,25 @@ export function applyTextLimits(limits) {
   if (Number.isFinite(limits.nickname_max_length)) $("#rename-input").maxLength = limits.nickname_max_length;
 }
 
+// ------------------------------------------------------------------ the chat's wait
+// Slow mode after a message, or the wait a refusal named (`retry_after_s`), is a wait
+// the page starts itself: a duration from now, not a moment of the server's clock. It
+// is kept on this device's monotonic clock (performance.now()), which neither a
+// wrong wall clock nor a better estimate of the server-clock offset moves, so a 30 s
+// wait counts down from 30 and never reads "Wait 31 s".
+
+/** Milliseconds before the next message may go (0: now). */
+export function chatWaitLeft() {
+  return Math.max(0, S.chatReadyAt - performance.now());
+}
+
+/** Hold the next message back `seconds` from now; with `keepLonger`, a longer wait
+ *  already running stays. */
+export function holdChat(seconds, keepLonger = false) {
+  const until = performance.now() + seconds * 1000;
+  S.chatReadyAt = keepLonger ? Math.max(S.chatReadyAt, until) : until;
+}
+
 /** Slow mode from the room policy (snapshot or `room_policy`). */
 export function applySlowMode(slow) {
   // Slow mode off: the server lets the next message through at once.
@@ -160,14 +179,14 @@ export function sendChat(e) {
   const text = input.value.trim();
   if (!text || !live) return;
   if (S.mutedUntil > now()) { renderMuted(); return; }
-  if (S.chatReadyAt > now()) { renderChatGate(); return; }
+  if (chatWaitLeft() > 0) { renderChatGate(); return; }
   if (!live.sendOnce({ type: "chat", text })) {
     toast("Not connected — your message was not sent. It will be here when you retry.", "error");
     return;
   }
   input.value = "";
   S.chatWait = "";
-  if (S.policy.slow_mode_s) S.chatReadyAt = now() + S.policy.slow_mode_s * 1000;
+  if (S.policy.slow_mode_s) holdChat(S.policy.slow_mode_s);
   renderChatGate();
   scheduleClock();
   enterByKeyword(text);
@@ -210,7 +229,7 @@ export function onChatRefused(err, request) {
   const wait = err.details && Number(err.details.retry_after_s);
   if (err.code === "slow_mode" || err.code === "chat_busy") {
     const seconds = Number.isFinite(wait) && wait > 0 ? Math.ceil(wait) : 1;
-    S.chatReadyAt = now() + seconds * 1000;
+    holdChat(seconds);
     S.chatWait = err.code;
     renderChatGate();
     scheduleClock();
@@ -223,9 +242,8 @@ export function onChatRefused(err, request) {
 /** The send button: "Wait N s" while slow mode (or a busy room) holds the next
  *  message back, with a line saying why when the server refused one. */
 export function renderChatGate() {
-  const at = now();
-  const muted = S.mutedUntil > at;
-  const left = S.chatReadyAt - at;
+  const muted = S.mutedUntil > now();
+  const left = chatWaitLeft();
   const waiting = left > 0;
   const secs = Math.max(1, Math.ceil(left / 1000));
   const send = $("#chat-send");

@@ -14,7 +14,7 @@
 import { $, clock, h, initials, money, newId, setText, store, tileColor, toast } from "../util.js";
 import { renderAllCards } from "./cards.js";
 import {
-  COUPON_REFUSALS, bestCoupon, couponText, couponsFor, learnCouponRefusal, subtotalOf, walletCoupons,
+  COUPON_REFUSALS, bestCoupon, couponText, couponsFor, learnCouponRefusal, markUsed, subtotalOf, walletCoupons,
 } from "./coupons.js";
 import { renderPromos } from "./promos.js";
 import { S, keys, live, now, showEnded } from "./state.js";
@@ -75,10 +75,7 @@ export function onHoldReleased(reply) {
 
 export function onOrder(order) {
   S.lastOrder = order;
-  if (order.coupon_id) {
-    S.usedCoupons.add(order.coupon_id);
-    store.set(keys.used(), [...S.usedCoupons]);
-  }
+  if (order.coupon_id) markUsed(order.coupon_id);
   const title = (S.hold && S.hold.id === order.hold_id && S.hold.title) ||
                 (S.products.get(order.product_id) || {}).title || "your item";
   if (S.hold && S.hold.id === order.hold_id) setHold(null);
@@ -259,39 +256,79 @@ function renderCouponChoice(hold, at, checkoutPending) {
 // unanswered requests). Never sent until checked again on a fresh state.
 let offline = null;
 let offlineRoom = null;
-// After a reconnect: the snapshot count then, and when; the first snapshot after
-// it says where the hold and the coupon stand.
+// After a reconnect: the snapshot count then; the first snapshot after it says where
+// the hold and the coupon stand.
 let fresh = null;
+let freshTimer = null;
+// Snapshots applied in full on this page (onSnapshotApplied). The Live connection
+// counts one as it starts applying it, before the room's state is in.
+let applied = 0;
 // Without a snapshot this long after a reconnect, the check goes on what the page has.
 const FRESH_WAIT_MS = 5000;
+// The server's request and hold ids (ID_PATTERN).
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 const offlineKey = () => `livesell.checkout.offline.${S.roomId}`;
+
+/** The kept checkout as read back from storage, or null when it is not one this page
+ *  wrote (another page's, or edited): its frame must be the checkout of the very hold
+ *  and coupon that are checked. What is sent is built from those checked fields only,
+ *  never the stored frame as it is. */
+function keptFrom(saved) {
+  if (!saved || typeof saved !== "object") return null;
+  const { frame, hold_id: holdId } = saved;
+  const couponId = saved.coupon_id === undefined || saved.coupon_id === null ? "" : saved.coupon_id;
+  if (!frame || typeof frame !== "object" || frame.type !== "checkout") return null;
+  if (typeof holdId !== "string" || !ID.test(holdId) || frame.hold_id !== holdId) return null;
+  if (typeof frame.request_id !== "string" || !ID.test(frame.request_id)) return null;
+  if (typeof couponId !== "string" || (couponId && !ID.test(couponId))) return null;
+  if ((frame.coupon_id === undefined ? "" : frame.coupon_id) !== couponId) return null;
+  const rebuilt = { type: "checkout", request_id: frame.request_id, hold_id: holdId };
+  if (couponId) rebuilt.coupon_id = couponId;
+  return { frame: rebuilt, hold_id: holdId, coupon_id: couponId,
+           coupon_title: typeof saved.coupon_title === "string" ? saved.coupon_title : "" };
+}
 
 function offlineCheckout() {
   if (offlineRoom !== S.roomId) {
     offlineRoom = S.roomId;
     const saved = store.get(offlineKey(), null);
-    offline = saved && saved.frame && saved.frame.type === "checkout" ? saved : null;
+    offline = keptFrom(saved);
+    if (saved && !offline) store.set(offlineKey(), null);
   }
   return offline;
 }
 
 function setOffline(value) {
   offlineCheckout();
-  offline = value;
-  store.set(offlineKey(), value);
+  offline = value ? keptFrom(value) : null;
+  store.set(offlineKey(), offline);
+}
+
+function stopWaitingFresh() {
+  fresh = null;
+  clearTimeout(freshTimer);
+  freshTimer = null;
 }
 
 /** The connection's state (viewer/connection.js). Back live with a checkout kept:
  *  wait for a snapshot before checking it (a resumed connection gets none by
- *  itself, so ask for one). */
+ *  itself, so ask for one), or FRESH_WAIT_MS at most. */
 export function onConnection(state, info = {}) {
-  fresh = null;
+  stopWaitingFresh();
   if (state === "live" && live && offlineCheckout()) {
-    fresh = { snapshots: live.stats.snapshots, since: Date.now() };
-    if (info.resumed) live.send({ type: "resync" });
+    fresh = { snapshots: applied };
+    freshTimer = setTimeout(() => settleOffline(true), FRESH_WAIT_MS);
+    if (info.resumed) live.resync();
   }
+  reviewOffline();
   if (S.hold) renderHold();
+}
+
+/** A snapshot was applied (viewer.js): the state the kept checkout waits for. */
+export function onSnapshotApplied() {
+  applied += 1;
+  settleOffline(false);
 }
 
 /** What would make the server refuse this checkout, by what the page knows now:
@@ -327,25 +364,38 @@ function askAgain(problem, when) {
   renderAllCards();
 }
 
-/** The kept checkout: dropped the moment the page sees it could not go as asked
- *  (online or not); sent, under its request id, once a fresh state says nothing
- *  changed. */
-function settleOffline(at) {
+/** The kept checkout against what the page knows now: dropped the moment the page
+ *  sees it could not go as asked (online or not), the buyer asked again. Never sends.
+ *  Runs on the clock's tick and after every frame (viewer.js), not in rendering.
+ *  Returns the kept checkout still standing, or null. */
+export function reviewOffline() {
   const kept = offlineCheckout();
-  if (!kept) return;
-  const problem = checkoutProblem(kept.hold_id, kept.coupon_id, kept.coupon_title, at);
-  if (problem) {
-    setOffline(null);
-    fresh = null;
-    askAgain(problem, "Your order wasn't sent:");
-    return;
-  }
-  if (!live || !live.connected || !fresh) return;
-  if (live.stats.snapshots <= fresh.snapshots && Date.now() - fresh.since < FRESH_WAIT_MS) return;
+  if (!kept) return null;
+  // A page (re)loaded knows nothing of the room's coupons and holds before its first
+  // snapshot: what it lacks then is not a change, so nothing is judged yet.
+  if (applied === 0) return kept;
+  const problem = checkoutProblem(kept.hold_id, kept.coupon_id, kept.coupon_title, now());
+  if (!problem) return kept;
   setOffline(null);
-  fresh = null;
+  stopWaitingFresh();
+  askAgain(problem, "Your order wasn't sent:");
+  return null;
+}
+
+/** The send decision: the kept checkout goes out, under its request id, once the
+ *  connection is back and a fresh state (the snapshot after the reconnect, or
+ *  FRESH_WAIT_MS without one: `waited`) says nothing changed. Called when a
+ *  snapshot was applied and by onConnection's timer only. */
+function settleOffline(waited) {
+  const kept = reviewOffline();
+  // Never on no state at all (a page loaded since): its first snapshot decides.
+  if (!kept || !live || !live.connected || !fresh || applied === 0) return;
+  if (!waited && applied <= fresh.snapshots) return;
+  stopWaitingFresh();
+  setOffline(null);
   $("#checkout-msg").hidden = true;
   sendCheckout(kept.frame);
+  renderHold();
 }
 
 // ------------------------------------------------------------------ sending
@@ -391,7 +441,6 @@ function wordPending() {
 
 export function renderHold() {
   const at = now();
-  settleOffline(at);
   wordPending();
   const hold = S.hold;
   const bar = $("#cartbar");
@@ -402,7 +451,8 @@ export function renderHold() {
   const over = hold ? holdOver(hold, at) : "";
   bar.hidden = !hold || !!over;
   const sent = hold && live && live.isPending((f) => f.type === "checkout" && f.hold_id === hold.id);
-  const kept = hold && offline && offline.hold_id === hold.id;
+  const keptCheckout = hold ? offlineCheckout() : null;
+  const kept = !!keptCheckout && keptCheckout.hold_id === hold.id;
   const checkoutPending = sent || kept;
   const releasePending = hold && live && live.isPending((f) => f.type === "release" && f.hold_id === hold.id);
   for (const el of [$("#checkout-item"), $("#hold-timer"), $(".totals", dlg), $("#pay-btn"), $("#release-btn")]) {

@@ -94,6 +94,29 @@ const FOR_ANY_ORDER = ["coupon_not_found", "coupon_not_claimed", "coupon_used", 
 
 export const COUPON_REFUSALS = [...FOR_ANY_ORDER, "coupon_currency", "coupon_min_spend"];
 
+/** An order used the coupon (`order_placed`): it is used, in memory and in storage,
+ *  read afresh (another tab of this identity may have added to the stored list). */
+export function markUsed(couponId) {
+  if (!couponId) return;
+  S.usedCoupons.add(couponId);
+  const stored = new Set(store.get(keys.used(), []) || []);
+  stored.add(couponId);
+  store.set(keys.used(), [...stored]);
+}
+
+/** The coupon is this viewer's to use again (its order was cancelled: cancel_order.lua
+ *  gives it back): out of the used list, memory and storage, and a `coupon_used` a
+ *  refusal taught this page is forgotten too, so the checkout offers it again. */
+export function unmarkUsed(couponId) {
+  if (!couponId) return;
+  S.usedCoupons.delete(couponId);
+  const stored = new Set(store.get(keys.used(), []) || []);
+  stored.delete(couponId);
+  store.set(keys.used(), [...stored]);
+  const told = learned.get(couponId);
+  if (told && told.code === "coupon_used") learned.delete(couponId);
+}
+
 /** The server refused a checkout with this coupon: remember why (this page load). */
 export function learnCouponRefusal(couponId, code, holdId) {
   if (couponId && COUPON_REFUSALS.includes(code)) learned.set(couponId, { code, holdId });

@@ -16,7 +16,7 @@
 // by deal id for the current identity; the `holds` of a `group_update` that
 // filled or ended a group name every member's hold.
 
-import { api, clock, copyText, h, initials, money, setText, toast } from "../util.js";
+import { api, clock, copyText, h, initials, money, plural, setText, toast } from "../util.js";
 import { offerHold, openCheckout } from "./checkout.js";
 import { scheduleClock } from "./clock.js";
 import { showLevel } from "./fans.js";
@@ -347,7 +347,6 @@ function hideMsg(id) {
   if (r) r.msg.hidden = true;
 }
 
-const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 function pendingFor(dealId) {
   if (!live) return null;

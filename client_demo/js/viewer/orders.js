@@ -14,6 +14,7 @@
 // snapshot carries nothing of this viewer's own; the server still decides every buy.
 
 import { money, store, toast } from "../util.js";
+import { unmarkUsed } from "./coupons.js";
 import { S, keys, limit, now } from "./state.js";
 
 // hold id -> {sale_id, product_id, quantity, expires_at}; order id -> {sale_id,
@@ -33,11 +34,52 @@ export function offerIdOf(product, offer) {
   return offer.kind === "sale" && product.sale ? product.sale.sale_id : `bn_${product.product_id}`;
 }
 
+// What localStorage gives back is whatever was stored there (an older page, another
+// tab, a person with the developer tools): every entry is checked as it is read, and
+// one that is not what this page stores is left out.
+const isObject = (v) => !!v && typeof v === "object" && !Array.isArray(v);
+const isId = (v) => typeof v === "string" && v.length > 0;
+const positive = (v) => Number.isFinite(v) && v > 0;
+
+/** A stored hold {sale_id, product_id, quantity, expires_at}, or null. Its quantity
+ *  is taken as a number (Number()); its expires_at must be one, a server timestamp. */
+function storedHold(v) {
+  if (!isObject(v) || !isId(v.sale_id) || !isId(v.product_id)) return null;
+  const quantity = Number(v.quantity);
+  if (!positive(quantity) || !positive(v.expires_at)) return null;
+  return { sale_id: v.sale_id, product_id: v.product_id, quantity, expires_at: v.expires_at };
+}
+
+/** A stored order {sale_id, product_id, quantity, currency?}, or null. */
+function storedOrder(v) {
+  if (!isObject(v) || !isId(v.sale_id) || !isId(v.product_id)) return null;
+  const quantity = Number(v.quantity);
+  if (!positive(quantity)) return null;
+  if (v.currency !== undefined && typeof v.currency !== "string") return null;
+  const order = { sale_id: v.sale_id, product_id: v.product_id, quantity };
+  if (v.currency !== undefined) order.currency = v.currency;
+  return order;
+}
+
+/** The entries of a stored map that `check` accepts, as `check` gives them back. */
+function storedEntries(map, check) {
+  const out = {};
+  if (!isObject(map)) return out;
+  for (const [id, value] of Object.entries(map)) {
+    const entry = id ? check(value) : null;
+    if (entry !== null) out[id] = entry;
+  }
+  return out;
+}
+
 /** This identity's record (on a welcome that changed who the viewer is). */
 export function loadOrders() {
-  const saved = store.get(keys.bought(), null) || {};
-  book = { holds: { ...(saved.holds || {}) }, orders: { ...(saved.orders || {}) } };
-  orderCoupons = { ...(store.get(keys.orderCoupons(), {}) || {}) };
+  const saved = store.get(keys.bought(), null);
+  book = {
+    holds: storedEntries(isObject(saved) ? saved.holds : null, storedHold),
+    orders: storedEntries(isObject(saved) ? saved.orders : null, storedOrder),
+  };
+  orderCoupons = storedEntries(store.get(keys.orderCoupons(), null), (v) => (isId(v) ? v : null));
   floors.clear();
   prune();
 }
@@ -84,8 +126,8 @@ export function dropHolds(holdIds) {
   for (const id of holdIds || []) dropHold(id);
 }
 
-/** A checkout refused `checked_out`: the hold became an order this page has not
- *  seen (placed from another tab); its units count as bought. */
+/** A release refused `checked_out`: the hold became an order this page has not
+ *  seen (placed from another tab or device); its units count as bought. */
 export function holdCheckedOut(holdId) {
   const hold = book.holds[holdId];
   if (!hold) return;
@@ -138,27 +180,21 @@ function productTitle(id) {
   return p ? p.title : "your item";
 }
 
-/** Take a coupon out of the used list (memory and storage, as viewer/checkout.js
- *  keeps it), reading the stored list afresh: another tab may have added to it. */
-function giveCouponBack(couponId) {
-  S.usedCoupons.delete(couponId);
-  const stored = new Set(store.get(keys.used(), []) || []);
-  stored.delete(couponId);
-  store.set(keys.used(), [...stored]);
-}
-
 /** `order_cancelled`: for this viewer's own order, its units no longer count to the
- *  limit and its coupon is usable again. Returns whether it was this viewer's. */
+ *  limit and its coupon is usable again. Returns whether it was this viewer's. The
+ *  order may be known only by its hold (a release refused `checked_out`: placed from
+ *  another tab), kept as `h:<hold_id>`: the event's `hold_id` names it. */
 export function onOrderCancelled(ev) {
   if (!mine(ev)) return false;
   delete book.orders[ev.order_id];
+  if (isId(ev.hold_id)) delete book.orders[`h:${ev.hold_id}`];
   save();
   const couponId = orderCoupons[ev.order_id];
   let back = "";
   if (couponId) {
     delete orderCoupons[ev.order_id];
     store.set(keys.orderCoupons(), orderCoupons);
-    giveCouponBack(couponId);
+    unmarkUsed(couponId);
     const c = S.coupons.get(couponId) || S.rewardCoupons.get(couponId);
     back = ` Your coupon${c ? ` “${c.title}”` : ""} can be used again.`;
   }

@@ -16,7 +16,7 @@
 
 import { ago, clock, h, setText, timeOfDay } from "../util.js";
 import { answered, applyCount, byAnswered, byVotes, missedAnswers, newerQuestion } from "../question.js";
-import { renderChatGate, onMutedRefusal } from "./chat.js";
+import { chatWaitLeft, holdChat, renderChatGate, onMutedRefusal } from "./chat.js";
 import { scheduleClock } from "./clock.js";
 import { S, limit, live, mustSignIn, now } from "./state.js";
 import { explainAsk, explainUpvote } from "./words.js";
@@ -171,7 +171,7 @@ export function onAskRefused(err, request) {
   if (err.code === "slow_mode" || err.code === "chat_busy") {
     // The chat's gate: the Ask button (and the chat's Send) count down to it.
     const seconds = Number.isFinite(wait) && wait > 0 ? Math.ceil(wait) : 1;
-    S.chatReadyAt = Math.max(S.chatReadyAt, now() + seconds * 1000);
+    holdChat(seconds, true);
     S.askWait = err.code;
     hideAskMsg();
     renderChatGate();
@@ -342,7 +342,7 @@ export function renderAsk() {
   const at = now();
   const pending = askPending();
   const muted = S.mutedUntil > at;
-  const left = S.chatReadyAt - at;
+  const left = chatWaitLeft();
   const waiting = left > 0;
   const secs = Math.max(1, Math.ceil(left / 1000));
   const signIn = mustSignIn();
@@ -377,12 +377,12 @@ export function ask(e) {
   const input = document.getElementById("ask-input");
   const text = input.value.trim();
   if (!text || !live || askPending()) return;
-  if (S.mutedUntil > now() || S.chatReadyAt > now() || mustSignIn()) { renderAsk(); return; }
+  if (S.mutedUntil > now() || chatWaitLeft() > 0 || mustSignIn()) { renderAsk(); return; }
   hideAskMsg();
   askNote = "";
   live.request({ type: "ask", text });
   // The chat's slow mode counts the question as a message.
-  if (S.policy.slow_mode_s) S.chatReadyAt = now() + S.policy.slow_mode_s * 1000;
+  if (S.policy.slow_mode_s) holdChat(S.policy.slow_mode_s);
   renderChatGate();
   scheduleClock();
   renderAsk();

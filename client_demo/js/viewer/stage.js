@@ -43,6 +43,7 @@ export function setupVideo(url) {
   video.onerror = () => showPoster("The video stream could not be played right now. Shopping and chat still work.");
   video.onplaying = () => { poster.hidden = true; };
   // The stream is over (or the player gave up): the poster says so until it plays again.
+  // A live stream does not loop (the element has no `loop`): its end is the host's.
   video.onended = () => { poster.hidden = false; setText(text, "The stream has stopped. Shopping and chat still work."); };
   // A live stream has nothing to seek: no native controls (their seek bar), ours only.
   video.controls = false;

@@ -63,7 +63,9 @@ export const S = {
   // max_likes_per_frame (and the host forms' lengths, unused here). Null until the
   // first snapshot; the server checks every request whatever the page shows.
   limits: null,
-  chatReadyAt: 0, // server time before which slow mode holds the next message back
+  // performance.now() before which slow mode (or a busy chat) holds the next message
+  // back: a wait the page started itself, kept on the monotonic clock (viewer/chat.js).
+  chatReadyAt: 0,
   chatWait: "", // why the send button is counting down
   askWait: "", // why the Ask button is counting down (slow_mode, chat_busy)
   signinNotice: "", // a refused shop sign-in, shown while the page carries on as a guest
