@@ -61,16 +61,21 @@ class _ClosedAware(AbstractConnection):
         if self.pool is not None and self.pool.closed:
             raise RedisConnectionError("the Redis client is closed: the server is stopping")
 
-    # Both ways in: connect() (a pool's check, a retry) and connect_check_health()
-    # (a command on a dropped connection). Through typed names: redis-py leaves
-    # them untyped.
+    # Both ways in: connect() (the pool's check of every connection it hands out, a
+    # retry) and connect_check_health() (a command on a dropped connection). Through
+    # typed names: redis-py leaves them untyped.
     async def connect(self) -> None:
+        # A connected connection returns at once, as redis-py's own first step does
+        # after its retry wrapper: the pool calls this for every command.
+        if self.is_connected:
+            return
         self._refuse_when_closed()
         connect: Callable[[], Awaitable[None]] = super().connect
         await connect()
 
     async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
-        self._refuse_when_closed()
+        if not self.is_connected:
+            self._refuse_when_closed()
         connect: Callable[..., Awaitable[None]] = super().connect_check_health
         await connect(*args, **kwargs)
 
@@ -108,12 +113,6 @@ class ClosingPool(BlockingConnectionPool):
         if isinstance(connection, _ClosedAware):
             connection.pool = self
         return connection
-
-    async def get_connection(self, *args: Any, **options: Any) -> AbstractConnection:
-        if self.closed:
-            raise RedisConnectionError("the Redis client is closed: the server is stopping")
-        get: Callable[..., Awaitable[AbstractConnection]] = super().get_connection
-        return await get(*args, **options)
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
         self.closed = True
