@@ -314,6 +314,32 @@ async def test_room_list_pages_live_and_upcoming_rooms(server: LiveServer,
     assert not_ended["error"]["code"] == "show_not_ended"
 
 
+async def test_room_list_shows_the_first_pinned_product_image(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """Each listed show carries a picture for the picker: the image of its first
+    pinned product that has one; "" when no pinned product has one (an unpinned
+    product's image is not used: only pins are read)."""
+    bare, pictured, unpinned = await _many_rooms(http, 3, "Thumb")
+    await bare.call("POST", "/pins", {"product_id": (await bare.product())["product_id"]},
+                    expect=200)
+    plain = await pictured.product()
+    lamp = await pictured.product(image_url="https://img.example/lamp.jpg")
+    mug = await pictured.product(image_url="https://img.example/mug.jpg")
+    for product in (plain, lamp, mug):
+        await pictured.call("POST", "/pins", {"product_id": product["product_id"]},
+                            expect=200)
+    await unpinned.product(image_url="https://img.example/vase.jpg")
+    listed = {r["room_id"]: r["thumbnail_url"]
+              for r in (await http.get("/api/rooms")).json()["rooms"]}
+    assert listed == {bare.room_id: "", pictured.room_id: "https://img.example/lamp.jpg",
+                      unpinned.room_id: ""}
+    # Unpinned, the next pinned picture is the room's.
+    await pictured.call("DELETE", f"/pins/{lamp['product_id']}", expect=200)
+    listed = {r["room_id"]: r["thumbnail_url"]
+              for r in (await http.get("/api/rooms")).json()["rooms"]}
+    assert listed[pictured.room_id] == "https://img.example/mug.jpg"
+
+
 # ---------------------------------------------------------------------- the pulse
 
 

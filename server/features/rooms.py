@@ -59,6 +59,7 @@ from server.features.lotteries import Lotteries
 from server.features.registry import Call, Registry, Route
 from server.features.sales import Sales
 from server.features.waitlist import Waitlist
+from server.state.faults import REDIS_FAULTS
 from server.state.rooms_data import RoomsData
 
 if TYPE_CHECKING:
@@ -395,9 +396,17 @@ class Lifecycle:
         rows = await self.ctx.store.public_rooms(limit + 1, before,
                                                  now_ms() - STALE_SCHEDULED_MS)
         page = rows[:limit]
+        # A picture for each show in the picker: its first pinned product's image.
+        # The list itself is the store's: with Redis down it is served without them.
+        try:
+            thumbnails = await self.ctx.data.catalogue.thumbnails([r["room_id"] for r in page])
+        except REDIS_FAULTS as exc:
+            self.ctx.health.redis_failed(exc)
+            thumbnails = {}
         rooms = [{"room_id": r["room_id"], "title": r["title"], "stream_url": r["stream_url"],
                   "created_at": r["created_at"], "state": r["state"],
-                  "starts_at": r["starts_at"]} for r in page]
+                  "starts_at": r["starts_at"],
+                  "thumbnail_url": thumbnails.get(r["room_id"], "")} for r in page]
         more = len(rows) > limit
         cursor = encode_cursor(page[-1]["created_at"], page[-1]["room_id"]) \
             if more and page else None
