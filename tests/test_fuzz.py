@@ -158,6 +158,7 @@ def world(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     client.flushall()
     client.close()
     server = ThreadedServer(redis_server.url, tmp_path_factory.mktemp("fuzz") / "data")
+    _stream_files(server.settings.stream_dir, tmp_path_factory.mktemp("outside"))
     port = server.start()
     faults = Faults()
     # Attached after the server started: uvicorn's logging set-up replaces the
@@ -174,6 +175,17 @@ def world(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
         for owner in owners:
             owner.removeHandler(faults)
         server.stop()
+
+
+def _stream_files(folder: Path, outside: Path) -> None:
+    """What an encoder leaves in the streams folder, and a link to a file outside it."""
+    show = folder / "fz"
+    show.mkdir(parents=True)
+    (show / "index.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n"
+                                      "seg0.ts\n")
+    (show / "seg0.ts").write_bytes(b"\x47" + bytes(187))
+    (outside / "secret.ts").write_bytes(b"not for the web")
+    (show / "out.ts").symlink_to(outside / "secret.ts")
 
 
 def _populate(w: World) -> None:
@@ -508,6 +520,9 @@ HTTP: dict[tuple[str, str], Endpoint] = {
         "slow_mode_s": INTS}),
     ("MOUNT", "/static"): Endpoint({"path": "static"}),
     ("GET", "/api/docs/static/{name}"): Endpoint({"name": "static"}),
+    ("GET", "/static/vendor/{name}"): Endpoint({"name": "vendor"}),
+    # The streams folder holds a playlist, a segment and a link out of it (`_populate`).
+    ("GET", "/streams/{path:path}"): Endpoint({"path:path": "stream"}),
 }
 WS_ROUTES = frozenset({"/ws/{room_id}"})
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "PROPFIND"]
@@ -564,6 +579,17 @@ def _path_value(kind: str, w: World) -> st.SearchStrategy[str]:
         return st.one_of(st.sampled_from(files or ["x"]), st.sampled_from(
             ["..%2f..%2fpyproject.toml", "%2e%2e/%2e%2e/README.md", "js/", "nope.js",
              "%00", "viewer.html%00.js"]), TEXT.map(_quote))
+    if kind == "vendor":
+        return st.one_of(st.sampled_from(["hls.mjs", "hls.worker.js", "hls.min.mjs", "hls.js",
+                                          "..%2fpackage.json", "%00", ""]), TEXT.map(_quote))
+    if kind == "stream":
+        # Real files, then every way of spelling a way out of the folder.
+        return st.one_of(st.sampled_from(
+            ["fz/index.m3u8", "fz/seg0.ts", "fz/out.ts", "fz", "fz/", "fz//index.m3u8",
+             "fz/../fz/index.m3u8", "..%2f..%2fpyproject.toml", "%2e%2e/%2e%2e/README.md",
+             "fz/%2e%2e/%2e%2e/x.ts", "%2fetc%2fpasswd", "fz/index.m3u8%00.ts", "%00",
+             ".hidden.ts", "fz/index.M3U8", "fz\\index.m3u8"]),
+            TEXT.map(_quote), st.lists(TEXT.map(_quote), max_size=10).map("/".join))
     raw = ids(kind, w).map(lambda v: v if isinstance(v, str) else json.dumps(v))
     return raw.map(lambda t: _quote(t) or "x")
 

@@ -53,9 +53,11 @@ def assert_hardened(response: httpx.Response, port: int) -> None:
     assert directives["style-src"] == ["'self'"], what
     assert directives["object-src"] == ["'none'"], what
     assert directives["frame-ancestors"] == ["'none'"], what
-    assert directives["connect-src"] == ["'self'", f"ws://127.0.0.1:{port}",
+    # The stream's sources for hls.js's fetches (client_demo/js/video.js), then this host.
+    assert directives["connect-src"] == ["'self'", "https:", "http:", f"ws://127.0.0.1:{port}",
                                          f"wss://127.0.0.1:{port}"], what
-    assert directives["media-src"] == ["'self'", "https:", "http:"], what
+    # blob: is the MediaSource hls.js plays through.
+    assert directives["media-src"] == ["'self'", "blob:", "https:", "http:"], what
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, what
     assert response.headers.get("x-frame-options") == "DENY", what
     assert response.headers.get("x-content-type-options") == "nosniff", what
@@ -99,7 +101,8 @@ async def test_embedding_shops_and_media_sources_are_configurable(
             response = await http.get("/")
         csp = response.headers["content-security-policy"]
         assert "frame-ancestors https://shop.example https://www.shop.example;" in csp
-        assert "media-src 'self' https://cdn.example;" in csp
+        assert "media-src 'self' blob: https://cdn.example;" in csp
+        assert "connect-src 'self' https://cdn.example ws://" in csp
         assert "img-src 'self' data: https://cdn.example;" in csp
         assert "x-frame-options" not in response.headers
         assert response.headers["referrer-policy"] == "no-referrer"
@@ -112,7 +115,7 @@ async def test_a_host_header_cannot_add_policy_directives(hardened: LiveServer) 
         response = await http.get("/", headers={"Host": "evil; script-src *"})
     csp = response.headers["content-security-policy"]
     assert "evil" not in csp and "script-src *" not in csp
-    assert csp.endswith("connect-src 'self'")
+    assert csp.endswith("connect-src 'self' https: http:")
 
 
 def test_security_settings_are_checked() -> None:

@@ -94,12 +94,32 @@ IMAGE_URL: Final = Str(
     strip=True,
     says="must be an http:// or https:// URL or an uploaded image's path "
          "(/images/<room>/<sha256>.<png|jpg|webp|gif>)")
+# A file in the streams folder livesell serves at /streams/ (a shop's encoder writes
+# its HLS there: server/features/streams.py, which takes the same names): 1 to 8
+# names joined by '/', each of letters, digits, '_', '-' and '.', not starting with
+# '.', so no `.`, `..`, hidden file, empty part, backslash, query or escape.
+STREAM_NAME: Final = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}"
+STREAM_DEPTH: Final = 8
+_STREAM_PATH: Final = rf"{STREAM_NAME}(?:/{STREAM_NAME}){{0,{STREAM_DEPTH - 1}}}"
+STREAM_PATH_PATTERN: Final = re.compile(rf"^{_STREAM_PATH}$")
+STREAMS_PREFIX: Final = "/streams/"
+# A room's stream: an http(s) URL as `URL` takes, or the path of a stream this
+# server serves from its streams folder (/streams/<show>/index.m3u8), played from
+# the page's own origin.
+STREAM_URL: Final = Str(
+    MAX_URL, min_len=0,
+    pattern=re.compile(r"""^(https?://[^\s<>"'\u0000-\u001f\u007f\u0085]+"""
+                       rf"|{STREAMS_PREFIX}{_STREAM_PATH})?$"),
+    strip=True,
+    says="must be an http:// or https:// URL or a path in this server's streams folder "
+         "(/streams/<name>/index.m3u8)")
 TITLE: Final = Str(MAX_TITLE, strip=True)
 CURRENCY: Final = Str(3, min_len=3, pattern=CURRENCY_PATTERN)
 
 ROOM_SHAPE: Final = Shape("room", {
     "title": req(TITLE),
-    "stream_url": opt(URL, "", "the stream the pages play (http or https)"),
+    "stream_url": opt(STREAM_URL, "", "the stream the pages play (http or https, or "
+                                      "/streams/... from this server's streams folder)"),
 })
 
 

@@ -273,6 +273,18 @@ class ImageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Live video a shop's encoder writes as HLS into a folder that livesell serves
+    at /streams/ (server/features/streams.py)."""
+
+    # The folder. Empty: data_dir/streams.
+    dir: str = ""
+    # How long browsers and caches may keep a media segment (.ts, .m4s, .mp4, .aac),
+    # seconds; playlists are never kept (they change with every segment).
+    segment_max_age_s: int = field(default=3600, metadata=_range(0, 31_536_000))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -286,6 +298,7 @@ class Settings:
     record: RecordSettings = field(default_factory=RecordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     images: ImageSettings = field(default_factory=ImageSettings)
+    streams: StreamSettings = field(default_factory=StreamSettings)
 
     @property
     def data_path(self) -> Path:
@@ -300,6 +313,12 @@ class Settings:
     @property
     def image_dir(self) -> Path:
         return self.data_path / "images"
+
+    @property
+    def stream_dir(self) -> Path:
+        return Path(self.streams.dir).expanduser().resolve() if self.streams.dir else (
+            self.data_path / "streams"
+        )
 
     @property
     def store_path(self) -> Path:

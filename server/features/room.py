@@ -41,8 +41,8 @@ CREATE_SHAPE: Final = Shape("room", {
 # PATCH /api/rooms/{room_id}: the fields named change, the others are kept.
 UPDATE_SHAPE: Final = Shape("room", {
     "title": opt(domain.TITLE, doc="the show's title (trimmed)"),
-    "stream_url": opt(domain.URL, doc="the stream the pages play (http or https; \"\": "
-                      "none)"),
+    "stream_url": opt(domain.STREAM_URL, doc="the stream the pages play (http or https, "
+                      "or /streams/... from this server's streams folder; \"\": none)"),
 }, doc="The fields to change.", non_empty="room: name at least one of stream_url, title")
 
 

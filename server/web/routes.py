@@ -2,8 +2,8 @@
 (server/features/registry.py) become Starlette routes here, behind the same
 checks (host key, a whole room, the show not ended, body size and type), and
 the few endpoints that belong to no room feature: health, readiness, the
-clock, sessions, creating, listing and archiving rooms, trace downloads and
-the pages."""
+clock, sessions, creating, listing and archiving rooms, trace downloads, the
+pages, the browser libraries they load (hls.js) and the streams folder."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import anyio.to_thread
 import segno
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -39,12 +40,16 @@ from server.features import images, registry, rooms
 from server.features import room as room_feature
 from server.features import webhooks as webhook_feature
 from server.features.show import Show
+from server.features.streams import StreamFolder
 from server.realtime.admission import client_bucket
 from server.web import asyncapi, openapi
+from server.web.filesend import OpenFileResponse
 from server.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from server.web.services import Services
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "client_demo"
+# Browser libraries as `npm ci` installs them from package.json, beside client_demo/.
+NODE_MODULES = CLIENT_DIR.parent / "node_modules"
 ROOM = "/api/rooms/{room_id}"
 Handler = Callable[[Request], Awaitable[Response]]
 # The field of a created thing's id in its answer, for the trace (a replay maps it).
@@ -428,6 +433,43 @@ async def swagger_file(request: Request) -> Response:
                         headers={"Cache-Control": "public, max-age=86400"})
 
 
+# hls.js (package.json) as the pages load it: its ES module build, which
+# client_demo/js/video.js imports, and the worker it transmuxes segments in (loaded
+# by URL from this server, so the pages' CSP needs no blob: workers). Nothing else
+# of the package: not its other builds, demo, types or source maps.
+VENDOR_FILES: Final = {"hls.mjs": "hls.js/dist/hls.min.mjs",
+                       "hls.worker.js": "hls.js/dist/hls.worker.js"}
+# Revalidated on every load (FileResponse's ETag and Last-Modified): after an upgrade
+# the module and its worker are never of two versions.
+VENDOR_HEADERS: Final = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+HLS_MISSING: Final = ("hls.js is not installed on this server (run `npm ci --omit=dev` in "
+                      "the livesell folder); HLS streams play only in browsers that play "
+                      "HLS themselves")
+
+
+def vendor_file(name: str, root: Path = NODE_MODULES) -> Path | None:
+    """The installed file served as /static/vendor/{name}, or None when `name` is
+    not one of VENDOR_FILES or its package is not installed under `root`."""
+    relative = VENDOR_FILES.get(name)
+    if relative is None:
+        return None
+    path = root / relative
+    return path if path.is_file() else None
+
+
+async def serve_vendor(request: Request) -> Response:
+    """One of hls.js's two files (VENDOR_FILES); 404 with a JSON error saying so when
+    hls.js is not installed."""
+    name = str(request.path_params["name"])
+    if name not in VENDOR_FILES:
+        raise HTTPException(404, "no such file")
+    # The stat off the event loop, as for images.
+    path = await asyncio.to_thread(vendor_file, name)
+    if path is None:
+        raise HTTPException(404, HLS_MISSING)
+    return FileResponse(path, media_type="text/javascript", headers=VENDOR_HEADERS)
+
+
 async def openapi_document(request: Request) -> Response:
     """This server's OpenAPI 3.1 document, built from its routes and their shapes."""
     state = request.app.state
@@ -497,6 +539,31 @@ async def serve_image(request: Request) -> Response:
     return FileResponse(path, media_type=media_type, headers=IMAGE_HEADERS)
 
 
+# ---------------------------------------------------------------- streams
+
+# A stream file answers with its own policy (no scripts, no loads, sandboxed), as an
+# image does: opened on its own, it is data, never a page.
+STREAM_HEADERS: Final = {"X-Content-Type-Options": "nosniff",
+                         "Content-Security-Policy": "default-src 'none'; sandbox"}
+
+
+async def serve_stream(request: Request) -> Response:
+    """A file of the streams folder (/streams/{path}): the HLS playlists and segments
+    a shop's encoder writes there (server/features/streams.py says which files may
+    be served); 404 for any other path. Playlists are never cached (they change with
+    every segment), segments for streams.segment_max_age_s."""
+    settings = services(request).settings
+    folder = StreamFolder(settings.stream_dir)
+    # Opened off the event loop (a stalled disk must not stop the room's fan-out), in
+    # the threads the file's reads use too (server/web/filesend.py).
+    opened = await anyio.to_thread.run_sync(folder.open, str(request.path_params["path"]))
+    if opened is None:
+        raise HTTPException(404, "no such stream file")
+    age = settings.streams.segment_max_age_s
+    cache = "no-cache" if opened.playlist or not age else f"public, max-age={age}"
+    return OpenFileResponse(opened, {"Cache-Control": cache, **STREAM_HEADERS})
+
+
 @dataclass(frozen=True, slots=True)
 class Fixed:
     """An endpoint of no room feature, as served and as the OpenAPI document
@@ -550,6 +617,10 @@ FIXED: Final = (
     Fixed("POST", ROOM + "/images", upload_image, access="host", status=201,
           raw_body=tuple(images.EXTENSIONS)),
     Fixed("GET", "/images/{room_id}/{name}", serve_image, media_type="image/*", doc=False),
+    Fixed("GET", "/static/vendor/{name}", serve_vendor, media_type="text/javascript",
+          doc=False),
+    Fixed("GET", "/streams/{path:path}", serve_stream,
+          media_type="application/vnd.apple.mpegurl", doc=False),
 )
 
 

@@ -4,9 +4,14 @@ carries (a pure ASGI middleware) and the Origin rule for the viewer WebSocket.
 The Content-Security-Policy allows scripts, styles and fonts from the server
 only (the pages have no inline script, handler or style), media and images from
 `security.media_sources` (a room's stream and product images may live on a
-CDN), and WebSocket connections to the host the page was loaded from: CSP
-'self' does not cover ws:/wss: in every browser, so the request's Host is
-written into connect-src. Framing is refused unless `security.frame_ancestors`
+CDN), fetches from the server and from `security.media_sources` too (hls.js
+loads a stream's playlists and segments with fetch/XHR where the browser has no
+HLS of its own), media from blob: URLs (hls.js hands the video element a
+MediaSource through one), and WebSocket connections to the host the page was
+loaded from: CSP 'self' does not cover ws:/wss: in every browser, so the
+request's Host is written into connect-src. Workers fall back to script-src
+'self': hls.js's worker is loaded from the server (/static/vendor/), never from
+a blob:. Framing is refused unless `security.frame_ancestors`
 lists origins. WebSocket scopes pass straight through: the fan-out path pays
 nothing. Pure apart from the ASGI plumbing; the origin grammar and the Origin
 rule live in server/core/netrules.py (settings check their values with it) and
@@ -41,10 +46,10 @@ class SecurityHeaders:
         frame_ancestors = ancestors or "'none'"
         media = " ".join(settings.media_sources.split())
         self._head = ("default-src 'self'; script-src 'self'; style-src 'self'; "
-                      f"img-src 'self' data: {media}; media-src 'self' {media}; "
+                      f"img-src 'self' data: {media}; media-src 'self' blob: {media}; "
                       "font-src 'self'; object-src 'none'; base-uri 'none'; "
                       f"form-action 'self'; frame-ancestors {frame_ancestors}; "
-                      "connect-src 'self'")
+                      f"connect-src 'self' {media}".rstrip())
         fixed = [("x-content-type-options", b"nosniff"),
                  ("referrer-policy", settings.referrer_policy.encode("latin-1"))]
         if not ancestors:
