@@ -30,6 +30,9 @@ _ids = itertools.count(1)
 
 
 def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings for a test server: its order store is the SQLite file in `data_dir`
+    unless `store={"url": store_url}` names a PostgreSQL database (the `store_url`
+    fixture)."""
     overrides: dict[str, dict[str, Any]] = {
         # gc_young_threshold 0: servers run inside the test process must not retune
         # the test runner's collector (tests/test_gcpolicy.py tests the policy itself).
@@ -50,6 +53,9 @@ def make_settings(redis_url: str, data_dir: Path, **sections: dict[str, Any]) ->
 # the hub falls back to `send_text` through ASGI.
 BOTH_TRANSPORTS = pytest.mark.parametrize("server", [True, False], indirect=True,
                                           ids=["hook", "plain-asgi"])
+# Runs a test that takes the `store_url` fixture (or the `server` fixture, which takes
+# it) on each order store: the SQLite file and a PostgreSQL database of its own.
+BOTH_STORES = pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
 
 
 class LiveServer:

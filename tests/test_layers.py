@@ -22,7 +22,7 @@ from typing import Final
 
 SERVER = Path(__file__).resolve().parent.parent / "server"
 
-STORAGE_DRIVERS: Final = frozenset({"redis", "aiosqlite", "sqlite3"})
+STORAGE_DRIVERS: Final = frozenset({"redis", "aiosqlite", "sqlite3", "asyncpg"})
 IO_MODULES: Final = STORAGE_DRIVERS | frozenset({
     "asyncio", "socket", "ssl", "selectors", "subprocess", "multiprocessing", "signal",
     "http", "urllib", "httpx", "httptools", "starlette", "uvicorn", "websockets", "uvloop",

@@ -1,9 +1,10 @@
 """Cancelling and refunding placed orders against a real server, redis-server and
-SQLite store: units back to stock and buyable again by exactly that many, the
-buyer's limit (and, for a cancellation, coupon) back, refunds adding up to what
-was paid, the order's fan points taken back, once whatever the retries, the
-audit agreeing throughout, also when cancellations race new buys and after
-Redis lost its data and was rebuilt from the store."""
+order store, each test on both stores (BOTH_STORES: SQLite and PostgreSQL): units
+back to stock and buyable again by exactly that many, the buyer's limit (and, for a
+cancellation, coupon) back, refunds adding up to what was paid, the order's fan
+points taken back, once whatever the retries, the audit agreeing throughout, also
+when cancellations race new buys and after Redis lost its data and was rebuilt
+from the store."""
 
 from __future__ import annotations
 
@@ -12,8 +13,19 @@ from typing import Any
 
 import httpx
 
-from tests.support import Host, LiveServer, ViewerClient, create_room, eventually, join, pay
+from tests.support import (
+    BOTH_STORES,
+    Host,
+    LiveServer,
+    ViewerClient,
+    create_room,
+    eventually,
+    join,
+    pay,
+)
 from tests.test_social import rebuilt
+
+pytestmark = BOTH_STORES
 
 
 def code(answer: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """The order store as the arbiter of a hold's outcome: an order row or an abort row,
-never both, and no order under a superseded room epoch. Real SQLite files, real
-locks from another process."""
+never both, and no order under a superseded room epoch. Each on both stores (the
+`store_url` fixture, BOTH_STORES): real SQLite files with real locks from another
+process, and a real PostgreSQL with its writer lock held by another session."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from server.state.store import (
     StoreError,
     open_store,
 )
-from tests.support import StoreLock, eventually
+from tests.store_kinds import AnyStore, lock_of, open_store_at
+from tests.support import BOTH_STORES, eventually
 
 
 def order(hold: str, room: str = "r_1", qty: int = 1) -> Order:
@@ -37,22 +39,23 @@ def order(hold: str, room: str = "r_1", qty: int = 1) -> Order:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteOrderStore]:
-    s = SqliteOrderStore(tmp_path / "orders.sqlite3", busy_timeout_ms=200)
-    await s.open()
+async def store(tmp_path: Path, store_url: str) -> AsyncIterator[AnyStore]:
+    s = await open_store_at(store_url, tmp_path, busy_timeout_ms=200)
     await s.set_room_epoch("r_1", "e1")
     yield s
     await s.close()
 
 
-async def test_abort_then_order_is_refused(store: SqliteOrderStore) -> None:
+@BOTH_STORES
+async def test_abort_then_order_is_refused(store: AnyStore) -> None:
     assert await store.abort_hold("h1", "r_1", "recovery", 5) == ABORTED
     assert await store.place_order(order("h1"), "e1") == ABORTED
     assert await store.order_for_hold("h1") is None
     assert await store.outcome_conflicts("r_1") == 0
 
 
-async def test_order_then_abort_keeps_the_order(store: SqliteOrderStore) -> None:
+@BOTH_STORES
+async def test_order_then_abort_keeps_the_order(store: AnyStore) -> None:
     assert await store.place_order(order("h2"), "e1") == PLACED
     assert await store.abort_hold("h2", "r_1", "recovery", 5) == ORDERED
     assert await store.aborted("r_1") == []
@@ -62,7 +65,8 @@ async def test_order_then_abort_keeps_the_order(store: SqliteOrderStore) -> None
     assert (await store.order_totals("r_1"))["orders"] == 1
 
 
-async def test_order_under_an_old_epoch_is_fenced(store: SqliteOrderStore) -> None:
+@BOTH_STORES
+async def test_order_under_an_old_epoch_is_fenced(store: AnyStore) -> None:
     assert await store.place_order(order("h3"), "e1") == PLACED
     await store.set_room_epoch("r_1", "e2")
     assert await store.place_order(order("h4"), "e1") == FENCED
@@ -70,7 +74,8 @@ async def test_order_under_an_old_epoch_is_fenced(store: SqliteOrderStore) -> No
     assert sorted(o.hold_id for o in await store.orders("r_1")) == ["h3", "h5"]
 
 
-async def test_one_batch_decides_in_queue_order(store: SqliteOrderStore) -> None:
+@BOTH_STORES
+async def test_one_batch_decides_in_queue_order(store: AnyStore) -> None:
     # Queued in one tick, so written in one transaction: the abort queued first wins
     # over the order queued after it, and the epoch change fences what follows it.
     futs = [store.place_order(order("a1"), "e1"),
@@ -86,9 +91,10 @@ async def test_one_batch_decides_in_queue_order(store: SqliteOrderStore) -> None
     assert await store.aborted("r_1") == ["a2"]
 
 
+@BOTH_STORES
 async def test_a_locked_file_fails_the_write_and_commits_nothing(
-        store: SqliteOrderStore) -> None:
-    async with StoreLock(store.path):
+        store: AnyStore) -> None:
+    async with lock_of(store):
         with pytest.raises(StoreError):
             await store.place_order(order("l1"), "e1")
         with pytest.raises(StoreError):
@@ -101,12 +107,13 @@ async def test_a_locked_file_fails_the_write_and_commits_nothing(
     assert not store.last_failed
 
 
-async def test_a_write_queued_behind_a_lock_commits_after_it(tmp_path: Path) -> None:
-    s = SqliteOrderStore(tmp_path / "o.sqlite3", busy_timeout_ms=120_000)
-    await s.open()
+@BOTH_STORES
+async def test_a_write_queued_behind_a_lock_commits_after_it(tmp_path: Path,
+                                                             store_url: str) -> None:
+    s = await open_store_at(store_url, tmp_path, "o.sqlite3", busy_timeout_ms=120_000)
     try:
         await s.set_room_epoch("r_1", "e1")
-        async with StoreLock(s.path) as lock:
+        async with lock_of(s) as lock:
             pending = asyncio.ensure_future(s.place_order(order("q1"), "e1"))
             aborting = asyncio.ensure_future(s.abort_hold("q1", "r_1", "recovery", 1))
             await asyncio.sleep(0)
@@ -242,14 +249,15 @@ async def test_a_store_that_cannot_open_leaves_nothing_running(tmp_path: Path) -
     await eventually(threads_gone)
 
 
-async def test_a_close_behind_a_stalled_write_is_bounded(tmp_path: Path) -> None:
+@BOTH_STORES
+async def test_a_close_behind_a_stalled_write_is_bounded(tmp_path: Path,
+                                                         store_url: str) -> None:
     """Shutdown bounds the store's close (Services.stop): a close that runs out of
     time while a write waits on another process's lock hears its cancellation, and
     the write it leaves behind is refused, never left waiting or acknowledged."""
-    s = SqliteOrderStore(tmp_path / "orders.sqlite3", busy_timeout_ms=5000)
-    await s.open()
+    s = await open_store_at(store_url, tmp_path, busy_timeout_ms=5000)
     await s.set_room_epoch("r_1", "e1")
-    async with StoreLock(s.path) as lock:
+    async with lock_of(s) as lock:
         pending = asyncio.ensure_future(s.place_order(order("h9"), "e1"))
 
         async def writing() -> bool:
@@ -261,8 +269,7 @@ async def test_a_close_behind_a_stalled_write_is_bounded(tmp_path: Path) -> None
             await pending
         await lock.release()
     await s.close()
-    again = SqliteOrderStore(s.path)
-    await again.open()
+    again = await open_store_at(store_url, tmp_path)
     try:
         assert await again.order_for_hold("h9") is None
     finally:

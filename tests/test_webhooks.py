@@ -23,6 +23,7 @@ import pytest
 
 from server.core import webhooks
 from tests.support import (
+    BOTH_STORES,
     Host,
     LiveServer,
     create_room,
@@ -39,9 +40,11 @@ FAST = {"timeout_s": 1.0, "first_retry_s": 0.1, "max_retry_s": 0.4,
 
 
 @pytest.fixture
-async def hook_server(redis_url: str, data_dir: Path) -> AsyncIterator[tuple[LiveServer,
-                                                                             httpx.AsyncClient]]:
-    async with server_with(redis_url, data_dir, webhooks=FAST) as pair:
+async def hook_server(redis_url: str, data_dir: Path,
+                      store_url: str) -> AsyncIterator[tuple[LiveServer, httpx.AsyncClient]]:
+    # On SQLite unless a test asks for both stores (BOTH_STORES): the outbox's tests.
+    async with server_with(redis_url, data_dir, webhooks=FAST,
+                           store={"url": store_url}) as pair:
         yield pair
 
 
@@ -61,6 +64,7 @@ def genuine(receiver: Receiver, secret: str) -> None:
                                h["webhook-signature"], got.body, int(time.time())) is None
 
 
+@BOTH_STORES
 async def test_every_order_arrives_once_in_order_through_failures_and_timeouts(
         hook_server: tuple[LiveServer, httpx.AsyncClient]) -> None:
     server, http = hook_server
@@ -256,6 +260,7 @@ async def _at_least(receiver: Receiver, n: int) -> bool:
     return len(receiver.requests) >= n
 
 
+@BOTH_STORES
 async def test_a_sale_sold_out_is_one_event(
         hook_server: tuple[LiveServer, httpx.AsyncClient]) -> None:
     server, http = hook_server

@@ -91,6 +91,11 @@ class RedisSettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     path: str = ""
+    # Empty: the SQLite file at `path`. A postgresql:// (or postgres://) URL: that
+    # PostgreSQL database instead (server/state/pg_store.py).
+    url: str = ""
+    # PostgreSQL only: connections a process opens for reads, beside its writer's.
+    pool_size: int = field(default=4, metadata=_range(1, 100))
     batch_max: int = field(default=500, metadata=_range(1, 10000))
     # A checkout left 'confirming' this long by a process that died or stalled is
     # decided by recovery (an abort row in the store unless the order is there).
@@ -393,6 +398,7 @@ def load_settings(
         raise SettingsError(
             f"redis.url: {settings.redis.url!r} must start with redis://, rediss:// or unix://"
         )
+    _check_store_url(settings.store.url)
     if settings.sale.request_id_ttl_s < settings.sale.hold_seconds:
         # A retried buy must find its hold's answer for as long as the hold lives.
         raise SettingsError(
@@ -416,6 +422,31 @@ def load_settings(
             raise SettingsError(f"server.forwarded_allow_ips: {entry!r} is not an address, "
                                 "a network or '*'") from None
     return settings
+
+
+STORE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _check_store_url(url: str) -> None:
+    """Empty (SQLite) or a PostgreSQL URL with a host part. The URL is never repeated
+    in the message: it may hold a password."""
+    if not url:
+        return
+    if not url.startswith(STORE_URL_SCHEMES):
+        scheme = url.split("://", 1)[0] + "://" if "://" in url else "no scheme"
+        raise SettingsError(
+            f"store.url: must be empty (the SQLite file at store.path) or a "
+            f"postgresql:// URL (postgresql://user:password@host:port/database), "
+            f"not {scheme}")
+    if any(c.isspace() for c in url):
+        raise SettingsError("store.url: a URL has no spaces (percent-encode them)")
+    rest = url.split("://", 1)[1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    hostport = authority.rpartition("@")[2]
+    port = hostport.rpartition("]")[2].partition(":")[2] if hostport.startswith("[") \
+        else hostport.partition(":")[2]
+    if port and not all(p.isdigit() and 0 < int(p) < 65536 for p in port.split(",")):
+        raise SettingsError("store.url: the port must be a number in 1..65535")
 
 
 MIN_SHOP_KEY_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash

@@ -10,14 +10,21 @@ transaction, once and whole.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiosqlite
-import orjson
 
-from server.state.store import Order
+# Re-exported: the SQLite store's modules import the shared rows from here.
+from server.state.store_rows import (
+    ORDER_COLUMNS,
+    order_row,
+    outbox_row,
+    outbox_row_of_order,
+)
+
+__all__ = ["INSERT_ORDER", "INSERT_OUTBOX", "ORDER_COLUMNS", "SCHEMA", "SCHEMA_VERSION",
+           "create_or_migrate", "order_row", "outbox_row", "outbox_row_of_order"]
 
 SCHEMA_VERSION: Final = 3
 SCHEMA: Final = """
@@ -341,36 +348,15 @@ CREATE TABLE IF NOT EXISTS referral_rewards (
 );
 """
 
-ORDER_COLUMNS: Final = ("order_id", "hold_id", "room_id", "product_id", "sale_id", "buyer_id",
-                        "quantity", "unit_price", "subtotal", "discount", "total", "currency",
-                        "coupon_id", "payment_ref", "created_at", "request_id")
 INSERT_ORDER: Final = (
     f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in ORDER_COLUMNS)}) ON CONFLICT(hold_id) DO NOTHING"
 )
 
 
+# Its parameters: store_rows.outbox_row.
 INSERT_OUTBOX: Final = ("INSERT INTO outbox (event_id, room_id, type, data, created_at) "
                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING")
-
-
-def outbox_row(room_id: str, kind: str, subject: str, data: dict[str, Any],
-               at: int) -> tuple[Any, ...]:
-    """INSERT_OUTBOX's parameters; the event's id names what it tells, so the same
-    fact is one event whoever writes it."""
-    return (f"evt_{subject}.{kind}", room_id, kind, orjson.dumps(data).decode(), at)
-
-
-def outbox_row_of_order(row: Sequence[Any]) -> tuple[Any, ...]:
-    """The `order.placed` event of an order row (ORDER_COLUMNS order)."""
-    order = dict(zip(ORDER_COLUMNS, row, strict=True))
-    return outbox_row(order["room_id"], "order.placed", order["order_id"], order,
-                      order["created_at"])
-
-
-def order_row(order: Order) -> tuple[Any, ...]:
-    """The order's values in ORDER_COLUMNS order (INSERT_ORDER's parameters)."""
-    return tuple(getattr(order, c) for c in ORDER_COLUMNS)
 
 
 async def create_or_migrate(db: aiosqlite.Connection, path: Path) -> None:

@@ -2,15 +2,16 @@
 
 Features see only this module: the `OrderStore` protocol, the `Order` row, the
 outcomes of an order write and the store's errors. `open_store(settings)` opens
-the store the settings name; today that is always the SQLite one
-(server/state/sqlite_store.py). A second implementation (PostgreSQL, issue 17)
-implements `OrderStore` with the same guarantees and is chosen in `open_store`,
-without a change to any feature.
+the store the settings name: the SQLite file (server/state/sqlite_store.py, the
+embedded default) or, with `store.url = "postgresql://…"`, a PostgreSQL database
+(server/state/pg_store.py). Both implement `OrderStore` with the same guarantees;
+features never know which one they have.
 
 The guarantees every implementation gives (docs/faults.md):
 
 - **Durable before return.** A write's coroutine returns only after the write is
-  committed durably (SQLite: synchronous=FULL); a buyer hears "placed" only then.
+  committed durably (SQLite: synchronous=FULL; PostgreSQL: synchronous_commit on);
+  a buyer hears "placed" only then.
   A write that raises `StoreError` committed nothing and may be tried again.
 - **Group commit.** Writes made while another transaction runs are committed
   together in the next one, in the order they were made, and each caller is
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
     from server.core.settings import Settings
+    from server.state.pg_store import PgOrderStore
+    from server.state.sqlite_store import SqliteOrderStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,14 +573,22 @@ class OrderStore(Protocol):
 
 
 async def open_store(settings: Settings) -> OrderStore:
-    """Open the order store the settings name and return it ready for writes.
-    Today the SQLite file at `settings.store_path`; the caller closes it."""
+    """Open the order store the settings name and return it ready for writes: the
+    PostgreSQL database at `store.url` when one is set (server/state/pg_store.py),
+    else the SQLite file at `settings.store_path`; the caller closes it."""
     # Imported here: an implementation's driver is loaded only when it is chosen,
     # and the implementations import this module's types.
-    from server.state.sqlite_store import SqliteOrderStore
+    store: SqliteOrderStore | PgOrderStore
+    if settings.store.url:
+        from server.state.pg_store import PgOrderStore
 
-    store = SqliteOrderStore(settings.store_path, settings.store.batch_max,
-                             settings.store.busy_timeout_ms)
+        store = PgOrderStore(settings.store.url, settings.store.batch_max,
+                             settings.store.busy_timeout_ms, settings.store.pool_size)
+    else:
+        from server.state.sqlite_store import SqliteOrderStore
+
+        store = SqliteOrderStore(settings.store_path, settings.store.batch_max,
+                                 settings.store.busy_timeout_ms)
     try:
         await store.open()
     except BaseException:

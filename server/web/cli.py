@@ -19,7 +19,7 @@ from typing import Any
 
 from server import __version__
 from server.core import webhooks
-from server.core.settings import Settings, SettingsError, load_settings
+from server.core.settings import STORE_URL_SCHEMES, Settings, SettingsError, load_settings
 from server.web.serving import serve
 
 log = logging.getLogger("livesell")
@@ -36,6 +36,20 @@ def _int_in(lo: int, hi: int, what: str) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _store(text: str) -> tuple[str, str]:
+    """--store: ("url", a postgresql:// URL) or ("path", a SQLite file's path)."""
+    if text.startswith(STORE_URL_SCHEMES):
+        return "url", text
+    if "://" in text:
+        # Never echo it: a URL may carry a password.
+        raise argparse.ArgumentTypeError(
+            f"{text.split('://', 1)[0]}:// is not a store: give a SQLite file's path or a "
+            "postgresql:// URL")
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return "path", text
 
 
 _port = _int_in(0, 65535, "a port")
@@ -55,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="external Redis instead of the embedded one "
                        "(redis.url; also LIVESELL_REDIS_URL, which keeps a password in "
                        "the URL out of the process list)")
+    serve.add_argument("--store", type=_store, metavar="PATH_OR_URL",
+                       help="the order store: a SQLite file's path (store.path), or a "
+                       "postgresql://user@host:5432/db URL (store.url; also "
+                       "LIVESELL_STORE_URL, which keeps a password in the URL out of the "
+                       "process list)")
     serve.add_argument("--workers", type=_workers, help="server processes (server.workers)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--log-format", choices=["text", "json"],
@@ -138,6 +157,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, dict[str, Any]] = {"server": server}
     if args.redis_url is not None:
         overrides["redis"] = {"url": args.redis_url}
+    if args.store is not None:
+        kind, value = args.store
+        # A path chooses SQLite even where a config file or the environment named a
+        # PostgreSQL URL; a URL chooses PostgreSQL.
+        overrides["store"] = {"url": value} if kind == "url" else {"url": "", "path": value}
     return load_settings(args.config, overrides=overrides)
 
 

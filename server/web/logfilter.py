@@ -42,9 +42,13 @@ _QUOTED = re.compile(rf"([\"'])({_NAME})\1(\s*:\s*)([\"'])(?:(?!\4).)*+\4")
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*[0-9*]*(?:\.[0-9*]+)?[diouxXeEfFgGcrsa%]")
 # A credential offered as a WebSocket subprotocol (websockets logs the header at DEBUG).
 _SUBPROTOCOL = re.compile(r"(livesell\.(?:token|host)\.)[^\s,;\"'<>]++")
-# The password in a URL's user part (redis://:password@host, redis://user:pw@host):
-# an external Redis's URL, or the embedded one's, in an error message.
-_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*+://[^\s/@:]*+:)[^\s/@]++@")
+# The password in a URL's user part (redis://:password@host, redis://user:pw@host,
+# postgresql://user:pw@host/db): an external Redis's or the PostgreSQL order store's
+# URL, or the embedded Redis's, in an error message. Up to the last "@" before the
+# host, as URL parsers (and asyncpg) read it: a password may hold an "@" that was
+# not percent-encoded.
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*+://[^\s/@:]*+:)"
+                       r"(?:[^\s/@]*+@)++")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 # Headers whose whole value is a credential (websockets logs "< %s: %s" per header).
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
