@@ -32,7 +32,8 @@ from loadtest.stats import host_jiffies, min_median_max, steal_between, summary
 CHECKOUT_AFTER_S = 3.0  # s from a hold to its checkout, at least
 
 
-async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
+async def bench_sale_livesell(buyers: int, units: int,
+                              server_processes: int | None = None) -> dict[str, Any]:
     from loadtest.context import RunOptions
     from loadtest.engine import prepare
     from loadtest.scenario import load_scenario_file, resolve
@@ -59,7 +60,8 @@ async def bench_sale_livesell(buyers: int, units: int) -> dict[str, Any]:
                      waitlist_share=0.0),
         coupon=replace(base.coupon, enabled=False), lottery=replace(base.lottery,
                                                                     enabled=False))
-    result = await prepare(RunOptions(scenario=s, progress=False)).run()
+    result = await prepare(RunOptions(scenario=s, progress=False,
+                                      server_processes=server_processes)).run()
     sel = result.measurements["selling"]
     buy_ms = sel["buy_ms"]
     # The last buy reply after the opening, as the generators saw it (burst_s); the

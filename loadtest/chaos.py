@@ -6,8 +6,8 @@ Each fault finds its target a little ahead (a pid below the server, Redis's
 loopback address and a connection, the stall helper started early) so the
 blow itself lands on time: SIGKILL to redis-server, FLUSHALL, the stall
 helper's BEGIN EXCLUSIVE (`python -m loadtest.stall`), SIGKILL to a worker,
-SIGTERM to the server and its restart. `summary` hands the records to
-loadtest/chaos_report.py.
+SIGTERM to the server and its restart, SIGKILL to one of several servers behind
+the balancer (--servers). `summary` hands the records to loadtest/chaos_report.py.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from loadtest.chaos_spec import (
 )
 from loadtest.chaos_watch import Watch
 from loadtest.checks import Check
+from loadtest.cluster import ServerCluster
 from loadtest.spawn import (
     START_TIMEOUT_S,
     SpawnedServer,
@@ -123,6 +124,8 @@ class Chaos(Watch):
             await self._kill_worker(rec)
         elif kind == "sigterm":
             await self._sigterm(rec)
+        elif kind == "kill-server":
+            await self._kill_server(rec)
         else:  # pragma: no cover - parse_chaos admits only the kinds above
             raise FaultError(f"unknown fault {kind!r}")
 
@@ -255,6 +258,36 @@ class Chaos(Watch):
                        f"{rec.details['exited_after_s']:.2f}s; restarted as pid {server.pid} "
                        f"on {'the same' if base == self.base else 'ANOTHER'} port, answering "
                        f"{rec.details['restarted_after_s']:.2f}s after the signal")
+
+    async def _kill_server(self, rec: FaultRecord) -> None:
+        cluster = self.server
+        if not isinstance(cluster, ServerCluster):
+            raise FaultError("kill-server needs several servers behind a balancer "
+                             "(--servers 2 or more)")
+        await self._until(rec)
+        live = cluster.live()
+        if len(live) < 2:
+            raise FaultError(f"{len(live)} server(s) running; kill-server leaves at least one")
+        # The server with the most viewers (HAProxy's current sessions), so the most
+        # viewers have to resume elsewhere; the first such on a tie.
+        try:
+            before = await asyncio.to_thread(cluster.sessions)
+        except OSError:
+            before = {}
+        victim = max(live, key=lambda s: before.get(s.name, 0))
+        cluster.kill(victim)
+        rec.injected_s = self.now_s()
+        rec.ok = True
+        total = sum(before.values())
+        rec.details.update(killed_server=victim.name, killed_address=f"{victim.host}:"
+                           f"{victim.port}", killed_pid=victim.pid, servers_before=len(live),
+                           sessions_before=before)
+        rec.outcome = (f"SIGKILL sent to server {victim.name} ({victim.host}:{victim.port}, "
+                       f"pid {victim.pid}), which had {before.get(victim.name, '?')} of "
+                       f"{total} sessions at the balancer; {len(live) - 1} server(s) left")
+        self._watch(self._watch_balancer(rec, cluster, victim.name))
+        self._watch(self._watch_ready(rec))
+        self._watch(self._watch_viewers(rec))
 
     # ------------------------------------------------------------ ending
 

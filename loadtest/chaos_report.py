@@ -168,6 +168,13 @@ def describe(entry: dict[str, Any]) -> dict[str, str]:
         who = "redis-server" if entry["fault"] == "kill-redis" else "worker"
         what += (f"; new {who} pid {entry['new_pid']} after {_secs(entry['new_pid_after_s'])}"
                  if entry["new_pid"] else f"; no new {who} seen")
+    if entry.get("fault") == "kill-server" and entry.get("injected_s") is not None:
+        down = entry.get("balancer_marked_down_after_s")
+        what += (f"; the balancer marked it DOWN after {_secs(down)}" if down is not None
+                 else "; the balancer did not mark it DOWN")
+        if entry.get("sessions_after"):
+            what += "; sessions after: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(entry["sessions_after"].items()))
     if fc is None:
         failed = "-"
     elif not fc["count"]:

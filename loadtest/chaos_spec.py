@@ -13,6 +13,9 @@ has joined; a flash sale's countdown starts there), decimals allowed:
     kill-worker@T           SIGKILL one server worker (--server-processes 2 or more)
     sigterm@T               SIGTERM the server, then restart it on the same port and
                             data directory, as a process manager would
+    kill-server@T           SIGKILL one of the servers behind the balancer (--servers 2
+                            or more; the one with the most viewers), which stays down:
+                            its viewers resume through the balancer on the others
 
 The other parts: loadtest/chaos.py injects the faults on their schedule,
 loadtest/chaos_watch.py watches each one's recovery, loadtest/chaos_report.py
@@ -32,7 +35,11 @@ FAULTS: Final = {
     "stall-store": "another process holds BEGIN EXCLUSIVE on the order store for DURATION s",
     "kill-worker": "SIGKILL one server worker process (needs --server-processes 2 or more)",
     "sigterm": "SIGTERM the server, restart it on the same port and data directory",
+    "kill-server": "SIGKILL one server behind the balancer (needs --servers 2 or more)",
 }
+# The faults a run of several servers behind a balancer (--servers) takes; the others
+# act on the single spawned server's own redis-server, SQLite file or workers.
+CLUSTER_FAULTS: Final = frozenset({"kill-server"})
 MAX_FAULTS: Final = 20
 MAX_SPEC_CHARS: Final = 2000
 MAX_T_S: Final = 3600.0
@@ -151,9 +158,11 @@ def parse_chaos(spec: str) -> list[Fault]:
 
 
 def check_chaos(faults: Sequence[Fault], *, spawned: bool, length_s: float,
-                length_name: str, server_processes: int) -> None:
+                length_name: str, server_processes: int, servers: int = 0) -> None:
     """Refuse faults that cannot run here: any against a server the tester did
-    not start, a time past the run's length, kill-worker with one process."""
+    not start, a time past the run's length, kill-worker with one process,
+    kill-server without several servers behind a balancer (`servers`: --servers,
+    0 without it) and the single server's faults with them."""
     if not faults:
         return
     if not spawned:
@@ -163,6 +172,14 @@ def check_chaos(faults: Sequence[Fault], *, spawned: bool, length_s: float,
         if f.at_s > length_s:
             raise ChaosError(f"--chaos {f.label}: T {fmt_seconds(f.at_s)} s is beyond the run's "
                              f"length ({length_name} {fmt_seconds(length_s)} s)")
+        if f.kind == "kill-server" and servers < 2:
+            raise ChaosError(f"--chaos {f.label}: kill-server needs several servers behind "
+                             f"the balancer (--servers 2 or more); this run has "
+                             + (f"{servers}" if servers else "one server and no balancer"))
+        if servers and f.kind not in CLUSTER_FAULTS:
+            raise ChaosError(f"--chaos {f.label}: {f.kind} acts on a single spawned server; "
+                             "with --servers only " + ", ".join(sorted(CLUSTER_FAULTS))
+                             + " runs")
         if f.kind == "kill-worker" and server_processes < 2:
             raise ChaosError(f"--chaos {f.label}: kill-worker needs several server "
                              f"processes (--server-processes 2 or more); this run has "

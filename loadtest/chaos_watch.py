@@ -1,7 +1,8 @@
 """Watching a chaos run's faults recover. `Watch` is the base of `Chaos`
 (loadtest/chaos.py): it owns the run's clock (seconds since the show started),
 its stop signal and the watcher tasks, and the watchers each injected fault
-starts: a new redis-server or worker pid below the server, the stall helper's
+starts: a new redis-server or worker pid below the server, the balancer marking a
+killed server down (--servers), the stall helper's
 "held" and "released" lines, /api/ready answering 200 again, and as many
 viewers connected as before. Each watcher writes into its fault's
 `FaultRecord` and stops once it saw recovery, after RECOVERY_TIMEOUT_S, or
@@ -29,6 +30,7 @@ from loadtest.chaos_spec import (
     VIEWERS_SETTLE_S,
     FaultRecord,
 )
+from loadtest.cluster import ServerCluster
 from loadtest.spawn import SpawnedServer, find_redis, find_workers
 
 
@@ -126,6 +128,34 @@ class Watch:
                            "still held when the run ended, the helper was killed")
         rec.details["helper_exit"] = await proc.wait()
         self.note(f"chaos {label}: {rec.outcome}")
+
+    async def _watch_balancer(self, rec: FaultRecord, cluster: ServerCluster,
+                              victim: str) -> None:
+        """HAProxy's view of a killed server: when its health checks marked it DOWN,
+        and, once the viewers are back (or the watch ends), how many sessions each
+        server then carries."""
+        assert rec.injected_s is not None
+        down_after: float | None = None
+        while self.now_s() - rec.injected_s < RECOVERY_TIMEOUT_S:
+            try:
+                stats = await asyncio.to_thread(cluster.balancer_stats)
+            except OSError:
+                stats = {}
+            status = stats.get(victim, {}).get("status", "")
+            if down_after is None and status.startswith("DOWN"):
+                down_after = self._since(rec)
+                rec.details["balancer_marked_down_after_s"] = down_after
+            back = rec.recovery.get("viewers_back_after_s")
+            if down_after is not None and (back is not None or
+                                           "viewers_low" in rec.recovery):
+                rec.details["sessions_after"] = {
+                    name: int(row.get("scur") or 0) for name, row in stats.items()}
+                rec.details["balancer_status_after"] = {
+                    name: row.get("status", "") for name, row in stats.items()}
+                return
+            if not await self._pause(PROBE_INTERVAL_S):
+                break
+        rec.details.setdefault("balancer_marked_down_after_s", down_after)
 
     async def _watch_ready(self, rec: FaultRecord) -> None:
         """Probe /api/ready (or /api/health where there is no /api/ready) until it

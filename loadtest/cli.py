@@ -2,7 +2,7 @@
 
     livesell-loadtest run SCENARIO [--url URL | --spawn] [--viewers N] [--duration S]
                       [--speed F] [--report-dir DIR] [--seed N] [--host-key KEY]
-                      [--chaos SPEC]
+                      [--chaos SPEC] [--servers N]
     livesell-loadtest list
     livesell-loadtest bench [...]
 
@@ -68,6 +68,17 @@ def _server_processes(text: str) -> int:
     return value
 
 
+def _servers(text: str) -> int:
+    from loadtest.cluster import MAX_SERVERS
+
+    value = _positive_int(text)
+    if value > MAX_SERVERS:
+        raise argparse.ArgumentTypeError(f"{value} is more than {MAX_SERVERS} (one loopback "
+                                         "address each: 127.0.0.1 to 127.0.0."
+                                         f"{MAX_SERVERS})")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -106,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server-processes", type=_server_processes,
                      help="with a spawned server: its processes (serve --workers; default 1, "
                           "or half the cores beyond Redis's on machines of 4 or more cores)")
+    run.add_argument("--servers", type=_servers,
+                     help="spawn N servers (1-8) on 127.0.0.1..127.0.0.N with one private "
+                          "Redis and PostgreSQL, behind HAProxy, and run through it")
     run.add_argument("--report-dir", type=Path,
                      help="where report.json and report.html go "
                           "(default ./loadtest-reports/NAME-TIME)")
@@ -119,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chaos", metavar="SPEC",
                      help="faults injected into the spawned server, T seconds after the show "
                      "starts: a comma-separated list of kill-redis@T, flush-redis@T, "
-                     "stall-store@T:DURATION, kill-worker@T, sigterm@T")
+                     "stall-store@T:DURATION, kill-worker@T, sigterm@T; with --servers: "
+                     "kill-server@T")
     run.add_argument("--quiet", action="store_true", help="no live progress display")
 
     sub.add_parser("list", help="list the bundled scenarios and traces")
@@ -176,11 +191,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ScenarioError("--room: only with --url")
         if args.server_processes and args.url:
             raise ScenarioError("--server-processes: only with a spawned server, not --url")
+        if args.servers and args.url:
+            raise ScenarioError("--servers: only with spawned servers, not --url")
+        if args.servers and args.server_processes:
+            raise ScenarioError("--servers: each server behind the balancer is one process; "
+                                "not with --server-processes")
         chaos = parse_chaos(args.chaos) if args.chaos is not None else []
         engine = prepare(RunOptions(scenario=scenario, url=args.url, room=args.room,
                                     host_key=args.host_key, admin_key=args.admin_key,
                                     progress=not args.quiet, trace=trace,
                                     server_processes=args.server_processes,
+                                    servers=args.servers,
                                     chaos=chaos, chaos_spec=args.chaos or ""))
     except (ScenarioError, TraceError, ChaosError) as exc:
         print(f"livesell-loadtest: {exc}", file=sys.stderr)

@@ -37,6 +37,7 @@ class RunOptions:
     progress: bool = True
     trace: Trace | None = None
     server_processes: int | None = None  # spawned server's processes; None: plan_cores
+    servers: int | None = None  # several servers behind HAProxy (loadtest/cluster.py)
     chaos: list[Fault] = field(default_factory=list)
     chaos_spec: str = ""
 

@@ -181,5 +181,6 @@ def prepare(opts: RunOptions) -> Engine:
         else:
             length, name = s.run.duration_s, "run.duration_s"
         check_chaos(opts.chaos, spawned=opts.url is None, length_s=length, length_name=name,
-                    server_processes=server_processes(opts) if opts.url is None else 0)
+                    server_processes=server_processes(opts) if opts.url is None else 0,
+                    servers=opts.servers or 0)
     return engine

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from loadtest.cluster import ServerCluster
 from loadtest.context import RunContext
 from loadtest.messages import WorkerResult
 from loadtest.model import AuctionRecord, GroupDealRecord, PollRecord
@@ -30,7 +31,10 @@ def settings(ctx: RunContext, target: Target, pool: GeneratorPool) -> dict[str, 
                        "server_cpus": server.cpus,
                        "redis_cpus": server.redis_cpus,
                        "generator_cpus": target.gen_cpus}
-                      if server is not None else {})},
+                      if server is not None else {}),
+                   # --servers: the servers behind the balancer, and the balancer
+                   **({"cluster": server.describe()}
+                      if isinstance(server, ServerCluster) else {})},
         "generator_processes": len(pool.results) or len(pool.procs),
         "hold_abandon": pool.abandon,
         "machine": machine(),

@@ -13,6 +13,7 @@ import os
 
 import httpx
 
+from loadtest.cluster import ServerCluster
 from loadtest.context import RunContext, RunOptions
 from loadtest.host import Host, HostError, TargetError, check_loopback
 from loadtest.spawn import SpawnedServer, plan_cores
@@ -68,9 +69,16 @@ class Target:
         env["LIVESELL_CHAT_BURST"] = str(s.chat.server_burst)
         cores = plan_cores(_cpus())
         self.gen_cpus = cores.generators
-        self.server = SpawnedServer(env, cores.server, redis_cpus=cores.redis,
-                                    workers=server_processes(opts))
-        self.ctx.progress.update(phase="starting a server")
+        if opts.servers:
+            # Several servers behind HAProxy, on one Redis and one PostgreSQL (all
+            # private); every server on the server cores, as one server would be.
+            self.server = ServerCluster(env, opts.servers, cores.server,
+                                        redis_cpus=cores.redis)
+            self.ctx.progress.update(phase=f"starting {opts.servers} servers and haproxy")
+        else:
+            self.server = SpawnedServer(env, cores.server, redis_cpus=cores.redis,
+                                        workers=server_processes(opts))
+            self.ctx.progress.update(phase="starting a server")
         self.base = await asyncio.to_thread(self.server.start)
         self.ws_host, self.ws_port = check_loopback(self.base)
         if self.gen_cpus:
@@ -93,8 +101,11 @@ class Target:
                 raise TargetError(f"--room {opts.room}: {exc}") from None
         else:
             try:
+                admin_key = opts.admin_key
+                if isinstance(self.server, ServerCluster):
+                    admin_key = self.server.admin_key  # the cluster's servers require one
                 host = await Host.create_room(http, f"livesell-loadtest {s.name}",
-                                              opts.admin_key)
+                                              admin_key)
             except HostError as exc:
                 raise TargetError(f"cannot create a room on {self.base}: {exc}") from None
         self.host = host
