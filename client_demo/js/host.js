@@ -1,6 +1,8 @@
 // The host console: create or open a room, run the catalogue, pins, flash sales,
 // coupon drops, giveaways, auctions and polls, answer viewers' questions, moderate
-// chat, pin a message and watch the live numbers.
+// chat and reply in it, pin a message and watch the stream and the live numbers.
+// From 1280 x 600 it is a cockpit on one screen: the live column (stream preview,
+// numbers, "On now" with every end and stop button), the tools in tabs, the chat.
 // Host actions are HTTP calls with the room's host key; the console also joins
 // the room's WebSocket as a viewer to see chat and live stock as viewers do.
 // Sale states and limits (max_pins, text lengths, the longest slow mode) are the
@@ -10,13 +12,19 @@
 // handler); the panels live in ./host/:
 //   state.js            the store `S`, the connection, server time, hostApi, outcome lines
 //   rooms.js            create / open / switch rooms, connection pill, room state, end show
+//   tabs.js             the workspace's tools, one tab at a time
+//   onnow.js            "On now": pinned products, the panel's outcome line and focus
+//   selection.js        the selected product (the one the P and S shortcuts act on)
+//   shortcuts.js        the keyboard shortcuts and their help
+//   reply.js            the host's reply in the chat
+//   preview.js          the stream preview (../video.js), following the room's stream_url
 //   confirm.js          the confirmation every irreversible action asks first
 //   hostkey.js          "Save your host key": the notice, copy, download as a file
 //   room_edit.js        the show's title and stream, editable during the show
 //   limits.js           the server's limits on the console's inputs
 //   policy.js           room policy (shop customers only, per-address limit, slow mode)
 //   catalogue.js        products, pins, the product form
-//   sale.js             flash sales: the form, stop, the sale cell of a row
+//   sale.js             flash sales: the form, the running sales with Stop, the sale cell of a row
 //   coupons.js          coupon drops
 //   lotteries.js        giveaways, draw, entrants, verification
 //   auctions.js         auctions: the start form, live leading bid and end, end / cancel / second chance
@@ -36,7 +44,7 @@ import {
   antiSnipeChanged, fillAuctionDefaults, onAuctionBid, putAuction, renderAuctions, setAuctions, startAuction,
 } from "./host/auctions.js";
 import {
-  renderProducts, resetProductForm, submitProduct, updateAllRows, updateRow,
+  productCurrency, renderProducts, resetProductForm, submitProduct, updateAllRows, updateRow,
 } from "./host/catalogue.js";
 import {
   addChat, addSystem, announce, anyMute, loadMutes, markDeleted, onMuted, pinNote, renderMutes,
@@ -73,9 +81,13 @@ import {
 import {
   loadReferrals, referralCouponKindChanged, referralCurrency, referralKindChanged, refreshReferrals, saveReferrals,
 } from "./host/referrals.js";
+import { previewStream, stopPreview } from "./host/preview.js";
+import { onReply, sendReply } from "./host/reply.js";
 import { download, loadReport, reportShowEnded } from "./host/report.js";
 import { fillSaleDefaults, putSale, startSale } from "./host/sale.js";
+import { bindShortcuts } from "./host/shortcuts.js";
 import { S, now } from "./host/state.js";
+import { bindTabs } from "./host/tabs.js";
 
 // ------------------------------------------------------------------ room events
 
@@ -119,7 +131,7 @@ const EVENTS = {
   show_live: () => { if (S.room) S.room.state = "live"; renderRoomState("live"); },
   room_policy: (ev) => onPolicyEvent(ev.policy),
   // The title or stream changed (this console or another): header, form, recent rooms.
-  room_updated: (ev) => { applyRoomUpdate(ev); rememberTitle(ev.room_id, ev.title); },
+  room_updated: (ev) => { applyRoomUpdate(ev); rememberTitle(ev.room_id, ev.title); previewStream(ev.stream_url); },
   // The show's final numbers: the report loads by itself (once: not again when this
   // console's End show loaded it).
   show_ended: (ev) => {
@@ -147,6 +159,7 @@ function applySnapshot(snap) {
   // A room opened (or a state resent) after its show ended: its report, once.
   if (snap.room.state === "ended") reportShowEnded();
   renderRoomDetails(snap.room);
+  previewStream(snap.room.stream_url);
   const before = S.products;
   S.products = new Map(snap.products.map((p) => [p.product_id, mergeProduct(before.get(p.product_id), p)]));
   S.pins = snap.pins;
@@ -240,6 +253,7 @@ function bind() {
   $("#sf-at").addEventListener("focus", checkStart("at"));
   $("#coupon-form").addEventListener("submit", dropCoupon);
   couponCurrency.listen();
+  productCurrency.listen();
   referralCurrency.listen();
   $("#cf-kind").addEventListener("change", couponKindChanged);
   $("#lottery-form").addEventListener("submit", openLottery);
@@ -250,6 +264,7 @@ function bind() {
   $("#group-form").addEventListener("submit", startDeal);
   $("#gf-product").addEventListener("change", fillGroupDefaults);
   $("#announce-form").addEventListener("submit", announce);
+  $("#reply-form").addEventListener("submit", sendReply);
   $("#pin-form").addEventListener("submit", pinNote);
   $("#unpin-btn").addEventListener("click", unpin);
   $("#poll-form").addEventListener("submit", startPoll);
@@ -270,9 +285,11 @@ function bind() {
   $("#entrants-close").addEventListener("click", () => $("#entrants-dlg").close());
   $("#copy-link").addEventListener("click", () => copyField($("#share-link"),
     "Viewer link copied.", "Select the link and copy it."));
+  bindTabs();
+  bindShortcuts();
 }
 
-whenRoomOpens({ applySnapshot, onEvent, onStart: scheduleTick });
+whenRoomOpens({ applySnapshot, onEvent, onReply, onStart: scheduleTick, onStop: stopPreview });
 bind();
 resetPollForm();
 openRememberedRoom();

@@ -12,8 +12,14 @@
 //   connection.js  the connection pill and identity banners
 //   identity.js    shop sign-in hand-off, welcome, change of name
 //   rooms.js       the room picker at `/`
+//   layout.js      phone first: the chat over the video or in its column, the lane
+//                  (everything else) as a sheet over the stage, the sheets' focus
 //   stage.js       video, viewer count, likes, announcement, stage countdown
-//   cards.js       product cards, sale line, buy button
+//   spotlight.js   over the video: the rising card of an open sale, the featured
+//                  product's compact card, the shop button
+//   shopsheet.js   the shop sheet (every pinned product) and one product's sheet
+//   cards.js       product cards, sale line, buy button (and what every view of a
+//                  product says about buying it: `buyView`)
 //   checkout.js    hold, cart bar, checkout dialog, orders
 //   waitlist.js    joining a sold-out product's waitlist, the place, the unit served
 //   auctions.js    auction cards: bid, max bid, leading / outbid, the won hold, verify
@@ -36,8 +42,8 @@ import { Live } from "./live.js";
 import { mergeProduct } from "./sales.js";
 import { $, setText, store, toast } from "./util.js";
 import {
-  auctionDeadlines, onAuction, onAuctionBid, onAuctionOrder, onBidPlaced, onBidRefused, renderAuctions,
-  setAuctions,
+  auctionDeadlines, hideRisenAuction, onAuction, onAuctionBid, onAuctionOrder, onBidPlaced, onBidRefused,
+  renderAuctions, setAuctions,
 } from "./viewer/auctions.js";
 import {
   offerOf, onCountdown, onSale, onStock, renderAllCards, renderShop, showCardMsg,
@@ -55,6 +61,7 @@ import {
   onFan, onFanRefused, onOwnChat, refreshFanSoon, resetFan, setFans, syncWatching, watchVisibility,
 } from "./viewer/fans.js";
 import { renderConn, renderConnNotice, setConn } from "./viewer/connection.js";
+import { bindLayout } from "./viewer/layout.js";
 import { markClaimed, onCouponClaimed, onCouponCount, onCouponDrop } from "./viewer/coupons.js";
 import {
   cancelRename, exchangeShopToken, onWelcome, openRename, rename, takeShopToken, watchAsGuest,
@@ -86,6 +93,8 @@ import {
   onUpvoted, renderAsk, renderQuestions, setQuestions,
 } from "./viewer/questions.js";
 import { roomFromAddress, showPicker } from "./viewer/rooms.js";
+import { bindSheets } from "./viewer/shopsheet.js";
+import { bindSpotlight } from "./viewer/spotlight.js";
 import { S, keys, live, setLive, showEnded } from "./viewer/state.js";
 import {
   bannerDeadlines, bindVideoControls, dismissAnnouncement, like, onAnnouncement, onLikes, renderLikes,
@@ -425,6 +434,10 @@ function bindUi() {
   $("#invite-close").addEventListener("click", () => $("#invite-dlg").close());
   $("#invite-copy").addEventListener("click", copyInvite);
   $("#invite-share").addEventListener("click", shareInvite);
+  $("#auction-rise-hide").addEventListener("click", hideRisenAuction);
+  bindLayout();
+  bindSpotlight();
+  bindSheets();
   bindVideoControls();
   watchVisibility();
   watchOtherTabs(() => { renderAllCards(); renderPromos(); renderHold(); });

@@ -5,6 +5,7 @@ for accessibility (names, keyboard reach, text contrast) and screenshots."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,6 +202,17 @@ async def keyed_console(browser: Any, base: str, host: Host, watch: Any, title: 
     await console.goto(f"{base}/host?room={host.room_id}")
     await expect(console.locator("#conn")).to_have_attribute("data-state", "live")
     return console
+
+
+async def open_tool(page: Any, name: str) -> None:
+    """Show one of the host console's tools, as a host does: a click on its tab in the
+    workspace (Catalogue, Sale, Coupons, Giveaway, Auction, Group deal, Poll,
+    Questions, Fans, Settings, Report). The live column and the chat are always there."""
+    from playwright.async_api import expect
+
+    tab = page.get_by_role("tab", name=re.compile(rf"^{re.escape(name)}\b"))
+    await tab.click()
+    await expect(tab).to_have_attribute("aria-selected", "true")
 
 
 def skew_clock_script(skew_ms: int) -> str:

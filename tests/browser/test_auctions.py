@@ -28,6 +28,7 @@ from tests.browser.helpers import (
     console_room,
     contrast_failures,
     live_page,
+    open_tool,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -76,6 +77,7 @@ async def test_console_auction_two_bidders_extension_win_pay_and_verify(
     # Every bid of a 60 s auction with a 120 s window is "in the window": each one
     # moves the end to 120 s after it, which the clocks show at once.
     await expect(console.locator(f'#af-product option[value="{pid}"]')).to_have_count(1)
+    await open_tool(console, "Auction")
     await console.locator("#af-product").select_option(pid)
     await expect(console.locator("#af-start")).to_have_value("20.00")
     await console.locator("#af-start").fill("10.00")
@@ -171,7 +173,8 @@ async def test_console_auction_two_bidders_extension_win_pay_and_verify(
     await console.get_by_role("button", name="End the auction of Blue Vase now").click()
     # An irreversible action asks first (tests/browser/test_host_console.py).
     await console.locator("#confirm-dlg").get_by_role("button", name="End now").click()
-    await expect(result).to_have_text(
+    # (Said in the live column's "On now", where the auction and its buttons are.)
+    await expect(console.locator("#now-result")).to_have_text(
         f"✓ Ended the auction of “Blue Vase”: {b_name} wins at $26.00")
     await expect(item).to_have_attribute("data-state", "ended")
     await expect(item.locator(".aresult")).to_have_text(
@@ -383,7 +386,7 @@ async def test_an_unpaid_win_goes_to_the_runner_up_as_a_second_chance(
     second = console.get_by_role("button",
                                  name="Offer Mantel Clock to the runner-up (second chance)")
     await expect(second).to_be_enabled()
-    outcome = console.locator("#auction-result")
+    outcome = console.locator("#now-result")
     for _ in range(40):
         await outcome.evaluate("(el) => { el.textContent = ''; el.dataset.outcome = ''; }")
         await second.click()
@@ -423,6 +426,7 @@ async def test_the_host_cancels_an_open_auction(
     pid = bowl["product_id"]
     viewer = await viewer_page(browser, server.base, host.room_id, page_errors.watch, "viewer")
     await expect(console.locator(f'#af-product option[value="{pid}"]')).to_have_count(1)
+    await open_tool(console, "Auction")
     await console.locator("#af-product").select_option(pid)
     await console.locator("#af-mode").select_option("sudden_death")
     await expect(console.locator("#af-extend")).to_be_hidden()
@@ -443,7 +447,7 @@ async def test_the_host_cancels_an_open_auction(
 
     await console.get_by_role("button", name="Cancel the auction of Glass Bowl").click()
     await console.locator("#confirm-dlg").get_by_role("button", name="Cancel auction").click()
-    await expect(console.locator("#auction-result")).to_have_text(
+    await expect(console.locator("#now-result")).to_have_text(
         "✓ Cancelled the auction of “Glass Bowl”")
     await expect(card).to_have_attribute("data-state", "cancelled")
     await expect(card.locator(".astatus")).to_have_text(

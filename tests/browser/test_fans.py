@@ -25,6 +25,7 @@ from tests.browser.helpers import (
     contrast_failures,
     forward,
     live_page,
+    open_tool,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -160,6 +161,7 @@ async def test_points_and_level_grow_with_chat_the_badge_shows_in_chat_and_top_f
 
         # ---------------------------------------------------------------- Top fans
         rows = console.locator("#fans-rows tr")
+        await open_tool(console, "Fans")
         await console.get_by_role("button", name="Refresh the top fans").click()
         await expect(console.locator("#fans-result")).to_have_text(
             re.compile(r"^✓ Leaderboard loaded: \d+ fans?$"))
@@ -285,6 +287,7 @@ async def test_a_minimum_fan_level_on_a_giveaway_and_a_group_deal(
 
     # ---------------------------------------------------------------- a giveaway for everyone
     # An empty "Minimum fan level" sends none, and the card says nothing of levels.
+    await open_tool(console, "Giveaway")
     lottery_form = console.locator("#lottery-form")
     await lottery_form.get_by_label("Prize").fill("Tote bag")
     async with console.expect_request(lambda r: r.url.endswith("/lotteries")
@@ -330,6 +333,7 @@ async def test_a_minimum_fan_level_on_a_giveaway_and_a_group_deal(
     # ---------------------------------------------------------------- a group deal for level 1+
     await expect(console.locator(f'#gf-product option[value="{tea["product_id"]}"]')
                  ).to_have_count(1)
+    await open_tool(console, "Group deal")
     group_form = console.locator("#group-form")
     await group_form.get_by_label("Group size").fill("2")
     await group_form.get_by_label("Units in the deal").fill("10")

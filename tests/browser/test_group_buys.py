@@ -23,6 +23,7 @@ from tests.browser.helpers import (
     console_room,
     contrast_failures,
     live_page,
+    open_tool,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -67,6 +68,7 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
 
     # ---------------------------------------------------------------- the console opens a deal
     await expect(console.locator(f'#gf-product option[value="{pid}"]')).to_have_count(1)
+    await open_tool(console, "Group deal")
     await console.locator("#gf-product").select_option(pid)
     await expect(console.locator("#gf-price")).to_have_value("12.00")  # 20 % off, editable
     await console.get_by_label("Group size").fill("3")
@@ -228,7 +230,8 @@ async def test_console_deal_start_share_join_complete_pay_and_an_unfilled_group_
     await console.get_by_role("button", name="Close the group deal on Tea Set").click()
     # An irreversible action asks first (tests/browser/test_host_console.py).
     await console.locator("#confirm-dlg").get_by_role("button", name="Close deal").click()
-    await expect(result).to_have_text(
+    # (Said in the live column's "On now", where the deal and its Close are.)
+    await expect(console.locator("#now-result")).to_have_text(
         "✓ Closed the group deal on “Tea Set”: 1 sold, 2 in full groups waiting for payment")
     await expect(item).to_have_attribute("data-state", "closed")
     await expect(card_b.locator(".gbadge")).to_have_text("Closed")

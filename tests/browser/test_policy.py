@@ -21,7 +21,7 @@ import jwt
 import pytest
 
 from tests.browser.conftest import PageErrors
-from tests.browser.helpers import DESKTOP, skip_without_browser
+from tests.browser.helpers import DESKTOP, open_tool, skip_without_browser
 from tests.support import Host, LiveServer, create_room, make_settings
 
 skip_without_browser()
@@ -85,6 +85,7 @@ async def test_host_policy_reaches_a_viewer_without_reload(
     await host.call("POST", "/pins", {"product_id": product["product_id"]}, expect=200)
     await host.sale(product["product_id"], units=5, limit=2, price=2900)
 
+    await open_tool(console, "Settings")
     form = console.locator("#policy-form")
     verified_box = console.get_by_label("Only signed-in shop customers can buy")
     await expect(verified_box).not_to_be_checked()

@@ -24,6 +24,7 @@ from tests.browser.helpers import (
     console_room,
     contrast_failures,
     live_page,
+    open_tool,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -81,6 +82,7 @@ async def test_ask_upvote_live_the_console_answers_and_a_fourth_question_is_refu
     for page in viewers:
         await expect(page.locator("#qa-empty")).to_have_text(
             "No questions yet: ask the first one.")
+    await open_tool(console, "Questions")
     await expect(console.locator("#qa-open-empty")).to_be_visible()
     await expect(console.locator("#qa-summary")).to_have_text("0 questions waiting")
 

@@ -26,6 +26,7 @@ from tests.browser.helpers import (
     PHONE,
     console_room,
     contrast_failures,
+    open_tool,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -131,7 +132,8 @@ async def test_share_accept_reward_and_the_console_tree(
         assert "?invite=" in ben.url  # the shop token left the address, the invite did not
         assert "shop_token" not in ben.url
 
-        # The console's Referrals panel: Ada with one join, Ben under her.
+        # The console's Referrals panel (in Fans): Ada with one join, Ben under her.
+        await open_tool(console, "Fans")
         await console.get_by_role("button", name="Refresh the referrals").click()
         await expect(console.locator("#ref-load-result")).to_have_text(
             "✓ Referrals loaded: 1 inviter")

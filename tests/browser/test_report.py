@@ -24,6 +24,7 @@ from tests.browser.helpers import (
     PHONE,
     contrast_failures,
     keyed_console,
+    open_tool,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -72,6 +73,7 @@ async def open_console(browser: Any, base: str, host: Host, watch: Any) -> Page:
     it or opening it once), with object URLs counted from before the page loads."""
     console: Page = await keyed_console(browser, base, host, watch, "Report show",
                                         init_script=OBJECT_URLS_SCRIPT, accept_downloads=True)
+    await open_tool(console, "Report")
     return console
 
 

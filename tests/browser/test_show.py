@@ -20,6 +20,7 @@ from tests.browser.helpers import (
     DESKTOP,
     PHONE,
     contrast_failures,
+    open_tool,
     shoot,
     skew_script,
     skip_without_browser,
@@ -92,6 +93,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     assert product_id
 
     # A host error is shown in the server's words: a sale bigger than the stock.
+    await open_tool(host, "Sale")
     await host.locator("#sf-units").fill("50")
     await host.get_by_role("button", name="Start flash sale").click()
     await expect(host.locator("#sale-result")).to_have_text(re.compile("only 5 are in stock"))
@@ -103,6 +105,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
         await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
         await expect(page.locator("#room-title")).to_have_text("Browser test show")
 
+    await open_tool(host, "Catalogue")
     await host.get_by_role("button", name="Pin Aurora Desk Lamp").click()
     await expect(host.locator("#cat-result")).to_have_text(re.compile("Pinned"))
     card_a = a.locator(f'.pcard[data-product-id="{product_id}"]')
@@ -121,6 +124,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
         await expect(card.locator(".buy-btn")).to_be_disabled()
 
     # ---------------------------------------------------------------- the countdown
+    await open_tool(host, "Sale")
     await host.locator("#sf-price").fill("29.00")
     await host.locator("#sf-units").fill("5")
     await host.locator("#sf-limit").fill("2")
@@ -166,6 +170,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
         await expect(card.locator(".stock-legend")).to_contain_text("5 left")
 
     # ---------------------------------------------------------------- coupon drop
+    await open_tool(host, "Coupons")
     await host.locator("#cf-title").fill("Viewer gift")
     await host.locator("#cf-value").fill("5.00")
     await host.locator("#cf-count").fill("10")
@@ -235,6 +240,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await expect(a.locator("#chat-list .msg .nick").first).to_have_text(re.compile("^guest-"))
 
     # ---------------------------------------------------------------- giveaway
+    await open_tool(host, "Giveaway")
     await host.locator("#lf-prize").fill("Signed vinyl")
     await host.locator("#lf-entry").select_option("keyword")
     await host.locator("#lf-keyword").fill("vinyl")
@@ -261,7 +267,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await lottery_row.get_by_role("button", name=re.compile("Draw")).click()
     # An irreversible action asks first (tests/browser/test_host_console.py).
     await host.locator("#confirm-dlg").get_by_role("button", name="Draw now").click()
-    await expect(host.locator("#lottery-result")).to_have_text(re.compile("Drawn: 1 winner"))
+    await expect(host.locator("#now-result")).to_have_text(re.compile("Drawn: 1 winner"))
 
     for page in (a, b):
         await expect(page.locator("#winner-banner")).to_be_visible()
@@ -342,6 +348,7 @@ async def test_host_and_two_viewers_run_a_flash_sale(server: LiveServer, http: h
     await shoot(a, "viewer-phone", doc="viewer.png")
     await shoot(b, "viewer-desktop")
     await host.evaluate("() => window.scrollTo(0, 0)")
+    await open_tool(host, "Catalogue")
     await shoot(host, "host-desktop", doc="host.png")
     await shoot(host, "host-desktop-full", full_page=True)
     # Whatever state the show left the pages in (hovered, disabled, drawn), text stays readable.

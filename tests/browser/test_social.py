@@ -24,6 +24,7 @@ from tests.browser.helpers import (
     console_room,
     contrast_failures,
     live_page,
+    open_tool,
     shoot,
     skip_without_browser,
     unnamed_controls,
@@ -189,6 +190,7 @@ async def test_console_poll_two_viewers_vote_reload_refusal_and_close(
                           PHONE)
 
     # ---------------------------------------------------------------- the console starts it
+    await open_tool(console, "Poll")
     await console.get_by_label("Question", exact=True).fill("Which colour next?")
     await expect(console.locator("#pl-options input")).to_have_count(2)
     await expect(console.get_by_role("button", name="Remove option 1")).to_be_hidden()
@@ -302,7 +304,9 @@ async def test_console_poll_two_viewers_vote_reload_refusal_and_close(
     await console.get_by_role("button", name="Close the poll “Which colour next?” now").click()
     # An irreversible action asks first (tests/browser/test_host_console.py).
     await console.locator("#confirm-dlg").get_by_role("button", name="Close poll").click()
-    await expect(result).to_have_text("✓ Closed “Which colour next?”: 2 votes")
+    # (Said in the live column's "On now", where the poll and its Close are.)
+    await expect(console.locator("#now-result")).to_have_text(
+        "✓ Closed “Which colour next?”: 2 votes")
     await expect(item).to_have_attribute("data-state", "closed")
     await expect(item.locator(".badge")).to_have_text("closed")
     await expect(item.get_by_role("button", name=re.compile("Close the poll"))).to_be_hidden()

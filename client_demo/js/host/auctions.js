@@ -1,6 +1,7 @@
 // Auctions in the host console: the start form (product, start price, duration,
 // bid increments, hidden reserve, buy-now, what a late bid does, shop customers
-// only), the list with each auction's live state (leading bid and bidder, the end
+// only), the list (in the live column's "On now", ./onnow.js, where the actions say
+// what they did) with each auction's live state (leading bid and bidder, the end
 // counted down from the server's `ends_at`, extensions) and the host's actions:
 // end now, cancel (or give an unpaid unit back to stock), second chance.
 // The server decides every bid and the result (docs/protocol.md section 15); the
@@ -9,6 +10,7 @@
 import { $, clock, h, money, plural, setText, toMajorText, toMinor } from "../util.js";
 import { applyBid, newerAuction } from "../auction.js";
 import { confirmAction } from "./confirm.js";
+import { nowReport } from "./onnow.js";
 import { S, hostApi, now, report } from "./state.js";
 
 const els = new Map(); // auction_id -> list item refs
@@ -281,5 +283,5 @@ async function act(id, action) {
   if (!(await confirmAction(question(a, action)))) return;
   const res = await hostApi("POST", `/auctions/${encodeURIComponent(id)}/${action}`);
   if (res.ok && res.data && res.data.auction_id) putAuction(res.data);
-  report($("#auction-result"), res, res.ok ? ACTION_WORDS[action](S.auctions.get(id) || a) : "");
+  nowReport(res, res.ok ? ACTION_WORDS[action](S.auctions.get(id) || a) : "");
 }

@@ -1,7 +1,9 @@
 // The catalogue panel: one row per product with its image's thumbnail, price (and
 // whether it is open for sale at that price: buy-it-now), stock bar (left / held /
 // sold from the server's counters), sale cell and actions (pin, buy-now on/off,
-// edit, sell, stop), the "N of max_pins pinned" count, and the add / edit product
+// comment-to-buy, edit, sell; a running sale's Stop is in the live column's "On
+// now"), the selected row (./selection.js: a click or focus in a row selects it),
+// the "N of max_pins pinned" count, and the add / edit product
 // form with its image upload (POST /api/rooms/{room}/images: the file's bytes as
 // the body, its type as Content-Type; the answer's URL fills the image field). An
 // upload with no answer in UPLOAD_TIMEOUT_MS is stopped and the button given back.
@@ -12,10 +14,16 @@ import { renderAuctionProducts } from "./auctions.js";
 import { couponCurrency } from "./coupons.js";
 import { renderGroupProducts } from "./groups.js";
 import { referralCurrency } from "./referrals.js";
-import { prepareSale, renderSaleCell, renderSaleProducts, stopSale } from "./sale.js";
-import { S, hostApi, limit, report } from "./state.js";
+import { renderPins } from "./onnow.js";
+import { prepareSale, renderSaleCell, renderSaleList, renderSaleProducts } from "./sale.js";
+import { ensureSelection, markRow, selectProduct } from "./selection.js";
+import { S, followCatalogueCurrency, hostApi, limit, report } from "./state.js";
 
 const rows = new Map();
+
+/** A new product's currency follows the catalogue's (the most common one) until the
+ *  host types another, as the coupon drop's does. */
+export const productCurrency = followCatalogueCurrency("#pf-currency");
 
 // What the server takes (server/features/images.py); the size is the room state's
 // `limits.image_max_bytes` when the server sends it, else the default of
@@ -42,11 +50,15 @@ export function renderProducts() {
   });
   $("#no-products").hidden = ids.length > 0;
   renderPinCount();
+  renderPins();
+  renderSaleList();
+  ensureSelection();
   renderSaleProducts();
   renderAuctionProducts();
   renderGroupProducts();
   couponCurrency.fill();
   referralCurrency.fill();
+  if (!S.editing) productCurrency.fill();
 }
 
 /** "N of M pinned", M being the server's `max_pins`. */
@@ -59,6 +71,8 @@ function renderPinCount() {
 
 export function updateAllRows() {
   for (const id of rows.keys()) updateRow(id);
+  renderPins();
+  renderSaleList();
 }
 
 function buildRow(id) {
@@ -71,20 +85,21 @@ function buildRow(id) {
   r.pid = h("div", { class: "p-id", text: id });
   r.priceText = h("div", { class: "num" });
   r.listingText = h("div", { class: "p-id listing-state" });
-  r.price = h("td", { class: "r" }, r.priceText, r.listingText);
+  // The sale (its state, price and countdown) under the list price: one column.
+  r.sale = h("div", { class: "sale-cell" });
+  r.price = h("td", { class: "r" }, r.priceText, r.listingText, r.sale);
   r.bar = h("div", { class: "mini-bar", attrs: { "aria-hidden": "true" } },
     r.s = h("span", { class: "s" }), r.hh = h("span", { class: "h" }), r.l = h("span", { class: "l" }));
   r.legend = h("div", { class: "mini-legend num" });
-  r.sale = h("td", { class: "sale-cell" });
   r.pin = h("button", { type: "button", class: "btn small", on: { click: () => togglePin(id) } });
   r.listing = h("button", { type: "button", class: "btn small listing-toggle", on: { click: () => toggleListing(id) } });
   r.claim = h("button", { type: "button", class: "btn small claim-toggle", on: { click: () => toggleClaims(id) } });
   r.edit = h("button", { type: "button", class: "btn small", text: "Edit", on: { click: () => editProduct(id) } });
   r.sell = h("button", { type: "button", class: "btn small", text: "Sell", on: { click: () => prepareSale(id) } });
-  r.stop = h("button", { type: "button", class: "btn danger small", text: "Stop sale", on: { click: () => stopSale(id) } });
-  r.tr = h("tr", { data: { productId: id } },
-    h("td", {}, h("div", { class: "p-cell" }, r.thumb, h("div", { class: "p-text" }, r.name, r.pid))), r.price, h("td", {}, r.bar, r.legend), r.sale,
-    h("td", {}, h("div", { class: "actions" }, r.pin, r.listing, r.claim, r.edit, r.sell, r.stop)));
+  // A click or focus anywhere in the row selects its product for the shortcuts.
+  r.tr = h("tr", { data: { productId: id }, on: { click: () => selectProduct(id), focusin: () => selectProduct(id) } },
+    h("td", {}, h("div", { class: "p-cell" }, r.thumb, h("div", { class: "p-text" }, r.name, r.pid))), r.price, h("td", {}, r.bar, r.legend),
+    h("td", {}, h("div", { class: "actions" }, r.pin, r.listing, r.claim, r.edit, r.sell)));
   return r;
 }
 
@@ -132,20 +147,24 @@ export function updateRow(id) {
   r.pin.setAttribute("aria-label", `${pinned ? "Unpin" : "Pin"} ${p.title}`);
   r.edit.setAttribute("aria-label", `Edit ${p.title}`);
   r.sell.setAttribute("aria-label", `Start a flash sale of ${p.title}`);
-  r.stop.setAttribute("aria-label", `Stop the sale of ${p.title}`);
-  r.stop.hidden = !saleActive(p.sale);
-  r.sell.hidden = !r.stop.hidden;
+  // A sale running or scheduled is stopped from On now; a new one starts after it.
+  r.sell.hidden = saleActive(p.sale);
+  markRow(r.tr, S.selected === id);
+  if (pinned) renderPins();
 }
 
-/** Pin or unpin. A pin over the server's `max_pins` is sent all the same: the
- *  server refuses it (pin_limit) and its words are shown. */
-async function togglePin(id) {
+/** Pin or unpin (a row's button, or the P shortcut). A pin over the server's
+ *  `max_pins` is sent all the same: the server refuses it (pin_limit) and its words
+ *  are shown. Resolves to the outcome line's text and whether it succeeded. */
+export async function togglePin(id) {
   const p = S.products.get(id);
+  if (!p) return { ok: false, text: "" };
   const pinned = S.pins.includes(id);
   const res = pinned ? await hostApi("DELETE", `/pins/${encodeURIComponent(id)}`)
                      : await hostApi("POST", "/pins", { product_id: id });
   if (res.ok) { S.pins = res.data.pins; renderProducts(); }
-  report($("#cat-result"), res, `${pinned ? "Unpinned" : "Pinned"} “${p.title}”`);
+  const ok = report($("#cat-result"), res, `${pinned ? "Unpinned" : "Pinned"} “${p.title}”`);
+  return { ok, text: $("#cat-result").textContent };
 }
 
 /** Buy-it-now on or off: whether viewers can buy the product at its list price
@@ -198,6 +217,7 @@ function editProduct(id) {
 export function resetProductForm() {
   S.editing = null;
   $("#product-form").reset();
+  productCurrency.reset();
   showPreview("");
   clearUpload();
   setText($("#product-form-h"), "Add a product");

@@ -88,15 +88,17 @@ export function addChat(ev) {
                                : h("span", { class: "who", text: ev.nickname });
   const data = { messageId: ev.message_id, viewerId: ev.viewer_id };
   if (Number.isFinite(ev.seq)) data.seq = ev.seq;
+  // The name and message across the line; the viewer's id and the buttons under them.
   const li = h("li", { class: "mod-msg", data },
-    h("div", {}, who, h("span", { class: "txt", text: ev.text }), h("span", { class: "vid", text: ev.viewer_id })),
+    h("div", { class: "msg-line" }, who, h("span", { class: "txt", text: ev.text })),
+    h("span", { class: "vid", text: ev.viewer_id }),
     h("div", { class: "acts" }, pin, del, mute));
   appendChat(li, placeFor(ev.seq));
   markPinned(li);
 }
 
 export function addSystem(text) {
-  appendChat(h("li", { class: "mod-msg system" }, h("div", {}, h("span", { class: "txt", text })), h("div")));
+  appendChat(h("li", { class: "mod-msg system" }, h("div", { class: "msg-line" }, h("span", { class: "txt", text }))));
 }
 
 export function onMuted(ev) {

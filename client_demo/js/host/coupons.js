@@ -1,6 +1,7 @@
 // Coupon drops in the host console: the drop form (its currency the catalogue's
-// until the host types another) and the list of drops with claimed / left counts
-// (the server's) and their expiry countdown.
+// until the host types another) and the list of drops (in the live column's "On
+// now") with claimed / left counts (the server's) and their expiry countdown. The
+// server has no early end for a drop: it runs to its expires_at (or the show's end).
 
 import { $, clock, h, money, setText, toMinor } from "../util.js";
 import { S, followCatalogueCurrency, hostApi, now, report } from "./state.js";

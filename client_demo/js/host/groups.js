@@ -1,5 +1,6 @@
 // Group deals in the host console (docs/protocol.md section 18): the start form
-// (product, group size, group price, time to fill, units) and the list of deals,
+// (product, group size, group price, time to fill, units) and the list of deals
+// (in the live column's "On now", ./onnow.js, where "Close" says what it did),
 // each with its units held / sold / left for new groups, its open groups (members
 // of size, time left by the server's `deadline`) and the last ones that filled or
 // ran out of time, and "Close". The server decides every group; the panel shows
@@ -12,6 +13,7 @@
 
 import { $, api, clock, h, money, plural, setText, store, toMajorText, toMinor } from "../util.js";
 import { confirmAction } from "./confirm.js";
+import { keepFocusInNow, nowReport } from "./onnow.js";
 import { S, hostApi, minLevelOf, now, report } from "./state.js";
 
 const els = new Map(); // deal_id -> list item refs
@@ -206,7 +208,8 @@ function updateItem(r, d) {
   if (!openGroups.length && !over.length) r.groups.append(h("li", { class: "deal-group none muted", text: "No groups yet" }));
   r.close.hidden = !open;
   r.close.setAttribute("aria-label", `Close the group deal on ${d.title}`);
-  if (!open && document.activeElement === r.close) queueMicrotask(() => $("#gf-product").focus());
+  // Its Close left with the deal's end: keyboard focus stays in On now.
+  if (!open && document.activeElement === r.close) keepFocusInNow();
 }
 
 async function closeDeal(id) {
@@ -231,7 +234,7 @@ async function closeDeal(id) {
   }
   renderGroups();
   const after = S.deals.get(id) || d;
-  report($("#group-result"), res, res.ok ? `Closed the group deal on “${after.title}”: ${after.sold} sold, ` +
+  nowReport(res, res.ok ? `Closed the group deal on “${after.title}”: ${after.sold} sold, ` +
                                            `${after.held} in full groups waiting for payment` : "");
   if (res.ok) fetchDeal(id);
 }

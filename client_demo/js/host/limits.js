@@ -16,6 +16,7 @@ const TEXT_LIMITS = {
   "#lf-prize": "prize_max_length",
   "#lf-keyword": "keyword_max_length",
   "#announce-text": "announcement_max_length",
+  "#reply-text": "chat_max_length",
 };
 
 /** Size the inputs by the room state's `limits` (nothing changes before it arrives). */

@@ -1,10 +1,12 @@
 // Giveaways in the host console: the open form (prize, winners, duration, button
-// or keyword entry), the list with each lottery's server state, draw now, the
+// or keyword entry), the list (in the live column's "On now", ./onnow.js, where
+// "Draw now" says what it did) with each lottery's server state, draw now, the
 // entrant list, and re-verifying a draw in this browser (../lottery.js).
 
 import { $, api, clock, h, plural, setText } from "../util.js";
 import { verifyLottery } from "../lottery.js";
 import { confirmAction } from "./confirm.js";
+import { nowReport } from "./onnow.js";
 import { S, hostApi, minLevelOf, now, report } from "./state.js";
 
 const lotteryEls = new Map();
@@ -119,7 +121,7 @@ async function draw(id) {
   if (!sure) return;
   const res = await hostApi("POST", `/lotteries/${encodeURIComponent(id)}/draw`);
   if (res.ok) putLottery(res.data);
-  report($("#lottery-result"), res, res.ok ? `Drawn: ${(res.data.result.winners || []).length} winner(s) from ${res.data.result.entrants.length} entrants` : "");
+  nowReport(res, res.ok ? `Drawn: ${(res.data.result.winners || []).length} winner(s) from ${res.data.result.entrants.length} entrants` : "");
 }
 
 async function showEntrants(id) {

@@ -1,5 +1,6 @@
 // Polls in the host console: the start form (a question, 2 to 6 options added and
-// removed as fields, how long it stays open), and the list of polls with each
+// removed as fields, how long it stays open), and the list of polls (in the live
+// column's "On now", ./onnow.js, where "Close now" says what it did) with each
 // option's votes and share (the server's counts and `percent`, from the room
 // state, poll_* events and each action's answer), the close counted down from the
 // server's `closes_at`, and "Close now". The server decides the rules (lengths,
@@ -9,6 +10,7 @@
 import { $, $$, clock, h, plural, setText } from "../util.js";
 import { applyVotes, newerPoll } from "../poll.js";
 import { confirmAction } from "./confirm.js";
+import { keepFocusInNow, nowReport } from "./onnow.js";
 import { S, hostApi, now, report } from "./state.js";
 
 const els = new Map(); // poll_id -> list item refs
@@ -186,7 +188,8 @@ function updateItem(r, p) {
   // The close counted down from the server's closes_at; it rests at 0:00 until the
   // server's poll_closed, a few ms later.
   setText(r.meta, `${plural(total, "vote")} · ` + (open ? `closes in ${clock(p.closes_at - now())}` : "closed"));
-  if (!open && document.activeElement === r.close) queueMicrotask(() => $("#pl-question").focus());
+  // Its Close left with the poll's end: keyboard focus stays in On now.
+  if (!open && document.activeElement === r.close) keepFocusInNow();
   r.close.hidden = !open;
   r.close.setAttribute("aria-label", `Close the poll “${p.question}” now`);
 }
@@ -205,5 +208,5 @@ async function closePoll(id) {
   const res = await hostApi("POST", `/polls/${encodeURIComponent(id)}/close`);
   if (res.ok && res.data && res.data.poll_id) putPoll(res.data);
   const final = S.polls.get(id) || p;
-  report($("#poll-result"), res, res.ok ? `Closed “${final.question}”: ${plural(final.total ?? 0, "vote")}` : "");
+  nowReport(res, res.ok ? `Closed “${final.question}”: ${plural(final.total ?? 0, "vote")}` : "");
 }

@@ -163,6 +163,10 @@ export function renderQuestions() {
   $("#qa-answered-empty").hidden = done.length > 0;
   setText($("#qa-summary"), `${plural(open.length, "question")} waiting` +
     (open.length > top.length ? ` (top ${top.length} shown)` : ""));
+  // On the Questions tab too, so a question is seen whichever tool is open.
+  const count = $("#qa-tab-count");
+  count.hidden = open.length === 0;
+  setText(count, open.length > 99 ? "99+" : String(open.length));
 }
 
 function buildItem(id) {

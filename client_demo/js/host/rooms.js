@@ -15,13 +15,17 @@ import { resetFans, startFans, stopFans } from "./fans.js";
 import { resetGroups } from "./groups.js";
 import { hideKeyNotice, keyNoticeDue, setKeyNotice, showKeyNotice } from "./hostkey.js";
 import { resetLotteries } from "./lotteries.js";
+import { resetOnNow } from "./onnow.js";
 import { resetPolls } from "./polls.js";
 import { resetQuestions } from "./questions.js";
 import { resetReferrals, startReferrals, stopReferrals } from "./referrals.js";
+import { resetReply } from "./reply.js";
 import { reportShowEnded, resetReport } from "./report.js";
 import { resetRoomEdit, setRoomEditable } from "./room_edit.js";
+import { resetSales } from "./sale.js";
 import { S, hostApi, live, report, setLive } from "./state.js";
 import { pollStats, stopStats } from "./stats.js";
+import { showTab } from "./tabs.js";
 
 const ROOMS_KEY = "livesell.host.rooms";
 const CURRENT_KEY = "livesell.host.current";
@@ -29,7 +33,7 @@ const CURRENT_KEY = "livesell.host.current";
 const rooms = () => store.get(ROOMS_KEY, {}) || {};
 
 // The console's handlers for the room's state and events (../host.js).
-let handlers = { applySnapshot: () => {}, onEvent: () => {}, onStart: () => {} };
+let handlers = { applySnapshot: () => {}, onEvent: () => {}, onReply: () => {}, onStart: () => {}, onStop: () => {} };
 export function whenRoomOpens(h) { handlers = h; }
 
 // ------------------------------------------------------------------ setup
@@ -41,6 +45,8 @@ export function showSetup() {
   $("#room-head").hidden = true;
   $("#conn").hidden = true;
   $("#switch-room").hidden = true;
+  $("#keys-btn").hidden = true;
+  $("#show-key").hidden = true;
   $("#end-show").hidden = true;
   $("#end-zone").hidden = true;
   hideKeyNotice();
@@ -162,7 +168,11 @@ function startRoom(id, key, state) {
   S.questions = new Map();
   S.deals = new Map();
   S.groups = new Map();
+  S.selected = null;
   resetCatalogue();
+  resetSales();
+  resetOnNow();
+  resetReply();
   resetGroups();
   resetCoupons();
   resetLotteries();
@@ -180,6 +190,8 @@ function startRoom(id, key, state) {
   $("#room-head").hidden = false;
   $("#conn").hidden = false;
   $("#switch-room").hidden = false;
+  $("#keys-btn").hidden = false;
+  $("#show-key").hidden = false;
   setText($("#room-id"), id);
   const link = `${location.origin}/r/${encodeURIComponent(id)}`;
   $("#share-link").value = link;
@@ -190,7 +202,7 @@ function startRoom(id, key, state) {
   // The viewers muted now (the list survives a reload or a switch of rooms) load with
   // the WebSocket's first snapshot (host.js onSnapshot), not here as well.
   setLive(new Live({ roomId: id, tokenKey: "livesell.hostToken", hostKey: key,
-                     onEvent: handlers.onEvent, onState: setConn }));
+                     onEvent: handlers.onEvent, onReply: handlers.onReply, onState: setConn }));
   live.start();
   pollStats();
   startFans();
@@ -205,6 +217,7 @@ function stopRoom() {
   stopStats();
   stopFans();
   stopReferrals();
+  handlers.onStop();
 }
 
 function setConn(state, info = {}) {
@@ -252,9 +265,10 @@ export function renderRoomState(state) {
   }
 }
 
-/** The report panel, scrolled to and focused (after ending the show, or from the
- *  ended notice's button). */
+/** The report's tool, shown, its panel scrolled to and focused (after ending the
+ *  show, or from the ended notice's button). */
 export function goToReport() {
+  showTab("report");
   const panel = $("#rp");
   panel.scrollIntoView({ block: "start" });
   $("#rp-h").focus({ preventScroll: true });
@@ -284,5 +298,5 @@ export async function endShow() {
   // The final report, at once (the show_ended event then loads nothing again).
   reportShowEnded();
   goToReport();
-  toast("The show has ended. Its final report is below.", "ok");
+  toast("The show has ended. Its final report is in the Report tab.", "ok");
 }

@@ -1,18 +1,23 @@
 // Flash sales in the host console: the sale form (product, price, units, per-buyer
-// limit, start now / in N s / at a time, duration), stopping a sale, and the sale
-// cell of a catalogue row, which shows the state the server gives the sale.
+// limit, start now / in N s / at a time, duration), the running sales in the live
+// column's "On now" with their Stop button (stopping asks first), and the sale cell
+// of a catalogue row, which shows the state the server gives the sale.
 
-import { $, clock, h, money, timeOfDay, toMajorText, toMinor, toast } from "../util.js";
-import { newerSale } from "../sales.js";
+import { $, clock, h, money, setText, timeOfDay, toMajorText, toMinor, toast } from "../util.js";
+import { newerSale, saleActive } from "../sales.js";
 import { updateRow } from "./catalogue.js";
 import { confirmAction } from "./confirm.js";
+import { keepFocusInNow, nowReport, renderPins } from "./onnow.js";
 import { S, hostApi, limit, live, now, report } from "./state.js";
+import { showTab } from "./tabs.js";
 
-/** A catalogue row's sale cell: the server's state, price and a countdown drawn
+const saleEls = new Map(); // product_id -> the running sale's item parts
+
+/** A catalogue row's sale line (under its price): the server's state, price and a countdown drawn
  *  from server timestamps (it rests at 0:00 until the server's event moves the
  *  state, a few ms after the deadline). */
 export function renderSaleCell(cell, sale) {
-  if (!sale) { cell.replaceChildren(h("span", { class: "muted", text: "—" })); return; }
+  if (!sale) { cell.replaceChildren(); return; }
   const at = now();
   let when = "";
   if (sale.state === "scheduled") when = `starts in ${clock(sale.starts_at - at)}`;
@@ -28,6 +33,57 @@ export function putSale(sale) {
   if (!p) return;
   p.sale = newerSale(p.sale, sale);
   updateRow(p.product_id);
+  renderSaleList();
+  renderPins();
+}
+
+export function resetSales() {
+  saleEls.clear();
+  $("#sale-list").replaceChildren();
+}
+
+/** The sales running or about to (open first, by their end; then scheduled, by
+ *  their start), each with Stop. Items are updated in place: no button is swapped
+ *  under a click. */
+export function renderSaleList() {
+  const at = now();
+  const list = $("#sale-list");
+  const running = [...S.products.values()].filter((p) => saleActive(p.sale)).sort((a, b) =>
+    (a.sale.state === "open" ? 0 : 1) - (b.sale.state === "open" ? 0 : 1) ||
+    (a.sale.state === "open" ? a.sale.ends_at - b.sale.ends_at : a.sale.starts_at - b.sale.starts_at));
+  const keep = new Set(running.map((p) => p.product_id));
+  let lostFocus = false;
+  for (const [id, r] of saleEls) {
+    if (keep.has(id)) continue;
+    if (r.li.contains(document.activeElement)) lostFocus = true;
+    r.li.remove();
+    saleEls.delete(id);
+  }
+  running.forEach((p, i) => {
+    let r = saleEls.get(p.product_id);
+    if (!r) {
+      r = { title: h("span", { class: "item-title" }), meta: h("span", { class: "item-meta num" }),
+            badge: h("span", { class: "badge" }) };
+      const id = p.product_id;
+      r.stop = h("button", { type: "button", class: "btn danger small", text: "Stop", on: { click: () => stopSale(id) } });
+      // Two lines: the product and Stop; then the state, price, units and clock.
+      r.li = h("li", { class: "item sale-item", data: { productId: id } },
+        h("div", { class: "sale-head" }, r.title, r.stop), h("div", { class: "sale-line" }, r.badge, r.meta));
+      saleEls.set(p.product_id, r);
+    }
+    if (list.children[i] !== r.li) list.insertBefore(r.li, list.children[i] || null);
+    const sale = p.sale;
+    r.li.dataset.saleId = sale.sale_id;
+    r.li.dataset.state = sale.state;
+    setText(r.title, p.title);
+    setText(r.meta, `${money(sale.price, sale.currency)} · ` + (sale.state === "open"
+      ? `${sale.left}/${sale.units} left · ends in ${clock(sale.ends_at - at)}`
+      : `${sale.units} units · in ${clock(sale.starts_at - at)}`));
+    r.badge.className = `badge ${sale.state}`;
+    setText(r.badge, sale.state);
+    r.stop.setAttribute("aria-label", `Stop the sale of ${p.title}`);
+  });
+  if (lostFocus) keepFocusInNow();
 }
 
 export function renderSaleProducts() {
@@ -49,7 +105,10 @@ export function fillSaleDefaults() {
   $("#sf-units").value = Math.max(1, Math.min(left, Number($("#sf-units").value) || left));
 }
 
+/** The sale form for this product, shown and filled in, its price focused (Enter
+ *  starts the sale). The catalogue's Sell buttons and the S shortcut. */
 export function prepareSale(id) {
+  showTab("sale");
   $("#sf-product").value = id;
   fillSaleDefaults();
   $("#sf-price").focus();
@@ -105,5 +164,5 @@ export async function stopSale(id) {
   if (!sure) return;
   const res = await hostApi("POST", `/sales/${encodeURIComponent(sale.sale_id)}/stop`);
   if (res.ok) putSale(res.data);
-  report($("#cat-result"), res, `Stopped the sale of “${p.title}”`);
+  nowReport(res, `Stopped the sale of “${p.title}”`);
 }

@@ -24,6 +24,7 @@ export const S = {
   stats: null,
   samples: [],
   editing: null,
+  selected: null, // product_id the P and S shortcuts act on (./selection.js)
   policy: { require_verified: false, limit_per_ip: false, slow_mode_s: 0 },
   // The server's limits (room state `limits`, docs/protocol.md "Room state"):
   // max_pins, max_quantity_per_buy, max_holds_per_viewer, the text lengths

@@ -47,10 +47,10 @@ function renderStats() {
   setText($("#st-likes"), compact(st.likes));
   setText($("#st-unique"), `${compact(st.viewers.unique)} unique viewers`);
   setText($("#st-chat"), compact(st.chat_per_minute));
-  setText($("#st-chat-now"), `${compact(st.chat_this_minute)} this minute`);
+  setText($("#st-chat-now"), `${compact(st.chat_this_minute)} this min`);
   setText($("#st-holds"), compact(st.holds_units));
   setText($("#st-orders"), compact(st.orders));
-  setText($("#st-units"), `${compact(st.units_sold)} unit${st.units_sold === 1 ? "" : "s"} sold`);
+  setText($("#st-units"), `${compact(st.units_sold)} unit${st.units_sold === 1 ? "" : "s"}`);
   setText($("#st-revenue"), money(st.revenue, cur));
   setText($("#st-buyers"), `${compact(st.buyers)} buyer${st.buyers === 1 ? "" : "s"}`);
   setText($("#st-conversion"), `${(st.conversion * 100).toFixed(1)}%`);

@@ -4,7 +4,9 @@
 // optional max bid (the server bids for this viewer up to it), whether this viewer
 // leads or was outbid, the reserve and buy-now, the winner's hold with its timer
 // and pay button (the page's one checkout, ./checkout.js), and "Verify", which
-// re-checks the published bid chain in this browser (../auction.js).
+// re-checks the published bid chain in this browser (../auction.js). The open
+// auction that ends first (or one this viewer won and has to pay) rises over the
+// video, wherever it is in the list, until the viewer hides it.
 //
 // The server decides every bid (docs/protocol.md section 15): the page sends
 // `bid` and shows the answer. Which bidder in an auction is this viewer is known
@@ -166,19 +168,68 @@ function shown() {
   return [...open, ...over];
 }
 
+// One auction rises over the video (viewer.html #auction-rise), wherever it is in
+// the list: the open one that ends first, or, once none is open, one this viewer
+// won and has still to pay. Hidden by the viewer, it stays in the list only.
+const hiddenKey = () => `livesell.auctionhidden.${S.roomId}`;
+let hiddenRise = null;
+
+function risingHidden() {
+  if (!hiddenRise) {
+    try { hiddenRise = new Set(JSON.parse(sessionStorage.getItem(hiddenKey()) || "[]")); } catch { hiddenRise = new Set(); }
+  }
+  return hiddenRise;
+}
+
+/** "Hide" on the risen auction card: it goes back to the list, for good. */
+export function hideRisenAuction() {
+  const rise = document.getElementById("auction-rise");
+  const card = rise && rise.querySelector(".acard");
+  if (!card) return;
+  risingHidden().add(card.dataset.auctionId);
+  try { sessionStorage.setItem(hiddenKey(), JSON.stringify([...risingHidden()])); } catch { /* only this page forgets */ }
+  renderAuctions();
+}
+
+function risingOf(list) {
+  const hidden = risingHidden();
+  const open = list.find((a) => a.state === "open" && !hidden.has(a.auction_id));
+  if (open) return open.auction_id;
+  const won = list.find((a) => !hidden.has(a.auction_id) && cards.get(a.auction_id)?.root.dataset.hold === "held");
+  return won ? won.auction_id : null;
+}
+
+/** Move a card, keeping the focus inside it (a bidder typing a max bid) where the
+ *  browser can; a new card is inserted. */
+function place(parent, node, before) {
+  if (node.isConnected && typeof parent.moveBefore === "function") parent.moveBefore(node, before);
+  else parent.insertBefore(node, before);
+}
+
 export function renderAuctions() {
   const box = document.getElementById("auctions");
-  if (!box) return;
+  const rise = document.getElementById("auction-rise");
+  if (!box || !rise) return;
   const list = shown();
   const keep = new Set(list.map((a) => a.auction_id));
   for (const [id, r] of cards) if (!keep.has(id)) { r.root.remove(); cards.delete(id); }
-  list.forEach((a, i) => {
-    let r = cards.get(a.auction_id);
-    if (!r) { r = buildCard(a.auction_id); cards.set(a.auction_id, r); }
-    if (box.children[i] !== r.root) box.insertBefore(r.root, box.children[i] || null);
+  for (const a of list) {
+    if (!cards.has(a.auction_id)) cards.set(a.auction_id, buildCard(a.auction_id));
     updateCard(a.auction_id);
-  });
-  box.hidden = list.length === 0;
+  }
+  const rising = risingOf(list);
+  let i = 0;
+  for (const a of list) {
+    const r = cards.get(a.auction_id);
+    if (a.auction_id === rising) {
+      if (r.root.parentElement !== rise) place(rise, r.root, null);
+      continue;
+    }
+    if (box.children[i] !== r.root) place(box, r.root, box.children[i] || null);
+    i += 1;
+  }
+  rise.hidden = !rising;
+  box.hidden = i === 0;
 }
 
 function buildCard(id) {

@@ -6,12 +6,14 @@
 // the next flash sale starting within a minute.
 
 import { $, clock, compact, h, setText } from "../util.js";
+import { playStream } from "../video.js";
 import { addSystemLine } from "./chat.js";
 import { S, limit, live, now } from "./state.js";
 
 // ------------------------------------------------------------------ video
 
 let videoUrl = null;
+let stopVideo = null; // ends the current stream's playback (client_demo/js/video.js)
 
 export function setupVideo(url) {
   if (url === videoUrl) return;
@@ -28,40 +30,42 @@ export function setupVideo(url) {
     poster.hidden = false;
     setText(text, msg);
   };
+  if (stopVideo) {
+    stopVideo(); // the old stream stops loading, not only showing
+    stopVideo = null;
+  }
   if (!url) {
-    video.pause();
-    video.removeAttribute("src");
-    video.load(); // stops fetching the old stream, not only showing it
     showPoster("The host has not started a video stream. Products, sales and chat are live below.");
     return;
   }
-  const hls = /\.m3u8($|[?#])/i.test(url);
-  if (hls && !video.canPlayType("application/vnd.apple.mpegurl")) {
-    showPoster("This stream uses HLS, which this browser cannot play on its own. Open the show in Safari or on a phone — shopping and chat work here.");
-    return;
-  }
-  video.onerror = () => showPoster("The video stream could not be played right now. Shopping and chat still work.");
-  video.onplaying = () => { poster.hidden = true; };
-  // The stream is over (or the player gave up): the poster says so until it plays again.
-  // A live stream does not loop (the element has no `loop`): its end is the host's.
-  video.onended = () => { poster.hidden = false; setText(text, "The stream has stopped. Shopping and chat still work."); };
-  // A live stream has nothing to seek: no native controls (their seek bar), ours only.
-  video.controls = false;
-  video.removeAttribute("controls");
-  video.src = url;
   video.hidden = false;
   box.classList.add("has-video");
   controls.hidden = false;
   poster.hidden = false;
   setText(text, "Starting the stream…");
   renderVideoControls();
-  const p = video.play();
-  if (p && p.catch) {
-    p.catch((err) => {
-      // Autoplay refused: the poster stays, and the play button (above it) starts it.
-      if (err && err.name === "NotAllowedError") setText(text, "Tap play to start the stream.");
-    });
-  }
+  // video.js picks the player (the file itself, the browser's HLS or hls.js) and
+  // keeps native controls off: a live stream has nothing to seek, ours only.
+  stopVideo = playStream(video, url, {
+    onState(state, message) {
+      if (state === "playing") {
+        poster.hidden = true;
+      } else if (state === "loading") {
+        // Starting, reconnecting, or autoplay refused (the play button, above the
+        // poster, starts it): the poster says which.
+        poster.hidden = false;
+        setText(text, message);
+      } else if (state === "ended") {
+        // The stream is over: the poster says so until it plays again.
+        poster.hidden = false;
+        setText(text, "The stream has stopped. Shopping and chat still work.");
+      } else if (state === "unsupported") {
+        showPoster(`${message} Open the show in Safari or on a phone — shopping and chat work here.`);
+      } else {
+        showPoster("The video stream could not be played right now. Shopping and chat still work.");
+      }
+    },
+  });
 }
 
 // The controls: play/pause, mute, full screen (of the whole stage, so the banners

@@ -2,12 +2,15 @@
 // live region that removes itself after a few seconds: errors in an assertive one
 // (role="alert"), the rest in a polite one (role="status").
 //
-// They never sit on a control: on a phone under the top bar (the cart bar, and the
-// thumb's buttons, are at the bottom), on a wide screen over the top of the video,
-// clear of the side column's buttons (css/viewer.css); and they let taps through.
-// While a modal dialog is open (the checkout), the page behind it is inert and
-// under the dialog's top layer: the dialog's own regions take the toasts, so they
-// show above it and are read out.
+// They never sit on a control: on a phone under the top bar, over the top of the
+// stage where only its chips are (its buttons start lower down, the cart bar is at
+// the bottom), on a wide screen over the top of the video column, clear of the
+// products and the chat (css/viewer.css); and they let taps through.
+// While a modal dialog is open (a sheet, the checkout), the page behind it is inert
+// and under the dialog's top layer: the dialog's own regions take the toasts, so
+// they show above it and are read out. Of several open, the last in the page's
+// order is the top one: viewer.html lists the dialogs in the order they can open
+// over each other (the shop sheet, a product's sheet, the checkout).
 
 import { setToastRegion } from "../util.js";
 
