@@ -119,6 +119,8 @@ class Replay:
                 self.ctx.data.coupons.append(CouponInfo(coupon["coupon_id"], coupon["count"]))
                 if step.creates:
                     self._bind("coupon", step.creates[1], coupon["coupon_id"])
+            elif act == "end_coupon":
+                await host.call("POST", f"/coupons/{self._real('coupon', d['coupon_id'])}/end")
             elif act == "lottery":
                 if "duration_s" in d:
                     d["duration_s"] = max(1, round(int(d["duration_s"]) / speed))

@@ -8,8 +8,8 @@ Format (written by the server's recorder):
      "action": ..., "data": {...}}          (one object per line)
 
 Host `data` is the HTTP request body, with the ids of the recorded room (for
-`unpin`, `stop_sale` and `draw`, the id from the path: `product_id`, `sale_id`,
-`lottery_id`). Viewer `data` is the frame without `request_id`; chat text is
+`unpin`, `stop_sale`, `end_coupon` and `draw`, the id from the path: `product_id`,
+`sale_id`, `coupon_id`, `lottery_id`). Viewer `data` is the frame without `request_id`; chat text is
 replaced by `{"length": n}`.
 
 Ids made by the server in the recorded room (sale, coupon, lottery, and
@@ -37,7 +37,8 @@ import orjson
 from loadtest.messages import TraceStep
 
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
-                                 "claims", "sale", "stop_sale", "coupon", "lottery", "draw",
+                                 "claims", "sale", "stop_sale", "coupon", "end_coupon", "lottery",
+                                 "draw",
                                  "announce", "referrals", "update_room"})
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",
                                    "claim_coupon", "enter_lottery", "chat", "like"})
@@ -49,6 +50,7 @@ REFERENCES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "sale": (("product", "product_id"),), "stop_sale": (("sale", "sale_id"),),
     "draw": (("lottery", "lottery_id"),), "buy": (("product", "product_id"),),
     "claim_coupon": (("coupon", "coupon_id"),), "checkout": (("coupon", "coupon_id"),),
+    "end_coupon": (("coupon", "coupon_id"),),
     "enter_lottery": (("lottery", "lottery_id"),),
 }
 REQUIRED: Final[dict[str, tuple[str, ...]]] = {
@@ -56,7 +58,7 @@ REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "update_product": ("product_id",), "listing": ("product_id",), "claims": ("product_id",),
     "stop_sale": ("sale_id",), "draw": ("lottery_id",), "buy": ("product_id",),
     "checkout": ("hold_id",), "release": ("hold_id",), "claim_coupon": ("coupon_id",),
-    "enter_lottery": ("lottery_id",), "announce": ("text",),
+    "enter_lottery": ("lottery_id",), "announce": ("text",), "end_coupon": ("coupon_id",),
 }
 # 1: before buy-it-now; 2: a pin without `open_for_sale` opens the product for sale.
 VERSIONS: Final = (1, 2)

@@ -501,6 +501,9 @@ async def _show(live: LiveServer, http: httpx.AsyncClient,
     await _frame(ada, "holds_voided")
     for kind in ("coupon_count", "stock", "likes", "viewers", "group_deal"):
         await _frame(ada, kind)
+    # The host ends the coupon drop early.
+    await host.call("POST", f"/coupons/{coupon['coupon_id']}/end", expect=200)
+    await _frame(ada, "coupon_ended")
     # A snapshot of all that on request, and a resume from a sequence number.
     await send(cy, "resync")
     await _frame(cy, "snapshot", where=lambda f: bool(f["auctions"]) and bool(f["chat"]))

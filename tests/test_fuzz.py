@@ -435,6 +435,8 @@ HTTP: dict[tuple[str, str], Endpoint] = {
     ("POST", ROOM + "/sales"): Endpoint({"room_id": "room"}, sale_fields),
     ("POST", ROOM + "/sales/{sale_id}/stop"): Endpoint({"room_id": "room", "sale_id": "sale"}),
     ("POST", ROOM + "/coupons"): Endpoint({"room_id": "room"}, coupon_fields),
+    ("POST", ROOM + "/coupons/{coupon_id}/end"): Endpoint({"room_id": "room",
+                                                           "coupon_id": "coupon"}),
     ("POST", ROOM + "/lotteries"): Endpoint({"room_id": "room"}, lottery_fields),
     ("GET", ROOM + "/lotteries/{lottery_id}"): Endpoint({"room_id": "room",
                                                          "lottery_id": "lottery"}),

@@ -298,6 +298,9 @@ async def test_a_reversed_coupon_reward_cannot_be_spent(
     await bob.request("accept_invite", invite=await invite_of(ada))
     order = await pay(bob, product["product_id"])
     coupon = (await ada.next_event("referral_reward"))["reward"]["coupon"]
+    # Ada's reward is hers, not a drop of the host's: ending drops does not reach it.
+    refused = await host.call("POST", f"/coupons/{coupon['coupon_id']}/end", expect=404)
+    assert refused["error"]["code"] == "coupon_not_found"
     await host.call("POST", f"/orders/{order['order_id']}/cancel", {}, expect=200)
     await ada.next_event("referral_reward", where=lambda e: e["state"] == "reversed")
     hold = await ada.request("buy", product_id=product["product_id"])

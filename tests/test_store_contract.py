@@ -92,6 +92,13 @@ async def test_catalogue_rows_keep_their_order_and_values(store: AnyStore) -> No
     for c in ("c2", "c1"):
         await store.add_coupon_drop("r_1", {"coupon_id": c, "expires_at": 5})
     assert [d["coupon_id"] for d in await store.coupon_drops("r_1")] == ["c2", "c1"]
+    # Ended early: the expiry moves to `at`, never later; another room's is not found.
+    assert await store.end_coupon_drop("r_1", "c1", 3) == 3
+    assert await store.end_coupon_drop("r_1", "c1", 4) == 3
+    assert await store.end_coupon_drop("r_2", "c2", 1) is None
+    assert await store.end_coupon_drop("r_1", "c_none", 1) is None
+    assert [(d["coupon_id"], d["expires_at"]) for d in await store.coupon_drops("r_1")] == \
+        [("c2", 5), ("c1", 3)]
     await store.set_room_policy("r_1", {"chat": "fans"})
     assert await store.room_policy("r_1") == {"chat": "fans"}
     assert await store.room_policy("r_2") is None

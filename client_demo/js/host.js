@@ -51,7 +51,7 @@ import {
   setChatHistory, setPinned, unpin,
 } from "./host/chat_moderation.js";
 import {
-  couponCurrency, couponKindChanged, dropCoupon, onCouponCount, renderCoupons,
+  couponCurrency, couponKindChanged, dropCoupon, onCouponCount, putCoupon, renderCoupons,
 } from "./host/coupons.js";
 import { refreshFans } from "./host/fans.js";
 import {
@@ -105,7 +105,9 @@ const EVENTS = {
   sale_scheduled: (ev) => putSale(ev.sale),
   sale_open: (ev) => putSale(ev.sale),
   sale_closed: (ev) => putSale(ev.sale),
-  coupon_drop: (ev) => { S.coupons.set(ev.coupon.coupon_id, ev.coupon); renderCoupons(); },
+  coupon_drop: (ev) => putCoupon(ev.coupon),
+  // Ended early (this console or another): "expired", its End button gone.
+  coupon_ended: (ev) => putCoupon(ev.coupon),
   coupon_count: onCouponCount,
   lottery_open: (ev) => putLottery(ev.lottery),
   lottery_drawn: (ev) => putLottery(ev.lottery),

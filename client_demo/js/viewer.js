@@ -62,7 +62,7 @@ import {
 } from "./viewer/fans.js";
 import { renderConn, renderConnNotice, setConn } from "./viewer/connection.js";
 import { bindLayout } from "./viewer/layout.js";
-import { markClaimed, onCouponClaimed, onCouponCount, onCouponDrop } from "./viewer/coupons.js";
+import { markClaimed, onCouponClaimed, onCouponCount, onCouponDrop, onCouponEnded } from "./viewer/coupons.js";
 import {
   cancelRename, exchangeShopToken, onWelcome, openRename, rename, takeShopToken, watchAsGuest,
 } from "./viewer/identity.js";
@@ -125,6 +125,8 @@ const EVENTS = {
   holds_voided: (ev) => { dropHolds(ev.hold_ids); onHoldsVoided(ev); renderAllCards(); },
   waitlist_offer: onWaitlistOffer,
   coupon_drop: (ev) => onCouponDrop(ev.coupon),
+  // Ended early: its card says so; the checkout stops offering it (coupon rules).
+  coupon_ended: (ev) => { onCouponEnded(ev.coupon); renderHold(); },
   coupon_count: (ev) => onCouponCount(ev.coupon_id, ev.remaining),
   lottery_open: (ev) => onLotteryOpen(ev.lottery),
   lottery_entrants: onEntrants,

@@ -77,6 +77,12 @@ def coupon_drop(coupon: dict[str, Any]) -> Event:
     return {"type": "coupon_drop", "coupon": coupon}
 
 
+def coupon_ended(coupon: dict[str, Any]) -> Event:
+    """The host ended a drop early: the drop as it is now (`expires_at`: when it
+    ended)."""
+    return {"type": "coupon_ended", "coupon": coupon}
+
+
 def coupon_count(coupon_id: str, remaining: int) -> Event:
     return {"type": "coupon_count", "coupon_id": coupon_id, "remaining": remaining}
 
@@ -270,7 +276,7 @@ def snapshot(state: dict[str, Any]) -> Event:
 ROOM_EVENTS: Final = (
     "product", "pinned", "unpinned", "sale_open", "sale_scheduled", "sale_countdown",
     "sale_closed", "holds_voided", "stock", "waitlist_offer", "claimed", "coupon_drop",
-    "coupon_count",
+    "coupon_ended", "coupon_count",
     "lottery_open", "lottery_drawn", "lottery_entrants", "auction_started", "auction_bid",
     "auction_ended", "auction_cancelled", "auction_second_chance", "message_pinned",
     "poll_open", "poll_votes", "poll_closed", "question", "question_votes",

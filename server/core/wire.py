@@ -492,6 +492,8 @@ class _Builder:
                 doc="A comment bought units (comment-to-buy)."),
             "coupon_drop": ev("coupon_drop", {"coupon": r("Coupon")},
                               doc="The host dropped coupons."),
+            "coupon_ended": ev("coupon_ended", {"coupon": r("Coupon")},
+                               doc="The host ended a drop early (`expires_at`: when)."),
             "coupon_count": ev("coupon_count", {"coupon_id": _ID, "remaining": _COUNT},
                                doc="Coupons left in a drop (coalesced)."),
             "lottery_open": ev("lottery_open", {"lottery": r("Lottery")},

@@ -12,6 +12,7 @@ from typing import Any
 
 from server.core import domain, events
 from server.core.domain import CouponDrop, now_ms
+from server.core.errors import refusal
 from server.core.identity import Viewer
 from server.core.protocol import ClaimCoupon
 from server.core.views import coupon_view
@@ -34,11 +35,18 @@ class Coupons:
                                  self.ctx.settings.sale.max_coupons_per_drop),
                              answer="Coupon",
                              record_as="coupon", goes_live=True))
+        # Ended early by the host: nobody claims it any more, and a coupon claimed from
+        # it no longer applies (as at its own expiry, or at the show's end).
+        registry.route(Route("POST", "/coupons/{coupon_id}/end", self._end, answer="Coupon",
+                             record_as="end_coupon"))
         registry.message(ClaimCoupon, self._claim, explain_end=True)
         registry.on_restore(self.restore)
 
     async def _drop(self, call: Call) -> Any:
         return await self.drop_coupon(call.room_id, call.body)
+
+    async def _end(self, call: Call) -> Any:
+        return await self.end_coupon(call.room_id, call.params["coupon_id"])
 
     async def _claim(self, call: ViewerCall, msg: ClaimCoupon) -> Answer:
         return await self.claim_coupon(call.viewer, call.room_id, msg.request_id,
@@ -51,6 +59,22 @@ class Coupons:
         await self.data.load_coupon(room_id, drop, claimed=0, uses={})
         view = coupon_view(await self.data.coupon(room_id, drop.coupon_id))
         await self.ctx.publish(room_id, events.coupon_drop(view))
+        return view
+
+    async def end_coupon(self, room_id: str, coupon_id: str) -> dict[str, Any]:
+        """End a drop now (the store first, so a rebuild keeps it ended, then Redis,
+        then `coupon_ended`). Ending one already over changes nothing and answers it
+        as it is. A referral reward is one viewer's, not a drop the host made: not
+        found here, as to a claim."""
+        current = await self.data.coupon(room_id, coupon_id)
+        if not current or current.get("for"):
+            raise refusal("coupon_not_found")
+        expires_at = await self.ctx.store.end_coupon_drop(room_id, coupon_id, now_ms())
+        if expires_at is None:
+            raise refusal("coupon_not_found")
+        await self.data.expire_coupon(room_id, coupon_id, expires_at)
+        view = coupon_view(await self.data.coupon(room_id, coupon_id))
+        await self.ctx.publish(room_id, events.coupon_ended(view))
         return view
 
     async def claim_coupon(self, viewer: Viewer, room_id: str, request_id: str,

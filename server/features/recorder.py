@@ -39,7 +39,8 @@ log = logging.getLogger("livesell.recorder")
 # version 1 was recorded before that (loadtest/trace.py replays it as it was).
 VERSION: Final = 2
 HOST_ACTIONS: Final = frozenset({"product", "update_product", "pin", "unpin", "listing",
-                                 "claims", "sale", "stop_sale", "coupon", "lottery", "draw",
+                                 "claims", "sale", "stop_sale", "coupon", "end_coupon", "lottery",
+                                 "draw",
                                  "announce", "referrals", "update_room"})
 MAX_OPEN_TRACES: Final = 64
 VIEWER_ACTIONS: Final = frozenset({"join", "leave", "buy", "checkout", "release",

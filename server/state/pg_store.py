@@ -240,6 +240,21 @@ class PgOrderStore:
         await self.write(ADD_COUPON_DROP, drop["coupon_id"], room_id,
                          orjson.dumps(drop).decode())
 
+    async def end_coupon_drop(self, room_id: str, coupon_id: str, at: int) -> int | None:
+        async def end(conn: Connection) -> int | None:
+            raw = await conn.fetchval("SELECT data FROM coupon_drops WHERE coupon_id = $1 "
+                                      "AND room_id = $2", coupon_id, room_id)
+            if raw is None:
+                return None
+            data = orjson.loads(raw)
+            if int(data["expires_at"]) > at:
+                data["expires_at"] = at
+                await conn.execute("UPDATE coupon_drops SET data = $1 WHERE coupon_id = $2",
+                                   orjson.dumps(data).decode(), coupon_id)
+            return int(data["expires_at"])
+        result: int | None = await self._writes.queue("call", "", (end,))
+        return result
+
     async def add_lottery(self, room_id: str, lottery: dict[str, Any], seed: str) -> None:
         await self.write("INSERT INTO lotteries (lottery_id, room_id, data, seed) "
                          "VALUES ($1, $2, $3, $4)",

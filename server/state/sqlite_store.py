@@ -216,6 +216,22 @@ class SqliteOrderStore:
     async def add_coupon_drop(self, room_id: str, drop: dict[str, Any]) -> None:
         await self.write(ADD_COUPON_DROP, (drop["coupon_id"], room_id, orjson.dumps(drop).decode()))
 
+    async def end_coupon_drop(self, room_id: str, coupon_id: str, at: int) -> int | None:
+        async def end(db: aiosqlite.Connection) -> int | None:
+            async with db.execute("SELECT data FROM coupon_drops WHERE coupon_id = ? AND "
+                                  "room_id = ?", (coupon_id, room_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            data = orjson.loads(row[0])
+            if int(data["expires_at"]) > at:
+                data["expires_at"] = at
+                await db.execute("UPDATE coupon_drops SET data = ? WHERE coupon_id = ?",
+                                 (orjson.dumps(data).decode(), coupon_id))
+            return int(data["expires_at"])
+        result: int | None = await self._writes.queue("call", "", (end,))
+        return result
+
     async def add_lottery(self, room_id: str, lottery: dict[str, Any], seed: str) -> None:
         await self.write("INSERT INTO lotteries VALUES (?, ?, ?, ?, NULL)",
                          (lottery["lottery_id"], room_id, orjson.dumps(lottery).decode(), seed))

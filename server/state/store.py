@@ -188,6 +188,11 @@ class OrderStore(Protocol):
         """Record a coupon drop (`drop["coupon_id"]` is new)."""
         ...
 
+    async def end_coupon_drop(self, room_id: str, coupon_id: str, at: int) -> int | None:
+        """The room's drop expires at `at` unless it expires sooner (the host ended it
+        early): its expiry now, None when the room has no such drop."""
+        ...
+
     async def add_lottery(self, room_id: str, lottery: dict[str, Any], seed: str) -> None:
         """Record a lottery (`lottery["lottery_id"]` is new) with its draw's seed."""
         ...

@@ -28,6 +28,7 @@ from tests.browser.helpers import (
     DESKTOP,
     contrast_failures,
     keyed_console,
+    live_page,
     shoot,
     skip_without_browser,
     tab_walk,
@@ -445,6 +446,34 @@ async def test_ending_things_from_on_now_asks_first(server: LiveServer,
     await console.get_by_role("button", name="Draw Signed vinyl now").click()
     await dialog.get_by_role("button", name="Draw now").click()
     await expect(console.locator("#now-result")).to_have_text(re.compile("^✓ Drawn: 0 winner"))
+
+    # The coupon drop: End now, confirmed; a viewer's page takes it off at once and
+    # the server refuses a claim of it.
+    viewer = await live_page(browser, f"{server.base}/r/{host.room_id}", page_errors.watch,
+                             "viewer")
+    offer = viewer.locator("#coupons > *", has_text="Welcome gift")
+    await expect(offer).to_have_count(1)
+    end_drop = console.get_by_role("button", name="End the coupon drop Welcome gift now")
+    await end_drop.click()
+    await expect(dialog).to_contain_text("Nobody can claim one from now on")
+    await console.keyboard.press("Escape")
+    await expect(end_drop).to_be_focused()
+    await end_drop.click()
+    await dialog.get_by_role("button", name="End drop").click()
+    await expect(console.locator("#now-result")).to_have_text(
+        "✓ Ended the coupon drop “Welcome gift”")
+    await expect(console.locator("#coupon-list > li .badge")).to_have_text("expired")
+    await expect(end_drop).to_be_hidden()
+    await expect(viewer.locator("#toasts .toast",
+                                has_text="The host ended the coupon drop “Welcome gift”.")
+                 ).to_have_count(1)
+    await expect(offer).to_have_count(0)
+    coupon_id = await console.locator("#coupon-list > li").get_attribute("data-coupon-id")
+    late = await join(server, host.room_id)
+    refused = await late.request("claim_coupon", coupon_id=coupon_id)
+    assert refused.get("code") == "coupon_expired", refused
+    await late.close()
+    await viewer.context.close()
     await console.context.close()
     assert page_errors.errors == []
 

@@ -1,9 +1,12 @@
 // Coupon drops in the host console: the drop form (its currency the catalogue's
 // until the host types another) and the list of drops (in the live column's "On
-// now") with claimed / left counts (the server's) and their expiry countdown. The
-// server has no early end for a drop: it runs to its expires_at (or the show's end).
+// now") with claimed / left counts (the server's), their expiry countdown and "End
+// now" (POST /coupons/{id}/end, after a confirmation: nobody claims it any more,
+// and coupons claimed from it stop applying, as at its own expiry).
 
 import { $, clock, h, money, setText, toMinor } from "../util.js";
+import { confirmAction } from "./confirm.js";
+import { nowReport } from "./onnow.js";
 import { S, followCatalogueCurrency, hostApi, now, report } from "./state.js";
 
 const couponEls = new Map();
@@ -16,6 +19,28 @@ export function resetCoupons() {
   couponEls.clear();
   $("#coupon-list").replaceChildren();
   couponCurrency.reset();
+}
+
+/** `coupon_drop` and `coupon_ended`: the drop as the server has it now. */
+export function putCoupon(coupon) {
+  S.coupons.set(coupon.coupon_id, coupon);
+  renderCoupons();
+}
+
+async function endCoupon(id) {
+  const c = S.coupons.get(id);
+  if (!c) return;
+  const sure = await confirmAction({
+    title: `End the coupon drop “${c.title}” now?`,
+    body: [`${c.count - c.remaining} of ${c.count} were claimed. Nobody can claim one from now on, ` +
+           "and coupons already claimed from it no longer apply at checkout (orders placed with one stay as they are).",
+           "An ended drop cannot be reopened; you can drop new coupons."],
+    confirm: "End drop", cancel: "Keep it running",
+  });
+  if (!sure) return;
+  const res = await hostApi("POST", `/coupons/${encodeURIComponent(id)}/end`);
+  if (res.ok) putCoupon(res.data);
+  nowReport(res, `Ended the coupon drop “${c.title}”`);
 }
 
 export function onCouponCount(ev) {
@@ -61,7 +86,12 @@ export function renderCoupons() {
     let r = couponEls.get(c.coupon_id);
     if (!r) {
       r = { title: h("span", { class: "item-title" }), meta: h("span", { class: "item-meta num" }), badge: h("span", { class: "badge" }) };
-      r.li = h("li", { class: "item", data: { couponId: c.coupon_id } }, h("div", { class: "item-main" }, r.title, r.meta), r.badge);
+      const id = c.coupon_id;
+      r.end = h("button", { type: "button", class: "btn small danger", text: "End now",
+                            attrs: { "aria-label": `End the coupon drop ${c.title} now` },
+                            on: { click: () => endCoupon(id) } });
+      r.li = h("li", { class: "item", data: { couponId: c.coupon_id } }, h("div", { class: "item-main" }, r.title, r.meta), r.badge,
+               h("div", { class: "acts" }, r.end));
       couponEls.set(c.coupon_id, r);
     }
     if (list.children[i] !== r.li) list.insertBefore(r.li, list.children[i] || null);
@@ -75,5 +105,6 @@ export function renderCoupons() {
     r.li.dataset.remaining = c.remaining;
     r.badge.className = `badge ${active ? "ok" : "ended"}`;
     setText(r.badge, active ? "active" : "expired");
+    r.end.hidden = !active;
   });
 }

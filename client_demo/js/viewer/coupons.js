@@ -18,6 +18,17 @@ export function onCouponDrop(coupon) {
   renderPromos();
 }
 
+/** `coupon_ended`: the host ended the drop early. Nobody claims it now, and one
+ *  claimed from it no longer applies at checkout (its expires_at is the end). */
+export function onCouponEnded(coupon) {
+  const had = S.coupons.get(coupon.coupon_id);
+  S.coupons.set(coupon.coupon_id, had ? { ...had, ...coupon } : coupon);
+  toast(S.claimed.has(coupon.coupon_id)
+    ? `The host ended the coupon drop “${coupon.title}”: your coupon from it no longer applies.`
+    : `The host ended the coupon drop “${coupon.title}”.`);
+  renderPromos();
+}
+
 export function onCouponCount(id, remaining) {
   const c = S.coupons.get(id);
   if (!c) return;
