@@ -12,6 +12,7 @@ from server.core.domain import now_ms
 from tests.browser.conftest import PageErrors
 from tests.browser.helpers import DESKTOP, PHONE, skip_without_browser
 from tests.support import LiveServer, create_room
+from tests.test_images import png, upload
 
 skip_without_browser()
 
@@ -40,6 +41,39 @@ async def test_landing_page_pages_live_and_upcoming_shows(
     await expect(links).to_have_count(23)
     await expect(page.locator("#room-more")).to_be_hidden()
     await expect(page.locator("#room-list")).not_to_contain_text("Already over")
+    await ctx.close()
+    assert page_errors.errors == []
+
+
+async def test_the_picker_shows_each_shows_picture(
+        server: LiveServer, http: httpx.AsyncClient, browser: Any,
+        page_errors: PageErrors) -> None:
+    """A show's picture is its first pinned product's image; a show without one
+    shows its initials on a colour, and so does one whose image does not load."""
+    await create_room(http, "Plain show")
+    pictured = await create_room(http, "Pictured show")
+    broken = await create_room(http, "Broken picture")
+    r = await upload(http, pictured.room_id, pictured.key, png(64, 64))
+    assert r.status_code == 201, r.text
+    image = r.json()["image_url"]
+    missing = f"/images/{broken.room_id}/" + "0" * 64 + ".png"
+    for host, url in ((pictured, image), (broken, missing)):
+        product = await host.product(title="Lamp", image_url=url)
+        await host.call("POST", "/pins", {"product_id": product["product_id"]}, expect=200)
+    ctx = await browser.new_context(viewport=PHONE)
+    page = page_errors.watch(await ctx.new_page(), "picker")
+    await page.goto(server.base + "/")
+    item = page.locator("#room-list li")
+    shown = item.filter(has_text="Pictured show").locator("img.room-thumb")
+    await expect(shown).to_have_attribute("src", image)
+    await page.wait_for_function(
+        "(src) => [...document.querySelectorAll('img.room-thumb')]"
+        ".some((i) => i.getAttribute('src') === src && i.complete && i.naturalWidth === 64)",
+        arg=image)
+    await expect(item.filter(has_text="Plain show").locator(".room-tile")).to_have_text("PS")
+    await expect(item.filter(has_text="Broken picture").locator(".room-tile")).to_have_text("BP")
+    # Decorative: the links are named by their titles.
+    await expect(page.get_by_role("link", name="Pictured show")).to_have_count(1)
     await ctx.close()
     assert page_errors.errors == []
 

@@ -1,7 +1,7 @@
 // The room picker: shown at `/` when no room is named in the address, it lists
 // live and upcoming shows (GET /api/rooms, newest first, paged) and opens one by id.
 
-import { $, api, h, timeOfDay, toast } from "../util.js";
+import { $, api, h, initials, tileColor, timeOfDay, toast } from "../util.js";
 import { setConn } from "./connection.js";
 import { S } from "./state.js";
 import { explain } from "./words.js";
@@ -44,6 +44,21 @@ function fromNow(ms) {
 // list could): room ids.
 const listedIds = new Set();
 
+/** The show's picture: its first pinned product's image (the server's
+ *  `thumbnail_url`), else a tile of the title's initials. Decorative: the link is
+ *  named by its title. An image that fails to load gives way to the tile. */
+function thumbnail(room) {
+  const tile = h("span", { class: "room-thumb room-tile", text: initials(room.title),
+                           attrs: { "aria-hidden": "true" } });
+  tile.style.background = tileColor(room.room_id);
+  const url = typeof room.thumbnail_url === "string" ? room.thumbnail_url : "";
+  if (!/^(https?:\/\/|\/images\/)/.test(url)) return tile;
+  const img = h("img", { class: "room-thumb", attrs: { src: url, alt: "", loading: "lazy",
+                                                        decoding: "async", referrerpolicy: "no-referrer" } });
+  img.addEventListener("error", () => img.replaceWith(tile), { once: true });
+  return img;
+}
+
 function roomItem(room) {
   const upcoming = room.state === "scheduled";
   const at = upcoming ? room.starts_at : room.created_at;
@@ -57,6 +72,7 @@ function roomItem(room) {
   return h("li", {},
     h("a", { class: "room-link", href: `/r/${encodeURIComponent(room.room_id)}`,
              data: { state: room.state, roomId: room.room_id } },
+      thumbnail(room),
       h("span", { class: upcoming ? "room-dot upcoming" : "room-dot", attrs: { "aria-hidden": "true" } }),
       h("span", { class: "room-main" },
         // Clamped to two lines on screen (css/viewer.css); the whole title is the
