@@ -1,4 +1,5 @@
-"""The PostgreSQL order store's writer: one task owns every write (group commit),
+"""The PostgreSQL order store's writer: one task owns every write (group commit;
+the queue and the task are server/state/group_commit.py's),
 as server/state/sqlite_writer.py does for SQLite, with the same queue, the same
 kinds of write and the same answers.
 
@@ -30,16 +31,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
+from server.state.group_commit import GroupCommit, Write
 from server.state.pg_driver import Connection, unavailable
 from server.state.pg_schema import WRITER_LOCK
-from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreClosed, StoreError
+from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreError
 from server.state.store_rows import ORDER_COLUMNS, outbox_row_of_order
 
 log = logging.getLogger("livesell.store")
-MAX_SAMPLES = 10_000
 RESOLVE_RETRY_MAX_S = 1.0  # between tries to learn a commit's outcome
 
 _BIGINT_COLUMNS: Final = frozenset({"quantity", "unit_price", "subtotal", "discount", "total",
@@ -64,20 +64,6 @@ SET_EPOCH: Final = ("INSERT INTO room_epochs VALUES ($1, $2) ON CONFLICT (room_i
                     "DO UPDATE SET epoch = excluded.epoch")
 
 
-@dataclass(slots=True)
-class _Write:
-    """One queued write. `kind` is "sql" (a plain statement), "order", "abort",
-    "epoch", "call" (`params[0]`, a coroutine function of the connection, reads and
-    writes inside the transaction and gives the result) or "mark" (nothing to
-    write: wait_idle); the future resolves after its transaction committed."""
-
-    kind: str
-    sql: str
-    params: Sequence[Any]
-    fut: asyncio.Future[Any]
-    epoch: str = ""
-
-
 class _CommitUnknown(Exception):
     """The connection failed while COMMIT was on its way: the transaction `txid`
     may have committed."""
@@ -94,95 +80,30 @@ class _StaleConnection(Exception):
     a new connection at once."""
 
 
-class PgGroupWriter:
+class PgGroupWriter(GroupCommit):
     """The writer task over the store's write connection, which it (re)opens
     through `connect` when it has none."""
 
     def __init__(self, batch_max: int, connect: Callable[[], Awaitable[Connection]],
                  transaction_s: float) -> None:
-        self.batch_max = batch_max
+        super().__init__(batch_max)
         self._connect = connect
         # A transaction that takes longer (PostgreSQL not answering) is given up:
         # before COMMIT it failed whole; at COMMIT its outcome is asked for.
         self.transaction_s = transaction_s
         self._conn: Connection | None = None
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self.busy_since: float | None = None
-        self.last_failed = False
-        self.batches: list[tuple[int, float]] = []
-        self.failed = 0
 
     def start(self, conn: Connection) -> None:
         self._conn = conn
-        self._task = asyncio.create_task(self._writer(), name="store-writer")
+        self._start()
 
     async def close(self) -> None:
         """Stop taking writes, commit everything queued before this, close the
         connection."""
-        self._closing = True
         try:
-            if self._task is not None:
-                self._queue.put_nowait(None)
-                try:
-                    await self._task
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise
+            await self._stop()
         finally:
             self._drop()
-
-    def queue(self, kind: str, sql: str, params: Sequence[Any],
-              epoch: str = "") -> asyncio.Future[Any]:
-        """Queue one write; its future resolves once its transaction committed."""
-        if self._closing:
-            raise StoreClosed("the order store is shutting down")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Write(kind, sql, params, fut, epoch))
-        return fut
-
-    async def _writer(self) -> None:
-        loop = asyncio.get_running_loop()
-        stop = False
-        batch: list[_Write] = []
-        try:
-            while not stop:
-                first = await self._queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                while len(batch) < self.batch_max and not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                self.busy_since = loop.time()
-                await self._commit(batch)
-                if len(self.batches) < MAX_SAMPLES:
-                    self.batches.append((len(batch), loop.time() - self.busy_since))
-                self.busy_since = None
-            batch = []
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not None:
-                    batch.append(item)
-            if batch:
-                await self._commit(batch)
-        finally:
-            # Cancelled (a shutdown that ran out of time): whatever was not committed
-            # is told so instead of waiting for ever; nothing of it was acknowledged.
-            self._closing = True
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not None:
-                    batch.append(item)
-            for item in batch:
-                if not item.fut.done():
-                    item.fut.set_exception(StoreClosed("the order store was closed "
-                                                          "before this write committed"))
 
     def _drop(self) -> None:
         """Forget the connection (broken, or in an unknown state); the next batch
@@ -198,7 +119,7 @@ class PgGroupWriter:
                 self._conn = await self._connect()
         return self._conn
 
-    def _fail(self, batch: list[_Write], exc: BaseException) -> None:
+    def _fail(self, batch: list[Write], exc: BaseException) -> None:
         self.last_failed = True
         self.failed += 1
         log.warning("order store write failed (%s): %d writes refused", exc, len(batch))
@@ -207,7 +128,7 @@ class PgGroupWriter:
             if not item.fut.done():
                 item.fut.set_exception(err)
 
-    async def _commit(self, batch: list[_Write]) -> None:
+    async def _commit(self, batch: list[Write]) -> None:
         if all(item.kind == "mark" for item in batch):
             # wait_idle only: everything queued before it is decided already.
             for item in batch:
@@ -242,7 +163,7 @@ class PgGroupWriter:
             if not item.fut.done():
                 item.fut.set_result(result)
 
-    async def _one_by_one(self, batch: list[_Write]) -> None:
+    async def _one_by_one(self, batch: list[Write]) -> None:
         for item in batch:
             try:
                 try:
@@ -288,7 +209,7 @@ class PgGroupWriter:
             await asyncio.sleep(delay)
             delay = min(RESOLVE_RETRY_MAX_S, delay * 2)
 
-    async def _run_transaction(self, batch: list[_Write]) -> list[Any]:
+    async def _run_transaction(self, batch: list[Write]) -> list[Any]:
         """Run the batch in one transaction, in queue order; one result per write."""
         reused = self._conn is not None and not self._conn.is_closed()
         conn = await self._connection()
@@ -354,7 +275,7 @@ class PgGroupWriter:
         return results
 
 
-async def _insert_orders(conn: Connection, group: list[_Write]) -> list[str]:
+async def _insert_orders(conn: Connection, group: list[Write]) -> list[str]:
     """Insert the orders that may be written; say of each what became of it. Runs
     inside the write transaction, under the writer lock, so the checks and the
     inserts are one decision."""

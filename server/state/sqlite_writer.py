@@ -1,4 +1,5 @@
-"""The SQLite order store's writer: one task owns every write (group commit).
+"""The SQLite order store's writer: one task owns every write (group commit; the
+queue and the task are server/state/group_commit.py's, the transaction is here).
 
 Writes queue up; the writer takes all that are waiting (up to `batch_max`), runs
 them in one transaction and only then resolves each caller's future: one fsync
@@ -9,123 +10,39 @@ the checks and the inserts are one decision.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
+from server.state.group_commit import GroupCommit, Write
 from server.state.sqlite_schema import INSERT_ORDER, INSERT_OUTBOX, outbox_row_of_order
-from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreClosed, StoreError
+from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreError
 
 log = logging.getLogger("livesell.store")
-MAX_SAMPLES = 10_000
 
 
-@dataclass(slots=True)
-class _Write:
-    """One queued write. `kind` is "sql" (a plain statement), "order", "abort",
-    "epoch", "call" (`params[0]`, a coroutine function of the connection, reads and
-    writes inside the transaction and gives the result) or "mark" (nothing to
-    write: wait_idle); the future resolves after its transaction committed."""
-
-    kind: str
-    sql: str
-    params: Sequence[Any]
-    fut: asyncio.Future[Any]
-    epoch: str = ""
-
-
-class GroupWriter:
+class GroupWriter(GroupCommit):
     """The writer task over the store's write connection."""
 
     def __init__(self, batch_max: int) -> None:
-        self.batch_max = batch_max
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        # Readiness: when the transaction now running began (None: idle), and
-        # whether the last transaction failed.
-        self.busy_since: float | None = None
-        self.last_failed = False
-        # For the metrics (server/web/metrics.py takes them once a second): each
-        # transaction's writes and seconds, at most MAX_SAMPLES between two takes.
-        self.batches: list[tuple[int, float]] = []
-        self.failed = 0
+        super().__init__(batch_max)
+        self._db: aiosqlite.Connection | None = None
 
     def start(self, db: aiosqlite.Connection) -> None:
-        self._task = asyncio.create_task(self._writer(db), name="store-writer")
+        self._db = db
+        self._start()
 
     async def close(self) -> None:
         """Stop taking writes and commit everything queued before this."""
-        self._closing = True
-        if self._task is not None:
-            self._queue.put_nowait(None)
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                # The writer was cancelled: done. The caller being cancelled (a bounded
-                # shutdown step ran out) must hear it, not wait on behind a stall.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
+        await self._stop()
 
-    def queue(self, kind: str, sql: str, params: Sequence[Any],
-              epoch: str = "") -> asyncio.Future[Any]:
-        """Queue one write; its future resolves once its transaction committed."""
-        if self._closing:
-            raise StoreClosed("the order store is shutting down")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Write(kind, sql, params, fut, epoch))
-        return fut
-
-    async def _writer(self, db: aiosqlite.Connection) -> None:
-        loop = asyncio.get_running_loop()
-        stop = False
-        batch: list[_Write] = []
-        try:
-            while not stop:
-                first = await self._queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                while len(batch) < self.batch_max and not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                self.busy_since = loop.time()
-                await self._commit(db, batch)
-                if len(self.batches) < MAX_SAMPLES:
-                    self.batches.append((len(batch), loop.time() - self.busy_since))
-                self.busy_since = None
-            # Drain anything queued before the stop marker was seen.
-            batch = []
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not None:
-                    batch.append(item)
-            if batch:
-                await self._commit(db, batch)
-        finally:
-            # Cancelled (a shutdown that ran out of time): whatever was not committed
-            # is told so instead of waiting for ever; nothing of it was acknowledged.
-            self._closing = True
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not None:
-                    batch.append(item)
-            for item in batch:
-                if not item.fut.done():
-                    item.fut.set_exception(StoreClosed("the order store was closed "
-                                                          "before this write committed"))
-
-    async def _commit(self, db: aiosqlite.Connection, batch: list[_Write]) -> None:
+    async def _commit(self, batch: list[Write]) -> None:
+        db = self._db
+        assert db is not None, "started before any write"
         try:
             results = await self._run_transaction(db, batch)
         except sqlite3.OperationalError as exc:
@@ -157,7 +74,7 @@ class GroupWriter:
             if not item.fut.done():
                 item.fut.set_result(result)
 
-    async def _run_transaction(self, db: aiosqlite.Connection, batch: list[_Write]) -> list[Any]:
+    async def _run_transaction(self, db: aiosqlite.Connection, batch: list[Write]) -> list[Any]:
         """Run the batch in one transaction, in queue order; one result per write."""
         results: list[Any] = [None] * len(batch)
         await db.execute("BEGIN IMMEDIATE")
@@ -196,7 +113,7 @@ class GroupWriter:
             raise
         return results
 
-    async def _insert_orders(self, db: aiosqlite.Connection, group: list[_Write]) -> list[str]:
+    async def _insert_orders(self, db: aiosqlite.Connection, group: list[Write]) -> list[str]:
         """Insert the orders that may be written; say of each what became of it. Runs
         inside the write transaction, so the checks and the inserts are one decision."""
         holds = [item.params[1] for item in group]
