@@ -10,6 +10,7 @@ commit so, and acknowledges nothing of it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,3 +123,36 @@ class GroupCommit(ABC):
                 if not item.fut.done():
                     item.fut.set_exception(StoreClosed("the order store was closed "
                                                           "before this write committed"))
+
+
+class QueuedStore:
+    """What an order store answers from its writer alone (the health, the metrics,
+    the drain, and the arbiter's writes that carry no SQL of the store's own): the
+    same for every store whose writer is a GroupCommit in `_writes`."""
+
+    _writes: GroupCommit
+
+    @property
+    def busy_since(self) -> float | None:
+        return self._writes.busy_since
+
+    @property
+    def last_failed(self) -> bool:
+        return self._writes.last_failed
+
+    def writer_stats(self) -> tuple[list[tuple[int, float]], int]:
+        taken, self._writes.batches = self._writes.batches, []
+        return taken, self._writes.failed
+
+    async def wait_idle(self) -> None:
+        """Wait until every write queued so far has been committed or failed."""
+        marker = self._writes.queue("mark", "", ())
+        with contextlib.suppress(Exception):
+            await marker
+
+    async def abort_hold(self, hold_id: str, room_id: str, reason: str, at: int) -> str:
+        result: str = await self._writes.queue("abort", "", (hold_id, room_id, reason, at))
+        return result
+
+    async def set_room_epoch(self, room_id: str, epoch: str) -> None:
+        await self._writes.queue("epoch", "", (room_id, epoch))

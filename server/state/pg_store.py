@@ -14,7 +14,6 @@ for method, in PostgreSQL's dialect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import urllib.parse
 from typing import Any, Final
@@ -23,6 +22,7 @@ import orjson
 
 from server.core.domain import now_ms
 from server.state import pg_driver
+from server.state.group_commit import QueuedStore
 from server.state.pg_driver import Connection, Pool, Record, affected, unavailable
 from server.state.pg_schema import migrate
 from server.state.pg_writer import INSERT_OUTBOX, PgGroupWriter
@@ -63,7 +63,7 @@ def _order(r: Record) -> Order:
     return Order(**dict(r.items()))
 
 
-class PgOrderStore:
+class PgOrderStore(QueuedStore):
     """The order store in a PostgreSQL database; implements
     `server.state.store.OrderStore`."""
 
@@ -81,15 +81,8 @@ class PgOrderStore:
         self._session = {"application_name": "livesell",
                          "lock_timeout": f"{int(busy_timeout_ms)}ms"}
         self._pool: Pool | None = None
-        self._writes = PgGroupWriter(batch_max, self._connect_writer, self.answer_s)
-
-    @property
-    def busy_since(self) -> float | None:
-        return self._writes.busy_since
-
-    @property
-    def last_failed(self) -> bool:
-        return self._writes.last_failed
+        self._writes: PgGroupWriter = PgGroupWriter(batch_max, self._connect_writer,
+                                                    self.answer_s)
 
     async def _connect_writer(self) -> Connection:
         conn = await pg_driver.connect(self.url, self.answer_s, self._session)
@@ -152,23 +145,6 @@ class PgOrderStore:
     async def place_order(self, order: Order, epoch: str) -> str:
         result: str = await self._writes.queue("order", "", order_row(order), epoch)
         return result
-
-    async def abort_hold(self, hold_id: str, room_id: str, reason: str, at: int) -> str:
-        result: str = await self._writes.queue("abort", "", (hold_id, room_id, reason, at))
-        return result
-
-    async def set_room_epoch(self, room_id: str, epoch: str) -> None:
-        await self._writes.queue("epoch", "", (room_id, epoch))
-
-    def writer_stats(self) -> tuple[list[tuple[int, float]], int]:
-        taken, self._writes.batches = self._writes.batches, []
-        return taken, self._writes.failed
-
-    async def wait_idle(self) -> None:
-        """Wait until every write queued so far has been committed or failed."""
-        marker = self._writes.queue("mark", "", ())
-        with contextlib.suppress(Exception):
-            await marker
 
     # ------------------------------------------------------------------ catalogue writes
 

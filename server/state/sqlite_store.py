@@ -21,6 +21,7 @@ import aiosqlite
 import orjson
 
 from server.core.domain import now_ms
+from server.state.group_commit import QueuedStore
 from server.state.ownership import private_file
 from server.state.sqlite_schema import (
     INSERT_ORDER,
@@ -45,7 +46,7 @@ NET_O = NET.replace("quantity -", "o.quantity -", 1).replace("orders.order_id", 
 WAL_RETRY_S = 0.01  # between tries to switch a locked file into WAL mode
 
 
-class SqliteOrderStore:
+class SqliteOrderStore(QueuedStore):
     """The order store in one SQLite file; implements `server.state.store.OrderStore`."""
 
     def __init__(self, path: Path, batch_max: int = 500, busy_timeout_ms: int = 5000) -> None:
@@ -54,15 +55,7 @@ class SqliteOrderStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._writer_db: aiosqlite.Connection | None = None
         self._reader_db: aiosqlite.Connection | None = None
-        self._writes = GroupWriter(batch_max)
-
-    @property
-    def busy_since(self) -> float | None:
-        return self._writes.busy_since
-
-    @property
-    def last_failed(self) -> bool:
-        return self._writes.last_failed
+        self._writes: GroupWriter = GroupWriter(batch_max)
 
     async def open(self) -> None:
         # Orders are this user's only: mode 0600, which SQLite gives its -wal and -shm.
@@ -130,23 +123,6 @@ class SqliteOrderStore:
     async def place_order(self, order: Order, epoch: str) -> str:
         result: str = await self._writes.queue("order", INSERT_ORDER, order_row(order), epoch)
         return result
-
-    async def abort_hold(self, hold_id: str, room_id: str, reason: str, at: int) -> str:
-        result: str = await self._writes.queue("abort", "", (hold_id, room_id, reason, at))
-        return result
-
-    async def set_room_epoch(self, room_id: str, epoch: str) -> None:
-        await self._writes.queue("epoch", "", (room_id, epoch))
-
-    def writer_stats(self) -> tuple[list[tuple[int, float]], int]:
-        taken, self._writes.batches = self._writes.batches, []
-        return taken, self._writes.failed
-
-    async def wait_idle(self) -> None:
-        """Wait until every write queued so far has been committed or failed."""
-        marker = self._writes.queue("mark", "", ())
-        with contextlib.suppress(Exception):
-            await marker
 
     # ------------------------------------------------------------------ catalogue writes
 
