@@ -27,7 +27,7 @@ from server.state.pg_driver import Connection, Pool, Record, affected, unavailab
 from server.state.pg_schema import migrate
 from server.state.pg_writer import INSERT_OUTBOX, PgGroupWriter
 from server.state.store import Order, StoreClosed, StoreError
-from server.state.store_rows import ORDER_COLUMNS, order_row, outbox_row
+from server.state.store_rows import ORDER_COLUMNS, order_row, outbox_row, refund_record
 
 log = logging.getLogger("livesell.store")
 
@@ -619,20 +619,12 @@ class PgOrderStore(QueuedStore):
             done = await conn.fetchrow(
                 "SELECT COALESCE(SUM(quantity), 0)::bigint, COALESCE(SUM(amount), 0)::bigint "
                 "FROM order_refunds WHERE order_id = $1", order_id)
-            done_qty, done_amount = (int(done[0]), int(done[1])) if done else (0, 0)
-            left = order.quantity - done_qty
-            wanted = left if quantity is None else quantity
-            if left <= 0:
-                return "refunded", order, {}
-            if wanted > left:
-                return "too_many", order, {"left": left}
-            # Pro rata of what was paid; the last refund takes what is left, so that
-            # an order's refunds add up to its total exactly.
-            amount = order.total - done_amount if wanted == left else \
-                order.total * wanted // order.quantity
-            record = {"refund_id": refund_id, "order_id": order_id, "room_id": room_id,
-                      "quantity": wanted, "amount": amount, "restock": int(restock),
-                      "reason": reason, "refunded_at": at, "epoch": epoch}
+            outcome, record = refund_record(
+                order, (int(done[0]), int(done[1])) if done else (0, 0), quantity,
+                {"refund_id": refund_id, "order_id": order_id, "room_id": room_id,
+                 "restock": restock, "reason": reason, "refunded_at": at, "epoch": epoch})
+            if outcome != "new":
+                return outcome, order, record
             await conn.execute("INSERT INTO order_refunds VALUES ($1, $2, $3, $4, $5, $6, $7, "
                                "$8, $9)", *record.values())
             await conn.execute(INSERT_OUTBOX, *outbox_row(

@@ -32,6 +32,7 @@ from server.state.sqlite_schema import (
 )
 from server.state.sqlite_writer import GroupWriter
 from server.state.store import Order, StoreClosed
+from server.state.store_rows import refund_record
 
 ADD_COUPON_DROP = "INSERT INTO coupon_drops VALUES (?, ?, ?)"
 # An order the host did not cancel (the orders table's rows as `orders`).
@@ -611,20 +612,12 @@ class SqliteOrderStore(QueuedStore):
             async with db.execute("SELECT COALESCE(SUM(quantity), 0), COALESCE(SUM(amount), 0) "
                                   "FROM order_refunds WHERE order_id = ?", (order_id,)) as cur:
                 done = await cur.fetchone()
-            done_qty, done_amount = (int(done[0]), int(done[1])) if done else (0, 0)
-            left = order.quantity - done_qty
-            wanted = left if quantity is None else quantity
-            if left <= 0:
-                return "refunded", order, {}
-            if wanted > left:
-                return "too_many", order, {"left": left}
-            # Pro rata of what was paid; the last refund takes what is left, so that
-            # an order's refunds add up to its total exactly.
-            amount = order.total - done_amount if wanted == left else \
-                order.total * wanted // order.quantity
-            record = {"refund_id": refund_id, "order_id": order_id, "room_id": room_id,
-                      "quantity": wanted, "amount": amount, "restock": int(restock),
-                      "reason": reason, "refunded_at": at, "epoch": epoch}
+            outcome, record = refund_record(
+                order, (int(done[0]), int(done[1])) if done else (0, 0), quantity,
+                {"refund_id": refund_id, "order_id": order_id, "room_id": room_id,
+                 "restock": restock, "reason": reason, "refunded_at": at, "epoch": epoch})
+            if outcome != "new":
+                return outcome, order, record
             await db.execute("INSERT INTO order_refunds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              tuple(record.values()))
             await db.execute(INSERT_OUTBOX, outbox_row(

@@ -35,3 +35,27 @@ def outbox_row_of_order(row: Sequence[Any]) -> tuple[Any, ...]:
 def order_row(order: Order) -> tuple[Any, ...]:
     """The order's values in ORDER_COLUMNS order."""
     return tuple(getattr(order, c) for c in ORDER_COLUMNS)
+
+
+def refund_record(order: Order, done: tuple[int, int], quantity: int | None,
+                  fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The refund of `quantity` units (None: all that are left) of `order`, whose
+    refunds so far are `done` (units, amount): ("new", the refund row's fields, with
+    `fields` (refund_id, order_id, room_id, restock, reason, refunded_at, epoch) in
+    their column order), or ("refunded", {}) when nothing is left, or ("too_many",
+    {"left": n}). The amount is pro rata of what was paid, and the last refund takes
+    what is left, so that an order's refunds add up to its total exactly. Both
+    stores decide a refund by this, inside their write transaction."""
+    done_qty, done_amount = done
+    left = order.quantity - done_qty
+    wanted = left if quantity is None else quantity
+    if left <= 0:
+        return "refunded", {}
+    if wanted > left:
+        return "too_many", {"left": left}
+    amount = order.total - done_amount if wanted == left else \
+        order.total * wanted // order.quantity
+    return "new", {"refund_id": fields["refund_id"], "order_id": fields["order_id"],
+                   "room_id": fields["room_id"], "quantity": wanted, "amount": amount,
+                   "restock": int(fields["restock"]), "reason": fields["reason"],
+                   "refunded_at": fields["refunded_at"], "epoch": fields["epoch"]}
