@@ -49,22 +49,11 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from loadtest.args import bounded
 from loadtest.bench import _csv_ints
 from loadtest.bench_clients import Clients
 from loadtest.spawn import SpawnedServer, plan_cores
 from loadtest.stats import cpu_seconds, summary
-
-
-def _bounded(lo: float, hi: float, kind: type = int) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a {kind.__name__}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be between {lo:g} and {hi:g}")
-        return value
-    return parse
 
 
 class Bidder:
@@ -332,13 +321,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--viewers", type=_csv_ints, default=[1000, 5000],
                         help="crowd sizes (default 1000,5000)")
-    parser.add_argument("--runs", type=_bounded(1, 20), default=3)
-    parser.add_argument("--seconds", type=_bounded(1, 120, float), default=5.0,
+    parser.add_argument("--runs", type=bounded(1, 20, int), default=3)
+    parser.add_argument("--seconds", type=bounded(1, 120, float), default=5.0,
                         help="seconds of the throughput part (default 5)")
-    parser.add_argument("--bidders", type=_bounded(2, 2000), default=50,
+    parser.add_argument("--bidders", type=bounded(2, 2000, int), default=50,
                         help="bidding connections in the throughput part (default 50)")
-    parser.add_argument("--latency-bids", type=_bounded(10, 10000), default=100)
-    parser.add_argument("--latency-rate", type=_bounded(1, 200, float), default=10.0,
+    parser.add_argument("--latency-bids", type=bounded(10, 10000, int), default=100)
+    parser.add_argument("--latency-rate", type=bounded(1, 200, float), default=10.0,
                         help="bids per second in the latency part (default 10)")
     parser.add_argument("--report-dir", type=Path)
     return parser.parse_args(argv)

@@ -32,6 +32,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from loadtest.args import bounded
+
 LAYOUTS = (1, 2, 3)
 PROCESSES = (1, 2)
 
@@ -100,20 +102,18 @@ def summarize(runs: list[dict[str, Any]], key: str, figures: tuple[str, ...]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_cluster",
                                      description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--viewers", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=40.0)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--buyers", type=int, default=10_000)
-    parser.add_argument("--units", type=int, default=1000)
+    parser.add_argument("--runs", type=bounded(1, 20, int), default=3)
+    parser.add_argument("--viewers", type=bounded(1, 50_000, int), default=2000)
+    parser.add_argument("--rate", type=bounded(0.1, 1000.0, float), default=40.0)
+    parser.add_argument("--duration", type=bounded(0.5, 600.0, float), default=10.0)
+    parser.add_argument("--buyers", type=bounded(1, 1_000_000, int), default=10_000)
+    parser.add_argument("--units", type=bounded(1, 1_000_000, int), default=1000)
     parser.add_argument("--no-fanout", action="store_true")
     parser.add_argument("--no-sale", action="store_true")
     parser.add_argument("--report-dir", type=Path)
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.viewers < 1 or args.rate <= 0 or args.duration <= 0 \
-            or args.buyers < 1 or not 1 <= args.units <= args.buyers:
-        parser.error("--runs, --viewers, --buyers at least 1; --rate, --duration above 0; "
-                     "--units within 1..--buyers")
+    if args.units > args.buyers:
+        parser.error(f"--units {args.units} is more than --buyers {args.buyers}")
     out_dir = args.report_dir or Path("loadtest-reports") / (
         f"bench-cluster-{time.strftime('%Y%m%d-%H%M%S')}")
 

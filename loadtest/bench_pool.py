@@ -24,28 +24,17 @@ from pathlib import Path
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import AbstractConnection
 
+from loadtest.args import bounded
 from server.state.connections import ClosingPool
 from server.state.embedded_redis import RedisServer
-
-
-def _count(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
-        return value
-    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_pool",
                                      description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--calls", type=_count(1, 10_000_000), default=20_000,
+    parser.add_argument("--calls", type=bounded(1, 10_000_000, int), default=20_000,
                         help="get+release pairs per timing (default 20000)")
-    parser.add_argument("--runs", type=_count(1, 1_000), default=5,
+    parser.add_argument("--runs", type=bounded(1, 1_000, int), default=5,
                         help="alternated timings of each pool; medians reported (default 5)")
     return parser.parse_args(argv)
 

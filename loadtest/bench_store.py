@@ -28,6 +28,7 @@ from typing import Any
 
 import asyncpg
 
+from loadtest.args import bounded
 from loadtest.pg_cluster import PgCluster
 from server.state.pg_store import PgOrderStore
 from server.state.sqlite_store import SqliteOrderStore
@@ -130,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", action="append", choices=KINDS,
                         help="a store to measure (again for both; default: both)")
-    parser.add_argument("--orders", type=int, default=20000)
-    parser.add_argument("--writers", type=int, default=200,
+    parser.add_argument("--orders", type=bounded(1, 10_000_000, int), default=20000)
+    parser.add_argument("--writers", type=bounded(1, 100_000, int), default=200,
                         help="concurrent writers, each awaiting its order's ack")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch-max", type=int, default=500,
+    parser.add_argument("--runs", type=bounded(1, 100, int), default=5)
+    parser.add_argument("--batch-max", type=bounded(1, 10_000, int), default=500,
                         help="store.batch_max: most orders in one transaction")
     parser.add_argument("--pg-url", default="",
                         help="an existing PostgreSQL database instead of a private one")
