@@ -29,7 +29,7 @@ from server.features.waitlist import Waitlist
 from server.state.faults import REDIS_FAULTS
 from server.state.sales_data import SalesData
 from server.state.scripts import Answered, Released, ReleaseMode
-from server.state.store import ABORTED, PLACED, Order, StoreError
+from server.state.store import ABORTED, PLACED, Order, StoreClosed, StoreError, StoreOutcomeUnknown
 
 log = logging.getLogger("livesell.buying")
 
@@ -277,6 +277,15 @@ class Buying:
         try:
             order = replace(order, payment_ref=await simulated_payment(order.total))
             outcome = await self.ctx.store.place_order(order, epoch)
+        except (StoreOutcomeUnknown, StoreClosed) as exc:
+            # The order may be in the store (its commit was not confirmed, or the store
+            # closed under it at a shutdown). The hold stays 'confirming': recovery asks
+            # the store, the arbiter, store.recover_after_s from now, and counts it as
+            # sold or voids it. Back to 'held' it could expire into stock while its
+            # order stands. The buyer's retry hears request_in_progress until then.
+            log.warning("order for hold %s: outcome unknown (%s); recovery decides", hold_id,
+                        exc)
+            return error_answer(refusal("request_in_progress"))
         except Exception as exc:
             # Nothing was committed (the store raises only for a rolled-back write):
             # the hold goes back to 'held', so the buyer can try again before it expires.
@@ -372,7 +381,7 @@ class Buying:
             try:
                 decided = await self.ctx.store.abort_hold(hold_id, room_id, "recovery",
                                                           now_ms())
-            except StoreError:
+            except (StoreError, StoreOutcomeUnknown):
                 return fixed  # the store is stalled: decide nothing now, try again later
             if decided == ABORTED:
                 await self.settle(room_id, hold_id, h["product_id"], h["sale_id"], "void",

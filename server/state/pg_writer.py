@@ -36,11 +36,14 @@ from typing import Any, Final
 from server.state.group_commit import GroupCommit, Write
 from server.state.pg_driver import Connection, unavailable
 from server.state.pg_schema import WRITER_LOCK
-from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreError
+from server.state.store import ABORTED, FENCED, ORDERED, PLACED, StoreError, StoreOutcomeUnknown
 from server.state.store_rows import ORDER_COLUMNS, outbox_row_of_order
 
 log = logging.getLogger("livesell.store")
 RESOLVE_RETRY_MAX_S = 1.0  # between tries to learn a commit's outcome
+# How long the writer asks before it says the outcome is unknown (and recovery, which
+# asks the store again later, decides the holds).
+RESOLVE_TRIES_S = 30.0
 
 _BIGINT_COLUMNS: Final = frozenset({"quantity", "unit_price", "subtotal", "discount", "total",
                                     "created_at"})
@@ -143,11 +146,14 @@ class PgGroupWriter(GroupCommit):
                 # not an outage: the batch goes once more on a new connection.
                 results = await self._run_transaction(batch)
         except _CommitUnknown as unknown:
-            if await self._committed(unknown.txid):
-                results = unknown.results
-            else:
+            committed = await self._committed(unknown.txid)
+            if committed is None:
+                self._unknown(batch, unknown)
+                return
+            if not committed:
                 self._fail(batch, unknown)
                 return
+            results = unknown.results
         except Exception as exc:
             if unavailable(exc):
                 # Unreachable, shut down, timed out, locked past lock_timeout: every
@@ -163,20 +169,37 @@ class PgGroupWriter(GroupCommit):
             if not item.fut.done():
                 item.fut.set_result(result)
 
-    async def _one_by_one(self, batch: list[Write]) -> None:
+    def _unknown(self, batch: list[Write], cause: BaseException) -> None:
+        """The batch may or may not have committed, and the store did not say within
+        the bound: its writes hear so (the checkout leaves its hold to recovery)."""
+        self.last_failed = True
+        self.failed += 1
+        log.error("order store: the outcome of %d writes is unknown (%s); recovery "
+                  "decides their holds", len(batch), cause)
+        err = StoreOutcomeUnknown(f"order store: outcome unknown: {cause}")
         for item in batch:
+            if not item.fut.done():
+                item.fut.set_exception(err)
+
+    async def _one_by_one(self, batch: list[Write]) -> None:
+        for i, item in enumerate(batch):
             try:
                 try:
                     one = await self._run_transaction([item])
                 except _CommitUnknown as unknown:
-                    if not await self._committed(unknown.txid):
+                    committed = await self._committed(unknown.txid)
+                    if committed is None:
+                        self._unknown([item], unknown)
+                        continue
+                    if not committed:
                         raise StoreError(f"order store unavailable: {unknown}") from None
                     one = unknown.results
             except Exception as exc:
                 if unavailable(exc) or isinstance(exc, _StaleConnection):
-                    self.last_failed = True
-                    self.failed += 1
-                    exc = StoreError(f"order store unavailable: {exc}")
+                    # The store went away: the rest would each wait their whole bound
+                    # for the same answer. They fail now, as a batch does.
+                    self._fail(batch[i:], exc)
+                    return
                 if not item.fut.done():
                     item.fut.set_exception(exc)
             else:
@@ -184,12 +207,15 @@ class PgGroupWriter(GroupCommit):
                 if not item.fut.done():
                     item.fut.set_result(one[0])
 
-    async def _committed(self, txid: int) -> bool:
+    async def _committed(self, txid: int) -> bool | None:
         """Whether the transaction `txid`, whose COMMIT's answer was lost, committed:
-        asked on a new connection until PostgreSQL says (while it is away, the writer
-        waits: readiness shows the store stalled, and a shutdown's bound ends it)."""
+        asked on a new connection until PostgreSQL says, for RESOLVE_TRIES_S at most
+        (the writer waits meanwhile: readiness shows the store stalled). None when it
+        did not say in time, or answered with an error other than being away (a
+        refused login, a txid from before a failover): the outcome is unknown."""
         delay = 0.05
-        while True:
+        deadline = asyncio.get_running_loop().time() + RESOLVE_TRIES_S
+        while asyncio.get_running_loop().time() < deadline:
             try:
                 conn = await self._connection()
                 async with asyncio.timeout(self.transaction_s):
@@ -203,11 +229,14 @@ class PgGroupWriter(GroupCommit):
                     # transaction of a moment ago never is).
                     return False
             except Exception as exc:
-                if not unavailable(exc):
-                    raise
                 self._drop()
+                if not unavailable(exc):
+                    log.error("order store: could not learn how transaction %d ended: %r",
+                              txid, exc)
+                    return None
             await asyncio.sleep(delay)
             delay = min(RESOLVE_RETRY_MAX_S, delay * 2)
+        return None
 
     async def _run_transaction(self, batch: list[Write]) -> list[Any]:
         """Run the batch in one transaction, in queue order; one result per write."""

@@ -75,6 +75,14 @@ class StoreError(RuntimeError):
     past busy_timeout): the caller may safely try again."""
 
 
+class StoreOutcomeUnknown(RuntimeError):
+    """A write whose commit was neither confirmed nor denied within its bound (the
+    connection broke while COMMIT was on its way, and the store did not say how the
+    transaction ended): it may have committed. An order's hold is then left in
+    'confirming' for recovery, which asks the store (the arbiter) and so never
+    counts the hold's units twice."""
+
+
 # What became of an order write: written (or already there for this hold), refused
 # because the hold was aborted, or refused because its epoch is not the room's.
 PLACED: Final = "placed"

@@ -21,7 +21,7 @@ from server.core import domain
 from server.core.errors import LivesellError
 from server.core.settings import Settings, load_settings
 from server.state.faults import STATE_FAULTS
-from server.state.store import StoreClosed, StoreError
+from server.state.store import StoreClosed, StoreError, StoreOutcomeUnknown
 from server.web import logfilter, security
 from server.web.routes import CLIENT_DIR, http_routes, ok
 from server.web.services import Services
@@ -60,8 +60,10 @@ async def on_redis_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_store_error(request: Request, exc: Exception) -> Response:
-    """The order store stalled past its timeout or is closing: a fault of the moment
-    (nothing of the request was committed), answered 503 like Redis's."""
+    """The order store stalled past its timeout or is closing: a fault of the moment,
+    answered 503 like Redis's. Nothing of the request was committed, except for an
+    outcome the store left unknown, where the write may stand (a retry of the host's
+    writes finds it: they are idempotent or refused as duplicates)."""
     response = ok({"error": {"code": "store_unavailable",
                              "message": "the order store did not answer in time; try "
                                         "again"}}, 503)
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             **dict.fromkeys(STATE_FAULTS, on_redis_error),
             StoreError: on_store_error,
             StoreClosed: on_store_error,
+            StoreOutcomeUnknown: on_store_error,
             Exception: on_unexpected,
         },
     )

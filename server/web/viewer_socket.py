@@ -52,7 +52,7 @@ from server.realtime import handshake
 from server.realtime.admission import client_bucket
 from server.realtime.hub import Conn, TokenBucket
 from server.state.faults import REDIS_FAULTS
-from server.state.store import StoreClosed, StoreError
+from server.state.store import StoreClosed, StoreError, StoreOutcomeUnknown
 from server.web import security
 from server.web.services import Services
 
@@ -410,7 +410,7 @@ def failure_answer(show: Show, exc: BaseException, request_id: str | None) -> An
     if isinstance(exc, REDIS_FAULTS):
         show.ctx.health.redis_failed(exc)  # one log line per outage, not one per request
         return error_answer(Unavailable("temporarily unavailable, try again"))
-    if isinstance(exc, StoreError | StoreClosed):
+    if isinstance(exc, StoreError | StoreClosed | StoreOutcomeUnknown):
         # The store stalled or is closing: a fault of the moment, not of the request
         # (a feature that must undo something on it catches it itself first).
         return error_answer(Unavailable("the order store did not answer in time; try "
