@@ -111,8 +111,9 @@ async def bench(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
     cluster = None
     if "postgresql" in kinds and not args.pg_url:
         cluster = PgCluster()
-        await asyncio.to_thread(cluster.start)
     try:
+        if cluster is not None:
+            await asyncio.to_thread(cluster.start)
         with tempfile.TemporaryDirectory(prefix="livesell-bench-store-") as tmp:
             out: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
             # Alternated run by run, so that a change in the machine's load weighs on

@@ -225,7 +225,9 @@ class Balancer:
                 proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait()
+                # Bounded too: a process stuck in the kernel is left, said, not waited for.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(STOP_TIMEOUT_S)
         return proc.returncode
 
 
@@ -450,7 +452,11 @@ class ServerCluster(SpawnedServer):
                 s.exit_code = s.proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 s.proc.kill()
-                s.exit_code = s.proc.wait()
+                try:
+                    s.exit_code = s.proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    s.exit_code = None
+                    s.notes.append("did not end even after SIGKILL")
                 s.notes.append("SIGKILLed after not stopping in time")
             if s.killed_at is None and s.exit_code != 0:
                 worst = s.exit_code

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Final
 
 from server.state.redis_probe import free_port
-from server.state.redis_process import die_with_parent_preexec
+from server.state.redis_process import die_with_parent_preexec, process_alive
 
 PACKAGE_HINT: Final = ("PostgreSQL's server binaries (initdb, postgres) were not found: "
                        "install Debian's `postgresql` package (apt-get install postgresql), "
@@ -71,25 +71,15 @@ def _run_as() -> str | None:
     return "postgres"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale() -> None:
     """Remove the directories of clusters whose server is gone (a killed run's)."""
     for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
         pid_file = folder / "data" / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError, IndexError):
-            if pid_file.exists() and _pid_alive(int(pid_file.read_text().split()[0])):
+            if pid_file.exists() and process_alive(int(pid_file.read_text().split()[0])):
                 continue
             owner = folder / "owner"
-            if owner.exists() and _pid_alive(int(owner.read_text())):
+            if owner.exists() and process_alive(int(owner.read_text())):
                 continue  # another run's cluster, still starting
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -161,7 +151,13 @@ class PgCluster:
                 stderr=subprocess.STDOUT, preexec_fn=die_with_parent_preexec())
         finally:
             log.close()
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            # Not ready in time (or interrupted): nothing may stay running that no
+            # caller holds (a caller whose start failed does not stop it).
+            self.stop(signal.SIGQUIT)
+            raise
 
     def _wait_ready(self) -> None:
         """Until postmaster.pid says "ready" (the server accepts connections)."""

@@ -83,9 +83,9 @@ async def test_postgresql_stopped_mid_sale_fails_closed_and_loses_nothing(
     it is away and carry on after; every order a buyer was told about is in the
     database, nothing else is, and the audit agrees."""
     cluster = PgCluster()
-    await asyncio.to_thread(cluster.start)
     units = 30
     try:
+        await asyncio.to_thread(cluster.start)
         settings = make_settings(redis_url, data_dir,
                                  store={"url": cluster.url(), "recover_after_s": 1.0,
                                         "busy_timeout_ms": 500},
