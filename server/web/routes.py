@@ -464,7 +464,7 @@ async def serve_vendor(request: Request) -> Response:
     if name not in VENDOR_FILES:
         raise HTTPException(404, "no such file")
     # The stat off the event loop, as for images.
-    path = await asyncio.to_thread(vendor_file, name)
+    path = await anyio.to_thread.run_sync(vendor_file, name)
     if path is None:
         raise HTTPException(404, HLS_MISSING)
     return FileResponse(path, media_type="text/javascript", headers=VENDOR_HEADERS)
@@ -552,11 +552,14 @@ async def serve_stream(request: Request) -> Response:
     a shop's encoder writes there (server/features/streams.py says which files may
     be served); 404 for any other path. Playlists are never cached (they change with
     every segment), segments for streams.segment_max_age_s."""
-    settings = services(request).settings
-    folder = StreamFolder(settings.stream_dir)
+    svc = services(request)
+    settings = svc.settings
+    path = str(request.path_params["path"])
+    if StreamFolder.extension_of(path) is None:
+        raise HTTPException(404, "no such stream file")  # no thread for a junk path
     # Opened off the event loop (a stalled disk must not stop the room's fan-out), in
     # the threads the file's reads use too (server/web/filesend.py).
-    opened = await anyio.to_thread.run_sync(folder.open, str(request.path_params["path"]))
+    opened = await anyio.to_thread.run_sync(svc.streams.open, path)
     if opened is None:
         raise HTTPException(404, "no such stream file")
     age = settings.streams.segment_max_age_s

@@ -31,6 +31,7 @@ from server.features.images import ImageStore
 from server.features.pulse import Pulse
 from server.features.recorder import Recorder
 from server.features.show import Show
+from server.features.streams import StreamFolder
 from server.realtime.admission import Admission
 from server.realtime.hub import Hub
 from server.state.connections import RedisClient, health_client, open_clients
@@ -67,6 +68,8 @@ class Services:
         self.recorder: Recorder | None = None
         # Product images the host uploads (their own thread, closed with the server).
         self.images = ImageStore(settings.image_dir, settings.images)
+        # Resolved once: the path is the settings', not each request's to work out.
+        self.streams = StreamFolder(settings.stream_dir)
         # The same bounds the AsyncAPI document's message schemas state.
         self.limits = frame_limits(settings)
         self.ready = False
