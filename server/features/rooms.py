@@ -399,7 +399,8 @@ class Lifecycle:
         # A picture for each show in the picker: its first pinned product's image.
         # The list itself is the store's: with Redis down it is served without them.
         try:
-            thumbnails = await self.ctx.data.catalogue.thumbnails([r["room_id"] for r in page])
+            thumbnails = await self.ctx.data.catalogue.thumbnails(
+                [r["room_id"] for r in page], self.ctx.settings.sale.max_pins)
         except REDIS_FAULTS as exc:
             self.ctx.health.redis_failed(exc)
             thumbnails = {}

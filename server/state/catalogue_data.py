@@ -93,13 +93,14 @@ class CatalogueData:
         return [(stock, sale or None, int(waiting)) for stock, sale, waiting
                 in zip(res[0::3], sales, res[2::3], strict=True)]
 
-    async def thumbnails(self, room_ids: list[str]) -> dict[str, str]:
-        """room id -> the image of its first pinned product that has one (rooms
-        without are left out), in two round trips: only the pinned products are
-        read, never a whole catalogue, since the room list is public."""
+    async def thumbnails(self, room_ids: list[str], pins: int) -> dict[str, str]:
+        """room id -> the image of its first pinned product that has one among its
+        first `pins` pins (rooms without are left out), in two round trips: only
+        those pinned products are read, never a whole catalogue, since the room list
+        is public."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for room_id in room_ids:
-                pipe.lrange(room_keys(room_id).pins, 0, -1)
+                pipe.lrange(room_keys(room_id).pins, 0, pins - 1)
             pinned: list[list[str]] = await pipe.execute()
         wanted = [(room_id, ids) for room_id, ids in zip(room_ids, pinned, strict=True) if ids]
         if not wanted:

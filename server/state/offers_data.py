@@ -4,16 +4,27 @@ rebuild), reading them, and the few writes around their atomic scripts
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from server.core.domain import CouponDrop, Lottery
 from server.core.keys import DUE, KEYWORD_ROOMS, room_keys
 from server.core.protocol import encode
 
+# A drop's expiry moved to ARGV[1] unless it is sooner, in one step: two ends at once
+# (the host's End now and the show's end) never move it back out.
+EXPIRE_BY: Final = """
+local e = redis.call('HGET', KEYS[1], 'expires_at')
+if e and tonumber(e) > tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'expires_at', ARGV[1])
+end
+return e
+"""
+
 
 class OffersData:
     def __init__(self, redis: Any) -> None:
         self.redis = redis  # decode_responses=True (see RoomsData)
+        self._expire_by = redis.register_script(EXPIRE_BY)
 
     # ------------------------------------------------------------------ coupons
 
@@ -39,10 +50,7 @@ class OffersData:
 
     async def expire_coupon(self, room_id: str, coupon_id: str, at: int) -> None:
         """The drop expires at `at` at the latest (a withdrawn referral reward)."""
-        key = room_keys(room_id).coupon(coupon_id)
-        expires_at = await self.redis.hget(key, "expires_at")
-        if expires_at is not None and int(expires_at) > at:
-            await self.redis.hset(key, "expires_at", at)
+        await self._expire_by(keys=[room_keys(room_id).coupon(coupon_id)], args=[at])
 
     async def coupon(self, room_id: str, coupon_id: str) -> dict[str, str]:
         return dict(await self.redis.hgetall(room_keys(room_id).coupon(coupon_id)))
@@ -55,12 +63,7 @@ class OffersData:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for cid in coupon_ids:
-                pipe.hget(keys.coupon(cid), "expires_at")
-            expiries = await pipe.execute()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid, expires_at in zip(coupon_ids, expiries, strict=True):
-                if expires_at is not None and int(expires_at) > at:
-                    pipe.hset(keys.coupon(cid), "expires_at", at)
+                await self._expire_by(keys=[keys.coupon(cid)], args=[at], client=pipe)
             await pipe.execute()
 
     async def counts(self, items: list[tuple[str, str, str]]) -> list[int]:
