@@ -4,9 +4,9 @@ handed, not of whatever the path names by the time it is sent, so a playlist
 renamed over or a segment deleted meanwhile cannot cut an answer short after its
 headers went out.
 
-Reads run in anyio's worker threads, as Starlette's own FileResponse does (a
-stalled disk must not stop the event loop), leaving the loop's default executor
-to the work that needs it (webhooks' name look-ups). One byte range
+Reads run in threads of their own (READS: a stalled disk must not stop the event
+loop, nor take the threads other work needs), one at a time per answer, and a
+client that goes away waits for its read in flight before the file is closed. One byte range
 (`Range: bytes=a-b`, `a-`, `-n`) is answered 206, as players ask of an MP4 file;
 several ranges, a malformed one or a stale If-Range get the whole file (RFC 9110
 lets a server ignore Range), a range past the end 416. A client that goes away
@@ -19,10 +19,10 @@ import contextlib
 import os
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import Final, Literal
 
-import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -30,6 +30,10 @@ from starlette.types import Receive, Scope, Send
 from server.features.streams import StreamFile
 
 CHUNK: Final = 64 * 1024
+# The threads stream reads run in: bounded, and apart from anyio's (the opens, the
+# images) and the loop's default executor (webhooks' name look-ups), so a stalled
+# streams disk stalls only streams.
+READS: Final = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stream-read")
 _RANGE: Final = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 
 
@@ -112,13 +116,27 @@ class OpenFileResponse(Response):
         at = start
         while at <= end:
             want = min(CHUNK, end + 1 - at)
-            chunk = await anyio.to_thread.run_sync(os.pread, fd, want, at)
+            chunk = await _read(fd, want, at)
             if not chunk:
                 # The file is shorter than when it was opened (truncated in place):
                 # the answer cannot be completed, and the client sees it cut short.
                 raise OSError(f"{self.opened.file.name}: ended {end + 1 - at} bytes early")
             at += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": at <= end})
+
+
+async def _read(fd: int, size: int, offset: int) -> bytes:
+    """One read off the event loop, in READS' threads. A cancellation (the client went
+    away) waits for the read in flight: the file is closed only after it, so its fd
+    is never read once reused, and a client that comes and goes holds one thread at
+    most instead of leaving reads behind it."""
+    read = asyncio.get_running_loop().run_in_executor(READS, os.pread, fd, size, offset)
+    try:
+        return await asyncio.shield(read)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await read
+        raise
 
 
 async def _disconnected(receive: Receive) -> None:
