@@ -22,10 +22,8 @@ on conditions, each bounded.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from loadtest.cluster import ServerCluster, find_haproxy
+from tests.loadtest import test_chaos
 from tests.support import ViewerClient, eventually, offer
 
 # The rehearsal settings the load tester uses: every test viewer comes from 127.0.0.1.
@@ -219,33 +218,15 @@ duration_s = 4
 enter_share = 0.3
 """
 
-CORRECTNESS_CHECKS = {
-    "sold <= stock", "sold = confirmed orders", "left + held + sold = stock",
-    "no buyer above the per-buyer limit", "no two orders for one hold",
-    "no order without a hold the generator was given",
-    "every order told placed is in the store", "every stored order was acknowledged",
-    "every hold ended (checked out, released or expired)",
-    "every viewer saw sequence numbers without gaps or recovered each gap",
-    "coupons claimed <= dropped, each used at most once",
-    "lottery winners recompute from the published seed",
-    "chaos: every scheduled fault was injected",
-    "chaos: the server recovered after every fault",
-}
+CORRECTNESS_CHECKS = test_chaos.CORRECTNESS_CHECKS | test_chaos.CHAOS_CHECKS
 
 
 @pytest.fixture(scope="module")
 def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[
         subprocess.CompletedProcess[str], dict[str, Any]]:
     _need_haproxy()
-    d = tmp_path_factory.mktemp("cluster-run")
-    (d / "sale.toml").write_text(SALE)
-    out = subprocess.run([sys.executable, "-m", "loadtest", "run", str(d / "sale.toml"),
-                          "--quiet", "--servers", "3", "--chaos", "kill-server@2.5",
-                          "--report-dir", str(d / "r")],
-                         capture_output=True, text=True, timeout=300, cwd=d)
-    assert (d / "r" / "report.json").exists(), (out.stdout, out.stderr)
-    report: dict[str, Any] = json.loads((d / "r" / "report.json").read_text())
-    return out, report
+    return test_chaos.chaos_run(tmp_path_factory.mktemp("cluster-run"), "--servers", "3",
+                                "--chaos", "kill-server@2.5", sale=SALE)
 
 
 def test_a_flash_sale_through_the_balancer_passes_every_check_with_a_server_killed(

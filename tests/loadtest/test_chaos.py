@@ -300,10 +300,12 @@ def test_stall_helper_refuses_bad_arguments(tmp_path: Path, args: list[str],
 # ------------------------------------------------------------------ real runs
 
 
-def _chaos_run(directory: Path, *args: str) -> tuple[subprocess.CompletedProcess[str],
-                                                     dict[str, Any]]:
+def chaos_run(directory: Path, *args: str, sale: str = SMALL_SALE
+              ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`livesell-loadtest run` of `sale` (a scenario's TOML) with `args`, in
+    `directory`: what it printed and its report."""
     scenario = directory / "chaos_sale.toml"
-    scenario.write_text(SMALL_SALE)
+    scenario.write_text(sale)
     out = subprocess.run([sys.executable, "-m", "loadtest", "run", str(scenario), "--quiet",
                           "--report-dir", str(directory / "r"), *args],
                          capture_output=True, text=True, timeout=300, cwd=directory)
@@ -340,7 +342,7 @@ def _assert_all_passed(out: subprocess.CompletedProcess[str], report: dict[str, 
 def kill_redis_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[
         subprocess.CompletedProcess[str], dict[str, Any], Path]:
     d = tmp_path_factory.mktemp("kill-redis")
-    out, report = _chaos_run(d, "--chaos", "kill-redis@2.5")
+    out, report = chaos_run(d, "--chaos", "kill-redis@2.5")
     return out, report, d
 
 
@@ -395,7 +397,7 @@ def test_kill_redis_every_check_passes(
 @pytest.fixture(scope="module")
 def stall_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[
         subprocess.CompletedProcess[str], dict[str, Any]]:
-    out, report = _chaos_run(tmp_path_factory.mktemp("stall"), "--chaos", "stall-store@1.5:2.5")
+    out, report = chaos_run(tmp_path_factory.mktemp("stall"), "--chaos", "stall-store@1.5:2.5")
     return out, report
 
 
@@ -428,7 +430,7 @@ def test_stall_store_every_check_passes(
 @pytest.fixture(scope="module")
 def sigterm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[
         subprocess.CompletedProcess[str], dict[str, Any]]:
-    out, report = _chaos_run(tmp_path_factory.mktemp("sigterm"), "--chaos", "sigterm@2.5")
+    out, report = chaos_run(tmp_path_factory.mktemp("sigterm"), "--chaos", "sigterm@2.5")
     return out, report
 
 
@@ -465,7 +467,7 @@ def test_sigterm_drains_exits_0_closes_with_1012_and_every_check_passes(
 @pytest.fixture(scope="module")
 def worker_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[
         subprocess.CompletedProcess[str], dict[str, Any]]:
-    out, report = _chaos_run(tmp_path_factory.mktemp("worker"), "--server-processes", "2",
+    out, report = chaos_run(tmp_path_factory.mktemp("worker"), "--server-processes", "2",
                              "--chaos", "kill-worker@2,flush-redis@3.5")
     return out, report
 
