@@ -34,6 +34,7 @@ from server.state.scripts import (
     Grouped,
     GroupExpired,
     GuestMint,
+    Home,
     Promoted,
     Released,
     SaleStopped,
@@ -49,8 +50,8 @@ from server.state.scripts import (
 from server.state.store import Order
 
 LUA_DIR = resources.files("server.state") / "lua"
-# reschedule.lua takes any number of item zsets: KEYS[1..n-1] and the schedule last,
-# ARGV[1] the room and two arguments per item zset.
+# reschedule.lua takes any number of item zsets, KEYS[1..n], and two arguments per
+# item zset.
 VARIADIC = {"reschedule"}
 TERMS = WaitlistTerms(offer_ms=60_000, max_open_holds=5, keep_place_ms=300_000)
 
@@ -106,12 +107,10 @@ def test_libraries_take_their_keys_as_arguments_and_every_include_is_one() -> No
 
 def test_the_variadic_reschedule_contract() -> None:
     header, _ = _lua("reschedule")
-    assert "KEYS[1..n-1]" in header and "KEYS[n]" in header
-    assert "ARGV[1]" in header and "ARGV[2i]" in header and "ARGV[2i+1]" in header
+    assert "KEYS[1..n]" in header
+    assert "ARGV[2i-1]" in header and "ARGV[2i]" in header
     contract = CONTRACTS["reschedule"]
-    items = len(contract.keys) - 1
-    assert contract.keys[-1] == "due"
-    assert len(contract.args) == 1 + 2 * items
+    assert len(contract.args) == 2 * len(contract.keys)
 
 
 class RecordingScripts(Scripts):
@@ -207,6 +206,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
                       remember_s=60, minute=1),
         scripts.referral_reward(room, mode="decide", invitee="v_1", order_id="o_1", most=5),
         scripts.cancel_order(_order(room), "e1", 1),
+        scripts.home(room, "check"),
     )
     assert replies == [
         -1,
@@ -243,6 +243,7 @@ async def test_each_method_passes_its_contract_and_converts_its_reply(
         Awarded("unloaded"),  # a channel whose points are not loaded yet
         ["rebuilding"],
         "rebuilt",  # no epoch: Redis no longer holds what the cancellation was made under
+        Home("absent"),  # no epoch key (on a single node too: no node is named)
     ]
     assert sorted(name for name, _, _ in scripts.calls) == sorted(CONTRACTS)
     for name, keys, args in scripts.calls:

@@ -57,6 +57,10 @@ def test_file_env_and_overrides_in_order(tmp_path: Path) -> None:
     ("", {"LIVESELL_HUB_LOG_SIZE": "lots"}, "hub.log_size"),
     ("", {"LIVESELL_REDIS_APPENDONLY": "maybe"}, "redis.appendonly"),
     ("", {"LIVESELL_REDIS_URL": "http://x"}, "redis.url"),
+    ("[redis]\ncluster = true\n", {}, "redis.cluster: needs redis.url"),
+    ("", {"LIVESELL_REDIS_CLUSTER": "true", "LIVESELL_REDIS_URL": "unix:///tmp/r.sock"},
+     "redis.cluster: needs redis.url"),
+    ("", {"LIVESELL_REDIS_CLUSTER": "several"}, "redis.cluster"),
     ("[server]\nlog_level = 'loud'\n", {}, "server.log_level"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, content: str, env: dict[str, str],
@@ -87,6 +91,9 @@ def test_cli_rejects_bad_flags_and_config(tmp_path: Path) -> None:
     assert out.returncode == 2 and "hub.max_frame_bytes" in out.stderr
     out = _cli("verify-lottery", "--file", str(tmp_path / "none.json"))
     assert out.returncode == 2 and "cannot read" in out.stderr
+    # A cluster is not the embedded redis-server: it needs the address of one node.
+    out = _cli("serve", "--redis-cluster", env={"LIVESELL_REDIS_URL": ""})
+    assert out.returncode == 2 and "redis.cluster: needs redis.url" in out.stderr
 
 
 def test_serve_on_embedded_defaults_starts_and_stops_cleanly(tmp_path: Path) -> None:

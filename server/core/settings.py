@@ -75,6 +75,8 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: str = ""
+    # The Redis at `url` is a Redis Cluster (7 or newer): a start-up node of it.
+    cluster: bool = False
     binary: str = ""
     port: int = field(default=0, metadata=_range(0, 65535))
     appendonly: bool = True
@@ -397,6 +399,11 @@ def load_settings(
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(
             f"redis.url: {settings.redis.url!r} must start with redis://, rediss:// or unix://"
+        )
+    if settings.redis.cluster and not settings.redis.url.startswith(("redis://", "rediss://")):
+        raise SettingsError(
+            "redis.cluster: needs redis.url, a redis:// or rediss:// address of one node "
+            "of the cluster (the embedded redis-server is a single node)"
         )
     _check_store_url(settings.store.url)
     if settings.sale.request_id_ttl_s < settings.sale.hold_seconds:

@@ -204,10 +204,18 @@ class Context:
         before `recovery_not_before`), or take it off when it has none
         (reschedule.lua); the new due time in ms. A 'confirming' hold was a held
         one first, on the schedule since it was granted: a process killed
-        mid-checkout leaves it where every other process's pulse finds it."""
-        return await self.scripts.reschedule(
+        mid-checkout leaves it where every other process's pulse finds it.
+        Off the schedule first, back on it after reading the room: the schedule
+        is not in the room's hash slot, and in this order an item added meanwhile
+        is never left unscheduled (server/state/schedule.py)."""
+        schedule = self.data.schedule
+        await schedule.off_schedule(room_id)
+        due = await self.scripts.reschedule(
             room_id, recover_after_ms=int(self.settings.store.recover_after_s * 1000),
             recovery_not_before=recovery_not_before)
+        if due is not None:
+            await schedule.note_rooms({room_id: due})
+        return due
 
     async def ensure_whole(self, room_id: str) -> str | None:
         """Refuse with `unavailable` while the room is being rebuilt, and with

@@ -6,23 +6,38 @@ nothing the store holds as sold is ever sold again. Each room's rebuild first
 gives the room a new epoch in the store, which fences out every order still
 queued under the lost state, and only then reads what was sold; the room
 answers `unavailable` until its epoch key is back in Redis (docs/faults.md).
-What each feature keeps in Redis is loaded by the restorer it registered."""
+What each feature keeps in Redis is loaded by the restorer it registered.
+
+On a Redis Cluster a shard can lose the last writes without losing the marker:
+a replica promoted after its primary died has what was replicated, which
+asynchronous replication does not promise is everything its primary
+acknowledged. Each room's epoch key names its home node, and a room whose key
+names another node moves nothing (lua/lib/epoch.lua). `check_homes` watches the
+cluster's topology and, after any change, looks at every room: one a promoted
+replica now serves is rebuilt from the store, exactly as after a loss of all
+data; one whose slot moved by resharding to a node that never was a replica
+keeps its state and gets the new node as home (docs/faults.md, section 6)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from server.core.domain import now_ms
 from server.features.context import Context, new_epoch
 from server.features.registry import Registry
 from server.features.rooms import ARCHIVED
-from server.state.rebuild_data import RebuildData
+from server.state.rebuild_data import ClusterNode, RebuildData
 
 log = logging.getLogger("livesell.restore")
 
 REBUILD_LOCK_S = 60
+# A room whose epoch key is absent this long on a cluster, with no rebuild running,
+# lost it with a shard (created just before its primary died): rebuilt from the
+# store. A rebuild in progress (this or another process) is much shorter.
+ABSENT_REBUILD_S = 10.0
 
 
 class Restore:
@@ -33,6 +48,13 @@ class Restore:
         # new one means Redis was rebuilt, and this process's viewers must be counted
         # present again, whichever process did the rebuild.
         self.seen_generation: str | None = None
+        # Redis Cluster: the topology the last look at every room's home was made
+        # under (None: not yet), whether rooms were left to look at again, and since
+        # when each room seen without its epoch key has been so.
+        self.seen_topology: dict[str, ClusterNode] | None = None
+        self.seen_pubsub_topology: dict[str, ClusterNode] | None = None
+        self.homes_pending = False
+        self.absent_since: dict[str, float] = {}
 
     @property
     def data(self) -> RebuildData:
@@ -123,3 +145,70 @@ class Restore:
             self.ctx.hub.resync_all()
             log.info("redis was rebuilt: %d viewers of this process counted present again "
                      "and sent a snapshot", n)
+        if self.data.cluster and generation is not None:
+            await self.check_homes()
+
+    async def check_homes(self) -> None:
+        """Redis Cluster: after a change of the cluster's topology (and until every
+        room was settled), look at each live room's home; rebuild from the store the
+        rooms a promoted replica serves (or whose epoch key was lost), and re-home
+        the rooms whose slot moved by resharding. Under the rebuild lock, so one
+        process reconciles at a time; the others see the rooms whole after."""
+        topology = await self.data.topology()
+        if topology != self.seen_pubsub_topology:
+            # This process's sharded subscriptions follow the slots (every process).
+            self.seen_pubsub_topology = topology
+            self.ctx.hub.spawn(self.ctx.hub.broker.follow_topology())
+        if topology == self.seen_topology and not self.homes_pending:
+            return
+        token = new_epoch()
+        if not await self.data.lock(token, REBUILD_LOCK_S):
+            return  # another process rebuilds or reconciles: look again next second
+        try:
+            self.homes_pending = await self._settle_homes(topology, token)
+            self.seen_topology = topology
+        finally:
+            await self.data.unlock(token)
+
+    async def _settle_homes(self, topology: dict[str, ClusterNode], token: str) -> bool:
+        """One look at every live room's home; True when some room must be looked
+        at again (its epoch key absent, but not yet for ABSENT_REBUILD_S)."""
+        store = self.ctx.store
+        states = await store.room_states()
+        rooms = [r for r in await store.rooms()
+                 if states.get(r["room_id"], {}).get("state") != ARCHIVED]
+        homes = await self.data.homes([r["room_id"] for r in rooms])
+        now = time.monotonic()
+        pending = False
+        seen_absent = set()
+        for room, home in zip(rooms, homes, strict=True):
+            room_id = room["room_id"]
+            if home.state == "absent":
+                seen_absent.add(room_id)
+                since = self.absent_since.setdefault(room_id, now)
+                if now - since < ABSENT_REBUILD_S:
+                    pending = True
+                    continue
+                log.warning("room %s: its epoch key is gone from the Redis Cluster (a "
+                            "shard lost it): rebuilding the room from the order store",
+                            room_id)
+            elif home.state != "away":
+                continue
+            elif not home.promoted and home.home in topology \
+                    and topology[home.home].healthy_primary:
+                # Moved by resharding: MIGRATE carried every key as it was.
+                if await self.data.rehome(room_id, home.home):
+                    log.info("room %s: its slot moved to node %s; its state moved whole",
+                             room_id, home.here)
+                continue
+            else:
+                log.warning("room %s: now served by node %s, promoted from replica after "
+                            "its primary %s failed; the last writes may be lost, so the "
+                            "room is rebuilt from the order store", room_id, home.here,
+                            home.home or "(unknown)")
+            self.absent_since.pop(room_id, None)
+            await self.rebuild_room(room)
+            await self.data.keep_lock(token, REBUILD_LOCK_S)
+        for room_id in set(self.absent_since) - seen_absent:
+            del self.absent_since[room_id]
+        return pending

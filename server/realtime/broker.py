@@ -9,7 +9,11 @@ last (the channels_redis pattern). What arrives is handed to the hub
 Pub/sub is at-most-once. When the connection comes back after a loss, each
 room's events published meanwhile are read back from its log and delivered
 before the live ones held meanwhile, in seq order and once; a room whose log no
-longer reaches back gets a snapshot for each of its viewers instead.
+longer reaches back gets a snapshot for each of its viewers instead. An event
+that arrives with a gap before it (its seq above the last one heard plus one:
+events were lost on the way, as when a Redis Cluster shard fails over or a
+room's slot moves, where sharded pub/sub reports no reconnect) starts the same
+repair for its room.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ class Broker:
         self._sub: Subscription | None = None
         self._sub_lock = asyncio.Lock()
         self._has_subs = asyncio.Event()
-        self._repair_generation = 0  # one per pub/sub reconnect; the latest repair wins
         self.dropped = 0  # messages on a room's channel that were not events
         self._dropped_logged = -60.0
 
@@ -86,14 +89,21 @@ class Broker:
             if room is None:
                 continue
             try:
-                seq_of(msg[1])
+                seq = seq_of(msg[1])
             except ValueError:
                 # Not an event (another publisher on the channel, a bug): dropped here,
                 # where it enters the process. Delivered, it failed later in the hub's
                 # flush and took the tick's good events of the room with it.
                 self._dropped(room.room_id, msg[1])
                 continue
+            heard = room.heard
+            if seq > heard:
+                room.heard = seq
             hub.deliver(room, msg[1])
+            if heard and seq > heard + 1 and not room.repairing:
+                # Events between were lost on the way: read them back from the log
+                # (this one waits in the room's batch until they are delivered).
+                self._repair([room])
 
     def _dropped(self, room_id: str, payload: bytes) -> None:
         """Log a dropped message, at most once a minute."""
@@ -104,23 +114,43 @@ class Broker:
             log.warning("pub/sub relay: dropped %d message(s) that are not events (last "
                         "on room %s: %r)", self.dropped, room_id, payload[:60])
 
+    async def follow_topology(self) -> None:
+        """The Redis Cluster's topology changed (Restore.check_homes saw it): the
+        rooms' channels are subscribed again where their slots are now, and what
+        was published meanwhile is read back from the rooms' logs."""
+        if self._sub is None:
+            return
+        try:
+            followed = await self._sub.follow_topology()
+        except REDIS_FAULTS as exc:
+            if self.hub.on_redis_error is not None:
+                self.hub.on_redis_error(exc)
+            return
+        if followed:
+            self._reconnected()
+
     def _reconnected(self) -> None:
         """The pub/sub connection was made again (after redis-py's own
         resubscription): what was published while it was down is only in the
         rooms' logs. Live events from now on wait behind it, so each room stays
         in order."""
-        self._repair_generation += 1
-        for room in self.hub.rooms.values():
-            room.repairing = True
-        self.hub.spawn(self._repair_gaps())
+        self._repair(list(self.hub.rooms.values()))
 
-    async def _repair_gaps(self) -> None:
+    def _repair(self, rooms: list[LocalRoom]) -> None:
+        """Hold the rooms' live events and read back what they missed."""
+        for room in rooms:
+            room.repairing = True
+            room.repair_generation += 1
+        self.hub.spawn(self._repair_gaps([(room, room.repair_generation) for room in rooms]))
+
+    async def _repair_gaps(self, rooms: list[tuple[LocalRoom, int]]) -> None:
         """Deliver each room's events published while the link was down, from the
         room's log; a room whose log no longer reaches back gets a snapshot for
         each of its viewers."""
-        generation = self._repair_generation
         hub = self.hub
-        for room in list(hub.rooms.values()):
+        for room, generation in rooms:
+            if generation != room.repair_generation:
+                continue  # a later repair of the room reads its log again
             try:
                 missed: list[bytes] | None = []
                 if room.members:
@@ -133,8 +163,8 @@ class Broker:
                 if hub.on_redis_error is not None and not isinstance(exc, ValueError):
                     hub.on_redis_error(exc)
                 missed = None  # each viewer gets a snapshot instead
-            if generation != self._repair_generation:
-                return  # another reconnect meanwhile: its repair reads every room again
+            if generation != room.repair_generation:
+                continue  # another repair of the room meanwhile: it reads the log again
             if missed is None:
                 for conn in list(room.members):
                     hub.spawn(hub.resync_now(conn))
@@ -162,13 +192,15 @@ class Broker:
             room.subscribed = True
             self._has_subs.set()
             if not room.last_seq:
-                # Where a repair after a reconnect starts reading the log. An event
+                # Where a repair after a reconnect starts reading the log (and what a
+                # gap is measured from). An event
                 # published between SUBSCRIBE and this read is then dropped here as
                 # already seen: the joining viewers' snapshot, read after it, has it.
                 # If the read fails, 0 means "no repair point": a reconnect then
                 # sends this room's viewers snapshots instead.
                 with contextlib.suppress(*REDIS_FAULTS):
                     room.last_seq = await self.events.last_seq(room.room_id)
+                    room.heard = max(room.heard, room.last_seq)
 
     async def unsubscribe_if_empty(self, room: LocalRoom) -> None:
         """Forget a room whose last local viewer left, and stop listening to it."""

@@ -57,8 +57,9 @@ SnapshotFn = Callable[[str], Awaitable[tuple[int, bytes]]]
 class LocalRoom:
     """The viewers of one room connected to this process."""
 
-    __slots__ = ("_transports", "batch", "catching", "fast", "keys", "last_seq", "members",
-                 "repairing", "room_id", "scheduled", "slow", "subscribed")
+    __slots__ = ("_transports", "batch", "catching", "fast", "heard", "keys", "last_seq",
+                 "members", "repair_generation", "repairing", "room_id", "scheduled", "slow",
+                 "subscribed")
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
@@ -77,7 +78,11 @@ class LocalRoom:
         # comes back, the events published meanwhile are read from the room's log
         # from here, and an event that arrives twice is delivered once.
         self.last_seq = 0
+        # The highest seq that arrived by pub/sub (0: none yet): one arriving above
+        # heard + 1 means events were lost on the way (Broker._listen).
+        self.heard = 0
         self.repairing = False  # live events wait until the missed ones are read back
+        self.repair_generation = 0  # the latest repair of the room wins
 
     def go_fast(self, conn: Conn) -> None:
         """Put a viewer on the transport hook on live delivery, if its connection is

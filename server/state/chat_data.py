@@ -76,11 +76,15 @@ class ChatData:
     # ------------------------------------------------------------------ recording
 
     async def set_recording(self, room_id: str, enabled: bool) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(room_keys(room_id).room, "recording", "1" if enabled else "")
-            # The set the pulse reads to learn of rooms switched on through other processes.
-            (pipe.sadd if enabled else pipe.srem)(RECORDING_ROOMS, room_id)
-            await pipe.execute()
+        await self.redis.hset(room_keys(room_id).room, "recording", "1" if enabled else "")
+        # The set the pulse reads to learn of rooms switched on through other processes:
+        # one key for all rooms, on its own shard on a Redis Cluster, so not in a MULTI
+        # with the room's hash. Written second: a crash between leaves the room's flag
+        # set and the pulse not yet told, which the host's next switch repairs.
+        if enabled:
+            await self.redis.sadd(RECORDING_ROOMS, room_id)
+        else:
+            await self.redis.srem(RECORDING_ROOMS, room_id)
 
     async def recording(self, room_id: str) -> bool:
         return bool(await self.redis.hget(room_keys(room_id).room, "recording"))

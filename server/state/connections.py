@@ -5,20 +5,29 @@ opens them in its lifespan and closes them at stop), `health_client` the health
 check's own connection. The web layer maps faults to answers through
 server/state/faults.py, so it imports no Redis client itself
 (tests/test_layers.py).
+
+With `redis.cluster = true` the clients are redis-py's cluster client
+(`ClusterClient`), which routes each command, script and pipeline by its keys'
+hash slot: every room's keys share the tag `{room_id}` (server/core/keys.py), so
+a room lives on one shard and its scripts and transactions stay atomic there.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
     SSLConnection,
     UnixDomainSocketConnection,
 )
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.core.settings import RedisSettings
@@ -51,11 +60,15 @@ class RedisClients(NamedTuple):
     raw: Redis
 
 
-class _ClosedAware(AbstractConnection):
-    """A connection that does not connect again once its pool is closed (mixed in
-    before redis-py's own kind of connection)."""
+class _Closable(Protocol):
+    closed: bool
 
-    pool: ClosingPool | None = None
+
+class _ClosedAware(AbstractConnection):
+    """A connection that does not connect again once its pool (or its cluster
+    client) is closed (mixed in before redis-py's own kind of connection)."""
+
+    pool: _Closable | None = None
 
     def _refuse_when_closed(self) -> None:
         if self.pool is not None and self.pool.closed:
@@ -119,9 +132,105 @@ class ClosingPool(BlockingConnectionPool):
         await super().disconnect(inuse_connections)
 
 
+class _Gate:
+    """A cluster client's 'closed' flag, which its connections read (as a pool's)."""
+
+    closed = False
+
+
+class ClusterClient(RedisCluster):
+    """redis-py's cluster client with the two things `ClosingPool` gives a
+    single-node client: no connection is made once it is closed (a task winding
+    down at the stop would leave a socket nothing closes), and a burst larger
+    than `max_connections` waits for a free connection instead of failing
+    (redis-py's cluster nodes raise MaxConnectionsError at once). At most
+    `max_connections` commands and pipelines run at a time, each taking at most
+    one connection per node, so no node's pool is ever asked for more."""
+
+    def __init__(self, *args: Any, pool_timeout_s: float = 20.0, ping_all: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ping_all = ping_all
+        self.gate = _Gate()
+        self.pool_timeout_s = pool_timeout_s
+        self.slots = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))
+        # Every node's connections, the start-up nodes' included, are gated.
+        nodes = self.nodes_manager
+        base = nodes.connection_kwargs["connection_class"]
+        gated = type(f"Gated{base.__name__}", (_ClosedAware, base), {"pool": self.gate})
+        nodes.connection_kwargs["connection_class"] = gated
+        for node in nodes.startup_nodes.values():
+            node.connection_class = gated
+
+    async def _slot(self) -> None:
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.pool_timeout_s)
+        except TimeoutError:
+            raise RedisConnectionError("no Redis connection free within "
+                                       f"{self.pool_timeout_s} s") from None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self._slot()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self.slots.release()
+
+    async def ping(self, **kwargs: Any) -> Any:
+        """PING; the health check's client asks every primary (a shard down is
+        Redis down for its rooms), the others one node as redis-py does."""
+        if self.ping_all:
+            return await self.execute_command("PING", target_nodes=self.PRIMARIES)
+        return await super().ping(**kwargs)
+
+    def pipeline(self, transaction: Any | None = None,
+                 shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        # redis-py's own pipeline() builds ClusterPipeline the same way.
+        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]
+
+    async def aclose(self) -> None:
+        self.gate.closed = True
+        await super().aclose()
+
+
+class _BoundedPipeline(ClusterPipeline):
+    """A cluster pipeline that takes one of its client's slots while it runs."""
+
+    _client: ClusterClient
+
+    def __init__(self, client: ClusterClient, transaction: Any | None = None) -> None:
+        super().__init__(client, transaction)
+        self._client = client
+
+    async def execute(self, raise_on_error: bool = True,
+                      allow_redirections: bool = True) -> list[Any]:
+        await self._client._slot()
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        finally:
+            self._client.slots.release()
+
+
+def _cluster(url: str, settings: RedisSettings, **kwargs: Any) -> Redis:
+    """A cluster client typed as the single-node client the layers above hold: it
+    answers every command, script and pipeline they use the same way (the cluster
+    tests run a show through it, and tests/slot_audit.py checks every call's keys
+    share a slot)."""
+    client = ClusterClient.from_url(url, max_connections=settings.max_connections,
+                                    pool_timeout_s=settings.pool_timeout_s,
+                                    **_POOL_FIXES, **kwargs)
+    return cast(Redis, client)
+
+
 def open_clients(url: str, settings: RedisSettings) -> RedisClients:
-    """The two pooled clients for the Redis at `url`. No connection is made yet:
-    the first command connects (and fails then when Redis is not there)."""
+    """The two pooled clients for the Redis at `url` (a start-up node of the
+    cluster with `redis.cluster`). No connection is made yet: the first command
+    connects (and fails then when Redis is not there)."""
+    if settings.cluster:
+        return RedisClients(_cluster(url, settings, decode_responses=True),
+                            _cluster(url, settings, decode_responses=False))
     # Blocking pools: a burst of direct calls larger than the pool (every viewer
     # of a big room leaving at once) queues for a connection; redis-py's default
     # pool would fail the calls beyond its size with "Too many connections".
@@ -134,9 +243,19 @@ def open_clients(url: str, settings: RedisSettings) -> RedisClients:
     return RedisClients(text, raw)
 
 
-def health_client(url: str, timeout_s: float = PING_TIMEOUT_S) -> Redis:
+def health_client(url: str, timeout_s: float = PING_TIMEOUT_S,
+                  cluster: bool = False) -> Redis:
     """A client of one connection of its own for the health check's pings, each
-    bounded by `timeout_s` (connect and reply)."""
+    bounded by `timeout_s` (connect and reply). On a cluster, a client of its own
+    whose ping asks every primary: a shard that is down is Redis down for the
+    rooms it holds."""
+    if cluster:
+        several = ClusterClient.from_url(url, decode_responses=True, max_connections=2,
+                                        socket_timeout=timeout_s,
+                                        socket_connect_timeout=timeout_s,
+                                        retry=Retry(NoBackoff(), 0), ping_all=True,
+                                        **_POOL_FIXES)
+        return cast(Redis, several)
     # Its own connection: a ping that waits for a free slot in the shared pool
     # (busy in a big sale) would report Redis down when only the pool is full.
     pool = ClosingPool.from_url(url, decode_responses=True, max_connections=1,

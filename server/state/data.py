@@ -26,7 +26,7 @@ from server.state.social_data import SocialData
 class StateData:
     def __init__(self, redis: Any, scripts: Scripts) -> None:
         self.scripts = scripts
-        self.rooms = RoomsData(redis)
+        self.rooms = RoomsData(redis, scripts)
         self.catalogue = CatalogueData(redis)
         self.sales = SalesData(redis)
         self.offers = OffersData(redis)
@@ -37,7 +37,7 @@ class StateData:
         self.fans = FansData(redis)
         self.referrals = ReferralsData(redis)
         self.schedule = ScheduleData(redis)
-        self.rebuild = RebuildData(redis)
+        self.rebuild = RebuildData(redis, scripts)
         self._memory = MemoryWatch()
         self._redis = redis
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from server.core.keys import room_keys
 from server.core.protocol import seq_of
@@ -21,10 +22,17 @@ from server.state.scripts import Scripts
 
 
 class Subscription:
-    """This process's pub/sub connection: the rooms' channels it listens to."""
+    """This process's pub/sub connection: the rooms' channels it listens to. On a
+    Redis Cluster, sharded pub/sub (SSUBSCRIBE): one connection per shard that
+    holds a room with viewers here, each room's channel on its own shard, which
+    redis-py's cluster pub/sub moves when the slot moves or fails over. There no
+    reconnect is reported: the broker finds what was lost meanwhile by the gap in
+    a room's sequence numbers (Broker._listen)."""
 
-    def __init__(self, pubsub: PubSub) -> None:
+    def __init__(self, pubsub: PubSub, sharded: bool = False) -> None:
         self._pubsub = pubsub
+        self._sharded: ClusterPubSub | None = pubsub if isinstance(pubsub, ClusterPubSub) \
+            and sharded else None
         self._on_reconnect: Callable[[], None] | None = None
         self._watching = False
 
@@ -34,6 +42,9 @@ class Subscription:
         return bool(self._pubsub.subscribed)
 
     async def subscribe(self, channel: str) -> None:
+        if self._sharded is not None:
+            await self._sharded.ssubscribe(channel)
+            return
         await self._pubsub.subscribe(channel)
         if not self._watching and self._on_reconnect is not None \
                 and self._pubsub.connection is not None:
@@ -42,7 +53,21 @@ class Subscription:
             self._watching = True
 
     async def unsubscribe(self, channel: str) -> None:
+        if self._sharded is not None:
+            await self._sharded.sunsubscribe(channel)
+            return
         await self._pubsub.unsubscribe(channel)
+
+    async def follow_topology(self) -> bool:
+        """Redis Cluster: subscribe each room's channel again on the node that serves
+        its slot now (after a resharding the old node ends the subscription, and
+        redis-py only looks again when this client meets a MOVED); True when this
+        is a sharded subscription and it was looked at."""
+        if self._sharded is None:
+            return False
+        await self._sharded.cluster.nodes_manager.initialize()
+        await self._sharded.reinitialize_shard_subscriptions()
+        return True
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever the connection is made again (redis-py then has
@@ -57,6 +82,12 @@ class Subscription:
     async def next_message(self, wait_s: float) -> tuple[bytes, bytes] | None:
         """(channel, payload) of the next published message, or None when none came
         within `wait_s` seconds (or what came was not a published message)."""
+        if self._sharded is not None:
+            msg = await self._sharded.get_sharded_message(ignore_subscribe_messages=True,
+                                                          timeout=wait_s)
+            if msg is None or msg.get("type") != "smessage":
+                return None
+            return msg["channel"], msg["data"]
         msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait_s)
         if msg is None or msg.get("type") != "message":
             return None
@@ -87,7 +118,8 @@ class RoomEvents:
         return self.scripts.publish(room_id, event, log_size, keep)
 
     def subscription(self) -> Subscription:
-        return Subscription(self.stream_redis.pubsub(ignore_subscribe_messages=True))
+        return Subscription(self.stream_redis.pubsub(ignore_subscribe_messages=True),
+                            sharded=isinstance(self.stream_redis, RedisCluster))
 
     async def last_seq(self, room_id: str) -> int:
         """The room's latest sequence number (0: none yet)."""

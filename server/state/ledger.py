@@ -32,6 +32,7 @@ from typing import Any, Final, TypeVar, overload
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import DataError, NoScriptError
 
 from server.state.faults import REDIS_FAULTS
@@ -73,6 +74,7 @@ SCRIPT_NAMES: Final = (
     "award",
     "referral_reward",
     "cancel_order",
+    "home",
 )
 MAX_BATCH: Final = 256
 MAX_SAMPLES: Final = 10_000  # timing samples kept between two takes by the metrics
@@ -203,6 +205,10 @@ class Ledger:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        # On a Redis Cluster an event goes by sharded pub/sub (publish.lua), and
+        # SCRIPT LOAD reaches every primary (redis-py sends it to each).
+        self.cluster = isinstance(redis, RedisCluster)
+        self.publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
         self.sources = _load_sources()
         self.shas = {name: hashlib.sha1(src.encode()).hexdigest()
                      for name, src in self.sources.items()}

@@ -84,8 +84,10 @@ class OffersData:
     async def load_lottery(self, room_id: str, lottery: Lottery,
                            result: dict[str, Any] | None, entrants: list[str],
                            close_timer: str) -> None:
-        """The lottery's hash and entrants; an undrawn one gets its close timer
-        (member `close_timer`) and the room goes on the schedule, in one MULTI."""
+        """The lottery's hash and entrants, in one MULTI; an undrawn one gets its
+        close timer (member `close_timer`), and then the room goes on the schedule
+        (and, for a keyword lottery, on the set of rooms the chat reads it from):
+        keys of every room, on their own shard on a Redis Cluster (schedule.py)."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             if entrants:
@@ -100,10 +102,13 @@ class OffersData:
             pipe.sadd(keys.lotteries, lottery.lottery_id)
             if result is None:
                 pipe.zadd(keys.timers, {close_timer: lottery.closes_at})
+            await pipe.execute()
+        if result is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zadd(DUE, {room_id: lottery.closes_at}, lt=True)
                 if lottery.entry == "keyword":
                     pipe.sadd(KEYWORD_ROOMS, room_id)
-            await pipe.execute()
+                await pipe.execute()
 
     async def lottery_min_level(self, room_id: str, lottery_id: str) -> int:
         """The fan level the lottery needs (0 also when there is no such lottery)."""
@@ -157,13 +162,14 @@ class OffersData:
             await pipe.execute()
 
     async def reopen(self, room_id: str, lottery_id: str, close_timer: str, at: int) -> None:
-        """A draw failed: the lottery is open again and its close timer due at `at`."""
+        """A draw failed: the lottery is open again and its close timer due at `at`
+        (then the room on the schedule: schedule.py)."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.lottery(lottery_id), "state", "open")
             pipe.zadd(keys.timers, {close_timer: at})
-            pipe.zadd(DUE, {room_id: at}, lt=True)
             await pipe.execute()
+        await self.redis.zadd(DUE, {room_id: at}, lt=True)
 
     async def set_drawn(self, room_id: str, lottery_id: str, result: dict[str, Any],
                         close_timer: str) -> None:

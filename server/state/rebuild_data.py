@@ -1,18 +1,41 @@
 """The Redis side of keeping Redis in step with the order store: the global
 epoch marker, the rebuild lock, adopting rooms loaded before epochs existed,
-and wiping a room's holds before it is loaded again
-(server/features/restore.py runs the rebuild; docs/faults.md)."""
+wiping a room's holds before it is loaded again, and on a Redis Cluster the
+cluster's topology and each room's home (server/features/restore.py runs the
+rebuild and the reconciliation; docs/faults.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, NamedTuple
 
 from server.core.keys import EPOCH, REBUILD_LOCK, room_keys
+from server.state.scripts import Home, Scripts
+
+
+class ClusterNode(NamedTuple):
+    """One node of a Redis Cluster as CLUSTER NODES shows it."""
+
+    node_id: str
+    flags: frozenset[str]  # 'master' or 'slave', 'fail', 'fail?', 'handshake', ...
+    master_id: str  # the primary a replica follows ('-' for a primary)
+    config_epoch: str
+    slots: tuple[tuple[str, ...], ...]
+
+    @property
+    def healthy_primary(self) -> bool:
+        return "master" in self.flags and not self.flags & {"fail", "fail?", "handshake",
+                                                             "noaddr"}
 
 
 class RebuildData:
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, scripts: Scripts | None = None) -> None:
         self.redis = redis  # decode_responses=True (see RoomsData)
+        self.scripts = scripts
+
+    @property
+    def cluster(self) -> bool:
+        return self.scripts is not None and self.scripts.cluster
 
     async def generation(self) -> str | None:
         """The epoch marker: None when Redis lost its data (or was never loaded)."""
@@ -43,7 +66,33 @@ class RebuildData:
                 if not found[2 * i] and found[2 * i + 1]]
 
     async def adopt(self, room_id: str, epoch: str) -> None:
+        if self.scripts is not None and self.scripts.cluster:
+            await self.scripts.home(room_id, "mark", epoch, only_if_absent=True)
+            return
         await self.redis.set(room_keys(room_id).epoch, epoch, nx=True)
+
+    # ------------------------------------------------------------------ Redis Cluster
+
+    async def topology(self) -> dict[str, ClusterNode]:
+        """The cluster's nodes by id, as one node sees them (CLUSTER NODES)."""
+        nodes: dict[str, Any] = await self.redis.cluster_nodes()
+        found = {}
+        for node in nodes.values():
+            flags = frozenset(node["flags"].split(",")) - {"myself"}
+            found[node["node_id"]] = ClusterNode(
+                node["node_id"], flags, node["master_id"], node["epoch"],
+                tuple(tuple(str(x) for x in r) for r in node["slots"]))
+        return found
+
+    async def homes(self, room_ids: list[str]) -> list[Home]:
+        """Where each room's home is (home.lua 'check'), batched by the ledger."""
+        assert self.scripts is not None
+        return list(await asyncio.gather(*[self.scripts.home(r, "check") for r in room_ids]))
+
+    async def rehome(self, room_id: str, home: str) -> bool:
+        """Make the node that serves the room its home, if its key still names `home`."""
+        assert self.scripts is not None
+        return (await self.scripts.home(room_id, "rehome", home)).state == "ok"
 
     async def unmark(self, room_id: str) -> None:
         """The room answers 'unavailable' until its epoch is set again."""

@@ -21,6 +21,7 @@ from server.core.keys import (
     ROOMS,
     room_keys,
 )
+from server.state.scripts import Scripts
 
 # Unanswered questions (Q&A) a snapshot carries, the most upvoted first.
 TOP_QUESTIONS = 10
@@ -52,10 +53,11 @@ class RoomRead:
 
 
 class RoomsData:
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, scripts: Scripts | None = None) -> None:
         # A decode_responses=True client: replies are str, though redis-py types
         # them bytes | str; every method below gives its result a real type.
         self.redis = redis
+        self.scripts = scripts
 
     async def load_room(self, room_id: str, title: str, stream_url: str, key_hash: str,
                         created: int) -> None:
@@ -67,21 +69,28 @@ class RoomsData:
             # Sequence numbers start at the creation time in ms, so that after Redis
             # loses its data and the room is rebuilt, new numbers still exceed old ones.
             pipe.set(keys.seq, created, nx=True)
-            pipe.sadd(ROOMS, room_id)
             await pipe.execute()
+        # The set of rooms is one key for all, on its own shard on a Redis Cluster.
+        await self.redis.sadd(ROOMS, room_id)
 
     async def update_room(self, room_id: str, changes: Mapping[str, str]) -> None:
         """The room's fields the host edited (title, stream_url; the store has them)."""
         await self.redis.hset(room_keys(room_id).room, mapping=dict(changes))
 
     async def mark_whole(self, room_id: str, epoch: str) -> None:
-        """The room's Redis state is complete and belongs to `epoch` (set last)."""
+        """The room's Redis state is complete and belongs to `epoch` (set last). On a
+        Redis Cluster the key also names the node that serves the room as its home
+        (home.lua, lib/epoch.lua)."""
+        if self.scripts is not None and self.scripts.cluster:
+            await self.scripts.home(room_id, "mark", epoch)
+            return
         await self.redis.set(room_keys(room_id).epoch, epoch)
 
     async def epoch(self, room_id: str) -> str | None:
         """The room's Redis epoch (None while the room is being rebuilt)."""
         value = await self.redis.get(room_keys(room_id).epoch)
-        return None if value is None else str(value)
+        # '<epoch>@<home node>' on a Redis Cluster: the epoch is the part before.
+        return None if value is None else str(value).partition("@")[0]
 
     async def is_whole(self, room_id: str) -> bool:
         return bool(await self.redis.exists(room_keys(room_id).epoch))

@@ -66,8 +66,8 @@ class SalesData:
 
     async def load(self, room_id: str, sale: Sale, held: int, sold: int, stopped: bool,
                    bought: dict[str, int], timers: dict[str, int]) -> None:
-        """The sale's hash, buyers' counts and `timers` (member -> due ms), with the
-        room put on the schedule at the earliest, in one MULTI."""
+        """The sale's hash, buyers' counts and `timers` (member -> due ms) in one
+        MULTI, then the room put on the schedule at the earliest (schedule.py)."""
         keys = room_keys(room_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.sale(sale.sale_id), mapping={
@@ -82,8 +82,9 @@ class SalesData:
             pipe.set(keys.product_sale(sale.product_id), sale.sale_id)
             if timers:
                 pipe.zadd(keys.timers, timers)
-                pipe.zadd(DUE, {room_id: min(timers.values())}, lt=True)
             await pipe.execute()
+        if timers:
+            await self.redis.zadd(DUE, {room_id: min(timers.values())}, lt=True)
 
     # ------------------------------------------------------------------ listings
 

@@ -2,7 +2,15 @@
 scored by due time, see server/core/jobs.py), its expiring holds and its
 checkouts in progress, and the global schedule keys.DUE (room -> when its
 earliest item falls due) that the pulse polls. Claiming a due job is a ZREM:
-it answers 1 to exactly one process, which runs the job."""
+it answers 1 to exactly one process, which runs the job.
+
+keys.DUE is one key for every room, so on a Redis Cluster it is on another
+shard than most rooms: no script or MULTI holds it with a room's keys. Writers
+add the item to the room first and then lower the room's entry (ZADD LT); the
+pulse takes a room off first and then puts it back at its earliest item
+(Context.reschedule). Either order of the two leaves every item scheduled, and
+a step lost to a crash in between is caught by the reseed (Pulse.reseed_schedule).
+"""
 
 from __future__ import annotations
 
@@ -51,12 +59,10 @@ class ScheduleData:
         return list(await self.redis.zrange(room_keys(room_id).timers, 0, -1))
 
     async def add_jobs(self, room_id: str, jobs: dict[str, int]) -> None:
-        """Due jobs of the room (member -> due ms), with the room on the schedule at
-        the earliest, in one MULTI."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(room_keys(room_id).timers, jobs)
-            pipe.zadd(DUE, {room_id: min(jobs.values())}, lt=True)
-            await pipe.execute()
+        """Due jobs of the room (member -> due ms), then the room on the schedule at
+        the earliest (see the module docstring for the order)."""
+        await self.redis.zadd(room_keys(room_id).timers, jobs)
+        await self.redis.zadd(DUE, {room_id: min(jobs.values())}, lt=True)
 
     async def drop_jobs(self, room_id: str, members: list[str]) -> None:
         if members:

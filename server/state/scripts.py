@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 from server.core import auction_chain
 from server.core.auction_terms import Auction, hold_sale_id
 from server.core.domain import listing_id, new_id
-from server.core.keys import DUE, fan_keys, guest_mints, room_keys
+from server.core.keys import fan_keys, guest_mints, room_keys
 from server.state.ledger import SCRIPT_NAMES, Arg, Ledger
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Contract:
 
 CONTRACTS: Final[dict[str, Contract]] = {
     "publish": Contract(("seq", "log", "epoch", "chat_history"),
-                        ("event", "log_size", "channel", "keep")),
+                        ("event", "log_size", "channel", "keep", "publish_command")),
     "reserve": Contract(
         ("answer", "product_sale", "sale", "stock", "bought", "hold", "holds", "epoch",
          "policy", "open_holds", "ip_bought", "listing", "listing_bought",
@@ -80,9 +80,10 @@ CONTRACTS: Final[dict[str, Contract]] = {
     "adjust_stock": Contract(("stock",), ("total",)),
     "close_lottery": Contract(("lottery",), ()),
     "viewers": Contract(("present", "uniq", "peak", "by_minute"), ("minute",)),
+    "home": Contract(("epoch",), ("mode", "value", "only_if_absent")),
     "reschedule": Contract(
-        ("timers", "holds", "confirming", "due"),
-        ("room_id", "timers_add_ms", "timers_not_before", "holds_add_ms", "holds_not_before",
+        ("timers", "holds", "confirming"),
+        ("timers_add_ms", "timers_not_before", "holds_add_ms", "holds_not_before",
          "confirming_add_ms", "confirming_not_before")),
     "chat_gate": Contract(("policy", "chat_rate", "slow_mode"), ("room_messages_per_s",)),
     "mint_guest": Contract(("mints",), ("limit", "window_ms", "member")),
@@ -357,6 +358,24 @@ def _due(reply: Any) -> int | None:
     return int(reply) if reply else None
 
 
+class Home(NamedTuple):
+    """home.lua: `state` 'ok', 'kept', 'changed', 'absent', 'home' or 'away'; for
+    'away', the node the room's epoch names (`home`, '' for none), the node that
+    serves the room now (`here`) and whether that node was ever promoted from
+    replica (`promoted`: it may lack writes its old primary acknowledged)."""
+
+    state: str
+    home: str = ""
+    here: str = ""
+    promoted: bool = False
+
+
+def _home(reply: Any) -> Home:
+    if reply[0] != "away":
+        return Home(str(reply[0]))
+    return Home("away", str(reply[1]), str(reply[2]), bool(int(reply[3])))
+
+
 class BidDecided(NamedTuple):
     """bid.lua: 'ok' (accepted, or the leader's maximum raised) and 'outbid' (refused,
     but the leader's proxy bid rose) change the auction and are remembered; 'dup' is
@@ -555,7 +574,7 @@ class Scripts(Ledger):
         k = room_keys(room_id)
         # No conversion: the reply is already an int, and this runs once per event.
         return self.run("publish", [k.seq, k.log, k.epoch, k.chat_history],
-                        [event, log_size, k.channel, keep])
+                        [event, log_size, k.channel, keep, self.publish_command])
 
     def reserve(self, room_id: str, *, sale_id: str, product_id: str, buyer: str,
                 request_id: str, hold_id: str, quantity: int, hold_ms: int,
@@ -685,11 +704,20 @@ class Scripts(Ledger):
 
     def reschedule(self, room_id: str, *, recover_after_ms: int,
                    recovery_not_before: int) -> asyncio.Future[int | None]:
-        """Put the room on the schedule (keys.DUE) at its earliest timer, expiring
-        hold, or checkout due for recovery; None when it has nothing due."""
+        """When the room's earliest timer, expiring hold, or checkout due for
+        recovery falls due; None when it has nothing due (Context.reschedule puts
+        it on the schedule, keys.DUE)."""
         k = room_keys(room_id)
-        return self.run("reschedule", [k.timers, k.holds, k.confirming, DUE],
-                        [room_id, 0, 0, 0, 0, recover_after_ms, recovery_not_before], _due)
+        return self.run("reschedule", [k.timers, k.holds, k.confirming],
+                        [0, 0, 0, 0, recover_after_ms, recovery_not_before], _due)
+
+    def home(self, room_id: str, mode: str, value: str = "",
+             only_if_absent: bool = False) -> asyncio.Future[Home]:
+        """A room's home on a Redis Cluster (home.lua): `mode` 'mark' sets the epoch
+        `value` with the serving node as home, 'check' says where its home is,
+        'rehome' moves the home to the serving node if it still is `value`."""
+        return self.run("home", [room_keys(room_id).epoch],
+                        [mode, value, "1" if only_if_absent else ""], _home)
 
     def chat_gate(self, room_id: str, viewer: str,
                   room_messages_per_s: float) -> asyncio.Future[ChatGate]:

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="external Redis instead of the embedded one "
                        "(redis.url; also LIVESELL_REDIS_URL, which keeps a password in "
                        "the URL out of the process list)")
+    serve.add_argument("--redis-cluster", action="store_true", default=None,
+                       help="the Redis at --redis-url is a node of a Redis Cluster (7 or "
+                       "newer): route by hash slot (redis.cluster)")
     serve.add_argument("--store", type=_store, metavar="PATH_OR_URL",
                        help="the order store: a SQLite file's path (store.path), or a "
                        "postgresql://user@host:5432/db URL (store.url; also "
@@ -155,8 +158,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if value is not None:
             server[key] = value
     overrides: dict[str, dict[str, Any]] = {"server": server}
+    redis: dict[str, Any] = {}
     if args.redis_url is not None:
-        overrides["redis"] = {"url": args.redis_url}
+        redis["url"] = args.redis_url
+    if args.redis_cluster:
+        redis["cluster"] = True
+    if redis:
+        overrides["redis"] = redis
     if args.store is not None:
         kind, value = args.store
         # A path chooses SQLite even where a config file or the environment named a

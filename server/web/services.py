@@ -115,7 +115,7 @@ class Services:
         async def ping() -> None:
             await redis.ping()
         await self._while_redis_restarts(ping, url)
-        self.health.redis = health_client(url)
+        self.health.redis = health_client(url, cluster=s.redis.cluster)
         embedded = self.embedded
         if embedded is not None:
             self.health.supervisor_state = lambda: embedded.state

@@ -7,9 +7,10 @@
 -- questions per viewer, ARGV[5] answer TTL s, ARGV[6] '1' when the viewer's identity is
 -- shop-signed, ARGV[7] most questions a room keeps (answered ones included)
 -- Returns {'dup', question JSON} | {'rebuilding'} | {'refused', code} | {'ok', question JSON}
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-if redis.call('EXISTS', KEYS[5]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[5]) then return {'rebuilding'} end
 if ARGV[6] ~= '1' and redis.call('HGET', KEYS[6], 'require_verified') == '1' then
   return {'refused', 'signed_identity_required'}
 end

@@ -8,9 +8,10 @@
 -- identity is shop-signed
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', code}
 --   | {'ok'|'confirming'|'confirmed', hold json, epoch}
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-local epoch = redis.call('GET', KEYS[7])
+local epoch = room_epoch(KEYS[7])
 if not epoch then return {'rebuilding'} end
 if ARGV[4] ~= '1' and redis.call('HGET', KEYS[8], 'require_verified') == '1' then
   return {'refused', 'signed_identity_required'}

@@ -12,9 +12,10 @@
 --   | {'ok' | 'outbid', answer, event JSON ('' when nothing public changed), entry JSON
 --      with the bidder's id ('' for none), the bidder's maximum, the server time}
 -- #include auction
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-if redis.call('EXISTS', KEYS[5]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[5]) then return {'rebuilding'} end
 local a = redis.call('HMGET', KEYS[2], 'state', 'ends_at', 'start', 'bands', 'mode',
   'extend_ms', 'buy_now', 'signed_only', 'leader', 'leader_max', 'amount', 'bids', 'head',
   'salt', 'second_max', 'reserve', 'leader_name', 'product_id', 'extensions', 'leader_ps')

@@ -12,7 +12,8 @@
 -- the change was recorded under, ARGV[6] ms now, ARGV[7] mode 'cancel' | 'refund
 -- Returns {'ok'} | {'already'} | {'rebuilt'} (Redis was rebuilt from the store since:
 -- its counts already leave the order out)
-if redis.call('GET', KEYS[8]) ~= ARGV[5] then return {'rebuilt'} end
+-- #include epoch
+if room_epoch(KEYS[8]) ~= ARGV[5] then return {'rebuilt'} end
 if redis.call('HEXISTS', KEYS[7], ARGV[1]) == 1 then return {'already'} end
 local qty = tonumber(ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'sold', -qty)

@@ -5,9 +5,10 @@
 -- ARGV[1] viewer, ARGV[2] answer TTL s, ARGV[3] coupon id, ARGV[4] '1' when the
 -- viewer's identity is shop-signed
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-if redis.call('EXISTS', KEYS[4]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[4]) then return {'rebuilding'} end
 -- A refusal changed nothing and is cheap to decide again: it is not remembered
 -- (a retry is evaluated afresh; docs/protocol.md §8).
 local function refuse(code)

@@ -14,7 +14,8 @@
 --   | {'returned'} | {'ended', ended_by, winner ('' for none), hold id, expires_at,
 --      ended_at}
 -- #include auction
-if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[8]) then return {'rebuilding'} end
 local a = redis.call('HMGET', KEYS[1], 'state', 'ends_at', 'leader', 'amount', 'reserve',
   'pay_ms', 'currency', 'unit', 'bought_now', 'product_id')
 if not a[1] then return {'missing'} end

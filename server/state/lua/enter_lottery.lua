@@ -7,9 +7,10 @@
 -- ARGV[3] answer TTL s, ARGV[4] lottery id, ARGV[5] '1' when the viewer's identity is
 -- shop-signed
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-if redis.call('EXISTS', KEYS[5]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[5]) then return {'rebuilding'} end
 -- A refusal changed nothing and is cheap to decide again: it is not remembered
 -- (a retry is evaluated afresh; docs/protocol.md §8).
 local function refuse(code)

@@ -14,9 +14,10 @@
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', code, group id or ''}
 --   | {'ok', answer} | {'complete', answer, member holds...}
 -- #include group
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-if redis.call('EXISTS', KEYS[12]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[12]) then return {'rebuilding'} end
 local g = redis.call('HMGET', KEYS[3], 'state', 'size', 'members', 'deadline', 'deal_id')
 if not g[1] then return {'refused', 'group_not_found', ''} end
 local d = redis.call('HMGET', KEYS[2], 'state', 'price', 'currency')

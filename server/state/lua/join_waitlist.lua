@@ -8,7 +8,8 @@
 -- ARGV[4] '1' when the viewer's identity is shop-signed, ARGV[5] room key prefix
 -- Returns {'rebuilding'} | {'refused', code} | {'ok', position, waiting, ticket, available}
 -- #include offer
-if redis.call('EXISTS', KEYS[3]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[3]) then return {'rebuilding'} end
 if redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 then return {'refused', 'product_not_found'} end
 if redis.call('HGET', KEYS[6], 'state') == 'ended' then return {'refused', 'show_ended'} end
 if redis.call('HGET', KEYS[4], 'require_verified') == '1' and ARGV[4] ~= '1' then

@@ -9,7 +9,8 @@
 -- moves...} (the moves as promote_waitlist returns them)
 -- #include offer
 -- #include waitlist
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[1]) then return {'rebuilding'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local moves, more = promote_waitlist(ARGV[1], ARGV[2], now, ARGV[3], tonumber(ARGV[4]),

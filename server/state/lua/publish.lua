@@ -7,9 +7,12 @@
 -- KEYS[1] seq counter, KEYS[2] capped event log (list, oldest first), KEYS[3] the room's
 -- epoch, KEYS[4] the room's chat history (list, oldest first)
 -- ARGV[1] encoded event object '{...}' (at least one field), ARGV[2] log size, ARGV[3] channel,
--- ARGV[4] chat history size to keep the event in (0: not kept)
+-- ARGV[4] chat history size to keep the event in (0: not kept), ARGV[5] 'PUBLISH', or
+-- 'SPUBLISH' on a Redis Cluster (sharded pub/sub: the message goes to the room's shard
+-- only, whose slot the channel's hash tag names, not to every node)
 -- Returns the event's seq, or -1 when the room is being rebuilt
-if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+-- #include epoch
+if not room_epoch(KEYS[3]) then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 local event = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
 redis.call('RPUSH', KEYS[2], event)
@@ -19,5 +22,5 @@ if keep > 0 then
   redis.call('RPUSH', KEYS[4], event)
   redis.call('LTRIM', KEYS[4], -keep, -1)
 end
-redis.call('PUBLISH', ARGV[3], event)
+redis.call(ARGV[5] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', ARGV[3], event)
 return seq

@@ -9,6 +9,7 @@
 -- paid per inviter (0: no program, nothing is paid)
 -- Returns {'paid' | 'capped' | 'none', inviter} (decide) | {'not_invited'} | {'decided',
 -- decision} | {'rebuilding'} | {'undone'} | {'kept'} | {'reversed', inviter}
+-- #include epoch
 if ARGV[1] == 'undo' then
   local d = redis.call('HGET', KEYS[2], ARGV[2])
   if d ~= 'paid:' .. ARGV[3] and d ~= 'capped:' .. ARGV[3] and d ~= 'none:' .. ARGV[3] then
@@ -32,7 +33,7 @@ if ARGV[1] == 'reverse' then
   end
   return {'reversed', inviter or ''}
 end
-if redis.call('EXISTS', KEYS[4]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[4]) then return {'rebuilding'} end
 local inviter = redis.call('HGET', KEYS[1], ARGV[2])
 if not inviter then return {'not_invited'} end
 local d = redis.call('HGET', KEYS[2], ARGV[2])

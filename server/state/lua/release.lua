@@ -21,7 +21,8 @@
 -- auction instead (server/features/auctions.py).
 -- #include offer
 -- #include waitlist
-if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[8]) then return {'rebuilding'} end
 local h = redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'buyer', 'quantity', 'product_id',
   'coupon_id', 'ip')
 if not h[1] then

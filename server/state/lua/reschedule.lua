@@ -1,21 +1,19 @@
--- Put a room back on the pulse's schedule at the time its earliest item is due,
--- or take it off when it has none. Atomic with the writers, which add an item
--- and then lower the room's entry (ZADD LT), so no item is ever left unscheduled.
--- KEYS[1..n-1] the room's item zsets (scored in ms), KEYS[n] the schedule zset
--- ARGV[1] room id; then per item zset i: ARGV[2i] ms added to its earliest score,
--- ARGV[2i+1] the earliest time (ms) it may be due again (0: any)
--- Returns the room's new due time in ms, or false when it has nothing due.
+-- When a room's earliest item is due: its earliest timer, expiring hold or checkout due
+-- for recovery. Reads only the room's keys (one hash slot on a Redis Cluster): the
+-- caller takes the room off the global schedule first and puts it back at this time
+-- after (ZADD LT), so an item a writer adds meanwhile is never left unscheduled
+-- (server/state/schedule.py).
+-- KEYS[1..n] the room's item zsets (scored in ms)
+-- ARGV[2i-1] ms added to item zset i's earliest score, ARGV[2i] the earliest time (ms) it
+-- may be due again (0: any)
+-- Returns the room's due time in ms, or false when it has nothing due.
 local best = nil
-for i = 1, #KEYS - 1 do
+for i = 1, #KEYS do
   local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
   if first[2] then
-    local at = math.max(tonumber(first[2]) + tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1]))
+    local at = math.max(tonumber(first[2]) + tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i]))
     if best == nil or at < best then best = at end
   end
 end
-if best == nil then
-  redis.call('ZREM', KEYS[#KEYS], ARGV[1])
-  return false
-end
-redis.call('ZADD', KEYS[#KEYS], best, ARGV[1])
+if best == nil then return false end
 return best

@@ -18,9 +18,10 @@
 -- Returns {'dup', answer} | {'stale'} | {'rebuilding'} | {'refused', answer} | {'ok', answer}
 -- The offer rule is lib/offer.lua's, shared with the waitlist's scripts.
 -- #include offer
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-if redis.call('EXISTS', KEYS[8]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[8]) then return {'rebuilding'} end
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return {'stale'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

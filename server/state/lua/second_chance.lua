@@ -9,7 +9,8 @@
 -- Returns {'rebuilding'} | {'missing'} | {'refused', code}
 --   | {'offered', bidder, bidder's pseudonym, name, amount, expires_at}
 -- #include auction
-if redis.call('EXISTS', KEYS[6]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[6]) then return {'rebuilding'} end
 local a = redis.call('HMGET', KEYS[1], 'state', 'unit', 'second', 'second_max',
   'second_name', 'sc_bidder', 'salt', 'currency', 'pay_ms', 'product_id')
 if not a[1] then return {'missing'} end

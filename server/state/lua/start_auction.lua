@@ -10,7 +10,8 @@
 -- pseudonym salt, ARGV[14] genesis hash, ARGV[15] currency, ARGV[16] started at ms,
 -- ARGV[17] room key prefix
 -- Returns {'ok'} | {'rebuilding'} | {'active', auction id} | {'sold_out'}
-if redis.call('EXISTS', KEYS[7]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[7]) then return {'rebuilding'} end
 local cur = redis.call('GET', KEYS[4])
 if cur and redis.call('HGET', ARGV[17] .. 'auction:' .. cur, 'state') == 'open' then
   return {'active', cur}

@@ -14,9 +14,10 @@
 -- Returns {'dup', answer} | {'rebuilding'} | {'refused', code, group id or ''}
 --   | {'ok', answer}
 -- #include group
+-- #include epoch
 local cached = redis.call('GET', KEYS[1])
 if cached then return {'dup', cached} end
-if redis.call('EXISTS', KEYS[12]) == 0 then return {'rebuilding'} end
+if not room_epoch(KEYS[12]) then return {'rebuilding'} end
 local d = redis.call('HMGET', KEYS[2], 'state', 'units', 'held', 'sold', 'group_size',
   'fill_ms', 'price', 'currency', 'deal_id')
 if not d[1] then return {'refused', 'deal_not_found', ''} end

@@ -7,7 +7,8 @@
 -- shop-signed
 -- Returns {'ok', votes, 1 for a new upvote | 0 for one counted before} | {'rebuilding'}
 --   | {'refused', code}
-if redis.call('EXISTS', KEYS[4]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[4]) then return {'rebuilding'} end
 local q = redis.call('HGET', KEYS[1], ARGV[1])
 if not q then return {'refused', 'question_not_found'} end
 if cjson.decode(q).viewer_id == ARGV[2] then return {'refused', 'own_question'} end

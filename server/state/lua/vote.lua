@@ -7,7 +7,8 @@
 -- shop-signed
 -- Returns {'ok', option, 1 for a new vote | 0 for the same again} | {'rebuilding'}
 --   | {'refused', code, the option counted (already_voted) or ''}
-if redis.call('EXISTS', KEYS[3]) == 0 then return {'rebuilding'} end
+-- #include epoch
+if not room_epoch(KEYS[3]) then return {'rebuilding'} end
 local p = redis.call('HMGET', KEYS[1], 'state', 'closes_at', 'options')
 if not p[1] then return {'refused', 'poll_not_found', ''} end
 local option = tonumber(ARGV[2])
