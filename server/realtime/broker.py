@@ -99,11 +99,11 @@ class Broker:
             heard = room.heard
             if seq > heard:
                 room.heard = seq
-            hub.deliver(room, msg[1])
             if heard and seq > heard + 1 and not room.repairing:
                 # Events between were lost on the way: read them back from the log
                 # (this one waits in the room's batch until they are delivered).
                 self._repair([room])
+            hub.deliver(room, msg[1])
 
     def _dropped(self, room_id: str, payload: bytes) -> None:
         """Log a dropped message, at most once a minute."""

@@ -199,6 +199,10 @@ class Hub:
 
     def _flush(self, room: LocalRoom) -> None:
         room.scheduled = False
+        if room.repairing:
+            # A flush scheduled before the repair began: the repair delivers the batch
+            # after the events it reads back (Broker._repair_gaps), in seq order.
+            return
         payloads, room.batch = room.batch, []
         if not payloads:
             return
