@@ -115,3 +115,12 @@ async def server(request: pytest.FixtureRequest, redis_url: str,
 async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.base, timeout=30) as client:
         yield client
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Redis Cluster slot audit (tests/slot_audit.py): every command the test
+    process sends must keep a script, a MULTI or a multi-key command within one hash
+    slot. On unless LIVESELL_SLOT_AUDIT=0; LIVESELL_SLOT_AUDIT=record only records."""
+    from tests import slot_audit
+
+    slot_audit.configure(config)
