@@ -178,7 +178,7 @@ async def test_a_room_whose_slot_moves_mid_show_keeps_its_state_whole(
                 return placed
 
             for v, hold in zip(early, holds, strict=True):
-                placed = await eventually(lambda v=v, hold=hold: checkout(v, hold))
+                placed = await eventually(lambda v=v, hold=hold: checkout(v, hold), timeout=180)
                 assert placed["type"] == "order_placed", placed
             assert await store.room_epoch(host.room_id) == epoch_before
 
@@ -228,7 +228,7 @@ async def test_a_primary_killed_after_unreplicated_writes_is_reconciled_from_the
         try:
             for v in crowd[:5]:
                 await pay(v, product_id)
-            await eventually(lambda: replicated(redis_cluster, primary, replica))
+            await eventually(lambda: replicated(redis_cluster, primary, replica), timeout=180)
             epoch_before = await store.room_epoch(host.room_id)
 
             # The replica stops taking the primary's writes (a real SIGSTOP): the next
@@ -250,9 +250,9 @@ async def test_a_primary_killed_after_unreplicated_writes_is_reconciled_from_the
                 asyncio.to_thread(redis_cluster.wait_for_failover, primary))
             refused = 0
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 120
+            deadline = loop.time() + 240
             while True:
-                assert loop.time() < deadline, "no hold granted within 120 s of the kill"
+                assert loop.time() < deadline, "no hold granted within 240 s of the kill"
                 answer = await buy(crowd[10], product_id)
                 if answer["type"] == "hold":
                     assert await store.room_epoch(host.room_id) != epoch_before
@@ -266,7 +266,7 @@ async def test_a_primary_killed_after_unreplicated_writes_is_reconciled_from_the
 
             # Then the orders the lost writes had counted are counted from the store,
             # and the rest of the sale sells out exactly.
-            audit = await eventually(lambda: _audit_when_whole(host))
+            audit = await eventually(lambda: _audit_when_whole(host), timeout=180)
             audit_ok(audit)
             assert audit["products"][0]["sold"] == 11, audit["products"]
             rest = [await join(b, host.room_id) for _ in range(units)]
