@@ -60,6 +60,15 @@ HAPROXY_HINT: Final = ("HAProxy was not found (haproxy on PATH or /usr/sbin/hapr
 CHECK_INTER_MS: Final = 500
 FALL: Final = 2
 RISE: Final = 2
+# How long one check may take to be answered (HAProxy's `timeout check`). Unset, a
+# check gets `inter` (500 ms) for its connect and answer both: a server merely slowed
+# by CPU contention (its core shared with Redis, PostgreSQL, HAProxy and other work)
+# then failed two checks in a row, was marked down and, by `on-marked-down
+# shutdown-sessions`, had every viewer's connection closed, which then failed the
+# run's checks (docs/benchmarks.md, "Several servers"). A killed server refuses the
+# check's connection at once and is still out within FALL x inter; a hung one within
+# about FALL x (inter + CHECK_TIMEOUT_MS).
+CHECK_TIMEOUT_MS: Final = 2000
 STATS_TIMEOUT_S: Final = 2.0
 BACKEND: Final = "livesell"
 
@@ -91,13 +100,15 @@ def maxconn() -> int:
 
 
 def haproxy_config(port: int, servers: list[tuple[str, str, int]], stats_socket: Path,
-                   *, inter_ms: int = CHECK_INTER_MS) -> str:
+                   *, inter_ms: int = CHECK_INTER_MS,
+                   check_timeout_ms: int = CHECK_TIMEOUT_MS) -> str:
     """The balancer's configuration (docs/deploy.md explains each line): HTTP mode
     (WebSocket upgrades are understood and the connection becomes a tunnel), least
     connections (viewers stay connected for a whole show), health checks on
-    /api/ready (503 while a server starts, drains or has lost Redis or its store), a
-    failed connection retried on another server, and the client's address passed on
-    in X-Forwarded-For (server.forwarded_allow_ips lists the balancer)."""
+    /api/ready (503 while a server starts, drains or has lost Redis or its store;
+    an answer may take check_timeout_ms), a failed connection retried on another
+    server, and the client's address passed on in X-Forwarded-For
+    (server.forwarded_allow_ips lists the balancer)."""
     lines = [
         "global",
         f"    maxconn {maxconn()}",
@@ -126,6 +137,7 @@ def haproxy_config(port: int, servers: list[tuple[str, str, int]], stats_socket:
         "    option httpchk",
         "    http-check send meth GET uri /api/ready",
         "    http-check expect status 200",
+        f"    timeout check {check_timeout_ms}ms",
         f"    default-server inter {inter_ms}ms fastinter {max(100, inter_ms // 5)}ms "
         f"fall {FALL} rise {RISE} on-marked-down shutdown-sessions",
     ]
@@ -273,12 +285,17 @@ class ServerCluster(SpawnedServer):
 
     def __init__(self, env: dict[str, str], count: int, cpus: list[int] | None = None,
                  keep_dir: Path | None = None, *, redis_cpus: list[int] | None = None,
-                 redis_url: str | None = None, store_url: str | None = None) -> None:
+                 redis_url: str | None = None, store_url: str | None = None,
+                 redis_cluster: bool = False) -> None:
         if not 1 <= count <= MAX_SERVERS:
             raise SpawnError(f"--servers: {count} is not within 1..{MAX_SERVERS}")
         super().__init__(env, cpus, keep_dir, redis_cpus=redis_cpus, workers=1)
         self.count = count
         self.redis_url = redis_url or ""
+        # The given Redis is a Redis Cluster (a start-up node): `redis.cluster` on.
+        self.redis_cluster = redis_cluster
+        if redis_cluster and not redis_url:
+            raise SpawnError("--redis-cluster: needs the address of one of its nodes")
         self.store_url = store_url or ""
         self._own_redis: Any = None  # server.state.embedded_redis.RedisServer
         self._own_pg: Any = None  # loadtest.pg_cluster.PgCluster
@@ -348,6 +365,8 @@ class ServerCluster(SpawnedServer):
             "LIVESELL_AUTH_SECRET": self.secret,
             "LIVESELL_SERVER_ADMIN_KEY": self.admin_key,
         })
+        if self.redis_cluster:
+            env["LIVESELL_REDIS_CLUSTER"] = "true"
         return env
 
     def _start_servers(self) -> None:
@@ -430,8 +449,10 @@ class ServerCluster(SpawnedServer):
                              "pid": self.balancer.proc.pid if self.balancer and
                              self.balancer.proc else None,
                              "balance": "leastconn", "health_check": "GET /api/ready",
-                             "check_inter_ms": CHECK_INTER_MS, "fall": FALL, "rise": RISE},
-                "redis": "private redis-server" if self._own_redis else "given",
+                             "check_inter_ms": CHECK_INTER_MS,
+                             "check_timeout_ms": CHECK_TIMEOUT_MS, "fall": FALL, "rise": RISE},
+                "redis": "private redis-server" if self._own_redis else
+                "given Redis Cluster" if self.redis_cluster else "given",
                 "store": "private PostgreSQL" if self._own_pg else "given PostgreSQL"}
 
     def stop(self) -> int | None:
