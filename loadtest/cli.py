@@ -2,7 +2,7 @@
 
     livesell-loadtest run SCENARIO [--url URL | --spawn] [--viewers N] [--duration S]
                       [--speed F] [--report-dir DIR] [--seed N] [--host-key KEY]
-                      [--chaos SPEC] [--servers N]
+                      [--chaos SPEC] [--servers N [--redis-cluster URL]]
     livesell-loadtest list
     livesell-loadtest bench [...]
 
@@ -68,6 +68,33 @@ def _server_processes(text: str) -> int:
     return value
 
 
+def _redis_cluster(text: str) -> str:
+    """A redis:// address of one node of a Redis Cluster on this machine (a load
+    test sends nothing to another machine)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if len(text) > 200:
+        raise argparse.ArgumentTypeError("longer than 200 characters")
+    parts = urlsplit(text)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected redis://HOST:PORT")
+    try:
+        port = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: bad port") from None
+    if port is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected redis://HOST:PORT")
+    try:
+        loopback = ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        loopback = parts.hostname == "localhost"
+    if not loopback:
+        raise argparse.ArgumentTypeError(f"{parts.hostname}: not a loopback address (a load "
+                                         "test stays on this machine)")
+    return text
+
+
 def _servers(text: str) -> int:
     from loadtest.cluster import MAX_SERVERS
 
@@ -120,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--servers", type=_servers,
                      help="spawn N servers (1-8) on 127.0.0.1..127.0.0.N with one private "
                           "Redis and PostgreSQL, behind HAProxy, and run through it")
+    run.add_argument("--redis-cluster", type=_redis_cluster, metavar="URL",
+                     help="with --servers: the servers share this Redis Cluster (Redis 7 or "
+                          "newer; a redis://127.0.0.1:PORT of one of its nodes) instead of "
+                          "a private redis-server")
     run.add_argument("--report-dir", type=Path,
                      help="where report.json and report.html go "
                           "(default ./loadtest-reports/NAME-TIME)")
@@ -197,11 +228,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ScenarioError("--servers: each server behind the balancer is one process; "
                                 "not with --server-processes")
         chaos = parse_chaos(args.chaos) if args.chaos is not None else []
+        if args.redis_cluster and not args.servers:
+            raise ScenarioError("--redis-cluster: only with --servers")
+        one_redis = sorted({f.kind for f in chaos} & {"kill-redis", "flush-redis"})
+        if args.redis_cluster and one_redis:
+            raise ScenarioError(f"--chaos {one_redis[0]}: a fault of the private redis-server, "
+                                "not of a given Redis Cluster")
         engine = prepare(RunOptions(scenario=scenario, url=args.url, room=args.room,
                                     host_key=args.host_key, admin_key=args.admin_key,
                                     progress=not args.quiet, trace=trace,
                                     server_processes=args.server_processes,
-                                    servers=args.servers,
+                                    servers=args.servers, redis_cluster=args.redis_cluster,
                                     chaos=chaos, chaos_spec=args.chaos or ""))
     except (ScenarioError, TraceError, ChaosError) as exc:
         print(f"livesell-loadtest: {exc}", file=sys.stderr)

@@ -38,6 +38,7 @@ class RunOptions:
     trace: Trace | None = None
     server_processes: int | None = None  # spawned server's processes; None: plan_cores
     servers: int | None = None  # several servers behind HAProxy (loadtest/cluster.py)
+    redis_cluster: str | None = None  # their Redis Cluster's start-up node (--redis-cluster)
     chaos: list[Fault] = field(default_factory=list)
     chaos_spec: str = ""
 

@@ -73,7 +73,8 @@ class Target:
             # Several servers behind HAProxy, on one Redis and one PostgreSQL (all
             # private); every server on the server cores, as one server would be.
             self.server = ServerCluster(env, opts.servers, cores.server,
-                                        redis_cpus=cores.redis)
+                                        redis_cpus=cores.redis, redis_url=opts.redis_cluster,
+                                        redis_cluster=bool(opts.redis_cluster))
             self.ctx.progress.update(phase=f"starting {opts.servers} servers and haproxy")
         else:
             self.server = SpawnedServer(env, cores.server, redis_cpus=cores.redis,

@@ -33,7 +33,10 @@ from websockets.asyncio.client import connect
 
 from loadtest.cluster import ServerCluster, find_haproxy
 from tests.loadtest import test_chaos
+from tests.redis_cluster import RedisCluster, redis_cluster, redis_cluster_module
 from tests.support import ViewerClient, eventually, offer
+
+__all__ = ["redis_cluster", "redis_cluster_module"]  # the fixtures, used by name
 
 # The rehearsal settings the load tester uses: every test viewer comes from 127.0.0.1.
 ENV = {"LIVESELL_AUTH_GUEST_MINTS_PER_IP_PER_MIN": "0"}
@@ -268,3 +271,26 @@ def test_the_killed_servers_viewers_resumed_through_the_balancer(
     gaps = report["measurements"]["fanout"]
     assert gaps["gaps"] >= 1 and gaps["gaps_recovered_by"].get("resume", 0) >= 1
     assert "chaos kill-server@2.5 at " in out.stdout and "marked it DOWN" in out.stdout
+
+
+# ------------------------------------------------------------------ on a Redis Cluster
+
+def test_the_flash_sale_on_a_redis_cluster_passes_every_check_with_a_server_killed(
+        redis_cluster: RedisCluster, tmp_path: Path) -> None:
+    """The same layout and run with the three servers on a real Redis Cluster
+    (three primaries, three replicas: tests/redis_cluster.py) instead of one Redis:
+    rooms by hash slot, events by sharded pub/sub."""
+    _need_haproxy()
+    out, report = test_chaos.chaos_run(tmp_path, "--servers", "3", "--redis-cluster",
+                                       redis_cluster.url, "--chaos", "kill-server@2.5",
+                                       sale=SALE)
+    names = {c["name"] for c in report["checks"]}
+    assert names >= CORRECTNESS_CHECKS, CORRECTNESS_CHECKS - names
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert out.returncode == 0 and not failed, (failed, out.stdout[-3000:], out.stderr[-3000:])
+    layout = report["settings"]["target"]["cluster"]
+    assert layout["redis"] == "given Redis Cluster"
+    assert [s["killed"] for s in layout["servers"]].count(True) == 1
+    assert 0 < report["measurements"]["selling"]["units_sold"] <= 60
+    # The viewers of the killed server came back and closed their gaps by resuming.
+    assert report["measurements"]["viewers"]["reconnects"] >= 1
