@@ -381,8 +381,12 @@ export class Live {
   }
 
   /** Keep the sample with the smallest round trip among the recent ones: its error is
-   *  at most half that round trip. A server_time without a round trip (welcome,
-   *  snapshot) is used only until a ping has been answered. */
+   *  at most half that round trip. Of samples with equal round trips (common on a fast
+   *  link, where most measure 0 or 1 ms) the newest wins: its error bound is the same
+   *  and it measures the clocks as they are now, after any drift or step of this
+   *  device's wall clock (an NTP correction, a resume from sleep) that an older sample
+   *  would keep hiding until it left the window. A server_time without a round trip
+   *  (welcome, snapshot) is used only until a ping has been answered. */
   _sampleClock(serverTime, rtt, localNow = Date.now()) {
     if (typeof serverTime !== "number") return;
     const offset = serverTime - localNow;
@@ -393,7 +397,7 @@ export class Live {
       this.samples.push({ offset, rtt });
       if (this.samples.length > 8) this.samples.shift();
       let best = this.samples[0];
-      for (const s of this.samples) if (s.rtt < best.rtt) best = s;
+      for (const s of this.samples) if (s.rtt <= best.rtt) best = s; // oldest first: ties go to the newest
       this.offset = best.offset;
       this.offsetRtt = best.rtt;
     }

@@ -221,13 +221,17 @@ async def test_a_countdown_is_redrawn_the_moment_the_clock_estimate_moves(
     buy = page.locator(f'.pcard[data-product-id="{pid}"] .buy-btn')
     await expect(buy).to_have_text(re.compile(r"Starts in (10:00|9:\d\d)"))
     # A pong as the connection handles it, whose server time is 5 minutes later and
-    # whose round trip (0 ms) beats every real sample; the text is read in the same
-    # script, so no timer of the page can have run in between.
+    # whose round trip is exactly 0 ms (Date.now() held still while the page handles
+    # it): no sample is better, and of equal ones the page keeps the newest. The text
+    # is read in the same script, so no timer of the page can have run in between.
     before, after = await page.evaluate(f"""() => {{
         const live = window.livesell.live;
         const btn = document.querySelector('.pcard[data-product-id="{pid}"] .buy-btn');
         const before = btn.textContent;
-        live._onPong({{ type: "pong", t: Date.now(), server_time: live.serverNow() + 300000 }});
+        const realNow = Date.now; const t = realNow(); Date.now = () => t;
+        try {{
+            live._onPong({{ type: "pong", t, server_time: live.serverNow() + 300000 }});
+        }} finally {{ Date.now = realNow; }}
         return [before, btn.textContent];
     }}""")
 
