@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,31 @@ async def test_faults_by_kind(redis_url: str, redis_server: RedisServer) -> None
             with contextlib.suppress(Exception):
                 await text.aclose()
             await raw.aclose()
+
+
+async def test_a_cluster_clients_slot_is_not_taken_twice_by_one_task() -> None:
+    """redis-py resends a command a cluster pipeline met MOVED, ASK or TRYAGAIN for
+    through the client's execute_command, inside the pipeline's execute: the task
+    that holds a slot must not wait for a second one (with every slot held by such
+    pipelines, the process stalled until pool_timeout_s). Other tasks still wait."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from server.state.connections import ClusterClient
+
+    # No connection is made: the slots are the client's own semaphore.
+    client = ClusterClient(host="127.0.0.1", port=free_port(), max_connections=1,
+                           pool_timeout_s=0.2)
+    try:
+        async with client.slot():
+            async with client.slot():  # the same task: no second slot taken
+                pass
+
+            async def other() -> None:
+                async with client.slot():
+                    pass
+            # Another task, not started from within the slot, waits, and times out.
+            with pytest.raises(RedisConnectionError, match="no Redis connection free"):
+                await asyncio.create_task(other(), context=contextvars.Context())
+        await asyncio.wait_for(asyncio.create_task(other()), 5)  # free again
+    finally:
+        await client.aclose()

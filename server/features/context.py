@@ -210,11 +210,18 @@ class Context:
         is never left unscheduled (server/state/schedule.py)."""
         schedule = self.data.schedule
         await schedule.off_schedule(room_id)
-        due = await self.scripts.reschedule(
-            room_id, recover_after_ms=int(self.settings.store.recover_after_s * 1000),
-            recovery_not_before=recovery_not_before)
-        if due is not None:
-            await schedule.note_rooms({room_id: due})
+        try:
+            due = await self.scripts.reschedule(
+                room_id, recover_after_ms=int(self.settings.store.recover_after_s * 1000),
+                recovery_not_before=recovery_not_before)
+            if due is not None:
+                await schedule.note_rooms({room_id: due})
+        except BaseException:
+            # Off the schedule but not back on it (Redis failed between, a slot moving
+            # answered TRYAGAIN): due now, at the pulse's next tick (Pulse.flush_due),
+            # not at the next reseed minutes later.
+            self.note_due(room_id, now_ms())
+            raise
         return due
 
     async def ensure_whole(self, room_id: str) -> str | None:

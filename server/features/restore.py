@@ -90,7 +90,13 @@ class Restore:
     async def adopt_rooms(self) -> None:
         """Give an epoch to rooms that Redis holds without one (loaded by a version
         before epochs existed). Their state is kept as it is: only the fence starts.
-        Every process agrees on the epoch, so concurrent starts adopt the same one."""
+        Every process agrees on the epoch, so concurrent starts adopt the same one.
+        Not on a Redis Cluster: there a room without its epoch key is being rebuilt
+        (by `check_homes` or a start's rebuild), or lost the key with a shard, and
+        marking it whole would open it on the state the rebuild is replacing;
+        `check_homes` rebuilds such a room."""
+        if self.data.cluster:
+            return
         store = self.ctx.store
         rooms = [r["room_id"] for r in await store.rooms()]
         if not rooms:

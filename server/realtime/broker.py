@@ -117,14 +117,17 @@ class Broker:
     async def follow_topology(self) -> None:
         """The Redis Cluster's topology changed (Restore.check_homes saw it): the
         rooms' channels are subscribed again where their slots are now, and what
-        was published meanwhile is read back from the rooms' logs."""
+        was published meanwhile is read back from the rooms' logs. The read-back
+        also matters for the subscriptions: its reads meet the moved slots' MOVED,
+        on which redis-py moves each shard channel to its slot's owner as that
+        node knows it (a node asked just before may not have known yet)."""
         if self._sub is None:
             return
         try:
             followed = await self._sub.follow_topology()
         except REDIS_FAULTS as exc:
             if self.hub.on_redis_error is not None:
-                self.hub.on_redis_error(exc)
+                self.hub.on_redis_error(exc)  # logged once per outage by the app
             return
         if followed:
             self._reconnected()

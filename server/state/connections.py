@@ -15,7 +15,9 @@ a room lives on one shard and its scripts and transactions stay atomic there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol, TypeAlias, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -138,6 +140,18 @@ class _Gate:
     closed = False
 
 
+# The cluster clients whose slot the running task holds: redis-py resends a command
+# a pipeline met TRYAGAIN, MOVED or ASK for through the client's execute_command,
+# inside the pipeline's execute. Taken again there, a burst of pipelines could hold
+# every slot while each waits for a second one. (A task started while a slot is
+# held, such as redis-py's own per-node sends, shares it.)
+_HOLDING: ContextVar[frozenset[int]] = ContextVar("livesell_cluster_slots",
+                                                 default=frozenset())
+# Connections a node's pool has beyond the commands that may run at once: the
+# pub/sub connections redis-py takes from the node's pool for good.
+_POOL_SPARE = 2
+
+
 class ClusterClient(RedisCluster):
     """redis-py's cluster client with the two things `ClosingPool` gives a
     single-node client: no connection is made once it is closed (a task winding
@@ -148,12 +162,13 @@ class ClusterClient(RedisCluster):
     one connection per node, so no node's pool is ever asked for more."""
 
     def __init__(self, *args: Any, pool_timeout_s: float = 20.0, ping_all: bool = False,
-                 **kwargs: Any) -> None:
+                 max_connections: int = 100, **kwargs: Any) -> None:
+        kwargs["max_connections"] = max_connections + _POOL_SPARE
         super().__init__(*args, **kwargs)
         self.ping_all = ping_all
         self.gate = _Gate()
         self.pool_timeout_s = pool_timeout_s
-        self.slots = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))
+        self.slots = asyncio.Semaphore(max_connections)
         # Every node's connections, the start-up nodes' included, are gated.
         nodes = self.nodes_manager
         base = nodes.connection_kwargs["connection_class"]
@@ -162,19 +177,28 @@ class ClusterClient(RedisCluster):
         for node in nodes.startup_nodes.values():
             node.connection_class = gated
 
-    async def _slot(self) -> None:
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of the client's slots for the running task, unless it holds one."""
+        holding = _HOLDING.get()
+        if id(self) in holding:
+            yield
+            return
         try:
             await asyncio.wait_for(self.slots.acquire(), self.pool_timeout_s)
         except TimeoutError:
             raise RedisConnectionError("no Redis connection free within "
                                        f"{self.pool_timeout_s} s") from None
+        token = _HOLDING.set(holding | {id(self)})
+        try:
+            yield
+        finally:
+            _HOLDING.reset(token)
+            self.slots.release()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        await self._slot()
-        try:
+        async with self.slot():
             return await super().execute_command(*args, **kwargs)
-        finally:
-            self.slots.release()
 
     async def ping(self, **kwargs: Any) -> Any:
         """PING; the health check's client asks every primary (a shard down is
@@ -206,11 +230,8 @@ class _BoundedPipeline(ClusterPipeline):
 
     async def execute(self, raise_on_error: bool = True,
                       allow_redirections: bool = True) -> list[Any]:
-        await self._client._slot()
-        try:
+        async with self._client.slot():
             return await super().execute(raise_on_error, allow_redirections)
-        finally:
-            self._client.slots.release()
 
 
 def _cluster(url: str, settings: RedisSettings, **kwargs: Any) -> Redis:

@@ -102,7 +102,10 @@ class RebuildData:
         """Forget every hold of the room (their held counts restart at 0) and keep
         its sequence numbers at least `seq_floor` and above any handed out before."""
         keys = room_keys(room_id)
-        await self.redis.delete(keys.holds, keys.confirming, keys.open_holds)
+        # The event log too: it tells of the lost state, and without it every viewer's
+        # next read-back (a resume, a gap on any server) finds it does not reach back
+        # and gets a snapshot of the rebuilt room instead.
+        await self.redis.delete(keys.holds, keys.confirming, keys.open_holds, keys.log)
         stale = [k async for k in self.redis.scan_iter(match=keys.hold("*"), count=1000)]
         for start in range(0, len(stale), 1000):
             await self.redis.unlink(*stale[start:start + 1000])

@@ -86,13 +86,24 @@ class RoomsData:
             return
         await self.redis.set(room_keys(room_id).epoch, epoch)
 
+    @property
+    def cluster(self) -> bool:
+        return self.scripts is not None and self.scripts.cluster
+
     async def epoch(self, room_id: str) -> str | None:
-        """The room's Redis epoch (None while the room is being rebuilt)."""
+        """The room's Redis epoch (None while the room is being rebuilt, and on a
+        Redis Cluster while its key names another node than the one serving it:
+        until the servers re-home or rebuild the room, nothing of it moves, as the
+        scripts see it: lua/lib/epoch.lua)."""
+        if self.scripts is not None and self.scripts.cluster:
+            home = await self.scripts.home(room_id, "check")
+            return home.epoch if home.state == "home" else None
         value = await self.redis.get(room_keys(room_id).epoch)
-        # '<epoch>@<home node>' on a Redis Cluster: the epoch is the part before.
-        return None if value is None else str(value).partition("@")[0]
+        return None if value is None else str(value)
 
     async def is_whole(self, room_id: str) -> bool:
+        if self.cluster:
+            return await self.epoch(room_id) is not None
         return bool(await self.redis.exists(room_keys(room_id).epoch))
 
     async def presence(self, room_id: str) -> tuple[bool, bool, bool, str | None]:
@@ -106,6 +117,8 @@ class RoomsData:
             pipe.exists(EPOCH)
             pipe.hget(keys.room, "state")
             whole, exists, in_step, state = await pipe.execute()
+        if whole and self.cluster:
+            whole = await self.epoch(room_id) is not None  # home.lua: at home here
         return bool(whole), bool(exists), bool(in_step), state
 
     async def host_key_hash(self, room_id: str) -> str | None:

@@ -368,9 +368,12 @@ class Home(NamedTuple):
     home: str = ""
     here: str = ""
     promoted: bool = False
+    epoch: str = ""  # for 'home': the room's epoch
 
 
 def _home(reply: Any) -> Home:
+    if reply[0] == "home":
+        return Home("home", epoch=str(reply[1]))
     if reply[0] != "away":
         return Home(str(reply[0]))
     return Home("away", str(reply[1]), str(reply[2]), bool(int(reply[3])))
@@ -714,8 +717,9 @@ class Scripts(Ledger):
     def home(self, room_id: str, mode: str, value: str = "",
              only_if_absent: bool = False) -> asyncio.Future[Home]:
         """A room's home on a Redis Cluster (home.lua): `mode` 'mark' sets the epoch
-        `value` with the serving node as home, 'check' says where its home is,
-        'rehome' moves the home to the serving node if it still is `value`."""
+        `value` with the serving node as home, 'check' says where its home is (and
+        the epoch, when it is the serving node), 'rehome' moves the home to the
+        serving node if it still is `value`."""
         return self.run("home", [room_keys(room_id).epoch],
                         [mode, value, "1" if only_if_absent else ""], _home)
 

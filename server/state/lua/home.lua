@@ -6,7 +6,8 @@
 -- the key is absent); 'check': where the room's home is; 'rehome': make this node the
 -- home, if the key still names the home ARGV[2] (a slot moved by resharding)
 -- Returns {'ok'} | {'kept'} (mark, NX, key present) | {'changed'} (rehome, the key is
--- not what the caller saw) | {'absent'} | {'home'} | {'away', home, this node, promoted}
+-- not what the caller saw) | {'absent'} | {'home', epoch} | {'away', home, this node,
+-- promoted}
 -- where promoted is 1 when this node was ever promoted from replica (its replication
 -- history has a second id): it may lack writes its old primary acknowledged. On a
 -- single node (no cluster) no node is named: the epoch is set as it is.
@@ -33,7 +34,7 @@ if ARGV[1] == 'rehome' then
   redis.call('SET', KEYS[1], stamp(epoch))
   return {'ok'}
 end
-if home == me then return {'home'} end
+if home == me then return {'home', epoch} end
 local info = redis.call('INFO', 'replication')
 local promoted = 1
 if string.find(info, 'second_repl_offset:-1', 1, true) then promoted = 0 end
