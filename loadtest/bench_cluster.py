@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.args import bounded
+from loadtest.stats import cpu_ticks
 
 LAYOUTS = (1, 2, 3)
 PROCESSES = (1, 2)
@@ -69,16 +70,11 @@ def _spread(values: list[float | None]) -> dict[str, float] | None:
 
 
 def _busy_ticks() -> tuple[int, int, int] | None:
-    """The machine's busy, stolen and total CPU ticks since boot (/proc/stat's `cpu`
-    line: busy is everything but idle and iowait)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = f.readline().split()
-    except OSError:
+    """The machine's busy, stolen and total CPU ticks since boot (busy is
+    everything but idle and iowait)."""
+    ticks = cpu_ticks()
+    if ticks is None:
         return None
-    if len(fields) < 9 or fields[0] != "cpu":
-        return None
-    ticks = [int(x) for x in fields[1:9]]
     total = sum(ticks)
     return total - ticks[3] - ticks[4], ticks[7], total
 

@@ -101,11 +101,10 @@ def read_proc(pid: int) -> ProcSample | None:
     return ProcSample(cpu, rss)
 
 
-def host_jiffies() -> tuple[int, int] | None:
-    """The machine's CPU time stolen by the hypervisor and its total CPU time, in
-    clock ticks since boot (the `cpu` line of /proc/stat); None where unreadable.
-    A virtual machine whose host is busy runs everything slower, and that shows
-    here: a run whose steal share is high measured the neighbours too."""
+def cpu_ticks() -> list[int] | None:
+    """The machine's CPU time since boot in clock ticks, the first eight fields of
+    /proc/stat's `cpu` line: user nice system idle iowait irq softirq steal (guest
+    time is already counted in user and nice); None where unreadable."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = f.readline().split()
@@ -113,10 +112,16 @@ def host_jiffies() -> tuple[int, int] | None:
         return None
     if len(fields) < 9 or fields[0] != "cpu":
         return None
-    ticks = [int(x) for x in fields[1:]]
-    # user nice system idle iowait irq softirq steal [guest guest_nice]; guest time
-    # is already counted in user and nice.
-    return ticks[7], sum(ticks[:8])
+    return [int(x) for x in fields[1:9]]
+
+
+def host_jiffies() -> tuple[int, int] | None:
+    """The machine's CPU time stolen by the hypervisor and its total CPU time, in
+    clock ticks since boot; None where unreadable. A virtual machine whose host is
+    busy runs everything slower, and that shows here: a run whose steal share is
+    high measured the neighbours too."""
+    ticks = cpu_ticks()
+    return None if ticks is None else (ticks[7], sum(ticks))
 
 
 def steal_between(before: tuple[int, int] | None,
