@@ -38,6 +38,9 @@ REBUILD_LOCK_S = 60
 # lost it with a shard (created just before its primary died): rebuilt from the
 # store. A rebuild in progress (this or another process) is much shorter.
 ABSENT_REBUILD_S = 10.0
+# Longest wait for one node's CLUSTER NODES, and for the pub/sub subscriptions to
+# move after a topology change (redis-py asks the nodes one after another).
+TOPOLOGY_READ_S = 5.0
 
 
 class Restore:
@@ -160,7 +163,14 @@ class Restore:
         rooms a promoted replica serves (or whose epoch key was lost), and re-home
         the rooms whose slot moved by resharding. Under the rebuild lock, so one
         process reconciles at a time; the others see the rooms whole after."""
-        topology = await self.data.topology()
+        # Bounded: a node that accepts the connection and never answers must not hold
+        # the upkeep tick (rebuild checks, memory watch) with it; next second again.
+        try:
+            async with asyncio.timeout(TOPOLOGY_READ_S):
+                topology = await self.data.topology()
+        except TimeoutError as exc:
+            self.ctx.health.redis_failed(exc)  # logged once per outage
+            return
         if topology != self.seen_pubsub_topology:
             # This process's sharded subscriptions follow the slots (every process).
             self.seen_pubsub_topology = topology

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("livesell.hub")
 
 REPAIR_READ_S = 5.0  # longest wait for one room's log after a pub/sub reconnect
+FOLLOW_S = 10.0  # longest wait for the sharded subscriptions to follow the slots
 
 
 class Broker:
@@ -124,8 +125,11 @@ class Broker:
         if self._sub is None:
             return
         try:
-            followed = await self._sub.follow_topology()
-        except REDIS_FAULTS as exc:
+            # Bounded: a hung node must not leave this task waiting for ever; the
+            # next topology change, or a repair's MOVED, moves the channels again.
+            async with asyncio.timeout(FOLLOW_S):
+                followed = await self._sub.follow_topology()
+        except (*REDIS_FAULTS, TimeoutError) as exc:
             if self.hub.on_redis_error is not None:
                 self.hub.on_redis_error(exc)  # logged once per outage by the app
             return
